@@ -1,0 +1,82 @@
+package kv
+
+import (
+	"bytes"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+)
+
+// Version orders operations on a key: last writer wins by (Time, OpID).
+// OpID breaks ties between operations accepted in the same microsecond, so
+// the order is total and every replica, consumer and store agrees on it.
+type Version struct {
+	Time time.Time
+	OpID uuid.UUID
+}
+
+// Compare returns -1, 0 or +1 as v is older than, the same as, or newer than w.
+func (v Version) Compare(w Version) int {
+	if c := v.Time.Compare(w.Time); c != 0 {
+		return c
+	}
+	return bytes.Compare(v.OpID[:], w.OpID[:])
+}
+
+// Newer reports whether v wins over w.
+func (v Version) Newer(w Version) bool { return v.Compare(w) > 0 }
+
+// String renders the version so that byte order of the strings is the order
+// of the versions: zero-padded microseconds since the epoch, then the op id
+// in lower-case hex. Redis compares versions in this form.
+func (v Version) String() string {
+	return fmt.Sprintf("%020d:%s", v.Time.UnixMicro(), v.OpID)
+}
+
+// ParseVersion is the inverse of Version.String.
+func ParseVersion(s string) (Version, error) {
+	var micros int64
+	var id string
+	if len(s) != 20+1+36 || s[20] != ':' {
+		return Version{}, fmt.Errorf("version %q: malformed", s)
+	}
+	if _, err := fmt.Sscanf(s[:20], "%d", &micros); err != nil {
+		return Version{}, fmt.Errorf("version %q: %w", s, err)
+	}
+	id = s[21:]
+	opID, err := uuid.Parse(id)
+	if err != nil {
+		return Version{}, fmt.Errorf("version %q: %w", s, err)
+	}
+	return Version{Time: time.UnixMicro(micros).UTC(), OpID: opID}, nil
+}
+
+// Winners reduces a batch of operations to the newest one per key. It
+// returns the indexes of the winners, ordered by key (a stable lock order for
+// the stores), and of the losers: operations beaten by a newer one in the same
+// batch, or repeating the winner's version, which applying the winner once
+// covers.
+func Winners(ops []Op) (winners, losers []int) {
+	best := make(map[string]int, len(ops))
+	for i, op := range ops {
+		j, seen := best[op.Key]
+		switch {
+		case !seen:
+			best[op.Key] = i
+		case op.Version.Newer(ops[j].Version):
+			best[op.Key] = i
+			losers = append(losers, j)
+		default:
+			losers = append(losers, i)
+		}
+	}
+	winners = make([]int, 0, len(best))
+	for _, i := range best {
+		winners = append(winners, i)
+	}
+	slices.SortFunc(winners, func(a, b int) int { return strings.Compare(ops[a].Key, ops[b].Key) })
+	return winners, losers
+}

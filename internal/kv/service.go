@@ -1,0 +1,153 @@
+package kv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/singleflight"
+)
+
+// Store is the durable state: PostgreSQL in production.
+type Store interface {
+	// Get returns the key's entry, which may be a tombstone, or ErrNotFound
+	// when the store holds nothing for it.
+	Get(ctx context.Context, key string) (Entry, error)
+	// List returns up to limit live entries with keys greater than after,
+	// in key order.
+	List(ctx context.Context, after string, limit int) ([]Entry, error)
+}
+
+// Cache is the read-through cache: Redis in production.
+type Cache interface {
+	// Get returns the cached entry (possibly a tombstone) or ErrCacheMiss.
+	Get(ctx context.Context, key string) (Entry, error)
+	// Fill caches e unless the cache already holds the same or a newer
+	// version of the key; it reports whether e was stored.
+	Fill(ctx context.Context, e Entry) (bool, error)
+}
+
+// Publisher makes an accepted operation durable: RabbitMQ in production.
+// A nil error means the broker confirmed the message.
+type Publisher interface {
+	Publish(ctx context.Context, op Op) error
+}
+
+// Service serves reads cache-aside and turns writes into queued operations.
+type Service struct {
+	store  Store
+	cache  Cache
+	pub    Publisher
+	limits Limits
+	log    zerolog.Logger
+	now    func() time.Time
+
+	// loads makes concurrent misses on one key share one store query.
+	loads singleflight.Group
+	// loadTimeout bounds a shared load, which runs detached from any one
+	// caller's context so that one caller giving up does not fail the rest.
+	loadTimeout time.Duration
+}
+
+// NewService wires the service to its dependencies.
+func NewService(store Store, cache Cache, pub Publisher, limits Limits, log zerolog.Logger) *Service {
+	return &Service{
+		store: store, cache: cache, pub: pub, limits: limits, log: log,
+		now: time.Now, loadTimeout: 5 * time.Second,
+	}
+}
+
+// Limits returns the limits the service validates against.
+func (s *Service) Limits() Limits { return s.limits }
+
+// Read is the answer to a Get.
+type Read struct {
+	Entry  Entry
+	Source Source
+}
+
+// Get returns the live value of key: from the cache when it holds the key,
+// else from the store, filling the cache. A cache that fails degrades reads
+// to the store; it does not fail them.
+func (s *Service) Get(ctx context.Context, key string) (Read, error) {
+	if err := s.limits.ValidateKey(key); err != nil {
+		return Read{}, err
+	}
+	e, err := s.cache.Get(ctx, key)
+	switch {
+	case err == nil:
+		if e.Deleted {
+			return Read{}, fmt.Errorf("get %q: %w", key, ErrNotFound)
+		}
+		return Read{Entry: e, Source: SourceRedis}, nil
+	case errors.Is(err, ErrCacheMiss):
+	default:
+		s.log.Warn().Err(err).Msg("cache read failed; reading from the store")
+	}
+	cacheUp := err == nil || errors.Is(err, ErrCacheMiss)
+
+	v, err, _ := s.loads.Do(key, func() (any, error) {
+		return s.load(ctx, key, cacheUp)
+	})
+	if err != nil {
+		return Read{}, err
+	}
+	e = v.(Entry)
+	if e.Deleted {
+		return Read{}, fmt.Errorf("get %q: %w", key, ErrNotFound)
+	}
+	return Read{Entry: e, Source: SourcePostgres}, nil
+}
+
+// load reads key from the store and fills the cache with what it found. The
+// fill is a versioned compare-and-set, so a load that read an old row cannot
+// overwrite a newer value or a delete that the consumer cached meanwhile.
+func (s *Service) load(ctx context.Context, key string, fill bool) (Entry, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.loadTimeout)
+	defer cancel()
+	e, err := s.store.Get(ctx, key)
+	if err != nil {
+		return Entry{}, fmt.Errorf("get %q: %w", key, err)
+	}
+	if fill {
+		if _, err := s.cache.Fill(ctx, e); err != nil {
+			s.log.Warn().Err(err).Msg("cache fill failed")
+		}
+	}
+	return e, nil
+}
+
+// List returns up to limit live entries after the key after, in key order.
+func (s *Service) List(ctx context.Context, after string, limit int) ([]Entry, error) {
+	entries, err := s.store.List(ctx, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list: %w", err)
+	}
+	return entries, nil
+}
+
+// Put accepts a write of value to key. It returns once the operation is
+// durable in the broker.
+func (s *Service) Put(ctx context.Context, key, value string) (Op, error) {
+	return s.accept(ctx, Op{Kind: KindPut, Key: key, Value: value})
+}
+
+// Delete accepts a delete of key. It returns once the operation is durable in
+// the broker. Deleting an absent key is accepted too: the tombstone it leaves
+// still orders it against other operations on the key.
+func (s *Service) Delete(ctx context.Context, key string) (Op, error) {
+	return s.accept(ctx, Op{Kind: KindDelete, Key: key})
+}
+
+func (s *Service) accept(ctx context.Context, op Op) (Op, error) {
+	if err := s.limits.ValidateOp(op); err != nil {
+		return Op{}, err
+	}
+	op.Version = NewVersion(s.now())
+	if err := s.pub.Publish(ctx, op); err != nil {
+		return Op{}, fmt.Errorf("%s %q: %w", op.Kind, op.Key, err)
+	}
+	return op, nil
+}
