@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,21 +39,21 @@ func (v Version) String() string {
 
 // ParseVersion is the inverse of Version.String.
 func ParseVersion(s string) (Version, error) {
-	var micros int64
-	var id string
-	if len(s) != 20+1+36 || s[20] != ':' {
+	if len(s) != 20+1+36 || s[20] != ':' || strings.IndexFunc(s[:20], notDigit) >= 0 {
 		return Version{}, fmt.Errorf("version %q: malformed", s)
 	}
-	if _, err := fmt.Sscanf(s[:20], "%d", &micros); err != nil {
+	micros, err := strconv.ParseInt(s[:20], 10, 64)
+	if err != nil {
 		return Version{}, fmt.Errorf("version %q: %w", s, err)
 	}
-	id = s[21:]
-	opID, err := uuid.Parse(id)
+	opID, err := uuid.Parse(s[21:])
 	if err != nil {
 		return Version{}, fmt.Errorf("version %q: %w", s, err)
 	}
 	return Version{Time: time.UnixMicro(micros).UTC(), OpID: opID}, nil
 }
+
+func notDigit(r rune) bool { return r < '0' || r > '9' }
 
 // Winners reduces a batch of operations to the newest one per key. It
 // returns the indexes of the winners, ordered by key (a stable lock order for

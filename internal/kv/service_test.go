@@ -1,0 +1,224 @@
+package kv
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+type fakeStore struct {
+	entries map[string]Entry
+	calls   atomic.Int32
+	release chan struct{} // when set, Get waits for it
+}
+
+func (s *fakeStore) Get(_ context.Context, key string) (Entry, error) {
+	s.calls.Add(1)
+	if s.release != nil {
+		<-s.release
+	}
+	e, ok := s.entries[key]
+	if !ok {
+		return Entry{}, ErrNotFound
+	}
+	return e, nil
+}
+
+func (s *fakeStore) List(context.Context, string, int) ([]Entry, error) { return nil, nil }
+
+type fakeCache struct {
+	mu      sync.Mutex
+	entries map[string]Entry
+	down    bool
+	gets    atomic.Int32
+}
+
+func (c *fakeCache) Get(_ context.Context, key string) (Entry, error) {
+	c.gets.Add(1)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.down {
+		return Entry{}, ErrUnavailable
+	}
+	e, ok := c.entries[key]
+	if !ok {
+		return Entry{}, ErrCacheMiss
+	}
+	return e, nil
+}
+
+func (c *fakeCache) Fill(_ context.Context, e Entry) (bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.down {
+		return false, ErrUnavailable
+	}
+	if cur, ok := c.entries[e.Key]; ok && !e.Version.Newer(cur.Version) {
+		return false, nil
+	}
+	c.entries[e.Key] = e
+	return true, nil
+}
+
+type fakePublisher struct {
+	ops []Op
+	err error
+}
+
+func (p *fakePublisher) Publish(_ context.Context, op Op) error {
+	if p.err != nil {
+		return p.err
+	}
+	p.ops = append(p.ops, op)
+	return nil
+}
+
+func newTestService(store *fakeStore, cache *fakeCache, pub *fakePublisher) *Service {
+	return NewService(store, cache, pub, Limits{MaxKeyBytes: 16, MaxValueBytes: 16}, zerolog.Nop())
+}
+
+func TestServiceGet(t *testing.T) {
+	v1 := NewVersion(time.Now())
+	live := Entry{Key: "k", Value: "v", Version: v1}
+	tomb := Entry{Key: "k", Version: v1, Deleted: true}
+	tests := []struct {
+		name       string
+		cached     map[string]Entry
+		stored     map[string]Entry
+		cacheDown  bool
+		wantSource Source
+		wantErr    error
+		wantFilled bool
+	}{
+		{"hit", map[string]Entry{"k": live}, nil, false, SourceRedis, nil, false},
+		{"cached tombstone", map[string]Entry{"k": tomb}, map[string]Entry{"k": live}, false, "", ErrNotFound, false},
+		{"miss, then store, then fill", nil, map[string]Entry{"k": live}, false, SourcePostgres, nil, true},
+		{"miss, stored tombstone is cached", nil, map[string]Entry{"k": tomb}, false, "", ErrNotFound, true},
+		{"miss everywhere", nil, nil, false, "", ErrNotFound, false},
+		{"cache down: served from the store", nil, map[string]Entry{"k": live}, true, SourcePostgres, nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cache := &fakeCache{entries: map[string]Entry{}, down: tt.cacheDown}
+			for k, e := range tt.cached {
+				cache.entries[k] = e
+			}
+			svc := newTestService(&fakeStore{entries: tt.stored}, cache, &fakePublisher{})
+			got, err := svc.Get(context.Background(), "k")
+			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil && err != nil) {
+				t.Fatalf("Get error = %v, want %v", err, tt.wantErr)
+			}
+			if got.Source != tt.wantSource {
+				t.Errorf("source = %q, want %q", got.Source, tt.wantSource)
+			}
+			if err == nil && got.Entry.Value != "v" {
+				t.Errorf("value = %q, want %q", got.Entry.Value, "v")
+			}
+			_, filled := cache.entries["k"]
+			if tt.cached == nil && filled != tt.wantFilled {
+				t.Errorf("cache filled = %v, want %v", filled, tt.wantFilled)
+			}
+		})
+	}
+}
+
+func TestServiceGetRejectsBadKey(t *testing.T) {
+	store := &fakeStore{}
+	svc := newTestService(store, &fakeCache{entries: map[string]Entry{}}, &fakePublisher{})
+	if _, err := svc.Get(context.Background(), "a\x00"); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("Get(bad key) = %v, want ErrInvalid", err)
+	}
+	if n := store.calls.Load(); n != 0 {
+		t.Fatalf("store called %d times for an invalid key", n)
+	}
+}
+
+func TestServiceConcurrentMissesShareOneLoad(t *testing.T) {
+	const readers = 20
+	store := &fakeStore{entries: map[string]Entry{"k": {Key: "k", Value: "v", Version: NewVersion(time.Now())}}, release: make(chan struct{})}
+	cache := &fakeCache{entries: map[string]Entry{}}
+	svc := newTestService(store, cache, &fakePublisher{})
+
+	var wg sync.WaitGroup
+	errs := make(chan error, readers)
+	for range readers {
+		wg.Go(func() {
+			if _, err := svc.Get(context.Background(), "k"); err != nil {
+				errs <- err
+			}
+		})
+	}
+	for cache.gets.Load() < readers {
+		time.Sleep(time.Millisecond)
+	}
+	// Every reader has missed the cache; give them a moment to join the
+	// flight (singleflight exposes no way to observe that), then let the
+	// one load finish.
+	time.Sleep(50 * time.Millisecond)
+	close(store.release)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("Get: %v", err)
+	}
+	if n := store.calls.Load(); n != 1 {
+		t.Fatalf("store queried %d times for %d concurrent misses, want 1", n, readers)
+	}
+}
+
+func TestServiceWrites(t *testing.T) {
+	pub := &fakePublisher{}
+	svc := newTestService(&fakeStore{}, &fakeCache{}, pub)
+	before := time.Now().UTC().Truncate(time.Microsecond)
+	put, err := svc.Put(context.Background(), "k", "v")
+	if err != nil {
+		t.Fatalf("Put: %v", err)
+	}
+	del, err := svc.Delete(context.Background(), "k")
+	if err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if len(pub.ops) != 2 || pub.ops[0] != put || pub.ops[1] != del {
+		t.Fatalf("published %+v, want the put then the delete", pub.ops)
+	}
+	if put.Version.Time.Before(before) || put.Version.Time.Nanosecond()%1000 != 0 {
+		t.Errorf("put timestamp %v: want now, in whole microseconds", put.Version.Time)
+	}
+	if put.Version.OpID == del.Version.OpID {
+		t.Errorf("two operations share op id %v", put.Version.OpID)
+	}
+	if del.Kind != KindDelete || put.Kind != KindPut {
+		t.Errorf("kinds = %q, %q", put.Kind, del.Kind)
+	}
+}
+
+func TestServiceWriteErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		key     string
+		value   string
+		pubErr  error
+		wantErr error
+	}{
+		{"empty key", "", "v", nil, ErrInvalid},
+		{"value too long", "k", "01234567890123456789", nil, ErrInvalid},
+		{"broker down", "k", "v", ErrUnavailable, ErrUnavailable},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			pub := &fakePublisher{err: tt.pubErr}
+			svc := newTestService(&fakeStore{}, &fakeCache{}, pub)
+			if _, err := svc.Put(context.Background(), tt.key, tt.value); !errors.Is(err, tt.wantErr) {
+				t.Fatalf("Put = %v, want %v", err, tt.wantErr)
+			}
+			if len(pub.ops) != 0 {
+				t.Fatalf("published %d ops on error", len(pub.ops))
+			}
+		})
+	}
+}
