@@ -1,0 +1,251 @@
+package consumer
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/rs/zerolog"
+
+	"github.com/kvstack/kvstack/internal/kv"
+)
+
+// memStore is an in-memory Store with the same last-writer-wins rule.
+type memStore struct {
+	rows    map[string]kv.Entry
+	reject  map[string]bool // keys the store refuses for good
+	down    bool
+	batches [][]kv.Op
+}
+
+func (s *memStore) ApplyBatch(_ context.Context, ops []kv.Op) ([]kv.Outcome, error) {
+	if s.down {
+		return nil, kv.ErrUnavailable
+	}
+	s.batches = append(s.batches, ops)
+	for _, op := range ops {
+		if s.reject[op.Key] {
+			return nil, kv.ErrInvalid
+		}
+	}
+	out := make([]kv.Outcome, len(ops))
+	for i, op := range ops {
+		cur, ok := s.rows[op.Key]
+		switch {
+		case !ok || op.Version.Newer(cur.Version):
+			s.rows[op.Key] = op.Entry()
+			out[i] = kv.Applied
+		case op.Version == cur.Version:
+			out[i] = kv.Duplicate
+		default:
+			out[i] = kv.Stale
+		}
+	}
+	return out, nil
+}
+
+type memCache struct {
+	entries map[string]kv.Entry
+	down    bool
+	purges  int
+}
+
+func (c *memCache) Apply(_ context.Context, entries []kv.Entry) error {
+	if c.down {
+		return kv.ErrUnavailable
+	}
+	for _, e := range entries {
+		if cur, ok := c.entries[e.Key]; !ok || e.Version.Newer(cur.Version) {
+			c.entries[e.Key] = e
+		}
+	}
+	return nil
+}
+
+func (c *memCache) Purge(context.Context) error {
+	if c.down {
+		return kv.ErrUnavailable
+	}
+	c.purges++
+	c.entries = map[string]kv.Entry{}
+	return nil
+}
+
+func newTestProcessor() (*Processor, *memStore, *memCache) {
+	store := &memStore{rows: map[string]kv.Entry{}, reject: map[string]bool{}}
+	cache := &memCache{entries: map[string]kv.Entry{}}
+	return NewProcessor(store, cache, kv.DefaultLimits, zerolog.Nop()), store, cache
+}
+
+var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+
+func op(kind kv.Kind, key, value string, micros int64) kv.Op {
+	return kv.Op{Kind: kind, Key: key, Value: value, Version: kv.Version{
+		Time: t0.Add(time.Duration(micros) * time.Microsecond), OpID: uuid.New(),
+	}}
+}
+
+func msg(t *testing.T, o kv.Op) Message {
+	t.Helper()
+	body, err := kv.EncodeMessage(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Message{Kind: o.Kind, Body: body, Ctx: context.Background()}
+}
+
+func TestHandleAppliesNewestPerKey(t *testing.T) {
+	p, store, cache := newTestProcessor()
+	oldPut := op(kv.KindPut, "a", "old", 1)
+	newPut := op(kv.KindPut, "a", "new", 2)
+	del := op(kv.KindDelete, "b", "", 3)
+	batch := []Message{msg(t, newPut), msg(t, oldPut), msg(t, del), msg(t, newPut)}
+
+	verdicts, err := p.Handle(context.Background(), batch)
+	if err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	if want := []Verdict{Ack, Ack, Ack, Ack}; !slices.Equal(verdicts, want) {
+		t.Fatalf("verdicts = %v, want %v", verdicts, want)
+	}
+	if got := store.rows["a"]; got.Value != "new" || got.Deleted {
+		t.Errorf("store a = %+v, want the newer put", got)
+	}
+	if got := store.rows["b"]; !got.Deleted {
+		t.Errorf("store b = %+v, want a tombstone", got)
+	}
+	if len(store.batches) != 1 || len(store.batches[0]) != 2 || store.batches[0][0].Key != "a" {
+		t.Errorf("store saw batches %v, want one batch of the 2 winners in key order", store.batches)
+	}
+	if got := cache.entries["a"]; got.Value != "new" {
+		t.Errorf("cache a = %+v, want the newer put", got)
+	}
+	if got := cache.entries["b"]; !got.Deleted {
+		t.Errorf("cache b = %+v, want a tombstone", got)
+	}
+	if got, want := p.Stats.Applied.Load(), int64(2); got != want {
+		t.Errorf("applied = %d, want %d", got, want)
+	}
+	if got, want := p.Stats.Stale.Load(), int64(2); got != want {
+		t.Errorf("stale = %d, want %d (the older put and the in-batch duplicate)", got, want)
+	}
+}
+
+func TestHandleRedeliveryRewritesCache(t *testing.T) {
+	p, _, cache := newTestProcessor()
+	put := op(kv.KindPut, "a", "v", 1)
+	if _, err := p.Handle(context.Background(), []Message{msg(t, put)}); err != nil {
+		t.Fatal(err)
+	}
+	// The cache lost the write (say the consumer died before updating it).
+	delete(cache.entries, "a")
+	if _, err := p.Handle(context.Background(), []Message{msg(t, put)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := cache.entries["a"]; got.Value != "v" {
+		t.Fatalf("after redelivery cache a = %+v, want v", got)
+	}
+	if got := p.Stats.Duplicate.Load(); got != 1 {
+		t.Fatalf("duplicates = %d, want 1", got)
+	}
+}
+
+func TestHandleDeleteThenOlderPutStaysDeleted(t *testing.T) {
+	p, store, cache := newTestProcessor()
+	put := op(kv.KindPut, "a", "v", 1)
+	del := op(kv.KindDelete, "a", "", 2)
+	for _, m := range []Message{msg(t, del), msg(t, put)} {
+		if _, err := p.Handle(context.Background(), []Message{m}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !store.rows["a"].Deleted || !cache.entries["a"].Deleted {
+		t.Fatalf("store %+v cache %+v: the older put resurrected the key", store.rows["a"], cache.entries["a"])
+	}
+	if got := p.Stats.Stale.Load(); got != 1 {
+		t.Fatalf("stale = %d, want 1", got)
+	}
+}
+
+func TestHandleDeadLettersPoison(t *testing.T) {
+	p, store, _ := newTestProcessor()
+	good := op(kv.KindPut, "good", "v", 1)
+	bad := op(kv.KindPut, "bad", "v", 1)
+	store.reject["bad"] = true
+	batch := []Message{
+		{Kind: kv.KindPut, Body: []byte("{not json"), Ctx: context.Background()},
+		msg(t, good),
+		msg(t, bad),
+		{Kind: kv.KindDelete, Body: []byte(`{"key":"","timestamp":"x","op_id":"y"}`), Ctx: context.Background()},
+	}
+	verdicts, err := p.Handle(context.Background(), batch)
+	if err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	if want := []Verdict{DeadLetter, Ack, DeadLetter, DeadLetter}; !slices.Equal(verdicts, want) {
+		t.Fatalf("verdicts = %v, want %v", verdicts, want)
+	}
+	if store.rows["good"].Value != "v" {
+		t.Fatalf("the good message was not applied alongside the poison")
+	}
+	if got := p.Stats.DeadLettered.Load(); got != 3 {
+		t.Fatalf("dead-lettered = %d, want 3", got)
+	}
+}
+
+func TestHandleStoreDownDecidesNothing(t *testing.T) {
+	p, store, cache := newTestProcessor()
+	store.down = true
+	verdicts, err := p.Handle(context.Background(), []Message{msg(t, op(kv.KindPut, "a", "v", 1))})
+	if !errors.Is(err, kv.ErrUnavailable) || verdicts != nil {
+		t.Fatalf("Handle = %v, %v; want no verdicts and ErrUnavailable", verdicts, err)
+	}
+	if len(cache.entries) != 0 || p.Stats.DeadLettered.Load() != 0 {
+		t.Fatalf("a store outage changed the cache or dead-lettered a message")
+	}
+}
+
+func TestCacheRepairAfterOutage(t *testing.T) {
+	p, store, cache := newTestProcessor()
+	cache.entries["a"] = op(kv.KindPut, "a", "old", 1).Entry()
+	cache.down = true
+	if _, err := p.Handle(context.Background(), []Message{msg(t, op(kv.KindPut, "a", "new", 2))}); err != nil {
+		t.Fatalf("a cache outage must not fail the batch: %v", err)
+	}
+	p.repairOnce(context.Background()) // still down: kept for later
+	if n, _ := p.repair.size(); n != 1 {
+		t.Fatalf("pending repairs = %d, want 1", n)
+	}
+	cache.down = false
+	p.repairOnce(context.Background())
+	if got := cache.entries["a"]; got.Value != "new" || got.Version != store.rows["a"].Version {
+		t.Fatalf("after repair cache a = %+v, want the stored %+v", got, store.rows["a"])
+	}
+	if n, _ := p.repair.size(); n != 0 {
+		t.Fatalf("pending repairs = %d after a successful repair", n)
+	}
+}
+
+func TestCacheRepairOverflowPurges(t *testing.T) {
+	p, _, cache := newTestProcessor()
+	p.repair = newCacheRepair(2)
+	cache.down = true
+	for i := range 3 {
+		o := op(kv.KindPut, string(rune('a'+i)), "v", 1)
+		if _, err := p.Handle(context.Background(), []Message{msg(t, o)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n, purge := p.repair.size(); n != 0 || !purge {
+		t.Fatalf("pending = %d, purge = %v; want 0 and a purge owed", n, purge)
+	}
+	cache.down = false
+	cache.entries["stale"] = op(kv.KindPut, "stale", "x", 0).Entry()
+	p.repairOnce(context.Background())
+	if cache.purges != 1 || len(cache.entries) != 0 {
+		t.Fatalf("purges = %d, entries = %d; want the cache purged once", cache.purges, len(cache.entries))
+	}
+}
