@@ -1,0 +1,83 @@
+// Package httpapi is the HTTP edge of kvstack: routes, handlers (decode,
+// validate, call the service, respond), the one mapping from domain errors to
+// status codes, and the middleware around them.
+package httpapi
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/rs/zerolog"
+
+	"github.com/kvstack/kvstack/internal/kv"
+)
+
+// Service is what the handlers need from the domain.
+type Service interface {
+	Get(ctx context.Context, key string) (kv.Read, error)
+	List(ctx context.Context, after string, limit int) ([]kv.Entry, error)
+	Put(ctx context.Context, key, value string) (kv.Op, error)
+	Delete(ctx context.Context, key string) (kv.Op, error)
+	Limits() kv.Limits
+}
+
+// Check is one dependency probed by /readyz.
+type Check struct {
+	Name string
+	Ping func(ctx context.Context) error
+}
+
+// Config holds the edge's own limits.
+type Config struct {
+	// MaxBodyBytes bounds a request body; larger bodies get 413. It must
+	// leave room for the largest value JSON-escaped, and match nginx's
+	// client_max_body_size.
+	MaxBodyBytes int64 `env:"KV_MAX_BODY_BYTES" envDefault:"1048576"`
+	// ListPageSize is how many rows /api/all fetches per query while
+	// streaming; MaxListLimit bounds its ?limit=.
+	ListPageSize int `env:"KV_LIST_PAGE_SIZE" envDefault:"500"`
+	MaxListLimit int `env:"KV_MAX_LIST_LIMIT" envDefault:"1000"`
+	// RetryAfter is what a 503 tells clients to wait.
+	RetryAfter time.Duration `env:"KV_RETRY_AFTER" envDefault:"1s"`
+	// ReadyTimeout bounds each /readyz probe.
+	ReadyTimeout time.Duration `env:"KV_READY_TIMEOUT" envDefault:"1s"`
+}
+
+// DefaultConfig is Config with its documented defaults.
+var DefaultConfig = Config{
+	MaxBodyBytes: 1 << 20, ListPageSize: 500, MaxListLimit: 1000,
+	RetryAfter: time.Second, ReadyTimeout: time.Second,
+}
+
+type api struct {
+	svc    Service
+	checks []Check
+	cfg    Config
+	log    zerolog.Logger
+}
+
+// NewHandler returns the API's routes wrapped in its middleware, outermost
+// first: extra (tracing, metrics: added by the caller), request id and access
+// log, panic recovery.
+func NewHandler(svc Service, checks []Check, cfg Config, log zerolog.Logger, extra ...func(http.Handler) http.Handler) http.Handler {
+	a := &api{svc: svc, checks: checks, cfg: cfg, log: log}
+	r := chi.NewRouter()
+	r.Use(extra...)
+	r.Use(requestID, a.accessLog, a.recoverPanic)
+	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, http.StatusNotFound, "not_found", "no such route")
+	})
+	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, r, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here")
+	})
+
+	r.Get("/api", a.getKey)
+	r.Put("/api", a.putKey)
+	r.Delete("/api", a.deleteKey)
+	r.Get("/api/all", a.listKeys)
+	r.Get("/healthz", a.healthz)
+	r.Get("/readyz", a.readyz)
+	return r
+}
