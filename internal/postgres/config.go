@@ -1,0 +1,94 @@
+// Package postgres is the PostgreSQL adapter: it opens the traced connection
+// pool and implements the durable store of kvstack over the kv_store table
+// (reads, the last-writer-wins batch apply, the tombstone purge). It
+// translates driver errors into the sentinel errors of package kv.
+package postgres
+
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// DefaultURL is the database of a local development machine.
+const DefaultURL = "postgres://kvstack:kvstack@127.0.0.1:5432/kvstack?sslmode=disable"
+
+// Config sets up the connection pool. Zero durations and counts leave pgx's
+// own defaults (or the URL's parameters) in force.
+type Config struct {
+	URL string `env:"DATABASE_URL" envDefault:"postgres://kvstack:kvstack@127.0.0.1:5432/kvstack?sslmode=disable"`
+	// MaxConns caps the pool; a consumer applying batches needs few, the
+	// API serves reads with at most this many concurrent queries.
+	MaxConns int32 `env:"PG_MAX_CONNS" envDefault:"16"`
+	// MinConns are kept open so that the first requests after idle time do
+	// not pay for connection set-up.
+	MinConns int32 `env:"PG_MIN_CONNS" envDefault:"2"`
+	// ConnectTimeout bounds dialling and authenticating one connection.
+	ConnectTimeout time.Duration `env:"PG_CONNECT_TIMEOUT" envDefault:"5s"`
+	// StatementTimeout is PostgreSQL's statement_timeout for every session:
+	// the server cancels a runaway statement even when the client's context
+	// carries no deadline.
+	StatementTimeout time.Duration `env:"PG_STATEMENT_TIMEOUT" envDefault:"10s"`
+	// MaxConnLifetime recycles connections, so that a failover or a
+	// rebalanced load balancer is picked up.
+	MaxConnLifetime time.Duration `env:"PG_MAX_CONN_LIFETIME" envDefault:"30m"`
+}
+
+// DefaultConfig is Config with the defaults of its env tags.
+func DefaultConfig() Config {
+	return Config{
+		URL:              DefaultURL,
+		MaxConns:         16,
+		MinConns:         2,
+		ConnectTimeout:   5 * time.Second,
+		StatementTimeout: 10 * time.Second,
+		MaxConnLifetime:  30 * time.Minute,
+	}
+}
+
+// String renders the config for start-up logs with the password masked.
+func (c Config) String() string {
+	return fmt.Sprintf("url=%s max_conns=%d min_conns=%d connect_timeout=%s statement_timeout=%s max_conn_lifetime=%s",
+		RedactURL(c.URL), c.MaxConns, c.MinConns, c.ConnectTimeout, c.StatementTimeout, c.MaxConnLifetime)
+}
+
+// Redacted returns a copy safe to log or marshal whole: the URL's password
+// is masked.
+func (c Config) Redacted() Config {
+	c.URL = RedactURL(c.URL)
+	return c
+}
+
+const mask = "xxxxx"
+
+var kvPassword = regexp.MustCompile(`(?i)\b(ssl)?password\s*=\s*('(?:[^'\\]|\\.)*'|\S+)`)
+
+// RedactURL masks the password in a connection string, URL or keyword/value
+// form, so that it can appear in logs and error messages.
+func RedactURL(s string) string {
+	if !strings.HasPrefix(s, "postgres://") && !strings.HasPrefix(s, "postgresql://") {
+		return kvPassword.ReplaceAllString(s, "${1}password="+mask)
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		// Too malformed to find the password's boundaries: show nothing of it.
+		return "postgres://(unparsable URL)"
+	}
+	if _, has := u.User.Password(); has {
+		u.User = url.UserPassword(u.User.Username(), mask)
+	}
+	q := u.Query()
+	changed := false
+	for _, k := range []string{"password", "sslpassword"} {
+		if q.Has(k) {
+			q.Set(k, mask)
+			changed = true
+		}
+	}
+	if changed {
+		u.RawQuery = q.Encode()
+	}
+	return u.String()
+}

@@ -1,0 +1,94 @@
+package postgres_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+
+	"github.com/kvstack/kvstack/internal/kv"
+	"github.com/kvstack/kvstack/internal/postgres"
+)
+
+func TestOpenUnreachable(t *testing.T) {
+	cfg := postgres.DefaultConfig()
+	cfg.URL = "postgres://kvstack:s3cret@127.0.0.1:1/kvstack?sslmode=disable"
+	cfg.ConnectTimeout = 2 * time.Second
+	cfg.MinConns = 0
+
+	pool, err := postgres.Open(t.Context(), cfg)
+	if err == nil {
+		pool.Close()
+		t.Fatal("Open on 127.0.0.1:1: got a pool, want an error")
+	}
+	if !errors.Is(err, kv.ErrUnavailable) {
+		t.Errorf("Open error: got %v, want one wrapping kv.ErrUnavailable", err)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "PostgreSQL") || strings.Contains(msg, "s3cret") {
+		t.Errorf("Open error: got %q, want it to name PostgreSQL and hide the password", msg)
+	}
+}
+
+func TestOpenRejectsBadURL(t *testing.T) {
+	cfg := postgres.DefaultConfig()
+	cfg.URL = "postgres://u:s3cret@db:notaport/x"
+	pool, err := postgres.Open(t.Context(), cfg)
+	if err == nil {
+		pool.Close()
+		t.Fatal("Open with a malformed URL: got a pool, want an error")
+	}
+	if strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("Open error: got %q, which leaks the password", err)
+	}
+}
+
+// TestOpenTracesQueriesWithoutParameters: the spans carry the statement, so
+// that a trace shows what ran, but never its arguments, which hold users'
+// keys and values.
+func TestOpenTracesQueriesWithoutParameters(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+
+	cfg := postgres.DefaultConfig()
+	if u := os.Getenv("DATABASE_URL"); u != "" {
+		cfg.URL = u
+	}
+	cfg.MinConns = 0
+	pool, err := postgres.Open(t.Context(), cfg, postgres.WithTracerProvider(tp))
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer pool.Close()
+
+	// otelpgx records client spans only inside a recording parent span.
+	ctx, parent := tp.Tracer("test").Start(t.Context(), "parent")
+	const secret = "secret-value-0451"
+	var got string
+	err = pool.QueryRow(ctx, "SELECT $1::text", secret).Scan(&got)
+	parent.End()
+	if err != nil {
+		t.Fatalf("query: %v", err)
+	}
+
+	var sawStatement bool
+	for _, span := range rec.Ended() {
+		for _, attr := range span.Attributes() {
+			v := attr.Value.String()
+			if strings.Contains(v, secret) {
+				t.Errorf("span %q attribute %s = %q: leaks a query parameter", span.Name(), attr.Key, v)
+			}
+			if attr.Key == "db.query.text" && strings.Contains(v, "SELECT $1::text") {
+				sawStatement = true
+			}
+		}
+	}
+	if !sawStatement {
+		t.Errorf("spans: got none with db.query.text of the query among %d spans, want one", len(rec.Ended()))
+	}
+}
