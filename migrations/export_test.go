@@ -1,0 +1,4 @@
+package migrations
+
+// Load exposes load to the tests, which feed it misnamed files.
+var Load = load
