@@ -1,0 +1,82 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/kvstack/kvstack/internal/kv"
+)
+
+// Store is the durable state of kvstack, kept in the kv_store table of the
+// pool's search_path.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// NewStore returns a store over pool, whose schema the migrations created.
+func NewStore(pool *pgxpool.Pool) *Store {
+	return &Store{pool: pool}
+}
+
+var _ kv.Store = (*Store)(nil)
+
+// Get returns the key's entry, a tombstone (Deleted) included, or an error
+// wrapping kv.ErrNotFound when the table holds no row for it.
+func (s *Store) Get(ctx context.Context, key string) (kv.Entry, error) {
+	row := s.pool.QueryRow(ctx,
+		`SELECT key, value, last_updated, op_id, deleted FROM kv_store WHERE key = $1`, key)
+	e, err := scanEntry(row)
+	if err != nil {
+		return kv.Entry{}, translate("get", err)
+	}
+	return e, nil
+}
+
+// List returns up to limit live entries with keys greater than after, in
+// bytewise key order. Paging by the last key returned walks the primary key
+// index, so every page costs the same however deep it is.
+func (s *Store) List(ctx context.Context, after string, limit int) ([]kv.Entry, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("list: limit %d: %w", limit, kv.ErrInvalid)
+	}
+	rows, err := s.pool.Query(ctx,
+		`SELECT key, value, last_updated, op_id, deleted FROM kv_store
+		 WHERE key > $1 AND NOT deleted
+		 ORDER BY key
+		 LIMIT $2`, after, limit)
+	if err != nil {
+		return nil, translate("list", err)
+	}
+	entries, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (kv.Entry, error) { return scanEntry(r) })
+	if err != nil {
+		return nil, translate("list", err)
+	}
+	return entries, nil
+}
+
+// Ping checks that PostgreSQL answers, for readiness probes.
+func (s *Store) Ping(ctx context.Context) error {
+	return translate("ping", s.pool.Ping(ctx))
+}
+
+func scanEntry(row pgx.Row) (kv.Entry, error) {
+	var (
+		e     kv.Entry
+		value *string
+		ts    time.Time
+		opID  uuid.UUID
+	)
+	if err := row.Scan(&e.Key, &value, &ts, &opID, &e.Deleted); err != nil {
+		return kv.Entry{}, err
+	}
+	if value != nil {
+		e.Value = *value
+	}
+	e.Version = kv.Version{Time: kv.Timestamp(ts), OpID: opID}
+	return e, nil
+}
