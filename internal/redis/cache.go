@@ -1,0 +1,178 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/kvstack/kvstack/internal/kv"
+)
+
+// Cache is the versioned, tombstone-keeping cache described in the package
+// doc. It implements kv.Cache. It is safe for concurrent use.
+type Cache struct {
+	client       *goredis.Client
+	prefix       string
+	ttl          time.Duration
+	tombstoneTTL time.Duration
+}
+
+var _ kv.Cache = (*Cache)(nil)
+
+// NewCache returns a cache that keeps its keys under cfg.KeyPrefix. The
+// client is the caller's to close.
+func NewCache(client *goredis.Client, cfg Config) *Cache {
+	return &Cache{
+		client:       client,
+		prefix:       cfg.KeyPrefix,
+		ttl:          cfg.TTL,
+		tombstoneTTL: cfg.TombstoneTTL,
+	}
+}
+
+// Get returns the cached entry for key, which is a tombstone (Deleted true)
+// when the key's last known operation was a delete, or kv.ErrCacheMiss.
+func (c *Cache) Get(ctx context.Context, key string) (kv.Entry, error) {
+	fields, err := c.client.HMGet(ctx, c.prefix+key, fieldVersion, fieldDeleted, fieldValue).Result()
+	if err != nil {
+		return kv.Entry{}, wrap("get", err)
+	}
+	ver, _ := fields[0].(string)
+	if ver == "" {
+		return kv.Entry{}, fmt.Errorf("redis get: %w", kv.ErrCacheMiss)
+	}
+	v, err := kv.ParseVersion(ver)
+	if err != nil {
+		// Not written by this package. Not a miss either: a fill would be
+		// compared against the bad version, so have the caller skip the cache.
+		return kv.Entry{}, fmt.Errorf("redis get %q: corrupt entry: %w: %w", key, kv.ErrUnavailable, err)
+	}
+	deleted, _ := fields[1].(string)
+	e := kv.Entry{Key: key, Version: v, Deleted: deleted == "1"}
+	if !e.Deleted {
+		e.Value, _ = fields[2].(string)
+	}
+	return e, nil
+}
+
+// Fill caches e unless the cache holds the same or a newer version of its
+// key, and reports whether it stored e. Readers call it with what they read
+// from PostgreSQL, however old that has become.
+func (c *Cache) Fill(ctx context.Context, e kv.Entry) (bool, error) {
+	key, args := c.casArgs(e)
+	stored, err := casScript.Run(ctx, c.client, []string{key}, args...).Int()
+	if err != nil {
+		return false, wrap("fill", err)
+	}
+	return stored == 1, nil
+}
+
+// Apply compare-and-sets every entry in one pipelined round trip; each
+// entry's key only moves forward, as with Fill, and entries repeating a key
+// are fine. The consumer calls it after committing a batch to PostgreSQL. On
+// error some entries may have been stored and others not: the caller may
+// retry the whole batch, which is idempotent.
+func (c *Cache) Apply(ctx context.Context, entries []kv.Entry) error {
+	if len(entries) == 0 {
+		return nil
+	}
+	err := c.applyOnce(ctx, entries)
+	if goredis.HasErrorPrefix(err, "NOSCRIPT") {
+		// EVALSHA cannot fall back to EVAL inside a pipeline: load the script
+		// (the server restarted or flushed its scripts) and run the batch again.
+		if err := casScript.Load(ctx, c.client).Err(); err != nil {
+			return wrap("apply: load script", err)
+		}
+		err = c.applyOnce(ctx, entries)
+	}
+	if err != nil {
+		return wrap(fmt.Sprintf("apply %d entries", len(entries)), err)
+	}
+	return nil
+}
+
+func (c *Cache) applyOnce(ctx context.Context, entries []kv.Entry) error {
+	_, err := c.client.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		for _, e := range entries {
+			key, args := c.casArgs(e)
+			casScript.EvalSha(ctx, p, []string{key}, args...)
+		}
+		return nil
+	})
+	return err
+}
+
+func (c *Cache) casArgs(e kv.Entry) (string, []any) {
+	deleted, value, ttl := "0", e.Value, c.ttl
+	if e.Deleted {
+		deleted, value, ttl = "1", "", c.tombstoneTTL
+	}
+	return c.prefix + e.Key, []any{e.Version.String(), deleted, value, ttl.Milliseconds()}
+}
+
+// Ping checks that Redis answers.
+func (c *Cache) Ping(ctx context.Context) error {
+	if err := c.client.Ping(ctx).Err(); err != nil {
+		return wrap("ping", err)
+	}
+	return nil
+}
+
+// Purge removes every key under the cache's prefix, in batches (SCAN, then
+// UNLINK, which frees memory off the main thread). The consumer calls it
+// when it could not apply too many committed entries during an outage, so
+// that readers refill from PostgreSQL instead of serving what Redis missed.
+//
+// A reader whose PostgreSQL read preceded one of the lost applies may still
+// fill its old row after the purge. Readers bound their loads (kv.Service's
+// load timeout), so purging again once that bound has passed since the last
+// lost apply closes the window.
+func (c *Cache) Purge(ctx context.Context) error {
+	match := escapeGlob(c.prefix) + "*"
+	var cursor uint64
+	for {
+		keys, next, err := c.client.Scan(ctx, cursor, match, purgeBatch).Result()
+		if err != nil {
+			return wrap("purge: scan", err)
+		}
+		if len(keys) > 0 {
+			if err := c.client.Unlink(ctx, keys...).Err(); err != nil {
+				return wrap("purge: unlink", err)
+			}
+		}
+		if next == 0 {
+			return nil
+		}
+		cursor = next
+	}
+}
+
+// purgeBatch is the SCAN page size, and so the most keys one UNLINK removes.
+const purgeBatch = 1000
+
+// escapeGlob quotes the bytes that SCAN MATCH treats as a pattern, so that a
+// prefix matches only itself.
+func escapeGlob(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '*', '?', '[', ']', '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// wrap translates a driver error: goredis.Nil is a miss, anything else means
+// Redis could not serve the call. The driver error stays in the chain.
+func wrap(op string, err error) error {
+	if errors.Is(err, goredis.Nil) {
+		return fmt.Errorf("redis %s: %w", op, kv.ErrCacheMiss)
+	}
+	return fmt.Errorf("redis %s: %w: %w", op, kv.ErrUnavailable, err)
+}

@@ -1,0 +1,66 @@
+package redis
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/redis/go-redis/extra/redisotel/v9"
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
+
+	"github.com/kvstack/kvstack/internal/kv"
+)
+
+// NewClient builds a traced client for cfg without contacting Redis, so that
+// a process can start while Redis is down and degrade to PostgreSQL. Open is
+// NewClient followed by a ping.
+func NewClient(cfg Config) (*goredis.Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	client := goredis.NewClient(&goredis.Options{
+		Addr:     cfg.Addr,
+		Password: string(cfg.Password),
+		DB:       cfg.DB,
+		PoolSize: cfg.PoolSize,
+
+		DialTimeout:           cfg.DialTimeout,
+		ReadTimeout:           cfg.ReadTimeout,
+		WriteTimeout:          cfg.WriteTimeout,
+		ContextTimeoutEnabled: true, // a request's deadline bounds its cache calls
+		// The command retry loop already redials; the pool's own dial retries
+		// (5 × 100 ms by default) would multiply into seconds per failed read.
+		MaxRetries:      cfg.MaxRetries,
+		MaxRetryBackoff: 100 * time.Millisecond,
+		DialerRetries:   1,
+		// A plain standalone server: skip the maintenance-notification
+		// handshake.
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+	})
+	// db.statement would carry keys and values into every span: leave it out.
+	// The caller's file and line are always this package: not worth the
+	// runtime.Callers on every command.
+	if err := redisotel.InstrumentTracing(client,
+		redisotel.WithDBStatement(false),
+		redisotel.WithCallerEnabled(false),
+	); err != nil {
+		_ = client.Close()
+		return nil, fmt.Errorf("redis %s: instrument tracing: %w", cfg.Addr, err)
+	}
+	return client, nil
+}
+
+// Open builds the client and checks that Redis answers. The error names
+// Redis and its address and wraps kv.ErrUnavailable when it does not.
+func Open(ctx context.Context, cfg Config) (*goredis.Client, error) {
+	client, err := NewClient(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := client.Ping(ctx).Err(); err != nil {
+		_ = client.Close()
+		return nil, fmt.Errorf("redis %s: ping: %w: %w", cfg.Addr, kv.ErrUnavailable, err)
+	}
+	return client, nil
+}

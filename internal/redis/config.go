@@ -1,0 +1,77 @@
+package redis
+
+import (
+	"fmt"
+	"time"
+)
+
+// Config is what the adapter needs to reach Redis and lay out its keys.
+type Config struct {
+	Addr     string `env:"REDIS_ADDR" envDefault:"127.0.0.1:6379"`
+	Password Secret `env:"REDIS_PASSWORD"`
+	DB       int    `env:"REDIS_DB" envDefault:"0"`
+
+	// KeyPrefix namespaces every key the cache owns; Purge removes exactly
+	// the keys under it.
+	KeyPrefix string `env:"REDIS_KEY_PREFIX" envDefault:"kv:"`
+	// TTL bounds how long a live value stays cached; TombstoneTTL how long a
+	// delete is remembered. Both must be far longer than a reader's fill
+	// latency (see the package doc).
+	TTL          time.Duration `env:"REDIS_TTL" envDefault:"1h"`
+	TombstoneTTL time.Duration `env:"REDIS_TOMBSTONE_TTL" envDefault:"10m"`
+
+	PoolSize int `env:"REDIS_POOL_SIZE" envDefault:"32"`
+	// Short timeouts and few retries: a cache that does not answer quickly is
+	// better skipped than waited for.
+	DialTimeout  time.Duration `env:"REDIS_DIAL_TIMEOUT" envDefault:"1s"`
+	ReadTimeout  time.Duration `env:"REDIS_READ_TIMEOUT" envDefault:"500ms"`
+	WriteTimeout time.Duration `env:"REDIS_WRITE_TIMEOUT" envDefault:"500ms"`
+	MaxRetries   int           `env:"REDIS_MAX_RETRIES" envDefault:"1"`
+}
+
+// DefaultConfig is the configuration used when the environment sets nothing.
+var DefaultConfig = Config{
+	Addr:         "127.0.0.1:6379",
+	KeyPrefix:    "kv:",
+	TTL:          time.Hour,
+	TombstoneTTL: 10 * time.Minute,
+	PoolSize:     32,
+	DialTimeout:  time.Second,
+	ReadTimeout:  500 * time.Millisecond,
+	WriteTimeout: 500 * time.Millisecond,
+	MaxRetries:   1,
+}
+
+// Validate reports a configuration the cache cannot work with.
+func (c Config) Validate() error {
+	switch {
+	case c.Addr == "":
+		return fmt.Errorf("redis config: REDIS_ADDR is empty")
+	case c.KeyPrefix == "":
+		// Purge would remove every key of the database.
+		return fmt.Errorf("redis config: REDIS_KEY_PREFIX is empty")
+	case c.TTL < time.Millisecond || c.TombstoneTTL < time.Millisecond:
+		// PEXPIRE takes whole milliseconds, and 0 would delete the key.
+		return fmt.Errorf("redis config: REDIS_TTL and REDIS_TOMBSTONE_TTL must be at least 1ms")
+	}
+	return nil
+}
+
+// Secret is a string that never shows itself when printed, marshalled to
+// JSON or logged.
+type Secret string
+
+const masked = "********"
+
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return masked
+}
+
+// GoString masks %#v too.
+func (s Secret) GoString() string { return `"` + s.String() + `"` }
+
+// MarshalText masks the secret in JSON and in zerolog's Interface.
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }

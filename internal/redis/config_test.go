@@ -1,0 +1,119 @@
+package redis_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+	"github.com/rs/zerolog"
+
+	"github.com/kvstack/kvstack/internal/redis"
+)
+
+func TestConfigFromEnvironment(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want func(*redis.Config)
+	}{
+		{name: "defaults", env: map[string]string{}, want: func(*redis.Config) {}},
+		{
+			name: "overrides",
+			env: map[string]string{
+				"REDIS_ADDR": "redis:6380", "REDIS_PASSWORD": "pw", "REDIS_DB": "3",
+				"REDIS_KEY_PREFIX": "p:", "REDIS_TTL": "5m", "REDIS_TOMBSTONE_TTL": "30s",
+				"REDIS_READ_TIMEOUT": "1s",
+			},
+			want: func(c *redis.Config) {
+				c.Addr, c.Password, c.DB, c.KeyPrefix = "redis:6380", "pw", 3, "p:"
+				c.TTL, c.TombstoneTTL, c.ReadTimeout = 5*time.Minute, 30*time.Second, time.Second
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := env.ParseAsWithOptions[redis.Config](env.Options{Environment: tt.env})
+			if err != nil {
+				t.Fatalf("parse: %v", err)
+			}
+			want := redis.DefaultConfig
+			tt.want(&want)
+			if got != want {
+				t.Errorf("config = %+v, want %+v", got, want)
+			}
+			if err := got.Validate(); err != nil {
+				t.Errorf("Validate() = %v, want nil", err)
+			}
+		})
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		adjust func(*redis.Config)
+	}{
+		{"empty address", func(c *redis.Config) { c.Addr = "" }},
+		{"empty prefix", func(c *redis.Config) { c.KeyPrefix = "" }},
+		{"zero TTL", func(c *redis.Config) { c.TTL = 0 }},
+		{"sub-millisecond tombstone TTL", func(c *redis.Config) { c.TombstoneTTL = 999 * time.Microsecond }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := redis.DefaultConfig
+			tt.adjust(&cfg)
+			if err := cfg.Validate(); err == nil {
+				t.Errorf("Validate() = nil, want an error")
+			}
+			if _, err := redis.NewClient(cfg); err == nil {
+				t.Errorf("NewClient accepted an invalid config")
+			}
+		})
+	}
+}
+
+func TestPasswordMasked(t *testing.T) {
+	cfg := redis.DefaultConfig
+	cfg.Password = "hunter2-secret"
+	var logged bytes.Buffer
+	logger := zerolog.New(&logged)
+	logger.Info().Interface("redis", cfg).Msg("config")
+	js, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatalf("json: %v", err)
+	}
+	for name, got := range map[string]string{
+		"%v": fmt.Sprintf("%v", cfg), "%+v": fmt.Sprintf("%+v", cfg), "%#v": fmt.Sprintf("%#v", cfg),
+		"%s": fmt.Sprintf("%s", cfg.Password), "json": string(js), "zerolog": logged.String(),
+	} {
+		if strings.Contains(got, "hunter2") {
+			t.Errorf("%s shows the password: %s", name, got)
+		}
+		if !strings.Contains(got, "****") {
+			t.Errorf("%s = %s, want the password shown masked", name, got)
+		}
+	}
+}
+
+func TestDriverLogger(t *testing.T) {
+	var logged bytes.Buffer
+	var driverLog interface { // what goredis.SetLogger takes
+		Printf(ctx context.Context, format string, v ...any)
+	} = redis.DriverLogger{Log: zerolog.New(&logged)}
+	driverLog.Printf(context.Background(), "dial %s: %v", "127.0.0.1:1", "refused")
+	var line map[string]any
+	if err := json.Unmarshal(logged.Bytes(), &line); err != nil {
+		t.Fatalf("log line %q is not JSON: %v", logged.String(), err)
+	}
+	if got, want := line["message"], "dial 127.0.0.1:1: refused"; got != want {
+		t.Errorf("message = %v, want %q", got, want)
+	}
+	if got, want := line["level"], "warn"; got != want {
+		t.Errorf("level = %v, want %q", got, want)
+	}
+}

@@ -1,0 +1,54 @@
+// Package redistest gives tests a Redis client and a key prefix of their own
+// on the real server named by REDIS_ADDR (127.0.0.1:6379 by default).
+package redistest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"testing"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/kvstack/kvstack/internal/redis"
+)
+
+// MustClient returns a client for the configured Redis and a Config whose
+// key prefix (test:<random>:) belongs to this test alone. Every key under
+// that prefix is removed and the client closed when the test ends. When
+// Redis does not answer, the test fails naming it: it is never skipped.
+func MustClient(tb testing.TB) (*goredis.Client, redis.Config) {
+	tb.Helper()
+	cfg, err := env.ParseAs[redis.Config]()
+	if err != nil {
+		tb.Fatalf("redis config from the environment: %v", err)
+	}
+	cfg.KeyPrefix = "test:" + randomHex(tb) + ":"
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	client, err := redis.Open(ctx, cfg)
+	if err != nil {
+		tb.Fatalf("Redis at %s is unreachable (set REDIS_ADDR, or start redis-server): %v", cfg.Addr, err)
+	}
+	tb.Cleanup(func() {
+		defer client.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := redis.NewCache(client, cfg).Purge(ctx); err != nil {
+			tb.Errorf("clean keys under %q in Redis at %s: %v", cfg.KeyPrefix, cfg.Addr, err)
+		}
+	})
+	return client, cfg
+}
+
+func randomHex(tb testing.TB) string {
+	tb.Helper()
+	b := make([]byte, 8)
+	if _, err := rand.Read(b); err != nil {
+		tb.Fatalf("random key prefix: %v", err)
+	}
+	return hex.EncodeToString(b)
+}
