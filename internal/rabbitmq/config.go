@@ -1,0 +1,136 @@
+package rabbitmq
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+	"github.com/rs/zerolog"
+)
+
+// Config is the RabbitMQ part of the configuration, read from the
+// environment. The defaults are the envDefault tags below.
+type Config struct {
+	URL       string `env:"RABBITMQ_URL" envDefault:"amqp://guest:guest@127.0.0.1:5672/"`
+	QueueAdd  string `env:"RABBITMQ_QUEUE_ADD" envDefault:"add_key"`
+	QueueDel  string `env:"RABBITMQ_QUEUE_DEL" envDefault:"del_key"`
+	DLX       string `env:"RABBITMQ_DLX" envDefault:"kvstack.dlx"`
+	QueueType string `env:"RABBITMQ_QUEUE_TYPE" envDefault:"quorum"`
+
+	// PublishChannels is the size of the publisher's pool of confirm-mode
+	// channels on its one connection.
+	PublishChannels int `env:"RABBITMQ_PUBLISH_CHANNELS" envDefault:"8"`
+	// PublishTimeout bounds one Publish, from the call to the confirm.
+	PublishTimeout time.Duration `env:"RABBITMQ_PUBLISH_TIMEOUT" envDefault:"2s"`
+
+	// BatchSize and BatchWait close a consumer batch: whichever comes first
+	// of BatchSize messages or BatchWait after the batch's first message.
+	BatchSize int           `env:"CONSUMER_BATCH_SIZE" envDefault:"100"`
+	BatchWait time.Duration `env:"CONSUMER_BATCH_WAIT" envDefault:"20ms"`
+	// Prefetch is the consumer's QoS; 0 means 2 × BatchSize, so the next
+	// batch is already on the wire while one is being handled.
+	Prefetch int `env:"CONSUMER_PREFETCH" envDefault:"0"`
+	// ShutdownGrace bounds how long a stopping consumer may take to finish
+	// and ack the batch in hand.
+	ShutdownGrace time.Duration `env:"CONSUMER_SHUTDOWN_GRACE" envDefault:"10s"`
+}
+
+// LoadConfig reads the configuration from the environment and validates it.
+func LoadConfig() (Config, error) {
+	cfg, err := env.ParseAs[Config]()
+	if err != nil {
+		return Config{}, fmt.Errorf("rabbitmq config: %w", err)
+	}
+	return cfg, cfg.Validate()
+}
+
+// DefaultConfig is the configuration with every variable unset.
+func DefaultConfig() Config {
+	cfg, err := env.ParseAsWithOptions[Config](env.Options{Environment: map[string]string{}})
+	if err != nil {
+		panic(fmt.Sprintf("rabbitmq: bad default config: %v", err)) // a broken tag, caught by the tests
+	}
+	return cfg
+}
+
+// Validate reports the first setting that cannot work.
+func (c Config) Validate() error {
+	var errs []error
+	if _, err := url.Parse(c.URL); err != nil || c.URL == "" {
+		errs = append(errs, fmt.Errorf("RABBITMQ_URL: not a URL"))
+	}
+	for name, v := range map[string]string{"RABBITMQ_QUEUE_ADD": c.QueueAdd, "RABBITMQ_QUEUE_DEL": c.QueueDel, "RABBITMQ_DLX": c.DLX} {
+		if v == "" {
+			errs = append(errs, fmt.Errorf("%s: empty", name))
+		}
+	}
+	if c.QueueAdd == c.QueueDel {
+		errs = append(errs, fmt.Errorf("RABBITMQ_QUEUE_ADD and RABBITMQ_QUEUE_DEL: both %q", c.QueueAdd))
+	}
+	if c.QueueType != "quorum" && c.QueueType != "classic" {
+		errs = append(errs, fmt.Errorf("RABBITMQ_QUEUE_TYPE: %q, want quorum or classic", c.QueueType))
+	}
+	if c.PublishChannels < 1 {
+		errs = append(errs, fmt.Errorf("RABBITMQ_PUBLISH_CHANNELS: %d, want ≥ 1", c.PublishChannels))
+	}
+	if c.PublishTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("RABBITMQ_PUBLISH_TIMEOUT: %s, want > 0", c.PublishTimeout))
+	}
+	if c.BatchSize < 1 {
+		errs = append(errs, fmt.Errorf("CONSUMER_BATCH_SIZE: %d, want ≥ 1", c.BatchSize))
+	}
+	if c.BatchWait < 0 {
+		errs = append(errs, fmt.Errorf("CONSUMER_BATCH_WAIT: %s, want ≥ 0", c.BatchWait))
+	}
+	if c.Prefetch < 0 || c.Prefetch > 65535 {
+		errs = append(errs, fmt.Errorf("CONSUMER_PREFETCH: %d, want 0..65535", c.Prefetch))
+	}
+	if c.ShutdownGrace < 0 {
+		errs = append(errs, fmt.Errorf("CONSUMER_SHUTDOWN_GRACE: %s, want ≥ 0", c.ShutdownGrace))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("rabbitmq config: %w", err)
+	}
+	return nil
+}
+
+// PrefetchCount is the QoS the consumer asks for.
+func (c Config) PrefetchCount() int {
+	if c.Prefetch > 0 {
+		return c.Prefetch
+	}
+	return min(2*c.BatchSize, 65535)
+}
+
+// RedactedURL is the URL with its password masked, for logs.
+func (c Config) RedactedURL() string {
+	u, err := url.Parse(c.URL)
+	if err != nil {
+		return "<unparsable URL>"
+	}
+	return u.Redacted()
+}
+
+// MarshalZerologObject logs the configuration without the password.
+func (c Config) MarshalZerologObject(e *zerolog.Event) {
+	e.Str("url", c.RedactedURL()).
+		Str("queue_add", c.QueueAdd).Str("queue_del", c.QueueDel).
+		Str("dlx", c.DLX).Str("queue_type", c.QueueType).
+		Int("publish_channels", c.PublishChannels).Dur("publish_timeout", c.PublishTimeout).
+		Int("batch_size", c.BatchSize).Dur("batch_wait", c.BatchWait).
+		Int("prefetch", c.PrefetchCount()).Dur("shutdown_grace", c.ShutdownGrace)
+}
+
+// String is the configuration without the password.
+func (c Config) String() string {
+	return fmt.Sprintf("rabbitmq{url=%s add=%s del=%s dlx=%s type=%s channels=%d timeout=%s batch=%d/%s prefetch=%d}",
+		c.RedactedURL(), c.QueueAdd, c.QueueDel, c.DLX, c.QueueType,
+		c.PublishChannels, c.PublishTimeout, c.BatchSize, c.BatchWait, c.PrefetchCount())
+}
+
+// Topology is the topology this configuration names.
+func (c Config) Topology() Topology {
+	return Topology{AddQueue: c.QueueAdd, DelQueue: c.QueueDel, DLX: c.DLX, QueueType: c.QueueType}
+}

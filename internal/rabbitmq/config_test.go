@@ -1,0 +1,63 @@
+package rabbitmq
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaultConfig(t *testing.T) {
+	got := DefaultConfig()
+	want := Config{
+		URL: "amqp://guest:guest@127.0.0.1:5672/", QueueAdd: "add_key", QueueDel: "del_key",
+		DLX: "kvstack.dlx", QueueType: "quorum", PublishChannels: 8, PublishTimeout: 2 * time.Second,
+		BatchSize: 100, BatchWait: 20 * time.Millisecond, ShutdownGrace: 10 * time.Second,
+	}
+	if got != want {
+		t.Errorf("DefaultConfig() = %+v, want %+v", got, want)
+	}
+	if err := got.Validate(); err != nil {
+		t.Errorf("default config invalid: %v", err)
+	}
+	if got.PrefetchCount() != 200 {
+		t.Errorf("PrefetchCount() = %d, want 200", got.PrefetchCount())
+	}
+}
+
+func TestConfigMasksPassword(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.URL = "amqp://kv:s3cret@mq.example:5672/prod"
+	for name, s := range map[string]string{"RedactedURL": cfg.RedactedURL(), "String": cfg.String()} {
+		if strings.Contains(s, "s3cret") {
+			t.Errorf("%s leaks the password: %s", name, s)
+		}
+		if !strings.Contains(s, "kv:xxxxx@mq.example") {
+			t.Errorf("%s = %s, want the user and host with a masked password", name, s)
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(*Config)
+		want   string
+	}{
+		{"same queues", func(c *Config) { c.QueueDel = c.QueueAdd }, "RABBITMQ_QUEUE_DEL"},
+		{"bad queue type", func(c *Config) { c.QueueType = "stream" }, "RABBITMQ_QUEUE_TYPE"},
+		{"no channels", func(c *Config) { c.PublishChannels = 0 }, "RABBITMQ_PUBLISH_CHANNELS"},
+		{"no timeout", func(c *Config) { c.PublishTimeout = 0 }, "RABBITMQ_PUBLISH_TIMEOUT"},
+		{"no batch", func(c *Config) { c.BatchSize = 0 }, "CONSUMER_BATCH_SIZE"},
+		{"huge prefetch", func(c *Config) { c.Prefetch = 70000 }, "CONSUMER_PREFETCH"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			tt.change(&cfg)
+			err := cfg.Validate()
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Validate() = %v, want an error naming %s", err, tt.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,95 @@
+package rabbitmq
+
+import (
+	"context"
+	"math/rand/v2"
+	"net"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+const (
+	dialTimeout = 5 * time.Second
+	heartbeat   = 10 * time.Second
+)
+
+// dial opens one connection, named so that `rabbitmqctl list_connections
+// client_properties` tells the API's from the consumer's. A writeTimeout > 0
+// bounds every socket write: RabbitMQ throttles a publisher by not reading
+// its socket, and without a deadline a publish would then block for as long
+// as the broker likes; with it, the connection fails and is replaced.
+func dial(rawURL, name string, writeTimeout time.Duration) (*amqp.Connection, error) {
+	props := amqp.NewConnectionProperties()
+	props.SetClientConnectionName(name)
+	return amqp.DialConfig(rawURL, amqp.Config{
+		Heartbeat:  heartbeat,
+		Locale:     "en_US",
+		Properties: props,
+		Dial: func(network, addr string) (net.Conn, error) {
+			conn, err := net.DialTimeout(network, addr, dialTimeout)
+			if err != nil {
+				return nil, err
+			}
+			// The handshake deadline, cleared by the library once open.
+			if err := conn.SetDeadline(time.Now().Add(dialTimeout)); err != nil {
+				conn.Close()
+				return nil, err
+			}
+			if writeTimeout > 0 {
+				return &deadlineConn{Conn: conn, timeout: writeTimeout}, nil
+			}
+			return conn, nil
+		},
+	})
+}
+
+// deadlineConn sets a fresh write deadline before each write. The library
+// serialises writes on a connection, so the deadline is never shared.
+type deadlineConn struct {
+	net.Conn
+	timeout time.Duration
+}
+
+func (c *deadlineConn) Write(p []byte) (int, error) {
+	if err := c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(p)
+}
+
+// backoff yields waits doubling from min to max, less up to 20% jitter so
+// that replicas restarted together do not reconnect in lockstep.
+type backoff struct {
+	min, max, cur time.Duration
+}
+
+func newBackoff(lo, hi time.Duration) *backoff { return &backoff{min: lo, max: hi} }
+
+func (b *backoff) next() time.Duration {
+	switch {
+	case b.cur == 0:
+		b.cur = b.min
+	case b.cur < b.max:
+		b.cur = min(2*b.cur, b.max)
+	}
+	return b.cur - time.Duration(rand.Int64N(int64(b.cur)/5+1))
+}
+
+func (b *backoff) reset() { b.cur = 0 }
+
+// sleep waits d, or less if done closes first; it reports whether it slept
+// the whole time.
+func sleep(done <-chan struct{}, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-done:
+		return false
+	}
+}
+
+// sleepCtx is sleep until ctx is done.
+func sleepCtx(ctx context.Context, d time.Duration) bool { return sleep(ctx.Done(), d) }

@@ -1,0 +1,394 @@
+package rabbitmq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/rs/zerolog"
+
+	"github.com/kvstack/kvstack/internal/kv"
+)
+
+// Errors a Publish or Ready can return; all wrap kv.ErrUnavailable.
+var (
+	ErrNotConnected = fmt.Errorf("rabbitmq: not connected: %w", kv.ErrUnavailable)
+	ErrBlocked      = fmt.Errorf("rabbitmq: connection blocked by the broker: %w", kv.ErrUnavailable)
+	ErrNacked       = fmt.Errorf("rabbitmq: broker did not confirm the message: %w", kv.ErrUnavailable)
+	ErrTimeout      = fmt.Errorf("rabbitmq: no confirm in time: %w", kv.ErrUnavailable)
+	ErrClosed       = fmt.Errorf("rabbitmq: publisher closed: %w", kv.ErrUnavailable)
+)
+
+// PublisherOption tunes a Publisher.
+type PublisherOption func(*Publisher)
+
+// WithHeaderInjector sets the hook that fills each message's headers from
+// the publishing context (tracing puts traceparent there).
+func WithHeaderInjector(f HeaderInjector) PublisherOption {
+	return func(p *Publisher) { p.inject = f }
+}
+
+// Publisher publishes operations to their queue and waits for the broker's
+// confirm. It keeps one connection with a pool of confirm-mode channels,
+// and a supervisor goroutine that (re)connects, (re)declares the topology
+// and replaces dead channels. It is safe for concurrent use.
+type Publisher struct {
+	cfg    Config
+	topo   Topology
+	log    zerolog.Logger
+	inject HeaderInjector
+
+	sess atomic.Pointer[session] // nil while disconnected
+
+	mu     sync.Mutex
+	up     chan struct{} // closed while a session is live; see WaitReady
+	closed atomic.Bool
+
+	// inflight is read-locked by every Publish, so Close can wait for them.
+	inflight sync.RWMutex
+	stop     chan struct{}
+	wg       sync.WaitGroup
+}
+
+// session is one connection and its channels.
+type session struct {
+	conn    *amqp.Connection
+	idle    chan *amqp.Channel // the pool; capacity = channel count
+	dead    chan struct{}      // a borrower found a closed channel: replace one
+	done    chan struct{}      // closed when the session ends
+	blocked atomic.Bool
+}
+
+// NewPublisher starts the publisher's supervisor and returns at once: the
+// API must start, and answer /readyz with 503, while RabbitMQ is down.
+// Until the first connection is up, Publish fails with ErrNotConnected; use
+// WaitReady to wait for it. ctx is not retained: the publisher lives until
+// Close, not until ctx is cancelled, because requests still in flight during
+// a graceful shutdown must be able to publish.
+func NewPublisher(_ context.Context, cfg Config, log zerolog.Logger, opts ...PublisherOption) (*Publisher, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	p := &Publisher{
+		cfg:  cfg,
+		topo: cfg.Topology(),
+		log:  log.With().Str("component", "rabbitmq.publisher").Logger(),
+		up:   make(chan struct{}),
+		stop: make(chan struct{}),
+	}
+	for _, o := range opts {
+		o(p)
+	}
+	p.wg.Add(1)
+	go p.supervise()
+	return p, nil
+}
+
+// Publish sends op to its queue (puts to QueueAdd, deletes to QueueDel) as
+// a persistent message, and returns nil only once the broker confirmed it.
+// Any failure to get that confirm within PublishTimeout (not connected,
+// blocked, channel closed, nack, timeout) wraps kv.ErrUnavailable.
+func (p *Publisher) Publish(ctx context.Context, op kv.Op) error {
+	queue, err := p.queueFor(op.Kind)
+	if err != nil {
+		return err
+	}
+	body, err := kv.EncodeMessage(op)
+	if err != nil {
+		return fmt.Errorf("publish %s: encode: %w", queue, err)
+	}
+	msg := amqp.Publishing{
+		DeliveryMode: amqp.Persistent,
+		ContentType:  "application/json",
+		MessageId:    op.Version.OpID.String(),
+		Timestamp:    op.Version.Time,
+		Type:         string(op.Kind),
+		Body:         body,
+	}
+	if p.inject != nil {
+		msg.Headers = amqp.Table{}
+		p.inject(ctx, msg.Headers)
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.PublishTimeout)
+	defer cancel()
+	if err := p.publish(ctx, queue, msg); err != nil {
+		return fmt.Errorf("publish %s %s: %w", queue, msg.MessageId, err)
+	}
+	return nil
+}
+
+func (p *Publisher) queueFor(k kv.Kind) (string, error) {
+	switch k {
+	case kv.KindPut:
+		return p.topo.AddQueue, nil
+	case kv.KindDelete:
+		return p.topo.DelQueue, nil
+	}
+	return "", fmt.Errorf("publish: unknown kind %q: %w", k, kv.ErrInvalid)
+}
+
+func (p *Publisher) publish(ctx context.Context, queue string, msg amqp.Publishing) error {
+	p.inflight.RLock()
+	defer p.inflight.RUnlock()
+	if p.isClosed() {
+		return ErrClosed
+	}
+	s := p.sess.Load()
+	if s == nil {
+		return ErrNotConnected
+	}
+	if s.blocked.Load() {
+		return ErrBlocked
+	}
+	ch, err := s.borrow(ctx)
+	if err != nil {
+		return err
+	}
+	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", queue, false, false, msg)
+	s.giveBack(ch) // other publishes may use the channel while this one waits
+	switch {
+	case err != nil && ctx.Err() != nil:
+		return fmt.Errorf("%w (%w)", ErrTimeout, ctx.Err())
+	case err != nil:
+		return fmt.Errorf("%w: %w", ErrNotConnected, err)
+	case dc == nil:
+		return fmt.Errorf("%w: channel not in confirm mode", ErrNacked)
+	}
+	select {
+	case <-dc.Done():
+		if dc.Acked() {
+			return nil
+		}
+		if ch.IsClosed() {
+			return fmt.Errorf("%w: channel closed before the confirm", ErrNacked)
+		}
+		return ErrNacked
+	case <-ctx.Done():
+		return fmt.Errorf("%w (%w)", ErrTimeout, ctx.Err())
+	}
+}
+
+// borrow takes a live channel from the pool.
+func (s *session) borrow(ctx context.Context) (*amqp.Channel, error) {
+	for {
+		select {
+		case ch := <-s.idle:
+			if !ch.IsClosed() {
+				return ch, nil
+			}
+			s.replace()
+		case <-s.done:
+			return nil, ErrNotConnected
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: no free channel (%w)", ErrTimeout, ctx.Err())
+		}
+	}
+}
+
+// giveBack returns ch to the pool, or asks the supervisor for a new one if
+// ch died. Neither blocks: there are never more channels than pool slots.
+func (s *session) giveBack(ch *amqp.Channel) {
+	if ch.IsClosed() {
+		s.replace()
+		return
+	}
+	select {
+	case s.idle <- ch:
+	default:
+	}
+}
+
+func (s *session) replace() {
+	select {
+	case s.dead <- struct{}{}:
+	default:
+	}
+}
+
+// Ready reports whether a Publish can succeed now: nil when connected and
+// not blocked by the broker (a resource alarm).
+func (p *Publisher) Ready(ctx context.Context) error {
+	if p.isClosed() {
+		return ErrClosed
+	}
+	s := p.sess.Load()
+	switch {
+	case s == nil || s.conn.IsClosed():
+		return ErrNotConnected
+	case s.blocked.Load():
+		return ErrBlocked
+	}
+	return nil
+}
+
+// Ping is Ready, under the name health checks use.
+func (p *Publisher) Ping(ctx context.Context) error { return p.Ready(ctx) }
+
+// WaitReady waits until the publisher is connected, or ctx is done.
+func (p *Publisher) WaitReady(ctx context.Context) error {
+	for {
+		p.mu.Lock()
+		up := p.up
+		p.mu.Unlock()
+		if p.closed.Load() {
+			return ErrClosed
+		}
+		select {
+		case <-up:
+			if err := p.Ready(ctx); err == nil {
+				return nil
+			}
+			// blocked or just lost: look again shortly
+			if !sleepCtx(ctx, 50*time.Millisecond) {
+				return fmt.Errorf("rabbitmq: wait ready: %w (%w)", p.Ready(ctx), ctx.Err())
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("rabbitmq: wait ready: %w (%w)", ErrNotConnected, ctx.Err())
+		}
+	}
+}
+
+// Close stops the supervisor and closes the connection. It waits for the
+// publishes in flight (each bounded by PublishTimeout) and makes later ones
+// fail with ErrClosed.
+func (p *Publisher) Close() error {
+	if p.closed.Swap(true) {
+		return nil
+	}
+	p.inflight.Lock() // waits for in-flight publishes; later ones see closed
+	p.inflight.Unlock()
+	close(p.stop)
+	p.wg.Wait()
+	return nil
+}
+
+func (p *Publisher) isClosed() bool { return p.closed.Load() }
+
+// supervise keeps a session alive until Close.
+func (p *Publisher) supervise() {
+	defer p.wg.Done()
+	b := newBackoff(100*time.Millisecond, 5*time.Second)
+	for {
+		err := p.serve(b)
+		select {
+		case <-p.stop:
+			return
+		default:
+		}
+		wait := b.next()
+		p.log.Warn().Err(err).Dur("retry_in", wait).Str("url", p.cfg.RedactedURL()).Msg("rabbitmq publisher not connected; retrying")
+		if !sleep(p.stop, wait) {
+			return
+		}
+	}
+}
+
+// serve runs one session: connect, declare, fill the pool, then watch the
+// connection until it dies or the publisher stops.
+func (p *Publisher) serve(b *backoff) error {
+	conn, err := dial(p.cfg.URL, "kvstack publisher", p.cfg.PublishTimeout)
+	if err != nil {
+		return fmt.Errorf("connect: %w", err)
+	}
+	closes := conn.NotifyClose(make(chan *amqp.Error, 1))
+	blocks := conn.NotifyBlocked(make(chan amqp.Blocking, 1))
+	s := &session{
+		conn: conn,
+		idle: make(chan *amqp.Channel, p.cfg.PublishChannels),
+		dead: make(chan struct{}, p.cfg.PublishChannels),
+		done: make(chan struct{}),
+	}
+	// The library delivers blocked/unblocked from its reader goroutine and
+	// waits for us to take it, so drain it apart from the RPCs below.
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for bl := range blocks {
+			s.blocked.Store(bl.Active)
+			p.log.Warn().Bool("blocked", bl.Active).Str("reason", bl.Reason).Msg("rabbitmq publisher connection flow")
+		}
+	}()
+	defer func() {
+		_ = conn.CloseDeadline(time.Now().Add(p.cfg.PublishTimeout))
+	}()
+
+	if err := p.declare(conn); err != nil {
+		return err
+	}
+	for range p.cfg.PublishChannels {
+		ch, err := openConfirmChannel(conn)
+		if err != nil {
+			return err
+		}
+		s.idle <- ch
+	}
+	p.setSession(s)
+	defer p.clearSession(s)
+	b.reset()
+	p.log.Info().Str("url", p.cfg.RedactedURL()).Int("channels", p.cfg.PublishChannels).Msg("rabbitmq publisher connected")
+
+	for {
+		select {
+		case <-p.stop:
+			return nil
+		case err := <-closes:
+			return fmt.Errorf("connection closed: %w", asError(err))
+		case <-s.dead:
+			ch, err := openConfirmChannel(conn)
+			if err != nil {
+				return fmt.Errorf("replace channel: %w", err)
+			}
+			s.idle <- ch
+		}
+	}
+}
+
+func (p *Publisher) declare(conn *amqp.Connection) error {
+	ch, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("open channel: %w", err)
+	}
+	defer ch.Close()
+	return Declare(ch, p.topo)
+}
+
+func openConfirmChannel(conn *amqp.Connection) (*amqp.Channel, error) {
+	ch, err := conn.Channel()
+	if err != nil {
+		return nil, fmt.Errorf("open channel: %w", err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		ch.Close()
+		return nil, fmt.Errorf("confirm mode: %w", err)
+	}
+	return ch, nil
+}
+
+func (p *Publisher) setSession(s *session) {
+	p.sess.Store(s)
+	p.mu.Lock()
+	close(p.up)
+	p.mu.Unlock()
+}
+
+// clearSession unpublishes s first, so new publishes fail fast, then wakes
+// the borrowers waiting on it.
+func (p *Publisher) clearSession(s *session) {
+	p.sess.CompareAndSwap(s, nil)
+	p.mu.Lock()
+	p.up = make(chan struct{})
+	p.mu.Unlock()
+	close(s.done)
+}
+
+// asError keeps a nil *amqp.Error from becoming a non-nil error.
+func asError(e *amqp.Error) error {
+	if e == nil {
+		return errors.New("closed")
+	}
+	return e
+}

@@ -1,0 +1,211 @@
+// Package rabbittest gives tests an isolated RabbitMQ topology on the real
+// broker, and the small tools to look into it.
+package rabbittest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/kvstack/kvstack/internal/rabbitmq"
+)
+
+// URL is the broker the tests use: $RABBITMQ_URL, or the local default.
+func URL() string {
+	if u := os.Getenv("RABBITMQ_URL"); u != "" {
+		return u
+	}
+	return rabbitmq.DefaultConfig().URL
+}
+
+// MustConfig returns the default configuration with queue and exchange
+// names unique to this test (test.<random>.add_key, …), short timeouts, and
+// a cleanup that deletes them. It fails the test when RabbitMQ does not
+// answer.
+func MustConfig(tb testing.TB) rabbitmq.Config {
+	tb.Helper()
+	cfg := rabbitmq.DefaultConfig()
+	cfg.URL = URL()
+	conn := MustDial(tb, cfg)
+	conn.Close()
+
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	prefix := "test." + hex.EncodeToString(b[:]) + "."
+	cfg.QueueAdd = prefix + "add_key"
+	cfg.QueueDel = prefix + "del_key"
+	cfg.DLX = prefix + "dlx"
+	cfg.ShutdownGrace = 5 * time.Second
+	tb.Cleanup(func() { deleteTopology(tb, cfg) })
+	return cfg
+}
+
+// MustDial opens a connection to cfg's broker or fails the test naming it.
+func MustDial(tb testing.TB, cfg rabbitmq.Config) *amqp.Connection {
+	tb.Helper()
+	conn, err := amqp.DialConfig(cfg.URL, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+	if err != nil {
+		tb.Fatalf("RabbitMQ unreachable at %s: %v (start it, or set RABBITMQ_URL)", cfg.RedactedURL(), err)
+	}
+	return conn
+}
+
+func deleteTopology(tb testing.TB, cfg rabbitmq.Config) {
+	conn, err := amqp.DialConfig(cfg.URL, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+	if err != nil {
+		tb.Errorf("rabbittest cleanup: RabbitMQ unreachable at %s: %v", cfg.RedactedURL(), err)
+		return
+	}
+	defer conn.Close()
+	for _, q := range cfg.Topology().Queues() {
+		for _, name := range []string{q, rabbitmq.DLQ(q)} {
+			if ch, err := conn.Channel(); err == nil {
+				_, _ = ch.QueueDelete(name, false, false, false)
+				ch.Close()
+			}
+		}
+	}
+	if ch, err := conn.Channel(); err == nil {
+		_ = ch.ExchangeDelete(cfg.DLX, false, false)
+		ch.Close()
+	}
+}
+
+// withChannel runs f on a fresh channel of a fresh connection.
+func withChannel(tb testing.TB, cfg rabbitmq.Config, f func(ch *amqp.Channel)) {
+	tb.Helper()
+	conn := MustDial(tb, cfg)
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		tb.Fatalf("rabbittest: open channel: %v", err)
+	}
+	defer ch.Close()
+	f(ch)
+}
+
+// Declare declares cfg's topology, as the publisher and consumer would.
+func Declare(tb testing.TB, cfg rabbitmq.Config) {
+	tb.Helper()
+	withChannel(tb, cfg, func(ch *amqp.Channel) {
+		if err := rabbitmq.Declare(ch, cfg.Topology()); err != nil {
+			tb.Fatalf("rabbittest: declare: %v", err)
+		}
+	})
+}
+
+// Count returns the number of ready messages in queue.
+func Count(tb testing.TB, cfg rabbitmq.Config, queue string) int {
+	tb.Helper()
+	var n int
+	withChannel(tb, cfg, func(ch *amqp.Channel) {
+		q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+		if err != nil {
+			tb.Fatalf("rabbittest: count %s: %v", queue, err)
+		}
+		n = q.Messages
+	})
+	return n
+}
+
+// WaitCount polls until queue holds want ready messages, failing the test
+// after timeout.
+func WaitCount(tb testing.TB, cfg rabbitmq.Config, queue string, want int, timeout time.Duration) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		got := Count(tb, cfg, queue)
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("queue %s holds %d ready messages after %s, want %d", queue, got, timeout, want)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Get takes one message from queue (auto-acked); ok is false when the queue
+// is empty.
+func Get(tb testing.TB, cfg rabbitmq.Config, queue string) (d amqp.Delivery, ok bool) {
+	tb.Helper()
+	withChannel(tb, cfg, func(ch *amqp.Channel) {
+		var err error
+		d, ok, err = ch.Get(queue, true)
+		if err != nil {
+			tb.Fatalf("rabbittest: get %s: %v", queue, err)
+		}
+	})
+	return d, ok
+}
+
+// PublishRaw publishes each body, persistent, to queue through the default
+// exchange, and waits for the broker's confirms.
+func PublishRaw(tb testing.TB, cfg rabbitmq.Config, queue string, bodies ...[]byte) {
+	tb.Helper()
+	withChannel(tb, cfg, func(ch *amqp.Channel) {
+		if err := ch.Confirm(false); err != nil {
+			tb.Fatalf("rabbittest: confirm mode: %v", err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var dcs []*amqp.DeferredConfirmation
+		for _, body := range bodies {
+			dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", queue, false, false,
+				amqp.Publishing{DeliveryMode: amqp.Persistent, Body: body})
+			if err != nil {
+				tb.Fatalf("rabbittest: publish to %s: %v", queue, err)
+			}
+			dcs = append(dcs, dc)
+		}
+		for _, dc := range dcs {
+			if ok, err := dc.WaitContext(ctx); !ok || err != nil {
+				tb.Fatalf("rabbittest: publish to %s: not confirmed (%v)", queue, err)
+			}
+		}
+	})
+}
+
+// StopBroker stops the RabbitMQ application (`rabbitmqctl stop_app`) and
+// returns a function that starts it again and waits until it accepts
+// connections. That function also runs in tb.Cleanup, whatever happens: the
+// broker is shared. It is safe to call more than once.
+func StopBroker(tb testing.TB, cfg rabbitmq.Config) (start func()) {
+	tb.Helper()
+	started := false
+	start = func() {
+		tb.Helper()
+		if started {
+			return
+		}
+		started = true
+		if out, err := exec.Command("rabbitmqctl", "start_app").CombinedOutput(); err != nil {
+			tb.Errorf("rabbitmqctl start_app: %v: %s", err, strings.TrimSpace(string(out)))
+		}
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			conn, err := amqp.DialConfig(cfg.URL, amqp.Config{Dial: amqp.DefaultDial(2 * time.Second)})
+			if err == nil {
+				conn.Close()
+				return
+			}
+			if time.Now().After(deadline) {
+				tb.Errorf("RabbitMQ at %s did not come back after start_app: %v", cfg.RedactedURL(), err)
+				return
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	tb.Cleanup(start)
+	if out, err := exec.Command("rabbitmqctl", "stop_app").CombinedOutput(); err != nil {
+		tb.Fatalf("rabbitmqctl stop_app: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return start
+}
