@@ -108,19 +108,22 @@ func (a *api) listAll(w http.ResponseWriter, r *http.Request, after string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	rc := http.NewResponseController(w)
-	enc := json.NewEncoder(w)
-	sep := []byte{}
-	write := func(b string) { _, _ = w.Write([]byte(b)) }
-
-	write(`{"items":[`)
+	buf := []byte(`{"items":[`)
 	for len(entries) > 0 {
-		for _, e := range entries {
-			_, _ = w.Write(sep)
-			sep = []byte{','}
-			if err := enc.Encode(listItem{e.Key, e.Value}); err != nil {
-				panic(http.ErrAbortHandler) // the client is gone
+		for i, e := range entries {
+			if i > 0 || len(buf) == 0 {
+				buf = append(buf, ',')
 			}
+			item, err := json.Marshal(listItem{e.Key, e.Value})
+			if err != nil {
+				panic(http.ErrAbortHandler)
+			}
+			buf = append(buf, item...)
 		}
+		if _, err := w.Write(buf); err != nil {
+			panic(http.ErrAbortHandler) // the client is gone
+		}
+		buf = buf[:0]
 		if err := rc.Flush(); err != nil {
 			panic(http.ErrAbortHandler)
 		}
@@ -133,6 +136,5 @@ func (a *api) listAll(w http.ResponseWriter, r *http.Request, after string) {
 			panic(http.ErrAbortHandler)
 		}
 	}
-	write(`],"next_cursor":null}` + "\n")
+	_, _ = w.Write([]byte(`],"next_cursor":null}` + "\n"))
 }
-

@@ -65,7 +65,7 @@ func (a *api) accessLog(next http.Handler) http.Handler {
 			Str("route", routePattern(r)).
 			Int("status", status).
 			Int("bytes", ww.BytesWritten()).
-			Dur("duration", time.Since(start)).
+			Dur("duration_ms", time.Since(start)).
 			Msg("request")
 	})
 }

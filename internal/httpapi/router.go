@@ -63,6 +63,22 @@ type api struct {
 // log, panic recovery.
 func NewHandler(svc Service, checks []Check, cfg Config, log zerolog.Logger, extra ...func(http.Handler) http.Handler) http.Handler {
 	a := &api{svc: svc, checks: checks, cfg: cfg, log: log}
+	r := a.router(extra)
+	r.Get("/api", a.getKey)
+	r.Put("/api", a.putKey)
+	r.Delete("/api", a.deleteKey)
+	r.Get("/api/all", a.listKeys)
+	return r
+}
+
+// NewHealthHandler serves only /healthz and /readyz, for a process that has
+// no API (the consumer).
+func NewHealthHandler(checks []Check, cfg Config, log zerolog.Logger) http.Handler {
+	a := &api{checks: checks, cfg: cfg, log: log}
+	return a.router(nil)
+}
+
+func (a *api) router(extra []func(http.Handler) http.Handler) chi.Router {
 	r := chi.NewRouter()
 	r.Use(extra...)
 	r.Use(requestID, a.accessLog, a.recoverPanic)
@@ -72,11 +88,6 @@ func NewHandler(svc Service, checks []Check, cfg Config, log zerolog.Logger, ext
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here")
 	})
-
-	r.Get("/api", a.getKey)
-	r.Put("/api", a.putKey)
-	r.Delete("/api", a.deleteKey)
-	r.Get("/api/all", a.listKeys)
 	r.Get("/healthz", a.healthz)
 	r.Get("/readyz", a.readyz)
 	return r
