@@ -9,6 +9,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"net/url"
 	"os"
 	"testing"
 	"time"
@@ -42,6 +43,22 @@ func MustPool(tb testing.TB) *pgxpool.Pool {
 		tb.Fatalf("pgtest: migrate test schema on PostgreSQL at %s: %v", postgres.RedactURL(URL()), err)
 	}
 	return pool
+}
+
+// MustURL returns a DATABASE_URL whose connections use a fresh, migrated
+// schema, for tests that boot whole processes. The schema is dropped when the
+// test ends.
+func MustURL(tb testing.TB) string {
+	tb.Helper()
+	pool := MustPool(tb)
+	u, err := url.Parse(URL())
+	if err != nil {
+		tb.Fatalf("pgtest: DATABASE_URL is not a URL: %v", err)
+	}
+	q := u.Query()
+	q.Set("search_path", pool.Config().ConnConfig.RuntimeParams["search_path"])
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // MustEmptyPool returns a pool whose connections use a fresh, empty schema
