@@ -1,0 +1,32 @@
+// Command api serves kvstack's HTTP API: reads cache-aside from Redis and
+// PostgreSQL, writes and deletes published durably to RabbitMQ. It is
+// configured by environment variables (see the README).
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/kvstack/kvstack/internal/app"
+	"github.com/kvstack/kvstack/internal/config"
+	"github.com/kvstack/kvstack/internal/telemetry"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	cfg, err := config.Load[config.API]()
+	log := telemetry.NewLogger(os.Stdout, "kv-api", cfg.LogLevel)
+	if err != nil {
+		log.Fatal().Err(err).Msg("bad configuration")
+	}
+	if err := app.RunAPI(ctx, cfg, log, nil); err != nil {
+		log.Error().Err(err).Msg("kv-api stopped")
+		stop()
+		os.Exit(1)
+	}
+	log.Info().Msg("kv-api stopped")
+}

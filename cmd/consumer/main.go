@@ -1,0 +1,32 @@
+// Command consumer applies the operations queued in RabbitMQ to PostgreSQL
+// and Redis, last writer wins. It is configured by environment variables
+// (see the README).
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/kvstack/kvstack/internal/app"
+	"github.com/kvstack/kvstack/internal/config"
+	"github.com/kvstack/kvstack/internal/telemetry"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	cfg, err := config.Load[config.Consumer]()
+	log := telemetry.NewLogger(os.Stdout, "kv-consumer", cfg.LogLevel)
+	if err != nil {
+		log.Fatal().Err(err).Msg("bad configuration")
+	}
+	if err := app.RunConsumer(ctx, cfg, log, nil); err != nil {
+		log.Error().Err(err).Msg("kv-consumer stopped")
+		stop()
+		os.Exit(1)
+	}
+	log.Info().Msg("kv-consumer stopped")
+}

@@ -1,0 +1,54 @@
+package app
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/rs/zerolog"
+
+	"github.com/kvstack/kvstack/internal/config"
+	"github.com/kvstack/kvstack/internal/httpapi"
+	"github.com/kvstack/kvstack/internal/kv"
+	"github.com/kvstack/kvstack/internal/postgres"
+	"github.com/kvstack/kvstack/internal/rabbitmq"
+	"github.com/kvstack/kvstack/internal/redis"
+)
+
+// RunAPI runs the HTTP API until ctx is done.
+//
+// PostgreSQL must answer at start (it is the truth; a supervisor restarts
+// the process). Redis and RabbitMQ need not: reads degrade to PostgreSQL
+// and writes get 503 until they come, and /readyz says which is missing.
+func RunAPI(ctx context.Context, cfg config.API, log zerolog.Logger, ready Ready) error {
+	log.Info().Object("config", cfg).Msg("starting kv-api")
+
+	pool, err := postgres.Open(ctx, cfg.Postgres)
+	if err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	defer pool.Close()
+	store := postgres.NewStore(pool)
+
+	rdb, err := redis.NewClient(cfg.Redis)
+	if err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	defer rdb.Close()
+	cache := redis.NewCache(rdb, cfg.Redis)
+
+	pub, err := rabbitmq.NewPublisher(ctx, cfg.RabbitMQ, log)
+	if err != nil {
+		return fmt.Errorf("rabbitmq: %w", err)
+	}
+	// Closed after the server has drained: in-flight PUTs still publish.
+	defer pub.Close()
+
+	svc := kv.NewService(store, cache, pub, cfg.Limits, log)
+	checks := []httpapi.Check{
+		{Name: "postgres", Ping: store.Ping},
+		{Name: "redis", Ping: cache.Ping},
+		{Name: "rabbitmq", Ping: pub.Ready},
+	}
+	handler := httpapi.NewHandler(svc, checks, cfg.HTTP, log)
+	return serve(ctx, cfg.Addr, withAdmin(handler), cfg.ShutdownTimeout, ready, log)
+}

@@ -1,0 +1,62 @@
+package app
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kvstack/kvstack/internal/config"
+	"github.com/kvstack/kvstack/internal/consumer"
+	"github.com/kvstack/kvstack/internal/httpapi"
+	"github.com/kvstack/kvstack/internal/postgres"
+	"github.com/kvstack/kvstack/internal/rabbitmq"
+	"github.com/kvstack/kvstack/internal/redis"
+)
+
+// RunConsumer applies queued operations until ctx is done, then finishes and
+// acks the batch in hand and stops.
+//
+// PostgreSQL must answer at start. Afterwards an outage of any dependency is
+// waited out: the runner reconnects to RabbitMQ, the batch in hand is
+// retried while PostgreSQL is away, and Redis writes that fail are repaired
+// once it is back.
+func RunConsumer(ctx context.Context, cfg config.Consumer, log zerolog.Logger, ready Ready) error {
+	log.Info().Object("config", cfg).Msg("starting kv-consumer")
+
+	pool, err := postgres.Open(ctx, cfg.Postgres)
+	if err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	defer pool.Close()
+	store := postgres.NewStore(pool)
+
+	rdb, err := redis.NewClient(cfg.Redis)
+	if err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	defer rdb.Close()
+	cache := redis.NewCache(rdb, cfg.Redis)
+
+	proc := consumer.NewProcessor(store, cache, cfg.Limits, log)
+	runner := rabbitmq.NewConsumer(cfg.RabbitMQ, proc, log)
+
+	// Everything stops with ctx, or when any part fails; the runner then
+	// finishes and acks its batch before it returns.
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return runner.Run(gctx) })
+	g.Go(func() error { proc.RunCacheRepair(gctx, cfg.CacheRepairInterval); return nil })
+	g.Go(func() error {
+		consumer.RunTombstonePurge(gctx, store, cfg.TombstoneRetention, cfg.PurgeInterval, log)
+		return nil
+	})
+	g.Go(func() error {
+		checks := []httpapi.Check{
+			{Name: "postgres", Ping: store.Ping},
+			{Name: "redis", Ping: cache.Ping},
+		}
+		return serve(gctx, cfg.Addr, withAdmin(httpapi.NewHealthHandler(checks, httpapi.DefaultConfig, log)), cfg.ShutdownTimeout, ready, log)
+	})
+	return g.Wait()
+}

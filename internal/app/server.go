@@ -1,0 +1,74 @@
+// Package app assembles kvstack's processes from their parts: RunAPI and
+// RunConsumer read like a table of contents (telemetry, dependencies,
+// servers, shutdown), and can listen on port 0 so that a test can boot a
+// whole process in-house.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+)
+
+// Ready is told the address a process listens on once it serves.
+type Ready func(addr net.Addr)
+
+// withAdmin adds /metrics and /debug/pprof/ in front of h. They are for
+// Prometheus and operators on the host; nginx does not route them.
+func withAdmin(h http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(prometheusGatherer(), promhttp.HandlerOpts{EnableOpenMetrics: true}))
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	mux.Handle("/", h)
+	return mux
+}
+
+// serve listens on addr and serves h until ctx is done, then shuts down
+// gracefully within timeout: in-flight requests finish, new ones are refused.
+func serve(ctx context.Context, addr string, h http.Handler, timeout time.Duration, ready Ready, log zerolog.Logger) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", addr, err)
+	}
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		// No WriteTimeout: GET /api/all streams for as long as the store is
+		// large; nginx bounds idle upstream reads.
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 16 << 10,
+	}
+	log.Info().Str("addr", ln.Addr().String()).Msg("listening")
+	if ready != nil {
+		ready(ln.Addr())
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve %s: %w", addr, err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown %s: %w", addr, err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

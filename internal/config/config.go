@@ -1,0 +1,114 @@
+// Package config reads each binary's configuration from the environment:
+// one struct per subsystem, owned by the package that uses it, with its
+// defaults visible in its env tags. Secrets never reach the logs: each
+// subsystem's config renders itself with its password masked.
+package config
+
+import (
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+	"github.com/rs/zerolog"
+
+	"github.com/kvstack/kvstack/internal/httpapi"
+	"github.com/kvstack/kvstack/internal/kv"
+	"github.com/kvstack/kvstack/internal/postgres"
+	"github.com/kvstack/kvstack/internal/rabbitmq"
+	"github.com/kvstack/kvstack/internal/redis"
+)
+
+// Common is what every binary has.
+type Common struct {
+	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
+	// InstanceID tells replicas apart in logs, traces and metrics; it
+	// defaults to the host name and listen address.
+	InstanceID string `env:"KV_INSTANCE_ID"`
+	// ShutdownTimeout bounds a graceful stop.
+	ShutdownTimeout time.Duration `env:"KV_SHUTDOWN_TIMEOUT" envDefault:"15s"`
+}
+
+// API configures cmd/api.
+type API struct {
+	Common
+	// Addr serves the API, /metrics and /debug/pprof (nginx exposes only
+	// the API). Port 0 picks a free port.
+	Addr     string `env:"KV_HTTP_ADDR" envDefault:"127.0.0.1:8081"`
+	HTTP     httpapi.Config
+	Limits   kv.Limits
+	Postgres postgres.Config
+	Redis    redis.Config
+	RabbitMQ rabbitmq.Config
+}
+
+// Consumer configures cmd/consumer.
+type Consumer struct {
+	Common
+	// Addr serves /healthz, /readyz, /metrics and /debug/pprof.
+	Addr     string `env:"KV_CONSUMER_ADDR" envDefault:"127.0.0.1:8090"`
+	Limits   kv.Limits
+	Postgres postgres.Config
+	Redis    redis.Config
+	RabbitMQ rabbitmq.Config
+	// TombstoneRetention must exceed the longest time an operation can wait
+	// in the queue: an older put arriving after its tombstone was purged
+	// would resurrect the key.
+	TombstoneRetention  time.Duration `env:"KV_TOMBSTONE_RETENTION" envDefault:"168h"`
+	PurgeInterval       time.Duration `env:"KV_TOMBSTONE_PURGE_INTERVAL" envDefault:"10m"`
+	CacheRepairInterval time.Duration `env:"KV_CACHE_REPAIR_INTERVAL" envDefault:"1s"`
+}
+
+// Migrate configures cmd/migrate.
+type Migrate struct {
+	Common
+	Postgres postgres.Config
+}
+
+// Load reads a configuration from the environment.
+func Load[T any]() (T, error) {
+	return LoadFrom[T](environ())
+}
+
+// LoadFrom reads a configuration from the given variables (tests use it).
+func LoadFrom[T any](vars map[string]string) (T, error) {
+	cfg, err := env.ParseAsWithOptions[T](env.Options{Environment: vars})
+	if err != nil {
+		return cfg, fmt.Errorf("config: %w", err)
+	}
+	return cfg, nil
+}
+
+func environ() map[string]string {
+	return env.ToMap(os.Environ())
+}
+
+// InstanceIDOr returns the configured instance id, or host name and address.
+func (c Common) InstanceIDOr(addr string) string {
+	if c.InstanceID != "" {
+		return c.InstanceID
+	}
+	host, _ := os.Hostname()
+	return host + "/" + addr
+}
+
+// MarshalZerologObject logs the API configuration, secrets masked.
+func (c API) MarshalZerologObject(e *zerolog.Event) {
+	e.Str("addr", c.Addr).
+		Interface("http", c.HTTP).
+		Interface("limits", c.Limits).
+		Str("postgres", c.Postgres.String()).
+		Interface("redis", c.Redis).
+		Object("rabbitmq", c.RabbitMQ)
+}
+
+// MarshalZerologObject logs the consumer configuration, secrets masked.
+func (c Consumer) MarshalZerologObject(e *zerolog.Event) {
+	e.Str("addr", c.Addr).
+		Interface("limits", c.Limits).
+		Str("postgres", c.Postgres.String()).
+		Interface("redis", c.Redis).
+		Object("rabbitmq", c.RabbitMQ).
+		Dur("tombstone_retention", c.TombstoneRetention).
+		Dur("purge_interval", c.PurgeInterval)
+}
