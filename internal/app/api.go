@@ -42,6 +42,13 @@ func RunAPI(ctx context.Context, cfg config.API, log zerolog.Logger, ready Ready
 	}
 	// Closed after the server has drained: in-flight PUTs still publish.
 	defer pub.Close()
+	// Give the broker a moment so that the first writes need not be refused;
+	// past it, serve anyway: writes get 503 until the publisher connects.
+	wctx, cancel := context.WithTimeout(ctx, cfg.RabbitMQ.PublishTimeout)
+	if err := pub.WaitReady(wctx); err != nil {
+		log.Warn().Err(err).Msg("RabbitMQ not reachable yet; writes get 503 until it is")
+	}
+	cancel()
 
 	svc := kv.NewService(store, cache, pub, cfg.Limits, log)
 	checks := []httpapi.Check{

@@ -61,6 +61,22 @@ func MustURL(tb testing.TB) string {
 	return u.String()
 }
 
+// MustPoolAt returns a small pool on url (from MustURL), closed when the
+// test ends.
+func MustPoolAt(tb testing.TB, url string) *pgxpool.Pool {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+	defer cancel()
+	cfg := postgres.DefaultConfig()
+	cfg.URL, cfg.MaxConns, cfg.MinConns = url, 4, 0
+	pool, err := postgres.Open(ctx, cfg)
+	if err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+	tb.Cleanup(pool.Close)
+	return pool
+}
+
 // MustEmptyPool returns a pool whose connections use a fresh, empty schema
 // as their search_path, for tests of the migrations themselves. The pool is
 // closed and the schema dropped when the test ends.

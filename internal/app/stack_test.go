@@ -1,0 +1,247 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
+
+	"github.com/kvstack/kvstack/internal/config"
+	"github.com/kvstack/kvstack/internal/kv"
+	"github.com/kvstack/kvstack/internal/postgres"
+	"github.com/kvstack/kvstack/internal/postgres/pgtest"
+	"github.com/kvstack/kvstack/internal/rabbitmq"
+	"github.com/kvstack/kvstack/internal/rabbitmq/rabbittest"
+	"github.com/kvstack/kvstack/internal/redis"
+	"github.com/kvstack/kvstack/internal/redis/redistest"
+)
+
+// stack is one isolated kvstack on the real services: its own PostgreSQL
+// schema, Redis key prefix and RabbitMQ queues, with the API and consumer
+// processes booted in-process on free ports.
+type stack struct {
+	t      *testing.T
+	api    string // base URL of the API
+	store  *postgres.Store
+	pool   *pgxpool.Pool
+	cache  *redis.Cache
+	rdb    *goredis.Client
+	mq     rabbitmq.Config
+	apiCfg config.API
+	conCfg config.Consumer
+	client *http.Client
+}
+
+func newStack(t *testing.T) *stack {
+	t.Helper()
+	url := pgtest.MustURL(t)
+	rdb, rcfg := redistest.MustClient(t)
+	mq := rabbittest.MustConfig(t)
+	mq.BatchWait = 5 * time.Millisecond
+
+	common := config.Common{LogLevel: "warn", ShutdownTimeout: 5 * time.Second}
+	pcfg := postgres.DefaultConfig()
+	pcfg.URL, pcfg.MaxConns, pcfg.MinConns = url, 4, 0
+	apiCfg := mustLoad[config.API](t)
+	apiCfg.Common, apiCfg.Addr, apiCfg.Postgres, apiCfg.Redis, apiCfg.RabbitMQ = common, "127.0.0.1:0", pcfg, rcfg, mq
+	conCfg := mustLoad[config.Consumer](t)
+	conCfg.Common, conCfg.Addr, conCfg.Postgres, conCfg.Redis, conCfg.RabbitMQ = common, "127.0.0.1:0", pcfg, rcfg, mq
+	conCfg.CacheRepairInterval = 50 * time.Millisecond
+
+	pool := pgtest.MustPoolAt(t, url)
+	return &stack{
+		t: t, store: postgres.NewStore(pool), pool: pool,
+		cache: redis.NewCache(rdb, rcfg), rdb: rdb, mq: mq,
+		apiCfg: apiCfg, conCfg: conCfg,
+		client: &http.Client{Timeout: 15 * time.Second},
+	}
+}
+
+func mustLoad[T any](t *testing.T) T {
+	t.Helper()
+	cfg, err := config.LoadFrom[T](map[string]string{})
+	if err != nil {
+		t.Fatalf("default config: %v", err)
+	}
+	return cfg
+}
+
+// startAPI boots the API and sets s.api; it stops when the test ends.
+func (s *stack) startAPI() {
+	s.t.Helper()
+	addr := boot(s.t, "api", func(ctx context.Context, ready Ready) error {
+		return RunAPI(ctx, s.apiCfg, testLogger(s.t), ready)
+	})
+	s.api = "http://" + addr
+}
+
+// startConsumer boots a consumer; stop it early with the returned func.
+func (s *stack) startConsumer() (stop func()) {
+	s.t.Helper()
+	var stopFn func()
+	bootStoppable(s.t, "consumer", func(ctx context.Context, ready Ready) error {
+		return RunConsumer(ctx, s.conCfg, testLogger(s.t), ready)
+	}, &stopFn)
+	return stopFn
+}
+
+func boot(t *testing.T, name string, run func(context.Context, Ready) error) string {
+	t.Helper()
+	var stop func()
+	return bootStoppable(t, name, run, &stop)
+}
+
+// bootStoppable runs a process until the test ends (or stop is called) and
+// requires it to stop cleanly.
+func bootStoppable(t *testing.T, name string, run func(context.Context, Ready) error, stop *func()) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	addrc := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, func(a net.Addr) { addrc <- a.String() }) }()
+	var addr string
+	select {
+	case addr = <-addrc:
+	case err := <-done:
+		cancel()
+		t.Fatalf("%s did not start: %v", name, err)
+	case <-time.After(30 * time.Second):
+		cancel()
+		t.Fatalf("%s did not start within 30s", name)
+	}
+	stopped := false
+	*stop = func() {
+		if stopped {
+			return
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("%s stopped with error: %v", name, err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("%s did not stop within 30s", name)
+		}
+	}
+	t.Cleanup(*stop)
+	return addr
+}
+
+func testLogger(t *testing.T) zerolog.Logger {
+	return zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel)
+}
+
+// response is a decoded API answer.
+type response struct {
+	status int
+	header http.Header
+	body   map[string]any
+}
+
+func (s *stack) do(method, path, body string) response {
+	s.t.Helper()
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, s.api+path, rd)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	resp, err := s.client.Do(req)
+	if err != nil {
+		s.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	if err != nil {
+		s.t.Fatalf("%s %s: read body: %v", method, path, err)
+	}
+	r := response{status: resp.StatusCode, header: resp.Header}
+	if err := json.Unmarshal(raw, &r.body); err != nil {
+		s.t.Fatalf("%s %s: body %q is not a JSON object: %v", method, path, raw, err)
+	}
+	return r
+}
+
+func (s *stack) put(key, value string) kv.Op {
+	s.t.Helper()
+	body, _ := json.Marshal(map[string]string{"key": key, "value": value})
+	r := s.do("PUT", "/api", string(body))
+	if r.status != http.StatusAccepted {
+		s.t.Fatalf("PUT %q = %d %v", key, r.status, r.body)
+	}
+	return acceptedOp(s.t, kv.KindPut, key, value, r)
+}
+
+func (s *stack) del(key string) kv.Op {
+	s.t.Helper()
+	body, _ := json.Marshal(map[string]string{"key": key})
+	r := s.do("DELETE", "/api", string(body))
+	if r.status != http.StatusAccepted {
+		s.t.Fatalf("DELETE %q = %d %v", key, r.status, r.body)
+	}
+	return acceptedOp(s.t, kv.KindDelete, key, "", r)
+}
+
+// acceptedOp rebuilds the operation a 202 promised.
+func acceptedOp(t *testing.T, kind kv.Kind, key, value string, r response) kv.Op {
+	t.Helper()
+	ts, err1 := time.Parse(time.RFC3339Nano, fmt.Sprint(r.body["timestamp"]))
+	body, _ := json.Marshal(map[string]any{"key": key, "value": value, "timestamp": r.body["timestamp"], "op_id": r.body["op_id"]})
+	op, err2 := kv.DecodeMessage(kind, body, kv.DefaultLimits)
+	if err := errors.Join(err1, err2); err != nil || r.body["op"] != string(kind) || !op.Version.Time.Equal(ts) {
+		t.Fatalf("202 body %v does not describe the operation: %v", r.body, err)
+	}
+	return op
+}
+
+// eventually polls cond until it holds or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %s, still not %s: %s", timeout, what, state)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// storedEntry is the key's row, tombstone included; ok is false without one.
+func (s *stack) storedEntry(key string) (kv.Entry, bool) {
+	s.t.Helper()
+	e, err := s.store.Get(context.Background(), key)
+	if errors.Is(err, kv.ErrNotFound) {
+		return kv.Entry{}, false
+	}
+	if err != nil {
+		s.t.Fatalf("store get %q: %v", key, err)
+	}
+	return e, true
+}
+
+// waitStored waits until the key's row is exactly the operation's result.
+func (s *stack) waitStored(op kv.Op) {
+	s.t.Helper()
+	eventually(s.t, 20*time.Second, fmt.Sprintf("stored %s %q", op.Kind, op.Key), func() (bool, string) {
+		e, ok := s.storedEntry(op.Key)
+		return ok && e == op.Entry(), fmt.Sprintf("row %+v (present %v), want %+v", e, ok, op.Entry())
+	})
+}
