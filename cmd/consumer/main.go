@@ -9,8 +9,11 @@ import (
 	"os/signal"
 	"syscall"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/kvstack/kvstack/internal/app"
 	"github.com/kvstack/kvstack/internal/config"
+	"github.com/kvstack/kvstack/internal/redis"
 	"github.com/kvstack/kvstack/internal/telemetry"
 )
 
@@ -23,6 +26,7 @@ func main() {
 	if err != nil {
 		log.Fatal().Err(err).Msg("bad configuration")
 	}
+	goredis.SetLogger(redis.DriverLogger{Log: log})
 	if err := app.RunConsumer(ctx, cfg, log, nil); err != nil {
 		log.Error().Err(err).Msg("kv-consumer stopped")
 		stop()

@@ -245,3 +245,12 @@ func (s *stack) waitStored(op kv.Op) {
 		return ok && e == op.Entry(), fmt.Sprintf("row %+v (present %v), want %+v", e, ok, op.Entry())
 	})
 }
+
+// waitCached waits until Redis holds exactly the operation's result.
+func (s *stack) waitCached(op kv.Op) {
+	s.t.Helper()
+	eventually(s.t, 20*time.Second, fmt.Sprintf("cached %s %q", op.Kind, op.Key), func() (bool, string) {
+		e, err := s.cache.Get(context.Background(), op.Key)
+		return err == nil && e == op.Entry(), fmt.Sprintf("cache %+v (%v), want %+v", e, err, op.Entry())
+	})
+}
