@@ -46,8 +46,12 @@ run-consumer: migrate ## Run the consumer with local defaults (extra flags: ARGS
 
 ##@ Quality
 
+# Tests named *Disruptive* stop a shared service (RabbitMQ's application):
+# they run after the others, one package at a time, so that no other test
+# sees the outage they cause.
 test: setup vet fmt-check ## Every test against real services (starts them; fails if one can't start)
-	$(GO) test $(TEST_FLAGS) $(PKGS)
+	$(GO) test $(TEST_FLAGS) -skip Disruptive $(PKGS)
+	$(GO) test $(TEST_FLAGS) -p 1 -run Disruptive $(PKGS)
 
 test-unit: ## Unit tests only (-short), no services needed
 	$(GO) test -race -short $(PKGS)

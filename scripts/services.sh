@@ -213,6 +213,14 @@ remove_stale_pidfile() {
 start_rabbitmq() {
 	need_root "starting RabbitMQ"
 	local pidfile
+	# A node whose application was stopped (`rabbitmqctl stop_app`, as the
+	# broker-restart tests do) only needs its application started again.
+	if rabbitmqctl -q eval 'ok.' >/dev/null 2>&1; then
+		log "rabbitmq: node up with its application stopped: start_app"
+		rabbitmqctl -q start_app >/dev/null || die "RabbitMQ: rabbitmqctl start_app failed"
+		wait_for "RabbitMQ on $HOST:$RABBITMQ_PORT" rabbitmq_up
+		return
+	fi
 	pidfile=$(rabbitmq_pidfile)
 	log "rabbitmq: enabling rabbitmq_prometheus (offline)"
 	rabbitmq-plugins enable --offline rabbitmq_prometheus >/dev/null

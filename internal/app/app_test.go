@@ -333,3 +333,36 @@ func (s *stack) requireCacheMatchesStore(key string) {
 		return inStore && cached == stored, fmt.Sprintf("cache holds %s, store holds %s (present %v)", got, want, inStore)
 	})
 }
+
+// TestDisruptiveBrokerStop stops RabbitMQ under a running API and consumer:
+// writes get a prompt 503 (never a hang, never a 202); once the broker is
+// back, both heal by themselves and every accepted write is applied.
+func TestDisruptiveBrokerStop(t *testing.T) {
+	s := newStack(t)
+	s.startAPI()
+	s.startConsumer()
+	before := s.put("k", "before")
+	s.waitStored(before)
+
+	start := rabbittest.StopBroker(t, s.mq)
+	began := time.Now()
+	r := s.do("PUT", "/api", `{"key":"k","value":"during"}`)
+	if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {
+		t.Fatalf("PUT with the broker stopped = %d %v, want 503 with Retry-After", r.status, r.body)
+	}
+	if took := time.Since(began); took > s.apiCfg.RabbitMQ.PublishTimeout+time.Second {
+		t.Fatalf("503 took %s; the publish timeout is %s", took, s.apiCfg.RabbitMQ.PublishTimeout)
+	}
+	start()
+
+	var after kv.Op
+	eventually(t, 60*time.Second, "accepting writes again", func() (bool, string) {
+		r := s.do("PUT", "/api", `{"key":"k","value":"after"}`)
+		if r.status == http.StatusAccepted {
+			after = acceptedOp(t, kv.KindPut, "k", "after", r)
+		}
+		return r.status == http.StatusAccepted, fmt.Sprintf("PUT = %d %v", r.status, r.body)
+	})
+	s.waitStored(after)
+	s.requireCacheMatchesStore("k")
+}

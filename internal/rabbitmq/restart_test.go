@@ -11,11 +11,11 @@ import (
 	"github.com/kvstack/kvstack/internal/rabbitmq/rabbittest"
 )
 
-// TestBrokerRestart stops and restarts the shared broker's application:
+// TestDisruptiveBrokerRestart stops and restarts the shared broker's application:
 // while it is down, publishes fail fast with kv.ErrUnavailable; once it is
 // back, the same publisher and the same consumer runner carry on without
 // anyone restarting them.
-func TestBrokerRestart(t *testing.T) {
+func TestDisruptiveBrokerRestart(t *testing.T) {
 	cfg := rabbittest.MustConfig(t)
 	cfg.BatchWait = 5 * time.Millisecond
 	p := mustPublisher(t, cfg)

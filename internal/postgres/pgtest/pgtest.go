@@ -65,6 +65,9 @@ func MustURL(tb testing.TB) string {
 // test ends.
 func MustPoolAt(tb testing.TB, url string) *pgxpool.Pool {
 	tb.Helper()
+	if testing.Short() {
+		tb.Skip("needs PostgreSQL; not run with -short (make test runs it)")
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
 	defer cancel()
 	cfg := postgres.DefaultConfig()
@@ -82,6 +85,9 @@ func MustPoolAt(tb testing.TB, url string) *pgxpool.Pool {
 // closed and the schema dropped when the test ends.
 func MustEmptyPool(tb testing.TB) *pgxpool.Pool {
 	tb.Helper()
+	if testing.Short() {
+		tb.Skip("needs PostgreSQL; not run with -short (make test runs it)")
+	}
 	url := URL()
 	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
 	defer cancel()

@@ -31,6 +31,9 @@ func URL() string {
 // answer.
 func MustConfig(tb testing.TB) rabbitmq.Config {
 	tb.Helper()
+	if testing.Short() {
+		tb.Skip("needs RabbitMQ; not run with -short (make test runs it)")
+	}
 	cfg := rabbitmq.DefaultConfig()
 	cfg.URL = URL()
 	conn := MustDial(tb, cfg)

@@ -21,6 +21,9 @@ import (
 // Redis does not answer, the test fails naming it: it is never skipped.
 func MustClient(tb testing.TB) (*goredis.Client, redis.Config) {
 	tb.Helper()
+	if testing.Short() {
+		tb.Skip("needs Redis; not run with -short (make test runs it)")
+	}
 	cfg, err := env.ParseAs[redis.Config]()
 	if err != nil {
 		tb.Fatalf("redis config from the environment: %v", err)

@@ -18,6 +18,9 @@ func TestMain(m *testing.M) {
 }
 
 func TestMustClientIsolatesAndCleans(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Redis")
+	}
 	ctx := context.Background()
 	var prefixes []string
 	var leftover []string
@@ -70,6 +73,9 @@ func (f *fakeTB) Fatalf(format string, args ...any) {
 func (f *fakeTB) Cleanup(func()) {}
 
 func TestMustClientFailsWhenRedisIsDown(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs Redis")
+	}
 	t.Setenv("REDIS_ADDR", "127.0.0.1:1")
 	tb := &fakeTB{TB: t}
 	done := make(chan struct{})
