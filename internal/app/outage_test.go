@@ -24,7 +24,7 @@ func TestDisruptivePostgresRestart(t *testing.T) {
 	s.waitStored(s.put("k", "before"))
 
 	start := stopPostgres(t)
-	during := s.put("k", "during")     // RabbitMQ alone makes it durable
+	during := s.put("k", "during") // RabbitMQ alone makes it durable
 	// The consumer has taken it (it is no longer ready) but cannot apply it.
 	rabbittest.WaitCount(t, s.mq, s.mq.QueueAdd, 0, 20*time.Second)
 	start()
