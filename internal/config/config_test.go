@@ -1,0 +1,76 @@
+package config
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+func TestDefaults(t *testing.T) {
+	api, err := LoadFrom[API](map[string]string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"api addr", api.Addr, "127.0.0.1:8081"},
+		{"log level", api.LogLevel, "info"},
+		{"max key", api.Limits.MaxKeyBytes, 512},
+		{"max body", api.HTTP.MaxBodyBytes, int64(1 << 20)},
+		{"queue add", api.RabbitMQ.QueueAdd, "add_key"},
+		{"redis addr", api.Redis.Addr, "127.0.0.1:6379"},
+		{"postgres url", api.Postgres.URL, "postgres://kvstack:kvstack@127.0.0.1:5432/kvstack?sslmode=disable"},
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			t.Errorf("%s = %v, want %v", c.name, c.got, c.want)
+		}
+	}
+	con, err := LoadFrom[Consumer](map[string]string{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if con.TombstoneRetention != 7*24*time.Hour || con.Addr != "127.0.0.1:8090" {
+		t.Errorf("consumer defaults = %+v", con)
+	}
+}
+
+func TestOverridesAndErrors(t *testing.T) {
+	cfg, err := LoadFrom[Consumer](map[string]string{"CONSUMER_BATCH_SIZE": "7", "KV_TOMBSTONE_RETENTION": "1h", "REDIS_KEY_PREFIX": "x:"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.RabbitMQ.BatchSize != 7 || cfg.TombstoneRetention != time.Hour || cfg.Redis.KeyPrefix != "x:" {
+		t.Fatalf("overrides not applied: %+v", cfg)
+	}
+	if _, err := LoadFrom[API](map[string]string{"KV_MAX_KEY_BYTES": "many"}); err == nil || !strings.Contains(err.Error(), "MaxKeyBytes") || !strings.Contains(err.Error(), "many") {
+		t.Fatalf("bad number: err = %v, want one naming the setting and the bad value", err)
+	}
+}
+
+func TestLoggedConfigMasksSecrets(t *testing.T) {
+	cfg, err := LoadFrom[API](map[string]string{
+		"DATABASE_URL":   "postgres://u:pg-secret@db:5432/kv",
+		"REDIS_PASSWORD": "redis-secret",
+		"RABBITMQ_URL":   "amqp://u:mq-secret@mq:5672/",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	log := zerolog.New(&buf)
+	log.Info().Object("config", cfg).Msg("start")
+	for _, secret := range []string{"pg-secret", "redis-secret", "mq-secret"} {
+		if strings.Contains(buf.String(), secret) {
+			t.Errorf("logged config shows %q: %s", secret, buf.String())
+		}
+	}
+	if !strings.Contains(buf.String(), "db:5432") {
+		t.Errorf("logged config lost the non-secret parts: %s", buf.String())
+	}
+}
