@@ -6,35 +6,26 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kvstack/kvstack/internal/consumer"
 )
 
 // batch is the messages in hand and their delivery tags.
 type batch struct {
-	msgs []consumer.Message
-	tags []uint64
-	max  uint64
+	msgs  []consumer.Message
+	spans []trace.Span // each message's CONSUMER span
+	tags  []uint64
+	max   uint64
 }
 
 func (b *batch) add(c *Consumer, s *source, d amqp.Delivery, base context.Context) {
 	s.last = d.DeliveryTag
 	b.tags = append(b.tags, d.DeliveryTag)
 	b.max = max(b.max, d.DeliveryTag)
-	b.msgs = append(b.msgs, c.message(s, d, base))
-}
-
-// message strips d of its transport. Nothing is dropped here: an empty or
-// foreign body is the handler's to judge (it dead-letters what it cannot
-// decode).
-func (c *Consumer) message(s *source, d amqp.Delivery, base context.Context) consumer.Message {
-	ctx := base
-	if c.extract != nil {
-		if x := c.extract(base, d.Headers); x != nil {
-			ctx = x
-		}
-	}
-	return consumer.Message{Kind: s.kind, Body: d.Body, Ctx: ctx}
+	ctx, span := c.startProcess(base, s, d)
+	b.spans = append(b.spans, span)
+	b.msgs = append(b.msgs, consumer.Message{Kind: s.kind, Body: d.Body, Ctx: ctx})
 }
 
 // collect waits for a first delivery, then takes more until the batch is

@@ -1,18 +1,9 @@
 package rabbitmq
 
 import (
-	"context"
-
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.opentelemetry.io/otel/propagation"
 )
-
-// HeaderInjector writes the context's cross-process data (the W3C trace
-// context, baggage) into the headers of a message about to be published.
-type HeaderInjector func(ctx context.Context, headers amqp.Table)
-
-// HeaderExtractor returns ctx enriched with what a delivery's headers carry.
-type HeaderExtractor func(ctx context.Context, headers amqp.Table) context.Context
 
 // HeaderCarrier adapts AMQP headers to OpenTelemetry propagators.
 // Get and Keys work on a nil table; Set needs a non-nil one.
@@ -43,17 +34,4 @@ func (c HeaderCarrier) Keys() []string {
 		keys = append(keys, k)
 	}
 	return keys
-}
-
-// PropagatorInjector is a HeaderInjector that uses p (for example
-// otel.GetTextMapPropagator()).
-func PropagatorInjector(p propagation.TextMapPropagator) HeaderInjector {
-	return func(ctx context.Context, headers amqp.Table) { p.Inject(ctx, HeaderCarrier(headers)) }
-}
-
-// PropagatorExtractor is a HeaderExtractor that uses p.
-func PropagatorExtractor(p propagation.TextMapPropagator) HeaderExtractor {
-	return func(ctx context.Context, headers amqp.Table) context.Context {
-		return p.Extract(ctx, HeaderCarrier(headers))
-	}
 }

@@ -50,7 +50,7 @@ func TestHeaderCarrierTraceContextRoundTrip(t *testing.T) {
 	prop := propagation.TraceContext{}
 
 	headers := amqp.Table{}
-	PropagatorInjector(prop)(trace.ContextWithSpanContext(context.Background(), sc), headers)
+	prop.Inject(trace.ContextWithSpanContext(context.Background(), sc), HeaderCarrier(headers))
 	if err := headers.Validate(); err != nil {
 		t.Fatalf("injected headers are not a valid AMQP table: %v", err)
 	}
@@ -68,7 +68,7 @@ func TestHeaderCarrierTraceContextRoundTrip(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ctx := PropagatorExtractor(prop)(context.Background(), tt.headers)
+			ctx := prop.Extract(context.Background(), HeaderCarrier(tt.headers))
 			got := trace.SpanContextFromContext(ctx)
 			if !got.Equal(sc) {
 				t.Errorf("extracted %+v, want %+v", got, sc)

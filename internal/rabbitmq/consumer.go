@@ -9,35 +9,27 @@ import (
 	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/kvstack/kvstack/internal/consumer"
 	"github.com/kvstack/kvstack/internal/kv"
 )
 
-// ConsumerOption tunes a Consumer.
-type ConsumerOption func(*Consumer)
-
-// WithHeaderExtractor sets the hook that derives each message's context from
-// its headers (tracing continues the producer's trace from there).
-func WithHeaderExtractor(f HeaderExtractor) ConsumerOption {
-	return func(c *Consumer) { c.extract = f }
-}
-
 // Consumer feeds batches of deliveries from both queues to a Handler and
 // acks or dead-letters them according to its verdicts.
 type Consumer struct {
-	cfg     Config
-	topo    Topology
-	h       consumer.Handler
-	log     zerolog.Logger
-	extract HeaderExtractor
+	cfg    Config
+	topo   Topology
+	h      consumer.Handler
+	log    zerolog.Logger
+	server []attribute.KeyValue // server.address and port, for spans
 
 	// waits between handler retries, and between reconnects
 	retryMin, retryMax time.Duration
 }
 
 // NewConsumer builds a consumer runner; Run starts it.
-func NewConsumer(cfg Config, h consumer.Handler, log zerolog.Logger, opts ...ConsumerOption) *Consumer {
+func NewConsumer(cfg Config, h consumer.Handler, log zerolog.Logger) *Consumer {
 	c := &Consumer{
 		cfg:      cfg,
 		topo:     cfg.Topology(),
@@ -45,9 +37,7 @@ func NewConsumer(cfg Config, h consumer.Handler, log zerolog.Logger, opts ...Con
 		log:      log.With().Str("component", "rabbitmq.consumer").Logger(),
 		retryMin: 100 * time.Millisecond,
 		retryMax: 5 * time.Second,
-	}
-	for _, o := range opts {
-		o(c)
+		server:   serverAttrs(cfg.URL),
 	}
 	return c
 }
@@ -154,14 +144,9 @@ func (c *Consumer) consume(ctx context.Context, l *link) error {
 			l.cancelConsumers()
 		}
 		if len(b.msgs) > 0 {
-			if err := l.fillGaps(b, c, base); err != nil {
-				return err
-			}
-			verdicts, err := c.handle(ctx, work, l, b.msgs)
+			verdicts, err := c.runBatch(ctx, work, l, b, base)
+			b.endSpans(verdicts, err)
 			if err != nil {
-				return err
-			}
-			if err := l.settle(b, verdicts); err != nil {
 				return err
 			}
 		}
@@ -169,6 +154,19 @@ func (c *Consumer) consume(ctx context.Context, l *link) error {
 			return nil
 		}
 	}
+}
+
+// runBatch completes, handles and settles one batch. An error leaves it
+// unsettled: the broker redelivers it on the next session.
+func (c *Consumer) runBatch(ctx, work context.Context, l *link, b *batch, base context.Context) ([]consumer.Verdict, error) {
+	if err := l.fillGaps(b, c, base); err != nil {
+		return nil, err
+	}
+	verdicts, err := c.handle(ctx, work, l, b.msgs)
+	if err != nil {
+		return nil, err
+	}
+	return verdicts, l.settle(b, verdicts)
 }
 
 // cancelConsumers asks the broker to stop delivering; what is already

@@ -70,11 +70,11 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 
 // startConsumer runs a consumer until the returned stop is called (or the
 // test ends); stop checks that Run returned nil in time.
-func startConsumer(t *testing.T, cfg rabbitmq.Config, h consumer.Handler, opts ...rabbitmq.ConsumerOption) (stop func()) {
+func startConsumer(t *testing.T, cfg rabbitmq.Config, h consumer.Handler) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	c := rabbitmq.NewConsumer(cfg, h, testLog(t), opts...)
+	c := rabbitmq.NewConsumer(cfg, h, testLog(t))
 	go func() { done <- c.Run(ctx) }()
 	var once sync.Once
 	stop = func() {

@@ -10,6 +10,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/kvstack/kvstack/internal/kv"
 )
@@ -23,15 +24,6 @@ var (
 	ErrClosed       = fmt.Errorf("rabbitmq: publisher closed: %w", kv.ErrUnavailable)
 )
 
-// PublisherOption tunes a Publisher.
-type PublisherOption func(*Publisher)
-
-// WithHeaderInjector sets the hook that fills each message's headers from
-// the publishing context (tracing puts traceparent there).
-func WithHeaderInjector(f HeaderInjector) PublisherOption {
-	return func(p *Publisher) { p.inject = f }
-}
-
 // Publisher publishes operations to their queue and waits for the broker's
 // confirm. It keeps one connection with a pool of confirm-mode channels,
 // and a supervisor goroutine that (re)connects, (re)declares the topology
@@ -40,7 +32,7 @@ type Publisher struct {
 	cfg    Config
 	topo   Topology
 	log    zerolog.Logger
-	inject HeaderInjector
+	server []attribute.KeyValue // server.address and port, for spans
 
 	sess atomic.Pointer[session] // nil while disconnected
 
@@ -69,19 +61,17 @@ type session struct {
 // WaitReady to wait for it. ctx is not retained: the publisher lives until
 // Close, not until ctx is cancelled, because requests still in flight during
 // a graceful shutdown must be able to publish.
-func NewPublisher(_ context.Context, cfg Config, log zerolog.Logger, opts ...PublisherOption) (*Publisher, error) {
+func NewPublisher(_ context.Context, cfg Config, log zerolog.Logger) (*Publisher, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	p := &Publisher{
-		cfg:  cfg,
-		topo: cfg.Topology(),
-		log:  log.With().Str("component", "rabbitmq.publisher").Logger(),
-		up:   make(chan struct{}),
-		stop: make(chan struct{}),
-	}
-	for _, o := range opts {
-		o(p)
+		cfg:    cfg,
+		topo:   cfg.Topology(),
+		log:    log.With().Str("component", "rabbitmq.publisher").Logger(),
+		up:     make(chan struct{}),
+		stop:   make(chan struct{}),
+		server: serverAttrs(cfg.URL),
 	}
 	p.wg.Add(1)
 	go p.supervise()
@@ -109,16 +99,15 @@ func (p *Publisher) Publish(ctx context.Context, op kv.Op) error {
 		Type:         string(op.Kind),
 		Body:         body,
 	}
-	if p.inject != nil {
-		msg.Headers = amqp.Table{}
-		p.inject(ctx, msg.Headers)
-	}
+	ctx, span := p.startPublish(ctx, queue, &msg)
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.PublishTimeout)
 	defer cancel()
-	if err := p.publish(ctx, queue, msg); err != nil {
-		return fmt.Errorf("publish %s %s: %w", queue, msg.MessageId, err)
+	err = p.publish(ctx, queue, msg)
+	if err != nil {
+		err = fmt.Errorf("publish %s %s: %w", queue, msg.MessageId, err)
 	}
-	return nil
+	endSpan(span, err)
+	return err
 }
 
 func (p *Publisher) queueFor(k kv.Kind) (string, error) {
