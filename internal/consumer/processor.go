@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/kvstack/kvstack/internal/kv"
+	"github.com/kvstack/kvstack/internal/telemetry"
 )
 
 // Store is where operations become durable: PostgreSQL in production.
@@ -64,55 +65,97 @@ func NewProcessor(store Store, cache Cache, limits kv.Limits, log zerolog.Logger
 // that can never be applied is dead-lettered; a store that cannot be reached
 // returns an error and decides nothing, so the caller retries the batch.
 func (p *Processor) Handle(ctx context.Context, batch []Message) ([]Verdict, error) {
+	tr := startBatchTrace(ctx, batch)
+	fates, err := p.handle(tr, batch)
+	tr.end(fates, err)
+	if err != nil {
+		return nil, err
+	}
 	verdicts := make([]Verdict, len(batch))
+	for i, f := range fates {
+		p.count(f)
+		if f == fateDeadLettered {
+			verdicts[i] = DeadLetter
+		}
+	}
+	return verdicts, nil
+}
+
+// fate is what became of one message.
+type fate string
+
+const (
+	fateApplied      fate = "applied"
+	fateDuplicate    fate = "duplicate"
+	fateStale        fate = "stale"
+	fateDeadLettered fate = "dead_lettered"
+)
+
+func (p *Processor) handle(tr *batchTrace, batch []Message) ([]fate, error) {
+	fates := make([]fate, len(batch))
 	ops := make([]kv.Op, 0, len(batch))
 	msgOf := make([]int, 0, len(batch)) // ops[i] came from batch[msgOf[i]]
 	for i, m := range batch {
 		op, err := kv.DecodeMessage(m.Kind, m.Body, p.limits)
 		if err != nil {
-			p.deadLetter(verdicts, i, err)
+			fates[i] = p.deadLetter(m, err)
 			continue
 		}
 		ops = append(ops, op)
 		msgOf = append(msgOf, i)
 	}
 	if len(ops) == 0 {
-		return verdicts, nil
+		return fates, nil
 	}
 
 	winners, losers := kv.Winners(ops)
-	p.Stats.Stale.Add(int64(len(losers)))
+	for _, l := range losers {
+		fates[msgOf[l]] = fateStale
+	}
 	winOps := make([]kv.Op, len(winners))
+	winMsgs := make([]int, len(winners)) // winOps[i] came from batch[winMsgs[i]]
 	for i, w := range winners {
-		winOps[i] = ops[w]
+		winOps[i], winMsgs[i] = ops[w], msgOf[w]
 	}
 
-	outcomes, err := p.store.ApplyBatch(ctx, winOps)
+	start := time.Now()
+	outcomes, err := p.store.ApplyBatch(tr.ctx, winOps)
 	if errors.Is(err, kv.ErrInvalid) {
-		outcomes, err = p.applyOneByOne(ctx, winOps)
+		outcomes, err = p.applyOneByOne(tr.ctx, winOps)
 	}
+	tr.shared(winMsgs, postgresCall, start, err)
 	if err != nil {
 		return nil, fmt.Errorf("apply batch of %d: %w", len(winOps), err)
 	}
 
 	entries := make([]kv.Entry, 0, len(winOps))
+	cached := make([]int, 0, len(winOps))
 	for i, o := range outcomes {
+		m := winMsgs[i]
 		switch o {
 		case kv.Applied, kv.Duplicate:
 			// A duplicate may be the redelivery of a batch whose cache
 			// update never happened: write it again (the cache's version
 			// check makes that harmless).
 			entries = append(entries, winOps[i].Entry())
-			p.count(o)
+			cached = append(cached, m)
+			fates[m] = fateOf(o)
 		case kv.Stale:
-			p.Stats.Stale.Add(1)
+			fates[m] = fateStale
 		case poisoned:
-			p.deadLetter(verdicts, msgOf[winners[i]], fmt.Errorf("store rejected the operation: %w", kv.ErrInvalid))
+			fates[m] = p.deadLetter(batch[m], fmt.Errorf("store rejected the operation: %w", kv.ErrInvalid))
 		}
 	}
-	p.updateCache(ctx, entries)
-	p.logBatch(ops, outcomes)
-	return verdicts, nil
+	p.updateCache(tr, entries, cached)
+	p.logBatch(ops)
+	return fates, nil
+}
+
+func fateOf(o kv.Outcome) fate {
+	if o == kv.Duplicate {
+		return fateDuplicate
+	}
+	return fateApplied
 }
 
 // poisoned marks, among the outcomes of applyOneByOne, an operation the store
@@ -139,11 +182,14 @@ func (p *Processor) applyOneByOne(ctx context.Context, ops []kv.Op) ([]kv.Outcom
 	return outcomes, nil
 }
 
-func (p *Processor) updateCache(ctx context.Context, entries []kv.Entry) {
+func (p *Processor) updateCache(tr *batchTrace, entries []kv.Entry, msgs []int) {
 	if len(entries) == 0 {
 		return
 	}
-	if err := p.cache.Apply(ctx, entries); err != nil {
+	start := time.Now()
+	err := p.cache.Apply(tr.ctx, entries)
+	tr.shared(msgs, redisCall, start, err)
+	if err != nil {
 		// PostgreSQL holds the truth already; the cache is repaired in the
 		// background rather than holding the queue while Redis is away.
 		p.Stats.CacheFailures.Add(1)
@@ -152,22 +198,26 @@ func (p *Processor) updateCache(ctx context.Context, entries []kv.Entry) {
 	}
 }
 
-func (p *Processor) deadLetter(verdicts []Verdict, i int, err error) {
-	verdicts[i] = DeadLetter
-	p.Stats.DeadLettered.Add(1)
-	p.log.Warn().Err(err).Msg("message dead-lettered")
+func (p *Processor) deadLetter(m Message, err error) fate {
+	log := telemetry.WithTrace(m.Ctx, p.log)
+	log.Warn().Err(err).Str("kind", string(m.Kind)).Int("bytes", len(m.Body)).Msg("message dead-lettered")
+	return fateDeadLettered
 }
 
-func (p *Processor) count(o kv.Outcome) {
-	switch o {
-	case kv.Applied:
+func (p *Processor) count(f fate) {
+	switch f {
+	case fateApplied:
 		p.Stats.Applied.Add(1)
-	case kv.Duplicate:
+	case fateDuplicate:
 		p.Stats.Duplicate.Add(1)
+	case fateStale:
+		p.Stats.Stale.Add(1)
+	case fateDeadLettered:
+		p.Stats.DeadLettered.Add(1)
 	}
 }
 
-func (p *Processor) logBatch(ops []kv.Op, outcomes []kv.Outcome) {
+func (p *Processor) logBatch(ops []kv.Op) {
 	ev := p.log.Debug()
 	if !ev.Enabled() {
 		return
@@ -178,6 +228,6 @@ func (p *Processor) logBatch(ops []kv.Op, outcomes []kv.Outcome) {
 			oldest = op.Version.Time
 		}
 	}
-	ev.Int("ops", len(ops)).Int("keys", len(outcomes)).
+	ev.Int("ops", len(ops)).
 		Dur("max_lag", p.now().Sub(oldest)).Msg("batch applied")
 }
