@@ -10,10 +10,11 @@ GOFMT       ?= $(shell $(GO) env GOROOT)/bin/gofmt
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 ARGS        ?=
 SERVICES    ?= scripts/services.sh
+STACK       ?= scripts/stack.sh
 
 .DEFAULT_GOAL := help
 .PHONY: help setup setup-all build migrate test test-unit vet fmt-check fuzz \
-	lint fmt run-api run-consumer clean
+	lint fmt run-api run-consumer clean run up down status logs jaeger
 
 ##@ General
 
@@ -43,6 +44,26 @@ run-api: migrate ## Run the API with local defaults (extra flags: ARGS=...)
 
 run-consumer: migrate ## Run the consumer with local defaults (extra flags: ARGS=...)
 	$(GO) run ./cmd/consumer $(ARGS)
+
+##@ Native stack (ports and overrides: stack.env, scripts/stack.sh)
+
+run: ## The whole topology in the foreground, following its logs; Ctrl-C stops what it started
+	$(STACK) run
+
+up: ## Start the whole topology in the background; starts only what is missing
+	$(STACK) up
+
+down: ## Stop the topology (PostgreSQL, Redis and RabbitMQ keep running)
+	$(STACK) down
+
+status: ## One line per process: up/down, pid, address, log
+	$(STACK) status
+
+logs: ## Follow the logs of every process of the stack
+	$(STACK) logs
+
+jaeger: ## Build bin/jaeger from the Go module proxy (skipped when up to date)
+	$(STACK) jaeger
 
 ##@ Quality
 
