@@ -57,5 +57,5 @@ func RunAPI(ctx context.Context, cfg config.API, log zerolog.Logger, ready Ready
 		{Name: "rabbitmq", Ping: pub.Ready},
 	}
 	handler := httpapi.NewHandler(svc, checks, cfg.HTTP, log)
-	return serve(ctx, cfg.Addr, withAdmin(handler), cfg.ShutdownTimeout, ready, log)
+	return serve(ctx, cfg.Addr, traceHTTP(withAdmin(handler)), cfg.ShutdownTimeout, ready, log)
 }

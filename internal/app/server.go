@@ -10,9 +10,10 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"time"
 
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 )
@@ -21,17 +22,15 @@ import (
 type Ready func(addr net.Addr)
 
 // withAdmin adds /metrics and /debug/pprof/ in front of h. They are for
-// Prometheus and operators on the host; nginx does not route them.
+// Prometheus and operators on the host; nginx does not route them. A chi
+// router rather than an http.ServeMux: a ServeMux stamps its pattern on the
+// request, which otelhttp then takes for the span's name.
 func withAdmin(h http.Handler) http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(prometheusGatherer(), promhttp.HandlerOpts{EnableOpenMetrics: true}))
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	mux.Handle("/", h)
-	return mux
+	r := chi.NewRouter()
+	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(prometheusGatherer(), promhttp.HandlerOpts{EnableOpenMetrics: true}))
+	r.Mount("/debug", middleware.Profiler())
+	r.Mount("/", h)
+	return r
 }
 
 // serve listens on addr and serves h until ctx is done, then shuts down

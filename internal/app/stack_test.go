@@ -40,6 +40,7 @@ type stack struct {
 	apiCfg config.API
 	conCfg config.Consumer
 	client *http.Client
+	log    zerolog.Logger // the processes' logger: the test's output unless replaced
 }
 
 func newStack(t *testing.T) *stack {
@@ -64,6 +65,7 @@ func newStack(t *testing.T) *stack {
 		cache: redis.NewCache(rdb, rcfg), rdb: rdb, mq: mq,
 		apiCfg: apiCfg, conCfg: conCfg,
 		client: &http.Client{Timeout: 15 * time.Second},
+		log:    testLogger(t),
 	}
 }
 
@@ -80,7 +82,7 @@ func mustLoad[T any](t *testing.T) T {
 func (s *stack) startAPI() {
 	s.t.Helper()
 	addr := boot(s.t, "api", func(ctx context.Context, ready Ready) error {
-		return RunAPI(ctx, s.apiCfg, testLogger(s.t), ready)
+		return RunAPI(ctx, s.apiCfg, s.log, ready)
 	})
 	s.api = "http://" + addr
 }
@@ -90,7 +92,7 @@ func (s *stack) startConsumer() (stop func()) {
 	s.t.Helper()
 	var stopFn func()
 	bootStoppable(s.t, "consumer", func(ctx context.Context, ready Ready) error {
-		return RunConsumer(ctx, s.conCfg, testLogger(s.t), ready)
+		return RunConsumer(ctx, s.conCfg, s.log, ready)
 	}, &stopFn)
 	return stopFn
 }

@@ -59,8 +59,8 @@ type api struct {
 }
 
 // NewHandler returns the API's routes wrapped in its middleware, outermost
-// first: extra (tracing, metrics: added by the caller), request id and access
-// log, panic recovery.
+// first: extra (the caller's tracing and metrics), span naming and
+// traceparent, request id and access log, panic recovery.
 func NewHandler(svc Service, checks []Check, cfg Config, log zerolog.Logger, extra ...func(http.Handler) http.Handler) http.Handler {
 	a := &api{svc: svc, checks: checks, cfg: cfg, log: log}
 	r := a.router(extra)
@@ -81,7 +81,7 @@ func NewHealthHandler(checks []Check, cfg Config, log zerolog.Logger) http.Handl
 func (a *api) router(extra []func(http.Handler) http.Handler) chi.Router {
 	r := chi.NewRouter()
 	r.Use(extra...)
-	r.Use(requestID, a.accessLog, a.recoverPanic)
+	r.Use(traceRoute, requestID, a.accessLog, a.recoverPanic)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusNotFound, "not_found", "no such route")
 	})

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime/debug"
 	"strings"
 
 	"go.opentelemetry.io/otel"
@@ -94,4 +95,13 @@ func newExporter(ctx context.Context) (sdktrace.SpanExporter, error) {
 		return nil, fmt.Errorf("trace exporter: %w", err)
 	}
 	return exp, nil
+}
+
+// Version is the main module's version as the build recorded it ("devel"
+// for a local build).
+func Version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "devel"
 }
