@@ -14,7 +14,7 @@ STACK       ?= scripts/stack.sh
 
 .DEFAULT_GOAL := help
 .PHONY: help setup setup-all build migrate test test-unit vet fmt-check fuzz \
-	lint fmt run-api run-consumer clean run up down status logs jaeger
+	lint fmt run-api run-consumer clean run up down status logs jaeger e2e
 
 ##@ General
 
@@ -73,6 +73,18 @@ jaeger: ## Build bin/jaeger from the Go module proxy (skipped when up to date)
 test: setup vet fmt-check ## Every test against real services (starts them; fails if one can't start)
 	$(GO) test $(TEST_FLAGS) -skip Disruptive $(PKGS)
 	$(GO) test $(TEST_FLAGS) -p 1 -run Disruptive $(PKGS)
+	@# End to end on the native stack; stopped afterwards only if this run
+	@# had to start it, so a developer's running stack stays up.
+	@if $(STACK) status >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory e2e; \
+	else \
+		rc=0; $(MAKE) --no-print-directory e2e || rc=$$?; \
+		$(STACK) down; exit $$rc; \
+	fi
+
+e2e: up ## End-to-end tests through nginx on the native stack (starts what is missing)
+	$(GO) vet -tags e2e ./e2e/...
+	$(GO) test -tags e2e -count=1 -timeout 10m ./e2e/...
 
 test-unit: ## Unit tests only (-short), no services needed
 	$(GO) test -race -short $(PKGS)

@@ -204,23 +204,42 @@ launch() {
 	printf '\n==> %s starting %s\n' "$(date -u +%FT%TZ)" "$name" >>"$log"
 	(cd "$ROOT" && exec setsid env "${envs[@]}" "${cmd[@]}" >>"$log" 2>&1 </dev/null) &
 	echo $! >"$(pidfile "$name")"
+	binary_sum "$name" >"$RUN/$name.sum"
+}
+
+# binary_sum NAME: the checksum of the Go binary NAME runs (empty for the
+# packaged programs), so that `up` can tell a rebuilt one.
+binary_sum() {
+	case $1 in
+	api1 | api2) sha256sum <"$BIN/api" ;;
+	consumer) sha256sum <"$BIN/consumer" ;;
+	esac
+}
+
+# stale NAME: NAME runs a binary that was rebuilt since it started.
+stale() {
+	[[ -f $RUN/$1.sum ]] && [[ $(binary_sum "$1") != "$(<"$RUN/$1.sum")" ]]
 }
 
 # start NAME: make NAME up. Prints NAME when it had to start it.
 start() {
 	local name=$1 pid
-	if pid=$(pid_of "$name"); then
-		if healthy "$name"; then
-			log "$name: up (pid $pid) on $(addr "$name")"
-			return
-		fi
+	if pid=$(pid_of "$name") && ! healthy "$name"; then
 		# Alive but not answering: give it its start-up time, then restart.
 		log "$name: pid $pid not answering yet; waiting"
-		if (wait_healthy "$name") 2>/dev/null; then
+		(wait_healthy "$name") 2>/dev/null || {
+			log "$name: pid $pid never answered; restarting it"
+			stop "$name"
+		}
+	fi
+	if pid=$(pid_of "$name"); then
+		if ! stale "$name"; then
 			log "$name: up (pid $pid) on $(addr "$name")"
 			return
 		fi
-		log "$name: pid $pid never answered; restarting it"
+		# Rebuilt binary: restart, healthy before the next one is looked at,
+		# so that nginx routes around the replica that restarts.
+		log "$name: bin/ changed since it started (pid $pid); restarting it"
 		stop "$name"
 	fi
 	if tcp_open "$(addr "$name")"; then
