@@ -14,7 +14,8 @@ STACK       ?= scripts/stack.sh
 
 .DEFAULT_GOAL := help
 .PHONY: help setup setup-all build migrate test test-unit vet fmt-check fuzz \
-	lint fmt run-api run-consumer clean run up down status logs jaeger e2e
+	lint fmt run-api run-consumer clean run up down status logs jaeger e2e \
+	test-compose
 
 ##@ General
 
@@ -73,6 +74,7 @@ jaeger: ## Build bin/jaeger from the Go module proxy (skipped when up to date)
 test: setup vet fmt-check ## Every test against real services (starts them; fails if one can't start)
 	$(GO) test $(TEST_FLAGS) -skip Disruptive $(PKGS)
 	$(GO) test $(TEST_FLAGS) -p 1 -run Disruptive $(PKGS)
+	$(MAKE) --no-print-directory test-compose
 	@# End to end on the native stack; stopped afterwards only if this run
 	@# had to start it, so a developer's running stack stays up.
 	@if $(STACK) status >/dev/null 2>&1; then \
@@ -81,6 +83,9 @@ test: setup vet fmt-check ## Every test against real services (starts them; fail
 		rc=0; $(MAKE) --no-print-directory e2e || rc=$$?; \
 		$(STACK) down; exit $$rc; \
 	fi
+
+test-compose: ## Check docker-compose.yml and the Dockerfile against the native stack (no Docker needed)
+	cd deploy/composetest && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 e2e: up ## End-to-end tests through nginx on the native stack (starts what is missing)
 	$(GO) vet -tags e2e ./e2e/...

@@ -1,0 +1,493 @@
+package composetest
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/types"
+)
+
+// root is the repository, two levels up.
+var root = func() string {
+	r, err := filepath.Abs("../..")
+	if err != nil {
+		panic(err)
+	}
+	return r
+}()
+
+// secrets are the variables compose requires; the test gives each a value
+// that must not appear anywhere else in the file.
+var secrets = map[string]string{
+	"POSTGRES_PASSWORD":      "pg-secret-for-test",
+	"RABBITMQ_PASSWORD":      "mq-secret-for-test",
+	"GRAFANA_ADMIN_PASSWORD": "grafana-secret-for-test",
+}
+
+func load(t *testing.T, env map[string]string) (*types.Project, error) {
+	t.Helper()
+	var vars []string
+	for k, v := range env {
+		vars = append(vars, k+"="+v)
+	}
+	opts, err := cli.NewProjectOptions(
+		[]string{filepath.Join(root, "docker-compose.yml")},
+		cli.WithWorkingDirectory(root),
+		cli.WithEnv(vars), // not the developer's environment, nor .env
+		cli.WithResolvedPaths(true),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return opts.LoadProject(context.Background())
+}
+
+func mustLoad(t *testing.T) *types.Project {
+	t.Helper()
+	p, err := load(t, secrets)
+	if err != nil {
+		t.Fatalf("docker-compose.yml does not load: %v", err)
+	}
+	return p
+}
+
+// stackEnv is stack.env, the native stack's list of ports.
+func stackEnv(t *testing.T) map[string]string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(root, "stack.env"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{}
+	for _, line := range strings.Split(string(data), "\n") {
+		name, value, ok := strings.Cut(strings.TrimSpace(line), "=")
+		if ok && !strings.HasPrefix(name, "#") {
+			vars[name] = value
+		}
+	}
+	return vars
+}
+
+// shellArray is NAME=(a b c) from scripts/stack.sh.
+func shellArray(t *testing.T, name string) []string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(root, "scripts", "stack.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^` + name + `=\(([^)]*)\)`).FindSubmatch(data)
+	if m == nil {
+		t.Fatalf("scripts/stack.sh has no %s=(...)", name)
+	}
+	return strings.Fields(string(m[1]))
+}
+
+// templateVars lists the ${NAME}s of a template file.
+func templateVars(t *testing.T, rel string) []string {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(root, rel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, m := range regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`).FindAllSubmatch(data, -1) {
+		seen[string(m[1])] = true
+	}
+	return sortedKeys(seen)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func env(s types.ServiceConfig, name string) string {
+	if v, ok := s.Environment[name]; ok && v != nil {
+		return *v
+	}
+	return ""
+}
+
+func service(t *testing.T, p *types.Project, name string) types.ServiceConfig {
+	t.Helper()
+	s, err := p.GetService(name)
+	if err != nil {
+		t.Fatalf("service %s: %v", name, err)
+	}
+	return s
+}
+
+// oneShots run to completion; every other service runs for good.
+var oneShots = []string{"migrate", "render-config"}
+
+func TestServices(t *testing.T) {
+	p := mustLoad(t)
+	want := []string{
+		"alertmanager", "api1", "api2", "consumer", "grafana", "jaeger", "migrate",
+		"nginx", "postgres", "prometheus", "rabbitmq", "redis", "render-config",
+	}
+	if got := p.ServiceNames(); !slices.Equal(sorted(got), want) {
+		t.Errorf("services = %v, want %v", sorted(got), want)
+	}
+	// Every process of the native stack has its service.
+	for _, name := range shellArray(t, "PROCS") {
+		if _, err := p.GetService(name); err != nil {
+			t.Errorf("native stack runs %s, compose has no such service", name)
+		}
+	}
+}
+
+func sorted(s []string) []string {
+	s = slices.Clone(s)
+	sort.Strings(s)
+	return s
+}
+
+func TestHealthchecks(t *testing.T) {
+	p := mustLoad(t)
+	for name, s := range p.Services {
+		if slices.Contains(oneShots, name) {
+			if s.Restart != "no" {
+				t.Errorf("%s runs once: restart = %q, want no", name, s.Restart)
+			}
+			continue
+		}
+		hc := s.HealthCheck
+		if hc == nil || hc.Disable || len(hc.Test) < 2 || hc.Test[0] == "NONE" {
+			t.Errorf("%s has no healthcheck", name)
+		}
+		if s.Restart != "unless-stopped" {
+			t.Errorf("%s: restart = %q, want unless-stopped", name, s.Restart)
+		}
+	}
+}
+
+func TestDependsOnConditions(t *testing.T) {
+	p := mustLoad(t)
+	for name, s := range p.Services {
+		for dep, d := range s.DependsOn {
+			want := types.ServiceConditionHealthy
+			if slices.Contains(oneShots, dep) {
+				want = types.ServiceConditionCompletedSuccessfully
+			}
+			if d.Condition != want {
+				t.Errorf("%s depends on %s with condition %q, want %q", name, dep, d.Condition, want)
+			}
+		}
+	}
+	needs := map[string][]string{
+		"migrate":      {"postgres"},
+		"api1":         {"migrate", "postgres", "redis", "rabbitmq"},
+		"api2":         {"migrate", "postgres", "redis", "rabbitmq"},
+		"consumer":     {"migrate", "postgres", "redis", "rabbitmq"},
+		"nginx":        {"api1", "api2"},
+		"prometheus":   {"render-config"},
+		"alertmanager": {"render-config"},
+		"grafana":      {"prometheus", "jaeger"},
+	}
+	for name, deps := range needs {
+		s := service(t, p, name)
+		for _, dep := range deps {
+			if _, ok := s.DependsOn[dep]; !ok {
+				t.Errorf("%s does not depend on %s", name, dep)
+			}
+		}
+	}
+}
+
+// Only nginx and the UIs are published, on loopback, on the native stack's
+// ports; nothing else (PostgreSQL, Redis, RabbitMQ, the replicas) is.
+func TestPublishedPorts(t *testing.T) {
+	p := mustLoad(t)
+	ports := stackEnv(t)
+	want := map[string]string{
+		"nginx":      ports["KV_NGINX_PORT"],
+		"grafana":    ports["KV_GRAFANA_PORT"],
+		"jaeger":     ports["KV_JAEGER_UI_PORT"],
+		"prometheus": ports["KV_PROMETHEUS_PORT"],
+	}
+	for name, s := range p.Services {
+		wantPort, published := want[name]
+		if !published {
+			if len(s.Ports) > 0 {
+				t.Errorf("%s publishes %v; only %v may", name, s.Ports, sortedKeys(want))
+			}
+			continue
+		}
+		if len(s.Ports) != 1 {
+			t.Errorf("%s publishes %d ports, want 1", name, len(s.Ports))
+			continue
+		}
+		pc := s.Ports[0]
+		if pc.HostIP != "127.0.0.1" {
+			t.Errorf("%s is published on %q, want 127.0.0.1", name, pc.HostIP)
+		}
+		if pc.Published != wantPort || strconv.Itoa(int(pc.Target)) != wantPort {
+			t.Errorf("%s publishes %s:%d, want %s:%s as in stack.env", name, pc.Published, pc.Target, wantPort, wantPort)
+		}
+	}
+}
+
+// The containers listen and find each other on the ports of stack.env, so
+// the rendered configs and every address match the native stack.
+func TestSamePortsAsNativeStack(t *testing.T) {
+	p := mustLoad(t)
+	ports := stackEnv(t)
+	checks := []struct {
+		service, variable, want string
+	}{
+		{"api1", "KV_HTTP_ADDR", "0.0.0.0:" + ports["KV_API1_PORT"]},
+		{"api2", "KV_HTTP_ADDR", "0.0.0.0:" + ports["KV_API2_PORT"]},
+		{"consumer", "KV_CONSUMER_ADDR", "0.0.0.0:" + ports["KV_CONSUMER_PORT"]},
+		{"api1", "KV_INSTANCE_ID", "api1"},
+		{"api2", "KV_INSTANCE_ID", "api2"},
+		{"consumer", "KV_INSTANCE_ID", "consumer1"},
+		{"api1", "REDIS_ADDR", "redis:" + ports["REDIS_PORT"]},
+		{"api1", "OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:" + ports["KV_JAEGER_OTLP_HTTP_PORT"]},
+		{"nginx", "NGINX_LISTEN", ports["KV_NGINX_PORT"]},
+		{"nginx", "API1_ADDR", "api1:" + ports["KV_API1_PORT"]},
+		{"nginx", "API2_ADDR", "api2:" + ports["KV_API2_PORT"]},
+		{"nginx", "KV_MAX_BODY_BYTES", "1048576"},
+		{"render-config", "API1_ADDR", "api1:" + ports["KV_API1_PORT"]},
+		{"render-config", "API2_ADDR", "api2:" + ports["KV_API2_PORT"]},
+		{"render-config", "CONSUMER_ADDR", "consumer:" + ports["KV_CONSUMER_PORT"]},
+		{"render-config", "RABBITMQ_METRICS_ADDR", "rabbitmq:" + ports["RABBITMQ_METRICS_PORT"]},
+		{"render-config", "PROMETHEUS_ADDR", "prometheus:" + ports["KV_PROMETHEUS_PORT"]},
+		{"render-config", "ALERTMANAGER_ADDR", "alertmanager:" + ports["KV_ALERTMANAGER_PORT"]},
+		{"jaeger", "JAEGER_UI_PORT", ports["KV_JAEGER_UI_PORT"]},
+		{"jaeger", "JAEGER_OTLP_GRPC_PORT", ports["KV_JAEGER_OTLP_GRPC_PORT"]},
+		{"jaeger", "JAEGER_OTLP_HTTP_PORT", ports["KV_JAEGER_OTLP_HTTP_PORT"]},
+	}
+	for _, c := range checks {
+		if got := env(service(t, p, c.service), c.variable); got != c.want {
+			t.Errorf("%s: %s = %q, want %q", c.service, c.variable, got, c.want)
+		}
+	}
+	for _, s := range []string{"api1", "api2", "consumer", "migrate"} {
+		for name, want := range map[string]string{
+			"DATABASE_URL": "@postgres:" + ports["PGPORT"] + "/",
+			"RABBITMQ_URL": "@rabbitmq:" + ports["RABBITMQ_PORT"] + "/",
+		} {
+			if got := env(service(t, p, s), name); !strings.Contains(got, want) {
+				t.Errorf("%s: %s = %q, want it to contain %q", s, name, got, want)
+			}
+		}
+	}
+	flags := map[string]string{
+		"prometheus":   "--web.listen-address=0.0.0.0:" + ports["KV_PROMETHEUS_PORT"],
+		"alertmanager": "--web.listen-address=0.0.0.0:" + ports["KV_ALERTMANAGER_PORT"],
+	}
+	for name, flag := range flags {
+		if !slices.Contains(service(t, p, name).Command, flag) {
+			t.Errorf("%s: command %v lacks %s", name, service(t, p, name).Command, flag)
+		}
+	}
+	for name, port := range map[string]string{
+		"api1": ports["KV_API1_PORT"], "api2": ports["KV_API2_PORT"], "consumer": ports["KV_CONSUMER_PORT"],
+		"nginx": ports["KV_NGINX_PORT"], "prometheus": ports["KV_PROMETHEUS_PORT"],
+		"alertmanager": ports["KV_ALERTMANAGER_PORT"], "jaeger": ports["KV_JAEGER_UI_PORT"],
+	} {
+		if hc := service(t, p, name).HealthCheck; hc == nil || !strings.Contains(strings.Join(hc.Test, " "), ":"+port+"/") {
+			t.Errorf("%s: healthcheck does not probe port %s", name, port)
+		}
+	}
+}
+
+// Each template gets every variable it uses, in both stacks: the nginx
+// image substitutes only the variables it is given.
+func TestTemplateVariablesProvided(t *testing.T) {
+	p := mustLoad(t)
+	nginxVars := templateVars(t, "nginx/nginx.conf.template")
+	if got := sorted(shellArray(t, "NGINX_VARS")); !slices.Equal(got, nginxVars) {
+		t.Errorf("scripts/stack.sh NGINX_VARS = %v, template uses %v", got, nginxVars)
+	}
+	nginx := service(t, p, "nginx")
+	for _, v := range nginxVars {
+		if env(nginx, v) == "" {
+			t.Errorf("nginx service does not set %s, which the template uses", v)
+		}
+	}
+
+	render := service(t, p, "render-config")
+	script := strings.Join(render.Command, " ")
+	for tmpl, array := range map[string]string{
+		"observability/prometheus.yml":   "PROMETHEUS_VARS",
+		"observability/alertmanager.yml": "ALERTMANAGER_VARS",
+	} {
+		vars := templateVars(t, tmpl)
+		if got := sorted(shellArray(t, array)); !slices.Equal(got, vars) {
+			t.Errorf("scripts/stack.sh %s = %v, %s uses %v", array, got, tmpl, vars)
+		}
+		for _, v := range vars {
+			if env(render, v) == "" {
+				t.Errorf("render-config does not set %s (used by %s)", v, tmpl)
+			}
+			if !strings.Contains(script, "${"+v+"}") {
+				t.Errorf("render-config's envsubst list lacks ${%s} (used by %s)", v, tmpl)
+			}
+		}
+	}
+}
+
+// The files compose mounts exist in the repository, mounted where the
+// images read them; data lives in named volumes.
+func TestMounts(t *testing.T) {
+	p := mustLoad(t)
+	want := map[string]map[string]string{ // service -> target -> source (repo-relative)
+		"nginx":         {"/etc/nginx/templates/nginx.conf.template": "nginx/nginx.conf.template"},
+		"render-config": {"/templates/prometheus.yml": "observability/prometheus.yml", "/templates/alertmanager.yml": "observability/alertmanager.yml"},
+		"prometheus":    {"/etc/prometheus/rules": "observability/rules"},
+		"jaeger":        {"/etc/jaeger/config.yaml": "observability/jaeger.yaml"},
+		"rabbitmq":      {"/etc/rabbitmq/enabled_plugins": "observability/rabbitmq/enabled_plugins"},
+		"grafana":       {"/etc/grafana/provisioning": "grafana/provisioning", "/etc/grafana/dashboards": "grafana/dashboards"},
+	}
+	for name, s := range p.Services {
+		for _, v := range s.Volumes {
+			if v.Type != types.VolumeTypeBind {
+				continue
+			}
+			if !v.ReadOnly {
+				t.Errorf("%s mounts %s read-write", name, v.Source)
+			}
+			if _, err := os.Stat(v.Source); err != nil {
+				t.Errorf("%s mounts %s, which is not in the repository: %v", name, v.Source, err)
+			}
+			rel, _ := filepath.Rel(root, v.Source)
+			if src, ok := want[name][v.Target]; ok && src == rel {
+				delete(want[name], v.Target)
+			}
+		}
+	}
+	for name, missing := range want {
+		for target, src := range missing {
+			t.Errorf("%s does not mount %s at %s", name, src, target)
+		}
+	}
+	for _, dir := range []string{"grafana/provisioning/datasources", "grafana/provisioning/dashboards"} {
+		entries, err := os.ReadDir(filepath.Join(root, dir))
+		if err != nil || len(entries) == 0 {
+			t.Errorf("%s is missing or empty: %v", dir, err)
+		}
+	}
+
+	data := map[string]string{
+		"postgres": "/var/lib/postgresql/data", "redis": "/data", "rabbitmq": "/var/lib/rabbitmq",
+		"prometheus": "/prometheus", "alertmanager": "/alertmanager", "grafana": "/var/lib/grafana",
+	}
+	for name, target := range data {
+		found := false
+		for _, v := range service(t, p, name).Volumes {
+			if v.Type == types.VolumeTypeVolume && v.Target == target {
+				found = true
+				if _, ok := p.Volumes[v.Source]; !ok {
+					t.Errorf("%s uses volume %s, not declared", name, v.Source)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("%s keeps %s outside a named volume", name, target)
+		}
+	}
+}
+
+// No password has a default: without them compose refuses to load, and the
+// values given end up only where they belong.
+func TestNoDefaultSecrets(t *testing.T) {
+	for missing := range secrets {
+		env := map[string]string{}
+		for k, v := range secrets {
+			if k != missing {
+				env[k] = v
+			}
+		}
+		if _, err := load(t, env); err == nil || !strings.Contains(err.Error(), missing) {
+			t.Errorf("without %s: load error %v, want one naming it", missing, err)
+		}
+	}
+	p := mustLoad(t)
+	if got := env(service(t, p, "postgres"), "POSTGRES_PASSWORD"); got != secrets["POSTGRES_PASSWORD"] {
+		t.Errorf("postgres password = %q", got)
+	}
+	if got := env(service(t, p, "rabbitmq"), "RABBITMQ_DEFAULT_PASS"); got != secrets["RABBITMQ_PASSWORD"] {
+		t.Errorf("rabbitmq password = %q", got)
+	}
+	if got := env(service(t, p, "grafana"), "GF_SECURITY_ADMIN_PASSWORD"); got != secrets["GRAFANA_ADMIN_PASSWORD"] {
+		t.Errorf("grafana password = %q", got)
+	}
+	example, err := os.ReadFile(filepath.Join(root, ".env.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k := range secrets {
+		if !regexp.MustCompile(`(?m)^` + k + `=$`).Match(example) {
+			t.Errorf(".env.example must list %s= with no value", k)
+		}
+	}
+}
+
+// The kvstack services run the image the Dockerfile builds; it builds every
+// binary of cmd/ statically, and runs them as a non-root user.
+func TestDockerfile(t *testing.T) {
+	p := mustLoad(t)
+	raw, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	df := string(raw)
+	froms := regexp.MustCompile(`(?m)^FROM\s+(\S+)`).FindAllStringSubmatch(df, -1)
+	if len(froms) < 2 {
+		t.Fatalf("Dockerfile has %d stages, want a multi-stage build", len(froms))
+	}
+	final := froms[len(froms)-1][1]
+	if !strings.HasPrefix(final, "gcr.io/distroless/static") && final != "scratch" {
+		t.Errorf("final stage FROM %s, want distroless static or scratch", final)
+	}
+	lastStage := df[strings.LastIndex(df, "\nFROM "):]
+	if m := regexp.MustCompile(`(?m)^USER\s+(\S+)`).FindStringSubmatch(lastStage); m == nil || strings.HasPrefix(m[1], "root") || strings.HasPrefix(m[1], "0") {
+		t.Errorf("final stage USER = %v, want a non-root user", m)
+	}
+	for _, want := range []string{"CGO_ENABLED=0", "-trimpath", `-ldflags="-s -w"`} {
+		if !strings.Contains(df, want) {
+			t.Errorf("Dockerfile does not build with %s", want)
+		}
+	}
+	cmds, err := os.ReadDir(filepath.Join(root, "cmd"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range cmds {
+		if c.IsDir() && !strings.Contains(df, "./cmd/"+c.Name()) {
+			t.Errorf("Dockerfile does not build ./cmd/%s", c.Name())
+		}
+	}
+	for name, bin := range map[string]string{"migrate": "migrate", "api1": "api", "api2": "api", "consumer": "consumer"} {
+		s := service(t, p, name)
+		if s.Build == nil || s.Build.Dockerfile != "Dockerfile" || s.Image != "kvstack:local" {
+			t.Errorf("%s: build %+v image %q, want the repository's Dockerfile as kvstack:local", name, s.Build, s.Image)
+		}
+		if want := []string{"/kvstack/" + bin}; !slices.Equal(s.Command, want) {
+			t.Errorf("%s: command %v, want %v", name, s.Command, want)
+		}
+	}
+	ignore, err := os.ReadFile(filepath.Join(root, ".dockerignore"))
+	if err != nil {
+		t.Fatalf(".dockerignore: %v", err)
+	}
+	for _, need := range []string{"!go.mod", "!go.sum", "!cmd/", "!internal/", "!migrations/"} {
+		if !strings.Contains(string(ignore), need) {
+			t.Errorf(".dockerignore keeps out %s, which the build needs", strings.TrimPrefix(need, "!"))
+		}
+	}
+}
