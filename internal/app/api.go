@@ -9,6 +9,7 @@ import (
 	"github.com/kvstack/kvstack/internal/config"
 	"github.com/kvstack/kvstack/internal/httpapi"
 	"github.com/kvstack/kvstack/internal/kv"
+	"github.com/kvstack/kvstack/internal/metrics"
 	"github.com/kvstack/kvstack/internal/postgres"
 	"github.com/kvstack/kvstack/internal/rabbitmq"
 	"github.com/kvstack/kvstack/internal/redis"
@@ -21,20 +22,24 @@ import (
 // and writes get 503 until they come, and /readyz says which is missing.
 func RunAPI(ctx context.Context, cfg config.API, log zerolog.Logger, ready Ready) error {
 	log.Info().Object("config", cfg).Msg("starting kv-api")
+	reg := metrics.New()
+	dep := metrics.NewDependency(reg)
 
 	pool, err := postgres.Open(ctx, cfg.Postgres)
 	if err != nil {
 		return fmt.Errorf("postgres: %w", err)
 	}
 	defer pool.Close()
-	store := postgres.NewStore(pool)
+	metrics.RegisterPGXPool(reg, pool)
+	store := measuredStore{postgres.NewStore(pool), dep}
 
 	rdb, err := redis.NewClient(cfg.Redis)
 	if err != nil {
 		return fmt.Errorf("redis: %w", err)
 	}
 	defer rdb.Close()
-	cache := redis.NewCache(rdb, cfg.Redis)
+	metrics.RegisterRedisPool(reg, rdb)
+	cache := measuredCache{redis.NewCache(rdb, cfg.Redis), dep, metrics.NewCache(reg)}
 
 	pub, err := rabbitmq.NewPublisher(ctx, cfg.RabbitMQ, log)
 	if err != nil {
@@ -50,12 +55,14 @@ func RunAPI(ctx context.Context, cfg config.API, log zerolog.Logger, ready Ready
 	}
 	cancel()
 
-	svc := kv.NewService(store, cache, pub, cfg.Limits, log)
+	queues := queuesOf(cfg.RabbitMQ)
+	measuredPub := measuredPublisher{pub, metrics.NewPublish(reg, cfg.RabbitMQ.QueueAdd, cfg.RabbitMQ.QueueDel), queues}
+	svc := kv.NewService(store, cache, measuredPub, cfg.Limits, log)
 	checks := []httpapi.Check{
 		{Name: "postgres", Ping: store.Ping},
 		{Name: "redis", Ping: cache.Ping},
 		{Name: "rabbitmq", Ping: pub.Ready},
 	}
-	handler := httpapi.NewHandler(svc, checks, cfg.HTTP, log)
-	return serve(ctx, cfg.Addr, traceHTTP(withAdmin(handler)), cfg.ShutdownTimeout, ready, log)
+	handler := httpapi.NewHandler(svc, checks, cfg.HTTP, log, metrics.NewHTTP(reg))
+	return serve(ctx, cfg.Addr, traceHTTP(withAdmin(handler, reg)), cfg.ShutdownTimeout, ready, log)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/kvstack/kvstack/internal/config"
 	"github.com/kvstack/kvstack/internal/consumer"
 	"github.com/kvstack/kvstack/internal/httpapi"
+	"github.com/kvstack/kvstack/internal/metrics"
 	"github.com/kvstack/kvstack/internal/postgres"
 	"github.com/kvstack/kvstack/internal/rabbitmq"
 	"github.com/kvstack/kvstack/internal/redis"
@@ -24,22 +25,28 @@ import (
 // once it is back.
 func RunConsumer(ctx context.Context, cfg config.Consumer, log zerolog.Logger, ready Ready) error {
 	log.Info().Object("config", cfg).Msg("starting kv-consumer")
+	reg := metrics.New()
+	dep := metrics.NewDependency(reg)
 
 	pool, err := postgres.Open(ctx, cfg.Postgres)
 	if err != nil {
 		return fmt.Errorf("postgres: %w", err)
 	}
 	defer pool.Close()
-	store := postgres.NewStore(pool)
+	metrics.RegisterPGXPool(reg, pool)
+	store := measuredStore{postgres.NewStore(pool), dep}
 
 	rdb, err := redis.NewClient(cfg.Redis)
 	if err != nil {
 		return fmt.Errorf("redis: %w", err)
 	}
 	defer rdb.Close()
-	cache := redis.NewCache(rdb, cfg.Redis)
+	metrics.RegisterRedisPool(reg, rdb)
+	cache := measuredCache{redis.NewCache(rdb, cfg.Redis), dep, nil}
 
+	m := metrics.NewConsumer(reg, cfg.RabbitMQ.QueueAdd, cfg.RabbitMQ.QueueDel)
 	proc := consumer.NewProcessor(store, cache, cfg.Limits, log)
+	proc.Measure(m, queuesOf(cfg.RabbitMQ))
 	runner := rabbitmq.NewConsumer(cfg.RabbitMQ, proc, log)
 
 	// Everything stops with ctx, or when any part fails; the runner then
@@ -48,7 +55,7 @@ func RunConsumer(ctx context.Context, cfg config.Consumer, log zerolog.Logger, r
 	g.Go(func() error { return runner.Run(gctx) })
 	g.Go(func() error { proc.RunCacheRepair(gctx, cfg.CacheRepairInterval); return nil })
 	g.Go(func() error {
-		consumer.RunTombstonePurge(gctx, store, cfg.TombstoneRetention, cfg.PurgeInterval, log)
+		consumer.RunTombstonePurge(gctx, store, cfg.TombstoneRetention, cfg.PurgeInterval, m.Purged, log)
 		return nil
 	})
 	g.Go(func() error {
@@ -56,7 +63,7 @@ func RunConsumer(ctx context.Context, cfg config.Consumer, log zerolog.Logger, r
 			{Name: "postgres", Ping: store.Ping},
 			{Name: "redis", Ping: cache.Ping},
 		}
-		return serve(gctx, cfg.Addr, withAdmin(httpapi.NewHealthHandler(checks, httpapi.DefaultConfig, log)), cfg.ShutdownTimeout, ready, log)
+		return serve(gctx, cfg.Addr, withAdmin(httpapi.NewHealthHandler(checks, httpapi.DefaultConfig, log), reg), cfg.ShutdownTimeout, ready, log)
 	})
 	return g.Wait()
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 )
@@ -25,9 +26,12 @@ type Ready func(addr net.Addr)
 // Prometheus and operators on the host; nginx does not route them. A chi
 // router rather than an http.ServeMux: a ServeMux stamps its pattern on the
 // request, which otelhttp then takes for the span's name.
-func withAdmin(h http.Handler) http.Handler {
+//
+// /metrics speaks OpenMetrics when asked, so that the latency histograms'
+// exemplars (trace ids) reach Prometheus.
+func withAdmin(h http.Handler, reg *prometheus.Registry) http.Handler {
 	r := chi.NewRouter()
-	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(prometheusGatherer(), promhttp.HandlerOpts{EnableOpenMetrics: true}))
+	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true, Registry: reg}))
 	r.Mount("/debug", middleware.Profiler())
 	r.Mount("/", h)
 	return r

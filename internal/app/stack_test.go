@@ -87,14 +87,14 @@ func (s *stack) startAPI() {
 	s.api = "http://" + addr
 }
 
-// startConsumer boots a consumer; stop it early with the returned func.
-func (s *stack) startConsumer() (stop func()) {
+// startConsumer boots a consumer and returns the address of its /healthz,
+// /readyz and /metrics, and a func that stops it early.
+func (s *stack) startConsumer() (addr string, stop func()) {
 	s.t.Helper()
-	var stopFn func()
-	bootStoppable(s.t, "consumer", func(ctx context.Context, ready Ready) error {
+	addr = bootStoppable(s.t, "consumer", func(ctx context.Context, ready Ready) error {
 		return RunConsumer(ctx, s.conCfg, s.log, ready)
-	}, &stopFn)
-	return stopFn
+	}, &stop)
+	return addr, stop
 }
 
 func boot(t *testing.T, name string, run func(context.Context, Ready) error) string {

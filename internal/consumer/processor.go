@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/kvstack/kvstack/internal/kv"
+	"github.com/kvstack/kvstack/internal/metrics"
 	"github.com/kvstack/kvstack/internal/telemetry"
 )
 
@@ -46,6 +47,9 @@ type Processor struct {
 	repair *cacheRepair
 	now    func() time.Time
 
+	metrics *metrics.Consumer // nil: not measured
+	queues  map[kv.Kind]string
+
 	// Stats is safe to read at any time.
 	Stats Stats
 }
@@ -60,20 +64,30 @@ func NewProcessor(store Store, cache Cache, limits kv.Limits, log zerolog.Logger
 	}
 }
 
+// Measure makes the processor record its work in m, labelled with the queue
+// each kind of operation comes from.
+func (p *Processor) Measure(m *metrics.Consumer, queues map[kv.Kind]string) {
+	p.metrics, p.queues = m, queues
+}
+
 // Handle decodes the batch, applies the newest operation per key in one
 // store transaction, updates the cache and returns the verdicts. A message
 // that can never be applied is dead-lettered; a store that cannot be reached
 // returns an error and decides nothing, so the caller retries the batch.
 func (p *Processor) Handle(ctx context.Context, batch []Message) ([]Verdict, error) {
+	start := p.now()
 	tr := startBatchTrace(ctx, batch)
 	fates, err := p.handle(tr, batch)
 	tr.end(fates, err)
 	if err != nil {
+		p.metrics.Retry() // the runner keeps the batch and calls again
 		return nil, err
 	}
+	p.metrics.Batch(tr.ctx, len(batch), p.now().Sub(start))
 	verdicts := make([]Verdict, len(batch))
 	for i, f := range fates {
 		p.count(f)
+		p.metrics.Message(p.queues[batch[i].Kind], string(f))
 		if f == fateDeadLettered {
 			verdicts[i] = DeadLetter
 		}
@@ -148,6 +162,11 @@ func (p *Processor) handle(tr *batchTrace, batch []Message) ([]fate, error) {
 	}
 	p.updateCache(tr, entries, cached)
 	p.logBatch(ops)
+	now := p.now()
+	for i, op := range ops {
+		m := batch[msgOf[i]]
+		p.metrics.Lag(m.Ctx, p.queues[m.Kind], now.Sub(op.Version.Time))
+	}
 	return fates, nil
 }
 

@@ -86,6 +86,8 @@ func (p *Processor) RunCacheRepair(ctx context.Context, interval time.Duration) 
 			return
 		case <-t.C:
 			p.repairOnce(ctx)
+			n, _ := p.repair.size()
+			p.metrics.RepairsPending(n)
 		}
 	}
 }

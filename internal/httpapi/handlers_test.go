@@ -82,7 +82,7 @@ func newTestHandler(svc Service, checks ...Check) http.Handler {
 	cfg := DefaultConfig
 	cfg.MaxBodyBytes = 256
 	cfg.ListPageSize = 2
-	return NewHandler(svc, checks, cfg, zerolog.Nop())
+	return NewHandler(svc, checks, cfg, zerolog.Nop(), nil)
 }
 
 func do(t *testing.T, h http.Handler, method, target, body string) *httptest.ResponseRecorder {

@@ -70,6 +70,33 @@ func (a *api) accessLog(next http.Handler) http.Handler {
 	})
 }
 
+// measure records each request's route, method, status class and duration.
+func (a *api) measure(next http.Handler) http.Handler {
+	if a.metrics == nil {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer a.metrics.Start()()
+		start := time.Now()
+		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+		next.ServeHTTP(ww, r)
+		status := ww.Status()
+		if status == 0 {
+			status = http.StatusOK
+		}
+		a.metrics.Observe(r.Context(), routePattern(r), methodLabel(r.Method), status, time.Since(start))
+	})
+}
+
+// methodLabel keeps a client's made-up method out of the metric labels.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete, http.MethodPost, http.MethodPatch, http.MethodOptions:
+		return m
+	}
+	return "other"
+}
+
 // recoverPanic turns a panic into a logged 500 instead of a dropped
 // connection. http.ErrAbortHandler passes through: it is how a handler
 // aborts a response it has already started.

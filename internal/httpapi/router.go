@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/kvstack/kvstack/internal/kv"
+	"github.com/kvstack/kvstack/internal/metrics"
 )
 
 // Service is what the handlers need from the domain.
@@ -52,18 +53,20 @@ var DefaultConfig = Config{
 }
 
 type api struct {
-	svc    Service
-	checks []Check
-	cfg    Config
-	log    zerolog.Logger
+	svc     Service
+	checks  []Check
+	cfg     Config
+	log     zerolog.Logger
+	metrics *metrics.HTTP // nil: not measured
 }
 
-// NewHandler returns the API's routes wrapped in its middleware, outermost
-// first: extra (the caller's tracing and metrics), span naming and
-// traceparent, request id and access log, panic recovery.
-func NewHandler(svc Service, checks []Check, cfg Config, log zerolog.Logger, extra ...func(http.Handler) http.Handler) http.Handler {
-	a := &api{svc: svc, checks: checks, cfg: cfg, log: log}
-	r := a.router(extra)
+// NewHandler returns the API's routes wrapped in their middleware,
+// outermost first: span naming and traceparent (the server span itself is
+// started outside, around the whole server), request id and access log,
+// metrics, panic recovery. m may be nil.
+func NewHandler(svc Service, checks []Check, cfg Config, log zerolog.Logger, m *metrics.HTTP) http.Handler {
+	a := &api{svc: svc, checks: checks, cfg: cfg, log: log, metrics: m}
+	r := a.router()
 	r.Get("/api", a.getKey)
 	r.Put("/api", a.putKey)
 	r.Delete("/api", a.deleteKey)
@@ -75,13 +78,12 @@ func NewHandler(svc Service, checks []Check, cfg Config, log zerolog.Logger, ext
 // no API (the consumer).
 func NewHealthHandler(checks []Check, cfg Config, log zerolog.Logger) http.Handler {
 	a := &api{checks: checks, cfg: cfg, log: log}
-	return a.router(nil)
+	return a.router()
 }
 
-func (a *api) router(extra []func(http.Handler) http.Handler) chi.Router {
+func (a *api) router() chi.Router {
 	r := chi.NewRouter()
-	r.Use(extra...)
-	r.Use(traceRoute, requestID, a.accessLog, a.recoverPanic)
+	r.Use(traceRoute, requestID, a.accessLog, a.measure, a.recoverPanic)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusNotFound, "not_found", "no such route")
 	})

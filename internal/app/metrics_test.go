@@ -1,0 +1,131 @@
+package app
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// scrape fetches a process's /metrics, as OpenMetrics when openMetrics.
+func scrape(t *testing.T, base string, openMetrics bool) string {
+	t.Helper()
+	req, err := http.NewRequest("GET", base+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if openMetrics {
+		req.Header.Set("Accept", "application/openmetrics-text; version=1.0.0")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("scrape %s: %v", base, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("scrape %s: %d %v", base, resp.StatusCode, err)
+	}
+	return string(body)
+}
+
+// requireSeries fails unless every wanted series (a line prefix, labels
+// included) appears with a non-zero value.
+func requireSeries(t *testing.T, what, exposition string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
+		found := false
+		for _, line := range strings.Split(exposition, "\n") {
+			if strings.HasPrefix(line, want) && !strings.HasSuffix(line, " 0") {
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Errorf("%s: no non-zero series %s", what, want)
+		}
+	}
+}
+
+// promtoolClean runs `promtool check metrics` on an exposition; it must have
+// nothing to say.
+func promtoolClean(t *testing.T, what, exposition string) {
+	t.Helper()
+	path, err := exec.LookPath("promtool")
+	if err != nil {
+		t.Fatalf("promtool not found (make setup-all installs Prometheus): %v", err)
+	}
+	cmd := exec.Command(path, "check", "metrics")
+	cmd.Stdin = strings.NewReader(exposition)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Errorf("promtool check metrics on %s: %v\n%s", what, err, out.String())
+	}
+}
+
+func TestMetricsAreExportedAndClean(t *testing.T) {
+	s := newStack(t)
+	s.startAPI()
+	consumerAddr, _ := s.startConsumer()
+
+	op := s.put("m", "v")
+	s.waitStored(op)
+	s.waitCached(op)
+	s.do("GET", "/api?key=m", "")                // hit
+	s.do("GET", "/api?key=absent", "")           // miss
+	s.do("GET", "/api?key=", "")                 // 400
+	s.waitStored(s.del("m"))                     // a delete, applied
+	s.do("PUT", "/api", `{"key":"x","value":1}`) // 400
+
+	api := scrape(t, s.api, false)
+	requireSeries(t, "api", api,
+		`kvstack_http_requests_total{method="GET",route="/api",status_class="2xx"}`,
+		`kvstack_http_requests_total{method="GET",route="/api",status_class="4xx"}`,
+		`kvstack_http_requests_total{method="PUT",route="/api",status_class="2xx"}`,
+		`kvstack_http_request_duration_seconds_count{method="PUT",route="/api"}`,
+		`kvstack_cache_requests_total{result="hit"}`,
+		`kvstack_cache_requests_total{result="miss"}`,
+		`kvstack_publish_total{outcome="confirmed",queue="`+s.mq.QueueAdd+`"}`,
+		`kvstack_publish_total{outcome="confirmed",queue="`+s.mq.QueueDel+`"}`,
+		`kvstack_publish_duration_seconds_count{queue="`+s.mq.QueueAdd+`"}`,
+		`kvstack_dependency_duration_seconds_count{dependency="postgres",operation="get"}`,
+		`kvstack_dependency_duration_seconds_count{dependency="redis",operation="get"}`,
+		`kvstack_pg_pool_acquires_total`,
+		`kvstack_redis_pool_connections`,
+		`go_goroutines`,
+		`process_resident_memory_bytes`,
+	)
+	promtoolClean(t, "api", api)
+
+	var con string
+	eventually(t, 10*time.Second, "the consumer's metrics", func() (bool, string) {
+		con = scrape(t, "http://"+consumerAddr, false)
+		return strings.Contains(con, `kvstack_consumer_messages_total{outcome="applied",queue="`+s.mq.QueueDel+`"} 1`), con
+	})
+	requireSeries(t, "consumer", con,
+		`kvstack_consumer_messages_total{outcome="applied",queue="`+s.mq.QueueAdd+`"}`,
+		`kvstack_consumer_batch_size_count`,
+		`kvstack_consumer_apply_duration_seconds_count`,
+		`kvstack_consumer_lag_seconds_count{queue="`+s.mq.QueueAdd+`"}`,
+		`kvstack_dependency_duration_seconds_count{dependency="postgres",operation="apply_batch"}`,
+		`kvstack_dependency_duration_seconds_count{dependency="redis",operation="apply"}`,
+	)
+	promtoolClean(t, "consumer", con)
+
+	// Latency histograms carry the trace id of a sampled request.
+	if om := scrape(t, s.api, true); !strings.Contains(om, `# {trace_id="`) {
+		t.Errorf("OpenMetrics exposition has no trace-id exemplar")
+	}
+	if om := scrape(t, "http://"+consumerAddr, true); !strings.Contains(om, `kvstack_consumer_lag_seconds_bucket{queue="`) || !strings.Contains(om, `# {trace_id="`) {
+		t.Errorf("consumer's OpenMetrics exposition has no lag exemplar")
+	}
+	for _, label := range []string{`key="`, `route="/api?`} {
+		if strings.Contains(api, label) || strings.Contains(con, label) {
+			t.Errorf("a metric label carries client data: %s", label)
+		}
+	}
+}

@@ -1,0 +1,116 @@
+package metrics
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Consumer is the consumer's metrics.
+type Consumer struct {
+	messages      *prometheus.CounterVec
+	retries       prometheus.Counter
+	batchSize     prometheus.Histogram
+	applyDuration prometheus.Histogram
+	lag           *prometheus.HistogramVec
+	repairPending prometheus.Gauge
+	purged        prometheus.Counter
+}
+
+// Message outcomes.
+const (
+	Applied      = "applied"
+	Duplicate    = "duplicate"
+	Stale        = "stale"
+	DeadLettered = "dead_lettered"
+)
+
+// NewConsumer registers the consumer metrics on reg for the given queues.
+func NewConsumer(reg prometheus.Registerer, queues ...string) *Consumer {
+	m := &Consumer{
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kvstack_consumer_messages_total",
+			Help: "Messages handled, by queue and outcome (applied; duplicate: already applied, a redelivery; stale: a newer operation won; dead_lettered).",
+		}, []string{"queue", "outcome"}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kvstack_consumer_batch_retries_total",
+			Help: "Batches handled again because a dependency failed (the batch is kept, neither acked nor requeued).",
+		}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "kvstack_consumer_batch_size",
+			Help:    "Messages per handled batch.",
+			Buckets: []float64{1, 2, 5, 10, 25, 50, 100, 250, 500, 1000},
+		}),
+		applyDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "kvstack_consumer_apply_duration_seconds",
+			Help:    "Time to apply one batch: the PostgreSQL transaction and the Redis update.",
+			Buckets: latencyBuckets,
+		}),
+		lag: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "kvstack_consumer_lag_seconds",
+			Help:    "End-to-end lag: from the API accepting an operation (its timestamp) to the consumer applying it, by queue.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300},
+		}, []string{"queue"}),
+		repairPending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "kvstack_consumer_cache_repairs_pending",
+			Help: "Keys whose cache update failed and waits for Redis to come back.",
+		}),
+		purged: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kvstack_consumer_tombstones_purged_total",
+			Help: "Tombstones deleted after the retention window.",
+		}),
+	}
+	for _, q := range queues {
+		for _, o := range []string{Applied, Duplicate, Stale, DeadLettered} {
+			m.messages.WithLabelValues(q, o)
+		}
+		m.lag.WithLabelValues(q)
+	}
+	reg.MustRegister(m.messages, m.retries, m.batchSize, m.applyDuration, m.lag, m.repairPending, m.purged)
+	return m
+}
+
+// Message counts one handled message.
+func (m *Consumer) Message(queue, outcome string) {
+	if m != nil {
+		m.messages.WithLabelValues(queue, outcome).Inc()
+	}
+}
+
+// Lag records the lag of one applied message; ctx carries its trace.
+func (m *Consumer) Lag(ctx context.Context, queue string, d time.Duration) {
+	if m != nil {
+		observe(m.lag.WithLabelValues(queue), ctx, d)
+	}
+}
+
+// Batch records one handled batch.
+func (m *Consumer) Batch(ctx context.Context, size int, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.batchSize.Observe(float64(size))
+	observe(m.applyDuration, ctx, d)
+}
+
+// Retry counts one batch retried.
+func (m *Consumer) Retry() {
+	if m != nil {
+		m.retries.Inc()
+	}
+}
+
+// RepairsPending sets the number of keys owed to the cache.
+func (m *Consumer) RepairsPending(n int) {
+	if m != nil {
+		m.repairPending.Set(float64(n))
+	}
+}
+
+// Purged counts purged tombstones.
+func (m *Consumer) Purged(n int64) {
+	if m != nil {
+		m.purged.Add(float64(n))
+	}
+}
