@@ -17,7 +17,7 @@ type Config struct {
 	QueueAdd  string `env:"RABBITMQ_QUEUE_ADD" envDefault:"add_key"`
 	QueueDel  string `env:"RABBITMQ_QUEUE_DEL" envDefault:"del_key"`
 	DLX       string `env:"RABBITMQ_DLX" envDefault:"kvstack.dlx"`
-	QueueType string `env:"RABBITMQ_QUEUE_TYPE" envDefault:"quorum"`
+	QueueType string `env:"RABBITMQ_QUEUE_TYPE" envDefault:"classic"`
 
 	// PublishChannels is the size of the publisher's pool of confirm-mode
 	// channels on its one connection.
