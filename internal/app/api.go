@@ -10,9 +10,7 @@ import (
 	"github.com/kvstack/kvstack/internal/httpapi"
 	"github.com/kvstack/kvstack/internal/kv"
 	"github.com/kvstack/kvstack/internal/metrics"
-	"github.com/kvstack/kvstack/internal/postgres"
 	"github.com/kvstack/kvstack/internal/rabbitmq"
-	"github.com/kvstack/kvstack/internal/redis"
 )
 
 // RunAPI runs the HTTP API until ctx is done.
@@ -23,23 +21,13 @@ import (
 func RunAPI(ctx context.Context, cfg config.API, log zerolog.Logger, ready Ready) error {
 	log.Info().Object("config", cfg).Msg("starting kv-api")
 	reg := metrics.New()
-	dep := metrics.NewDependency(reg)
-
-	pool, err := postgres.Open(ctx, cfg.Postgres)
+	d, err := openData(ctx, cfg.Postgres, cfg.Redis, reg)
 	if err != nil {
-		return fmt.Errorf("postgres: %w", err)
+		return err
 	}
-	defer pool.Close()
-	metrics.RegisterPGXPool(reg, pool)
-	store := measuredStore{postgres.NewStore(pool), dep}
-
-	rdb, err := redis.NewClient(cfg.Redis)
-	if err != nil {
-		return fmt.Errorf("redis: %w", err)
-	}
-	defer rdb.Close()
-	metrics.RegisterRedisPool(reg, rdb)
-	cache := measuredCache{redis.NewCache(rdb, cfg.Redis), dep, metrics.NewCache(reg)}
+	defer d.close()
+	store, cache := d.store, d.cache
+	cache.cache = metrics.NewCache(reg)
 
 	pub, err := rabbitmq.NewPublisher(ctx, cfg.RabbitMQ, log)
 	if err != nil {

@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"fmt"
 
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
@@ -11,9 +10,7 @@ import (
 	"github.com/kvstack/kvstack/internal/consumer"
 	"github.com/kvstack/kvstack/internal/httpapi"
 	"github.com/kvstack/kvstack/internal/metrics"
-	"github.com/kvstack/kvstack/internal/postgres"
 	"github.com/kvstack/kvstack/internal/rabbitmq"
-	"github.com/kvstack/kvstack/internal/redis"
 )
 
 // RunConsumer applies queued operations until ctx is done, then finishes and
@@ -26,23 +23,12 @@ import (
 func RunConsumer(ctx context.Context, cfg config.Consumer, log zerolog.Logger, ready Ready) error {
 	log.Info().Object("config", cfg).Msg("starting kv-consumer")
 	reg := metrics.New()
-	dep := metrics.NewDependency(reg)
-
-	pool, err := postgres.Open(ctx, cfg.Postgres)
+	d, err := openData(ctx, cfg.Postgres, cfg.Redis, reg)
 	if err != nil {
-		return fmt.Errorf("postgres: %w", err)
+		return err
 	}
-	defer pool.Close()
-	metrics.RegisterPGXPool(reg, pool)
-	store := measuredStore{postgres.NewStore(pool), dep}
-
-	rdb, err := redis.NewClient(cfg.Redis)
-	if err != nil {
-		return fmt.Errorf("redis: %w", err)
-	}
-	defer rdb.Close()
-	metrics.RegisterRedisPool(reg, rdb)
-	cache := measuredCache{redis.NewCache(rdb, cfg.Redis), dep, nil}
+	defer d.close()
+	store, cache := d.store, d.cache
 
 	m := metrics.NewConsumer(reg, cfg.RabbitMQ.QueueAdd, cfg.RabbitMQ.QueueDel)
 	proc := consumer.NewProcessor(store, cache, cfg.Limits, log)

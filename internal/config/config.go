@@ -65,6 +65,18 @@ type Migrate struct {
 	Postgres postgres.Config
 }
 
+// Process is a long-running binary's configuration.
+type Process interface {
+	// Base returns the settings every process has and its listen address.
+	Base() (Common, string)
+}
+
+// Base implements Process.
+func (c API) Base() (Common, string) { return c.Common, c.Addr }
+
+// Base implements Process.
+func (c Consumer) Base() (Common, string) { return c.Common, c.Addr }
+
 // Load reads a configuration from the environment.
 func Load[T any]() (T, error) {
 	return LoadFrom[T](environ())
