@@ -50,12 +50,7 @@ func (a *api) logFor(r *http.Request) *zerolog.Logger {
 func (a *api) accessLog(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
-		next.ServeHTTP(ww, r)
-		status := ww.Status()
-		if status == 0 {
-			status = http.StatusOK
-		}
+		status, bytes := serve(next, w, r)
 		l := a.logFor(r)
 		ev := l.Info()
 		if status >= 500 {
@@ -64,7 +59,7 @@ func (a *api) accessLog(next http.Handler) http.Handler {
 		ev.Str("method", r.Method).
 			Str("route", routePattern(r)).
 			Int("status", status).
-			Int("bytes", ww.BytesWritten()).
+			Int("bytes", bytes).
 			Dur("duration_ms", time.Since(start)).
 			Msg("request")
 	})
@@ -78,14 +73,20 @@ func (a *api) measure(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer a.metrics.Start()()
 		start := time.Now()
-		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
-		next.ServeHTTP(ww, r)
-		status := ww.Status()
-		if status == 0 {
-			status = http.StatusOK
-		}
+		status, _ := serve(next, w, r)
 		a.metrics.Observe(r.Context(), routePattern(r), methodLabel(r.Method), status, time.Since(start))
 	})
+}
+
+// serve runs next and reports the status it answered (200 when it wrote
+// nothing else) and how many body bytes it wrote.
+func serve(next http.Handler, w http.ResponseWriter, r *http.Request) (status, bytes int) {
+	ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+	next.ServeHTTP(ww, r)
+	if status = ww.Status(); status == 0 {
+		status = http.StatusOK
+	}
+	return status, ww.BytesWritten()
 }
 
 // methodLabel keeps a client's made-up method out of the metric labels.
