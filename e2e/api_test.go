@@ -136,9 +136,10 @@ func TestListPagesThroughNginx(t *testing.T) {
 // nginx forwarded.
 func TestBothReplicasServe(t *testing.T) {
 	h := newHarness(t)
-	served := map[string]int{}
+	var ids []string
 	for i := range 20 {
 		id := uniq("e2e-rr")
+		ids = append(ids, id)
 		r := h.do(t, http.MethodGet, "/healthz", nil, "X-Request-Id", id)
 		if r.status != http.StatusOK {
 			t.Fatalf("request %d: status %d", i, r.status)
@@ -146,13 +147,20 @@ func TestBothReplicasServe(t *testing.T) {
 		if got := r.header.Get("X-Request-Id"); got != id {
 			t.Errorf("X-Request-Id on the response = %q, want the client's %q", got, id)
 		}
-		for _, replica := range []string{"api1", "api2"} {
-			served[replica] += len(logLines(t, h.logFile(replica), id))
+	}
+	// A replica logs a request just after answering it: wait for the lines.
+	eventually(t, 2*time.Second, func() string {
+		served := map[string]int{}
+		for _, id := range ids {
+			for _, replica := range []string{"api1", "api2"} {
+				served[replica] += len(logLines(t, h.logFile(replica), id))
+			}
 		}
-	}
-	if served["api1"] == 0 || served["api2"] == 0 || served["api1"]+served["api2"] != 20 {
-		t.Errorf("requests served per replica = %v; want both > 0, 20 in all", served)
-	}
+		if served["api1"] == 0 || served["api2"] == 0 || served["api1"]+served["api2"] != len(ids) {
+			return fmt.Sprintf("requests served per replica = %v; want both > 0, %d in all", served, len(ids))
+		}
+		return ""
+	})
 }
 
 // Only the API is routed: the replicas' /metrics and pprof are not

@@ -154,18 +154,14 @@ func TestWritesNotRetriedWithOneReplicaDown(t *testing.T) {
 		default:
 			t.Fatalf("PUT %d: status %d, want 202 or 502; body %s", i, r.status, r.body)
 		}
-		var handled int
-		for _, replica := range []string{"api1", "api2"} {
-			for _, line := range logLines(t, h.logFile(replica), id) {
-				if line["method"] == http.MethodPut {
-					handled++
-				}
-			}
-		}
+		// The replica logs a request after answering it: wait for the line.
 		want := map[int]int{http.StatusAccepted: 1, http.StatusBadGateway: 0}[r.status]
-		if handled != want {
-			t.Errorf("PUT %d (status %d) handled %d times by the replicas, want %d", i, r.status, handled, want)
-		}
+		eventually(t, 2*time.Second, func() string {
+			if handled := h.putsLogged(t, id); handled != want {
+				return fmt.Sprintf("PUT %d (status %d) handled %d times by the replicas, want %d", i, r.status, handled, want)
+			}
+			return ""
+		})
 		access := logLines(t, h.logFile("nginx-access"), id)
 		if len(access) != 1 {
 			t.Fatalf("PUT %d: %d nginx access log lines, want 1", i, len(access))
@@ -179,4 +175,17 @@ func TestWritesNotRetriedWithOneReplicaDown(t *testing.T) {
 	if accepted == 0 {
 		t.Error("no PUT was accepted by api2")
 	}
+}
+
+// putsLogged counts the PUTs with request id id that the replicas logged.
+func (h *harness) putsLogged(t *testing.T, id string) int {
+	var n int
+	for _, replica := range []string{"api1", "api2"} {
+		for _, line := range logLines(t, h.logFile(replica), id) {
+			if line["method"] == http.MethodPut {
+				n++
+			}
+		}
+	}
+	return n
 }
