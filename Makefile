@@ -15,7 +15,7 @@ STACK       ?= scripts/stack.sh
 .DEFAULT_GOAL := help
 .PHONY: help setup setup-all build migrate test test-unit vet fmt-check fuzz \
 	lint fmt run-api run-consumer clean run up down status logs jaeger e2e \
-	test-compose
+	test-compose bench bench-smoke
 
 ##@ General
 
@@ -65,6 +65,18 @@ logs: ## Follow the logs of every process of the stack
 
 jaeger: ## Build bin/jaeger from the Go module proxy (skipped when up to date)
 	$(STACK) jaeger
+
+##@ Benchmark (issue 7; bench/REPORT.md)
+
+BENCH_ARGS ?=
+
+bench: up ## Every scenario beside its baseline on the native stack (~6 min); writes bench/REPORT.md
+	$(GO) build -o $(BIN)/kvbench ./cmd/kvbench
+	$(BIN)/kvbench $(BENCH_ARGS)
+
+bench-smoke: up ## A second or two of every bench scenario, proving the harness works
+	$(GO) build -o $(BIN)/kvbench ./cmd/kvbench
+	$(BIN)/kvbench -smoke $(BENCH_ARGS)
 
 ##@ Quality
 

@@ -1,0 +1,203 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Result is one measured run of a load: how many operations succeeded in
+// how long, and the latency of each.
+type Result struct {
+	OK      int64
+	Errors  int64
+	Elapsed time.Duration
+	lat     []time.Duration // sorted
+	Status  map[int]int64   // HTTP status counts (HTTP loads only)
+}
+
+// Rate is successful operations per second.
+func (r Result) Rate() float64 {
+	if r.Elapsed <= 0 {
+		return 0
+	}
+	return float64(r.OK) / r.Elapsed.Seconds()
+}
+
+// Quantile of the latencies (0 when none were recorded).
+func (r Result) Quantile(q float64) time.Duration {
+	if len(r.lat) == 0 {
+		return 0
+	}
+	i := int(q * float64(len(r.lat)))
+	return r.lat[min(i, len(r.lat)-1)]
+}
+
+func (r Result) String() string {
+	s := fmt.Sprintf("%.0f/s ok=%d err=%d in %s", r.Rate(), r.OK, r.Errors, r.Elapsed.Round(time.Millisecond))
+	if len(r.lat) > 0 {
+		s += fmt.Sprintf(" p50=%s p99=%s", r.Quantile(.5), r.Quantile(.99))
+	}
+	if len(r.Status) > 0 {
+		s += fmt.Sprintf(" status=%v", r.Status)
+	}
+	return s
+}
+
+// Op is one operation of a worker: i counts the operations of the whole
+// run. It returns the HTTP status (0 when not HTTP) and whether it counts
+// as a success.
+type Op func(ctx context.Context, worker int, i int64) (status int, ok bool)
+
+// Closed runs a closed loop: workers each issue op back to back until dur
+// has passed or max operations (0: no bound) were started.
+func Closed(ctx context.Context, workers int, dur time.Duration, max int64, op Op) Result {
+	return run(ctx, workers, dur, max, 0, op)
+}
+
+// Open issues op at a fixed total rate (per second) from workers, for dur:
+// each worker keeps its own schedule and catches up when it falls behind.
+func Open(ctx context.Context, workers int, dur time.Duration, rate float64, op Op) Result {
+	return run(ctx, workers, dur, 0, rate, op)
+}
+
+func run(ctx context.Context, workers int, dur time.Duration, max int64, rate float64, op Op) Result {
+	ctx, cancel := context.WithTimeout(ctx, dur)
+	defer cancel()
+	var (
+		next    atomic.Int64
+		errs    atomic.Int64
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		all     []time.Duration
+		status  = map[int]int64{}
+		started = time.Now()
+	)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			lat := make([]time.Duration, 0, 1<<14)
+			st := map[int]int64{}
+			var interval time.Duration
+			if rate > 0 {
+				interval = time.Duration(float64(workers) / rate * float64(time.Second))
+			}
+			due := started.Add(time.Duration(w) * interval / time.Duration(workers))
+			for ctx.Err() == nil {
+				if interval > 0 {
+					if d := time.Until(due); d > 0 {
+						select {
+						case <-ctx.Done():
+						case <-time.After(d):
+						}
+						if ctx.Err() != nil {
+							break
+						}
+					}
+					due = due.Add(interval)
+				}
+				i := next.Add(1) - 1
+				if max > 0 && i >= max {
+					break
+				}
+				t0 := time.Now()
+				code, ok := op(ctx, w, i)
+				if ctx.Err() != nil && !ok {
+					break // cut short by the deadline: not an error
+				}
+				if code != 0 {
+					st[code]++
+				}
+				if ok {
+					lat = append(lat, time.Since(t0))
+				} else {
+					errs.Add(1)
+				}
+			}
+			mu.Lock()
+			all = append(all, lat...)
+			for k, v := range st {
+				status[k] += v
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(started)
+	slices.Sort(all)
+	r := Result{OK: int64(len(all)), Errors: errs.Load(), Elapsed: elapsed, lat: all}
+	if len(status) > 0 {
+		r.Status = status
+	}
+	return r
+}
+
+// Clients gives each load worker its own HTTP client with one keep-alive
+// connection from its own loopback source address (127.0.0.2, .3, …): the
+// edge limits the request rate per client address, and a benchmark of N
+// connections stands for N clients, not one. Every target is 127.0.0.1.
+type Clients []*http.Client
+
+// NewClients makes n single-connection clients.
+func NewClients(n int) Clients {
+	cs := make(Clients, n)
+	for i := range cs {
+		d := &net.Dialer{
+			Timeout:   2 * time.Second,
+			LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, byte(1+i/250), byte(2+i%250))},
+		}
+		cs[i] = &http.Client{
+			Timeout: 10 * time.Second,
+			Transport: &http.Transport{
+				DialContext:         d.DialContext,
+				MaxIdleConnsPerHost: 1,
+				MaxConnsPerHost:     1,
+				DisableCompression:  true,
+				IdleConnTimeout:     30 * time.Second,
+			},
+		}
+	}
+	return cs
+}
+
+// Close drops the idle connections.
+func (cs Clients) Close() {
+	for _, c := range cs {
+		c.CloseIdleConnections()
+	}
+}
+
+// Do sends req with worker w's client and drains the response.
+func (cs Clients) Do(w int, req *http.Request) (int, error) {
+	resp, err := cs[w%len(cs)].Do(req)
+	if err != nil {
+		return 0, err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode, err
+}
+
+// Stats is the median, min and max of one figure over repetitions.
+type Stats struct{ Median, Min, Max float64 }
+
+// Summarise returns the median, min and max of xs.
+func Summarise(xs []float64) Stats {
+	if len(xs) == 0 {
+		return Stats{}
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	m := s[len(s)/2]
+	if len(s)%2 == 0 {
+		m = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return Stats{Median: m, Min: s[0], Max: s[len(s)-1]}
+}

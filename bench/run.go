@@ -1,0 +1,412 @@
+// Package bench is kvstack's benchmark harness (issue 7): it drives the
+// running native stack through nginx with a closed-loop Go load generator,
+// measures each scenario beside a baseline of the machine's own parts in
+// the same run, and writes bench/REPORT.md. Every load targets 127.0.0.1
+// and every run is bounded in time (and count where it consumes data).
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	amqp "github.com/rabbitmq/amqp091-go"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/kvstack/kvstack/internal/config"
+)
+
+// Options sizes a run.
+type Options struct {
+	Root     string // repository root
+	Out      string // report path
+	Profiles string // directory for CPU profiles of the app; "" for none
+	Command  string // how the run was started, for the report
+
+	Reps     int
+	Dur      time.Duration // one measured run
+	Warm     time.Duration // unmeasured warm-up before each scenario
+	Conns    int
+	ValueLen int
+
+	HitKeys    int
+	MissPerRun int // distinct never-read keys available to one run
+	ApplyN     int // messages drained per batched-consumer run
+	Apply1N    int // messages drained per batch-size-1 run
+	ListRows   int
+	LagDur     time.Duration
+
+	Nginx        string // the edge, http://127.0.0.1:8080
+	APIPorts     [2]string
+	ConsumerPort string
+	// The baseline's own ports.
+	BaseNginx, StubA, StubB, Consumer1 string
+}
+
+// Full is `make bench`.
+func Full() Options {
+	return Options{
+		Reps: 3, Dur: 8 * time.Second, Warm: 2 * time.Second, Conns: 64, ValueLen: 100,
+		HitKeys: 1000, MissPerRun: 150_000, ApplyN: 100_000, Apply1N: 10_000,
+		ListRows: 1_000_000, LagDur: 15 * time.Second,
+	}
+}
+
+// Smoke is `make bench-smoke`: every scenario, a second or two each.
+func Smoke() Options {
+	return Options{
+		Reps: 1, Dur: 1500 * time.Millisecond, Warm: 300 * time.Millisecond, Conns: 16, ValueLen: 100,
+		HitKeys: 100, MissPerRun: 20_000, ApplyN: 3000, Apply1N: 300,
+		ListRows: 20_000, LagDur: 2 * time.Second,
+	}
+}
+
+func (o *Options) defaults() {
+	def := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	def(&o.Nginx, "http://127.0.0.1:"+envOr("KV_NGINX_PORT", "8080"))
+	def(&o.APIPorts[0], envOr("KV_API1_PORT", "8081"))
+	def(&o.APIPorts[1], envOr("KV_API2_PORT", "8082"))
+	def(&o.ConsumerPort, envOr("KV_CONSUMER_PORT", "8090"))
+	def(&o.BaseNginx, "127.0.0.1:18080")
+	def(&o.StubA, "127.0.0.1:18081")
+	def(&o.StubB, "127.0.0.1:18082")
+	def(&o.Consumer1, "127.0.0.1:18090")
+}
+
+// harness holds the connections and the state to restore.
+type harness struct {
+	o       Options
+	api     config.API
+	cons    config.Consumer
+	pool    *pgxpool.Pool
+	rdb     *goredis.Client
+	pub     *rawPublisher
+	clients Clients
+	dir     string // scratch files
+	rep     *Report
+	value   string
+
+	consumerStopped bool
+	children        []*child
+
+	putRate, applyRate float64 // medians, for the lag scenario
+	keySeq             int64
+}
+
+const scratchQueue = "kvbench.scratch"
+
+// Run runs every scenario and writes the report.
+func Run(ctx context.Context, o Options) (err error) {
+	o.defaults()
+	h := &harness{o: o, rep: &Report{Started: time.Now(), Command: o.Command}, value: strings.Repeat("v", o.ValueLen)}
+	if h.api, err = config.Load[config.API](); err != nil {
+		return err
+	}
+	if h.cons, err = config.Load[config.Consumer](); err != nil {
+		return err
+	}
+	if err := WaitQuiet(ctx); err != nil {
+		return err
+	}
+	if h.dir, err = os.MkdirTemp("", "kvbench-"); err != nil {
+		return err
+	}
+	defer os.RemoveAll(h.dir)
+	// Whatever happens, the stack is left as it was found.
+	defer h.restore()
+
+	if err := h.connect(ctx); err != nil {
+		return err
+	}
+	h.clients = NewClients(o.Conns)
+	defer h.clients.Close()
+	h.describe(ctx)
+	h.cleanData(ctx)
+
+	steps := []struct {
+		name string
+		fn   func(context.Context) (*Section, error)
+	}{
+		{"GET cache hit", h.getHit},
+		{"GET cache miss", h.getMiss},
+		{"PUT accepted", h.put},
+		{"consumer apply (batched)", h.apply},
+		{"consumer apply (batch size 1)", h.applyUnbatched},
+		{"end-to-end lag", h.lag},
+		{"memory", h.memory},
+	}
+	for _, s := range steps {
+		if err := WaitQuiet(ctx); err != nil {
+			return err
+		}
+		Log("== %s", s.name)
+		sec, err := s.fn(ctx)
+		if sec != nil {
+			h.rep.Sections = append(h.rep.Sections, sec)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+	}
+	h.cleanData(ctx)
+	h.rep.Took = time.Since(h.rep.Started)
+	f, err := os.Create(o.Out)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h.rep.Write(f)
+	Log("report written to %s (%s)", o.Out, h.rep.Took.Round(time.Second))
+	return nil
+}
+
+func (h *harness) connect(ctx context.Context) error {
+	pc, err := pgxpool.ParseConfig(h.api.Postgres.URL)
+	if err != nil {
+		return err
+	}
+	// The baseline reads with as many connections as both API replicas.
+	pc.MaxConns = 2 * h.api.Postgres.MaxConns
+	if h.pool, err = pgxpool.NewWithConfig(ctx, pc); err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	if err := h.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("postgres %s: %w", h.api.Postgres.String(), err)
+	}
+	h.rdb = goredis.NewClient(&goredis.Options{Addr: h.api.Redis.Addr, Password: string(h.api.Redis.Password), DB: h.api.Redis.DB})
+	if err := h.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis %s: %w", h.api.Redis.Addr, err)
+	}
+	if h.pub, err = newRawPublisher(h.api.RabbitMQ.URL); err != nil {
+		return err
+	}
+	return nil
+}
+
+// restore puts the stack back: the stack's consumer running, the harness's
+// processes, scratch queue and scratch schema gone.
+func (h *harness) restore() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for _, c := range h.children {
+		c.stop(15 * time.Second)
+	}
+	if h.consumerStopped {
+		Log("restoring the stack's consumer")
+		if err := stack(ctx, h.o.Root, "start", "consumer"); err != nil {
+			Log("could not restart the consumer: %v (run `make up`)", err)
+		} else {
+			h.consumerStopped = false
+		}
+	}
+	if h.pub != nil {
+		h.pub.deleteQueue(scratchQueue)
+		h.pub.Close()
+	}
+	if h.pool != nil {
+		_, _ = h.pool.Exec(ctx, `DROP SCHEMA IF EXISTS kvbench CASCADE`)
+		h.pool.Close()
+	}
+	if h.rdb != nil {
+		h.rdb.Close()
+	}
+}
+
+// cleanData deletes every key the harness wrote (all under "bench:"), in
+// PostgreSQL and in the cache.
+func (h *harness) cleanData(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	// COLLATE "C": ';' follows ':', so this is the prefix as a key range.
+	if _, err := h.pool.Exec(ctx, `DELETE FROM kv_store WHERE key >= 'bench:' AND key < 'bench;'`); err != nil {
+		Log("cleaning bench rows: %v", err)
+	}
+	h.evictCache(ctx, "bench:")
+}
+
+// evictCache removes the cached entries of keys with the prefix.
+func (h *harness) evictCache(ctx context.Context, prefix string) {
+	iter := h.rdb.Scan(ctx, 0, h.api.Redis.KeyPrefix+prefix+"*", 5000).Iterator()
+	var batch []string
+	flush := func() {
+		if len(batch) > 0 {
+			_ = h.rdb.Unlink(ctx, batch...).Err()
+			batch = batch[:0]
+		}
+	}
+	for iter.Next(ctx) {
+		batch = append(batch, iter.Val())
+		if len(batch) == 5000 {
+			flush()
+		}
+	}
+	flush()
+}
+
+// describe records the machine, the versions and the settings.
+func (h *harness) describe(ctx context.Context) {
+	r := h.rep
+	add := func(k, v string) { r.Machine = append(r.Machine, [2]string{k, v}) }
+	add("CPUs (nproc)", strconv.Itoa(runtime.NumCPU()))
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		add("memory", strings.Join(strings.Fields(strings.SplitN(string(b), "\n", 2)[0])[1:], " "))
+	}
+	add("kernel", cmdOut("uname", "-sr"))
+	if m := cmdOut("sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"); m != "" {
+		add("CPU", strings.TrimSpace(m))
+	}
+	add("Go", runtime.Version())
+	var pgv string
+	_ = h.pool.QueryRow(ctx, `SHOW server_version`).Scan(&pgv)
+	add("PostgreSQL", pgv)
+	if info, err := h.rdb.Info(ctx, "server").Result(); err == nil {
+		for l := range strings.SplitSeq(info, "\n") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(l), "redis_version:"); ok {
+				add("Redis", v)
+			}
+		}
+	}
+	if v, ok := h.pub.conn.Properties["version"].(string); ok {
+		add("RabbitMQ", v)
+	}
+	add("nginx", strings.TrimPrefix(cmdOut("nginx", "-v"), "nginx version: "))
+
+	set := func(k, v string) { r.Settings = append(r.Settings, [2]string{k, v}) }
+	o := h.o
+	set("repetitions", fmt.Sprintf("%d per scenario, baseline and app alternating; %s per timed run after a %s warm-up", o.Reps, o.Dur, o.Warm))
+	set("load generator", fmt.Sprintf("Go, closed loop, %d connections (one per client, each from its own 127.0.0.x source address: the edge's per-client rate limit of %s burst %s applies to each), HTTP/1.1 keep-alive, target 127.0.0.1 only", o.Conns, envOr("NGINX_RATE_LIMIT", "10000r/s"), envOr("NGINX_RATE_BURST", "20000")))
+	set("values", fmt.Sprintf("%d bytes", o.ValueLen))
+	rc := h.cons.RabbitMQ
+	set("RabbitMQ", fmt.Sprintf("queue type %s (RABBITMQ_QUEUE_TYPE), persistent messages, API publish channels %d", rc.QueueType, h.api.RabbitMQ.PublishChannels))
+	set("consumer", fmt.Sprintf("batch size %d, batch wait %s, prefetch %d", rc.BatchSize, rc.BatchWait, rc.PrefetchCount()))
+	set("PostgreSQL pool", fmt.Sprintf("PG_MAX_CONNS %d per process", h.api.Postgres.MaxConns))
+	set("Redis pool", fmt.Sprintf("REDIS_POOL_SIZE %d per process", h.api.Redis.PoolSize))
+}
+
+func cmdOut(name string, args ...string) string {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil && len(out) == 0 {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// profile fetches a CPU profile of the process on port for secs seconds
+// into the profiles directory, in the background.
+func (h *harness) profile(ctx context.Context, port, name string, secs int) func() {
+	if h.o.Profiles == "" || secs < 1 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		url := fmt.Sprintf("http://127.0.0.1:%s/debug/pprof/profile?seconds=%d", port, secs)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			Log("profile %s: %v", name, err)
+			return
+		}
+		defer resp.Body.Close()
+		_ = os.MkdirAll(h.o.Profiles, 0o755)
+		f, err := os.Create(filepath.Join(h.o.Profiles, name+".pprof"))
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		_, _ = io.Copy(f, resp.Body)
+	}()
+	return func() { <-done }
+}
+
+// stopConsumer stops the stack's consumer; restore restarts it.
+func (h *harness) stopConsumer(ctx context.Context) error {
+	h.consumerStopped = true
+	return stack(ctx, h.o.Root, "stop", "consumer")
+}
+
+func (h *harness) startConsumer(ctx context.Context) error {
+	if err := stack(ctx, h.o.Root, "start", "consumer"); err != nil {
+		return err
+	}
+	h.consumerStopped = false
+	return nil
+}
+
+// drain waits until the consumer on port has handled total messages (its
+// kvstack_consumer_messages_total counts from 0 at start), and returns its
+// rate from its first handled message to the last.
+func (h *harness) drain(ctx context.Context, port string, total int, limit time.Duration) (float64, error) {
+	url := "http://127.0.0.1:" + port + "/metrics"
+	deadline := time.Now().Add(limit)
+	var (
+		t0 time.Time
+		c0 float64
+	)
+	for time.Now().Before(deadline) {
+		text, err := scrape(ctx, url)
+		now := time.Now()
+		if err == nil {
+			n := sumMetric(text, "kvstack_consumer_messages_total")
+			if n > 0 && t0.IsZero() {
+				t0, c0 = now, n
+			}
+			if n >= float64(total) {
+				if now.Sub(t0) <= 0 {
+					return 0, fmt.Errorf("drained before the first observation: raise the message count")
+				}
+				return (n - c0) / now.Sub(t0).Seconds(), nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return 0, fmt.Errorf("consumer on :%s did not handle %d messages within %s", port, total, limit)
+}
+
+// fill tops the add queue up to n ready messages of fresh keys.
+func (h *harness) fill(ctx context.Context, n int) (int, error) {
+	q := h.cons.RabbitMQ.QueueAdd
+	have, err := h.pub.depth(q)
+	if err != nil {
+		return 0, fmt.Errorf("depth of %s: %w", q, err)
+	}
+	if have >= n {
+		return have, nil
+	}
+	base := h.keySeq
+	h.keySeq += int64(n - have)
+	_, _, err = h.pub.publish(ctx, q, 256, 5*time.Minute, n-have, func(i int) amqp.Publishing {
+		return opMessage(fmt.Sprintf("bench:apply:%010d", base+int64(i)), h.value)
+	})
+	if err != nil {
+		return 0, err
+	}
+	// The broker counts a message once it is routed; let it settle.
+	for range 50 {
+		if have, err = h.pub.depth(q); err == nil && have >= n {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return have, err
+}
+
+var errNoRuns = errors.New("no successful run")

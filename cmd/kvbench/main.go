@@ -1,0 +1,70 @@
+// Command kvbench is kvstack's benchmark harness (issue 7): `make bench`
+// runs every scenario beside its baseline against the running native stack
+// and writes bench/REPORT.md; `make bench-smoke` runs each for a second or
+// two to prove the harness works. See package bench.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/kvstack/kvstack/bench"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	if len(os.Args) > 1 && os.Args[1] == "stub" {
+		err = stub(ctx, os.Args[2:])
+	} else {
+		err = run(ctx, os.Args[1:])
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "kvbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("kvbench", flag.ExitOnError)
+	smoke := fs.Bool("smoke", false, "a short run of every scenario, proving the harness works")
+	out := fs.String("out", "", "report path (default bench/REPORT.md; with -smoke, a temporary file)")
+	profiles := fs.String("profiles", "", "directory for CPU profiles of the API and consumer (none when empty)")
+	root := fs.String("root", ".", "repository root")
+	_ = fs.Parse(args)
+	o := bench.Full()
+	if *smoke {
+		o = bench.Smoke()
+	}
+	o.Root, o.Profiles = *root, *profiles
+	o.Command = "kvbench " + strings.Join(args, " ")
+	o.Out = *out
+	if o.Out == "" {
+		if *smoke {
+			f, err := os.CreateTemp("", "kvbench-smoke-*.md")
+			if err != nil {
+				return err
+			}
+			f.Close()
+			o.Out = f.Name()
+		} else {
+			o.Out = *root + "/bench/REPORT.md"
+		}
+	}
+	return bench.Run(ctx, o)
+}
+
+// stub serves the baseline's minimal handler (run by the harness itself).
+func stub(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("stub", flag.ExitOnError)
+	addr := fs.String("addr", "127.0.0.1:18081", "comma-separated listen addresses")
+	size := fs.Int("size", 64, "response body size in bytes")
+	_ = fs.Parse(args)
+	return bench.ServeStub(ctx, strings.Split(*addr, ","), *size)
+}
