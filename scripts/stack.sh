@@ -311,11 +311,16 @@ cmd_render() {
 			-g "pid $STACK/nginx/nginx.pid;" || die "nginx rejects $CONF/nginx.conf (from nginx/nginx.conf.template)"
 		reload nginx
 	fi
-	if render_one "$ROOT/observability/prometheus.yml" "$CONF/prometheus.yml" "${PROMETHEUS_VARS[@]}"; then
+	# Prometheus also reloads when a rule file changed (promtool checks them).
+	local rules_sum=""
+	rules_sum=$(cat "$PROMETHEUS_RULES_DIR"/*.yml 2>/dev/null | sha256sum)
+	if render_one "$ROOT/observability/prometheus.yml" "$CONF/prometheus.yml" "${PROMETHEUS_VARS[@]}" ||
+		[[ $rules_sum != "$(cat "$CONF/rules.sum" 2>/dev/null)" ]]; then
 		if command -v promtool >/dev/null; then
 			promtool check config "$CONF/prometheus.yml" >/dev/null ||
-				die "promtool rejects $CONF/prometheus.yml (from observability/prometheus.yml)"
+				die "promtool rejects $CONF/prometheus.yml or a rule file (observability/prometheus.yml, $PROMETHEUS_RULES_DIR)"
 		fi
+		echo "$rules_sum" >"$CONF/rules.sum"
 		reload prometheus
 	fi
 	if render_one "$ROOT/observability/alertmanager.yml" "$CONF/alertmanager.yml" "${ALERTMANAGER_VARS[@]}"; then
