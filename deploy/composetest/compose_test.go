@@ -437,8 +437,8 @@ func TestNoDefaultSecrets(t *testing.T) {
 	}
 }
 
-// The kvstack services run the image the Dockerfile builds; it builds every
-// binary of cmd/ statically, and runs them as a non-root user.
+// The kvstack services run the image the Dockerfile builds; it builds the
+// services' binaries of cmd/ statically, and runs them as a non-root user.
 func TestDockerfile(t *testing.T) {
 	p := mustLoad(t)
 	raw, err := os.ReadFile(filepath.Join(root, "Dockerfile"))
@@ -463,13 +463,13 @@ func TestDockerfile(t *testing.T) {
 			t.Errorf("Dockerfile does not build with %s", want)
 		}
 	}
-	cmds, err := os.ReadDir(filepath.Join(root, "cmd"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range cmds {
-		if c.IsDir() && !strings.Contains(df, "./cmd/"+c.Name()) {
-			t.Errorf("Dockerfile does not build ./cmd/%s", c.Name())
+	// The services' binaries (cmd/kvbench and other tools stay out).
+	for _, bin := range []string{"api", "consumer", "migrate"} {
+		if _, err := os.Stat(filepath.Join(root, "cmd", bin)); err != nil {
+			t.Errorf("cmd/%s: %v", bin, err)
+		}
+		if !strings.Contains(df, "./cmd/"+bin) {
+			t.Errorf("Dockerfile does not build ./cmd/%s", bin)
 		}
 	}
 	for name, bin := range map[string]string{"migrate": "migrate", "api1": "api", "api2": "api", "consumer": "consumer"} {
