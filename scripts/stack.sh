@@ -22,6 +22,8 @@
 # KV_STOP_TIMEOUT (seconds between SIGTERM and SIGKILL: 20), NGINX_RATE_LIMIT
 # (10000r/s), NGINX_RATE_BURST (20000), KV_MAX_BODY_BYTES (1048576),
 # ALERT_WEBHOOK_URL, GO, and whatever the binaries read (DATABASE_URL, ...).
+# Test only: KV_ALERT_FOR (e.g. 5s) shortens every alert's `for:` and
+# Alertmanager's group_wait/group_interval when the configs are rendered.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -311,6 +313,20 @@ cmd_render() {
 			-g "pid $STACK/nginx/nginx.pid;" || die "nginx rejects $CONF/nginx.conf (from nginx/nginx.conf.template)"
 		reload nginx
 	fi
+	# Test only: KV_ALERT_FOR replaces every alert's `for:` (in a copy of the
+	# rules) and Alertmanager's group_wait/group_interval, so that an
+	# end-to-end test sees an alert fire, arrive and resolve in seconds.
+	# Thresholds and windows stay as they are.
+	local am_template=$ROOT/observability/alertmanager.yml f
+	if [[ -n ${KV_ALERT_FOR:-} ]]; then
+		[[ $KV_ALERT_FOR =~ ^[0-9]+(ms|s|m)$ ]] || die "KV_ALERT_FOR=$KV_ALERT_FOR: want a duration such as 5s"
+		rm -rf "$CONF/rules-short" && mkdir -p "$CONF/rules-short"
+		for f in "$PROMETHEUS_RULES_DIR"/*.yml; do
+			sed -E "s/^([[:space:]]+for:).*/\1 $KV_ALERT_FOR/" "$f" >"$CONF/rules-short/${f##*/}"
+		done
+		sed -E "s/^([[:space:]]+group_(wait|interval):).*/\1 $KV_ALERT_FOR/" "$am_template" >"$CONF/alertmanager-short.yml"
+		PROMETHEUS_RULES_DIR=$CONF/rules-short am_template=$CONF/alertmanager-short.yml
+	fi
 	# Prometheus also reloads when a rule file changed (promtool checks them).
 	local rules_sum=""
 	rules_sum=$(cat "$PROMETHEUS_RULES_DIR"/*.yml 2>/dev/null | sha256sum)
@@ -323,7 +339,7 @@ cmd_render() {
 		echo "$rules_sum" >"$CONF/rules.sum"
 		reload prometheus
 	fi
-	if render_one "$ROOT/observability/alertmanager.yml" "$CONF/alertmanager.yml" "${ALERTMANAGER_VARS[@]}"; then
+	if render_one "$am_template" "$CONF/alertmanager.yml" "${ALERTMANAGER_VARS[@]}"; then
 		if command -v amtool >/dev/null; then
 			amtool check-config "$CONF/alertmanager.yml" >/dev/null ||
 				die "amtool rejects $CONF/alertmanager.yml (from observability/alertmanager.yml)"
