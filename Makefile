@@ -15,7 +15,7 @@ STACK       ?= scripts/stack.sh
 .DEFAULT_GOAL := help
 .PHONY: help setup setup-all build migrate test test-unit vet fmt-check fuzz \
 	lint fmt run-api run-consumer clean run up down status logs jaeger e2e \
-	test-compose bench bench-smoke
+	test-compose check-observability bench bench-smoke
 
 ##@ General
 
@@ -83,7 +83,7 @@ bench-smoke: up ## A second or two of every bench scenario, proving the harness 
 # Tests named *Disruptive* stop a shared service (RabbitMQ's application):
 # they run after the others, one package at a time, so that no other test
 # sees the outage they cause.
-test: setup vet fmt-check ## Every test against real services (starts them; fails if one can't start)
+test: setup vet fmt-check check-observability ## Every test against real services (starts them; fails if one can't start)
 	$(GO) test $(TEST_FLAGS) -skip Disruptive $(PKGS)
 	$(GO) test $(TEST_FLAGS) -p 1 -run Disruptive $(PKGS)
 	$(MAKE) --no-print-directory test-compose
@@ -95,6 +95,21 @@ test: setup vet fmt-check ## Every test against real services (starts them; fail
 		rc=0; $(MAKE) --no-print-directory e2e || rc=$$?; \
 		$(STACK) down; exit $$rc; \
 	fi
+
+# Rendered by scripts/stack.sh itself into a scratch state dir (no running
+# process is touched), as the stack renders them, and with the test-only
+# short durations (KV_ALERT_FOR) too.
+OBS_CHECK ?= $(CURDIR)/tmp/check-observability
+check-observability: setup-all ## promtool/amtool: Prometheus config, rules and their unit tests, Alertmanager config
+	@for v in prod short; do \
+		dir=$(OBS_CHECK)/$$v; rm -rf $$dir; \
+		if [ $$v = short ]; then export KV_ALERT_FOR=5s; fi; \
+		KV_STACK_DIR=$$dir $(STACK) render || exit 1; \
+		echo "promtool check config ($$v)"; promtool check config $$dir/config/prometheus.yml || exit 1; \
+		echo "amtool check-config ($$v)"; amtool check-config $$dir/config/alertmanager.yml >/dev/null || exit 1; \
+	done
+	promtool check rules observability/rules/*.yml
+	promtool test rules observability/tests/*.yml
 
 test-compose: ## Check docker-compose.yml and the Dockerfile against the native stack (no Docker needed)
 	cd deploy/composetest && $(GO) vet ./... && $(GO) test -count=1 ./...
