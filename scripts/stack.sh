@@ -118,7 +118,8 @@ command_of() {
 	prometheus)
 		printf '%s\n' prometheus --config.file="$CONF/prometheus.yml" \
 			--storage.tsdb.path="$STACK/prometheus" --storage.tsdb.retention.time=2d \
-			--web.listen-address="$PROMETHEUS_ADDR" --web.enable-lifecycle
+			--web.listen-address="$PROMETHEUS_ADDR" --web.enable-lifecycle \
+			--enable-feature=exemplar-storage
 		;;
 	alertmanager)
 		printf '%s\n' prometheus-alertmanager --config.file="$CONF/alertmanager.yml" \
