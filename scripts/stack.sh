@@ -22,6 +22,10 @@
 # KV_STOP_TIMEOUT (seconds between SIGTERM and SIGKILL: 20), NGINX_RATE_LIMIT
 # (10000r/s), NGINX_RATE_BURST (20000), KV_MAX_BODY_BYTES (1048576),
 # ALERT_WEBHOOK_URL, GO, and whatever the binaries read (DATABASE_URL, ...).
+# A second, private stack (scripts/chaos.sh): KV_BIN_DIR (bin: where the
+# binaries are built, so that a private build never replaces the running
+# stack's) and KV_STACK_PROCS (the processes to run, e.g. "api1 api2
+# consumer nginx" without the observability ones).
 # Test only: KV_ALERT_FOR (e.g. 5s) shortens every alert's `for:` and
 # Alertmanager's group_wait/group_interval when the configs are rendered.
 set -euo pipefail
@@ -40,7 +44,7 @@ HOST=${KV_BIND_HOST:-127.0.0.1}
 TIMEOUT=${KV_STACK_TIMEOUT:-60}
 STOP_TIMEOUT=${KV_STOP_TIMEOUT:-20}
 GO=${GO:-go}
-BIN=$ROOT/bin
+BIN=${KV_BIN_DIR:-$ROOT/bin}
 LOGS=$STACK/logs
 RUN=$STACK/run
 CONF=$STACK/config
@@ -76,7 +80,7 @@ export JAEGER_UI_PORT=$KV_JAEGER_UI_PORT
 export JAEGER_OTLP_GRPC_PORT=$KV_JAEGER_OTLP_GRPC_PORT
 export JAEGER_OTLP_HTTP_PORT=$KV_JAEGER_OTLP_HTTP_PORT
 
-PROCS=(jaeger api1 api2 consumer nginx alertmanager prometheus)
+read -ra PROCS <<<"${KV_STACK_PROCS:-jaeger api1 api2 consumer nginx alertmanager prometheus}"
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf '==> ERROR: %s\n' "$*" >&2; exit 1; }
@@ -381,7 +385,7 @@ cmd_jaeger() {
 # prepare: everything the processes need before any starts.
 prepare() {
 	"$ROOT/scripts/services.sh" ensure all
-	cmd_jaeger
+	if [[ " ${PROCS[*]} " == *" jaeger "* ]]; then cmd_jaeger; fi
 	log "build: bin/api bin/consumer bin/migrate"
 	(cd "$ROOT" && "$GO" build -o "$BIN/" ./cmd/...) || die "go build ./cmd/... failed"
 	mkdir -p "$LOGS" "$RUN"
