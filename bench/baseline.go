@@ -124,14 +124,29 @@ func envOr(k, def string) string {
 // keeping up to window unconfirmed: the broker's own speed for the API's
 // kind of message.
 type rawPublisher struct {
+	url  string
 	conn *amqp.Connection
 	ch   *amqp.Channel
 }
 
 func newRawPublisher(url string) (*rawPublisher, error) {
-	conn, err := amqp.Dial(url)
+	p := &rawPublisher{url: url}
+	return p, p.live()
+}
+
+// live reconnects when the connection or channel was lost (another
+// engineer's test may restart the broker; a failed passive declare closes
+// the channel).
+func (p *rawPublisher) live() error {
+	if p.conn != nil && !p.conn.IsClosed() && p.ch != nil && !p.ch.IsClosed() {
+		return nil
+	}
+	if p.conn != nil {
+		p.conn.Close()
+	}
+	conn, err := amqp.Dial(p.url)
 	if err != nil {
-		return nil, fmt.Errorf("rabbitmq: %w", err)
+		return fmt.Errorf("rabbitmq: %w", err)
 	}
 	ch, err := conn.Channel()
 	if err == nil {
@@ -139,25 +154,39 @@ func newRawPublisher(url string) (*rawPublisher, error) {
 	}
 	if err != nil {
 		conn.Close()
-		return nil, fmt.Errorf("rabbitmq channel: %w", err)
+		return fmt.Errorf("rabbitmq channel: %w", err)
 	}
-	return &rawPublisher{conn: conn, ch: ch}, nil
+	p.conn, p.ch = conn, ch
+	return nil
 }
 
-func (p *rawPublisher) Close() { p.conn.Close() }
+func (p *rawPublisher) Close() {
+	if p.conn != nil {
+		p.conn.Close()
+	}
+}
 
 // declareScratch declares a durable queue of the app's queue type.
 func (p *rawPublisher) declareScratch(name, queueType string) error {
+	if err := p.live(); err != nil {
+		return err
+	}
 	_, err := p.ch.QueueDeclare(name, true, false, false, false, amqp.Table{amqp.QueueTypeArg: queueType})
 	return err
 }
 
 func (p *rawPublisher) deleteQueue(name string) {
+	if p.live() != nil {
+		return
+	}
 	_, _ = p.ch.QueueDelete(name, false, false, false)
 }
 
 // depth is the number of ready messages in queue.
 func (p *rawPublisher) depth(queue string) (int, error) {
+	if err := p.live(); err != nil {
+		return 0, err
+	}
 	q, err := p.ch.QueueDeclarePassive(queue, true, false, false, false, nil)
 	return q.Messages, err
 }
@@ -166,6 +195,9 @@ func (p *rawPublisher) depth(queue string) (int, error) {
 // confirms in flight, until dur passes or n (0: no bound) were confirmed.
 // It returns the confirmed count and the time taken.
 func (p *rawPublisher) publish(ctx context.Context, queue string, window int, dur time.Duration, n int, mk func(i int) amqp.Publishing) (int, time.Duration, error) {
+	if err := p.live(); err != nil {
+		return 0, 0, err
+	}
 	ctx, cancel := context.WithTimeout(ctx, dur)
 	defer cancel()
 	start := time.Now()
@@ -323,5 +355,8 @@ func rawUpsert(ctx context.Context, pool *pgxpool.Pool, clients, batch int, dur 
 }
 
 func (p *rawPublisher) purge(name string) {
+	if p.live() != nil {
+		return
+	}
 	_, _ = p.ch.QueuePurge(name, false)
 }

@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -32,6 +33,7 @@ type Options struct {
 	Out      string // report path
 	Profiles string // directory for CPU profiles of the app; "" for none
 	Command  string // how the run was started, for the report
+	Only     []string // scenario names to run (hit, miss, put, apply, apply1, lag, memory); all when empty
 
 	Reps     int
 	Dur      time.Duration // one measured run
@@ -138,18 +140,21 @@ func Run(ctx context.Context, o Options) (err error) {
 	h.cleanData(ctx)
 
 	steps := []struct {
-		name string
-		fn   func(context.Context) (*Section, error)
+		id, name string
+		fn       func(context.Context) (*Section, error)
 	}{
-		{"GET cache hit", h.getHit},
-		{"GET cache miss", h.getMiss},
-		{"PUT accepted", h.put},
-		{"consumer apply (batched)", h.apply},
-		{"consumer apply (batch size 1)", h.applyUnbatched},
-		{"end-to-end lag", h.lag},
-		{"memory", h.memory},
+		{"hit", "GET cache hit", h.getHit},
+		{"miss", "GET cache miss", h.getMiss},
+		{"put", "PUT accepted", h.put},
+		{"apply", "consumer apply (batched)", h.apply},
+		{"apply1", "consumer apply (batch size 1)", h.applyUnbatched},
+		{"lag", "end-to-end lag", h.lag},
+		{"memory", "memory", h.memory},
 	}
 	for _, s := range steps {
+		if len(o.Only) > 0 && !slices.Contains(o.Only, s.id) {
+			continue
+		}
 		if err := WaitQuiet(ctx); err != nil {
 			return err
 		}

@@ -37,6 +37,7 @@ func run(ctx context.Context, args []string) error {
 	out := fs.String("out", "", "report path (default bench/REPORT.md; with -smoke, a temporary file)")
 	profiles := fs.String("profiles", "", "directory for CPU profiles of the API and consumer (none when empty)")
 	root := fs.String("root", ".", "repository root")
+	only := fs.String("only", "", "comma-separated scenarios to run: hit,miss,put,apply,apply1,lag,memory (default all)")
 	_ = fs.Parse(args)
 	o := bench.Full()
 	if *smoke {
@@ -45,6 +46,9 @@ func run(ctx context.Context, args []string) error {
 	o.Root, o.Profiles = *root, *profiles
 	o.Command = "kvbench " + strings.Join(args, " ")
 	o.Out = *out
+	if *only != "" {
+		o.Only = strings.Split(*only, ",")
+	}
 	if o.Out == "" {
 		if *smoke {
 			f, err := os.CreateTemp("", "kvbench-smoke-*.md")
