@@ -29,10 +29,10 @@ import (
 
 // Options sizes a run.
 type Options struct {
-	Root     string // repository root
-	Out      string // report path
-	Profiles string // directory for CPU profiles of the app; "" for none
-	Command  string // how the run was started, for the report
+	Root     string   // repository root
+	Out      string   // report path
+	Profiles string   // directory for CPU profiles of the app; "" for none
+	Command  string   // how the run was started, for the report
 	Only     []string // scenario names to run (hit, miss, put, apply, apply1, lag, memory); all when empty
 
 	Reps     int
