@@ -20,6 +20,7 @@ import (
 // run until SIGINT or SIGTERM, flushes the traces, and exits non-zero if run
 // failed.
 func Main[C config.Process](service string, run func(context.Context, C, zerolog.Logger, Ready) error) {
+	tuneGC()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
