@@ -356,7 +356,7 @@ func (h *harness) apply(ctx context.Context) (*Section, error) {
 		}
 		wait := func() {}
 		if r == 0 {
-			wait = h.profile(ctx, o.ConsumerPort, "consumer-apply-cpu", 2)
+			wait = h.profile(ctx, o.ConsumerPort, "consumer-apply-cpu", 3)
 		}
 		a, err := h.drain(ctx, o.ConsumerPort, n, 5*time.Minute)
 		wait()
