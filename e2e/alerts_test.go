@@ -1,0 +1,341 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// alertFor is the test-only `for:` (and Alertmanager group wait/interval)
+// that scripts/stack.sh renders when KV_ALERT_FOR is set; thresholds are
+// the production ones.
+const alertFor = "5s"
+
+// webhook is an Alertmanager webhook receiver: it records every alert of
+// every notification it gets.
+type webhook struct {
+	url string
+	mu  sync.Mutex
+	got []notifiedAlert
+}
+
+type notifiedAlert struct {
+	Status      string            `json:"status"` // firing or resolved
+	Labels      map[string]string `json:"labels"`
+	Annotations map[string]string `json:"annotations"`
+}
+
+func startWebhook(t *testing.T, host string) *webhook {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &webhook{url: "http://" + ln.Addr().String() + "/alerts"}
+	srv := &http.Server{Handler: http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		var n struct {
+			Alerts []notifiedAlert `json:"alerts"`
+		}
+		if r.URL.Path != "/alerts" || json.NewDecoder(r.Body).Decode(&n) != nil {
+			http.Error(rw, "want a webhook notification on /alerts", http.StatusBadRequest)
+			return
+		}
+		w.mu.Lock()
+		w.got = append(w.got, n.Alerts...)
+		w.mu.Unlock()
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return w
+}
+
+// find returns the first notified alert with that status and labels.
+func (w *webhook) find(status string, labels map[string]string) (notifiedAlert, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, a := range w.got {
+		if a.Status == status && hasLabels(a.Labels, labels) {
+			return a, true
+		}
+	}
+	return notifiedAlert{}, false
+}
+
+func (w *webhook) summary() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var s []string
+	for _, a := range w.got {
+		s = append(s, fmt.Sprintf("%s %s%v", a.Status, a.Labels["alertname"], a.Labels))
+	}
+	return fmt.Sprintf("%d alerts notified: %s", len(w.got), strings.Join(s, "; "))
+}
+
+func hasLabels(got, want map[string]string) bool {
+	for k, v := range want {
+		if got[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// stackWith runs scripts/stack.sh with extra environment variables (later
+// ones win) and fails the test on error.
+func stackWith(t *testing.T, root string, env []string, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(root, "scripts", "stack.sh"), args...)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), env...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("stack.sh %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// withoutEnv is os.Environ() without the named variables.
+func withoutEnv(names ...string) []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		keep := true
+		for _, n := range names {
+			keep = keep && name != n
+		}
+		if keep {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+// promAlert is an alert as Prometheus' /api/v1/alerts shows it.
+type promAlert struct {
+	Labels map[string]string `json:"labels"`
+	State  string            `json:"state"` // pending or firing
+	Value  string            `json:"value"`
+}
+
+func (p prometheus) alerts() ([]promAlert, error) {
+	var data struct {
+		Alerts []promAlert `json:"alerts"`
+	}
+	return data.Alerts, p.get("/api/v1/alerts", nil, &data)
+}
+
+// amAlert is an alert as Alertmanager's /api/v2/alerts shows it.
+type amAlert struct {
+	Labels map[string]string `json:"labels"`
+	Status struct {
+		State       string   `json:"state"` // active, suppressed, unprocessed
+		InhibitedBy []string `json:"inhibitedBy"`
+	} `json:"status"`
+}
+
+// The consumer stops while writes go on: the oldest message in add_key
+// ages past QueueLagHigh's 30 s, the alert fires in Prometheus and reaches
+// a webhook through Alertmanager (while TargetDown inhibits
+// QueueWithoutConsumer there); the consumer comes back, drains the queue,
+// and the alert resolves, with a resolved notification. Alert `for:` and
+// Alertmanager's waits are shortened to 5s through KV_ALERT_FOR; the
+// consumer runs again whatever happens.
+func TestQueueLagAlert(t *testing.T) {
+	h := newHarness(t)
+	p := newPrometheus(t, h)
+	am := "http://" + h.addr("KV_ALERTMANAGER_PORT")
+	h.mustAnswer(t, "Alertmanager", am+"/-/ready")
+	deadline := time.Now().Add(3 * time.Minute)
+	within := func(max time.Duration) time.Duration {
+		if left := time.Until(deadline); left < max {
+			return left
+		}
+		return max
+	}
+
+	hook := startWebhook(t, h.host())
+	// The stack's configs as they were (no KV_ALERT_FOR; the webhook the
+	// environment says), rendered back whatever happens.
+	t.Cleanup(func() {
+		cmd := exec.Command(filepath.Join(h.root, "scripts", "stack.sh"), "render")
+		cmd.Dir, cmd.Env = h.root, withoutEnv("KV_ALERT_FOR")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("restoring the stack's alert configs (scripts/stack.sh render): %v\n%s", err, out)
+		}
+	})
+	stackWith(t, h.root, []string{"KV_ALERT_FOR=" + alertFor, "ALERT_WEBHOOK_URL=" + hook.url}, "render")
+	eventually(t, within(30*time.Second), func() string {
+		rules, err := p.rules()
+		if err != nil {
+			return err.Error()
+		}
+		for _, r := range rules {
+			if r.Name == "QueueLagHigh" && r.Duration == 5 {
+				return ""
+			}
+		}
+		return "Prometheus has not loaded the rules with for: " + alertFor
+	})
+	eventually(t, within(30*time.Second), func() string {
+		var status struct {
+			Config struct {
+				Original string `json:"original"`
+			} `json:"config"`
+		}
+		r, err := h.try(http.MethodGet, am+"/api/v2/status", nil)
+		if err == nil {
+			err = json.Unmarshal(r.body, &status)
+		}
+		if err != nil || !strings.Contains(status.Config.Original, hook.url) {
+			return fmt.Sprintf("Alertmanager has not loaded the webhook %s: %v", hook.url, err)
+		}
+		return ""
+	})
+
+	lagAlert := func(state string) func() string {
+		return func() string {
+			alerts, err := p.alerts()
+			if err != nil {
+				return err.Error()
+			}
+			var seen []string
+			for _, a := range alerts {
+				if a.Labels["alertname"] == "QueueLagHigh" {
+					if a.Labels["queue"] == "add_key" && a.State == state {
+						return ""
+					}
+					seen = append(seen, fmt.Sprintf("%v %s (value %s)", a.Labels, a.State, a.Value))
+				}
+			}
+			if state == "" && len(seen) == 0 {
+				return ""
+			}
+			return fmt.Sprintf("QueueLagHigh{queue=add_key} not %q in Prometheus; QueueLagHigh alerts: %v", state, seen)
+		}
+	}
+	// Before: the consumer keeps up, nothing fires.
+	eventually(t, within(60*time.Second), lagAlert(""))
+
+	// The consumer comes back whatever happens.
+	t.Cleanup(func() {
+		cmd := exec.Command(filepath.Join(h.root, "scripts", "stack.sh"), "start", "consumer")
+		cmd.Dir, cmd.Env = h.root, withoutEnv("KV_ALERT_FOR")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("restarting the consumer: %v\n%s", err, out)
+		}
+	})
+	stackWith(t, h.root, nil, "stop", "consumer")
+	stopWriting := keepWriting(t, h)
+	defer stopWriting()
+	start := time.Now()
+
+	// Firing, and RabbitMQ's age of the oldest message is past the
+	// threshold: the lag is seen while nothing is applied (the consumer's
+	// histogram may have fired it earlier, after a recent backlog).
+	headAge := `max by (queue) (time() - rabbitmq_detailed_queue_head_message_timestamp{job="rabbitmq",queue="add_key"}) > 30`
+	eventually(t, within(90*time.Second), func() string {
+		if msg := lagAlert("firing")(); msg != "" {
+			return msg
+		}
+		res, err := p.query(headAge)
+		if err != nil || len(res) == 0 {
+			return fmt.Sprintf("QueueLagHigh fires, but %s is empty (%v): is add_key a classic queue, and queue_metrics scraped?", headAge, err)
+		}
+		return ""
+	})
+	t.Logf("QueueLagHigh firing in Prometheus, oldest message over 30s, %s after the consumer stopped", time.Since(start).Round(time.Second))
+	firing := map[string]string{"alertname": "QueueLagHigh", "queue": "add_key", "severity": "critical"}
+	eventually(t, within(30*time.Second), func() string {
+		a, ok := hook.find("firing", firing)
+		if !ok {
+			return "no firing QueueLagHigh{queue=add_key} at the webhook; " + hook.summary()
+		}
+		for _, k := range []string{"summary", "description", "runbook"} {
+			if a.Annotations[k] == "" || strings.Contains(a.Annotations[k], "{{") {
+				return fmt.Sprintf("annotation %s = %q", k, a.Annotations[k])
+			}
+		}
+		return ""
+	})
+	t.Logf("QueueLagHigh notified %s after the consumer stopped", time.Since(start).Round(time.Second))
+
+	// Alertmanager holds QueueWithoutConsumer back: the consumer's
+	// TargetDown explains it.
+	eventually(t, within(30*time.Second), func() string {
+		var alerts []amAlert
+		q := url.Values{"filter": {`alertname="QueueWithoutConsumer"`, `queue="add_key"`}}
+		r, err := h.try(http.MethodGet, am+"/api/v2/alerts?"+q.Encode(), nil)
+		if err == nil {
+			err = json.Unmarshal(r.body, &alerts)
+		}
+		if err != nil || len(alerts) != 1 {
+			return fmt.Sprintf("QueueWithoutConsumer{queue=add_key} in Alertmanager: %v, %d alerts", err, len(alerts))
+		}
+		if alerts[0].Status.State != "suppressed" || len(alerts[0].Status.InhibitedBy) == 0 {
+			return fmt.Sprintf("QueueWithoutConsumer is %s (inhibited by %v), want suppressed by TargetDown", alerts[0].Status.State, alerts[0].Status.InhibitedBy)
+		}
+		return ""
+	})
+	if _, ok := hook.find("firing", map[string]string{"alertname": "QueueWithoutConsumer"}); ok {
+		t.Errorf("QueueWithoutConsumer reached the webhook although TargetDown inhibits it; %s", hook.summary())
+	}
+
+	stopWriting()
+	stackWith(t, h.root, withoutEnv("KV_ALERT_FOR"), "start", "consumer")
+	restarted := time.Now()
+	eventually(t, within(60*time.Second), lagAlert(""))
+	eventually(t, within(30*time.Second), func() string {
+		if _, ok := hook.find("resolved", firing); !ok {
+			return "no resolved QueueLagHigh{queue=add_key} at the webhook; " + hook.summary()
+		}
+		return ""
+	})
+	t.Logf("QueueLagHigh resolved and notified %s after the consumer restarted", time.Since(restarted).Round(time.Second))
+}
+
+// keepWriting PUTs through nginx, ten a second, until the returned func is
+// called; every write must be accepted while the consumer is down.
+func keepWriting(t *testing.T, h *harness) (stop func()) {
+	done := make(chan struct{})
+	finished := make(chan string, 1)
+	prefix := uniq("e2e-lag")
+	go func() {
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		var failures []string
+		for i := 0; ; i++ {
+			select {
+			case <-done:
+				finished <- strings.Join(failures, "; ")
+				return
+			case <-tick.C:
+			}
+			body, _ := json.Marshal(map[string]string{"key": fmt.Sprintf("%s-%d", prefix, i), "value": "v"})
+			r, err := h.try(http.MethodPut, h.nginx+"/api", body)
+			if (err != nil || r.status != http.StatusAccepted) && len(failures) < 5 {
+				failures = append(failures, fmt.Sprintf("PUT %d: %v %d %s", i, err, r.status, r.body))
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			close(done)
+			if f := <-finished; f != "" {
+				t.Errorf("writes refused while the consumer was down: %s", f)
+			}
+		})
+	}
+}
