@@ -168,8 +168,8 @@ rabbit_stop() {
 	wait_until 60 "private RabbitMQ to stop" bash -c "! timeout 1 bash -c 'exec 3<>/dev/tcp/127.0.0.1/$RABBITMQ_PORT'"
 }
 
-# queues: "name messages" of every queue on the private node.
-queues() { rabbitmqctl -q list_queues name messages 2>/dev/null | awk 'NF == 2 && $2 ~ /^[0-9]+$/'; }
+# queues: "name messages unacked" of every queue on the private node.
+queues() { rabbitmqctl -q list_queues name messages messages_unacknowledged 2>/dev/null | awk 'NF == 3 && $2 ~ /^[0-9]+$/'; }
 
 # ---------------------------------------------------------------- processes
 

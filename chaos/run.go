@@ -1,0 +1,353 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// result holds one fault's figures and the checks that failed.
+type result struct {
+	name, what string
+	supervisor bool
+	killed     []string
+
+	attempts, acked, status503, otherFail, hung int
+	failByStatus                                map[string]int
+	unackedApplied                              int
+	writeMax, readMax                           time.Duration
+	reads, readErrs                             int
+	keys, lost, unexplained                     int
+	staleAtDrain, staleFinal                    int
+	dlqDelta                                    int
+	heal, recovery, drain, longestGap           time.Duration
+	unackedAtKill                               int // messages in flight (unacked) just before the fault
+	restarted                                   []string // processes whose pid changed (the killed ones)
+	examples                                    []string
+	failures                                    []string
+}
+
+func (r result) summary() string {
+	s := fmt.Sprintf("%s: acked %d/%d, 503 %d, other failures %d, lost %d, unexplained %d, stale cache %d (at drain %d), DLQ +%d, max write %s, heal %s, recovery %s",
+		r.name, r.acked, r.attempts, r.status503, r.otherFail, r.lost, r.unexplained, r.staleFinal, r.staleAtDrain, r.dlqDelta,
+		r.writeMax.Round(time.Millisecond), r.heal.Round(time.Millisecond), r.recovery.Round(time.Millisecond))
+	if len(r.failures) > 0 {
+		s += " — FAILED: " + strings.Join(r.failures, "; ")
+	}
+	return s
+}
+
+// hangAfter: a write unanswered this long is a hang (the API's publish
+// timeout is 2 s and nginx's read timeout 5 s).
+const hangAfter = 6 * time.Second
+
+func (e *env) runFault(ctx context.Context, f fault, prefix string) (r result) {
+	r = result{name: f.name, what: f.what, supervisor: f.supervisor, killed: f.killed, failByStatus: map[string]int{}}
+	fail := func(format string, args ...any) { r.failures = append(r.failures, fmt.Sprintf(format, args...)) }
+	for _, a := range pairs(f.before) {
+		if _, err := e.ctl(ctx, a...); err != nil {
+			fail("%v", err)
+			return r
+		}
+	}
+	defer func() {
+		for _, a := range pairs(f.after) {
+			if _, err := e.ctl(context.Background(), a...); err != nil {
+				fail("%v", err)
+			}
+		}
+	}()
+	keys := make([]string, e.s.keys)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("%s-k%03d", prefix, i)
+	}
+	r.keys = len(keys)
+	pidsBefore := e.pids(ctx)
+	qBefore, err := e.queues(ctx)
+	if err != nil {
+		fail("queues: %v", err)
+		return r
+	}
+
+	led := &ledger{}
+	l := &load{nginx: e.s.nginx, client: newClient(), keys: keys, writers: e.s.writers, readers: e.s.readers, pace: e.s.pace, led: led}
+	lctx, stopLoad := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { l.run(lctx) })
+	defer func() { stopLoad(); wg.Wait() }()
+
+	sleepCtx(ctx, e.s.warm)
+	var injectAt, healAt time.Time
+	if len(f.inject) > 0 {
+		if q, err := e.queues(ctx); err == nil {
+			r.unackedAtKill = q["add_key unacked"] + q["del_key unacked"]
+		}
+		injectAt = time.Now()
+		if _, err := e.ctl(ctx, f.inject...); err != nil {
+			fail("inject: %v", err)
+		}
+		sleepCtx(ctx, f.hold)
+		healAt = time.Now()
+		for _, a := range f.heal {
+			if _, err := e.ctl(ctx, a...); err != nil {
+				fail("heal: %v", err)
+			}
+		}
+		r.heal = time.Since(healAt)
+		healed := time.Now()
+		// Recovered: a write through nginx is acknowledged again and every
+		// process of the stack answers /readyz (PostgreSQL, Redis, RabbitMQ ok).
+		addrs := e.readyAddrs(f)
+		deadline := time.Now().Add(90 * time.Second)
+		for {
+			a := write(l.client, e.s.nginx, keys[0], "put", fmt.Sprintf("%s/probe/%d", keys[0], time.Now().UnixNano()))
+			led.add(a)
+			if a.acked() && e.ready(ctx, addrs) {
+				r.recovery = time.Since(healed)
+				break
+			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				fail("not recovered within 90 s of the heal")
+				r.recovery = time.Since(healed)
+				break
+			}
+			sleepCtx(ctx, 100*time.Millisecond)
+		}
+	}
+	sleepCtx(ctx, e.s.post)
+	stopLoad()
+	wg.Wait()
+
+	// Drain: nothing ready or unacked left in the work queues.
+	drainStart := time.Now()
+	for {
+		q, err := e.queues(ctx)
+		if err == nil && q["add_key"] == 0 && q["del_key"] == 0 {
+			break
+		}
+		if time.Since(drainStart) > e.s.drainTimeout || ctx.Err() != nil {
+			fail("queues not drained within %s: %v", e.s.drainTimeout, q)
+			break
+		}
+		sleepCtx(ctx, 200*time.Millisecond)
+	}
+	r.drain = time.Since(drainStart)
+
+	// Figures from the ledger.
+	attempts := led.snapshot()
+	_ = led.save(filepath.Join(e.s.dir, "ledger-"+f.name+".jsonl"))
+	r.reads, r.readErrs, r.readMax = led.reads, led.readErrs, time.Duration(led.readMax*float64(time.Second))
+	byKey := map[string][]attempt{}
+	var last202 time.Time
+	for _, a := range attempts {
+		byKey[a.Key] = append(byKey[a.Key], a)
+		r.attempts++
+		lat := a.End.Sub(a.Start)
+		if lat > r.writeMax {
+			r.writeMax = lat
+		}
+		if lat > hangAfter || (a.Status == 0 && strings.Contains(a.Err, "Timeout")) {
+			r.hung++
+		}
+		switch {
+		case a.acked():
+			r.acked++
+			if !injectAt.IsZero() && a.End.After(injectAt) {
+				if !last202.IsZero() && a.End.Sub(last202) > r.longestGap {
+					r.longestGap = a.End.Sub(last202)
+				}
+			}
+			last202 = a.End
+		case a.Status == 503:
+			r.status503++
+		default:
+			r.otherFail++
+			k := fmt.Sprint(a.Status)
+			if a.Status == 0 {
+				k = "no answer"
+			}
+			r.failByStatus[k]++
+		}
+	}
+
+	// Last writer wins over what was acknowledged, per key.
+	rows, err := e.storedRows(ctx, prefix)
+	if err != nil {
+		fail("read kv_store: %v", err)
+		return r
+	}
+	for k := range rows {
+		if _, ok := byKey[k]; !ok {
+			byKey[k] = nil // a row nobody wrote is checked too
+		}
+	}
+	for k, ops := range byKey {
+		var stored *row
+		if rw, ok := rows[k]; ok {
+			stored = &rw
+		}
+		v, why := verifyKey(ops, stored)
+		switch v {
+		case verdictUnacked:
+			r.unackedApplied++
+		case verdictLost:
+			r.lost++
+			r.example(k + ": " + why)
+		case verdictUnexplained:
+			r.unexplained++
+			r.example(k + ": " + why)
+		}
+	}
+
+	// The cache, right after the drain, then after the repair loop had time.
+	r.staleAtDrain, err = e.staleEntries(ctx, keys, rows, nil)
+	if err != nil {
+		fail("read cache: %v", err)
+	}
+	r.staleFinal = r.staleAtDrain
+	for deadline := time.Now().Add(10 * time.Second); r.staleFinal > 0 && time.Now().Before(deadline); {
+		sleepCtx(ctx, 500*time.Millisecond)
+		rows, _ = e.storedRows(ctx, prefix)
+		r.staleFinal, _ = e.staleEntries(ctx, keys, rows, nil)
+	}
+	if r.staleFinal > 0 {
+		_, _ = e.staleEntries(ctx, keys, rows, r.example)
+	}
+
+	qAfter, err := e.queues(ctx)
+	if err != nil {
+		fail("queues: %v", err)
+	}
+	for _, q := range []string{"add_key.dlq", "del_key.dlq"} {
+		r.dlqDelta += qAfter[q] - qBefore[q]
+	}
+
+	// Processes: the ones the fault killed came back (new pid); no other
+	// one died or was restarted.
+	pidsAfter := e.pids(ctx)
+	killed := map[string]bool{}
+	for _, k := range f.killed {
+		killed[k] = true
+	}
+	names := make([]string, 0, len(pidsBefore))
+	for n := range pidsBefore {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		before, after := pidsBefore[n], pidsAfter[n]
+		if before == "-" {
+			continue
+		}
+		switch {
+		case after == "-" || after == "":
+			fail("%s is down after the fault", n)
+		case killed[n] && after == before:
+			fail("%s was to be killed but kept pid %s", n, before)
+		case killed[n]:
+			r.restarted = append(r.restarted, fmt.Sprintf("%s %s→%s", n, before, after))
+		case after != before:
+			fail("%s changed pid %s→%s: it died and was restarted", n, before, after)
+		}
+	}
+
+	if r.lost > 0 {
+		fail("%d keys lost an acknowledged operation", r.lost)
+	}
+	if r.unexplained > 0 {
+		fail("%d keys hold a state no operation wrote", r.unexplained)
+	}
+	if r.staleFinal > 0 {
+		fail("%d cache entries differ from PostgreSQL", r.staleFinal)
+	}
+	if r.dlqDelta != 0 {
+		fail("%d messages dead-lettered", r.dlqDelta)
+	}
+	if r.hung > 0 {
+		fail("%d writes hung (> %s or client timeout)", r.hung, hangAfter)
+	}
+	if !f.writesMayFail && r.status503+r.otherFail > 0 {
+		fail("%d writes refused (503 %d, other %v) by a fault that should not touch writes", r.status503+r.otherFail, r.status503, r.failByStatus)
+	}
+	if !f.readsMayFail && r.readErrs > 0 {
+		fail("%d reads failed", r.readErrs)
+	}
+	if r.acked == 0 {
+		fail("no write acknowledged at all")
+	}
+	return r
+}
+
+func (r *result) example(s string) {
+	if len(r.examples) < 5 {
+		r.examples = append(r.examples, s)
+	}
+}
+
+func (e *env) readyAddrs(f fault) []string {
+	addrs := []string{
+		"127.0.0.1:" + envPort("KV_API1_PORT", "58081"),
+		"127.0.0.1:" + envPort("KV_API2_PORT", "58082"),
+		"127.0.0.1:" + envPort("KV_CONSUMER_PORT", "58090"),
+	}
+	return addrs
+}
+
+func (e *env) storedRows(ctx context.Context, prefix string) (map[string]row, error) {
+	rows, err := e.pg.Query(ctx, `SELECT key, coalesce(value, ''), deleted, last_updated, op_id::text
+		FROM kv_store WHERE key LIKE $1 || '%'`, prefix+"-")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]row{}
+	for rows.Next() {
+		var k string
+		var rw row
+		if err := rows.Scan(&k, &rw.Value, &rw.Deleted, &rw.Ver.TS, &rw.Ver.OpID); err != nil {
+			return nil, err
+		}
+		out[k] = rw
+	}
+	return out, rows.Err()
+}
+
+// staleEntries counts cached entries that differ from their row.
+func (e *env) staleEntries(ctx context.Context, keys []string, rows map[string]row, report func(string)) (int, error) {
+	n := 0
+	pipe := e.rdb.Pipeline()
+	cmds := make([]interface {
+		Result() (map[string]string, error)
+	}, len(keys))
+	for i, k := range keys {
+		cmds[i] = pipe.HGetAll(ctx, envPort("REDIS_KEY_PREFIX", "kv:")+k)
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		return 0, err
+	}
+	for i, k := range keys {
+		h, err := cmds[i].Result()
+		if err != nil {
+			return 0, err
+		}
+		var c *cacheEntry
+		if len(h) > 0 {
+			c = &cacheEntry{V: h["v"], D: h["d"], Val: h["val"]}
+		}
+		var stored *row
+		if rw, ok := rows[k]; ok {
+			stored = &rw
+		}
+		if stale, why := cacheStale(c, stored); stale {
+			n++
+			if report != nil {
+				report(k + ": cache " + why)
+			}
+		}
+	}
+	return n, nil
+}
