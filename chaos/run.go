@@ -25,7 +25,7 @@ type result struct {
 	staleAtDrain, staleFinal                    int
 	dlqDelta                                    int
 	heal, recovery, drain, longestGap           time.Duration
-	unackedAtKill                               int // messages in flight (unacked) just before the fault
+	unackedAtKill                               int      // messages in flight (unacked) just before the fault
 	restarted                                   []string // processes whose pid changed (the killed ones)
 	examples                                    []string
 	failures                                    []string
