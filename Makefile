@@ -15,7 +15,7 @@ STACK       ?= scripts/stack.sh
 .DEFAULT_GOAL := help
 .PHONY: help setup setup-all build migrate test test-unit vet fmt-check fuzz \
 	lint fmt run-api run-consumer clean run up down status logs jaeger e2e \
-	test-compose check-observability bench bench-smoke
+	test-compose check-observability bench bench-smoke chaos chaos-short
 
 ##@ General
 
@@ -77,6 +77,17 @@ bench: up ## Every scenario beside its baseline on the native stack (~6 min); wr
 bench-smoke: up ## A second or two of every bench scenario, proving the harness works
 	$(GO) build -o $(BIN)/kvbench ./cmd/kvbench
 	$(BIN)/kvbench -smoke $(BENCH_ARGS)
+
+##@ Reliability (issue 6; docs/RELIABILITY.md, scripts/chaos.sh)
+
+# On PRIVATE PostgreSQL/Redis/RabbitMQ instances and a private stack on
+# shifted ports (tmp/chaos): the shared services and `make up`'s stack are
+# never touched. Waits while a benchmark (kvbench) runs.
+chaos: ## Every fault under load, fuzzing, the checks; writes docs/RELIABILITY.md (~8 min)
+	scripts/chaos.sh run full
+
+chaos-short: ## Four faults under a small load, the same checks (~2 min)
+	scripts/chaos.sh run short
 
 ##@ Quality
 
