@@ -33,6 +33,7 @@ type Options struct {
 	Out      string   // report path
 	Profiles string   // directory for CPU profiles of the app; "" for none
 	Command  string   // how the run was started, for the report
+	Smoke    bool     // a smoke run (no notes appended)
 	Only     []string // scenario names to run (hit, miss, put, apply, apply1, lag, memory); all when empty
 
 	Reps     int
@@ -69,7 +70,7 @@ func Smoke() Options {
 	return Options{
 		Reps: 1, Dur: 1500 * time.Millisecond, Warm: 300 * time.Millisecond, Conns: 16, ValueLen: 100,
 		HitKeys: 100, MissPerRun: 20_000, ApplyN: 3000, Apply1N: 300,
-		ListRows: 20_000, LagDur: 2 * time.Second,
+		ListRows: 20_000, LagDur: 2 * time.Second, Smoke: true,
 	}
 }
 
@@ -175,6 +176,10 @@ func Run(ctx context.Context, o Options) (err error) {
 	}
 	defer f.Close()
 	h.rep.Write(f)
+	// The engineers' reading of the figures, kept beside the harness.
+	if notes, err := os.ReadFile(filepath.Join(o.Root, "bench", "NOTES.md")); err == nil && !o.Smoke {
+		fmt.Fprintf(f, "\n---\n\n%s", notes)
+	}
 	Log("report written to %s (%s)", o.Out, h.rep.Took.Round(time.Second))
 	return nil
 }

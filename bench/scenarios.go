@@ -337,7 +337,7 @@ func (h *harness) apply(ctx context.Context) (*Section, error) {
 	if _, err := h.pool.Exec(ctx, scratchTable); err != nil {
 		return sec, fmt.Errorf("scratch table: %w", err)
 	}
-	var aRate, bRate, b4 []float64
+	var aRate, bRate, b4, noTrace []float64
 	for r := range o.Reps {
 		if err := WaitQuiet(ctx); err != nil {
 			return sec, err
@@ -372,10 +372,21 @@ func (h *harness) apply(ctx context.Context) (*Section, error) {
 			return sec, fmt.Errorf("raw upsert: %w", err)
 		}
 		_, _ = h.pool.Exec(ctx, `TRUNCATE kvbench.kv_store`)
-		Log("apply run %d: consumer %.0f msg/s over %d | raw upsert %.0f rows/s (4 clients %.0f)", r+1, a, n, b, b4r)
-		aRate, bRate, b4 = append(aRate, a), append(bRate, b), append(b4, b4r)
+		// For reference: the same binary and settings exporting no traces,
+		// to show what the per-message spans cost.
+		if err := h.stopConsumer(ctx); err != nil {
+			return sec, err
+		}
+		nt, _, err := h.drainChild(ctx, "consumer-notrace", o.ApplyN/2, "OTEL_TRACES_EXPORTER=none")
+		if err != nil {
+			return sec, err
+		}
+		Log("apply run %d: consumer %.0f msg/s over %d | raw upsert %.0f rows/s (4 clients %.0f) | no trace export %.0f msg/s", r+1, a, n, b, b4r, nt)
+		aRate, bRate, b4, noTrace = append(aRate, a), append(bRate, b), append(b4, b4r), append(noTrace, nt)
 	}
-	sec.Figures = []Figure{{"consumer apply", "msg/s", aRate}, {"raw batched upsert, 1 connection", "rows/s", bRate}, {"raw batched upsert, 4 connections (for reference)", "rows/s", b4}}
+	sec.Figures = []Figure{{"consumer apply", "msg/s", aRate}, {"raw batched upsert, 1 connection", "rows/s", bRate},
+		{"raw batched upsert, 4 connections (for reference)", "rows/s", b4},
+		{"consumer apply with OTEL_TRACES_EXPORTER=none (for reference)", "msg/s", noTrace}}
 	h.applyRate = Summarise(aRate).Median
 	rr := h.applyRate / Summarise(bRate).Median
 	sec.Targets = []Target{{Name: "consumer apply / raw batched upsert", Got: fmt.Sprintf("%.2f ×", rr), Want: "≥ 0.5 ×", Met: rr >= 0.5}}
@@ -397,24 +408,9 @@ func (h *harness) applyUnbatched(ctx context.Context) (*Section, error) {
 				return sec, err
 			}
 		}
-		n, err := h.fill(ctx, o.Apply1N)
+		rate, n, err := h.drainChild(ctx, "consumer-batch1", o.Apply1N, "CONSUMER_BATCH_SIZE=1")
 		if err != nil {
 			return sec, err
-		}
-		c, err := startChild("consumer-batch1", h.dir+"/consumer1.log", []string{
-			"CONSUMER_BATCH_SIZE=1", "KV_CONSUMER_ADDR=" + o.Consumer1, "KV_INSTANCE_ID=kvbench-batch1",
-			"OTEL_EXPORTER_OTLP_ENDPOINT=" + envOr("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:"+envOr("KV_JAEGER_OTLP_HTTP_PORT", "4318")),
-			"OTEL_EXPORTER_OTLP_PROTOCOL=" + envOr("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
-		}, o.Root+"/bin/consumer")
-		if err != nil {
-			return sec, err
-		}
-		h.children = append(h.children, c)
-		port := o.Consumer1[strings.LastIndex(o.Consumer1, ":")+1:]
-		rate, err := h.drain(ctx, port, n, 5*time.Minute)
-		c.stop(20 * time.Second)
-		if err != nil {
-			return sec, fmt.Errorf("%w (log %s)", err, h.dir+"/consumer1.log")
 		}
 		Log("apply batch-1 run %d: %.0f msg/s over %d", r+1, rate, n)
 		rates = append(rates, rate)
@@ -426,6 +422,35 @@ func (h *harness) applyUnbatched(ctx context.Context) (*Section, error) {
 		return sec, err
 	}
 	return sec, nil
+}
+
+// drainChild fills the add queue to n messages, runs bin/consumer with the
+// stack's environment plus env on the harness's own port until it has
+// handled them, stops it, and returns its rate. The stack's consumer must
+// be stopped.
+func (h *harness) drainChild(ctx context.Context, name string, n int, env ...string) (float64, int, error) {
+	o := h.o
+	n, err := h.fill(ctx, n)
+	if err != nil {
+		return 0, 0, err
+	}
+	log := h.dir + "/" + name + ".log"
+	c, err := startChild(name, log, append([]string{
+		"KV_CONSUMER_ADDR=" + o.Consumer1, "KV_INSTANCE_ID=kvbench-" + name,
+		"OTEL_EXPORTER_OTLP_ENDPOINT=" + envOr("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:"+envOr("KV_JAEGER_OTLP_HTTP_PORT", "4318")),
+		"OTEL_EXPORTER_OTLP_PROTOCOL=" + envOr("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+	}, env...), o.Root+"/bin/consumer")
+	if err != nil {
+		return 0, 0, err
+	}
+	h.children = append(h.children, c)
+	port := o.Consumer1[strings.LastIndex(o.Consumer1, ":")+1:]
+	rate, err := h.drain(ctx, port, n, 5*time.Minute)
+	c.stop(20 * time.Second)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%w (log %s)", err, log)
+	}
+	return rate, n, nil
 }
 
 // 6. End-to-end lag at half the sustained PUT rate.
