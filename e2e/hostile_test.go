@@ -87,6 +87,12 @@ func hostileCorpus() []hostile {
 	cases = append(cases,
 		hostile{name: "PUT key lone surrogate", method: http.MethodPut, path: "/api", body: j(`{"key":"a\ud800b","value":"b"}`), knownBug: surrogate},
 		hostile{name: "PUT value lone surrogate", method: http.MethodPut, path: "/api", body: j(`{"key":"surrogate-value","value":"\udfff"}`), knownBug: surrogate},
+		// encoding/json matches field names case-insensitively and keeps the
+		// last of duplicate fields: the body is not "only key and value".
+		hostile{name: "PUT upper-case field names", method: http.MethodPut, path: "/api", body: j(`{"KEY":"hostile-case","Value":"b"}`),
+			knownBug: "field names are matched case-insensitively (KEY, Value accepted) though unknown fields are refused"},
+		hostile{name: "PUT duplicate key field", method: http.MethodPut, path: "/api", body: j(`{"key":"hostile-dup-1","key":"hostile-dup-2","value":"b"}`),
+			knownBug: "a duplicated \"key\" field is accepted, the last one wins (the query string's duplicate key is refused)"},
 	)
 	for _, c := range []struct{ name, query string }{
 		{"no key", ""},
