@@ -413,9 +413,11 @@ func TestDashboardQueriesReturnData(t *testing.T) {
 					}
 					return ""
 				})
+				// Regex-escaped, then escaped again for a PromQL string
+				// literal, as Grafana does: 127\\.0\\.0\\.1:8081.
 				quoted := make([]string, len(vals))
 				for i, s := range vals {
-					quoted[i] = regexp.QuoteMeta(s)
+					quoted[i] = strings.ReplaceAll(regexp.QuoteMeta(s), `\`, `\\`)
 				}
 				subst[name] = "(" + strings.Join(quoted, "|") + ")"
 				t.Logf("$%s = %s", name, subst[name])
@@ -426,6 +428,11 @@ func TestDashboardQueriesReturnData(t *testing.T) {
 			}
 			// Longest first: $instance_id must not be cut at $instance.
 			sort.Slice(names, func(i, j int) bool { return len(names[i]) > len(names[j]) })
+			// Data is there within seconds of the traffic; once the
+			// deadline is past, each remaining query gets one short try,
+			// so that a broken Prometheus fails the test quickly.
+			deadline := time.Now().Add(45 * time.Second)
+			wait := func() time.Duration { return max(time.Until(deadline), 2*time.Second) }
 			for _, tg := range d.targets() {
 				expr := grafanaBuiltins.Replace(tg.expr)
 				for _, n := range names {
@@ -433,7 +440,7 @@ func TestDashboardQueriesReturnData(t *testing.T) {
 					expr = strings.ReplaceAll(expr, "$"+n, subst[n])
 				}
 				t.Run(tg.panel+"/"+tg.refID, func(t *testing.T) {
-					eventually(t, 30*time.Second, func() string {
+					eventually(t, wait(), func() string {
 						res, err := p.query(expr)
 						if err != nil {
 							return fmt.Sprintf("%s\n%v", expr, err)
