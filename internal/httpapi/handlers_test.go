@@ -135,6 +135,13 @@ func TestRejectsBadInput(t *testing.T) {
 		{"put value too long", "PUT", "/api", `{"key":"a","value":"` + strings.Repeat("v", 65) + `"}`, 400, "invalid_value"},
 		{"put body too large", "PUT", "/api", `{"key":"a","value":"` + strings.Repeat("v", 300) + `"}`, 413, "payload_too_large"},
 		{"put deeply nested", "PUT", "/api", strings.Repeat("[", 200), 400, "invalid_json"},
+		{"put lone high surrogate", "PUT", "/api", `{"key":"a\ud800b","value":"b"}`, 400, "invalid_json"},
+		{"put lone low surrogate", "PUT", "/api", `{"key":"a","value":"\udfff"}`, 400, "invalid_json"},
+		{"put reversed surrogates", "PUT", "/api", `{"key":"a","value":"\ude00\ud83d"}`, 400, "invalid_json"},
+		{"put field name in capitals", "PUT", "/api", `{"KEY":"a","Value":"b"}`, 400, "invalid_json"},
+		{"put key twice", "PUT", "/api", `{"key":"a","key":"b","value":"c"}`, 400, "invalid_json"},
+		{"put null key", "PUT", "/api", `{"key":null,"value":"c"}`, 400, "invalid_key"},
+		{"put not closed", "PUT", "/api", `{"key":"a","value":"b",`, 400, "invalid_json"},
 		{"delete without key", "DELETE", "/api", "", 400, "invalid_key"},
 		{"delete with value", "DELETE", "/api", `{"key":"a","value":"b"}`, 400, "invalid_value"},
 		{"delete keys disagree", "DELETE", "/api?key=a", `{"key":"b"}`, 400, "invalid_key"},
@@ -176,6 +183,13 @@ func TestCRUD(t *testing.T) {
 	if rec := do(t, h, "GET", "/api?key=zz", ""); rec.Code != 404 {
 		t.Fatalf("GET absent = %d, want 404", rec.Code)
 	}
+
+	// Escapes are text: a surrogate pair is one character, a backslash one.
+	rec = do(t, h, "PUT", "/api", `{"key":"e","value":"\ud83d\ude00 \\u0041"}`)
+	if got := decodeJSON(t, rec); rec.Code != 202 || svc.writes[0].Value != "😀 \\u0041" {
+		t.Fatalf("PUT with escapes = %d %v, stored %q", rec.Code, got, svc.writes[0].Value)
+	}
+	svc.writes = nil
 
 	rec = do(t, h, "PUT", "/api", `{"key":"b","value":"2"}`)
 	got := decodeJSON(t, rec)
