@@ -339,27 +339,22 @@ func (h *harness) apply(ctx context.Context) (*Section, error) {
 	}
 	var aRate, bRate, b4, noTrace []float64
 	for r := range o.Reps {
-		if err := WaitQuiet(ctx); err != nil {
-			return sec, err
-		}
-		if !h.consumerStopped {
-			if err := h.stopConsumer(ctx); err != nil {
+		var (
+			a   float64
+			n   int
+			err error
+		)
+		// Someone else's `make up` may restart the stack's consumer between
+		// the steps; such a repetition is run again, once.
+		for try := 0; try < 2; try++ {
+			if err = WaitQuiet(ctx); err != nil {
 				return sec, err
 			}
+			if a, n, err = h.drainStack(ctx, r == 0 && try == 0); err == nil {
+				break
+			}
+			Log("apply run %d: %v; again", r+1, err)
 		}
-		n, err := h.fill(ctx, o.ApplyN)
-		if err != nil {
-			return sec, err
-		}
-		if err := h.startConsumer(ctx); err != nil {
-			return sec, err
-		}
-		wait := func() {}
-		if r == 0 {
-			wait = h.profile(ctx, o.ConsumerPort, "consumer-apply-cpu", 3)
-		}
-		a, err := h.drain(ctx, o.ConsumerPort, n, 5*time.Minute)
-		wait()
 		if err != nil {
 			return sec, err
 		}
@@ -374,9 +369,6 @@ func (h *harness) apply(ctx context.Context) (*Section, error) {
 		_, _ = h.pool.Exec(ctx, `TRUNCATE kvbench.kv_store`)
 		// For reference: the same binary and settings exporting no traces,
 		// to show what the per-message spans cost.
-		if err := h.stopConsumer(ctx); err != nil {
-			return sec, err
-		}
 		nt, _, err := h.drainChild(ctx, "consumer-notrace", o.ApplyN/2, "OTEL_TRACES_EXPORTER=none")
 		if err != nil {
 			return sec, err
@@ -403,11 +395,6 @@ func (h *harness) applyUnbatched(ctx context.Context) (*Section, error) {
 		if err := WaitQuiet(ctx); err != nil {
 			return sec, err
 		}
-		if !h.consumerStopped {
-			if err := h.stopConsumer(ctx); err != nil {
-				return sec, err
-			}
-		}
 		rate, n, err := h.drainChild(ctx, "consumer-batch1", o.Apply1N, "CONSUMER_BATCH_SIZE=1")
 		if err != nil {
 			return sec, err
@@ -424,12 +411,38 @@ func (h *harness) applyUnbatched(ctx context.Context) (*Section, error) {
 	return sec, nil
 }
 
+// drainStack stops the stack's consumer, fills its queue with ApplyN
+// messages, starts it and times its drain.
+func (h *harness) drainStack(ctx context.Context, profile bool) (float64, int, error) {
+	if err := h.stopConsumer(ctx); err != nil {
+		return 0, 0, err
+	}
+	n, err := h.fill(ctx, h.o.ApplyN)
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := h.startConsumer(ctx); err != nil {
+		return 0, 0, err
+	}
+	wait := func() {}
+	if profile {
+		wait = h.profile(ctx, h.o.ConsumerPort, "consumer-apply-cpu", 3)
+	}
+	a, err := h.drain(ctx, h.o.ConsumerPort, n, 5*time.Minute)
+	wait()
+	return a, n, err
+}
+
 // drainChild fills the add queue to n messages, runs bin/consumer with the
 // stack's environment plus env on the harness's own port until it has
 // handled them, stops it, and returns its rate. The stack's consumer must
 // be stopped.
 func (h *harness) drainChild(ctx context.Context, name string, n int, env ...string) (float64, int, error) {
 	o := h.o
+	// Stopped again each time: someone else's `make up` may have restarted it.
+	if err := h.stopConsumer(ctx); err != nil {
+		return 0, 0, err
+	}
 	n, err := h.fill(ctx, n)
 	if err != nil {
 		return 0, 0, err
