@@ -286,6 +286,13 @@ wait_no_bench() {
 
 cmd_run() {
 	local mode=${1:-full} rc=0 started=$SECONDS
+	# One campaign at a time on this machine: the private ports are fixed.
+	mkdir -p "$(dirname "$CHAOS_DIR")"
+	exec 9>"$CHAOS_DIR.lock"
+	if ! flock -n 9; then
+		log "another campaign runs (lock $CHAOS_DIR.lock); waiting"
+		flock -w "${CHAOS_LOCK_WAIT:-1800}" 9 || die "another campaign still runs after ${CHAOS_LOCK_WAIT:-1800}s"
+	fi
 	wait_no_bench
 	trap 'cmd_down' EXIT
 	trap 'exit 130' INT TERM
