@@ -106,6 +106,8 @@ test: setup vet fmt-check check-observability ## Every test against real service
 		rc=0; $(MAKE) --no-print-directory e2e || rc=$$?; \
 		$(STACK) down; exit $$rc; \
 	fi
+	@# The reliability campaign's short version, on private instances (~2 min).
+	$(MAKE) --no-print-directory chaos-short
 
 # Rendered by scripts/stack.sh itself into a scratch state dir (no running
 # process is touched), as the stack renders them, and with the test-only
