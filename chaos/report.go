@@ -39,13 +39,13 @@ func (p report) markdown() string {
 	w("## What is checked after each fault (heal, then the queues drain)\n\n")
 	w("- **lost**: keys whose stored state (PostgreSQL) is older than the newest acknowledged (202) operation, or is absent, or has its version but not its content. Must be 0.\n")
 	w("- **unexplained**: stored state that no sent operation wrote. Must be 0. A key may hold an operation *newer* than every 202 when that operation got a 503/502/timeout (a 503 promises nothing either way): it is counted as **applied w/o 202** when its value (unique per attempt) or delete was sent on that key and its timestamp falls between that attempt's send and answer.\n")
-	w("- **stale cache**: Redis entries `kv:<key>` (fields v/d/val) that differ from PostgreSQL, right after the drain and after up to 10 s more (the consumer's repair loop). The final figure must be 0.\n")
+	w("- **stale cache**: Redis entries `kv:<key>` (fields v/d/val) that differ from PostgreSQL, right after the heal (load still running: writes in flight, and after a Redis restart the entries its dump brought back that PostgreSQL has since overtaken), right after the drain, and after up to 10 s more (the consumer's repair loop). The final figure must be 0.\n")
 	w("- **DLQ**: messages added to `add_key.dlq` + `del_key.dlq`. Must be 0.\n")
 	w("- **hung**: writes unanswered after %s. Must be 0. Writes refused (503 or other) and reads failed must be 0 for faults that do not touch that path (see the table's last column).\n", hangAfter)
 	w("- **processes**: every process of the private stack keeps its pid, except the one the fault killed, which must come back. **heal**: how long the heal step took (a RabbitMQ node needs several seconds to boot; `stack.sh up` rebuilds and checks before it starts what died). **recovery**: from the end of the heal (the service is back) until a write through nginx is acknowledged again and api1, api2 and the consumer answer `/readyz`.\n")
 	w("- Processes killed by a fault are brought back by `scripts/stack.sh up` (it starts what died, as a supervisor such as systemd or compose's `restart:` would; marked *supervisor* below) — or, for the extra consumers, by starting them again. Nothing else is restarted by hand: services that were stopped are started again, and every kvstack process must reconnect by itself.\n\n")
 	w("## Results\n\n")
-	w("| fault | writes | acked (202) | 503 | other failures | hung | lost | unexplained | applied w/o 202 | stale cache (drain → final) | DLQ | reads ok / failed | max write / read latency | longest gap without a 202 | unacked at the fault | heal | recovery | drain | restarted | verdict |\n")
+	w("| fault | writes | acked (202) | 503 | other failures | hung | lost | unexplained | applied w/o 202 | stale cache (heal → drain → final) | DLQ | reads ok / failed | max write / read latency | longest gap without a 202 | unacked at the fault | heal | recovery | drain | restarted | verdict |\n")
 	w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range p.results {
 		verdict := "**pass**"
@@ -59,9 +59,9 @@ func (p report) markdown() string {
 		if restarted == "" {
 			restarted = "none"
 		}
-		w("| %s | %d | %d | %d | %s | %d | %d | %d | %d | %d → %d | %d | %d / %d | %s / %s | %s | %d | %s | %s | %s | %s | %s |\n",
+		w("| %s | %d | %d | %d | %s | %d | %d | %d | %d | %d → %d → %d | %d | %d / %d | %s / %s | %s | %d | %s | %s | %s | %s | %s |\n",
 			r.name, r.attempts, r.acked, r.status503, failures(r), r.hung, r.lost, r.unexplained, r.unackedApplied,
-			r.staleAtDrain, r.staleFinal, r.dlqDelta, r.reads, r.readErrs, ms(r.writeMax), ms(r.readMax), ms(r.longestGap), r.unackedAtKill, ms(r.heal), ms(r.recovery), ms(r.drain), restarted, verdict)
+			r.staleAtHeal, r.staleAtDrain, r.staleFinal, r.dlqDelta, r.reads, r.readErrs, ms(r.writeMax), ms(r.readMax), ms(r.longestGap), r.unackedAtKill, ms(r.heal), ms(r.recovery), ms(r.drain), restarted, verdict)
 	}
 	w("\n### The faults\n\n")
 	for _, r := range p.results {

@@ -23,6 +23,7 @@ type result struct {
 	reads, readErrs                             int
 	keys, lost, unexplained                     int
 	staleAtDrain, staleFinal                    int
+	staleAtHeal                                 int // right after the heal, load still running
 	dlqDelta                                    int
 	heal, recovery, drain, longestGap           time.Duration
 	unackedAtKill                               int      // messages in flight (unacked) just before the fault
@@ -99,6 +100,12 @@ func (e *env) runFault(ctx context.Context, f fault, prefix string) (r result) {
 		}
 		r.heal = time.Since(healAt)
 		healed := time.Now()
+		// What the cache holds the moment the service is back: after a Redis
+		// restart from its dump, entries older than PostgreSQL (the repair
+		// loop must fix them); otherwise only writes in flight.
+		if rows, err := e.storedRows(ctx, prefix); err == nil {
+			r.staleAtHeal, _ = e.staleEntries(ctx, keys, rows, nil)
+		}
 		// Recovered: a write through nginx is acknowledged again and every
 		// process of the stack answers /readyz (PostgreSQL, Redis, RabbitMQ ok).
 		addrs := e.readyAddrs(f)
