@@ -80,7 +80,9 @@ export JAEGER_UI_PORT=$KV_JAEGER_UI_PORT
 export JAEGER_OTLP_GRPC_PORT=$KV_JAEGER_OTLP_GRPC_PORT
 export JAEGER_OTLP_HTTP_PORT=$KV_JAEGER_OTLP_HTTP_PORT
 
-read -ra PROCS <<<"${KV_STACK_PROCS:-jaeger api1 api2 consumer nginx alertmanager prometheus}"
+# ALL_PROCS is the whole topology (deploy/composetest checks compose has each).
+ALL_PROCS=(jaeger api1 api2 consumer nginx alertmanager prometheus)
+read -ra PROCS <<<"${KV_STACK_PROCS:-${ALL_PROCS[*]}}"
 
 log() { printf '==> %s\n' "$*" >&2; }
 die() { printf '==> ERROR: %s\n' "$*" >&2; exit 1; }

@@ -142,7 +142,7 @@ func TestServices(t *testing.T) {
 		t.Errorf("services = %v, want %v", sorted(got), want)
 	}
 	// Every process of the native stack has its service.
-	for _, name := range shellArray(t, "PROCS") {
+	for _, name := range shellArray(t, "ALL_PROCS") {
 		if _, err := p.GetService(name); err != nil {
 			t.Errorf("native stack runs %s, compose has no such service", name)
 		}
