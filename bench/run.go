@@ -7,7 +7,6 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -419,4 +418,3 @@ func (h *harness) fill(ctx context.Context, n int) (int, error) {
 	return have, err
 }
 
-var errNoRuns = errors.New("no successful run")

@@ -134,10 +134,7 @@ func TestOutOfOrderAndDuplicateDelivery(t *testing.T) {
 			newest[key] = op
 		}
 	}
-	delivery := append([]kv.Op(nil), ops...)
-	for _, op := range ops[:100] {
-		delivery = append(delivery, op) // redeliveries
-	}
+	delivery := append(append([]kv.Op(nil), ops...), ops[:100]...) // with redeliveries
 	r.Shuffle(len(delivery), func(i, j int) { delivery[i], delivery[j] = delivery[j], delivery[i] })
 	publishOps(t, s.mq, delivery...)
 

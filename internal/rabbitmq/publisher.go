@@ -248,8 +248,10 @@ func (p *Publisher) Close() error {
 	if p.closed.Swap(true) {
 		return nil
 	}
-	p.inflight.Lock() // waits for in-flight publishes; later ones see closed
-	p.inflight.Unlock()
+	// Taking the write lock waits for the publishes in flight (they hold
+	// the read lock); later ones see closed.
+	p.inflight.Lock()
+	p.inflight.Unlock() //lint:ignore SA2001 the lock is taken only to wait
 	close(p.stop)
 	p.wg.Wait()
 	return nil

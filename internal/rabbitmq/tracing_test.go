@@ -121,8 +121,8 @@ func TestTraceCrossesTheQueue(t *testing.T) {
 	} {
 		got := attrs(span)
 		for k, v := range want {
-			if got[k].Emit() != v {
-				t.Errorf("%s: %s = %q, want %q", span.Name(), k, got[k].Emit(), v)
+			if got[k].String() != v {
+				t.Errorf("%s: %s = %q, want %q", span.Name(), k, got[k].String(), v)
 			}
 		}
 	}

@@ -89,7 +89,7 @@ func TestPasswordMasked(t *testing.T) {
 	}
 	for name, got := range map[string]string{
 		"%v": fmt.Sprintf("%v", cfg), "%+v": fmt.Sprintf("%+v", cfg), "%#v": fmt.Sprintf("%#v", cfg),
-		"%s": fmt.Sprintf("%s", cfg.Password), "json": string(js), "zerolog": logged.String(),
+		"%s": cfg.Password.String(), "json": string(js), "zerolog": logged.String(),
 	} {
 		if strings.Contains(got, "hunter2") {
 			t.Errorf("%s shows the password: %s", name, got)
