@@ -417,4 +417,3 @@ func (h *harness) fill(ctx context.Context, n int) (int, error) {
 	}
 	return have, err
 }
-
