@@ -94,7 +94,7 @@ chaos-short: ## Four faults under a small load, the same checks (~2 min)
 # Tests named *Disruptive* stop a shared service (RabbitMQ's application):
 # they run after the others, one package at a time, so that no other test
 # sees the outage they cause.
-test: setup vet fmt-check check-observability ## Every test against real services (starts them; fails if one can't start)
+test: setup lint fmt-check check-observability ## Every test against real services (starts them; fails if one can't start)
 	$(GO) test $(TEST_FLAGS) -skip Disruptive $(PKGS)
 	$(GO) test $(TEST_FLAGS) -p 1 -run Disruptive $(PKGS)
 	$(MAKE) --no-print-directory test-compose
