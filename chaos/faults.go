@@ -14,7 +14,7 @@ type fault struct {
 	heal       [][]string // ctl actions, in order
 	after      []string   // ctl actions once checked (stop extra consumers)
 	killed     []string   // processes the fault kills (brought back by heal)
-	supervisor bool       // heal is `stack.sh up` restarting what died
+	supervisor bool       // heal is `stack.sh start NAME` restarting what died
 	// reads may fail while the fault holds (PostgreSQL down: a cache miss
 	// has nowhere to go).
 	readsMayFail bool
@@ -28,7 +28,7 @@ func faults(mode string) []fault {
 		{
 			name: "consumer-kill9", what: "kill -9 the consumer under load (batches in flight), restart it",
 			inject: []string{"kill", "consumer"}, hold: 3 * time.Second,
-			heal: [][]string{{"heal"}}, killed: []string{"consumer"}, supervisor: true,
+			heal: [][]string{{"heal", "consumer"}}, killed: []string{"consumer"}, supervisor: true,
 		},
 		{
 			name: "rabbitmq-restart", what: "stop the RabbitMQ node and start it again at once",
@@ -49,13 +49,13 @@ func faults(mode string) []fault {
 		{
 			name: "api1-kill9", what: "kill -9 api1 under load; nginx routes around it; restarted",
 			inject: []string{"kill", "api1"}, hold: 3 * time.Second,
-			heal: [][]string{{"heal"}}, killed: []string{"api1"}, supervisor: true, writesMayFail: true,
+			heal: [][]string{{"heal", "api1"}}, killed: []string{"api1"}, supervisor: true, writesMayFail: true,
 		},
 		{
 			name: "consumers-2-kill1", what: "two consumers; kill -9 the stack's consumer; restarted",
 			before: []string{"consumer-start", "2"}, after: []string{"consumer-stop", "2"},
 			inject: []string{"kill", "consumer"}, hold: 3 * time.Second,
-			heal: [][]string{{"heal"}}, killed: []string{"consumer"}, supervisor: true,
+			heal: [][]string{{"heal", "consumer"}}, killed: []string{"consumer"}, supervisor: true,
 		},
 		{
 			name: "consumers-3-kill1", what: "three consumers; kill -9 consumer3; restarted",

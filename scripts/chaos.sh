@@ -251,7 +251,10 @@ cmd_down() {
 ctl() {
 	case $1 in
 	kill) kill9 "${2:?process}" ;;
-	heal) stack_up ;; # stack.sh up restarts what died, as a supervisor would
+	# heal NAME: start what died, as a supervisor would. `stack.sh start`, not
+	# `up`: up rebuilds from the working tree, and a tree that changed during
+	# the campaign would roll new binaries onto the processes that did not die.
+	heal) "$STACK_SH" start "${2:?process}" >>"$CHAOS_DIR/stack-up.log" 2>&1 || die "stack.sh start $2 failed" ;;
 	rabbit-stop) rabbit_stop ;;
 	rabbit-start) rabbit_start ;;
 	redis-stop) redis_stop ;;
