@@ -83,7 +83,7 @@ bench-smoke: up ## A second or two of every bench scenario, proving the harness 
 # On PRIVATE PostgreSQL/Redis/RabbitMQ instances and a private stack on
 # shifted ports (tmp/chaos): the shared services and `make up`'s stack are
 # never touched. Waits while a benchmark (kvbench) runs.
-chaos: ## Every fault under load, fuzzing, the checks; writes docs/RELIABILITY.md (~8 min)
+chaos: ## Every fault under load, fuzzing, the checks; writes docs/RELIABILITY.md (~5 min)
 	scripts/chaos.sh run full
 
 chaos-short: ## Four faults under a small load, the same checks (~2 min)
