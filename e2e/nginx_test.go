@@ -148,21 +148,7 @@ func startEdge(t *testing.T, api1, api2 string, extraEnv ...string) *edge {
 	if out, err := render.CombinedOutput(); err != nil {
 		t.Fatalf("scripts/stack.sh render: %v\n%s", err, out)
 	}
-	cmd := exec.Command("nginx", "-p", filepath.Join(dir, "nginx")+"/", "-c", filepath.Join(dir, "config", "nginx.conf"),
-		"-e", filepath.Join(dir, "logs", "nginx.log"), "-g", "daemon off; pid "+filepath.Join(dir, "nginx.pid")+";")
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start nginx: %v", err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(5 * time.Second):
-			cmd.Process.Kill()
-		}
-	})
+	runNginx(t, filepath.Join(dir, "nginx"), filepath.Join(dir, "config", "nginx.conf"), filepath.Join(dir, "logs", "nginx.log"), nil)
 	e := &edge{url: "http://" + listen, client: &http.Client{Timeout: 10 * time.Second}}
 	eventually(t, 5*time.Second, func() string {
 		if _, err := e.client.Get(e.url + "/nothing"); err != nil {

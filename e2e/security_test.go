@@ -168,22 +168,8 @@ func TestNginxLimitsOnAPrivateNginx(t *testing.T) {
 	if err := os.WriteFile(confFile, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("nginx", "-p", dir+"/", "-c", confFile, "-e", vars["NGINX_ERROR_LOG"], "-g", "daemon off; pid "+filepath.Join(dir, "nginx.pid")+";")
 	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("nginx: %v", err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-		}
-	})
+	runNginx(t, dir, confFile, vars["NGINX_ERROR_LOG"], &stderr)
 	base := "http://" + listen
 	client := &http.Client{Timeout: 5 * time.Second}
 	eventually(t, 10*time.Second, func() string {

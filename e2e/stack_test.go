@@ -259,3 +259,26 @@ func uncommented(conf []byte) string {
 	}
 	return b.String()
 }
+
+// runNginx runs a private nginx in the foreground (prefix, config, error
+// log; its stderr to stderr when not nil) until the test ends: SIGINT, then
+// SIGKILL if it has not stopped within 10 s.
+func runNginx(t *testing.T, prefix, conf, errorLog string, stderr io.Writer) {
+	t.Helper()
+	cmd := exec.Command("nginx", "-p", prefix+"/", "-c", conf, "-e", errorLog,
+		"-g", "daemon off; pid "+filepath.Join(prefix, "nginx.pid")+";")
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start nginx: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+		}
+	})
+}
