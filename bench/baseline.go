@@ -19,6 +19,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/kvstack/kvstack/internal/kv"
+	"github.com/kvstack/kvstack/internal/postgres"
 )
 
 // ServeStub is the baseline's upstream: the least a Go HTTP handler can do,
@@ -267,19 +268,6 @@ func opMessage(key, value string) amqp.Publishing {
 	}
 }
 
-// upsertSQL is the consumer's statement (internal/postgres/apply.go), run
-// here on a scratch table.
-const upsertSQL = `
-INSERT INTO %s AS s (key, value, last_updated, op_id, deleted)
-SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::uuid[], $5::bool[])
-ON CONFLICT (key) DO UPDATE
-   SET value = EXCLUDED.value,
-       last_updated = EXCLUDED.last_updated,
-       op_id = EXCLUDED.op_id,
-       deleted = EXCLUDED.deleted
- WHERE (s.last_updated, s.op_id) < (EXCLUDED.last_updated, EXCLUDED.op_id)
-RETURNING key`
-
 // scratchTable is kv_store's shape, in a schema of the harness's own.
 const scratchTable = `
 CREATE SCHEMA IF NOT EXISTS kvbench;
@@ -300,7 +288,7 @@ CREATE INDEX ON kvbench.kv_store (last_updated) WHERE deleted;`
 func rawUpsert(ctx context.Context, pool *pgxpool.Pool, clients, batch int, dur time.Duration, value string, run int) (float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, dur)
 	defer cancel()
-	sql := fmt.Sprintf(upsertSQL, "kvbench.kv_store")
+	sql := postgres.UpsertStatement("kvbench.kv_store") // the consumer's statement, on a scratch table
 	var (
 		mu    sync.Mutex
 		rows  int

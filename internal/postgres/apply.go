@@ -21,8 +21,15 @@ import (
 // harmless. RETURNING names the keys actually written. Rows are processed
 // in array order, which ApplyBatch makes key order, so concurrent batches
 // lock shared keys in the same order and rarely deadlock.
-const upsertSQL = `
-INSERT INTO kv_store AS s (key, value, last_updated, op_id, deleted)
+var upsertSQL = UpsertStatement("kv_store")
+
+// UpsertStatement is the last-writer-wins batch upsert into table (kv_store's
+// shape), with the keys, values, timestamps, op ids and tombstone flags as
+// its five array parameters. The benchmark runs it on a scratch table as the
+// baseline of the consumer's apply.
+func UpsertStatement(table string) string {
+	return `
+INSERT INTO ` + table + ` AS s (key, value, last_updated, op_id, deleted)
 SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::uuid[], $5::bool[])
 ON CONFLICT (key) DO UPDATE
    SET value = EXCLUDED.value,
@@ -31,6 +38,7 @@ ON CONFLICT (key) DO UPDATE
        deleted = EXCLUDED.deleted
  WHERE (s.last_updated, s.op_id) < (EXCLUDED.last_updated, EXCLUDED.op_id)
 RETURNING key`
+}
 
 // storedSQL reads the versions that beat or equal the ops the upsert did not
 // write. ON CONFLICT locked those rows, so they cannot change before commit.
