@@ -191,7 +191,10 @@ is_up() { pid_of "$1" >/dev/null && healthy "$1"; }
 wait_healthy() {
 	local name=$1 deadline=$((SECONDS + TIMEOUT)) pid
 	until healthy "$name"; do
-		if ! pid=$(pid_of "$name"); then
+		# Alive is enough here: just after launch the pid may still be the
+		# forked shell, not yet the program (pid_of checks the command).
+		pid=$(<"$(pidfile "$name")")
+		if ! kill -0 "$pid" 2>/dev/null; then
 			tail -n 15 "$(logfile "$name")" >&2 || true
 			die "$name exited during start-up; see $(logfile "$name")"
 		fi
