@@ -13,10 +13,26 @@ type TombstoneStore interface {
 }
 
 // RunTombstonePurge deletes, every interval until ctx is done, the
-// tombstones older than retention, and tells purged how many it deleted. Retention must exceed the longest time an
-// operation can wait in the queue: a put older than a purged tombstone would
-// resurrect its key. Several consumers purging at once is harmless.
+// tombstones older than retention, and tells purged how many it deleted.
+// Retention must exceed the longest time an operation can wait in the
+// queue: a put older than a purged tombstone would resurrect its key.
+// Several consumers purging at once is harmless.
 func RunTombstonePurge(ctx context.Context, store TombstoneStore, retention, interval time.Duration, purged func(int64), log zerolog.Logger) {
+	every(ctx, interval, func() {
+		n, err := store.PurgeTombstones(ctx, time.Now().Add(-retention))
+		if err != nil {
+			log.Warn().Err(err).Msg("tombstone purge failed; will retry")
+			return
+		}
+		purged(n)
+		if n > 0 {
+			log.Info().Int64("purged", n).Dur("retention", retention).Msg("tombstones purged")
+		}
+	})
+}
+
+// every runs fn every interval until ctx is done.
+func every(ctx context.Context, interval time.Duration, fn func()) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -24,15 +40,7 @@ func RunTombstonePurge(ctx context.Context, store TombstoneStore, retention, int
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			n, err := store.PurgeTombstones(ctx, time.Now().Add(-retention))
-			if err != nil {
-				log.Warn().Err(err).Msg("tombstone purge failed; will retry")
-				continue
-			}
-			purged(n)
-			if n > 0 {
-				log.Info().Int64("purged", n).Dur("retention", retention).Msg("tombstones purged")
-			}
+			fn()
 		}
 	}
 }

@@ -78,18 +78,11 @@ func (r *cacheRepair) size() (int, bool) {
 // RunCacheRepair retries, every interval until ctx is done, the cache writes
 // that failed.
 func (p *Processor) RunCacheRepair(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			p.repairOnce(ctx)
-			n, _ := p.repair.size()
-			p.metrics.RepairsPending(n)
-		}
-	}
+	every(ctx, interval, func() {
+		p.repairOnce(ctx)
+		n, _ := p.repair.size()
+		p.metrics.RepairsPending(n)
+	})
 }
 
 func (p *Processor) repairOnce(ctx context.Context) {
