@@ -21,13 +21,12 @@ import (
 func RunAPI(ctx context.Context, cfg config.API, log zerolog.Logger, ready Ready) error {
 	log.Info().Object("config", cfg).Msg("starting kv-api")
 	reg := metrics.New()
-	d, err := openData(ctx, cfg.Postgres, cfg.Redis, reg)
+	d, err := openData(ctx, cfg.Postgres, cfg.Redis, reg, metrics.NewCache(reg))
 	if err != nil {
 		return err
 	}
 	defer d.close()
 	store, cache := d.store, d.cache
-	cache.cache = metrics.NewCache(reg)
 
 	pub, err := rabbitmq.NewPublisher(ctx, cfg.RabbitMQ, log)
 	if err != nil {

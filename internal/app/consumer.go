@@ -23,7 +23,7 @@ import (
 func RunConsumer(ctx context.Context, cfg config.Consumer, log zerolog.Logger, ready Ready) error {
 	log.Info().Object("config", cfg).Msg("starting kv-consumer")
 	reg := metrics.New()
-	d, err := openData(ctx, cfg.Postgres, cfg.Redis, reg)
+	d, err := openData(ctx, cfg.Postgres, cfg.Redis, reg, nil)
 	if err != nil {
 		return err
 	}

@@ -20,8 +20,9 @@ type data struct {
 
 // openData opens PostgreSQL, which must answer, and a Redis client, which
 // need not (reads degrade to PostgreSQL until it does), and exports their
-// pools' statistics and call latencies on reg.
-func openData(ctx context.Context, pg postgres.Config, rc redis.Config, reg *prometheus.Registry) (data, error) {
+// pools' statistics and call latencies on reg. reads, when not nil, counts
+// the read path's cache hits, misses and fills.
+func openData(ctx context.Context, pg postgres.Config, rc redis.Config, reg *prometheus.Registry, reads *metrics.Cache) (data, error) {
 	pool, err := postgres.Open(ctx, pg)
 	if err != nil {
 		return data{}, fmt.Errorf("postgres: %w", err)
@@ -36,7 +37,7 @@ func openData(ctx context.Context, pg postgres.Config, rc redis.Config, reg *pro
 	dep := metrics.NewDependency(reg)
 	return data{
 		store: measuredStore{postgres.NewStore(pool), dep},
-		cache: measuredCache{Cache: redis.NewCache(rdb, rc), dep: dep},
+		cache: measuredCache{Cache: redis.NewCache(rdb, rc), dep: dep, cache: reads},
 		close: func() { _ = rdb.Close(); pool.Close() },
 	}, nil
 }
