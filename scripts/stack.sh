@@ -21,7 +21,9 @@
 # KV_STACK_TIMEOUT (seconds a process gets to become healthy: 60),
 # KV_STOP_TIMEOUT (seconds between SIGTERM and SIGKILL: 20), NGINX_RATE_LIMIT
 # (10000r/s), NGINX_RATE_BURST (20000), KV_MAX_BODY_BYTES (1048576),
-# ALERT_WEBHOOK_URL, GO, and whatever the binaries read (DATABASE_URL, ...).
+# ALERT_WEBHOOK_URL, GO, KV_API_GOMAXPROCS (each API replica's GOMAXPROCS:
+# 1; 0 leaves Go's default; see env_of), and whatever the binaries read
+# (DATABASE_URL, ...).
 # A second, private stack (scripts/chaos.sh): KV_BIN_DIR (bin: where the
 # binaries are built, so that a private build never replaces the running
 # stack's) and KV_STACK_PROCS (the processes to run, e.g. "api1 api2
@@ -139,9 +141,13 @@ command_of() {
 # env_of NAME: the variables NAME gets on top of the stack's environment.
 env_of() {
 	local otel=("OTEL_EXPORTER_OTLP_ENDPOINT=$OTLP_ENDPOINT" "OTEL_EXPORTER_OTLP_PROTOCOL=$OTLP_PROTOCOL")
+	# Two replicas share this machine's cores with everything else: one P
+	# each spares the Go schedulers' spinning and wake-ups (bench/NOTES.md:
+	# +25 % GET hits on 2 cores). docker-compose.yml says the same with cpus.
+	local procs="GOMAXPROCS=${KV_API_GOMAXPROCS:-1}"
 	case $1 in
-	api1) printf '%s\n' "KV_HTTP_ADDR=$API1_ADDR" KV_INSTANCE_ID=api1 "${otel[@]}" ;;
-	api2) printf '%s\n' "KV_HTTP_ADDR=$API2_ADDR" KV_INSTANCE_ID=api2 "${otel[@]}" ;;
+	api1) printf '%s\n' "KV_HTTP_ADDR=$API1_ADDR" KV_INSTANCE_ID=api1 "$procs" "${otel[@]}" ;;
+	api2) printf '%s\n' "KV_HTTP_ADDR=$API2_ADDR" KV_INSTANCE_ID=api2 "$procs" "${otel[@]}" ;;
 	consumer) printf '%s\n' "KV_CONSUMER_ADDR=$CONSUMER_ADDR" KV_INSTANCE_ID=consumer1 "${otel[@]}" ;;
 	# Jaeger does not trace itself into itself.
 	jaeger) printf '%s\n' OTEL_TRACES_EXPORTER=none ;;
