@@ -17,19 +17,40 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	amqp "github.com/rabbitmq/amqp091-go"
+	goredis "github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/kvstack/kvstack/internal/kv"
 	"github.com/kvstack/kvstack/internal/postgres"
+	kvredis "github.com/kvstack/kvstack/internal/redis"
 )
+
+// StubRedis, when Addr is set, makes the stub read Redis once per request.
+type StubRedis struct {
+	Addr, Password string
+	DB, PoolSize   int
+	Key            string   // a hash that exists
+	Fields         []string // read with one HMGET, as the API reads a cache entry
+}
 
 // ServeStub is the baseline's upstream: the least a Go HTTP handler can do,
 // answering every request with a JSON body of size bytes, on each address.
-func ServeStub(ctx context.Context, addrs []string, size int) error {
+// With rs.Addr set it is the reference upstream instead: the same handler
+// after one Redis read, the least a cache-aside GET can do.
+func ServeStub(ctx context.Context, addrs []string, size int, rs StubRedis) error {
 	body := []byte(`{"v":"` + strings.Repeat("x", max(size-8, 0)) + `"}` + "\n")[:max(size, 0)]
-	h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(body)
 	})
+	if rs.Addr != "" {
+		rdb := stubRedisClient(rs)
+		defer rdb.Close()
+		if err := rdb.Ping(ctx).Err(); err != nil {
+			return fmt.Errorf("redis %s: %w", rs.Addr, err)
+		}
+		h = redisStub(rdb, rs, h)
+	}
 	errc := make(chan error, len(addrs))
 	var srvs []*http.Server
 	for _, a := range addrs {
@@ -46,6 +67,33 @@ func ServeStub(ctx context.Context, addrs []string, size int) error {
 		_ = s.Close()
 	}
 	return nil
+}
+
+// stubRedisClient is the API's client without its tracing: the same pool
+// size, timeouts and retries (internal/redis defaults), no OpenTelemetry
+// hook, so that the reference costs one round trip and nothing of ours.
+func stubRedisClient(rs StubRedis) *goredis.Client {
+	d := kvredis.DefaultConfig
+	return goredis.NewClient(&goredis.Options{
+		Addr: rs.Addr, Password: rs.Password, DB: rs.DB, PoolSize: rs.PoolSize,
+		DialTimeout: d.DialTimeout, ReadTimeout: d.ReadTimeout, WriteTimeout: d.WriteTimeout,
+		ContextTimeoutEnabled: true, MaxRetries: d.MaxRetries,
+		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+	})
+}
+
+// redisStub answers with next after one HMGET of rs.Key; a missing hash or
+// a failed read is a 503, so that the load counts it as an error rather
+// than as a fast answer that skipped the round trip.
+func redisStub(rdb *goredis.Client, rs StubRedis, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		vals, err := rdb.HMGet(r.Context(), rs.Key, rs.Fields...).Result()
+		if err != nil || len(vals) == 0 || vals[0] == nil {
+			http.Error(w, `{"error":"unavailable"}`, http.StatusServiceUnavailable)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // child is a process the harness started and must stop.
@@ -190,6 +238,23 @@ func (p *rawPublisher) depth(queue string) (int, error) {
 	}
 	q, err := p.ch.QueueDeclarePassive(queue, true, false, false, false, nil)
 	return q.Messages, err
+}
+
+// settle waits up to 5 s for queue to hold n ready messages (the broker
+// counts a message once it is routed, a little after its confirm) and
+// returns the last depth seen.
+func (p *rawPublisher) settle(queue string, n int) (int, error) {
+	var (
+		have int
+		err  error
+	)
+	for range 50 {
+		if have, err = p.depth(queue); err == nil && have >= n {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return have, err
 }
 
 // publish sends what mk makes (i counts from 0) to queue with window
@@ -347,4 +412,55 @@ func (p *rawPublisher) purge(name string) {
 		return
 	}
 	_, _ = p.ch.QueuePurge(name, false)
+}
+
+// rawConsume drains n messages from queue with a plain amqp091-go consumer
+// on its own connection, as the stack's consumer takes them (manual ack, QoS
+// prefetch, one multiple-ack per batch deliveries) but doing nothing with
+// them, and returns its rate from the first delivery to the last ack: what
+// the broker allows this way of consuming, before any of our work.
+func rawConsume(ctx context.Context, url, queue string, n, prefetch, batch int, limit time.Duration) (float64, error) {
+	if n < 2 || batch < 1 {
+		return 0, fmt.Errorf("raw consume: %d messages in batches of %d", n, batch)
+	}
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		return 0, fmt.Errorf("rabbitmq: %w", err)
+	}
+	defer conn.Close() // unacked deliveries go back to the queue
+	ch, err := conn.Channel()
+	if err != nil {
+		return 0, fmt.Errorf("rabbitmq channel: %w", err)
+	}
+	if err := ch.Qos(prefetch, 0, false); err != nil {
+		return 0, fmt.Errorf("qos %d: %w", prefetch, err)
+	}
+	ds, err := ch.Consume(queue, "kvbench-raw-consume", false, false, false, false, nil)
+	if err != nil {
+		return 0, fmt.Errorf("consume %s: %w", queue, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
+	var t0 time.Time
+	for got := 0; got < n; {
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("raw consume: %d of %d messages within %s: %w", got, n, limit, ctx.Err())
+		case d, ok := <-ds:
+			if !ok {
+				return 0, fmt.Errorf("raw consume: deliveries closed after %d of %d messages", got, n)
+			}
+			if got++; got == 1 {
+				t0 = time.Now()
+			}
+			if got%batch == 0 || got == n {
+				if err := d.Ack(true); err != nil {
+					return 0, fmt.Errorf("raw consume: ack: %w", err)
+				}
+			}
+		}
+	}
+	// The n-1 messages after the first, as drain counts from the first
+	// handled one.
+	return float64(n-1) / time.Since(t0).Seconds(), nil
 }

@@ -53,6 +53,8 @@ type Options struct {
 	ConsumerPort string
 	// The baseline's own ports.
 	BaseNginx, StubA, StubB, Consumer1 string
+	// The GET-hit reference's (a second nginx and stub reading Redis).
+	RefNginx, RefStubA, RefStubB string
 }
 
 // Full is `make bench`.
@@ -87,6 +89,9 @@ func (o *Options) defaults() {
 	def(&o.StubA, "127.0.0.1:18081")
 	def(&o.StubB, "127.0.0.1:18082")
 	def(&o.Consumer1, "127.0.0.1:18090")
+	def(&o.RefNginx, "127.0.0.1:18083")
+	def(&o.RefStubA, "127.0.0.1:18084")
+	def(&o.RefStubB, "127.0.0.1:18085")
 }
 
 // harness holds the connections and the state to restore.
@@ -408,12 +413,5 @@ func (h *harness) fill(ctx context.Context, n int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	// The broker counts a message once it is routed; let it settle.
-	for range 50 {
-		if have, err = h.pub.depth(q); err == nil && have >= n {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return have, err
+	return h.pub.settle(q, n)
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,7 +47,9 @@ func (h *harness) getHit(ctx context.Context) (*Section, error) {
 	sec := &Section{Title: "GET cache hit through nginx",
 		Setup: fmt.Sprintf("%d connections, GET /api?key=K over %d keys seeded in PostgreSQL and read once so that Redis holds them. "+
 			"Baseline: a second nginx rendered from the same nginx/nginx.conf.template (same server block, upstream keepalive, rate limit and access log), "+
-			"its two upstreams a minimal Go handler returning a body of the same size, on %s.", o.Conns, o.HitKeys, o.BaseNginx)}
+			"its two upstreams a minimal Go handler returning a body of the same size, on %s. "+
+			"Reference (no target, measured in the same alternation): another such nginx on %s whose upstreams are the same handler after one go-redis HMGET of a cached entry (one seeded key's Redis hash; pool %d, both replicas' REDIS_POOL_SIZE; no tracing) per request.",
+			o.Conns, o.HitKeys, o.BaseNginx, o.RefNginx, 2*h.api.Redis.PoolSize)}
 	if err := h.seed(ctx, "bench:hit:", 0, o.HitKeys); err != nil {
 		return sec, err
 	}
@@ -72,36 +75,35 @@ func (h *harness) getHit(ctx context.Context) (*Section, error) {
 	sec.Setup += fmt.Sprintf(" Response body: %d bytes.", size)
 
 	// The baseline: the stub behind a second nginx.
-	self, err := os.Executable()
+	base, stopBase, err := h.startBaseline(ctx, "baseline", h.dir, o.BaseNginx, [2]string{o.StubA, o.StubB}, "-size", fmt.Sprint(size))
 	if err != nil {
 		return sec, err
 	}
-	stub, err := startChild("stub", h.dir+"/stub.log", nil, self, "stub", "-addr", o.StubA+","+o.StubB, "-size", fmt.Sprint(size))
+	defer stopBase()
+	// The reference: the same stub reading Redis once per request, behind a
+	// third nginx, so that the plain baseline stays as it was.
+	refArgs, err := h.refStubArgs(ctx)
 	if err != nil {
 		return sec, err
 	}
-	h.children = append(h.children, stub)
-	conf, err := renderNginx(o.Root, h.dir, o.BaseNginx, [2]string{o.StubA, o.StubB})
+	refDir := filepath.Join(h.dir, "reference")
+	if err := os.MkdirAll(refDir, 0o755); err != nil {
+		return sec, err
+	}
+	refURL, stopRef, err := h.startBaseline(ctx, "reference", refDir, o.RefNginx, [2]string{o.RefStubA, o.RefStubB},
+		append([]string{"-size", fmt.Sprint(size)}, refArgs...)...)
 	if err != nil {
 		return sec, err
 	}
-	ngx, err := startChild("nginx", h.dir+"/nginx.out", nil, "nginx", "-p", h.dir+"/", "-c", conf, "-e", h.dir+"/nginx-error.log",
-		"-g", "daemon off; pid "+h.dir+"/nginx.pid;")
-	if err != nil {
-		return sec, err
-	}
-	h.children = append(h.children, ngx)
-	base := "http://" + o.BaseNginx + "/api?key=x"
-	if err := waitHTTP(ctx, base, 10*time.Second); err != nil {
-		return sec, fmt.Errorf("baseline nginx: %w (see %s)", err, h.dir)
-	}
-	defer func() { ngx.stop(5 * time.Second); stub.stop(5 * time.Second) }()
+	defer stopRef()
 
 	app := h.get(func(i int64) string { return urls[i%int64(len(urls))] }, 200)
 	baseline := h.get(func(int64) string { return base }, 200)
+	reference := h.get(func(int64) string { return refURL }, 200)
 	Closed(ctx, o.Conns, o.Warm, 0, app)
 	Closed(ctx, o.Conns, o.Warm, 0, baseline)
-	var aRate, bRate, aP99, bP99, aP50, bP50 []float64
+	Closed(ctx, o.Conns, o.Warm, 0, reference)
+	var aRate, bRate, cRate, aP99, bP99, cP99, aP50, bP50 []float64
 	for r := range o.Reps {
 		if err := WaitQuiet(ctx); err != nil {
 			return sec, err
@@ -113,21 +115,27 @@ func (h *harness) getHit(ctx context.Context) (*Section, error) {
 		a := Closed(ctx, o.Conns, o.Dur, 0, app)
 		wait()
 		b := Closed(ctx, o.Conns, o.Dur, 0, baseline)
-		Log("get-hit run %d: app %s | baseline %s", r+1, a, b)
-		if a.OK == 0 || b.OK == 0 {
-			return sec, fmt.Errorf("run %d: app %s, baseline %s", r+1, a, b)
+		c := Closed(ctx, o.Conns, o.Dur, 0, reference)
+		Log("get-hit run %d: app %s | baseline %s | + one Redis read %s", r+1, a, b, c)
+		if a.OK == 0 || b.OK == 0 || c.OK == 0 {
+			return sec, fmt.Errorf("run %d: app %s, baseline %s, reference %s", r+1, a, b, c)
 		}
-		aRate, bRate = append(aRate, a.Rate()), append(bRate, b.Rate())
+		aRate, bRate, cRate = append(aRate, a.Rate()), append(bRate, b.Rate()), append(cRate, c.Rate())
 		aP50, bP50 = append(aP50, ms(a.Quantile(.5))), append(bP50, ms(b.Quantile(.5)))
-		aP99, bP99 = append(aP99, ms(a.Quantile(.99))), append(bP99, ms(b.Quantile(.99)))
+		aP99, bP99, cP99 = append(aP99, ms(a.Quantile(.99))), append(bP99, ms(b.Quantile(.99))), append(cP99, ms(c.Quantile(.99)))
 		if a.Errors > 0 {
 			sec.Notes = append(sec.Notes, fmt.Sprintf("run %d: %d app requests failed (statuses %v)", r+1, a.Errors, a.Status))
+		}
+		if c.Errors > 0 {
+			sec.Notes = append(sec.Notes, fmt.Sprintf("run %d: %d reference requests failed (statuses %v)", r+1, c.Errors, c.Status))
 		}
 	}
 	sec.Figures = []Figure{
 		{"kvstack GET hit", "req/s", aRate}, {"baseline nginx → Go handler", "req/s", bRate},
+		{"reference: nginx → Go handler + one Redis read", "req/s", cRate},
 		{"kvstack p50", "ms", aP50}, {"baseline p50", "ms", bP50},
 		{"kvstack p99", "ms", aP99}, {"baseline p99", "ms", bP99},
+		{"reference: nginx → Go handler + one Redis read, p99", "ms", cP99},
 	}
 	rr := Summarise(aRate).Median / Summarise(bRate).Median
 	pr := Summarise(aP99).Median / Summarise(bP99).Median
@@ -136,6 +144,55 @@ func (h *harness) getHit(ctx context.Context) (*Section, error) {
 		{Name: "GET hit p99 / baseline p99", Got: fmt.Sprintf("%.2f ×", pr), Want: "≤ 2 ×", Met: pr <= 2},
 	}
 	return sec, nil
+}
+
+// startBaseline starts the stub with args on both upstream addresses and an
+// nginx rendered from the stack's template into dir, listening on listen,
+// and waits until a GET through it answers. It returns that GET's URL and a
+// function stopping both (restore stops them too, on any error path).
+func (h *harness) startBaseline(ctx context.Context, name, dir, listen string, ups [2]string, args ...string) (string, func(), error) {
+	self, err := os.Executable()
+	if err != nil {
+		return "", nil, err
+	}
+	stub, err := startChild(name+" stub", dir+"/stub.log", nil, append([]string{self, "stub", "-addr", ups[0] + "," + ups[1]}, args...)...)
+	if err != nil {
+		return "", nil, err
+	}
+	h.children = append(h.children, stub)
+	conf, err := renderNginx(h.o.Root, dir, listen, ups)
+	if err != nil {
+		return "", nil, err
+	}
+	ngx, err := startChild(name+" nginx", dir+"/nginx.out", nil, "nginx", "-p", dir+"/", "-c", conf, "-e", dir+"/nginx-error.log",
+		"-g", "daemon off; pid "+dir+"/nginx.pid;")
+	if err != nil {
+		return "", nil, err
+	}
+	h.children = append(h.children, ngx)
+	url := "http://" + listen + "/api?key=x"
+	if err := waitHTTP(ctx, url, 10*time.Second); err != nil {
+		return "", nil, fmt.Errorf("%s nginx: %w (see %s)", name, err, dir)
+	}
+	return url, func() { ngx.stop(5 * time.Second); stub.stop(5 * time.Second) }, nil
+}
+
+// refStubArgs are the reference stub's Redis flags: the cache entry of the
+// first seeded hit key (read through the app just before, so it exists),
+// with the fields it has, as the API's HMGET of an entry; the pool of both
+// replicas together, as one stub process stands for the two.
+func (h *harness) refStubArgs(ctx context.Context) ([]string, error) {
+	rc := h.api.Redis
+	key := rc.KeyPrefix + seedKey("bench:hit:", 0)
+	fields, err := h.rdb.HKeys(ctx, key).Result()
+	if err != nil {
+		return nil, fmt.Errorf("redis HKEYS %s: %w", key, err)
+	}
+	if len(fields) == 0 {
+		return nil, fmt.Errorf("redis: no cache entry %s after reading it", key)
+	}
+	return []string{"-redis", rc.Addr, "-redis-db", fmt.Sprint(rc.DB), "-redis-pool", fmt.Sprint(2 * rc.PoolSize),
+		"-redis-key", key, "-redis-fields", strings.Join(fields, ",")}, nil
 }
 
 func waitHTTP(ctx context.Context, url string, limit time.Duration) error {
@@ -329,15 +386,18 @@ func (h *harness) put(ctx context.Context) (*Section, error) {
 // 4. The stack's consumer draining a backlog vs raw batched upserts.
 func (h *harness) apply(ctx context.Context) (*Section, error) {
 	o := h.o
-	batch := h.cons.RabbitMQ.BatchSize
+	batch, prefetch := h.cons.RabbitMQ.BatchSize, h.cons.RabbitMQ.PrefetchCount()
+	// Enough messages for a drain of a second or more even in a smoke run.
+	refN := max(o.ApplyN, 50_000)
 	sec := &Section{Title: "Sustained apply by the consumer (PostgreSQL + Redis + ack)",
 		Setup: fmt.Sprintf("The stack's consumer (batch size %d) is stopped, %s holds at least %d messages of fresh keys (the PUTs above, topped up by raw publishes), the consumer is started and timed from its first handled message to the last (kvstack_consumer_messages_total on its /metrics). "+
-			"Baseline: the consumer's upsert statement (same SQL, unnest of %d rows, one transaction each) with pgx on a scratch copy of kv_store (schema kvbench), from 1 connection — the consumer applies one batch at a time.",
-			batch, h.cons.RabbitMQ.QueueAdd, o.ApplyN, batch)}
+			"Baseline: the consumer's upsert statement (same SQL, unnest of %d rows, one transaction each) with pgx on a scratch copy of kv_store (schema kvbench), from 1 connection — the consumer applies one batch at a time. "+
+			"Reference (no target): a plain amqp091-go consumer doing no work (manual ack, prefetch %d, one multiple-ack every %d deliveries) draining %d persistent messages of the same size from a scratch durable %s queue (%s, deleted afterwards), timed from its first delivery to its last ack.",
+			batch, h.cons.RabbitMQ.QueueAdd, o.ApplyN, batch, prefetch, batch, refN, h.cons.RabbitMQ.QueueType, scratchQueue)}
 	if _, err := h.pool.Exec(ctx, scratchTable); err != nil {
 		return sec, fmt.Errorf("scratch table: %w", err)
 	}
-	var aRate, bRate, b4, noTrace []float64
+	var aRate, bRate, b4, noTrace, rawCons []float64
 	for r := range o.Reps {
 		var (
 			a   float64
@@ -373,16 +433,51 @@ func (h *harness) apply(ctx context.Context) (*Section, error) {
 		if err != nil {
 			return sec, err
 		}
-		Log("apply run %d: consumer %.0f msg/s over %d | raw upsert %.0f rows/s (4 clients %.0f) | no trace export %.0f msg/s", r+1, a, n, b, b4r, nt)
+		// For reference: the broker delivering to a consumer that does
+		// nothing, to show what the design's queue hop costs by itself.
+		rcr, err := h.consumeRef(ctx, refN, prefetch, batch)
+		if err != nil {
+			return sec, err
+		}
+		Log("apply run %d: consumer %.0f msg/s over %d | raw upsert %.0f rows/s (4 clients %.0f) | no trace export %.0f msg/s | raw consume %.0f msg/s", r+1, a, n, b, b4r, nt, rcr)
 		aRate, bRate, b4, noTrace = append(aRate, a), append(bRate, b), append(b4, b4r), append(noTrace, nt)
+		rawCons = append(rawCons, rcr)
 	}
 	sec.Figures = []Figure{{"consumer apply", "msg/s", aRate}, {"raw batched upsert, 1 connection", "rows/s", bRate},
 		{"raw batched upsert, 4 connections (for reference)", "rows/s", b4},
-		{"consumer apply with OTEL_TRACES_EXPORTER=none (for reference)", "msg/s", noTrace}}
+		{"consumer apply with OTEL_TRACES_EXPORTER=none (for reference)", "msg/s", noTrace},
+		{fmt.Sprintf("reference: raw consume + ack (amqp091-go, prefetch %d, multiple-ack every %d)", prefetch, batch), "msg/s", rawCons}}
 	h.applyRate = Summarise(aRate).Median
 	rr := h.applyRate / Summarise(bRate).Median
 	sec.Targets = []Target{{Name: "consumer apply / raw batched upsert", Got: fmt.Sprintf("%.2f ×", rr), Want: "≥ 0.5 ×", Met: rr >= 0.5}}
 	return sec, nil
+}
+
+// consumeRef fills the scratch queue with n messages like the app's and
+// times rawConsume draining them with the stack consumer's prefetch and
+// batch size. The queue is deleted afterwards, whatever happens.
+func (h *harness) consumeRef(ctx context.Context, n, prefetch, batch int) (float64, error) {
+	rc := h.cons.RabbitMQ
+	if err := h.pub.declareScratch(scratchQueue, rc.QueueType); err != nil {
+		return 0, fmt.Errorf("scratch queue: %w", err)
+	}
+	defer h.pub.deleteQueue(scratchQueue)
+	h.pub.purge(scratchQueue)
+	// The keys of fill's messages, so the bodies are the same size; they
+	// never leave the scratch queue.
+	if _, _, err := h.pub.publish(ctx, scratchQueue, 256, 5*time.Minute, n, func(i int) amqp.Publishing {
+		return opMessage(fmt.Sprintf("bench:apply:%010d", i), h.value)
+	}); err != nil {
+		return 0, fmt.Errorf("filling %s: %w", scratchQueue, err)
+	}
+	have, err := h.pub.settle(scratchQueue, n)
+	if err != nil {
+		return 0, fmt.Errorf("depth of %s: %w", scratchQueue, err)
+	}
+	if have < n {
+		return 0, fmt.Errorf("%s holds %d of the %d messages published", scratchQueue, have, n)
+	}
+	return rawConsume(ctx, rc.URL, scratchQueue, n, prefetch, batch, 2*time.Minute)
 }
 
 // 5. The same consumer with batch size 1, run by the harness.

@@ -64,11 +64,26 @@ func run(ctx context.Context, args []string) error {
 	return bench.Run(ctx, o)
 }
 
-// stub serves the baseline's minimal handler (run by the harness itself).
+// stub serves the baseline's minimal handler (run by the harness itself);
+// with -redis, the reference handler that reads Redis once per request.
 func stub(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("stub", flag.ExitOnError)
 	addr := fs.String("addr", "127.0.0.1:18081", "comma-separated listen addresses")
 	size := fs.Int("size", 64, "response body size in bytes")
+	redis := fs.String("redis", "", "Redis address: HMGET -redis-key before each answer (none when empty)")
+	db := fs.Int("redis-db", 0, "Redis database")
+	pool := fs.Int("redis-pool", 32, "Redis connection pool size")
+	key := fs.String("redis-key", "", "the Redis hash to read")
+	fields := fs.String("redis-fields", "", "comma-separated fields of -redis-key to read")
 	_ = fs.Parse(args)
-	return bench.ServeStub(ctx, strings.Split(*addr, ","), *size)
+	rs := bench.StubRedis{Addr: *redis, DB: *db, PoolSize: *pool, Key: *key}
+	if rs.Addr != "" {
+		if rs.Key == "" || *fields == "" {
+			return fmt.Errorf("stub: -redis needs -redis-key and -redis-fields")
+		}
+		rs.Fields = strings.Split(*fields, ",")
+		// From the environment, as the API takes it: never on a command line.
+		rs.Password = os.Getenv("REDIS_PASSWORD")
+	}
+	return bench.ServeStub(ctx, strings.Split(*addr, ","), *size, rs)
 }
