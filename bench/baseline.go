@@ -368,7 +368,7 @@ func rawUpsert(ctx context.Context, pool *pgxpool.Pool, clients, batch int, dur 
 			keys := make([]string, batch)
 			values := make([]*string, batch)
 			times := make([]time.Time, batch)
-			ids := make([]uuid.UUID, batch)
+			ids := make([][16]byte, batch) // as the consumer passes them
 			deleted := make([]bool, batch)
 			for n := 0; ; n++ {
 				now := time.Now()
