@@ -12,8 +12,10 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/kvstack/kvstack/bench"
+	"github.com/kvstack/kvstack/internal/rabbitmq"
 )
 
 func main() {
@@ -65,7 +67,8 @@ func run(ctx context.Context, args []string) error {
 }
 
 // stub serves the baseline's minimal handler (run by the harness itself);
-// with -redis, the reference handler that reads Redis once per request.
+// with -redis, the reference handler that reads Redis once per request;
+// with -amqp-queue, the one that answers 202 after one confirmed publish.
 func stub(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("stub", flag.ExitOnError)
 	addr := fs.String("addr", "127.0.0.1:18081", "comma-separated listen addresses")
@@ -75,6 +78,11 @@ func stub(ctx context.Context, args []string) error {
 	pool := fs.Int("redis-pool", 32, "Redis connection pool size")
 	key := fs.String("redis-key", "", "the Redis hash to read")
 	fields := fs.String("redis-fields", "", "comma-separated fields of -redis-key to read")
+	queue := fs.String("amqp-queue", "", "an existing queue: publish one persistent message to it and wait for the confirm before each answer, a 202 (none when empty)")
+	amqpURL := fs.String("amqp", "", "RabbitMQ URL for -amqp-queue (default RABBITMQ_URL, as the API reads it)")
+	channels := fs.Int("amqp-channels", 16, "confirm-mode channels on the one connection")
+	timeout := fs.Duration("amqp-timeout", 2*time.Second, "bound on one publish, from the call to the confirm")
+	msgSize := fs.Int("amqp-size", 256, "message body size in bytes")
 	_ = fs.Parse(args)
 	rs := bench.StubRedis{Addr: *redis, DB: *db, PoolSize: *pool, Key: *key}
 	if rs.Addr != "" {
@@ -85,5 +93,18 @@ func stub(ctx context.Context, args []string) error {
 		// From the environment, as the API takes it: never on a command line.
 		rs.Password = os.Getenv("REDIS_PASSWORD")
 	}
-	return bench.ServeStub(ctx, strings.Split(*addr, ","), *size, rs)
+	ra := bench.StubAMQP{URL: *amqpURL, Queue: *queue, Channels: *channels, Timeout: *timeout, Size: *msgSize}
+	if ra.Queue != "" && ra.URL == "" {
+		// From the environment, as the API takes it: the URL holds the
+		// password, which never goes on a command line.
+		c, err := rabbitmq.LoadConfig()
+		if err != nil {
+			return fmt.Errorf("stub: %w", err)
+		}
+		ra.URL = c.URL
+	}
+	if ra.Queue == "" && ra.URL != "" {
+		return fmt.Errorf("stub: -amqp needs -amqp-queue")
+	}
+	return bench.ServeStub(ctx, strings.Split(*addr, ","), *size, rs, ra)
 }
