@@ -70,7 +70,7 @@ jaeger: ## Build bin/jaeger from the Go module proxy (skipped when up to date)
 
 BENCH_ARGS ?=
 
-bench: up ## Every scenario beside its baseline on the native stack (~6 min); writes bench/REPORT.md
+bench: up ## Every scenario beside its baseline on the native stack (~10 min); writes bench/REPORT.md
 	$(GO) build -o $(BIN)/kvbench ./cmd/kvbench
 	$(BIN)/kvbench $(BENCH_ARGS)
 
