@@ -11,6 +11,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/rs/zerolog"
 
+	"github.com/kvstack/kvstack/internal/envdefault"
 	"github.com/kvstack/kvstack/internal/kv"
 	"github.com/kvstack/kvstack/internal/metrics"
 )
@@ -46,11 +47,9 @@ type Config struct {
 	ReadyTimeout time.Duration `env:"KV_READY_TIMEOUT" envDefault:"1s"`
 }
 
-// DefaultConfig is Config with its documented defaults.
-var DefaultConfig = Config{
-	MaxBodyBytes: 1 << 20, ListPageSize: 500, MaxListLimit: 1000,
-	RetryAfter: time.Second, ReadyTimeout: time.Second,
-}
+// DefaultConfig is Config with its documented defaults: the envDefault
+// tags above.
+var DefaultConfig = envdefault.Of[Config]()
 
 type api struct {
 	svc     Service

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/kvstack/kvstack/internal/envdefault"
 )
 
 // Limits bound what a client may store. The defaults keep a key well inside
@@ -15,7 +17,7 @@ type Limits struct {
 }
 
 // DefaultLimits are the limits used when none are configured.
-var DefaultLimits = Limits{MaxKeyBytes: 512, MaxValueBytes: 256 << 10}
+var DefaultLimits = envdefault.Of[Limits]()
 
 // ValidationError names the field that broke a rule and the rule. It wraps
 // ErrInvalid.

@@ -10,10 +10,13 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/kvstack/kvstack/internal/envdefault"
 )
 
-// DefaultURL is the database of a local development machine.
-const DefaultURL = "postgres://kvstack:kvstack@127.0.0.1:5432/kvstack?sslmode=disable"
+// DefaultURL is the database of a local development machine: DATABASE_URL's
+// default.
+var DefaultURL = DefaultConfig().URL
 
 // Config sets up the connection pool. Zero durations and counts leave pgx's
 // own defaults (or the URL's parameters) in force.
@@ -37,16 +40,7 @@ type Config struct {
 }
 
 // DefaultConfig is Config with the defaults of its env tags.
-func DefaultConfig() Config {
-	return Config{
-		URL:              DefaultURL,
-		MaxConns:         16,
-		MinConns:         2,
-		ConnectTimeout:   5 * time.Second,
-		StatementTimeout: 10 * time.Second,
-		MaxConnLifetime:  30 * time.Minute,
-	}
-}
+func DefaultConfig() Config { return envdefault.Of[Config]() }
 
 // String renders the config for start-up logs with the password masked.
 func (c Config) String() string {

@@ -9,16 +9,6 @@ import (
 	"github.com/kvstack/kvstack/internal/postgres"
 )
 
-func TestConfigDefaultsMatchEnvTags(t *testing.T) {
-	got, err := env.ParseAsWithOptions[postgres.Config](env.Options{Environment: map[string]string{}})
-	if err != nil {
-		t.Fatalf("parse empty environment: %v", err)
-	}
-	if want := postgres.DefaultConfig(); got != want {
-		t.Errorf("env defaults: got %+v, want DefaultConfig %+v", got, want)
-	}
-}
-
 func TestConfigFromEnv(t *testing.T) {
 	got, err := env.ParseAsWithOptions[postgres.Config](env.Options{Environment: map[string]string{
 		"DATABASE_URL":         "postgres://u:p@db:5433/x",

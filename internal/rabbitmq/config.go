@@ -8,6 +8,8 @@ import (
 
 	"github.com/caarlos0/env/v11"
 	"github.com/rs/zerolog"
+
+	"github.com/kvstack/kvstack/internal/envdefault"
 )
 
 // Config is the RabbitMQ part of the configuration, read from the
@@ -47,13 +49,7 @@ func LoadConfig() (Config, error) {
 }
 
 // DefaultConfig is the configuration with every variable unset.
-func DefaultConfig() Config {
-	cfg, err := env.ParseAsWithOptions[Config](env.Options{Environment: map[string]string{}})
-	if err != nil {
-		panic(fmt.Sprintf("rabbitmq: bad default config: %v", err)) // a broken tag, caught by the tests
-	}
-	return cfg
-}
+func DefaultConfig() Config { return envdefault.Of[Config]() }
 
 // Validate reports the first setting that cannot work.
 func (c Config) Validate() error {

@@ -3,6 +3,8 @@ package redis
 import (
 	"fmt"
 	"time"
+
+	"github.com/kvstack/kvstack/internal/envdefault"
 )
 
 // Config is what the adapter needs to reach Redis and lay out its keys.
@@ -29,18 +31,9 @@ type Config struct {
 	MaxRetries   int           `env:"REDIS_MAX_RETRIES" envDefault:"1"`
 }
 
-// DefaultConfig is the configuration used when the environment sets nothing.
-var DefaultConfig = Config{
-	Addr:         "127.0.0.1:6379",
-	KeyPrefix:    "kv:",
-	TTL:          time.Hour,
-	TombstoneTTL: 10 * time.Minute,
-	PoolSize:     32,
-	DialTimeout:  time.Second,
-	ReadTimeout:  500 * time.Millisecond,
-	WriteTimeout: 500 * time.Millisecond,
-	MaxRetries:   1,
-}
+// DefaultConfig is the configuration used when the environment sets
+// nothing: the envDefault tags above.
+var DefaultConfig = envdefault.Of[Config]()
 
 // Validate reports a configuration the cache cannot work with.
 func (c Config) Validate() error {
