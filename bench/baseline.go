@@ -24,6 +24,7 @@ import (
 	"github.com/kvstack/kvstack/internal/kv"
 	"github.com/kvstack/kvstack/internal/postgres"
 	kvredis "github.com/kvstack/kvstack/internal/redis"
+	"github.com/kvstack/kvstack/migrations"
 )
 
 // StubRedis, when Addr is set, makes the stub read Redis once per request.
@@ -482,19 +483,27 @@ func opMessage(key, value string) amqp.Publishing {
 	}
 }
 
-// scratchTable is kv_store's shape, in a schema of the harness's own.
-const scratchTable = `
-CREATE SCHEMA IF NOT EXISTS kvbench;
-DROP TABLE IF EXISTS kvbench.kv_store;
-CREATE TABLE kvbench.kv_store (
-    key          TEXT COLLATE "C" PRIMARY KEY,
-    value        TEXT,
-    last_updated TIMESTAMPTZ NOT NULL,
-    op_id        UUID NOT NULL,
-    deleted      BOOLEAN NOT NULL DEFAULT false,
-    CONSTRAINT kv_store_live_has_value CHECK (deleted OR value IS NOT NULL)
-);
-CREATE INDEX ON kvbench.kv_store (last_updated) WHERE deleted;`
+// scratchStore makes schema kvbench hold a fresh kv_store, created by the
+// project's own migrations (they apply to their connection's search_path),
+// so that the raw upsert writes to the consumer's table, constraints and
+// index included.
+func scratchStore(ctx context.Context, pool *pgxpool.Pool) error {
+	if _, err := pool.Exec(ctx, `DROP SCHEMA IF EXISTS kvbench CASCADE; CREATE SCHEMA kvbench`); err != nil {
+		return fmt.Errorf("scratch schema: %w", err)
+	}
+	cfg := pool.Config() // a copy
+	cfg.ConnConfig.RuntimeParams["search_path"] = "kvbench"
+	cfg.MinConns, cfg.MaxConns = 0, 1
+	scratch, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return fmt.Errorf("scratch schema: %w", err)
+	}
+	defer scratch.Close()
+	if err := migrations.Apply(ctx, scratch); err != nil {
+		return fmt.Errorf("scratch schema: %w", err)
+	}
+	return nil
+}
 
 // rawUpsert runs batches of batch new keys through the consumer's upsert
 // from clients connections, one transaction each (as the consumer commits

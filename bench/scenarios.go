@@ -479,8 +479,8 @@ func (h *harness) apply(ctx context.Context) (*Section, error) {
 			"Baseline: the consumer's upsert statement (same SQL, unnest of %d rows, one transaction each) with pgx on a scratch copy of kv_store (schema kvbench), from 1 connection — the consumer applies one batch at a time. "+
 			"Reference (no target): a plain amqp091-go consumer doing no work (manual ack, prefetch %d, one multiple-ack every %d deliveries) draining %d persistent messages of the same size from a scratch durable %s queue (%s, deleted afterwards), timed from its first delivery to its last ack.",
 			batch, h.cons.RabbitMQ.QueueAdd, o.ApplyN, batch, prefetch, batch, refN, h.cons.RabbitMQ.QueueType, scratchQueue)}
-	if _, err := h.pool.Exec(ctx, scratchTable); err != nil {
-		return sec, fmt.Errorf("scratch table: %w", err)
+	if err := scratchStore(ctx, h.pool); err != nil {
+		return sec, err
 	}
 	var aRate, bRate, b4, noTrace, rawCons []float64
 	for r := range o.Reps {
