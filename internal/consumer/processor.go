@@ -95,14 +95,15 @@ func (p *Processor) Handle(ctx context.Context, batch []Message) ([]Verdict, err
 	return verdicts, nil
 }
 
-// fate is what became of one message.
+// fate is what became of one message: the outcome label of
+// kvstack_consumer_messages_total, and kvstack.fate on its span.
 type fate string
 
 const (
-	fateApplied      fate = "applied"
-	fateDuplicate    fate = "duplicate"
-	fateStale        fate = "stale"
-	fateDeadLettered fate = "dead_lettered"
+	fateApplied      fate = metrics.Applied
+	fateDuplicate    fate = metrics.Duplicate
+	fateStale        fate = metrics.Stale
+	fateDeadLettered fate = metrics.DeadLettered
 )
 
 func (p *Processor) handle(tr *batchTrace, batch []Message) ([]fate, error) {
