@@ -104,7 +104,7 @@ func stubBody(size int) []byte {
 // size, timeouts and retries (internal/redis defaults), no OpenTelemetry
 // hook, so that the reference costs one round trip and nothing of ours.
 func stubRedisClient(rs StubRedis) *goredis.Client {
-	d := kvredis.DefaultConfig
+	d := kvredis.DefaultConfig()
 	return goredis.NewClient(&goredis.Options{
 		Addr: rs.Addr, Password: rs.Password, DB: rs.DB, PoolSize: rs.PoolSize,
 		DialTimeout: d.DialTimeout, ReadTimeout: d.ReadTimeout, WriteTimeout: d.WriteTimeout,

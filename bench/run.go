@@ -306,7 +306,8 @@ func (h *harness) describe(ctx context.Context) {
 	set("values", fmt.Sprintf("%d bytes", o.ValueLen))
 	rc := h.cons.RabbitMQ
 	set("RabbitMQ", fmt.Sprintf("queue type %s (RABBITMQ_QUEUE_TYPE), persistent messages, API publish channels %d", rc.QueueType, h.api.RabbitMQ.PublishChannels))
-	set("consumer", fmt.Sprintf("batch size %d, batch wait %s, prefetch %d", rc.BatchSize, rc.BatchWait, rc.PrefetchCount()))
+	cc := h.cons.Consumer
+	set("consumer", fmt.Sprintf("batch size %d, batch wait %s, prefetch %d per queue", cc.BatchSize, cc.BatchWait, rc.PrefetchFor(cc.BatchSize)))
 	set("PostgreSQL pool", fmt.Sprintf("PG_MAX_CONNS %d per process", h.api.Postgres.MaxConns))
 	set("Redis pool", fmt.Sprintf("REDIS_POOL_SIZE %d per process", h.api.Redis.PoolSize))
 }

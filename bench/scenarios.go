@@ -471,7 +471,8 @@ func (h *harness) putResponseSize(ctx context.Context) (int, error) {
 // 4. The stack's consumer draining a backlog vs raw batched upserts.
 func (h *harness) apply(ctx context.Context) (*Section, error) {
 	o := h.o
-	batch, prefetch := h.cons.RabbitMQ.BatchSize, h.cons.RabbitMQ.PrefetchCount()
+	batch := h.cons.Consumer.BatchSize
+	prefetch := h.cons.RabbitMQ.PrefetchFor(batch)
 	// Enough messages for a drain of a second or more even in a smoke run.
 	refN := max(o.ApplyN, 50_000)
 	sec := &Section{Title: "Sustained apply by the consumer (PostgreSQL + Redis + ack)",

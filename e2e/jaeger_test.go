@@ -45,6 +45,14 @@ func opNamed(service, kind, name string) wantSpan {
 	return wantSpan{service + " " + name, service, kind, func(n string, _ map[string]string) bool { return n == name }}
 }
 
+// processed is a message's CONSUMER span with the outcome the consumer
+// recorded when it settled the message.
+func processed(queue, outcome string) wantSpan {
+	return wantSpan{"kv-consumer process " + queue + " (" + outcome + ")", "kv-consumer", "consumer", func(n string, tags map[string]string) bool {
+		return n == "process "+queue && tags["kvstack.outcome"] == outcome
+	}}
+}
+
 func dbClient(service, system string) wantSpan {
 	return wantSpan{service + " " + system + " call", service, "client", func(_ string, tags map[string]string) bool {
 		return tags["db.system.name"] == system || tags["db.system"] == system
@@ -165,7 +173,7 @@ func TestWriteIsOneTraceInJaeger(t *testing.T) {
 	requireJaegerTrace(t, h, traceIDOf(t, put),
 		opNamed("kv-api", "server", "PUT /api"),
 		opNamed("kv-api", "producer", "publish "+queueAdd),
-		opNamed("kv-consumer", "consumer", "process "+queueAdd),
+		processed(queueAdd, "applied"),
 		dbClient("kv-consumer", "postgresql"),
 		dbClient("kv-consumer", "redis"),
 	)
@@ -178,7 +186,7 @@ func TestWriteIsOneTraceInJaeger(t *testing.T) {
 	requireJaegerTrace(t, h, traceIDOf(t, del),
 		opNamed("kv-api", "server", "DELETE /api"),
 		opNamed("kv-api", "producer", "publish "+queueDel),
-		opNamed("kv-consumer", "consumer", "process "+queueDel),
+		processed(queueDel, "applied"),
 		dbClient("kv-consumer", "postgresql"),
 		dbClient("kv-consumer", "redis"),
 	)

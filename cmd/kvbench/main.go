@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/kvstack/kvstack/bench"
+	"github.com/kvstack/kvstack/internal/config"
 	"github.com/kvstack/kvstack/internal/rabbitmq"
 )
 
@@ -97,7 +98,7 @@ func stub(ctx context.Context, args []string) error {
 	if ra.Queue != "" && ra.URL == "" {
 		// From the environment, as the API takes it: the URL holds the
 		// password, which never goes on a command line.
-		c, err := rabbitmq.LoadConfig()
+		c, err := config.Load[rabbitmq.Config]()
 		if err != nil {
 			return fmt.Errorf("stub: %w", err)
 		}

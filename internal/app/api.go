@@ -21,14 +21,13 @@ import (
 func RunAPI(ctx context.Context, cfg config.API, log zerolog.Logger, ready Ready) error {
 	log.Info().Object("config", cfg).Msg("starting kv-api")
 	reg := metrics.New()
-	d, err := openData(ctx, cfg.Postgres, cfg.Redis, reg, metrics.NewCache(reg))
+	d, err := openData(ctx, cfg.Postgres, cfg.Redis, reg, counts{reads: metrics.NewCache(reg)})
 	if err != nil {
 		return err
 	}
 	defer d.close()
-	store, cache := d.store, d.cache
 
-	pub, err := rabbitmq.NewPublisher(ctx, cfg.RabbitMQ, log)
+	pub, err := rabbitmq.NewPublisher(cfg.RabbitMQ, log)
 	if err != nil {
 		return fmt.Errorf("rabbitmq: %w", err)
 	}
@@ -42,13 +41,12 @@ func RunAPI(ctx context.Context, cfg config.API, log zerolog.Logger, ready Ready
 	}
 	cancel()
 
-	queues := queuesOf(cfg.RabbitMQ)
-	measuredPub := measuredPublisher{pub, metrics.NewPublish(reg, cfg.RabbitMQ.QueueAdd, cfg.RabbitMQ.QueueDel), queues}
-	svc := kv.NewService(store, cache, measuredPub, cfg.Limits, log)
+	mpub := measuredPublisher{pub: pub, m: metrics.NewPublish(reg, cfg.RabbitMQ.QueueAdd, cfg.RabbitMQ.QueueDel), queues: queuesOf(cfg.RabbitMQ)}
+	svc := kv.NewService(d.store, d.cache, mpub, cfg.Limits, log)
 	checks := []httpapi.Check{
-		{Name: "postgres", Ping: store.Ping},
-		{Name: "redis", Ping: cache.Ping},
-		{Name: "rabbitmq", Ping: pub.Ready},
+		{Name: "postgres", Ping: d.store.Ping},
+		{Name: "redis", Ping: d.cache.Ping},
+		{Name: "rabbitmq", Ping: mpub.Ready},
 	}
 	handler := httpapi.NewHandler(svc, checks, cfg.HTTP, log, metrics.NewHTTP(reg))
 	return serve(ctx, cfg.Addr, traceHTTP(withAdmin(handler, reg)), cfg.ShutdownTimeout, ready, log)

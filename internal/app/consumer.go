@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
@@ -14,42 +15,48 @@ import (
 )
 
 // RunConsumer applies queued operations until ctx is done, then finishes and
-// acks the batch in hand and stops.
+// settles the batch in hand and stops.
 //
 // PostgreSQL must answer at start. Afterwards an outage of any dependency is
-// waited out: the runner reconnects to RabbitMQ, the batch in hand is
+// waited out: the runner opens a new RabbitMQ session, the batch in hand is
 // retried while PostgreSQL is away, and Redis writes that fail are repaired
 // once it is back.
 func RunConsumer(ctx context.Context, cfg config.Consumer, log zerolog.Logger, ready Ready) error {
 	log.Info().Object("config", cfg).Msg("starting kv-consumer")
+	if err := cfg.Consumer.Validate(); err != nil {
+		return err
+	}
 	reg := metrics.New()
-	d, err := openData(ctx, cfg.Postgres, cfg.Redis, reg, nil)
+	m := metrics.NewConsumer(reg, cfg.RabbitMQ.QueueAdd, cfg.RabbitMQ.QueueDel)
+	d, err := openData(ctx, cfg.Postgres, cfg.Redis, reg, counts{purged: m})
 	if err != nil {
 		return err
 	}
 	defer d.close()
-	store, cache := d.store, d.cache
 
-	m := metrics.NewConsumer(reg, cfg.RabbitMQ.QueueAdd, cfg.RabbitMQ.QueueDel)
-	proc := consumer.NewProcessor(store, cache, cfg.Limits, log)
-	proc.Measure(m, queuesOf(cfg.RabbitMQ))
-	runner := rabbitmq.NewConsumer(cfg.RabbitMQ, proc, log)
+	proc := consumer.NewProcessor(d.store, d.cache, cfg.Limits, log)
+	m.RepairsPending(proc.PendingRepairs)
+	src, err := rabbitmq.NewSource(cfg.RabbitMQ, cfg.RabbitMQ.PrefetchFor(cfg.Consumer.BatchSize), log)
+	if err != nil {
+		return fmt.Errorf("rabbitmq: %w", err)
+	}
+	runner := consumer.NewRunner(src, measuredHandler{h: proc, m: m}, cfg.Consumer, log)
 
 	// Everything stops with ctx, or when any part fails; the runner then
-	// finishes and acks its batch before it returns.
+	// finishes and settles its batch before it returns.
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return runner.Run(gctx) })
-	g.Go(func() error { proc.RunCacheRepair(gctx, cfg.CacheRepairInterval); return nil })
+	g.Go(func() error { proc.RunCacheRepair(gctx, cfg.Consumer.CacheRepairInterval); return nil })
 	g.Go(func() error {
-		consumer.RunTombstonePurge(gctx, store, cfg.TombstoneRetention, cfg.PurgeInterval, m.Purged, log)
+		consumer.RunTombstonePurge(gctx, d.store, cfg.Consumer.TombstoneRetention, cfg.Consumer.PurgeInterval, log)
 		return nil
 	})
 	g.Go(func() error {
 		checks := []httpapi.Check{
-			{Name: "postgres", Ping: store.Ping},
-			{Name: "redis", Ping: cache.Ping},
+			{Name: "postgres", Ping: d.store.Ping},
+			{Name: "redis", Ping: d.cache.Ping},
 		}
-		return serve(gctx, cfg.Addr, withAdmin(httpapi.NewHealthHandler(checks, httpapi.DefaultConfig, log), reg), cfg.ShutdownTimeout, ready, log)
+		return serve(gctx, cfg.Addr, withAdmin(httpapi.NewHealthHandler(checks, cfg.Health, log), reg), cfg.ShutdownTimeout, ready, log)
 	})
 	return g.Wait()
 }

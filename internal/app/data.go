@@ -18,11 +18,18 @@ type data struct {
 	close func()
 }
 
+// counts is what a process counts beyond the latency and errors of every
+// call: the API its reads' cache hits, misses and fills, the consumer the
+// tombstones it purges. Either may be nil.
+type counts struct {
+	reads  *metrics.Cache
+	purged *metrics.Consumer
+}
+
 // openData opens PostgreSQL, which must answer, and a Redis client, which
 // need not (reads degrade to PostgreSQL until it does), and exports their
-// pools' statistics and call latencies on reg. reads, when not nil, counts
-// the read path's cache hits, misses and fills.
-func openData(ctx context.Context, pg postgres.Config, rc redis.Config, reg *prometheus.Registry, reads *metrics.Cache) (data, error) {
+// pools' statistics and call latencies on reg.
+func openData(ctx context.Context, pg postgres.Config, rc redis.Config, reg *prometheus.Registry, c counts) (data, error) {
 	pool, err := postgres.Open(ctx, pg)
 	if err != nil {
 		return data{}, fmt.Errorf("postgres: %w", err)
@@ -34,10 +41,10 @@ func openData(ctx context.Context, pg postgres.Config, rc redis.Config, reg *pro
 	}
 	metrics.RegisterPGXPool(reg, pool)
 	metrics.RegisterRedisPool(reg, rdb)
-	dep := metrics.NewDependency(reg)
+	dep := metrics.NewDependency(reg, measuredOps)
 	return data{
-		store: measuredStore{postgres.NewStore(pool), dep},
-		cache: measuredCache{Cache: redis.NewCache(rdb, rc), dep: dep, cache: reads},
+		store: measuredStore{store: postgres.NewStore(pool), dep: dep, purged: c.purged},
+		cache: measuredCache{cache: redis.NewCache(rdb, rc), dep: dep, reads: c.reads},
 		close: func() { _ = rdb.Close(); pool.Close() },
 	}, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/kvstack/kvstack/internal/consumer"
 	"github.com/kvstack/kvstack/internal/kv"
 	"github.com/kvstack/kvstack/internal/metrics"
 	"github.com/kvstack/kvstack/internal/postgres"
@@ -12,106 +13,134 @@ import (
 	"github.com/kvstack/kvstack/internal/redis"
 )
 
-// The adapters know nothing of metrics: these wrappers time each call and
-// classify its result, so that what is measured is visible in one place.
+// Measuring is done one way: a decorator that holds the adapter in a field
+// and implements, method by method, everything the processes call on it,
+// timing and classifying each call. The processes only ever see the
+// decorators, so a call that goes unmeasured cannot be added by accident: a
+// new adapter method is out of reach until its decorator method exists.
+// The adapters, the domain and the consumer know nothing of metrics.
+
+// measuredOps is every operation the decorators below time, by dependency.
+var measuredOps = map[string][]string{
+	metrics.Postgres: {"get", "list", "apply_batch", "purge_tombstones", "ping"},
+	metrics.Redis:    {"get", "fill", "apply", "purge", "ping"},
+}
 
 // measuredStore times every PostgreSQL call.
 type measuredStore struct {
-	*postgres.Store
-	dep *metrics.Dependency
+	store *postgres.Store
+	dep   *metrics.Dependency
+	// purged counts the tombstones PurgeTombstones deletes (the consumer's;
+	// nil in the API, which never purges).
+	purged *metrics.Consumer
 }
 
 func (s measuredStore) Get(ctx context.Context, key string) (kv.Entry, error) {
 	start := time.Now()
-	e, err := s.Store.Get(ctx, key)
+	e, err := s.store.Get(ctx, key)
 	s.dep.Observe(ctx, metrics.Postgres, "get", start, ignore(err, kv.ErrNotFound))
 	return e, err
 }
 
 func (s measuredStore) List(ctx context.Context, after string, limit int) ([]kv.Entry, error) {
 	start := time.Now()
-	es, err := s.Store.List(ctx, after, limit)
+	es, err := s.store.List(ctx, after, limit)
 	s.dep.Observe(ctx, metrics.Postgres, "list", start, err)
 	return es, err
 }
 
 func (s measuredStore) ApplyBatch(ctx context.Context, ops []kv.Op) ([]kv.Outcome, error) {
 	start := time.Now()
-	out, err := s.Store.ApplyBatch(ctx, ops)
+	out, err := s.store.ApplyBatch(ctx, ops)
 	s.dep.Observe(ctx, metrics.Postgres, "apply_batch", start, err)
 	return out, err
 }
 
 func (s measuredStore) PurgeTombstones(ctx context.Context, olderThan time.Time) (int64, error) {
 	start := time.Now()
-	n, err := s.Store.PurgeTombstones(ctx, olderThan)
+	n, err := s.store.PurgeTombstones(ctx, olderThan)
 	s.dep.Observe(ctx, metrics.Postgres, "purge_tombstones", start, err)
+	s.purged.Purged(n)
 	return n, err
 }
 
-// measuredCache times every Redis call and counts the read path's hits,
-// misses and fills.
+func (s measuredStore) Ping(ctx context.Context) error {
+	start := time.Now()
+	err := s.store.Ping(ctx)
+	s.dep.Observe(ctx, metrics.Postgres, "ping", start, err)
+	return err
+}
+
+// measuredCache times every Redis call and, on the read path, counts the
+// cache's hits, misses and fills (reads is nil in the consumer).
 type measuredCache struct {
-	*redis.Cache
+	cache *redis.Cache
 	dep   *metrics.Dependency
-	cache *metrics.Cache
+	reads *metrics.Cache
 }
 
 func (c measuredCache) Get(ctx context.Context, key string) (kv.Entry, error) {
 	start := time.Now()
-	e, err := c.Cache.Get(ctx, key)
+	e, err := c.cache.Get(ctx, key)
 	c.dep.Observe(ctx, metrics.Redis, "get", start, ignore(err, kv.ErrCacheMiss))
 	switch {
 	case err == nil:
-		c.cache.Lookup(metrics.Hit)
+		c.reads.Lookup(metrics.Hit)
 	case errors.Is(err, kv.ErrCacheMiss):
-		c.cache.Lookup(metrics.Miss)
+		c.reads.Lookup(metrics.Miss)
 	default:
-		c.cache.Lookup(metrics.Error)
+		c.reads.Lookup(metrics.Error)
 	}
 	return e, err
 }
 
 func (c measuredCache) Fill(ctx context.Context, e kv.Entry) (bool, error) {
 	start := time.Now()
-	stored, err := c.Cache.Fill(ctx, e)
+	stored, err := c.cache.Fill(ctx, e)
 	c.dep.Observe(ctx, metrics.Redis, "fill", start, err)
 	switch {
 	case err != nil:
-		c.cache.Fill(metrics.Error)
+		c.reads.Fill(metrics.Error)
 	case stored:
-		c.cache.Fill(metrics.FillStored)
+		c.reads.Fill(metrics.FillStored)
 	default:
-		c.cache.Fill(metrics.FillStale)
+		c.reads.Fill(metrics.FillStale)
 	}
 	return stored, err
 }
 
 func (c measuredCache) Apply(ctx context.Context, entries []kv.Entry) error {
 	start := time.Now()
-	err := c.Cache.Apply(ctx, entries)
+	err := c.cache.Apply(ctx, entries)
 	c.dep.Observe(ctx, metrics.Redis, "apply", start, err)
 	return err
 }
 
 func (c measuredCache) Purge(ctx context.Context) error {
 	start := time.Now()
-	err := c.Cache.Purge(ctx)
+	err := c.cache.Purge(ctx)
 	c.dep.Observe(ctx, metrics.Redis, "purge", start, err)
+	return err
+}
+
+func (c measuredCache) Ping(ctx context.Context) error {
+	start := time.Now()
+	err := c.cache.Ping(ctx)
+	c.dep.Observe(ctx, metrics.Redis, "ping", start, err)
 	return err
 }
 
 // measuredPublisher counts publishes by outcome and times them to the
 // confirm.
 type measuredPublisher struct {
-	*rabbitmq.Publisher
+	pub    *rabbitmq.Publisher
 	m      *metrics.Publish
 	queues map[kv.Kind]string
 }
 
 func (p measuredPublisher) Publish(ctx context.Context, op kv.Op) error {
 	start := time.Now()
-	err := p.Publisher.Publish(ctx, op)
+	err := p.pub.Publish(ctx, op)
 	queue, ok := p.queues[op.Kind]
 	if !ok {
 		return err // an invalid kind never reaches a queue
@@ -119,6 +148,10 @@ func (p measuredPublisher) Publish(ctx context.Context, op kv.Op) error {
 	p.m.Observe(ctx, queue, publishOutcome(err), time.Since(start))
 	return err
 }
+
+// Ready reads the publisher's connection state; it makes no call to the
+// broker, so there is nothing to time.
+func (p measuredPublisher) Ready(ctx context.Context) error { return p.pub.Ready(ctx) }
 
 func publishOutcome(err error) string {
 	switch {
@@ -130,6 +163,36 @@ func publishOutcome(err error) string {
 		return metrics.Timeout
 	}
 	return metrics.Unavailable
+}
+
+// measuredHandler counts what became of each message, times each batch,
+// records each operation's end-to-end lag (accepted by the API to applied),
+// and counts the batches that a dependency failed (the runner retries them).
+type measuredHandler struct {
+	h consumer.Handler
+	m *metrics.Consumer
+}
+
+func (h measuredHandler) Handle(ctx context.Context, batch []consumer.Message) ([]consumer.Result, error) {
+	start := time.Now()
+	results, err := h.h.Handle(ctx, batch)
+	switch {
+	case errors.Is(err, kv.ErrInvalid):
+		return results, err // the runner isolates the culprit; each call then counts
+	case err != nil:
+		h.m.Retry()
+		return results, err
+	}
+	now := time.Now()
+	h.m.Batch(batch[0].Ctx, len(batch), now.Sub(start))
+	for i, res := range results {
+		m := batch[i]
+		h.m.Message(m.Queue, res.Outcome)
+		if !res.Op.Version.Time.IsZero() {
+			h.m.Lag(m.Ctx, m.Queue, now.Sub(res.Op.Version.Time))
+		}
+	}
+	return results, nil
 }
 
 // ignore hides an error that is an answer rather than a failure.

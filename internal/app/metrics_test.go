@@ -8,6 +8,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // scrape fetches a process's /metrics, as OpenMetrics when openMetrics.
@@ -116,6 +120,31 @@ func TestMetricsAreExportedAndClean(t *testing.T) {
 	)
 	promtoolClean(t, "consumer", con)
 
+	// Every outcome counter is exported from the start, at 0 if need be, so
+	// that a rate() over it has data before the first failure.
+	for what, exposition := range map[string]string{"api": api, "consumer": con} {
+		present := map[[2]string]bool{}
+		for _, m := range metricFamily(t, exposition, "kvstack_dependency_errors_total").GetMetric() {
+			var key [2]string
+			for _, l := range m.GetLabel() {
+				switch l.GetName() {
+				case "dependency":
+					key[0] = l.GetValue()
+				case "operation":
+					key[1] = l.GetValue()
+				}
+			}
+			present[key] = true
+		}
+		for dep, ops := range measuredOps {
+			for _, op := range ops {
+				if !present[[2]string{dep, op}] {
+					t.Errorf("%s: kvstack_dependency_errors_total{dependency=%q,operation=%q} is not exported", what, dep, op)
+				}
+			}
+		}
+	}
+
 	// Latency histograms carry the trace id of a sampled request.
 	if om := scrape(t, s.api, true); !strings.Contains(om, `# {trace_id="`) {
 		t.Errorf("OpenMetrics exposition has no trace-id exemplar")
@@ -128,4 +157,35 @@ func TestMetricsAreExportedAndClean(t *testing.T) {
 			t.Errorf("a metric label carries client data: %s", label)
 		}
 	}
+}
+
+// consumerOutcomes scrapes a consumer and sums kvstack_consumer_messages_total
+// by outcome, over both queues.
+func consumerOutcomes(t *testing.T, base string) map[string]float64 {
+	t.Helper()
+	out := map[string]float64{}
+	for _, m := range metricFamily(t, scrape(t, base, false), "kvstack_consumer_messages_total").GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "outcome" {
+				out[l.GetValue()] += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return out
+}
+
+// metricFamily parses a text exposition and returns the family name, failing
+// the test when it is absent.
+func metricFamily(t *testing.T, exposition, name string) *dto.MetricFamily {
+	t.Helper()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(exposition))
+	if err != nil {
+		t.Fatalf("parse exposition: %v", err)
+	}
+	f, ok := families[name]
+	if !ok {
+		t.Fatalf("no metric %s in the exposition", name)
+	}
+	return f
 }

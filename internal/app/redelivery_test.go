@@ -22,7 +22,7 @@ type dyingHandler struct {
 	batch   int // messages in the batch it applied
 }
 
-func (h *dyingHandler) Handle(ctx context.Context, batch []consumer.Message) ([]consumer.Verdict, error) {
+func (h *dyingHandler) Handle(ctx context.Context, batch []consumer.Message) ([]consumer.Result, error) {
 	if h.calls.Add(1) == 1 {
 		if _, err := h.proc.Handle(ctx, batch); err != nil {
 			return nil, err
@@ -45,12 +45,16 @@ func TestRedeliveryAfterCommitChangesNothing(t *testing.T) {
 	ops = append(ops, kv.Op{Kind: kv.KindDelete, Key: "d", Version: kv.NewVersion(time.Now())})
 	publishOps(t, s.mq, ops...)
 
-	cfg := s.mq
-	cfg.ShutdownGrace = 50 * time.Millisecond
-	first := &dyingHandler{proc: consumer.NewProcessor(s.store, s.cache, kv.DefaultLimits, testLogger(t)), applied: make(chan struct{})}
+	first := &dyingHandler{proc: consumer.NewProcessor(s.store, s.cache, kv.DefaultLimits(), testLogger(t)), applied: make(chan struct{})}
+	src, err := rabbitmq.NewSource(s.mq, 100, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ccfg := s.conCfg.Consumer
+	ccfg.ShutdownGrace = 50 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- rabbitmq.NewConsumer(cfg, first, testLogger(t)).Run(ctx) }()
+	go func() { done <- consumer.NewRunner(src, first, ccfg, testLogger(t)).Run(ctx) }()
 	select {
 	case <-first.applied:
 	case <-time.After(20 * time.Second):
@@ -61,28 +65,21 @@ func TestRedeliveryAfterCommitChangesNothing(t *testing.T) {
 		t.Fatalf("first consumer: %v", err)
 	}
 
-	// The second consumer gets the redelivery.
-	second := consumer.NewProcessor(s.store, s.cache, kv.DefaultLimits, testLogger(t))
-	ctx2, cancel2 := context.WithCancel(context.Background())
-	done2 := make(chan error, 1)
-	go func() { done2 <- rabbitmq.NewConsumer(s.mq, second, testLogger(t)).Run(ctx2) }()
-	defer func() {
-		cancel2()
-		if err := <-done2; err != nil {
-			t.Errorf("second consumer: %v", err)
-		}
-	}()
-	// What the first consumer committed comes back as duplicates; anything
-	// it had not reached yet is applied now.
+	// The second consumer, a whole process, gets the redelivery. What the
+	// first had committed comes back as duplicates; anything it had not
+	// reached yet is applied now.
+	addr, _ := s.startConsumer()
+	var outcomes map[string]float64
 	eventually(t, 20*time.Second, "every operation handled", func() (bool, string) {
-		dup, applied := second.Stats.Duplicate.Load(), second.Stats.Applied.Load()
-		return dup+applied == int64(len(ops)), fmt.Sprintf("%d duplicates and %d applied, want %d in all", dup, applied, len(ops))
+		outcomes = consumerOutcomes(t, "http://"+addr)
+		n := outcomes["duplicate"] + outcomes["applied"]
+		return n == float64(len(ops)), fmt.Sprintf("%v, want %d duplicates and applied in all", outcomes, len(ops))
 	})
-	if got, want := second.Stats.Duplicate.Load(), int64(first.batch); got != want {
-		t.Fatalf("redelivery found %d duplicates; the first consumer had committed %d", got, want)
+	if got, want := outcomes["duplicate"], float64(first.batch); got != want {
+		t.Fatalf("redelivery found %v duplicates; the first consumer had committed %v", got, want)
 	}
-	if got := second.Stats.Stale.Load() + second.Stats.DeadLettered.Load(); got != 0 {
-		t.Fatalf("redelivery dropped or dead-lettered %d operations", got)
+	if got := outcomes["stale"] + outcomes["dead_lettered"]; got != 0 {
+		t.Fatalf("redelivery dropped or dead-lettered %v operations", got)
 	}
 	s.waitQueuesDrained()
 	for _, op := range ops {

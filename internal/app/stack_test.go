@@ -48,7 +48,6 @@ func newStack(t *testing.T) *stack {
 	url := pgtest.MustURL(t)
 	rdb, rcfg := redistest.MustClient(t)
 	mq := rabbittest.MustConfig(t)
-	mq.BatchWait = 5 * time.Millisecond
 
 	common := config.Common{LogLevel: "warn", ShutdownTimeout: 5 * time.Second}
 	pcfg := postgres.DefaultConfig()
@@ -57,7 +56,8 @@ func newStack(t *testing.T) *stack {
 	apiCfg.Common, apiCfg.Addr, apiCfg.Postgres, apiCfg.Redis, apiCfg.RabbitMQ = common, "127.0.0.1:0", pcfg, rcfg, mq
 	conCfg := mustLoad[config.Consumer](t)
 	conCfg.Common, conCfg.Addr, conCfg.Postgres, conCfg.Redis, conCfg.RabbitMQ = common, "127.0.0.1:0", pcfg, rcfg, mq
-	conCfg.CacheRepairInterval = 50 * time.Millisecond
+	conCfg.Consumer.BatchWait = 5 * time.Millisecond
+	conCfg.Consumer.CacheRepairInterval = 50 * time.Millisecond
 
 	pool := pgtest.MustPoolAt(t, url)
 	return &stack{
@@ -203,7 +203,7 @@ func acceptedOp(t *testing.T, kind kv.Kind, key, value string, r response) kv.Op
 	t.Helper()
 	ts, err1 := time.Parse(time.RFC3339Nano, fmt.Sprint(r.body["timestamp"]))
 	body, _ := json.Marshal(map[string]any{"key": key, "value": value, "timestamp": r.body["timestamp"], "op_id": r.body["op_id"]})
-	op, err2 := kv.DecodeMessage(kind, body, kv.DefaultLimits)
+	op, err2 := kv.DecodeMessage(kind, body, kv.DefaultLimits())
 	if err := errors.Join(err1, err2); err != nil || r.body["op"] != string(kind) || !op.Version.Time.Equal(ts) {
 		t.Fatalf("202 body %v does not describe the operation: %v", r.body, err)
 	}

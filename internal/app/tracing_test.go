@@ -51,11 +51,11 @@ func named(name string, kind trace.SpanKind) spanWant {
 }
 
 // applied is the CONSUMER span of a message that was applied: the
-// processor records the fate on it.
+// runner records its outcome on it.
 func applied(name string) spanWant {
 	return spanWant{name + " (applied)", trace.SpanKindConsumer, func(s sdktrace.ReadOnlySpan) bool {
 		for _, a := range s.Attributes() {
-			if a.Key == "kvstack.fate" {
+			if a.Key == "kvstack.outcome" {
 				return s.Name() == name && a.Value.AsString() == "applied"
 			}
 		}

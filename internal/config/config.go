@@ -12,6 +12,7 @@ import (
 	"github.com/caarlos0/env/v11"
 	"github.com/rs/zerolog"
 
+	"github.com/kvstack/kvstack/internal/consumer"
 	"github.com/kvstack/kvstack/internal/httpapi"
 	"github.com/kvstack/kvstack/internal/kv"
 	"github.com/kvstack/kvstack/internal/postgres"
@@ -47,16 +48,12 @@ type Consumer struct {
 	Common
 	// Addr serves /healthz, /readyz, /metrics and /debug/pprof.
 	Addr     string `env:"KV_CONSUMER_ADDR" envDefault:"127.0.0.1:8090"`
+	Health   httpapi.Health
+	Consumer consumer.Config
 	Limits   kv.Limits
 	Postgres postgres.Config
 	Redis    redis.Config
 	RabbitMQ rabbitmq.Config
-	// TombstoneRetention must exceed the longest time an operation can wait
-	// in the queue: an older put arriving after its tombstone was purged
-	// would resurrect the key.
-	TombstoneRetention  time.Duration `env:"KV_TOMBSTONE_RETENTION" envDefault:"168h"`
-	PurgeInterval       time.Duration `env:"KV_TOMBSTONE_PURGE_INTERVAL" envDefault:"10m"`
-	CacheRepairInterval time.Duration `env:"KV_CACHE_REPAIR_INTERVAL" envDefault:"1s"`
 }
 
 // Migrate configures cmd/migrate.
@@ -121,6 +118,6 @@ func (c Consumer) MarshalZerologObject(e *zerolog.Event) {
 		Str("postgres", c.Postgres.String()).
 		Interface("redis", c.Redis).
 		Object("rabbitmq", c.RabbitMQ).
-		Dur("tombstone_retention", c.TombstoneRetention).
-		Dur("purge_interval", c.PurgeInterval)
+		Object("consumer", c.Consumer).
+		Interface("health", c.Health)
 }

@@ -35,7 +35,7 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if con.TombstoneRetention != 7*24*time.Hour || con.Addr != "127.0.0.1:8090" {
+	if con.Consumer.TombstoneRetention != 7*24*time.Hour || con.Addr != "127.0.0.1:8090" {
 		t.Errorf("consumer defaults = %+v", con)
 	}
 }
@@ -45,7 +45,7 @@ func TestOverridesAndErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.RabbitMQ.BatchSize != 7 || cfg.TombstoneRetention != time.Hour || cfg.Redis.KeyPrefix != "x:" {
+	if cfg.Consumer.BatchSize != 7 || cfg.Consumer.TombstoneRetention != time.Hour || cfg.Redis.KeyPrefix != "x:" {
 		t.Fatalf("overrides not applied: %+v", cfg)
 	}
 	if _, err := LoadFrom[API](map[string]string{"KV_MAX_KEY_BYTES": "many"}); err == nil || !strings.Contains(err.Error(), "MaxKeyBytes") || !strings.Contains(err.Error(), "many") {

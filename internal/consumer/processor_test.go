@@ -77,7 +77,7 @@ func (c *memCache) Purge(context.Context) error {
 func newTestProcessor() (*Processor, *memStore, *memCache) {
 	store := &memStore{rows: map[string]kv.Entry{}, reject: map[string]bool{}}
 	cache := &memCache{entries: map[string]kv.Entry{}}
-	return NewProcessor(store, cache, kv.DefaultLimits, zerolog.Nop()), store, cache
+	return NewProcessor(store, cache, kv.DefaultLimits(), zerolog.Nop()), store, cache
 }
 
 var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
@@ -94,7 +94,15 @@ func msg(t *testing.T, o kv.Op) Message {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Message{Kind: o.Kind, Body: body, Ctx: context.Background()}
+	return Message{Queue: string(o.Kind) + "_q", Kind: o.Kind, Body: body, Ctx: context.Background()}
+}
+
+func outcomesOf(results []Result) []kv.Outcome {
+	out := make([]kv.Outcome, len(results))
+	for i, r := range results {
+		out[i] = r.Outcome
+	}
+	return out
 }
 
 func TestHandleAppliesNewestPerKey(t *testing.T) {
@@ -104,12 +112,16 @@ func TestHandleAppliesNewestPerKey(t *testing.T) {
 	del := op(kv.KindDelete, "b", "", 3)
 	batch := []Message{msg(t, newPut), msg(t, oldPut), msg(t, del), msg(t, newPut)}
 
-	verdicts, err := p.Handle(context.Background(), batch)
+	results, err := p.Handle(context.Background(), batch)
 	if err != nil {
 		t.Fatalf("Handle: %v", err)
 	}
-	if want := []Verdict{Ack, Ack, Ack, Ack}; !slices.Equal(verdicts, want) {
-		t.Fatalf("verdicts = %v, want %v", verdicts, want)
+	// The in-batch duplicate of newPut loses to itself: only one can win.
+	if got, want := outcomesOf(results), []kv.Outcome{kv.Applied, kv.Stale, kv.Applied, kv.Stale}; !slices.Equal(got, want) {
+		t.Fatalf("outcomes = %v, want %v", got, want)
+	}
+	if results[1].Op.Version != oldPut.Version {
+		t.Errorf("result 1 carries op %+v, want the decoded older put", results[1].Op)
 	}
 	if got := store.rows["a"]; got.Value != "new" || got.Deleted {
 		t.Errorf("store a = %+v, want the newer put", got)
@@ -126,12 +138,6 @@ func TestHandleAppliesNewestPerKey(t *testing.T) {
 	if got := cache.entries["b"]; !got.Deleted {
 		t.Errorf("cache b = %+v, want a tombstone", got)
 	}
-	if got, want := p.Stats.Applied.Load(), int64(2); got != want {
-		t.Errorf("applied = %d, want %d", got, want)
-	}
-	if got, want := p.Stats.Stale.Load(), int64(2); got != want {
-		t.Errorf("stale = %d, want %d (the older put and the in-batch duplicate)", got, want)
-	}
 }
 
 func TestHandleRedeliveryRewritesCache(t *testing.T) {
@@ -142,14 +148,15 @@ func TestHandleRedeliveryRewritesCache(t *testing.T) {
 	}
 	// The cache lost the write (say the consumer died before updating it).
 	delete(cache.entries, "a")
-	if _, err := p.Handle(context.Background(), []Message{msg(t, put)}); err != nil {
+	results, err := p.Handle(context.Background(), []Message{msg(t, put)})
+	if err != nil {
 		t.Fatal(err)
 	}
 	if got := cache.entries["a"]; got.Value != "v" {
 		t.Fatalf("after redelivery cache a = %+v, want v", got)
 	}
-	if got := p.Stats.Duplicate.Load(); got != 1 {
-		t.Fatalf("duplicates = %d, want 1", got)
+	if got := results[0].Outcome; got != kv.Duplicate {
+		t.Fatalf("redelivery's outcome = %v, want duplicate", got)
 	}
 }
 
@@ -157,54 +164,63 @@ func TestHandleDeleteThenOlderPutStaysDeleted(t *testing.T) {
 	p, store, cache := newTestProcessor()
 	put := op(kv.KindPut, "a", "v", 1)
 	del := op(kv.KindDelete, "a", "", 2)
+	var got []kv.Outcome
 	for _, m := range []Message{msg(t, del), msg(t, put)} {
-		if _, err := p.Handle(context.Background(), []Message{m}); err != nil {
+		results, err := p.Handle(context.Background(), []Message{m})
+		if err != nil {
 			t.Fatal(err)
 		}
+		got = append(got, results[0].Outcome)
 	}
 	if !store.rows["a"].Deleted || !cache.entries["a"].Deleted {
 		t.Fatalf("store %+v cache %+v: the older put resurrected the key", store.rows["a"], cache.entries["a"])
 	}
-	if got := p.Stats.Stale.Load(); got != 1 {
-		t.Fatalf("stale = %d, want 1", got)
+	if want := []kv.Outcome{kv.Applied, kv.Stale}; !slices.Equal(got, want) {
+		t.Fatalf("outcomes = %v, want %v", got, want)
 	}
 }
 
-func TestHandleDeadLettersPoison(t *testing.T) {
+func TestHandleDeadLettersUndecodable(t *testing.T) {
 	p, store, _ := newTestProcessor()
 	good := op(kv.KindPut, "good", "v", 1)
-	bad := op(kv.KindPut, "bad", "v", 1)
-	store.reject["bad"] = true
 	batch := []Message{
 		{Kind: kv.KindPut, Body: []byte("{not json"), Ctx: context.Background()},
 		msg(t, good),
-		msg(t, bad),
 		{Kind: kv.KindDelete, Body: []byte(`{"key":"","timestamp":"x","op_id":"y"}`), Ctx: context.Background()},
 	}
-	verdicts, err := p.Handle(context.Background(), batch)
+	results, err := p.Handle(context.Background(), batch)
 	if err != nil {
 		t.Fatalf("Handle: %v", err)
 	}
-	if want := []Verdict{DeadLetter, Ack, DeadLetter, DeadLetter}; !slices.Equal(verdicts, want) {
-		t.Fatalf("verdicts = %v, want %v", verdicts, want)
+	if got, want := outcomesOf(results), []kv.Outcome{kv.DeadLettered, kv.Applied, kv.DeadLettered}; !slices.Equal(got, want) {
+		t.Fatalf("outcomes = %v, want %v", got, want)
 	}
 	if store.rows["good"].Value != "v" {
 		t.Fatalf("the good message was not applied alongside the poison")
 	}
-	if got := p.Stats.DeadLettered.Load(); got != 3 {
-		t.Fatalf("dead-lettered = %d, want 3", got)
+}
+
+func TestHandleStoreRejectionFailsTheBatch(t *testing.T) {
+	p, store, cache := newTestProcessor()
+	store.reject["bad"] = true
+	results, err := p.Handle(context.Background(), []Message{msg(t, op(kv.KindPut, "good", "v", 1)), msg(t, op(kv.KindPut, "bad", "v", 1))})
+	if !errors.Is(err, kv.ErrInvalid) || results != nil {
+		t.Fatalf("Handle = %v, %v; want no results and ErrInvalid, for the runner to isolate", results, err)
+	}
+	if len(cache.entries) != 0 {
+		t.Fatalf("a rejected batch changed the cache: %v", cache.entries)
 	}
 }
 
 func TestHandleStoreDownDecidesNothing(t *testing.T) {
 	p, store, cache := newTestProcessor()
 	store.down = true
-	verdicts, err := p.Handle(context.Background(), []Message{msg(t, op(kv.KindPut, "a", "v", 1))})
-	if !errors.Is(err, kv.ErrUnavailable) || verdicts != nil {
-		t.Fatalf("Handle = %v, %v; want no verdicts and ErrUnavailable", verdicts, err)
+	results, err := p.Handle(context.Background(), []Message{msg(t, op(kv.KindPut, "a", "v", 1))})
+	if !errors.Is(err, kv.ErrUnavailable) || results != nil {
+		t.Fatalf("Handle = %v, %v; want no results and ErrUnavailable", results, err)
 	}
-	if len(cache.entries) != 0 || p.Stats.DeadLettered.Load() != 0 {
-		t.Fatalf("a store outage changed the cache or dead-lettered a message")
+	if len(cache.entries) != 0 {
+		t.Fatalf("a store outage changed the cache")
 	}
 }
 
@@ -216,7 +232,7 @@ func TestCacheRepairAfterOutage(t *testing.T) {
 		t.Fatalf("a cache outage must not fail the batch: %v", err)
 	}
 	p.repairOnce(context.Background()) // still down: kept for later
-	if n, _ := p.repair.size(); n != 1 {
+	if n := p.PendingRepairs(); n != 1 {
 		t.Fatalf("pending repairs = %d, want 1", n)
 	}
 	cache.down = false
@@ -224,7 +240,7 @@ func TestCacheRepairAfterOutage(t *testing.T) {
 	if got := cache.entries["a"]; got.Value != "new" || got.Version != store.rows["a"].Version {
 		t.Fatalf("after repair cache a = %+v, want the stored %+v", got, store.rows["a"])
 	}
-	if n, _ := p.repair.size(); n != 0 {
+	if n := p.PendingRepairs(); n != 0 {
 		t.Fatalf("pending repairs = %d after a successful repair", n)
 	}
 }

@@ -13,18 +13,17 @@ type TombstoneStore interface {
 }
 
 // RunTombstonePurge deletes, every interval until ctx is done, the
-// tombstones older than retention, and tells purged how many it deleted.
+// tombstones older than retention.
 // Retention must exceed the longest time an operation can wait in the
 // queue: a put older than a purged tombstone would resurrect its key.
 // Several consumers purging at once is harmless.
-func RunTombstonePurge(ctx context.Context, store TombstoneStore, retention, interval time.Duration, purged func(int64), log zerolog.Logger) {
+func RunTombstonePurge(ctx context.Context, store TombstoneStore, retention, interval time.Duration, log zerolog.Logger) {
 	every(ctx, interval, func() {
 		n, err := store.PurgeTombstones(ctx, time.Now().Add(-retention))
 		if err != nil {
 			log.Warn().Err(err).Msg("tombstone purge failed; will retry")
 			return
 		}
-		purged(n)
 		if n > 0 {
 			log.Info().Int64("purged", n).Dur("retention", retention).Msg("tombstones purged")
 		}

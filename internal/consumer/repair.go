@@ -78,11 +78,13 @@ func (r *cacheRepair) size() (int, bool) {
 // RunCacheRepair retries, every interval until ctx is done, the cache writes
 // that failed.
 func (p *Processor) RunCacheRepair(ctx context.Context, interval time.Duration) {
-	every(ctx, interval, func() {
-		p.repairOnce(ctx)
-		n, _ := p.repair.size()
-		p.metrics.RepairsPending(n)
-	})
+	every(ctx, interval, func() { p.repairOnce(ctx) })
+}
+
+// PendingRepairs reports how many keys wait for a cache write that failed.
+func (p *Processor) PendingRepairs() int {
+	n, _ := p.repair.size()
+	return n
 }
 
 func (p *Processor) repairOnce(ctx context.Context) {

@@ -1,6 +1,6 @@
 // Package envdefault derives a configuration's defaults from its env tags,
 // so that each default is written once, in its envDefault tag, and a
-// package's DefaultConfig can never drift from what an empty environment
+// package's DefaultConfig() can never drift from what an empty environment
 // gives.
 package envdefault
 

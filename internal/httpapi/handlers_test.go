@@ -79,7 +79,7 @@ func (f *fakeService) Delete(_ context.Context, key string) (kv.Op, error) {
 }
 
 func newTestHandler(svc Service, checks ...Check) http.Handler {
-	cfg := DefaultConfig
+	cfg := DefaultConfig()
 	cfg.MaxBodyBytes = 256
 	cfg.ListPageSize = 2
 	return NewHandler(svc, checks, cfg, zerolog.Nop(), nil)

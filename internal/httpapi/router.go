@@ -31,8 +31,15 @@ type Check struct {
 	Ping func(ctx context.Context) error
 }
 
+// Health configures /healthz and /readyz, which every process serves.
+type Health struct {
+	// ReadyTimeout bounds each /readyz probe.
+	ReadyTimeout time.Duration `env:"KV_READY_TIMEOUT" envDefault:"1s"`
+}
+
 // Config holds the edge's own limits.
 type Config struct {
+	Health
 	// MaxBodyBytes bounds a request body; larger bodies get 413. It must
 	// leave room for the largest value JSON-escaped, and match nginx's
 	// client_max_body_size.
@@ -43,13 +50,11 @@ type Config struct {
 	MaxListLimit int `env:"KV_MAX_LIST_LIMIT" envDefault:"1000"`
 	// RetryAfter is what a 503 tells clients to wait.
 	RetryAfter time.Duration `env:"KV_RETRY_AFTER" envDefault:"1s"`
-	// ReadyTimeout bounds each /readyz probe.
-	ReadyTimeout time.Duration `env:"KV_READY_TIMEOUT" envDefault:"1s"`
 }
 
-// DefaultConfig is Config with its documented defaults: the envDefault
+// DefaultConfig() is Config with its documented defaults: the envDefault
 // tags above.
-var DefaultConfig = envdefault.Of[Config]()
+func DefaultConfig() Config { return envdefault.Of[Config]() }
 
 type api struct {
 	svc     Service
@@ -75,8 +80,8 @@ func NewHandler(svc Service, checks []Check, cfg Config, log zerolog.Logger, m *
 
 // NewHealthHandler serves only /healthz and /readyz, for a process that has
 // no API (the consumer).
-func NewHealthHandler(checks []Check, cfg Config, log zerolog.Logger) http.Handler {
-	a := &api{checks: checks, cfg: cfg, log: log}
+func NewHealthHandler(checks []Check, h Health, log zerolog.Logger) http.Handler {
+	a := &api{checks: checks, cfg: Config{Health: h}, log: log}
 	return a.router()
 }
 

@@ -54,7 +54,10 @@ const (
 	SourcePostgres Source = "postgres"
 )
 
-// Outcome is what applying one operation did to the store.
+// Outcome is what became of one queued operation: the store's verdict
+// (Applied, Duplicate, Stale), or DeadLettered for a message that can never
+// be applied. Its String is the outcome label of
+// kvstack_consumer_messages_total and kvstack.outcome on the message's span.
 type Outcome int
 
 const (
@@ -64,7 +67,13 @@ const (
 	Duplicate
 	// Stale: the key holds a newer operation; this one was dropped.
 	Stale
+	// DeadLettered: the message cannot be decoded, or the store rejects its
+	// operation for good; it went to the dead-letter queue.
+	DeadLettered
 )
+
+// Outcomes lists every outcome, in order.
+var Outcomes = []Outcome{Applied, Duplicate, Stale, DeadLettered}
 
 func (o Outcome) String() string {
 	switch o {
@@ -74,6 +83,8 @@ func (o Outcome) String() string {
 		return "duplicate"
 	case Stale:
 		return "stale"
+	case DeadLettered:
+		return "dead_lettered"
 	}
 	return "unknown"
 }

@@ -21,7 +21,7 @@ func TestMessageRoundTrip(t *testing.T) {
 		if err != nil {
 			t.Fatalf("EncodeMessage: %v", err)
 		}
-		got, err := DecodeMessage(op.Kind, body, DefaultLimits)
+		got, err := DecodeMessage(op.Kind, body, DefaultLimits())
 		if err != nil {
 			t.Fatalf("DecodeMessage(%s): %v", body, err)
 		}
@@ -69,7 +69,7 @@ func TestDecodeMessageRejects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := DecodeMessage(tt.kind, []byte(tt.body), DefaultLimits)
+			_, err := DecodeMessage(tt.kind, []byte(tt.body), DefaultLimits())
 			if !errors.Is(err, ErrInvalid) {
 				t.Fatalf("DecodeMessage(%q) = %v, want ErrInvalid", tt.body, err)
 			}
@@ -88,14 +88,14 @@ func FuzzDecodeMessage(f *testing.F) {
 		if put {
 			kind = KindPut
 		}
-		op, err := DecodeMessage(kind, body, DefaultLimits)
+		op, err := DecodeMessage(kind, body, DefaultLimits())
 		if err != nil {
 			if !errors.Is(err, ErrInvalid) {
 				t.Fatalf("error %v is not ErrInvalid", err)
 			}
 			return
 		}
-		if err := DefaultLimits.ValidateOp(op); err != nil {
+		if err := DefaultLimits().ValidateOp(op); err != nil {
 			t.Fatalf("accepted an invalid op: %v", err)
 		}
 		if !utf8.ValidString(op.Key) || op.Version.Time.Location() != time.UTC {
@@ -105,7 +105,7 @@ func FuzzDecodeMessage(f *testing.F) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		back, err := DecodeMessage(kind, again, DefaultLimits)
+		back, err := DecodeMessage(kind, again, DefaultLimits())
 		if err != nil || back != op {
 			t.Fatalf("re-decoding %s gave %+v, %v; want %+v", again, back, err, op)
 		}

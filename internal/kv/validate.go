@@ -16,8 +16,8 @@ type Limits struct {
 	MaxValueBytes int `env:"KV_MAX_VALUE_BYTES" envDefault:"262144"`
 }
 
-// DefaultLimits are the limits used when none are configured.
-var DefaultLimits = envdefault.Of[Limits]()
+// DefaultLimits() are the limits used when none are configured.
+func DefaultLimits() Limits { return envdefault.Of[Limits]() }
 
 // ValidationError names the field that broke a rule and the rule. It wraps
 // ErrInvalid.

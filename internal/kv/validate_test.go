@@ -67,11 +67,11 @@ func TestValidateValue(t *testing.T) {
 }
 
 func TestValidateOpUnknownKind(t *testing.T) {
-	err := DefaultLimits.ValidateOp(Op{Kind: "upsert", Key: "k"})
+	err := DefaultLimits().ValidateOp(Op{Kind: "upsert", Key: "k"})
 	if !errors.Is(err, ErrInvalid) {
 		t.Fatalf("ValidateOp(kind upsert) = %v, want ErrInvalid", err)
 	}
-	if err := DefaultLimits.ValidateOp(Op{Kind: KindDelete, Key: "k", Value: strings.Repeat("x", 1<<20)}); err != nil {
+	if err := DefaultLimits().ValidateOp(Op{Kind: KindDelete, Key: "k", Value: strings.Repeat("x", 1<<20)}); err != nil {
 		t.Fatalf("a delete's value is ignored, got %v", err)
 	}
 }

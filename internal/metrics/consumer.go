@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kvstack/kvstack/internal/kv"
 )
 
 // Consumer is the consumer's metrics.
@@ -14,17 +16,9 @@ type Consumer struct {
 	batchSize     prometheus.Histogram
 	applyDuration prometheus.Histogram
 	lag           *prometheus.HistogramVec
-	repairPending prometheus.Gauge
 	purged        prometheus.Counter
+	reg           prometheus.Registerer
 }
-
-// Message outcomes.
-const (
-	Applied      = "applied"
-	Duplicate    = "duplicate"
-	Stale        = "stale"
-	DeadLettered = "dead_lettered"
-)
 
 // NewConsumer registers the consumer metrics on reg for the given queues.
 func NewConsumer(reg prometheus.Registerer, queues ...string) *Consumer {
@@ -52,29 +46,26 @@ func NewConsumer(reg prometheus.Registerer, queues ...string) *Consumer {
 			Help:    "End-to-end lag: from the API accepting an operation (its timestamp) to the consumer applying it, by queue.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300},
 		}, []string{"queue"}),
-		repairPending: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "kvstack_consumer_cache_repairs_pending",
-			Help: "Keys whose cache update failed and waits for Redis to come back.",
-		}),
 		purged: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "kvstack_consumer_tombstones_purged_total",
 			Help: "Tombstones deleted after the retention window.",
 		}),
+		reg: reg,
 	}
 	for _, q := range queues {
-		for _, o := range []string{Applied, Duplicate, Stale, DeadLettered} {
-			m.messages.WithLabelValues(q, o)
+		for _, o := range kv.Outcomes {
+			m.messages.WithLabelValues(q, o.String())
 		}
 		m.lag.WithLabelValues(q)
 	}
-	reg.MustRegister(m.messages, m.retries, m.batchSize, m.applyDuration, m.lag, m.repairPending, m.purged)
+	reg.MustRegister(m.messages, m.retries, m.batchSize, m.applyDuration, m.lag, m.purged)
 	return m
 }
 
 // Message counts one handled message.
-func (m *Consumer) Message(queue, outcome string) {
+func (m *Consumer) Message(queue string, o kv.Outcome) {
 	if m != nil {
-		m.messages.WithLabelValues(queue, outcome).Inc()
+		m.messages.WithLabelValues(queue, o.String()).Inc()
 	}
 }
 
@@ -101,11 +92,13 @@ func (m *Consumer) Retry() {
 	}
 }
 
-// RepairsPending sets the number of keys owed to the cache.
-func (m *Consumer) RepairsPending(n int) {
-	if m != nil {
-		m.repairPending.Set(float64(n))
-	}
+// RepairsPending exports, as it is at each scrape, the number of keys owed
+// to the cache.
+func (m *Consumer) RepairsPending(pending func() int) {
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "kvstack_consumer_cache_repairs_pending",
+		Help: "Keys whose cache update failed and waits for Redis to come back.",
+	}, func() float64 { return float64(pending()) }))
 }
 
 // Purged counts purged tombstones.

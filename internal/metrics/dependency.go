@@ -22,8 +22,10 @@ const (
 	Redis    = "redis"
 )
 
-// NewDependency registers the dependency metrics on reg.
-func NewDependency(reg prometheus.Registerer) *Dependency {
+// NewDependency registers the dependency metrics on reg. ops lists, per
+// dependency, the operations that will be measured, so that each one's
+// error counter is exported from the start, at 0.
+func NewDependency(reg prometheus.Registerer, ops map[string][]string) *Dependency {
 	m := &Dependency{
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "kvstack_dependency_duration_seconds",
@@ -34,6 +36,11 @@ func NewDependency(reg prometheus.Registerer) *Dependency {
 			Name: "kvstack_dependency_errors_total",
 			Help: "Calls to a dependency that failed, by dependency and operation.",
 		}, []string{"dependency", "operation"}),
+	}
+	for dep, names := range ops {
+		for _, op := range names {
+			m.errors.WithLabelValues(dep, op)
+		}
 	}
 	reg.MustRegister(m.duration, m.errors)
 	return m

@@ -14,10 +14,6 @@ import (
 	"github.com/kvstack/kvstack/internal/envdefault"
 )
 
-// DefaultURL is the database of a local development machine: DATABASE_URL's
-// default.
-var DefaultURL = DefaultConfig().URL
-
 // Config sets up the connection pool. Zero durations and counts leave pgx's
 // own defaults (or the URL's parameters) in force.
 type Config struct {
@@ -39,7 +35,7 @@ type Config struct {
 	MaxConnLifetime time.Duration `env:"PG_MAX_CONN_LIFETIME" envDefault:"30m"`
 }
 
-// DefaultConfig is Config with the defaults of its env tags.
+// DefaultConfig() is Config with the defaults of its env tags.
 func DefaultConfig() Config { return envdefault.Of[Config]() }
 
 // String renders the config for start-up logs with the password masked.

@@ -7,7 +7,6 @@ import (
 
 	"github.com/exaring/otelpgx"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kvstack/kvstack/internal/kv"
@@ -25,12 +24,6 @@ type options struct {
 // provider (tests use an in-memory recorder).
 func WithTracerProvider(tp trace.TracerProvider) Option {
 	return func(o *options) { o.tracer = append(o.tracer, otelpgx.WithTracerProvider(tp)) }
-}
-
-// WithMeterProvider makes the pool's client metrics go to mp instead of the
-// global provider.
-func WithMeterProvider(mp metric.MeterProvider) Option {
-	return func(o *options) { o.tracer = append(o.tracer, otelpgx.WithMeterProvider(mp)) }
 }
 
 // WithPoolConfig lets the caller adjust the parsed pool config before the

@@ -6,7 +6,6 @@ import (
 	"net/url"
 	"time"
 
-	"github.com/caarlos0/env/v11"
 	"github.com/rs/zerolog"
 
 	"github.com/kvstack/kvstack/internal/envdefault"
@@ -27,28 +26,13 @@ type Config struct {
 	// PublishTimeout bounds one Publish, from the call to the confirm.
 	PublishTimeout time.Duration `env:"RABBITMQ_PUBLISH_TIMEOUT" envDefault:"2s"`
 
-	// BatchSize and BatchWait close a consumer batch: whichever comes first
-	// of BatchSize messages or BatchWait after the batch's first message.
-	BatchSize int           `env:"CONSUMER_BATCH_SIZE" envDefault:"100"`
-	BatchWait time.Duration `env:"CONSUMER_BATCH_WAIT" envDefault:"20ms"`
-	// Prefetch is the consumer's QoS; 0 means 2 × BatchSize, so the next
-	// batch is already on the wire while one is being handled.
+	// Prefetch is the consumer's QoS per queue; 0 means twice the batch
+	// size, so that the next batch is already on the wire while one is
+	// being handled.
 	Prefetch int `env:"CONSUMER_PREFETCH" envDefault:"0"`
-	// ShutdownGrace bounds how long a stopping consumer may take to finish
-	// and ack the batch in hand.
-	ShutdownGrace time.Duration `env:"CONSUMER_SHUTDOWN_GRACE" envDefault:"10s"`
 }
 
-// LoadConfig reads the configuration from the environment and validates it.
-func LoadConfig() (Config, error) {
-	cfg, err := env.ParseAs[Config]()
-	if err != nil {
-		return Config{}, fmt.Errorf("rabbitmq config: %w", err)
-	}
-	return cfg, cfg.Validate()
-}
-
-// DefaultConfig is the configuration with every variable unset.
+// DefaultConfig() is the configuration with every variable unset.
 func DefaultConfig() Config { return envdefault.Of[Config]() }
 
 // Validate reports the first setting that cannot work.
@@ -74,17 +58,8 @@ func (c Config) Validate() error {
 	if c.PublishTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("RABBITMQ_PUBLISH_TIMEOUT: %s, want > 0", c.PublishTimeout))
 	}
-	if c.BatchSize < 1 {
-		errs = append(errs, fmt.Errorf("CONSUMER_BATCH_SIZE: %d, want ≥ 1", c.BatchSize))
-	}
-	if c.BatchWait < 0 {
-		errs = append(errs, fmt.Errorf("CONSUMER_BATCH_WAIT: %s, want ≥ 0", c.BatchWait))
-	}
 	if c.Prefetch < 0 || c.Prefetch > 65535 {
 		errs = append(errs, fmt.Errorf("CONSUMER_PREFETCH: %d, want 0..65535", c.Prefetch))
-	}
-	if c.ShutdownGrace < 0 {
-		errs = append(errs, fmt.Errorf("CONSUMER_SHUTDOWN_GRACE: %s, want ≥ 0", c.ShutdownGrace))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("rabbitmq config: %w", err)
@@ -92,12 +67,12 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// PrefetchCount is the QoS the consumer asks for.
-func (c Config) PrefetchCount() int {
+// PrefetchFor is the QoS a consumer of batches of batchSize asks for.
+func (c Config) PrefetchFor(batchSize int) int {
 	if c.Prefetch > 0 {
 		return c.Prefetch
 	}
-	return min(2*c.BatchSize, 65535)
+	return min(2*batchSize, 65535)
 }
 
 // RedactedURL is the URL with its password masked, for logs.
@@ -115,15 +90,14 @@ func (c Config) MarshalZerologObject(e *zerolog.Event) {
 		Str("queue_add", c.QueueAdd).Str("queue_del", c.QueueDel).
 		Str("dlx", c.DLX).Str("queue_type", c.QueueType).
 		Int("publish_channels", c.PublishChannels).Dur("publish_timeout", c.PublishTimeout).
-		Int("batch_size", c.BatchSize).Dur("batch_wait", c.BatchWait).
-		Int("prefetch", c.PrefetchCount()).Dur("shutdown_grace", c.ShutdownGrace)
+		Int("prefetch", c.Prefetch)
 }
 
 // String is the configuration without the password.
 func (c Config) String() string {
-	return fmt.Sprintf("rabbitmq{url=%s add=%s del=%s dlx=%s type=%s channels=%d timeout=%s batch=%d/%s prefetch=%d}",
+	return fmt.Sprintf("rabbitmq{url=%s add=%s del=%s dlx=%s type=%s channels=%d timeout=%s prefetch=%d}",
 		c.RedactedURL(), c.QueueAdd, c.QueueDel, c.DLX, c.QueueType,
-		c.PublishChannels, c.PublishTimeout, c.BatchSize, c.BatchWait, c.PrefetchCount())
+		c.PublishChannels, c.PublishTimeout, c.Prefetch)
 }
 
 // Topology is the topology this configuration names.

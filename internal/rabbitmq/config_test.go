@@ -11,7 +11,6 @@ func TestDefaultConfig(t *testing.T) {
 	want := Config{
 		URL: "amqp://guest:guest@127.0.0.1:5672/", QueueAdd: "add_key", QueueDel: "del_key",
 		DLX: "kvstack.dlx", QueueType: "classic", PublishChannels: 8, PublishTimeout: 2 * time.Second,
-		BatchSize: 100, BatchWait: 20 * time.Millisecond, ShutdownGrace: 10 * time.Second,
 	}
 	if got != want {
 		t.Errorf("DefaultConfig() = %+v, want %+v", got, want)
@@ -19,8 +18,12 @@ func TestDefaultConfig(t *testing.T) {
 	if err := got.Validate(); err != nil {
 		t.Errorf("default config invalid: %v", err)
 	}
-	if got.PrefetchCount() != 200 {
-		t.Errorf("PrefetchCount() = %d, want 200", got.PrefetchCount())
+	if got.PrefetchFor(100) != 200 {
+		t.Errorf("PrefetchFor(100) = %d, want 200", got.PrefetchFor(100))
+	}
+	got.Prefetch = 7
+	if got.PrefetchFor(100) != 7 {
+		t.Errorf("PrefetchFor(100) with CONSUMER_PREFETCH=7 = %d, want 7", got.PrefetchFor(100))
 	}
 }
 
@@ -47,7 +50,6 @@ func TestConfigValidate(t *testing.T) {
 		{"bad queue type", func(c *Config) { c.QueueType = "stream" }, "RABBITMQ_QUEUE_TYPE"},
 		{"no channels", func(c *Config) { c.PublishChannels = 0 }, "RABBITMQ_PUBLISH_CHANNELS"},
 		{"no timeout", func(c *Config) { c.PublishTimeout = 0 }, "RABBITMQ_PUBLISH_TIMEOUT"},
-		{"no batch", func(c *Config) { c.BatchSize = 0 }, "CONSUMER_BATCH_SIZE"},
 		{"huge prefetch", func(c *Config) { c.Prefetch = 70000 }, "CONSUMER_PREFETCH"},
 	}
 	for _, tt := range tests {

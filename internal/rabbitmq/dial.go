@@ -2,10 +2,10 @@ package rabbitmq
 
 import (
 	"context"
-	"math/rand/v2"
 	"net"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
@@ -58,25 +58,13 @@ func (c *deadlineConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-// backoff yields waits doubling from min to max, less up to 20% jitter so
-// that replicas restarted together do not reconnect in lockstep.
-type backoff struct {
-	min, max, cur time.Duration
+// newBackoff yields waits doubling from lo to hi, less or more up to 20%
+// jitter, so that replicas restarted together do not reconnect in lockstep.
+func newBackoff(lo, hi time.Duration) *backoff.ExponentialBackOff {
+	b := &backoff.ExponentialBackOff{InitialInterval: lo, MaxInterval: hi, Multiplier: 2, RandomizationFactor: 0.2}
+	b.Reset()
+	return b
 }
-
-func newBackoff(lo, hi time.Duration) *backoff { return &backoff{min: lo, max: hi} }
-
-func (b *backoff) next() time.Duration {
-	switch {
-	case b.cur == 0:
-		b.cur = b.min
-	case b.cur < b.max:
-		b.cur = min(2*b.cur, b.max)
-	}
-	return b.cur - time.Duration(rand.Int64N(int64(b.cur)/5+1))
-}
-
-func (b *backoff) reset() { b.cur = 0 }
 
 // sleep waits d, or less if done closes first; it reports whether it slept
 // the whole time.

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/rs/zerolog"
 	"go.opentelemetry.io/otel/attribute"
@@ -58,10 +59,10 @@ type session struct {
 // NewPublisher starts the publisher's supervisor and returns at once: the
 // API must start, and answer /readyz with 503, while RabbitMQ is down.
 // Until the first connection is up, Publish fails with ErrNotConnected; use
-// WaitReady to wait for it. ctx is not retained: the publisher lives until
-// Close, not until ctx is cancelled, because requests still in flight during
-// a graceful shutdown must be able to publish.
-func NewPublisher(_ context.Context, cfg Config, log zerolog.Logger) (*Publisher, error) {
+// WaitReady to wait for it. It takes no context: the publisher lives until
+// Close, not until a context is cancelled, because requests still in
+// flight during a graceful shutdown must be able to publish.
+func NewPublisher(cfg Config, log zerolog.Logger) (*Publisher, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -214,9 +215,6 @@ func (p *Publisher) Ready(ctx context.Context) error {
 	return nil
 }
 
-// Ping is Ready, under the name health checks use.
-func (p *Publisher) Ping(ctx context.Context) error { return p.Ready(ctx) }
-
 // WaitReady waits until the publisher is connected, or ctx is done.
 func (p *Publisher) WaitReady(ctx context.Context) error {
 	for {
@@ -270,7 +268,7 @@ func (p *Publisher) supervise() {
 			return
 		default:
 		}
-		wait := b.next()
+		wait := b.NextBackOff()
 		p.log.Warn().Err(err).Dur("retry_in", wait).Str("url", p.cfg.RedactedURL()).Msg("rabbitmq publisher not connected; retrying")
 		if !sleep(p.stop, wait) {
 			return
@@ -280,7 +278,7 @@ func (p *Publisher) supervise() {
 
 // serve runs one session: connect, declare, fill the pool, then watch the
 // connection until it dies or the publisher stops.
-func (p *Publisher) serve(b *backoff) error {
+func (p *Publisher) serve(b *backoff.ExponentialBackOff) error {
 	conn, err := dial(p.cfg.URL, "kvstack publisher", p.cfg.PublishTimeout)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
@@ -319,7 +317,7 @@ func (p *Publisher) serve(b *backoff) error {
 	}
 	p.setSession(s)
 	defer p.clearSession(s)
-	b.reset()
+	b.Reset()
 	p.log.Info().Str("url", p.cfg.RedactedURL()).Int("channels", p.cfg.PublishChannels).Msg("rabbitmq publisher connected")
 
 	for {

@@ -23,7 +23,7 @@ func testLog(t testing.TB) zerolog.Logger {
 // it when the test ends.
 func mustPublisher(t *testing.T, cfg rabbitmq.Config) *rabbitmq.Publisher {
 	t.Helper()
-	p, err := rabbitmq.NewPublisher(context.Background(), cfg, testLog(t))
+	p, err := rabbitmq.NewPublisher(cfg, testLog(t))
 	if err != nil {
 		t.Fatalf("NewPublisher: %v", err)
 	}
@@ -73,7 +73,7 @@ func TestPublishMessageProperties(t *testing.T) {
 					t.Errorf("%s = %v, want %v", c.what, c.got, c.want)
 				}
 			}
-			got, err := kv.DecodeMessage(tt.op.Kind, d.Body, kv.DefaultLimits)
+			got, err := kv.DecodeMessage(tt.op.Kind, d.Body, kv.DefaultLimits())
 			if err != nil {
 				t.Fatalf("DecodeMessage(%s): %v", d.Body, err)
 			}
@@ -118,7 +118,7 @@ func TestPublishUnreachableBroker(t *testing.T) {
 	cfg := rabbitmq.DefaultConfig()
 	cfg.URL = "amqp://guest:guest@127.0.0.1:1/"
 	cfg.PublishTimeout = time.Second
-	p, err := rabbitmq.NewPublisher(context.Background(), cfg, testLog(t))
+	p, err := rabbitmq.NewPublisher(cfg, testLog(t))
 	if err != nil {
 		t.Fatalf("NewPublisher: %v", err)
 	}

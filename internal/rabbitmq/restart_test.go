@@ -17,20 +17,18 @@ import (
 // anyone restarting them.
 func TestDisruptiveBrokerRestart(t *testing.T) {
 	cfg := rabbittest.MustConfig(t)
-	cfg.BatchWait = 5 * time.Millisecond
 	p := mustPublisher(t, cfg)
 
 	handled := make(chan string, 100)
-	rec := newRecorder(func(_ int, b []consumer.Message) ([]consumer.Verdict, error) {
+	startRunner(t, cfg, handlerFunc(func(_ context.Context, b []consumer.Message) ([]consumer.Result, error) {
 		for _, m := range b {
-			op, err := kv.DecodeMessage(m.Kind, m.Body, kv.DefaultLimits)
+			op, err := kv.DecodeMessage(m.Kind, m.Body, kv.DefaultLimits())
 			if err == nil {
 				handled <- op.Key
 			}
 		}
-		return make([]consumer.Verdict, len(b)), nil
-	})
-	startConsumer(t, cfg, rec)
+		return make([]consumer.Result, len(b)), nil
+	}))
 
 	publish := func(key string) error {
 		return p.Publish(context.Background(), kv.Op{Kind: kv.KindPut, Key: key, Value: "v", Version: kv.NewVersion(time.Now())})

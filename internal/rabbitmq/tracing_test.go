@@ -65,7 +65,6 @@ func findSpan(t *testing.T, rec *tracetest.SpanRecorder, name string) sdktrace.R
 func TestTraceCrossesTheQueue(t *testing.T) {
 	rec := recordSpans(t)
 	cfg := rabbittest.MustConfig(t)
-	cfg.BatchWait = 5 * time.Millisecond
 	p := mustPublisher(t, cfg)
 
 	ctx, parent := otel.Tracer("test").Start(context.Background(), "PUT /api")
@@ -76,11 +75,11 @@ func TestTraceCrossesTheQueue(t *testing.T) {
 	parent.End()
 
 	handled := make(chan trace.SpanContext, 1)
-	startConsumer(t, cfg, handlerFunc(func(_ context.Context, b []consumer.Message) ([]consumer.Verdict, error) {
+	startRunner(t, cfg, handlerFunc(func(_ context.Context, b []consumer.Message) ([]consumer.Result, error) {
 		for range b {
 			handled <- trace.SpanContextFromContext(b[0].Ctx)
 		}
-		return make([]consumer.Verdict, len(b)), nil
+		return make([]consumer.Result, len(b)), nil
 	}))
 	var msgSpan trace.SpanContext
 	select {
@@ -132,7 +131,7 @@ func TestPublishFailureIsRecordedOnTheSpan(t *testing.T) {
 	rec := recordSpans(t)
 	cfg := rabbittest.MustConfig(t)
 	cfg.URL = "amqp://guest:guest@127.0.0.1:1/"
-	p, err := rabbitmq.NewPublisher(context.Background(), cfg, testLog(t))
+	p, err := rabbitmq.NewPublisher(cfg, testLog(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,9 +31,9 @@ type Config struct {
 	MaxRetries   int           `env:"REDIS_MAX_RETRIES" envDefault:"1"`
 }
 
-// DefaultConfig is the configuration used when the environment sets
+// DefaultConfig() is the configuration used when the environment sets
 // nothing: the envDefault tags above.
-var DefaultConfig = envdefault.Of[Config]()
+func DefaultConfig() Config { return envdefault.Of[Config]() }
 
 // Validate reports a configuration the cache cannot work with.
 func (c Config) Validate() error {

@@ -41,7 +41,7 @@ func TestConfigFromEnvironment(t *testing.T) {
 			if err != nil {
 				t.Fatalf("parse: %v", err)
 			}
-			want := redis.DefaultConfig
+			want := redis.DefaultConfig()
 			tt.want(&want)
 			if got != want {
 				t.Errorf("config = %+v, want %+v", got, want)
@@ -65,7 +65,7 @@ func TestConfigValidate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cfg := redis.DefaultConfig
+			cfg := redis.DefaultConfig()
 			tt.adjust(&cfg)
 			if err := cfg.Validate(); err == nil {
 				t.Errorf("Validate() = nil, want an error")
@@ -78,7 +78,7 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestPasswordMasked(t *testing.T) {
-	cfg := redis.DefaultConfig
+	cfg := redis.DefaultConfig()
 	cfg.Password = "hunter2-secret"
 	var logged bytes.Buffer
 	logger := zerolog.New(&logged)

@@ -16,7 +16,7 @@ import (
 // kv.ErrUnavailable with the dial error still in the chain.
 func TestUnavailable(t *testing.T) {
 	const prompt = 500 * time.Millisecond
-	cfg := redis.DefaultConfig
+	cfg := redis.DefaultConfig()
 	cfg.Addr = "127.0.0.1:1"
 	client, err := redis.NewClient(cfg)
 	if err != nil {

@@ -24,12 +24,12 @@ import (
 // setupTimeout bounds connecting, creating the schema and migrating.
 const setupTimeout = 30 * time.Second
 
-// URL is the server the tests use: DATABASE_URL, or postgres.DefaultURL.
+// URL is the server the tests use: DATABASE_URL, or the local default.
 func URL() string {
 	if u := os.Getenv("DATABASE_URL"); u != "" {
 		return u
 	}
-	return postgres.DefaultURL
+	return postgres.DefaultConfig().URL
 }
 
 // MustPool returns a pool on a fresh schema holding the migrated kvstack

@@ -45,7 +45,6 @@ func MustConfig(tb testing.TB) rabbitmq.Config {
 	cfg.QueueAdd = prefix + "add_key"
 	cfg.QueueDel = prefix + "del_key"
 	cfg.DLX = prefix + "dlx"
-	cfg.ShutdownGrace = 5 * time.Second
 	tb.Cleanup(func() { deleteTopology(tb, cfg) })
 	return cfg
 }

@@ -9,21 +9,21 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/kvstack/kvstack/internal/kv"
 )
 
-// How a batch is traced, so that every message's trace holds the work done
-// for it although one transaction and one pipeline serve the whole batch.
+// How a message is traced. Its CONSUMER span, "process <queue>", starts
+// when it is delivered (a child of the producer's span, carried in the
+// headers, and linked to it) and ends when it is settled: the span's end is
+// the ack, and kvstack.outcome says what became of it (applied, duplicate,
+// stale, dead_lettered).
 //
-// Each message's span is the CONSUMER span in its context (the rabbitmq
-// runner's "process <queue>", which ends it once the message is settled);
-// the processor adds the message's fate to it (kvstack.fate: applied,
-// duplicate, stale, dead_lettered) rather than a span of its own, which
-// would be one more span per message to record, export and store for no
-// more information.
-//
+// A batch is applied by one transaction and one pipeline, and a span has
+// one parent, so:
 //   - A batch of one message runs its PostgreSQL and Redis calls under that
-//     span: the instrumented client spans (otelpgx, redisotel) are its
-//     children, and the message's trace is complete as it is.
+//     message's span: the instrumented client spans (otelpgx, redisotel) are
+//     its children, and the message's trace is complete as it is.
 //   - A larger batch runs its calls under one "apply batch" span, a root
 //     linked to every message's span (and they to it), so the real client
 //     spans appear once, in the batch's trace. Under each message's span, a
@@ -90,17 +90,8 @@ func (t *batchTrace) shared(msgs []int, c call, start time.Time, err error) {
 	}
 }
 
-// end records each message's fate on its span, or the error that left the
-// batch to be retried (an event only: the runner, which settles and ends
-// the message spans, sets their status), and ends the batch span.
-func (t *batchTrace) end(fates []fate, err error) {
-	for i, s := range t.msgs {
-		if err != nil {
-			s.RecordError(err)
-			continue
-		}
-		s.SetAttributes(attribute.String("kvstack.fate", string(fates[i])))
-	}
+// end ends the batch span, recording err (the batch is then retried).
+func (t *batchTrace) end(err error) {
 	if t.batch != nil {
 		setError(t.batch, err)
 		t.batch.End()
@@ -111,5 +102,54 @@ func setError(s trace.Span, err error) {
 	if err != nil {
 		s.RecordError(err)
 		s.SetStatus(codes.Error, err.Error())
+	}
+}
+
+// batch is the deliveries in hand, each with its message and span.
+type batch struct {
+	deliveries []Delivery
+	msgs       []Message
+	spans      []trace.Span
+}
+
+// add takes a delivery into the batch and starts its span.
+func (b *batch) add(d Delivery) {
+	parent := otel.GetTextMapPropagator().Extract(context.Background(), d.Header)
+	attrs := append([]attribute.KeyValue{
+		semconv.MessagingOperationTypeProcess,
+		semconv.MessagingOperationName("process"),
+		semconv.MessagingDestinationName(d.Queue),
+	}, d.Attrs...)
+	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...)}
+	if sc := trace.SpanContextFromContext(parent); sc.IsValid() {
+		// The conventions ask for the link too, since a consumer may
+		// process messages in batches.
+		opts = append(opts, trace.WithLinks(trace.Link{SpanContext: sc}))
+	}
+	ctx, span := otel.Tracer(tracerName).Start(parent, "process "+d.Queue, opts...)
+	b.deliveries = append(b.deliveries, d)
+	b.msgs = append(b.msgs, Message{Queue: d.Queue, Kind: d.Kind, Body: d.Body, Ctx: ctx})
+	b.spans = append(b.spans, span)
+}
+
+// outcomeKey is the attribute that says what became of a message.
+const outcomeKey = attribute.Key("kvstack.outcome")
+
+// end ends every message's span once the batch is settled, recording its
+// outcome; or, when err is not nil, once the batch is abandoned unsettled
+// (the broker delivers it again).
+func (b *batch) end(results []Result, err error) {
+	for i, span := range b.spans {
+		switch {
+		case err != nil:
+			span.AddEvent("not settled; the broker will deliver it again")
+			setError(span, err)
+		case results[i].Outcome == kv.DeadLettered:
+			span.SetAttributes(outcomeKey.String(results[i].Outcome.String()))
+			span.SetStatus(codes.Error, "dead-lettered")
+		default:
+			span.SetAttributes(outcomeKey.String(results[i].Outcome.String()))
+		}
+		span.End()
 	}
 }
