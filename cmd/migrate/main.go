@@ -15,6 +15,7 @@ import (
 )
 
 func main() {
+	config.Flags[config.Migrate]("kv-migrate")
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 

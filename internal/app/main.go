@@ -15,11 +15,13 @@ import (
 	"github.com/kvstack/kvstack/internal/telemetry"
 )
 
-// Main is the whole of a binary's main: it reads the configuration C from
+// Main is the whole of a binary's main: it answers -env (config.Flags),
+// reads the configuration C from
 // the environment, builds the JSON logger, sets up tracing for service, runs
 // run until SIGINT or SIGTERM, flushes the traces, and exits non-zero if run
 // failed.
 func Main[C config.Process](service string, run func(context.Context, C, zerolog.Logger, Ready) error) {
+	config.Flags[C](service)
 	tuneGC()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

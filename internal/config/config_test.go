@@ -74,3 +74,36 @@ func TestLoggedConfigMasksSecrets(t *testing.T) {
 		t.Errorf("logged config lost the non-secret parts: %s", buf.String())
 	}
 }
+
+func TestVarsListsEveryVariableWithItsDefault(t *testing.T) {
+	vars := map[string]Var{}
+	for _, v := range Vars[Consumer]() {
+		if _, dup := vars[v.Name]; dup {
+			t.Errorf("%s listed twice", v.Name)
+		}
+		vars[v.Name] = v
+	}
+	for name, want := range map[string]string{
+		"KV_CONSUMER_ADDR":    "127.0.0.1:8090",
+		"CONSUMER_BATCH_SIZE": "100",
+		"KV_READY_TIMEOUT":    "1s",
+		"DATABASE_URL":        "postgres://kvstack:kvstack@127.0.0.1:5432/kvstack?sslmode=disable",
+		"RABBITMQ_QUEUE_ADD":  "add_key",
+		"REDIS_KEY_PREFIX":    "kv:",
+	} {
+		if got, ok := vars[name]; !ok || got.Default != want || !got.HasDefault {
+			t.Errorf("%s = %+v, want default %q", name, got, want)
+		}
+	}
+	if v, ok := vars["KV_INSTANCE_ID"]; !ok || v.HasDefault {
+		t.Errorf("KV_INSTANCE_ID = %+v (listed %v), want it listed without a default", v, ok)
+	}
+	if _, ok := vars["KV_MAX_BODY_BYTES"]; ok {
+		t.Errorf("the consumer lists KV_MAX_BODY_BYTES, which only the API reads")
+	}
+	var b strings.Builder
+	writeVars(&b, []Var{{Name: "A", Default: "1", HasDefault: true}, {Name: "B"}})
+	if got, want := b.String(), "A=1\nB=\n"; got != want {
+		t.Errorf("writeVars = %q, want %q", got, want)
+	}
+}
