@@ -14,7 +14,7 @@ import (
 // UTC with exactly six fractional digits.
 const TimestampLayout = "2006-01-02T15:04:05.000000Z07:00"
 
-// message is the JSON body of a queued operation (see DESIGN.md, Messages).
+// message is the JSON body of a queued operation (see docs/DESIGN.md, Messages).
 type message struct {
 	Key       string  `json:"key"`
 	Value     *string `json:"value,omitempty"`
