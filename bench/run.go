@@ -205,7 +205,7 @@ func (h *harness) connect(ctx context.Context) error {
 	if err := h.rdb.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("redis %s: %w", h.api.Redis.Addr, err)
 	}
-	if h.pub, err = newRawPublisher(h.api.RabbitMQ.URL); err != nil {
+	if h.pub, err = newRawPublisher(h.api.RabbitMQ.URLs()[0]); err != nil {
 		return err
 	}
 	return nil

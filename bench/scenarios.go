@@ -565,7 +565,7 @@ func (h *harness) consumeRef(ctx context.Context, n, prefetch, batch int) (float
 	if have < n {
 		return 0, fmt.Errorf("%s holds %d of the %d messages published", scratchQueue, have, n)
 	}
-	return rawConsume(ctx, rc.URL, scratchQueue, n, prefetch, batch, 2*time.Minute)
+	return rawConsume(ctx, rc.URLs()[0], scratchQueue, n, prefetch, batch, 2*time.Minute)
 }
 
 // 5. The same consumer with batch size 1, run by the harness.

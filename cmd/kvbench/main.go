@@ -102,7 +102,7 @@ func stub(ctx context.Context, args []string) error {
 		if err != nil {
 			return fmt.Errorf("stub: %w", err)
 		}
-		ra.URL = c.URL
+		ra.URL = c.URLs()[0] // one node is enough for a reference
 	}
 	if ra.Queue == "" && ra.URL != "" {
 		return fmt.Errorf("stub: -amqp needs -amqp-queue")

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -14,6 +15,9 @@ import (
 // Config is the RabbitMQ part of the configuration, read from the
 // environment. The defaults are the envDefault tags below.
 type Config struct {
+	// URL is one broker, or the nodes of one cluster separated by commas:
+	// connections go to the first that answers, and one that is lost moves
+	// on to the next (see URLs).
 	URL       string `env:"RABBITMQ_URL" envDefault:"amqp://guest:guest@127.0.0.1:5672/"`
 	QueueAdd  string `env:"RABBITMQ_QUEUE_ADD" envDefault:"add_key"`
 	QueueDel  string `env:"RABBITMQ_QUEUE_DEL" envDefault:"del_key"`
@@ -38,8 +42,13 @@ func DefaultConfig() Config { return envdefault.Of[Config]() }
 // Validate reports the first setting that cannot work.
 func (c Config) Validate() error {
 	var errs []error
-	if _, err := url.Parse(c.URL); err != nil || c.URL == "" {
-		errs = append(errs, fmt.Errorf("RABBITMQ_URL: not a URL"))
+	for _, u := range c.URLs() {
+		if p, err := url.Parse(u); err != nil || (p.Scheme != "amqp" && p.Scheme != "amqps") || p.Host == "" {
+			errs = append(errs, fmt.Errorf("RABBITMQ_URL: %q is not an amqp:// or amqps:// URL", redact(u)))
+		}
+	}
+	if len(c.URLs()) == 0 {
+		errs = append(errs, fmt.Errorf("RABBITMQ_URL: empty"))
 	}
 	for name, v := range map[string]string{"RABBITMQ_QUEUE_ADD": c.QueueAdd, "RABBITMQ_QUEUE_DEL": c.QueueDel, "RABBITMQ_DLX": c.DLX} {
 		if v == "" {
@@ -75,9 +84,28 @@ func (c Config) PrefetchFor(batchSize int) int {
 	return min(2*batchSize, 65535)
 }
 
-// RedactedURL is the URL with its password masked, for logs.
+// URLs lists the brokers of RABBITMQ_URL, in order.
+func (c Config) URLs() []string {
+	var urls []string
+	for u := range strings.SplitSeq(c.URL, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			urls = append(urls, u)
+		}
+	}
+	return urls
+}
+
+// RedactedURL is the URL, or the list, with passwords masked, for logs.
 func (c Config) RedactedURL() string {
-	u, err := url.Parse(c.URL)
+	urls := c.URLs()
+	for i, u := range urls {
+		urls[i] = redact(u)
+	}
+	return strings.Join(urls, ",")
+}
+
+func redact(rawURL string) string {
+	u, err := url.Parse(rawURL)
 	if err != nil {
 		return "<unparsable URL>"
 	}

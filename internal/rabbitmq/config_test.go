@@ -1,6 +1,7 @@
 package rabbitmq
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -51,6 +52,8 @@ func TestConfigValidate(t *testing.T) {
 		{"no channels", func(c *Config) { c.PublishChannels = 0 }, "RABBITMQ_PUBLISH_CHANNELS"},
 		{"no timeout", func(c *Config) { c.PublishTimeout = 0 }, "RABBITMQ_PUBLISH_TIMEOUT"},
 		{"huge prefetch", func(c *Config) { c.Prefetch = 70000 }, "CONSUMER_PREFETCH"},
+		{"no broker", func(c *Config) { c.URL = " , " }, "RABBITMQ_URL"},
+		{"not amqp", func(c *Config) { c.URL = "amqp://a:5672/,http://b:5672/" }, "RABBITMQ_URL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -61,5 +64,20 @@ func TestConfigValidate(t *testing.T) {
 				t.Errorf("Validate() = %v, want an error naming %s", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestSeveralBrokers(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.URL = "amqp://kv:s3cret@mq1:5672/, amqp://kv:s3cret@mq2:5672/,,amqps://kv:s3cret@mq3:5671/"
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	want := []string{"amqp://kv:s3cret@mq1:5672/", "amqp://kv:s3cret@mq2:5672/", "amqps://kv:s3cret@mq3:5671/"}
+	if got := cfg.URLs(); !slices.Equal(got, want) {
+		t.Errorf("URLs() = %q, want %q", got, want)
+	}
+	if got := cfg.RedactedURL(); strings.Contains(got, "s3cret") || strings.Count(got, "kv:xxxxx@") != 3 {
+		t.Errorf("RedactedURL() = %s, want every password masked", got)
 	}
 }

@@ -2,6 +2,8 @@ package rabbitmq
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"time"
 
@@ -13,6 +15,23 @@ const (
 	dialTimeout = 5 * time.Second
 	heartbeat   = 10 * time.Second
 )
+
+// dialAny connects to the first of urls that answers, trying them in turn
+// from urls[from], and returns the connection and the index of its URL, so
+// that the next attempt after a lost connection starts with the node after
+// it.
+func dialAny(urls []string, from int, name string, writeTimeout time.Duration) (*amqp.Connection, int, error) {
+	var errs []error
+	for i := range urls {
+		at := (from + i) % len(urls)
+		conn, err := dial(urls[at], name, writeTimeout)
+		if err == nil {
+			return conn, at, nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", redact(urls[at]), err))
+	}
+	return nil, from, errors.Join(errs...)
+}
 
 // dial opens one connection, named so that `rabbitmqctl list_connections
 // client_properties` tells the API's from the consumer's. A writeTimeout > 0

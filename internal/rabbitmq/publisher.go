@@ -30,12 +30,15 @@ var (
 // and a supervisor goroutine that (re)connects, (re)declares the topology
 // and replaces dead channels. It is safe for concurrent use.
 type Publisher struct {
-	cfg    Config
-	topo   Topology
-	log    zerolog.Logger
-	server []attribute.KeyValue // server.address and port, for spans
+	cfg  Config
+	topo Topology
+	log  zerolog.Logger
 
 	sess atomic.Pointer[session] // nil while disconnected
+	// next is the index in cfg.URLs() of the broker to try first when
+	// connecting: the one after the last connected, so that a node that
+	// died is tried last. Only supervise uses it.
+	next int
 
 	mu     sync.Mutex
 	up     chan struct{} // closed while a session is live; see WaitReady
@@ -50,9 +53,10 @@ type Publisher struct {
 // session is one connection and its channels.
 type session struct {
 	conn    *amqp.Connection
-	idle    chan *amqp.Channel // the pool; capacity = channel count
-	dead    chan struct{}      // a borrower found a closed channel: replace one
-	done    chan struct{}      // closed when the session ends
+	server  []attribute.KeyValue // the connected node (server.address, port), for spans
+	idle    chan *amqp.Channel   // the pool; capacity = channel count
+	dead    chan struct{}        // a borrower found a closed channel: replace one
+	done    chan struct{}        // closed when the session ends
 	blocked atomic.Bool
 }
 
@@ -67,12 +71,11 @@ func NewPublisher(cfg Config, log zerolog.Logger) (*Publisher, error) {
 		return nil, err
 	}
 	p := &Publisher{
-		cfg:    cfg,
-		topo:   cfg.Topology(),
-		log:    log.With().Str("component", "rabbitmq.publisher").Logger(),
-		up:     make(chan struct{}),
-		stop:   make(chan struct{}),
-		server: serverAttrs(cfg.URL),
+		cfg:  cfg,
+		topo: cfg.Topology(),
+		log:  log.With().Str("component", "rabbitmq.publisher").Logger(),
+		up:   make(chan struct{}),
+		stop: make(chan struct{}),
 	}
 	p.wg.Add(1)
 	go p.supervise()
@@ -257,7 +260,9 @@ func (p *Publisher) Close() error {
 
 func (p *Publisher) isClosed() bool { return p.closed.Load() }
 
-// supervise keeps a session alive until Close.
+// supervise keeps a session alive until Close. A session that was up and is
+// lost is replaced at once, on the next broker of the list; only failures
+// to connect back off.
 func (p *Publisher) supervise() {
 	defer p.wg.Done()
 	b := newBackoff(100*time.Millisecond, 5*time.Second)
@@ -267,6 +272,10 @@ func (p *Publisher) supervise() {
 		case <-p.stop:
 			return
 		default:
+		}
+		if errors.Is(err, errSessionLost) {
+			p.log.Warn().Err(err).Msg("rabbitmq publisher lost its connection; reconnecting")
+			continue
 		}
 		wait := b.NextBackOff()
 		p.log.Warn().Err(err).Dur("retry_in", wait).Str("url", p.cfg.RedactedURL()).Msg("rabbitmq publisher not connected; retrying")
@@ -279,17 +288,20 @@ func (p *Publisher) supervise() {
 // serve runs one session: connect, declare, fill the pool, then watch the
 // connection until it dies or the publisher stops.
 func (p *Publisher) serve(b *backoff.ExponentialBackOff) error {
-	conn, err := dial(p.cfg.URL, "kvstack publisher", p.cfg.PublishTimeout)
+	urls := p.cfg.URLs()
+	conn, at, err := dialAny(urls, p.next, "kvstack publisher", p.cfg.PublishTimeout)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}
+	p.next = (at + 1) % len(urls)
 	closes := conn.NotifyClose(make(chan *amqp.Error, 1))
 	blocks := conn.NotifyBlocked(make(chan amqp.Blocking, 1))
 	s := &session{
-		conn: conn,
-		idle: make(chan *amqp.Channel, p.cfg.PublishChannels),
-		dead: make(chan struct{}, p.cfg.PublishChannels),
-		done: make(chan struct{}),
+		conn:   conn,
+		server: serverAttrs(urls[at]),
+		idle:   make(chan *amqp.Channel, p.cfg.PublishChannels),
+		dead:   make(chan struct{}, p.cfg.PublishChannels),
+		done:   make(chan struct{}),
 	}
 	// The library delivers blocked/unblocked from its reader goroutine and
 	// waits for us to take it, so drain it apart from the RPCs below.
@@ -318,18 +330,18 @@ func (p *Publisher) serve(b *backoff.ExponentialBackOff) error {
 	p.setSession(s)
 	defer p.clearSession(s)
 	b.Reset()
-	p.log.Info().Str("url", p.cfg.RedactedURL()).Int("channels", p.cfg.PublishChannels).Msg("rabbitmq publisher connected")
+	p.log.Info().Str("url", redact(urls[at])).Int("channels", p.cfg.PublishChannels).Msg("rabbitmq publisher connected")
 
 	for {
 		select {
 		case <-p.stop:
 			return nil
 		case err := <-closes:
-			return fmt.Errorf("connection closed: %w", asError(err))
+			return fmt.Errorf("%w: connection to %s closed: %w", errSessionLost, redact(urls[at]), asError(err))
 		case <-s.dead:
 			ch, err := openConfirmChannel(conn)
 			if err != nil {
-				return fmt.Errorf("replace channel: %w", err)
+				return fmt.Errorf("%w: replace channel: %w", errSessionLost, err)
 			}
 			s.idle <- ch
 		}

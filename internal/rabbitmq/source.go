@@ -27,7 +27,10 @@ type Source struct {
 	topo     Topology
 	prefetch int
 	log      zerolog.Logger
-	server   []attribute.KeyValue // server.address and port, for spans
+	// next is the index in cfg.URLs() of the broker to try first: the one
+	// after the last connected, so that a node that died is tried last.
+	// Open is called by one Runner, one session at a time.
+	next int
 }
 
 // NewSource returns a source that consumes both queues of cfg's topology
@@ -41,8 +44,7 @@ func NewSource(cfg Config, prefetch int, log zerolog.Logger) (*Source, error) {
 	}
 	return &Source{
 		cfg: cfg, topo: cfg.Topology(), prefetch: prefetch,
-		log:    log.With().Str("component", "rabbitmq.source").Logger(),
-		server: serverAttrs(cfg.URL),
+		log: log.With().Str("component", "rabbitmq.source").Logger(),
 	}, nil
 }
 
@@ -73,10 +75,12 @@ type queueChannel struct {
 
 // Open connects, declares the topology, and starts consuming both queues.
 func (s *Source) Open(ctx context.Context) (consumer.Session, error) {
-	conn, err := dial(s.cfg.URL, "kvstack consumer", 0)
+	urls := s.cfg.URLs()
+	conn, at, err := dialAny(urls, s.next, "kvstack consumer", 0)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}
+	s.next = (at + 1) % len(urls)
 	sess := &consumeSession{
 		conn:    conn,
 		queues:  map[string]*queueChannel{},
@@ -84,16 +88,16 @@ func (s *Source) Open(ctx context.Context) (consumer.Session, error) {
 		done:    make(chan struct{}),
 		closing: make(chan struct{}),
 	}
-	if err := s.start(sess); err != nil {
+	if err := s.start(sess, serverAttrs(urls[at])); err != nil {
 		sess.Close()
 		return nil, err
 	}
-	s.log.Info().Str("url", s.cfg.RedactedURL()).Strs("queues", s.topo.Queues()).Int("prefetch", s.prefetch).
+	s.log.Info().Str("url", redact(urls[at])).Strs("queues", s.topo.Queues()).Int("prefetch", s.prefetch).
 		Msg("rabbitmq consumer connected")
 	return sess, nil
 }
 
-func (s *Source) start(sess *consumeSession) error {
+func (s *Source) start(sess *consumeSession, server []attribute.KeyValue) error {
 	lost := sess.conn.NotifyClose(make(chan *amqp.Error, 1))
 	go func() {
 		select {
@@ -121,7 +125,7 @@ func (s *Source) start(sess *consumeSession) error {
 		}
 		qc := &queueChannel{
 			queue: q.queue, kind: q.kind, tag: "kvstack-" + id + "-" + string(q.kind), ch: ch,
-			attrs: append([]attribute.KeyValue{semconv.MessagingSystemRabbitMQ}, s.server...),
+			attrs: append([]attribute.KeyValue{semconv.MessagingSystemRabbitMQ}, server...),
 		}
 		in, err := ch.Consume(qc.queue, qc.tag, false, false, false, false, nil)
 		if err != nil {

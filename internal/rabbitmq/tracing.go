@@ -44,7 +44,7 @@ func serverAttrs(rawURL string) []attribute.KeyValue {
 // context into the message headers, so that the consumer's span becomes its
 // child.
 func (p *Publisher) startPublish(ctx context.Context, queue string, msg *amqp.Publishing) (context.Context, trace.Span) {
-	attrs := append([]attribute.KeyValue{
+	attrs := []attribute.KeyValue{
 		semconv.MessagingSystemRabbitMQ,
 		semconv.MessagingOperationTypeSend,
 		semconv.MessagingOperationName("publish"),
@@ -52,7 +52,10 @@ func (p *Publisher) startPublish(ctx context.Context, queue string, msg *amqp.Pu
 		semconv.MessagingRabbitMQDestinationRoutingKey(queue),
 		semconv.MessagingMessageID(msg.MessageId),
 		semconv.MessagingMessageBodySize(len(msg.Body)),
-	}, p.server...)
+	}
+	if s := p.sess.Load(); s != nil {
+		attrs = append(attrs, s.server...)
+	}
 	ctx, span := tracer().Start(ctx, "publish "+queue, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attrs...))
 	if msg.Headers == nil {
 		msg.Headers = amqp.Table{}
