@@ -35,7 +35,7 @@ type stack struct {
 	store  *postgres.Store
 	pool   *pgxpool.Pool
 	cache  *redis.Cache
-	rdb    *goredis.Client
+	rdb    goredis.UniversalClient
 	mq     rabbitmq.Config
 	apiCfg config.API
 	conCfg config.Consumer

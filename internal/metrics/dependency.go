@@ -76,7 +76,7 @@ func RegisterPGXPool(reg prometheus.Registerer, pool *pgxpool.Pool) {
 }
 
 // RegisterRedisPool exports the statistics of a Redis client's pool.
-func RegisterRedisPool(reg prometheus.Registerer, client *goredis.Client) {
+func RegisterRedisPool(reg prometheus.Registerer, client goredis.UniversalClient) {
 	gauge := func(name, help string, f func(*goredis.PoolStats) float64) prometheus.Collector {
 		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(client.PoolStats()) })
 	}

@@ -15,7 +15,7 @@ import (
 // Cache is the versioned, tombstone-keeping cache described in the package
 // doc. It implements kv.Cache. It is safe for concurrent use.
 type Cache struct {
-	client       *goredis.Client
+	client       goredis.UniversalClient
 	prefix       string
 	ttl          time.Duration
 	tombstoneTTL time.Duration
@@ -25,7 +25,7 @@ var _ kv.Cache = (*Cache)(nil)
 
 // NewCache returns a cache that keeps its keys under cfg.KeyPrefix. The
 // client is the caller's to close.
-func NewCache(client *goredis.Client, cfg Config) *Cache {
+func NewCache(client goredis.UniversalClient, cfg Config) *Cache {
 	return &Cache{
 		client:       client,
 		prefix:       cfg.KeyPrefix,
@@ -122,25 +122,41 @@ func (c *Cache) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Purge removes every key under the cache's prefix, in batches (SCAN, then
-// UNLINK, which frees memory off the main thread). The consumer calls it
-// when it could not apply too many committed entries during an outage, so
-// that readers refill from PostgreSQL instead of serving what Redis missed.
+// Purge removes every key under the cache's prefix, on every master of a
+// cluster, in batches (SCAN, then UNLINK, which frees memory off the main
+// thread; one UNLINK per key, pipelined, since the keys of one node belong
+// to many slots). The consumer calls it when it could not apply too many
+// committed entries during an outage, so that readers refill from
+// PostgreSQL instead of serving what Redis missed.
 //
 // A reader whose PostgreSQL read preceded one of the lost applies may still
 // fill its old row after the purge. Readers bound their loads (kv.Service's
 // load timeout), so purging again once that bound has passed since the last
 // lost apply closes the window.
 func (c *Cache) Purge(ctx context.Context) error {
+	if cc, ok := c.client.(*goredis.ClusterClient); ok {
+		return cc.ForEachMaster(ctx, func(ctx context.Context, node *goredis.Client) error {
+			return c.purgeNode(ctx, node)
+		})
+	}
+	return c.purgeNode(ctx, c.client)
+}
+
+func (c *Cache) purgeNode(ctx context.Context, node goredis.Cmdable) error {
 	match := escapeGlob(c.prefix) + "*"
 	var cursor uint64
 	for {
-		keys, next, err := c.client.Scan(ctx, cursor, match, purgeBatch).Result()
+		keys, next, err := node.Scan(ctx, cursor, match, purgeBatch).Result()
 		if err != nil {
 			return wrap("purge: scan", err)
 		}
 		if len(keys) > 0 {
-			if err := c.client.Unlink(ctx, keys...).Err(); err != nil {
+			if _, err := node.Pipelined(ctx, func(p goredis.Pipeliner) error {
+				for _, k := range keys {
+					p.Unlink(ctx, k)
+				}
+				return nil
+			}); err != nil {
 				return wrap("purge: unlink", err)
 			}
 		}

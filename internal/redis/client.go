@@ -13,17 +13,20 @@ import (
 )
 
 // NewClient builds a traced client for cfg without contacting Redis, so that
-// a process can start while Redis is down and degrade to PostgreSQL. Open is
-// NewClient followed by a ping.
-func NewClient(cfg Config) (*goredis.Client, error) {
+// a process can start while Redis is down and degrade to PostgreSQL: a
+// client of one server, or of a Redis Cluster (which finds the cluster's
+// masters and replicas from its seed addresses, and follows their slots as
+// they move). Open is NewClient followed by a ping.
+func NewClient(cfg Config) (goredis.UniversalClient, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	client := goredis.NewClient(&goredis.Options{
-		Addr:     cfg.Addr,
-		Password: string(cfg.Password),
-		DB:       cfg.DB,
-		PoolSize: cfg.PoolSize,
+	client := goredis.NewUniversalClient(&goredis.UniversalOptions{
+		Addrs:         cfg.Addrs(),
+		IsClusterMode: cfg.IsCluster(),
+		Password:      string(cfg.Password),
+		DB:            cfg.DB,
+		PoolSize:      cfg.PoolSize, // per node
 
 		DialTimeout:           cfg.DialTimeout,
 		ReadTimeout:           cfg.ReadTimeout,
@@ -34,8 +37,8 @@ func NewClient(cfg Config) (*goredis.Client, error) {
 		MaxRetries:      cfg.MaxRetries,
 		MaxRetryBackoff: 100 * time.Millisecond,
 		DialerRetries:   1,
-		// A plain standalone server: skip the maintenance-notification
-		// handshake.
+		// Open-source Redis: skip the maintenance-notification handshake
+		// (a managed service's).
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	})
 	// db.statement would carry keys and values into every span: leave it out.
@@ -53,7 +56,7 @@ func NewClient(cfg Config) (*goredis.Client, error) {
 
 // Open builds the client and checks that Redis answers. The error names
 // Redis and its address and wraps kv.ErrUnavailable when it does not.
-func Open(ctx context.Context, cfg Config) (*goredis.Client, error) {
+func Open(ctx context.Context, cfg Config) (goredis.UniversalClient, error) {
 	client, err := NewClient(cfg)
 	if err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/kvstack/kvstack/internal/envdefault"
@@ -9,9 +10,15 @@ import (
 
 // Config is what the adapter needs to reach Redis and lay out its keys.
 type Config struct {
-	Addr     string `env:"REDIS_ADDR" envDefault:"127.0.0.1:6379"`
+	// Addr is one Redis server, or the seed nodes of a Redis Cluster
+	// separated by commas: several addresses mean a cluster.
+	Addr string `env:"REDIS_ADDR" envDefault:"127.0.0.1:6379"`
+	// Cluster makes a single address a cluster's seed (a cluster behind one
+	// service name, say).
+	Cluster  bool   `env:"REDIS_CLUSTER" envDefault:"false"`
 	Password Secret `env:"REDIS_PASSWORD"`
-	DB       int    `env:"REDIS_DB" envDefault:"0"`
+	// DB is the database of a single server; a cluster has only 0.
+	DB int `env:"REDIS_DB" envDefault:"0"`
 
 	// KeyPrefix namespaces every key the cache owns; Purge removes exactly
 	// the keys under it.
@@ -35,11 +42,27 @@ type Config struct {
 // nothing: the envDefault tags above.
 func DefaultConfig() Config { return envdefault.Of[Config]() }
 
+// Addrs lists the addresses of REDIS_ADDR, in order.
+func (c Config) Addrs() []string {
+	var addrs []string
+	for a := range strings.SplitSeq(c.Addr, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			addrs = append(addrs, a)
+		}
+	}
+	return addrs
+}
+
+// IsCluster reports whether the addresses are a Redis Cluster's.
+func (c Config) IsCluster() bool { return c.Cluster || len(c.Addrs()) > 1 }
+
 // Validate reports a configuration the cache cannot work with.
 func (c Config) Validate() error {
 	switch {
-	case c.Addr == "":
+	case len(c.Addrs()) == 0:
 		return fmt.Errorf("redis config: REDIS_ADDR is empty")
+	case c.IsCluster() && c.DB != 0:
+		return fmt.Errorf("redis config: REDIS_DB is %d, but a Redis Cluster has only database 0", c.DB)
 	case c.KeyPrefix == "":
 		// Purge would remove every key of the database.
 		return fmt.Errorf("redis config: REDIS_KEY_PREFIX is empty")

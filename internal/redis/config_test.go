@@ -53,12 +53,35 @@ func TestConfigFromEnvironment(t *testing.T) {
 	}
 }
 
+func TestClusterAddresses(t *testing.T) {
+	tests := []struct {
+		addr    string
+		cluster bool
+		want    []string
+		isClust bool
+	}{
+		{"127.0.0.1:6379", false, []string{"127.0.0.1:6379"}, false},
+		{"127.0.0.1:6379", true, []string{"127.0.0.1:6379"}, true},
+		{"a:7000, b:7001,,c:7002", false, []string{"a:7000", "b:7001", "c:7002"}, true},
+	}
+	for _, tt := range tests {
+		c := redis.DefaultConfig()
+		c.Addr, c.Cluster = tt.addr, tt.cluster
+		if got := c.Addrs(); strings.Join(got, " ") != strings.Join(tt.want, " ") || c.IsCluster() != tt.isClust {
+			t.Errorf("REDIS_ADDR %q cluster %v: Addrs %q IsCluster %v, want %q %v", tt.addr, tt.cluster, got, c.IsCluster(), tt.want, tt.isClust)
+		}
+	}
+}
+
 func TestConfigValidate(t *testing.T) {
 	tests := []struct {
 		name   string
 		adjust func(*redis.Config)
 	}{
 		{"empty address", func(c *redis.Config) { c.Addr = "" }},
+		{"only commas", func(c *redis.Config) { c.Addr = " , " }},
+		{"a database in a cluster", func(c *redis.Config) { c.Addr, c.DB = "a:7000,b:7001", 1 }},
+		{"a database in a one-seed cluster", func(c *redis.Config) { c.Cluster, c.DB = true, 2 }},
 		{"empty prefix", func(c *redis.Config) { c.KeyPrefix = "" }},
 		{"zero TTL", func(c *redis.Config) { c.TTL = 0 }},
 		{"sub-millisecond tombstone TTL", func(c *redis.Config) { c.TombstoneTTL = 999 * time.Microsecond }},

@@ -21,7 +21,7 @@ func TestMain(m *testing.M) {
 
 // newCache returns a cache under a prefix of its own; adjust, when not nil,
 // changes the config first.
-func newCache(t *testing.T, adjust func(*redis.Config)) (*redis.Cache, *goredis.Client, redis.Config) {
+func newCache(t *testing.T, adjust func(*redis.Config)) (*redis.Cache, goredis.UniversalClient, redis.Config) {
 	t.Helper()
 	client, cfg := redistest.MustClient(t)
 	if adjust != nil {

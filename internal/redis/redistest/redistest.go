@@ -19,7 +19,7 @@ import (
 // key prefix (test:<random>:) belongs to this test alone. Every key under
 // that prefix is removed and the client closed when the test ends. When
 // Redis does not answer, the test fails naming it: it is never skipped.
-func MustClient(tb testing.TB) (*goredis.Client, redis.Config) {
+func MustClient(tb testing.TB) (goredis.UniversalClient, redis.Config) {
 	tb.Helper()
 	if testing.Short() {
 		tb.Skip("needs Redis; not run with -short (make test runs it)")
