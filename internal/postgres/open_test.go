@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"net/url"
 	"os"
 	"strings"
 	"testing"
@@ -90,5 +91,38 @@ func TestOpenTracesQueriesWithoutParameters(t *testing.T) {
 	}
 	if !sawStatement {
 		t.Errorf("spans: got none with db.query.text of the query among %d spans, want one", len(rec.Ended()))
+	}
+}
+
+// TestOpenFindsALiveHostOfSeveral: a multi-host DATABASE_URL with
+// target_session_attrs=read-write (how the API and consumer find the
+// primary of a primary and its standby) skips a host that does not answer.
+func TestOpenFindsALiveHostOfSeveral(t *testing.T) {
+	cfg := postgres.DefaultConfig()
+	if u := os.Getenv("DATABASE_URL"); u != "" {
+		cfg.URL = u
+	}
+	u, err := url.Parse(cfg.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	q := u.Query()
+	q.Set("target_session_attrs", "read-write")
+	u.RawQuery = q.Encode()
+	u.Host = "127.0.0.1:1," + u.Host
+	cfg.URL = u.String()
+	cfg.MinConns = 0
+
+	pool, err := postgres.Open(t.Context(), cfg)
+	if err != nil {
+		t.Fatalf("Open(%s): %v", cfg, err)
+	}
+	defer pool.Close()
+	var readOnly string
+	if err := pool.QueryRow(t.Context(), "SHOW transaction_read_only").Scan(&readOnly); err != nil || readOnly != "off" {
+		t.Fatalf("transaction_read_only = %q, %v; want a writable session", readOnly, err)
+	}
+	if s := cfg.String(); strings.Contains(s, "kvstack:kvstack@") || !strings.Contains(s, "127.0.0.1:1,") {
+		t.Errorf("String() = %s, want both hosts and no password", s)
 	}
 }
