@@ -36,6 +36,8 @@ type Publisher interface {
 }
 
 // Service serves reads cache-aside and turns writes into queued operations.
+// Its errors never carry a key or a value: they reach the logs, which must
+// hold neither.
 type Service struct {
 	store  Store
 	cache  Cache
@@ -79,7 +81,7 @@ func (s *Service) Get(ctx context.Context, key string) (Read, error) {
 	switch {
 	case err == nil:
 		if e.Deleted {
-			return Read{}, fmt.Errorf("get %q: %w", key, ErrNotFound)
+			return Read{}, fmt.Errorf("get: %w", ErrNotFound)
 		}
 		return Read{Entry: e, Source: SourceRedis}, nil
 	case errors.Is(err, ErrCacheMiss):
@@ -96,7 +98,7 @@ func (s *Service) Get(ctx context.Context, key string) (Read, error) {
 	}
 	e = v.(Entry)
 	if e.Deleted {
-		return Read{}, fmt.Errorf("get %q: %w", key, ErrNotFound)
+		return Read{}, fmt.Errorf("get: %w", ErrNotFound)
 	}
 	return Read{Entry: e, Source: SourcePostgres}, nil
 }
@@ -109,7 +111,7 @@ func (s *Service) load(ctx context.Context, key string, fill bool) (Entry, error
 	defer cancel()
 	e, err := s.store.Get(ctx, key)
 	if err != nil {
-		return Entry{}, fmt.Errorf("get %q: %w", key, err)
+		return Entry{}, fmt.Errorf("get: %w", err)
 	}
 	if fill {
 		if _, err := s.cache.Fill(ctx, e); err != nil {
@@ -147,7 +149,7 @@ func (s *Service) accept(ctx context.Context, op Op) (Op, error) {
 	}
 	op.Version = NewVersion(s.now())
 	if err := s.pub.Publish(ctx, op); err != nil {
-		return Op{}, fmt.Errorf("%s %q: %w", op.Kind, op.Key, err)
+		return Op{}, fmt.Errorf("%s: %w", op.Kind, err)
 	}
 	return op, nil
 }

@@ -49,7 +49,7 @@ func (c *Cache) Get(ctx context.Context, key string) (kv.Entry, error) {
 	if err != nil {
 		// Not written by this package. Not a miss either: a fill would be
 		// compared against the bad version, so have the caller skip the cache.
-		return kv.Entry{}, fmt.Errorf("redis get %q: corrupt entry: %w: %w", key, kv.ErrUnavailable, err)
+		return kv.Entry{}, fmt.Errorf("redis get: corrupt entry: %w: %w", kv.ErrUnavailable, err)
 	}
 	deleted, _ := fields[1].(string)
 	e := kv.Entry{Key: key, Version: v, Deleted: deleted == "1"}
