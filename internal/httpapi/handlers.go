@@ -63,15 +63,26 @@ func writeAccepted(w http.ResponseWriter, r *http.Request, op kv.Op) {
 	})
 }
 
+// putKey takes the key and value from the body; a ?key= beside it must name
+// the same key, as for DELETE, rather than be silently ignored.
 func (a *api) putKey(w http.ResponseWriter, r *http.Request) {
+	qkey, inQuery, err := queryKey(r)
+	if err != nil {
+		a.failRequest(w, r, err)
+		return
+	}
 	body, err := readBody(w, r, a.cfg.MaxBodyBytes)
 	if err != nil {
 		a.failRequest(w, r, err)
 		return
 	}
 	req, err := decodeWrite(body)
-	if err == nil && req.Value == nil {
+	switch {
+	case err != nil:
+	case req.Value == nil:
 		err = &kv.ValidationError{Field: "value", Reason: "missing"}
+	case inQuery && *req.Key != qkey:
+		err = errKeysDisagree
 	}
 	if err != nil {
 		a.failRequest(w, r, err)
@@ -84,6 +95,9 @@ func (a *api) putKey(w http.ResponseWriter, r *http.Request) {
 	}
 	writeAccepted(w, r, op)
 }
+
+// errKeysDisagree answers a write whose ?key= and body name different keys.
+var errKeysDisagree = &kv.ValidationError{Field: "key", Reason: "query and body name different keys"}
 
 // deleteKey takes the key from the query or from a {"key":K} body; given in
 // both, they must agree.
@@ -105,7 +119,7 @@ func (a *api) deleteKey(w http.ResponseWriter, r *http.Request) {
 		case req.Value != nil:
 			err = &kv.ValidationError{Field: "value", Reason: "not allowed in a delete"}
 		case ok && *req.Key != key:
-			err = &kv.ValidationError{Field: "key", Reason: "query and body name different keys"}
+			err = errKeysDisagree
 		}
 		if err != nil {
 			a.failRequest(w, r, err)

@@ -145,6 +145,9 @@ func TestRejectsBadInput(t *testing.T) {
 		{"delete without key", "DELETE", "/api", "", 400, "invalid_key"},
 		{"delete with value", "DELETE", "/api", `{"key":"a","value":"b"}`, 400, "invalid_value"},
 		{"delete keys disagree", "DELETE", "/api?key=a", `{"key":"b"}`, 400, "invalid_key"},
+		{"put keys disagree", "PUT", "/api?key=q", `{"key":"q2","value":"v"}`, 400, "invalid_key"},
+		{"put key twice in query", "PUT", "/api?key=a&key=a", `{"key":"a","value":"v"}`, 400, "invalid_key"},
+		{"put malformed query", "PUT", "/api?key=%zz", `{"key":"a","value":"v"}`, 400, "invalid_query"},
 		{"list bad limit", "GET", "/api/all?limit=0", "", 400, "invalid_limit"},
 		{"list huge limit", "GET", "/api/all?limit=1000000", "", 400, "invalid_limit"},
 		{"list bad cursor", "GET", "/api/all?limit=1&cursor=***", "", 400, "invalid_cursor"},
@@ -199,6 +202,12 @@ func TestCRUD(t *testing.T) {
 	if ts, _ := got["timestamp"].(string); len(ts) != len("2026-01-02T03:04:05.000006Z") {
 		t.Fatalf("timestamp %q is not RFC 3339 with microseconds", got["timestamp"])
 	}
+	// A ?key= that names the body's key is accepted, as for DELETE.
+	rec = do(t, h, "PUT", "/api?key=b", `{"key":"b","value":"2"}`)
+	if got := decodeJSON(t, rec); rec.Code != 202 || got["key"] != "b" {
+		t.Fatalf("PUT with agreeing ?key= = %d %v", rec.Code, got)
+	}
+	svc.writes = svc.writes[:1]
 	for _, tc := range []struct{ target, body string }{{"/api?key=b", ""}, {"/api", `{"key":"b"}`}, {"/api?key=b", `{"key":"b"}`}} {
 		rec = do(t, h, "DELETE", tc.target, tc.body)
 		if got := decodeJSON(t, rec); rec.Code != 202 || got["op"] != "delete" || got["key"] != "b" {
