@@ -107,6 +107,9 @@ func (a *api) listAll(w http.ResponseWriter, r *http.Request, after string) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return // the headers are known; reading the rest would be for nothing
+	}
 	rc := http.NewResponseController(w)
 	buf := []byte(`{"items":[`)
 	for len(entries) > 0 {

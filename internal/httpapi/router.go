@@ -71,11 +71,18 @@ type api struct {
 func NewHandler(svc Service, checks []Check, cfg Config, log zerolog.Logger, m *metrics.HTTP) http.Handler {
 	a := &api{svc: svc, checks: checks, cfg: cfg, log: log, metrics: m}
 	r := a.router()
-	r.Get("/api", a.getKey)
+	read(r, "/api", a.getKey)
 	r.Put("/api", a.putKey)
 	r.Delete("/api", a.deleteKey)
-	r.Get("/api/all", a.listKeys)
+	read(r, "/api/all", a.listKeys)
 	return r
+}
+
+// read serves a read route for GET and HEAD (which nginx routes as a read
+// too): a HEAD gets the GET's status and headers, and net/http drops the body.
+func read(r chi.Router, pattern string, h http.HandlerFunc) {
+	r.Get(pattern, h)
+	r.Head(pattern, h)
 }
 
 // NewHealthHandler serves only /healthz and /readyz, for a process that has
@@ -94,7 +101,7 @@ func (a *api) router() chi.Router {
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here")
 	})
-	r.Get("/healthz", a.healthz)
-	r.Get("/readyz", a.readyz)
+	read(r, "/healthz", a.healthz)
+	read(r, "/readyz", a.readyz)
 	return r
 }
