@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -22,19 +23,27 @@ import (
 // Ready is told the address a process listens on once it serves.
 type Ready func(addr net.Addr)
 
-// withAdmin adds /metrics and /debug/pprof/ in front of h. They are for
-// Prometheus and operators on the host; nginx does not route them. A chi
-// router rather than an http.ServeMux: a ServeMux stamps its pattern on the
-// request, which otelhttp then takes for the span's name.
+// withAdmin serves /metrics and /debug/pprof/ beside h. They are for
+// Prometheus and operators on the host; nginx does not route them. Every
+// other request goes to h untouched, whatever its method: a router in front
+// would answer a made-up method itself (chi: an empty 405), so that it never
+// reached the API's middleware to be measured as method "other". No
+// http.ServeMux either: it stamps its pattern on the request, which otelhttp
+// then takes for the span's name.
 //
 // /metrics speaks OpenMetrics when asked, so that the latency histograms'
 // exemplars (trace ids) reach Prometheus.
 func withAdmin(h http.Handler, reg *prometheus.Registry) http.Handler {
-	r := chi.NewRouter()
-	r.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true, Registry: reg}))
-	r.Mount("/debug", middleware.Profiler())
-	r.Mount("/", h)
-	return r
+	admin := chi.NewRouter()
+	admin.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true, Registry: reg}))
+	admin.Mount("/debug", middleware.Profiler())
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := r.URL.Path; p == "/metrics" || p == "/debug" || strings.HasPrefix(p, "/debug/") {
+			admin.ServeHTTP(w, r)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // serve listens on addr and serves h until ctx is done, then shuts down

@@ -19,7 +19,17 @@ func traceRoute(next http.Handler) http.Handler {
 		next.ServeHTTP(w, r)
 		span := trace.SpanFromContext(r.Context())
 		route := routePattern(r)
-		span.SetName(r.Method + " " + route)
+		span.SetName(spanMethod(r.Method) + " " + route)
 		span.SetAttributes(semconv.HTTPRoute(route))
 	})
+}
+
+// spanMethod keeps a client's made-up method out of span names, as
+// methodLabel keeps it out of metric labels: the semantic conventions name
+// such a span "HTTP {route}".
+func spanMethod(m string) string {
+	if methodLabel(m) == "other" {
+		return "HTTP"
+	}
+	return m
 }

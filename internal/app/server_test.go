@@ -1,0 +1,84 @@
+package app
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/kvstack/kvstack/internal/httpapi"
+	"github.com/kvstack/kvstack/internal/kv"
+	"github.com/kvstack/kvstack/internal/metrics"
+)
+
+// The API's server as RunAPI assembles it, without its dependencies: the
+// requests below never reach the service.
+func newTestServer(t *testing.T) *httptest.Server {
+	t.Helper()
+	reg := metrics.New()
+	svc := kv.NewService(nil, nil, nil, kv.DefaultLimits(), zerolog.Nop())
+	api := httpapi.NewHandler(svc, nil, httpapi.DefaultConfig(), zerolog.Nop(), metrics.NewHTTP(reg))
+	srv := httptest.NewServer(traceHTTP(withAdmin(api, reg)))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// A made-up method reaches the API's middleware: a JSON 405 with the trace's
+// traceparent, measured as method "other" (never the client's word), while
+// /metrics and /debug/pprof/ stay served beside it.
+func TestMadeUpMethodIsMeasuredAsOther(t *testing.T) {
+	srv := newTestServer(t)
+	for _, method := range []string{"FOO", "BREW"} {
+		req, err := http.NewRequest(method, srv.URL+"/api?key=a", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body map[string]string
+		err = json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMethodNotAllowed || err != nil || body["error"] != "method_not_allowed" {
+			t.Fatalf("%s /api = %d %v (%v), want a JSON 405", method, resp.StatusCode, body, err)
+		}
+		if tp := resp.Header.Get("traceparent"); tp == "" {
+			t.Errorf("%s /api: no traceparent on the 405", method)
+		}
+	}
+
+	exposition := scrape(t, srv.URL, false)
+	want := `kvstack_http_requests_total{method="other",route="unmatched",status_class="4xx"} 2`
+	if !strings.Contains(exposition, want) {
+		t.Errorf("/metrics lacks %s:\n%s", want, grepLines(exposition, "kvstack_http_requests_total"))
+	}
+	for _, m := range []string{"FOO", "BREW"} {
+		if strings.Contains(exposition, `method="`+m+`"`) {
+			t.Errorf("a client's method %s became a label", m)
+		}
+	}
+	for _, s := range spans.Ended() {
+		if name := s.Name(); strings.HasPrefix(name, "FOO ") || strings.HasPrefix(name, "BREW ") {
+			t.Errorf("a client's method named a span: %q", name)
+		}
+	}
+	resp, err := http.Get(srv.URL + "/debug/pprof/")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("/debug/pprof/: %v %v", resp, err)
+	}
+	resp.Body.Close()
+}
+
+func grepLines(text, substr string) string {
+	var out []string
+	for _, line := range strings.Split(text, "\n") {
+		if strings.Contains(line, substr) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
+}
