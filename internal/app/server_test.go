@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -81,4 +82,64 @@ func grepLines(text, substr string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// The traceparent of an answer names a span that exists: the API's answers
+// carry their server span's, which is recorded; the probes, which are not
+// traced on purpose (they would drown the traces that matter), and the admin
+// endpoints carry none rather than one that names nothing.
+func TestTraceparentNamesARecordedSpan(t *testing.T) {
+	srv := newTestServer(t)
+	for _, tc := range []struct {
+		method, path string
+		traced       bool
+	}{
+		{"GET", "/api?key=", true},
+		{"HEAD", "/api?key=", true},
+		{"PUT", "/api", true},
+		{"FOO", "/api", true},
+		{"GET", "/nope", true},
+		{"GET", "/healthz", false},
+		{"HEAD", "/healthz", false},
+		{"GET", "/readyz", false},
+		{"GET", "/metrics", false},
+	} {
+		req, err := http.NewRequest(tc.method, srv.URL+tc.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		tp := resp.Header.Get("traceparent")
+		if !tc.traced {
+			if tp != "" {
+				t.Errorf("%s %s: traceparent %q, but it is not traced", tc.method, tc.path, tp)
+			}
+			continue
+		}
+		parts := strings.Split(tp, "-")
+		if len(parts) != 4 {
+			t.Errorf("%s %s: traceparent %q, want a W3C one", tc.method, tc.path, tp)
+			continue
+		}
+		if !recorded(parts[1], parts[2]) {
+			t.Errorf("%s %s: traceparent %s names no recorded span", tc.method, tc.path, tp)
+		}
+	}
+}
+
+// recorded reports whether the span ended, waiting a little: the server
+// ends it after the client has its answer.
+func recorded(traceID, spanID string) bool {
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		for _, s := range spans.Ended() {
+			if sc := s.SpanContext(); sc.TraceID().String() == traceID && sc.SpanID().String() == spanID {
+				return true
+			}
+		}
+	}
+	return false
 }
