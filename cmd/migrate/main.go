@@ -1,14 +1,23 @@
 // Command migrate applies the pending migrations of migrations/ to the
-// database of DATABASE_URL. Several may run at once: they take turns.
+// database of DATABASE_URL. Several may run at once: they take turns. It
+// waits up to KV_MIGRATE_WAIT for PostgreSQL to answer, so that it may start
+// before the server does.
 package main
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/rs/zerolog"
 
 	"github.com/kvstack/kvstack/internal/config"
+	"github.com/kvstack/kvstack/internal/kv"
 	"github.com/kvstack/kvstack/internal/postgres"
 	"github.com/kvstack/kvstack/internal/telemetry"
 	"github.com/kvstack/kvstack/migrations"
@@ -24,7 +33,7 @@ func main() {
 	if err != nil {
 		log.Fatal().Err(err).Msg("bad configuration")
 	}
-	if err := run(ctx, cfg); err != nil {
+	if err := run(ctx, cfg, log); err != nil {
 		log.Error().Err(err).Msg("migration failed")
 		stop()
 		os.Exit(1)
@@ -32,11 +41,44 @@ func main() {
 	log.Info().Str("postgres", cfg.Postgres.String()).Msg("database is up to date")
 }
 
-func run(ctx context.Context, cfg config.Migrate) error {
-	pool, err := postgres.Open(ctx, cfg.Postgres)
+func run(ctx context.Context, cfg config.Migrate, log zerolog.Logger) error {
+	pool, err := connect(ctx, cfg.Wait, log, func(ctx context.Context) (*pgxpool.Pool, error) {
+		return postgres.Open(ctx, cfg.Postgres)
+	})
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
 	return migrations.Apply(ctx, pool)
+}
+
+// Backoff between attempts to reach PostgreSQL.
+const (
+	firstBackoff = 250 * time.Millisecond
+	maxBackoff   = 2 * time.Second
+)
+
+// connect calls open until it succeeds, fails for another reason than an
+// unreachable server (kv.ErrUnavailable: a bad URL will not get better), or
+// wait has passed; then it returns open's last error.
+func connect[T any](ctx context.Context, wait time.Duration, log zerolog.Logger, open func(context.Context) (T, error)) (T, error) {
+	deadline := time.Now().Add(wait)
+	backoff := firstBackoff
+	for attempt := 1; ; attempt++ {
+		v, err := open(ctx)
+		if err == nil || !errors.Is(err, kv.ErrUnavailable) {
+			return v, err
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			return v, fmt.Errorf("PostgreSQL still unreachable after %s (KV_MIGRATE_WAIT): %w", wait, err)
+		}
+		log.Warn().Err(err).Int("attempt", attempt).Msg("PostgreSQL not reachable yet; retrying")
+		select {
+		case <-ctx.Done():
+			return v, errors.Join(ctx.Err(), err)
+		case <-time.After(min(backoff, left)):
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
 }

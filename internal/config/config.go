@@ -60,6 +60,9 @@ type Consumer struct {
 type Migrate struct {
 	Common
 	Postgres postgres.Config
+	// Wait bounds how long migrate keeps trying to reach PostgreSQL: it may
+	// be started while the server is still coming up (docker compose).
+	Wait time.Duration `env:"KV_MIGRATE_WAIT" envDefault:"60s"`
 }
 
 // Process is a long-running binary's configuration.
