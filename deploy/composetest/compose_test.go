@@ -280,6 +280,9 @@ func TestSamePortsAsNativeStack(t *testing.T) {
 			"DATABASE_URL": "@postgres:" + ports["PGPORT"] + "/",
 			"RABBITMQ_URL": "@rabbitmq:" + ports["RABBITMQ_PORT"] + "/",
 		} {
+			if s == "migrate" && name == "RABBITMQ_URL" {
+				continue // migrate reads only PostgreSQL's
+			}
 			if got := env(service(t, p, s), name); !strings.Contains(got, want) {
 				t.Errorf("%s: %s = %q, want it to contain %q", s, name, got, want)
 			}
