@@ -3,7 +3,10 @@
 # healthcheck the compose file uses, as the image has no shell). Each compose
 # service picks its binary with `command:`.
 
-FROM golang:1.26-alpine AS build
+# The patch release go.mod's go directive names: the official images set
+# GOTOOLCHAIN=local, so an older 1.26 image (a cached 1.26-alpine) refuses to
+# build the module. deploy/composetest keeps the two equal.
+FROM golang:1.26.8-alpine AS build
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
