@@ -124,7 +124,7 @@ check-observability: setup-all ## promtool/amtool: Prometheus config, rules and 
 	promtool check rules observability/rules/*.yml
 	promtool test rules observability/tests/*.yml
 
-test-compose: ## Check docker-compose.yml and the Dockerfile against the native stack (no Docker needed)
+test-compose: jaeger ## Check docker-compose.yml, the Dockerfile and the rendered configs (promtool, amtool, nginx -t, jaeger validate; no Docker needed)
 	cd deploy/composetest && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 e2e: up ## End-to-end tests through nginx on the native stack (starts what is missing)

@@ -34,12 +34,19 @@ var secrets = map[string]string{
 
 func load(t *testing.T, env map[string]string) (*types.Project, error) {
 	t.Helper()
+	return loadPath(t, filepath.Join(root, "docker-compose.yml"), env)
+}
+
+// loadPath loads a compose file (the repository's, or a broken copy of it)
+// as if it stood at the repository's root.
+func loadPath(t *testing.T, path string, env map[string]string) (*types.Project, error) {
+	t.Helper()
 	var vars []string
 	for k, v := range env {
 		vars = append(vars, k+"="+v)
 	}
 	opts, err := cli.NewProjectOptions(
-		[]string{filepath.Join(root, "docker-compose.yml")},
+		[]string{path},
 		cli.WithWorkingDirectory(root),
 		cli.WithEnv(vars), // not the developer's environment, nor .env
 		cli.WithResolvedPaths(true),

@@ -3,6 +3,14 @@
 // Docker Compose itself uses, and checks it against the native stack
 // (stack.env, scripts/stack.sh) and the files of the repository.
 //
+// It also catches what would only show once the containers run
+// (runtime_test.go): a healthcheck that passes too early or runs a program
+// its image lacks, a builder image older than go.mod, a service that keeps
+// what it read at start after compose replaced it, variables no binary
+// reads or loopback defaults left in place, and the rendered configs as
+// promtool, amtool, nginx -t and jaeger validate judge them. Each check is
+// shown failing on a broken copy of the repository.
+//
 // It is a module of its own so that compose-go's dependencies never enter
 // kvstack's go.mod. Run it with `make test-compose` (part of `make test`).
 package composetest
