@@ -102,6 +102,7 @@ func hostileCorpus() []hostile {
 	cases = append(cases,
 		hostile{name: "DELETE body without key", method: http.MethodDelete, path: "/api", body: j(`{"value":"x"}`)},
 		hostile{name: "DELETE body key number", method: http.MethodDelete, path: "/api", body: j(`{"key":5}`)},
+		hostile{name: "PUT query and body keys differ", method: http.MethodPut, path: "/api?key=hostile-q", body: j(`{"key":"hostile-q2","value":"b"}`)},
 		hostile{name: "GET /api/all bad limit", method: http.MethodGet, path: "/api/all?limit=-1"},
 		hostile{name: "GET /api/all huge limit", method: http.MethodGet, path: "/api/all?limit=99999999999999999999"},
 		hostile{name: "GET /api/all bad cursor", method: http.MethodGet, path: "/api/all?cursor=%FF%FE"},
