@@ -1,17 +1,15 @@
 package composetest
 
 import (
-	"go/ast"
-	"go/parser"
-	"go/token"
+	"fmt"
 	"os"
+	"os/exec"
 	"path"
 	"path/filepath"
-	"reflect"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -39,159 +37,60 @@ var (
 	otelLoopbackDefaults = map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://localhost:4318"}
 )
 
-// envVar is one variable a binary reads through an env tag.
+// envVar is one variable a binary reads through its configuration.
 type envVar struct {
 	name, def string
 }
 
-// binaryVars lists what the program cmd/<name> reads: the env tags of its
-// configuration struct (found from its main.go: config.Load[config.T], or
-// app.Main("...", app.RunX) and RunX's config parameter), and whether it
-// sets up tracing (app.Main).
+// built holds cmd/api, cmd/consumer and cmd/migrate, built once per run.
+var built struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
+}
+
+// binaryVars lists what the program cmd/<name> reads, as it says itself
+// (`<name> -env`: its configuration's env tags, NAME=default a line), and
+// whether it sets up tracing, which reads the OpenTelemetry SDK's variables
+// (its main runs through app.Main).
 func binaryVars(t *testing.T, name string) (vars []envVar, traced bool) {
-	mod := modulePath(t)
-	f := parseFile(t, filepath.Join(root, "cmd", name, "main.go"))
-	var typeName string
-	ast.Inspect(f, func(n ast.Node) bool {
-		switch n := n.(type) {
-		case *ast.IndexExpr: // config.Load[config.T]
-			if sel, ok := n.X.(*ast.SelectorExpr); ok && sel.Sel.Name == "Load" {
-				if arg, ok := n.Index.(*ast.SelectorExpr); ok {
-					typeName = arg.Sel.Name
-				}
-			}
-		case *ast.CallExpr: // app.Main("kv-api", app.RunAPI)
-			if sel, ok := n.Fun.(*ast.SelectorExpr); ok && sel.Sel.Name == "Main" && len(n.Args) == 2 {
-				traced = true
-				if run, ok := n.Args[1].(*ast.SelectorExpr); ok {
-					typeName = runConfigType(t, run.Sel.Name)
-				}
-			}
+	built.once.Do(func() {
+		if built.dir, built.err = os.MkdirTemp("", "composetest-bin"); built.err != nil {
+			return
 		}
-		return true
+		cmd := exec.Command("go", "build", "-o", built.dir+"/", "./cmd/api", "./cmd/consumer", "./cmd/migrate")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
 	})
-	if typeName == "" {
-		t.Fatalf("cmd/%s/main.go: cannot tell which configuration it loads", name)
+	if built.err != nil {
+		t.Fatal(built.err)
 	}
-	collectEnv(t, mod, filepath.Join(root, "internal", "config"), typeName, &vars)
-	return vars, traced
-}
-
-// runConfigType is the config type of internal/app's run function fn:
-// func RunAPI(ctx context.Context, cfg config.API, ...).
-func runConfigType(t *testing.T, fn string) string {
-	for _, f := range parseDir(t, filepath.Join(root, "internal", "app")) {
-		for _, d := range f.Decls {
-			fd, ok := d.(*ast.FuncDecl)
-			if !ok || fd.Name.Name != fn || fd.Type.Params.NumFields() < 2 {
-				continue
-			}
-			if sel, ok := fd.Type.Params.List[1].Type.(*ast.SelectorExpr); ok {
-				return sel.Sel.Name
-			}
+	out, err := exec.Command(filepath.Join(built.dir, name), "-env").Output()
+	if err != nil {
+		t.Fatalf("cmd/%s -env: %v", name, err)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		n, def, ok := strings.Cut(line, "=")
+		if !ok {
+			t.Fatalf("cmd/%s -env: %q is not NAME=default", name, line)
 		}
+		vars = append(vars, envVar{n, def})
 	}
-	t.Fatalf("internal/app has no func %s(ctx, cfg config.T, ...)", fn)
-	return ""
-}
-
-// collectEnv appends the env tags of struct typeName in dir, following
-// nested and embedded structs of kvstack's own packages, as caarlos0/env
-// does.
-func collectEnv(t *testing.T, mod, dir, typeName string, out *[]envVar) {
-	files := parseDir(t, dir)
-	f, ts := findType(files, typeName)
-	if ts == nil {
-		t.Fatalf("no type %s in %s", typeName, dir)
-	}
-	st, ok := ts.Type.(*ast.StructType)
-	if !ok {
-		t.Fatalf("%s.%s is not a struct", dir, typeName)
-	}
-	for _, field := range st.Fields.List {
-		if field.Tag != nil {
-			tag, _ := strconv.Unquote(field.Tag.Value)
-			if name, _, _ := strings.Cut(reflect.StructTag(tag).Get("env"), ","); name != "" {
-				*out = append(*out, envVar{name, reflect.StructTag(tag).Get("envDefault")})
-				continue
-			}
-		}
-		switch ft := field.Type.(type) {
-		case *ast.Ident: // a struct of the same package
-			if _, ts := findType(files, ft.Name); ts != nil {
-				if _, ok := ts.Type.(*ast.StructType); ok {
-					collectEnv(t, mod, dir, ft.Name, out)
-				}
-			}
-		case *ast.SelectorExpr: // pkg.Config of one of ours
-			if x, ok := ft.X.(*ast.Ident); ok {
-				if imp := importPath(f, x.Name); strings.HasPrefix(imp, mod+"/") {
-					collectEnv(t, mod, filepath.Join(root, filepath.FromSlash(strings.TrimPrefix(imp, mod+"/"))), ft.Sel.Name, out)
-				}
-			}
-		}
-	}
-}
-
-// findType finds a type declaration, and the file it is in.
-func findType(files []*ast.File, name string) (*ast.File, *ast.TypeSpec) {
-	for _, f := range files {
-		for _, d := range f.Decls {
-			if gd, ok := d.(*ast.GenDecl); ok {
-				for _, spec := range gd.Specs {
-					if ts, ok := spec.(*ast.TypeSpec); ok && ts.Name.Name == name {
-						return f, ts
-					}
-				}
-			}
-		}
-	}
-	return nil, nil
-}
-
-func importPath(f *ast.File, name string) string {
-	for _, imp := range f.Imports {
-		p, _ := strconv.Unquote(imp.Path.Value)
-		if imp.Name != nil && imp.Name.Name == name || imp.Name == nil && path.Base(p) == name {
-			return p
-		}
-	}
-	return ""
-}
-
-func parseFile(t *testing.T, file string) *ast.File {
-	f, err := parser.ParseFile(token.NewFileSet(), file, nil, parser.SkipObjectResolution)
+	main, err := os.ReadFile(filepath.Join(root, "cmd", name, "main.go"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return f
-}
-
-// parseDir parses a package's non-test files.
-func parseDir(t *testing.T, dir string) []*ast.File {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var files []*ast.File
-	for _, e := range entries {
-		if n := e.Name(); strings.HasSuffix(n, ".go") && !strings.HasSuffix(n, "_test.go") {
-			files = append(files, parseFile(t, filepath.Join(dir, n)))
-		}
-	}
-	return files
-}
-
-func modulePath(t *testing.T) string {
-	data, err := os.ReadFile(filepath.Join(root, "go.mod"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := regexp.MustCompile(`(?m)^module\s+(\S+)`).FindSubmatch(data)
-	if m == nil {
-		t.Fatal("go.mod has no module line")
-	}
-	return string(m[1])
+	return vars, strings.Contains(string(main), "app.Main(")
 }
 
 var loopback = regexp.MustCompile(`\b(127\.0\.0\.1|localhost)\b`)
@@ -245,7 +144,7 @@ func checkEnvNames(t *testing.T, tr tree) []string {
 	return problems
 }
 
-// The binaries' variables are found from the source: a sample of each.
+// The binaries say which variables they read: a sample of each.
 func TestBinaryVarsFromSource(t *testing.T) {
 	for bin, want := range map[string][]string{
 		"api":      {"KV_HTTP_ADDR", "KV_MAX_BODY_BYTES", "DATABASE_URL", "REDIS_ADDR", "RABBITMQ_URL", "LOG_LEVEL"},
