@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/url"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +13,7 @@ import (
 
 	"github.com/kvstack/kvstack/internal/config"
 	"github.com/kvstack/kvstack/internal/kv"
+	"github.com/kvstack/kvstack/internal/nettest"
 	"github.com/kvstack/kvstack/internal/postgres"
 	"github.com/kvstack/kvstack/internal/postgres/pgtest"
 )
@@ -94,7 +93,7 @@ func TestMigrateWaitsForALatePostgres(t *testing.T) {
 		t.Fatalf("migrate ended before PostgreSQL came up: %v", err)
 	default:
 	}
-	proxy(t, late, real.Host)
+	nettest.NewProxyAt(t, late, real.Host)
 	if err := <-done; err != nil {
 		t.Fatalf("migrate against a late PostgreSQL (%s): %v", postgres.RedactURL(u.String()), err)
 	}
@@ -102,37 +101,4 @@ func TestMigrateWaitsForALatePostgres(t *testing.T) {
 	if err := pool.QueryRow(context.Background(), "SELECT count(*) FROM schema_migrations").Scan(&n); err != nil || n == 0 {
 		t.Fatalf("schema_migrations in %s: %d rows, %v", schema, n, err)
 	}
-}
-
-// proxy forwards connections on addr to target until the test ends.
-func proxy(t *testing.T, addr, target string) {
-	t.Helper()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatalf("proxy on %s: %v", addr, err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				s, err := net.Dial("tcp", target)
-				if err != nil {
-					return
-				}
-				defer s.Close()
-				go func() { io.Copy(s, c); s.Close() }()
-				io.Copy(c, s)
-			}()
-		}
-	}()
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/kvstack/kvstack/internal/consumer"
 	"github.com/kvstack/kvstack/internal/kv"
+	"github.com/kvstack/kvstack/internal/nettest"
 	"github.com/kvstack/kvstack/internal/rabbitmq"
 	"github.com/kvstack/kvstack/internal/rabbitmq/rabbittest"
 )
@@ -17,14 +18,14 @@ import (
 // twoNodes returns a copy of cfg with two broker addresses, each a proxy to
 // the test broker, so that the test can make the first die. (cfg itself
 // stays on the broker, for rabbittest's helpers.)
-func twoNodes(t *testing.T, cfg rabbitmq.Config) (rabbitmq.Config, *rabbittest.Proxy) {
+func twoNodes(t *testing.T, cfg rabbitmq.Config) (rabbitmq.Config, *nettest.Proxy) {
 	t.Helper()
 	u, err := url.Parse(cfg.URL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	first, second := rabbittest.NewProxy(t, u.Host), rabbittest.NewProxy(t, u.Host)
-	at := func(p *rabbittest.Proxy) string { v := *u; v.Host = p.Addr(); return v.String() }
+	first, second := nettest.NewProxy(t, u.Host), nettest.NewProxy(t, u.Host)
+	at := func(p *nettest.Proxy) string { v := *u; v.Host = p.Addr(); return v.String() }
 	cfg.URL = at(first) + "," + at(second)
 	return cfg, first
 }

@@ -1,4 +1,6 @@
-package rabbittest
+// Package nettest has the network tools of kvstack's tests: a TCP proxy
+// that can cut every connection through it, as a node's death would.
+package nettest
 
 import (
 	"io"
@@ -9,7 +11,8 @@ import (
 
 // Proxy forwards TCP connections to a target, and can cut them all at once,
 // as the death of the node behind it would. Tests use two proxies to one
-// broker as two addresses of a cluster.
+// server as two addresses of a cluster, or one that opens late as a server
+// that is not up yet.
 type Proxy struct {
 	ln     net.Listener
 	target string
@@ -24,9 +27,15 @@ type Proxy struct {
 // (host:port) until the test ends.
 func NewProxy(tb testing.TB, target string) *Proxy {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return NewProxyAt(tb, "127.0.0.1:0", target)
+}
+
+// NewProxyAt is NewProxy listening on addr.
+func NewProxyAt(tb testing.TB, addr, target string) *Proxy {
+	tb.Helper()
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		tb.Fatalf("rabbittest: proxy: %v", err)
+		tb.Fatalf("nettest: proxy on %s: %v", addr, err)
 	}
 	p := &Proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
 	p.wg.Add(1)
