@@ -3,6 +3,7 @@ package k8s
 import (
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	kedav1alpha1 "github.com/kedacore/keda/v2/apis/keda/v1alpha1"
@@ -15,16 +16,13 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	kjson "sigs.k8s.io/json"
-	"sigs.k8s.io/kustomize/api/krusty"
-	"sigs.k8s.io/kustomize/kyaml/filesys"
 )
 
 var overlays = []string{"dev", "prod"}
 
-// build runs kustomize, as `kubectl kustomize` would, on an overlay.
+// build runs kustomize on an overlay: its YAML, and each object as JSON.
 func build(overlay string) ([]byte, [][]byte, error) {
-	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
-	m, err := k.Run(filesys.MakeFsOnDisk(), filepath.Join("overlays", overlay))
+	m, err := Build(filepath.Join("overlays", overlay))
 	if err != nil {
 		return nil, nil, err
 	}
@@ -171,9 +169,11 @@ func (m *manifests) service(name string) *corev1.Service {
 	return nil
 }
 
+// configMap finds a ConfigMap by its name in the kustomization, with or
+// without the content hash kustomize appends.
 func (m *manifests) configMap(name string) *corev1.ConfigMap {
 	for _, c := range m.configMaps {
-		if c.Name == name {
+		if c.Name == name || (strings.HasPrefix(c.Name, name+"-") && len(c.Name) == len(name)+11) {
 			return c
 		}
 	}

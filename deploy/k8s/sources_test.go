@@ -43,6 +43,7 @@ type sources struct {
 	ports  map[string]string            // stack.env
 	env    map[string]map[string]string // binary -> variable -> default (`-env`)
 	routes []string                     // paths the API and consumer serve
+	mounts []string                     // prefixes they serve below (/debug)
 }
 
 var (
@@ -69,7 +70,7 @@ func mustSources(t testing.TB) *sources {
 				return
 			}
 		}
-		if s.routes, err = servedRoutes(); err != nil {
+		if s.routes, s.mounts, err = servedRoutes(); err != nil {
 			srcErr = err
 			return
 		}
@@ -78,7 +79,7 @@ func mustSources(t testing.TB) *sources {
 	if srcErr != nil {
 		t.Fatal(srcErr)
 	}
-	c := &sources{ports: map[string]string{}, env: map[string]map[string]string{}, routes: slices.Clone(srcVal.routes)}
+	c := &sources{ports: map[string]string{}, env: map[string]map[string]string{}, routes: slices.Clone(srcVal.routes), mounts: slices.Clone(srcVal.mounts)}
 	for k, v := range srcVal.ports {
 		c.ports[k] = v
 	}
@@ -131,51 +132,66 @@ func binaryEnv(bin string) (map[string]string, error) {
 
 // servedRoutes lists the paths registered on chi routers in the packages
 // that build kvstack's handlers: r.Get("/healthz", …), r.Method("GET",
-// "/metrics", …), r.Mount("/debug/pprof", …).
-func servedRoutes() ([]string, error) {
-	var routes []string
+// "/metrics", …), and the prefixes mounted with r.Mount("/debug", …); a
+// mount of "/" only hands over to another router, whose routes are listed.
+func servedRoutes() (routes, mounts []string, err error) {
 	for _, dir := range []string{"internal/httpapi", "internal/app"} {
-		fset := token.NewFileSet()
-		pkgs, err := parser.ParseDir(fset, filepath.Join(root, dir), func(fi os.FileInfo) bool {
-			return !strings.HasSuffix(fi.Name(), "_test.go")
-		}, 0)
+		entries, err := os.ReadDir(filepath.Join(root, dir))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		for _, pkg := range pkgs {
-			for _, f := range pkg.Files {
-				ast.Inspect(f, func(n ast.Node) bool {
-					call, ok := n.(*ast.CallExpr)
-					if !ok {
-						return true
-					}
-					sel, ok := call.Fun.(*ast.SelectorExpr)
-					if !ok || !slices.Contains([]string{"Get", "Head", "Put", "Post", "Delete", "Method", "Handle", "HandleFunc", "Mount"}, sel.Sel.Name) {
-						return true
-					}
-					for _, arg := range call.Args {
-						lit, ok := arg.(*ast.BasicLit)
-						if !ok || lit.Kind != token.STRING {
-							continue
-						}
-						if p, err := strconv.Unquote(lit.Value); err == nil && strings.HasPrefix(p, "/") {
-							routes = append(routes, p)
-						}
-					}
-					return true
-				})
+		fset := token.NewFileSet()
+		for _, e := range entries {
+			name := e.Name()
+			if !strings.HasSuffix(name, ".go") || strings.HasSuffix(name, "_test.go") {
+				continue
 			}
+			f, err := parser.ParseFile(fset, filepath.Join(root, dir, name), nil, 0)
+			if err != nil {
+				return nil, nil, err
+			}
+			ast.Inspect(f, func(n ast.Node) bool {
+				call, ok := n.(*ast.CallExpr)
+				if !ok {
+					return true
+				}
+				sel, ok := call.Fun.(*ast.SelectorExpr)
+				if !ok || !slices.Contains([]string{"Get", "Head", "Put", "Post", "Delete", "Method", "Handle", "HandleFunc", "Mount"}, sel.Sel.Name) {
+					return true
+				}
+				for _, arg := range call.Args {
+					lit, ok := arg.(*ast.BasicLit)
+					if !ok || lit.Kind != token.STRING {
+						continue
+					}
+					p, err := strconv.Unquote(lit.Value)
+					switch {
+					case err != nil || !strings.HasPrefix(p, "/"):
+					case sel.Sel.Name != "Mount":
+						routes = append(routes, p)
+					case p != "/":
+						mounts = append(mounts, strings.TrimSuffix(p, "/")+"/")
+					}
+				}
+				return true
+			})
 		}
 	}
+	if len(routes) == 0 {
+		return nil, nil, fmt.Errorf("no route found in internal/httpapi or internal/app")
+	}
 	slices.Sort(routes)
-	return slices.Compact(routes), nil
+	return slices.Compact(routes), mounts, nil
 }
 
 // serves reports whether path is one the binaries answer: a route, or
 // below a mounted prefix.
 func (s *sources) serves(path string) bool {
-	for _, r := range s.routes {
-		if r == path || (strings.HasSuffix(r, "/") && strings.HasPrefix(path, r)) {
+	if slices.Contains(s.routes, path) {
+		return true
+	}
+	for _, m := range s.mounts {
+		if strings.HasPrefix(path, m) {
 			return true
 		}
 	}
@@ -301,9 +317,7 @@ func queriedJobs(t testing.TB) []string {
 	}
 	var jobs []string
 	for _, m := range regexp.MustCompile(`job=~?"([^"]+)"`).FindAllSubmatch(text, -1) {
-		for _, j := range strings.Split(string(m[1]), "|") {
-			jobs = append(jobs, j)
-		}
+		jobs = append(jobs, strings.Split(string(m[1]), "|")...)
 	}
 	slices.Sort(jobs)
 	return slices.Compact(jobs)
