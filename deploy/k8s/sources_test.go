@@ -130,10 +130,11 @@ func binaryEnv(bin string) (map[string]string, error) {
 	return vars, nil
 }
 
-// servedRoutes lists the paths registered on chi routers in the packages
-// that build kvstack's handlers: r.Get("/healthz", …), r.Method("GET",
-// "/metrics", …), and the prefixes mounted with r.Mount("/debug", …); a
-// mount of "/" only hands over to another router, whose routes are listed.
+// servedRoutes lists the paths registered in the packages that build
+// kvstack's handlers: every call that passes a path literal with a handler
+// (r.Get("/healthz", h), read(r, "/readyz", h), r.Method("GET", "/metrics",
+// h)), and the prefixes mounted with r.Mount("/debug", …); a mount of "/"
+// only hands over to another router, whose routes are listed.
 func servedRoutes() (routes, mounts []string, err error) {
 	for _, dir := range []string{"internal/httpapi", "internal/app"} {
 		entries, err := os.ReadDir(filepath.Join(root, dir))
@@ -155,8 +156,23 @@ func servedRoutes() (routes, mounts []string, err error) {
 				if !ok {
 					return true
 				}
-				sel, ok := call.Fun.(*ast.SelectorExpr)
-				if !ok || !slices.Contains([]string{"Get", "Head", "Put", "Post", "Delete", "Method", "Handle", "HandleFunc", "Mount"}, sel.Sel.Name) {
+				name := ""
+				switch fn := call.Fun.(type) {
+				case *ast.Ident:
+					name = fn.Name
+				case *ast.SelectorExpr:
+					if pkg, ok := fn.X.(*ast.Ident); ok && slices.Contains([]string{"strings", "path", "fmt", "errors"}, pkg.Name) {
+						return true
+					}
+					name = fn.Sel.Name
+				}
+				handler := false // a route comes with its handler
+				for _, arg := range call.Args {
+					if lit, ok := arg.(*ast.BasicLit); !ok || lit.Kind != token.STRING {
+						handler = true
+					}
+				}
+				if name == "" || !handler {
 					return true
 				}
 				for _, arg := range call.Args {
@@ -167,7 +183,7 @@ func servedRoutes() (routes, mounts []string, err error) {
 					p, err := strconv.Unquote(lit.Value)
 					switch {
 					case err != nil || !strings.HasPrefix(p, "/"):
-					case sel.Sel.Name != "Mount":
+					case name != "Mount":
 						routes = append(routes, p)
 					case p != "/":
 						mounts = append(mounts, strings.TrimSuffix(p, "/")+"/")
