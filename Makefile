@@ -15,7 +15,7 @@ STACK       ?= scripts/stack.sh
 .DEFAULT_GOAL := help
 .PHONY: help setup setup-all build migrate test test-unit vet fmt-check fuzz \
 	lint fmt run-api run-consumer clean run up down status logs jaeger e2e \
-	test-compose check-observability bench bench-smoke chaos chaos-short
+	test-compose test-k8s k8s check-observability bench bench-smoke chaos chaos-short
 
 ##@ General
 
@@ -98,6 +98,7 @@ test: setup lint fmt-check check-observability ## Every test against real servic
 	$(GO) test $(TEST_FLAGS) -skip Disruptive $(PKGS)
 	$(GO) test $(TEST_FLAGS) -p 1 -run Disruptive $(PKGS)
 	$(MAKE) --no-print-directory test-compose
+	$(MAKE) --no-print-directory test-k8s
 	@# End to end on the native stack; stopped afterwards only if this run
 	@# had to start it, so a developer's running stack stays up.
 	@if $(STACK) status >/dev/null 2>&1; then \
@@ -126,6 +127,13 @@ check-observability: setup-all ## promtool/amtool: Prometheus config, rules and 
 
 test-compose: jaeger ## Check docker-compose.yml, the Dockerfile and the rendered configs (promtool, amtool, nginx -t, jaeger validate; no Docker needed)
 	cd deploy/composetest && $(GO) vet ./... && $(GO) test -count=1 ./...
+
+test-k8s: ## Build deploy/k8s's overlays with kustomize and check them against their real types and the repository (no cluster needed)
+	cd deploy/k8s && $(GO) vet ./... && $(GO) test -count=1 ./...
+
+OVERLAY ?= dev
+k8s: ## Print the Kubernetes manifests of OVERLAY (dev|prod), for: make k8s OVERLAY=prod | kubectl apply -f -
+	@cd deploy/k8s && $(GO) run ./cmd/render overlays/$(OVERLAY)
 
 e2e: up ## End-to-end tests through nginx on the native stack (starts what is missing)
 	$(GO) vet -tags e2e ./e2e/...

@@ -1,0 +1,162 @@
+package k8s
+
+import (
+	"testing"
+
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+)
+
+// Each check fails when a source changes without the manifests following,
+// or when the manifests break on their own: the same check, run on a broken
+// copy of a build or of the sources, must find something.
+func TestChecksCatch(t *testing.T) {
+	api := func(m *manifests) *corev1.Container { return m.mainContainer("api").c }
+	consumer := func(m *manifests) *corev1.Container { return m.mainContainer("consumer").c }
+	setEnv := func(c *corev1.Container, name, value string) {
+		if e := envVar(c, name); e != nil {
+			e.Value, e.ValueFrom = value, nil
+			return
+		}
+		c.Env = append(c.Env, corev1.EnvVar{Name: name, Value: value})
+	}
+	policy := func(m *manifests, name string) *networkingv1.NetworkPolicy {
+		for _, np := range m.netpols {
+			if np.Name == name {
+				return np
+			}
+		}
+		t.Fatalf("no NetworkPolicy %s", name)
+		return nil
+	}
+	cases := []struct {
+		name, check, overlay string
+		breakIt              func(m *manifests, s *sources)
+	}{
+		{"a variable no binary reads", "env", "dev", func(m *manifests, s *sources) { setEnv(api(m), "REDIS_HOST", "x") }},
+		{"the binaries read a new address (issue 12's RABBITMQ_URLS)", "env", "prod", func(m *manifests, s *sources) {
+			s.env["api"]["RABBITMQ_URLS"] = "amqp://guest:guest@127.0.0.1:5672/"
+		}},
+		{"the binaries read REDIS_ADDRS and the manifests still set REDIS_ADDR", "env", "prod", func(m *manifests, s *sources) {
+			delete(s.env["api"], "REDIS_ADDR")
+			s.env["api"]["REDIS_ADDRS"] = "127.0.0.1:6379"
+		}},
+		{"a password in clear", "env", "dev", func(m *manifests, s *sources) {
+			setEnv(api(m), "RABBITMQ_URL", "amqp://kv:secret@kvstack-rabbitmq:5672/")
+		}},
+		{"stack.env moves the API's port", "ports", "dev", func(m *manifests, s *sources) { s.ports["KV_API1_PORT"] = "9081" }},
+		{"stack.env moves Jaeger's OTLP port", "ports", "prod", func(m *manifests, s *sources) { s.ports["KV_JAEGER_OTLP_HTTP_PORT"] = "4320" }},
+		{"stack.env moves RabbitMQ's port from the operator's", "ports", "prod", func(m *manifests, s *sources) { s.ports["RABBITMQ_PORT"] = "5673" }},
+		{"a Redis address no operator makes", "ports", "prod", func(m *manifests, s *sources) { setEnv(consumer(m), "REDIS_ADDR", "redis:6379") }},
+		{"cluster seeds that are not the leaders' pods", "ports", "prod", func(m *manifests, s *sources) {
+			s.env["api"]["REDIS_ADDRS"] = ""
+			setEnv(api(m), "REDIS_ADDRS", "kvstack-redis-leader-0.kvstack-redis-leader-headless:6379,kvstack-redis-leader-9.nowhere:6379")
+		}},
+		{"the API stops serving /readyz", "probes", "dev", func(m *manifests, s *sources) {
+			s.routes = []string{"/api", "/api/all", "/healthz", "/metrics"}
+		}},
+		{"liveness on readiness' route", "probes", "prod", func(m *manifests, s *sources) { consumer(m).LivenessProbe.HTTPGet.Path = "/readyz" }},
+		{"a probe on a port nothing listens on", "probes", "prod", func(m *manifests, s *sources) {
+			api(m).ReadinessProbe.HTTPGet.Port = intstr.FromInt32(9999)
+		}},
+		{"KEDA watches one queue", "scaling", "prod", func(m *manifests, s *sources) {
+			m.scaledObjects[0].Spec.Triggers = m.scaledObjects[0].Spec.Triggers[:1]
+		}},
+		{"the consumer's queue is renamed", "scaling", "dev", func(m *manifests, s *sources) { s.env["consumer"]["RABBITMQ_QUEUE_DEL"] = "delete_key" }},
+		{"a shutdown longer than the grace period", "scaling", "prod", func(m *manifests, s *sources) { s.env["consumer"]["KV_SHUTDOWN_TIMEOUT"] = "60s" }},
+		{"pools beyond max_connections", "scaling", "prod", func(m *manifests, s *sources) { s.env["api"]["PG_MAX_CONNS"] = "64" }},
+		{"one API pod in prod", "scaling", "prod", func(m *manifests, s *sources) { m.hpas[0].Spec.MinReplicas = new(int32(1)) }},
+		{"classic queues", "engines", "dev", func(m *manifests, s *sources) { setEnv(consumer(m), "RABBITMQ_QUEUE_TYPE", "classic") }},
+		{"asynchronous PostgreSQL in prod", "engines", "prod", func(m *manifests, s *sources) {
+			m.postgreses[0].Spec.PostgresConfiguration.Synchronous = nil
+		}},
+		{"Redis without replicas in prod", "engines", "prod", func(m *manifests, s *sources) {
+			m.redisClusters[0].Spec.RedisFollower.Replicas = new(int32(0))
+		}},
+		{"the body limit changes", "ingress", "dev", func(m *manifests, s *sources) { s.env["api"]["KV_MAX_BODY_BYTES"] = "2097152" }},
+		{"/metrics routed", "ingress", "prod", func(m *manifests, s *sources) {
+			paths := &m.ingresses[0].Spec.Rules[0].HTTP.Paths
+			*paths = append(*paths, (*paths)[0])
+			(*paths)[len(*paths)-1].Path = "/metrics"
+		}},
+		{"a Prefix path", "ingress", "prod", func(m *manifests, s *sources) {
+			m.ingresses[0].Spec.Rules[0].HTTP.Paths[0].PathType = new(networkingv1.PathTypePrefix)
+		}},
+		{"a read timeout unlike nginx's", "ingress", "dev", func(m *manifests, s *sources) {
+			m.ingresses[1].Annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"] = "5"
+		}},
+		{"a job renamed", "monitoring", "prod", func(m *manifests, s *sources) {
+			m.serviceMonitors[0].Spec.Endpoints[0].RelabelConfigs[0].Replacement = new("api")
+		}},
+		{"RabbitMQ scraped without its families", "monitoring", "dev", func(m *manifests, s *sources) {
+			for _, pm := range m.podMonitors {
+				for i := range pm.Spec.PodMetricsEndpoints {
+					pm.Spec.PodMetricsEndpoints[i].Params = nil
+				}
+			}
+		}},
+		{"a rule edited in the build", "monitoring", "prod", func(m *manifests, s *sources) {
+			m.rules[0].Spec.Groups[0].Rules[0].For = new(monitoringv1.Duration("1h"))
+		}},
+		{"a dashboard edited in the build", "monitoring", "dev", func(m *manifests, s *sources) {
+			m.configMap("kvstack-dashboards").Data["kvstack-overview.json"] = "{}"
+		}},
+		{"an inhibit rule lost", "monitoring", "prod", func(m *manifests, s *sources) {
+			m.amConfigs[0].Spec.InhibitRules = m.amConfigs[0].Spec.InhibitRules[:1]
+		}},
+		{"kvstack:latest", "images", "prod", func(m *manifests, s *sources) { api(m).Image = "kvstack:latest" }},
+		{"an untagged engine", "images", "dev", func(m *manifests, s *sources) { m.rabbitmqs[0].Spec.Image = "rabbitmq" }},
+		{"RabbitMQ on another line than compose", "images", "prod", func(m *manifests, s *sources) {
+			m.rabbitmqs[0].Spec.Image = "rabbitmq:4.1.0-management"
+		}},
+		{"a binary the Dockerfile does not build", "images", "prod", func(m *manifests, s *sources) { api(m).Command = []string{"/kvstack/kvbench"} }},
+		{"a Secret committed", "secrets", "dev", func(m *manifests, s *sources) {
+			m.secrets = append(m.secrets, &corev1.Secret{})
+		}},
+		{"DATABASE_URL from the wrong key", "secrets", "prod", func(m *manifests, s *sources) {
+			envVar(consumer(m), "DATABASE_URL").ValueFrom.SecretKeyRef.Key = "password"
+		}},
+		{"a Secret the README does not create", "secrets", "prod", func(m *manifests, s *sources) {
+			name := "kvstack-redis-auth"
+			m.redisClusters[0].Spec.KubernetesConfig.RedisSecret.Name = &name
+		}},
+		{"no way out to PostgreSQL", "network", "prod", func(m *manifests, s *sources) {
+			np := policy(m, "kvstack-api")
+			np.Spec.Egress = np.Spec.Egress[:1]
+		}},
+		{"egress wide open", "network", "dev", func(m *manifests, s *sources) {
+			np := policy(m, "kvstack-consumer")
+			np.Spec.Egress = append(np.Spec.Egress, networkingv1.NetworkPolicyEgressRule{})
+		}},
+		{"stack.env moves PostgreSQL's port", "network", "prod", func(m *manifests, s *sources) { s.ports["PGPORT"] = "5433" }},
+		{"Redis open to every namespace", "network", "prod", func(m *manifests, s *sources) {
+			np := policy(m, "kvstack-redis")
+			np.Spec.Ingress = append(np.Spec.Ingress, networkingv1.NetworkPolicyIngressRule{})
+		}},
+	}
+	covered := map[string]bool{}
+	for _, c := range cases {
+		covered[c.check] = true
+		t.Run(c.check+"/"+c.name, func(t *testing.T) {
+			m, s := mustBuild(t, c.overlay), mustSources(t)
+			if got := checks[c.check](t, m, s); len(got) > 0 {
+				t.Fatalf("intact overlay %s already fails: %v", c.overlay, got)
+			}
+			c.breakIt(m, s)
+			got := checks[c.check](t, m, s)
+			if len(got) == 0 {
+				t.Errorf("check %q found nothing wrong", c.check)
+			}
+			for _, p := range got {
+				t.Log(p)
+			}
+		})
+	}
+	for name := range checks {
+		if !covered[name] {
+			t.Errorf("check %q is never shown failing", name)
+		}
+	}
+}

@@ -1,0 +1,105 @@
+package k8s
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	kyaml "sigs.k8s.io/kustomize/kyaml/yaml"
+)
+
+var update = flag.Bool("update", false, "rewrite the copies of the repository's files under base/ from their sources")
+
+// copies are the files of base/ made from the repository's own, so that
+// the kustomization needs nothing outside deploy/k8s; each is made by a
+// function of the source files.
+func copies(t testing.TB) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{
+		"base/jaeger/config.yaml":                readRepo(t, "observability/jaeger.yaml"),
+		"base/observability/prometheusrule.yaml": prometheusRule(t),
+	}
+	for _, f := range globRepo(t, "grafana/dashboards/*.json") {
+		out["base/observability/"+filepath.Base(f)] = readRepo(t, f)
+	}
+	return out
+}
+
+func globRepo(t testing.TB, pattern string) []string {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(root, pattern))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("%s: no file (%v)", pattern, err)
+	}
+	var rel []string
+	for _, f := range files {
+		r, _ := filepath.Rel(root, f)
+		rel = append(rel, r)
+	}
+	slices.Sort(rel)
+	return rel
+}
+
+const ruleHeader = `# Generated from observability/rules/*.yml, their groups in file order:
+# do not edit; change the rules there, then
+#   cd deploy/k8s && go test -run TestCopies -update
+`
+
+// prometheusRule wraps the groups of every rule file, comments and all, in
+// one PrometheusRule.
+func prometheusRule(t testing.TB) []byte {
+	t.Helper()
+	doc := kyaml.MustParse(`apiVersion: monitoring.coreos.com/v1
+kind: PrometheusRule
+metadata:
+  name: kvstack
+  labels:
+    release: kube-prometheus-stack
+spec:
+  groups: []
+`)
+	groups, err := doc.Pipe(kyaml.Lookup("spec", "groups"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups.YNode().Style = 0
+	for _, f := range globRepo(t, "observability/rules/*.yml") {
+		n, err := kyaml.Parse(string(readRepo(t, f)))
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		g, err := n.Pipe(kyaml.Lookup("groups"))
+		if err != nil || g == nil {
+			t.Fatalf("%s: no groups (%v)", f, err)
+		}
+		groups.YNode().Content = append(groups.YNode().Content, g.YNode().Content...)
+	}
+	s, err := doc.String()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []byte(ruleHeader + s)
+}
+
+// The copies under base/ equal what their sources make today.
+func TestCopies(t *testing.T) {
+	for rel, want := range copies(t) {
+		if *update {
+			if err := os.WriteFile(rel, want, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		got, err := os.ReadFile(rel)
+		if err != nil {
+			t.Errorf("%v (make it: go test -run TestCopies -update)", err)
+			continue
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s differs from what its source makes: run `cd deploy/k8s && go test -run TestCopies -update`", rel)
+		}
+	}
+}

@@ -1,0 +1,190 @@
+package k8s
+
+// The custom resources of the operators whose Go modules the module proxy
+// does not serve (RabbitMQ Cluster Operator, CloudNativePG, OpsTree
+// redis-operator). Each struct holds only the fields kvstack sets, named and
+// typed as the operator's API reference documents them at the version the
+// README names; decoding is strict, so a misspelt or unknown field fails.
+// This checks the documented fields, not the CRD's schema itself.
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// RabbitmqCluster is rabbitmq.com/v1beta1 (cluster-operator v2.22.3).
+type RabbitmqCluster struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              RabbitmqClusterSpec `json:"spec,omitempty"`
+}
+
+type RabbitmqClusterSpec struct {
+	Replicas    *int32                           `json:"replicas,omitempty"`
+	Image       string                           `json:"image,omitempty"`
+	Resources   *corev1.ResourceRequirements     `json:"resources,omitempty"`
+	Persistence RabbitmqClusterPersistenceSpec   `json:"persistence,omitempty"`
+	Rabbitmq    RabbitmqClusterConfigurationSpec `json:"rabbitmq,omitempty"`
+	Affinity    *corev1.Affinity                 `json:"affinity,omitempty"`
+}
+
+type RabbitmqClusterPersistenceSpec struct {
+	StorageClassName *string            `json:"storageClassName,omitempty"`
+	Storage          *resource.Quantity `json:"storage,omitempty"`
+}
+
+type RabbitmqClusterConfigurationSpec struct {
+	AdditionalPlugins []string `json:"additionalPlugins,omitempty"`
+	AdditionalConfig  string   `json:"additionalConfig,omitempty"`
+}
+
+// What the RabbitMQ Cluster Operator makes of a RabbitmqCluster named N:
+// Service N with port amqp 5672 and prometheus 15692, pods labelled
+// app.kubernetes.io/name=N, and Secret N-default-user whose
+// connection_string is amqp://user:pass@N.<ns>.svc:5672/.
+const (
+	rabbitmqAMQPPort    = 5672
+	rabbitmqMetricsPort = 15692
+	rabbitmqPodLabel    = "app.kubernetes.io/name"
+	rabbitmqSecretTail  = "-default-user"
+	rabbitmqSecretKey   = "connection_string"
+)
+
+// PostgresCluster is CloudNativePG's postgresql.cnpg.io/v1 Cluster (v1.30.0).
+type PostgresCluster struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              PostgresClusterSpec `json:"spec"`
+}
+
+type PostgresClusterSpec struct {
+	Instances             int                         `json:"instances"`
+	ImageName             string                      `json:"imageName,omitempty"`
+	PrimaryUpdateStrategy string                      `json:"primaryUpdateStrategy,omitempty"`
+	PostgresConfiguration PostgresConfiguration       `json:"postgresql,omitempty"`
+	Bootstrap             *PostgresBootstrap          `json:"bootstrap,omitempty"`
+	StorageConfiguration  PostgresStorage             `json:"storage,omitempty"`
+	Affinity              PostgresAffinity            `json:"affinity,omitempty"`
+	Resources             corev1.ResourceRequirements `json:"resources,omitempty"`
+}
+
+type PostgresConfiguration struct {
+	Parameters  map[string]string    `json:"parameters,omitempty"`
+	Synchronous *PostgresSynchronous `json:"synchronous,omitempty"`
+}
+
+// PostgresSynchronous is SynchronousReplicaConfiguration: method any|first,
+// dataDurability required|preferred.
+type PostgresSynchronous struct {
+	Method         string `json:"method"`
+	Number         int    `json:"number"`
+	DataDurability string `json:"dataDurability,omitempty"`
+}
+
+type PostgresBootstrap struct {
+	InitDB *PostgresInitDB `json:"initdb,omitempty"`
+}
+
+type PostgresInitDB struct {
+	Database string `json:"database,omitempty"`
+	Owner    string `json:"owner,omitempty"`
+}
+
+type PostgresStorage struct {
+	StorageClass *string `json:"storageClass,omitempty"`
+	Size         string  `json:"size,omitempty"`
+}
+
+type PostgresAffinity struct {
+	EnablePodAntiAffinity *bool  `json:"enablePodAntiAffinity,omitempty"`
+	TopologyKey           string `json:"topologyKey,omitempty"`
+	PodAntiAffinityType   string `json:"podAntiAffinityType,omitempty"`
+}
+
+// What CloudNativePG makes of a Cluster named N: Service N-rw (the primary)
+// on 5432, pods labelled cnpg.io/cluster=N, and Secret N-app whose uri is
+// postgresql://owner:pass@N-rw.<ns>:5432/database.
+const (
+	postgresPort      = 5432
+	postgresPodLabel  = "cnpg.io/cluster"
+	postgresSecretKey = "uri"
+)
+
+// RedisCluster and Redis are the OpsTree redis-operator's
+// redis.redis.opstreelabs.in/v1beta2 kinds (v0.26.0).
+type RedisCluster struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              RedisClusterSpec `json:"spec"`
+}
+
+type RedisClusterSpec struct {
+	ClusterSize        *int32               `json:"clusterSize"`
+	ClusterVersion     *string              `json:"clusterVersion,omitempty"`
+	Port               *int                 `json:"port,omitempty"`
+	PersistenceEnabled *bool                `json:"persistenceEnabled,omitempty"`
+	KubernetesConfig   RedisKubernetesConf  `json:"kubernetesConfig"`
+	RedisConfig        *RedisConfig         `json:"redisConfig,omitempty"`
+	RedisLeader        RedisRole            `json:"redisLeader,omitempty"`
+	RedisFollower      RedisRole            `json:"redisFollower,omitempty"`
+	Storage            *RedisClusterStorage `json:"storage,omitempty"`
+}
+
+type Redis struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              RedisSpec `json:"spec"`
+}
+
+type RedisSpec struct {
+	KubernetesConfig RedisKubernetesConf `json:"kubernetesConfig"`
+	RedisConfig      *RedisConfig        `json:"redisConfig,omitempty"`
+}
+
+// RedisKubernetesConf is common.KubernetesConfig.
+type RedisKubernetesConf struct {
+	Image           string                       `json:"image"`
+	ImagePullPolicy corev1.PullPolicy            `json:"imagePullPolicy,omitempty"`
+	Resources       *corev1.ResourceRequirements `json:"resources,omitempty"`
+	RedisSecret     *RedisSecret                 `json:"redisSecret,omitempty"`
+}
+
+// RedisSecret is common.ExistingPasswordSecret.
+type RedisSecret struct {
+	Name *string `json:"name,omitempty"`
+	Key  *string `json:"key,omitempty"`
+}
+
+type RedisConfig struct {
+	MaxMemoryPercentOfLimit *int     `json:"maxMemoryPercentOfLimit,omitempty"`
+	DynamicConfig           []string `json:"dynamicConfig,omitempty"`
+}
+
+// RedisRole is RedisLeader/RedisFollower.
+type RedisRole struct {
+	Replicas                  *int32                            `json:"replicas,omitempty"`
+	PodDisruptionBudget       *RedisPDB                         `json:"pdb,omitempty"`
+	TopologySpreadConstraints []corev1.TopologySpreadConstraint `json:"topologySpreadConstraints,omitempty"`
+}
+
+type RedisPDB struct {
+	Enabled        bool   `json:"enabled,omitempty"`
+	MinAvailable   *int32 `json:"minAvailable,omitempty"`
+	MaxUnavailable *int32 `json:"maxUnavailable,omitempty"`
+}
+
+type RedisClusterStorage struct {
+	NodeConfVolume              bool                         `json:"nodeConfVolume,omitempty"`
+	NodeConfVolumeClaimTemplate corev1.PersistentVolumeClaim `json:"nodeConfVolumeClaimTemplate,omitempty"`
+	VolumeClaimTemplate         corev1.PersistentVolumeClaim `json:"volumeClaimTemplate,omitempty"`
+}
+
+// What the redis-operator makes of a Redis named N: Service N:6379 on pods
+// app=N. Of a RedisCluster named N: Services N-leader and N-follower, pods
+// N-leader-<i> (app=N-leader) behind headless Service N-leader-headless,
+// followers likewise; the port is spec.port (6379 by default).
+const (
+	redisDefaultPort = 6379
+	redisPodLabel    = "app"
+)
