@@ -39,7 +39,7 @@ func TestChecksCatch(t *testing.T) {
 		{"the binaries read a new address (issue 12's RABBITMQ_URLS)", "env", "prod", func(m *manifests, s *sources) {
 			s.env["api"]["RABBITMQ_URLS"] = "amqp://guest:guest@127.0.0.1:5672/"
 		}},
-		{"the binaries read REDIS_ADDRS and the manifests still set REDIS_ADDR", "env", "prod", func(m *manifests, s *sources) {
+		{"the binaries rename REDIS_ADDR and the manifests do not follow", "env", "prod", func(m *manifests, s *sources) {
 			delete(s.env["api"], "REDIS_ADDR")
 			s.env["api"]["REDIS_ADDRS"] = "127.0.0.1:6379"
 		}},
@@ -51,9 +51,10 @@ func TestChecksCatch(t *testing.T) {
 		{"stack.env moves RabbitMQ's port from the operator's", "ports", "prod", func(m *manifests, s *sources) { s.ports["RABBITMQ_PORT"] = "5673" }},
 		{"a Redis address no operator makes", "ports", "prod", func(m *manifests, s *sources) { setEnv(consumer(m), "REDIS_ADDR", "redis:6379") }},
 		{"cluster seeds that are not the leaders' pods", "ports", "prod", func(m *manifests, s *sources) {
-			s.env["api"]["REDIS_ADDRS"] = ""
-			setEnv(api(m), "REDIS_ADDRS", "kvstack-redis-leader-0.kvstack-redis-leader-headless:6379,kvstack-redis-leader-9.nowhere:6379")
+			setEnv(api(m), "REDIS_ADDR", "kvstack-redis-leader-0.kvstack-redis-leader-headless:6379,kvstack-redis-leader-9.nowhere:6379")
 		}},
+		{"a Redis Cluster addressed as one node", "ports", "prod", func(m *manifests, s *sources) { setEnv(consumer(m), "REDIS_CLUSTER", "false") }},
+		{"one Redis node addressed as a cluster", "ports", "dev", func(m *manifests, s *sources) { setEnv(api(m), "REDIS_CLUSTER", "true") }},
 		{"the API stops serving /readyz", "probes", "dev", func(m *manifests, s *sources) {
 			s.routes = []string{"/api", "/api/all", "/healthz", "/metrics"}
 		}},

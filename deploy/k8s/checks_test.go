@@ -164,7 +164,14 @@ func checkPorts(t testing.TB, m *manifests, s *sources) problems {
 		if k == nil {
 			continue
 		}
-		for _, addr := range redisAddrs(s, *k) {
+		// A Redis Cluster needs the binaries' cluster client: a client of
+		// one node would get MOVED for the other masters' keys.
+		addrs := strings.Split(s.effective(*k, "REDIS_ADDR"), ",")
+		clusterClient := len(addrs) > 1 || s.effective(*k, "REDIS_CLUSTER") == "true"
+		if want := len(m.redisClusters) > 0; clusterClient != want {
+			p.add("%s: the build has %d RedisCluster(s), but the binary's cluster mode (REDIS_CLUSTER, or several REDIS_ADDR) is %v", k, len(m.redisClusters), clusterClient)
+		}
+		for _, addr := range addrs {
 			host, port := hostPort(addr)
 			if port != s.ports["REDIS_PORT"] {
 				p.add("%s: Redis address %s, stack.env REDIS_PORT = %s", k, addr, s.ports["REDIS_PORT"])
@@ -178,16 +185,6 @@ func checkPorts(t testing.TB, m *manifests, s *sources) problems {
 }
 
 func itoa(n int32) string { return strconv.Itoa(int(n)) }
-
-// redisAddrs are the Redis addresses a container gives its binary: the
-// list of REDIS_ADDRS once the binaries read it (cluster-capable), else
-// the one REDIS_ADDR.
-func redisAddrs(s *sources, k kvContainer) []string {
-	if _, ok := s.env[k.bin]["REDIS_ADDRS"]; ok {
-		return strings.Split(s.effective(k, "REDIS_ADDRS"), ",")
-	}
-	return []string{s.effective(k, "REDIS_ADDR")}
-}
 
 // redisHosts are the names the redis-operator makes for the build's Redis
 // resources: Services, and each cluster pod's name under its headless
