@@ -1,0 +1,111 @@
+package native
+
+import (
+	"fmt"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Process names of the native topology, in start order; docker-compose.yml
+// has a service of each name (deploy/composetest checks it).
+var ProcessNames = []string{"jaeger", "api1", "api2", "consumer", "nginx", "alertmanager", "prometheus"}
+
+// Processes is the native topology: every process of kvstack's stack, on
+// the ports of s. The shared PostgreSQL, Redis and RabbitMQ are not among
+// them: scripts/services.sh starts those when missing, and nothing here
+// stops them.
+func Processes(s *Settings) []Program {
+	out := make([]Program, 0, len(ProcessNames))
+	for _, name := range ProcessNames {
+		out = append(out, process(s, name))
+	}
+	return out
+}
+
+// Select keeps the named programs of a topology, in its order.
+func Select(programs []Program, names ...string) []Program {
+	var out []Program
+	for _, p := range programs {
+		for _, n := range names {
+			if p.Name == n {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+func process(s *Settings, name string) Program {
+	p := Program{
+		Name: name, Dir: s.Root, Log: s.LogFile(name), StopWait: s.StopTimeout(),
+	}
+	switch name {
+	case "api1", "api2":
+		addr := s.Addr("KV_" + strings.ToUpper(name) + "_PORT")
+		p.Command, p.Binary = []string{filepath.Join(s.BinDir, "api")}, filepath.Join(s.BinDir, "api")
+		p.Env = s.appEnv()
+		p.Env["KV_HTTP_ADDR"], p.Env["KV_INSTANCE_ID"] = addr, name
+		// Two replicas share this machine's cores with everything else:
+		// one P each spares the Go schedulers' spinning and wake-ups
+		// (bench/NOTES.md: +25 % GET hits on 2 cores).
+		p.Env["GOMAXPROCS"] = s.Get("KV_API_GOMAXPROCS")
+		p.Priority, p.Addr, p.Health = 20, addr, HTTPProbe{addr, "/healthz"}
+	case "consumer":
+		return Consumer(s, 1)
+	case "nginx":
+		dir := filepath.Join(s.Dir, "nginx")
+		p.Command = []string{"nginx", "-p", dir + "/", "-c", filepath.Join(s.ConfigDir(), "nginx.conf"),
+			"-e", s.Get("NGINX_ERROR_LOG"), "-g", "daemon off; pid " + filepath.Join(dir, "nginx.pid") + ";"}
+		p.Priority, p.Addr = 30, s.Get("NGINX_LISTEN")
+		p.Health = HTTPProbe{p.Addr, "/healthz"}
+	case "alertmanager":
+		p.Addr = s.Get("ALERTMANAGER_ADDR")
+		p.Command = []string{"prometheus-alertmanager", "--config.file=" + filepath.Join(s.ConfigDir(), "alertmanager.yml"),
+			"--storage.path=" + filepath.Join(s.Dir, "alertmanager"), "--web.listen-address=" + p.Addr,
+			"--cluster.listen-address=", "--web.external-url=http://" + p.Addr}
+		p.Priority, p.Health = 30, HTTPProbe{p.Addr, "/-/ready"}
+	case "prometheus":
+		p.Addr = s.Get("PROMETHEUS_ADDR")
+		p.Command = []string{"prometheus", "--config.file=" + filepath.Join(s.ConfigDir(), "prometheus.yml"),
+			"--storage.tsdb.path=" + filepath.Join(s.Dir, "prometheus"), "--storage.tsdb.retention.time=2d",
+			"--web.listen-address=" + p.Addr, "--web.enable-lifecycle", "--enable-feature=exemplar-storage"}
+		p.Priority, p.Health = 30, HTTPProbe{p.Addr, "/-/ready"}
+	case "jaeger":
+		// Jaeger reads its ports from observability/jaeger.yaml's ${env:…}.
+		p.Command = []string{filepath.Join(s.BinDir, "jaeger"), "--config", filepath.Join(s.Root, "observability", "jaeger.yaml")}
+		p.Env = map[string]string{
+			"JAEGER_LISTEN_HOST":     s.Host(),
+			"JAEGER_UI_PORT":         s.Get("KV_JAEGER_UI_PORT"),
+			"JAEGER_OTLP_GRPC_PORT":  s.Get("KV_JAEGER_OTLP_GRPC_PORT"),
+			"JAEGER_OTLP_HTTP_PORT":  s.Get("KV_JAEGER_OTLP_HTTP_PORT"),
+			"JAEGER_QUERY_GRPC_PORT": s.Get("KV_JAEGER_QUERY_GRPC_PORT"),
+			"JAEGER_HEALTH_PORT":     s.Get("KV_JAEGER_HEALTH_PORT"),
+			"OTEL_TRACES_EXPORTER":   "none", // Jaeger does not trace itself into itself
+		}
+		p.Addr = s.Addr("KV_JAEGER_UI_PORT")
+		p.Priority, p.Health = 10, HTTPProbe{p.Addr, "/api/services"}
+	default:
+		panic("native: no process " + name)
+	}
+	return p
+}
+
+// Consumer is consumer number n: the topology's consumer is 1 (on
+// KV_CONSUMER_PORT); the chaos campaign adds 2 and 3 on the next ports.
+func Consumer(s *Settings, n int) Program {
+	port, _ := strconv.Atoi(s.Get("KV_CONSUMER_PORT"))
+	addr := net.JoinHostPort(s.Host(), strconv.Itoa(port+n-1))
+	name := "consumer"
+	if n > 1 {
+		name = fmt.Sprintf("consumer%d", n)
+	}
+	env := s.appEnv()
+	env["KV_CONSUMER_ADDR"], env["KV_INSTANCE_ID"] = addr, fmt.Sprintf("consumer%d", n)
+	return Program{
+		Name: name, Dir: s.Root, Log: s.LogFile(name), StopWait: s.StopTimeout(),
+		Command: []string{filepath.Join(s.BinDir, "consumer")}, Binary: filepath.Join(s.BinDir, "consumer"),
+		Env: env, Priority: 20, Addr: addr, Health: HTTPProbe{addr, "/healthz"},
+	}
+}
