@@ -9,13 +9,13 @@ FUZZTIME    ?= 10s
 GOFMT       ?= $(shell $(GO) env GOROOT)/bin/gofmt
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 ARGS        ?=
-SERVICES    ?= scripts/services.sh
-STACK       ?= scripts/stack.sh
+# The native stack's command (cmd/stack, deploy/native); built by stack-bin.
+STACK       ?= $(BIN)/stack
 
 .DEFAULT_GOAL := help
-.PHONY: help setup setup-all build migrate test test-unit vet fmt-check fuzz \
-	lint fmt run-api run-consumer clean run up down status logs jaeger e2e \
-	test-compose test-k8s k8s check-observability bench bench-smoke chaos chaos-short
+.PHONY: help setup setup-all packages build migrate test test-unit vet fmt-check fuzz \
+	lint fmt run-api run-consumer clean run up down status logs env jaeger e2e \
+	test-compose test-k8s k8s check-observability bench bench-smoke chaos chaos-short stack-bin
 
 ##@ General
 
@@ -24,13 +24,16 @@ help: ## List the targets
 		/^##@ / { printf "\n%s\n", substr($$0, 5); next } \
 		/^[a-zA-Z0-9_.-]+:.*## / { printf "  %-14s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
-##@ Services
+##@ Services (scripts/services.sh, with the ports of stack.env)
 
-setup: ## Install (when missing) and start PostgreSQL, Redis, RabbitMQ; create the kvstack database
-	$(SERVICES) ensure deps
+setup: stack-bin ## Install (when missing) and start PostgreSQL, Redis, RabbitMQ; create the kvstack database
+	$(STACK) services ensure deps
 
-setup-all: ## setup, plus install nginx, Prometheus, Alertmanager and wrk
-	$(SERVICES) ensure all
+setup-all: stack-bin ## setup, plus install nginx, Prometheus, Alertmanager, supervisor and wrk
+	$(STACK) services ensure all
+
+packages: stack-bin ## Install every Debian package the project uses (when missing); start nothing
+	$(STACK) services install all
 
 ##@ Build and run
 
@@ -40,30 +43,36 @@ build: ## Build every binary in cmd/ into bin/
 migrate: setup ## Apply the database migrations
 	$(GO) run ./cmd/migrate
 
-run-api: migrate ## Run the API with local defaults (extra flags: ARGS=...)
+run-api: migrate ## Run the API alone in the foreground, configured by environment variables (ARGS=-env lists them)
 	$(GO) run ./cmd/api $(ARGS)
 
-run-consumer: migrate ## Run the consumer with local defaults (extra flags: ARGS=...)
+run-consumer: migrate ## Run the consumer alone in the foreground, configured by environment variables (ARGS=-env lists them)
 	$(GO) run ./cmd/consumer $(ARGS)
 
-##@ Native stack (ports and overrides: stack.env, scripts/stack.sh)
+##@ Native stack (bin/stack under a private supervisord; ports: stack.env, settings: make env)
 
-run: ## The whole topology in the foreground, following its logs; Ctrl-C stops what it started
+stack-bin: ## Build bin/stack, the native stack's command (cmd/stack)
+	@$(GO) build -o $(STACK) ./cmd/stack
+
+run: stack-bin ## up, then follow the logs; Ctrl-C stops the stack (left up if it ran before)
 	$(STACK) run
 
-up: ## Start the whole topology in the background; starts only what is missing
+up: stack-bin ## Start what is down, in the background (idempotent); restarts rebuilt replicas one at a time
 	$(STACK) up
 
-down: ## Stop the topology (PostgreSQL, Redis and RabbitMQ keep running)
+down: stack-bin ## Stop every process and the stack's supervisord (PostgreSQL, Redis and RabbitMQ keep running)
 	$(STACK) down
 
-status: ## One line per process: up/down, pid, address, log
+status: stack-bin ## Each process (supervisord's state, health, pid, address, log), then the shared services
 	$(STACK) status
 
-logs: ## Follow the logs of every process of the stack
+logs: stack-bin ## Follow the logs of every process of the stack
 	$(STACK) logs
 
-jaeger: ## Build bin/jaeger from the Go module proxy (skipped when up to date)
+env: stack-bin ## stack.env and the stack's other settings, with their defaults and current values
+	$(STACK) env
+
+jaeger: stack-bin ## Build bin/jaeger from the Go module proxy (skipped when up to date)
 	$(STACK) jaeger
 
 ##@ Benchmark (issue 7; bench/REPORT.md)
@@ -100,8 +109,9 @@ test: setup lint fmt-check check-observability ## Every test against real servic
 	$(MAKE) --no-print-directory test-compose
 	$(MAKE) --no-print-directory test-k8s
 	@# End to end on the native stack; stopped afterwards only if this run
-	@# had to start it, so a developer's running stack stays up.
-	@if $(STACK) status >/dev/null 2>&1; then \
+	@# started its supervisord, so a developer's running stack stays up
+	@# (a process of it that was down is started, and stays up).
+	@if $(STACK) running; then \
 		$(MAKE) --no-print-directory e2e; \
 	else \
 		rc=0; $(MAKE) --no-print-directory e2e || rc=$$?; \
@@ -110,9 +120,9 @@ test: setup lint fmt-check check-observability ## Every test against real servic
 	@# The reliability campaign's short version, on private instances (~2 min).
 	$(MAKE) --no-print-directory chaos-short
 
-# Rendered by scripts/stack.sh itself into a scratch state dir (no running
-# process is touched), as the stack renders them, and with the test-only
-# short durations (KV_ALERT_FOR) too.
+# Rendered by bin/stack itself into a scratch state dir (no running process
+# is touched), as the stack renders them, and with the test-only short
+# durations (KV_ALERT_FOR) too.
 OBS_CHECK ?= $(CURDIR)/tmp/check-observability
 check-observability: setup-all ## promtool/amtool: Prometheus config, rules and their unit tests, Alertmanager config
 	@for v in prod short; do \
@@ -135,7 +145,7 @@ OVERLAY ?= dev
 k8s: ## Print the Kubernetes manifests of OVERLAY (dev|prod), for: make k8s OVERLAY=prod | kubectl apply -f -
 	@cd deploy/k8s && $(GO) run ./cmd/render overlays/$(OVERLAY)
 
-e2e: up ## End-to-end tests through nginx on the native stack (starts what is missing)
+e2e: up ## End-to-end tests through nginx on the native stack (starts what is down)
 	$(GO) vet -tags e2e ./e2e/...
 	$(GO) test -tags e2e -count=1 -timeout 10m ./e2e/...
 

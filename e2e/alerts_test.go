@@ -10,16 +10,16 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/kvstack/kvstack/deploy/native"
 )
 
 // alertFor is the test-only `for:` (and Alertmanager group wait/interval)
-// that scripts/stack.sh renders when KV_ALERT_FOR is set; thresholds are
+// that the native stack renders when KV_ALERT_FOR is set; thresholds are
 // the production ones.
 const alertFor = "5s"
 
@@ -92,34 +92,12 @@ func hasLabels(got, want map[string]string) bool {
 	return true
 }
 
-// stackWith runs scripts/stack.sh with extra environment variables (later
-// ones win) and fails the test on error.
-func stackWith(t *testing.T, root string, env []string, args ...string) {
+// renderWith renders the stack's configs with extra settings (NAME=VALUE,
+// later ones win) and reloads the processes whose config changed.
+func renderWith(t *testing.T, extra ...string) error {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(root, "scripts", "stack.sh"), args...)
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), env...)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("stack.sh %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-}
-
-// withoutEnv is os.Environ() without the named variables.
-func withoutEnv(names ...string) []string {
-	var out []string
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		keep := true
-		for _, n := range names {
-			keep = keep && name != n
-		}
-		if keep {
-			out = append(out, kv)
-		}
-	}
-	return out
+	env := loadStackEnv(t, extra...)
+	return native.WriteConfigs(context.Background(), env.s, env.stack().Supervisor(), nil)
 }
 
 // promAlert is an alert as Prometheus' /api/v1/alerts shows it.
@@ -169,13 +147,13 @@ func TestQueueLagAlert(t *testing.T) {
 	// The stack's configs as they were (no KV_ALERT_FOR; the webhook the
 	// environment says), rendered back whatever happens.
 	t.Cleanup(func() {
-		cmd := exec.Command(filepath.Join(h.root, "scripts", "stack.sh"), "render")
-		cmd.Dir, cmd.Env = h.root, withoutEnv("KV_ALERT_FOR")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Errorf("restoring the stack's alert configs (scripts/stack.sh render): %v\n%s", err, out)
+		if err := renderWith(t, "KV_ALERT_FOR=", "ALERT_WEBHOOK_URL="+os.Getenv("ALERT_WEBHOOK_URL")); err != nil {
+			t.Errorf("restoring the stack's alert configs: %v", err)
 		}
 	})
-	stackWith(t, h.root, []string{"KV_ALERT_FOR=" + alertFor, "ALERT_WEBHOOK_URL=" + hook.url}, "render")
+	if err := renderWith(t, "KV_ALERT_FOR="+alertFor, "ALERT_WEBHOOK_URL="+hook.url); err != nil {
+		t.Fatalf("rendering the configs with KV_ALERT_FOR: %v", err)
+	}
 	eventually(t, within(30*time.Second), func() string {
 		rules, err := p.rules()
 		if err != nil {
@@ -230,13 +208,13 @@ func TestQueueLagAlert(t *testing.T) {
 
 	// The consumer comes back whatever happens.
 	t.Cleanup(func() {
-		cmd := exec.Command(filepath.Join(h.root, "scripts", "stack.sh"), "start", "consumer")
-		cmd.Dir, cmd.Env = h.root, withoutEnv("KV_ALERT_FOR")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Errorf("restarting the consumer: %v\n%s", err, out)
+		if err := h.startProcess("consumer"); err != nil {
+			t.Errorf("restarting the consumer: %v", err)
 		}
 	})
-	stackWith(t, h.root, nil, "stop", "consumer")
+	if err := h.stack().Supervisor().Stop(context.Background(), "consumer"); err != nil {
+		t.Fatalf("stopping the consumer: %v", err)
+	}
 	stopWriting := keepWriting(t, h)
 	defer stopWriting()
 	start := time.Now()
@@ -293,7 +271,9 @@ func TestQueueLagAlert(t *testing.T) {
 	}
 
 	stopWriting()
-	stackWith(t, h.root, withoutEnv("KV_ALERT_FOR"), "start", "consumer")
+	if err := h.startProcess("consumer"); err != nil {
+		t.Fatalf("starting the consumer again: %v", err)
+	}
 	restarted := time.Now()
 	eventually(t, within(60*time.Second), lagAlert(""))
 	eventually(t, within(30*time.Second), func() string {

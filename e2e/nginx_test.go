@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/kvstack/kvstack/deploy/native"
 )
 
 // The stack's rendered nginx.conf is valid, routes writes to a location
@@ -23,7 +26,7 @@ func TestRenderedNginxConfig(t *testing.T) {
 	conf := filepath.Join(env.dir(), "config", "nginx.conf")
 	raw, err := os.ReadFile(conf)
 	if err != nil {
-		t.Fatalf("rendered nginx config: %v (run `make up`, or scripts/stack.sh render)", err)
+		t.Fatalf("rendered nginx config: %v (run `make up`, or bin/stack render)", err)
 	}
 	pid := filepath.Join(t.TempDir(), "nginx.pid")
 	out, err := exec.Command("nginx", "-t", "-p", filepath.Join(env.dir(), "nginx")+"/", "-c", conf,
@@ -138,15 +141,13 @@ func freeAddr(t *testing.T) string {
 
 func startEdge(t *testing.T, api1, api2 string, extraEnv ...string) *edge {
 	t.Helper()
-	env := loadStackEnv(t)
 	dir := t.TempDir()
 	listen := freeAddr(t)
-	render := exec.Command(filepath.Join(env.root, "scripts", "stack.sh"), "render")
-	render.Env = append(os.Environ(), append([]string{
+	env := loadStackEnv(t, append([]string{
 		"KV_STACK_DIR=" + dir, "NGINX_LISTEN=" + listen, "API1_ADDR=" + api1, "API2_ADDR=" + api2,
 	}, extraEnv...)...)
-	if out, err := render.CombinedOutput(); err != nil {
-		t.Fatalf("scripts/stack.sh render: %v\n%s", err, out)
+	if err := native.WriteConfigs(context.Background(), env.s, nil, nil); err != nil {
+		t.Fatalf("rendering the configs: %v", err)
 	}
 	runNginx(t, filepath.Join(dir, "nginx"), filepath.Join(dir, "config", "nginx.conf"), filepath.Join(dir, "logs", "nginx.log"), nil)
 	e := &edge{url: "http://" + listen, client: &http.Client{Timeout: 10 * time.Second}}

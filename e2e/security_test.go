@@ -103,7 +103,7 @@ func TestCredentialsNeverLogged(t *testing.T) {
 	if len(logs) < 4 {
 		t.Fatalf("only %d logs under %s (is the stack up?)", len(logs), env.dir())
 	}
-	// The native stack's credentials (scripts/services.sh, stack.sh) in the
+	// The native stack's credentials (scripts/services.sh, deploy/native) in the
 	// forms they would be logged in.
 	secrets := []string{"kvstack:kvstack@", "guest:guest@", "PGPASSWORD=", "password=kvstack", `"Password":"kvstack"`, `"Password":"guest"`}
 	masked := false

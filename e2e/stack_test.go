@@ -14,54 +14,46 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/kvstack/kvstack/deploy/native"
 )
 
-// stackEnv is stack.env overlaid with the environment, as scripts/stack.sh
-// reads it.
+// stackEnv is the native stack's settings (deploy/native: stack.env
+// overlaid with the environment), as bin/stack reads them.
 type stackEnv struct {
 	root string
-	vars map[string]string
+	s    *native.Settings
+	vars map[string]string // stack.env's names, resolved
 }
 
-func loadStackEnv(tb testing.TB) stackEnv {
+func loadStackEnv(tb testing.TB, extra ...string) stackEnv {
 	tb.Helper()
 	root, err := filepath.Abs("..")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	data, err := os.ReadFile(filepath.Join(root, "stack.env"))
+	s, err := native.Load(root, append(os.Environ(), extra...))
 	if err != nil {
-		tb.Fatalf("stack.env: %v", err)
+		tb.Fatalf("the native stack's settings: %v", err)
 	}
 	vars := map[string]string{}
-	for _, line := range strings.Split(string(data), "\n") {
-		name, value, ok := strings.Cut(strings.TrimSpace(line), "=")
-		if ok && !strings.HasPrefix(name, "#") {
-			vars[name] = value
-		}
+	for _, a := range s.File {
+		vars[a.Name] = s.Get(a.Name)
 	}
-	for name := range vars {
-		if v := os.Getenv(name); v != "" {
-			vars[name] = v
-		}
-	}
-	return stackEnv{root: root, vars: vars}
+	return stackEnv{root: root, s: s, vars: vars}
 }
 
-func (s stackEnv) host() string { return envOr("KV_BIND_HOST", "127.0.0.1") }
+func (s stackEnv) host() string { return s.s.Host() }
 
-func (s stackEnv) addr(portVar string) string {
-	return s.host() + ":" + s.vars[portVar]
-}
+func (s stackEnv) addr(portVar string) string { return s.s.Addr(portVar) }
 
-func (s stackEnv) dir() string { return envOr("KV_STACK_DIR", filepath.Join(s.root, ".stack")) }
+func (s stackEnv) dir() string { return s.s.Dir }
 
-func (s stackEnv) logFile(name string) string { return filepath.Join(s.dir(), "logs", name+".log") }
+func (s stackEnv) logFile(name string) string { return s.s.LogFile(name) }
 
 func envOr(name, def string) string {
 	if v := os.Getenv(name); v != "" {
@@ -69,6 +61,9 @@ func envOr(name, def string) string {
 	}
 	return def
 }
+
+// stack is the running native stack, to control its processes.
+func (s stackEnv) stack() *native.Stack { return native.NewStack(s.s, io.Discard) }
 
 // harness is what every test needs: the stack's addresses and an HTTP
 // client that keeps connections alive, as real clients do.
@@ -190,28 +185,24 @@ func uniq(prefix string) string {
 
 // ---------------------------------------------------------------- processes
 
-// pidOf is the pid scripts/stack.sh recorded for a process.
+// pidOf is the pid of a process of the stack, as its supervisord reports.
 func (h *harness) pidOf(tb testing.TB, name string) int {
 	tb.Helper()
-	b, err := os.ReadFile(filepath.Join(h.dir(), "run", name+".pid"))
-	if err != nil {
-		tb.Fatalf("%s: no pid file (is the stack up? `make up`): %v", name, err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil {
-		tb.Fatalf("%s: bad pid file: %v", name, err)
+	pid, err := h.stack().Supervisor().Pid(context.Background(), name)
+	if err != nil || pid == 0 {
+		tb.Fatalf("%s: no pid (%v): is the stack up? `make up`", name, err)
 	}
 	return pid
 }
 
-// stackCmd runs scripts/stack.sh with args and returns its output.
-func (h *harness) stackCmd(args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(h.root, "scripts", "stack.sh"), args...)
-	cmd.Dir = h.root
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+// startProcess starts a process of the running stack (when down) and waits
+// until it is healthy.
+func (h *harness) startProcess(name string) error {
+	st := h.stack()
+	if err := st.Supervisor().Start(context.Background(), name, false); err != nil {
+		return err
+	}
+	return st.WaitHealthy(context.Background(), name)
 }
 
 // replicaHealthy is true when the replica answers /healthz directly.

@@ -3,20 +3,24 @@
 # systemd (apt starts nothing there). Idempotent: a service that already
 # answers on its port is left alone, so a second run takes about a second.
 #
-#   scripts/services.sh ensure [deps|all]   install what is missing, start deps
-#   scripts/services.sh status              one line per service: up/down
+#   scripts/services.sh ensure [deps|all]    install what is missing, start deps
+#   scripts/services.sh install [deps|all]   install what is missing, start nothing
+#   scripts/services.sh status               one line per service: up/down
 #
 # deps: PostgreSQL, Redis, RabbitMQ (+ rabbitmq_prometheus), role/db kvstack.
-# all:  deps, plus nginx, prometheus, prometheus-alertmanager and wrk
-#       installed only (they run later under the project's own config).
+# all:  deps, plus nginx, prometheus, prometheus-alertmanager, supervisor and
+#       wrk installed only (they run later under the project's own config;
+#       the system's supervisord is never started).
 #
+# The ports come from stack.env through bin/stack (make setup, make status),
+# which runs this script: `bin/stack services status`.
 # Everything listens on and is checked on loopback only.
 set -euo pipefail
 
-PGPORT="${PGPORT:-5432}"
-REDIS_PORT="${REDIS_PORT:-6379}"
-RABBITMQ_PORT="${RABBITMQ_PORT:-5672}"
-RABBITMQ_METRICS_PORT="${RABBITMQ_METRICS_PORT:-15692}"
+: "${PGPORT:?unset: run through bin/stack services (it reads stack.env)}"
+: "${REDIS_PORT:?unset: run through bin/stack services (it reads stack.env)}"
+: "${RABBITMQ_PORT:?unset: run through bin/stack services (it reads stack.env)}"
+: "${RABBITMQ_METRICS_PORT:?unset: run through bin/stack services (it reads stack.env)}"
 START_TIMEOUT="${START_TIMEOUT:-90}" # seconds to wait for a service to answer
 
 KV_DB_USER=kvstack
@@ -83,6 +87,7 @@ TOOL_PACKAGES=(
 	"prometheus=prometheus"
 	"prometheus-alertmanager=prometheus-alertmanager"
 	"wrk=wrk"
+	"supervisor=supervisord"
 )
 
 install_packages() {
@@ -213,8 +218,8 @@ remove_stale_pidfile() {
 start_rabbitmq() {
 	need_root "starting RabbitMQ"
 	local pidfile
-	# A node whose application was stopped (`rabbitmqctl stop_app`, as the
-	# broker-restart tests do) only needs its application started again.
+	# A node whose application was stopped (`rabbitmqctl stop_app` by hand)
+	# only needs its application started again.
 	if rabbitmqctl -q eval 'ok.' >/dev/null 2>&1; then
 		log "rabbitmq: node up with its application stopped: start_app"
 		rabbitmqctl -q start_app >/dev/null || die "RabbitMQ: rabbitmqctl start_app failed"
@@ -260,13 +265,17 @@ ensure_rabbitmq() {
 
 # ---------------------------------------------------------------- commands
 
-cmd_ensure() {
-	local what=${1:-deps} started=$SECONDS
-	case $what in
+cmd_install() {
+	case ${1:-deps} in
 	deps) install_packages "${DEP_PACKAGES[@]}" ;;
 	all) install_packages "${DEP_PACKAGES[@]}" "${TOOL_PACKAGES[@]}" ;;
 	*) usage ;;
 	esac
+}
+
+cmd_ensure() {
+	local what=${1:-deps} started=$SECONDS
+	cmd_install "$what"
 	ensure_postgres
 	ensure_database
 	ensure_redis
@@ -293,13 +302,14 @@ cmd_status() {
 }
 
 usage() {
-	sed -n '2,13s/^# \{0,1\}//p' "$0" >&2
+	sed -n '2,17s/^# \{0,1\}//p' "$0" >&2
 	exit 2
 }
 
 ARGS=("$@")
 case ${1:-} in
 ensure) cmd_ensure "${@:2}" ;;
+install) cmd_install "${@:2}" ;;
 status) cmd_status ;;
 *) usage ;;
 esac

@@ -13,6 +13,8 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
+
+	"github.com/kvstack/kvstack/deploy/native"
 )
 
 // root is the repository, two levels up.
@@ -66,35 +68,31 @@ func mustLoad(t *testing.T) *types.Project {
 	return p
 }
 
-// stackEnv is stack.env, the native stack's list of ports.
+// stackEnv is stack.env as written, the native stack's list of ports, read
+// by the native stack's own parser.
 func stackEnv(t *testing.T) map[string]string {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(root, "stack.env"))
+	as, err := native.ReadEnvFile(filepath.Join(root, native.EnvFile))
 	if err != nil {
 		t.Fatal(err)
 	}
 	vars := map[string]string{}
-	for _, line := range strings.Split(string(data), "\n") {
-		name, value, ok := strings.Cut(strings.TrimSpace(line), "=")
-		if ok && !strings.HasPrefix(name, "#") {
-			vars[name] = value
-		}
+	for _, a := range as {
+		vars[a.Name] = a.Value
 	}
 	return vars
 }
 
-// shellArray is NAME=(a b c) from scripts/stack.sh.
-func shellArray(t *testing.T, name string) []string {
+// nativeTemplateVars is the variable list the native stack renders src with.
+func nativeTemplateVars(t *testing.T, src string) []string {
 	t.Helper()
-	data, err := os.ReadFile(filepath.Join(root, "scripts", "stack.sh"))
-	if err != nil {
-		t.Fatal(err)
+	for _, tm := range native.Templates {
+		if tm.Src == src {
+			return tm.Vars
+		}
 	}
-	m := regexp.MustCompile(`(?m)^` + name + `=\(([^)]*)\)`).FindSubmatch(data)
-	if m == nil {
-		t.Fatalf("scripts/stack.sh has no %s=(...)", name)
-	}
-	return strings.Fields(string(m[1]))
+	t.Fatalf("the native stack renders no %s", src)
+	return nil
 }
 
 // templateVars lists the ${NAME}s of a template file.
@@ -149,7 +147,7 @@ func TestServices(t *testing.T) {
 		t.Errorf("services = %v, want %v", sorted(got), want)
 	}
 	// Every process of the native stack has its service.
-	for _, name := range shellArray(t, "ALL_PROCS") {
+	for _, name := range native.ProcessNames {
 		if _, err := p.GetService(name); err != nil {
 			t.Errorf("native stack runs %s, compose has no such service", name)
 		}
@@ -320,8 +318,8 @@ func TestSamePortsAsNativeStack(t *testing.T) {
 func TestTemplateVariablesProvided(t *testing.T) {
 	p := mustLoad(t)
 	nginxVars := templateVars(t, "nginx/nginx.conf.template")
-	if got := sorted(shellArray(t, "NGINX_VARS")); !slices.Equal(got, nginxVars) {
-		t.Errorf("scripts/stack.sh NGINX_VARS = %v, template uses %v", got, nginxVars)
+	if got := sorted(nativeTemplateVars(t, "nginx/nginx.conf.template")); !slices.Equal(got, nginxVars) {
+		t.Errorf("the native stack renders nginx with %v, the template uses %v", got, nginxVars)
 	}
 	nginx := service(t, p, "nginx")
 	for _, v := range nginxVars {
@@ -332,13 +330,10 @@ func TestTemplateVariablesProvided(t *testing.T) {
 
 	render := service(t, p, "render-config")
 	script := strings.Join(render.Command, " ")
-	for tmpl, array := range map[string]string{
-		"observability/prometheus.yml":   "PROMETHEUS_VARS",
-		"observability/alertmanager.yml": "ALERTMANAGER_VARS",
-	} {
+	for _, tmpl := range []string{"observability/prometheus.yml", "observability/alertmanager.yml"} {
 		vars := templateVars(t, tmpl)
-		if got := sorted(shellArray(t, array)); !slices.Equal(got, vars) {
-			t.Errorf("scripts/stack.sh %s = %v, %s uses %v", array, got, tmpl, vars)
+		if got := sorted(nativeTemplateVars(t, tmpl)); !slices.Equal(got, vars) {
+			t.Errorf("the native stack renders %s with %v, it uses %v", tmpl, got, vars)
 		}
 		for _, v := range vars {
 			if env(render, v) == "" {

@@ -1,7 +1,8 @@
 // Package composetest proves docker-compose.yml and the Dockerfile without a
 // Docker engine: it loads the compose file with compose-go, the loader
-// Docker Compose itself uses, and checks it against the native stack
-// (stack.env, scripts/stack.sh) and the files of the repository.
+// Docker Compose itself uses, and checks it against the native stack's own
+// definitions (deploy/native: stack.env, its processes, its templates) and
+// the files of the repository.
 //
 // It also catches what would only show once the containers run
 // (runtime_test.go): a healthcheck that passes too early or runs a program
@@ -12,5 +13,9 @@
 // shown failing on a broken copy of the repository.
 //
 // It is a module of its own so that compose-go's dependencies never enter
-// kvstack's go.mod. Run it with `make test-compose` (part of `make test`).
+// kvstack's go.mod; it takes kvstack's module from the repository itself
+// (replace ../..), and imports only deploy/native, which uses the standard
+// library alone. A change of kvstack's go.mod may need a `go mod tidy`
+// here too: `make test-compose` says so. Run it with `make test-compose`
+// (part of `make test`).
 package composetest

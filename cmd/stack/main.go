@@ -1,0 +1,84 @@
+// Command stack runs kvstack's whole topology natively, under a private
+// supervisord (deploy/native): make up/run/down/status/logs call it.
+//
+//	stack up            start what is down, in the background (idempotent)
+//	stack run           up, then follow the logs; Ctrl-C stops the stack
+//	                    (unless it already ran before: then it is left up)
+//	stack down          stop every process and supervisord (never the
+//	                    shared PostgreSQL, Redis, RabbitMQ)
+//	stack status        each process: supervisord's state, health, pid
+//	stack logs          follow every log
+//	stack start|stop|restart NAME   one process
+//	stack render        render, check and reload the configs
+//	stack jaeger        build bin/jaeger when missing or out of date
+//	stack env           stack.env and the settings, with their defaults
+//	stack running       exit 0 when the stack's supervisord runs
+//	stack services ARGS scripts/services.sh with stack.env's ports
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+)
+
+const usage = `usage: stack up | run | down | status | logs | start NAME | stop NAME | restart NAME |
+             render | jaeger | env | running | services ARGS...`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, usage)
+		os.Exit(2)
+	}
+	root, err := findRoot()
+	if err != nil {
+		fail(err)
+	}
+	c, err := newCLI(root, os.Environ())
+	if err != nil {
+		fail(err)
+	}
+	code, err := c.run(ctx, os.Args[1], os.Args[2:])
+	if err != nil {
+		fail(err)
+	}
+	os.Exit(code)
+}
+
+func fail(err error) {
+	var u usageError
+	if errors.As(err, &u) {
+		fmt.Fprintln(os.Stderr, usage)
+		os.Exit(2)
+	}
+	fmt.Fprintln(os.Stderr, "==> ERROR:", err)
+	os.Exit(1)
+}
+
+type usageError struct{}
+
+func (usageError) Error() string { return usage }
+
+// findRoot is the directory holding stack.env, from here upwards.
+func findRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "stack.env")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no stack.env here or above: run from the kvstack repository")
+		}
+		dir = parent
+	}
+}
