@@ -23,6 +23,9 @@ type Stack struct {
 	StartTimeout time.Duration
 	// Log gets one line per step ("==> api1: started …"); nil discards.
 	Log io.Writer
+	// Tied makes the supervisord a child of this process that stops with
+	// it (private instances); otherwise it is a daemon (the native stack).
+	Tied bool
 
 	sup *Supervisor
 }
@@ -65,7 +68,7 @@ func (st *Stack) Up(ctx context.Context) (launched bool, err error) {
 	var changed []string
 	if !sup.Running(ctx) {
 		st.logf("supervisord: starting (%s)", sup.ConfPath())
-		if err := sup.Launch(ctx); err != nil {
+		if err := sup.Launch(ctx, st.Tied); err != nil {
 			return false, err
 		}
 		launched = true

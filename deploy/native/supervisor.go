@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -17,8 +18,9 @@ import (
 // Supervisor is a private supervisord whose configuration, socket, pid
 // file and log live under Dir.
 type Supervisor struct {
-	Dir string
-	rpc *rpcClient
+	Dir    string
+	rpc    *rpcClient
+	exited chan struct{} // closed once a tied supervisord has exited
 }
 
 // NewSupervisor addresses the supervisord of dir (running or not).
@@ -52,27 +54,59 @@ func (s *Supervisor) Running(ctx context.Context) bool {
 	return m["statename"] == "RUNNING"
 }
 
-// Launch starts supervisord (it daemonizes) and waits until it answers.
-// Its environment is minimal: what the programs get is in the conf.
-func (s *Supervisor) Launch(ctx context.Context) error {
+// Launch starts supervisord and waits until it answers. Its environment
+// is minimal: what the programs get is in the conf. Detached (the native
+// stack), supervisord daemonizes and outlives us. Tied (private instances
+// of a test or a campaign), it runs in the foreground as our child, in a
+// process group of its own (a Ctrl-C meant for us does not reach it), and
+// gets SIGTERM when we die, so that nothing private outlives its owner.
+func (s *Supervisor) Launch(ctx context.Context, tied bool) error {
 	out, err := os.OpenFile(filepath.Join(s.Dir, "logs", "supervisord.out"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
 	defer out.Close()
-	cmd := exec.CommandContext(ctx, "supervisord", "-c", s.ConfPath())
-	cmd.Dir = s.Dir
-	cmd.Env = minimalEnv()
+	args := []string{"-c", s.ConfPath()}
+	if tied {
+		args = append([]string{"-n"}, args...)
+	}
+	cmd := exec.Command("supervisord", args...)
+	cmd.Dir, cmd.Env = s.Dir, minimalEnv()
 	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("supervisord -c %s: %w (see %s)", s.ConfPath(), err, out.Name())
+	if !tied {
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("supervisord -c %s: %w (see %s)", s.ConfPath(), err, out.Name())
+		}
+	} else {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+		started := make(chan error, 1)
+		s.exited = make(chan struct{})
+		go func() {
+			defer close(s.exited)
+			// Pdeathsig follows the thread that forked: keep this one
+			// for as long as supervisord runs.
+			runtime.LockOSThread()
+			if err := cmd.Start(); err != nil {
+				started <- err
+				return
+			}
+			started <- nil
+			_ = cmd.Wait()
+		}()
+		if err := <-started; err != nil {
+			return fmt.Errorf("supervisord -c %s: %w", s.ConfPath(), err)
+		}
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for !s.Running(ctx) {
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return fmt.Errorf("supervisord -c %s does not answer on its socket (see %s)", s.ConfPath(), filepath.Join(s.Dir, "logs", "supervisord.log"))
 		}
-		time.Sleep(50 * time.Millisecond)
+		select {
+		case <-s.exited:
+			return fmt.Errorf("supervisord -c %s exited at once (see %s)", s.ConfPath(), out.Name())
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 	return nil
 }
@@ -104,6 +138,14 @@ func (s *Supervisor) Shutdown(ctx context.Context, timeout time.Duration) error 
 		return err
 	}
 	deadline := time.Now().Add(timeout)
+	if s.exited != nil {
+		select {
+		case <-s.exited:
+			return nil
+		case <-time.After(timeout):
+			return fmt.Errorf("supervisord (pid %d) still running %s after shutdown", pid, timeout)
+		}
+	}
 	for pid != 0 && alive(pid) {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("supervisord (pid %d) still running %s after shutdown", pid, timeout)

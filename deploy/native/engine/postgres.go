@@ -1,0 +1,168 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/kvstack/kvstack/deploy/native"
+)
+
+// Postgres is a private PostgreSQL cluster: initdb'd into Dir/data with
+// trust authentication (loopback only, nobody else's), listening on
+// 127.0.0.1:Port, no unix socket, run as user postgres when we are root.
+type Postgres struct {
+	Name string // the program's name (default "postgres")
+	Port int
+	Dir  string
+	// Immediate makes a stop an immediate shutdown (SIGQUIT: no checkpoint,
+	// crash recovery at the next start), as a fault injection wants; by
+	// default a stop is a fast shutdown (SIGINT: clients disconnected,
+	// checkpoint).
+	Immediate bool
+}
+
+func (p *Postgres) name() string {
+	if p.Name == "" {
+		return "postgres"
+	}
+	return p.Name
+}
+
+// binDir is the newest PostgreSQL installed (/usr/lib/postgresql/N/bin).
+func binDir() (string, error) {
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin/postgres")
+	if len(dirs) == 0 {
+		return "", errors.New("PostgreSQL is not installed (/usr/lib/postgresql/*/bin/postgres): make setup")
+	}
+	slices.SortFunc(dirs, func(a, b string) int { return version(a) - version(b) })
+	return filepath.Dir(dirs[len(dirs)-1]), nil
+}
+
+func version(path string) int {
+	n, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(path))))
+	return n
+}
+
+// Init runs initdb when Dir/data does not exist yet.
+func (p *Postgres) Init(ctx context.Context) error {
+	data := filepath.Join(p.Dir, "data")
+	if _, err := os.Stat(filepath.Join(data, "PG_VERSION")); err == nil {
+		return nil
+	}
+	bin, err := binDir()
+	if err != nil {
+		return err
+	}
+	acct, err := systemUser("postgres")
+	if err != nil {
+		return err
+	}
+	if err := acct.mkdirs(p.Dir); err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, "initdb"), "-D", data, "--auth=trust", "-U", "postgres", "-E", "UTF8", "--locale=C.UTF-8")
+	cmd.Dir = p.Dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(acct.uid), Gid: uint32(acct.gid)}}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("initdb %s: %w\n%s", data, err, out)
+	}
+	return nil
+}
+
+// Program runs the postmaster in the foreground.
+func (p *Postgres) Program() native.Program {
+	bin, err := binDir()
+	if err != nil {
+		bin = "/usr/lib/postgresql/missing/bin" // Init reports it
+	}
+	acct, _ := systemUser("postgres")
+	stop := "INT"
+	if p.Immediate {
+		stop = "QUIT"
+	}
+	return native.Program{
+		Name: p.name(),
+		Command: []string{filepath.Join(bin, "postgres"), "-D", filepath.Join(p.Dir, "data"),
+			"-c", "listen_addresses=127.0.0.1", "-c", "port=" + strconv.Itoa(p.Port),
+			"-c", "unix_socket_directories=", "-c", "max_connections=200"},
+		Dir: p.Dir, User: acct.name, Priority: 1, StopSignal: stop, StopWait: 60 * time.Second,
+		Health: pgProbe{p}, Addr: addr(p.Port), Log: logFile(p.Dir, p.name()),
+	}
+}
+
+// URL is a connection URL for user to database db (trust: no password
+// is checked, but one may be given for the application's sake).
+func (p *Postgres) URL(user, password, db string) string {
+	u := url.URL{Scheme: "postgres", Host: addr(p.Port), Path: "/" + db, RawQuery: "sslmode=disable"}
+	u.User = url.User(user)
+	if password != "" {
+		u.User = url.UserPassword(user, password)
+	}
+	return u.String()
+}
+
+// CreateDatabase makes a login role and a database it owns, unless they
+// exist.
+func (p *Postgres) CreateDatabase(ctx context.Context, db, owner, password string) error {
+	conn, err := pgx.Connect(ctx, p.URL("postgres", "", "postgres"))
+	if err != nil {
+		return fmt.Errorf("private PostgreSQL on %s: %w", addr(p.Port), err)
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)", owner).Scan(&exists); err != nil {
+		return err
+	}
+	if !exists {
+		if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD %s", pgx.Identifier{owner}.Sanitize(), quoteLiteral(password))); err != nil {
+			return err
+		}
+	}
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)", db).Scan(&exists); err != nil {
+		return err
+	}
+	if !exists {
+		if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s OWNER %s", pgx.Identifier{db}.Sanitize(), pgx.Identifier{owner}.Sanitize())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func quoteLiteral(s string) string {
+	out := []byte{'\''}
+	for i := range len(s) {
+		if s[i] == '\'' {
+			out = append(out, '\'')
+		}
+		out = append(out, s[i])
+	}
+	return string(append(out, '\''))
+}
+
+// pgProbe answers once the server accepts a session: a TCP port that is
+// open while the server still recovers does not count.
+type pgProbe struct{ p *Postgres }
+
+func (pr pgProbe) Check(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, pr.p.URL("postgres", "", "postgres"))
+	if err != nil {
+		return err
+	}
+	return conn.Close(ctx)
+}
+
+func (pr pgProbe) String() string { return "postgres session on " + addr(pr.p.Port) }

@@ -1,0 +1,57 @@
+package engine
+
+import (
+	"context"
+	"path/filepath"
+	"strconv"
+
+	"github.com/kvstack/kvstack/deploy/native"
+)
+
+// Redis is a private redis-server on 127.0.0.1:Port, its dump in Dir. No
+// snapshot is taken while it runs; a stop (SIGTERM) saves one, which the
+// next start loads — entries that may since have become older than
+// PostgreSQL, the case the cache repair must handle.
+type Redis struct {
+	Name string // the program's name (default "redis")
+	Port int
+	Dir  string
+}
+
+func (r *Redis) name() string {
+	if r.Name == "" {
+		return "redis"
+	}
+	return r.Name
+}
+
+// Init creates Dir.
+func (r *Redis) Init(context.Context) error {
+	acct, err := systemUser("redis")
+	if err != nil {
+		acct, err = systemUser("root") // no redis user: root (or ourselves) it is
+		if err != nil {
+			return err
+		}
+	}
+	return acct.mkdirs(r.Dir)
+}
+
+// Program runs redis-server in the foreground.
+func (r *Redis) Program() native.Program {
+	acct, err := systemUser("redis")
+	if err != nil {
+		acct = account{}
+	}
+	return native.Program{
+		Name: r.name(),
+		Command: []string{"redis-server", "--bind", "127.0.0.1", "--port", strconv.Itoa(r.Port),
+			"--dir", r.Dir, "--dbfilename", "dump.rdb", "--save", "", "--appendonly", "no",
+			"--shutdown-on-sigterm", "save", "--daemonize", "no", "--logfile", ""},
+		Dir: r.Dir, User: acct.name, Priority: 1,
+		Health: native.RedisProbe{Addr: r.Addr()}, Addr: r.Addr(), Log: logFile(filepath.Clean(r.Dir), r.name()),
+	}
+}
+
+// Addr is host:port.
+func (r *Redis) Addr() string { return addr(r.Port) }
