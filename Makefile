@@ -100,12 +100,12 @@ chaos-short: ## Four faults under a small load, the same checks (~2 min)
 
 ##@ Quality
 
-# Tests named *Disruptive* stop a shared service (RabbitMQ's application):
-# they run after the others, one package at a time, so that no other test
-# sees the outage they cause.
+# Tests that break a dependency (named *Disruptive*) do it to private
+# PostgreSQL, Redis and RabbitMQ instances they start themselves
+# (deploy/native/engine/enginetest), never to the shared services: they
+# run with the rest, in one pass.
 test: setup lint fmt-check check-observability ## Every test against real services (starts them; fails if one can't start)
-	$(GO) test $(TEST_FLAGS) -skip Disruptive $(PKGS)
-	$(GO) test $(TEST_FLAGS) -p 1 -run Disruptive $(PKGS)
+	$(GO) test $(TEST_FLAGS) $(PKGS)
 	$(MAKE) --no-print-directory test-compose
 	$(MAKE) --no-print-directory test-k8s
 	@# End to end on the native stack; stopped afterwards only if this run

@@ -333,15 +333,17 @@ func (s *stack) requireCacheMatchesStore(key string) {
 
 // TestDisruptiveBrokerStop stops RabbitMQ under a running API and consumer:
 // writes get a prompt 503 (never a hang, never a 202); once the broker is
-// back, both heal by themselves and every accepted write is applied.
+// back, both heal by themselves and every accepted write is applied. The
+// broker is a private node this package started, never the shared one.
 func TestDisruptiveBrokerStop(t *testing.T) {
+	t.Setenv("RABBITMQ_URL", privateBroker.URL(t))
 	s := newStack(t)
 	s.startAPI()
 	s.startConsumer()
 	before := s.put("k", "before")
 	s.waitStored(before)
 
-	start := rabbittest.StopBroker(t, s.mq)
+	start := privateBroker.Stop(t)
 	began := time.Now()
 	r := s.do("PUT", "/api", `{"key":"k","value":"during"}`)
 	if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" {

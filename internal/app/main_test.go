@@ -19,5 +19,9 @@ func TestMain(m *testing.M) {
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
 	otel.SetTracerProvider(tp)
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
-	os.Exit(m.Run())
+	code := m.Run()
+	privatePostgres.Close()
+	privateRedis.Close()
+	privateBroker.Close()
+	os.Exit(code)
 }

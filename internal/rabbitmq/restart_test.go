@@ -11,11 +11,13 @@ import (
 	"github.com/kvstack/kvstack/internal/rabbitmq/rabbittest"
 )
 
-// TestDisruptiveBrokerRestart stops and restarts the shared broker's application:
-// while it is down, publishes fail fast with kv.ErrUnavailable; once it is
-// back, the same publisher and the same consumer runner carry on without
-// anyone restarting them.
+// TestDisruptiveBrokerRestart stops and restarts a private RabbitMQ node
+// this package started (never the shared broker): while it is down,
+// publishes fail fast with kv.ErrUnavailable; once it is back, the same
+// publisher and the same consumer runner carry on without anyone
+// restarting them.
 func TestDisruptiveBrokerRestart(t *testing.T) {
+	t.Setenv("RABBITMQ_URL", privateBroker.URL(t))
 	cfg := rabbittest.MustConfig(t)
 	p := mustPublisher(t, cfg)
 
@@ -52,7 +54,7 @@ func TestDisruptiveBrokerRestart(t *testing.T) {
 	}
 	awaitHandled("before", 10*time.Second)
 
-	start := rabbittest.StopBroker(t, cfg)
+	start := privateBroker.Stop(t)
 	began := time.Now()
 	err := publish("during")
 	took := time.Since(began)
@@ -70,7 +72,7 @@ func TestDisruptiveBrokerRestart(t *testing.T) {
 	start()
 	restarted := time.Now()
 	waitFor(t, 30*time.Second, "the publisher to heal", func() bool { return publish("after") == nil })
-	t.Logf("publisher healed %s after start_app", time.Since(restarted).Round(time.Millisecond))
+	t.Logf("publisher healed %s after the node's restart", time.Since(restarted).Round(time.Millisecond))
 	awaitHandled("after", 30*time.Second)
-	t.Logf("consumer resumed %s after start_app", time.Since(restarted).Round(time.Millisecond))
+	t.Logf("consumer resumed %s after the node's restart", time.Since(restarted).Round(time.Millisecond))
 }

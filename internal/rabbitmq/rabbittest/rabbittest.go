@@ -7,8 +7,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"os"
-	"os/exec"
-	"strings"
 	"testing"
 	"time"
 
@@ -173,41 +171,4 @@ func PublishRaw(tb testing.TB, cfg rabbitmq.Config, queue string, bodies ...[]by
 			}
 		}
 	})
-}
-
-// StopBroker stops the RabbitMQ application (`rabbitmqctl stop_app`) and
-// returns a function that starts it again and waits until it accepts
-// connections. That function also runs in tb.Cleanup, whatever happens: the
-// broker is shared. It is safe to call more than once.
-func StopBroker(tb testing.TB, cfg rabbitmq.Config) (start func()) {
-	tb.Helper()
-	started := false
-	start = func() {
-		tb.Helper()
-		if started {
-			return
-		}
-		started = true
-		if out, err := exec.Command("rabbitmqctl", "start_app").CombinedOutput(); err != nil {
-			tb.Errorf("rabbitmqctl start_app: %v: %s", err, strings.TrimSpace(string(out)))
-		}
-		deadline := time.Now().Add(60 * time.Second)
-		for {
-			conn, err := amqp.DialConfig(cfg.URL, amqp.Config{Dial: amqp.DefaultDial(2 * time.Second)})
-			if err == nil {
-				conn.Close()
-				return
-			}
-			if time.Now().After(deadline) {
-				tb.Errorf("RabbitMQ at %s did not come back after start_app: %v", cfg.RedactedURL(), err)
-				return
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-	tb.Cleanup(start)
-	if out, err := exec.Command("rabbitmqctl", "stop_app").CombinedOutput(); err != nil {
-		tb.Fatalf("rabbitmqctl stop_app: %v: %s", err, strings.TrimSpace(string(out)))
-	}
-	return start
 }
