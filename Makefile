@@ -87,16 +87,20 @@ bench-smoke: up ## A second or two of every bench scenario, proving the harness 
 	$(GO) build -o $(BIN)/kvbench ./cmd/kvbench
 	$(BIN)/kvbench -smoke $(BENCH_ARGS)
 
-##@ Reliability (issue 6; docs/RELIABILITY.md, scripts/chaos.sh)
+##@ Reliability (issue 6; docs/RELIABILITY.md, chaos/)
 
-# On PRIVATE PostgreSQL/Redis/RabbitMQ instances and a private stack on
-# shifted ports (tmp/chaos): the shared services and `make up`'s stack are
-# never touched. Waits while a benchmark (kvbench) runs.
-chaos: ## Every fault under load, fuzzing, the checks; writes docs/RELIABILITY.md (~5 min)
-	scripts/chaos.sh run full
+# The campaign (go run ./chaos) starts PRIVATE PostgreSQL, Redis, RabbitMQ
+# and kvstack processes on the chaos ports under a supervisord of its own
+# (state in tmp/chaos), injects its faults through that supervisor, and
+# tears it all down: the shared services and `make up`'s stack are never
+# touched. It waits while a benchmark (kvbench) or another campaign runs.
+CHAOS_ARGS ?=
 
-chaos-short: ## Four faults under a small load, the same checks (~2 min)
-	scripts/chaos.sh run short
+chaos: packages ## Fuzzing, then every fault under load, the checks; writes docs/RELIABILITY.md (~5 min)
+	$(GO) run ./chaos -mode full -out docs/RELIABILITY.md $(CHAOS_ARGS)
+
+chaos-short: packages ## Four faults under a small load, the same checks (~2 min)
+	$(GO) run ./chaos -mode short $(CHAOS_ARGS)
 
 ##@ Quality
 

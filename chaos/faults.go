@@ -2,19 +2,20 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
 // fault is one scenario: inject under load, hold, heal; then the checks.
 type fault struct {
 	name, what string
-	before     []string // ctl actions before the load starts (extra consumers)
-	inject     []string // ctl action and argument
+	extra      []string // extra consumers running during the fault (consumer2, consumer3)
+	inject     *action
 	hold       time.Duration
-	heal       [][]string // ctl actions, in order
-	after      []string   // ctl actions once checked (stop extra consumers)
-	killed     []string   // processes the fault kills (brought back by heal)
-	supervisor bool       // heal is `stack.sh start NAME` restarting what died
+	heal       *action // nil: nothing to do by hand
+	// killed are the processes the fault kills with -9: their supervisor
+	// must bring each back by itself, with a new pid.
+	killed []string
 	// reads may fail while the fault holds (PostgreSQL down: a cache miss
 	// has nowhere to go).
 	readsMayFail bool
@@ -22,46 +23,72 @@ type fault struct {
 	writesMayFail bool
 }
 
+// action is one step on the private stack, through its supervisor.
+type action struct {
+	desc string
+	run  func(ctx context.Context, c *private) error
+}
+
+// kill9 sends SIGKILL to a process (its process group: a server's
+// children with it), by the pid supervisord reports.
+func kill9(name string) *action {
+	return &action{"kill -9 " + name, func(ctx context.Context, c *private) error {
+		_, err := c.p.Kill(ctx, name)
+		return err
+	}}
+}
+
+// stop stops a process through supervisord (its stop signal; supervisord
+// then leaves it down).
+func stop(name string) *action {
+	return &action{"supervisorctl stop " + name, func(ctx context.Context, c *private) error {
+		return c.p.Stop(ctx, name)
+	}}
+}
+
+// start starts a process through supervisord and waits until it answers.
+func start(name string) *action {
+	return &action{"supervisorctl start " + name, func(ctx context.Context, c *private) error {
+		return c.p.Start(ctx, name)
+	}}
+}
+
 func faults(mode string) []fault {
 	all := []fault{
 		{name: "baseline", what: "no fault: load, drain, checks"},
 		{
-			name: "consumer-kill9", what: "kill -9 the consumer under load (batches in flight), restart it",
-			inject: []string{"kill", "consumer"}, hold: 3 * time.Second,
-			heal: [][]string{{"heal", "consumer"}}, killed: []string{"consumer"}, supervisor: true,
+			name: "consumer-kill9", what: "kill -9 the consumer under load (batches in flight); its supervisor restarts it",
+			inject: kill9("consumer"), hold: 3 * time.Second, killed: []string{"consumer"},
 		},
 		{
-			name: "rabbitmq-restart", what: "stop the RabbitMQ node and start it again at once",
-			inject: []string{"rabbit-stop"}, heal: [][]string{{"rabbit-start"}}, writesMayFail: true,
+			name: "rabbitmq-restart", what: "stop the RabbitMQ node (orderly) and start it again at once",
+			inject: stop("rabbitmq"), heal: start("rabbitmq"), writesMayFail: true,
 		},
 		{
 			name: "rabbitmq-stop-10s", what: "RabbitMQ node stopped for 10 s while clients write",
-			inject: []string{"rabbit-stop"}, hold: 10 * time.Second, heal: [][]string{{"rabbit-start"}}, writesMayFail: true,
+			inject: stop("rabbitmq"), hold: 10 * time.Second, heal: start("rabbitmq"), writesMayFail: true,
 		},
 		{
-			name: "redis-stop-10s", what: "Redis stopped 10 s (SHUTDOWN SAVE), restarted with its old dump: entries older than PostgreSQL come back",
-			inject: []string{"redis-stop"}, hold: 10 * time.Second, heal: [][]string{{"redis-start"}},
+			name: "redis-stop-10s", what: "Redis stopped 10 s (SIGTERM: it saves its dump), restarted with that dump: entries older than PostgreSQL come back",
+			inject: stop("redis"), hold: 10 * time.Second, heal: start("redis"),
 		},
 		{
-			name: "postgres-stop-10s", what: "PostgreSQL stopped 10 s (immediate mode, crash recovery on start)",
-			inject: []string{"pg-stop"}, hold: 10 * time.Second, heal: [][]string{{"pg-start"}}, readsMayFail: true,
+			name: "postgres-stop-10s", what: "PostgreSQL stopped 10 s (immediate shutdown, crash recovery on start)",
+			inject: stop("postgres"), hold: 10 * time.Second, heal: start("postgres"), readsMayFail: true,
 		},
 		{
-			name: "api1-kill9", what: "kill -9 api1 under load; nginx routes around it; restarted",
-			inject: []string{"kill", "api1"}, hold: 3 * time.Second,
-			heal: [][]string{{"heal", "api1"}}, killed: []string{"api1"}, supervisor: true, writesMayFail: true,
+			name: "api1-kill9", what: "kill -9 api1 under load; nginx routes around it; its supervisor restarts it",
+			inject: kill9("api1"), hold: 3 * time.Second, killed: []string{"api1"}, writesMayFail: true,
 		},
 		{
-			name: "consumers-2-kill1", what: "two consumers; kill -9 the stack's consumer; restarted",
-			before: []string{"consumer-start", "2"}, after: []string{"consumer-stop", "2"},
-			inject: []string{"kill", "consumer"}, hold: 3 * time.Second,
-			heal: [][]string{{"heal", "consumer"}}, killed: []string{"consumer"}, supervisor: true,
+			name: "consumers-2-kill1", what: "two consumers; kill -9 the stack's consumer; its supervisor restarts it",
+			extra:  []string{"consumer2"},
+			inject: kill9("consumer"), hold: 3 * time.Second, killed: []string{"consumer"},
 		},
 		{
-			name: "consumers-3-kill1", what: "three consumers; kill -9 consumer3; restarted",
-			before: []string{"consumer-start", "2", "consumer-start", "3"}, after: []string{"consumer-stop", "2", "consumer-stop", "3"},
-			inject: []string{"kill", "consumer3"}, hold: 3 * time.Second,
-			heal: [][]string{{"consumer-start", "3"}}, killed: []string{"consumer3"},
+			name: "consumers-3-kill1", what: "three consumers; kill -9 consumer3; its supervisor restarts it",
+			extra:  []string{"consumer2", "consumer3"},
+			inject: kill9("consumer3"), hold: 3 * time.Second, killed: []string{"consumer3"},
 		},
 	}
 	if mode != "short" {
@@ -77,14 +104,10 @@ func faults(mode string) []fault {
 	return out
 }
 
-// pairs splits ["a","1","b","2"] into actions of two words.
-func pairs(words []string) [][]string {
-	var out [][]string
-	for i := 0; i+1 < len(words); i += 2 {
-		out = append(out, words[i:i+2])
+// run does an action, naming it in the error.
+func (a *action) do(ctx context.Context, c *private) error {
+	if err := a.run(ctx, c); err != nil {
+		return fmt.Errorf("%s: %w", a.desc, err)
 	}
-	return out
+	return nil
 }
-
-// ctlFunc runs one scripts/chaos.sh ctl action.
-type ctlFunc func(ctx context.Context, args ...string) (string, error)

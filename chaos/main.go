@@ -4,8 +4,10 @@
 // (last writer wins), that no cache entry differs from PostgreSQL, that no
 // message was dead-lettered and that every process recovered.
 //
-// scripts/chaos.sh starts the private instances and runs it; its faults are
-// scripts/chaos.sh ctl actions. Build: go build ./chaos.
+// It starts the private stack itself (PostgreSQL, Redis, RabbitMQ and
+// kvstack's processes under a supervisord of its own: chaos/stack.go),
+// injects its faults through that supervisor, and tears it all down.
+// make chaos / make chaos-short run it: go run ./chaos -mode full|short.
 package main
 
 import (
@@ -18,7 +20,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strconv"
+	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -28,21 +30,20 @@ import (
 )
 
 type settings struct {
-	mode, nginx, ctl, dir, out, fuzz string
-	keys, writers, readers           int
-	pace, warm, post                 time.Duration
-	drainTimeout                     time.Duration
-	only                             string
+	mode, nginx, dir, engineDir, out, fuzz string
+	keys, writers, readers                 int
+	pace, warm, post                       time.Duration
+	drainTimeout, fuzzTime                 time.Duration
+	only                                   string
 }
 
 func main() {
 	var s settings
 	flag.StringVar(&s.mode, "mode", "full", "full | short")
-	flag.StringVar(&s.nginx, "nginx", "http://127.0.0.1:58080", "the private stack's nginx")
-	flag.StringVar(&s.ctl, "ctl", "scripts/chaos.sh", "scripts/chaos.sh (ctl actions)")
-	flag.StringVar(&s.dir, "dir", "tmp/chaos", "where the ledgers go")
+	flag.StringVar(&s.dir, "dir", "tmp/chaos", "ledgers, the private stack's build and state")
+	flag.StringVar(&s.engineDir, "engines", "/tmp/kvchaos", "the private engines' data (removed afterwards)")
 	flag.StringVar(&s.out, "out", "", "write the report here (docs/RELIABILITY.md)")
-	flag.StringVar(&s.fuzz, "fuzz", "not run", "the fuzz step's outcome, for the report")
+	flag.DurationVar(&s.fuzzTime, "fuzztime", 15*time.Second, "full mode: run every fuzz target this long first (0: skip)")
 	flag.StringVar(&s.only, "only", "", "comma-separated fault names (default: the mode's)")
 	flag.IntVar(&s.keys, "keys", 0, "keys per fault (default by mode)")
 	flag.IntVar(&s.writers, "writers", 0, "concurrent writers (default by mode)")
@@ -69,33 +70,80 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, s); err != nil {
-		fmt.Fprintln(os.Stderr, "kvchaos:", err)
+	if err := campaign(ctx, s); err != nil {
+		fmt.Fprintln(os.Stderr, "==> chaos: ERROR:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, s settings) error {
-	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
+// campaign takes the machine's campaign lock, waits for a benchmark to
+// end, runs the fuzz step (full mode), starts the private stack, runs the
+// faults and tears the stack down whatever happens.
+func campaign(ctx context.Context, s settings) (err error) {
+	started := time.Now()
+	root, err := os.Getwd()
+	if err != nil {
+		return err
+	}
+	if s.dir, err = filepath.Abs(s.dir); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(s.dir, 0o755); err != nil {
+		return err
+	}
+	unlock, err := lock(ctx, s.dir+".lock")
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if err := waitNoBench(ctx); err != nil {
+		return err
+	}
+	s.fuzz = "not run"
+	if s.mode == "full" && s.fuzzTime > 0 {
+		s.fuzz = fuzz(ctx, root, s)
+	}
+	c, err := startPrivate(ctx, root, s.dir, s.engineDir, os.Stderr)
+	defer func() {
+		if cerr := c.close(); cerr != nil {
+			err = errors.Join(err, fmt.Errorf("tear down: %w", cerr))
+		}
+		fmt.Fprintf(os.Stderr, "==> chaos: private instances and stack torn down; campaign (%s) took %s\n", s.mode, time.Since(started).Round(time.Second))
+	}()
+	if err != nil {
+		return fmt.Errorf("private stack: %w", err)
+	}
+	s.nginx = "http://" + c.s.Get("NGINX_LISTEN")
+	return run(ctx, s, c)
+}
+
+// fuzz runs every fuzz target for s.fuzzTime (make fuzz) and says how it
+// went, for the report; a crasher is left under the package's testdata.
+func fuzz(ctx context.Context, root string, s settings) string {
+	fmt.Fprintf(os.Stderr, "==> chaos: fuzz: every target for %s (make fuzz)\n", s.fuzzTime)
+	logPath := filepath.Join(s.dir, "fuzz.log")
+	cmd := exec.CommandContext(ctx, filepath.Join(root, "scripts", "fuzz.sh"), "./internal/...")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "FUZZTIME="+s.fuzzTime.String())
+	out, err := cmd.CombinedOutput()
+	_ = os.WriteFile(logPath, out, 0o644)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "==> chaos: fuzz: FAILED (%v); see %s; the crasher is under the package's testdata/fuzz (git status)\n", err, logPath)
+		return "failed"
+	}
+	targets := regexp.MustCompile(`(?m)^==> fuzz \S+ \S+ for `).FindAll(out, -1)
+	return fmt.Sprintf("passed (%d targets, %s each)", len(targets), s.fuzzTime)
+}
+
+func run(ctx context.Context, s settings, c *private) error {
+	pool, err := pgxpool.New(ctx, c.s.Get("DATABASE_URL"))
 	if err != nil {
 		return fmt.Errorf("postgres: %w", err)
 	}
 	defer pool.Close()
-	rdb := goredis.NewClient(&goredis.Options{Addr: os.Getenv("REDIS_ADDR"), MaxRetries: -1})
+	rdb := goredis.NewClient(&goredis.Options{Addr: c.s.Get("REDIS_ADDR"), MaxRetries: -1})
 	defer rdb.Close()
-	ctl := func(ctx context.Context, args ...string) (string, error) {
-		cctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(cctx, s.ctl, append([]string{"ctl"}, args...)...)
-		cmd.Stderr = os.Stderr
-		out, err := cmd.Output()
-		if err != nil {
-			return string(out), fmt.Errorf("ctl %s: %w", strings.Join(args, " "), err)
-		}
-		return string(out), nil
-	}
-	e := &env{s: s, pg: pool, rdb: rdb, ctl: ctl, http: newClient()}
-
+	e := &env{s: s, c: c, pg: pool, rdb: rdb, http: newClient()}
 	list := faults(s.mode)
 	if s.only != "" {
 		want := map[string]bool{}
@@ -152,42 +200,10 @@ func run(ctx context.Context, s settings) error {
 
 type env struct {
 	s    settings
+	c    *private
 	pg   *pgxpool.Pool
 	rdb  *goredis.Client
-	ctl  ctlFunc
 	http *http.Client
-}
-
-// pids: name -> pid of each process of the private stack ("-" when down).
-func (e *env) pids(ctx context.Context) map[string]string {
-	out, _ := e.ctl(ctx, "pids")
-	m := map[string]string{}
-	for _, line := range strings.Split(out, "\n") {
-		if f := strings.Fields(line); len(f) == 2 {
-			m[f[0]] = f[1]
-		}
-	}
-	return m
-}
-
-// queues: name -> messages (ready + unacked) on the private node, and
-// "name unacked" -> messages delivered but not acknowledged.
-func (e *env) queues(ctx context.Context) (map[string]int, error) {
-	out, err := e.ctl(ctx, "queues")
-	if err != nil {
-		return nil, err
-	}
-	m := map[string]int{}
-	for _, line := range strings.Split(out, "\n") {
-		if f := strings.Fields(line); len(f) == 3 {
-			n, err1 := strconv.Atoi(f[1])
-			u, err2 := strconv.Atoi(f[2])
-			if err1 == nil && err2 == nil {
-				m[f[0]], m[f[0]+" unacked"] = n, u
-			}
-		}
-	}
-	return m, nil
 }
 
 // healthy: every replica and the consumer answer /readyz.

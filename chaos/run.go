@@ -13,7 +13,6 @@ import (
 // result holds one fault's figures and the checks that failed.
 type result struct {
 	name, what string
-	supervisor bool
 	killed     []string
 
 	attempts, acked, status503, otherFail, hung int
@@ -47,17 +46,17 @@ func (r result) summary() string {
 const hangAfter = 6 * time.Second
 
 func (e *env) runFault(ctx context.Context, f fault, prefix string) (r result) {
-	r = result{name: f.name, what: f.what, supervisor: f.supervisor, killed: f.killed, failByStatus: map[string]int{}}
+	r = result{name: f.name, what: f.what, killed: f.killed, failByStatus: map[string]int{}}
 	fail := func(format string, args ...any) { r.failures = append(r.failures, fmt.Sprintf(format, args...)) }
-	for _, a := range pairs(f.before) {
-		if _, err := e.ctl(ctx, a...); err != nil {
+	for _, name := range f.extra {
+		if err := start(name).do(ctx, e.c); err != nil {
 			fail("%v", err)
 			return r
 		}
 	}
 	defer func() {
-		for _, a := range pairs(f.after) {
-			if _, err := e.ctl(context.Background(), a...); err != nil {
+		for _, name := range f.extra {
+			if err := stop(name).do(context.Background(), e.c); err != nil {
 				fail("%v", err)
 			}
 		}
@@ -67,8 +66,12 @@ func (e *env) runFault(ctx context.Context, f fault, prefix string) (r result) {
 		keys[i] = fmt.Sprintf("%s-k%03d", prefix, i)
 	}
 	r.keys = len(keys)
-	pidsBefore := e.pids(ctx)
-	qBefore, err := e.queues(ctx)
+	pidsBefore, err := e.c.pids(ctx)
+	if err != nil {
+		fail("pids: %v", err)
+		return r
+	}
+	qBefore, err := e.c.mq.Queues(ctx)
 	if err != nil {
 		fail("queues: %v", err)
 		return r
@@ -82,23 +85,27 @@ func (e *env) runFault(ctx context.Context, f fault, prefix string) (r result) {
 	defer func() { stopLoad(); wg.Wait() }()
 
 	sleepCtx(ctx, e.s.warm)
-	var injectAt, healAt time.Time
-	if len(f.inject) > 0 {
-		if q, err := e.queues(ctx); err == nil {
-			r.unackedAtKill = q["add_key unacked"] + q["del_key unacked"]
+	var injectAt time.Time
+	if f.inject != nil {
+		if q, err := e.c.mq.Queues(ctx); err == nil {
+			r.unackedAtKill = q["add_key"].Unacked + q["del_key"].Unacked
 		}
 		injectAt = time.Now()
-		if _, err := e.ctl(ctx, f.inject...); err != nil {
+		if err := f.inject.do(ctx, e.c); err != nil {
 			fail("inject: %v", err)
 		}
-		sleepCtx(ctx, f.hold)
-		healAt = time.Now()
-		for _, a := range f.heal {
-			if _, err := e.ctl(ctx, a...); err != nil {
+		if len(f.killed) > 0 {
+			// Nobody heals a kill: the supervisor restarts the process.
+			r.heal = e.waitBack(ctx, f.killed, pidsBefore, fail)
+		}
+		sleepCtx(ctx, f.hold-time.Since(injectAt))
+		if f.heal != nil {
+			healAt := time.Now()
+			if err := f.heal.do(ctx, e.c); err != nil {
 				fail("heal: %v", err)
 			}
+			r.heal = time.Since(healAt)
 		}
-		r.heal = time.Since(healAt)
 		healed := time.Now()
 		// What the cache holds the moment the service is back: after a Redis
 		// restart from its dump, entries older than PostgreSQL (the repair
@@ -108,7 +115,7 @@ func (e *env) runFault(ctx context.Context, f fault, prefix string) (r result) {
 		}
 		// Recovered: a write through nginx is acknowledged again and every
 		// process of the stack answers /readyz (PostgreSQL, Redis, RabbitMQ ok).
-		addrs := e.readyAddrs(f)
+		addrs := e.c.readyAddrs()
 		deadline := time.Now().Add(90 * time.Second)
 		for {
 			a := write(l.client, e.s.nginx, keys[0], "put", fmt.Sprintf("%s/probe/%d", keys[0], time.Now().UnixNano()))
@@ -132,8 +139,8 @@ func (e *env) runFault(ctx context.Context, f fault, prefix string) (r result) {
 	// Drain: nothing ready or unacked left in the work queues.
 	drainStart := time.Now()
 	for {
-		q, err := e.queues(ctx)
-		if err == nil && q["add_key"] == 0 && q["del_key"] == 0 {
+		q, err := e.c.mq.Queues(ctx)
+		if err == nil && q["add_key"].Messages == 0 && q["del_key"].Messages == 0 {
 			break
 		}
 		if time.Since(drainStart) > e.s.drainTimeout || ctx.Err() != nil {
@@ -225,17 +232,20 @@ func (e *env) runFault(ctx context.Context, f fault, prefix string) (r result) {
 		_, _ = e.staleEntries(ctx, keys, rows, r.example)
 	}
 
-	qAfter, err := e.queues(ctx)
+	qAfter, err := e.c.mq.Queues(ctx)
 	if err != nil {
 		fail("queues: %v", err)
 	}
 	for _, q := range []string{"add_key.dlq", "del_key.dlq"} {
-		r.dlqDelta += qAfter[q] - qBefore[q]
+		r.dlqDelta += qAfter[q].Messages - qBefore[q].Messages
 	}
 
 	// Processes: the ones the fault killed came back (new pid); no other
 	// one died or was restarted.
-	pidsAfter := e.pids(ctx)
+	pidsAfter, err := e.c.pids(ctx)
+	if err != nil {
+		fail("pids: %v", err)
+	}
 	killed := map[string]bool{}
 	for _, k := range f.killed {
 		killed[k] = true
@@ -247,18 +257,15 @@ func (e *env) runFault(ctx context.Context, f fault, prefix string) (r result) {
 	sort.Strings(names)
 	for _, n := range names {
 		before, after := pidsBefore[n], pidsAfter[n]
-		if before == "-" {
-			continue
-		}
 		switch {
-		case after == "-" || after == "":
+		case after == 0:
 			fail("%s is down after the fault", n)
 		case killed[n] && after == before:
-			fail("%s was to be killed but kept pid %s", n, before)
+			fail("%s was to be killed but kept pid %d", n, before)
 		case killed[n]:
-			r.restarted = append(r.restarted, fmt.Sprintf("%s %s→%s", n, before, after))
+			r.restarted = append(r.restarted, fmt.Sprintf("%s %d→%d", n, before, after))
 		case after != before:
-			fail("%s changed pid %s→%s: it died and was restarted", n, before, after)
+			fail("%s changed pid %d→%d: it died and was restarted", n, before, after)
 		}
 	}
 
@@ -295,13 +302,27 @@ func (r *result) example(s string) {
 	}
 }
 
-func (e *env) readyAddrs(f fault) []string {
-	addrs := []string{
-		"127.0.0.1:" + envPort("KV_API1_PORT", "58081"),
-		"127.0.0.1:" + envPort("KV_API2_PORT", "58082"),
-		"127.0.0.1:" + envPort("KV_CONSUMER_PORT", "58090"),
+// waitBack waits until each killed process runs again with a new pid and
+// answers its health check, restarted by its supervisor alone; it returns
+// how long that took from the kill.
+func (e *env) waitBack(ctx context.Context, killed []string, before map[string]int, fail func(string, ...any)) time.Duration {
+	began := time.Now()
+	st := e.c.p.Stack()
+	for _, name := range killed {
+		deadline := time.Now().Add(90 * time.Second)
+		for {
+			pid, _ := st.Supervisor().Pid(ctx, name)
+			if pid != 0 && pid != before[name] && st.WaitHealthy(ctx, name) == nil {
+				break
+			}
+			if time.Now().After(deadline) || ctx.Err() != nil {
+				fail("%s not back by itself within 90 s of its kill", name)
+				break
+			}
+			sleepCtx(ctx, 50*time.Millisecond)
+		}
 	}
-	return addrs
+	return time.Since(began)
 }
 
 func (e *env) storedRows(ctx context.Context, prefix string) (map[string]row, error) {

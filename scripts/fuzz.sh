@@ -9,8 +9,6 @@ set -euo pipefail
 GO="${GO:-go}"
 FUZZTIME="${FUZZTIME:-10s}"
 
-log() { printf '==> %s\n' "$*" >&2; }
-
 # list_targets PKGS...: print "PACKAGE TARGET" for each fuzz target.
 # `go test -list` prints a package's names, then its "ok  <pkg>" line.
 list_targets() {
@@ -26,11 +24,11 @@ main() {
 	targets=$(list_targets "$@")
 	while read -r pkg name; do
 		[[ -n $name ]] || continue
-		log "fuzz $pkg $name for $FUZZTIME"
+		printf '==> fuzz %s %s for %s\n' "$pkg" "$name" "$FUZZTIME" >&2
 		"$GO" test -run '^$' -fuzz "^${name}\$" -fuzztime "$FUZZTIME" "$pkg"
 		count=$((count + 1))
 	done <<<"$targets"
-	log "fuzz: $count target(s) run"
+	printf '==> fuzz: %d target(s) run\n' "$count" >&2
 }
 
 main "$@"

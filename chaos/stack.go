@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/kvstack/kvstack/deploy/native"
+	"github.com/kvstack/kvstack/deploy/native/engine"
+)
+
+// Ports of the campaign's private stack: the chaos ports, which nothing
+// else on the machine uses (the shared services and `make up`'s stack are
+// never touched).
+var chaosPorts = map[string]string{
+	"PGPORT": "55432", "REDIS_PORT": "56379", "RABBITMQ_PORT": "55672", "RABBITMQ_METRICS_PORT": "55692",
+	"KV_NGINX_PORT": "58080", "KV_API1_PORT": "58081", "KV_API2_PORT": "58082", "KV_CONSUMER_PORT": "58090",
+	// Not run by the campaign; shifted all the same.
+	"KV_PROMETHEUS_PORT": "59090", "KV_ALERTMANAGER_PORT": "59093", "KV_JAEGER_UI_PORT": "56686",
+	"KV_JAEGER_OTLP_GRPC_PORT": "54317", "KV_JAEGER_OTLP_HTTP_PORT": "54318",
+	"KV_JAEGER_QUERY_GRPC_PORT": "56685", "KV_JAEGER_HEALTH_PORT": "53133",
+}
+
+const rabbitDistPort = 55673
+
+// kvstackProcs are the stack's processes the campaign runs (no
+// observability), and the extra consumers some faults add.
+var (
+	kvstackProcs   = []string{"api1", "api2", "consumer", "nginx"}
+	extraConsumers = []int{2, 3}
+)
+
+// private is the campaign's stack: PostgreSQL, Redis and RabbitMQ
+// instances of its own and kvstack's processes, all under one supervisord
+// tied to the campaign (it stops them should the campaign die).
+type private struct {
+	s     *native.Settings
+	p     *engine.Private
+	pg    *engine.Postgres
+	redis *engine.Redis
+	mq    *engine.RabbitMQ
+}
+
+// startPrivate starts the engines (data in engineDir), creates the kvstack
+// database, builds the binaries into dir/bin, migrates, renders nginx's
+// config and starts the stack's processes (state in dir/stack).
+func startPrivate(ctx context.Context, root, dir, engineDir string, log io.Writer) (*private, error) {
+	environ := os.Environ()
+	for k, v := range chaosPorts {
+		environ = append(environ, k+"="+v)
+	}
+	environ = append(environ,
+		"KV_STACK_DIR="+filepath.Join(dir, "stack"), "KV_STOP_TIMEOUT=10", "KV_STACK_TIMEOUT=60",
+		// Derived from the ports above, whatever the caller's environment says.
+		"DATABASE_URL=", "REDIS_ADDR=", "RABBITMQ_URL=", "NGINX_LISTEN=", "API1_ADDR=", "API2_ADDR=",
+		"OTEL_TRACES_EXPORTER=none")
+	s, err := native.Load(root, environ)
+	if err != nil {
+		return nil, err
+	}
+	s.BinDir = filepath.Join(dir, "bin") // a private build never replaces the running stack's
+	port := func(name string) int { n, _ := strconv.Atoi(s.Get(name)); return n }
+	c := &private{
+		s:     s,
+		pg:    &engine.Postgres{Port: port("PGPORT"), Dir: filepath.Join(engineDir, "pg"), Immediate: true},
+		redis: &engine.Redis{Port: port("REDIS_PORT"), Dir: filepath.Join(engineDir, "redis")},
+		mq: &engine.RabbitMQ{Node: "kvchaos@localhost", Port: port("RABBITMQ_PORT"), DistPort: rabbitDistPort,
+			MetricsPort: port("RABBITMQ_METRICS_PORT"), Dir: filepath.Join(engineDir, "rabbitmq")},
+	}
+	// Left over by a campaign that was killed: its supervisord stopped
+	// the engines; their data would only mislead this one.
+	if err := os.RemoveAll(engineDir); err != nil {
+		return nil, err
+	}
+	started := time.Now()
+	if c.p, err = engine.Start(ctx, engineDir, log, c.pg, c.redis, c.mq); err != nil {
+		return nil, err
+	}
+	fmt.Fprintf(log, "==> chaos: private PostgreSQL :%d, Redis :%d, RabbitMQ %s :%d up in %s\n",
+		c.pg.Port, c.redis.Port, c.mq.Node, c.mq.Port, time.Since(started).Round(100*time.Millisecond))
+	err = errors.Join(
+		c.pg.CreateDatabase(ctx, "kvstack", "kvstack", "kvstack"),
+		native.Build(ctx, s, log),
+	)
+	if err == nil {
+		err = native.Migrate(ctx, s, log)
+	}
+	if err == nil {
+		err = native.WriteConfigs(ctx, s, nil, log)
+	}
+	if err == nil {
+		st := c.p.Stack()
+		st.Programs = append(st.Programs, native.Select(native.Processes(s), kvstackProcs...)...)
+		for _, n := range extraConsumers {
+			extra := native.Consumer(s, n)
+			extra.Manual = true // started and stopped by the faults that need them
+			st.Programs = append(st.Programs, extra)
+		}
+		_, err = st.Up(ctx)
+	}
+	if err != nil {
+		return c, errors.Join(err, c.close())
+	}
+	fmt.Fprintf(log, "==> chaos: private stack up in %s: nginx %s (state %s)\n",
+		time.Since(started).Round(100*time.Millisecond), s.Get("NGINX_LISTEN"), s.Dir)
+	return c, nil
+}
+
+// close stops every private process and removes the engines' data.
+func (c *private) close() error {
+	if c == nil || c.p == nil {
+		return nil
+	}
+	return c.p.Close(context.Background())
+}
+
+// pids is the pid of each kvstack process of the private stack that runs
+// (the engines, which faults stop and start on purpose, are left out).
+func (c *private) pids(ctx context.Context) (map[string]int, error) {
+	procs, err := c.p.Stack().Supervisor().Processes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	engines := []string{c.pg.Program().Name, c.redis.Program().Name, c.mq.Program().Name}
+	m := map[string]int{}
+	for name, info := range procs {
+		if !slices.Contains(engines, name) && info.State == "RUNNING" {
+			m[name] = info.Pid
+		}
+	}
+	return m, nil
+}
+
+// readyAddrs are the processes whose /readyz says they recovered.
+func (c *private) readyAddrs() []string {
+	return []string{c.s.Addr("KV_API1_PORT"), c.s.Addr("KV_API2_PORT"), c.s.Addr("KV_CONSUMER_PORT")}
+}
