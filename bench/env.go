@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kvstack/kvstack/deploy/native"
 )
 
 // Log prints a progress line to stderr.
@@ -53,15 +55,24 @@ func WaitQuiet(ctx context.Context) error {
 	}
 }
 
-// stack runs scripts/stack.sh with args from the repository root.
-func stack(ctx context.Context, root string, args ...string) error {
-	cmd := exec.CommandContext(ctx, root+"/scripts/stack.sh", args...)
-	cmd.Dir = root
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("scripts/stack.sh %s: %w", strings.Join(args, " "), err)
+// stack starts or stops one process of the running native stack through
+// its supervisord (deploy/native), as `bin/stack start|stop NAME` does.
+func stack(ctx context.Context, root, action, name string) error {
+	s, err := native.Load(root, os.Environ())
+	if err != nil {
+		return err
 	}
-	return nil
+	st := native.NewStack(s, os.Stderr)
+	switch action {
+	case "stop":
+		return st.Supervisor().Stop(ctx, name)
+	case "start":
+		if err := st.Supervisor().Start(ctx, name, false); err != nil {
+			return err
+		}
+		return st.WaitHealthy(ctx, name)
+	}
+	return fmt.Errorf("stack: no action %q", action)
 }
 
 var ssPid = regexp.MustCompile(`pid=(\d+)`)
