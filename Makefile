@@ -57,7 +57,7 @@ stack-bin: ## Build bin/stack, the native stack's command (cmd/stack)
 run: stack-bin ## up, then follow the logs; Ctrl-C stops the stack (left up if it ran before)
 	$(STACK) run
 
-up: stack-bin ## Start what is down, in the background (idempotent); restarts rebuilt replicas one at a time
+up: stack-bin ## Start what is down, in the background (idempotent); restarts changed or rebuilt processes one at a time
 	$(STACK) up
 
 down: stack-bin ## Stop every process and the stack's supervisord (PostgreSQL, Redis and RabbitMQ keep running)
@@ -108,7 +108,7 @@ chaos-short: packages ## Four faults under a small load, the same checks (~2 min
 # PostgreSQL, Redis and RabbitMQ instances they start themselves
 # (deploy/native/engine/enginetest), never to the shared services: they
 # run with the rest, in one pass.
-test: setup lint fmt-check check-observability ## Every test against real services (starts them; fails if one can't start)
+test: setup lint fmt-check check-observability ## lint, every Go test on real services, test-compose, e2e (stack stopped after only if it was down), chaos-short
 	$(GO) test $(TEST_FLAGS) $(PKGS)
 	$(MAKE) --no-print-directory test-compose
 	$(MAKE) --no-print-directory test-k8s
