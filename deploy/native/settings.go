@@ -150,17 +150,6 @@ func (s *Settings) Get(name string) string {
 	return v
 }
 
-// Set overrides a resolved variable, for callers that build a variant of
-// the stack (a private one, a test's). Values derived from it are not
-// recomputed.
-func (s *Settings) Set(name, value string) {
-	s.Get(name)
-	s.vars[name] = value
-	if name == "KV_STACK_DIR" {
-		s.Dir = value
-	}
-}
-
 // Host is where every process listens (KV_BIND_HOST).
 func (s *Settings) Host() string { return s.Get("KV_BIND_HOST") }
 

@@ -46,8 +46,6 @@ func (f *Fault) Error() string { return fmt.Sprintf("supervisord: %s (fault %d)"
 // Fault codes supervisord uses (supervisor/xmlrpc.py).
 const (
 	faultBadName        = 10
-	faultSpawnError     = 50
-	faultAbnormalTerm   = 40
 	faultAlreadyStarted = 60
 	faultNotRunning     = 70
 	faultAlreadyAdded   = 90
