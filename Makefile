@@ -60,7 +60,7 @@ run: stack-bin ## up, then follow the logs; Ctrl-C stops the stack (left up if i
 up: stack-bin ## Start what is down, in the background (idempotent); restarts changed or rebuilt processes one at a time
 	$(STACK) up
 
-down: stack-bin ## Stop every process and the stack's supervisord (PostgreSQL, Redis and RabbitMQ keep running)
+down: stack-bin ## Stop every process and the stack's supervisord (the shared PostgreSQL, Redis and RabbitMQ keep running)
 	$(STACK) down
 
 status: stack-bin ## Each process (supervisord's state, health, pid, address, log), then the shared services

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/kvstack/kvstack/deploy/native"
@@ -19,15 +18,13 @@ import (
 // else on the machine uses (the shared services and `make up`'s stack are
 // never touched).
 var chaosPorts = map[string]string{
-	"PGPORT": "55432", "REDIS_PORT": "56379", "RABBITMQ_PORT": "55672", "RABBITMQ_METRICS_PORT": "55692",
+	"PGPORT": "55432", "REDIS_PORT": "56379", "RABBITMQ_PORT": "55672", "RABBITMQ_DIST_PORT": "55673", "RABBITMQ_METRICS_PORT": "55692",
 	"KV_NGINX_PORT": "58080", "KV_API1_PORT": "58081", "KV_API2_PORT": "58082", "KV_CONSUMER_PORT": "58090",
 	// Not run by the campaign; shifted all the same.
 	"KV_PROMETHEUS_PORT": "59090", "KV_ALERTMANAGER_PORT": "59093", "KV_JAEGER_UI_PORT": "56686",
 	"KV_JAEGER_OTLP_GRPC_PORT": "54317", "KV_JAEGER_OTLP_HTTP_PORT": "54318",
 	"KV_JAEGER_QUERY_GRPC_PORT": "56685", "KV_JAEGER_HEALTH_PORT": "53133",
 }
-
-const rabbitDistPort = 55673
 
 // kvstackProcs are the stack's processes the campaign runs (no
 // observability), and the extra consumers some faults add.
@@ -65,21 +62,18 @@ func startPrivate(ctx context.Context, root, dir, engineDir string, log io.Write
 		return nil, err
 	}
 	s.BinDir = filepath.Join(dir, "bin") // a private build never replaces the running stack's
-	port := func(name string) int { n, _ := strconv.Atoi(s.Get(name)); return n }
-	c := &private{
-		s:     s,
-		pg:    &engine.Postgres{Port: port("PGPORT"), Dir: filepath.Join(engineDir, "pg"), Immediate: true},
-		redis: &engine.Redis{Port: port("REDIS_PORT"), Dir: filepath.Join(engineDir, "redis")},
-		mq: &engine.RabbitMQ{Node: "kvchaos@localhost", Port: port("RABBITMQ_PORT"), DistPort: rabbitDistPort,
-			MetricsPort: port("RABBITMQ_METRICS_PORT"), Dir: filepath.Join(engineDir, "rabbitmq")},
-	}
+	// The engines a stack runs for itself (KV_ENGINES=private), on the
+	// chaos ports; a PostgreSQL stop is an immediate shutdown, as a crash.
+	eng := engine.ForStack(s, engineDir)
+	eng.Postgres.Immediate = true
+	c := &private{s: s, pg: eng.Postgres, redis: eng.Redis, mq: eng.RabbitMQ}
 	// Left over by a campaign that was killed: its supervisord stopped
 	// the engines; their data would only mislead this one.
 	if err := os.RemoveAll(engineDir); err != nil {
 		return nil, err
 	}
 	started := time.Now()
-	if c.p, err = engine.Start(ctx, engineDir, log, c.pg, c.redis, c.mq); err != nil {
+	if c.p, err = engine.Start(ctx, engineDir, log, eng.All()...); err != nil {
 		return nil, err
 	}
 	fmt.Fprintf(log, "==> chaos: private PostgreSQL :%d, Redis :%d, RabbitMQ %s :%d up in %s\n",

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 // hostile is one bad request: method, path, body and headers.
@@ -390,20 +392,29 @@ func (h *harness) requireSamePids(t *testing.T, before map[string]int) {
 	}
 }
 
-// dlqCounts: "add_key.dlq=N del_key.dlq=M" on the stack's RabbitMQ node.
+// dlqCounts: "add_key.dlq=N del_key.dlq=M" on the stack's RabbitMQ (the
+// one its RABBITMQ_URL names: the shared node, or the stack's own).
 func dlqCounts(t *testing.T) string {
 	t.Helper()
-	out, err := exec.Command("rabbitmqctl", "-q", "list_queues", "name", "messages").Output()
+	url := loadStackEnv(t).s.Get("RABBITMQ_URL")
+	conn, err := amqp.Dial(url)
 	if err != nil {
-		t.Fatalf("rabbitmqctl list_queues (RabbitMQ on the stack's node): %v", err)
+		t.Fatalf("RabbitMQ of the stack: %v", err)
 	}
-	counts := map[string]string{}
-	for _, line := range strings.Split(string(out), "\n") {
-		if f := strings.Fields(line); len(f) == 2 {
-			counts[f[0]] = f[1]
+	defer conn.Close()
+	counts := map[string]int{}
+	for _, q := range []string{"add_key.dlq", "del_key.dlq"} {
+		ch, err := conn.Channel()
+		if err != nil {
+			t.Fatal(err)
 		}
+		// Passive: the queue as it is; a DLQ holds ready messages only.
+		if got, err := ch.QueueDeclarePassive(q, true, false, false, false, nil); err == nil {
+			counts[q] = got.Messages
+		}
+		ch.Close()
 	}
-	return fmt.Sprintf("add_key.dlq=%s del_key.dlq=%s", counts["add_key.dlq"], counts["del_key.dlq"])
+	return fmt.Sprintf("add_key.dlq=%d del_key.dlq=%d", counts["add_key.dlq"], counts["del_key.dlq"])
 }
 
 var goroutineTotal = regexp.MustCompile(`goroutine profile: total (\d+)`)

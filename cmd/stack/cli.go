@@ -14,12 +14,14 @@ import (
 	"time"
 
 	"github.com/kvstack/kvstack/deploy/native"
+	"github.com/kvstack/kvstack/deploy/native/engine"
 )
 
 type cli struct {
-	s     *native.Settings
-	stack *native.Stack
-	log   io.Writer
+	s       *native.Settings
+	stack   *native.Stack
+	engines engine.Engines // KV_ENGINES=private: the stack's own
+	log     io.Writer
 }
 
 func newCLI(root string, environ []string) (*cli, error) {
@@ -27,7 +29,29 @@ func newCLI(root string, environ []string) (*cli, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &cli{s: s, stack: native.NewStack(s, os.Stderr), log: os.Stderr}, nil
+	c := &cli{s: s, stack: native.NewStack(s, os.Stderr), log: os.Stderr}
+	if s.PrivateEngines() {
+		// The engines first (priority 1); the kvstack database is made and
+		// migrated once they answer, before anything else starts.
+		c.engines = engine.ForStack(s, filepath.Join(s.Dir, "engines"))
+		var programs []native.Program
+		for _, e := range c.engines.All() {
+			programs = append(programs, e.Program())
+		}
+		c.stack.Programs = append(programs, c.stack.Programs...)
+		migrated := false
+		c.stack.Before = func(ctx context.Context, priority int) error {
+			if priority <= 1 || migrated {
+				return nil
+			}
+			migrated = true
+			if err := c.engines.Postgres.CreateDatabase(ctx, "kvstack", "kvstack", "kvstack"); err != nil {
+				return err
+			}
+			return native.Migrate(ctx, c.s, c.log)
+		}
+	}
+	return c, nil
 }
 
 func (c *cli) run(ctx context.Context, cmd string, args []string) (int, error) {
@@ -79,8 +103,14 @@ func (c *cli) run(ctx context.Context, cmd string, args []string) (int, error) {
 // up prepares everything the processes need, then starts what is down.
 func (c *cli) up(ctx context.Context) (launched bool, err error) {
 	started := time.Now()
-	if code, err := c.services(ctx, "ensure", "all"); err != nil || code != 0 {
-		return false, fmt.Errorf("scripts/services.sh ensure all failed (exit %d): %v", code, err)
+	// The machine's services, started when missing; with engines of its
+	// own, the stack only needs the packages.
+	ensure := "ensure"
+	if c.s.PrivateEngines() {
+		ensure = "install"
+	}
+	if code, err := c.services(ctx, ensure, "all"); err != nil || code != 0 {
+		return false, fmt.Errorf("scripts/services.sh %s all failed (exit %d): %v", ensure, code, err)
 	}
 	if err := native.BuildJaeger(ctx, c.s, c.log); err != nil {
 		return false, err
@@ -88,7 +118,13 @@ func (c *cli) up(ctx context.Context) (launched bool, err error) {
 	if err := native.Build(ctx, c.s, c.log); err != nil {
 		return false, err
 	}
-	if err := native.Migrate(ctx, c.s, c.log); err != nil {
+	if c.s.PrivateEngines() {
+		for _, e := range c.engines.All() {
+			if err := e.Init(ctx); err != nil {
+				return false, err
+			}
+		}
+	} else if err := native.Migrate(ctx, c.s, c.log); err != nil {
 		return false, err
 	}
 	if err := native.WriteConfigs(ctx, c.s, c.stack.Supervisor(), c.log); err != nil {
@@ -157,7 +193,11 @@ func (c *cli) down(ctx context.Context) error {
 	if err := c.stack.Down(ctx); err != nil {
 		return err
 	}
-	fmt.Fprintln(c.log, "==> stack down (PostgreSQL, Redis and RabbitMQ left running: make status)")
+	if c.s.PrivateEngines() {
+		fmt.Fprintf(c.log, "==> stack down, its own PostgreSQL, Redis and RabbitMQ too (their data stays in %s)\n", filepath.Join(c.s.Dir, "engines"))
+	} else {
+		fmt.Fprintln(c.log, "==> stack down (PostgreSQL, Redis and RabbitMQ left running: make status)")
+	}
 	return nil
 }
 
@@ -185,8 +225,10 @@ func (c *cli) status(ctx context.Context) (int, error) {
 			fmt.Printf("%-13s %s\n", "", st.Problem)
 		}
 	}
-	if rc, err := c.services(ctx, "status"); err != nil || rc != 0 {
-		code = 3
+	if !c.s.PrivateEngines() {
+		if rc, err := c.services(ctx, "status"); err != nil || rc != 0 {
+			code = 3
+		}
 	}
 	return code, nil
 }
@@ -241,10 +283,20 @@ func (c *cli) control(ctx context.Context, action, name string) error {
 
 // services runs scripts/services.sh (installing packages, starting the
 // machine's own PostgreSQL, Redis and RabbitMQ when missing) with the ports
-// of stack.env.
+// of stack.env. When the stack runs engines of its own, the ports it was
+// given are theirs: the machine's services (which make setup ensures for
+// the tests) stay on stack.env's ports as written.
 func (c *cli) services(ctx context.Context, args ...string) (int, error) {
 	cmd := exec.CommandContext(ctx, filepath.Join(c.s.Root, "scripts", "services.sh"), args...)
-	cmd.Env = c.s.Environ("PGPORT", "REDIS_PORT", "RABBITMQ_PORT", "RABBITMQ_METRICS_PORT")
+	names := []string{"PGPORT", "REDIS_PORT", "RABBITMQ_PORT", "RABBITMQ_METRICS_PORT"}
+	cmd.Env = c.s.Environ(names...)
+	if c.s.PrivateEngines() {
+		for _, a := range c.s.File {
+			if slices.Contains(names, a.Name) {
+				cmd.Env = append(cmd.Env, a.Name+"="+a.Value)
+			}
+		}
+	}
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
 	err := cmd.Run()
 	var exit *exec.ExitError

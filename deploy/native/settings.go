@@ -28,6 +28,7 @@ type Variable struct {
 var Variables = []Variable{
 	{"KV_STACK_DIR", "${ROOT}/.stack", "the stack's state: supervisord.conf, logs/, config/ (rendered templates), Prometheus and Alertmanager data"},
 	{"KV_BIND_HOST", "127.0.0.1", "the address every process listens on"},
+	{"KV_ENGINES", "shared", "shared: the machine's PostgreSQL, Redis and RabbitMQ on stack.env's ports (scripts/services.sh starts them when missing; down leaves them running). private: the stack runs its own on those ports under its supervisord, data in KV_STACK_DIR/engines (for a stack that must share no queue, cache or table with another on the same machine)"},
 	{"KV_STACK_TIMEOUT", "60", "seconds a process gets to become healthy"},
 	{"KV_STOP_TIMEOUT", "20", "seconds between SIGTERM and SIGKILL when a process is stopped (supervisord's stopwaitsecs)"},
 	{"GO", "go", "the go command that builds the binaries"},
@@ -112,6 +113,9 @@ func Load(root string, environ []string) (*Settings, error) {
 			return nil, fmt.Errorf("%s=%q: want a number of seconds", name, s.vars[name])
 		}
 	}
+	if e := s.vars["KV_ENGINES"]; e != "shared" && e != "private" {
+		return nil, fmt.Errorf("KV_ENGINES=%s: want shared or private", e)
+	}
 	if f := s.vars["KV_ALERT_FOR"]; f != "" && !regexp.MustCompile(`^[0-9]+(ms|s|m)$`).MatchString(f) {
 		return nil, fmt.Errorf("KV_ALERT_FOR=%s: want a duration such as 5s", f)
 	}
@@ -149,6 +153,10 @@ func (s *Settings) Get(name string) string {
 	}
 	return v
 }
+
+// PrivateEngines tells whether the stack runs its own PostgreSQL, Redis
+// and RabbitMQ (KV_ENGINES=private).
+func (s *Settings) PrivateEngines() bool { return s.Get("KV_ENGINES") == "private" }
 
 // Host is where every process listens (KV_BIND_HOST).
 func (s *Settings) Host() string { return s.Get("KV_BIND_HOST") }

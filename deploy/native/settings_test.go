@@ -65,6 +65,7 @@ PGPORT=5432
 REDIS_PORT=6379
 RABBITMQ_PORT=5672
 RABBITMQ_METRICS_PORT=15692
+RABBITMQ_DIST_PORT=25672
 `
 
 func TestLoadOverlaysTheEnvironment(t *testing.T) {
@@ -102,6 +103,7 @@ func TestLoadRejects(t *testing.T) {
 		"a port that is not one": {ports, []string{"KV_API1_PORT=eighty"}, "KV_API1_PORT"},
 		"a bad timeout":          {ports, []string{"KV_STOP_TIMEOUT=5s"}, "KV_STOP_TIMEOUT"},
 		"a bad KV_ALERT_FOR":     {ports, []string{"KV_ALERT_FOR=soon"}, "KV_ALERT_FOR"},
+		"a bad KV_ENGINES":       {ports, []string{"KV_ENGINES=both"}, "KV_ENGINES"},
 		"a port missing":         {"KV_NGINX_PORT=1\n", nil, "PGPORT"},
 	} {
 		t.Run(name, func(t *testing.T) {

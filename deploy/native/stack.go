@@ -26,6 +26,9 @@ type Stack struct {
 	// Tied makes the supervisord a child of this process that stops with
 	// it (private instances); otherwise it is a daemon (the native stack).
 	Tied bool
+	// Before, when set, runs before Up starts the programs of each
+	// priority (creating a database once its engine answers, say).
+	Before func(ctx context.Context, priority int) error
 
 	sup *Supervisor
 }
@@ -89,6 +92,11 @@ func (st *Stack) Up(ctx context.Context) (launched bool, err error) {
 		for _, p := range st.Programs {
 			if p.Priority == prio && !p.Manual {
 				group = append(group, p)
+			}
+		}
+		if st.Before != nil {
+			if err := st.Before(ctx, prio); err != nil {
+				return launched, err
 			}
 		}
 		if err := st.startGroup(ctx, group); err != nil {

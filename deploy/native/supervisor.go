@@ -146,7 +146,8 @@ func (s *Supervisor) Shutdown(ctx context.Context, timeout time.Duration) error 
 			return fmt.Errorf("supervisord (pid %d) still running %s after shutdown", pid, timeout)
 		}
 	}
-	for pid != 0 && alive(pid) {
+	// Without a pid file to watch, until it stops answering.
+	for (pid != 0 && alive(pid)) || (pid == 0 && s.Running(ctx)) {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("supervisord (pid %d) still running %s after shutdown", pid, timeout)
 		}

@@ -99,7 +99,48 @@ func (a account) writeFile(path, text string) error {
 	return os.Chown(path, a.uid, a.gid)
 }
 
-// logFile is where the supervisor writes an engine's output.
-func logFile(dir, name string) string { return filepath.Join(dir, name+".log") }
-
 func addr(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
+
+// Engines are the PostgreSQL, Redis and RabbitMQ of one stack.
+type Engines struct {
+	Postgres *Postgres
+	Redis    *Redis
+	RabbitMQ *RabbitMQ
+}
+
+// All lists them, for Start.
+func (e Engines) All() []Engine { return []Engine{e.Postgres, e.Redis, e.RabbitMQ} }
+
+// Names are their programs' names.
+func (e Engines) Names() []string {
+	var names []string
+	for _, x := range e.All() {
+		names = append(names, x.Program().Name)
+	}
+	return names
+}
+
+// ForStack is the PostgreSQL, Redis and RabbitMQ of a native stack that
+// runs its own engines (KV_ENGINES=private, the chaos campaign): on the
+// ports of its settings (PGPORT, REDIS_PORT, RABBITMQ_PORT,
+// RABBITMQ_DIST_PORT, RABBITMQ_METRICS_PORT), their data under dir, their
+// output in the stack's logs/.
+func ForStack(s *native.Settings, dir string) Engines {
+	port := func(name string) int { n, _ := strconv.Atoi(s.Get(name)); return n }
+	mq := port("RABBITMQ_PORT")
+	return Engines{
+		Postgres: &Postgres{Port: port("PGPORT"), Dir: filepath.Join(dir, "postgres"), Log: s.LogFile("postgres")},
+		Redis:    &Redis{Port: port("REDIS_PORT"), Dir: filepath.Join(dir, "redis"), Log: s.LogFile("redis")},
+		RabbitMQ: &RabbitMQ{Node: fmt.Sprintf("kvstack%d@localhost", mq), Port: mq, DistPort: port("RABBITMQ_DIST_PORT"),
+			MetricsPort: port("RABBITMQ_METRICS_PORT"), Dir: filepath.Join(dir, "rabbitmq"), Log: s.LogFile("rabbitmq")},
+	}
+}
+
+// logFile is where the supervisor writes an engine's output: log when
+// set, else NAME.log in its directory.
+func logFile(log, dir, name string) string {
+	if log != "" {
+		return log
+	}
+	return filepath.Join(dir, name+".log")
+}

@@ -25,6 +25,7 @@ type Postgres struct {
 	Name string // the program's name (default "postgres")
 	Port int
 	Dir  string
+	Log  string // its output (default Dir/NAME.log)
 	// Immediate makes a stop an immediate shutdown (SIGQUIT: no checkpoint,
 	// crash recovery at the next start), as a fault injection wants; by
 	// default a stop is a fast shutdown (SIGINT: clients disconnected,
@@ -97,7 +98,7 @@ func (p *Postgres) Program() native.Program {
 			"-c", "listen_addresses=127.0.0.1", "-c", "port=" + strconv.Itoa(p.Port),
 			"-c", "unix_socket_directories=", "-c", "max_connections=200"},
 		Dir: p.Dir, User: acct.name, Priority: 1, StopSignal: stop, StopWait: 60 * time.Second,
-		Health: pgProbe{p}, Addr: addr(p.Port), Log: logFile(p.Dir, p.name()),
+		Health: pgProbe{p}, Addr: addr(p.Port), Log: logFile(p.Log, p.Dir, p.name()),
 	}
 }
 

@@ -29,6 +29,7 @@ type RabbitMQ struct {
 	// MetricsPort is rabbitmq_prometheus's listener.
 	MetricsPort int
 	Dir         string
+	Log         string // its output (default Dir/NAME.log)
 	// Peers are the other nodes of a cluster formed at first boot
 	// (classic_config peer discovery, blank data dirs): empty for a
 	// single node.
@@ -126,7 +127,7 @@ func (r *RabbitMQ) Program() native.Program {
 		Command: []string{"/usr/lib/rabbitmq/bin/rabbitmq-server"},
 		Env:     env, Dir: r.Dir, User: acct.name, Priority: 1, StopWait: 60 * time.Second,
 		Health: native.TCPProbe{Addrs: []string{addr(r.Port), addr(r.MetricsPort)}},
-		Addr:   addr(r.Port), Log: logFile(r.Dir, r.name()),
+		Addr:   addr(r.Port), Log: logFile(r.Log, r.Dir, r.name()),
 	}
 }
 

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"context"
-	"path/filepath"
 	"strconv"
 
 	"github.com/kvstack/kvstack/deploy/native"
@@ -16,6 +15,7 @@ type Redis struct {
 	Name string // the program's name (default "redis")
 	Port int
 	Dir  string
+	Log  string // its output (default Dir/NAME.log)
 }
 
 func (r *Redis) name() string {
@@ -49,7 +49,7 @@ func (r *Redis) Program() native.Program {
 			"--dir", r.Dir, "--dbfilename", "dump.rdb", "--save", "", "--appendonly", "no",
 			"--shutdown-on-sigterm", "save", "--daemonize", "no", "--logfile", ""},
 		Dir: r.Dir, User: acct.name, Priority: 1,
-		Health: native.RedisProbe{Addr: r.Addr()}, Addr: r.Addr(), Log: logFile(filepath.Clean(r.Dir), r.name()),
+		Health: native.RedisProbe{Addr: r.Addr()}, Addr: r.Addr(), Log: logFile(r.Log, r.Dir, r.name()),
 	}
 }
 
