@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/kvstack/kvstack/deploy/native"
 )
 
 // fault is one scenario: inject under load, hold, heal; then the checks.
@@ -46,10 +48,21 @@ func stop(name string) *action {
 	}}
 }
 
-// start starts a process through supervisord and waits until it answers.
+// start starts a process through supervisord and waits until it answers
+// its health check: the service is back from then on (supervisord counts
+// it started a second later, its startsecs), and the campaign looks at the
+// cache at once, before the repair loop had time to work.
 func start(name string) *action {
 	return &action{"supervisorctl start " + name, func(ctx context.Context, c *private) error {
-		return c.p.Start(ctx, name)
+		st := c.p.Stack()
+		p, ok := st.Program(name)
+		if !ok {
+			return fmt.Errorf("no program %s", name)
+		}
+		if err := st.Supervisor().Start(ctx, name, false); err != nil {
+			return err
+		}
+		return native.Wait(ctx, p.Health, 2*time.Minute)
 	}}
 }
 
