@@ -1,11 +1,16 @@
 // Package redistest gives tests a Redis client and a key prefix of their own
-// on the real server named by REDIS_ADDR (127.0.0.1:6379 by default).
+// on the real server named by REDIS_ADDR (127.0.0.1:6379 by default), in a
+// database of their own (REDIS_TEST_DB, 15 by default): a developer's own
+// keys in database 0 are never scanned nor touched, and the cleanup's SCAN
+// does not walk them.
 package redistest
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -14,6 +19,14 @@ import (
 
 	"github.com/kvstack/kvstack/internal/redis"
 )
+
+// testDB is the database the tests use: REDIS_TEST_DB, else 15.
+func testDB() int {
+	if n, err := strconv.Atoi(os.Getenv("REDIS_TEST_DB")); err == nil {
+		return n
+	}
+	return 15
+}
 
 // MustClient returns a client for the configured Redis and a Config whose
 // key prefix (test:<random>:) belongs to this test alone. Every key under
@@ -29,6 +42,7 @@ func MustClient(tb testing.TB) (goredis.UniversalClient, redis.Config) {
 		tb.Fatalf("redis config from the environment: %v", err)
 	}
 	cfg.KeyPrefix = "test:" + randomHex(tb) + ":"
+	cfg.DB = testDB()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
