@@ -38,8 +38,17 @@ func (s *Supervisor) WriteConf(programs []Program) (changed bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	if err := os.MkdirAll(filepath.Join(s.Dir, "logs"), 0o755); err != nil {
-		return false, err
+	// supervisord refuses to start when a program's log directory is
+	// missing: its own, and any a program names elsewhere (the engines of
+	// a stack log into the stack's logs).
+	dirs := []string{filepath.Join(s.Dir, "logs")}
+	for _, p := range programs {
+		dirs = append(dirs, filepath.Dir(p.Log))
+	}
+	for _, d := range dirs {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return false, err
+		}
 	}
 	return writeIfChanged(s.ConfPath(), []byte(conf), 0o600) // it holds the services' URLs
 }

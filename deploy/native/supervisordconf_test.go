@@ -1,6 +1,8 @@
 package native
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -94,5 +96,22 @@ func TestDecodeResponse(t *testing.T) {
 	_, err = decodeResponse(strings.NewReader(fault))
 	if !isFault(err, faultBadName) || !strings.Contains(err.Error(), "BAD_NAME: nope") {
 		t.Fatalf("fault decoded as %v", err)
+	}
+}
+
+// supervisord refuses to start when a program's log directory is missing:
+// on a fresh clone, the chaos campaign's engines log into a stack's logs
+// directory that nothing had made yet.
+func TestWriteConfMakesEveryLogDirectory(t *testing.T) {
+	dir := t.TempDir()
+	elsewhere := filepath.Join(t.TempDir(), "stack", "logs")
+	sup := NewSupervisor(filepath.Join(dir, "sup"))
+	if _, err := sup.WriteConf([]Program{{Name: "redis", Command: []string{"redis-server"}, Log: filepath.Join(elsewhere, "redis.log")}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{filepath.Join(dir, "sup", "logs"), elsewhere} {
+		if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
+			t.Errorf("%s: %v, want a directory", d, err)
+		}
 	}
 }
