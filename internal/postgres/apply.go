@@ -55,6 +55,9 @@ const maxAttempts = 4
 // op, kv.Stale when it held a newer one. A delete writes a tombstone; a put
 // newer than a tombstone revives the key.
 //
+// The same transaction notifies the ops applied (news.go), so that their
+// waiters hear of them exactly when they are committed.
+//
 // The outcomes are returned only once the transaction has committed. On
 // error nothing was applied: an error wrapping kv.ErrInvalid means the
 // server rejects some op's data (retrying cannot help); kv.ErrUnavailable
@@ -99,10 +102,31 @@ func (s *Store) applyOnce(ctx context.Context, ops []kv.Op, a batchArgs) ([]kv.O
 	if err != nil {
 		return nil, err
 	}
+	if err := notifyApplied(ctx, tx, ops, outcomes); err != nil {
+		return nil, err
+	}
 	if err := tx.Commit(ctx); err != nil {
 		return nil, err
 	}
 	return outcomes, nil
+}
+
+// notifyApplied sends the news of the ops applied, in the transaction that
+// applies them (news.go): one more statement per batch that applied
+// anything, whatever its size.
+func notifyApplied(ctx context.Context, tx pgx.Tx, ops []kv.Op, outcomes []kv.Outcome) error {
+	news := make([]News, 0, len(ops))
+	for i, o := range outcomes {
+		if o == kv.Applied {
+			news = append(news, News{Key: ops[i].Key, Version: ops[i].Version})
+		}
+	}
+	payloads, _ := encodeNews(news)
+	if len(payloads) == 0 {
+		return nil
+	}
+	_, err := tx.Exec(ctx, notifySQL, payloads)
+	return err
 }
 
 // outcomes classifies each op: written ones are Applied; for the others it
