@@ -49,7 +49,7 @@ func (s *Service) waitRead(ctx context.Context, key string, min, newest Version,
 	start := time.Now()
 	ctx, span := otel.Tracer(tracerName).Start(ctx, "wait applied", trace.WithAttributes(attrKind.String(string(WaitRead))))
 	defer span.End()
-	w, err := s.waiters.Watch(key, WaitRead)
+	w, err := s.waiters.Watch(ctx, key, WaitRead)
 	if err != nil {
 		span.SetAttributes(attrOutcome.String("rejected"))
 		return Read{}, fmt.Errorf("get: %w: %w", err, ErrUnavailable)
@@ -106,7 +106,7 @@ func (s *Service) acceptApplied(ctx context.Context, op Op, timeout time.Duratio
 	// Watched before the publish, so that the news of its apply cannot
 	// come before anyone listens, and nothing is published that could not
 	// be waited for.
-	w, err := s.waiters.Watch(op.Key, WaitWrite)
+	w, err := s.waiters.Watch(ctx, op.Key, WaitWrite)
 	if err != nil {
 		return Write{}, fmt.Errorf("%s: %w: %w", op.Kind, err, ErrUnavailable)
 	}

@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -103,7 +104,8 @@ type Waiters interface {
 	// Watch registers interest in key. Register before checking the
 	// store: news of anything applied after the check then reaches the
 	// watch. It fails with an error wrapping ErrTooManyWaiters at the cap.
-	Watch(key string, kind WaitKind) (Watch, error)
+	// ctx is the request's (its trace), not the watch's lifetime.
+	Watch(ctx context.Context, key string, kind WaitKind) (Watch, error)
 }
 
 // Watch is one request's interest in one key.
@@ -188,7 +190,7 @@ type Write struct {
 // so waits rest on the poll alone.
 type pollOnly struct{}
 
-func (pollOnly) Watch(string, WaitKind) (Watch, error) { return pollWatch{}, nil }
+func (pollOnly) Watch(context.Context, string, WaitKind) (Watch, error) { return pollWatch{}, nil }
 
 type pollWatch struct{}
 

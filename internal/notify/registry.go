@@ -6,6 +6,7 @@
 package notify
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"sync"
@@ -46,7 +47,7 @@ type Watch struct {
 // Watch registers interest in key, or fails with an error wrapping
 // kv.ErrTooManyWaiters when the registry is full. The kind is for the
 // measuring decorator; the registry treats all alike.
-func (r *Registry) Watch(key string, _ kv.WaitKind) (kv.Watch, error) {
+func (r *Registry) Watch(_ context.Context, key string, _ kv.WaitKind) (kv.Watch, error) {
 	return r.watch(key)
 }
 

@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"sync"
@@ -106,11 +107,11 @@ func TestCap(t *testing.T) {
 	r := NewRegistry(2)
 	a := mustWatch(t, r, "a")
 	mustWatch(t, r, "b")
-	if _, err := r.Watch("c", kv.WaitRead); !errors.Is(err, kv.ErrTooManyWaiters) {
+	if _, err := r.Watch(context.Background(), "c", kv.WaitRead); !errors.Is(err, kv.ErrTooManyWaiters) {
 		t.Fatalf("third Watch with a cap of 2: %v, want ErrTooManyWaiters", err)
 	}
 	a.Done(kv.WaitSatisfied)
-	if _, err := r.Watch("c", kv.WaitRead); err != nil {
+	if _, err := r.Watch(context.Background(), "c", kv.WaitRead); err != nil {
 		t.Errorf("Watch after a release: %v, want room again", err)
 	}
 }
