@@ -122,18 +122,19 @@ func versionOf(err error) (kv.Version, bool) {
 }
 
 // metricRoute is the route label of a request: its route template, but
-// reads and writes that wait are told apart ("/api?min_version",
-// "/api?wait"), since their latency is the queue's by design and would
-// otherwise hide the API's own in /api's.
+// reads and writes that wait are told apart ("/api:min_version",
+// "/api:wait"), since their latency is the queue's by design and would
+// otherwise hide the API's own in /api's. (Not "/api?…": a label that
+// looks like a query string would look like a raw URL.)
 func metricRoute(r *http.Request) string {
 	route := routePattern(r)
 	raw := r.URL.RawQuery
 	if route != "/api" || raw == "" {
 		return route
 	}
-	param, label := paramWait, "/api?wait"
+	param, label := paramWait, "/api:wait"
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
-		param, label = paramMinVersion, "/api?min_version"
+		param, label = paramMinVersion, "/api:min_version"
 	}
 	if !strings.Contains(raw, param+"=") {
 		return route

@@ -244,8 +244,8 @@ func TestWaitsAreMeasuredApart(t *testing.T) {
 		}
 	}
 	want := map[string]float64{
-		"GET /api": 1, "GET /api?min_version": 1, "HEAD /api?min_version": 1,
-		"PUT /api": 1, "PUT /api?wait": 1, "DELETE /api?wait": 1, "DELETE /api": 1,
+		"GET /api": 1, "GET /api:min_version": 1, "HEAD /api:min_version": 1,
+		"PUT /api": 1, "PUT /api:wait": 1, "DELETE /api:wait": 1, "DELETE /api": 1,
 	}
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("requests by method and route: %v, want %v", got, want)
