@@ -45,26 +45,30 @@ type News struct {
 // exceeds the limit (a key over ~7.9 kB, which kv_store's index could not
 // hold anyway) is left out: its waiters find it by polling.
 func encodeNews(news []News) (payloads []string, skipped int) {
-	var b strings.Builder
+	size := 0
+	for _, n := range news {
+		size += versionLen + 2 + len(n.Key)
+	}
+	buf := make([]byte, 0, min(size, maxPayload))
 	for _, n := range news {
 		line := versionLen + 1 + len(n.Key)
 		if line > maxPayload {
 			skipped++
 			continue
 		}
-		if b.Len() > 0 && b.Len()+1+line > maxPayload {
-			payloads = append(payloads, b.String())
-			b.Reset()
+		if len(buf) > 0 && len(buf)+1+line > maxPayload {
+			payloads = append(payloads, string(buf))
+			buf = buf[:0]
 		}
-		if b.Len() > 0 {
-			b.WriteByte('\n')
+		if len(buf) > 0 {
+			buf = append(buf, '\n')
 		}
-		b.WriteString(n.Version.String())
-		b.WriteByte(' ')
-		b.WriteString(n.Key)
+		buf = n.Version.AppendText(buf)
+		buf = append(buf, ' ')
+		buf = append(buf, n.Key...)
 	}
-	if b.Len() > 0 {
-		payloads = append(payloads, b.String())
+	if len(buf) > 0 {
+		payloads = append(payloads, string(buf))
 	}
 	return payloads, skipped
 }
