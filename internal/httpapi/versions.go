@@ -69,7 +69,7 @@ func (a *api) minVersion(q url.Values, key string) (v kv.Version, ok bool, err e
 	}
 	v, err = a.tokens.Decode(key, s)
 	if err != nil {
-		return kv.Version{}, false, &kv.ValidationError{Field: paramMinVersion, Reason: "not a version token issued for this key (" + err.Error() + ")"}
+		return kv.Version{}, false, &kv.ValidationError{Field: paramMinVersion, Reason: "not a valid version token: " + err.Error()}
 	}
 	return v, true, nil
 }
