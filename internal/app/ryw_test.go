@@ -379,4 +379,3 @@ func TestWaitIsInTheWritesTrace(t *testing.T) {
 		t.Errorf("the message was taken at %s, after the wait ended at %s", processStart, waitEnd)
 	}
 }
-
