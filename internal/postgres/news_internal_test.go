@@ -65,3 +65,26 @@ func TestDecodeNewsRefusesOthersPayloads(t *testing.T) {
 		}
 	}
 }
+
+// FuzzDecodeNews: no payload on the channel crashes the listener, and
+// what it accepts means what encodeNews would have sent for it (versions
+// parse case-insensitively, so the text may differ).
+func FuzzDecodeNews(f *testing.F) {
+	good, _ := encodeNews([]News{{Key: "k", Version: kv.NewVersion(time.Now())}, {Key: "a b", Version: kv.NewVersion(time.Now())}})
+	f.Add(good[0])
+	f.Add("")
+	f.Add("00000000000000000001:00000000-0000-0000-0000-000000000000 k\n")
+	f.Fuzz(func(t *testing.T, payload string) {
+		news, err := decodeNews(payload)
+		if err != nil || len(payload) > maxPayload {
+			return
+		}
+		again, _ := encodeNews(news)
+		if len(again) != 1 {
+			t.Fatalf("decodeNews(%q) = %v, which encodes as %d payloads", payload, news, len(again))
+		}
+		if back, err := decodeNews(again[0]); err != nil || !slices.Equal(back, news) {
+			t.Errorf("decodeNews(%q) = %v, which encodes as %q, read back as %v (%v)", payload, news, again[0], back, err)
+		}
+	})
+}
