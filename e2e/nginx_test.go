@@ -19,8 +19,8 @@ import (
 	"github.com/kvstack/kvstack/deploy/native"
 )
 
-// The stack's rendered nginx.conf is valid, routes writes to a location
-// that is never retried, and keeps reads retried.
+// The stack's rendered nginx.conf is valid, routes writes (waiting or not)
+// to locations that are never retried, and keeps reads retried.
 func TestRenderedNginxConfig(t *testing.T) {
 	env := loadStackEnv(t)
 	conf := filepath.Join(env.dir(), "config", "nginx.conf")
@@ -38,12 +38,20 @@ func TestRenderedNginxConfig(t *testing.T) {
 	if strings.Contains(text, "${") {
 		t.Errorf("%s still holds an unrendered ${...}", conf)
 	}
-	write := block(t, text, "location @api_write {")
-	if !strings.Contains(write, "proxy_next_upstream off;") {
-		t.Errorf("the write location does not turn retries off:\n%s", write)
+	for _, loc := range []string{"location @api_write {", "location @api_write_wait {"} {
+		if write := block(t, text, loc); !strings.Contains(write, "proxy_next_upstream off;") {
+			t.Errorf("a write location does not turn retries off:\n%s", write)
+		}
+	}
+	if wait := block(t, text, "location @api_read_wait {"); strings.Contains(wait, "http_503") {
+		t.Errorf("a waiting read is retried on 503 (the replica's waiters cap), which leaves the replica alone as failed:\n%s", wait)
 	}
 	api := block(t, text, "location = /api {")
-	for _, want := range []string{"error_page 418 = @api_write;", "if ($request_method !~ ^(GET|HEAD)$) {"} {
+	for _, want := range []string{
+		"error_page 418 = @api_write;", "if ($kv_api_route = write) {",
+		"error_page 419 = @api_write_wait;", "if ($kv_api_route = write_wait) {",
+		"error_page 420 = @api_read_wait;", "if ($kv_api_route = read_wait) {",
+	} {
 		if !strings.Contains(api, want) {
 			t.Errorf("location = /api lacks %q:\n%s", want, api)
 		}

@@ -186,6 +186,13 @@ func driveTraffic(t *testing.T, h *harness) {
 	}
 	h.do(t, http.MethodGet, "/api/all?limit=10", nil)
 	h.do(t, http.MethodGet, "/api?key=", nil) // 400
+	// A write that waits to be applied, and a read with its token: the
+	// read-your-writes panels.
+	w := h.do(t, http.MethodPut, "/api?wait=applied", []byte(fmt.Sprintf(`{"key":%q,"value":"w"}`, prefix+"-waited")))
+	if w.status != http.StatusOK {
+		t.Fatalf("PUT wait=applied: %d %s", w.status, w.body)
+	}
+	h.do(t, http.MethodGet, "/api?key="+url.QueryEscape(prefix+"-waited")+"&min_version="+w.header.Get("KV-Version"), nil)
 }
 
 // ---------------------------------------------------------------- dashboards

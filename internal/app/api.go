@@ -3,29 +3,42 @@ package app
 import (
 	"context"
 	"fmt"
+	"sync"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
 	"github.com/kvstack/kvstack/internal/config"
 	"github.com/kvstack/kvstack/internal/httpapi"
 	"github.com/kvstack/kvstack/internal/kv"
 	"github.com/kvstack/kvstack/internal/metrics"
+	"github.com/kvstack/kvstack/internal/notify"
+	"github.com/kvstack/kvstack/internal/postgres"
 	"github.com/kvstack/kvstack/internal/rabbitmq"
+	"github.com/kvstack/kvstack/internal/token"
 )
 
 // RunAPI runs the HTTP API until ctx is done.
 //
-// PostgreSQL must answer at start (it is the truth; a supervisor restarts
-// the process). Redis and RabbitMQ need not: reads degrade to PostgreSQL
-// and writes get 503 until they come, and /readyz says which is missing.
+// PostgreSQL must answer at start (it is the truth, and keeps the token
+// key; a supervisor restarts the process). Redis and RabbitMQ need not:
+// reads degrade to PostgreSQL and writes get 503 until they come, and
+// /readyz says which is missing.
 func RunAPI(ctx context.Context, cfg config.API, log zerolog.Logger, ready Ready) error {
 	log.Info().Object("config", cfg).Msg("starting kv-api")
+	if err := cfg.Wait.Validate(); err != nil {
+		return err
+	}
 	reg := metrics.New()
 	d, err := openData(ctx, cfg.Postgres, cfg.Redis, reg, counts{reads: metrics.NewCache(reg)})
 	if err != nil {
 		return err
 	}
 	defer d.close()
+	tokens, err := tokenCodec(ctx, cfg.Token, d.store)
+	if err != nil {
+		return err
+	}
 
 	pub, err := rabbitmq.NewPublisher(cfg.RabbitMQ, log)
 	if err != nil {
@@ -41,13 +54,57 @@ func RunAPI(ctx context.Context, cfg config.API, log zerolog.Logger, ready Ready
 	}
 	cancel()
 
+	// Waits hear of applied versions from one listener, stopped after the
+	// server has drained (waits in flight still hear their news).
+	waiters, stopListening, err := listen(ctx, cfg, reg, log)
+	if err != nil {
+		return err
+	}
+	defer stopListening()
+
 	mpub := measuredPublisher{pub: pub, m: metrics.NewPublish(reg, cfg.RabbitMQ.QueueAdd, cfg.RabbitMQ.QueueDel), queues: queuesOf(cfg.RabbitMQ)}
-	svc := kv.NewService(d.store, d.cache, mpub, cfg.Limits, log)
+	svc := kv.NewService(d.store, d.cache, mpub, cfg.Limits, log, kv.WithWaiters(waiters, cfg.Wait))
 	checks := []httpapi.Check{
 		{Name: "postgres", Ping: d.store.Ping},
 		{Name: "redis", Ping: d.cache.Ping},
 		{Name: "rabbitmq", Ping: mpub.Ready},
 	}
-	handler := httpapi.NewHandler(svc, checks, cfg.HTTP, log, metrics.NewHTTP(reg))
+	handler := httpapi.NewHandler(svc, tokens, checks, cfg.HTTP, log, metrics.NewHTTP(reg))
 	return serve(ctx, cfg.Addr, traceHTTP(withAdmin(handler, reg)), cfg.ShutdownTimeout, ready, log)
+}
+
+// tokenCodec signs with KV_TOKEN_KEY when set, else with the key the
+// migrations left in PostgreSQL, the same for every replica.
+func tokenCodec(ctx context.Context, cfg token.Config, store measuredStore) (*token.Codec, error) {
+	keys := token.ParseKeys(cfg.Key)
+	if len(keys) == 0 {
+		key, err := store.TokenKey(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("postgres: %w (run the migrations, or set KV_TOKEN_KEY)", err)
+		}
+		keys = [][]byte{key}
+	}
+	c, err := token.New(keys...)
+	if err != nil {
+		return nil, fmt.Errorf("KV_TOKEN_KEY: %w", err)
+	}
+	return c, nil
+}
+
+// listen starts the process's listener, feeding a registry of waiters
+// capped at KV_MAX_WAITERS, and returns the waiters as the service sees
+// them (measured) and a func that stops the listener.
+func listen(ctx context.Context, cfg config.API, reg *prometheus.Registry, log zerolog.Logger) (kv.Waiters, func(), error) {
+	m := metrics.NewWait(reg)
+	waiters := notify.NewRegistry(cfg.Wait.MaxWaiters)
+	m.Waiters(waiters.Len)
+	l, err := postgres.NewListener(cfg.Postgres, measuredNews{reg: waiters, m: m}, log)
+	if err != nil {
+		return nil, nil, fmt.Errorf("postgres: %w", err)
+	}
+	m.Listening(l.Listening)
+	lctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Go(func() { l.Run(lctx) })
+	return measuredWaiters{reg: waiters, m: m}, func() { cancel(); wg.Wait() }, nil
 }

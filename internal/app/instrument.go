@@ -8,6 +8,7 @@ import (
 	"github.com/kvstack/kvstack/internal/consumer"
 	"github.com/kvstack/kvstack/internal/kv"
 	"github.com/kvstack/kvstack/internal/metrics"
+	"github.com/kvstack/kvstack/internal/notify"
 	"github.com/kvstack/kvstack/internal/postgres"
 	"github.com/kvstack/kvstack/internal/rabbitmq"
 	"github.com/kvstack/kvstack/internal/redis"
@@ -22,7 +23,7 @@ import (
 
 // measuredOps is every operation the decorators below time, by dependency.
 var measuredOps = map[string][]string{
-	metrics.Postgres: {"get", "list", "apply_batch", "purge_tombstones", "ping"},
+	metrics.Postgres: {"get", "list", "apply_batch", "purge_tombstones", "ping", "token_key"},
 	metrics.Redis:    {"get", "fill", "apply", "purge", "ping"},
 }
 
@@ -62,6 +63,13 @@ func (s measuredStore) PurgeTombstones(ctx context.Context, olderThan time.Time)
 	s.dep.Observe(ctx, metrics.Postgres, "purge_tombstones", start, err)
 	s.purged.Purged(n)
 	return n, err
+}
+
+func (s measuredStore) TokenKey(ctx context.Context) ([]byte, error) {
+	start := time.Now()
+	key, err := s.store.TokenKey(ctx)
+	s.dep.Observe(ctx, metrics.Postgres, "token_key", start, err)
+	return key, err
 }
 
 func (s measuredStore) Ping(ctx context.Context) error {
@@ -194,6 +202,49 @@ func (h measuredHandler) Handle(ctx context.Context, batch []consumer.Message) (
 	}
 	return results, nil
 }
+
+// measuredWaiters counts the waits by kind and outcome, and times each
+// from its Watch to its end; a watch refused at the cap is counted as
+// rejected.
+type measuredWaiters struct {
+	reg *notify.Registry
+	m   *metrics.Wait
+}
+
+func (w measuredWaiters) Watch(ctx context.Context, key string, kind kv.WaitKind) (kv.Watch, error) {
+	watch, err := w.reg.Watch(ctx, key, kind)
+	if err != nil {
+		w.m.Rejected(kind)
+		return nil, err
+	}
+	return &measuredWatch{Watch: watch, ctx: ctx, kind: kind, start: time.Now(), m: w.m}, nil
+}
+
+type measuredWatch struct {
+	kv.Watch
+	ctx   context.Context
+	kind  kv.WaitKind
+	start time.Time
+	m     *metrics.Wait
+}
+
+func (w *measuredWatch) Done(o kv.WaitOutcome) {
+	w.Watch.Done(o)
+	w.m.Waited(w.ctx, w.kind, o, time.Since(w.start))
+}
+
+// measuredNews counts the news the listener hands to the registry.
+type measuredNews struct {
+	reg *notify.Registry
+	m   *metrics.Wait
+}
+
+func (n measuredNews) Applied(key string, v kv.Version) {
+	n.m.News()
+	n.reg.Applied(key, v)
+}
+
+func (n measuredNews) Lost() { n.reg.Lost() }
 
 // ignore hides an error that is an answer rather than a failure.
 func ignore(err, answer error) error {

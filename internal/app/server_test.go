@@ -13,6 +13,7 @@ import (
 	"github.com/kvstack/kvstack/internal/httpapi"
 	"github.com/kvstack/kvstack/internal/kv"
 	"github.com/kvstack/kvstack/internal/metrics"
+	"github.com/kvstack/kvstack/internal/token"
 )
 
 // The API's server as RunAPI assembles it, without its dependencies: the
@@ -21,7 +22,11 @@ func newTestServer(t *testing.T) *httptest.Server {
 	t.Helper()
 	reg := metrics.New()
 	svc := kv.NewService(nil, nil, nil, kv.DefaultLimits(), zerolog.Nop())
-	api := httpapi.NewHandler(svc, nil, httpapi.DefaultConfig(), zerolog.Nop(), metrics.NewHTTP(reg))
+	tokens, err := token.New([]byte(strings.Repeat("k", token.MinKeyBytes)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := httpapi.NewHandler(svc, tokens, nil, httpapi.DefaultConfig(), zerolog.Nop(), metrics.NewHTTP(reg))
 	srv := httptest.NewServer(traceHTTP(withAdmin(api, reg)))
 	t.Cleanup(srv.Close)
 	return srv

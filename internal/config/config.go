@@ -18,6 +18,7 @@ import (
 	"github.com/kvstack/kvstack/internal/postgres"
 	"github.com/kvstack/kvstack/internal/rabbitmq"
 	"github.com/kvstack/kvstack/internal/redis"
+	"github.com/kvstack/kvstack/internal/token"
 )
 
 // Common is what every binary has.
@@ -38,6 +39,8 @@ type API struct {
 	Addr     string `env:"KV_HTTP_ADDR" envDefault:"127.0.0.1:8081"`
 	HTTP     httpapi.Config
 	Limits   kv.Limits
+	Wait     kv.WaitConfig
+	Token    token.Config
 	Postgres postgres.Config
 	Redis    redis.Config
 	RabbitMQ rabbitmq.Config
@@ -109,6 +112,8 @@ func (c API) MarshalZerologObject(e *zerolog.Event) {
 	e.Str("addr", c.Addr).
 		Interface("http", c.HTTP).
 		Interface("limits", c.Limits).
+		Interface("wait", c.Wait).
+		Object("token", c.Token).
 		Str("postgres", c.Postgres.String()).
 		Interface("redis", c.Redis).
 		Object("rabbitmq", c.RabbitMQ)

@@ -58,6 +58,7 @@ func TestLoggedConfigMasksSecrets(t *testing.T) {
 		"DATABASE_URL":   "postgres://u:pg-secret@db:5432/kv",
 		"REDIS_PASSWORD": "redis-secret",
 		"RABBITMQ_URL":   "amqp://u:mq-secret@mq:5672/",
+		"KV_TOKEN_KEY":   "token-secret-of-at-least-32-bytes,older-token-secret-of-32-bytes",
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -65,7 +66,7 @@ func TestLoggedConfigMasksSecrets(t *testing.T) {
 	var buf bytes.Buffer
 	log := zerolog.New(&buf)
 	log.Info().Object("config", cfg).Msg("start")
-	for _, secret := range []string{"pg-secret", "redis-secret", "mq-secret"} {
+	for _, secret := range []string{"pg-secret", "redis-secret", "mq-secret", "token-secret"} {
 		if strings.Contains(buf.String(), secret) {
 			t.Errorf("logged config shows %q: %s", secret, buf.String())
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 
@@ -14,6 +15,12 @@ import (
 // failRequest answers the edge's own errors (size, syntax) and hands the
 // rest to fail.
 func (a *api) failRequest(w http.ResponseWriter, r *http.Request, err error) {
+	a.failAbout(w, r, "", err)
+}
+
+// failAbout is failRequest for an answer about key, which names the
+// version the error carries (a delete's, the newest seen by a wait).
+func (a *api) failAbout(w http.ResponseWriter, r *http.Request, key string, err error) {
 	var br *badRequest
 	switch {
 	case errors.Is(err, errTooLarge):
@@ -21,7 +28,7 @@ func (a *api) failRequest(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &br):
 		writeError(w, r, http.StatusBadRequest, br.code, br.msg)
 	default:
-		a.fail(w, r, err)
+		a.fail(w, r, key, err)
 	}
 }
 
@@ -29,44 +36,110 @@ type readResponse struct {
 	Key    string    `json:"key"`
 	Value  string    `json:"value"`
 	Source kv.Source `json:"source"`
+	// Version is the token of the state returned: a later
+	// ?min_version= with it never reads an older one.
+	Version *string `json:"version"`
 }
 
+// getKey serves GET /api?key=K, and with &min_version=T a state at least
+// as new as T, waiting (at most &timeout=, else KV_WAIT_TIMEOUT) for it.
 func (a *api) getKey(w http.ResponseWriter, r *http.Request) {
-	key, ok, err := queryKey(r)
-	if err == nil && !ok {
-		err = &kv.ValidationError{Field: "key", Reason: "missing; use ?key="}
-	}
+	read, key, err := a.read(r)
 	if err != nil {
-		a.failRequest(w, r, err)
+		a.failAbout(w, r, key, err)
 		return
 	}
-	read, err := a.svc.Get(r.Context(), key)
+	writeJSON(w, r, http.StatusOK, readResponse{
+		Key: read.Entry.Key, Value: read.Entry.Value, Source: read.Source,
+		Version: a.version(w, key, read.Entry.Version),
+	})
+}
+
+func (a *api) read(r *http.Request) (kv.Read, string, error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		a.failRequest(w, r, err)
-		return
+		return kv.Read{}, "", &badRequest{code: "invalid_query", msg: "query string is malformed"}
 	}
-	writeJSON(w, r, http.StatusOK, readResponse{Key: read.Entry.Key, Value: read.Entry.Value, Source: read.Source})
+	key, ok, err := single(q, "key")
+	switch {
+	case err != nil:
+		return kv.Read{}, "", err
+	case !ok:
+		return kv.Read{}, "", &kv.ValidationError{Field: "key", Reason: "missing; use ?key="}
+	}
+	if err := a.svc.Limits().ValidateKey(key); err != nil {
+		return kv.Read{}, "", err
+	}
+	if q.Has(paramWait) {
+		return kv.Read{}, "", &kv.ValidationError{Field: paramWait, Reason: "only on PUT and DELETE; a read waits with min_version"}
+	}
+	min, waits, err := a.minVersion(q, key)
+	if err != nil {
+		return kv.Read{}, "", err
+	}
+	timeout, err := waitTimeout(q, waits)
+	if err != nil {
+		return kv.Read{}, "", err
+	}
+	var read kv.Read
+	if waits {
+		read, err = a.svc.GetAtLeast(r.Context(), key, min, a.svc.WaitConfig().Bound(timeout))
+	} else {
+		read, err = a.svc.Get(r.Context(), key)
+	}
+	return read, key, err
 }
 
 type acceptedResponse struct {
+	// Status is "accepted" (202: durable, to be applied), or, for a write
+	// that waited, "applied" or "superseded" (200).
 	Status    string  `json:"status"`
 	Op        kv.Kind `json:"op"`
 	Key       string  `json:"key"`
 	OpID      string  `json:"op_id"`
 	Timestamp string  `json:"timestamp"`
+	// Version is the operation's token, for ?min_version=.
+	Version *string `json:"version"`
+	// StoredVersion is the token of the newer operation that superseded
+	// this one.
+	StoredVersion *string `json:"stored_version,omitempty"`
 }
 
-func writeAccepted(w http.ResponseWriter, r *http.Request, op kv.Op) {
-	writeJSON(w, r, http.StatusAccepted, acceptedResponse{
-		Status: "accepted", Op: op.Kind, Key: op.Key,
+func (a *api) writeAccepted(w http.ResponseWriter, r *http.Request, op kv.Op) {
+	a.writeWrite(w, r, kv.Write{Op: op, Status: kv.Pending})
+}
+
+// writeWrite answers a write: 202 while it is pending, 200 once it was
+// applied or superseded.
+func (a *api) writeWrite(w http.ResponseWriter, r *http.Request, res kv.Write) {
+	op := res.Op
+	body := acceptedResponse{
+		Status: res.Status.String(), Op: op.Kind, Key: op.Key,
 		OpID: op.Version.OpID.String(), Timestamp: op.Version.Time.Format(kv.TimestampLayout),
-	})
+		Version: a.version(w, op.Key, op.Version),
+	}
+	status := http.StatusOK
+	switch res.Status {
+	case kv.Pending:
+		status = http.StatusAccepted
+	case kv.Superseded:
+		t := a.tokens.Encode(op.Key, res.Stored)
+		body.StoredVersion = &t
+	}
+	writeJSON(w, r, status, body)
 }
 
 // putKey takes the key and value from the body; a ?key= beside it must name
-// the same key, as for DELETE, rather than be silently ignored.
+// the same key, as for DELETE, rather than be silently ignored. With
+// ?wait=applied it waits (at most &timeout=, else KV_WAIT_TIMEOUT) for the
+// write to be applied.
 func (a *api) putKey(w http.ResponseWriter, r *http.Request) {
 	qkey, inQuery, err := queryKey(r)
+	if err != nil {
+		a.failRequest(w, r, err)
+		return
+	}
+	waits, timeout, err := waitParams(r)
 	if err != nil {
 		a.failRequest(w, r, err)
 		return
@@ -88,12 +161,25 @@ func (a *api) putKey(w http.ResponseWriter, r *http.Request) {
 		a.failRequest(w, r, err)
 		return
 	}
+	if waits {
+		res, err := a.svc.PutApplied(r.Context(), *req.Key, *req.Value, a.svc.WaitConfig().Bound(timeout))
+		a.answerWrite(w, r, res, err)
+		return
+	}
 	op, err := a.svc.Put(r.Context(), *req.Key, *req.Value)
 	if err != nil {
 		a.failRequest(w, r, err)
 		return
 	}
-	writeAccepted(w, r, op)
+	a.writeAccepted(w, r, op)
+}
+
+func (a *api) answerWrite(w http.ResponseWriter, r *http.Request, res kv.Write, err error) {
+	if err != nil {
+		a.failRequest(w, r, err)
+		return
+	}
+	a.writeWrite(w, r, res)
 }
 
 // errKeysDisagree answers a write whose ?key= and body name different keys.
@@ -103,6 +189,11 @@ var errKeysDisagree = &kv.ValidationError{Field: "key", Reason: "query and body 
 // both, they must agree.
 func (a *api) deleteKey(w http.ResponseWriter, r *http.Request) {
 	key, ok, err := queryKey(r)
+	if err != nil {
+		a.failRequest(w, r, err)
+		return
+	}
+	waits, timeout, err := waitParams(r)
 	if err != nil {
 		a.failRequest(w, r, err)
 		return
@@ -131,12 +222,17 @@ func (a *api) deleteKey(w http.ResponseWriter, r *http.Request) {
 		a.failRequest(w, r, &kv.ValidationError{Field: "key", Reason: "missing; use ?key= or a {\"key\":…} body"})
 		return
 	}
+	if waits {
+		res, err := a.svc.DeleteApplied(r.Context(), key, a.svc.WaitConfig().Bound(timeout))
+		a.answerWrite(w, r, res, err)
+		return
+	}
 	op, err := a.svc.Delete(r.Context(), key)
 	if err != nil {
 		a.failRequest(w, r, err)
 		return
 	}
-	writeAccepted(w, r, op)
+	a.writeAccepted(w, r, op)
 }
 
 func (a *api) healthz(w http.ResponseWriter, r *http.Request) {

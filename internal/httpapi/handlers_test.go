@@ -25,9 +25,53 @@ type fakeService struct {
 	writes  []kv.Op
 	pubErr  error
 	listErr error
+
+	// version is every entry's; waits records what reached the waiting
+	// calls, which answer waitErr, or (writes) waitStatus and stored.
+	version    kv.Version
+	waits      []waitCall
+	waitErr    error
+	waitStatus kv.WriteStatus
+	stored     kv.Version
+}
+
+type waitCall struct {
+	key     string
+	min     kv.Version // reads
+	timeout time.Duration
 }
 
 func (f *fakeService) Limits() kv.Limits { return kv.Limits{MaxKeyBytes: 32, MaxValueBytes: 64} }
+
+func (f *fakeService) WaitConfig() kv.WaitConfig { return kv.DefaultWaitConfig() }
+
+func (f *fakeService) GetAtLeast(ctx context.Context, key string, min kv.Version, timeout time.Duration) (kv.Read, error) {
+	f.waits = append(f.waits, waitCall{key, min, timeout})
+	if f.waitErr != nil {
+		return kv.Read{}, f.waitErr
+	}
+	return f.Get(ctx, key)
+}
+
+func (f *fakeService) PutApplied(_ context.Context, key, value string, timeout time.Duration) (kv.Write, error) {
+	return f.writeApplied(kv.Op{Kind: kv.KindPut, Key: key, Value: value}, timeout)
+}
+
+func (f *fakeService) DeleteApplied(_ context.Context, key string, timeout time.Duration) (kv.Write, error) {
+	return f.writeApplied(kv.Op{Kind: kv.KindDelete, Key: key}, timeout)
+}
+
+func (f *fakeService) writeApplied(op kv.Op, timeout time.Duration) (kv.Write, error) {
+	if f.waitErr != nil {
+		return kv.Write{}, f.waitErr
+	}
+	op, err := f.write(op)
+	if err != nil {
+		return kv.Write{}, err
+	}
+	f.waits = append(f.waits, waitCall{key: op.Key, timeout: timeout})
+	return kv.Write{Op: op, Status: f.waitStatus, Stored: f.stored}, nil
+}
 
 func (f *fakeService) Get(_ context.Context, key string) (kv.Read, error) {
 	if err := f.Limits().ValidateKey(key); err != nil {
@@ -37,7 +81,7 @@ func (f *fakeService) Get(_ context.Context, key string) (kv.Read, error) {
 	if !ok {
 		return kv.Read{}, kv.ErrNotFound
 	}
-	return kv.Read{Entry: kv.Entry{Key: key, Value: v}, Source: kv.SourceRedis}, nil
+	return kv.Read{Entry: kv.Entry{Key: key, Value: v, Version: f.version}, Source: kv.SourceRedis}, nil
 }
 
 func (f *fakeService) List(_ context.Context, after string, limit int) ([]kv.Entry, error) {
@@ -82,7 +126,7 @@ func newTestHandler(svc Service, checks ...Check) http.Handler {
 	cfg := DefaultConfig()
 	cfg.MaxBodyBytes = 256
 	cfg.ListPageSize = 2
-	return NewHandler(svc, checks, cfg, zerolog.Nop(), nil)
+	return NewHandler(svc, testTokens, checks, cfg, zerolog.Nop(), nil)
 }
 
 func do(t *testing.T, h http.Handler, method, target, body string) *httptest.ResponseRecorder {

@@ -49,7 +49,7 @@ func TestLogsHoldNoKeys(t *testing.T) {
 	var logs bytes.Buffer
 	log := zerolog.New(&logs)
 	svc := kv.NewService(brokenStore{}, brokenCache{}, slowBroker{}, kv.DefaultLimits(), log)
-	h := NewHandler(svc, nil, DefaultConfig(), log, nil)
+	h := NewHandler(svc, testTokens, nil, DefaultConfig(), log, nil)
 
 	for _, tc := range []struct {
 		method, target, body string

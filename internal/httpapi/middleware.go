@@ -65,7 +65,8 @@ func (a *api) accessLog(next http.Handler) http.Handler {
 	})
 }
 
-// measure records each request's route, method, status class and duration.
+// measure records each request's route (metricRoute), method, status class
+// and duration.
 func (a *api) measure(next http.Handler) http.Handler {
 	if a.metrics == nil {
 		return next
@@ -74,7 +75,7 @@ func (a *api) measure(next http.Handler) http.Handler {
 		defer a.metrics.Start()()
 		start := time.Now()
 		status, _ := serve(next, w, r)
-		a.metrics.Observe(r.Context(), routePattern(r), methodLabel(r.Method), status, time.Since(start))
+		a.metrics.Observe(r.Context(), metricRoute(r), methodLabel(r.Method), status, time.Since(start))
 	})
 }
 

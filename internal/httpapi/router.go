@@ -19,10 +19,14 @@ import (
 // Service is what the handlers need from the domain.
 type Service interface {
 	Get(ctx context.Context, key string) (kv.Read, error)
+	GetAtLeast(ctx context.Context, key string, min kv.Version, timeout time.Duration) (kv.Read, error)
 	List(ctx context.Context, after string, limit int) ([]kv.Entry, error)
 	Put(ctx context.Context, key, value string) (kv.Op, error)
+	PutApplied(ctx context.Context, key, value string, timeout time.Duration) (kv.Write, error)
 	Delete(ctx context.Context, key string) (kv.Op, error)
+	DeleteApplied(ctx context.Context, key string, timeout time.Duration) (kv.Write, error)
 	Limits() kv.Limits
+	WaitConfig() kv.WaitConfig
 }
 
 // Check is one dependency probed by /readyz.
@@ -58,6 +62,7 @@ func DefaultConfig() Config { return envdefault.Of[Config]() }
 
 type api struct {
 	svc     Service
+	tokens  Tokens
 	checks  []Check
 	cfg     Config
 	log     zerolog.Logger
@@ -67,9 +72,10 @@ type api struct {
 // NewHandler returns the API's routes wrapped in their middleware,
 // outermost first: span naming and traceparent (the server span itself is
 // started outside, around the whole server), request id and access log,
-// metrics, panic recovery. m may be nil.
-func NewHandler(svc Service, checks []Check, cfg Config, log zerolog.Logger, m *metrics.HTTP) http.Handler {
-	a := &api{svc: svc, checks: checks, cfg: cfg, log: log, metrics: m}
+// metrics, panic recovery. tokens renders versions for clients; m may be
+// nil.
+func NewHandler(svc Service, tokens Tokens, checks []Check, cfg Config, log zerolog.Logger, m *metrics.HTTP) http.Handler {
+	a := &api{svc: svc, tokens: tokens, checks: checks, cfg: cfg, log: log, metrics: m}
 	r := a.router()
 	read(r, "/api", a.getKey)
 	r.Put("/api", a.putKey)

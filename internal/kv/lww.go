@@ -34,8 +34,36 @@ func (v Version) Newer(w Version) bool { return v.Compare(w) > 0 }
 // of the versions: zero-padded microseconds since the epoch, then the op id
 // in lower-case hex. Redis compares versions in this form.
 func (v Version) String() string {
-	return fmt.Sprintf("%020d:%s", v.Time.UnixMicro(), v.OpID)
+	return string(v.AppendText(make([]byte, 0, versionLen)))
 }
+
+// versionLen is the length of a Version's text.
+const versionLen = 20 + 1 + 36
+
+// AppendText appends the text of String to b without allocating: the
+// consumer writes one per applied operation (cache entries, news).
+func (v Version) AppendText(b []byte) []byte {
+	micros := v.Time.UnixMicro()
+	if micros < 0 {
+		return fmt.Appendf(b, "%020d:%s", micros, v.OpID) // before 1970: never stamped by the API
+	}
+	var digits [20]byte
+	for i := range digits {
+		digits[len(digits)-1-i] = byte('0' + micros%10)
+		micros /= 10
+	}
+	b = append(b, digits[:]...)
+	b = append(b, ':')
+	for i, c := range v.OpID {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			b = append(b, '-')
+		}
+		b = append(b, hexDigits[c>>4], hexDigits[c&0xf])
+	}
+	return b
+}
+
+const hexDigits = "0123456789abcdef"
 
 // ParseVersion is the inverse of Version.String.
 func ParseVersion(s string) (Version, error) {

@@ -1,6 +1,7 @@
 package kv
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -182,4 +183,28 @@ func randomOps(r *rand.Rand, n, keys int) []Op {
 		ops[i] = Op{Kind: kind, Key: string(rune('a' + r.IntN(keys))), Value: "v", Version: randomVersion(r)}
 	}
 	return ops
+}
+
+// AppendText writes what fmt did before it: zero-padded microseconds and
+// the op id as uuid.UUID.String writes it, so the order of the texts is
+// still the order of the versions.
+func TestVersionText(t *testing.T) {
+	for _, v := range []Version{
+		NewVersion(time.Now()),
+		{Time: time.UnixMicro(0).UTC()},
+		{Time: time.UnixMicro(1<<62 + 12345).UTC(), OpID: uuid.Max},
+		{Time: time.UnixMicro(-5).UTC(), OpID: uuid.New()},
+	} {
+		want := fmt.Sprintf("%020d:%s", v.Time.UnixMicro(), v.OpID)
+		if got := v.String(); got != want {
+			t.Errorf("String() = %q, want %q", got, want)
+		}
+		if got := string(v.AppendText([]byte("x"))); got != "x"+want {
+			t.Errorf("AppendText = %q, want %q", got, "x"+want)
+		}
+	}
+	v := NewVersion(time.Now())
+	if n := testing.AllocsPerRun(100, func() { v.AppendText(make([]byte, 0, 64)[:0]) }); n > 1 {
+		t.Errorf("AppendText allocates %v times, want at most the buffer", n)
+	}
 }

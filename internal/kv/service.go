@@ -51,15 +51,35 @@ type Service struct {
 	// loadTimeout bounds a shared load, which runs detached from any one
 	// caller's context so that one caller giving up does not fail the rest.
 	loadTimeout time.Duration
+
+	waiters Waiters
+	wait    WaitConfig
+}
+
+// Option configures a Service.
+type Option func(*Service)
+
+// WithWaiters has waits driven by w's news, bounded by cfg. Without it,
+// waits rest on polling the store every DefaultWaitConfig().Poll.
+func WithWaiters(w Waiters, cfg WaitConfig) Option {
+	return func(s *Service) { s.waiters, s.wait = w, cfg }
 }
 
 // NewService wires the service to its dependencies.
-func NewService(store Store, cache Cache, pub Publisher, limits Limits, log zerolog.Logger) *Service {
-	return &Service{
+func NewService(store Store, cache Cache, pub Publisher, limits Limits, log zerolog.Logger, opts ...Option) *Service {
+	s := &Service{
 		store: store, cache: cache, pub: pub, limits: limits, log: log,
 		now: time.Now, loadTimeout: 5 * time.Second,
+		waiters: pollOnly{}, wait: DefaultWaitConfig(),
 	}
+	for _, opt := range opts {
+		opt(s)
+	}
+	return s
 }
+
+// WaitConfig returns the bounds of waiting.
+func (s *Service) WaitConfig() WaitConfig { return s.wait }
 
 // Limits returns the limits the service validates against.
 func (s *Service) Limits() Limits { return s.limits }
@@ -72,7 +92,8 @@ type Read struct {
 
 // Get returns the live value of key: from the cache when it holds the key,
 // else from the store, filling the cache. A cache that fails degrades reads
-// to the store; it does not fail them.
+// to the store; it does not fail them. A deleted key is a *NotFoundError
+// carrying the delete's version.
 func (s *Service) Get(ctx context.Context, key string) (Read, error) {
 	if err := s.limits.ValidateKey(key); err != nil {
 		return Read{}, err
@@ -80,10 +101,7 @@ func (s *Service) Get(ctx context.Context, key string) (Read, error) {
 	e, err := s.cache.Get(ctx, key)
 	switch {
 	case err == nil:
-		if e.Deleted {
-			return Read{}, fmt.Errorf("get: %w", ErrNotFound)
-		}
-		return Read{Entry: e, Source: SourceRedis}, nil
+		return answer(e, SourceRedis)
 	case errors.Is(err, ErrCacheMiss):
 	default:
 		s.log.Warn().Err(err).Msg("cache read failed; reading from the store")
@@ -96,11 +114,16 @@ func (s *Service) Get(ctx context.Context, key string) (Read, error) {
 	if err != nil {
 		return Read{}, err
 	}
-	e = v.(Entry)
+	return answer(v.(Entry), SourcePostgres)
+}
+
+// answer is a read of e: its value, or for a tombstone, not found with the
+// delete's version.
+func answer(e Entry, src Source) (Read, error) {
 	if e.Deleted {
-		return Read{}, fmt.Errorf("get: %w", ErrNotFound)
+		return Read{}, fmt.Errorf("get: %w", &NotFoundError{Version: e.Version})
 	}
-	return Read{Entry: e, Source: SourcePostgres}, nil
+	return Read{Entry: e, Source: src}, nil
 }
 
 // load reads key from the store and fills the cache with what it found. The
@@ -147,6 +170,11 @@ func (s *Service) accept(ctx context.Context, op Op) (Op, error) {
 	if err := s.limits.ValidateOp(op); err != nil {
 		return Op{}, err
 	}
+	return s.publish(ctx, op)
+}
+
+// publish stamps a valid op with its version and makes it durable.
+func (s *Service) publish(ctx context.Context, op Op) (Op, error) {
 	op.Version = NewVersion(s.now())
 	if err := s.pub.Publish(ctx, op); err != nil {
 		return Op{}, fmt.Errorf("%s: %w", op.Kind, err)

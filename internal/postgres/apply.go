@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/kvstack/kvstack/internal/kv"
 )
@@ -55,6 +56,9 @@ const maxAttempts = 4
 // op, kv.Stale when it held a newer one. A delete writes a tombstone; a put
 // newer than a tombstone revives the key.
 //
+// The same transaction notifies the ops applied (news.go), so that their
+// waiters hear of them exactly when they are committed.
+//
 // The outcomes are returned only once the transaction has committed. On
 // error nothing was applied: an error wrapping kv.ErrInvalid means the
 // server rejects some op's data (retrying cannot help); kv.ErrUnavailable
@@ -68,9 +72,16 @@ func (s *Store) ApplyBatch(ctx context.Context, ops []kv.Op) ([]kv.Outcome, erro
 		return nil, err
 	}
 	var outcomes []kv.Outcome
+	news := true
 	err = withRetry(ctx, func() error {
 		var err error
-		outcomes, err = s.applyOnce(ctx, ops, args)
+		outcomes, err = s.applyOnce(ctx, ops, args, news)
+		if newsRefused(err, news) {
+			// News is best-effort (waiters poll the store); the batch is
+			// not. Apply it again, untold.
+			news = false
+			outcomes, err = s.applyOnce(ctx, ops, args, news)
+		}
 		return err
 	})
 	if err != nil {
@@ -79,7 +90,7 @@ func (s *Store) ApplyBatch(ctx context.Context, ops []kv.Op) ([]kv.Outcome, erro
 	return outcomes, nil
 }
 
-func (s *Store) applyOnce(ctx context.Context, ops []kv.Op, a batchArgs) ([]kv.Outcome, error) {
+func (s *Store) applyOnce(ctx context.Context, ops []kv.Op, a batchArgs, news bool) ([]kv.Outcome, error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return nil, err
@@ -99,10 +110,51 @@ func (s *Store) applyOnce(ctx context.Context, ops []kv.Op, a batchArgs) ([]kv.O
 	if err != nil {
 		return nil, err
 	}
+	if news {
+		if err := notifyApplied(ctx, tx, ops, outcomes); err != nil {
+			return nil, err
+		}
+	}
 	if err := tx.Commit(ctx); err != nil {
-		return nil, err
+		return nil, &commitError{err}
 	}
 	return outcomes, nil
+}
+
+// commitError is an error of COMMIT itself.
+type commitError struct{ err error }
+
+func (e *commitError) Error() string { return "commit: " + e.err.Error() }
+func (e *commitError) Unwrap() error { return e.err }
+
+// newsRefused reports whether a transaction that sent news failed at
+// COMMIT for a program limit: PostgreSQL's NOTIFY queue is full (a
+// listener that stopped reading holds it, 8 GB). It must not pass for a
+// data error (class 54 is one for translate), which would dead-letter the
+// batch; the only other class-54 errors come from the statements, before
+// COMMIT.
+func newsRefused(err error, news bool) bool {
+	var ce *commitError
+	pgErr, ok := errors.AsType[*pgconn.PgError](err)
+	return news && errors.As(err, &ce) && ok && strings.HasPrefix(pgErr.Code, "54")
+}
+
+// notifyApplied sends the news of the ops applied, in the transaction that
+// applies them (news.go): one more statement per batch that applied
+// anything, whatever its size.
+func notifyApplied(ctx context.Context, tx pgx.Tx, ops []kv.Op, outcomes []kv.Outcome) error {
+	news := make([]News, 0, len(ops))
+	for i, o := range outcomes {
+		if o == kv.Applied {
+			news = append(news, News{Key: ops[i].Key, Version: ops[i].Version})
+		}
+	}
+	payloads, _ := encodeNews(news)
+	if len(payloads) == 0 {
+		return nil
+	}
+	_, err := tx.Exec(ctx, notifySQL, payloads)
+	return err
 }
 
 // outcomes classifies each op: written ones are Applied; for the others it

@@ -101,3 +101,26 @@ func TestWithRetryStopsWhenContextEnds(t *testing.T) {
 		t.Errorf("error: got %v, want it to wrap context.Canceled", err)
 	}
 }
+
+// A full NOTIFY queue fails COMMIT with a program limit (54000): the batch
+// is applied again without news, never dead-lettered as a data error.
+func TestNewsRefused(t *testing.T) {
+	full := &pgconn.PgError{Code: "54000", Message: "too many notifications in the NOTIFY queue"}
+	for _, tt := range []struct {
+		name string
+		err  error
+		news bool
+		want bool
+	}{
+		{"queue full at commit", &commitError{full}, true, true},
+		{"no news was sent", &commitError{full}, false, false},
+		{"a statement's program limit (a key too large)", fmt.Errorf("upsert: %w", full), true, false},
+		{"a lost connection at commit", &commitError{errors.New("conn closed")}, true, false},
+		{"a serialisation failure at commit", &commitError{&pgconn.PgError{Code: "40001"}}, true, false},
+		{"no error", nil, true, false},
+	} {
+		if got := newsRefused(tt.err, tt.news); got != tt.want {
+			t.Errorf("%s: newsRefused = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}

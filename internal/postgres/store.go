@@ -80,3 +80,15 @@ func scanEntry(row pgx.Row) (kv.Entry, error) {
 	e.Version = kv.Version{Time: kv.Timestamp(ts), OpID: opID}
 	return e, nil
 }
+
+// TokenKey returns the key that signs version tokens: kv_settings'
+// token_key, made at random by the migrations, the same for every process
+// of the deployment.
+func (s *Store) TokenKey(ctx context.Context) ([]byte, error) {
+	var key string
+	err := s.pool.QueryRow(ctx, `SELECT value FROM kv_settings WHERE name = 'token_key'`).Scan(&key)
+	if err != nil {
+		return nil, translate("read token key", err)
+	}
+	return []byte(key), nil
+}

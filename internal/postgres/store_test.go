@@ -3,9 +3,12 @@ package postgres_test
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/kvstack/kvstack/internal/kv"
+	"github.com/kvstack/kvstack/internal/postgres"
+	"github.com/kvstack/kvstack/internal/postgres/pgtest"
 )
 
 func TestGet(t *testing.T) {
@@ -102,5 +105,26 @@ func TestPing(t *testing.T) {
 	s := newStore(t)
 	if err := s.Ping(t.Context()); err != nil {
 		t.Errorf("Ping: got %v, want nil", err)
+	}
+}
+
+// The migrations make one random token key per database (here, schema):
+// the same for every reader, another for another deployment.
+func TestTokenKey(t *testing.T) {
+	url := pgtest.MustURL(t)
+	a, err1 := postgres.NewStore(pgtest.MustPoolAt(t, url)).TokenKey(t.Context())
+	b, err2 := postgres.NewStore(pgtest.MustPoolAt(t, url)).TokenKey(t.Context())
+	other, err3 := newStore(t).TokenKey(t.Context())
+	if err := errors.Join(err1, err2, err3); err != nil {
+		t.Fatalf("TokenKey: %v", err)
+	}
+	if len(a) != 64 || strings.Trim(string(a), "0123456789abcdef") != "" {
+		t.Errorf("token key %q: want 64 hex digits", a)
+	}
+	if string(a) != string(b) {
+		t.Error("two readers of one database got different keys")
+	}
+	if string(a) == string(other) {
+		t.Error("two databases got the same key")
 	}
 }
