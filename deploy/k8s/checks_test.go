@@ -483,10 +483,13 @@ func ingressMatchesNginx(name, path string, ann map[string]string, conf nginxCon
 		"proxy_read_timeout":          "proxy-read-timeout",
 		"proxy_next_upstream_timeout": "proxy-next-upstream-timeout",
 	} {
-		w, err1 := nginxSeconds(conf.directive(path, directive))
+		// The longest of the path's locations: one Ingress path also
+		// carries the requests that wait for a version.
+		value, err := conf.longest(path, directive)
+		w, err1 := nginxSeconds(value)
 		g, err2 := nginxSeconds(ann[prefix+annotation])
-		if err1 != nil || err2 != nil || g != w {
-			p.add("Ingress %s %s: %s %q, nginx %s %q", name, path, annotation, ann[prefix+annotation], directive, conf.directive(path, directive))
+		if err != nil || err1 != nil || err2 != nil || g != w {
+			p.add("Ingress %s %s: %s %q, nginx %s %q (the longest of its locations)", name, path, annotation, ann[prefix+annotation], directive, value)
 		}
 	}
 	for directive, annotation := range map[string]string{

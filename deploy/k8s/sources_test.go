@@ -224,15 +224,17 @@ func (s *sources) port(t testing.TB, name string) int32 {
 }
 
 // nginxConf is nginx/nginx.conf.template's server: its directives, and the
-// directives and proxying of each `location = /path`.
+// directives and proxying of each `location = /path` and of each named
+// location (`location @name`) an exact one hands requests to.
 type nginxConf struct {
 	server    map[string]string
 	locations map[string]map[string]string // exact path -> directive -> args
+	named     map[string]map[string]string // @name -> directive -> args
 }
 
 func parseNginx(t testing.TB) nginxConf {
 	t.Helper()
-	conf := nginxConf{server: map[string]string{}, locations: map[string]map[string]string{}}
+	conf := nginxConf{server: map[string]string{}, locations: map[string]map[string]string{}, named: map[string]map[string]string{}}
 	var stack []string // open blocks
 	var current map[string]string
 	for _, raw := range strings.Split(string(readRepo(t, "nginx/nginx.conf.template")), "\n") {
@@ -246,9 +248,13 @@ func parseNginx(t testing.TB) nginxConf {
 			head := strings.Fields(strings.TrimSuffix(line, "{"))
 			block := strings.Join(head, " ")
 			stack = append(stack, block)
-			if len(head) == 3 && head[0] == "location" && head[1] == "=" {
+			switch {
+			case len(head) == 3 && head[0] == "location" && head[1] == "=":
 				current = map[string]string{}
 				conf.locations[head[2]] = current
+			case len(head) == 2 && head[0] == "location" && strings.HasPrefix(head[1], "@"):
+				current = map[string]string{}
+				conf.named[head[1]] = current
 			}
 		case line == "}":
 			if len(stack) > 0 && strings.HasPrefix(stack[len(stack)-1], "location") {
@@ -282,6 +288,44 @@ func (c nginxConf) routed() []string {
 	}
 	slices.Sort(paths)
 	return paths
+}
+
+// handedTo lists the named locations that the location of path hands
+// requests to, by the template's naming: /api's are @api_write,
+// @api_read_wait… (the requests that wait for a version go there).
+func (c nginxConf) handedTo(path string) []string {
+	var names []string
+	prefix := "@" + strings.ReplaceAll(strings.Trim(path, "/"), "/", "_") + "_"
+	for name := range c.named {
+		if strings.HasPrefix(name, prefix) {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// longest is the largest value of a duration directive over the location
+// of path and the named locations it hands requests to: one Ingress path
+// serves them all, so it must give the longest of them.
+func (c nginxConf) longest(path, name string) (string, error) {
+	best := c.directive(path, name)
+	bestSec, err := nginxSeconds(best)
+	if err != nil {
+		return best, err
+	}
+	for _, n := range c.handedTo(path) {
+		if v, ok := c.named[n][name]; ok {
+			sec, err := nginxSeconds(v)
+			if err != nil {
+				return v, err
+			}
+			if sec > bestSec {
+				best, bestSec = v, sec
+			}
+		}
+	}
+	return best, nil
 }
 
 // directive is a location's own setting, else the server's.
