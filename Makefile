@@ -13,7 +13,7 @@ ARGS        ?=
 STACK       ?= $(BIN)/stack
 
 .DEFAULT_GOAL := help
-.PHONY: help setup setup-all packages build migrate test test-unit vet fmt-check fuzz \
+.PHONY: mod-check help setup setup-all packages build migrate test test-unit vet fmt-check fuzz \
 	lint fmt run-api run-consumer clean run up down status logs env jaeger e2e \
 	test-compose test-k8s k8s check-observability bench bench-smoke chaos chaos-short stack-bin
 
@@ -159,8 +159,16 @@ test-unit: ## Unit tests only (-short), no services needed
 fuzz: ## Run each Fuzz* target under ./internal for FUZZTIME (default 10s)
 	GO="$(GO)" FUZZTIME="$(FUZZTIME)" scripts/fuzz.sh ./internal/...
 
-lint: vet ## go vet and staticcheck
+lint: vet mod-check ## go vet, staticcheck, go mod tidy
 	$(STATICCHECK) $(PKGS)
+
+# The modules whose go.mod we write by hand. tools/jaeger only names the
+# Jaeger release to build; tidying it would pull every test dependency of
+# Jaeger's tree for nothing.
+TIDY_MODULES ?= . deploy/composetest deploy/k8s
+
+mod-check: ## Fail when go mod tidy would change a go.mod or go.sum (direct imports marked indirect, say)
+	@for m in $(TIDY_MODULES); do 		(cd $$m && $(GO) mod tidy -diff) || { echo "go mod tidy would change $$m/go.mod or go.sum (run it there)"; exit 1; }; 	done
 
 vet: ## go vet
 	$(GO) vet $(PKGS)
