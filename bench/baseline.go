@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -294,15 +295,21 @@ func renderNginx(root, dir, listen string, upstreams [2]string) (string, error) 
 	if err != nil {
 		return "", err
 	}
+	status, err := freeLoopbackAddr()
+	if err != nil {
+		return "", err
+	}
 	vars := map[string]string{
-		"NGINX_LISTEN":      listen,
-		"API1_ADDR":         upstreams[0],
-		"API2_ADDR":         upstreams[1],
-		"KV_MAX_BODY_BYTES": envOr("KV_MAX_BODY_BYTES", "1048576"),
-		"NGINX_RATE_LIMIT":  envOr("NGINX_RATE_LIMIT", "10000r/s"),
-		"NGINX_RATE_BURST":  envOr("NGINX_RATE_BURST", "20000"),
-		"NGINX_ACCESS_LOG":  filepath.Join(dir, "nginx-access.log"),
-		"NGINX_ERROR_LOG":   filepath.Join(dir, "nginx-error.log"),
+		"NGINX_LISTEN": listen,
+		// Its own stub_status port, beside the stack's nginx.
+		"NGINX_STATUS_LISTEN": status,
+		"API1_ADDR":           upstreams[0],
+		"API2_ADDR":           upstreams[1],
+		"KV_MAX_BODY_BYTES":   envOr("KV_MAX_BODY_BYTES", "1048576"),
+		"NGINX_RATE_LIMIT":    envOr("NGINX_RATE_LIMIT", "10000r/s"),
+		"NGINX_RATE_BURST":    envOr("NGINX_RATE_BURST", "20000"),
+		"NGINX_ACCESS_LOG":    filepath.Join(dir, "nginx-access.log"),
+		"NGINX_ERROR_LOG":     filepath.Join(dir, "nginx-error.log"),
 	}
 	conf := string(tpl)
 	for k, v := range vars {
@@ -310,6 +317,16 @@ func renderNginx(root, dir, listen string, upstreams [2]string) (string, error) 
 	}
 	path := filepath.Join(dir, "nginx.conf")
 	return path, os.WriteFile(path, []byte(conf), 0o644)
+}
+
+// freeLoopbackAddr is a port on 127.0.0.1 that nothing listens on now.
+func freeLoopbackAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
 }
 
 func envOr(k, def string) string {

@@ -19,7 +19,7 @@ import (
 // never touched).
 var chaosPorts = map[string]string{
 	"PGPORT": "55432", "REDIS_PORT": "56379", "RABBITMQ_PORT": "55672", "RABBITMQ_DIST_PORT": "55673", "RABBITMQ_METRICS_PORT": "55692",
-	"KV_NGINX_PORT": "58080", "KV_API1_PORT": "58081", "KV_API2_PORT": "58082", "KV_CONSUMER_PORT": "58090",
+	"KV_NGINX_PORT": "58080", "KV_NGINX_STATUS_PORT": "58079", "KV_API1_PORT": "58081", "KV_API2_PORT": "58082", "KV_CONSUMER_PORT": "58090",
 	// Not run by the campaign; shifted all the same.
 	"KV_PROMETHEUS_PORT": "59090", "KV_ALERTMANAGER_PORT": "59093", "KV_JAEGER_UI_PORT": "56686",
 	"KV_JAEGER_OTLP_GRPC_PORT": "54317", "KV_JAEGER_OTLP_HTTP_PORT": "54318",
@@ -55,7 +55,7 @@ func startPrivate(ctx context.Context, root, dir, engineDir string, log io.Write
 	environ = append(environ,
 		"KV_STACK_DIR="+filepath.Join(dir, "stack"), "KV_STOP_TIMEOUT=10", "KV_STACK_TIMEOUT=60",
 		// Derived from the ports above, whatever the caller's environment says.
-		"DATABASE_URL=", "REDIS_ADDR=", "RABBITMQ_URL=", "NGINX_LISTEN=", "API1_ADDR=", "API2_ADDR=",
+		"DATABASE_URL=", "REDIS_ADDR=", "RABBITMQ_URL=", "NGINX_LISTEN=", "NGINX_STATUS_LISTEN=", "API1_ADDR=", "API2_ADDR=",
 		"OTEL_TRACES_EXPORTER=none")
 	s, err := native.Load(root, environ)
 	if err != nil {

@@ -152,7 +152,8 @@ func startEdge(t *testing.T, api1, api2 string, extraEnv ...string) *edge {
 	dir := t.TempDir()
 	listen := freeAddr(t)
 	env := loadStackEnv(t, append([]string{
-		"KV_STACK_DIR=" + dir, "NGINX_LISTEN=" + listen, "API1_ADDR=" + api1, "API2_ADDR=" + api2,
+		"KV_STACK_DIR=" + dir, "NGINX_LISTEN=" + listen, "NGINX_STATUS_LISTEN=" + freeAddr(t),
+		"API1_ADDR=" + api1, "API2_ADDR=" + api2,
 	}, extraEnv...)...)
 	if err := native.WriteConfigs(context.Background(), env.s, nil, nil); err != nil {
 		t.Fatalf("rendering the configs: %v", err)

@@ -46,6 +46,8 @@ var Variables = []Variable{
 	{"OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf", ""},
 	// Template variables (nginx, Prometheus, Alertmanager); each may be set.
 	{"NGINX_LISTEN", "${KV_BIND_HOST}:${KV_NGINX_PORT}", "template: where nginx listens"},
+	// Loopback whatever KV_BIND_HOST says: stub_status is never routed.
+	{"NGINX_STATUS_LISTEN", "127.0.0.1:${KV_NGINX_STATUS_PORT}", "template: nginx's stub_status (prometheus-nginx-exporter reads it)"},
 	{"API1_ADDR", "${KV_BIND_HOST}:${KV_API1_PORT}", "template: api1"},
 	{"API2_ADDR", "${KV_BIND_HOST}:${KV_API2_PORT}", "template: api2"},
 	{"CONSUMER_ADDR", "${KV_BIND_HOST}:${KV_CONSUMER_PORT}", "template: the consumer"},

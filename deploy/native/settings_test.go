@@ -51,6 +51,7 @@ func repo(t *testing.T, env string) string {
 }
 
 const ports = `KV_NGINX_PORT=8080
+KV_NGINX_STATUS_PORT=8079
 KV_API1_PORT=8081
 KV_API2_PORT=8082
 KV_CONSUMER_PORT=8090
