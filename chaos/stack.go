@@ -24,6 +24,7 @@ var chaosPorts = map[string]string{
 	"KV_PROMETHEUS_PORT": "59090", "KV_ALERTMANAGER_PORT": "59093", "KV_JAEGER_UI_PORT": "56686",
 	"KV_JAEGER_OTLP_GRPC_PORT": "54317", "KV_JAEGER_OTLP_HTTP_PORT": "54318",
 	"KV_JAEGER_QUERY_GRPC_PORT": "56685", "KV_JAEGER_HEALTH_PORT": "53133",
+	"KV_JAEGER_METRICS_PORT": "58889",
 }
 
 // kvstackProcs are the stack's processes the campaign runs (no

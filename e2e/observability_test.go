@@ -24,7 +24,7 @@ func TestPrometheusScrapesTheStack(t *testing.T) {
 	h := newHarness(t)
 	prom := "http://" + h.addr("KV_PROMETHEUS_PORT")
 	h.mustAnswer(t, "Prometheus", prom+"/-/ready")
-	want := []string{"alertmanager", "kv-api", "kv-consumer", "prometheus", "rabbitmq", "rabbitmq-node"}
+	want := []string{"alertmanager", "jaeger-spanmetrics", "kv-api", "kv-consumer", "prometheus", "rabbitmq", "rabbitmq-node"}
 	eventually(t, 20*time.Second, func() string {
 		r, err := h.try(http.MethodGet, prom+"/api/v1/targets?state=active", nil)
 		if err != nil || r.status != http.StatusOK {

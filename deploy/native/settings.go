@@ -54,6 +54,7 @@ var Variables = []Variable{
 	{"PROMETHEUS_ADDR", "${KV_BIND_HOST}:${KV_PROMETHEUS_PORT}", "template: Prometheus"},
 	{"ALERTMANAGER_ADDR", "${KV_BIND_HOST}:${KV_ALERTMANAGER_PORT}", "template: Alertmanager"},
 	{"RABBITMQ_METRICS_ADDR", "${KV_BIND_HOST}:${RABBITMQ_METRICS_PORT}", "template: RabbitMQ's rabbitmq_prometheus"},
+	{"JAEGER_METRICS_ADDR", "${KV_BIND_HOST}:${KV_JAEGER_METRICS_PORT}", "template: Jaeger's spanmetrics"},
 	{"PROMETHEUS_RULES_DIR", "${ROOT}/observability/rules", "template: the alerting rules"},
 	{"NGINX_ACCESS_LOG", "${KV_STACK_DIR}/logs/nginx-access.log", "template: nginx's JSON access log"},
 	// stderr: supervisord writes it to logs/nginx.log, the one writer of that file.

@@ -82,7 +82,11 @@ func process(s *Settings, name string) Program {
 			"JAEGER_OTLP_HTTP_PORT":  s.Get("KV_JAEGER_OTLP_HTTP_PORT"),
 			"JAEGER_QUERY_GRPC_PORT": s.Get("KV_JAEGER_QUERY_GRPC_PORT"),
 			"JAEGER_HEALTH_PORT":     s.Get("KV_JAEGER_HEALTH_PORT"),
-			"OTEL_TRACES_EXPORTER":   "none", // Jaeger does not trace itself into itself
+			// Its spanmetrics, and the Prometheus it reads them back from
+			// (the Monitor tab).
+			"JAEGER_METRICS_PORT":   s.Get("KV_JAEGER_METRICS_PORT"),
+			"JAEGER_PROMETHEUS_URL": "http://" + s.Get("PROMETHEUS_ADDR"),
+			"OTEL_TRACES_EXPORTER":  "none", // Jaeger does not trace itself into itself
 		}
 		p.Addr = s.Addr("KV_JAEGER_UI_PORT")
 		p.Priority, p.Health = 10, HTTPProbe{p.Addr, "/api/services"}
