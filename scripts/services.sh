@@ -8,9 +8,9 @@
 #   scripts/services.sh status               one line per service: up/down
 #
 # deps: PostgreSQL, Redis, RabbitMQ (+ rabbitmq_prometheus), role/db kvstack.
-# all:  deps, plus nginx, prometheus, prometheus-alertmanager, supervisor and
-#       wrk installed only (they run later under the project's own config;
-#       the system's supervisord is never started).
+# all:  deps, plus nginx, prometheus, prometheus-alertmanager, supervisor, wrk,
+#       mtail and the nginx exporter, installed only (they run later under the
+#       project's own config; the system's supervisord is never started).
 #
 # The ports come from stack.env through bin/stack (make setup, make status),
 # which runs this script: `bin/stack services status`.
@@ -88,6 +88,8 @@ TOOL_PACKAGES=(
 	"prometheus-alertmanager=prometheus-alertmanager"
 	"wrk=wrk"
 	"supervisor=supervisord"
+	"mtail=mtail"
+	"prometheus-nginx-exporter=prometheus-nginx-exporter"
 )
 
 install_packages() {
