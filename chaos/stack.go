@@ -25,6 +25,7 @@ var chaosPorts = map[string]string{
 	"KV_JAEGER_OTLP_GRPC_PORT": "54317", "KV_JAEGER_OTLP_HTTP_PORT": "54318",
 	"KV_JAEGER_QUERY_GRPC_PORT": "56685", "KV_JAEGER_HEALTH_PORT": "53133",
 	"KV_JAEGER_METRICS_PORT": "58889", "KV_MTAIL_PORT": "53903", "KV_NGINX_EXPORTER_PORT": "59113",
+	"KV_POSTGRES_EXPORTER_PORT": "59187", "KV_REDIS_EXPORTER_PORT": "59121",
 }
 
 // kvstackProcs are the stack's processes the campaign runs (no

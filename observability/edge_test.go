@@ -205,18 +205,22 @@ series:
 				continue series
 			}
 		}
-		switch {
-		case m.Counter != nil:
-			return m.GetCounter().GetValue()
-		case m.Gauge != nil:
-			return m.GetGauge().GetValue()
-		case m.Histogram != nil:
-			return float64(m.GetHistogram().GetSampleCount())
-		case m.Untyped != nil:
-			return m.GetUntyped().GetValue()
-		}
+		return sample(m)
 	}
 	return 0
+}
+
+// sample is a series' counter, gauge or untyped value, or a histogram's count.
+func sample(m *dto.Metric) float64 {
+	switch {
+	case m.Counter != nil:
+		return m.GetCounter().GetValue()
+	case m.Gauge != nil:
+		return m.GetGauge().GetValue()
+	case m.Histogram != nil:
+		return float64(m.GetHistogram().GetSampleCount())
+	}
+	return m.GetUntyped().GetValue()
 }
 
 // The edge's metrics, from an nginx rendered from the project's template in

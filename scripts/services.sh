@@ -9,8 +9,9 @@
 #
 # deps: PostgreSQL, Redis, RabbitMQ (+ rabbitmq_prometheus), role/db kvstack.
 # all:  deps, plus nginx, prometheus, prometheus-alertmanager, supervisor, wrk,
-#       mtail and the nginx exporter, installed only (they run later under the
-#       project's own config; the system's supervisord is never started).
+#       mtail and the nginx, PostgreSQL and Redis exporters, installed only
+#       (they run later under the project's own config; the system's
+#       supervisord is never started).
 #
 # The ports come from stack.env through bin/stack (make setup, make status),
 # which runs this script: `bin/stack services status`.
@@ -90,6 +91,8 @@ TOOL_PACKAGES=(
 	"supervisor=supervisord"
 	"mtail=mtail"
 	"prometheus-nginx-exporter=prometheus-nginx-exporter"
+	"prometheus-postgres-exporter=prometheus-postgres-exporter"
+	"prometheus-redis-exporter=prometheus-redis-exporter"
 )
 
 install_packages() {

@@ -30,7 +30,7 @@ var Templates = []Template{
 		[]string{"NGINX_LISTEN", "NGINX_STATUS_LISTEN", "API1_ADDR", "API2_ADDR", "KV_MAX_BODY_BYTES", "NGINX_RATE_LIMIT", "NGINX_RATE_BURST", "NGINX_ACCESS_LOG", "NGINX_ERROR_LOG"}},
 	{"prometheus", "observability/prometheus.yml", "prometheus.yml",
 		[]string{"API1_ADDR", "API2_ADDR", "CONSUMER_ADDR", "RABBITMQ_METRICS_ADDR", "PROMETHEUS_ADDR", "ALERTMANAGER_ADDR", "PROMETHEUS_RULES_DIR",
-			"JAEGER_METRICS_ADDR", "MTAIL_ADDR", "NGINX_EXPORTER_ADDR"}},
+			"MTAIL_ADDR", "NGINX_EXPORTER_ADDR", "POSTGRES_EXPORTER_ADDR", "REDIS_EXPORTER_ADDR", "JAEGER_METRICS_ADDR"}},
 	{"alertmanager", "observability/alertmanager.yml", "alertmanager.yml",
 		[]string{"ALERT_WEBHOOK_URL"}},
 }

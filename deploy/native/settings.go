@@ -57,6 +57,8 @@ var Variables = []Variable{
 	{"JAEGER_METRICS_ADDR", "${KV_BIND_HOST}:${KV_JAEGER_METRICS_PORT}", "template: Jaeger's spanmetrics"},
 	{"MTAIL_ADDR", "${KV_BIND_HOST}:${KV_MTAIL_PORT}", "template: mtail (the edge's metrics, from nginx's access log)"},
 	{"NGINX_EXPORTER_ADDR", "${KV_BIND_HOST}:${KV_NGINX_EXPORTER_PORT}", "template: prometheus-nginx-exporter"},
+	{"POSTGRES_EXPORTER_ADDR", "${KV_BIND_HOST}:${KV_POSTGRES_EXPORTER_PORT}", "template: prometheus-postgres-exporter"},
+	{"REDIS_EXPORTER_ADDR", "${KV_BIND_HOST}:${KV_REDIS_EXPORTER_PORT}", "template: prometheus-redis-exporter"},
 	{"PROMETHEUS_RULES_DIR", "${ROOT}/observability/rules", "template: the alerting rules"},
 	{"NGINX_ACCESS_LOG", "${KV_STACK_DIR}/logs/nginx-access.log", "template: nginx's JSON access log"},
 	// stderr: supervisord writes it to logs/nginx.log, the one writer of that file.
