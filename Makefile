@@ -15,7 +15,8 @@ STACK       ?= $(BIN)/stack
 .DEFAULT_GOAL := help
 .PHONY: mod-check help setup setup-all packages build migrate test test-unit vet fmt-check fuzz \
 	lint fmt run-api run-consumer clean run up down status logs env jaeger e2e \
-	test-compose test-k8s k8s check-observability bench bench-smoke chaos chaos-short stack-bin
+	test-compose test-k8s k8s check-observability bench bench-smoke chaos chaos-short stack-bin \
+	slo check-slo
 
 ##@ General
 
@@ -108,7 +109,7 @@ chaos-short: packages ## Four faults under a small load, the same checks (~2 min
 # PostgreSQL, Redis and RabbitMQ instances they start themselves
 # (deploy/native/engine/enginetest), never to the shared services: they
 # run with the rest, in one pass.
-test: setup lint fmt-check check-observability ## lint, every Go test on real services, test-compose, e2e (stack stopped after only if it was down), chaos-short
+test: setup lint fmt-check check-observability check-slo ## lint, every Go test on real services, test-compose, e2e (stack stopped after only if it was down), chaos-short
 	$(GO) test $(TEST_FLAGS) $(PKGS)
 	$(MAKE) --no-print-directory test-compose
 	$(MAKE) --no-print-directory test-k8s
@@ -138,6 +139,14 @@ check-observability: setup-all ## promtool/amtool: Prometheus config, rules and 
 	done
 	promtool check rules observability/rules/*.yml
 	promtool test rules observability/tests/*.yml
+
+# Sloth (tools/sloth, a module of its own) generates the SLOs' rules from
+# observability/slo/; the test fails when the committed ones differ.
+slo: ## Regenerate observability/rules/kvstack-slo.yml from observability/slo/ with Sloth
+	cd tools/sloth && $(GO) test -count=1 -run TestRulesAreGeneratedFromTheSpecs ./... -args -update
+
+check-slo: ## The committed SLO rules are what Sloth generates from observability/slo/
+	cd tools/sloth && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 test-compose: jaeger ## Check docker-compose.yml, the Dockerfile and the rendered configs (promtool, amtool, nginx -t, jaeger validate; no Docker needed)
 	cd deploy/composetest && $(GO) vet ./... && $(GO) test -count=1 ./...
