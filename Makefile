@@ -16,7 +16,7 @@ STACK       ?= $(BIN)/stack
 .PHONY: mod-check help setup setup-all packages build migrate test test-unit vet fmt-check fuzz \
 	lint fmt run-api run-consumer clean run up down status logs env jaeger e2e \
 	test-compose test-k8s k8s check-observability bench bench-smoke chaos chaos-short stack-bin \
-	slo check-slo
+	slo check-slo check-dashboards
 
 ##@ General
 
@@ -109,7 +109,7 @@ chaos-short: packages ## Four faults under a small load, the same checks (~2 min
 # PostgreSQL, Redis and RabbitMQ instances they start themselves
 # (deploy/native/engine/enginetest), never to the shared services: they
 # run with the rest, in one pass.
-test: setup lint fmt-check check-observability check-slo ## lint, every Go test on real services, test-compose, e2e (stack stopped after only if it was down), chaos-short
+test: setup lint fmt-check check-observability check-slo check-dashboards ## lint, every Go test on real services, test-compose, e2e (stack stopped after only if it was down), chaos-short
 	$(GO) test $(TEST_FLAGS) $(PKGS)
 	$(MAKE) --no-print-directory test-compose
 	$(MAKE) --no-print-directory test-k8s
@@ -148,6 +148,9 @@ slo: ## Regenerate observability/rules/kvstack-slo.yml from observability/slo/ w
 check-slo: ## The committed SLO rules are what Sloth generates from observability/slo/
 	cd tools/sloth && $(GO) vet ./... && $(GO) test -count=1 ./...
 
+check-dashboards: ## Decode grafana/dashboards strictly with the Grafana Foundation SDK; datasources provisioned
+	cd grafana/dashboardtest && $(GO) vet ./... && $(GO) test -count=1 ./...
+
 test-compose: jaeger ## Check docker-compose.yml, the Dockerfile and the rendered configs (promtool, amtool, nginx -t, jaeger validate; no Docker needed)
 	cd deploy/composetest && $(GO) vet ./... && $(GO) test -count=1 ./...
 
@@ -168,8 +171,12 @@ test-unit: ## Unit tests only (-short), no services needed
 fuzz: ## Run each Fuzz* target under ./internal for FUZZTIME (default 10s)
 	GO="$(GO)" FUZZTIME="$(FUZZTIME)" scripts/fuzz.sh ./internal/...
 
-lint: vet mod-check ## go vet, staticcheck, go mod tidy
+# Modules of their own (heavy tool dependencies): linted each in its dir.
+TOOL_MODULES ?= tools/sloth grafana/dashboardtest
+
+lint: vet mod-check ## go vet, staticcheck (the service, and the tool modules), go mod tidy
 	$(STATICCHECK) $(PKGS)
+	@for m in $(TOOL_MODULES); do echo "staticcheck $$m"; (cd $$m && $(STATICCHECK) ./...) || exit 1; done
 
 # The modules whose go.mod we write by hand. tools/jaeger only names the
 # Jaeger release to build; tidying it would pull every test dependency of
