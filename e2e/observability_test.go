@@ -24,7 +24,8 @@ func TestPrometheusScrapesTheStack(t *testing.T) {
 	h := newHarness(t)
 	prom := "http://" + h.addr("KV_PROMETHEUS_PORT")
 	h.mustAnswer(t, "Prometheus", prom+"/-/ready")
-	want := []string{"alertmanager", "jaeger-spanmetrics", "kv-api", "kv-consumer", "prometheus", "rabbitmq", "rabbitmq-node"}
+	want := []string{"alertmanager", "jaeger-spanmetrics", "kv-api", "kv-consumer", "mtail", "nginx-exporter",
+		"postgres-exporter", "prometheus", "rabbitmq", "rabbitmq-node", "redis-exporter"}
 	eventually(t, 20*time.Second, func() string {
 		r, err := h.try(http.MethodGet, prom+"/api/v1/targets?state=active", nil)
 		if err != nil || r.status != http.StatusOK {
@@ -551,7 +552,7 @@ func TestAlertRulesUseRealSeries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	name := regexp.MustCompile(`\b([a-z_]+:[a-z0-9_]+:[a-z0-9_]+|(?:kvstack|rabbitmq|go|process)_[a-z0-9_]+|up)\b`)
+	name := regexp.MustCompile(`\b([a-z_]+:[a-z0-9_]+:[a-z0-9_]+|(?:kvstack|rabbitmq|go|process|pg|redis|nginx)_[a-z0-9_]+|up)\b`)
 	for _, r := range rules {
 		if r.Type != "alerting" {
 			continue
