@@ -231,6 +231,9 @@ func sample(m *dto.Metric) float64 {
 // prometheus-nginx-exporter reads stub_status on the loopback-only server,
 // which the public listener does not route.
 func TestEdgeMetrics(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs nginx, mtail and prometheus-nginx-exporter; not run with -short (make test runs it)")
+	}
 	requireCommands(t, "nginx", "mtail", "prometheus-nginx-exporter")
 	a, b := startReplica(t), startReplica(t)
 	e := startEdge(t, a.addr, b.addr)
