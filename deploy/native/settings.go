@@ -42,6 +42,7 @@ var Variables = []Variable{
 	{"DATABASE_URL", "postgres://kvstack:kvstack@${KV_BIND_HOST}:${PGPORT}/kvstack?sslmode=disable", "PostgreSQL, for migrate, the replicas and the consumer"},
 	{"REDIS_ADDR", "${KV_BIND_HOST}:${REDIS_PORT}", "Redis"},
 	{"RABBITMQ_URL", "amqp://guest:guest@${KV_BIND_HOST}:${RABBITMQ_PORT}/", "RabbitMQ"},
+	{"POSTGRES_EXPORTER_DSN", "${DATABASE_URL}", "PostgreSQL, for prometheus-postgres-exporter: kvstack's own role by default (it reads statistics views and kv_store's size); a role with pg_monitor also sees other roles' sessions and the standbys' replication details"},
 	{"OTEL_EXPORTER_OTLP_ENDPOINT", "http://${KV_BIND_HOST}:${KV_JAEGER_OTLP_HTTP_PORT}", "where api1, api2 and the consumer send traces"},
 	{"OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf", ""},
 	// Template variables (nginx, Prometheus, Alertmanager); each may be set.

@@ -9,13 +9,16 @@ import (
 )
 
 // Process names of the native topology, in start order; docker-compose.yml
-// has a service of each name (deploy/composetest checks it).
-var ProcessNames = []string{"jaeger", "api1", "api2", "consumer", "nginx", "alertmanager", "prometheus"}
+// has a service of each name (deploy/composetest checks it). The exporters
+// are those of Exporters.
+var ProcessNames = []string{"jaeger", "api1", "api2", "consumer", "nginx",
+	"mtail", "nginx-exporter", "postgres-exporter", "redis-exporter", "alertmanager", "prometheus"}
 
 // Processes is the native topology: every process of kvstack's stack, on
-// the ports of s. The shared PostgreSQL, Redis and RabbitMQ are not among
-// them: scripts/services.sh starts those when missing, and nothing here
-// stops them.
+// the ports of s, the exporters that watch nginx, PostgreSQL and Redis
+// among them. The shared PostgreSQL, Redis and RabbitMQ are not:
+// scripts/services.sh starts those when missing, and nothing here stops
+// them (KV_ENGINES=private adds the stack's own, package engine).
 func Processes(s *Settings) []Program {
 	out := make([]Program, 0, len(ProcessNames))
 	for _, name := range ProcessNames {
@@ -91,6 +94,11 @@ func process(s *Settings, name string) Program {
 		p.Addr = s.Addr("KV_JAEGER_UI_PORT")
 		p.Priority, p.Health = 10, HTTPProbe{p.Addr, "/api/services"}
 	default:
+		for _, e := range Exporters(s) {
+			if e.Name == name {
+				return e.Program(s)
+			}
+		}
 		panic("native: no process " + name)
 	}
 	return p
