@@ -137,11 +137,18 @@ func service(t *testing.T, p *types.Project, name string) types.ServiceConfig {
 // oneShots run to completion; every other service runs for good.
 var oneShots = []string{"migrate", "render-config"}
 
+// unprobed are the services whose image holds nothing but their program
+// (FROM scratch: no shell, no HTTP client), so no healthcheck can run in
+// them. All are exporters: Prometheus scrapes each (ExporterDown), and
+// nothing waits on their health.
+var unprobed = []string{"mtail", "nginx-exporter", "redis-exporter"}
+
 func TestServices(t *testing.T) {
 	p := mustLoad(t)
 	want := []string{
-		"alertmanager", "api1", "api2", "consumer", "grafana", "jaeger", "migrate",
-		"nginx", "postgres", "prometheus", "rabbitmq", "redis", "render-config",
+		"alertmanager", "api1", "api2", "consumer", "grafana", "jaeger", "migrate", "mtail",
+		"nginx", "nginx-exporter", "postgres", "postgres-exporter", "prometheus", "rabbitmq",
+		"redis", "redis-exporter", "render-config",
 	}
 	if got := p.ServiceNames(); !slices.Equal(sorted(got), want) {
 		t.Errorf("services = %v, want %v", sorted(got), want)
@@ -170,7 +177,20 @@ func TestHealthchecks(t *testing.T) {
 			continue
 		}
 		hc := s.HealthCheck
-		if hc == nil || hc.Disable || len(hc.Test) < 2 || hc.Test[0] == "NONE" {
+		switch {
+		case slices.Contains(unprobed, name):
+			if hc == nil || !hc.Disable {
+				t.Errorf("%s: healthcheck %v; its image has no program to probe with: disable it, or take it off unprobed", name, hc)
+			}
+			if bins := imageBinaries[s.Image]; slices.Contains(bins, "wget") || slices.Contains(bins, "sh") {
+				t.Errorf("%s is unprobed, but its image %s could run a healthcheck (%v)", name, s.Image, bins)
+			}
+			for other, o := range p.Services {
+				if _, ok := o.DependsOn[name]; ok {
+					t.Errorf("%s waits on %s, which has no healthcheck", other, name)
+				}
+			}
+		case hc == nil || hc.Disable || len(hc.Test) < 2 || hc.Test[0] == "NONE":
 			t.Errorf("%s has no healthcheck", name)
 		}
 		if s.Restart != "unless-stopped" {
@@ -201,6 +221,12 @@ func TestDependsOnConditions(t *testing.T) {
 		"prometheus":   {"render-config"},
 		"alertmanager": {"render-config"},
 		"grafana":      {"prometheus", "jaeger"},
+		// stub_status answers once nginx does; the exporter lives in
+		// nginx's network namespace, so it must follow nginx's restarts.
+		"nginx-exporter": {"nginx"},
+		// kvstack's queries read kv_store.
+		"postgres-exporter": {"postgres", "migrate"},
+		"redis-exporter":    {"redis"},
 	}
 	for name, deps := range needs {
 		s := service(t, p, name)
@@ -357,6 +383,10 @@ func TestMounts(t *testing.T) {
 		"jaeger":        {"/etc/jaeger/config.yaml": "observability/jaeger.yaml"},
 		"rabbitmq":      {"/etc/rabbitmq/enabled_plugins": "observability/rabbitmq/enabled_plugins"},
 		"grafana":       {"/etc/grafana/provisioning": "grafana/provisioning", "/etc/grafana/dashboards": "grafana/dashboards"},
+		// Where the exporters' commands (deploy/native's) find them, with
+		// the repository at /kvstack: TestExportersInStep.
+		"mtail":             {"/kvstack/observability/mtail": "observability/mtail"},
+		"postgres-exporter": {"/kvstack/observability/postgres-exporter/queries.yml": "observability/postgres-exporter/queries.yml"},
 	}
 	for name, s := range p.Services {
 		for _, v := range s.Volumes {

@@ -245,6 +245,17 @@ func checkNginxConfig(t *testing.T, tr tree) []string {
 		problems = append(problems, "nginx: NGINX_ENVSUBST_OUTPUT_DIR = "+out+": the template would not become /etc/nginx/nginx.conf")
 	}
 	dir := t.TempDir()
+	// Files nginx writes into its named volumes (the access log mtail
+	// reads) go to a directory of the test's.
+	for _, v := range s.Volumes {
+		if v.Type == types.VolumeTypeVolume {
+			vol := filepath.Join(dir, "volumes", v.Source)
+			if err := os.MkdirAll(vol, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			text = strings.ReplaceAll(text, " "+v.Target+"/", " "+vol+"/")
+		}
+	}
 	conf := filepath.Join(dir, "nginx.conf")
 	write(t, conf, text)
 	return append(problems, run("nginx -t", "nginx", []string{"-t", "-q", "-p", dir + "/", "-c", conf,

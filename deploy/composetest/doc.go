@@ -2,7 +2,10 @@
 // Docker engine: it loads the compose file with compose-go, the loader
 // Docker Compose itself uses, and checks it against the native stack's own
 // definitions (deploy/native: stack.env, its processes, its templates) and
-// the files of the repository.
+// the files of the repository. The exporters run in compose with the
+// commands deploy/native builds for them, on what their neighbours serve,
+// at the releases of the Debian packages the native stack runs
+// (exporters_test.go).
 //
 // It also catches what would only show once the containers run
 // (runtime_test.go): a healthcheck that passes too early or runs a program

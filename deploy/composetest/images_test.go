@@ -42,6 +42,18 @@ var imageBinaries = map[string][]string{
 	// grafana/grafana Dockerfile: the default (non -ubuntu) image is FROM
 	// alpine, busybox wget included.
 	"grafana/grafana:11.6.0": {"sh", "wget"},
+	// google/mtail v3.0.9 .goreleaser.yml builds ghcr.io/google/mtail:3.0.9
+	// from Dockerfile.goreleaser: FROM scratch, COPY mtail /mtail.
+	"ghcr.io/google/mtail:3.0.9": {"/mtail"},
+	// nginx/nginx-prometheus-exporter v0.11.0 build/Dockerfile, target
+	// goreleaser: FROM scratch, the binary in /usr/bin, CA certificates.
+	"nginx/nginx-prometheus-exporter:0.11.0": {"/usr/bin/nginx-prometheus-exporter"},
+	// prometheus-community/postgres_exporter v0.11.1 Dockerfile: FROM
+	// quay.io/prometheus/busybox, /bin/postgres_exporter.
+	"prometheuscommunity/postgres-exporter:v0.11.1": {"/bin/postgres_exporter", "sh", "wget"},
+	// oliver006/redis_exporter v1.45.0 docker/Dockerfile, target scratch
+	// (the tag without -alpine): /redis_exporter only.
+	"oliver006/redis_exporter:v1.45.0": {"/redis_exporter"},
 }
 
 // pathDirs are where a bare name is looked up.
