@@ -107,10 +107,25 @@ func TestChecksCatch(t *testing.T) {
 		{"an inhibit rule lost", "monitoring", "prod", func(m *manifests, s *sources) {
 			m.amConfigs[0].Spec.InhibitRules = m.amConfigs[0].Spec.InhibitRules[:1]
 		}},
+		{"an SLO's ticket no longer held by its page", "monitoring", "dev", func(m *manifests, s *sources) {
+			rules := m.amConfigs[0].Spec.InhibitRules
+			rules[len(rules)-1].Equal = nil
+		}},
+		{"the Redis nodes without their exporter", "monitoring", "prod", func(m *manifests, s *sources) {
+			m.redisClusters[0].Spec.RedisExporter = nil
+		}},
+		{"the edge scraped in kvstack's namespace", "monitoring", "dev", func(m *manifests, s *sources) {
+			for _, pm := range m.podMonitors {
+				pm.Spec.NamespaceSelector.MatchNames = nil
+			}
+		}},
 		{"kvstack:latest", "images", "prod", func(m *manifests, s *sources) { api(m).Image = "kvstack:latest" }},
 		{"an untagged engine", "images", "dev", func(m *manifests, s *sources) { m.rabbitmqs[0].Spec.Image = "rabbitmq" }},
 		{"RabbitMQ on another line than compose", "images", "prod", func(m *manifests, s *sources) {
 			m.rabbitmqs[0].Spec.Image = "rabbitmq:4.1.0-management"
+		}},
+		{"a Redis exporter of another release than compose's", "images", "dev", func(m *manifests, s *sources) {
+			m.redises[0].Spec.RedisExporter.Image = "quay.io/opstree/redis-exporter:v1.44.0"
 		}},
 		{"a binary the Dockerfile does not build", "images", "prod", func(m *manifests, s *sources) { api(m).Command = []string{"/kvstack/kvbench"} }},
 		{"a Secret committed", "secrets", "dev", func(m *manifests, s *sources) {
@@ -132,6 +147,18 @@ func TestChecksCatch(t *testing.T) {
 			np.Spec.Egress = append(np.Spec.Egress, networkingv1.NetworkPolicyEgressRule{})
 		}},
 		{"stack.env moves PostgreSQL's port", "network", "prod", func(m *manifests, s *sources) { s.ports["PGPORT"] = "5433" }},
+		{"Prometheus kept out of Jaeger's spanmetrics", "network", "dev", func(m *manifests, s *sources) {
+			np := policy(m, "kvstack-jaeger")
+			np.Spec.Ingress = np.Spec.Ingress[:1]
+		}},
+		{"Jaeger cut off from Prometheus", "network", "prod", func(m *manifests, s *sources) {
+			np := policy(m, "kvstack-jaeger")
+			np.Spec.Egress = np.Spec.Egress[:1]
+		}},
+		{"the PostgreSQL exporter kept out of PostgreSQL", "network", "prod", func(m *manifests, s *sources) {
+			np := policy(m, "kvstack-pg")
+			np.Spec.Ingress = append(np.Spec.Ingress[:1:1], np.Spec.Ingress[2:]...) // its rule, the second
+		}},
 		{"Redis open to every namespace", "network", "prod", func(m *manifests, s *sources) {
 			np := policy(m, "kvstack-redis")
 			np.Spec.Ingress = append(np.Spec.Ingress, networkingv1.NetworkPolicyIngressRule{})

@@ -19,8 +19,9 @@ var update = flag.Bool("update", false, "rewrite the copies of the repository's 
 func copies(t testing.TB) map[string][]byte {
 	t.Helper()
 	out := map[string][]byte{
-		"base/jaeger/config.yaml":                readRepo(t, "observability/jaeger.yaml"),
-		"base/observability/prometheusrule.yaml": prometheusRule(t),
+		"base/jaeger/config.yaml":                          readRepo(t, "observability/jaeger.yaml"),
+		"base/observability/postgres-exporter-queries.yml": readRepo(t, "observability/postgres-exporter/queries.yml"),
+		"base/observability/prometheusrule.yaml":           prometheusRule(t),
 	}
 	for _, f := range globRepo(t, "grafana/dashboards/*.json") {
 		out["base/observability/"+filepath.Base(f)] = readRepo(t, f)

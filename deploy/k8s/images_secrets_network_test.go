@@ -26,9 +26,15 @@ func checkImages(t testing.TB, m *manifests, s *sources) problems {
 	}
 	for _, r := range m.redises {
 		images["Redis "+r.Name] = r.Spec.KubernetesConfig.Image
+		if e := r.Spec.RedisExporter; e != nil {
+			images["Redis "+r.Name+" exporter"] = e.Image
+		}
 	}
 	for _, r := range m.redisClusters {
 		images["RedisCluster "+r.Name] = r.Spec.KubernetesConfig.Image
+		if e := r.Spec.RedisExporter; e != nil {
+			images["RedisCluster "+r.Name+" exporter"] = e.Image
+		}
 	}
 	for what, img := range images {
 		if _, tag := splitImage(img); tag == "" || tag == "latest" {
@@ -68,6 +74,22 @@ func checkImages(t testing.TB, m *manifests, s *sources) problems {
 	}
 	if j := m.deployment("kvstack-jaeger"); j != nil {
 		same("kvstack-jaeger", j.Spec.Template.Spec.Containers[0].Image, "jaeger", 3)
+	}
+	// The exporters: the release compose runs, hence the Debian package's
+	// the native stack runs (deploy/composetest), whose series the
+	// dashboard and rules are tested against.
+	if d := m.deployment("kvstack-postgres-exporter"); d != nil {
+		same("kvstack-postgres-exporter", d.Spec.Template.Spec.Containers[0].Image, "postgres-exporter", 3)
+	}
+	for _, r := range m.redises {
+		if e := r.Spec.RedisExporter; e != nil {
+			same("Redis "+r.Name+" exporter", e.Image, "redis-exporter", 3)
+		}
+	}
+	for _, r := range m.redisClusters {
+		if e := r.Spec.RedisExporter; e != nil {
+			same("RedisCluster "+r.Name+" exporter", e.Image, "redis-exporter", 3)
+		}
 	}
 	return p
 }
@@ -273,6 +295,33 @@ func checkNetwork(t testing.TB, m *manifests, s *sources) problems {
 		edge := pod{ns: "ingress-nginx", labels: map[string]string{"app.kubernetes.io/name": "ingress-nginx"}}
 		if !allowed(m.netpols, edge, podOf(api), s.port(t, "KV_API1_PORT")) {
 			p.add("ingress-nginx cannot reach the API on port %d", s.port(t, "KV_API1_PORT"))
+		}
+	}
+	// Every pod of ours a PodMonitor picks lets Prometheus in on its port.
+	prom := pod{ns: "monitoring", labels: map[string]string{"app.kubernetes.io/name": "prometheus"}, ports: map[string]int32{"http-web": 9090}}
+	for _, pm := range m.podMonitors {
+		for _, ep := range pm.Spec.PodMetricsEndpoints {
+			for _, pd := range m.scrapeablePods() {
+				port, ok := pd.ports[*ep.Port]
+				if pd.ns == ns && ok && selects(&pm.Spec.Selector, pd.labels) && !allowed(m.netpols, prom, pd, port) {
+					p.add("Prometheus cannot scrape %s's target %v on port %d", pm.Name, pd, port)
+				}
+			}
+		}
+	}
+	// Jaeger's Monitor tab reads its spanmetrics back from Prometheus.
+	if jaeger != nil && !allowed(m.netpols, podOf(jaeger), prom, 9090) {
+		p.add("Jaeger cannot query Prometheus (monitoring) on 9090 for its Monitor tab")
+	}
+	if exp := m.deployment("kvstack-postgres-exporter"); exp != nil {
+		for _, pg := range m.postgreses {
+			to := pod{ns: ns, labels: map[string]string{postgresPodLabel: pg.Name}}
+			if !allowed(m.netpols, podOf(exp), to, s.port(t, "PGPORT")) {
+				p.add("the PostgreSQL exporter cannot reach %s on %d", pg.Name, s.port(t, "PGPORT"))
+			}
+		}
+		if allowed(m.netpols, stranger, podOf(exp), podOf(exp).ports["metrics"]) {
+			p.add("a pod of another namespace can reach the PostgreSQL exporter")
 		}
 	}
 	for _, r := range m.rabbitmqs {

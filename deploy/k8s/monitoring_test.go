@@ -45,27 +45,69 @@ func (m *manifests) targets() []target {
 			out = append(out, tg)
 		}
 	}
+	pods := m.scrapeablePods()
 	for _, pm := range m.podMonitors {
+		namespaces := pm.Spec.NamespaceSelector.MatchNames
+		if len(namespaces) == 0 && !pm.Spec.NamespaceSelector.Any {
+			namespaces = []string{pm.Namespace}
+		}
 		for _, ep := range pm.Spec.PodMetricsEndpoints {
 			port := ""
 			if ep.Port != nil {
 				port = *ep.Port
 			}
 			tg := target{job: jobOf(ep.RelabelConfigs), path: ep.Path, port: port, params: ep.Params}
-			for _, d := range m.deployments {
-				if selects(&pm.Spec.Selector, d.Spec.Template.Labels) {
-					_, tg.selected = podOf(d).ports[port]
-				}
-			}
-			for _, r := range m.rabbitmqs { // the operator's pods and port name
-				if selects(&pm.Spec.Selector, map[string]string{rabbitmqPodLabel: r.Name}) {
-					tg.selected = port == "prometheus"
-				}
+			for _, pd := range pods {
+				_, hasPort := pd.ports[port]
+				inNS := pm.Spec.NamespaceSelector.Any || slices.Contains(namespaces, pd.ns)
+				tg.selected = tg.selected || (inNS && hasPort && selects(&pm.Spec.Selector, pd.labels))
 			}
 			out = append(out, tg)
 		}
 	}
 	return out
+}
+
+// ingressController is ingress-nginx's controller pod as its chart labels it
+// in its namespace, with its metrics port (controller.metrics.enabled).
+var ingressController = pod{ns: "ingress-nginx",
+	labels: map[string]string{"app.kubernetes.io/name": "ingress-nginx", "app.kubernetes.io/component": "controller"},
+	ports:  map[string]int32{"metrics": 10254}}
+
+// scrapeablePods are the pods a PodMonitor may pick: the Deployments', the
+// operators' (their labels and port names as each operator makes them),
+// and ingress-nginx's controller.
+func (m *manifests) scrapeablePods() []pod {
+	ns := "kvstack"
+	if len(m.namespaces) == 1 {
+		ns = m.namespaces[0].Name
+	}
+	var out []pod
+	for _, d := range m.deployments {
+		p := podOf(d)
+		p.ns = ns
+		out = append(out, p)
+	}
+	for _, r := range m.rabbitmqs {
+		out = append(out, pod{ns: ns, labels: map[string]string{rabbitmqPodLabel: r.Name}, ports: map[string]int32{"prometheus": 15692}})
+	}
+	redisPod := func(app string, e *RedisExporter) pod {
+		p := pod{ns: ns, labels: map[string]string{redisPodLabel: app}, ports: map[string]int32{}}
+		if e != nil && e.Enabled {
+			p.ports[redisExporterPort] = int32(redisExporterDefault)
+			if e.Port != nil {
+				p.ports[redisExporterPort] = int32(*e.Port)
+			}
+		}
+		return p
+	}
+	for _, r := range m.redises {
+		out = append(out, redisPod(r.Name, r.Spec.RedisExporter))
+	}
+	for _, r := range m.redisClusters {
+		out = append(out, redisPod(r.Name+"-leader", r.Spec.RedisExporter), redisPod(r.Name+"-follower", r.Spec.RedisExporter))
+	}
+	return append(out, ingressController)
 }
 
 // Prometheus scrapes what observability/prometheus.yml scrapes, under the

@@ -125,6 +125,7 @@ type RedisClusterSpec struct {
 	Port               *int                 `json:"port,omitempty"`
 	PersistenceEnabled *bool                `json:"persistenceEnabled,omitempty"`
 	KubernetesConfig   RedisKubernetesConf  `json:"kubernetesConfig"`
+	RedisExporter      *RedisExporter       `json:"redisExporter,omitempty"`
 	RedisConfig        *RedisConfig         `json:"redisConfig,omitempty"`
 	RedisLeader        RedisRole            `json:"redisLeader,omitempty"`
 	RedisFollower      RedisRole            `json:"redisFollower,omitempty"`
@@ -139,7 +140,19 @@ type Redis struct {
 
 type RedisSpec struct {
 	KubernetesConfig RedisKubernetesConf `json:"kubernetesConfig"`
+	RedisExporter    *RedisExporter      `json:"redisExporter,omitempty"`
 	RedisConfig      *RedisConfig        `json:"redisConfig,omitempty"`
+}
+
+// RedisExporter is common.RedisExporter: a redis_exporter sidecar in each
+// pod, its container port named redis-exporter (9121 unless Port), given
+// REDIS_ADDR and REDIS_PASSWORD by the operator.
+type RedisExporter struct {
+	Enabled         bool                         `json:"enabled,omitempty"`
+	Port            *int                         `json:"port,omitempty"`
+	Image           string                       `json:"image"`
+	Resources       *corev1.ResourceRequirements `json:"resources,omitempty"`
+	ImagePullPolicy corev1.PullPolicy            `json:"imagePullPolicy,omitempty"`
 }
 
 // RedisKubernetesConf is common.KubernetesConfig.
@@ -185,6 +198,8 @@ type RedisClusterStorage struct {
 // N-leader-<i> (app=N-leader) behind headless Service N-leader-headless,
 // followers likewise; the port is spec.port (6379 by default).
 const (
-	redisDefaultPort = 6379
-	redisPodLabel    = "app"
+	redisDefaultPort     = 6379
+	redisPodLabel        = "app"
+	redisExporterPort    = "redis-exporter"
+	redisExporterDefault = 9121
 )
