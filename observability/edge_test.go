@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -340,6 +341,21 @@ func TestEdgeMetrics(t *testing.T) {
 	}
 	if want := float64(gets + 13); total != want {
 		t.Errorf("kvstack_edge_http_requests_total adds up to %v, want %v (one per request)\n%s", total, want, out)
+	}
+	// Every observation is in a bucket: the +Inf one holds the count (the
+	// stand-in replicas answer within nginx's millisecond, request_time 0,
+	// which mtail's first bucket, (0, 0.001], would leave out).
+	for _, m := range fams["kvstack_edge_http_request_duration_seconds"].GetMetric() {
+		h := m.GetHistogram()
+		var inf uint64
+		for _, bk := range h.GetBucket() {
+			if math.IsInf(bk.GetUpperBound(), +1) {
+				inf = bk.GetCumulativeCount()
+			}
+		}
+		if inf != h.GetSampleCount() {
+			t.Errorf("%v: +Inf bucket %d, count %d: observations in no bucket", m.GetLabel(), inf, h.GetSampleCount())
+		}
 	}
 	// The SLO's threshold is a bucket: a bound, not an interpolation.
 	h := fams["kvstack_edge_http_request_duration_seconds"].GetMetric()[0].GetHistogram()
