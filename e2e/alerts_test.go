@@ -123,27 +123,24 @@ type amAlert struct {
 	} `json:"status"`
 }
 
-// The consumer stops while writes go on: the oldest message in add_key
-// ages past QueueLagHigh's 30 s, the alert fires in Prometheus and reaches
-// a webhook through Alertmanager (while TargetDown inhibits
-// QueueWithoutConsumer there); the consumer comes back, drains the queue,
-// and the alert resolves, with a resolved notification. Alert `for:` and
-// Alertmanager's waits are shortened to 5s through KV_ALERT_FOR; the
-// consumer runs again whatever happens.
-func TestQueueLagAlert(t *testing.T) {
-	h := newHarness(t)
-	p := newPrometheus(t, h)
-	am := "http://" + h.addr("KV_ALERTMANAGER_PORT")
-	h.mustAnswer(t, "Alertmanager", am+"/-/ready")
-	deadline := time.Now().Add(3 * time.Minute)
-	within := func(max time.Duration) time.Duration {
-		if left := time.Until(deadline); left < max {
-			return left
-		}
-		return max
-	}
+// alerting is the stack's alerting path rendered for a test: every alert's
+// `for:` and Alertmanager's waits shortened to alertFor (KV_ALERT_FOR), its
+// notifications sent to the test's webhook; the stack's own configs are
+// rendered back when the test ends.
+type alerting struct {
+	h        *harness
+	p        prometheus
+	am       string // Alertmanager's base URL
+	hook     *webhook
+	deadline time.Time
+}
 
-	hook := startWebhook(t, h.host())
+func startAlerting(t *testing.T, budget time.Duration) *alerting {
+	t.Helper()
+	h := newHarness(t)
+	a := &alerting{h: h, p: newPrometheus(t, h), am: "http://" + h.addr("KV_ALERTMANAGER_PORT"), deadline: time.Now().Add(budget)}
+	h.mustAnswer(t, "Alertmanager", a.am+"/-/ready")
+	a.hook = startWebhook(t, h.host())
 	// The stack's configs as they were (no KV_ALERT_FOR; the webhook the
 	// environment says), rendered back whatever happens.
 	t.Cleanup(func() {
@@ -151,11 +148,11 @@ func TestQueueLagAlert(t *testing.T) {
 			t.Errorf("restoring the stack's alert configs: %v", err)
 		}
 	})
-	if err := renderWith(t, "KV_ALERT_FOR="+alertFor, "ALERT_WEBHOOK_URL="+hook.url); err != nil {
+	if err := renderWith(t, "KV_ALERT_FOR="+alertFor, "ALERT_WEBHOOK_URL="+a.hook.url); err != nil {
 		t.Fatalf("rendering the configs with KV_ALERT_FOR: %v", err)
 	}
-	eventually(t, within(30*time.Second), func() string {
-		rules, err := p.rules()
+	eventually(t, a.within(30*time.Second), func() string {
+		rules, err := a.p.rules()
 		if err != nil {
 			return err.Error()
 		}
@@ -166,21 +163,52 @@ func TestQueueLagAlert(t *testing.T) {
 		}
 		return "Prometheus has not loaded the rules with for: " + alertFor
 	})
-	eventually(t, within(30*time.Second), func() string {
+	eventually(t, a.within(30*time.Second), func() string {
 		var status struct {
 			Config struct {
 				Original string `json:"original"`
 			} `json:"config"`
 		}
-		r, err := h.try(http.MethodGet, am+"/api/v2/status", nil)
+		r, err := h.try(http.MethodGet, a.am+"/api/v2/status", nil)
 		if err == nil {
 			err = json.Unmarshal(r.body, &status)
 		}
-		if err != nil || !strings.Contains(status.Config.Original, hook.url) {
-			return fmt.Sprintf("Alertmanager has not loaded the webhook %s: %v", hook.url, err)
+		if err != nil || !strings.Contains(status.Config.Original, a.hook.url) {
+			return fmt.Sprintf("Alertmanager has not loaded the webhook %s: %v", a.hook.url, err)
 		}
 		return ""
 	})
+	return a
+}
+
+// within is max, or what is left of the test's budget when that is less.
+func (a *alerting) within(max time.Duration) time.Duration {
+	if left := time.Until(a.deadline); left < max {
+		return left
+	}
+	return max
+}
+
+// amAlerts lists Alertmanager's alerts matching the filters (name="value").
+func (a *alerting) amAlerts(filters ...string) ([]amAlert, error) {
+	var alerts []amAlert
+	r, err := a.h.try(http.MethodGet, a.am+"/api/v2/alerts?"+url.Values{"filter": filters}.Encode(), nil)
+	if err == nil {
+		err = json.Unmarshal(r.body, &alerts)
+	}
+	return alerts, err
+}
+
+// The consumer stops while writes go on: the oldest message in add_key
+// ages past QueueLagHigh's 30 s, the alert fires in Prometheus and reaches
+// a webhook through Alertmanager (while TargetDown inhibits
+// QueueWithoutConsumer there); the consumer comes back, drains the queue,
+// and the alert resolves, with a resolved notification. Alert `for:` and
+// Alertmanager's waits are shortened to 5s through KV_ALERT_FOR; the
+// consumer runs again whatever happens.
+func TestQueueLagAlert(t *testing.T) {
+	a := startAlerting(t, 3*time.Minute)
+	h, p, hook, within := a.h, a.p, a.hook, a.within
 
 	lagAlert := func(state string) func() string {
 		return func() string {
@@ -252,12 +280,7 @@ func TestQueueLagAlert(t *testing.T) {
 	// Alertmanager holds QueueWithoutConsumer back: the consumer's
 	// TargetDown explains it.
 	eventually(t, within(30*time.Second), func() string {
-		var alerts []amAlert
-		q := url.Values{"filter": {`alertname="QueueWithoutConsumer"`, `queue="add_key"`}}
-		r, err := h.try(http.MethodGet, am+"/api/v2/alerts?"+q.Encode(), nil)
-		if err == nil {
-			err = json.Unmarshal(r.body, &alerts)
-		}
+		alerts, err := a.amAlerts(`alertname="QueueWithoutConsumer"`, `queue="add_key"`)
 		if err != nil || len(alerts) != 1 {
 			return fmt.Sprintf("QueueWithoutConsumer{queue=add_key} in Alertmanager: %v, %d alerts", err, len(alerts))
 		}
