@@ -102,6 +102,7 @@ func check(raw []byte, datasources map[string]string) []error {
 			ref("variable "+v.Name, v.Datasource)
 		}
 	}
+	errs = append(errs, overlaps(raw)...)
 	panels, err := panelsOf(raw)
 	if err != nil {
 		return append(errs, err)
@@ -144,6 +145,31 @@ func check(raw []byte, datasources map[string]string) []error {
 				fail("%s: target %s has no expr", where, deref(q.RefId))
 			}
 			ref(fmt.Sprintf("%s target %s", where, deref(q.RefId)), q.Datasource)
+		}
+	}
+	return errs
+}
+
+// overlaps reports panels of the dashboard's grid drawn over one another
+// (Grafana draws them so; a row merged in at a position already taken is
+// the usual cause).
+func overlaps(raw []byte) []error {
+	var d struct {
+		Panels []struct {
+			Title   string                   `json:"title"`
+			GridPos struct{ X, Y, W, H int } `json:"gridPos"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(raw, &d); err != nil {
+		return []error{err}
+	}
+	var errs []error
+	for i, a := range d.Panels {
+		for _, b := range d.Panels[i+1:] {
+			p, q := a.GridPos, b.GridPos
+			if p.X < q.X+q.W && q.X < p.X+p.W && p.Y < q.Y+q.H && q.Y < p.Y+p.H {
+				errs = append(errs, fmt.Errorf("panels %q %+v and %q %+v overlap", a.Title, p, b.Title, q))
+			}
 		}
 	}
 	return errs
@@ -281,6 +307,9 @@ func TestCheckCatchesMistakes(t *testing.T) {
 		}},
 		{"datasource not provisioned", func(d map[string]any) {
 			firstOf(d, "timeseries")["datasource"].(map[string]any)["uid"] = "mimir"
+		}},
+		{"panels drawn over one another", func(d map[string]any) {
+			firstOf(d, "timeseries")["gridPos"].(map[string]any)["y"] = firstOf(d, "stat")["gridPos"].(map[string]any)["y"]
 		}},
 		{"query on a datasource not provisioned", func(d map[string]any) {
 			firstOf(d, "stat")["targets"].([]any)[0].(map[string]any)["datasource"].(map[string]any)["uid"] = "mimir"
