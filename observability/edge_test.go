@@ -256,6 +256,8 @@ func TestEdgeMetrics(t *testing.T) {
 		e.do(t, http.MethodGet, "/api?key=k", http.StatusOK)
 	}
 	e.do(t, http.MethodGet, "/api?key=k&status=500", http.StatusInternalServerError)
+	// A read that waits for a version: counted, not timed.
+	e.do(t, http.MethodGet, "/api?key=k&min_version=7", http.StatusOK)
 	e.do(t, http.MethodPut, "/api", http.StatusAccepted)
 	e.do(t, http.MethodPut, "/api", http.StatusAccepted)
 	e.do(t, http.MethodDelete, "/api?key=k", http.StatusAccepted)
@@ -316,7 +318,7 @@ func TestEdgeMetrics(t *testing.T) {
 		labels series
 		want   float64
 	}{
-		{"kvstack_edge_http_requests_total", req("/api", "GET", "200"), float64(gets + 3)},
+		{"kvstack_edge_http_requests_total", req("/api", "GET", "200"), float64(gets + 4)},
 		{"kvstack_edge_http_requests_total", req("/api", "GET", "500"), 1},
 		{"kvstack_edge_http_requests_total", req("/api", "PUT", "202"), 2},
 		{"kvstack_edge_http_requests_total", req("/api", "DELETE", "202"), 1},
@@ -339,7 +341,7 @@ func TestEdgeMetrics(t *testing.T) {
 	for _, m := range fams["kvstack_edge_http_requests_total"].GetMetric() {
 		total += m.GetCounter().GetValue()
 	}
-	if want := float64(gets + 13); total != want {
+	if want := float64(gets + 14); total != want {
 		t.Errorf("kvstack_edge_http_requests_total adds up to %v, want %v (one per request)\n%s", total, want, out)
 	}
 	// Every observation is in a bucket: the +Inf one holds the count (the
