@@ -59,7 +59,7 @@ func (e Exporter) Command(root string) (argv []string, env map[string]string) {
 		host, port, _ := net.SplitHostPort(e.Listen)
 		// Without the prog label, the series are named as the tests and
 		// rules know them, whichever file holds the program.
-		return []string{"mtail", "-progs", filepath.Join(root, "observability", "mtail"), "-logs", e.Target,
+		return []string{"mtail", "-progs", filepath.Join(root, MtailProgs), "-logs", e.Target,
 			"-address", host, "-port", port, "-logtostderr", "-emit_prog_label=false"}, nil
 	case NginxExporter:
 		// It exits when stub_status does not answer as it starts: it

@@ -122,7 +122,8 @@ func Render(s *Settings) (configs []Rendered, rules map[string]string, err error
 
 // WriteConfigs renders the configurations into the stack's config/, checks
 // each one that changed (nginx -t, promtool, amtool) and reloads the
-// running process that reads it (sup may be nil: nothing runs).
+// running process that reads it (sup may be nil: nothing runs); mtail's
+// programs likewise (mtail -compile_only, then a restart).
 func WriteConfigs(ctx context.Context, s *Settings, sup *Supervisor, log io.Writer) error {
 	configs, rules, err := Render(s)
 	if err != nil {
@@ -174,6 +175,53 @@ func WriteConfigs(ctx context.Context, s *Settings, sup *Supervisor, log io.Writ
 				return err
 			}
 		}
+	}
+	return reloadMtail(ctx, s, sup, log)
+}
+
+// MtailProgs is the directory of mtail's programs (the edge's metrics).
+const MtailProgs = "observability/mtail"
+
+// reloadMtail restarts a running mtail when its programs changed since the
+// last render, once they compile. Not SIGHUP: mtail 3.0.0-rc50 reloads a
+// program beside the old one's metrics, and /metrics then fails on every
+// series collected twice. A restart resets its counters, which Prometheus'
+// rate() takes as any counter reset.
+func reloadMtail(ctx context.Context, s *Settings, sup *Supervisor, log io.Writer) error {
+	dir := filepath.Join(s.Root, MtailProgs)
+	files, _ := filepath.Glob(filepath.Join(dir, "*.mtail"))
+	progs := map[string]string{}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		progs[filepath.Base(f)] = string(b)
+	}
+	changed, err := writeIfChanged(filepath.Join(s.ConfigDir(), "mtail.sum"), []byte(rulesSum(progs)), 0o644)
+	if err != nil || !changed {
+		return err
+	}
+	if _, err := exec.LookPath("mtail"); err != nil {
+		return nil // not installed yet: nothing runs it either
+	}
+	// Port 0: the check must not collide with a running mtail.
+	check := exec.CommandContext(ctx, "mtail", "-compile_only", "-progs", dir, "-address", "127.0.0.1", "-port", "0", "-logtostderr")
+	if out, err := check.CombinedOutput(); err != nil {
+		_ = os.Remove(filepath.Join(s.ConfigDir(), "mtail.sum")) // checked again next time
+		return fmt.Errorf("mtail rejects %s: %w\n%s", dir, err, out)
+	}
+	if sup == nil {
+		return nil
+	}
+	if info, err := sup.Process(ctx, "mtail"); err == nil && info.State == "RUNNING" {
+		if log != nil {
+			fmt.Fprintf(log, "==> mtail: %s changed, restarting it\n", MtailProgs)
+		}
+		if err := sup.Stop(ctx, "mtail"); err != nil {
+			return err
+		}
+		return sup.Start(ctx, "mtail", false)
 	}
 	return nil
 }
