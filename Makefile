@@ -181,7 +181,7 @@ lint: vet mod-check ## go vet, staticcheck (the service, and the tool modules), 
 # The modules whose go.mod we write by hand. tools/jaeger only names the
 # Jaeger release to build; tidying it would pull every test dependency of
 # Jaeger's tree for nothing.
-TIDY_MODULES ?= . deploy/composetest deploy/k8s
+TIDY_MODULES ?= . deploy/composetest deploy/k8s tools/sloth grafana/dashboardtest
 
 mod-check: ## Fail when go mod tidy would change a go.mod or go.sum (direct imports marked indirect, say)
 	@for m in $(TIDY_MODULES); do 		(cd $$m && $(GO) mod tidy -diff) || { echo "go mod tidy would change $$m/go.mod or go.sum (run it there)"; exit 1; }; 	done
