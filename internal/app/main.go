@@ -28,7 +28,10 @@ func Main[C config.Process](service string, run func(context.Context, C, zerolog
 
 	cfg, err := config.Load[C]()
 	c, addr := cfg.Base()
-	log := telemetry.NewLogger(os.Stdout, service, c.LogLevel)
+	// Lines are gathered and written together (the API's access log would
+	// be a write per request), warnings and worse at once.
+	out := telemetry.NewLogBuffer(os.Stdout, logFlushInterval, 64<<10)
+	log := telemetry.NewLogger(out, service, c.LogLevel)
 	if err != nil {
 		log.Fatal().Err(err).Msg("bad configuration")
 	}
@@ -38,11 +41,16 @@ func Main[C config.Process](service string, run func(context.Context, C, zerolog
 		return run(ctx, cfg, log, nil)
 	}); err != nil {
 		log.Error().Err(err).Msg(service + " stopped")
+		_ = out.Close()
 		stop()
 		os.Exit(1)
 	}
 	log.Info().Msg(service + " stopped")
+	_ = out.Close()
 }
+
+// logFlushInterval bounds how long an info line waits in the log's buffer.
+const logFlushInterval = 100 * time.Millisecond
 
 func runTraced(ctx context.Context, service, instance string, log zerolog.Logger, run func(context.Context) error) error {
 	shutdown, err := telemetry.SetupTracing(ctx, service, instance, telemetry.Version())
