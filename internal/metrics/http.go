@@ -2,7 +2,6 @@ package metrics
 
 import (
 	"context"
-	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -56,8 +55,17 @@ func (m *HTTP) Observe(ctx context.Context, route, method string, status int, d 
 }
 
 func statusClass(status int) string {
-	if status < 100 || status > 599 {
-		return "other"
+	switch status / 100 {
+	case 1:
+		return "1xx"
+	case 2:
+		return "2xx"
+	case 3:
+		return "3xx"
+	case 4:
+		return "4xx"
+	case 5:
+		return "5xx"
 	}
-	return strconv.Itoa(status/100) + "xx"
+	return "other"
 }
