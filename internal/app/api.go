@@ -70,7 +70,7 @@ func RunAPI(ctx context.Context, cfg config.API, log zerolog.Logger, ready Ready
 		{Name: "rabbitmq", Ping: mpub.Ready},
 	}
 	handler := httpapi.NewHandler(svc, tokens, checks, cfg.HTTP, log, metrics.NewHTTP(reg))
-	return serve(ctx, cfg.Addr, traceHTTP(withAdmin(handler, reg)), cfg.ShutdownTimeout, ready, log)
+	return serve(ctx, cfg.Addr, withAdmin(handler, reg), cfg.ShutdownTimeout, ready, log)
 }
 
 // tokenCodec signs with KV_TOKEN_KEY when set, else with the key the

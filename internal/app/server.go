@@ -28,8 +28,7 @@ type Ready func(addr net.Addr)
 // other request goes to h untouched, whatever its method: a router in front
 // would answer a made-up method itself (chi: an empty 405), so that it never
 // reached the API's middleware to be measured as method "other". No
-// http.ServeMux either: it stamps its pattern on the request, which otelhttp
-// then takes for the span's name.
+// http.ServeMux either: it stamps its pattern on the request, for nothing.
 //
 // /metrics speaks OpenMetrics when asked, so that the latency histograms'
 // exemplars (trace ids) reach Prometheus.

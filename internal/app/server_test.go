@@ -27,7 +27,7 @@ func newTestServer(t *testing.T) *httptest.Server {
 		t.Fatal(err)
 	}
 	api := httpapi.NewHandler(svc, tokens, nil, httpapi.DefaultConfig(), zerolog.Nop(), metrics.NewHTTP(reg))
-	srv := httptest.NewServer(traceHTTP(withAdmin(api, reg)))
+	srv := httptest.NewServer(withAdmin(api, reg))
 	t.Cleanup(srv.Close)
 	return srv
 }

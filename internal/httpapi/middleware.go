@@ -1,66 +1,80 @@
 package httpapi
 
 import (
-	"context"
 	"net/http"
-	"regexp"
 	"runtime/debug"
 	"time"
 
 	"github.com/go-chi/chi/v5"
-	"github.com/go-chi/chi/v5/middleware"
 	"github.com/google/uuid"
 	"github.com/rs/zerolog"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kvstack/kvstack/internal/telemetry"
 )
 
-type ctxKey int
-
-const requestIDKey ctxKey = iota
-
-// validRequestID accepts the ids nginx and common clients generate; anything
-// else is replaced, so a client cannot inject text into our logs.
-var validRequestID = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
-
-// requestID takes the X-Request-Id the proxy set, or makes one, and echoes it
-// on the response.
+// requestID takes the X-Request-Id the proxy set (validRequestID), or
+// makes one, and echoes it on the response.
 func requestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get("X-Request-Id")
-		if !validRequestID.MatchString(id) {
+		if !validRequestID(id) {
 			id = uuid.NewString()
 		}
 		w.Header().Set("X-Request-Id", id)
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey, id)))
+		exchangeOf(r.Context()).requestID = id
+		next.ServeHTTP(w, r)
 	})
+}
+
+// validRequestID accepts the ids nginx and common clients generate
+// (1–128 of A–Z a–z 0–9 . _ : -); anything else is replaced, so a client
+// cannot inject text into our logs.
+func validRequestID(id string) bool {
+	if len(id) < 1 || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		switch c := id[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == ':', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // logFor returns the request's logger: request id, and trace and span ids
 // when the request is traced.
 func (a *api) logFor(r *http.Request) *zerolog.Logger {
 	l := telemetry.WithTrace(r.Context(), a.log)
-	if id, ok := r.Context().Value(requestIDKey).(string); ok {
-		l = l.With().Str("request_id", id).Logger()
+	if e := exchangeOf(r.Context()); e != nil && e.requestID != "" {
+		l = l.With().Str("request_id", e.requestID).Logger()
 	}
 	return &l
 }
 
 // accessLog writes one line per request. Keys and values are never logged.
+// Its fields go on the line itself rather than on a logger made for the
+// request (logFor): the same JSON for two allocations fewer.
 func (a *api) accessLog(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		start := time.Now()
-		status, bytes := serve(next, w, r)
-		l := a.logFor(r)
-		ev := l.Info()
+		next.ServeHTTP(w, r)
+		e := exchangeOf(r.Context())
+		status := e.answered()
+		ev := a.log.Info()
 		if status >= 500 {
-			ev = l.Warn()
+			ev = a.log.Warn()
 		}
-		ev.Str("method", r.Method).
+		if sc := trace.SpanContextFromContext(r.Context()); sc.IsValid() {
+			ev = ev.Stringer("trace_id", sc.TraceID()).Stringer("span_id", sc.SpanID())
+		}
+		ev.Str("request_id", e.requestID).
+			Str("method", r.Method).
 			Str("route", routePattern(r)).
 			Int("status", status).
-			Int("bytes", bytes).
-			Dur("duration_ms", time.Since(start)).
+			Int("bytes", e.bytes).
+			Dur("duration_ms", time.Since(e.start)).
 			Msg("request")
 	})
 }
@@ -74,20 +88,9 @@ func (a *api) measure(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer a.metrics.Start()()
 		start := time.Now()
-		status, _ := serve(next, w, r)
-		a.metrics.Observe(r.Context(), metricRoute(r), methodLabel(r.Method), status, time.Since(start))
+		next.ServeHTTP(w, r)
+		a.metrics.Observe(r.Context(), metricRoute(r), methodLabel(r.Method), exchangeOf(r.Context()).answered(), time.Since(start))
 	})
-}
-
-// serve runs next and reports the status it answered (200 when it wrote
-// nothing else) and how many body bytes it wrote.
-func serve(next http.Handler, w http.ResponseWriter, r *http.Request) (status, bytes int) {
-	ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
-	next.ServeHTTP(ww, r)
-	if status = ww.Status(); status == 0 {
-		status = http.StatusOK
-	}
-	return status, ww.BytesWritten()
 }
 
 // methodLabel keeps a client's made-up method out of the metric labels.

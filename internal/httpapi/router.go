@@ -70,10 +70,9 @@ type api struct {
 }
 
 // NewHandler returns the API's routes wrapped in their middleware,
-// outermost first: span naming and traceparent (the server span itself is
-// started outside, around the whole server), request id and access log,
-// metrics, panic recovery. tokens renders versions for clients; m may be
-// nil.
+// outermost first: the server span and the traceparent answered, request
+// id and access log, metrics, panic recovery. tokens
+// renders versions for clients; m may be nil.
 func NewHandler(svc Service, tokens Tokens, checks []Check, cfg Config, log zerolog.Logger, m *metrics.HTTP) http.Handler {
 	a := &api{svc: svc, tokens: tokens, checks: checks, cfg: cfg, log: log, metrics: m}
 	r := a.router()
@@ -100,7 +99,7 @@ func NewHealthHandler(checks []Check, h Health, log zerolog.Logger) http.Handler
 
 func (a *api) router() chi.Router {
 	r := chi.NewRouter()
-	r.Use(traceRoute, requestID, a.accessLog, a.measure, a.recoverPanic)
+	r.Use(a.traced, requestID, a.accessLog, a.measure, a.recoverPanic)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusNotFound, "not_found", "no such route")
 	})
