@@ -54,6 +54,9 @@ type Config struct {
 	MaxListLimit int `env:"KV_MAX_LIST_LIMIT" envDefault:"1000"`
 	// RetryAfter is what a 503 tells clients to wait.
 	RetryAfter time.Duration `env:"KV_RETRY_AFTER" envDefault:"1s"`
+	// AccessLog writes one log line per request; off, only warnings and
+	// errors are logged (bench/NOTES.md measures what the line costs).
+	AccessLog bool `env:"KV_ACCESS_LOG" envDefault:"true"`
 }
 
 // DefaultConfig() is Config with its documented defaults: the envDefault
@@ -71,7 +74,7 @@ type api struct {
 
 // NewHandler returns the API's routes wrapped in their middleware,
 // outermost first: the server span and the traceparent answered, request
-// id and access log, metrics, panic recovery. tokens
+// id and access log (KV_ACCESS_LOG), metrics, panic recovery. tokens
 // renders versions for clients; m may be nil.
 func NewHandler(svc Service, tokens Tokens, checks []Check, cfg Config, log zerolog.Logger, m *metrics.HTTP) http.Handler {
 	a := &api{svc: svc, tokens: tokens, checks: checks, cfg: cfg, log: log, metrics: m}
@@ -93,13 +96,17 @@ func read(r chi.Router, pattern string, h http.HandlerFunc) {
 // NewHealthHandler serves only /healthz and /readyz, for a process that has
 // no API (the consumer).
 func NewHealthHandler(checks []Check, h Health, log zerolog.Logger) http.Handler {
-	a := &api{checks: checks, cfg: Config{Health: h}, log: log}
+	a := &api{checks: checks, cfg: Config{Health: h, AccessLog: true}, log: log}
 	return a.router()
 }
 
 func (a *api) router() chi.Router {
 	r := chi.NewRouter()
-	r.Use(a.traced, requestID, a.accessLog, a.measure, a.recoverPanic)
+	r.Use(a.traced, requestID)
+	if a.cfg.AccessLog {
+		r.Use(a.accessLog)
+	}
+	r.Use(a.measure, a.recoverPanic)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusNotFound, "not_found", "no such route")
 	})
