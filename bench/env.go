@@ -4,17 +4,12 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/kvstack/kvstack/deploy/native"
 )
 
 // Log prints a progress line to stderr.
@@ -55,26 +50,6 @@ func WaitQuiet(ctx context.Context) error {
 	}
 }
 
-// stack starts or stops one process of the running native stack through
-// its supervisord (deploy/native), as `bin/stack start|stop NAME` does.
-func stack(ctx context.Context, root, action, name string) error {
-	s, err := native.Load(root, os.Environ())
-	if err != nil {
-		return err
-	}
-	st := native.NewStack(s, os.Stderr)
-	switch action {
-	case "stop":
-		return st.Supervisor().Stop(ctx, name)
-	case "start":
-		if err := st.Supervisor().Start(ctx, name, false); err != nil {
-			return err
-		}
-		return st.WaitHealthy(ctx, name)
-	}
-	return fmt.Errorf("stack: no action %q", action)
-}
-
 var ssPid = regexp.MustCompile(`pid=(\d+)`)
 
 // pidOn returns the pid of the process listening on the TCP port.
@@ -83,11 +58,17 @@ func pidOn(port string) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("ss: %w", err)
 	}
-	m := ssPid.FindSubmatch(out)
-	if m == nil {
+	// nginx's workers listen beside their master: the lowest pid is it.
+	lowest := 0
+	for _, m := range ssPid.FindAllSubmatch(out, -1) {
+		if pid, err := strconv.Atoi(string(m[1])); err == nil && (lowest == 0 || pid < lowest) {
+			lowest = pid
+		}
+	}
+	if lowest == 0 {
 		return 0, fmt.Errorf("no process listens on port %s", port)
 	}
-	return strconv.Atoi(string(m[1]))
+	return lowest, nil
 }
 
 // procKiB reads a "Vm…:  N kB" field of /proc/<pid>/status.
@@ -106,123 +87,15 @@ func procKiB(pid int, field string) (int64, error) {
 	return 0, fmt.Errorf("/proc/%d/status: no %s", pid, field)
 }
 
-// scrape fetches a Prometheus text exposition.
-func scrape(ctx context.Context, url string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	// Plain text: gzip would cost the measured process CPU on every poll.
-	req.Header.Set("Accept-Encoding", "identity")
-	resp, err := http.DefaultClient.Do(req)
+// loadAvg is /proc/loadavg's 1, 5 and 15 minute averages.
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
 	if err != nil {
-		return "", err
+		return "unknown"
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return string(b), err
-}
-
-// sumMetric adds up every sample of the named series (all label values).
-func sumMetric(text, name string) float64 {
-	var sum float64
-	for l := range strings.SplitSeq(text, "\n") {
-		if !strings.HasPrefix(l, name) {
-			continue
-		}
-		rest := l[len(name):]
-		if rest == "" || (rest[0] != '{' && rest[0] != ' ') {
-			continue
-		}
-		f := strings.Fields(rest[strings.LastIndex(rest, "}")+1:])
-		if len(f) == 0 {
-			continue
-		}
-		if v, err := strconv.ParseFloat(f[0], 64); err == nil {
-			sum += v
-		}
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
 	}
-	return sum
-}
-
-var leLabel = regexp.MustCompile(`le="([^"]+)"`)
-
-// buckets returns a histogram's cumulative bucket counts by upper bound,
-// summed over its other labels.
-func buckets(text, name string) map[float64]float64 {
-	out := map[float64]float64{}
-	for l := range strings.SplitSeq(text, "\n") {
-		if !strings.HasPrefix(l, name+"_bucket{") {
-			continue
-		}
-		m := leLabel.FindStringSubmatch(l)
-		if m == nil {
-			continue
-		}
-		le, err := strconv.ParseFloat(m[1], 64) // "+Inf" parses
-		if err != nil {
-			continue
-		}
-		f := strings.Fields(l[strings.LastIndex(l, "}")+1:])
-		if v, err := strconv.ParseFloat(f[0], 64); err == nil {
-			out[le] += v
-		}
-	}
-	return out
-}
-
-// Hist is the change of a cumulative histogram between two scrapes.
-type Hist struct {
-	Bounds []float64 // ascending, +Inf last
-	Counts []float64 // cumulative
-}
-
-func histDelta(before, after map[float64]float64) Hist {
-	var h Hist
-	for le := range after {
-		h.Bounds = append(h.Bounds, le)
-	}
-	sort.Float64s(h.Bounds)
-	for _, le := range h.Bounds {
-		h.Counts = append(h.Counts, after[le]-before[le])
-	}
-	return h
-}
-
-// Total is the number of observations.
-func (h Hist) Total() float64 {
-	if len(h.Counts) == 0 {
-		return 0
-	}
-	return h.Counts[len(h.Counts)-1]
-}
-
-// Quantile interpolates linearly inside the bucket, as Prometheus'
-// histogram_quantile does.
-func (h Hist) Quantile(q float64) float64 {
-	total := h.Total()
-	if total == 0 {
-		return 0
-	}
-	rank := q * total
-	lower, prev := 0.0, 0.0
-	for i, le := range h.Bounds {
-		if h.Counts[i] >= rank {
-			if le > 1e300 { // +Inf: the highest finite bound is all we know
-				return lower
-			}
-			return lower + (le-lower)*(rank-prev)/(h.Counts[i]-prev)
-		}
-		lower, prev = le, h.Counts[i]
-	}
-	return lower
-}
-
-// FractionWithin is the share of observations ≤ bound (a bucket bound).
-func (h Hist) FractionWithin(bound float64) float64 {
-	for i, le := range h.Bounds {
-		if le == bound {
-			return h.Counts[i] / h.Total()
-		}
-	}
-	return 0
+	return strings.Join(f[:3], " ")
 }

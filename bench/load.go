@@ -80,54 +80,20 @@ func run(ctx context.Context, workers int, dur time.Duration, max int64, rate fl
 		started = time.Now()
 	)
 	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			lat := make([]time.Duration, 0, 1<<14)
-			st := map[int]int64{}
-			var interval time.Duration
+		wg.Go(func() {
+			wk := worker{id: w, op: op, max: max, next: &next, errs: &errs, st: map[int]int64{}}
 			if rate > 0 {
-				interval = time.Duration(float64(workers) / rate * float64(time.Second))
+				wk.interval = time.Duration(float64(workers) / rate * float64(time.Second))
+				wk.due = started.Add(time.Duration(w) * wk.interval / time.Duration(workers))
 			}
-			due := started.Add(time.Duration(w) * interval / time.Duration(workers))
-			for ctx.Err() == nil {
-				if interval > 0 {
-					if d := time.Until(due); d > 0 {
-						select {
-						case <-ctx.Done():
-						case <-time.After(d):
-						}
-						if ctx.Err() != nil {
-							break
-						}
-					}
-					due = due.Add(interval)
-				}
-				i := next.Add(1) - 1
-				if max > 0 && i >= max {
-					break
-				}
-				t0 := time.Now()
-				code, ok := op(ctx, w, i)
-				if ctx.Err() != nil && !ok {
-					break // cut short by the deadline: not an error
-				}
-				if code != 0 {
-					st[code]++
-				}
-				if ok {
-					lat = append(lat, time.Since(t0))
-				} else {
-					errs.Add(1)
-				}
-			}
+			wk.loop(ctx)
 			mu.Lock()
-			all = append(all, lat...)
-			for k, v := range st {
+			all = append(all, wk.lat...)
+			for k, v := range wk.st {
 				status[k] += v
 			}
 			mu.Unlock()
-		}()
+		})
 	}
 	wg.Wait()
 	elapsed := time.Since(started)
@@ -137,6 +103,59 @@ func run(ctx context.Context, workers int, dur time.Duration, max int64, rate fl
 		r.Status = status
 	}
 	return r
+}
+
+// worker is one goroutine of a load: it issues op back to back, or on its
+// own schedule (interval > 0), until ctx ends or max operations started.
+type worker struct {
+	id       int
+	op       Op
+	max      int64
+	next     *atomic.Int64 // operations started by all workers
+	errs     *atomic.Int64
+	interval time.Duration
+	due      time.Time
+	lat      []time.Duration // of the successes
+	st       map[int]int64   // HTTP statuses
+}
+
+func (wk *worker) loop(ctx context.Context) {
+	for ctx.Err() == nil && wk.wait(ctx) {
+		i := wk.next.Add(1) - 1
+		if wk.max > 0 && i >= wk.max {
+			return
+		}
+		t0 := time.Now()
+		code, ok := wk.op(ctx, wk.id, i)
+		if ctx.Err() != nil && !ok {
+			return // cut short by the deadline: not an error
+		}
+		if code != 0 {
+			wk.st[code]++
+		}
+		if ok {
+			wk.lat = append(wk.lat, time.Since(t0))
+		} else {
+			wk.errs.Add(1)
+		}
+	}
+}
+
+// wait sleeps until the next operation is due (fixed-rate loads), falling
+// behind and catching up rather than skipping; false when ctx ended.
+func (wk *worker) wait(ctx context.Context) bool {
+	if wk.interval <= 0 {
+		return true
+	}
+	if d := time.Until(wk.due); d > 0 {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(d):
+		}
+	}
+	wk.due = wk.due.Add(wk.interval)
+	return true
 }
 
 // Clients gives each load worker its own HTTP client with one keep-alive

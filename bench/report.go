@@ -14,7 +14,8 @@ type Figure struct {
 	Runs []float64
 }
 
-// Target is one of issue 7's targets, decided on the medians.
+// Target is one of the benchmark's targets (issues 7 and 15), decided on
+// the medians; one without Want is a figure reported beside them.
 type Target struct {
 	Name  string
 	Got   string // the ratio or value, formatted
@@ -28,6 +29,7 @@ type Section struct {
 	Title   string
 	Setup   string
 	Figures []Figure
+	CPU     []*CPUTable
 	Targets []Target
 	Notes   []string
 }
@@ -99,6 +101,9 @@ func (r *Report) Write(w io.Writer) {
 					fmtNum(st.Min, f.Unit), fmtNum(st.Max, f.Unit), strings.Join(runs, ", "))
 			}
 			p("\n")
+		}
+		for _, t := range s.CPU {
+			t.Write(w)
 		}
 		for _, t := range s.Targets {
 			verdict := "met"

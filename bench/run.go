@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	amqp "github.com/rabbitmq/amqp091-go"
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/kvstack/kvstack/internal/config"
@@ -33,7 +32,13 @@ type Options struct {
 	Profiles string   // directory for CPU profiles of the app; "" for none
 	Command  string   // how the run was started, for the report
 	Smoke    bool     // a smoke run (no notes appended)
-	Only     []string // scenario names to run (hit, miss, put, apply, apply1, lag, memory); all when empty
+	Only     []string // scenario names to run (hit, miss, put, apply, apply1, lag, wait, memory); all when empty
+	// Ports is the first of the ports the harness's own processes listen
+	// on (its nginx, stubs, API variants and consumers): Ports … Ports+29.
+	Ports int
+	// CompareAPI is another build of bin/api (say, main's) run beside the
+	// variants as one more column: A/B runs of a change, alternated.
+	CompareAPI string
 
 	Reps     int
 	Dur      time.Duration // one measured run
@@ -43,26 +48,27 @@ type Options struct {
 
 	HitKeys    int
 	MissPerRun int // distinct never-read keys available to one run
-	ApplyN     int // messages drained per batched-consumer run
+	ApplyN     int // messages drained per consumer run
 	Apply1N    int // messages drained per batch-size-1 run
 	ListRows   int
 	LagDur     time.Duration
 
+	// From the stack's settings (stack.env, the environment).
 	Nginx        string // the edge, http://127.0.0.1:8080
 	APIPorts     [2]string
 	ConsumerPort string
-	// The baseline's own ports.
-	BaseNginx, StubA, StubB, Consumer1 string
-	// The GET-hit reference's (a second nginx and stub reading Redis).
-	RefNginx, RefStubA, RefStubB string
 }
+
+// DefaultPorts is where the harness's own processes listen unless
+// KV_BENCH_PORT (or kvbench -ports) says otherwise.
+const DefaultPorts = 18080
 
 // Full is `make bench`.
 func Full() Options {
 	return Options{
 		Reps: 3, Dur: 8 * time.Second, Warm: 2 * time.Second, Conns: 64, ValueLen: 100,
-		HitKeys: 1000, MissPerRun: 150_000, ApplyN: 100_000, Apply1N: 10_000,
-		ListRows: 1_000_000, LagDur: 15 * time.Second,
+		HitKeys: 1000, MissPerRun: 150_000, ApplyN: 60_000, Apply1N: 10_000,
+		ListRows: 1_000_000, LagDur: 15 * time.Second, Ports: DefaultPorts,
 	}
 }
 
@@ -70,33 +76,25 @@ func Full() Options {
 func Smoke() Options {
 	return Options{
 		Reps: 1, Dur: 1500 * time.Millisecond, Warm: 300 * time.Millisecond, Conns: 16, ValueLen: 100,
-		HitKeys: 100, MissPerRun: 20_000, ApplyN: 3000, Apply1N: 300,
-		ListRows: 20_000, LagDur: 2 * time.Second, Smoke: true,
+		HitKeys: 100, MissPerRun: 20_000, ApplyN: 20_000, Apply1N: 300,
+		ListRows: 20_000, LagDur: 2 * time.Second, Smoke: true, Ports: DefaultPorts,
 	}
 }
 
-func (o *Options) defaults() {
-	def := func(p *string, v string) {
-		if *p == "" {
-			*p = v
-		}
-	}
-	def(&o.Nginx, "http://127.0.0.1:"+envOr("KV_NGINX_PORT", "8080"))
-	def(&o.APIPorts[0], envOr("KV_API1_PORT", "8081"))
-	def(&o.APIPorts[1], envOr("KV_API2_PORT", "8082"))
-	def(&o.ConsumerPort, envOr("KV_CONSUMER_PORT", "8090"))
-	def(&o.BaseNginx, "127.0.0.1:18080")
-	def(&o.StubA, "127.0.0.1:18081")
-	def(&o.StubB, "127.0.0.1:18082")
-	def(&o.Consumer1, "127.0.0.1:18090")
-	def(&o.RefNginx, "127.0.0.1:18083")
-	def(&o.RefStubA, "127.0.0.1:18084")
-	def(&o.RefStubB, "127.0.0.1:18085")
+// port is the harness's own address n (0–29).
+func (o Options) port(n int) string { return fmt.Sprintf("127.0.0.1:%d", o.Ports+n) }
+
+// fromStack takes the edge's and the processes' addresses from the stack.
+func (o *Options) fromStack(v *stackView) {
+	o.Nginx = "http://" + v.s.Get("NGINX_LISTEN")
+	o.APIPorts = [2]string{v.s.Get("KV_API1_PORT"), v.s.Get("KV_API2_PORT")}
+	o.ConsumerPort = v.s.Get("KV_CONSUMER_PORT")
 }
 
 // harness holds the connections and the state to restore.
 type harness struct {
 	o       Options
+	stack   *stackView
 	api     config.API
 	cons    config.Consumer
 	pool    *pgxpool.Pool
@@ -118,12 +116,8 @@ const scratchQueue = "kvbench.scratch"
 
 // Run runs every scenario and writes the report.
 func Run(ctx context.Context, o Options) (err error) {
-	o.defaults()
-	h := &harness{o: o, rep: &Report{Started: time.Now(), Command: o.Command}, value: strings.Repeat("v", o.ValueLen)}
-	if h.api, err = config.Load[config.API](); err != nil {
-		return err
-	}
-	if h.cons, err = config.Load[config.Consumer](); err != nil {
+	h, err := newHarness(o)
+	if err != nil {
 		return err
 	}
 	if err := WaitQuiet(ctx); err != nil {
@@ -139,25 +133,55 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err := h.connect(ctx); err != nil {
 		return err
 	}
-	h.clients = NewClients(o.Conns)
+	h.clients = NewClients(h.o.Conns)
 	defer h.clients.Close()
 	h.describe(ctx)
 	h.cleanData(ctx)
+	if err := h.runSteps(ctx); err != nil {
+		return err
+	}
+	h.cleanData(ctx)
+	return h.write()
+}
 
-	steps := []struct {
-		id, name string
-		fn       func(context.Context) (*Section, error)
-	}{
+// newHarness reads the stack's settings and the processes' configuration.
+func newHarness(o Options) (*harness, error) {
+	view, err := loadStack(o.Root)
+	if err != nil {
+		return nil, err
+	}
+	o.fromStack(view)
+	h := &harness{o: o, stack: view, rep: &Report{Started: time.Now(), Command: o.Command}, value: strings.Repeat("v", o.ValueLen)}
+	if h.api, h.cons, err = view.configs(); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// Scenarios are the steps of a run, in order, by the names -only takes.
+func (h *harness) scenarios() []scenario {
+	return []scenario{
 		{"hit", "GET cache hit", h.getHit},
 		{"miss", "GET cache miss", h.getMiss},
 		{"put", "PUT accepted", h.put},
 		{"apply", "consumer apply (batched)", h.apply},
 		{"apply1", "consumer apply (batch size 1)", h.applyUnbatched},
 		{"lag", "end-to-end lag", h.lag},
+		{"wait", "PUT ?wait=applied", h.waitApplied},
 		{"memory", "memory", h.memory},
 	}
-	for _, s := range steps {
-		if len(o.Only) > 0 && !slices.Contains(o.Only, s.id) {
+}
+
+type scenario struct {
+	id, name string
+	fn       func(context.Context) (*Section, error)
+}
+
+// runSteps runs the scenarios -only selects, keeping what each measured
+// even when it failed.
+func (h *harness) runSteps(ctx context.Context) error {
+	for _, s := range h.scenarios() {
+		if len(h.o.Only) > 0 && !slices.Contains(h.o.Only, s.id) {
 			continue
 		}
 		if err := WaitQuiet(ctx); err != nil {
@@ -172,20 +196,24 @@ func Run(ctx context.Context, o Options) (err error) {
 			return fmt.Errorf("%s: %w", s.name, err)
 		}
 	}
-	h.cleanData(ctx)
+	return nil
+}
+
+// write writes the report, and the engineers' reading of the figures kept
+// beside the harness (bench/NOTES.md) after a full run.
+func (h *harness) write() error {
 	h.rep.Took = time.Since(h.rep.Started)
-	f, err := os.Create(o.Out)
+	f, err := os.Create(h.o.Out)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
 	h.rep.Write(f)
-	// The engineers' reading of the figures, kept beside the harness.
-	if notes, err := os.ReadFile(filepath.Join(o.Root, "bench", "NOTES.md")); err == nil && !o.Smoke {
+	if notes, err := os.ReadFile(filepath.Join(h.o.Root, "bench", "NOTES.md")); err == nil && !h.o.Smoke {
 		fmt.Fprintf(f, "\n---\n\n%s", notes)
 	}
-	Log("report written to %s (%s)", o.Out, h.rep.Took.Round(time.Second))
-	return nil
+	Log("report written to %s (%s)", h.o.Out, h.rep.Took.Round(time.Second))
+	return f.Close()
 }
 
 func (h *harness) connect(ctx context.Context) error {
@@ -221,7 +249,7 @@ func (h *harness) restore() {
 	}
 	if h.consumerStopped {
 		Log("restoring the stack's consumer")
-		if err := stack(ctx, h.o.Root, "start", "consumer"); err != nil {
+		if err := h.stack.start(ctx, "consumer"); err != nil {
 			Log("could not restart the consumer: %v (run `make up`)", err)
 		} else {
 			h.consumerStopped = false
@@ -298,12 +326,16 @@ func (h *harness) describe(ctx context.Context) {
 		add("RabbitMQ", v)
 	}
 	add("nginx", strings.TrimPrefix(cmdOut("nginx", "-v"), "nginx version: "))
+	add("load average at the start", loadAvg())
 
 	set := func(k, v string) { r.Settings = append(r.Settings, [2]string{k, v}) }
 	o := h.o
-	set("repetitions", fmt.Sprintf("%d per scenario, baseline and app alternating; %s per timed run after a %s warm-up", o.Reps, o.Dur, o.Warm))
-	set("load generator", fmt.Sprintf("Go, closed loop, %d connections (one per client, each from its own 127.0.0.x source address: the edge's per-client rate limit of %s burst %s applies to each), HTTP/1.1 keep-alive, target 127.0.0.1 only", o.Conns, envOr("NGINX_RATE_LIMIT", "10000r/s"), envOr("NGINX_RATE_BURST", "20000")))
+	set("repetitions", fmt.Sprintf("%d per scenario, every system of a scenario in turn; %s per timed run after a %s warm-up", o.Reps, o.Dur, o.Warm))
+	set("load generator", fmt.Sprintf("Go, closed loop, %d connections (one per client, each from its own 127.0.0.x source address: the edge's per-client rate limit of %s burst %s applies to each), HTTP/1.1 keep-alive, target 127.0.0.1 only", o.Conns, h.stack.s.Get("NGINX_RATE_LIMIT"), h.stack.s.Get("NGINX_RATE_BURST")))
 	set("values", fmt.Sprintf("%d bytes", o.ValueLen))
+	set("engines", h.stack.engines())
+	set("CPU", "utime + stime of each process and its descendants (/proc/<pid>/stat: nginx's workers, PostgreSQL's backends, RabbitMQ's port programs; a descendant that exits counts through its parent's cutime + cstime), read before and after each run, divided by the operations that run completed; the load generator (kvbench itself) is not counted")
+	set("harness ports", fmt.Sprintf("%d–%d (KV_BENCH_PORT)", o.Ports, o.Ports+29))
 	rc := h.cons.RabbitMQ
 	set("RabbitMQ", fmt.Sprintf("queue type %s (RABBITMQ_QUEUE_TYPE), persistent messages, API publish channels %d", rc.QueueType, h.api.RabbitMQ.PublishChannels))
 	cc := h.cons.Consumer
@@ -351,68 +383,17 @@ func (h *harness) profile(ctx context.Context, port, name string, secs int) func
 // stopConsumer stops the stack's consumer; restore restarts it.
 func (h *harness) stopConsumer(ctx context.Context) error {
 	h.consumerStopped = true
-	return stack(ctx, h.o.Root, "stop", "consumer")
+	return h.stack.stop(ctx, "consumer")
 }
 
 func (h *harness) startConsumer(ctx context.Context) error {
-	if err := stack(ctx, h.o.Root, "start", "consumer"); err != nil {
+	if err := h.stack.start(ctx, "consumer"); err != nil {
 		return err
 	}
 	h.consumerStopped = false
 	return nil
 }
 
-// drain waits until the consumer on port has handled total messages (its
-// kvstack_consumer_messages_total counts from 0 at start), and returns its
-// rate from its first handled message to the last.
-func (h *harness) drain(ctx context.Context, port string, total int, limit time.Duration) (float64, error) {
-	url := "http://127.0.0.1:" + port + "/metrics"
-	deadline := time.Now().Add(limit)
-	var (
-		t0 time.Time
-		c0 float64
-	)
-	for time.Now().Before(deadline) {
-		text, err := scrape(ctx, url)
-		now := time.Now()
-		if err == nil {
-			n := sumMetric(text, "kvstack_consumer_messages_total")
-			if n > 0 && t0.IsZero() {
-				t0, c0 = now, n
-			}
-			if n >= float64(total) {
-				if now.Sub(t0) <= 0 {
-					return 0, fmt.Errorf("drained before the first observation: raise the message count")
-				}
-				return (n - c0) / now.Sub(t0).Seconds(), nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-time.After(100 * time.Millisecond): // ±0.1 s on a drain of many seconds
-		}
-	}
-	return 0, fmt.Errorf("consumer on :%s did not handle %d messages within %s", port, total, limit)
-}
-
-// fill tops the add queue up to n ready messages of fresh keys.
-func (h *harness) fill(ctx context.Context, n int) (int, error) {
-	q := h.cons.RabbitMQ.QueueAdd
-	have, err := h.pub.depth(q)
-	if err != nil {
-		return 0, fmt.Errorf("depth of %s: %w", q, err)
-	}
-	if have >= n {
-		return have, nil
-	}
-	base := h.keySeq
-	h.keySeq += int64(n - have)
-	_, _, err = h.pub.publish(ctx, q, 256, 5*time.Minute, n-have, func(i int) amqp.Publishing {
-		return opMessage(fmt.Sprintf("bench:apply:%010d", base+int64(i)), h.value)
-	})
-	if err != nil {
-		return 0, err
-	}
-	return h.pub.settle(q, n)
-}
+// self is the harness's own binary (kvbench), which serves the stubs and
+// the pipeline.
+func (h *harness) self() (string, error) { return os.Executable() }

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -23,9 +24,12 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var err error
-	if len(os.Args) > 1 && os.Args[1] == "stub" {
+	switch {
+	case len(os.Args) > 1 && os.Args[1] == "stub":
 		err = stub(ctx, os.Args[2:])
-	} else {
+	case len(os.Args) > 1 && os.Args[1] == "pipeline":
+		err = pipeline(ctx, os.Args[2:])
+	default:
 		err = run(ctx, os.Args[1:])
 	}
 	if err != nil {
@@ -40,13 +44,23 @@ func run(ctx context.Context, args []string) error {
 	out := fs.String("out", "", "report path (default bench/REPORT.md; with -smoke, a temporary file)")
 	profiles := fs.String("profiles", "", "directory for CPU profiles of the API and consumer (none when empty)")
 	root := fs.String("root", ".", "repository root")
-	only := fs.String("only", "", "comma-separated scenarios to run: hit,miss,put,apply,apply1,lag,memory (default all)")
+	only := fs.String("only", "", "comma-separated scenarios to run: hit,miss,put,apply,apply1,lag,wait,memory (default all)")
+	ports := fs.Int("ports", defaultPorts(), "first of the 30 ports the harness's own nginx, stubs, API variants and consumers listen on (default KV_BENCH_PORT, else 18080)")
+	compare := fs.String("compare-api", "", "another build of bin/api (say, main's) to run as one more column of the GET hit and PUT scenarios, alternated with the rest")
+	reps := fs.Int("reps", 0, "repetitions per scenario (default: 3, or 1 with -smoke)")
+	dur := fs.Duration("dur", 0, "one measured run (default: 8s, or 1.5s with -smoke)")
 	_ = fs.Parse(args)
 	o := bench.Full()
 	if *smoke {
 		o = bench.Smoke()
 	}
-	o.Root, o.Profiles = *root, *profiles
+	if *reps > 0 {
+		o.Reps = *reps
+	}
+	if *dur > 0 {
+		o.Dur = *dur
+	}
+	o.Root, o.Profiles, o.Ports, o.CompareAPI = *root, *profiles, *ports, *compare
 	o.Command = "kvbench " + strings.Join(args, " ")
 	o.Out = *out
 	if *only != "" {
@@ -65,6 +79,44 @@ func run(ctx context.Context, args []string) error {
 		}
 	}
 	return bench.Run(ctx, o)
+}
+
+func defaultPorts() int {
+	if n, err := strconv.Atoi(os.Getenv("KV_BENCH_PORT")); err == nil && n > 0 {
+		return n
+	}
+	return bench.DefaultPorts
+}
+
+// pipeline is the apply reference (run by the harness itself): the least
+// code doing a consumer's work, from the environment's PostgreSQL, Redis
+// and RabbitMQ, as the consumer reads them.
+func pipeline(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("pipeline", flag.ExitOnError)
+	addr := fs.String("addr", "127.0.0.1:18091", "serves /metrics (kvbench_pipeline_messages_total)")
+	queue := fs.String("queue", "kvbench.scratch", "the queue to drain")
+	prefetch := fs.Int("prefetch", 200, "AMQP prefetch")
+	batch := fs.Int("batch", 100, "messages per batch")
+	wait := fs.Duration("wait", 20*time.Millisecond, "a batch's longest wait for more messages")
+	table := fs.String("table", "kvbench.kv_store", "a scratch copy of kv_store")
+	prefix := fs.String("redis-prefix", "kv:kvbench:pipeline:", "the cache entries' key prefix")
+	_ = fs.Parse(args)
+	// From the environment, as the consumer takes them: the URLs hold
+	// passwords, which never go on a command line.
+	cfg, err := config.Load[config.Consumer]()
+	if err != nil {
+		return fmt.Errorf("pipeline: %w", err)
+	}
+	rc := cfg.Redis
+	rc.KeyPrefix = *prefix
+	err = bench.RunPipeline(ctx, bench.Pipeline{
+		Addr: *addr, AMQPURL: cfg.RabbitMQ.URLs()[0], Queue: *queue, Prefetch: *prefetch, Batch: *batch, Wait: *wait,
+		DatabaseURL: cfg.Postgres.URL, Table: *table, Redis: rc, Channel: "kvbench_pipeline",
+	})
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
 }
 
 // stub serves the baseline's minimal handler (run by the harness itself);

@@ -1,0 +1,238 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+)
+
+// system is one column of a scenario measured under a closed-loop load:
+// kvstack as shipped, a variant of it, a baseline or a reference. Its
+// processes are measured for CPU over each run.
+type system struct {
+	name    string
+	op      Op
+	procs   func(ctx context.Context) ([]Proc, error)
+	profile string // the name of api1's CPU profile taken during its first run; "" for none
+	after   func() // run after each of its runs (cleaning up), when set
+	// load replaces the closed loop of op over HTTP when set (a raw
+	// publish, say).
+	load func(ctx context.Context, dur time.Duration) Result
+}
+
+// run drives the system's load for dur: a closed loop of conns.
+//
+// CPU per operation is compared in closed loops, as issue 15 measured it
+// (wrk, 64 connections): each system as busy as it can be. A system that
+// answers faster then also batches more work per wake-up (more events per
+// epoll_wait, in nginx too), which lowers its CPU per operation a little
+// by itself; against kvstack, that favours the references and the
+// variants with less to do, so the targets are judged conservatively. At
+// a fixed rate below saturation the wake-ups dominate instead, and every
+// system's CPU per operation rises (the same GET hit: 202 µs in the
+// replicas at 2 k/s against 131 µs in a closed loop), hiding what each
+// layer costs.
+func (s system) run(ctx context.Context, conns int, dur time.Duration) Result {
+	if s.load != nil {
+		return s.load(ctx, dur)
+	}
+	return Closed(ctx, conns, dur, 0, s.op)
+}
+
+// variant is kvstack run with some settings changed, to put a number on
+// the cost of a layer: the same binary, the stack's environment, env on
+// top.
+type variant struct {
+	name string
+	env  []string
+	bin  string // another build of the API (Options.CompareAPI); "" for bin/api
+}
+
+// apiVariants are the API's variants of issue 15, beside the stack as
+// shipped (parent-based always-on sampling, access log on).
+var apiVariants = []variant{
+	{name: "10 % sampling", env: []string{"OTEL_TRACES_SAMPLER=parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG=0.1"}},
+	{name: "tracing off", env: []string{"OTEL_TRACES_SAMPLER=always_off"}},
+	{name: "tracing and access log off", env: []string{"OTEL_TRACES_SAMPLER=always_off", "KV_ACCESS_LOG=false"}},
+}
+
+// The columns the targets compare.
+const (
+	colKVStack    = "kvstack"
+	colSampled    = "10 % sampling"
+	colUntraced   = "tracing off"
+	colReference  = "reference"
+	colBaseline   = "baseline"
+	colRawPublish = "raw publish"
+	colCompare    = "compared build"
+)
+
+// variants are apiVariants, and with Options.CompareAPI a build of the API
+// to compare with (another commit's), run as shipped.
+func (h *harness) variants() []variant {
+	if h.o.CompareAPI == "" {
+		return apiVariants
+	}
+	return append(slices.Clone(apiVariants), variant{name: colCompare, bin: h.o.CompareAPI})
+}
+
+// stackSystem is the stack's own edge and replicas: kvstack as shipped.
+func (h *harness) stackSystem(op Op, profile string) system {
+	return system{name: colKVStack, op: op, profile: profile, procs: func(ctx context.Context) ([]Proc, error) {
+		return h.stack.procs(ctx)
+	}}
+}
+
+// edgeSystem is an edge of the harness's (a variant, a stub) with the
+// stack's processes of roles beside it (the engines it uses, say).
+func (h *harness) edgeSystem(name string, e *edge, op Op, roles ...string) system {
+	return system{name: name, op: op, procs: func(ctx context.Context) ([]Proc, error) {
+		procs, err := h.stackProcs(ctx, roles...)
+		if err != nil {
+			return nil, err
+		}
+		return append(slices.Clone(e.procs), procs...), nil
+	}}
+}
+
+// stackProcs are the stack's processes of the given roles that run.
+func (h *harness) stackProcs(ctx context.Context, roles ...string) ([]Proc, error) {
+	all, err := h.stack.procs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []Proc
+	for _, p := range all {
+		if slices.Contains(roles, p.Role) {
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// notAPI are the roles of the stack beside its edge and replicas.
+var notAPI = []string{"consumer", "jaeger", "postgres", "redis", "rabbitmq"}
+
+// startVariants starts each API variant on ports of its own: two replicas
+// behind an nginx; stop stops them all.
+func (h *harness) startVariants(ctx context.Context, scenario string, mk func(base string) Op) ([]system, func(), error) {
+	var (
+		out   []system
+		edges []*edge
+	)
+	stop := func() {
+		for _, e := range edges {
+			e.stop()
+		}
+	}
+	for i, v := range h.variants() {
+		listen, a, b := h.o.port(20+3*i), h.o.port(21+3*i), h.o.port(22+3*i)
+		e, err := h.startReplicas(ctx, fmt.Sprintf("%s-variant%d", scenario, i+1), listen, [2]string{a, b}, v.bin, v.env...)
+		if err != nil {
+			stop()
+			return nil, nil, fmt.Errorf("variant %q: %w", v.name, err)
+		}
+		edges = append(edges, e)
+		out = append(out, h.edgeSystem(v.name, e, mk(e.url), notAPI...))
+	}
+	return out, stop, nil
+}
+
+// measured is one run of a system: the load's result and each process's
+// CPU µs per successful operation.
+type measured struct {
+	res   Result
+	perOp map[string]float64
+}
+
+// runSystem runs the system's load for dur and measures its processes.
+func (h *harness) runSystem(ctx context.Context, s system, dur time.Duration, profile bool) (measured, error) {
+	procs, err := s.procs(ctx)
+	if err != nil {
+		return measured{}, err
+	}
+	wait := func() {}
+	if profile && s.profile != "" {
+		wait = h.profile(ctx, h.o.APIPorts[0], s.profile, int(dur.Seconds())-1)
+	}
+	w, err := startCPU(procs)
+	if err != nil {
+		return measured{}, err
+	}
+	res := s.run(ctx, h.o.Conns, dur)
+	u, err := w.end()
+	wait()
+	if s.after != nil {
+		s.after()
+	}
+	if err != nil {
+		return measured{res: res}, err
+	}
+	perOp, err := u.PerOp(float64(res.OK))
+	if err != nil {
+		return measured{res: res}, fmt.Errorf("%s: %s: %w", s.name, res, err)
+	}
+	return measured{res: res, perOp: perOp}, nil
+}
+
+// alternate warms each system up, then runs them in turn, Reps times, and
+// returns each one's runs by name; CPU goes into table, failed requests
+// into the section's notes.
+func (h *harness) alternate(ctx context.Context, label string, sec *Section, table *CPUTable, systems []system) (map[string][]Result, error) {
+	for _, s := range systems {
+		s.run(ctx, h.o.Conns, h.o.Warm)
+		if s.after != nil {
+			s.after()
+		}
+	}
+	out := map[string][]Result{}
+	for r := range h.o.Reps {
+		for _, s := range systems {
+			if err := WaitQuiet(ctx); err != nil {
+				return out, err
+			}
+			m, err := h.runSystem(ctx, s, h.o.Dur, r == 0)
+			if err != nil {
+				return out, fmt.Errorf("run %d: %w", r+1, err)
+			}
+			Log("%s run %d: %s %s; %s", label, r+1, s.name, m.res, fmtPerOp(m.perOp))
+			if m.res.Errors > 0 {
+				sec.Notes = append(sec.Notes, fmt.Sprintf("run %d: %d %s requests failed (statuses %v)", r+1, m.res.Errors, s.name, m.res.Status))
+			}
+			table.Add(s.name, m.perOp)
+			out[s.name] = append(out[s.name], m.res)
+		}
+	}
+	return out, nil
+}
+
+func fmtPerOp(perOp map[string]float64) string {
+	s := "CPU µs/op"
+	var total float64
+	for _, role := range slices.Sorted(maps.Keys(perOp)) {
+		s += fmt.Sprintf(" %s %.1f", role, perOp[role])
+		total += perOp[role]
+	}
+	return s + fmt.Sprintf(" total %.1f", total)
+}
+
+// rates, p50s and p99s are the figures of a system's runs.
+func rates(rs []Result) []float64 { return each(rs, Result.Rate) }
+func p50s(rs []Result) []float64 {
+	return each(rs, func(r Result) float64 { return ms(r.Quantile(.5)) })
+}
+func p99s(rs []Result) []float64 {
+	return each(rs, func(r Result) float64 { return ms(r.Quantile(.99)) })
+}
+
+func each(rs []Result, f func(Result) float64) []float64 {
+	out := make([]float64, len(rs))
+	for i, r := range rs {
+		out[i] = f(r)
+	}
+	return out
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

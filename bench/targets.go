@@ -1,0 +1,64 @@
+package bench
+
+import (
+	"fmt"
+	"math"
+)
+
+// The figures that decide "met" or "not met" are computed here, by
+// functions the tests check, from medians the scenarios collected.
+
+// Ratio is a ÷ b; NaN when either is unknown or b is not positive.
+func Ratio(a, b float64) float64 {
+	if math.IsNaN(a) || math.IsNaN(b) || b <= 0 {
+		return math.NaN()
+	}
+	return a / b
+}
+
+// TracingShare is the share of a process's CPU per operation that tracing
+// takes: what it spends with tracing (traced) less what the same binary
+// spends with tracing off (untraced), over the traced figure. A negative
+// difference (tracing off measured slower, within the spread) is 0.
+func TracingShare(traced, untraced float64) float64 {
+	r := Ratio(traced-untraced, traced)
+	if r < 0 {
+		return 0
+	}
+	return r
+}
+
+// AtMost is a target met when got ≤ limit, shown with format (one verb).
+func AtMost(name string, got, limit float64, format string) Target {
+	return Target{Name: name, Got: fmtGot(format, got), Want: "≤ " + fmt.Sprintf(format, limit), Met: !math.IsNaN(got) && got <= limit}
+}
+
+// Below is a target met when got < limit.
+func Below(name string, got, limit float64, format string) Target {
+	return Target{Name: name, Got: fmtGot(format, got), Want: "< " + fmt.Sprintf(format, limit), Met: !math.IsNaN(got) && got < limit}
+}
+
+// AtLeast is a target met when got ≥ limit.
+func AtLeast(name string, got, limit float64, format string) Target {
+	return Target{Name: name, Got: fmtGot(format, got), Want: "≥ " + fmt.Sprintf(format, limit), Met: !math.IsNaN(got) && got >= limit}
+}
+
+// Reported is a figure shown beside the targets, with none of its own.
+func Reported(name string, got float64, format string) Target {
+	return Target{Name: name, Got: fmtGot(format, got)}
+}
+
+func fmtGot(format string, v float64) string {
+	if math.IsNaN(v) {
+		return "not measured"
+	}
+	return fmt.Sprintf(format, v)
+}
+
+const (
+	fmtTimes   = "%.2f ×"
+	fmtPercent = "%.1f %%"
+)
+
+// percent is a share as a percentage.
+func percent(share float64) float64 { return share * 100 }

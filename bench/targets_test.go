@@ -1,0 +1,149 @@
+package bench
+
+import (
+	"bytes"
+	"math"
+	"strings"
+	"testing"
+)
+
+func TestRatioAndShare(t *testing.T) {
+	nan := math.NaN()
+	tests := []struct {
+		name      string
+		got, want float64
+	}{
+		{"ratio", Ratio(90, 60), 1.5},
+		{"ratio of unknown", Ratio(nan, 60), nan},
+		{"ratio over zero", Ratio(90, 0), nan},
+		{"share", TracingShare(100, 85), 0.15},
+		{"share, untraced measured slower", TracingShare(100, 104), 0},
+		{"share of unknown", TracingShare(100, nan), nan},
+	}
+	for _, tt := range tests {
+		same := tt.got == tt.want || (math.IsNaN(tt.got) && math.IsNaN(tt.want)) || math.Abs(tt.got-tt.want) < 1e-12
+		if !same {
+			t.Errorf("%s = %v, want %v", tt.name, tt.got, tt.want)
+		}
+	}
+}
+
+func TestTargets(t *testing.T) {
+	tests := []struct {
+		name    string
+		target  Target
+		met     bool
+		got     string
+		wantStr string
+	}{
+		{"at most, met at the limit", AtMost("x", 1.5, 1.5, fmtTimes), true, "1.50 ×", "≤ 1.50 ×"},
+		{"at most, not met", AtMost("x", 1.51, 1.5, fmtTimes), false, "1.51 ×", "≤ 1.50 ×"},
+		{"below, not met at the limit", Below("x", 100, 100, "%.0f"), false, "100", "< 100"},
+		{"at least", AtLeast("x", 5, 5, "%.1f ×"), true, "5.0 ×", "≥ 5.0 ×"},
+		{"unknown is never met", AtMost("x", math.NaN(), 1.5, fmtTimes), false, "not measured", "≤ 1.50 ×"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if tt.target.Met != tt.met || tt.target.Got != tt.got || tt.target.Want != tt.wantStr {
+				t.Errorf("got %+v, want met=%v got=%q want=%q", tt.target, tt.met, tt.got, tt.wantStr)
+			}
+		})
+	}
+	if r := Reported("x", 2, fmtTimes); r.Want != "" || r.Got != "2.00 ×" {
+		t.Errorf("Reported = %+v", r)
+	}
+}
+
+func TestLagTarget(t *testing.T) {
+	met := HistDelta(nil, map[float64]float64{0.05: 900, 0.1: 995, 0.25: 1000, math.Inf(1): 1000})
+	if tg := LagTarget("lag", met, 0.1); !tg.Met || !strings.Contains(tg.Got, "99.50 % within 100 ms") {
+		t.Errorf("99.5 %% within: %+v, want met", tg)
+	}
+	notMet := HistDelta(nil, map[float64]float64{0.05: 900, 0.1: 985, 0.25: 1000, math.Inf(1): 1000})
+	if tg := LagTarget("lag", notMet, 0.1); tg.Met {
+		t.Errorf("98.5 %% within: %+v, want not met", tg)
+	}
+	if tg := LagTarget("lag", Hist{}, 0.1); tg.Met {
+		t.Errorf("no observation: %+v, want not met", tg)
+	}
+}
+
+func TestCPUTable(t *testing.T) {
+	tb := NewCPUTable("GET hit", "request", cpuRowsHTTP...)
+	tb.Add(colKVStack, map[string]float64{"nginx": 20, "api1": 30, "api2": 32, "redis": 8})
+	tb.Add(colKVStack, map[string]float64{"nginx": 22, "api1": 34, "api2": 30, "redis": 10})
+	tb.Add(colKVStack, map[string]float64{"nginx": 21, "api1": 31, "api2": 31, "redis": 9})
+	tb.Add(colReference, map[string]float64{"nginx": 19, "api1": 20, "api2": 21, "redis": 7})
+
+	if got, want := tb.Runs(rowReplicas, colKVStack), []float64{62, 64, 62}; !equal(got, want) {
+		t.Errorf("api1 + api2 runs = %v, want %v", got, want)
+	}
+	if got, want := tb.Runs(rowTotal, colKVStack), []float64{90, 96, 92}; !equal(got, want) {
+		t.Errorf("total runs = %v, want %v", got, want)
+	}
+	if got := tb.Median(rowReplicas, colKVStack); got != 62 {
+		t.Errorf("median of api1 + api2 = %v, want 62", got)
+	}
+	if got := tb.Median("consumer", colKVStack); !math.IsNaN(got) {
+		t.Errorf("median of a process not measured = %v, want NaN", got)
+	}
+	var b bytes.Buffer
+	tb.Write(&b)
+	for _, want := range []string{
+		"| process | kvstack | reference |",
+		"| **api1 + api2** | 62.0 [62.0 – 64.0] | 41.0 |",
+		"| consumer | – | – |",
+		"| **total** | 92.0 [90.0 – 96.0] | 67.0 |",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, b.String())
+		}
+	}
+}
+
+func equal(a, b []float64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestSampledAt(t *testing.T) {
+	tests := []struct {
+		ratio float64
+		n     int
+		want  int
+	}{{1, 100, 100}, {0.1, 100, 10}, {0.1, 1000, 100}, {0, 100, 0}, {0.25, 10, 2}}
+	for _, tt := range tests {
+		got := 0
+		for i := range tt.n {
+			if SampledAt(i, tt.ratio) {
+				got++
+			}
+		}
+		if got != tt.want {
+			t.Errorf("ratio %v: %d of %d sampled, want %d", tt.ratio, got, tt.n, tt.want)
+		}
+	}
+}
+
+func TestSummarise(t *testing.T) {
+	tests := []struct {
+		in   []float64
+		want Stats
+	}{
+		{[]float64{3, 1, 2}, Stats{2, 1, 3}},
+		{[]float64{4, 1, 3, 2}, Stats{2.5, 1, 4}},
+		{nil, Stats{}},
+	}
+	for _, tt := range tests {
+		if got := Summarise(tt.in); got != tt.want {
+			t.Errorf("Summarise(%v) = %+v, want %+v", tt.in, got, tt.want)
+		}
+	}
+}
