@@ -101,6 +101,11 @@ func (h *harness) drainers(prefetch, batch int) []drainer {
 			return h.drainChild(ctx, "consumer-"+v.name, n, sampled, v.env...)
 		}})
 	}
+	if bin := h.o.CompareConsumer; bin != "" {
+		out = append(out, drainer{name: colCompare, sampled: 1, run: func(ctx context.Context, n int, _ bool) (drained, error) {
+			return h.drainBinary(ctx, "consumer-compared", bin, n, 1)
+		}})
+	}
 	return append(out, drainer{name: colReference, run: func(ctx context.Context, n int, _ bool) (drained, error) {
 		return h.drainPipeline(ctx, n, prefetch, batch)
 	}})
@@ -169,6 +174,11 @@ const consumerCounter = "kvstack_consumer_messages_total"
 // until it has handled them, stops it, and returns its drain. The stack's
 // consumer must be stopped.
 func (h *harness) drainChild(ctx context.Context, name string, n int, sampled float64, env ...string) (drained, error) {
+	return h.drainBinary(ctx, name, filepath.Join(h.stack.s.BinDir, "consumer"), n, sampled, env...)
+}
+
+// drainBinary is drainChild with another build of the consumer.
+func (h *harness) drainBinary(ctx context.Context, name, bin string, n int, sampled float64, env ...string) (drained, error) {
 	o := h.o
 	// Stopped again each time: someone else's `make up` may have restarted it.
 	if err := h.stopConsumer(ctx); err != nil {
@@ -180,7 +190,7 @@ func (h *harness) drainChild(ctx context.Context, name string, n int, sampled fl
 	}
 	log := filepath.Join(h.dir, name+".log")
 	c, err := h.spawn(name, log, h.stack.env("consumer", append([]string{
-		"KV_CONSUMER_ADDR=" + o.port(10), "KV_INSTANCE_ID=kvbench-" + name}, env...)...), filepath.Join(h.stack.s.BinDir, "consumer"))
+		"KV_CONSUMER_ADDR=" + o.port(10), "KV_INSTANCE_ID=kvbench-" + name}, env...)...), bin)
 	if err != nil {
 		return drained{}, err
 	}
@@ -280,7 +290,7 @@ func (h *harness) applyBaselines(ctx context.Context, prefetch, batch int) (appl
 
 func applyFigures(rates map[string][]float64, b applyBaseline, prefetch, batch int) []Figure {
 	var out []Figure
-	for _, name := range []string{colKVStack, colSampled, colUntraced, colReference} {
+	for _, name := range []string{colKVStack, colSampled, colUntraced, colCompare, colReference} {
 		if r, ok := rates[name]; ok {
 			out = append(out, Figure{name, "msg/s", r})
 		}

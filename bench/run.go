@@ -39,6 +39,8 @@ type Options struct {
 	// CompareAPI is another build of bin/api (say, main's) run beside the
 	// variants as one more column: A/B runs of a change, alternated.
 	CompareAPI string
+	// CompareConsumer is the same for bin/consumer, in the apply scenario.
+	CompareConsumer string
 
 	Reps     int
 	Dur      time.Duration // one measured run

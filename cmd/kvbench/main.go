@@ -47,6 +47,7 @@ func run(ctx context.Context, args []string) error {
 	only := fs.String("only", "", "comma-separated scenarios to run: hit,miss,put,apply,apply1,lag,wait,memory (default all)")
 	ports := fs.Int("ports", defaultPorts(), "first of the 30 ports the harness's own nginx, stubs, API variants and consumers listen on (default KV_BENCH_PORT, else 18080)")
 	compare := fs.String("compare-api", "", "another build of bin/api (say, main's) to run as one more column of the GET hit and PUT scenarios, alternated with the rest")
+	compareConsumer := fs.String("compare-consumer", "", "another build of bin/consumer to run as one more column of the apply scenario")
 	reps := fs.Int("reps", 0, "repetitions per scenario (default: 3, or 1 with -smoke)")
 	dur := fs.Duration("dur", 0, "one measured run (default: 8s, or 1.5s with -smoke)")
 	_ = fs.Parse(args)
@@ -60,7 +61,7 @@ func run(ctx context.Context, args []string) error {
 	if *dur > 0 {
 		o.Dur = *dur
 	}
-	o.Root, o.Profiles, o.Ports, o.CompareAPI = *root, *profiles, *ports, *compare
+	o.Root, o.Profiles, o.Ports, o.CompareAPI, o.CompareConsumer = *root, *profiles, *ports, *compare, *compareConsumer
 	o.Command = "kvbench " + strings.Join(args, " ")
 	o.Out = *out
 	if *only != "" {
