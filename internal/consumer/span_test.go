@@ -2,9 +2,11 @@ package consumer
 
 import (
 	"context"
+	"slices"
 	"testing"
 
 	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -84,21 +86,28 @@ func TestLargerBatchSharesItsCallsWithEveryMessage(t *testing.T) {
 	if len(batch) != 1 || batch[0].Parent().IsValid() || len(batch[0].Links()) != 3 {
 		t.Fatalf("want one root batch span linked to the 3 messages, got %v", batch)
 	}
-	for _, call := range []string{"INSERT kv_store", "EVALSHA"} {
-		shared := spansNamed(rec, call)
-		if len(shared) != 2 {
-			t.Fatalf("%d %q spans, want one per applied message (2)", len(shared), call)
-		}
-		parents := map[trace.SpanID]bool{}
-		for _, s := range shared {
-			parents[s.Parent().SpanID()] = true
-			if s.SpanKind() != trace.SpanKindClient || len(s.Links()) != 1 || s.Links()[0].SpanContext.SpanID() != batch[0].SpanContext().SpanID() {
-				t.Errorf("%s span: kind %v, links %v; want a client span linked to the batch", call, s.SpanKind(), s.Links())
+	if n := len(rec.Ended()); n != 4 {
+		t.Errorf("%d spans ended, want the batch's and the 3 messages' (the shared calls are events)", n)
+	}
+	for _, span := range []trace.Span{s1, s2} {
+		got := ended(t, rec, span)
+		var calls []string
+		for _, e := range got.Events() {
+			calls = append(calls, e.Name)
+			a := map[attribute.Key]attribute.Value{}
+			for _, kv := range e.Attributes {
+				a[kv.Key] = kv.Value
+			}
+			if a["db.operation.batch.size"].AsInt64() != 2 || a["kvstack.duration_ms"].Type() != attribute.FLOAT64 || a["db.system.name"].AsString() == "" {
+				t.Errorf("event %q attributes %v, want the call's system, duration and the 2 messages it wrote", e.Name, e.Attributes)
 			}
 		}
-		if !parents[s1.SpanContext().SpanID()] || !parents[s2.SpanContext().SpanID()] {
-			t.Errorf("%s spans are not children of each applied message's span", call)
+		if !slices.Equal(calls, []string{"INSERT kv_store", "EVALSHA"}) {
+			t.Errorf("message span events %v, want one per shared call", calls)
 		}
+	}
+	if events := ended(t, rec, s3).Events(); len(events) != 0 {
+		t.Errorf("the undecodable message has events %v; it was written by no call", events)
 	}
 	for _, span := range []trace.Span{s1, s2, s3} {
 		got := ended(t, rec, span)
