@@ -28,7 +28,8 @@ type Shutdown func(context.Context) error
 // OTEL_EXPORTER_OTLP_TRACES_ENDPOINT (default http://localhost:4318),
 // OTEL_EXPORTER_OTLP_PROTOCOL ("http/protobuf" by default, or "grpc"),
 // OTEL_TRACES_EXPORTER ("otlp", or "none" to export nothing),
-// OTEL_TRACES_SAMPLER (parent-based always-on by default), OTEL_BSP_*,
+// OTEL_TRACES_SAMPLER and _ARG (SamplerFromEnv: parent-based always-on by
+// default, parentbased_traceidratio in production), OTEL_BSP_*,
 // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES (they override the
 // defaults given here). Propagation is W3C TraceContext and Baggage.
 func SetupTracing(ctx context.Context, service, instanceID, version string) (Shutdown, error) {
@@ -50,7 +51,11 @@ func SetupTracing(ctx context.Context, service, instanceID, version string) (Shu
 		return nil, fmt.Errorf("tracing resource: %w", err)
 	}
 
-	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res)}
+	sampler, err := SamplerFromEnv()
+	if err != nil {
+		return nil, err
+	}
+	opts := []sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithSampler(sampler)}
 	exporter, err := newExporter(ctx)
 	if err != nil {
 		return nil, err
@@ -58,8 +63,6 @@ func SetupTracing(ctx context.Context, service, instanceID, version string) (Shu
 	if exporter != nil {
 		opts = append(opts, sdktrace.WithBatcher(exporter))
 	}
-	// The sampler comes from OTEL_TRACES_SAMPLER when set; the SDK's default
-	// is parent-based always-on.
 	tp := sdktrace.NewTracerProvider(opts...)
 	otel.SetTracerProvider(tp)
 	return tp.Shutdown, nil
