@@ -29,7 +29,7 @@ const tracerName = "github.com/kvstack/kvstack/internal/httpapi"
 // attribute (tracing_test.go compares the two), for a fraction of the
 // cost: one wrapper and one copy of the request shared with the rest of
 // the middleware, no metrics recorded into a no-op meter, attributes built
-// in place (bench/NOTES.md).
+// in place and only for a span that records them (bench/NOTES.md).
 func (a *api) traced(next http.Handler) http.Handler {
 	tracer := otel.Tracer(tracerName)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -37,9 +37,11 @@ func (a *api) traced(next http.Handler) http.Handler {
 		ctx := r.Context()
 		if p := r.URL.Path; p != "/healthz" && p != "/readyz" {
 			ctx = otel.GetTextMapPropagator().Extract(ctx, propagation.HeaderCarrier(r.Header))
-			var attrs [12]attribute.KeyValue
-			ctx, e.span = tracer.Start(ctx, "http.server", trace.WithSpanKind(trace.SpanKindServer),
-				trace.WithAttributes(requestAttrs(attrs[:0], r)...))
+			ctx, e.span = tracer.Start(ctx, "http.server", trace.WithSpanKind(trace.SpanKindServer))
+			if e.span.IsRecording() { // a span not sampled would drop them
+				var attrs [12]attribute.KeyValue
+				e.span.SetAttributes(requestAttrs(attrs[:0], r)...)
+			}
 			otel.GetTextMapPropagator().Inject(ctx, propagation.HeaderCarrier(w.Header()))
 		}
 		if r.Body != nil && r.Body != http.NoBody {
@@ -59,6 +61,9 @@ func (a *api) traced(next http.Handler) http.Handler {
 
 // endSpan names the span after the route and records the answer.
 func (e *exchange) endSpan(r *http.Request) {
+	if !e.span.IsRecording() {
+		return
+	}
 	route := routePattern(r)
 	e.span.SetName(spanMethod(r.Method) + " " + route)
 	status := e.answered()
