@@ -88,6 +88,15 @@ func newExporter(ctx context.Context) (sdktrace.SpanExporter, error) {
 	)
 	switch protocol {
 	case "", "http/protobuf":
+		// Ours, unless the environment asks for what only otlptracehttp
+		// does (certificates, compression).
+		fast, ok, ferr := otlpFromEnv()
+		if ferr != nil {
+			return nil, fmt.Errorf("trace exporter: %w", ferr)
+		}
+		if ok {
+			return fast, nil
+		}
 		exp, err = otlptracehttp.New(ctx)
 	case "grpc":
 		exp, err = otlptracegrpc.New(ctx)
