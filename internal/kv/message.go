@@ -1,7 +1,6 @@
 package kv
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"time"
@@ -42,13 +41,11 @@ func DecodeMessage(kind Kind, body []byte, limits Limits) (Op, error) {
 	if !utf8.Valid(body) {
 		return Op{}, invalid("body", "not valid UTF-8")
 	}
+	// One JSON object and nothing after it: Unmarshal refuses trailing data
+	// itself, without a Decoder's buffer to allocate per message.
 	var m message
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&m); err != nil {
+	if err := json.Unmarshal(body, &m); err != nil {
 		return Op{}, invalid("body", "not a JSON message: %v", err)
-	}
-	if dec.More() {
-		return Op{}, invalid("body", "trailing data after the JSON message")
 	}
 	ts, err := time.Parse(time.RFC3339Nano, m.Timestamp)
 	if err != nil {
