@@ -157,7 +157,7 @@ func (h *harness) drainStack(ctx context.Context, n int, sampled float64, profil
 	}
 	wait := func() {}
 	if profile {
-		wait = h.profile(ctx, h.o.ConsumerPort, "consumer-apply-cpu", 3)
+		wait = h.profile(ctx, h.o.ConsumerPort, "consumer-apply-cpu", 4)
 	}
 	procs := func(ctx context.Context) ([]Proc, error) {
 		return h.stackProcs(ctx, append([]string{"consumer"}, applyRoles...)...)
