@@ -147,3 +147,30 @@ func TestSummarise(t *testing.T) {
 		}
 	}
 }
+
+// The report puts every target in the summary and under its section,
+// with its verdict.
+func TestReportWrite(t *testing.T) {
+	r := &Report{Command: "kvbench", Sections: []*Section{{
+		Title: "GET cache hit", Setup: "64 connections.",
+		Figures: []Figure{{"kvstack", "req/s", []float64{3000, 3200, 3100}}},
+		Targets: []Target{AtMost("ratio", 2.2, 1.5, fmtTimes), Reported("throughput", 0.4, fmtTimes), AtMost("lag", 1, 2, "%.0f")},
+		Notes:   []string{"a note"},
+	}}}
+	var b bytes.Buffer
+	r.Write(&b)
+	for _, want := range []string{
+		"| ratio | 2.20 × | ≤ 1.50 × | **NOT met** |",
+		"| throughput | 0.40 × |  | (reported, no target) |",
+		"| lag | 1 | ≤ 2 | **met** |",
+		"## 1. GET cache hit\n\n64 connections.",
+		"| kvstack (req/s) | 3100 | 3000 | 3200 | 3000, 3200, 3100 |",
+		"* ratio: **2.20 ×**, wanted ≤ 1.50 ×: **NOT met**",
+		"* throughput: **0.40 ×** (no target)",
+		"* a note",
+	} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, b.String())
+		}
+	}
+}
