@@ -43,20 +43,28 @@ func serverAttrs(rawURL string) []attribute.KeyValue {
 // startPublish starts the PRODUCER span of one publish and writes its
 // context into the message headers, so that the consumer's span becomes its
 // child.
+//
+// The attributes are built only for a span that records them: at a low
+// sampling ratio most publishes are not sampled, and they still carry
+// their (unsampled) trace context to the consumer.
 func (p *Publisher) startPublish(ctx context.Context, queue string, msg *amqp.Publishing) (context.Context, trace.Span) {
-	attrs := []attribute.KeyValue{
-		semconv.MessagingSystemRabbitMQ,
-		semconv.MessagingOperationTypeSend,
-		semconv.MessagingOperationName("publish"),
-		semconv.MessagingDestinationName(queue),
-		semconv.MessagingRabbitMQDestinationRoutingKey(queue),
-		semconv.MessagingMessageID(msg.MessageId),
-		semconv.MessagingMessageBodySize(len(msg.Body)),
+	ctx, span := tracer().Start(ctx, "publish "+queue, trace.WithSpanKind(trace.SpanKindProducer))
+	if span.IsRecording() {
+		var buf [10]attribute.KeyValue
+		attrs := append(buf[:0],
+			semconv.MessagingSystemRabbitMQ,
+			semconv.MessagingOperationTypeSend,
+			semconv.MessagingOperationName("publish"),
+			semconv.MessagingDestinationName(queue),
+			semconv.MessagingRabbitMQDestinationRoutingKey(queue),
+			semconv.MessagingMessageID(msg.MessageId),
+			semconv.MessagingMessageBodySize(len(msg.Body)),
+		)
+		if s := p.sess.Load(); s != nil {
+			attrs = append(attrs, s.server...)
+		}
+		span.SetAttributes(attrs...)
 	}
-	if s := p.sess.Load(); s != nil {
-		attrs = append(attrs, s.server...)
-	}
-	ctx, span := tracer().Start(ctx, "publish "+queue, trace.WithSpanKind(trace.SpanKindProducer), trace.WithAttributes(attrs...))
 	if msg.Headers == nil {
 		msg.Headers = amqp.Table{}
 	}
