@@ -76,11 +76,11 @@ env: stack-bin ## stack.env and the stack's other settings, with their defaults 
 jaeger: stack-bin ## Build bin/jaeger from the Go module proxy (skipped when up to date)
 	$(STACK) jaeger
 
-##@ Benchmark (issue 7; bench/REPORT.md)
+##@ Benchmark (issues 7 and 15; bench/REPORT.md; BENCH_ARGS: kvbench's flags, KV_BENCH_PORT: its own ports)
 
 BENCH_ARGS ?=
 
-bench: up ## Every scenario beside its baseline on the native stack (~10 min); writes bench/REPORT.md
+bench: up ## Every scenario on the native stack, CPU per operation of every process beside the variants and references (~10–25 min); writes bench/REPORT.md
 	$(GO) build -o $(BIN)/kvbench ./cmd/kvbench
 	$(BIN)/kvbench $(BENCH_ARGS)
 
