@@ -352,7 +352,8 @@ func TestEdgeMetrics(t *testing.T) {
 		total += m.GetCounter().GetValue()
 	}
 	if want := float64(logged); total != want {
-		t.Errorf("kvstack_edge_http_requests_total adds up to %v, want %v (one per request)\n%s", total, want, out)
+		log, _ := os.ReadFile(e.accessLog)
+		t.Errorf("kvstack_edge_http_requests_total adds up to %v, want %v (one per request)\n%s\naccess log:\n%s", total, want, out, log)
 	}
 	// Every observation is in a bucket: the +Inf one holds the count (the
 	// stand-in replicas answer within nginx's millisecond, request_time 0,
