@@ -4,10 +4,13 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/kvstack/kvstack/deploy/native/engine"
 )
 
 // result holds one fault's figures and the checks that failed.
@@ -45,19 +48,21 @@ func (r result) summary() string {
 // timeout is 2 s and nginx's read timeout 5 s).
 const hangAfter = 6 * time.Second
 
+// runFault runs one fault under load, then checks what it left behind:
+// every acknowledged write applied last-writer-wins, the cache equal to
+// PostgreSQL, nothing dead-lettered, only the killed processes restarted.
 func (e *env) runFault(ctx context.Context, f fault, prefix string) (r result) {
 	r = result{name: f.name, what: f.what, killed: f.killed, failByStatus: map[string]int{}}
-	fail := func(format string, args ...any) { r.failures = append(r.failures, fmt.Sprintf(format, args...)) }
 	for _, name := range f.extra {
 		if err := start(name).do(ctx, e.c); err != nil {
-			fail("%v", err)
+			r.fail("%v", err)
 			return r
 		}
 	}
 	defer func() {
 		for _, name := range f.extra {
 			if err := stop(name).do(context.Background(), e.c); err != nil {
-				fail("%v", err)
+				r.fail("%v", err)
 			}
 		}
 	}()
@@ -68,12 +73,12 @@ func (e *env) runFault(ctx context.Context, f fault, prefix string) (r result) {
 	r.keys = len(keys)
 	pidsBefore, err := e.c.pids(ctx)
 	if err != nil {
-		fail("pids: %v", err)
+		r.fail("pids: %v", err)
 		return r
 	}
 	qBefore, err := e.c.mq.Queues(ctx)
 	if err != nil {
-		fail("queues: %v", err)
+		r.fail("queues: %v", err)
 		return r
 	}
 
@@ -87,93 +92,119 @@ func (e *env) runFault(ctx context.Context, f fault, prefix string) (r result) {
 	sleepCtx(ctx, e.s.warm)
 	var injectAt time.Time
 	if f.inject != nil {
-		if q, err := e.c.mq.Queues(ctx); err == nil {
-			r.unackedAtKill = q["add_key"].Unacked + q["del_key"].Unacked
-		}
-		injectAt = time.Now()
-		if err := f.inject.do(ctx, e.c); err != nil {
-			fail("inject: %v", err)
-		}
-		if len(f.killed) > 0 {
-			// Nobody heals a kill: the supervisor restarts the process.
-			r.heal = e.waitBack(ctx, f.killed, pidsBefore, fail)
-		}
-		sleepCtx(ctx, f.hold-time.Since(injectAt))
-		if f.heal != nil {
-			healAt := time.Now()
-			if err := f.heal.do(ctx, e.c); err != nil {
-				fail("heal: %v", err)
-			}
-			r.heal = time.Since(healAt)
-		}
-		healed := time.Now()
-		// What the cache holds the moment the service is back: after a Redis
-		// restart from its dump, entries older than PostgreSQL (the repair
-		// loop must fix them); otherwise only writes in flight.
-		if rows, err := e.storedRows(ctx, prefix); err == nil {
-			r.staleAtHeal, _ = e.staleEntries(ctx, keys, rows, nil)
-		}
-		// Recovered: a write through nginx is acknowledged again and every
-		// process of the stack answers /readyz (PostgreSQL, Redis, RabbitMQ ok).
-		addrs := e.c.readyAddrs()
-		deadline := time.Now().Add(90 * time.Second)
-		for {
-			a := write(l.client, e.s.nginx, keys[0], "put", fmt.Sprintf("%s/probe/%d", keys[0], time.Now().UnixNano()))
-			led.add(a)
-			if a.acked() && e.ready(ctx, addrs) {
-				r.recovery = time.Since(healed)
-				break
-			}
-			if time.Now().After(deadline) || ctx.Err() != nil {
-				fail("not recovered within 90 s of the heal")
-				r.recovery = time.Since(healed)
-				break
-			}
-			sleepCtx(ctx, 100*time.Millisecond)
-		}
+		injectAt = e.injectAndRecover(ctx, f, &r, l, pidsBefore, prefix)
 	}
 	sleepCtx(ctx, e.s.post)
 	stopLoad()
 	wg.Wait()
+	e.drain(ctx, &r)
 
-	// Drain: nothing ready or unacked left in the work queues.
-	drainStart := time.Now()
+	_ = led.save(filepath.Join(e.s.dir, "ledger-"+f.name+".jsonl"))
+	r.reads, r.readErrs, r.readMax = led.reads, led.readErrs, time.Duration(led.readMax*float64(time.Second))
+	byKey := r.tallyWrites(led.snapshot(), injectAt)
+	rows, err := e.storedRows(ctx, prefix)
+	if err != nil {
+		r.fail("read kv_store: %v", err)
+		return r
+	}
+	r.verifyKeys(byKey, rows)
+	e.checkCache(ctx, &r, keys, rows, prefix)
+	e.checkDLQ(ctx, &r, qBefore)
+	e.checkProcesses(ctx, &r, f.killed, pidsBefore)
+	r.judge(f)
+	return r
+}
+
+func (r *result) fail(format string, args ...any) {
+	r.failures = append(r.failures, fmt.Sprintf(format, args...))
+}
+
+// injectAndRecover injects the fault, waits for a killed process to be
+// back or heals the fault after its hold, and waits until the stack has
+// recovered: a write through nginx acknowledged and every process ready.
+// It returns when the fault was injected.
+func (e *env) injectAndRecover(ctx context.Context, f fault, r *result, l *load, pidsBefore map[string]int, prefix string) time.Time {
+	if q, err := e.c.mq.Queues(ctx); err == nil {
+		r.unackedAtKill = q["add_key"].Unacked + q["del_key"].Unacked
+	}
+	injectAt := time.Now()
+	if err := f.inject.do(ctx, e.c); err != nil {
+		r.fail("inject: %v", err)
+	}
+	if len(f.killed) > 0 {
+		// Nobody heals a kill: the supervisor restarts the process.
+		r.heal = e.waitBack(ctx, f.killed, pidsBefore, r.fail)
+	}
+	sleepCtx(ctx, f.hold-time.Since(injectAt))
+	if f.heal != nil {
+		healAt := time.Now()
+		if err := f.heal.do(ctx, e.c); err != nil {
+			r.fail("heal: %v", err)
+		}
+		r.heal = time.Since(healAt)
+	}
+	healed := time.Now()
+	// What the cache holds the moment the service is back: after a Redis
+	// restart from its dump, entries older than PostgreSQL (the repair
+	// loop must fix them); otherwise only writes in flight.
+	if rows, err := e.storedRows(ctx, prefix); err == nil {
+		r.staleAtHeal, _ = e.staleEntries(ctx, l.keys, rows, nil)
+	}
+	addrs := e.c.readyAddrs()
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		probe := l.keys[0]
+		a := write(l.client, e.s.nginx, probe, "put", fmt.Sprintf("%s/probe/%d", probe, time.Now().UnixNano()))
+		l.led.add(a)
+		if a.acked() && e.ready(ctx, addrs) {
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			r.fail("not recovered within 90 s of the heal")
+			break
+		}
+		sleepCtx(ctx, 100*time.Millisecond)
+	}
+	r.recovery = time.Since(healed)
+	return injectAt
+}
+
+// drain waits until nothing is ready or unacked in the work queues.
+func (e *env) drain(ctx context.Context, r *result) {
+	began := time.Now()
 	for {
 		q, err := e.c.mq.Queues(ctx)
 		if err == nil && q["add_key"].Messages == 0 && q["del_key"].Messages == 0 {
 			break
 		}
-		if time.Since(drainStart) > e.s.drainTimeout || ctx.Err() != nil {
-			fail("queues not drained within %s: %v", e.s.drainTimeout, q)
+		if time.Since(began) > e.s.drainTimeout || ctx.Err() != nil {
+			r.fail("queues not drained within %s: %v", e.s.drainTimeout, q)
 			break
 		}
 		sleepCtx(ctx, 200*time.Millisecond)
 	}
-	r.drain = time.Since(drainStart)
+	r.drain = time.Since(began)
+}
 
-	// Figures from the ledger.
-	attempts := led.snapshot()
-	_ = led.save(filepath.Join(e.s.dir, "ledger-"+f.name+".jsonl"))
-	r.reads, r.readErrs, r.readMax = led.reads, led.readErrs, time.Duration(led.readMax*float64(time.Second))
+// tallyWrites counts the ledger's writes by outcome, the slowest, the
+// hung ones and the longest gap between two 202s after the injection; it
+// returns the writes by key.
+func (r *result) tallyWrites(attempts []attempt, injectAt time.Time) map[string][]attempt {
 	byKey := map[string][]attempt{}
 	var last202 time.Time
 	for _, a := range attempts {
 		byKey[a.Key] = append(byKey[a.Key], a)
 		r.attempts++
 		lat := a.End.Sub(a.Start)
-		if lat > r.writeMax {
-			r.writeMax = lat
-		}
+		r.writeMax = max(r.writeMax, lat)
 		if lat > hangAfter || (a.Status == 0 && strings.Contains(a.Err, "Timeout")) {
 			r.hung++
 		}
 		switch {
 		case a.acked():
 			r.acked++
-			if !injectAt.IsZero() && a.End.After(injectAt) {
-				if !last202.IsZero() && a.End.Sub(last202) > r.longestGap {
-					r.longestGap = a.End.Sub(last202)
-				}
+			if !injectAt.IsZero() && a.End.After(injectAt) && !last202.IsZero() {
+				r.longestGap = max(r.longestGap, a.End.Sub(last202))
 			}
 			last202 = a.End
 		case a.Status == 503:
@@ -187,16 +218,15 @@ func (e *env) runFault(ctx context.Context, f fault, prefix string) (r result) {
 			r.failByStatus[k]++
 		}
 	}
+	return byKey
+}
 
-	// Last writer wins over what was acknowledged, per key.
-	rows, err := e.storedRows(ctx, prefix)
-	if err != nil {
-		fail("read kv_store: %v", err)
-		return r
-	}
+// verifyKeys checks each key's stored row against the last writer among
+// what was acknowledged; a row nobody wrote is checked too.
+func (r *result) verifyKeys(byKey map[string][]attempt, rows map[string]row) {
 	for k := range rows {
 		if _, ok := byKey[k]; !ok {
-			byKey[k] = nil // a row nobody wrote is checked too
+			byKey[k] = nil
 		}
 	}
 	for k, ops := range byKey {
@@ -216,11 +246,15 @@ func (e *env) runFault(ctx context.Context, f fault, prefix string) (r result) {
 			r.example(k + ": " + why)
 		}
 	}
+}
 
-	// The cache, right after the drain, then after the repair loop had time.
+// checkCache counts cache entries that differ from PostgreSQL right after
+// the drain, then again once the repair loop had time.
+func (e *env) checkCache(ctx context.Context, r *result, keys []string, rows map[string]row, prefix string) {
+	var err error
 	r.staleAtDrain, err = e.staleEntries(ctx, keys, rows, nil)
 	if err != nil {
-		fail("read cache: %v", err)
+		r.fail("read cache: %v", err)
 	}
 	r.staleFinal = r.staleAtDrain
 	for deadline := time.Now().Add(10 * time.Second); r.staleFinal > 0 && time.Now().Before(deadline); {
@@ -231,24 +265,25 @@ func (e *env) runFault(ctx context.Context, f fault, prefix string) (r result) {
 	if r.staleFinal > 0 {
 		_, _ = e.staleEntries(ctx, keys, rows, r.example)
 	}
+}
 
-	qAfter, err := e.c.mq.Queues(ctx)
+// checkDLQ counts what the fault dead-lettered.
+func (e *env) checkDLQ(ctx context.Context, r *result, before map[string]engine.QueueDepth) {
+	after, err := e.c.mq.Queues(ctx)
 	if err != nil {
-		fail("queues: %v", err)
+		r.fail("queues: %v", err)
 	}
 	for _, q := range []string{"add_key.dlq", "del_key.dlq"} {
-		r.dlqDelta += qAfter[q].Messages - qBefore[q].Messages
+		r.dlqDelta += after[q].Messages - before[q].Messages
 	}
+}
 
-	// Processes: the ones the fault killed came back (new pid); no other
-	// one died or was restarted.
+// checkProcesses checks that the killed processes came back (new pid) and
+// that no other one died or was restarted.
+func (e *env) checkProcesses(ctx context.Context, r *result, killedNames []string, pidsBefore map[string]int) {
 	pidsAfter, err := e.c.pids(ctx)
 	if err != nil {
-		fail("pids: %v", err)
-	}
-	killed := map[string]bool{}
-	for _, k := range f.killed {
-		killed[k] = true
+		r.fail("pids: %v", err)
 	}
 	names := make([]string, 0, len(pidsBefore))
 	for n := range pidsBefore {
@@ -257,43 +292,47 @@ func (e *env) runFault(ctx context.Context, f fault, prefix string) (r result) {
 	sort.Strings(names)
 	for _, n := range names {
 		before, after := pidsBefore[n], pidsAfter[n]
+		killed := slices.Contains(killedNames, n)
 		switch {
 		case after == 0:
-			fail("%s is down after the fault", n)
-		case killed[n] && after == before:
-			fail("%s was to be killed but kept pid %d", n, before)
-		case killed[n]:
+			r.fail("%s is down after the fault", n)
+		case killed && after == before:
+			r.fail("%s was to be killed but kept pid %d", n, before)
+		case killed:
 			r.restarted = append(r.restarted, fmt.Sprintf("%s %d→%d", n, before, after))
 		case after != before:
-			fail("%s changed pid %d→%d: it died and was restarted", n, before, after)
+			r.fail("%s changed pid %d→%d: it died and was restarted", n, before, after)
 		}
 	}
+}
 
+// judge turns the figures into failures: what no fault may cause, and
+// what this fault was not allowed to cause.
+func (r *result) judge(f fault) {
 	if r.lost > 0 {
-		fail("%d keys lost an acknowledged operation", r.lost)
+		r.fail("%d keys lost an acknowledged operation", r.lost)
 	}
 	if r.unexplained > 0 {
-		fail("%d keys hold a state no operation wrote", r.unexplained)
+		r.fail("%d keys hold a state no operation wrote", r.unexplained)
 	}
 	if r.staleFinal > 0 {
-		fail("%d cache entries differ from PostgreSQL", r.staleFinal)
+		r.fail("%d cache entries differ from PostgreSQL", r.staleFinal)
 	}
 	if r.dlqDelta != 0 {
-		fail("%d messages dead-lettered", r.dlqDelta)
+		r.fail("%d messages dead-lettered", r.dlqDelta)
 	}
 	if r.hung > 0 {
-		fail("%d writes hung (> %s or client timeout)", r.hung, hangAfter)
+		r.fail("%d writes hung (> %s or client timeout)", r.hung, hangAfter)
 	}
 	if !f.writesMayFail && r.status503+r.otherFail > 0 {
-		fail("%d writes refused (503 %d, other %v) by a fault that should not touch writes", r.status503+r.otherFail, r.status503, r.failByStatus)
+		r.fail("%d writes refused (503 %d, other %v) by a fault that should not touch writes", r.status503+r.otherFail, r.status503, r.failByStatus)
 	}
 	if !f.readsMayFail && r.readErrs > 0 {
-		fail("%d reads failed", r.readErrs)
+		r.fail("%d reads failed", r.readErrs)
 	}
 	if r.acked == 0 {
-		fail("no write acknowledged at all")
+		r.fail("no write acknowledged at all")
 	}
-	return r
 }
 
 func (r *result) example(s string) {

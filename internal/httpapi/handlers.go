@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/kvstack/kvstack/internal/kv"
 )
@@ -134,35 +135,25 @@ func (a *api) writeWrite(w http.ResponseWriter, r *http.Request, res kv.Write) {
 // ?wait=applied it waits (at most &timeout=, else KV_WAIT_TIMEOUT) for the
 // write to be applied.
 func (a *api) putKey(w http.ResponseWriter, r *http.Request) {
-	qkey, inQuery, err := queryKey(r)
+	in, err := a.readWriteInput(w, r)
 	if err != nil {
 		a.failRequest(w, r, err)
 		return
 	}
-	waits, timeout, err := waitParams(r)
-	if err != nil {
-		a.failRequest(w, r, err)
-		return
-	}
-	body, err := readBody(w, r, a.cfg.MaxBodyBytes)
-	if err != nil {
-		a.failRequest(w, r, err)
-		return
-	}
-	req, err := decodeWrite(body)
+	req, err := decodeWrite(in.body)
 	switch {
 	case err != nil:
 	case req.Value == nil:
 		err = &kv.ValidationError{Field: "value", Reason: "missing"}
-	case inQuery && *req.Key != qkey:
+	case in.inQuery && *req.Key != in.key:
 		err = errKeysDisagree
 	}
 	if err != nil {
 		a.failRequest(w, r, err)
 		return
 	}
-	if waits {
-		res, err := a.svc.PutApplied(r.Context(), *req.Key, *req.Value, a.svc.WaitConfig().Bound(timeout))
+	if in.waits {
+		res, err := a.svc.PutApplied(r.Context(), *req.Key, *req.Value, a.svc.WaitConfig().Bound(in.timeout))
 		a.answerWrite(w, r, res, err)
 		return
 	}
@@ -182,29 +173,46 @@ func (a *api) answerWrite(w http.ResponseWriter, r *http.Request, res kv.Write, 
 	a.writeWrite(w, r, res)
 }
 
+// writeInput is what a PUT or DELETE brings besides its JSON: the key of
+// ?key= (inQuery when given), ?wait=applied with its &timeout=, and the
+// body, not yet decoded.
+type writeInput struct {
+	key     string
+	inQuery bool
+	waits   bool
+	timeout *time.Duration
+	body    []byte
+}
+
+// readWrite reads and validates a write's query, then reads its body
+// within KV_MAX_BODY_BYTES.
+func (a *api) readWriteInput(w http.ResponseWriter, r *http.Request) (writeInput, error) {
+	var in writeInput
+	var err error
+	if in.key, in.inQuery, err = queryKey(r); err != nil {
+		return in, err
+	}
+	if in.waits, in.timeout, err = waitParams(r); err != nil {
+		return in, err
+	}
+	in.body, err = readBody(w, r, a.cfg.MaxBodyBytes)
+	return in, err
+}
+
 // errKeysDisagree answers a write whose ?key= and body name different keys.
 var errKeysDisagree = &kv.ValidationError{Field: "key", Reason: "query and body name different keys"}
 
 // deleteKey takes the key from the query or from a {"key":K} body; given in
 // both, they must agree.
 func (a *api) deleteKey(w http.ResponseWriter, r *http.Request) {
-	key, ok, err := queryKey(r)
+	in, err := a.readWriteInput(w, r)
 	if err != nil {
 		a.failRequest(w, r, err)
 		return
 	}
-	waits, timeout, err := waitParams(r)
-	if err != nil {
-		a.failRequest(w, r, err)
-		return
-	}
-	body, err := readBody(w, r, a.cfg.MaxBodyBytes)
-	if err != nil {
-		a.failRequest(w, r, err)
-		return
-	}
-	if len(body) > 0 {
-		req, err := decodeWrite(body)
+	key, ok := in.key, in.inQuery
+	if len(in.body) > 0 {
+		req, err := decodeWrite(in.body)
 		switch {
 		case err != nil:
 		case req.Value != nil:
@@ -222,8 +230,8 @@ func (a *api) deleteKey(w http.ResponseWriter, r *http.Request) {
 		a.failRequest(w, r, &kv.ValidationError{Field: "key", Reason: "missing; use ?key= or a {\"key\":…} body"})
 		return
 	}
-	if waits {
-		res, err := a.svc.DeleteApplied(r.Context(), key, a.svc.WaitConfig().Bound(timeout))
+	if in.waits {
+		res, err := a.svc.DeleteApplied(r.Context(), key, a.svc.WaitConfig().Bound(in.timeout))
 		a.answerWrite(w, r, res, err)
 		return
 	}
