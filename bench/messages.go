@@ -12,6 +12,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/kvstack/kvstack/internal/kv"
+	"github.com/kvstack/kvstack/internal/rabbitmq"
 )
 
 // opMessage is an add_key message for key as the API publishes it: the
@@ -19,16 +20,9 @@ import (
 // the headers, sampled or not as the API's sampler decided.
 func opMessage(key, value string, sampled bool) amqp.Publishing {
 	op := kv.Op{Kind: kv.KindPut, Key: key, Value: value, Version: kv.Version{Time: time.Now().UTC().Truncate(time.Microsecond), OpID: uuid.New()}}
-	body, _ := kv.EncodeMessage(op)
-	return amqp.Publishing{
-		Headers:      amqp.Table{"traceparent": traceparent(sampled)},
-		DeliveryMode: amqp.Persistent,
-		ContentType:  "application/json",
-		MessageId:    op.Version.OpID.String(),
-		Timestamp:    op.Version.Time,
-		Type:         string(op.Kind),
-		Body:         body,
-	}
+	msg, _ := rabbitmq.Message(op) // a put of a valid key always encodes
+	msg.Headers = amqp.Table{"traceparent": traceparent(sampled)}
+	return msg
 }
 
 // traceparent is a new W3C traceparent: random trace and span ids, the

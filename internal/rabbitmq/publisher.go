@@ -82,6 +82,25 @@ func NewPublisher(cfg Config, log zerolog.Logger) (*Publisher, error) {
 	return p, nil
 }
 
+// Message is op as the publisher sends it: a persistent JSON message whose
+// id, timestamp and type repeat its version and kind (the consumer reads the
+// body; the properties are for people and tools). The trace context is
+// added to its headers when it is published.
+func Message(op kv.Op) (amqp.Publishing, error) {
+	body, err := kv.EncodeMessage(op)
+	if err != nil {
+		return amqp.Publishing{}, err
+	}
+	return amqp.Publishing{
+		DeliveryMode: amqp.Persistent,
+		ContentType:  "application/json",
+		MessageId:    op.Version.OpID.String(),
+		Timestamp:    op.Version.Time,
+		Type:         string(op.Kind),
+		Body:         body,
+	}, nil
+}
+
 // Publish sends op to its queue (puts to QueueAdd, deletes to QueueDel) as
 // a persistent message, and returns nil only once the broker confirmed it.
 // Any failure to get that confirm within PublishTimeout (not connected,
@@ -91,17 +110,9 @@ func (p *Publisher) Publish(ctx context.Context, op kv.Op) error {
 	if err != nil {
 		return err
 	}
-	body, err := kv.EncodeMessage(op)
+	msg, err := Message(op)
 	if err != nil {
 		return fmt.Errorf("publish %s: encode: %w", queue, err)
-	}
-	msg := amqp.Publishing{
-		DeliveryMode: amqp.Persistent,
-		ContentType:  "application/json",
-		MessageId:    op.Version.OpID.String(),
-		Timestamp:    op.Version.Time,
-		Type:         string(op.Kind),
-		Body:         body,
 	}
 	ctx, span := p.startPublish(ctx, queue, &msg)
 	ctx, cancel := context.WithTimeout(ctx, p.cfg.PublishTimeout)
