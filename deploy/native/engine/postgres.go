@@ -98,22 +98,27 @@ func (p *Postgres) hasData() bool {
 	return err == nil
 }
 
-// initdb makes a new cluster; in a group, its postgresql.conf names every
-// node as a synchronous standby (FIRST 1: whichever is not the primary).
+// initdb makes a new cluster. Its postgresql.conf gets the command line's
+// max_connections (else every reload logs that the file's cannot be
+// applied) and, in a group, every node's name as a synchronous standby
+// (FIRST 1: whichever is not the primary).
 func (p *Postgres) initdb(ctx context.Context, acct account) error {
 	if err := p.runAs(ctx, acct, "initdb", "-D", p.data(), "--auth=trust", "-U", "postgres", "-E", "UTF8", "--locale=C.UTF-8"); err != nil {
 		return err
 	}
-	if len(p.Peers) == 0 {
-		return nil
+	conf := "\n# kvstack (deploy/native/engine)\nmax_connections = " + maxConnections + "\n"
+	if len(p.Peers) > 0 {
+		conf += "# A commit waits until the standby has flushed it (PostgresPair).\nsynchronous_standby_names = '" + p.standbyNames() + "'\n"
 	}
 	f, err := os.OpenFile(filepath.Join(p.data(), "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		return err
 	}
-	_, err = fmt.Fprintf(f, "\n# kvstack: a commit waits until the standby has flushed it (PostgresPair).\nsynchronous_standby_names = '%s'\n", p.standbyNames())
+	_, err = f.WriteString(conf)
 	return errors.Join(err, f.Close())
 }
+
+const maxConnections = "200"
 
 // standbyNames is the group's synchronous_standby_names: FIRST 1 of every
 // node's name (its application_name), the primary's own never matching.
@@ -200,7 +205,7 @@ func (p *Postgres) Program() native.Program {
 		Name: p.name(),
 		Command: []string{filepath.Join(bin, "postgres"), "-D", p.data(),
 			"-c", "listen_addresses=127.0.0.1", "-c", "port=" + strconv.Itoa(p.Port),
-			"-c", "unix_socket_directories=", "-c", "max_connections=200"},
+			"-c", "unix_socket_directories=", "-c", "max_connections=" + maxConnections},
 		Dir: p.Dir, User: acct.name, Priority: priority, StopSignal: stop, StopWait: 60 * time.Second,
 		Health: pgProbe{p}, Addr: addr(p.Port), Log: logFile(p.Log, p.Dir, p.name()),
 	}

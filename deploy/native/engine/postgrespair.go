@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -114,11 +115,13 @@ func (pp *PostgresPair) CreateDatabase(ctx context.Context, db, owner, password 
 
 // Promote makes the standby the primary, as a failover manager does when
 // the primary is lost: the old primary is fenced first (stopped under sup,
-// so that its supervisor cannot bring it back as a second primary), then
-// the standby is promoted (pg_promote) with synchronous_standby_names
-// cleared, since it has no standby yet. It returns the new primary. With a
-// live primary it is a switchover: the fast shutdown sends the standby all
-// WAL first.
+// so that its supervisor cannot bring it back as a second primary, and
+// killed), then the standby is promoted (pg_promote) with
+// synchronous_standby_names cleared, since it has no standby yet. It
+// returns the new primary. Every commit the old primary acknowledged is on
+// it (synchronous replication); WAL the old one wrote but never
+// acknowledged may not be, which is why the old one comes back only as a
+// fresh copy (Rejoin).
 func (pp *PostgresPair) Promote(ctx context.Context, sup *native.Supervisor) (*Postgres, error) {
 	pp.mu.Lock()
 	defer pp.mu.Unlock()
@@ -130,7 +133,7 @@ func (pp *PostgresPair) Promote(ctx context.Context, sup *native.Supervisor) (*P
 		return nil, err
 	}
 	old := pp.Other(standby)
-	if err := sup.Stop(ctx, old.name()); err != nil {
+	if err := fence(ctx, sup, old.name()); err != nil {
 		return nil, fmt.Errorf("fence the old primary %s: %w", old.name(), err)
 	}
 	err = standby.query(ctx, func(conn *pgx.Conn) error {
@@ -145,6 +148,26 @@ func (pp *PostgresPair) Promote(ctx context.Context, sup *native.Supervisor) (*P
 	}
 	pp.degraded = true
 	return standby, nil
+}
+
+// fence stops a node at once and for good: its supervisor is told to stop
+// it (so does not restart it), and its process group gets SIGKILL, whatever
+// it was doing. A stop signal alone can be lost on a postmaster that the
+// supervisor is just restarting after a crash, and then the stop waits its
+// full timeout.
+func fence(ctx context.Context, sup *native.Supervisor, name string) error {
+	stopped := make(chan error, 1)
+	go func() { stopped <- sup.Stop(ctx, name) }()
+	for {
+		if pid, err := sup.Pid(ctx, name); err == nil && pid > 0 {
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+		}
+		select {
+		case err := <-stopped:
+			return err
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // standby is the node that answers as a standby (in recovery).

@@ -107,9 +107,9 @@ func TestPostgresPairFailover(t *testing.T) {
 		if err != nil || !strings.Contains(string(conninfo), "application_name=pg1") {
 			t.Errorf("the rejoined standby's postgresql.auto.conf (%v):\n%s", err, conninfo)
 		}
-		// A switchover back: the fast shutdown hands the standby everything.
+		// And back: a live primary is fenced just the same.
 		if primary, err := pair.Promote(ctx, sup); err != nil || primary != pg1 {
-			t.Fatalf("switchover = %v, %v", primary, err)
+			t.Fatalf("Promote of a live pair = %v, %v; want pg1", primary, err)
 		}
 		if err := pair.Rejoin(ctx, sup, pg2); err != nil {
 			t.Fatal(err)
