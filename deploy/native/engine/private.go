@@ -93,6 +93,13 @@ func (p *Private) Kill(ctx context.Context, name string) (int, error) {
 	return p.stack.Supervisor().Kill(ctx, name)
 }
 
+// Fence kills an instance (SIGKILL to its process group) and keeps it
+// down, as a machine that is lost: the supervisor does not restart it
+// until Start.
+func (p *Private) Fence(ctx context.Context, name string) error {
+	return fence(ctx, p.stack.Supervisor(), name)
+}
+
 // Pid is an instance's pid (0 when it does not run).
 func (p *Private) Pid(ctx context.Context, name string) (int, error) {
 	return p.stack.Supervisor().Pid(ctx, name)

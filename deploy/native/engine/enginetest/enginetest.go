@@ -217,12 +217,19 @@ func (pp *PostgresPair) URL(tb testing.TB) string {
 	return pp.Pair(tb).DatabaseURL("postgres", "", "postgres")
 }
 
-// Failover is the primary's crash and the harness's answer: kill -9 the
-// primary, then Promote the standby (which fences the old one). It returns
-// the new primary and when the kill happened. When the test ends the old
-// primary rejoins as the standby (Rejoin), so that the next test finds a
-// synchronous pair again.
+// Failover is the primary's crash and the harness's answer: KillPrimary,
+// then Promote at once.
 func (pp *PostgresPair) Failover(tb testing.TB) (primary *engine.Postgres, killed time.Time) {
+	tb.Helper()
+	killed = pp.KillPrimary(tb)
+	return pp.Promote(tb), killed
+}
+
+// KillPrimary kills the primary (-9) and keeps it down, as a lost machine,
+// until the test ends: then it rejoins as the standby of the new primary
+// (Rejoin), so that the next test finds a synchronous pair again. It
+// returns when the kill happened.
+func (pp *PostgresPair) KillPrimary(tb testing.TB) (killed time.Time) {
 	tb.Helper()
 	pair := pp.Pair(tb)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -238,13 +245,21 @@ func (pp *PostgresPair) Failover(tb testing.TB) (primary *engine.Postgres, kille
 			tb.Errorf("the old primary %s rejoining as the standby: %v", old.Program().Name, err)
 		}
 	})
-	if _, err := pp.p.Kill(ctx, old.Program().Name); err != nil {
+	if err := pp.p.Fence(ctx, old.Program().Name); err != nil {
 		tb.Fatal(err)
 	}
-	killed = time.Now()
-	primary, err = pair.Promote(ctx, pp.p.Stack().Supervisor())
+	return time.Now()
+}
+
+// Promote promotes the standby (engine.PostgresPair.Promote) and returns
+// the new primary.
+func (pp *PostgresPair) Promote(tb testing.TB) *engine.Postgres {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	primary, err := pp.Pair(tb).Promote(ctx, pp.p.Stack().Supervisor())
 	if err != nil {
-		tb.Fatalf("promoting the standby after kill -9 of %s: %v", old.Program().Name, err)
+		tb.Fatalf("promoting the standby: %v", err)
 	}
-	return primary, killed
+	return primary
 }
