@@ -23,5 +23,6 @@ func TestMain(m *testing.M) {
 	privatePostgres.Close()
 	privateRedis.Close()
 	privateBroker.Close()
+	privatePair.Close()
 	os.Exit(code)
 }

@@ -15,8 +15,9 @@ import (
 // Dir, tied to this process: should it die without Close, supervisord gets
 // SIGTERM and stops them.
 type Private struct {
-	Dir   string
-	stack *native.Stack
+	Dir     string
+	stack   *native.Stack
+	engines []Engine
 }
 
 // Start initialises each engine and runs them all under a new supervisord
@@ -30,23 +31,42 @@ func Start(ctx context.Context, dir string, log io.Writer, engines ...Engine) (*
 		return nil, err
 	}
 	p := &Private{Dir: dir, stack: &native.Stack{Dir: dir, StartTimeout: 2 * time.Minute, Log: log, Tied: true}}
+	p.stack.Before = func(ctx context.Context, priority int) error { return InitBefore(p.engines)(ctx, priority) }
 	if err := p.Add(ctx, engines...); err != nil {
 		return p, errors.Join(err, p.Close(context.Background()))
 	}
 	return p, nil
 }
 
-// Add initialises more engines and starts them under the same supervisor
-// (the others keep running).
+// Add starts more engines under the same supervisor (the others keep
+// running), each initialised just before its priority's group starts.
 func (p *Private) Add(ctx context.Context, engines ...Engine) error {
 	for _, e := range engines {
-		if err := e.Init(ctx); err != nil {
-			return err
-		}
+		p.engines = append(p.engines, e)
 		p.stack.Programs = append(p.stack.Programs, e.Program())
 	}
 	_, err := p.stack.Up(ctx)
 	return err
+}
+
+// InitBefore is the ordering rule of engines under one supervisor, for
+// native.Stack's Before hook: the engines whose program has this priority
+// are initialised just before their group starts, once every lower
+// priority answers. So a standby (priority 2) is made from a primary
+// (priority 1) that already runs. Init is a no-op for an engine already
+// initialised, so the hook may run at every Up.
+func InitBefore(engines []Engine) func(ctx context.Context, priority int) error {
+	return func(ctx context.Context, priority int) error {
+		for _, e := range engines {
+			if e.Program().Priority != priority {
+				continue
+			}
+			if err := e.Init(ctx); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 }
 
 // Stack is the supervisor's stack, for programs of other kinds beside the
@@ -71,6 +91,13 @@ func (p *Private) Start(ctx context.Context, name string) error {
 // supervisor restarts it by itself. It returns the pid killed.
 func (p *Private) Kill(ctx context.Context, name string) (int, error) {
 	return p.stack.Supervisor().Kill(ctx, name)
+}
+
+// Fence kills an instance (SIGKILL to its process group) and keeps it
+// down, as a machine that is lost: the supervisor does not restart it
+// until Start.
+func (p *Private) Fence(ctx context.Context, name string) error {
+	return fence(ctx, p.stack.Supervisor(), name)
 }
 
 // Pid is an instance's pid (0 when it does not run).

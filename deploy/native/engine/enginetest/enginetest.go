@@ -38,9 +38,9 @@ type instance struct {
 	done bool
 }
 
-// start runs the engine mk makes (given a directory and free ports) on
-// first use; a failure fails every test that needs it, naming it.
-func (in *instance) start(tb testing.TB, what string, nports int, mk func(dir string, ports []int) engine.Engine) {
+// start runs the engines mk makes (given a directory and free ports) on
+// first use; a failure fails every test that needs them, naming them.
+func (in *instance) start(tb testing.TB, what string, nports int, mk func(dir string, ports []int) []engine.Engine) {
 	tb.Helper()
 	if testing.Short() {
 		tb.Skip("starts a private " + what + "; not run with -short (make test runs it)")
@@ -56,7 +56,7 @@ func (in *instance) start(tb testing.TB, what string, nports int, mk func(dir st
 	}
 }
 
-func (in *instance) launch(what string, nports int, mk func(string, []int) engine.Engine) error {
+func (in *instance) launch(what string, nports int, mk func(string, []int) []engine.Engine) error {
 	ports, err := engine.FreePorts(nports)
 	if err != nil {
 		return err
@@ -65,12 +65,12 @@ func (in *instance) launch(what string, nports int, mk func(string, []int) engin
 	if err != nil {
 		return err
 	}
-	e := mk(dir, ports)
-	in.name = e.Program().Name
+	engines := mk(dir, ports)
+	in.name = engines[0].Program().Name
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	started := time.Now()
-	in.p, err = engine.Start(ctx, dir, nil, e)
+	in.p, err = engine.Start(ctx, dir, nil, engines...)
 	if err != nil {
 		return fmt.Errorf("%w (needs supervisor and the engine's package: make setup-all)", err)
 	}
@@ -128,9 +128,9 @@ type Postgres struct {
 // on first use.
 func (pg *Postgres) URL(tb testing.TB) string {
 	tb.Helper()
-	pg.start(tb, "PostgreSQL", 1, func(dir string, ports []int) engine.Engine {
+	pg.start(tb, "PostgreSQL", 1, func(dir string, ports []int) []engine.Engine {
 		pg.e = &engine.Postgres{Port: ports[0], Dir: filepath.Join(dir, "pg")}
-		return pg.e
+		return []engine.Engine{pg.e}
 	})
 	return pg.e.URL("postgres", "", "postgres")
 }
@@ -151,9 +151,9 @@ type Redis struct {
 // Addr is its host:port; it starts the server on first use.
 func (r *Redis) Addr(tb testing.TB) string {
 	tb.Helper()
-	r.start(tb, "Redis", 1, func(dir string, ports []int) engine.Engine {
+	r.start(tb, "Redis", 1, func(dir string, ports []int) []engine.Engine {
 		r.e = &engine.Redis{Port: ports[0], Dir: filepath.Join(dir, "redis")}
-		return r.e
+		return []engine.Engine{r.e}
 	})
 	return r.e.Addr()
 }
@@ -174,12 +174,12 @@ type RabbitMQ struct {
 // URL is its AMQP URL; it starts the node on first use.
 func (mq *RabbitMQ) URL(tb testing.TB) string {
 	tb.Helper()
-	mq.start(tb, "RabbitMQ", 3, func(dir string, ports []int) engine.Engine {
+	mq.start(tb, "RabbitMQ", 3, func(dir string, ports []int) []engine.Engine {
 		var b [4]byte
 		_, _ = rand.Read(b[:])
 		mq.e = &engine.RabbitMQ{Node: "kvtest-" + hex.EncodeToString(b[:]) + "@localhost",
 			Port: ports[0], DistPort: ports[1], MetricsPort: ports[2], Dir: filepath.Join(dir, "rabbitmq")}
-		return mq.e
+		return []engine.Engine{mq.e}
 	})
 	return mq.e.URL()
 }
@@ -189,4 +189,77 @@ func (mq *RabbitMQ) Stop(tb testing.TB) (start func()) {
 	tb.Helper()
 	mq.URL(tb)
 	return mq.stop(tb)
+}
+
+// PostgresPair is a private PostgreSQL primary and its synchronous
+// standby (engine.PostgresPair), nodes pg1 and pg2.
+type PostgresPair struct {
+	instance
+	pair *engine.PostgresPair
+}
+
+// Pair is the pair; it starts both nodes on first use.
+func (pp *PostgresPair) Pair(tb testing.TB) *engine.PostgresPair {
+	tb.Helper()
+	pp.start(tb, "PostgreSQL primary and standby", 2, func(dir string, ports []int) []engine.Engine {
+		pp.pair = engine.NewPostgresPair(
+			&engine.Postgres{Name: "pg1", Port: ports[0], Dir: filepath.Join(dir, "pg1")},
+			&engine.Postgres{Name: "pg2", Port: ports[1], Dir: filepath.Join(dir, "pg2")})
+		return pp.pair.Engines()
+	})
+	return pp.pair
+}
+
+// URL is the superuser's multi-host URL to database postgres, with
+// target_session_attrs=read-write: it reaches whichever node is primary.
+func (pp *PostgresPair) URL(tb testing.TB) string {
+	tb.Helper()
+	return pp.Pair(tb).DatabaseURL("postgres", "", "postgres")
+}
+
+// Failover is the primary's crash and the harness's answer: KillPrimary,
+// then Promote at once.
+func (pp *PostgresPair) Failover(tb testing.TB) (primary *engine.Postgres, killed time.Time) {
+	tb.Helper()
+	killed = pp.KillPrimary(tb)
+	return pp.Promote(tb), killed
+}
+
+// KillPrimary kills the primary (-9) and keeps it down, as a lost machine,
+// until the test ends: then it rejoins as the standby of the new primary
+// (Rejoin), so that the next test finds a synchronous pair again. It
+// returns when the kill happened.
+func (pp *PostgresPair) KillPrimary(tb testing.TB) (killed time.Time) {
+	tb.Helper()
+	pair := pp.Pair(tb)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	old, err := pair.Primary(ctx)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		if err := pair.Rejoin(ctx, pp.p.Stack().Supervisor(), old); err != nil {
+			tb.Errorf("the old primary %s rejoining as the standby: %v", old.Program().Name, err)
+		}
+	})
+	if err := pp.p.Fence(ctx, old.Program().Name); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Now()
+}
+
+// Promote promotes the standby (engine.PostgresPair.Promote) and returns
+// the new primary.
+func (pp *PostgresPair) Promote(tb testing.TB) *engine.Postgres {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	primary, err := pp.Pair(tb).Promote(ctx, pp.p.Stack().Supervisor())
+	if err != nil {
+		tb.Fatalf("promoting the standby: %v", err)
+	}
+	return primary
 }

@@ -1,0 +1,291 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/kvstack/kvstack/deploy/native"
+)
+
+// PostgresPair is a PostgreSQL primary and its synchronous streaming
+// standby, two nodes under one supervisor (issue 12). Which node is the
+// primary lives in their data directories (a standby has standby.signal),
+// not here: ask Primary. What a failover manager (Patroni, CloudNativePG)
+// does in production, the harness does through Promote and Rejoin.
+//
+// Synchronous replication: the primary's synchronous_standby_names names
+// the standby, so a COMMIT returns once the standby has flushed it, and a
+// commit the consumer saw survives a promotion. While the standby is gone
+// the primary would make every commit wait; Reconcile then clears
+// synchronous_standby_names (degraded: commits are on one node), and sets
+// it back once the standby streams again — Patroni's synchronous_mode,
+// non-strict. A pair that is degraded refuses Promote: its standby may lack
+// commits.
+type PostgresPair struct {
+	Nodes [2]*Postgres
+
+	mu sync.Mutex
+	// degraded: synchronous_standby_names is cleared on the primary, or was
+	// set back but the standby has not yet flushed resyncLSN.
+	degraded  bool
+	resyncLSN string
+}
+
+// ErrDegraded is Promote's refusal while the standby may lack commits.
+var ErrDegraded = errors.New("postgres pair degraded: the standby may lack commits, not promoting it")
+
+// NewPostgresPair makes a and b one replication group: a is made first
+// (initdb, priority 1 unless set) and b, one priority later, is made from
+// it as its standby (pg_basebackup) once a answers.
+func NewPostgresPair(a, b *Postgres) *PostgresPair {
+	if a.Priority == 0 {
+		a.Priority = 1
+	}
+	if b.Priority <= a.Priority {
+		b.Priority = a.Priority + 1
+	}
+	a.Peers, b.Peers = []*Postgres{b}, []*Postgres{a}
+	return &PostgresPair{Nodes: [2]*Postgres{a, b}}
+}
+
+// Engines lists both nodes, for Start or a stack's programs.
+func (pp *PostgresPair) Engines() []Engine { return []Engine{pp.Nodes[0], pp.Nodes[1]} }
+
+// Other is the node that is not n.
+func (pp *PostgresPair) Other(n *Postgres) *Postgres {
+	if n == pp.Nodes[0] {
+		return pp.Nodes[1]
+	}
+	return pp.Nodes[0]
+}
+
+// Primary is the node that answers as a primary; an error when none does,
+// or when both do (two timelines: the harness fences before it promotes, so
+// this would be a bug).
+func (pp *PostgresPair) Primary(ctx context.Context) (*Postgres, error) {
+	var found []*Postgres
+	var errs []error
+	for _, n := range pp.Nodes {
+		primary, err := n.IsPrimary(ctx)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", n.name(), err))
+		} else if primary {
+			found = append(found, n)
+		}
+	}
+	switch len(found) {
+	case 1:
+		return found[0], nil
+	case 2:
+		return nil, errors.New("postgres pair: both nodes answer as primary")
+	}
+	return nil, fmt.Errorf("postgres pair: no primary answers: %w", errors.Join(errs...))
+}
+
+// DatabaseURL is the multi-host URL the API and consumer use: pgx tries
+// both nodes and keeps the one that accepts writes
+// (target_session_attrs=read-write), so a promotion needs no new setting.
+func (pp *PostgresPair) DatabaseURL(user, password, db string) string {
+	u, _ := url.Parse(pp.Nodes[0].URL(user, password, db))
+	u.Host += "," + addr(pp.Nodes[1].Port)
+	q := u.Query()
+	q.Set("target_session_attrs", "read-write")
+	u.RawQuery = q.Encode()
+	return u.String()
+}
+
+// CreateDatabase makes a role and a database on the primary (the standby
+// replays them).
+func (pp *PostgresPair) CreateDatabase(ctx context.Context, db, owner, password string) error {
+	primary, err := pp.Primary(ctx)
+	if err != nil {
+		return err
+	}
+	return primary.CreateDatabase(ctx, db, owner, password)
+}
+
+// Promote makes the standby the primary, as a failover manager does when
+// the primary is lost: the old primary is fenced first (stopped under sup,
+// so that its supervisor cannot bring it back as a second primary, and
+// killed), then the standby is promoted (pg_promote) with
+// synchronous_standby_names cleared, since it has no standby yet. It
+// returns the new primary. Every commit the old primary acknowledged is on
+// it (synchronous replication); WAL the old one wrote but never
+// acknowledged may not be, which is why the old one comes back only as a
+// fresh copy (Rejoin).
+func (pp *PostgresPair) Promote(ctx context.Context, sup *native.Supervisor) (*Postgres, error) {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	if pp.degraded {
+		return nil, ErrDegraded
+	}
+	standby, err := pp.standby(ctx)
+	if err != nil {
+		return nil, err
+	}
+	old := pp.Other(standby)
+	if err := fence(ctx, sup, old.name()); err != nil {
+		return nil, fmt.Errorf("fence the old primary %s: %w", old.name(), err)
+	}
+	err = standby.query(ctx, func(conn *pgx.Conn) error {
+		var promoted bool
+		if err := conn.QueryRow(ctx, "SELECT pg_promote(true, 60)").Scan(&promoted); err != nil || !promoted {
+			return fmt.Errorf("pg_promote: %t, %w", promoted, err)
+		}
+		return setSynchronous(ctx, conn, false)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("promote %s: %w", standby.name(), err)
+	}
+	pp.degraded = true
+	return standby, nil
+}
+
+// fence stops a node at once and for good: its supervisor is told to stop
+// it (so does not restart it), and its process group gets SIGKILL, whatever
+// it was doing. A stop signal alone can be lost on a postmaster that the
+// supervisor is just restarting after a crash, and then the stop waits its
+// full timeout.
+func fence(ctx context.Context, sup *native.Supervisor, name string) error {
+	stopped := make(chan error, 1)
+	go func() { stopped <- sup.Stop(ctx, name) }()
+	for {
+		if pid, err := sup.Pid(ctx, name); err == nil && pid > 0 {
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+		}
+		select {
+		case err := <-stopped:
+			return err
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// standby is the node that answers as a standby (in recovery).
+func (pp *PostgresPair) standby(ctx context.Context) (*Postgres, error) {
+	var errs []error
+	for _, n := range pp.Nodes {
+		primary, err := n.IsPrimary(ctx)
+		if err == nil && !primary {
+			return n, nil
+		}
+		errs = append(errs, fmt.Errorf("%s: primary %t, %w", n.name(), primary, err))
+	}
+	return nil, fmt.Errorf("postgres pair: no standby answers: %w", errors.Join(errs...))
+}
+
+// setSynchronous sets synchronous_standby_names back to postgresql.conf's
+// (the group's nodes), or clears it, and reloads: commits waiting on a
+// standby that is gone are released.
+func setSynchronous(ctx context.Context, conn *pgx.Conn, on bool) error {
+	stmt := "ALTER SYSTEM SET synchronous_standby_names = ''"
+	if on {
+		stmt = "ALTER SYSTEM RESET synchronous_standby_names"
+	}
+	if _, err := conn.Exec(ctx, stmt); err != nil {
+		return err
+	}
+	_, err := conn.Exec(ctx, "SELECT pg_reload_conf()")
+	return err
+}
+
+// Rejoin makes node, the old primary, a standby of the current primary:
+// its data directory is replaced by a fresh pg_basebackup (what pg_rewind
+// does for a large database, a copy does for this one), it is started under
+// sup, and Reconcile makes replication synchronous again once it streams.
+func (pp *PostgresPair) Rejoin(ctx context.Context, sup *native.Supervisor, node *Postgres) error {
+	primary, err := pp.Primary(ctx)
+	if err != nil {
+		return err
+	}
+	if primary == node {
+		return fmt.Errorf("rejoin %s: it is the primary", node.name())
+	}
+	if err := sup.Stop(ctx, node.name()); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(node.data()); err != nil {
+		return err
+	}
+	if err := node.Init(ctx); err != nil {
+		return fmt.Errorf("rejoin %s: %w", node.name(), err)
+	}
+	if err := sup.Start(ctx, node.name(), true); err != nil {
+		return err
+	}
+	for {
+		st, err := pp.Reconcile(ctx)
+		if err == nil && st.Streaming {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("rejoin %s: not streaming from %s (%+v, %v): %w", node.name(), primary.name(), st, err, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// Replication is the pair's state as Reconcile found it.
+type Replication struct {
+	Primary, Standby string // node names
+	Streaming        bool   // the standby streams from the primary
+	Synchronous      bool   // and every commit since it came back is on it
+}
+
+// Reconcile keeps commits from waiting on a standby that is gone: on the
+// primary it clears synchronous_standby_names while the standby does not
+// stream, and sets it back once it does. The pair counts as synchronous
+// again once the standby has flushed the WAL written up to that moment. A
+// keeper calls it every second or so.
+func (pp *PostgresPair) Reconcile(ctx context.Context) (Replication, error) {
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	primary, err := pp.Primary(ctx)
+	if err != nil {
+		return Replication{}, err
+	}
+	st := Replication{Primary: primary.name(), Standby: pp.Other(primary).name()}
+	err = primary.query(ctx, func(conn *pgx.Conn) error {
+		var names string
+		var caughtUp bool
+		err := conn.QueryRow(ctx, `SELECT current_setting('synchronous_standby_names'),
+			coalesce((SELECT state = 'streaming' FROM pg_stat_replication WHERE application_name = $1), false),
+			coalesce((SELECT flush_lsn >= $2::pg_lsn FROM pg_stat_replication WHERE application_name = $1), false)`,
+			st.Standby, or0(pp.resyncLSN)).Scan(&names, &st.Streaming, &caughtUp)
+		if err != nil {
+			return err
+		}
+		switch {
+		case !st.Streaming && names != "":
+			pp.degraded = true
+			return setSynchronous(ctx, conn, false)
+		case st.Streaming && names == "":
+			if err := conn.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&pp.resyncLSN); err != nil {
+				return err
+			}
+			return setSynchronous(ctx, conn, true)
+		case st.Streaming && caughtUp:
+			pp.degraded = false
+		}
+		return nil
+	})
+	st.Synchronous = !pp.degraded && st.Streaming
+	return st, err
+}
+
+func or0(lsn string) string {
+	if strings.TrimSpace(lsn) == "" {
+		return "0/0"
+	}
+	return lsn
+}
