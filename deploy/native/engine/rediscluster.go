@@ -211,6 +211,9 @@ func (c *RedisCluster) healthy(ctx context.Context) error {
 			return fmt.Errorf("%s: cluster_state %s, slots ok %s, known nodes %s", a,
 				info["cluster_state"], info["cluster_slots_ok"], info["cluster_known_nodes"])
 		}
+		if err := c.viewWhole(ctx, a); err != nil {
+			return err
+		}
 		repl, err := nodeInfo(ctx, a, "replication")
 		if err != nil {
 			return err
@@ -229,6 +232,37 @@ func (c *RedisCluster) healthy(ctx context.Context) error {
 	}
 	if want := len(c.Ports) / (c.replicas() + 1); masters != want {
 		return fmt.Errorf("%d masters, want %d", masters, want)
+	}
+	return nil
+}
+
+// viewWhole checks the cluster as the node at address sees it (its gossip
+// may lag behind the nodes' own state): every node connected, none
+// failing, masters and replicas in the numbers wanted.
+func (c *RedisCluster) viewWhole(ctx context.Context, address string) error {
+	rdb := goredis.NewClient(&goredis.Options{Addr: address, MaxRetries: -1, DialTimeout: time.Second,
+		ReadTimeout: 2 * time.Second, DisableIdentity: true})
+	defer rdb.Close()
+	text, err := rdb.ClusterNodes(ctx).Result()
+	if err != nil {
+		return fmt.Errorf("%s: CLUSTER NODES: %w", address, err)
+	}
+	masters := 0
+	for line := range strings.SplitSeq(strings.TrimSpace(text), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 8 {
+			return fmt.Errorf("%s: CLUSTER NODES line %q", address, line)
+		}
+		flags := "," + f[2] + ","
+		if strings.Contains(flags, ",fail") || f[7] != "connected" {
+			return fmt.Errorf("%s sees %s as %s, %s", address, f[1], f[2], f[7])
+		}
+		if strings.Contains(flags, ",master,") {
+			masters++
+		}
+	}
+	if want := len(c.Ports) / (c.replicas() + 1); masters != want {
+		return fmt.Errorf("%s sees %d masters, want %d", address, masters, want)
 	}
 	return nil
 }
