@@ -294,6 +294,24 @@ func (c *RedisCluster) MasterOf(ctx context.Context, key string) (*Redis, error)
 	return nil, fmt.Errorf("master of %q is %s, not a node of this cluster", key, best)
 }
 
+// ReplicaOf is master's replica (the first, with several), as master
+// reports it.
+func (c *RedisCluster) ReplicaOf(ctx context.Context, master *Redis) (*Redis, error) {
+	repl, err := nodeInfo(ctx, master.Addr(), "replication")
+	if err != nil {
+		return nil, err
+	}
+	// slave0:ip=127.0.0.1,port=7004,state=online,offset=…,lag=…
+	for _, f := range strings.Split(repl["slave0"], ",") {
+		if port, ok := strings.CutPrefix(f, "port="); ok {
+			if n, err := strconv.Atoi(port); err == nil && c.Node(addr(n)) != nil {
+				return c.Node(addr(n)), nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("%s has no replica of this cluster (role %s, slave0 %q)", master.Name, repl["role"], repl["slave0"])
+}
+
 // masterSeenBy is the address of the master online that serves key's slot,
 // as the node at address sees it.
 func masterSeenBy(ctx context.Context, address, key string) (string, error) {

@@ -28,6 +28,8 @@ import (
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/kvstack/kvstack/deploy/native/engine"
 )
 
@@ -282,5 +284,44 @@ func (rc *RedisCluster) WaitNewMaster(tb testing.TB, key string, old *engine.Red
 			tb.Fatalf("no new master for %q within a minute (master %v, %v)", key, n, err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// CutReplica cuts master's replica off and keeps it off until the test
+// ends (it offers a password the master does not have), so that what the
+// master acknowledges next is never replicated: the lost update of
+// asynchronous replication, once the master dies and the replica is
+// promoted. It returns the replica.
+func (rc *RedisCluster) CutReplica(tb testing.TB, master *engine.Redis) *engine.Redis {
+	tb.Helper()
+	c := rc.Cluster(tb)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	replica, err := c.ReplicaOf(ctx, master)
+	if err != nil {
+		tb.Fatalf("private Redis Cluster: %v", err)
+	}
+	rdb := goredis.NewClient(&goredis.Options{Addr: replica.Addr()})
+	tb.Cleanup(func() {
+		defer rdb.Close()
+		if err := rdb.ConfigSet(context.Background(), "masterauth", "").Err(); err != nil {
+			tb.Errorf("reset masterauth on %s: %v", replica.Name, err)
+		}
+	})
+	if err := rdb.ConfigSet(ctx, "masterauth", "not-the-masters-password").Err(); err != nil {
+		tb.Fatalf("cut %s off: %v", replica.Name, err)
+	}
+	if err := rdb.Do(ctx, "CLIENT", "KILL", "TYPE", "master").Err(); err != nil {
+		tb.Fatalf("cut %s off: %v", replica.Name, err)
+	}
+	for {
+		info, err := rdb.Info(ctx, "replication").Result()
+		if err == nil && !strings.Contains(info, "master_link_status:up") {
+			return replica
+		}
+		if ctx.Err() != nil {
+			tb.Fatalf("%s still linked to its master: %v", replica.Name, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
