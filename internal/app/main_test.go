@@ -23,5 +23,6 @@ func TestMain(m *testing.M) {
 	privatePostgres.Close()
 	privateRedis.Close()
 	privateBroker.Close()
+	privateRedisCluster.Close()
 	os.Exit(code)
 }

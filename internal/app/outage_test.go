@@ -14,9 +14,10 @@ import (
 // The private instances the Disruptive tests break, each started on first
 // use and removed by TestMain.
 var (
-	privatePostgres enginetest.Postgres
-	privateRedis    enginetest.Redis
-	privateBroker   enginetest.RabbitMQ
+	privatePostgres     enginetest.Postgres
+	privateRedis        enginetest.Redis
+	privateBroker       enginetest.RabbitMQ
+	privateRedisCluster enginetest.RedisCluster
 )
 
 // TestDisruptivePostgresRestart stops PostgreSQL under a running consumer:

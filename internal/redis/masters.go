@@ -6,8 +6,11 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/kvstack/kvstack/internal/kv"
 )
 
 // MasterChange is a shard of a Redis Cluster whose master was not the one
@@ -47,42 +50,38 @@ func (c *Cache) CheckMasters(ctx context.Context) ([]MasterChange, error) {
 	if !ok {
 		return nil, nil
 	}
-	shards, err := cc.ClusterShards(ctx).Result()
-	if err != nil {
-		return nil, wrap("check masters: cluster shards", err)
-	}
+	var mu sync.Mutex
 	var changes []MasterChange
-	var errs []error
-	for _, s := range shards {
-		if len(s.Slots) == 0 {
-			continue
-		}
-		ch, changed, err := c.checkShard(ctx, cc, s.Slots[0])
-		switch {
-		case err != nil:
-			errs = append(errs, err)
-		case changed:
+	// ForEachMaster reloads the client's view of the cluster first: a
+	// failover is seen even when no command was redirected.
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, node *goredis.Client) error {
+		ch, changed, err := c.checkShard(ctx, node)
+		if changed {
+			mu.Lock()
 			changes = append(changes, ch)
+			mu.Unlock()
 		}
-	}
-	return changes, errors.Join(errs...)
+		return err
+	})
+	return changes, err
 }
 
-// checkShard compares the mark of the shard holding slots with its master
-// (asked directly: a node that is no longer master answers MOVED, an
-// error, and the next check sees the shard's new master).
-func (c *Cache) checkShard(ctx context.Context, cc *goredis.ClusterClient, slots goredis.SlotRange) (MasterChange, bool, error) {
-	ch := MasterChange{Slots: fmt.Sprintf("%d-%d", slots.Start, slots.End)}
-	key := c.markKey(slots)
-	node, err := cc.MasterForKey(ctx, key)
-	if err != nil {
-		return ch, false, wrap("check masters: master of "+ch.Slots, err)
-	}
-	id, err := node.ClusterMyID(ctx).Result()
-	if err != nil {
+// checkShard compares the mark of the shard that node is master of with
+// its node id; every call goes to node itself, so a node that is no
+// longer master answers MOVED, an error, and the next check sees the
+// shard's new master.
+func (c *Cache) checkShard(ctx context.Context, node *goredis.Client) (MasterChange, bool, error) {
+	ch := MasterChange{Addr: node.Options().Addr}
+	var err error
+	if ch.Master, err = node.ClusterMyID(ctx).Result(); err != nil {
 		return ch, false, wrap("check masters: cluster myid", err)
 	}
-	ch.Master, ch.Addr = id, node.Options().Addr
+	slots, err := ownSlots(ctx, node, ch.Master)
+	if err != nil {
+		return ch, false, err
+	}
+	ch.Slots = fmt.Sprintf("%d-%d", slots.Start, slots.End)
+	key := c.markKey(slots)
 	ch.Previous, err = node.Get(ctx, key).Result()
 	if err != nil && !errors.Is(err, goredis.Nil) {
 		return ch, false, wrap("check masters: read the mark of "+ch.Slots, err)
@@ -97,6 +96,23 @@ func (c *Cache) checkShard(ctx context.Context, cc *goredis.ClusterClient, slots
 		return ch, false, wrap("check masters: mark "+ch.Slots, err)
 	}
 	return ch, true, nil
+}
+
+// ownSlots is the first slot range of the node whose id is given, as it
+// sees itself.
+func ownSlots(ctx context.Context, node *goredis.Client, id string) (goredis.SlotRange, error) {
+	shards, err := node.ClusterShards(ctx).Result()
+	if err != nil {
+		return goredis.SlotRange{}, wrap("check masters: cluster shards", err)
+	}
+	for _, s := range shards {
+		for _, n := range s.Nodes {
+			if n.ID == id && n.Role == "master" && len(s.Slots) > 0 {
+				return s.Slots[0], nil
+			}
+		}
+	}
+	return goredis.SlotRange{}, fmt.Errorf("redis check masters: %s is master of no slot: %w", node.Options().Addr, kv.ErrUnavailable)
 }
 
 // markKey is the first key "<prefix>master-mark:N" that hashes into slots.
