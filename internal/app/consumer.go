@@ -20,7 +20,8 @@ import (
 // PostgreSQL must answer at start. Afterwards an outage of any dependency is
 // waited out: the runner opens a new RabbitMQ session, the batch in hand is
 // retried while PostgreSQL is away, and Redis writes that fail are repaired
-// once it is back.
+// once it is back. On a Redis Cluster, a shard whose master changed is
+// purged (runMasterCheck).
 func RunConsumer(ctx context.Context, cfg config.Consumer, log zerolog.Logger, ready Ready) error {
 	log.Info().Object("config", cfg).Msg("starting kv-consumer")
 	if err := cfg.Consumer.Validate(); err != nil {
@@ -47,6 +48,9 @@ func RunConsumer(ctx context.Context, cfg config.Consumer, log zerolog.Logger, r
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return runner.Run(gctx) })
 	g.Go(func() error { proc.RunCacheRepair(gctx, cfg.Consumer.CacheRepairInterval); return nil })
+	if cfg.Redis.IsCluster() {
+		g.Go(func() error { runMasterCheck(gctx, d.cache, cfg.Consumer.MasterCheckInterval, m, log); return nil })
+	}
 	g.Go(func() error {
 		consumer.RunTombstonePurge(gctx, d.store, cfg.Consumer.TombstoneRetention, cfg.Consumer.PurgeInterval, log)
 		return nil

@@ -24,7 +24,7 @@ import (
 // measuredOps is every operation the decorators below time, by dependency.
 var measuredOps = map[string][]string{
 	metrics.Postgres: {"get", "list", "apply_batch", "purge_tombstones", "ping", "token_key"},
-	metrics.Redis:    {"get", "fill", "apply", "purge", "ping"},
+	metrics.Redis:    {"get", "fill", "apply", "purge", "check_masters", "ping"},
 }
 
 // measuredStore times every PostgreSQL call.
@@ -129,6 +129,13 @@ func (c measuredCache) Purge(ctx context.Context) error {
 	err := c.cache.Purge(ctx)
 	c.dep.Observe(ctx, metrics.Redis, "purge", start, err)
 	return err
+}
+
+func (c measuredCache) CheckMasters(ctx context.Context) ([]redis.MasterChange, error) {
+	start := time.Now()
+	changes, err := c.cache.CheckMasters(ctx)
+	c.dep.Observe(ctx, metrics.Redis, "check_masters", start, err)
+	return changes, err
 }
 
 func (c measuredCache) Ping(ctx context.Context) error {

@@ -24,5 +24,6 @@ func TestMain(m *testing.M) {
 	privateRedis.Close()
 	privateBroker.Close()
 	privatePair.Close()
+	privateRedisCluster.Close()
 	os.Exit(code)
 }

@@ -15,10 +15,11 @@ import (
 // The private instances the Disruptive tests break, each started on first
 // use and removed by TestMain.
 var (
-	privatePostgres enginetest.Postgres
-	privateRedis    enginetest.Redis
-	privateBroker   enginetest.RabbitMQ
-	privatePair     enginetest.PostgresPair
+	privatePostgres     enginetest.Postgres
+	privateRedis        enginetest.Redis
+	privateBroker       enginetest.RabbitMQ
+	privatePair         enginetest.PostgresPair
+	privateRedisCluster enginetest.RedisCluster
 )
 
 // TestDisruptivePostgresRestart stops PostgreSQL under a running consumer:

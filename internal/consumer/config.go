@@ -23,6 +23,11 @@ type Config struct {
 	// CacheRepairInterval is how often cache writes that failed are tried
 	// again.
 	CacheRepairInterval time.Duration `env:"KV_CACHE_REPAIR_INTERVAL" envDefault:"1s"`
+	// MasterCheckInterval is how often, on a Redis Cluster, the shards'
+	// masters are checked against the ones that marked them (see
+	// redis.Cache.CheckMasters): how long a promoted replica may serve
+	// what its master's last updates replaced.
+	MasterCheckInterval time.Duration `env:"KV_CACHE_MASTER_CHECK_INTERVAL" envDefault:"1s"`
 	// TombstoneRetention must exceed the longest time an operation can
 	// wait in the queue: an older put arriving after its tombstone was
 	// purged would resurrect the key.
@@ -46,9 +51,10 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("CONSUMER_SHUTDOWN_GRACE: %s, want ≥ 0", c.ShutdownGrace))
 	}
 	for name, d := range map[string]time.Duration{
-		"KV_CACHE_REPAIR_INTERVAL":    c.CacheRepairInterval,
-		"KV_TOMBSTONE_RETENTION":      c.TombstoneRetention,
-		"KV_TOMBSTONE_PURGE_INTERVAL": c.PurgeInterval,
+		"KV_CACHE_REPAIR_INTERVAL":       c.CacheRepairInterval,
+		"KV_CACHE_MASTER_CHECK_INTERVAL": c.MasterCheckInterval,
+		"KV_TOMBSTONE_RETENTION":         c.TombstoneRetention,
+		"KV_TOMBSTONE_PURGE_INTERVAL":    c.PurgeInterval,
 	} {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s: %s, want > 0", name, d))
@@ -64,5 +70,6 @@ func (c Config) Validate() error {
 func (c Config) MarshalZerologObject(e *zerolog.Event) {
 	e.Int("batch_size", c.BatchSize).Dur("batch_wait", c.BatchWait).
 		Dur("shutdown_grace", c.ShutdownGrace).Dur("cache_repair_interval", c.CacheRepairInterval).
+		Dur("cache_master_check_interval", c.MasterCheckInterval).
 		Dur("tombstone_retention", c.TombstoneRetention).Dur("purge_interval", c.PurgeInterval)
 }

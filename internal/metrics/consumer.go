@@ -17,6 +17,7 @@ type Consumer struct {
 	applyDuration prometheus.Histogram
 	lag           *prometheus.HistogramVec
 	purged        prometheus.Counter
+	shardPurges   *prometheus.CounterVec
 	reg           prometheus.Registerer
 }
 
@@ -50,7 +51,14 @@ func NewConsumer(reg prometheus.Registerer, queues ...string) *Consumer {
 			Name: "kvstack_consumer_tombstones_purged_total",
 			Help: "Tombstones deleted after the retention window.",
 		}),
+		shardPurges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kvstack_consumer_cache_shard_purges_total",
+			Help: "Redis Cluster shards whose cached keys were purged because their master had not marked them, by the mark found: other_master (a replica promoted, which may lack its master's last updates), none (a new cluster, a node that lost its data, a purged cache).",
+		}, []string{"mark"}),
 		reg: reg,
+	}
+	for _, mark := range []string{MarkOtherMaster, MarkNone} {
+		m.shardPurges.WithLabelValues(mark)
 	}
 	for _, q := range queues {
 		for _, o := range kv.Outcomes {
@@ -58,7 +66,7 @@ func NewConsumer(reg prometheus.Registerer, queues ...string) *Consumer {
 		}
 		m.lag.WithLabelValues(q)
 	}
-	reg.MustRegister(m.messages, m.retries, m.batchSize, m.applyDuration, m.lag, m.purged)
+	reg.MustRegister(m.messages, m.retries, m.batchSize, m.applyDuration, m.lag, m.purged, m.shardPurges)
 	return m
 }
 
@@ -105,5 +113,18 @@ func (m *Consumer) RepairsPending(pending func() int) {
 func (m *Consumer) Purged(n int64) {
 	if m != nil {
 		m.purged.Add(float64(n))
+	}
+}
+
+// The marks a purged Redis Cluster shard was found with.
+const (
+	MarkOtherMaster = "other_master"
+	MarkNone        = "none"
+)
+
+// ShardPurged counts one Redis Cluster shard purged, by the mark found.
+func (m *Consumer) ShardPurged(mark string) {
+	if m != nil {
+		m.shardPurges.WithLabelValues(mark).Inc()
 	}
 }

@@ -136,19 +136,23 @@ func (c *Cache) Ping(ctx context.Context) error {
 func (c *Cache) Purge(ctx context.Context) error {
 	if cc, ok := c.client.(*goredis.ClusterClient); ok {
 		return cc.ForEachMaster(ctx, func(ctx context.Context, node *goredis.Client) error {
-			return c.purgeNode(ctx, node)
+			_, err := c.purgeNode(ctx, node)
+			return err
 		})
 	}
-	return c.purgeNode(ctx, c.client)
+	_, err := c.purgeNode(ctx, c.client)
+	return err
 }
 
-func (c *Cache) purgeNode(ctx context.Context, node goredis.Cmdable) error {
+// purgeNode removes the keys under the prefix on one server, and counts them.
+func (c *Cache) purgeNode(ctx context.Context, node goredis.Cmdable) (int, error) {
 	match := escapeGlob(c.prefix) + "*"
 	var cursor uint64
+	removed := 0
 	for {
 		keys, next, err := node.Scan(ctx, cursor, match, purgeBatch).Result()
 		if err != nil {
-			return wrap("purge: scan", err)
+			return removed, wrap("purge: scan", err)
 		}
 		if len(keys) > 0 {
 			if _, err := node.Pipelined(ctx, func(p goredis.Pipeliner) error {
@@ -157,11 +161,12 @@ func (c *Cache) purgeNode(ctx context.Context, node goredis.Cmdable) error {
 				}
 				return nil
 			}); err != nil {
-				return wrap("purge: unlink", err)
+				return removed, wrap("purge: unlink", err)
 			}
+			removed += len(keys)
 		}
 		if next == 0 {
-			return nil
+			return removed, nil
 		}
 		cursor = next
 	}

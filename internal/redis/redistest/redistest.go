@@ -2,7 +2,9 @@
 // on the real server named by REDIS_ADDR (127.0.0.1:6379 by default), in a
 // database of their own (REDIS_TEST_DB, 15 by default): a developer's own
 // keys in database 0 are never scanned nor touched, and the cleanup's SCAN
-// does not walk them.
+// does not walk them. When REDIS_ADDR names a Redis Cluster (a private
+// one: enginetest.RedisCluster), the client is the cluster's, in its only
+// database.
 package redistest
 
 import (
@@ -42,7 +44,9 @@ func MustClient(tb testing.TB) (goredis.UniversalClient, redis.Config) {
 		tb.Fatalf("redis config from the environment: %v", err)
 	}
 	cfg.KeyPrefix = "test:" + randomHex(tb) + ":"
-	cfg.DB = testDB()
+	if !cfg.IsCluster() { // a cluster has only database 0
+		cfg.DB = testDB()
+	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

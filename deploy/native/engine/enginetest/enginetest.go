@@ -1,8 +1,9 @@
 // Package enginetest gives the tests of a package PRIVATE PostgreSQL,
-// Redis and RabbitMQ instances to break (stop, start), never the shared
-// ones: each is started on first use, once per package (a RabbitMQ node
-// takes ~8 s), on free ports, under a supervisord tied to the test binary,
-// and removed by Close, which the package's TestMain calls.
+// Redis, Redis Cluster and RabbitMQ instances to break (stop, start, kill
+// a cluster's master), never the shared ones: each is started on first
+// use, once per package (a RabbitMQ node takes ~8 s, a Redis Cluster ~5 s),
+// on free ports, under a supervisord tied to the test binary, and removed
+// by Close, which the package's TestMain calls.
 //
 //	var broker enginetest.RabbitMQ
 //
@@ -22,9 +23,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/kvstack/kvstack/deploy/native/engine"
 )
@@ -42,6 +46,15 @@ type instance struct {
 // first use; a failure fails every test that needs them, naming them.
 func (in *instance) start(tb testing.TB, what string, nports int, mk func(dir string, ports []int) []engine.Engine) {
 	tb.Helper()
+	in.startAll(tb, what, nports, func(dir string, ports []int) ([]engine.Engine, func(context.Context) error) {
+		return mk(dir, ports), nil
+	})
+}
+
+// startAll runs the engines mk makes on first use, then ready (when not
+// nil), which waits until they work together.
+func (in *instance) startAll(tb testing.TB, what string, nports int, mk func(dir string, ports []int) ([]engine.Engine, func(context.Context) error)) {
+	tb.Helper()
 	if testing.Short() {
 		tb.Skip("starts a private " + what + "; not run with -short (make test runs it)")
 	}
@@ -56,7 +69,7 @@ func (in *instance) start(tb testing.TB, what string, nports int, mk func(dir st
 	}
 }
 
-func (in *instance) launch(what string, nports int, mk func(string, []int) []engine.Engine) error {
+func (in *instance) launch(what string, nports int, mk func(string, []int) ([]engine.Engine, func(context.Context) error)) error {
 	ports, err := engine.FreePorts(nports)
 	if err != nil {
 		return err
@@ -65,7 +78,7 @@ func (in *instance) launch(what string, nports int, mk func(string, []int) []eng
 	if err != nil {
 		return err
 	}
-	engines := mk(dir, ports)
+	engines, ready := mk(dir, ports)
 	in.name = engines[0].Program().Name
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -73,6 +86,11 @@ func (in *instance) launch(what string, nports int, mk func(string, []int) []eng
 	in.p, err = engine.Start(ctx, dir, nil, engines...)
 	if err != nil {
 		return fmt.Errorf("%w (needs supervisor and the engine's package: make setup-all)", err)
+	}
+	if ready != nil {
+		if err := ready(ctx); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(os.Stderr, "enginetest: private %s up in %s (%s)\n", what, time.Since(started).Round(100*time.Millisecond), dir)
 	return nil
@@ -262,4 +280,121 @@ func (pp *PostgresPair) Promote(tb testing.TB) *engine.Postgres {
 		tb.Fatalf("promoting the standby: %v", err)
 	}
 	return primary
+}
+
+// RedisCluster is a private Redis Cluster of three masters and three
+// replicas (engine.RedisCluster), formed and synced before first use.
+type RedisCluster struct {
+	instance
+	c *engine.RedisCluster
+}
+
+// Addr is the nodes' addresses joined by commas, as REDIS_ADDR takes a
+// cluster's; it starts the cluster on first use.
+func (rc *RedisCluster) Addr(tb testing.TB) string {
+	tb.Helper()
+	return strings.Join(rc.Cluster(tb).Addrs(), ",")
+}
+
+// Cluster is the cluster's description (its nodes, ports, Form and
+// WaitHealthy); it starts the cluster on first use.
+func (rc *RedisCluster) Cluster(tb testing.TB) *engine.RedisCluster {
+	tb.Helper()
+	rc.startAll(tb, "Redis Cluster", 6, func(dir string, ports []int) ([]engine.Engine, func(context.Context) error) {
+		rc.c = &engine.RedisCluster{Ports: ports, Dir: filepath.Join(dir, "redis-cluster")}
+		return rc.c.Engines(), rc.c.Form
+	})
+	return rc.c
+}
+
+// MasterOf is the node that serves key's slot now.
+func (rc *RedisCluster) MasterOf(tb testing.TB, key string) *engine.Redis {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	n, err := rc.Cluster(tb).MasterOf(ctx, key)
+	if err != nil {
+		tb.Fatalf("private Redis Cluster: %v", err)
+	}
+	return n
+}
+
+// Kill kills a node with SIGKILL, as a crash would; it comes back by
+// itself after the cluster's restart delay (its replica has taken over by
+// then, if it was a master). At the test's end the cluster is waited for
+// until it is whole again, so that the next test starts on a healthy one.
+func (rc *RedisCluster) Kill(tb testing.TB, node *engine.Redis) {
+	tb.Helper()
+	c := rc.Cluster(tb)
+	tb.Cleanup(func() {
+		tb.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := c.WaitHealthy(ctx); err != nil {
+			tb.Errorf("private Redis Cluster after the kill of %s: %v", node.Name, err)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := rc.p.Kill(ctx, node.Name); err != nil {
+		tb.Fatalf("kill -9 %s: %v", node.Name, err)
+	}
+}
+
+// WaitNewMaster waits until a node other than old serves key's slot (its
+// replica promoted) and returns it.
+func (rc *RedisCluster) WaitNewMaster(tb testing.TB, key string, old *engine.Redis) *engine.Redis {
+	tb.Helper()
+	c := rc.Cluster(tb)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for {
+		n, err := c.MasterOf(ctx, key)
+		if err == nil && n.Name != old.Name {
+			return n
+		}
+		if ctx.Err() != nil {
+			tb.Fatalf("no new master for %q within a minute (master %v, %v)", key, n, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// CutReplica cuts master's replica off and keeps it off until the test
+// ends (it offers a password the master does not have), so that what the
+// master acknowledges next is never replicated: the lost update of
+// asynchronous replication, once the master dies and the replica is
+// promoted. It returns the replica.
+func (rc *RedisCluster) CutReplica(tb testing.TB, master *engine.Redis) *engine.Redis {
+	tb.Helper()
+	c := rc.Cluster(tb)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	replica, err := c.ReplicaOf(ctx, master)
+	if err != nil {
+		tb.Fatalf("private Redis Cluster: %v", err)
+	}
+	rdb := goredis.NewClient(&goredis.Options{Addr: replica.Addr()})
+	tb.Cleanup(func() {
+		defer rdb.Close()
+		if err := rdb.ConfigSet(context.Background(), "masterauth", "").Err(); err != nil {
+			tb.Errorf("reset masterauth on %s: %v", replica.Name, err)
+		}
+	})
+	if err := rdb.ConfigSet(ctx, "masterauth", "not-the-masters-password").Err(); err != nil {
+		tb.Fatalf("cut %s off: %v", replica.Name, err)
+	}
+	if err := rdb.Do(ctx, "CLIENT", "KILL", "TYPE", "master").Err(); err != nil {
+		tb.Fatalf("cut %s off: %v", replica.Name, err)
+	}
+	for {
+		info, err := rdb.Info(ctx, "replication").Result()
+		if err == nil && !strings.Contains(info, "master_link_status:up") {
+			return replica
+		}
+		if ctx.Err() != nil {
+			tb.Fatalf("%s still linked to its master: %v", replica.Name, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

@@ -1,0 +1,149 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/kvstack/kvstack/internal/kv"
+)
+
+// MasterChange is a shard of a Redis Cluster whose master was not the one
+// that last marked it, and whose keys CheckMasters therefore purged.
+type MasterChange struct {
+	Slots    string // the shard's first slot range, "0-5460"
+	Master   string // the master's node id now
+	Addr     string // and its address
+	Previous string // the node id of the master that marked the shard ("" when unmarked)
+	Purged   int    // keys removed
+}
+
+// CheckMasters purges the keys of every shard of a Redis Cluster whose
+// master changed, and reports those shards; on a single server it does
+// nothing.
+//
+// Redis replicates asynchronously: a cache update that a dying master
+// acknowledged may never reach the replica promoted in its place, which
+// then serves the older entry while PostgreSQL holds the newer, until its
+// TTL. So each master marks its shard with its own node id (a key under
+// the prefix, in one of the shard's slots); a replica promoted with the
+// shard's data also has the mark of the master it replaced, and a node
+// that lost its data has none. Either way the shard's keys are purged, on
+// that master alone, and the mark written anew; readers refill from
+// PostgreSQL. The purge can only run once the promotion is done, and by
+// then the old master has stopped accepting writes (a master cut off from
+// the majority refuses them after cluster-node-timeout, before any replica
+// may take over), so no lost update can land after it. A fill that read
+// PostgreSQL before such an update could, but reads bound their loads
+// (kv.Service's 5 s), less than a failover takes.
+//
+// The mark is in Redis, not in the caller: any number of consumers may
+// check, a consumer started after the failover still sees it, and a
+// purge by two of them at once is only done twice.
+func (c *Cache) CheckMasters(ctx context.Context) ([]MasterChange, error) {
+	cc, ok := c.client.(*goredis.ClusterClient)
+	if !ok {
+		return nil, nil
+	}
+	var mu sync.Mutex
+	var changes []MasterChange
+	// ForEachMaster reloads the client's view of the cluster first: a
+	// failover is seen even when no command was redirected.
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, node *goredis.Client) error {
+		ch, changed, err := c.checkShard(ctx, node)
+		if changed {
+			mu.Lock()
+			changes = append(changes, ch)
+			mu.Unlock()
+		}
+		return err
+	})
+	return changes, err
+}
+
+// checkShard compares the mark of the shard that node is master of with
+// its node id; every call goes to node itself, so a node that is no
+// longer master answers MOVED, an error, and the next check sees the
+// shard's new master.
+func (c *Cache) checkShard(ctx context.Context, node *goredis.Client) (MasterChange, bool, error) {
+	ch := MasterChange{Addr: node.Options().Addr}
+	var err error
+	if ch.Master, err = node.ClusterMyID(ctx).Result(); err != nil {
+		return ch, false, wrap("check masters: cluster myid", err)
+	}
+	slots, err := ownSlots(ctx, node, ch.Master)
+	if err != nil {
+		return ch, false, err
+	}
+	ch.Slots = fmt.Sprintf("%d-%d", slots.Start, slots.End)
+	key := c.markKey(slots)
+	ch.Previous, err = node.Get(ctx, key).Result()
+	if err != nil && !errors.Is(err, goredis.Nil) {
+		return ch, false, wrap("check masters: read the mark of "+ch.Slots, err)
+	}
+	if ch.Previous == ch.Master {
+		return ch, false, nil
+	}
+	if ch.Purged, err = c.purgeNode(ctx, node); err != nil {
+		return ch, false, err
+	}
+	if err := node.Set(ctx, key, ch.Master, 0).Err(); err != nil {
+		return ch, false, wrap("check masters: mark "+ch.Slots, err)
+	}
+	return ch, true, nil
+}
+
+// ownSlots is the first slot range of the node whose id is given, as it
+// sees itself.
+func ownSlots(ctx context.Context, node *goredis.Client, id string) (goredis.SlotRange, error) {
+	shards, err := node.ClusterShards(ctx).Result()
+	if err != nil {
+		return goredis.SlotRange{}, wrap("check masters: cluster shards", err)
+	}
+	for _, s := range shards {
+		for _, n := range s.Nodes {
+			if n.ID == id && n.Role == "master" && len(s.Slots) > 0 {
+				return s.Slots[0], nil
+			}
+		}
+	}
+	return goredis.SlotRange{}, fmt.Errorf("redis check masters: %s is master of no slot: %w", node.Options().Addr, kv.ErrUnavailable)
+}
+
+// markKey is the first key "<prefix>master-mark:N" that hashes into slots.
+func (c *Cache) markKey(slots goredis.SlotRange) string {
+	for n := 0; ; n++ {
+		key := c.prefix + "master-mark:" + strconv.Itoa(n)
+		if s := int64(keySlot(key)); s >= slots.Start && s <= slots.End {
+			return key
+		}
+	}
+}
+
+// keySlot is the Redis Cluster slot of key: CRC16 (XMODEM) of its hash tag
+// (what lies between the first '{' and the next '}', when not empty), or
+// of the whole key, modulo 16384.
+func keySlot(key string) uint16 {
+	if i := strings.IndexByte(key, '{'); i >= 0 {
+		if j := strings.IndexByte(key[i+1:], '}'); j > 0 {
+			key = key[i+1 : i+1+j]
+		}
+	}
+	var crc uint16
+	for i := 0; i < len(key); i++ {
+		crc ^= uint16(key[i]) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return crc % 16384
+}
