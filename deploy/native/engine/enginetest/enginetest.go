@@ -1,8 +1,9 @@
 // Package enginetest gives the tests of a package PRIVATE PostgreSQL,
-// Redis and RabbitMQ instances to break (stop, start), never the shared
-// ones: each is started on first use, once per package (a RabbitMQ node
-// takes ~8 s), on free ports, under a supervisord tied to the test binary,
-// and removed by Close, which the package's TestMain calls.
+// Redis and RabbitMQ instances to break (stop, start, kill -9), never the
+// shared ones: each is started on first use, once per package (a RabbitMQ
+// node takes ~8 s, a cluster of three ~30 s), on free ports, under a
+// supervisord tied to the test binary, and removed by Close, which the
+// package's TestMain calls.
 //
 //	var broker enginetest.RabbitMQ
 //
@@ -13,6 +14,9 @@
 //		start := broker.Stop(t)                 // the outage
 //		start()                                 // back, and answering
 //	}
+//
+// A RabbitMQCluster is used alike, a node at a time: cluster.Kill(t, i),
+// cluster.Stop(t, i); the test leaves it whole again when it ends.
 package enginetest
 
 import (
@@ -29,18 +33,26 @@ import (
 	"github.com/kvstack/kvstack/deploy/native/engine"
 )
 
-// instance is one private engine, started once.
+// instance is one private engine, or the nodes of one cluster, started
+// once.
 type instance struct {
-	mu   sync.Mutex
-	p    *engine.Private
-	name string
-	err  error
-	done bool
+	mu    sync.Mutex
+	p     *engine.Private
+	name  string // the program (the first node of a cluster)
+	err   error
+	done  bool
+	ready func(context.Context) error // once the programs answer (a cluster's Form)
 }
 
 // start runs the engine mk makes (given a directory and free ports) on
 // first use; a failure fails every test that needs it, naming it.
 func (in *instance) start(tb testing.TB, what string, nports int, mk func(dir string, ports []int) engine.Engine) {
+	tb.Helper()
+	in.startAll(tb, what, nports, func(dir string, ports []int) []engine.Engine { return []engine.Engine{mk(dir, ports)} })
+}
+
+// startAll is start for several engines run together.
+func (in *instance) startAll(tb testing.TB, what string, nports int, mk func(dir string, ports []int) []engine.Engine) {
 	tb.Helper()
 	if testing.Short() {
 		tb.Skip("starts a private " + what + "; not run with -short (make test runs it)")
@@ -56,7 +68,7 @@ func (in *instance) start(tb testing.TB, what string, nports int, mk func(dir st
 	}
 }
 
-func (in *instance) launch(what string, nports int, mk func(string, []int) engine.Engine) error {
+func (in *instance) launch(what string, nports int, mk func(string, []int) []engine.Engine) error {
 	ports, err := engine.FreePorts(nports)
 	if err != nil {
 		return err
@@ -65,14 +77,19 @@ func (in *instance) launch(what string, nports int, mk func(string, []int) engin
 	if err != nil {
 		return err
 	}
-	e := mk(dir, ports)
-	in.name = e.Program().Name
+	es := mk(dir, ports)
+	in.name = es[0].Program().Name
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	started := time.Now()
-	in.p, err = engine.Start(ctx, dir, nil, e)
+	in.p, err = engine.Start(ctx, dir, nil, es...)
 	if err != nil {
 		return fmt.Errorf("%w (needs supervisor and the engine's package: make setup-all)", err)
+	}
+	if in.ready != nil {
+		if err := in.ready(ctx); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(os.Stderr, "enginetest: private %s up in %s (%s)\n", what, time.Since(started).Round(100*time.Millisecond), dir)
 	return nil
@@ -82,6 +99,12 @@ func (in *instance) launch(what string, nports int, mk func(string, []int) engin
 // and waits until it answers; that function also runs at the test's end,
 // whatever happens, and is safe to call more than once.
 func (in *instance) stop(tb testing.TB) (start func()) {
+	tb.Helper()
+	return in.stopNamed(tb, in.name)
+}
+
+// stopNamed is stop for one program of the instance.
+func (in *instance) stopNamed(tb testing.TB, name string) (start func()) {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -94,13 +117,13 @@ func (in *instance) stop(tb testing.TB) (start func()) {
 		started = true
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
-		if err := in.p.Start(ctx, in.name); err != nil {
-			tb.Errorf("starting the private %s again: %v", in.name, err)
+		if err := in.p.Start(ctx, name); err != nil {
+			tb.Errorf("starting the private %s again: %v", name, err)
 		}
 	}
 	tb.Cleanup(start)
-	if err := in.p.Stop(ctx, in.name); err != nil {
-		tb.Fatalf("stopping the private %s: %v", in.name, err)
+	if err := in.p.Stop(ctx, name); err != nil {
+		tb.Fatalf("stopping the private %s: %v", name, err)
 	}
 	return start
 }
@@ -189,4 +212,92 @@ func (mq *RabbitMQ) Stop(tb testing.TB) (start func()) {
 	tb.Helper()
 	mq.URL(tb)
 	return mq.stop(tb)
+}
+
+// RabbitMQCluster is a private cluster of three RabbitMQ nodes, formed at
+// first boot, whose queues a test may declare quorum; its nodes are killed
+// or stopped one by one. Each test that breaks a node leaves the cluster
+// whole again (every node back, every member running) when it ends.
+type RabbitMQCluster struct {
+	instance
+	c *engine.RabbitMQCluster
+}
+
+// ClusterSize is the number of nodes of a RabbitMQCluster.
+const ClusterSize = 3
+
+func (mc *RabbitMQCluster) cluster(tb testing.TB) *engine.RabbitMQCluster {
+	tb.Helper()
+	mc.ready = func(ctx context.Context) error { return mc.c.Form(ctx) }
+	mc.startAll(tb, "RabbitMQ cluster", ClusterSize*engine.PortsPerNode, func(dir string, ports []int) []engine.Engine {
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		mc.c = engine.NewRabbitMQCluster("rabbitmq", "kvtest-"+hex.EncodeToString(b[:])+"-", dir, ports)
+		return mc.c.Engines()
+	})
+	return mc.c
+}
+
+// URL lists the nodes' AMQP URLs, comma-separated (RABBITMQ_URL for a
+// cluster); it starts the cluster on first use and returns once it formed.
+func (mc *RabbitMQCluster) URL(tb testing.TB) string {
+	tb.Helper()
+	return mc.cluster(tb).URL()
+}
+
+// Nodes are the cluster's nodes, in the order of URL.
+func (mc *RabbitMQCluster) Nodes(tb testing.TB) []*engine.RabbitMQ {
+	tb.Helper()
+	return mc.cluster(tb).Nodes
+}
+
+// NodeOf is the index of the node that listens on the AMQP port of
+// address (host:port), or -1.
+func (mc *RabbitMQCluster) NodeOf(tb testing.TB, address string) int {
+	tb.Helper()
+	for i, n := range mc.Nodes(tb) {
+		if n.URL() == "amqp://guest:guest@"+address+"/" {
+			return i
+		}
+	}
+	return -1
+}
+
+// Kill sends SIGKILL to node i (from 0), as a crash would; its supervisor
+// restarts it by itself. It returns the pid killed.
+func (mc *RabbitMQCluster) Kill(tb testing.TB, i int) int {
+	tb.Helper()
+	c := mc.cluster(tb)
+	tb.Cleanup(func() { mc.whole(tb) })
+	pid, err := mc.p.Kill(context.Background(), c.Nodes[i].Program().Name)
+	if err != nil {
+		tb.Fatalf("kill -9 of RabbitMQ node %s: %v", c.Nodes[i].Node, err)
+	}
+	return pid
+}
+
+// Stop stops node i (from 0), orderly; start brings it back and waits
+// until it answers (not until the cluster is whole: other nodes may still
+// be down).
+func (mc *RabbitMQCluster) Stop(tb testing.TB, i int) (start func()) {
+	tb.Helper()
+	c := mc.cluster(tb)
+	tb.Cleanup(func() { mc.whole(tb) })
+	return mc.stopNamed(tb, c.Nodes[i].Program().Name)
+}
+
+// whole waits until every node runs and the cluster has all its members.
+func (mc *RabbitMQCluster) whole(tb testing.TB) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	for _, name := range mc.c.Names() {
+		if err := mc.p.WaitHealthy(ctx, name); err != nil {
+			tb.Errorf("RabbitMQ node %s not back: %v", name, err)
+			return
+		}
+	}
+	if err := mc.c.Form(ctx); err != nil {
+		tb.Errorf("RabbitMQ cluster not whole again: %v", err)
+	}
 }
