@@ -15,14 +15,16 @@
 //		start()                                 // back, and answering
 //	}
 //
-// A RabbitMQCluster is used alike, a node at a time: cluster.Kill(t, i),
-// cluster.Stop(t, i); the test leaves it whole again when it ends.
+// A RabbitMQCluster is used alike, by node: cluster.Kill(t, i),
+// cluster.Stop(t, i, j), cluster.Start(t, i, j); each test that breaks it
+// leaves it whole again when it ends.
 package enginetest
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -100,12 +102,7 @@ func (in *instance) launch(what string, nports int, mk func(string, []int) []eng
 // whatever happens, and is safe to call more than once.
 func (in *instance) stop(tb testing.TB) (start func()) {
 	tb.Helper()
-	return in.stopNamed(tb, in.name)
-}
-
-// stopNamed is stop for one program of the instance.
-func (in *instance) stopNamed(tb testing.TB, name string) (start func()) {
-	tb.Helper()
+	name := in.name
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	started := false
@@ -215,9 +212,9 @@ func (mq *RabbitMQ) Stop(tb testing.TB) (start func()) {
 }
 
 // RabbitMQCluster is a private cluster of three RabbitMQ nodes, formed at
-// first boot, whose queues a test may declare quorum; its nodes are killed
-// or stopped one by one. Each test that breaks a node leaves the cluster
-// whole again (every node back, every member running) when it ends.
+// first boot, for quorum queues; its nodes are killed, stopped and started
+// by index. Each test that breaks a node leaves the cluster whole again
+// (every node back, every member running) when it ends.
 type RabbitMQCluster struct {
 	instance
 	c *engine.RabbitMQCluster
@@ -268,7 +265,7 @@ func (mc *RabbitMQCluster) NodeOf(tb testing.TB, address string) int {
 func (mc *RabbitMQCluster) Kill(tb testing.TB, i int) int {
 	tb.Helper()
 	c := mc.cluster(tb)
-	tb.Cleanup(func() { mc.whole(tb) })
+	tb.Cleanup(func() { mc.Whole(tb) })
 	pid, err := mc.p.Kill(context.Background(), c.Nodes[i].Program().Name)
 	if err != nil {
 		tb.Fatalf("kill -9 of RabbitMQ node %s: %v", c.Nodes[i].Node, err)
@@ -276,28 +273,75 @@ func (mc *RabbitMQCluster) Kill(tb testing.TB, i int) int {
 	return pid
 }
 
-// Stop stops node i (from 0), orderly; start brings it back and waits
-// until it answers (not until the cluster is whole: other nodes may still
-// be down).
-func (mc *RabbitMQCluster) Stop(tb testing.TB, i int) (start func()) {
+// Stop stops nodes (indexes from 0), orderly, all at once; the supervisor
+// does not restart them. Start, or the test's end, brings them back.
+func (mc *RabbitMQCluster) Stop(tb testing.TB, nodes ...int) {
 	tb.Helper()
 	c := mc.cluster(tb)
-	tb.Cleanup(func() { mc.whole(tb) })
-	return mc.stopNamed(tb, c.Nodes[i].Program().Name)
+	tb.Cleanup(func() { mc.Whole(tb) })
+	err := mc.each(nodes, func(ctx context.Context, name string) error { return mc.p.Stop(ctx, name) })
+	if err != nil {
+		tb.Fatalf("stopping RabbitMQ nodes %v of %v: %v", nodes, c.Names(), err)
+	}
 }
 
-// whole waits until every node runs and the cluster has all its members.
-func (mc *RabbitMQCluster) whole(tb testing.TB) {
+// Start starts stopped nodes all at once and waits until each answers
+// (not until the cluster is whole: others may still be down).
+func (mc *RabbitMQCluster) Start(tb testing.TB, nodes ...int) {
 	tb.Helper()
+	c := mc.cluster(tb)
+	if err := mc.each(nodes, mc.startNode); err != nil {
+		tb.Fatalf("starting RabbitMQ nodes %v of %v: %v", nodes, c.Names(), err)
+	}
+}
+
+// Whole starts whatever node is stopped and waits until every node runs
+// and the cluster has all its members.
+func (mc *RabbitMQCluster) Whole(tb testing.TB) {
+	tb.Helper()
+	c := mc.cluster(tb)
+	all := make([]int, len(c.Nodes))
+	for i := range all {
+		all[i] = i
+	}
+	if err := mc.each(all, mc.startNode); err != nil {
+		tb.Fatalf("RabbitMQ nodes not back: %v", err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	for _, name := range mc.c.Names() {
-		if err := mc.p.WaitHealthy(ctx, name); err != nil {
-			tb.Errorf("RabbitMQ node %s not back: %v", name, err)
-			return
+	if err := c.Form(ctx); err != nil {
+		tb.Fatalf("RabbitMQ cluster not whole again: %v", err)
+	}
+}
+
+// startNode starts a node unless it runs (or is being restarted by its
+// supervisor), then waits until it answers.
+func (mc *RabbitMQCluster) startNode(ctx context.Context, name string) error {
+	sup := mc.p.Stack().Supervisor()
+	info, err := sup.Process(ctx, name)
+	if err != nil {
+		return err
+	}
+	switch info.State {
+	case "RUNNING", "STARTING", "BACKOFF":
+	default:
+		if err := sup.Start(ctx, name, false); err != nil {
+			return err
 		}
 	}
-	if err := mc.c.Form(ctx); err != nil {
-		tb.Errorf("RabbitMQ cluster not whole again: %v", err)
+	return mc.p.WaitHealthy(ctx, name)
+}
+
+// each runs f on the program of every node of nodes, concurrently, within
+// three minutes.
+func (mc *RabbitMQCluster) each(nodes []int, f func(ctx context.Context, name string) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for k, i := range nodes {
+		wg.Go(func() { errs[k] = f(ctx, mc.c.Nodes[i].Program().Name) })
 	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
