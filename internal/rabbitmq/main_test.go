@@ -10,13 +10,18 @@ import (
 	"github.com/kvstack/kvstack/deploy/native/engine/enginetest"
 )
 
-// privateBroker is the node TestDisruptiveBrokerRestart stops: this
-// package's own, started on first use.
-var privateBroker enginetest.RabbitMQ
+// privateBroker is the node TestDisruptiveBrokerRestart stops, and
+// cluster the three nodes the cluster tests kill and stop: this package's
+// own, each started on first use.
+var (
+	privateBroker enginetest.RabbitMQ
+	cluster       enginetest.RabbitMQCluster
+)
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	privateBroker.Close() // before the leak check: its supervisord is a child
+	privateBroker.Close() // before the leak check: their supervisords are children
+	cluster.Close()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)

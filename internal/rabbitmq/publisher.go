@@ -53,9 +53,11 @@ type Publisher struct {
 // session is one connection and its channels.
 type session struct {
 	conn    *amqp.Connection
+	broker  string               // the connected node's host:port
 	server  []attribute.KeyValue // the connected node (server.address, port), for spans
 	idle    chan *amqp.Channel   // the pool; capacity = channel count
 	dead    chan struct{}        // a borrower found a closed channel: replace one
+	nacked  chan *amqp.Channel   // a channel the broker nacked a publish on: close it
 	done    chan struct{}        // closed when the session ends
 	blocked atomic.Bool
 }
@@ -170,6 +172,7 @@ func (p *Publisher) publish(ctx context.Context, queue string, msg amqp.Publishi
 		if ch.IsClosed() {
 			return fmt.Errorf("%w: channel closed before the confirm", ErrNacked)
 		}
+		s.retire(ch)
 		return ErrNacked
 	case <-ctx.Done():
 		return fmt.Errorf("%w (%w)", ErrTimeout, ctx.Err())
@@ -206,6 +209,19 @@ func (s *session) giveBack(ch *amqp.Channel) {
 	}
 }
 
+// retire asks the supervisor to close ch, which the pool then replaces. A
+// nack is rare, and may mean the channel will nack everything from now on:
+// RabbitMQ 3.10 gives each channel a quorum queue client that keeps the
+// leader it was first told of, and one whose leader's node died rejects
+// every publish until that node is back (seconds after a kill -9, for
+// ever if it stays down), while a new channel finds the new leader.
+func (s *session) retire(ch *amqp.Channel) {
+	select {
+	case s.nacked <- ch:
+	default:
+	}
+}
+
 func (s *session) replace() {
 	select {
 	case s.dead <- struct{}{}:
@@ -227,6 +243,15 @@ func (p *Publisher) Ready(ctx context.Context) error {
 		return ErrBlocked
 	}
 	return nil
+}
+
+// Broker is the address (host:port) of the node the publisher is connected
+// to, "" while it is not: the node whose loss it would have to survive.
+func (p *Publisher) Broker() string {
+	if s := p.sess.Load(); s != nil {
+		return s.broker
+	}
+	return ""
 }
 
 // WaitReady waits until the publisher is connected, or ctx is done.
@@ -309,9 +334,11 @@ func (p *Publisher) serve(b *backoff.ExponentialBackOff) error {
 	blocks := conn.NotifyBlocked(make(chan amqp.Blocking, 1))
 	s := &session{
 		conn:   conn,
+		broker: hostPort(urls[at]),
 		server: serverAttrs(urls[at]),
 		idle:   make(chan *amqp.Channel, p.cfg.PublishChannels),
 		dead:   make(chan struct{}, p.cfg.PublishChannels),
+		nacked: make(chan *amqp.Channel, p.cfg.PublishChannels),
 		done:   make(chan struct{}),
 	}
 	// The library delivers blocked/unblocked from its reader goroutine and
@@ -349,6 +376,8 @@ func (p *Publisher) serve(b *backoff.ExponentialBackOff) error {
 			return nil
 		case err := <-closes:
 			return fmt.Errorf("%w: connection to %s closed: %w", errSessionLost, redact(urls[at]), asError(err))
+		case ch := <-s.nacked:
+			_ = ch.Close() // borrow and giveBack replace it once closed
 		case <-s.dead:
 			ch, err := openConfirmChannel(conn)
 			if err != nil {

@@ -17,8 +17,8 @@ import (
 // publisher and the same consumer runner carry on without anyone
 // restarting them.
 func TestDisruptiveBrokerRestart(t *testing.T) {
-	t.Setenv("RABBITMQ_URL", privateBroker.URL(t))
-	cfg := rabbittest.MustConfig(t)
+	t.Parallel() // with TestCluster: each waits on its own nodes
+	cfg := rabbittest.MustConfigAt(t, privateBroker.URL(t))
 	p := mustPublisher(t, cfg)
 
 	handled := make(chan string, 100)

@@ -23,6 +23,18 @@ const tracerName = "github.com/kvstack/kvstack/internal/rabbitmq"
 
 func tracer() trace.Tracer { return otel.Tracer(tracerName) }
 
+// hostPort is the host:port of an AMQP URL ("" when it does not parse).
+func hostPort(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return ""
+	}
+	if u.Port() == "" {
+		return net.JoinHostPort(u.Hostname(), "5672")
+	}
+	return u.Host
+}
+
 // serverAttrs names the broker (server.address, server.port) from its URL.
 func serverAttrs(rawURL string) []attribute.KeyValue {
 	u, err := url.Parse(rawURL)

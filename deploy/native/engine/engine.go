@@ -5,9 +5,10 @@
 // addresses the machine's shared services.
 //
 // An instance is data: a struct naming its ports and directory. A cluster
-// is more of them (issue 12: RabbitMQ nodes listing each other as Peers, a
-// PostgreSQL standby of a primary, Redis nodes in cluster mode), each one
-// more program under the same supervisor.
+// is more of them, each one more program under the same supervisor:
+// RabbitMQCluster is RabbitMQ nodes listing each other as Peers (issue 12
+// adds a PostgreSQL standby of a primary and Redis nodes in cluster mode
+// alike).
 package engine
 
 import (

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -135,18 +134,9 @@ func (r *RabbitMQ) Program() native.Program {
 // and unacknowledged messages, as rabbitmqctl counts them (exact, unlike
 // the metrics, which refresh every collect_statistics_interval).
 func (r *RabbitMQ) Queues(ctx context.Context) (map[string]QueueDepth, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "rabbitmqctl", "-n", r.Node, "-q", "list_queues", "name", "messages", "messages_unacknowledged")
-	cmd.Env = os.Environ()
-	for k, v := range r.env() {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	out, err := r.ctl(ctx, "list_queues", "name", "messages", "messages_unacknowledged")
 	if err != nil {
-		return nil, fmt.Errorf("rabbitmqctl -n %s list_queues: %w: %s", r.Node, err, strings.TrimSpace(stderr.String()))
+		return nil, err
 	}
 	return parseQueues(out), nil
 }

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"os"
 	"testing"
 	"time"
@@ -29,11 +30,19 @@ func URL() string {
 // answer.
 func MustConfig(tb testing.TB) rabbitmq.Config {
 	tb.Helper()
+	return MustConfigAt(tb, URL())
+}
+
+// MustConfigAt is MustConfig on the broker (or the nodes, comma-separated)
+// of url: a private one, in a test that may run in parallel (t.Setenv
+// may not).
+func MustConfigAt(tb testing.TB, url string) rabbitmq.Config {
+	tb.Helper()
 	if testing.Short() {
 		tb.Skip("needs RabbitMQ; not run with -short (make test runs it)")
 	}
 	cfg := rabbitmq.DefaultConfig()
-	cfg.URL = URL()
+	cfg.URL = url
 	conn := MustDial(tb, cfg)
 	conn.Close()
 
@@ -47,18 +56,31 @@ func MustConfig(tb testing.TB) rabbitmq.Config {
 	return cfg
 }
 
-// MustDial opens a connection to cfg's broker or fails the test naming it.
+// MustDial opens a connection to cfg's broker (the first of its nodes
+// that answers) or fails the test naming them.
 func MustDial(tb testing.TB, cfg rabbitmq.Config) *amqp.Connection {
 	tb.Helper()
-	conn, err := amqp.DialConfig(cfg.URL, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+	conn, err := dial(cfg)
 	if err != nil {
 		tb.Fatalf("RabbitMQ unreachable at %s: %v (start it, or set RABBITMQ_URL)", cfg.RedactedURL(), err)
 	}
 	return conn
 }
 
+func dial(cfg rabbitmq.Config) (*amqp.Connection, error) {
+	var errs []error
+	for _, u := range cfg.URLs() {
+		conn, err := amqp.DialConfig(u, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+		if err == nil {
+			return conn, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, errors.Join(errs...)
+}
+
 func deleteTopology(tb testing.TB, cfg rabbitmq.Config) {
-	conn, err := amqp.DialConfig(cfg.URL, amqp.Config{Dial: amqp.DefaultDial(5 * time.Second)})
+	conn, err := dial(cfg)
 	if err != nil {
 		tb.Errorf("rabbittest cleanup: RabbitMQ unreachable at %s: %v", cfg.RedactedURL(), err)
 		return

@@ -1,9 +1,9 @@
 // Package enginetest gives the tests of a package PRIVATE PostgreSQL,
 // Redis, Redis Cluster and RabbitMQ instances to break (stop, start, kill
-// a cluster's master), never the shared ones: each is started on first
-// use, once per package (a RabbitMQ node takes ~8 s, a Redis Cluster ~5 s),
-// on free ports, under a supervisord tied to the test binary, and removed
-// by Close, which the package's TestMain calls.
+// -9, a cluster's node), never the shared ones: each is started on first
+// use, once per package (a RabbitMQ node takes ~8 s, a cluster of three
+// ~30 s, a Redis Cluster ~5 s), on free ports, under a supervisord tied to
+// the test binary, and removed by Close, which the package's TestMain calls.
 //
 //	var broker enginetest.RabbitMQ
 //
@@ -14,12 +14,17 @@
 //		start := broker.Stop(t)                 // the outage
 //		start()                                 // back, and answering
 //	}
+//
+// A RabbitMQCluster is used alike, by node: cluster.Kill(t, i),
+// cluster.Stop(t, i, j), cluster.Start(t, i, j); each test that breaks it
+// leaves it whole again when it ends.
 package enginetest
 
 import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -33,11 +38,12 @@ import (
 	"github.com/kvstack/kvstack/deploy/native/engine"
 )
 
-// instance is one private engine, started once.
+// instance is one private engine, or the nodes of one cluster, started
+// once.
 type instance struct {
 	mu   sync.Mutex
 	p    *engine.Private
-	name string
+	name string // the program (the first node of a cluster)
 	err  error
 	done bool
 }
@@ -52,7 +58,7 @@ func (in *instance) start(tb testing.TB, what string, nports int, mk func(dir st
 }
 
 // startAll runs the engines mk makes on first use, then ready (when not
-// nil), which waits until they work together.
+// nil), which waits until they work together (a cluster's Form).
 func (in *instance) startAll(tb testing.TB, what string, nports int, mk func(dir string, ports []int) ([]engine.Engine, func(context.Context) error)) {
 	tb.Helper()
 	if testing.Short() {
@@ -101,6 +107,7 @@ func (in *instance) launch(what string, nports int, mk func(string, []int) ([]en
 // whatever happens, and is safe to call more than once.
 func (in *instance) stop(tb testing.TB) (start func()) {
 	tb.Helper()
+	name := in.name
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	started := false
@@ -112,13 +119,13 @@ func (in *instance) stop(tb testing.TB) (start func()) {
 		started = true
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
-		if err := in.p.Start(ctx, in.name); err != nil {
-			tb.Errorf("starting the private %s again: %v", in.name, err)
+		if err := in.p.Start(ctx, name); err != nil {
+			tb.Errorf("starting the private %s again: %v", name, err)
 		}
 	}
 	tb.Cleanup(start)
-	if err := in.p.Stop(ctx, in.name); err != nil {
-		tb.Fatalf("stopping the private %s: %v", in.name, err)
+	if err := in.p.Stop(ctx, name); err != nil {
+		tb.Fatalf("stopping the private %s: %v", name, err)
 	}
 	return start
 }
@@ -397,4 +404,138 @@ func (rc *RedisCluster) CutReplica(tb testing.TB, master *engine.Redis) *engine.
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// RabbitMQCluster is a private cluster of three RabbitMQ nodes, formed at
+// first boot, for quorum queues; its nodes are killed, stopped and started
+// by index. Each test that breaks a node leaves the cluster whole again
+// (every node back, every member running) when it ends.
+type RabbitMQCluster struct {
+	instance
+	c *engine.RabbitMQCluster
+}
+
+// ClusterSize is the number of nodes of a RabbitMQCluster.
+const ClusterSize = 3
+
+func (mc *RabbitMQCluster) cluster(tb testing.TB) *engine.RabbitMQCluster {
+	tb.Helper()
+	mc.startAll(tb, "RabbitMQ cluster", ClusterSize*engine.PortsPerNode, func(dir string, ports []int) ([]engine.Engine, func(context.Context) error) {
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		mc.c = engine.NewRabbitMQCluster("rabbitmq", "kvtest-"+hex.EncodeToString(b[:])+"-", dir, ports)
+		return mc.c.Engines(), mc.c.Form
+	})
+	return mc.c
+}
+
+// URL lists the nodes' AMQP URLs, comma-separated (RABBITMQ_URL for a
+// cluster); it starts the cluster on first use and returns once it formed.
+func (mc *RabbitMQCluster) URL(tb testing.TB) string {
+	tb.Helper()
+	return mc.cluster(tb).URL()
+}
+
+// Nodes are the cluster's nodes, in the order of URL.
+func (mc *RabbitMQCluster) Nodes(tb testing.TB) []*engine.RabbitMQ {
+	tb.Helper()
+	return mc.cluster(tb).Nodes
+}
+
+// NodeOf is the index of the node that listens on the AMQP port of
+// address (host:port), or -1.
+func (mc *RabbitMQCluster) NodeOf(tb testing.TB, address string) int {
+	tb.Helper()
+	for i, n := range mc.Nodes(tb) {
+		if n.URL() == "amqp://guest:guest@"+address+"/" {
+			return i
+		}
+	}
+	return -1
+}
+
+// Kill sends SIGKILL to node i (from 0), as a crash would; its supervisor
+// restarts it by itself. It returns the pid killed.
+func (mc *RabbitMQCluster) Kill(tb testing.TB, i int) int {
+	tb.Helper()
+	c := mc.cluster(tb)
+	tb.Cleanup(func() { mc.Whole(tb) })
+	pid, err := mc.p.Kill(context.Background(), c.Nodes[i].Program().Name)
+	if err != nil {
+		tb.Fatalf("kill -9 of RabbitMQ node %s: %v", c.Nodes[i].Node, err)
+	}
+	return pid
+}
+
+// Stop stops nodes (indexes from 0), orderly, all at once; the supervisor
+// does not restart them. Start, or the test's end, brings them back.
+func (mc *RabbitMQCluster) Stop(tb testing.TB, nodes ...int) {
+	tb.Helper()
+	c := mc.cluster(tb)
+	tb.Cleanup(func() { mc.Whole(tb) })
+	err := mc.each(nodes, func(ctx context.Context, name string) error { return mc.p.Stop(ctx, name) })
+	if err != nil {
+		tb.Fatalf("stopping RabbitMQ nodes %v of %v: %v", nodes, c.Names(), err)
+	}
+}
+
+// Start starts stopped nodes all at once and waits until each answers
+// (not until the cluster is whole: others may still be down).
+func (mc *RabbitMQCluster) Start(tb testing.TB, nodes ...int) {
+	tb.Helper()
+	c := mc.cluster(tb)
+	if err := mc.each(nodes, mc.startNode); err != nil {
+		tb.Fatalf("starting RabbitMQ nodes %v of %v: %v", nodes, c.Names(), err)
+	}
+}
+
+// Whole starts whatever node is stopped and waits until every node runs
+// and the cluster has all its members.
+func (mc *RabbitMQCluster) Whole(tb testing.TB) {
+	tb.Helper()
+	c := mc.cluster(tb)
+	all := make([]int, len(c.Nodes))
+	for i := range all {
+		all[i] = i
+	}
+	if err := mc.each(all, mc.startNode); err != nil {
+		tb.Fatalf("RabbitMQ nodes not back: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := c.Form(ctx); err != nil {
+		tb.Fatalf("RabbitMQ cluster not whole again: %v", err)
+	}
+}
+
+// startNode starts a node unless it runs (or is being restarted by its
+// supervisor), then waits until it answers.
+func (mc *RabbitMQCluster) startNode(ctx context.Context, name string) error {
+	sup := mc.p.Stack().Supervisor()
+	info, err := sup.Process(ctx, name)
+	if err != nil {
+		return err
+	}
+	switch info.State {
+	case "RUNNING", "STARTING", "BACKOFF":
+	default:
+		if err := sup.Start(ctx, name, false); err != nil {
+			return err
+		}
+	}
+	return mc.p.WaitHealthy(ctx, name)
+}
+
+// each runs f on the program of every node of nodes, concurrently, within
+// three minutes.
+func (mc *RabbitMQCluster) each(nodes []int, f func(ctx context.Context, name string) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for k, i := range nodes {
+		wg.Go(func() { errs[k] = f(ctx, mc.c.Nodes[i].Program().Name) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
