@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -29,15 +30,12 @@ import (
 // synchronous_standby_names (degraded: commits are on one node), and sets
 // it back once the standby streams again — Patroni's synchronous_mode,
 // non-strict. A pair that is degraded refuses Promote: its standby may lack
-// commits.
+// commits. That state is a file beside the standby's data directory
+// (unsynchronized), so that it outlives the process that keeps the pair.
 type PostgresPair struct {
 	Nodes [2]*Postgres
 
-	mu sync.Mutex
-	// degraded: synchronous_standby_names is cleared on the primary, or was
-	// set back but the standby has not yet flushed resyncLSN.
-	degraded  bool
-	resyncLSN string
+	mu sync.Mutex // one Promote or Reconcile at a time
 }
 
 // ErrDegraded is Promote's refusal while the standby may lack commits.
@@ -125,12 +123,12 @@ func (pp *PostgresPair) CreateDatabase(ctx context.Context, db, owner, password 
 func (pp *PostgresPair) Promote(ctx context.Context, sup *native.Supervisor) (*Postgres, error) {
 	pp.mu.Lock()
 	defer pp.mu.Unlock()
-	if pp.degraded {
-		return nil, ErrDegraded
-	}
 	standby, err := pp.standby(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if _, degraded := standby.unsynchronized(); degraded {
+		return nil, ErrDegraded
 	}
 	old := pp.Other(standby)
 	if err := fence(ctx, sup, old.name()); err != nil {
@@ -146,8 +144,7 @@ func (pp *PostgresPair) Promote(ctx context.Context, sup *native.Supervisor) (*P
 	if err != nil {
 		return nil, fmt.Errorf("promote %s: %w", standby.name(), err)
 	}
-	pp.degraded = true
-	return standby, nil
+	return standby, old.markUnsynchronized("")
 }
 
 // fence stops a node at once and for good: its supervisor is told to stop
@@ -175,10 +172,14 @@ func (pp *PostgresPair) standby(ctx context.Context) (*Postgres, error) {
 	var errs []error
 	for _, n := range pp.Nodes {
 		primary, err := n.IsPrimary(ctx)
-		if err == nil && !primary {
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("%s: %w", n.name(), err))
+		case primary:
+			errs = append(errs, fmt.Errorf("%s: a primary", n.name()))
+		default:
 			return n, nil
 		}
-		errs = append(errs, fmt.Errorf("%s: primary %t, %w", n.name(), primary, err))
 	}
 	return nil, fmt.Errorf("postgres pair: no standby answers: %w", errors.Join(errs...))
 }
@@ -254,38 +255,69 @@ func (pp *PostgresPair) Reconcile(ctx context.Context) (Replication, error) {
 	if err != nil {
 		return Replication{}, err
 	}
-	st := Replication{Primary: primary.name(), Standby: pp.Other(primary).name()}
+	standby := pp.Other(primary)
+	st := Replication{Primary: primary.name(), Standby: standby.name()}
+	resyncLSN, degraded := standby.unsynchronized()
 	err = primary.query(ctx, func(conn *pgx.Conn) error {
-		var names string
+		var names, lsn string
 		var caughtUp bool
-		err := conn.QueryRow(ctx, `SELECT current_setting('synchronous_standby_names'),
+		err := conn.QueryRow(ctx, `SELECT current_setting('synchronous_standby_names'), pg_current_wal_lsn()::text,
 			coalesce((SELECT state = 'streaming' FROM pg_stat_replication WHERE application_name = $1), false),
 			coalesce((SELECT flush_lsn >= $2::pg_lsn FROM pg_stat_replication WHERE application_name = $1), false)`,
-			st.Standby, or0(pp.resyncLSN)).Scan(&names, &st.Streaming, &caughtUp)
+			st.Standby, or0(resyncLSN)).Scan(&names, &lsn, &st.Streaming, &caughtUp)
 		if err != nil {
 			return err
 		}
 		switch {
-		case !st.Streaming && names != "":
-			pp.degraded = true
+		case !st.Streaming && (names != "" || !degraded):
+			if err := standby.markUnsynchronized(""); err != nil {
+				return err
+			}
 			return setSynchronous(ctx, conn, false)
-		case st.Streaming && names == "":
-			if err := conn.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&pp.resyncLSN); err != nil {
+		case st.Streaming && (names == "" || degraded && resyncLSN == ""):
+			// Synchronous from now on: caught up once it has flushed lsn.
+			if err := standby.markUnsynchronized(lsn); err != nil {
 				return err
 			}
 			return setSynchronous(ctx, conn, true)
-		case st.Streaming && caughtUp:
-			pp.degraded = false
+		case st.Streaming && degraded && resyncLSN != "" && caughtUp:
+			degraded = false
+			return standby.markSynchronized()
 		}
 		return nil
 	})
-	st.Synchronous = !pp.degraded && st.Streaming
+	st.Synchronous = err == nil && st.Streaming && !degraded
 	return st, err
 }
 
 func or0(lsn string) string {
-	if strings.TrimSpace(lsn) == "" {
+	if lsn == "" {
 		return "0/0"
 	}
 	return lsn
+}
+
+// unsynchronizedFile marks a standby that may lack commits: it holds the
+// primary's WAL position the standby must have flushed to be synchronous
+// again, or nothing while it does not stream.
+func (p *Postgres) unsynchronizedFile() string { return filepath.Join(p.Dir, "unsynchronized") }
+
+func (p *Postgres) unsynchronized() (resyncLSN string, marked bool) {
+	b, err := os.ReadFile(p.unsynchronizedFile())
+	return strings.TrimSpace(string(b)), err == nil
+}
+
+func (p *Postgres) markUnsynchronized(resyncLSN string) error {
+	if err := os.MkdirAll(p.Dir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(p.unsynchronizedFile(), []byte(resyncLSN+"\n"), 0o644)
+}
+
+func (p *Postgres) markSynchronized() error {
+	err := os.Remove(p.unsynchronizedFile())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
 }
