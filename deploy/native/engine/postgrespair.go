@@ -202,7 +202,7 @@ func setSynchronous(ctx context.Context, conn *pgx.Conn, on bool) error {
 // Rejoin makes node, the old primary, a standby of the current primary:
 // its data directory is replaced by a fresh pg_basebackup (what pg_rewind
 // does for a large database, a copy does for this one), it is started under
-// sup, and Reconcile makes replication synchronous again once it streams.
+// sup, and it returns once Reconcile finds the pair synchronous again.
 func (pp *PostgresPair) Rejoin(ctx context.Context, sup *native.Supervisor, node *Postgres) error {
 	primary, err := pp.Primary(ctx)
 	if err != nil {
@@ -225,12 +225,12 @@ func (pp *PostgresPair) Rejoin(ctx context.Context, sup *native.Supervisor, node
 	}
 	for {
 		st, err := pp.Reconcile(ctx)
-		if err == nil && st.Streaming {
+		if err == nil && st.Synchronous {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("rejoin %s: not streaming from %s (%+v, %v): %w", node.name(), primary.name(), st, err, ctx.Err())
+			return fmt.Errorf("rejoin %s: not a synchronous standby of %s (%+v, %v): %w", node.name(), primary.name(), st, err, ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -261,7 +261,7 @@ func (pp *PostgresPair) Reconcile(ctx context.Context) (Replication, error) {
 	err = primary.query(ctx, func(conn *pgx.Conn) error {
 		var names, lsn string
 		var caughtUp bool
-		err := conn.QueryRow(ctx, `SELECT current_setting('synchronous_standby_names'), pg_current_wal_lsn()::text,
+		err := conn.QueryRow(ctx, `SELECT current_setting('synchronous_standby_names'), pg_current_wal_flush_lsn()::text,
 			coalesce((SELECT state = 'streaming' FROM pg_stat_replication WHERE application_name = $1), false),
 			coalesce((SELECT flush_lsn >= $2::pg_lsn FROM pg_stat_replication WHERE application_name = $1), false)`,
 			st.Standby, or0(resyncLSN)).Scan(&names, &lsn, &st.Streaming, &caughtUp)

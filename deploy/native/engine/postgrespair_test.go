@@ -100,9 +100,11 @@ func TestPostgresPairFailover(t *testing.T) {
 	})
 
 	t.Run("rejoin the old primary", func(t *testing.T) {
+		began := time.Now()
 		if err := pair.Rejoin(ctx, sup, pg1); err != nil {
 			t.Fatal(err)
 		}
+		t.Logf("the old primary a synchronous standby again %s after Rejoin began", time.Since(began).Round(10*time.Millisecond))
 		requireState(ctx, t, pair, engine.Replication{Primary: "pg2", Standby: "pg1", Streaming: true, Synchronous: true})
 		conninfo, err := os.ReadFile(filepath.Join(pg1.Dir, "data", "postgresql.auto.conf"))
 		if err != nil || !strings.Contains(string(conninfo), "application_name=pg1") {
