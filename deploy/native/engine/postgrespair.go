@@ -72,12 +72,13 @@ func (pp *PostgresPair) Other(n *Postgres) *Postgres {
 func (pp *PostgresPair) Primary(ctx context.Context) (*Postgres, error) {
 	var found []*Postgres
 	var errs []error
-	for _, n := range pp.Nodes {
-		primary, err := n.IsPrimary(ctx)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", n.name(), err))
-		} else if primary {
-			found = append(found, n)
+	answers := pp.ask(ctx)
+	for range pp.Nodes {
+		a := <-answers
+		if a.err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", a.n.name(), a.err))
+		} else if a.primary {
+			found = append(found, a.n)
 		}
 	}
 	switch len(found) {
@@ -87,6 +88,27 @@ func (pp *PostgresPair) Primary(ctx context.Context) (*Postgres, error) {
 		return nil, errors.New("postgres pair: both nodes answer as primary")
 	}
 	return nil, fmt.Errorf("postgres pair: no primary answers: %w", errors.Join(errs...))
+}
+
+// role is a node's answer to IsPrimary.
+type role struct {
+	n       *Postgres
+	primary bool
+	err     error
+}
+
+// ask asks both nodes at once whether they are the primary; the answers
+// come in as they arrive (a node being restarted may take seconds). The
+// channel holds both, so the askers never block.
+func (pp *PostgresPair) ask(ctx context.Context) <-chan role {
+	answers := make(chan role, len(pp.Nodes))
+	for _, n := range pp.Nodes {
+		go func() {
+			primary, err := n.IsPrimary(ctx)
+			answers <- role{n, primary, err}
+		}()
+	}
+	return answers
 }
 
 // DatabaseURL is the multi-host URL the API and consumer use: pgx tries
@@ -167,18 +189,23 @@ func fence(ctx context.Context, sup *native.Supervisor, name string) error {
 	}
 }
 
-// standby is the node that answers as a standby (in recovery).
+// standby is the node that answers as a standby (in recovery), the first
+// to answer so: the old primary, being restarted by its supervisor after a
+// crash, may take seconds to answer at all.
 func (pp *PostgresPair) standby(ctx context.Context) (*Postgres, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var errs []error
-	for _, n := range pp.Nodes {
-		primary, err := n.IsPrimary(ctx)
+	answers := pp.ask(ctx)
+	for range pp.Nodes {
+		a := <-answers
 		switch {
-		case err != nil:
-			errs = append(errs, fmt.Errorf("%s: %w", n.name(), err))
-		case primary:
-			errs = append(errs, fmt.Errorf("%s: a primary", n.name()))
+		case a.err != nil:
+			errs = append(errs, fmt.Errorf("%s: %w", a.n.name(), a.err))
+		case a.primary:
+			errs = append(errs, fmt.Errorf("%s: a primary", a.n.name()))
 		default:
-			return n, nil
+			return a.n, nil
 		}
 	}
 	return nil, fmt.Errorf("postgres pair: no standby answers: %w", errors.Join(errs...))
