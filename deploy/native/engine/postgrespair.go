@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -29,15 +30,12 @@ import (
 // synchronous_standby_names (degraded: commits are on one node), and sets
 // it back once the standby streams again — Patroni's synchronous_mode,
 // non-strict. A pair that is degraded refuses Promote: its standby may lack
-// commits.
+// commits. That state is a file beside the standby's data directory
+// (unsynchronized), so that it outlives the process that keeps the pair.
 type PostgresPair struct {
 	Nodes [2]*Postgres
 
-	mu sync.Mutex
-	// degraded: synchronous_standby_names is cleared on the primary, or was
-	// set back but the standby has not yet flushed resyncLSN.
-	degraded  bool
-	resyncLSN string
+	mu sync.Mutex // one Promote or Reconcile at a time
 }
 
 // ErrDegraded is Promote's refusal while the standby may lack commits.
@@ -74,12 +72,13 @@ func (pp *PostgresPair) Other(n *Postgres) *Postgres {
 func (pp *PostgresPair) Primary(ctx context.Context) (*Postgres, error) {
 	var found []*Postgres
 	var errs []error
-	for _, n := range pp.Nodes {
-		primary, err := n.IsPrimary(ctx)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", n.name(), err))
-		} else if primary {
-			found = append(found, n)
+	answers := pp.ask(ctx)
+	for range pp.Nodes {
+		a := <-answers
+		if a.err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", a.n.name(), a.err))
+		} else if a.primary {
+			found = append(found, a.n)
 		}
 	}
 	switch len(found) {
@@ -89,6 +88,27 @@ func (pp *PostgresPair) Primary(ctx context.Context) (*Postgres, error) {
 		return nil, errors.New("postgres pair: both nodes answer as primary")
 	}
 	return nil, fmt.Errorf("postgres pair: no primary answers: %w", errors.Join(errs...))
+}
+
+// role is a node's answer to IsPrimary.
+type role struct {
+	n       *Postgres
+	primary bool
+	err     error
+}
+
+// ask asks both nodes at once whether they are the primary; the answers
+// come in as they arrive (a node being restarted may take seconds). The
+// channel holds both, so the askers never block.
+func (pp *PostgresPair) ask(ctx context.Context) <-chan role {
+	answers := make(chan role, len(pp.Nodes))
+	for _, n := range pp.Nodes {
+		go func() {
+			primary, err := n.IsPrimary(ctx)
+			answers <- role{n, primary, err}
+		}()
+	}
+	return answers
 }
 
 // DatabaseURL is the multi-host URL the API and consumer use: pgx tries
@@ -125,12 +145,12 @@ func (pp *PostgresPair) CreateDatabase(ctx context.Context, db, owner, password 
 func (pp *PostgresPair) Promote(ctx context.Context, sup *native.Supervisor) (*Postgres, error) {
 	pp.mu.Lock()
 	defer pp.mu.Unlock()
-	if pp.degraded {
-		return nil, ErrDegraded
-	}
 	standby, err := pp.standby(ctx)
 	if err != nil {
 		return nil, err
+	}
+	if _, degraded := standby.unsynchronized(); degraded {
+		return nil, ErrDegraded
 	}
 	old := pp.Other(standby)
 	if err := fence(ctx, sup, old.name()); err != nil {
@@ -146,8 +166,7 @@ func (pp *PostgresPair) Promote(ctx context.Context, sup *native.Supervisor) (*P
 	if err != nil {
 		return nil, fmt.Errorf("promote %s: %w", standby.name(), err)
 	}
-	pp.degraded = true
-	return standby, nil
+	return standby, old.markUnsynchronized("")
 }
 
 // fence stops a node at once and for good: its supervisor is told to stop
@@ -170,15 +189,24 @@ func fence(ctx context.Context, sup *native.Supervisor, name string) error {
 	}
 }
 
-// standby is the node that answers as a standby (in recovery).
+// standby is the node that answers as a standby (in recovery), the first
+// to answer so: the old primary, being restarted by its supervisor after a
+// crash, may take seconds to answer at all.
 func (pp *PostgresPair) standby(ctx context.Context) (*Postgres, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var errs []error
-	for _, n := range pp.Nodes {
-		primary, err := n.IsPrimary(ctx)
-		if err == nil && !primary {
-			return n, nil
+	answers := pp.ask(ctx)
+	for range pp.Nodes {
+		a := <-answers
+		switch {
+		case a.err != nil:
+			errs = append(errs, fmt.Errorf("%s: %w", a.n.name(), a.err))
+		case a.primary:
+			errs = append(errs, fmt.Errorf("%s: a primary", a.n.name()))
+		default:
+			return a.n, nil
 		}
-		errs = append(errs, fmt.Errorf("%s: primary %t, %w", n.name(), primary, err))
 	}
 	return nil, fmt.Errorf("postgres pair: no standby answers: %w", errors.Join(errs...))
 }
@@ -201,7 +229,7 @@ func setSynchronous(ctx context.Context, conn *pgx.Conn, on bool) error {
 // Rejoin makes node, the old primary, a standby of the current primary:
 // its data directory is replaced by a fresh pg_basebackup (what pg_rewind
 // does for a large database, a copy does for this one), it is started under
-// sup, and Reconcile makes replication synchronous again once it streams.
+// sup, and it returns once Reconcile finds the pair synchronous again.
 func (pp *PostgresPair) Rejoin(ctx context.Context, sup *native.Supervisor, node *Postgres) error {
 	primary, err := pp.Primary(ctx)
 	if err != nil {
@@ -224,12 +252,12 @@ func (pp *PostgresPair) Rejoin(ctx context.Context, sup *native.Supervisor, node
 	}
 	for {
 		st, err := pp.Reconcile(ctx)
-		if err == nil && st.Streaming {
+		if err == nil && st.Synchronous {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("rejoin %s: not streaming from %s (%+v, %v): %w", node.name(), primary.name(), st, err, ctx.Err())
+			return fmt.Errorf("rejoin %s: not a synchronous standby of %s (%+v, %v): %w", node.name(), primary.name(), st, err, ctx.Err())
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -254,38 +282,69 @@ func (pp *PostgresPair) Reconcile(ctx context.Context) (Replication, error) {
 	if err != nil {
 		return Replication{}, err
 	}
-	st := Replication{Primary: primary.name(), Standby: pp.Other(primary).name()}
+	standby := pp.Other(primary)
+	st := Replication{Primary: primary.name(), Standby: standby.name()}
+	resyncLSN, degraded := standby.unsynchronized()
 	err = primary.query(ctx, func(conn *pgx.Conn) error {
-		var names string
+		var names, lsn string
 		var caughtUp bool
-		err := conn.QueryRow(ctx, `SELECT current_setting('synchronous_standby_names'),
+		err := conn.QueryRow(ctx, `SELECT current_setting('synchronous_standby_names'), pg_current_wal_flush_lsn()::text,
 			coalesce((SELECT state = 'streaming' FROM pg_stat_replication WHERE application_name = $1), false),
 			coalesce((SELECT flush_lsn >= $2::pg_lsn FROM pg_stat_replication WHERE application_name = $1), false)`,
-			st.Standby, or0(pp.resyncLSN)).Scan(&names, &st.Streaming, &caughtUp)
+			st.Standby, or0(resyncLSN)).Scan(&names, &lsn, &st.Streaming, &caughtUp)
 		if err != nil {
 			return err
 		}
 		switch {
-		case !st.Streaming && names != "":
-			pp.degraded = true
+		case !st.Streaming && (names != "" || !degraded):
+			if err := standby.markUnsynchronized(""); err != nil {
+				return err
+			}
 			return setSynchronous(ctx, conn, false)
-		case st.Streaming && names == "":
-			if err := conn.QueryRow(ctx, "SELECT pg_current_wal_lsn()::text").Scan(&pp.resyncLSN); err != nil {
+		case st.Streaming && (names == "" || degraded && resyncLSN == ""):
+			// Synchronous from now on: caught up once it has flushed lsn.
+			if err := standby.markUnsynchronized(lsn); err != nil {
 				return err
 			}
 			return setSynchronous(ctx, conn, true)
-		case st.Streaming && caughtUp:
-			pp.degraded = false
+		case st.Streaming && degraded && resyncLSN != "" && caughtUp:
+			degraded = false
+			return standby.markSynchronized()
 		}
 		return nil
 	})
-	st.Synchronous = !pp.degraded && st.Streaming
+	st.Synchronous = err == nil && st.Streaming && !degraded
 	return st, err
 }
 
 func or0(lsn string) string {
-	if strings.TrimSpace(lsn) == "" {
+	if lsn == "" {
 		return "0/0"
 	}
 	return lsn
+}
+
+// unsynchronizedFile marks a standby that may lack commits: it holds the
+// primary's WAL position the standby must have flushed to be synchronous
+// again, or nothing while it does not stream.
+func (p *Postgres) unsynchronizedFile() string { return filepath.Join(p.Dir, "unsynchronized") }
+
+func (p *Postgres) unsynchronized() (resyncLSN string, marked bool) {
+	b, err := os.ReadFile(p.unsynchronizedFile())
+	return strings.TrimSpace(string(b)), err == nil
+}
+
+func (p *Postgres) markUnsynchronized(resyncLSN string) error {
+	if err := os.MkdirAll(p.Dir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(p.unsynchronizedFile(), []byte(resyncLSN+"\n"), 0o644)
+}
+
+func (p *Postgres) markSynchronized() error {
+	err := os.Remove(p.unsynchronizedFile())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
 }

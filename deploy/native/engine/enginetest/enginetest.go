@@ -221,9 +221,13 @@ func (mq *RabbitMQ) Stop(tb testing.TB) (start func()) {
 type PostgresPair struct {
 	instance
 	pair *engine.PostgresPair
+	lost *engine.Postgres // a primary KillPrimary took down, not yet rejoined
 }
 
-// Pair is the pair; it starts both nodes on first use.
+// Pair is the pair, whole and synchronous: it starts both nodes on first
+// use, and makes a primary an earlier test killed rejoin as the standby
+// (a test that leaves the pair broken does not pay for its repair, which
+// takes seconds, unless another test needs it).
 func (pp *PostgresPair) Pair(tb testing.TB) *engine.PostgresPair {
 	tb.Helper()
 	pp.start(tb, "PostgreSQL primary and standby", 2, func(dir string, ports []int) []engine.Engine {
@@ -232,7 +236,29 @@ func (pp *PostgresPair) Pair(tb testing.TB) *engine.PostgresPair {
 			&engine.Postgres{Name: "pg2", Port: ports[1], Dir: filepath.Join(dir, "pg2")})
 		return pp.pair.Engines()
 	})
+	pp.mu.Lock()
+	defer pp.mu.Unlock()
+	if pp.lost != nil {
+		if err := pp.heal(); err != nil {
+			tb.Fatalf("the old primary %s rejoining as the standby: %v", pp.lost.Program().Name, err)
+		}
+		pp.lost = nil
+	}
 	return pp.pair
+}
+
+// heal promotes the standby if a test killed the primary and did not, then
+// makes the lost primary rejoin.
+func (pp *PostgresPair) heal() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	sup := pp.p.Stack().Supervisor()
+	if _, err := pp.pair.Primary(ctx); err != nil {
+		if _, err := pp.pair.Promote(ctx, sup); err != nil {
+			return err
+		}
+	}
+	return pp.pair.Rejoin(ctx, sup, pp.lost)
 }
 
 // URL is the superuser's multi-host URL to database postgres, with
@@ -250,10 +276,9 @@ func (pp *PostgresPair) Failover(tb testing.TB) (primary *engine.Postgres, kille
 	return pp.Promote(tb), killed
 }
 
-// KillPrimary kills the primary (-9) and keeps it down, as a lost machine,
-// until the test ends: then it rejoins as the standby of the new primary
-// (Rejoin), so that the next test finds a synchronous pair again. It
-// returns when the kill happened.
+// KillPrimary kills the primary (-9) and keeps it down, as a lost machine;
+// the next test that asks for the pair finds it rejoined as the standby of
+// the new primary. It returns when the kill happened.
 func (pp *PostgresPair) KillPrimary(tb testing.TB) (killed time.Time) {
 	tb.Helper()
 	pair := pp.Pair(tb)
@@ -263,13 +288,9 @@ func (pp *PostgresPair) KillPrimary(tb testing.TB) (killed time.Time) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-		defer cancel()
-		if err := pair.Rejoin(ctx, pp.p.Stack().Supervisor(), old); err != nil {
-			tb.Errorf("the old primary %s rejoining as the standby: %v", old.Program().Name, err)
-		}
-	})
+	pp.mu.Lock()
+	pp.lost = old
+	pp.mu.Unlock()
 	if err := pp.p.Fence(ctx, old.Program().Name); err != nil {
 		tb.Fatal(err)
 	}
@@ -282,7 +303,10 @@ func (pp *PostgresPair) Promote(tb testing.TB) *engine.Postgres {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	primary, err := pp.Pair(tb).Promote(ctx, pp.p.Stack().Supervisor())
+	if pp.pair == nil {
+		tb.Fatal("enginetest: Promote before the pair was started")
+	}
+	primary, err := pp.pair.Promote(ctx, pp.p.Stack().Supervisor())
 	if err != nil {
 		tb.Fatalf("promoting the standby: %v", err)
 	}
