@@ -21,6 +21,7 @@ func NewClient(cfg Config) (goredis.UniversalClient, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	retries, redirects := attempts(cfg)
 	client := goredis.NewUniversalClient(&goredis.UniversalOptions{
 		Addrs:         cfg.Addrs(),
 		IsClusterMode: cfg.IsCluster(),
@@ -34,13 +35,17 @@ func NewClient(cfg Config) (goredis.UniversalClient, error) {
 		ContextTimeoutEnabled: true, // a request's deadline bounds its cache calls
 		// The command retry loop already redials; the pool's own dial retries
 		// (5 × 100 ms by default) would multiply into seconds per failed read.
-		MaxRetries:      cfg.MaxRetries,
+		MaxRetries:      retries,
+		MaxRedirects:    redirects,
 		MaxRetryBackoff: 100 * time.Millisecond,
 		DialerRetries:   1,
 		// Open-source Redis: skip the maintenance-notification handshake
 		// (a managed service's).
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	})
+	if cc, ok := client.(*goredis.ClusterClient); ok {
+		cc.AddHook(reloadOnFailure{cc: cc})
+	}
 	// db.statement would carry keys and values into every span: leave it out.
 	// The caller's file and line are always this package: not worth the
 	// runtime.Callers on every command.
@@ -66,4 +71,20 @@ func Open(ctx context.Context, cfg Config) (goredis.UniversalClient, error) {
 		return nil, fmt.Errorf("redis %s: ping: %w: %w", cfg.Addr, kv.ErrUnavailable, err)
 	}
 	return client, nil
+}
+
+// attempts is the retries of each node's client and the redirects of a
+// cluster client (go-redis' MaxRetries and MaxRedirects; 0 means its
+// default, -1 none) that make a command tried 1 + REDIS_MAX_RETRIES times
+// in all, as on a single server. go-redis' defaults in a cluster tried a
+// command up to four times on top of each node's own retries: a read of a
+// frozen master's slots took 2.2 s to fail, 4 read timeouts and more.
+func attempts(cfg Config) (retries, redirects int) {
+	if !cfg.IsCluster() {
+		return cfg.MaxRetries, 0
+	}
+	if cfg.MaxRetries <= 0 {
+		return -1, -1
+	}
+	return -1, cfg.MaxRetries
 }

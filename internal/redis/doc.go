@@ -34,6 +34,9 @@
 // minutes, fills take milliseconds), eviction under maxmemory, a restart
 // without persistence, or an Apply lost in an outage. For the last, the
 // consumer drops the cache with Purge (see its doc for the fills in flight).
+// On a Redis Cluster, a failover can lose Applies the dying master
+// acknowledged but had not replicated: CheckMasters purges the shard of a
+// master that did not mark it.
 //
 // # Failure
 //

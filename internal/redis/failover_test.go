@@ -61,7 +61,12 @@ func TestDisruptiveClusterFailoverLeavesNoStaleEntry(t *testing.T) {
 		t.Errorf("a cache read took %s during the failover: the reader must fall back, not wait", slowest)
 	}
 
+	promotedAt := time.Now()
 	got := getWhenServed(t, ctx, c, key)
+	// Well before the old master is back (RestartDelay) and says MOVED.
+	if d := time.Since(promotedAt); d > 2*time.Second {
+		t.Errorf("the client found the promoted replica %s after it took over, want under 2 s", d.Round(100*time.Millisecond))
+	}
 	if !sameEntry(got, v1) {
 		t.Fatalf("the promoted replica serves %+v, want v1: the hazard was not reproduced", got)
 	}
@@ -113,4 +118,29 @@ func getWhenServed(t *testing.T, ctx context.Context, c cacheGetter, key string)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// A master that hangs (frozen: its connections open, no answer) costs a
+// read on its slots the read timeout per try, as on a single server, not
+// more: the cluster client tries no more nodes than REDIS_MAX_RETRIES.
+func TestDisruptiveClusterFrozenMasterFailsFast(t *testing.T) {
+	ctx := testContext(t)
+	c, _, cfg := newClusterCache(t)
+	mustFill(t, ctx, c, value("k", ver(1, 1), "v"))
+	master := privateCluster.MasterOf(t, cfg.KeyPrefix+"k")
+	thaw := privateCluster.Freeze(t, master)
+	defer thaw()
+	bound := time.Duration(cfg.MaxRetries+1)*cfg.ReadTimeout + 200*time.Millisecond
+	var slowest time.Duration
+	for range 3 {
+		start := time.Now()
+		_, err := c.Get(ctx, "k")
+		d := time.Since(start)
+		if !errors.Is(err, kv.ErrUnavailable) || d > bound {
+			t.Errorf("Get on a frozen master's slot = %v after %s, want unavailable within %s", err, d.Round(time.Millisecond), bound)
+		}
+		slowest = max(slowest, d)
+	}
+	t.Logf("reads of a frozen master's slot fail in %s at most (REDIS_READ_TIMEOUT %s, REDIS_MAX_RETRIES %d)",
+		slowest.Round(time.Millisecond), cfg.ReadTimeout, cfg.MaxRetries)
 }

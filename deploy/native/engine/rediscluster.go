@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -144,11 +145,15 @@ func (r *Redis) clusterCommand() []string {
 }
 
 // Form creates the cluster with redis-cli --cluster create when no node
-// holds a slot yet, then waits until every node reports cluster_state:ok
-// and knows every other, and each master has its replicas, synced. It is
-// idempotent: on a formed cluster (a stack brought up again) it only
-// waits. Every node must be running.
+// holds a slot yet, then waits (at most FormTimeout) until every node
+// reports cluster_state:ok and knows every other, and each master has its
+// replicas, synced. It is idempotent: on a formed cluster (a stack brought
+// up again, a node back after a kill) it only waits. Every node must be
+// running. A node that lost its nodes.conf is a stranger to the others:
+// add it back by hand (redis-cli --cluster add-node … --cluster-slave).
 func (c *RedisCluster) Form(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, FormTimeout)
+	defer cancel()
 	assigned, err := c.slotsAssigned(ctx)
 	if err != nil {
 		return err
@@ -164,16 +169,29 @@ func (c *RedisCluster) Form(ctx context.Context) error {
 	return c.WaitHealthy(ctx)
 }
 
-// slotsAssigned reports whether the cluster was created: a node holds slots.
+// FormTimeout bounds Form.
+const FormTimeout = 2 * time.Minute
+
+// slotsAssigned reports whether the cluster was created: a node that
+// answers holds slots. It fails when no node answers.
 func (c *RedisCluster) slotsAssigned(ctx context.Context) (bool, error) {
+	var errs []error
 	for _, a := range c.Addrs() {
 		info, err := clusterInfo(ctx, a)
 		if err != nil {
-			return false, err
+			errs = append(errs, err)
+			continue
 		}
 		if info["cluster_slots_assigned"] != "0" {
 			return true, nil
 		}
+	}
+	if len(errs) == len(c.Ports) {
+		return false, fmt.Errorf("redis cluster: no node answers: %w", errors.Join(errs...))
+	}
+	if len(errs) > 0 {
+		// Some node may hold the slots: creating now would split the cluster.
+		return false, fmt.Errorf("redis cluster: no slot on the nodes that answer, and some do not: %w", errors.Join(errs...))
 	}
 	return false, nil
 }

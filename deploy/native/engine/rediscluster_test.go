@@ -104,3 +104,33 @@ func waitNewMaster(t *testing.T, ctx context.Context, c *engine.RedisCluster, ke
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// Each node is a program of its own, named, placed and logged as the
+// stack expects, in cluster mode, waiting RestartDelay only once it has a
+// nodes.conf.
+func TestRedisClusterPrograms(t *testing.T) {
+	c := &engine.RedisCluster{Ports: []int{7001, 7002, 7003, 7004, 7005, 7006}, Dir: "/st/engines/redis", LogDir: "/st/logs"}
+	if got := strings.Join(c.Addrs(), ","); !strings.HasPrefix(got, "127.0.0.1:7001,127.0.0.1:7002") {
+		t.Errorf("Addrs = %s", got)
+	}
+	for i, e := range c.Engines() {
+		p := e.Program()
+		name := "redis-cluster" + string(rune('1'+i))
+		cmd := strings.Join(p.Command, " ")
+		if p.Name != name || p.Dir != "/st/engines/redis/"+name || p.Log != "/st/logs/"+name+".log" || p.Priority != 1 {
+			t.Errorf("node %d: %s in %s logging to %s, priority %d", i+1, p.Name, p.Dir, p.Log, p.Priority)
+		}
+		for _, want := range []string{
+			"--cluster-enabled yes", "--cluster-config-file /st/engines/redis/" + name + "/nodes.conf",
+			"--cluster-node-timeout 3000", "--cluster-replica-validity-factor 0", "--save  --appendonly no",
+			"/st/engines/redis/" + name + "/nodes.conf 9 redis-server", // sh's $1, $2 and the command
+		} {
+			if !strings.Contains(cmd, want) {
+				t.Errorf("node %d's command lacks %q:\n%s", i+1, want, cmd)
+			}
+		}
+	}
+	if n := c.Node("127.0.0.1:7004"); n == nil || n.Name != "redis-cluster4" {
+		t.Errorf("Node(127.0.0.1:7004) = %v", n)
+	}
+}

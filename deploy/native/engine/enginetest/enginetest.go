@@ -30,6 +30,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -428,6 +429,34 @@ func (rc *RedisCluster) CutReplica(tb testing.TB, master *engine.Redis) *engine.
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// Freeze stops a node with SIGSTOP, as a hung host or a partition would
+// look to its clients (connections open, no answer), and returns a
+// function that resumes it (SIGCONT), which also runs at the test's end.
+func (rc *RedisCluster) Freeze(tb testing.TB, node *engine.Redis) (thaw func()) {
+	tb.Helper()
+	rc.Cluster(tb)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pid, err := rc.p.Pid(ctx, node.Name)
+	if err != nil || pid == 0 {
+		tb.Fatalf("pid of %s: %d, %v", node.Name, pid, err)
+	}
+	thawed := false
+	thaw = func() {
+		if !thawed {
+			thawed = true
+			if err := syscall.Kill(pid, syscall.SIGCONT); err != nil {
+				tb.Errorf("SIGCONT %s: %v", node.Name, err)
+			}
+		}
+	}
+	tb.Cleanup(thaw)
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		tb.Fatalf("SIGSTOP %s: %v", node.Name, err)
+	}
+	return thaw
 }
 
 // RabbitMQCluster is a private cluster of three RabbitMQ nodes, formed at
