@@ -41,7 +41,7 @@ packages: stack-bin ## Install every Debian package the project uses (when missi
 build: ## Build every binary in cmd/ into bin/
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-migrate: setup ## Apply the database migrations
+migrate: setup ## Apply the database migrations, then make the queues RABBITMQ_QUEUE_TYPE (quorum), converting them with their messages
 	$(GO) run ./cmd/migrate
 
 run-api: migrate ## Run the API alone in the foreground, configured by environment variables (ARGS=-env lists them)

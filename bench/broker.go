@@ -55,13 +55,23 @@ func (p *rawPublisher) Close() {
 	}
 }
 
-// declareScratch declares a durable queue of the app's queue type.
+// declareScratch declares a durable queue of the app's queue type; one
+// left by an earlier run with another type (its declaration fails) is
+// deleted and declared again: it is the harness's own.
 func (p *rawPublisher) declareScratch(name, queueType string) error {
-	if err := p.live(); err != nil {
+	declare := func() error {
+		if err := p.live(); err != nil {
+			return err
+		}
+		_, err := p.ch.QueueDeclare(name, true, false, false, false, amqp.Table{amqp.QueueTypeArg: queueType})
 		return err
 	}
-	_, err := p.ch.QueueDeclare(name, true, false, false, false, amqp.Table{amqp.QueueTypeArg: queueType})
-	return err
+	var aerr *amqp.Error
+	if err := declare(); !errors.As(err, &aerr) || aerr.Code != amqp.PreconditionFailed {
+		return err
+	}
+	p.deleteQueue(name)
+	return declare()
 }
 
 func (p *rawPublisher) deleteQueue(name string) {

@@ -1,7 +1,10 @@
 // Command migrate applies the pending migrations of migrations/ to the
-// database of DATABASE_URL. Several may run at once: they take turns. It
-// waits up to KV_MIGRATE_WAIT for PostgreSQL to answer, so that it may start
-// before the server does.
+// database of DATABASE_URL, then makes the queues of RABBITMQ_URL the type
+// RABBITMQ_QUEUE_TYPE says, converting any of the other type with its
+// messages (rabbitmq.MigrateQueues; it refuses while the queue has
+// consumers). Several may run at once: they take turns on the database.
+// It waits up to KV_MIGRATE_WAIT for PostgreSQL, then RabbitMQ, to answer,
+// so that it may start before the servers do.
 package main
 
 import (
@@ -19,6 +22,7 @@ import (
 	"github.com/kvstack/kvstack/internal/config"
 	"github.com/kvstack/kvstack/internal/kv"
 	"github.com/kvstack/kvstack/internal/postgres"
+	"github.com/kvstack/kvstack/internal/rabbitmq"
 	"github.com/kvstack/kvstack/internal/telemetry"
 	"github.com/kvstack/kvstack/migrations"
 )
@@ -36,23 +40,40 @@ func main() {
 	if err := run(ctx, cfg, log); err != nil {
 		log.Error().Err(err).Msg("migration failed")
 		stop()
+		if errors.Is(err, rabbitmq.ErrQueueInUse) {
+			os.Exit(ExitQueueInUse)
+		}
 		os.Exit(1)
 	}
-	log.Info().Str("postgres", cfg.Postgres.String()).Msg("database is up to date")
+	log.Info().Str("postgres", cfg.Postgres.String()).Object("rabbitmq", cfg.RabbitMQ).Msg("database and queues are up to date")
 }
 
+// ExitQueueInUse is the exit status when a queue must change type but has
+// consumers: whoever runs migrate may stop them and run it again (the
+// native stack does).
+const ExitQueueInUse = 3
+
 func run(ctx context.Context, cfg config.Migrate, log zerolog.Logger) error {
-	pool, err := connect(ctx, cfg.Wait, log, func(ctx context.Context) (*pgxpool.Pool, error) {
+	pool, err := connect(ctx, "PostgreSQL", cfg.Wait, log, func(ctx context.Context) (*pgxpool.Pool, error) {
 		return postgres.Open(ctx, cfg.Postgres)
 	})
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	return migrations.Apply(ctx, pool)
+	if err := migrations.Apply(ctx, pool); err != nil {
+		return err
+	}
+	_, err = connect(ctx, "RabbitMQ", cfg.Wait, log, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, rabbitmq.MigrateQueues(ctx, cfg.RabbitMQ, log)
+	})
+	if err != nil {
+		return fmt.Errorf("rabbitmq queues: %w", err)
+	}
+	return nil
 }
 
-// Backoff between attempts to reach PostgreSQL.
+// Backoff between attempts to reach a server.
 const (
 	firstBackoff = 250 * time.Millisecond
 	maxBackoff   = 2 * time.Second
@@ -60,8 +81,8 @@ const (
 
 // connect calls open until it succeeds, fails for another reason than an
 // unreachable server (kv.ErrUnavailable: a bad URL will not get better), or
-// wait has passed; then it returns open's last error.
-func connect[T any](ctx context.Context, wait time.Duration, log zerolog.Logger, open func(context.Context) (T, error)) (T, error) {
+// wait has passed; then it returns open's last error. server names it.
+func connect[T any](ctx context.Context, server string, wait time.Duration, log zerolog.Logger, open func(context.Context) (T, error)) (T, error) {
 	deadline := time.Now().Add(wait)
 	backoff := firstBackoff
 	for attempt := 1; ; attempt++ {
@@ -71,9 +92,9 @@ func connect[T any](ctx context.Context, wait time.Duration, log zerolog.Logger,
 		}
 		left := time.Until(deadline)
 		if left <= 0 {
-			return v, fmt.Errorf("PostgreSQL still unreachable after %s (KV_MIGRATE_WAIT): %w", wait, err)
+			return v, fmt.Errorf("%s still unreachable after %s (KV_MIGRATE_WAIT): %w", server, wait, err)
 		}
-		log.Warn().Err(err).Int("attempt", attempt).Msg("PostgreSQL not reachable yet; retrying")
+		log.Warn().Err(err).Int("attempt", attempt).Msgf("%s not reachable yet; retrying", server)
 		select {
 		case <-ctx.Done():
 			return v, errors.Join(ctx.Err(), err)

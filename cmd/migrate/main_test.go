@@ -16,6 +16,7 @@ import (
 	"github.com/kvstack/kvstack/internal/nettest"
 	"github.com/kvstack/kvstack/internal/postgres"
 	"github.com/kvstack/kvstack/internal/postgres/pgtest"
+	"github.com/kvstack/kvstack/internal/rabbitmq/rabbittest"
 )
 
 func TestConnectRetriesOnlyAnUnreachableServer(t *testing.T) {
@@ -37,7 +38,7 @@ func TestConnectRetriesOnlyAnUnreachableServer(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			attempts := 0
 			start := time.Now()
-			_, err := connect(context.Background(), tt.wait, zerolog.Nop(), func(context.Context) (int, error) {
+			_, err := connect(context.Background(), "PostgreSQL", tt.wait, zerolog.Nop(), func(context.Context) (int, error) {
 				attempts++
 				if attempts <= len(tt.errs) {
 					return 0, tt.errs[attempts-1]
@@ -84,6 +85,7 @@ func TestMigrateWaitsForALatePostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.RabbitMQ = rabbittest.MustConfig(t) // queues of its own, never the shared add_key
 
 	done := make(chan error, 1)
 	go func() { done <- run(context.Background(), cfg, zerolog.Nop()) }()
@@ -101,4 +103,5 @@ func TestMigrateWaitsForALatePostgres(t *testing.T) {
 	if err := pool.QueryRow(context.Background(), "SELECT count(*) FROM schema_migrations").Scan(&n); err != nil || n == 0 {
 		t.Fatalf("schema_migrations in %s: %d rows, %v", schema, n, err)
 	}
+	rabbittest.Count(t, cfg.RabbitMQ, cfg.RabbitMQ.QueueAdd) // fails unless migrate declared it
 }

@@ -48,10 +48,32 @@ func newCLI(root string, environ []string) (*cli, error) {
 			if err := c.engines.Postgres.CreateDatabase(ctx, "kvstack", "kvstack", "kvstack"); err != nil {
 				return err
 			}
-			return native.Migrate(ctx, c.s, c.log)
+			return c.migrate(ctx)
 		}
 	}
 	return c, nil
+}
+
+// migrate runs the migrations. When a queue must change type (a classic
+// add_key left by an earlier kvstack, now that quorum is the default)
+// while the stack's own API replicas and consumer use it, they are
+// stopped, gracefully, for the migration to move its messages; Up starts
+// them again.
+func (c *cli) migrate(ctx context.Context) error {
+	err := native.Migrate(ctx, c.s, c.log)
+	if !errors.Is(err, native.ErrQueueInUse) || !c.stack.Supervisor().Running(ctx) {
+		return err
+	}
+	fmt.Fprintln(c.log, "==> migrate: a queue changes type and the stack's processes consume it: stopping them for the migration")
+	for _, p := range c.stack.Programs {
+		if p.Binary == "" {
+			continue
+		}
+		if err := c.stack.Supervisor().Stop(ctx, p.Name); err != nil {
+			return err
+		}
+	}
+	return native.Migrate(ctx, c.s, c.log)
 }
 
 func (c *cli) run(ctx context.Context, cmd string, args []string) (int, error) {
@@ -124,7 +146,7 @@ func (c *cli) up(ctx context.Context) (launched bool, err error) {
 				return false, err
 			}
 		}
-	} else if err := native.Migrate(ctx, c.s, c.log); err != nil {
+	} else if err := c.migrate(ctx); err != nil {
 		return false, err
 	}
 	if err := native.WriteConfigs(ctx, c.s, c.stack.Supervisor(), c.log); err != nil {

@@ -213,7 +213,7 @@ func TestDependsOnConditions(t *testing.T) {
 		}
 	}
 	needs := map[string][]string{
-		"migrate":      {"postgres"},
+		"migrate":      {"postgres", "rabbitmq"},
 		"api1":         {"migrate", "postgres", "redis", "rabbitmq"},
 		"api2":         {"migrate", "postgres", "redis", "rabbitmq"},
 		"consumer":     {"migrate", "postgres", "redis", "rabbitmq"},
@@ -311,9 +311,6 @@ func TestSamePortsAsNativeStack(t *testing.T) {
 			"DATABASE_URL": "@postgres:" + ports["PGPORT"] + "/",
 			"RABBITMQ_URL": "@rabbitmq:" + ports["RABBITMQ_PORT"] + "/",
 		} {
-			if s == "migrate" && name == "RABBITMQ_URL" {
-				continue // migrate reads only PostgreSQL's
-			}
 			if got := env(service(t, p, s), name); !strings.Contains(got, want) {
 				t.Errorf("%s: %s = %q, want it to contain %q", s, name, got, want)
 			}

@@ -2,6 +2,7 @@ package native
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -53,7 +54,8 @@ func BuildJaeger(ctx context.Context, s *Settings, log io.Writer) error {
 	return os.Rename(bin+".tmp", bin)
 }
 
-// Migrate applies the migrations with the stack's DATABASE_URL; its output
+// Migrate applies the migrations with the stack's DATABASE_URL and
+// RABBITMQ_URL (cmd/migrate: the schema, then the queues' type); its output
 // goes to logs/migrate.log.
 func Migrate(ctx context.Context, s *Settings, log io.Writer) error {
 	logFile := s.LogFile("migrate")
@@ -67,13 +69,26 @@ func Migrate(ctx context.Context, s *Settings, log io.Writer) error {
 	defer out.Close()
 	fmt.Fprintf(log, "==> migrate: %s (log %s)\n", filepath.Join(s.BinDir, "migrate"), logFile)
 	cmd := exec.CommandContext(ctx, filepath.Join(s.BinDir, "migrate"))
-	cmd.Env = append(os.Environ(), "DATABASE_URL="+s.Get("DATABASE_URL"))
+	// The stack's DATABASE_URL and RABBITMQ_URL (its queues are
+	// migrated too), and what the caller set for kvstack.
+	cmd.Env = os.Environ()
+	for name, value := range s.appEnv() {
+		cmd.Env = append(cmd.Env, name+"="+value)
+	}
 	cmd.Dir, cmd.Stdout, cmd.Stderr = s.Root, out, out
 	if err := cmd.Run(); err != nil {
+		var exit *exec.ExitError
+		if errors.As(err, &exit) && exit.ExitCode() == 3 { // cmd/migrate's ExitQueueInUse
+			err = fmt.Errorf("%w (%w)", ErrQueueInUse, err)
+		}
 		return fmt.Errorf("migrations failed: %w%s", err, tail(logFile))
 	}
 	return nil
 }
+
+// ErrQueueInUse is Migrate's failure when a queue must change type
+// (RABBITMQ_QUEUE_TYPE) but has consumers: stop them, migrate again.
+var ErrQueueInUse = errors.New("a queue to convert has consumers")
 
 // NewStack is the native topology of s, run by a supervisord in s.Dir.
 func NewStack(s *Settings, log io.Writer, programs ...Program) *Stack {

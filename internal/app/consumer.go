@@ -59,6 +59,7 @@ func RunConsumer(ctx context.Context, cfg config.Consumer, log zerolog.Logger, r
 		checks := []httpapi.Check{
 			{Name: "postgres", Ping: d.store.Ping},
 			{Name: "redis", Ping: d.cache.Ping},
+			{Name: "rabbitmq_queues", Ping: src.Ready},
 		}
 		return serve(gctx, cfg.Addr, withAdmin(httpapi.NewHealthHandler(checks, cfg.Health, log), reg), cfg.ShutdownTimeout, ready, log)
 	})

@@ -59,12 +59,14 @@ type Consumer struct {
 	RabbitMQ rabbitmq.Config
 }
 
-// Migrate configures cmd/migrate.
+// Migrate configures cmd/migrate: the schema, then the queues (their type).
 type Migrate struct {
 	Common
 	Postgres postgres.Config
-	// Wait bounds how long migrate keeps trying to reach PostgreSQL: it may
-	// be started while the server is still coming up (docker compose).
+	RabbitMQ rabbitmq.Config
+	// Wait bounds how long migrate keeps trying to reach PostgreSQL, then
+	// RabbitMQ: it may be started while they are still coming up (docker
+	// compose).
 	Wait time.Duration `env:"KV_MIGRATE_WAIT" envDefault:"60s"`
 }
 

@@ -247,6 +247,14 @@ func (a *api) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, r, http.StatusOK, map[string]string{"status": "ok"})
 }
 
+// Advice is a readiness failure that tells the operator what to do (a
+// queue of the wrong type: run the migrations); /readyz shows its text
+// instead of "unavailable".
+type Advice interface {
+	error
+	Advice() string
+}
+
 // readyz probes every dependency at once and names the ones that failed.
 func (a *api) readyz(w http.ResponseWriter, r *http.Request) {
 	type result struct {
@@ -268,6 +276,10 @@ func (a *api) readyz(w http.ResponseWriter, r *http.Request) {
 		checks[res.name] = "ok"
 		if res.err != nil {
 			checks[res.name] = "unavailable"
+			var adv Advice
+			if errors.As(res.err, &adv) {
+				checks[res.name] = adv.Error()
+			}
 			failed = append(failed, res.name)
 			a.logFor(r).Warn().Err(res.err).Str("dependency", res.name).Msg("readiness check failed")
 		}

@@ -335,7 +335,21 @@ func TestReadyz(t *testing.T) {
 	if rec := do(t, newTestHandler(&fakeService{}, down), "GET", "/healthz", ""); rec.Code != 200 {
 		t.Fatalf("healthz = %d, want 200 while the process lives", rec.Code)
 	}
+	// A failure that says what to do is shown as it is.
+	misfit := Check{Name: "rabbitmq", Ping: func(context.Context) error {
+		return fmt.Errorf("not connected: %w", adviceErr{})
+	}}
+	rec = do(t, newTestHandler(&fakeService{}, up, misfit), "GET", "/readyz", "")
+	m = decodeJSON(t, rec)
+	if checks, _ := m["checks"].(map[string]any); rec.Code != 503 || checks["rabbitmq"] != (adviceErr{}).Error() || checks["postgres"] != "ok" {
+		t.Fatalf("readyz with advice = %d %v", rec.Code, m)
+	}
 }
+
+type adviceErr struct{}
+
+func (adviceErr) Error() string  { return "queue q is a classic queue: run the migrations" }
+func (adviceErr) Advice() string { return "run the migrations" }
 
 func TestRequestID(t *testing.T) {
 	h := newTestHandler(&fakeService{})

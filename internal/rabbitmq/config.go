@@ -18,11 +18,16 @@ type Config struct {
 	// URL is one broker, or the nodes of one cluster separated by commas:
 	// connections go to the first that answers, and one that is lost moves
 	// on to the next (see URLs).
-	URL       string `env:"RABBITMQ_URL" envDefault:"amqp://guest:guest@127.0.0.1:5672/"`
-	QueueAdd  string `env:"RABBITMQ_QUEUE_ADD" envDefault:"add_key"`
-	QueueDel  string `env:"RABBITMQ_QUEUE_DEL" envDefault:"del_key"`
-	DLX       string `env:"RABBITMQ_DLX" envDefault:"kvstack.dlx"`
-	QueueType string `env:"RABBITMQ_QUEUE_TYPE" envDefault:"classic"`
+	URL      string `env:"RABBITMQ_URL" envDefault:"amqp://guest:guest@127.0.0.1:5672/"`
+	QueueAdd string `env:"RABBITMQ_QUEUE_ADD" envDefault:"add_key"`
+	QueueDel string `env:"RABBITMQ_QUEUE_DEL" envDefault:"del_key"`
+	DLX      string `env:"RABBITMQ_DLX" envDefault:"kvstack.dlx"`
+	// QueueType is the x-queue-type of the work queues and their DLQs:
+	// quorum (replicated on a majority of a cluster's nodes before a
+	// publish is confirmed; on one node, written and fsynced) or classic.
+	// A queue that exists as the other type is converted by MigrateQueues
+	// (cmd/migrate).
+	QueueType string `env:"RABBITMQ_QUEUE_TYPE" envDefault:"quorum"`
 
 	// PublishChannels is the size of the publisher's pool of confirm-mode
 	// channels on its one connection.

@@ -11,7 +11,7 @@ func TestDefaultConfig(t *testing.T) {
 	got := DefaultConfig()
 	want := Config{
 		URL: "amqp://guest:guest@127.0.0.1:5672/", QueueAdd: "add_key", QueueDel: "del_key",
-		DLX: "kvstack.dlx", QueueType: "classic", PublishChannels: 8, PublishTimeout: 2 * time.Second,
+		DLX: "kvstack.dlx", QueueType: "quorum", PublishChannels: 8, PublishTimeout: 2 * time.Second,
 	}
 	if got != want {
 		t.Errorf("DefaultConfig() = %+v, want %+v", got, want)

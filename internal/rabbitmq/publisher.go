@@ -35,6 +35,9 @@ type Publisher struct {
 	log  zerolog.Logger
 
 	sess atomic.Pointer[session] // nil while disconnected
+	// misfit is why the last connection failed when it is a queue of the
+	// other type (*QueueTypeError), which will not cure itself; else nil.
+	misfit atomic.Pointer[QueueTypeError]
 	// next is the index in cfg.URLs() of the broker to try first when
 	// connecting: the one after the last connected, so that a node that
 	// died is tried last. Only supervise uses it.
@@ -237,6 +240,8 @@ func (p *Publisher) Ready(ctx context.Context) error {
 	}
 	s := p.sess.Load()
 	switch {
+	case s == nil && p.misfit.Load() != nil:
+		return fmt.Errorf("%w: %w", ErrNotConnected, p.misfit.Load())
 	case s == nil || s.conn.IsClosed():
 		return ErrNotConnected
 	case s.blocked.Load():
@@ -314,7 +319,13 @@ func (p *Publisher) supervise() {
 			continue
 		}
 		wait := b.NextBackOff()
-		p.log.Warn().Err(err).Dur("retry_in", wait).Str("url", p.cfg.RedactedURL()).Msg("rabbitmq publisher not connected; retrying")
+		var qerr *QueueTypeError
+		if errors.As(err, &qerr) {
+			p.misfit.Store(qerr)
+			p.log.Error().Err(err).Dur("retry_in", wait).Msg("rabbitmq publisher cannot use its queue; retrying")
+		} else {
+			p.log.Warn().Err(err).Dur("retry_in", wait).Str("url", p.cfg.RedactedURL()).Msg("rabbitmq publisher not connected; retrying")
+		}
 		if !sleep(p.stop, wait) {
 			return
 		}
@@ -365,6 +376,7 @@ func (p *Publisher) serve(b *backoff.ExponentialBackOff) error {
 		}
 		s.idle <- ch
 	}
+	p.misfit.Store(nil)
 	p.setSession(s)
 	defer p.clearSession(s)
 	b.Reset()

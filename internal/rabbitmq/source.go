@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -31,6 +32,9 @@ type Source struct {
 	// after the last connected, so that a node that died is tried last.
 	// Open is called by one Runner, one session at a time.
 	next int
+	// misfit is why the last Open failed when it is a queue of the other
+	// type (*QueueTypeError), which will not cure itself; else nil.
+	misfit atomic.Pointer[QueueTypeError]
 }
 
 // NewSource returns a source that consumes both queues of cfg's topology
@@ -46,6 +50,17 @@ func NewSource(cfg Config, prefetch int, log zerolog.Logger) (*Source, error) {
 		cfg: cfg, topo: cfg.Topology(), prefetch: prefetch,
 		log: log.With().Str("component", "rabbitmq.source").Logger(),
 	}, nil
+}
+
+// Ready reports a queue the consumer cannot consume until an operator acts:
+// one of the other type than RABBITMQ_QUEUE_TYPE (a *QueueTypeError, which
+// says what to do), met by the last Open. A broker that is down is not
+// reported: the runner waits it out.
+func (s *Source) Ready(context.Context) error {
+	if qerr := s.misfit.Load(); qerr != nil {
+		return qerr
+	}
+	return nil
 }
 
 var errSessionLost = errors.New("rabbitmq session lost")
@@ -90,8 +105,14 @@ func (s *Source) Open(ctx context.Context) (consumer.Session, error) {
 	}
 	if err := s.start(sess, serverAttrs(urls[at])); err != nil {
 		sess.Close()
+		var qerr *QueueTypeError
+		if errors.As(err, &qerr) {
+			s.misfit.Store(qerr)
+			s.log.Error().Err(err).Msg("rabbitmq consumer cannot use its queue")
+		}
 		return nil, err
 	}
+	s.misfit.Store(nil)
 	s.log.Info().Str("url", redact(urls[at])).Strs("queues", s.topo.Queues()).Int("prefetch", s.prefetch).
 		Msg("rabbitmq consumer connected")
 	return sess, nil

@@ -87,7 +87,8 @@ func deleteTopology(tb testing.TB, cfg rabbitmq.Config) {
 	}
 	defer conn.Close()
 	for _, q := range cfg.Topology().Queues() {
-		for _, name := range []string{q, rabbitmq.DLQ(q)} {
+		// and what an interrupted queue migration leaves
+		for _, name := range []string{q, rabbitmq.DLQ(q), q + ".migrating", rabbitmq.DLQ(q) + ".migrating"} {
 			if ch, err := conn.Channel(); err == nil {
 				_, _ = ch.QueueDelete(name, false, false, false)
 				ch.Close()
