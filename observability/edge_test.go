@@ -81,8 +81,8 @@ func TestEdgeMetrics(t *testing.T) {
 	e := nginxtest.StartEdge(t, a.Addr, b.Addr, nil)
 	do := func(method, path string, want int) {
 		t.Helper()
-		if got, body := e.Do(t, method, path); got != want {
-			t.Fatalf("%s %s: %d %s, want %d", method, path, got, body, want)
+		if a := e.Do(t, method, path); a.Status != want {
+			t.Fatalf("%s %s: %d %s, want %d", method, path, a.Status, a.Body, want)
 		}
 	}
 

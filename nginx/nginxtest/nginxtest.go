@@ -28,10 +28,13 @@ import (
 // or WriteStatus when set; a read (GET, HEAD) 200, or the status of its
 // ?status=N; any other method 405. Its body names the replica. While
 // Broken, it reads each request and drops the connection without an
-// answer. Hits counts every request it read, Writes the PUTs and DELETEs.
+// answer; while Stalled, it reads each request and answers nothing until
+// the connection is closed. Hits counts every request it read, Writes the
+// PUTs and DELETEs.
 type Replica struct {
 	Addr        string
 	Broken      atomic.Bool
+	Stalled     atomic.Bool
 	WriteStatus atomic.Int64
 	Hits        atomic.Int64
 	Writes      atomic.Int64
@@ -74,6 +77,10 @@ func (r *Replica) serve(w http.ResponseWriter, req *http.Request) {
 		}
 	default:
 		status = http.StatusMethodNotAllowed
+	}
+	if r.Stalled.Load() {
+		<-req.Context().Done()
+		return
 	}
 	if r.Broken.Load() {
 		if conn, _, err := http.NewResponseController(w).Hijack(); err == nil {
@@ -174,24 +181,40 @@ func render(tb testing.TB, vars map[string]string) string {
 	return conf
 }
 
-// Do sends method path with a small JSON body through the edge and
-// returns the status and the body of the answer.
-func (e Edge) Do(tb testing.TB, method, path string) (status int, body string) {
+// Answer is what the edge answered.
+type Answer struct {
+	Status int
+	Header http.Header
+	Body   string
+}
+
+// Do sends method path with a small JSON body through the edge, and fails
+// the test when no answer comes.
+func (e Edge) Do(tb testing.TB, method, path string) Answer {
 	tb.Helper()
-	req, err := http.NewRequest(method, e.URL+path, strings.NewReader(`{"key":"k","value":"v"}`))
+	a, err := e.Try(method, path)
 	if err != nil {
 		tb.Fatal(err)
 	}
+	return a
+}
+
+// Try is Do for other goroutines than the test's: it returns the error.
+func (e Edge) Try(method, path string) (Answer, error) {
+	req, err := http.NewRequest(method, e.URL+path, strings.NewReader(`{"key":"k","value":"v"}`))
+	if err != nil {
+		return Answer{}, err
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		tb.Fatalf("%s %s: %v", method, path, err)
+		return Answer{}, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		tb.Fatalf("%s %s: reading the answer: %v", method, path, err)
+		return Answer{}, fmt.Errorf("%s %s: reading the answer: %w", method, path, err)
 	}
-	return resp.StatusCode, string(b)
+	return Answer{Status: resp.StatusCode, Header: resp.Header, Body: string(b)}, nil
 }
 
 // FreeAddr is a loopback address nothing listens on now.
