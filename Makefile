@@ -151,7 +151,7 @@ check-slo: ## The committed SLO rules are what Sloth generates from observabilit
 check-dashboards: ## Decode grafana/dashboards strictly with the Grafana Foundation SDK; datasources provisioned
 	cd grafana/dashboardtest && $(GO) vet ./... && $(GO) test -count=1 ./...
 
-test-compose: jaeger ## Check docker-compose.yml, the Dockerfile and the rendered configs (promtool, amtool, nginx -t, jaeger validate; no Docker needed)
+test-compose: jaeger ## Check docker-compose.yml, docker-compose.ha.yml, the Dockerfile and the rendered configs (promtool, amtool, nginx -t, jaeger validate; no Docker needed)
 	cd deploy/composetest && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 test-k8s: ## Build deploy/k8s's overlays with kustomize and check them against their real types and the repository (no cluster needed)

@@ -9,14 +9,15 @@ import (
 	"testing"
 
 	"github.com/kvstack/kvstack/internal/postgres/pgtest"
+	"github.com/kvstack/kvstack/nginx/nginxtest"
 )
 
 // startExporter runs an exporter on a free loopback port until the test
 // ends; scrape waits for it to answer and reads its metrics.
 func startExporter(t *testing.T, env []string, name string, args ...string) (scrape func() map[string]float64, log *bytes.Buffer) {
 	t.Helper()
-	requireCommands(t, name)
-	listen := freeAddr(t)
+	nginxtest.RequireCommands(t, name)
+	listen := nginxtest.FreeAddr(t)
 	cmd := exec.Command(name, append(args, listenFlag[name]+"="+listen)...)
 	cmd.Env = append(os.Environ(), env...)
 	log = &bytes.Buffer{}
@@ -24,11 +25,11 @@ func startExporter(t *testing.T, env []string, name string, args ...string) (scr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { stop(cmd) })
+	t.Cleanup(func() { nginxtest.Stop(cmd) })
 	scrape = func() map[string]float64 {
 		t.Helper()
 		var text string
-		waitFor(t, name+" on "+listen, func() error {
+		nginxtest.WaitFor(t, name+" on "+listen, func() error {
 			resp, err := http.Get("http://" + listen + "/metrics")
 			if err != nil {
 				return err

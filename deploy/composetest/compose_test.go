@@ -2,6 +2,7 @@ package composetest
 
 import (
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -34,6 +35,28 @@ var secrets = map[string]string{
 	"GRAFANA_ADMIN_PASSWORD": "grafana-secret-for-test",
 }
 
+// haSecrets are what docker-compose.ha.yml requires besides: the Erlang
+// cookie its RabbitMQ nodes share, the standby's replication password.
+var haSecrets = map[string]string{
+	"RABBITMQ_ERLANG_COOKIE":        "cookie-secret-for-test",
+	"POSTGRES_REPLICATION_PASSWORD": "replication-secret-for-test",
+}
+
+// composeFiles are the topologies in compose: one node of each engine, and
+// the HA topology (docker-compose.ha.yml). The checks that hold for any
+// compose file of the project run on both.
+var composeFiles = []string{"docker-compose.yml", "docker-compose.ha.yml"}
+
+// secretsOf are the variables file requires, with the test's values.
+func secretsOf(file string) map[string]string {
+	if file != "docker-compose.ha.yml" {
+		return secrets
+	}
+	all := maps.Clone(secrets)
+	maps.Copy(all, haSecrets)
+	return all
+}
+
 func load(t *testing.T, env map[string]string) (*types.Project, error) {
 	t.Helper()
 	return loadPath(t, filepath.Join(root, "docker-compose.yml"), env)
@@ -61,9 +84,15 @@ func loadPath(t *testing.T, path string, env map[string]string) (*types.Project,
 
 func mustLoad(t *testing.T) *types.Project {
 	t.Helper()
-	p, err := load(t, secrets)
+	return mustLoadFile(t, "docker-compose.yml")
+}
+
+// mustLoadFile loads one of composeFiles with the secrets it requires.
+func mustLoadFile(t *testing.T, file string) *types.Project {
+	t.Helper()
+	p, err := loadPath(t, filepath.Join(root, file), secretsOf(file))
 	if err != nil {
-		t.Fatalf("docker-compose.yml does not load: %v", err)
+		t.Fatalf("%s does not load: %v", file, err)
 	}
 	return p
 }
@@ -135,13 +164,18 @@ func service(t *testing.T, p *types.Project, name string) types.ServiceConfig {
 }
 
 // oneShots run to completion; every other service runs for good.
-var oneShots = []string{"migrate", "render-config"}
+var oneShots = []string{"migrate", "render-config", "redis-cluster"}
 
 // unprobed are the services whose image holds nothing but their program
 // (FROM scratch: no shell, no HTTP client), so no healthcheck can run in
 // them. All are exporters: Prometheus scrapes each (ExporterDown), and
-// nothing waits on their health.
+// nothing waits on their health. The HA topology's redis-exporterN are
+// redis-exporter's.
 var unprobed = []string{"mtail", "nginx-exporter", "redis-exporter"}
+
+func isUnprobed(name string) bool {
+	return slices.Contains(unprobed, strings.TrimRight(name, "0123456789"))
+}
 
 func TestServices(t *testing.T) {
 	p := mustLoad(t)
@@ -168,7 +202,12 @@ func sorted(s []string) []string {
 }
 
 func TestHealthchecks(t *testing.T) {
-	p := mustLoad(t)
+	for _, file := range composeFiles {
+		t.Run(file, func(t *testing.T) { checkHealthchecks(t, mustLoadFile(t, file)) })
+	}
+}
+
+func checkHealthchecks(t *testing.T, p *types.Project) {
 	for name, s := range p.Services {
 		if slices.Contains(oneShots, name) {
 			if s.Restart != "no" {
@@ -178,7 +217,7 @@ func TestHealthchecks(t *testing.T) {
 		}
 		hc := s.HealthCheck
 		switch {
-		case slices.Contains(unprobed, name):
+		case isUnprobed(name):
 			if hc == nil || !hc.Disable {
 				t.Errorf("%s: healthcheck %v; its image has no program to probe with: disable it, or take it off unprobed", name, hc)
 			}
@@ -200,18 +239,20 @@ func TestHealthchecks(t *testing.T) {
 }
 
 func TestDependsOnConditions(t *testing.T) {
-	p := mustLoad(t)
-	for name, s := range p.Services {
-		for dep, d := range s.DependsOn {
-			want := types.ServiceConditionHealthy
-			if slices.Contains(oneShots, dep) {
-				want = types.ServiceConditionCompletedSuccessfully
-			}
-			if d.Condition != want {
-				t.Errorf("%s depends on %s with condition %q, want %q", name, dep, d.Condition, want)
+	for _, file := range composeFiles {
+		for name, s := range mustLoadFile(t, file).Services {
+			for dep, d := range s.DependsOn {
+				want := types.ServiceConditionHealthy
+				if slices.Contains(oneShots, dep) {
+					want = types.ServiceConditionCompletedSuccessfully
+				}
+				if d.Condition != want {
+					t.Errorf("%s: %s depends on %s with condition %q, want %q", file, name, dep, d.Condition, want)
+				}
 			}
 		}
 	}
+	p := mustLoad(t)
 	needs := map[string][]string{
 		"migrate":      {"postgres", "rabbitmq"},
 		"api1":         {"migrate", "postgres", "redis", "rabbitmq"},
@@ -241,7 +282,12 @@ func TestDependsOnConditions(t *testing.T) {
 // Only nginx and the UIs are published, on loopback, on the native stack's
 // ports; nothing else (PostgreSQL, Redis, RabbitMQ, the replicas) is.
 func TestPublishedPorts(t *testing.T) {
-	p := mustLoad(t)
+	for _, file := range composeFiles {
+		t.Run(file, func(t *testing.T) { checkPublishedPorts(t, mustLoadFile(t, file)) })
+	}
+}
+
+func checkPublishedPorts(t *testing.T, p *types.Project) {
 	ports := stackEnv(t)
 	want := map[string]string{
 		"nginx":      ports["KV_NGINX_PORT"],
@@ -385,16 +431,13 @@ func TestMounts(t *testing.T) {
 		"mtail":             {"/kvstack/observability/mtail": "observability/mtail"},
 		"postgres-exporter": {"/kvstack/observability/postgres-exporter/queries.yml": "observability/postgres-exporter/queries.yml"},
 	}
+	for _, file := range composeFiles {
+		checkBindMounts(t, file, mustLoadFile(t, file))
+	}
 	for name, s := range p.Services {
 		for _, v := range s.Volumes {
 			if v.Type != types.VolumeTypeBind {
 				continue
-			}
-			if !v.ReadOnly {
-				t.Errorf("%s mounts %s read-write", name, v.Source)
-			}
-			if _, err := os.Stat(v.Source); err != nil {
-				t.Errorf("%s mounts %s, which is not in the repository: %v", name, v.Source, err)
 			}
 			rel, _ := filepath.Rel(root, v.Source)
 			if src, ok := want[name][v.Target]; ok && src == rel {
@@ -434,18 +477,35 @@ func TestMounts(t *testing.T) {
 	}
 }
 
+// checkBindMounts: what a compose file mounts from the repository exists,
+// and is mounted read-only.
+func checkBindMounts(t *testing.T, file string, p *types.Project) {
+	for name, s := range p.Services {
+		for _, v := range s.Volumes {
+			if v.Type != types.VolumeTypeBind {
+				continue
+			}
+			if !v.ReadOnly {
+				t.Errorf("%s: %s mounts %s read-write", file, name, v.Source)
+			}
+			if _, err := os.Stat(v.Source); err != nil {
+				t.Errorf("%s: %s mounts %s, which is not in the repository: %v", file, name, v.Source, err)
+			}
+		}
+	}
+}
+
 // No password has a default: without them compose refuses to load, and the
 // values given end up only where they belong.
 func TestNoDefaultSecrets(t *testing.T) {
-	for missing := range secrets {
-		env := map[string]string{}
-		for k, v := range secrets {
-			if k != missing {
-				env[k] = v
+	for _, file := range composeFiles {
+		all := secretsOf(file)
+		for missing := range all {
+			env := maps.Clone(all)
+			delete(env, missing)
+			if _, err := loadPath(t, filepath.Join(root, file), env); err == nil || !strings.Contains(err.Error(), missing) {
+				t.Errorf("%s without %s: load error %v, want one naming it", file, missing, err)
 			}
-		}
-		if _, err := load(t, env); err == nil || !strings.Contains(err.Error(), missing) {
-			t.Errorf("without %s: load error %v, want one naming it", missing, err)
 		}
 	}
 	p := mustLoad(t)
@@ -462,7 +522,7 @@ func TestNoDefaultSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for k := range secrets {
+	for k := range secretsOf("docker-compose.ha.yml") {
 		if !regexp.MustCompile(`(?m)^` + k + `=$`).Match(example) {
 			t.Errorf(".env.example must list %s= with no value", k)
 		}

@@ -1,8 +1,9 @@
-// Package composetest proves docker-compose.yml and the Dockerfile without a
-// Docker engine: it loads the compose file with compose-go, the loader
-// Docker Compose itself uses, and checks it against the native stack's own
-// definitions (deploy/native: stack.env, its processes, its templates) and
-// the files of the repository. The exporters run in compose with the
+// Package composetest proves docker-compose.yml, docker-compose.ha.yml (the
+// HA topology, ha_test.go) and the Dockerfile without a Docker engine: it
+// loads each compose file with compose-go, the loader Docker Compose
+// itself uses, and checks it against the native stack's own definitions
+// (deploy/native: stack.env, its processes, its templates) and the files
+// of the repository. The exporters run in compose with the
 // commands deploy/native builds for them, on what their neighbours serve,
 // at the releases of the Debian packages the native stack runs
 // (exporters_test.go).

@@ -18,11 +18,14 @@ import (
 // Dockerfile instead (kvstackImage).
 var imageBinaries = map[string][]string{
 	// docker-library/postgres 16/alpine*/Dockerfile: PostgreSQL built from
-	// source with `make install-world-bin` into /usr/local, clients included.
-	"postgres:16-alpine": {"postgres", "pg_isready", "psql"},
+	// source with `make install-world-bin` into /usr/local, clients
+	// included (pg_basebackup among them), FROM alpine (busybox sh), and
+	// its docker-entrypoint.sh in /usr/local/bin.
+	"postgres:16-alpine": {"postgres", "pg_isready", "psql", "pg_basebackup", "docker-entrypoint.sh", "sh", "/bin/sh"},
 	// docker-library/redis 7.*/alpine/Dockerfile: `make install` puts
-	// redis-server and redis-cli in /usr/local/bin.
-	"redis:7-alpine": {"redis-server", "redis-cli"},
+	// redis-server and redis-cli in /usr/local/bin; FROM alpine, whose base
+	// holds busybox (sh, awk, grep) and musl-utils (getent).
+	"redis:7-alpine": {"redis-server", "redis-cli", "sh", "/bin/sh", "awk", "grep", "getent"},
 	// docker-library/rabbitmq 3.13/alpine/Dockerfile:
 	// PATH=$RABBITMQ_HOME/sbin, the generic-unix release's scripts.
 	"rabbitmq:3.13-management-alpine": {"rabbitmq-server", "rabbitmqctl", "rabbitmq-diagnostics"},
@@ -153,7 +156,7 @@ func kvstackImage(t *testing.T, tr tree) []string {
 }
 
 func TestKvstackImageFromDockerfile(t *testing.T) {
-	got := kvstackImage(t, nil)
+	got := kvstackImage(t, tree{})
 	want := []string{"/kvstack/api", "/kvstack/consumer", "/kvstack/migrate", "/kvstack/healthcheck"}
 	if strings.Join(got, " ") != strings.Join(want, " ") {
 		t.Errorf("the image holds %v, want %v", got, want)

@@ -18,12 +18,23 @@ import (
 // can show it failing on a broken copy.
 
 // tree is the repository as a check sees it: the real files, some of them
-// replaced by broken copies (repository-relative path → content).
-type tree map[string]string
+// replaced by broken copies (files: repository-relative path → content),
+// and the compose file its checks load (docker-compose.yml when empty).
+type tree struct {
+	compose string
+	files   map[string]string
+}
+
+func (tr tree) composeFile() string {
+	if tr.compose == "" {
+		return "docker-compose.yml"
+	}
+	return tr.compose
+}
 
 func (tr tree) read(t *testing.T, rel string) []byte {
 	t.Helper()
-	if s, ok := tr[rel]; ok {
+	if s, ok := tr.files[rel]; ok {
 		return []byte(s)
 	}
 	b, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(rel)))
@@ -33,18 +44,19 @@ func (tr tree) read(t *testing.T, rel string) []byte {
 	return b
 }
 
-// project is the tree's docker-compose.yml, loaded with the test's secrets.
+// project is the tree's compose file, loaded with the test's secrets.
 func (tr tree) project(t *testing.T) *types.Project {
 	t.Helper()
-	s, ok := tr["docker-compose.yml"]
+	file := tr.composeFile()
+	s, ok := tr.files[file]
 	if !ok {
-		return mustLoad(t)
+		return mustLoadFile(t, file)
 	}
-	path := filepath.Join(t.TempDir(), "docker-compose.yml")
+	path := filepath.Join(t.TempDir(), file)
 	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	p, err := loadPath(t, path, secrets)
+	p, err := loadPath(t, path, secretsOf(file))
 	if err != nil {
 		t.Fatalf("broken copy does not load: %v", err)
 	}
@@ -69,12 +81,14 @@ var runtimeChecks = map[string]check{
 }
 
 func TestRuntimeDefects(t *testing.T) {
-	for name, c := range runtimeChecks {
-		t.Run(name, func(t *testing.T) {
-			for _, problem := range c(t, nil) {
-				t.Error(problem)
-			}
-		})
+	for _, file := range composeFiles {
+		for name, c := range runtimeChecks {
+			t.Run(file+"/"+name, func(t *testing.T) {
+				for _, problem := range c(t, tree{compose: file}) {
+					t.Error(problem)
+				}
+			})
+		}
 	}
 }
 
@@ -134,37 +148,59 @@ func TestChecksCatchBrokenCopies(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			real := string(tree(nil).read(t, tt.file))
-			if !strings.Contains(real, tt.old) {
-				t.Fatalf("%s no longer holds %q: update the test", tt.file, tt.old)
-			}
-			broken := tree{tt.file: strings.Replace(real, tt.old, tt.new, 1)}
-			problems := runtimeChecks[tt.check](t, broken)
-			for _, p := range problems {
-				if strings.Contains(p, tt.want) {
-					t.Logf("caught: %s", p)
-					return
-				}
-			}
-			t.Errorf("check %q on the broken copy: problems %q, want one containing %q", tt.check, problems, tt.want)
+			catches(t, runtimeChecks[tt.check], "docker-compose.yml", tt.file, tt.old, tt.new, tt.want)
 		})
 	}
+}
+
+// catches fails unless c, run on the repository with compose file compose
+// and with old replaced by new in file, reports a problem containing want.
+func catches(t *testing.T, c check, compose, file, old, new, want string) {
+	t.Helper()
+	real := string(tree{}.read(t, file))
+	if !strings.Contains(real, old) {
+		t.Fatalf("%s no longer holds %q: update the test", file, old)
+	}
+	broken := tree{compose: compose, files: map[string]string{file: strings.Replace(real, old, new, 1)}}
+	problems := c(t, broken)
+	for _, p := range problems {
+		if strings.Contains(p, want) {
+			t.Logf("caught: %s", p)
+			return
+		}
+	}
+	t.Errorf("the check on the broken copy: problems %q, want one containing %q", problems, want)
 }
 
 // The postgres image's entrypoint initialises a new database on a temporary
 // server that listens on the Unix socket only (docker-library/postgres,
 // docker-entrypoint.sh, with listen_addresses empty). A probe of the socket calls
 // that server healthy before any container can connect over TCP.
+// Every service of the postgres image is probed so.
 func checkTCPProbe(t *testing.T, tr tree) []string {
-	hc := service(t, tr.project(t), "postgres").HealthCheck
-	if hc == nil || len(hc.Test) < 2 {
-		return []string{"postgres has no healthcheck"}
+	var problems []string
+	p := tr.project(t)
+	found := false
+	for _, name := range sorted(p.ServiceNames()) {
+		s := service(t, p, name)
+		if !strings.HasPrefix(s.Image, "postgres:") {
+			continue
+		}
+		found = true
+		hc := s.HealthCheck
+		if hc == nil || len(hc.Test) < 2 {
+			problems = append(problems, name+" has no healthcheck")
+			continue
+		}
+		if host := flagValue(hc.Test, "-h", "--host"); host == "" || strings.HasPrefix(host, "/") {
+			problems = append(problems, name+": healthcheck "+strings.Join(hc.Test, " ")+
+				" probes the Unix socket, where the entrypoint's init server answers before TCP is up: use -h 127.0.0.1")
+		}
 	}
-	if host := flagValue(hc.Test, "-h", "--host"); host == "" || strings.HasPrefix(host, "/") {
-		return []string{"postgres: healthcheck " + strings.Join(hc.Test, " ") +
-			" probes the Unix socket, where the entrypoint's init server answers before TCP is up: use -h 127.0.0.1"}
+	if !found {
+		problems = append(problems, "no service runs the postgres image")
 	}
-	return nil
+	return problems
 }
 
 // flagValue is the value of a command-line flag given as "-h v", "-hv",

@@ -31,6 +31,15 @@ func TestChecksCatch(t *testing.T) {
 		t.Fatalf("no NetworkPolicy %s", name)
 		return nil
 	}
+	annotations := func(m *manifests, name string) map[string]string {
+		for _, ing := range m.ingresses {
+			if ing.Name == name {
+				return ing.Annotations
+			}
+		}
+		t.Fatalf("no Ingress %s", name)
+		return nil
+	}
 	cases := []struct {
 		name, check, overlay string
 		breakIt              func(m *manifests, s *sources)
@@ -87,6 +96,12 @@ func TestChecksCatch(t *testing.T) {
 		}},
 		{"a read timeout unlike nginx's", "ingress", "dev", func(m *manifests, s *sources) {
 			m.ingresses[1].Annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"] = "5"
+		}},
+		{"writes retried on the API's 503", "ingress", "prod", func(m *manifests, s *sources) {
+			annotations(m, "kvstack")["nginx.ingress.kubernetes.io/proxy-next-upstream"] = "error timeout http_502 http_503"
+		}},
+		{"a write retried after its read timeout", "ingress", "dev", func(m *manifests, s *sources) {
+			annotations(m, "kvstack")["nginx.ingress.kubernetes.io/proxy-next-upstream-timeout"] = "35"
 		}},
 		{"a job renamed", "monitoring", "prod", func(m *manifests, s *sources) {
 			m.serviceMonitors[0].Spec.Endpoints[0].RelabelConfigs[0].Replacement = new("api")

@@ -468,6 +468,27 @@ func checkIngress(t testing.TB, m *manifests, s *sources) problems {
 	return p
 }
 
+// writesNotRetriedAfterReadTimeout: a path that carries writes may retry on
+// `timeout` only within a window shorter than its read timeout, so that a
+// connect timeout is retried and a read timeout never is: the pod that
+// timed out may still publish the write it holds, stamped later than what
+// the client writes after the retry's 202.
+func writesNotRetriedAfterReadTimeout(name, path string, ann map[string]string, conf nginxConf) problems {
+	const prefix = "nginx.ingress.kubernetes.io/"
+	if !conf.carriesWrites(path) || !slices.Contains(strings.Fields(ann[prefix+"proxy-next-upstream"]), "timeout") {
+		return nil
+	}
+	window, err1 := nginxSeconds(ann[prefix+"proxy-next-upstream-timeout"])
+	read, err2 := nginxSeconds(ann[prefix+"proxy-read-timeout"])
+	if err1 != nil || err2 != nil || window == 0 || window >= read {
+		var p problems
+		p.add("Ingress %s %s carries writes and retries on timeout within %q, not below its read timeout %q: a write that timed out would be sent again",
+			name, path, ann[prefix+"proxy-next-upstream-timeout"], ann[prefix+"proxy-read-timeout"])
+		return p
+	}
+	return nil
+}
+
 func ingressMatchesNginx(name, path string, ann map[string]string, conf nginxConf, maxBody string) problems {
 	var p problems
 	const prefix = "nginx.ingress.kubernetes.io/"
@@ -492,14 +513,15 @@ func ingressMatchesNginx(name, path string, ann map[string]string, conf nginxCon
 			p.add("Ingress %s %s: %s %q, nginx %s %q (the longest of its locations)", name, path, annotation, ann[prefix+annotation], directive, value)
 		}
 	}
-	for directive, annotation := range map[string]string{
-		"proxy_next_upstream":       "proxy-next-upstream",
-		"proxy_next_upstream_tries": "proxy-next-upstream-tries",
-	} {
-		if ann[prefix+annotation] != conf.directive(path, directive) {
-			p.add("Ingress %s %s: %s %q, nginx %s %q", name, path, annotation, ann[prefix+annotation], directive, conf.directive(path, directive))
-		}
+	if got, want := ann[prefix+"proxy-next-upstream-tries"], conf.directive(path, "proxy_next_upstream_tries"); got != want {
+		p.add("Ingress %s %s: proxy-next-upstream-tries %q, nginx proxy_next_upstream_tries %q", name, path, got, want)
 	}
+	// Retried on what every location of the path retries on: one Ingress
+	// path carries reads and writes alike.
+	if got, want := ann[prefix+"proxy-next-upstream"], conf.common(path, "proxy_next_upstream"); got != want {
+		p.add("Ingress %s %s: proxy-next-upstream %q, nginx retries every request of the path on %q", name, path, got, want)
+	}
+	p = append(p, writesNotRetriedAfterReadTimeout(name, path, ann, conf)...)
 	wantBuf := conf.directive(path, "proxy_buffering")
 	if wantBuf == "" {
 		wantBuf = "on" // nginx's default

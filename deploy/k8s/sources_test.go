@@ -328,6 +328,34 @@ func (c nginxConf) longest(path, name string) (string, error) {
 	return best, nil
 }
 
+// common is what a list directive (proxy_next_upstream) holds in the
+// location of path and in every named location it hands requests to,
+// each location's own setting or else the server's, in the order of the
+// path's own.
+func (c nginxConf) common(path, name string) string {
+	var kept []string
+	for _, v := range strings.Fields(c.directive(path, name)) {
+		in := true
+		for _, n := range c.handedTo(path) {
+			own, ok := c.named[n][name]
+			if !ok {
+				own = c.server[name]
+			}
+			in = in && slices.Contains(strings.Fields(own), v)
+		}
+		if in {
+			kept = append(kept, v)
+		}
+	}
+	return strings.Join(kept, " ")
+}
+
+// carriesWrites is true when the location of path hands writes to a named
+// location of its own (@api_write…).
+func (c nginxConf) carriesWrites(path string) bool {
+	return slices.ContainsFunc(c.handedTo(path), func(n string) bool { return strings.Contains(n, "_write") })
+}
+
 // directive is a location's own setting, else the server's.
 func (c nginxConf) directive(path, name string) string {
 	if v, ok := c.locations[path][name]; ok {

@@ -1,0 +1,372 @@
+package composetest
+
+import (
+	"fmt"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/compose-spec/compose-go/v2/types"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/kvstack/kvstack/deploy/native"
+)
+
+// docker-compose.ha.yml, besides what every compose file is checked for
+// (compose_test.go, runtime_test.go: schema, probes, variables the
+// binaries read, promtool, amtool, nginx -t, jaeger validate): the HA
+// topology itself. Each check takes a tree, so that TestHAChecksCatch
+// shows it failing on a broken copy.
+
+const haFile = "docker-compose.ha.yml"
+
+var haTree = tree{compose: haFile}
+
+// nodes are the services of the HA file whose names are prefix and a
+// number, in order (rabbitmq1…3).
+func nodes(p *types.Project, prefix string) []string {
+	var out []string
+	for _, name := range sorted(p.ServiceNames()) {
+		if n := strings.TrimPrefix(name, prefix); n != name && n != "" && strings.Trim(n, "0123456789") == "" {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+var haChecks = map[string]check{
+	"engines clustered":   checkHAEngines,
+	"app finds each node": checkHAAppEnv,
+	"every node scraped":  checkHAScrapes,
+}
+
+func TestHA(t *testing.T) {
+	p := mustLoadFile(t, haFile)
+	for prefix, want := range map[string]int{"rabbitmq": 3, "redis": 6, "postgres": 2, "api": 2,
+		"postgres-exporter": 2, "redis-exporter": 6} {
+		if got := nodes(p, prefix); len(got) != want {
+			t.Errorf("%s: %v, want %d", prefix, got, want)
+		}
+	}
+	for _, name := range []string{"consumer", "consumer2", "redis-cluster", "migrate", "nginx", "mtail", "nginx-exporter",
+		"render-config", "prometheus", "alertmanager", "jaeger", "grafana"} {
+		service(t, p, name)
+	}
+	for name, c := range haChecks {
+		t.Run(name, func(t *testing.T) {
+			for _, problem := range c(t, haTree) {
+				t.Error(problem)
+			}
+		})
+	}
+}
+
+// checkHAEngines: three RabbitMQ nodes that list each other as peers and
+// share a cookie; six Redis Cluster nodes that the one-shot makes one
+// cluster with a replica per master; a primary that names the standby
+// synchronous, and a standby that streams under that name. The engines
+// are docker-compose.yml's images, and each node keeps its data in a
+// volume of its own.
+func checkHAEngines(t *testing.T, tr tree) []string {
+	p := tr.project(t)
+	single := mustLoad(t)
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	volumes := map[string]string{}
+	dataIn := func(name, target string) {
+		v := volumeAt(service(t, p, name), target)
+		switch {
+		case v == nil:
+			bad("%s keeps %s outside a named volume", name, target)
+		case volumes[v.Source] != "":
+			bad("%s and %s share volume %s", name, volumes[v.Source], v.Source)
+		default:
+			volumes[v.Source] = name
+		}
+	}
+	engine := map[string]string{"rabbitmq": "rabbitmq", "redis": "redis", "postgres": "postgres"}
+	for prefix, base := range engine {
+		for _, name := range nodes(p, prefix) {
+			if got, want := service(t, p, name).Image, service(t, single, base).Image; got != want {
+				bad("%s runs %s, docker-compose.yml's %s runs %s", name, got, base, want)
+			}
+		}
+	}
+
+	var peers []string
+	listedBy := map[string][]string{}
+	for _, name := range nodes(p, "rabbitmq") {
+		s := service(t, p, name)
+		peers = append(peers, "rabbit@"+s.Hostname)
+		if env(s, "RABBITMQ_ERLANG_COOKIE") != haSecrets["RABBITMQ_ERLANG_COOKIE"] {
+			bad("%s does not take the shared Erlang cookie (RABBITMQ_ERLANG_COOKIE)", name)
+		}
+		if s.Hostname != name {
+			bad("%s: hostname %q, want its name: the node is rabbit@<hostname>", name, s.Hostname)
+		}
+		conf := string(tr.read(t, bindSource(t, s, "/etc/rabbitmq/conf.d/20-kvstack-cluster.conf")))
+		listed := regexp.MustCompile(`(?m)^cluster_formation\.classic_config\.nodes\.\d+\s*=\s*(\S+)`).FindAllStringSubmatch(conf, -1)
+		for _, m := range listed {
+			listedBy[name] = append(listedBy[name], m[1])
+		}
+		if !strings.Contains(conf, "cluster_formation.peer_discovery_backend = classic_config") {
+			bad("%s: its configuration does not use classic_config peer discovery", name)
+		}
+		dataIn(name, "/var/lib/rabbitmq")
+	}
+	for _, name := range nodes(p, "rabbitmq") {
+		if got := listedBy[name]; !slices.Equal(sorted(got), sorted(peers)) {
+			bad("%s lists peers %v, the nodes are %v", name, got, peers)
+		}
+	}
+
+	redis := nodes(p, "redis")
+	for _, name := range redis {
+		cmd := strings.Join(service(t, p, name).Command, " ")
+		for _, want := range []string{"--cluster-enabled yes", "--cluster-config-file /data/", "--cluster-announce-hostname " + name} {
+			if !strings.Contains(cmd, want) {
+				bad("%s: command %q lacks %q", name, cmd, want)
+			}
+		}
+		dataIn(name, "/data")
+	}
+	create := service(t, p, "redis-cluster")
+	script := string(tr.read(t, bindSource(t, create, create.Entrypoint[len(create.Entrypoint)-1])))
+	if m := regexp.MustCompile(`for n in ([^;]+);`).FindStringSubmatch(script); m == nil || !slices.Equal(sorted(strings.Fields(m[1])), redis) {
+		bad("redis-cluster creates the cluster of %v, the nodes are %v", m, redis)
+	}
+	if !strings.Contains(script, "--cluster-replicas 1") {
+		bad("redis-cluster: no replica per master (--cluster-replicas 1)")
+	}
+	for _, name := range redis {
+		if _, ok := create.DependsOn[name]; !ok {
+			bad("redis-cluster does not wait for %s", name)
+		}
+	}
+	return append(problems, checkHAPostgres(t, tr, p, dataIn)...)
+}
+
+// checkHAPostgres: the primary's init names a synchronous standby, which is
+// the name the standby streams under, from the primary.
+func checkHAPostgres(t *testing.T, tr tree, p *types.Project, dataIn func(name, target string)) []string {
+	var problems []string
+	primary, standby := service(t, p, "postgres1"), service(t, p, "postgres2")
+	initScript := string(tr.read(t, bindSource(t, primary, "/docker-entrypoint-initdb.d/10-replication.sh")))
+	standbyScript := string(tr.read(t, bindSource(t, standby, standby.Entrypoint[len(standby.Entrypoint)-1])))
+	syncName := regexp.MustCompile(`synchronous_standby_names = '([^']+)'`).FindStringSubmatch(initScript)
+	appName := regexp.MustCompile(`application_name=(\w+)`).FindStringSubmatch(standbyScript)
+	if syncName == nil || appName == nil || syncName[1] != appName[1] {
+		problems = append(problems, fmt.Sprintf("the primary waits for standby %v, the standby streams as %v", syncName, appName))
+	}
+	if !strings.Contains(standbyScript, "pg_basebackup -h postgres1 ") || !strings.Contains(standbyScript, "host=postgres1 ") {
+		problems = append(problems, "postgres2 is not made from and does not stream from postgres1")
+	}
+	if _, ok := standby.DependsOn["postgres1"]; !ok {
+		problems = append(problems, "postgres2 does not wait for postgres1")
+	}
+	for _, s := range []types.ServiceConfig{primary, standby} {
+		if env(s, "POSTGRES_REPLICATION_PASSWORD") != haSecrets["POSTGRES_REPLICATION_PASSWORD"] {
+			problems = append(problems, s.Name+" does not take POSTGRES_REPLICATION_PASSWORD")
+		}
+		dataIn(s.Name, "/var/lib/postgresql/data")
+	}
+	return problems
+}
+
+// checkHAAppEnv: every kvstack service finds every node by itself: each
+// RabbitMQ node in RABBITMQ_URL, each Redis node in REDIS_ADDR, both
+// PostgreSQL nodes in DATABASE_URL with target_session_attrs=read-write;
+// queues are quorum queues; each replica and consumer has an id of its
+// own, and waits for the cluster, the standby and every broker.
+func checkHAAppEnv(t *testing.T, tr tree) []string {
+	p := tr.project(t)
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	var brokers, caches []string
+	for _, n := range nodes(p, "rabbitmq") {
+		brokers = append(brokers, n+":5672")
+	}
+	for _, n := range nodes(p, "redis") {
+		caches = append(caches, n+":6379")
+	}
+	ids := map[string]string{}
+	for _, name := range sorted(p.ServiceNames()) {
+		s := service(t, p, name)
+		if s.Build == nil {
+			continue
+		}
+		db, err := url.Parse(env(s, "DATABASE_URL"))
+		if err != nil || db.Host != "postgres1:5432,postgres2:5432" || db.Query().Get("target_session_attrs") != "read-write" {
+			bad("%s: DATABASE_URL does not name postgres1 and postgres2 with target_session_attrs=read-write", name)
+		}
+		if name == "migrate" {
+			continue
+		}
+		var hosts []string
+		for _, u := range strings.Split(env(s, "RABBITMQ_URL"), ",") {
+			if pu, err := url.Parse(u); err == nil {
+				hosts = append(hosts, pu.Host)
+			}
+		}
+		if !slices.Equal(hosts, brokers) {
+			bad("%s: RABBITMQ_URL reaches %v, the brokers are %v", name, hosts, brokers)
+		}
+		if got := strings.Split(env(s, "REDIS_ADDR"), ","); !slices.Equal(got, caches) {
+			bad("%s: REDIS_ADDR %v, the Redis nodes are %v", name, got, caches)
+		}
+		if env(s, "RABBITMQ_QUEUE_TYPE") != "quorum" {
+			bad("%s declares %q queues, want quorum", name, env(s, "RABBITMQ_QUEUE_TYPE"))
+		}
+		id := env(s, "KV_INSTANCE_ID")
+		if other, ok := ids[id]; ok || id == "" {
+			bad("%s: KV_INSTANCE_ID %q, as %s", name, id, other)
+		}
+		ids[id] = name
+		for _, dep := range append(nodes(p, "rabbitmq"), "redis-cluster", "postgres2", "migrate") {
+			if _, ok := s.DependsOn[dep]; !ok {
+				bad("%s does not wait for %s", name, dep)
+			}
+		}
+	}
+	return problems
+}
+
+// scrapeConfig is what checkHAScrapes compares of a job.
+type scrapeConfig struct {
+	Job     string              `yaml:"job_name"`
+	Path    string              `yaml:"metrics_path"`
+	Params  map[string][]string `yaml:"params"`
+	Statics []struct {
+		Targets []string          `yaml:"targets"`
+		Labels  map[string]string `yaml:"labels"`
+	} `yaml:"static_configs"`
+}
+
+func scrapeConfigs(t *testing.T, tr tree, p *types.Project) []scrapeConfig {
+	var conf struct {
+		Scrape []scrapeConfig `yaml:"scrape_configs"`
+	}
+	if err := yaml.Unmarshal([]byte(rendered(t, tr, p)["/rendered/prometheus.yml"]), &conf); err != nil {
+		t.Fatalf("rendered prometheus.yml: %v", err)
+	}
+	return conf.Scrape
+}
+
+// targets are a job's targets, each with its labels (addr{k=v,…}).
+func (c scrapeConfig) targets() []string {
+	var out []string
+	for _, s := range c.Statics {
+		for _, a := range s.Targets {
+			var labels []string
+			for k, v := range s.Labels {
+				labels = append(labels, k+"="+v)
+			}
+			slices.Sort(labels)
+			out = append(out, a+"{"+strings.Join(labels, ",")+"}")
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// checkHAScrapes: the HA topology's Prometheus has the jobs of
+// observability/prometheus.yml (docker-compose.yml's), the same but for
+// their targets: one per consumer (its instance_id), per RabbitMQ node,
+// per PostgreSQL and Redis node's exporter (labelled node, the node it
+// watches); and each exporter runs deploy/native's command on its node.
+func checkHAScrapes(t *testing.T, tr tree) []string {
+	p := tr.project(t)
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	want := map[string][]string{"kv-consumer": nil, "rabbitmq": nil, "rabbitmq-node": nil, "postgres-exporter": nil, "redis-exporter": nil}
+	for _, c := range []string{"consumer", "consumer2"} {
+		s := service(t, p, c)
+		_, port, _ := strings.Cut(env(s, "KV_CONSUMER_ADDR"), ":")
+		want["kv-consumer"] = append(want["kv-consumer"], c+":"+port+"{instance_id="+env(s, "KV_INSTANCE_ID")+"}")
+	}
+	for _, n := range nodes(p, "rabbitmq") {
+		want["rabbitmq"] = append(want["rabbitmq"], n+":15692{node="+n+"}")
+	}
+	want["rabbitmq-node"] = want["rabbitmq"]
+	for kind, node := range map[native.ExporterKind]string{native.PostgresExporter: "postgres", native.RedisExporter: "redis"} {
+		for _, e := range nodes(p, string(kind)) {
+			n := node + strings.TrimPrefix(e, string(kind))
+			want[string(kind)] = append(want[string(kind)], e+":"+exporterPort[kind]+"{node="+n+"}")
+			problems = append(problems, exporterWatches(t, p, kind, e, n)...)
+		}
+	}
+	base := scrapeConfigs(t, tree{files: tr.files}, mustLoad(t))
+	ha := scrapeConfigs(t, tr, p)
+	if len(base) != len(ha) {
+		bad("prometheus.yml has %d jobs, the HA topology's %d", len(base), len(ha))
+	}
+	for i := range min(len(base), len(ha)) {
+		b, h := base[i], ha[i]
+		if b.Job != h.Job || b.Path != h.Path || fmt.Sprint(b.Params) != fmt.Sprint(h.Params) {
+			bad("job %d: %s %s %v in prometheus.yml, %s %s %v in the HA topology's", i, b.Job, b.Path, b.Params, h.Job, h.Path, h.Params)
+			continue
+		}
+		targets, many := want[h.Job]
+		if !many {
+			targets = b.targets()
+		}
+		if slices.Sort(targets); !slices.Equal(h.targets(), targets) {
+			bad("job %s scrapes %v, want %v", h.Job, h.targets(), targets)
+		}
+	}
+	return problems
+}
+
+var exporterPort = map[native.ExporterKind]string{native.PostgresExporter: "9187", native.RedisExporter: "9121"}
+
+// exporterWatches: the exporter service runs deploy/native's command for
+// its kind, reading node.
+func exporterWatches(t *testing.T, p *types.Project, kind native.ExporterKind, name, node string) []string {
+	s := service(t, p, name)
+	target := "redis://" + node + ":6379"
+	if kind == native.PostgresExporter {
+		target = "postgres://kvstack:" + secrets["POSTGRES_PASSWORD"] + "@" + node + ":5432/kvstack?sslmode=disable"
+	}
+	e := native.Exporter{Kind: kind, Name: name, Listen: "0.0.0.0:" + exporterPort[kind], Target: target}
+	argv, wantEnv := e.Command(repoInContainers)
+	var problems []string
+	if !slices.Equal(s.Command, argv[1:]) {
+		problems = append(problems, fmt.Sprintf("%s: command %q, want deploy/native's %q", name, s.Command, argv[1:]))
+	}
+	for k, v := range wantEnv {
+		if got := env(s, k); got != v {
+			problems = append(problems, fmt.Sprintf("%s: %s does not read %s", name, k, node))
+		}
+	}
+	return problems
+}
+
+// Each HA check fails on a copy of the repository that has the defect it
+// is there to catch.
+func TestHAChecksCatch(t *testing.T) {
+	tests := []struct{ name, check, file, old, new, want string }{
+		{"a RabbitMQ node no peer lists", "engines clustered", "deploy/compose-ha/rabbitmq-cluster.conf",
+			"cluster_formation.classic_config.nodes.3 = rabbit@rabbitmq3\n", "", "lists peers"},
+		{"the standby not the one named synchronous", "engines clustered", "deploy/compose-ha/postgres-primary-init.sh",
+			"synchronous_standby_names = 'postgres2'", "synchronous_standby_names = 'standby'", "the primary waits for standby"},
+		{"a cluster without replicas", "engines clustered", "deploy/compose-ha/redis-cluster-create.sh",
+			"--cluster-replicas 1", "--cluster-replicas 0", "no replica per master"},
+		{"the API without a broker", "app finds each node", haFile,
+			",amqp://kvstack:${RABBITMQ_PASSWORD:?set RABBITMQ_PASSWORD (see .env.example)}@rabbitmq3:5672/", "", "RABBITMQ_URL reaches"},
+		{"the primary found by name only", "app finds each node", haFile,
+			"&target_session_attrs=read-write", "", "target_session_attrs=read-write"},
+		{"a Redis node not scraped", "every node scraped", "deploy/compose-ha/prometheus.yml",
+			"      - targets: [\"redis-exporter6:9121\"]\n        labels: { node: redis6 }\n", "", "job redis-exporter scrapes"},
+		{"a job the HA topology lacks", "every node scraped", "observability/prometheus.yml",
+			"scrape_configs:\n", "scrape_configs:\n  - job_name: new\n    static_configs:\n      - targets: [\"${API1_ADDR}\"]\n", "jobs"},
+		{"an exporter watching another node", "every node scraped", haFile,
+			"redis://redis6:6379", "redis://redis5:6379", "redis-exporter6: command"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			catches(t, haChecks[tt.check], haFile, tt.file, tt.old, tt.new, tt.want)
+		})
+	}
+}
