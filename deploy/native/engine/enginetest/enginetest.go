@@ -18,6 +18,12 @@
 // A RabbitMQCluster is used alike, by node: cluster.Kill(t, i),
 // cluster.Stop(t, i, j), cluster.Start(t, i, j); each test that breaks it
 // leaves it whole again when it ends.
+//
+// A PostgresPair (a primary and its synchronous standby, ~10 s) is failed
+// over as a failover manager would: pair.URL(t) is the multi-host URL,
+// pair.KillPrimary(t) the lost primary, pair.Promote(t) the promotion
+// (pair.Failover(t) both). The lost primary rejoins as the standby when the
+// next test asks for the pair.
 package enginetest
 
 import (
