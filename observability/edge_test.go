@@ -158,7 +158,10 @@ func TestEdgeMetrics(t *testing.T) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	// One-shot mode still listens: on a port of its own, not mtail's 3903,
+	// which a running stack's mtail holds.
 	out, err := exec.CommandContext(ctx, "mtail", "--one_shot", "--one_shot_format", "prometheus",
+		"--address", "127.0.0.1", "--port", "0",
 		"--emit_prog_label=false", "--logtostderr", "--progs", "mtail", "--logs", e.AccessLog).Output()
 	if err != nil {
 		log, _ := os.ReadFile(e.AccessLog)
