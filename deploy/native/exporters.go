@@ -19,10 +19,11 @@ const (
 // Exporter is a program that watches one part of the stack and serves what
 // it sees as Prometheus metrics: it reads Target and listens on Listen.
 //
-// Exporters are data. The stack runs one of each kind (Exporters); a stack
-// with more nodes (a PostgreSQL standby, Redis or RabbitMQ cluster nodes)
-// watches each node by listing one more Exporter of that kind with a name,
-// a port and a target of its own, and a scrape target for it.
+// Exporters are data. The stack runs one of each kind (Exporters); the HA
+// topology, with more nodes, watches each PostgreSQL and Redis node by
+// listing one more Exporter of that kind with a name, a port and a target
+// of its own, and a scrape target for it (RabbitMQ nodes serve their own
+// metrics).
 type Exporter struct {
 	Kind ExporterKind
 	// Name is the program's name (supervisord's, its log's): the kind's
@@ -36,8 +37,16 @@ type Exporter struct {
 }
 
 // Exporters are the stack's exporters, one of each kind, on the addresses
-// Prometheus scrapes (the template variables *_EXPORTER_ADDR, MTAIL_ADDR).
+// Prometheus scrapes (the template variables *_EXPORTER_ADDR, MTAIL_ADDR);
+// in the HA topology, one per PostgreSQL and Redis node.
 func Exporters(s *Settings) []Exporter {
+	if s.HA() {
+		return haExporters(s)
+	}
+	return singleExporters(s)
+}
+
+func singleExporters(s *Settings) []Exporter {
 	return []Exporter{
 		{Kind: Mtail, Name: string(Mtail), Listen: s.Get("MTAIL_ADDR"), Target: s.Get("NGINX_ACCESS_LOG")},
 		{Kind: NginxExporter, Name: string(NginxExporter), Listen: s.Get("NGINX_EXPORTER_ADDR"),

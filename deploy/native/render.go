@@ -56,6 +56,47 @@ func Substitute(text string, vars map[string]string) (string, error) {
 	return out, nil
 }
 
+// ScrapeTarget is one of the targets a template variable of
+// prometheus.yml stands for when the topology has several (the HA
+// topology's nodes).
+type ScrapeTarget struct {
+	Addr   string
+	Labels []Label
+}
+
+// Label is a target's label.
+type Label struct{ Name, Value string }
+
+// targetItem is a static_configs item of prometheus.yml whose one target
+// is a template variable, with the labels line that may follow it.
+var targetItem = regexp.MustCompile(`(?m)^([ \t]*)- targets: \["\$\{([A-Z][A-Z0-9_]*)\}"\]\n(?:[ \t]+labels: \{[^}\n]*\}\n)?`)
+
+// ExpandTargets replaces each static_configs item whose target is a
+// variable of groups by one item per target of that group, each with its
+// own labels; docker compose, which renders the file with envsubst, keeps
+// the one target per job.
+func ExpandTargets(text string, groups map[string][]ScrapeTarget) string {
+	return targetItem.ReplaceAllStringFunc(text, func(item string) string {
+		m := targetItem.FindStringSubmatch(item)
+		targets, ok := groups[m[2]]
+		if !ok {
+			return item
+		}
+		var b strings.Builder
+		for _, t := range targets {
+			fmt.Fprintf(&b, "%s- targets: [%q]\n", m[1], t.Addr)
+			if len(t.Labels) > 0 {
+				pairs := make([]string, len(t.Labels))
+				for i, l := range t.Labels {
+					pairs[i] = l.Name + ": " + l.Value
+				}
+				fmt.Fprintf(&b, "%s  labels: { %s }\n", m[1], strings.Join(pairs, ", "))
+			}
+		}
+		return b.String()
+	})
+}
+
 var (
 	alertFor      = regexp.MustCompile(`(?m)^([ \t]+for:).*$`)
 	groupInterval = regexp.MustCompile(`(?m)^([ \t]+group_(wait|interval):).*$`)
@@ -111,6 +152,18 @@ func Render(s *Settings) (configs []Rendered, rules map[string]string, err error
 		only := map[string]string{}
 		for _, v := range t.Vars {
 			only[v] = vars[v]
+		}
+		if t.Program == "prometheus" && s.HA() {
+			groups := haScrapeTargets(s)
+			text = ExpandTargets(text, groups)
+			// What is left of them (the header's list) names every target.
+			for name, targets := range groups {
+				addrs := make([]string, len(targets))
+				for i, tg := range targets {
+					addrs[i] = tg.Addr
+				}
+				only[name] = strings.Join(addrs, " ")
+			}
 		}
 		if text, err = Substitute(text, only); err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", t.Src, err)

@@ -28,6 +28,7 @@ type Variable struct {
 var Variables = []Variable{
 	{"KV_STACK_DIR", "${ROOT}/.stack", "the stack's state: supervisord.conf, logs/, config/ (rendered templates), Prometheus and Alertmanager data"},
 	{"KV_BIND_HOST", "127.0.0.1", "the address every process listens on"},
+	{"KV_TOPOLOGY", "single", "single: one PostgreSQL, Redis and RabbitMQ (make up). ha: make up-ha's, a RabbitMQ cluster of three nodes, a Redis Cluster of six, a PostgreSQL primary with a synchronous standby and a keeper that promotes it, all the stack's own (data in KV_STACK_DIR/engines), two consumers, an exporter per node. One topology runs at a time in KV_STACK_DIR; down, status and logs act on the one that runs"},
 	{"KV_ENGINES", "shared", "shared: the machine's PostgreSQL, Redis and RabbitMQ on stack.env's ports (scripts/services.sh starts them when missing; down leaves them running). private: the stack runs its own on those ports under its supervisord, data in KV_STACK_DIR/engines (for a stack that must share no queue, cache or table with another on the same machine)"},
 	{"KV_STACK_TIMEOUT", "60", "seconds a process gets to become healthy"},
 	{"KV_STOP_TIMEOUT", "20", "seconds between SIGTERM and SIGKILL when a process is stopped (supervisord's stopwaitsecs)"},
@@ -39,10 +40,10 @@ var Variables = []Variable{
 	{"KV_MAX_BODY_BYTES", "1048576", "largest request body; nginx's client_max_body_size"},
 	{"ALERT_WEBHOOK_URL", "http://127.0.0.1:9/alerts", "where Alertmanager sends alerts (port 9, discard: nowhere until you say where)"},
 	{"KV_ALERT_FOR", "", "test only: replaces every alert's `for:` and Alertmanager's group_wait/group_interval (e.g. 5s)"},
-	{"DATABASE_URL", "postgres://kvstack:kvstack@${KV_BIND_HOST}:${PGPORT}/kvstack?sslmode=disable", "PostgreSQL, for migrate, the replicas and the consumer"},
-	{"REDIS_ADDR", "${KV_BIND_HOST}:${REDIS_PORT}", "Redis"},
-	{"RABBITMQ_URL", "amqp://guest:guest@${KV_BIND_HOST}:${RABBITMQ_PORT}/", "RabbitMQ"},
-	{"POSTGRES_EXPORTER_DSN", "${DATABASE_URL}", "PostgreSQL, for prometheus-postgres-exporter: kvstack's own role by default (it reads statistics views and kv_store's size); a role with pg_monitor also sees other roles' sessions and the standbys' replication details"},
+	{"DATABASE_URL", "postgres://kvstack:kvstack@${KV_BIND_HOST}:${PGPORT}/kvstack?sslmode=disable", "PostgreSQL, for migrate, the replicas and the consumer; in the HA topology both nodes, the client connecting to the one that takes writes"},
+	{"REDIS_ADDR", "${KV_BIND_HOST}:${REDIS_PORT}", "Redis; several addresses (the HA topology's six nodes) make a Redis Cluster client"},
+	{"RABBITMQ_URL", "amqp://guest:guest@${KV_BIND_HOST}:${RABBITMQ_PORT}/", "RabbitMQ; several URLs (the HA topology's three nodes), comma-separated, are tried in turn"},
+	{"POSTGRES_EXPORTER_DSN", "${DATABASE_URL}", "PostgreSQL, for prometheus-postgres-exporter: kvstack's own role by default (it reads statistics views and kv_store's size); a role with pg_monitor also sees other roles' sessions and the standbys' replication details. In the HA topology each node's exporter gets it with that node's address alone"},
 	{"OTEL_EXPORTER_OTLP_ENDPOINT", "http://${KV_BIND_HOST}:${KV_JAEGER_OTLP_HTTP_PORT}", "where api1, api2 and the consumer send traces"},
 	{"OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf", ""},
 	// Template variables (nginx, Prometheus, Alertmanager); each may be set.
@@ -64,6 +65,14 @@ var Variables = []Variable{
 	{"NGINX_ACCESS_LOG", "${KV_STACK_DIR}/logs/nginx-access.log", "template: nginx's JSON access log"},
 	// stderr: supervisord writes it to logs/nginx.log, the one writer of that file.
 	{"NGINX_ERROR_LOG", "stderr", "template: nginx's error log"},
+}
+
+// haDefaults replace the defaults of these Variables in the HA topology
+// (KV_TOPOLOGY=ha): the services are its clusters, every node listed.
+var haDefaults = map[string]string{
+	"DATABASE_URL": "postgres://kvstack:kvstack@${KV_BIND_HOST}:${KV_HA_POSTGRES1_PORT},${KV_BIND_HOST}:${KV_HA_POSTGRES2_PORT}/kvstack?sslmode=disable&target_session_attrs=read-write",
+	"REDIS_ADDR":   "${KV_BIND_HOST}:${KV_HA_REDIS1_PORT},${KV_BIND_HOST}:${KV_HA_REDIS2_PORT},${KV_BIND_HOST}:${KV_HA_REDIS3_PORT},${KV_BIND_HOST}:${KV_HA_REDIS4_PORT},${KV_BIND_HOST}:${KV_HA_REDIS5_PORT},${KV_BIND_HOST}:${KV_HA_REDIS6_PORT}",
+	"RABBITMQ_URL": "amqp://guest:guest@${KV_BIND_HOST}:${KV_HA_RABBITMQ1_PORT}/,amqp://guest:guest@${KV_BIND_HOST}:${KV_HA_RABBITMQ2_PORT}/,amqp://guest:guest@${KV_BIND_HOST}:${KV_HA_RABBITMQ3_PORT}/",
 }
 
 // Settings is stack.env overlaid with the environment, and every Variable
@@ -107,11 +116,14 @@ func Load(root string, environ []string) (*Settings, error) {
 		}
 	}
 	for _, v := range Variables {
-		def, err := s.expand(v.Default)
+		def, err := s.expand(s.defaultOf(v))
 		if err != nil {
 			return nil, fmt.Errorf("default of %s: %w", v.Name, err)
 		}
 		pick(v.Name, def)
+		if v.Name == "KV_TOPOLOGY" && s.vars[v.Name] != "single" && s.vars[v.Name] != "ha" {
+			return nil, fmt.Errorf("KV_TOPOLOGY=%s: want single or ha", s.vars[v.Name])
+		}
 	}
 	if s.Dir, err = filepath.Abs(s.vars["KV_STACK_DIR"]); err != nil {
 		return nil, err
@@ -128,6 +140,14 @@ func Load(root string, environ []string) (*Settings, error) {
 		return nil, fmt.Errorf("KV_ALERT_FOR=%s: want a duration such as 5s", f)
 	}
 	return s, nil
+}
+
+// defaultOf is a Variable's default in the topology chosen so far.
+func (s *Settings) defaultOf(v Variable) string {
+	if d, ok := haDefaults[v.Name]; ok && s.vars["KV_TOPOLOGY"] == "ha" {
+		return d
+	}
+	return v.Default
 }
 
 var reference = regexp.MustCompile(`\$\{([A-Z][A-Z0-9_]*)\}`)
@@ -163,8 +183,11 @@ func (s *Settings) Get(name string) string {
 }
 
 // PrivateEngines tells whether the stack runs its own PostgreSQL, Redis
-// and RabbitMQ (KV_ENGINES=private).
-func (s *Settings) PrivateEngines() bool { return s.Get("KV_ENGINES") == "private" }
+// and RabbitMQ (KV_ENGINES=private, or the HA topology's clusters).
+func (s *Settings) PrivateEngines() bool { return s.Get("KV_ENGINES") == "private" || s.HA() }
+
+// HA tells whether the settings are the HA topology's (KV_TOPOLOGY=ha).
+func (s *Settings) HA() bool { return s.Get("KV_TOPOLOGY") == "ha" }
 
 // Host is where every process listens (KV_BIND_HOST).
 func (s *Settings) Host() string { return s.Get("KV_BIND_HOST") }
@@ -236,6 +259,9 @@ func (s *Settings) Describe() string {
 	b.WriteString("\n# settings with their defaults (deploy/native/settings.go)\n")
 	for _, v := range Variables {
 		fmt.Fprintf(&b, "%-28s default %s\n", v.Name, orNone(v.Default))
+		if d, ok := haDefaults[v.Name]; ok {
+			fmt.Fprintf(&b, "%-28s ha      %s\n", "", d)
+		}
 		if cur := s.vars[v.Name]; cur != "" {
 			fmt.Fprintf(&b, "%-28s now     %s\n", "", cur)
 		}

@@ -19,9 +19,17 @@ var ProcessNames = []string{"jaeger", "api1", "api2", "consumer", "nginx",
 // among them. The shared PostgreSQL, Redis and RabbitMQ are not:
 // scripts/services.sh starts those when missing, and nothing here stops
 // them (KV_ENGINES=private adds the stack's own, package engine).
+//
+// In the HA topology (KV_TOPOLOGY=ha) they are those of HAProcessNames:
+// its engines' nodes and its keeper are not among them either (package
+// engine and cmd/stack add them).
 func Processes(s *Settings) []Program {
-	out := make([]Program, 0, len(ProcessNames))
-	for _, name := range ProcessNames {
+	names := ProcessNames
+	if s.HA() {
+		names = haProcessNames()
+	}
+	out := make([]Program, 0, len(names))
+	for _, name := range names {
 		out = append(out, process(s, name))
 	}
 	return out
@@ -57,6 +65,8 @@ func process(s *Settings, name string) Program {
 		p.Priority, p.Addr, p.Health = 20, addr, HTTPProbe{addr, "/healthz"}
 	case "consumer":
 		return Consumer(s, 1)
+	case "consumer2":
+		return Consumer(s, 2)
 	case "nginx":
 		dir := filepath.Join(s.Dir, "nginx")
 		p.Command = []string{"nginx", "-p", dir + "/", "-c", filepath.Join(s.ConfigDir(), "nginx.conf"),
@@ -105,7 +115,8 @@ func process(s *Settings, name string) Program {
 }
 
 // Consumer is consumer number n: the topology's consumer is 1 (on
-// KV_CONSUMER_PORT); the chaos campaign adds 2 and 3 on the next ports.
+// KV_CONSUMER_PORT); the HA topology runs 2 too, and the chaos campaign
+// adds 2 and 3, on the next ports.
 func Consumer(s *Settings, n int) Program {
 	port, _ := strconv.Atoi(s.Get("KV_CONSUMER_PORT"))
 	addr := net.JoinHostPort(s.Host(), strconv.Itoa(port+n-1))
