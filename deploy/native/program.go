@@ -27,8 +27,12 @@ type Program struct {
 	// Manual programs are defined but not started by Up (the chaos
 	// campaign's extra consumers); once started they are supervised alike.
 	Manual bool
-	Health Probe
-	Addr   string // shown by status
+	// NoRestart programs are not restarted by supervisord when they exit:
+	// something else heals them (the HA topology's PostgreSQL nodes, which
+	// its keeper fails over, rejoins and starts).
+	NoRestart bool
+	Health    Probe
+	Addr      string // shown by status
 	// Binary is a Go binary the stack builds: Up restarts the program,
 	// one replica at a time, when the running image differs from it.
 	Binary string

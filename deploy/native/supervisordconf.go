@@ -97,7 +97,7 @@ func programSection(b *strings.Builder, p Program) error {
 	}
 	w("priority=%d", p.Priority)
 	w("autostart=false")
-	w("autorestart=true")
+	w("autorestart=%t", !p.NoRestart)
 	w("startsecs=%d", or(p.StartSecs, 1))
 	// A process that dies within startsecs is retried this often (with
 	// 1, 2, 3… s between) before supervisord gives up on it (FATAL).

@@ -57,6 +57,11 @@ func TestSupervisordConf(t *testing.T) {
 			t.Errorf("conf lacks %q:\n%s", want, conf)
 		}
 	}
+	// A program something else heals is not restarted by supervisord.
+	conf, err = supervisordConf("/st", []Program{{Name: "postgres1", Command: []string{"postgres"}, NoRestart: true}})
+	if err != nil || !strings.Contains(conf, "\nautorestart=false\n") {
+		t.Errorf("a NoRestart program (%v):\n%s", err, conf)
+	}
 	for _, bad := range []Program{
 		{Name: "API", Command: []string{"x"}},
 		{Name: "x"},
