@@ -15,6 +15,10 @@ const (
 	HAPostgresNodes = 2
 )
 
+// redisBusOffset is how much higher than its port a Redis Cluster node's
+// cluster bus listens (Redis' default).
+const redisBusOffset = 10000
+
 // Node is one node of an engine's cluster in the HA topology.
 type Node struct {
 	// Name is its program's name (rabbitmq1, redis4, postgres2), the

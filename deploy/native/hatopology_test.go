@@ -58,6 +58,9 @@ func TestHASettingsDeriveTheServicesFromTheNodes(t *testing.T) {
 	if single.HA() || strings.Contains(single.Get("DATABASE_URL"), ",") {
 		t.Errorf("the single-node topology: HA %v, DATABASE_URL %s", single.HA(), single.Get("DATABASE_URL"))
 	}
+	if _, err := native.Load("../..", []string{"KV_TOPOLOGY=ha", "KV_HA_REDIS2_PORT=60000"}); err == nil || !strings.Contains(err.Error(), "bus") {
+		t.Errorf("a Redis node whose cluster bus port would be past 65535: %v, want an error", err)
+	}
 	if _, err := native.Load("../..", []string{"KV_TOPOLOGY=double"}); err == nil || !strings.Contains(err.Error(), "KV_TOPOLOGY") {
 		t.Errorf("KV_TOPOLOGY=double: %v, want an error naming it", err)
 	}

@@ -136,6 +136,13 @@ func Load(root string, environ []string) (*Settings, error) {
 	if e := s.vars["KV_ENGINES"]; e != "shared" && e != "private" {
 		return nil, fmt.Errorf("KV_ENGINES=%s: want shared or private", e)
 	}
+	if s.HA() {
+		for _, n := range s.HANodes().Redis {
+			if n.Port+redisBusOffset > 65535 {
+				return nil, fmt.Errorf("%s's port %d: its cluster bus port, %d higher, is past 65535", n.Name, n.Port, redisBusOffset)
+			}
+		}
+	}
 	if f := s.vars["KV_ALERT_FOR"]; f != "" && !regexp.MustCompile(`^[0-9]+(ms|s|m)$`).MatchString(f) {
 		return nil, fmt.Errorf("KV_ALERT_FOR=%s: want a duration such as 5s", f)
 	}
@@ -303,6 +310,16 @@ func orNone(s string) string {
 		return "(none)"
 	}
 	return s
+}
+
+// Resolved is every setting (stack.env's and the Variables) with its
+// value: a process given it as its environment loads the same settings.
+func (s *Settings) Resolved() map[string]string {
+	out := make(map[string]string, len(s.vars))
+	for k, v := range s.vars {
+		out[k] = v
+	}
+	return out
 }
 
 // Environ is the process environment with these variables set, for a
