@@ -14,7 +14,7 @@ STACK       ?= $(BIN)/stack
 
 .DEFAULT_GOAL := help
 .PHONY: mod-check help setup setup-all packages build migrate test test-unit vet fmt-check fuzz \
-	lint fmt run-api run-consumer clean run up down status logs env jaeger e2e \
+	lint fmt run-api run-consumer clean run up up-ha down status logs env jaeger e2e \
 	test-compose test-k8s k8s check-observability bench bench-smoke chaos chaos-short stack-bin \
 	slo check-slo check-dashboards
 
@@ -61,10 +61,13 @@ run: stack-bin ## up, then follow the logs; Ctrl-C stops the stack (left up if i
 up: stack-bin ## Start what is down, in the background (idempotent); restarts changed or rebuilt processes one at a time
 	$(STACK) up
 
-down: stack-bin ## Stop every process and the stack's supervisord (the shared PostgreSQL, Redis and RabbitMQ keep running)
+up-ha: stack-bin ## up, of the HA topology: 3 RabbitMQ nodes, 6 Redis Cluster nodes, PostgreSQL primary + sync standby and its keeper, 2 consumers; same edge ports, so one topology at a time (README: Past one node)
+	$(STACK) up-ha
+
+down: stack-bin ## Stop every process and the stack's supervisord, whichever topology runs (the shared PostgreSQL, Redis and RabbitMQ keep running)
 	$(STACK) down
 
-status: stack-bin ## Each process (supervisord's state, health, pid, address, log), then the shared services
+status: stack-bin ## Each process (supervisord's state, health, pid, address, log), then the shared services, or the HA topology's clusters (PostgreSQL primary, Redis roles, RabbitMQ members)
 	$(STACK) status
 
 logs: stack-bin ## Follow the logs of every process of the stack
@@ -130,9 +133,10 @@ test: setup lint fmt-check check-observability check-slo check-dashboards ## lin
 # durations (KV_ALERT_FOR) too.
 OBS_CHECK ?= $(CURDIR)/tmp/check-observability
 check-observability: setup-all ## promtool/amtool: Prometheus config, rules and their unit tests, Alertmanager config
-	@for v in prod short; do \
+	@for v in prod short ha; do \
 		dir=$(OBS_CHECK)/$$v; rm -rf $$dir; \
 		if [ $$v = short ]; then export KV_ALERT_FOR=5s; fi; \
+		if [ $$v = ha ]; then export KV_TOPOLOGY=ha; fi; \
 		KV_STACK_DIR=$$dir $(STACK) render || exit 1; \
 		echo "promtool check config ($$v)"; promtool check config $$dir/config/prometheus.yml || exit 1; \
 		echo "amtool check-config ($$v)"; amtool check-config $$dir/config/alertmanager.yml >/dev/null || exit 1; \

@@ -21,16 +21,27 @@ type cli struct {
 	s       *native.Settings
 	stack   *native.Stack
 	engines engine.Engines // KV_ENGINES=private: the stack's own
+	ha      *engine.HA     // KV_TOPOLOGY=ha: its clusters
 	log     io.Writer
 }
 
-func newCLI(root string, environ []string) (*cli, error) {
+// newCLI loads the settings. A command on a stack that runs (down, status,
+// logs, start, stop…) acts on the topology that runs there, whichever
+// KV_TOPOLOGY says; up and run start the one asked for.
+func newCLI(root string, environ []string, cmd string) (*cli, error) {
 	s, err := native.Load(root, environ)
 	if err != nil {
 		return nil, err
 	}
+	if ran := recordedTopology(s.Dir); ran != "" && ran != s.Get("KV_TOPOLOGY") && !startsATopology(cmd) {
+		if s, err = native.Load(root, append(environ, "KV_TOPOLOGY="+ran)); err != nil {
+			return nil, err
+		}
+	}
 	c := &cli{s: s, stack: native.NewStack(s, os.Stderr), log: os.Stderr}
-	if s.PrivateEngines() {
+	if s.HA() {
+		c.withHA()
+	} else if s.PrivateEngines() {
 		// The engines first (priority 1); the kvstack database is made and
 		// migrated once they answer, before anything else starts.
 		c.engines = engine.ForStack(s, filepath.Join(s.Dir, "engines"))
@@ -82,7 +93,11 @@ func (c *cli) run(ctx context.Context, cmd string, args []string) (int, error) {
 			return "", usageError{}
 		}
 		if _, ok := c.stack.Program(args[0]); !ok {
-			return "", fmt.Errorf("no process named %q (one of %v)", args[0], native.ProcessNames)
+			var names []string
+			for _, p := range c.stack.Programs {
+				names = append(names, p.Name)
+			}
+			return "", fmt.Errorf("no process named %q (one of %v)", args[0], names)
 		}
 		return args[0], nil
 	}
@@ -118,6 +133,8 @@ func (c *cli) run(ctx context.Context, cmd string, args []string) (int, error) {
 		return 1, nil
 	case "services":
 		return c.services(ctx, args...)
+	case "keeper":
+		return 0, c.keep(ctx)
 	}
 	return 2, usageError{}
 }
@@ -125,6 +142,9 @@ func (c *cli) run(ctx context.Context, cmd string, args []string) (int, error) {
 // up prepares everything the processes need, then starts what is down.
 func (c *cli) up(ctx context.Context) (launched bool, err error) {
 	started := time.Now()
+	if err := c.claimTopology(ctx); err != nil {
+		return false, err
+	}
 	// The machine's services, started when missing; with engines of its
 	// own, the stack only needs the packages.
 	ensure := "ensure"
@@ -140,14 +160,21 @@ func (c *cli) up(ctx context.Context) (launched bool, err error) {
 	if err := native.Build(ctx, c.s, c.log); err != nil {
 		return false, err
 	}
-	if c.s.PrivateEngines() {
+	switch {
+	case c.ha != nil:
+		if err := c.ha.Init(ctx); err != nil {
+			return false, err
+		}
+	case c.s.PrivateEngines():
 		for _, e := range c.engines.All() {
 			if err := e.Init(ctx); err != nil {
 				return false, err
 			}
 		}
-	} else if err := c.migrate(ctx); err != nil {
-		return false, err
+	default:
+		if err := c.migrate(ctx); err != nil {
+			return false, err
+		}
 	}
 	if err := native.WriteConfigs(ctx, c.s, c.stack.Supervisor(), c.log); err != nil {
 		return false, err
@@ -156,7 +183,7 @@ func (c *cli) up(ctx context.Context) (launched bool, err error) {
 		return launched, err
 	}
 	s := c.s
-	fmt.Fprintf(c.log, "==> stack up in %s (state %s)\n", time.Since(started).Round(100*time.Millisecond), s.Dir)
+	fmt.Fprintf(c.log, "==> %s stack up in %s (state %s)\n", s.Get("KV_TOPOLOGY"), time.Since(started).Round(100*time.Millisecond), s.Dir)
 	fmt.Fprintf(c.log, "==> API http://%s/api   Prometheus http://%s   Alertmanager http://%s   Jaeger http://%s\n",
 		s.Get("NGINX_LISTEN"), s.Get("PROMETHEUS_ADDR"), s.Get("ALERTMANAGER_ADDR"), s.Addr("KV_JAEGER_UI_PORT"))
 	fmt.Fprintf(c.log, "==> logs: make logs (tail -F %s)   by hand: supervisorctl -c %s status\n",
@@ -215,7 +242,9 @@ func (c *cli) down(ctx context.Context) error {
 	if err := c.stack.Down(ctx); err != nil {
 		return err
 	}
-	if c.s.PrivateEngines() {
+	if c.s.HA() {
+		fmt.Fprintf(c.log, "==> HA stack down, its RabbitMQ, Redis and PostgreSQL nodes too (their data stays in %s)\n", filepath.Join(c.s.Dir, "engines"))
+	} else if c.s.PrivateEngines() {
 		fmt.Fprintf(c.log, "==> stack down, its own PostgreSQL, Redis and RabbitMQ too (their data stays in %s)\n", filepath.Join(c.s.Dir, "engines"))
 	} else {
 		fmt.Fprintln(c.log, "==> stack down (PostgreSQL, Redis and RabbitMQ left running: make status)")
@@ -247,7 +276,12 @@ func (c *cli) status(ctx context.Context) (int, error) {
 			fmt.Printf("%-13s %s\n", "", st.Problem)
 		}
 	}
-	if !c.s.PrivateEngines() {
+	switch {
+	case c.ha != nil && statuses != nil:
+		if !c.haStatus(ctx) {
+			code = 3
+		}
+	case !c.s.PrivateEngines():
 		if rc, err := c.services(ctx, "status"); err != nil || rc != 0 {
 			code = 3
 		}

@@ -2,6 +2,7 @@
 // supervisord (deploy/native): make up/run/down/status/logs call it.
 //
 //	stack up            start what is down, in the background (idempotent)
+//	stack up-ha         up, of the HA topology (KV_TOPOLOGY=ha)
 //	stack run           up, then follow the logs; Ctrl-C stops the stack
 //	                    (unless it already ran before: then it is left up)
 //	stack down          stop every process and supervisord (never the
@@ -14,6 +15,8 @@
 //	stack env           stack.env and the settings, with their defaults
 //	stack running       exit 0 when the stack's supervisord runs
 //	stack services ARGS scripts/services.sh with stack.env's ports
+//	stack keeper        the HA topology's PostgreSQL keeper (its supervisord
+//	                    runs it)
 package main
 
 import (
@@ -26,8 +29,8 @@ import (
 	"syscall"
 )
 
-const usage = `usage: stack up | run | down | status | logs | start NAME | stop NAME | restart NAME |
-             render | jaeger | env | running | services ARGS...`
+const usage = `usage: stack up | up-ha | run | down | status | logs | start NAME | stop NAME | restart NAME |
+             render | jaeger | env | running | services ARGS... | keeper`
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -40,11 +43,15 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
-	c, err := newCLI(root, os.Environ())
+	cmd, environ := os.Args[1], os.Environ()
+	if cmd == "up-ha" {
+		cmd, environ = "up", append(environ, "KV_TOPOLOGY=ha")
+	}
+	c, err := newCLI(root, environ, cmd)
 	if err != nil {
 		fail(err)
 	}
-	code, err := c.run(ctx, os.Args[1], os.Args[2:])
+	code, err := c.run(ctx, cmd, os.Args[2:])
 	if err != nil {
 		fail(err)
 	}
