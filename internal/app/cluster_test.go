@@ -16,8 +16,9 @@ import (
 // replicated (its replica cut off): the lost update of asynchronous
 // replication. Reads answer all along, from Redis or from PostgreSQL; the
 // replica promoted holds the old entry, and the consumer, seeing a master
-// that did not mark the shard, purges it: once the cluster is whole again
-// the cache holds nothing PostgreSQL does not.
+// that did not mark the shard, purges it. A write applied while the master
+// is down is owed to the cache, and repaired on the promoted replica. Once
+// the cluster is whole again the cache holds nothing PostgreSQL does not.
 func TestDisruptiveRedisMasterKill(t *testing.T) {
 	t.Setenv("REDIS_ADDR", privateRedisCluster.Addr(t))
 	s := newStack(t)
@@ -36,10 +37,13 @@ func TestDisruptiveRedisMasterKill(t *testing.T) {
 	s.waitCached(after) // on the master alone
 	privateRedisCluster.Kill(t, master)
 	killed := time.Now()
+	during := s.put("k", "during")
+	s.waitStored(during)
 
 	sources := map[string]int{}
 	var slowest time.Duration
-	for time.Since(killed) < 12*time.Second {
+	owed := 0.0
+	for i := 0; time.Since(killed) < 12*time.Second; i++ {
 		start := time.Now()
 		r := s.do("GET", "/api?key=k", "")
 		slowest = max(slowest, time.Since(start))
@@ -47,11 +51,17 @@ func TestDisruptiveRedisMasterKill(t *testing.T) {
 			t.Fatalf("GET during the failover = %d %v, want 200", r.status, r.body)
 		}
 		sources[r.body["source"].(string)+" "+r.body["value"].(string)]++
+		if i%10 == 0 {
+			owed = max(owed, repairsPending(t, consumer))
+		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Logf("reads in the 12 s after the kill, by source and value: %v; slowest %s", sources, slowest.Round(time.Millisecond))
-	if sources["postgres after"] == 0 {
+	if sources["postgres during"] == 0 {
 		t.Errorf("no read answered from PostgreSQL while the master was down")
+	}
+	if owed == 0 {
+		t.Errorf("the write during the outage was never owed to the cache: the repair was not exercised")
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -61,8 +71,11 @@ func TestDisruptiveRedisMasterKill(t *testing.T) {
 	}
 	t.Logf("cluster whole again %s after the kill", time.Since(killed).Round(100*time.Millisecond))
 	s.requireCacheMatchesStore("k")
-	if r := s.do("GET", "/api?key=k", ""); r.status != http.StatusOK || r.body["value"] != "after" {
-		t.Errorf("GET after the heal = %d %v, want the value after", r.status, r.body)
+	if r := s.do("GET", "/api?key=k", ""); r.status != http.StatusOK || r.body["value"] != "during" {
+		t.Errorf("GET after the heal = %d %v, want the last value written", r.status, r.body)
+	}
+	if n := repairsPending(t, consumer); n != 0 {
+		t.Errorf("%v keys still owed to the cache after the heal", n)
 	}
 	requireSeries(t, "consumer", scrape(t, "http://"+consumer, false),
 		`kvstack_consumer_cache_shard_purges_total{mark="other_master"}`)
@@ -84,4 +97,11 @@ func waitMarked(t *testing.T, cc *goredis.ClusterClient, prefix string) {
 		})
 		return err == nil && len(marks) == 3, strings.Join(marks, " ")
 	})
+}
+
+// repairsPending is the consumer's count of keys owed to the cache.
+func repairsPending(t *testing.T, consumer string) float64 {
+	t.Helper()
+	f := metricFamily(t, scrape(t, "http://"+consumer, false), "kvstack_consumer_cache_repairs_pending")
+	return f.GetMetric()[0].GetGauge().GetValue()
 }
