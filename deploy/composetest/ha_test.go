@@ -179,7 +179,8 @@ func checkHAPostgres(t *testing.T, tr tree, p *types.Project, dataIn func(name, 
 // RabbitMQ node in RABBITMQ_URL, each Redis node in REDIS_ADDR, both
 // PostgreSQL nodes in DATABASE_URL with target_session_attrs=read-write;
 // queues are quorum queues; each replica and consumer has an id of its
-// own, and waits for the cluster, the standby and every broker.
+// own, and waits for the cluster, the standby and every broker; migrate
+// (the schema, then the queues) reaches every broker and waits for them.
 func checkHAAppEnv(t *testing.T, tr tree) []string {
 	p := tr.project(t)
 	var problems []string
@@ -201,9 +202,6 @@ func checkHAAppEnv(t *testing.T, tr tree) []string {
 		if err != nil || db.Host != "postgres1:5432,postgres2:5432" || db.Query().Get("target_session_attrs") != "read-write" {
 			bad("%s: DATABASE_URL does not name postgres1 and postgres2 with target_session_attrs=read-write", name)
 		}
-		if name == "migrate" {
-			continue
-		}
 		var hosts []string
 		for _, u := range strings.Split(env(s, "RABBITMQ_URL"), ",") {
 			if pu, err := url.Parse(u); err == nil {
@@ -213,11 +211,19 @@ func checkHAAppEnv(t *testing.T, tr tree) []string {
 		if !slices.Equal(hosts, brokers) {
 			bad("%s: RABBITMQ_URL reaches %v, the brokers are %v", name, hosts, brokers)
 		}
-		if got := strings.Split(env(s, "REDIS_ADDR"), ","); !slices.Equal(got, caches) {
-			bad("%s: REDIS_ADDR %v, the Redis nodes are %v", name, got, caches)
-		}
 		if env(s, "RABBITMQ_QUEUE_TYPE") != "quorum" {
 			bad("%s declares %q queues, want quorum", name, env(s, "RABBITMQ_QUEUE_TYPE"))
+		}
+		if name == "migrate" { // the schema and the queues: no cache, no id
+			for _, dep := range nodes(p, "rabbitmq") {
+				if _, ok := s.DependsOn[dep]; !ok {
+					bad("migrate does not wait for %s, whose queues it migrates", dep)
+				}
+			}
+			continue
+		}
+		if got := strings.Split(env(s, "REDIS_ADDR"), ","); !slices.Equal(got, caches) {
+			bad("%s: REDIS_ADDR %v, the Redis nodes are %v", name, got, caches)
 		}
 		id := env(s, "KV_INSTANCE_ID")
 		if other, ok := ids[id]; ok || id == "" {
