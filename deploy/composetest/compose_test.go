@@ -57,11 +57,6 @@ func secretsOf(file string) map[string]string {
 	return all
 }
 
-func load(t *testing.T, env map[string]string) (*types.Project, error) {
-	t.Helper()
-	return loadPath(t, filepath.Join(root, "docker-compose.yml"), env)
-}
-
 // loadPath loads a compose file (the repository's, or a broken copy of it)
 // as if it stood at the repository's root.
 func loadPath(t *testing.T, path string, env map[string]string) (*types.Project, error) {
