@@ -50,6 +50,16 @@ func TestHA(t *testing.T) {
 			t.Errorf("%s: %v, want %d", prefix, got, want)
 		}
 	}
+	// The nodes of `make up-ha`, under the same names.
+	settings, err := native.Load(root, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range settings.HANodes().Names() {
+		if _, err := p.GetService(name); err != nil {
+			t.Errorf("make up-ha runs node %s, %s has no such service", name, haFile)
+		}
+	}
 	for _, name := range []string{"consumer", "consumer2", "redis-cluster", "migrate", "nginx", "mtail", "nginx-exporter",
 		"render-config", "prometheus", "alertmanager", "jaeger", "grafana"} {
 		service(t, p, name)
