@@ -263,6 +263,10 @@ func (c *cli) status(ctx context.Context) (int, error) {
 	case err != nil:
 		return 1, err
 	}
+	width := 13
+	for _, st := range statuses {
+		width = max(width, len(st.Name))
+	}
 	for _, st := range statuses {
 		health, pid, up := "healthy", "-", "-"
 		if !st.Healthy {
@@ -271,9 +275,9 @@ func (c *cli) status(ctx context.Context) (int, error) {
 		if st.Pid != 0 {
 			pid, up = fmt.Sprint(st.Pid), st.Uptime.String()
 		}
-		fmt.Printf("%-13s %-9s %-8s pid %-8s up %-9s %-22s %s\n", st.Name, st.State, health, pid, up, st.Addr, st.Log)
+		fmt.Printf("%-*s %-9s %-8s pid %-8s up %-9s %-22s %s\n", width, st.Name, st.State, health, pid, up, st.Addr, st.Log)
 		if st.Problem != "" && !st.Healthy {
-			fmt.Printf("%-13s %s\n", "", st.Problem)
+			fmt.Printf("%-*s %s\n", width, "", st.Problem)
 		}
 	}
 	switch {
