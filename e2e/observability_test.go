@@ -545,9 +545,6 @@ func TestRecordingRulesRecord(t *testing.T) {
 func TestAlertRulesUseRealSeries(t *testing.T) {
 	h := newHarness(t)
 	p := newPrometheus(t, h)
-	// Only while a classic queue holds a message: TestQueueLagAlert proves
-	// it, by the alert firing.
-	exempt := map[string]bool{"rabbitmq_detailed_queue_head_message_timestamp": true}
 	rules, err := p.rules()
 	if err != nil {
 		t.Fatal(err)
@@ -558,9 +555,6 @@ func TestAlertRulesUseRealSeries(t *testing.T) {
 			continue
 		}
 		for _, m := range name.FindAllString(r.Query, -1) {
-			if exempt[m] {
-				continue
-			}
 			res, err := p.query(fmt.Sprintf("group({__name__=%q})", m))
 			if err != nil {
 				t.Errorf("%s: %v", r.Name, err)
