@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -331,5 +332,35 @@ func TestCheckCatchesMistakes(t *testing.T) {
 				t.Logf("caught: %v", errors.Join(errs...))
 			}
 		})
+	}
+}
+
+// The "Firing alerts" stat counts kvstack's alerts by name: its matcher
+// must take every alert observability/rules/ defines, or a new rule would
+// fire unseen on the dashboard.
+func TestFiringAlertsCountsEveryRule(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(dashboards, "kvstack-overview.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`count\(ALERTS\{alertstate=\\"firing\\",alertname=~\\"([^"\\]+)\\"\}\)`).FindSubmatch(raw)
+	if m == nil {
+		t.Fatal(`no count(ALERTS{alertstate="firing",alertname=~"…"}) panel in kvstack-overview.json`)
+	}
+	names := regexp.MustCompile("^(?:" + string(m[1]) + ")$")
+	rules, _ := filepath.Glob("../../observability/rules/*.yml")
+	if len(rules) == 0 {
+		t.Fatal("no rule files in observability/rules")
+	}
+	for _, f := range rules {
+		text, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, a := range regexp.MustCompile(`(?m)^\s*- alert:\s*(\S+)`).FindAllSubmatch(text, -1) {
+			if !names.Match(a[1]) {
+				t.Errorf("alert %s (%s) is not counted by the Firing alerts panel (alertname=~%q)", a[1], filepath.Base(f), m[1])
+			}
+		}
 	}
 }
