@@ -15,7 +15,7 @@ STACK       ?= $(BIN)/stack
 .DEFAULT_GOAL := help
 .PHONY: mod-check help setup setup-all packages build migrate test test-unit vet fmt-check fuzz \
 	lint fmt run-api run-consumer clean run up up-ha down status logs env jaeger e2e \
-	test-compose test-k8s k8s check-observability bench bench-smoke chaos chaos-short stack-bin \
+	test-compose test-k8s k8s check-observability bench bench-smoke chaos chaos-short chaos-ha stack-bin \
 	slo check-slo check-dashboards
 
 ##@ General
@@ -105,6 +105,12 @@ chaos: packages ## Fuzzing, then every fault under load, the checks; writes docs
 
 chaos-short: packages ## Four faults under a small load, the same checks (~2 min)
 	$(GO) run ./chaos -mode short $(CHAOS_ARGS)
+
+# The HA campaign: make up-ha's topology (3 RabbitMQ nodes, 6 Redis Cluster
+# nodes, a PostgreSQL pair and its keeper, 2 replicas, 2 consumers) on
+# private ports of its own (state in tmp/chaos-ha), a kill -9 per fault.
+chaos-ha: packages ## Kill -9 each kind of node of the HA topology under load, the same checks; writes its section of docs/RELIABILITY.md (~10 min)
+	$(GO) run ./chaos -mode ha -out docs/RELIABILITY.md $(CHAOS_ARGS)
 
 ##@ Quality
 

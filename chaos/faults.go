@@ -23,6 +23,9 @@ type fault struct {
 	readsMayFail bool
 	// writes may fail while the fault holds (broker down, replica killed).
 	writesMayFail bool
+	// maxGap, when set, is what the longest gap without a 202 after the
+	// injection must stay under.
+	maxGap time.Duration
 }
 
 // action is one step on the private stack, through its supervisor.

@@ -8,6 +8,9 @@
 // kvstack's processes under a supervisord of its own: chaos/stack.go),
 // injects its faults through that supervisor, and tears it all down.
 // make chaos / make chaos-short run it: go run ./chaos -mode full|short.
+// make chaos-ha runs -mode ha: the HA topology's faults (chaos/hastack.go,
+// chaos/hafaults.go) on a private HA stack, written into the same report
+// in a section of its own.
 package main
 
 import (
@@ -39,9 +42,9 @@ type settings struct {
 
 func main() {
 	var s settings
-	flag.StringVar(&s.mode, "mode", "full", "full | short")
-	flag.StringVar(&s.dir, "dir", "tmp/chaos", "ledgers, the private stack's build and state")
-	flag.StringVar(&s.engineDir, "engines", "/tmp/kvchaos", "the private engines' data (removed afterwards)")
+	flag.StringVar(&s.mode, "mode", "full", "full | short | ha (the HA topology's faults)")
+	flag.StringVar(&s.dir, "dir", "", "ledgers, the private stack's build and state (default tmp/chaos, tmp/chaos-ha)")
+	flag.StringVar(&s.engineDir, "engines", "", "the private engines' data, removed afterwards (default /tmp/kvchaos, /tmp/kvchaos-ha)")
 	flag.StringVar(&s.out, "out", "", "write the report here (docs/RELIABILITY.md)")
 	flag.DurationVar(&s.fuzzTime, "fuzztime", 15*time.Second, "full mode: run every fuzz target this long first (0: skip)")
 	flag.StringVar(&s.only, "only", "", "comma-separated fault names (default: the mode's)")
@@ -52,6 +55,10 @@ func main() {
 	flag.DurationVar(&s.drainTimeout, "drain-timeout", 120*time.Second, "bound on waiting for the queues to drain")
 	flag.Parse()
 	short := s.mode == "short"
+	if s.mode == "ha" {
+		s.dir, s.engineDir = or(s.dir, "tmp/chaos-ha"), or(s.engineDir, "/tmp/kvchaos-ha")
+	}
+	s.dir, s.engineDir = or(s.dir, "tmp/chaos"), or(s.engineDir, "/tmp/kvchaos")
 	def := func(p *int, full, short_ int) {
 		if *p == 0 {
 			*p = full
@@ -91,7 +98,9 @@ func campaign(ctx context.Context, s settings) (err error) {
 	if err := os.MkdirAll(s.dir, 0o755); err != nil {
 		return err
 	}
-	unlock, err := lock(ctx, s.dir+".lock")
+	// One lock for every mode: two campaigns would disturb each other's
+	// figures.
+	unlock, err := lock(ctx, filepath.Join(filepath.Dir(s.dir), "chaos.lock"))
 	if err != nil {
 		return err
 	}
@@ -103,7 +112,11 @@ func campaign(ctx context.Context, s settings) (err error) {
 	if s.mode == "full" && s.fuzzTime > 0 {
 		s.fuzz = fuzz(ctx, root, s)
 	}
-	c, err := startPrivate(ctx, root, s.dir, s.engineDir, os.Stderr)
+	start := startPrivate
+	if s.mode == "ha" {
+		start = startHA
+	}
+	c, err := start(ctx, root, s.dir, s.engineDir, os.Stderr)
 	defer func() {
 		if cerr := c.close(); cerr != nil {
 			err = errors.Join(err, fmt.Errorf("tear down: %w", cerr))
@@ -141,23 +154,11 @@ func run(ctx context.Context, s settings, c *private) error {
 		return fmt.Errorf("postgres: %w", err)
 	}
 	defer pool.Close()
-	rdb := goredis.NewClient(&goredis.Options{Addr: c.s.Get("REDIS_ADDR"), MaxRetries: -1})
+	// One address: the node; several: the Redis Cluster.
+	rdb := goredis.NewUniversalClient(&goredis.UniversalOptions{Addrs: strings.Split(c.s.Get("REDIS_ADDR"), ","), MaxRetries: -1})
 	defer rdb.Close()
 	e := &env{s: s, c: c, pg: pool, rdb: rdb, http: newClient()}
-	list := faults(s.mode)
-	if s.only != "" {
-		want := map[string]bool{}
-		for _, n := range strings.Split(s.only, ",") {
-			want[n] = true
-		}
-		var sel []fault
-		for _, f := range faults("full") {
-			if want[f.name] {
-				sel = append(sel, f)
-			}
-		}
-		list = sel
-	}
+	list := selectFaults(s.mode, s.only)
 	runID := time.Now().UTC().Format("150405")
 	started := time.Now()
 	var results []result
@@ -172,7 +173,7 @@ func run(ctx context.Context, s settings, c *private) error {
 	}
 	rep := report{s: s, results: results, started: started, took: time.Since(started)}
 	if s.out != "" {
-		if err := os.WriteFile(s.out, []byte(rep.markdown()), 0o644); err != nil {
+		if err := rep.writeReport(s.out); err != nil {
 			return err
 		}
 		fmt.Fprintf(os.Stderr, "==> chaos: wrote %s\n", s.out)
@@ -198,11 +199,44 @@ func run(ctx context.Context, s settings, c *private) error {
 	return nil
 }
 
+// selectFaults is the mode's faults, or those of only (comma-separated
+// names) among all of the mode's topology.
+func selectFaults(mode, only string) []fault {
+	all := faults("full")
+	if mode == "ha" {
+		all = haFaults()
+	}
+	if only == "" {
+		if mode == "ha" {
+			return all
+		}
+		return faults(mode)
+	}
+	want := map[string]bool{}
+	for _, n := range strings.Split(only, ",") {
+		want[n] = true
+	}
+	var sel []fault
+	for _, f := range all {
+		if want[f.name] {
+			sel = append(sel, f)
+		}
+	}
+	return sel
+}
+
+func or(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
 type env struct {
 	s    settings
 	c    *private
 	pg   *pgxpool.Pool
-	rdb  *goredis.Client
+	rdb  goredis.UniversalClient
 	http *http.Client
 }
 

@@ -76,7 +76,7 @@ func (e *env) runFault(ctx context.Context, f fault, prefix string) (r result) {
 		r.fail("pids: %v", err)
 		return r
 	}
-	qBefore, err := e.c.mq.Queues(ctx)
+	qBefore, err := e.c.queues(ctx)
 	if err != nil {
 		r.fail("queues: %v", err)
 		return r
@@ -124,7 +124,7 @@ func (r *result) fail(format string, args ...any) {
 // recovered: a write through nginx acknowledged and every process ready.
 // It returns when the fault was injected.
 func (e *env) injectAndRecover(ctx context.Context, f fault, r *result, l *load, pidsBefore map[string]int, prefix string) time.Time {
-	if q, err := e.c.mq.Queues(ctx); err == nil {
+	if q, err := e.c.queues(ctx); err == nil {
 		r.unackedAtKill = q["add_key"].Unacked + q["del_key"].Unacked
 	}
 	injectAt := time.Now()
@@ -150,30 +150,70 @@ func (e *env) injectAndRecover(ctx context.Context, f fault, r *result, l *load,
 	if rows, err := e.storedRows(ctx, prefix); err == nil {
 		r.staleAtHeal, _ = e.staleEntries(ctx, l.keys, rows, nil)
 	}
+	e.waitRecovered(ctx, r, l)
+	r.recovery = time.Since(healed)
+	e.waitWhole(ctx, r, injectAt)
+	return injectAt
+}
+
+// waitWhole waits until the engines are whole again (the HA clusters,
+// whatever the fault). For a fault that killed an engine's node, heal is
+// how long after the kill that was, and the node is named with its pids.
+func (e *env) waitWhole(ctx context.Context, r *result, injectAt time.Time) {
+	deadline := time.Now().Add(recoverWithin)
+	for {
+		err := e.c.whole(ctx)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			r.fail("engines not whole within %s: %v", recoverWithin, err)
+			break
+		}
+		sleepCtx(ctx, 200*time.Millisecond)
+	}
+	if e.c.killedNode != "" {
+		r.heal = time.Since(injectAt)
+		pid, _ := e.c.p.Pid(ctx, e.c.killedNode)
+		by := "supervisor"
+		if slices.ContainsFunc(e.c.ha.Postgres.Nodes[:], func(n *engine.Postgres) bool { return n.Program().Name == e.c.killedNode }) {
+			by = "rejoined by the keeper"
+		}
+		r.restarted = append(r.restarted, fmt.Sprintf("%s %d→%d (%s)", e.c.killedNode, e.c.killedPid, pid, by))
+		e.c.killedNode = ""
+	}
+}
+
+// recoverWithin bounds waitRecovered: a RabbitMQ node takes tens of
+// seconds to boot and rejoin on a loaded machine, a PostgreSQL node to be
+// rejoined from a base backup.
+const recoverWithin = 3 * time.Minute
+
+// waitRecovered waits until a write through nginx is acknowledged and
+// every process answers /readyz.
+func (e *env) waitRecovered(ctx context.Context, r *result, l *load) {
 	addrs := e.c.readyAddrs()
-	deadline := time.Now().Add(90 * time.Second)
+	deadline := time.Now().Add(recoverWithin)
 	for {
 		probe := l.keys[0]
 		a := write(l.client, e.s.nginx, probe, "put", fmt.Sprintf("%s/probe/%d", probe, time.Now().UnixNano()))
 		l.led.add(a)
 		if a.acked() && e.ready(ctx, addrs) {
-			break
+			return
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			r.fail("not recovered within 90 s of the heal")
-			break
+			r.fail("not recovered within %s of the heal", recoverWithin)
+			return
 		}
 		sleepCtx(ctx, 100*time.Millisecond)
 	}
-	r.recovery = time.Since(healed)
-	return injectAt
 }
 
 // drain waits until nothing is ready or unacked in the work queues.
 func (e *env) drain(ctx context.Context, r *result) {
 	began := time.Now()
 	for {
-		q, err := e.c.mq.Queues(ctx)
+		q, err := e.c.queues(ctx)
 		if err == nil && q["add_key"].Messages == 0 && q["del_key"].Messages == 0 {
 			break
 		}
@@ -269,7 +309,7 @@ func (e *env) checkCache(ctx context.Context, r *result, keys []string, rows map
 
 // checkDLQ counts what the fault dead-lettered.
 func (e *env) checkDLQ(ctx context.Context, r *result, before map[string]engine.QueueDepth) {
-	after, err := e.c.mq.Queues(ctx)
+	after, err := e.c.queues(ctx)
 	if err != nil {
 		r.fail("queues: %v", err)
 	}
@@ -329,6 +369,9 @@ func (r *result) judge(f fault) {
 	}
 	if !f.readsMayFail && r.readErrs > 0 {
 		r.fail("%d reads failed", r.readErrs)
+	}
+	if f.maxGap > 0 && r.longestGap >= f.maxGap {
+		r.fail("longest gap without a 202 %s, not under %s", ms(r.longestGap), f.maxGap)
 	}
 	if r.acked == 0 {
 		r.fail("no write acknowledged at all")

@@ -41,25 +41,23 @@ var (
 type private struct {
 	s     *native.Settings
 	p     *engine.Private
-	pg    *engine.Postgres
+	pg    *engine.Postgres // the single-node stack's engines
 	redis *engine.Redis
 	mq    *engine.RabbitMQ
+	ha    *haPrivate // the HA stack's (make chaos-ha); nil on the single-node stack
+	// stopKeeper stops the HA stack's keeper.
+	stopKeeper func()
+	// killedNode and killedPid are the engine node a fault killed last
+	// (faults that pick their node as they inject).
+	killedNode string
+	killedPid  int
 }
 
 // startPrivate starts the engines (data in engineDir), creates the kvstack
 // database, builds the binaries into dir/bin, migrates, renders nginx's
 // config and starts the stack's processes (state in dir/stack).
 func startPrivate(ctx context.Context, root, dir, engineDir string, log io.Writer) (*private, error) {
-	environ := os.Environ()
-	for k, v := range chaosPorts {
-		environ = append(environ, k+"="+v)
-	}
-	environ = append(environ,
-		"KV_STACK_DIR="+filepath.Join(dir, "stack"), "KV_STOP_TIMEOUT=10", "KV_STACK_TIMEOUT=60",
-		// Derived from the ports above, whatever the caller's environment says.
-		"DATABASE_URL=", "REDIS_ADDR=", "RABBITMQ_URL=", "NGINX_LISTEN=", "NGINX_STATUS_LISTEN=", "API1_ADDR=", "API2_ADDR=",
-		"OTEL_TRACES_EXPORTER=none")
-	s, err := native.Load(root, environ)
+	s, err := native.Load(root, chaosEnviron(chaosPorts, dir))
 	if err != nil {
 		return nil, err
 	}
@@ -113,6 +111,9 @@ func (c *private) close() error {
 	if c == nil || c.p == nil {
 		return nil
 	}
+	if c.stopKeeper != nil {
+		c.stopKeeper() // before the supervisor goes: it would restart what stops
+	}
 	return c.p.Close(context.Background())
 }
 
@@ -123,8 +124,8 @@ func (c *private) pids(ctx context.Context) (map[string]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	engines := []string{c.pg.Program().Name, c.redis.Program().Name, c.mq.Program().Name}
 	m := map[string]int{}
+	engines := c.engineNames()
 	for name, info := range procs {
 		if !slices.Contains(engines, name) && info.State == "RUNNING" {
 			m[name] = info.Pid
@@ -133,7 +134,40 @@ func (c *private) pids(ctx context.Context) (map[string]int, error) {
 	return m, nil
 }
 
+// engineNames are the engines' programs.
+func (c *private) engineNames() []string {
+	if c.ha != nil {
+		var names []string
+		for _, p := range c.ha.Programs() {
+			names = append(names, p.Name)
+		}
+		return names
+	}
+	return []string{c.pg.Program().Name, c.redis.Program().Name, c.mq.Program().Name}
+}
+
 // readyAddrs are the processes whose /readyz says they recovered.
 func (c *private) readyAddrs() []string {
-	return []string{c.s.Addr("KV_API1_PORT"), c.s.Addr("KV_API2_PORT"), c.s.Addr("KV_CONSUMER_PORT")}
+	addrs := []string{c.s.Addr("KV_API1_PORT"), c.s.Addr("KV_API2_PORT"), c.s.Addr("KV_CONSUMER_PORT")}
+	if c.ha != nil {
+		addrs = append(addrs, native.Consumer(c.s, 2).Addr)
+	}
+	return addrs
+}
+
+// queues are the work queues' and dead-letter queues' depths.
+func (c *private) queues(ctx context.Context) (map[string]engine.QueueDepth, error) {
+	if c.ha != nil {
+		return c.ha.queues(ctx)
+	}
+	return c.mq.Queues(ctx)
+}
+
+// whole tells whether the engines are whole again (the HA clusters; a
+// single node is checked by the load's writes and reads).
+func (c *private) whole(ctx context.Context) error {
+	if c.ha != nil {
+		return c.ha.whole(ctx)
+	}
+	return nil
 }

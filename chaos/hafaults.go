@@ -1,0 +1,41 @@
+package main
+
+import "time"
+
+// haGapLimit is what the longest gap without a 202 must stay under when a
+// RabbitMQ node dies (issue 12; the single node's restart: ~23 s).
+const haGapLimit = 2 * time.Second
+
+// haFaults are the HA campaign's faults (make chaos-ha): each kills -9 one
+// process of the HA topology; nothing is healed by hand. The engines'
+// nodes are picked as the fault strikes (the node the API is connected
+// to, a master, the primary).
+func haFaults() []fault {
+	return []fault{
+		{name: "baseline", what: "no fault: load, drain, checks"},
+		{
+			name: "rabbitmq-api-node-kill9", what: "kill -9 the RabbitMQ node the API replicas are connected to; the publishers move to another node; supervisord restarts the node, which rejoins the cluster",
+			inject: killBroker(false), writesMayFail: true, maxGap: haGapLimit,
+		},
+		{
+			name: "rabbitmq-second-node-kill9", what: "once the first is back, kill -9 another RabbitMQ node (the API's if it is another, else the next)",
+			inject: killBroker(true), writesMayFail: true, maxGap: haGapLimit,
+		},
+		{
+			name: "redis-master-kill9", what: "kill -9 a Redis master; its replica is promoted; the node comes back as the new master's replica; reads go on from the cache or PostgreSQL",
+			inject: killRedisMaster,
+		},
+		{
+			name: "postgres-primary-kill9", what: "kill -9 the PostgreSQL primary; the keeper promotes the synchronous standby, then rejoins the old primary as its standby; consumers keep their batch until the new primary takes it",
+			inject: killPrimary, readsMayFail: true,
+		},
+		{
+			name: "consumer-kill9", what: "kill -9 one of the two consumers under load; its supervisor restarts it",
+			inject: kill9("consumer"), hold: 3 * time.Second, killed: []string{"consumer"},
+		},
+		{
+			name: "api1-kill9", what: "kill -9 api1 under load; nginx retries the writes and reads it fails on api2; its supervisor restarts it",
+			inject: kill9("api1"), hold: 3 * time.Second, killed: []string{"api1"},
+		},
+	}
+}
