@@ -77,6 +77,14 @@ func Full() Options {
 	}
 }
 
+// ScaleOut is `make bench-ha`: Full, with drains of half the size, as
+// there are nine of them a round.
+func ScaleOut() Options {
+	o := Full()
+	o.ApplyN = 30_000
+	return o
+}
+
 // Smoke is `make bench-smoke`: every scenario, a second or two each.
 func Smoke() Options {
 	return Options{

@@ -53,6 +53,9 @@ func run(ctx context.Context, args []string) error {
 	dur := fs.Duration("dur", 0, "one measured run (default: 8s, or 1.5s with -smoke)")
 	_ = fs.Parse(args)
 	o := bench.Full()
+	if *scaleOut {
+		o = bench.ScaleOut()
+	}
 	if *smoke {
 		o = bench.Smoke()
 	}
