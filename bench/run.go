@@ -213,7 +213,7 @@ func (h *harness) runSteps(ctx context.Context) error {
 }
 
 // write writes the report, and the engineers' reading of the figures kept
-// beside the harness (bench/NOTES.md) after a full run.
+// beside the harness (bench/NOTES.md) after a full run of the benchmark.
 func (h *harness) write() error {
 	h.rep.Took = time.Since(h.rep.Started)
 	f, err := os.Create(h.o.Out)
@@ -222,7 +222,7 @@ func (h *harness) write() error {
 	}
 	defer f.Close()
 	h.rep.Write(f)
-	if notes, err := os.ReadFile(filepath.Join(h.o.Root, "bench", "NOTES.md")); err == nil && !h.o.Smoke {
+	if notes, err := os.ReadFile(filepath.Join(h.o.Root, "bench", "NOTES.md")); err == nil && !h.o.Smoke && h.rep.Baselines {
 		fmt.Fprintf(f, "\n---\n\n%s", notes)
 	}
 	Log("report written to %s (%s)", h.o.Out, h.rep.Took.Round(time.Second))
