@@ -93,7 +93,7 @@ bench-smoke: up ## A second or two of every bench scenario, proving the harness 
 
 # The HA topology's scale-out figures (issue 12): the same harness, its
 # CPU per operation, on make up-ha's clusters.
-bench-ha: up-ha ## Scale-out on the HA topology: apply with 1, 2, 4 consumers, GET hit with 2, 4 replicas, each checked (nothing lost, DLQ empty), CPU per operation (~6 min); writes bench/SCALEOUT.md
+bench-ha: up-ha ## Scale-out on the HA topology: apply with 1, 2, 4 consumers, GET hit with 2, 4 replicas, each checked (nothing lost, DLQ empty), CPU per operation (~3–6 min); writes bench/SCALEOUT.md
 	$(GO) build -o $(BIN)/kvbench ./cmd/kvbench
 	$(BIN)/kvbench -scaleout $(BENCH_ARGS)
 
