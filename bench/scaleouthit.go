@@ -48,7 +48,10 @@ func (h *harness) hitScaleOut(ctx context.Context) (*Section, error) {
 		return sec, err
 	}
 	sec.CPU = []*CPUTable{table}
-	sec.Figures = httpFigures(runs)
+	for _, s := range systems {
+		rs := runs[s.name]
+		sec.Figures = append(sec.Figures, Figure{s.name, "req/s", rates(rs)}, Figure{s.name + " p99", "ms", p99s(rs)})
+	}
 	var failed float64
 	for _, s := range systems {
 		for _, r := range runs[s.name] {
