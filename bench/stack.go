@@ -97,7 +97,10 @@ func (v *stackView) procs(ctx context.Context) ([]Proc, error) {
 		if err != nil {
 			return nil, fmt.Errorf("pid of %s: %w", name, err)
 		}
-		role := strings.TrimSuffix(name, "2")
+		role := name
+		if name == "consumer2" {
+			role = "consumer"
+		}
 		if pid == 0 {
 			if role == "consumer" {
 				continue // stopped by a scenario
