@@ -15,7 +15,7 @@ STACK       ?= $(BIN)/stack
 .DEFAULT_GOAL := help
 .PHONY: mod-check help setup setup-all packages build migrate test test-unit vet fmt-check fuzz \
 	lint fmt run-api run-consumer clean run up up-ha down status logs env jaeger e2e \
-	test-compose test-k8s k8s check-observability bench bench-smoke chaos chaos-short chaos-ha stack-bin \
+	test-compose test-k8s k8s check-observability bench bench-smoke bench-ha chaos chaos-short chaos-ha stack-bin \
 	slo check-slo check-dashboards
 
 ##@ General
@@ -90,6 +90,12 @@ bench: up ## Every scenario on the native stack, CPU per operation of every proc
 bench-smoke: up ## A second or two of every bench scenario, proving the harness works
 	$(GO) build -o $(BIN)/kvbench ./cmd/kvbench
 	$(BIN)/kvbench -smoke $(BENCH_ARGS)
+
+# The HA topology's scale-out figures (issue 12): the same harness, its
+# CPU per operation, on make up-ha's clusters.
+bench-ha: up-ha ## Scale-out on the HA topology: apply with 1, 2, 4 consumers, GET hit with 2, 4 replicas, each checked (nothing lost, DLQ empty), CPU per operation (~3–6 min); writes bench/SCALEOUT.md
+	$(GO) build -o $(BIN)/kvbench ./cmd/kvbench
+	$(BIN)/kvbench -scaleout $(BENCH_ARGS)
 
 ##@ Reliability (issue 6; docs/RELIABILITY.md, chaos/)
 

@@ -216,7 +216,12 @@ func (h *harness) childProcs(c *child, role string, roles ...string) func(contex
 // rate from its first handled message to the last, and the CPU of procs
 // over the same time per message handled in it.
 func (h *harness) drain(ctx context.Context, port, counter string, total int, limit time.Duration, procs func(context.Context) ([]Proc, error)) (drained, error) {
-	url := "http://127.0.0.1:" + port + "/metrics"
+	return h.drainAll(ctx, []string{port}, counter, total, limit, procs)
+}
+
+// drainAll is drain of the processes on ports together (several consumers
+// of one queue): their counters' sum.
+func (h *harness) drainAll(ctx context.Context, ports []string, counter string, total int, limit time.Duration, procs func(context.Context) ([]Proc, error)) (drained, error) {
 	deadline := time.Now().Add(limit)
 	var (
 		t0 time.Time
@@ -224,10 +229,9 @@ func (h *harness) drain(ctx context.Context, port, counter string, total int, li
 		w  *cpuWatch
 	)
 	for time.Now().Before(deadline) {
-		fams, err := scrape(ctx, url)
+		n, err := sumCounters(ctx, ports, counter)
 		now := time.Now()
 		if err == nil {
-			n := fams.Sum(counter)
 			if n > 0 && w == nil {
 				p, err := procs(ctx)
 				if err != nil {
@@ -248,7 +252,21 @@ func (h *harness) drain(ctx context.Context, port, counter string, total int, li
 		case <-time.After(100 * time.Millisecond): // ±0.1 s on a drain of many seconds
 		}
 	}
-	return drained{}, fmt.Errorf("the consumer on :%s did not handle %d messages within %s", port, total, limit)
+	return drained{}, fmt.Errorf("the consumers on :%v did not handle %d messages within %s", ports, total, limit)
+}
+
+// sumCounters is the sum of counter over its series on each process's
+// /metrics.
+func sumCounters(ctx context.Context, ports []string, counter string) (float64, error) {
+	var n float64
+	for _, port := range ports {
+		fams, err := scrape(ctx, "http://127.0.0.1:"+port+"/metrics")
+		if err != nil {
+			return 0, err
+		}
+		n += fams.Sum(counter)
+	}
+	return n, nil
 }
 
 func finishDrain(w *cpuWatch, n float64, took time.Duration) (drained, error) {

@@ -69,15 +69,16 @@ func (h *harness) spawn(name, log string, env []string, argv ...string) (*child,
 // edge is an nginx of the harness's, rendered from the stack's template in
 // front of two upstreams, and the process (or processes) behind it.
 type edge struct {
-	url   string // http://listen
-	procs []Proc // nginx, then the upstreams' processes
+	url   string   // http://listen
+	ups   []string // the upstreams' addresses
+	procs []Proc   // nginx, then the upstreams' processes
 	stop  func()
 }
 
 // startEdge starts nginx on listen in front of ups, rendered into dir, and
 // waits until probe (a path) answers 2xx through it. behind are the
 // processes serving ups, already started; stop stops them too.
-func (h *harness) startEdge(ctx context.Context, name, dir, listen string, ups [2]string, probe string, behind ...*child) (*edge, error) {
+func (h *harness) startEdge(ctx context.Context, name, dir, listen string, ups []string, probe string, behind ...*child) (*edge, error) {
 	stopAll := func(ngx *child) {
 		if ngx != nil {
 			ngx.stop(5 * time.Second)
@@ -97,7 +98,7 @@ func (h *harness) startEdge(ctx context.Context, name, dir, listen string, ups [
 		stopAll(nil)
 		return nil, err
 	}
-	e := &edge{url: "http://" + listen, procs: []Proc{{"nginx", ngx.pid()}}, stop: func() { stopAll(ngx) }}
+	e := &edge{url: "http://" + listen, ups: ups, procs: []Proc{{"nginx", ngx.pid()}}, stop: func() { stopAll(ngx) }}
 	if err := waitHTTP(ctx, e.url+probe, 30*time.Second); err != nil {
 		e.stop()
 		return nil, fmt.Errorf("%s: %w (see %s)", name, err, dir)
@@ -131,7 +132,7 @@ func (h *harness) startStub(ctx context.Context, name, listen string, ups [2]str
 		}
 		stubs = append(stubs, c)
 	}
-	e, err := h.startEdge(ctx, name, dir, listen, ups, "/api?key=x", stubs...)
+	e, err := h.startEdge(ctx, name, dir, listen, ups[:], "/api?key=x", stubs...)
 	if err != nil {
 		return nil, err
 	}
@@ -139,10 +140,11 @@ func (h *harness) startStub(ctx context.Context, name, listen string, ups [2]str
 	return e, nil
 }
 
-// startReplicas starts two bin/api replicas as the stack starts api1 and
-// api2 (their environment, GOMAXPROCS included) with env on top, on the
-// upstream addresses, behind their own nginx: a variant of kvstack.
-func (h *harness) startReplicas(ctx context.Context, name, listen string, ups [2]string, bin string, env ...string) (*edge, error) {
+// startReplicas starts a bin/api replica on each upstream address (two or
+// more), as the stack starts api1 and api2 (replica i has the environment
+// of api1 or api2 in turn, GOMAXPROCS included) with env on top, behind
+// their own nginx: a variant of kvstack. Replica i is role "api<i>".
+func (h *harness) startReplicas(ctx context.Context, name, listen string, ups []string, bin string, env ...string) (*edge, error) {
 	if bin == "" {
 		bin = filepath.Join(h.stack.s.BinDir, "api")
 	}
@@ -151,23 +153,24 @@ func (h *harness) startReplicas(ctx context.Context, name, listen string, ups [2
 		return nil, err
 	}
 	var apis []*child
+	stop := func() {
+		for _, a := range apis {
+			a.stop(5 * time.Second)
+		}
+	}
 	for i, addr := range ups {
 		role := fmt.Sprintf("api%d", i+1)
-		e := h.stack.env(role, append([]string{"KV_HTTP_ADDR=" + addr, "KV_INSTANCE_ID=kvbench-" + name + "-" + role}, env...)...)
+		e := h.stack.env(fmt.Sprintf("api%d", i%2+1), append([]string{"KV_HTTP_ADDR=" + addr, "KV_INSTANCE_ID=kvbench-" + name + "-" + role}, env...)...)
 		c, err := h.spawn(name+" "+role, filepath.Join(dir, role+".log"), e, bin)
 		if err != nil {
-			for _, a := range apis {
-				a.stop(5 * time.Second)
-			}
+			stop()
 			return nil, err
 		}
 		apis = append(apis, c)
 	}
 	for _, addr := range ups {
 		if err := waitHTTP(ctx, "http://"+addr+"/readyz", 30*time.Second); err != nil {
-			for _, a := range apis {
-				a.stop(5 * time.Second)
-			}
+			stop()
 			return nil, fmt.Errorf("%s: %s: %w (see %s)", name, addr, err, dir)
 		}
 	}
@@ -175,7 +178,9 @@ func (h *harness) startReplicas(ctx context.Context, name, listen string, ups [2
 	if err != nil {
 		return nil, err
 	}
-	e.procs = append(e.procs, Proc{"api1", apis[0].pid()}, Proc{"api2", apis[1].pid()})
+	for i, a := range apis {
+		e.procs = append(e.procs, Proc{fmt.Sprintf("api%d", i+1), a.pid()})
+	}
 	return e, nil
 }
 

@@ -108,7 +108,9 @@ func treeTicks(procs map[int]procStat, root int) int64 {
 }
 
 // Proc names one measured process of a system: its role in the report
-// ("nginx", "api1", …) and the pid at the root of its tree.
+// ("nginx", "api1", …) and the pid at the root of its tree. Several
+// processes may share a role (the HA topology's three RabbitMQ nodes are
+// "rabbitmq"): the role's figure is their sum.
 type Proc struct {
 	Role string
 	Pid  int
@@ -117,21 +119,26 @@ type Proc struct {
 // Usage is the CPU each process spent during a run, by role, in seconds.
 type Usage map[string]float64
 
-// cpuSnapshot is the ticks of each process tree at one instant.
+// cpuSnapshot is the ticks of each role's process trees at one instant.
 type cpuSnapshot map[string]int64
 
-// snapshot reads the ticks of each process's tree now.
+// snapshot reads the ticks of each role's trees now.
 func snapshot(procs []Proc) (cpuSnapshot, error) {
 	all, err := readProcs()
 	if err != nil {
 		return nil, err
 	}
+	return roleTicks(all, procs)
+}
+
+// roleTicks sums, for each role, the ticks of its processes' trees in all.
+func roleTicks(all map[int]procStat, procs []Proc) (cpuSnapshot, error) {
 	s := cpuSnapshot{}
 	for _, p := range procs {
 		if _, ok := all[p.Pid]; !ok {
 			return nil, fmt.Errorf("%s (pid %d) is not running", p.Role, p.Pid)
 		}
-		s[p.Role] = treeTicks(all, p.Pid)
+		s[p.Role] += treeTicks(all, p.Pid)
 	}
 	return s, nil
 }

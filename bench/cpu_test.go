@@ -77,3 +77,23 @@ func TestUsagePerOp(t *testing.T) {
 		t.Error("PerOp(0): no error")
 	}
 }
+
+func TestRoleTicksSumsTheProcessesOfARole(t *testing.T) {
+	all := map[int]procStat{
+		1: {pid: 1, ticks: 1000},
+		// Three nodes of one engine, one with a child.
+		21: {pid: 21, ppid: 1, ticks: 10}, 22: {pid: 22, ppid: 1, ticks: 20}, 23: {pid: 23, ppid: 1, ticks: 30},
+		24: {pid: 24, ppid: 23, ticks: 4},
+		30: {pid: 30, ppid: 1, ticks: 7},
+	}
+	got, err := roleTicks(all, []Proc{{"rabbitmq", 21}, {"rabbitmq", 22}, {"rabbitmq", 23}, {"nginx", 30}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got["rabbitmq"] != 64 || got["nginx"] != 7 || len(got) != 2 {
+		t.Errorf("roleTicks = %v, want rabbitmq 64 and nginx 7", got)
+	}
+	if _, err := roleTicks(all, []Proc{{"redis", 99}}); err == nil {
+		t.Error("roleTicks of a process that does not run: no error")
+	}
+}

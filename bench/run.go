@@ -41,6 +41,9 @@ type Options struct {
 	CompareAPI string
 	// CompareConsumer is the same for bin/consumer, in the apply scenario.
 	CompareConsumer string
+	// Busy runs the scenarios without waiting for other people's tests to
+	// end (the scale-out runs, which state the load average instead).
+	Busy bool
 
 	Reps     int
 	Dur      time.Duration // one measured run
@@ -74,6 +77,14 @@ func Full() Options {
 	}
 }
 
+// ScaleOut is `make bench-ha`: Full, with drains of half the size, as
+// there are nine of them a round.
+func ScaleOut() Options {
+	o := Full()
+	o.ApplyN = 30_000
+	return o
+}
+
 // Smoke is `make bench-smoke`: every scenario, a second or two each.
 func Smoke() Options {
 	return Options{
@@ -100,7 +111,7 @@ type harness struct {
 	api     config.API
 	cons    config.Consumer
 	pool    *pgxpool.Pool
-	rdb     *goredis.Client
+	rdb     goredis.UniversalClient // one server, or the HA topology's cluster
 	pub     *rawPublisher
 	clients Clients
 	dir     string // scratch files
@@ -153,7 +164,7 @@ func newHarness(o Options) (*harness, error) {
 		return nil, err
 	}
 	o.fromStack(view)
-	h := &harness{o: o, stack: view, rep: &Report{Started: time.Now(), Command: o.Command}, value: strings.Repeat("v", o.ValueLen)}
+	h := &harness{o: o, stack: view, rep: &Report{Started: time.Now(), Command: o.Command, Baselines: true}, value: strings.Repeat("v", o.ValueLen)}
 	if h.api, h.cons, err = view.configs(); err != nil {
 		return nil, err
 	}
@@ -202,7 +213,7 @@ func (h *harness) runSteps(ctx context.Context) error {
 }
 
 // write writes the report, and the engineers' reading of the figures kept
-// beside the harness (bench/NOTES.md) after a full run.
+// beside the harness (bench/NOTES.md) after a full run of the benchmark.
 func (h *harness) write() error {
 	h.rep.Took = time.Since(h.rep.Started)
 	f, err := os.Create(h.o.Out)
@@ -211,7 +222,7 @@ func (h *harness) write() error {
 	}
 	defer f.Close()
 	h.rep.Write(f)
-	if notes, err := os.ReadFile(filepath.Join(h.o.Root, "bench", "NOTES.md")); err == nil && !h.o.Smoke {
+	if notes, err := os.ReadFile(filepath.Join(h.o.Root, "bench", "NOTES.md")); err == nil && !h.o.Smoke && h.rep.Baselines {
 		fmt.Fprintf(f, "\n---\n\n%s", notes)
 	}
 	Log("report written to %s (%s)", h.o.Out, h.rep.Took.Round(time.Second))
@@ -231,7 +242,8 @@ func (h *harness) connect(ctx context.Context) error {
 	if err := h.pool.Ping(ctx); err != nil {
 		return fmt.Errorf("postgres %s: %w", h.api.Postgres.String(), err)
 	}
-	h.rdb = goredis.NewClient(&goredis.Options{Addr: h.api.Redis.Addr, Password: string(h.api.Redis.Password), DB: h.api.Redis.DB})
+	rc := h.api.Redis
+	h.rdb = goredis.NewUniversalClient(&goredis.UniversalOptions{Addrs: rc.Addrs(), IsClusterMode: rc.IsCluster(), Password: string(rc.Password), DB: rc.DB})
 	if err := h.rdb.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("redis %s: %w", h.api.Redis.Addr, err)
 	}
@@ -250,11 +262,9 @@ func (h *harness) restore() {
 		c.stop(15 * time.Second)
 	}
 	if h.consumerStopped {
-		Log("restoring the stack's consumer")
-		if err := h.stack.start(ctx, "consumer"); err != nil {
-			Log("could not restart the consumer: %v (run `make up`)", err)
-		} else {
-			h.consumerStopped = false
+		Log("restoring the stack's consumers")
+		if err := h.startConsumer(ctx); err != nil {
+			Log("could not restart the consumers: %v (run `make up`, or `make up-ha`)", err)
 		}
 	}
 	if h.pub != nil {
@@ -282,23 +292,33 @@ func (h *harness) cleanData(ctx context.Context) {
 	h.evictCache(ctx, "bench:")
 }
 
-// evictCache removes the cached entries of keys with the prefix.
+// evictCache removes the cached entries of keys with the prefix: on each
+// master of a Redis Cluster, or on the one server.
 func (h *harness) evictCache(ctx context.Context, prefix string) {
-	iter := h.rdb.Scan(ctx, 0, h.api.Redis.KeyPrefix+prefix+"*", 5000).Iterator()
-	var batch []string
-	flush := func() {
-		if len(batch) > 0 {
-			_ = h.rdb.Unlink(ctx, batch...).Err()
-			batch = batch[:0]
-		}
+	match := h.api.Redis.KeyPrefix + prefix + "*"
+	if cc, ok := h.rdb.(*goredis.ClusterClient); ok {
+		_ = cc.ForEachMaster(ctx, func(ctx context.Context, node *goredis.Client) error {
+			evictOn(ctx, node, match)
+			return nil
+		})
+		return
 	}
+	evictOn(ctx, h.rdb, match)
+}
+
+// evictOn unlinks the keys matching match on one server, a pipelined
+// UNLINK per key (one key each: a cluster node refuses keys of several
+// slots in one command).
+func evictOn(ctx context.Context, c goredis.Cmdable, match string) {
+	iter := c.Scan(ctx, 0, match, 5000).Iterator()
+	pipe := c.Pipeline()
 	for iter.Next(ctx) {
-		batch = append(batch, iter.Val())
-		if len(batch) == 5000 {
-			flush()
+		pipe.Unlink(ctx, iter.Val())
+		if pipe.Len() == 5000 {
+			_, _ = pipe.Exec(ctx)
 		}
 	}
-	flush()
+	_, _ = pipe.Exec(ctx)
 }
 
 // describe records the machine, the versions and the settings.
@@ -382,15 +402,23 @@ func (h *harness) profile(ctx context.Context, port, name string, secs int) func
 	return func() { <-done }
 }
 
-// stopConsumer stops the stack's consumer; restore restarts it.
+// stopConsumer stops the stack's consumers (the HA topology has two);
+// restore restarts them.
 func (h *harness) stopConsumer(ctx context.Context) error {
 	h.consumerStopped = true
-	return h.stack.stop(ctx, "consumer")
+	for _, name := range h.stack.consumers() {
+		if err := h.stack.stop(ctx, name); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (h *harness) startConsumer(ctx context.Context) error {
-	if err := h.stack.start(ctx, "consumer"); err != nil {
-		return err
+	for _, name := range h.stack.consumers() {
+		if err := h.stack.start(ctx, name); err != nil {
+			return err
+		}
 	}
 	h.consumerStopped = false
 	return nil

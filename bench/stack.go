@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"github.com/kvstack/kvstack/deploy/native"
 	"github.com/kvstack/kvstack/internal/config"
@@ -79,28 +80,55 @@ var engineRoles = []struct{ role, port string }{
 
 // procs returns the pid of each running process of the stack, by role:
 // nginx, mtail (which reads nginx's access log, a line per request), api1,
-// api2, consumer (when running), jaeger, and the engines.
-// Private engines (KV_ENGINES=private) are the stack supervisord's
-// programs; shared ones are found by the port they listen on, and their
-// CPU then includes that of anyone else using them.
+// api2, consumer (when running; the HA topology's consumer2 counts as one
+// too), jaeger, and the engines.
+// Private engines (KV_ENGINES=private) and the HA topology's nodes are the
+// stack supervisord's programs (each node of a cluster in its engine's
+// role); shared ones are found by the port they listen on, and their CPU
+// then includes that of anyone else using them.
 func (v *stackView) procs(ctx context.Context) ([]Proc, error) {
 	sup := native.NewStack(v.s, nil).Supervisor()
 	var out []Proc
-	for _, role := range []string{"nginx", "mtail", "api1", "api2", "consumer", "jaeger"} {
-		if _, ok := v.progs[role]; !ok {
-			continue // a stack without mtail
+	for _, name := range []string{"nginx", "mtail", "api1", "api2", "consumer", "consumer2", "jaeger"} {
+		if _, ok := v.progs[name]; !ok {
+			continue // a stack without mtail, or with one consumer
 		}
-		pid, err := sup.Pid(ctx, role)
+		pid, err := sup.Pid(ctx, name)
 		if err != nil {
-			return nil, fmt.Errorf("pid of %s: %w", role, err)
+			return nil, fmt.Errorf("pid of %s: %w", name, err)
+		}
+		role := name
+		if name == "consumer2" {
+			role = "consumer"
 		}
 		if pid == 0 {
 			if role == "consumer" {
 				continue // stopped by a scenario
 			}
-			return nil, fmt.Errorf("the stack's %s does not run", role)
+			return nil, fmt.Errorf("the stack's %s does not run", name)
 		}
 		out = append(out, Proc{role, pid})
+	}
+	engines, err := v.engineProcs(ctx, sup)
+	return append(out, engines...), err
+}
+
+// engineProcs are the engines' processes: one per role, or every node of
+// each cluster in the HA topology.
+func (v *stackView) engineProcs(ctx context.Context, sup *native.Supervisor) ([]Proc, error) {
+	var out []Proc
+	if v.ha() {
+		nodes := v.s.HANodes()
+		for role, group := range map[string][]native.Node{"rabbitmq": nodes.RabbitMQ, "redis": nodes.Redis, "postgres": nodes.Postgres} {
+			for _, n := range group {
+				pid, err := sup.Pid(ctx, n.Name)
+				if err != nil || pid == 0 {
+					return nil, fmt.Errorf("pid of %s: %v (does the HA topology run? make up-ha)", n.Name, err)
+				}
+				out = append(out, Proc{role, pid})
+			}
+		}
+		return out, nil
 	}
 	for _, e := range engineRoles {
 		var (
@@ -120,19 +148,35 @@ func (v *stackView) procs(ctx context.Context) ([]Proc, error) {
 	return out, nil
 }
 
+// ha tells whether the stack is the HA topology (KV_TOPOLOGY=ha).
+func (v *stackView) ha() bool { return v.s.Get("KV_TOPOLOGY") == "ha" }
+
 // engines describes where the engines' pids come from, for the report.
 func (v *stackView) engines() string {
+	if v.ha() {
+		return "the HA topology's (make up-ha): 3 RabbitMQ nodes, 6 Redis Cluster nodes, a PostgreSQL primary and its synchronous standby, run by the stack's supervisord; each engine's figure is the sum of its nodes' CPU, and theirs alone"
+	}
 	if v.s.PrivateEngines() {
 		return "private (KV_ENGINES=private): PostgreSQL, Redis and RabbitMQ are the stack's own, run by its supervisord; their CPU is this benchmark's alone"
 	}
 	return "shared (KV_ENGINES=shared): the machine's PostgreSQL, Redis and RabbitMQ, found by their ports; their CPU includes that of anyone else using them during a run (prefer KV_ENGINES=private)"
 }
 
+// consumers are the stack's consumer programs: consumer, and the HA
+// topology's consumer2.
+func (v *stackView) consumers() []string {
+	out := []string{"consumer"}
+	if _, ok := v.progs["consumer2"]; ok {
+		out = append(out, "consumer2")
+	}
+	return out
+}
+
 // renderEdge writes an nginx configuration rendered by the stack from its
-// own template, with listen and upstreams instead of the stack's edge and
-// replicas, its logs in dir: the same server block, keepalive, limits and
-// access log as the edge. It returns the file's path.
-func (v *stackView) renderEdge(dir, listen string, upstreams [2]string) (string, error) {
+// own template, with listen and upstreams (two or more) instead of the
+// stack's edge and replicas, its logs in dir: the same server block,
+// keepalive, limits and access log as the edge. It returns the file's path.
+func (v *stackView) renderEdge(dir, listen string, upstreams []string) (string, error) {
 	status, err := freeLoopbackAddr() // its own stub_status, beside the stack's
 	if err != nil {
 		return "", err
@@ -150,11 +194,36 @@ func (v *stackView) renderEdge(dir, listen string, upstreams [2]string) (string,
 	}
 	for _, c := range configs {
 		if c.Program == "nginx" {
+			text, err := addUpstreams(c.Text, upstreams[1], upstreams[2:])
+			if err != nil {
+				return "", err
+			}
 			path := filepath.Join(dir, "nginx.conf")
-			return path, os.WriteFile(path, []byte(c.Text), 0o644)
+			return path, os.WriteFile(path, []byte(text), 0o644)
 		}
 	}
 	return "", fmt.Errorf("the stack renders no nginx configuration")
+}
+
+// addUpstreams adds a server line for each of extra after the template's
+// line for last (its second replica), with the same parameters: an edge
+// in front of more replicas than the stack's two.
+func addUpstreams(conf, last string, extra []string) (string, error) {
+	if len(extra) == 0 {
+		return conf, nil
+	}
+	lines := strings.SplitAfter(conf, "\n")
+	for i, l := range lines {
+		if !strings.Contains(l, "server "+last+" ") {
+			continue
+		}
+		var add []string
+		for _, addr := range extra {
+			add = append(add, strings.Replace(l, last, addr, 1))
+		}
+		return strings.Join(slices.Concat(lines[:i+1], add, lines[i+1:]), ""), nil
+	}
+	return "", fmt.Errorf("nginx configuration: no upstream server %s to add replicas after", last)
 }
 
 // stop stops one process of the stack through its supervisord.

@@ -129,7 +129,7 @@ func (h *harness) startVariants(ctx context.Context, scenario string, mk func(ba
 	}
 	for i, v := range h.variants() {
 		listen, a, b := h.o.port(20+3*i), h.o.port(21+3*i), h.o.port(22+3*i)
-		e, err := h.startReplicas(ctx, fmt.Sprintf("%s-variant%d", scenario, i+1), listen, [2]string{a, b}, v.bin, v.env...)
+		e, err := h.startReplicas(ctx, fmt.Sprintf("%s-variant%d", scenario, i+1), listen, []string{a, b}, v.bin, v.env...)
 		if err != nil {
 			stop()
 			return nil, nil, fmt.Errorf("variant %q: %w", v.name, err)
@@ -138,6 +138,14 @@ func (h *harness) startVariants(ctx context.Context, scenario string, mk func(ba
 		out = append(out, h.edgeSystem(v.name, e, mk(e.url), notAPI...))
 	}
 	return out, stop, nil
+}
+
+// waitQuiet is WaitQuiet, unless the run is Busy.
+func (h *harness) waitQuiet(ctx context.Context) error {
+	if h.o.Busy {
+		return nil
+	}
+	return WaitQuiet(ctx)
 }
 
 // measured is one run of a system: the load's result and each process's
@@ -190,7 +198,7 @@ func (h *harness) alternate(ctx context.Context, label string, sec *Section, tab
 	out := map[string][]Result{}
 	for r := range h.o.Reps {
 		for _, s := range systems {
-			if err := WaitQuiet(ctx); err != nil {
+			if err := h.waitQuiet(ctx); err != nil {
 				return out, err
 			}
 			m, err := h.runSystem(ctx, s, h.o.Dur, r == 0)

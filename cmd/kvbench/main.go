@@ -41,7 +41,8 @@ func main() {
 func run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("kvbench", flag.ExitOnError)
 	smoke := fs.Bool("smoke", false, "a short run of every scenario, proving the harness works")
-	out := fs.String("out", "", "report path (default bench/REPORT.md; with -smoke, a temporary file)")
+	scaleOut := fs.Bool("scaleout", false, "the scale-out scenarios on the HA topology (make up-ha): apply with 1, 2 and 4 consumers, GET hit with 2 and 4 replicas (-only apply,hit)")
+	out := fs.String("out", "", "report path (default bench/REPORT.md, with -scaleout bench/SCALEOUT.md; with -smoke, a temporary file)")
 	profiles := fs.String("profiles", "", "directory for CPU profiles of the API and consumer (none when empty)")
 	root := fs.String("root", ".", "repository root")
 	only := fs.String("only", "", "comma-separated scenarios to run: hit,miss,put,apply,apply1,lag,wait,memory (default all)")
@@ -52,6 +53,9 @@ func run(ctx context.Context, args []string) error {
 	dur := fs.Duration("dur", 0, "one measured run (default: 8s, or 1.5s with -smoke)")
 	_ = fs.Parse(args)
 	o := bench.Full()
+	if *scaleOut {
+		o = bench.ScaleOut()
+	}
 	if *smoke {
 		o = bench.Smoke()
 	}
@@ -75,9 +79,14 @@ func run(ctx context.Context, args []string) error {
 			}
 			f.Close()
 			o.Out = f.Name()
+		} else if *scaleOut {
+			o.Out = *root + "/bench/SCALEOUT.md"
 		} else {
 			o.Out = *root + "/bench/REPORT.md"
 		}
+	}
+	if *scaleOut {
+		return bench.RunScaleOut(ctx, o)
 	}
 	return bench.Run(ctx, o)
 }
