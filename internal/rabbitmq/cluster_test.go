@@ -53,16 +53,17 @@ type confirms struct {
 }
 
 // load publishes puts from writers goroutines, each one after the other,
-// until stop is closed, as the API's handlers would; every error must wrap
-// kv.ErrUnavailable.
-func load(t *testing.T, p *rabbitmq.Publisher, writers int, stop <-chan struct{}) *confirms {
-	c := &confirms{}
+// as the API's handlers would, until stop is called, which returns once
+// every writer has returned; every error must wrap kv.ErrUnavailable.
+func load(t *testing.T, p *rabbitmq.Publisher, writers int) (c *confirms, stop func()) {
+	c = &confirms{}
+	done := make(chan struct{})
 	var wg sync.WaitGroup
 	for w := range writers {
 		wg.Go(func() {
 			for i := 0; ; i++ {
 				select {
-				case <-stop:
+				case <-done:
 					return
 				default:
 				}
@@ -79,8 +80,10 @@ func load(t *testing.T, p *rabbitmq.Publisher, writers int, stop <-chan struct{}
 			}
 		})
 	}
-	t.Cleanup(wg.Wait)
-	return c
+	var once sync.Once
+	stop = func() { once.Do(func() { close(done) }); wg.Wait() }
+	t.Cleanup(stop)
+	return c, stop
 }
 
 func (c *confirms) record(key string, took time.Duration, err error) {
@@ -148,8 +151,7 @@ func testClusterSurvivesTheKillOfItsNode(t *testing.T) {
 		return make([]consumer.Result, len(b)), nil
 	}))
 
-	stop := make(chan struct{})
-	c := load(t, p, 4, stop)
+	c, stop := load(t, p, 4)
 	waitFor(t, 10*time.Second, "confirms before the kill", func() bool { return c.count() >= 200 })
 	node := cluster.NodeOf(t, p.Broker())
 	if node < 0 {
@@ -160,7 +162,7 @@ func testClusterSurvivesTheKillOfItsNode(t *testing.T) {
 	waitFor(t, 30*time.Second, "confirms on another node", func() bool {
 		return c.since(killed.Add(time.Second)) >= 200
 	})
-	close(stop)
+	stop()
 	gap := c.longestGap()
 	t.Logf("kill -9 of node %d (pid %d), the publisher's: the publisher moved to %s; %d confirmed, %d publishes failed, longest gap between two confirms %s, slowest Publish %s",
 		node+1, pid, p.Broker(), c.count(), c.errs, gap.Round(time.Millisecond), c.slowest.Round(time.Millisecond))

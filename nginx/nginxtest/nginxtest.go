@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -133,7 +134,7 @@ func StartEdge(tb testing.TB, api1, api2 string, vars map[string]string) Edge {
 	if err := os.WriteFile(confFile, []byte(render(tb, all)), 0o644); err != nil {
 		tb.Fatal(err)
 	}
-	var stderr bytes.Buffer
+	var stderr lockedBuffer
 	cmd := exec.Command("nginx", "-p", dir+"/", "-c", confFile, "-e", e.ErrorLog,
 		"-g", "daemon off; pid "+filepath.Join(dir, "nginx.pid")+";")
 	cmd.Stderr = &stderr
@@ -267,4 +268,23 @@ func WaitFor(tb testing.TB, what string, try func() error) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// lockedBuffer is a bytes.Buffer that nginx writes to (through exec's
+// copying goroutine) while a probe reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
