@@ -136,25 +136,40 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err := WaitQuiet(ctx); err != nil {
 		return err
 	}
-	if h.dir, err = os.MkdirTemp("", "kvbench-"); err != nil {
+	closeRun, err := h.open(ctx, "kvbench-")
+	defer closeRun()
+	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(h.dir)
-	// Whatever happens, the stack is left as it was found.
-	defer h.restore()
-
-	if err := h.connect(ctx); err != nil {
-		return err
-	}
-	h.clients = NewClients(h.o.Conns)
-	defer h.clients.Close()
-	h.describe(ctx)
 	h.cleanData(ctx)
 	if err := h.runSteps(ctx); err != nil {
 		return err
 	}
 	h.cleanData(ctx)
 	return h.write()
+}
+
+// open makes the run's scratch directory (named from prefix), connects to
+// the stack, opens the load clients and describes the stack in the report.
+// The function it returns, even with an error, undoes that: the clients
+// closed, the stack left as it was found whatever happened, the directory
+// removed.
+func (h *harness) open(ctx context.Context, prefix string) (func(), error) {
+	var err error
+	if h.dir, err = os.MkdirTemp("", prefix); err != nil {
+		return func() {}, err
+	}
+	undo := func() {
+		h.clients.Close() // none when connect failed
+		h.restore()
+		os.RemoveAll(h.dir)
+	}
+	if err := h.connect(ctx); err != nil {
+		return undo, err
+	}
+	h.clients = NewClients(h.o.Conns)
+	h.describe(ctx)
+	return undo, nil
 }
 
 // newHarness reads the stack's settings and the processes' configuration.

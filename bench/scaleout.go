@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -35,17 +34,11 @@ func RunScaleOut(ctx context.Context, o Options) (err error) {
 		return fmt.Errorf("the scale-out figures are the HA topology's: start it with make up-ha (KV_TOPOLOGY=ha)")
 	}
 	h.rep.Title, h.rep.Baselines, h.o.Busy = "kvstack scale-out report (HA topology)", false, true
-	if h.dir, err = os.MkdirTemp("", "kvbench-ha-"); err != nil {
+	closeRun, err := h.open(ctx, "kvbench-ha-")
+	defer closeRun()
+	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(h.dir)
-	defer h.restore()
-	if err := h.connect(ctx); err != nil {
-		return err
-	}
-	h.clients = NewClients(h.o.Conns)
-	defer h.clients.Close()
-	h.describe(ctx)
 	h.rep.Settings = append(h.rep.Settings, [2]string{"machine load", "not waited for (the HA topology's own processes are 20-odd); the 1, 5 and 15 minute load averages after each run are in each section's notes"})
 	h.cleanData(ctx)
 	for _, s := range []scenario{

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/kvstack/kvstack/deploy/native"
+	"github.com/kvstack/kvstack/nginx/nginxtest"
 )
 
 // stackEnv is the native stack's settings (deploy/native: stack.env
@@ -262,14 +263,5 @@ func runNginx(t *testing.T, prefix, conf, errorLog string, stderr io.Writer) {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start nginx: %v", err)
 	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-		}
-	})
+	t.Cleanup(func() { nginxtest.Stop(cmd) })
 }
