@@ -28,6 +28,14 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
+// The local stack's token settings: the issuer its API trusts
+// (KV_AUTH_ISSUER) and the audience it expects (KV_AUTH_AUDIENCE's
+// default), which `make token` signs for.
+const (
+	LocalIssuer   = "kvstack-local"
+	LocalAudience = "kvstack"
+)
+
 // Key is a signing key pair and its kid.
 type Key struct {
 	// ID is the key's kid: its RFC 7638 thumbprint, so that the same key

@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/kvstack/kvstack/internal/auth"
+	"github.com/kvstack/kvstack/internal/envdefault"
 )
 
 // RFC 8037 appendix A.3: the thumbprint of its Ed25519 example key.
@@ -129,5 +132,12 @@ func TestReadPrivateRefuses(t *testing.T) {
 	}
 	if _, err := ReadPrivate(filepath.Join(dir, "absent")); !os.IsNotExist(err) {
 		t.Errorf("absent: %v", err)
+	}
+}
+
+// make token's audience is the one the API expects by default.
+func TestLocalAudienceIsTheAPIDefault(t *testing.T) {
+	if LocalAudience != envdefault.Of[auth.Config]().Audience {
+		t.Fatalf("LocalAudience %q, KV_AUTH_AUDIENCE's default %q", LocalAudience, envdefault.Of[auth.Config]().Audience)
 	}
 }
