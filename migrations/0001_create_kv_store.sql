@@ -1,3 +1,4 @@
+-- +goose Up
 -- kv_store holds the state of every key: a live value, or a tombstone
 -- (deleted, value NULL) that keeps the version of the delete so that an
 -- older write delivered late cannot resurrect the key.

@@ -1,3 +1,4 @@
+-- +goose Up
 -- kv_settings holds values every process of a deployment must share
 -- without anyone configuring them.
 --

@@ -1,4 +1,9 @@
 package migrations
 
-// Load exposes load to the tests, which feed it misnamed files.
-var Load = load
+// ApplyFS and NewProvider expose apply and newProvider to the tests, which
+// feed them files of their own.
+var (
+	ApplyFS     = apply
+	NewProvider = newProvider
+	Files       = files
+)

@@ -2,6 +2,8 @@ package migrations_test
 
 import (
 	"context"
+	"io/fs"
+	"os"
 	"sync"
 	"testing"
 	"testing/fstest"
@@ -9,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
 	"go.uber.org/goleak"
 
 	"github.com/kvstack/kvstack/internal/postgres/pgtest"
@@ -19,48 +22,38 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-func TestAllIsOrderedAndNamed(t *testing.T) {
-	ms, err := migrations.All()
+// sources lists the versions goose finds among the embedded files.
+func sources(t *testing.T) []int64 {
+	t.Helper()
+	db := stdlib.OpenDB(pgx.ConnConfig{}) // never connects: listing sources needs no server
+	defer db.Close()
+	p, err := migrations.NewProvider(db, migrations.Files, 0)
 	if err != nil {
-		t.Fatalf("All: %v", err)
+		t.Fatalf("goose provider: %v", err)
 	}
-	if len(ms) == 0 {
-		t.Fatal("All: got no migrations, want at least 0001")
+	var versions []int64
+	for _, s := range p.ListSources() {
+		versions = append(versions, s.Version)
 	}
-	if got, want := ms[0].Version, int64(1); got != want {
-		t.Errorf("first version: got %d, want %d", got, want)
-	}
-	if got, want := ms[0].Name, "create_kv_store"; got != want {
-		t.Errorf("first name: got %q, want %q", got, want)
-	}
-	for i := 1; i < len(ms); i++ {
-		if ms[i].Version <= ms[i-1].Version {
-			t.Errorf("versions out of order: %d after %d", ms[i].Version, ms[i-1].Version)
-		}
-	}
+	return versions
 }
 
-func TestLoadRejectsBadFiles(t *testing.T) {
-	tests := []struct {
-		name  string
-		files []string
-	}{
-		{"no version", []string{"create.sql"}},
-		{"version not a number", []string{"abcd_create.sql"}},
-		{"version zero", []string{"0000_create.sql"}},
-		{"no description", []string{"0001_.sql"}},
-		{"shared version", []string{"0001_a.sql", "001_b.sql"}},
+// goose skips a file whose name is not NNNN_description.sql: a misnamed
+// migration would never run. Every file here must be one it runs.
+func TestEverySQLFileIsAMigration(t *testing.T) {
+	files, err := fs.Glob(migrations.Files, "*.sql")
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			fsys := fstest.MapFS{}
-			for _, f := range tt.files {
-				fsys[f] = &fstest.MapFile{Data: []byte("SELECT 1;")}
-			}
-			if _, err := migrations.Load(fsys); err == nil {
-				t.Errorf("Load(%v): got no error, want one", tt.files)
-			}
-		})
+	versions := sources(t)
+	if len(versions) != len(files) {
+		t.Errorf("goose runs %d of the %d files %v: name each NNNN_description.sql (README.md)", len(versions), len(files), files)
+	}
+	for i, v := range versions {
+		if v != int64(i+1) {
+			t.Errorf("versions %v: want 1, 2, 3… without gaps", versions)
+			break
+		}
 	}
 }
 
@@ -88,40 +81,24 @@ func TestApplyTwiceIsNoop(t *testing.T) {
 
 func TestApplyRecordsEveryVersion(t *testing.T) {
 	pool := pgtest.MustPool(t) // migrated by the helper
-	ms, err := migrations.All()
-	if err != nil {
-		t.Fatalf("All: %v", err)
-	}
+	want := sources(t)
 	got := recorded(t, pool)
-	if len(got) != len(ms) {
-		t.Fatalf("recorded versions: got %d, want %d", len(got), len(ms))
+	if len(got) != len(want) {
+		t.Fatalf("recorded versions: got %d, want %d", len(got), len(want))
 	}
-	for i, m := range ms {
-		if got[i].Version != m.Version || got[i].Name != m.Name {
-			t.Errorf("record %d: got %d %q, want %d %q", i, got[i].Version, got[i].Name, m.Version, m.Name)
+	for i, v := range want {
+		if got[i].Version != v {
+			t.Errorf("record %d: got version %d, want %d", i, got[i].Version, v)
 		}
 	}
 }
 
 func TestApplyConcurrently(t *testing.T) {
 	pool := pgtest.MustEmptyPool(t)
-	ctx := testContext(t)
-
-	const n = 8
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() { errs[i] = migrations.Apply(ctx, pool) })
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Errorf("Apply %d of %d: %v", i+1, n, err)
-		}
-	}
+	applyConcurrently(t, pool)
 
 	var tables int
-	err := pool.QueryRow(ctx,
+	err := pool.QueryRow(testContext(t),
 		`SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename = 'kv_store'`).Scan(&tables)
 	if err != nil {
 		t.Fatalf("count tables: %v", err)
@@ -129,9 +106,85 @@ func TestApplyConcurrently(t *testing.T) {
 	if tables != 1 {
 		t.Errorf("kv_store tables in the test schema: got %d, want 1", tables)
 	}
-	ms, _ := migrations.All()
-	if got := recorded(t, pool); len(got) != len(ms) {
-		t.Errorf("recorded versions: got %d, want %d", len(got), len(ms))
+	if got, want := len(recorded(t, pool)), len(sources(t)); got != want {
+		t.Errorf("recorded versions: got %d, want %d", got, want)
+	}
+}
+
+func applyConcurrently(t *testing.T, pool *pgxpool.Pool) {
+	t.Helper()
+	const n = 8
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { errs[i] = migrations.Apply(testContext(t), pool) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("Apply %d of %d: %v", i+1, n, err)
+		}
+	}
+}
+
+// A database migrated by kvstack's migrator before goose (a pg_dump of one,
+// testdata/legacy_v2.sql) is adopted by processes upgrading at once: the
+// versions it recorded are not run again, its data and token key stay.
+func TestApplyUpgradesADatabaseOfTheMigratorBeforeGoose(t *testing.T) {
+	pool := pgtest.MustEmptyPool(t)
+	ctx := testContext(t)
+	dump, err := os.ReadFile("testdata/legacy_v2.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, string(dump)); err != nil {
+		t.Fatalf("load the legacy schema: %v", err)
+	}
+
+	applyConcurrently(t, pool)
+
+	got := recorded(t, pool)
+	want := sources(t)
+	if len(got) != len(want) {
+		t.Fatalf("recorded versions: got %v, want %v", got, want)
+	}
+	for i, applied := range []string{"2026-12-06 08:54:04.201011+00", "2026-12-06 08:54:04.210126+00"} {
+		at, _ := time.Parse("2006-01-02 15:04:05.999999-07", applied)
+		if got[i].Version != int64(i+1) || !got[i].AppliedAt.Equal(at) {
+			t.Errorf("record %d: got %+v, want version %d applied at %s by the old migrator", i, got[i], i+1, at)
+		}
+	}
+	var key, value string
+	err = pool.QueryRow(ctx, `SELECT (SELECT value FROM kv_settings WHERE name = 'token_key'), (SELECT value FROM kv_store WHERE key = 'kept')`).Scan(&key, &value)
+	if err != nil {
+		t.Fatalf("read the legacy data: %v", err)
+	}
+	if key != "82846927c8594f9aad665ab121b8e950fc3b476157dd43fcbdb82a0329074b63" || value != "v" {
+		t.Errorf("after the upgrade: token key %q, key kept = %q; want the legacy ones", key, value)
+	}
+}
+
+// A file that fails rolls back alone: the ones before it stay applied and
+// recorded, nothing of it stays, and the next run tries it again.
+func TestAFailedFileRollsBackAlone(t *testing.T) {
+	pool := pgtest.MustEmptyPool(t)
+	ctx := testContext(t)
+	fsys := fstest.MapFS{
+		"0001_good.sql": {Data: []byte("-- +goose Up\nCREATE TABLE good (id int);\n")},
+		"0002_bad.sql":  {Data: []byte("-- +goose Up\nCREATE TABLE half (id int);\nSELECT 1/0;\n")},
+	}
+	for run := 1; run <= 2; run++ {
+		if err := migrations.ApplyFS(ctx, pool, fsys); err == nil {
+			t.Fatalf("run %d: Apply with a failing file succeeded", run)
+		}
+		var good, half bool
+		err := pool.QueryRow(ctx, `SELECT to_regclass('good') IS NOT NULL, to_regclass('half') IS NOT NULL`).Scan(&good, &half)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := recorded(t, pool); !good || half || len(got) != 1 || got[0].Version != 1 {
+			t.Errorf("run %d: good %v, half %v, recorded %v; want good, not half, version 1 only", run, good, half, got)
+		}
 	}
 }
 
@@ -154,19 +207,20 @@ func TestApplyUsesSearchPath(t *testing.T) {
 
 type record struct {
 	Version   int64
-	Name      string
 	AppliedAt time.Time
 }
 
+// recorded is what goose recorded as applied, version 0 (its own) aside.
 func recorded(t *testing.T, pool *pgxpool.Pool) []record {
 	t.Helper()
-	rows, err := pool.Query(testContext(t), `SELECT version, name, applied_at FROM schema_migrations ORDER BY version`)
+	rows, err := pool.Query(testContext(t), `SELECT version_id, tstamp AT TIME ZONE current_setting('TimeZone') FROM goose_db_version
+		WHERE version_id > 0 AND is_applied ORDER BY version_id`)
 	if err != nil {
-		t.Fatalf("read schema_migrations: %v", err)
+		t.Fatalf("read goose_db_version: %v", err)
 	}
 	recs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[record])
 	if err != nil {
-		t.Fatalf("read schema_migrations: %v", err)
+		t.Fatalf("read goose_db_version: %v", err)
 	}
 	return recs
 }
@@ -177,10 +231,9 @@ func testContext(t *testing.T) context.Context {
 	return ctx
 }
 
-// TestApplyRestoresStatementTimeout: Apply lifts the timeout on its own
-// connection while it migrates, and must not hand it back to the pool that
-// way.
-func TestApplyRestoresStatementTimeout(t *testing.T) {
+// TestApplyLeavesThePoolAlone: Apply migrates on connections of its own,
+// without statement_timeout, and must not change the pool's.
+func TestApplyLeavesThePoolAlone(t *testing.T) {
 	pool := pgtest.MustEmptyPool(t)
 	ctx := testContext(t)
 	var want string

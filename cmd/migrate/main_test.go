@@ -100,8 +100,8 @@ func TestMigrateWaitsForALatePostgres(t *testing.T) {
 		t.Fatalf("migrate against a late PostgreSQL (%s): %v", postgres.RedactURL(u.String()), err)
 	}
 	var n int
-	if err := pool.QueryRow(context.Background(), "SELECT count(*) FROM schema_migrations").Scan(&n); err != nil || n == 0 {
-		t.Fatalf("schema_migrations in %s: %d rows, %v", schema, n, err)
+	if err := pool.QueryRow(context.Background(), "SELECT count(*) FROM goose_db_version WHERE version_id > 0").Scan(&n); err != nil || n == 0 {
+		t.Fatalf("goose_db_version in %s: %d rows, %v", schema, n, err)
 	}
 	rabbittest.Count(t, cfg.RabbitMQ, cfg.RabbitMQ.QueueAdd) // fails unless migrate declared it
 }
