@@ -56,7 +56,7 @@ func RunAPI(ctx context.Context, cfg config.API, log zerolog.Logger, ready Ready
 
 	// Waits hear of applied versions from one listener, stopped after the
 	// server has drained (waits in flight still hear their news).
-	waiters, stopListening, err := listen(ctx, cfg, reg, log)
+	waiters, stopListening, err := listen(ctx, cfg, d.store.store, reg, log)
 	if err != nil {
 		return err
 	}
@@ -94,11 +94,15 @@ func tokenCodec(ctx context.Context, cfg token.Config, store measuredStore) (*to
 // listen starts the process's listener, feeding a registry of waiters
 // capped at KV_MAX_WAITERS, and returns the waiters as the service sees
 // them (measured) and a func that stops the listener.
-func listen(ctx context.Context, cfg config.API, reg *prometheus.Registry, log zerolog.Logger) (kv.Waiters, func(), error) {
+func listen(ctx context.Context, cfg config.API, store *postgres.Store, reg *prometheus.Registry, log zerolog.Logger) (kv.Waiters, func(), error) {
 	m := metrics.NewWait(reg)
 	waiters := notify.NewRegistry(cfg.Wait.MaxWaiters)
 	m.Waiters(waiters.Len)
-	l, err := postgres.NewListener(cfg.Postgres, measuredNews{reg: waiters, m: m}, log)
+	channel, err := store.NewsChannel(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("postgres: %w", err)
+	}
+	l, err := postgres.NewListener(cfg.Postgres, channel, measuredNews{reg: waiters, m: m}, log)
 	if err != nil {
 		return nil, nil, fmt.Errorf("postgres: %w", err)
 	}

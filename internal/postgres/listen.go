@@ -2,13 +2,13 @@ package postgres
 
 import (
 	"context"
-	"fmt"
+	"net"
 	"sync/atomic"
 	"time"
 
-	"github.com/cenkalti/backoff/v5"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgxlisten"
 	"github.com/rs/zerolog"
 
 	"github.com/kvstack/kvstack/internal/kv"
@@ -25,27 +25,28 @@ type NewsSink interface {
 
 // Listener holds one connection of its own, outside the pool, LISTENing on
 // the schema's channel (news.go), and passes each item of news to its sink.
-// It reconnects by itself; every time it is listening again it tells the
-// sink that news may have been lost meanwhile.
+// pgxlisten reconnects it, reconnectDelay after a failure; every time it is
+// listening again it tells the sink that news may have been lost meanwhile.
 //
 // It connects to the primary only, whatever the URL asks: NOTIFY is
 // delivered on the server where the consumers commit, and a standby
 // refuses LISTEN. With several hosts in DATABASE_URL it tries them in turn,
-// as the pool does.
+// as the pool does. A silent connection to a dead peer is found by TCP
+// keepalives (keepAlive), which fail it within about 45 seconds.
 type Listener struct {
-	cfg  *pgx.ConnConfig
-	sink NewsSink
-	log  zerolog.Logger
-
-	// idle is how long a silent connection is trusted before a ping.
-	idle               time.Duration
-	retryMin, retryMax time.Duration
-
+	l         pgxlisten.Listener
+	sink      NewsSink
+	log       zerolog.Logger
 	listening atomic.Bool
 }
 
-// NewListener returns a listener for the database cfg names; Run starts it.
-func NewListener(cfg Config, sink NewsSink, log zerolog.Logger) (*Listener, error) {
+const reconnectDelay = 500 * time.Millisecond
+
+var keepAlive = net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second, Interval: 5 * time.Second, Count: 3}
+
+// NewListener returns a listener on channel (Store.NewsChannel) of the
+// database cfg names; Run starts it.
+func NewListener(cfg Config, channel string, sink NewsSink, log zerolog.Logger) (*Listener, error) {
 	pcfg, err := poolConfig(cfg)
 	if err != nil {
 		return nil, err
@@ -53,10 +54,15 @@ func NewListener(cfg Config, sink NewsSink, log zerolog.Logger) (*Listener, erro
 	cc := pcfg.ConnConfig.Copy()
 	cc.ValidateConnect = pgconn.ValidateConnectTargetSessionAttrsPrimary
 	cc.RuntimeParams["application_name"] = "kvstack-listener"
-	return &Listener{
-		cfg: cc, sink: sink, log: log.With().Str("component", "listener").Logger(),
-		idle: 30 * time.Second, retryMin: 100 * time.Millisecond, retryMax: 5 * time.Second,
-	}, nil
+	cc.DialFunc = (&net.Dialer{KeepAliveConfig: keepAlive}).DialContext
+	l := &Listener{sink: sink, log: log.With().Str("component", "listener").Str("channel", channel).Logger()}
+	l.l = pgxlisten.Listener{
+		Connect:        func(ctx context.Context) (*pgx.Conn, error) { return pgx.ConnectConfig(ctx, cc) },
+		LogError:       l.logError,
+		ReconnectDelay: reconnectDelay,
+	}
+	l.l.Handle(channel, l)
+	return l, nil
 }
 
 // Listening reports whether the listener is connected and listening.
@@ -64,81 +70,36 @@ func (l *Listener) Listening() bool { return l.listening.Load() }
 
 // Run listens until ctx is done.
 func (l *Listener) Run(ctx context.Context) {
-	b := &backoff.ExponentialBackOff{InitialInterval: l.retryMin, MaxInterval: l.retryMax, Multiplier: 2, RandomizationFactor: 0.2}
-	b.Reset()
-	for {
-		err := l.session(ctx, b)
-		l.listening.Store(false)
-		if ctx.Err() != nil {
-			return
-		}
-		wait := b.NextBackOff()
-		l.log.Warn().Err(err).Dur("retry_in", wait).Msg("not listening for news of applied versions; waits rest on polling until it is back")
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-	}
+	_ = l.l.Listen(ctx) // only ever ctx's error
+	l.listening.Store(false)
 }
 
-// session connects, listens and hands on news until the connection fails
-// or ctx is done.
-func (l *Listener) session(ctx context.Context, b *backoff.ExponentialBackOff) error {
-	conn, err := pgx.ConnectConfig(ctx, l.cfg)
-	if err != nil {
-		return fmt.Errorf("connect: %w", err)
-	}
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		defer cancel()
-		_ = conn.Close(cctx)
-	}()
-	var channel string
-	if err := conn.QueryRow(ctx, "SELECT "+channelSQL).Scan(&channel); err != nil {
-		return fmt.Errorf("channel name: %w", err)
-	}
-	if _, err := conn.Exec(ctx, "LISTEN "+pgx.Identifier{channel}.Sanitize()); err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
+// HandleBacklog is called by pgxlisten once it listens on a new connection.
+func (l *Listener) HandleBacklog(context.Context, string, *pgx.Conn) error {
 	l.listening.Store(true)
-	b.Reset()
-	l.log.Info().Str("channel", channel).Msg("listening for news of applied versions")
+	l.log.Info().Msg("listening for news of applied versions")
 	// Whatever was applied while nobody listened went unheard.
 	l.sink.Lost()
-	for {
-		wctx, cancel := context.WithTimeout(ctx, l.idle)
-		n, err := conn.WaitForNotification(wctx)
-		cancel()
-		switch {
-		case err == nil:
-			l.deliver(n.Payload)
-		case ctx.Err() != nil:
-			return nil
-		case pgconn.Timeout(err):
-			// Silent for a while: make sure the connection still lives (a
-			// dead peer may otherwise go unnoticed until TCP gives up).
-			pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-			err = conn.Ping(pctx)
-			cancel()
-			if err != nil {
-				return fmt.Errorf("ping after %s without news: %w", l.idle, err)
-			}
-		default:
-			return fmt.Errorf("wait for news: %w", err)
-		}
+	return nil
+}
+
+// logError is told why a connection ended (neither handler fails).
+func (l *Listener) logError(ctx context.Context, err error) {
+	l.listening.Store(false)
+	if ctx.Err() == nil {
+		l.log.Warn().Err(err).Dur("retry_in", reconnectDelay).Msg("not listening for news of applied versions; waits rest on polling until it is back")
 	}
 }
 
-func (l *Listener) deliver(payload string) {
-	news, err := decodeNews(payload)
+// HandleNotification passes on the news of one notification.
+func (l *Listener) HandleNotification(_ context.Context, n *pgconn.Notification, _ *pgx.Conn) error {
+	news, err := decodeNews(n.Payload)
 	if err != nil {
 		l.log.Warn().Err(err).Msg("ignoring a notification that is not news of applied versions")
-		return
+		return nil
 	}
-	for _, n := range news {
-		l.sink.Applied(n.Key, n.Version)
+	for _, item := range news {
+		l.sink.Applied(item.Key, item.Version)
 	}
+	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/kvstack/kvstack/internal/kv"
+	"github.com/kvstack/kvstack/internal/nettest"
 	"github.com/kvstack/kvstack/internal/postgres"
 	"github.com/kvstack/kvstack/internal/postgres/pgtest"
 )
@@ -73,7 +74,11 @@ func listening(t *testing.T, url string) (*postgres.Listener, *sink) {
 	cfg := postgres.DefaultConfig()
 	cfg.URL = url
 	s := newSink()
-	l, err := postgres.NewListener(cfg, s, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel))
+	channel, err := postgres.NewStore(pgtest.MustPoolAt(t, url)).NewsChannel(t.Context())
+	if err != nil {
+		t.Fatalf("NewsChannel: %v", err)
+	}
+	l, err := postgres.NewListener(cfg, channel, s, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.WarnLevel))
 	if err != nil {
 		t.Fatalf("NewListener: %v", err)
 	}
@@ -161,13 +166,42 @@ func TestListenerReconnects(t *testing.T) {
 	s.await(t, "told of after", func(m map[string]kv.Version, _ int) bool { return m["after"] == op.Version })
 }
 
+// A listener whose network is cut (the proxy closes its connection and
+// refuses new ones, as a dead node would) listens again once the network
+// is back, and hears what follows.
+func TestListenerReconnectsAfterTheNetworkIsCut(t *testing.T) {
+	direct := pgtest.MustURL(t)
+	store := postgres.NewStore(pgtest.MustPoolAt(t, direct))
+	u, err := url.Parse(direct)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := nettest.NewProxy(t, u.Host)
+	u.Host = proxy.Addr()
+	l, s := listening(t, u.String())
+
+	proxy.Cut()
+	deadline := time.Now().Add(10 * time.Second)
+	for l.Listening() {
+		if time.Now().After(deadline) {
+			t.Fatal("Listening() still true 10s after the network was cut")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	proxy.Restore()
+	s.await(t, "listening again", func(_ map[string]kv.Version, lost int) bool { return lost >= 2 })
+	op := put("after-cut", "v", ver(1, 1))
+	mustApply(t, store, op)
+	s.await(t, "told of after-cut", func(m map[string]kv.Version, _ int) bool { return m["after-cut"] == op.Version })
+}
+
 // terminateListener kills the backend of the listener of pool's schema.
 func terminateListener(t *testing.T, pool *pgxpool.Pool) int {
 	t.Helper()
 	var n int
 	err := pool.QueryRow(t.Context(), `
 		SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
-		WHERE application_name = 'kvstack-listener' AND query = 'LISTEN "' || (`+postgres.ChannelSQL+`) || '"'`).Scan(&n)
+		WHERE application_name = 'kvstack-listener' AND query ILIKE 'LISTEN "' || (`+postgres.ChannelSQL+`) || '"'`).Scan(&n)
 	if err != nil {
 		t.Fatalf("terminate the listener: %v", err)
 	}

@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"context"
 	"fmt"
 	"strings"
 
@@ -89,4 +90,14 @@ func decodeNews(payload string) ([]News, error) {
 		news = append(news, News{Key: line[versionLen+1:], Version: v})
 	}
 	return news, nil
+}
+
+// NewsChannel is the channel on which the consumers of the pool's schema
+// send news: a Listener's.
+func (s *Store) NewsChannel(ctx context.Context) (string, error) {
+	var channel string
+	if err := s.pool.QueryRow(ctx, "SELECT "+channelSQL).Scan(&channel); err != nil {
+		return "", translate("news channel", err)
+	}
+	return channel, nil
 }
