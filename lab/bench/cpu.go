@@ -2,17 +2,15 @@ package bench
 
 import (
 	"fmt"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/prometheus/procfs"
 )
 
 // CPU time per operation is the benchmark's steady figure (issue 15):
 // throughput on two shared cores mostly measures the machine, while the
 // CPU a process spends per operation barely moves with what else runs.
-// It is read from /proc/<pid>/stat (utime + stime) before and after a run,
+// It is read from /proc/<pid>/stat (procfs: utime + stime) before and after a run,
 // for each process of a system and all its descendants: nginx's workers,
 // PostgreSQL's backends, RabbitMQ's port programs. A descendant that exits
 // during the run is not lost: once its parent reaps it, its time moves into
@@ -23,7 +21,7 @@ import (
 // Linux architecture Go runs on (getconf CLK_TCK).
 const clockTicks = 100
 
-// procStat is what the benchmark reads of one /proc/<pid>/stat line.
+// procStat is what the benchmark reads of one process's stat.
 type procStat struct {
 	pid, ppid int
 	// ticks is utime + stime + cutime + cstime: the process's own CPU and
@@ -31,57 +29,20 @@ type procStat struct {
 	ticks int64
 }
 
-// parseStat reads a /proc/<pid>/stat line. The command name (field 2) is
-// in parentheses and may hold spaces and parentheses itself, so the fields
-// are counted from the last ')'.
-func parseStat(line string) (procStat, error) {
-	open := strings.IndexByte(line, '(')
-	closing := strings.LastIndexByte(line, ')')
-	if open < 1 || closing < open {
-		return procStat{}, fmt.Errorf("stat %.40q: no (comm)", line)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(line[:open]))
-	if err != nil {
-		return procStat{}, fmt.Errorf("stat %.40q: pid: %w", line, err)
-	}
-	// After ")": state(3) ppid(4) … utime(14) stime(15) cutime(16) cstime(17).
-	f := strings.Fields(line[closing+1:])
-	if len(f) < 15 {
-		return procStat{}, fmt.Errorf("stat of %d: %d fields after comm", pid, len(f))
-	}
-	ppid, err := strconv.Atoi(f[1])
-	if err != nil {
-		return procStat{}, fmt.Errorf("stat of %d: ppid: %w", pid, err)
-	}
-	s := procStat{pid: pid, ppid: ppid}
-	for _, v := range f[11:15] {
-		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil {
-			return procStat{}, fmt.Errorf("stat of %d: times: %w", pid, err)
-		}
-		s.ticks += n
-	}
-	return s, nil
-}
-
 // readProcs reads the stat of every process on the machine; processes
 // that exit while it reads are skipped.
 func readProcs() (map[int]procStat, error) {
-	dirs, err := filepath.Glob("/proc/[0-9]*/stat")
+	procs, err := procfs.AllProcs()
 	if err != nil {
 		return nil, err
 	}
-	out := make(map[int]procStat, len(dirs))
-	for _, path := range dirs {
-		b, err := os.ReadFile(path)
+	out := make(map[int]procStat, len(procs))
+	for _, p := range procs {
+		s, err := p.Stat()
 		if err != nil {
 			continue // gone
 		}
-		s, err := parseStat(string(b))
-		if err != nil {
-			return nil, err
-		}
-		out[s.pid] = s
+		out[s.PID] = procStat{pid: s.PID, ppid: s.PPID, ticks: int64(s.UTime+s.STime) + int64(s.CUTime+s.CSTime)}
 	}
 	return out, nil
 }

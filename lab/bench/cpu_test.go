@@ -2,35 +2,32 @@ package bench
 
 import (
 	"math"
+	"os"
+	"os/exec"
 	"testing"
 )
 
-func TestParseStat(t *testing.T) {
-	tests := []struct {
-		name, line string
-		want       procStat
-	}{
-		{"plain", "24850 (nginx) S 24074 24850 24074 0 -1 4194560 1012 0 0 0 7 3 2 1 20 0 1 0 575447 3133440 381",
-			procStat{pid: 24850, ppid: 24074, ticks: 7 + 3 + 2 + 1}},
-		// comm may hold spaces and parentheses: fields count from the last ')'.
-		{"odd comm", "77 (a) b (c)) R 1 77 77 0 -1 0 0 0 0 0 100 50 0 0 20 0 1 0 1 1 1",
-			procStat{pid: 77, ppid: 1, ticks: 150}},
+// readProcs finds this test process, under its parent, and a child that
+// has spent CPU and exited counts in this process's ticks once reaped.
+func TestReadProcsSeesThisProcessAndItsReapedChildren(t *testing.T) {
+	before, err := readProcs()
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := parseStat(tt.line)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got != tt.want {
-				t.Errorf("parseStat = %+v, want %+v", got, tt.want)
-			}
-		})
+	me, ok := before[os.Getpid()]
+	if !ok || me.ppid != os.Getppid() {
+		t.Fatalf("this process: %+v (found %v), want ppid %d", me, ok, os.Getppid())
 	}
-	for _, bad := range []string{"", "12 nginx S 1", "x (nginx) S 1 2 3", "12 (nginx) S 1 2"} {
-		if _, err := parseStat(bad); err == nil {
-			t.Errorf("parseStat(%q): no error", bad)
-		}
+	// About 0.3 s of CPU in a child, then reaped by Run.
+	if err := exec.Command("sh", "-c", `i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done`).Run(); err != nil {
+		t.Fatal(err)
+	}
+	after, err := readProcs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := after[os.Getpid()].ticks - me.ticks; got < 10 {
+		t.Errorf("this process's ticks grew by %d after a reaped child ran about 0.3 s, want 10 or more", got)
 	}
 }
 

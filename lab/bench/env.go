@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
@@ -10,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/prometheus/procfs"
 )
 
 // Log prints a progress line to stderr.
@@ -71,31 +72,28 @@ func pidOn(port string) (int, error) {
 	return lowest, nil
 }
 
-// procKiB reads a "Vm…:  N kB" field of /proc/<pid>/status.
-func procKiB(pid int, field string) (int64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+// procMemKiB is the VmRSS and VmHWM (its peak) of pid, in KiB.
+func procMemKiB(pid int) (rss, hwm int64, err error) {
+	p, err := procfs.NewProc(pid)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
-			return strconv.ParseInt(strings.Fields(v)[0], 10, 64)
-		}
+	st, err := p.NewStatus()
+	if err != nil {
+		return 0, 0, err
 	}
-	return 0, fmt.Errorf("/proc/%d/status: no %s", pid, field)
+	return int64(st.VmRSS / 1024), int64(st.VmHWM / 1024), nil
 }
 
 // loadAvg is /proc/loadavg's 1, 5 and 15 minute averages.
 func loadAvg() string {
-	b, err := os.ReadFile("/proc/loadavg")
+	proc, err := procfs.NewDefaultFS()
 	if err != nil {
 		return "unknown"
 	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
+	a, err := proc.LoadAvg()
+	if err != nil {
 		return "unknown"
 	}
-	return strings.Join(f[:3], " ")
+	return fmt.Sprintf("%.2f %.2f %.2f", a.Load1, a.Load5, a.Load15)
 }

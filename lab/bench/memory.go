@@ -35,7 +35,7 @@ func (h *harness) memory(ctx context.Context) (*Section, error) {
 	}
 	var hwm [2]int64
 	for i, pid := range pids {
-		hwm[i], _ = procKiB(pid, "VmHWM")
+		_, hwm[i], _ = procMemKiB(pid)
 	}
 	Log("memory: listing %d bytes in %s; RSS before %v peak %v KiB; VmHWM %v KiB", l.bytes, l.took.Round(time.Millisecond), l.before, l.peak, hwm)
 	growth := max(l.peak[0]-l.before[0], l.peak[1]-l.before[1])
@@ -68,7 +68,7 @@ type listing struct {
 func (h *harness) listAll(ctx context.Context, pids [2]int) (listing, error) {
 	var l listing
 	for i, pid := range pids {
-		l.before[i], _ = procKiB(pid, "VmRSS")
+		l.before[i], _, _ = procMemKiB(pid)
 		l.peak[i] = l.before[i]
 	}
 	stop := make(chan struct{})
@@ -106,7 +106,7 @@ func sampleRSS(pids [2]int, peak *[2]int64, stop <-chan struct{}) {
 		case <-t.C:
 		}
 		for i, pid := range pids {
-			if v, err := procKiB(pid, "VmRSS"); err == nil && v > peak[i] {
+			if v, _, err := procMemKiB(pid); err == nil && v > peak[i] {
 				peak[i] = v
 			}
 		}

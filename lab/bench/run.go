@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/procfs"
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/kvstack/kvstack/internal/config"
@@ -341,12 +342,13 @@ func (h *harness) describe(ctx context.Context) {
 	r := h.rep
 	add := func(k, v string) { r.Machine = append(r.Machine, [2]string{k, v}) }
 	add("CPUs (nproc)", strconv.Itoa(runtime.NumCPU()))
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		add("memory", strings.Join(strings.Fields(strings.SplitN(string(b), "\n", 2)[0])[1:], " "))
+	proc, _ := procfs.NewDefaultFS()
+	if mem, err := proc.Meminfo(); err == nil && mem.MemTotal != nil {
+		add("memory", fmt.Sprintf("%d kB", *mem.MemTotal))
 	}
 	add("kernel", cmdOut("uname", "-sr"))
-	if m := cmdOut("sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"); m != "" {
-		add("CPU", strings.TrimSpace(m))
+	if cpus, err := proc.CPUInfo(); err == nil && len(cpus) > 0 {
+		add("CPU", cpus[0].ModelName)
 	}
 	add("Go", runtime.Version())
 	var pgv string

@@ -1,13 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/procfs"
 )
 
 // lock takes the machine's campaign lock (one campaign at a time: the
@@ -54,17 +55,10 @@ func waitNoBench(ctx context.Context) error {
 
 // benchPid is the pid of a running kvbench, or 0.
 func benchPid() int {
-	cmdlines, _ := filepath.Glob("/proc/[0-9]*/cmdline")
-	for _, f := range cmdlines {
-		b, err := os.ReadFile(f)
-		if err != nil || len(b) == 0 {
-			continue
-		}
-		argv0, _, _ := bytes.Cut(b, []byte{0})
-		if filepath.Base(string(argv0)) == "kvbench" {
-			var pid int
-			fmt.Sscanf(filepath.Base(filepath.Dir(f)), "%d", &pid)
-			return pid
+	procs, _ := procfs.AllProcs()
+	for _, p := range procs {
+		if argv, err := p.CmdLine(); err == nil && len(argv) > 0 && filepath.Base(argv[0]) == "kvbench" {
+			return p.PID
 		}
 	}
 	return 0

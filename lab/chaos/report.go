@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/prometheus/procfs"
 )
 
 type report struct {
@@ -88,18 +90,15 @@ func oneLine(name string, args ...string) string {
 }
 
 func cpuModel() string {
-	b, err := os.ReadFile("/proc/cpuinfo")
+	proc, err := procfs.NewDefaultFS()
 	if err != nil {
 		return "?"
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "model name") {
-			if _, v, ok := strings.Cut(line, ":"); ok {
-				return strings.TrimSpace(v)
-			}
-		}
+	cpus, err := proc.CPUInfo()
+	if err != nil || len(cpus) == 0 {
+		return "?"
 	}
-	return "?"
+	return cpus[0].ModelName
 }
 
 // resultsTable writes the results' table and the faults' descriptions.
