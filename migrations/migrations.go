@@ -7,13 +7,13 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
-	"github.com/pressly/goose/v3/database"
 	"github.com/pressly/goose/v3/lock"
 )
 
@@ -69,34 +69,42 @@ func newProvider(db *sql.DB, fsys fs.FS, lockID int64) (*goose.Provider, error) 
 	if err != nil {
 		return nil, err
 	}
-	store, err := database.NewStore(database.DialectPostgres, goose.DefaultTablename)
-	if err != nil {
-		return nil, err
-	}
-	return goose.NewProvider(goose.DialectCustom, db, fsys,
-		goose.WithStore(adoptingStore{store.(database.StoreExtender)}),
-		goose.WithSessionLocker(locker),
+	return goose.NewProvider(goose.DialectPostgres, db, fsys,
+		goose.WithSessionLocker(adoptingLocker{locker}),
 		goose.WithDisableGlobalRegistry(true))
 }
 
-// adoptingStore is goose's PostgreSQL store that, when it creates its
-// version table, adopts the versions kvstack's own migrator recorded before
-// goose (table schema_migrations), so that a database it migrated is not
-// migrated again. goose creates the table and records version 0 in one
-// transaction under the lock; the adoption joins them.
-type adoptingStore struct{ database.StoreExtender }
+// adoptingLocker is goose's session lock that, once held, adopts the
+// versions kvstack's own migrator recorded before goose (table
+// schema_migrations) and goose's table lacks, so that a database that
+// migrator migrated is not migrated again, even one an older binary
+// migrated further after goose first ran. goose takes the lock only when
+// its first look (which creates its table) finds a version to apply.
+type adoptingLocker struct{ lock.SessionLocker }
 
-func (s adoptingStore) Insert(ctx context.Context, db database.DBTxConn, req database.InsertRequest) error {
-	if err := s.StoreExtender.Insert(ctx, db, req); err != nil || req.Version != 0 {
+func (l adoptingLocker) SessionLock(ctx context.Context, conn *sql.Conn) error {
+	if err := l.SessionLocker.SessionLock(ctx, conn); err != nil {
 		return err
 	}
-	var legacy bool
-	err := db.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_tables
-		WHERE schemaname = current_schema() AND tablename = 'schema_migrations')`).Scan(&legacy)
-	if err != nil || !legacy {
+	if err := adopt(ctx, conn); err != nil {
+		return errors.Join(err, l.SessionUnlock(context.WithoutCancel(ctx), conn))
+	}
+	return nil
+}
+
+func adopt(ctx context.Context, conn *sql.Conn) error {
+	var both bool
+	err := conn.QueryRowContext(ctx, `SELECT count(*) = 2 FROM pg_tables WHERE schemaname = current_schema()
+		AND tablename IN ('schema_migrations', '`+goose.DefaultTablename+`')`).Scan(&both)
+	if err != nil || !both {
 		return err
 	}
-	_, err = db.ExecContext(ctx, `INSERT INTO `+s.Tablename()+` (version_id, is_applied, tstamp)
-		SELECT version, true, applied_at FROM schema_migrations ORDER BY version`)
-	return err
+	_, err = conn.ExecContext(ctx, `INSERT INTO `+goose.DefaultTablename+` (version_id, is_applied, tstamp)
+		SELECT version, true, applied_at FROM schema_migrations m
+		WHERE NOT EXISTS (SELECT 1 FROM `+goose.DefaultTablename+` g WHERE g.version_id = m.version)
+		ORDER BY version`)
+	if err != nil {
+		return fmt.Errorf("adopt the versions of schema_migrations: %w", err)
+	}
+	return nil
 }

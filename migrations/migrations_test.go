@@ -131,16 +131,8 @@ func applyConcurrently(t *testing.T, pool *pgxpool.Pool) {
 // testdata/legacy_v2.sql) is adopted by processes upgrading at once: the
 // versions it recorded are not run again, its data and token key stay.
 func TestApplyUpgradesADatabaseOfTheMigratorBeforeGoose(t *testing.T) {
-	pool := pgtest.MustEmptyPool(t)
+	pool := loadLegacy(t)
 	ctx := testContext(t)
-	dump, err := os.ReadFile("testdata/legacy_v2.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pool.Exec(ctx, string(dump)); err != nil {
-		t.Fatalf("load the legacy schema: %v", err)
-	}
-
 	applyConcurrently(t, pool)
 
 	got := recorded(t, pool)
@@ -155,13 +147,57 @@ func TestApplyUpgradesADatabaseOfTheMigratorBeforeGoose(t *testing.T) {
 		}
 	}
 	var key, value string
-	err = pool.QueryRow(ctx, `SELECT (SELECT value FROM kv_settings WHERE name = 'token_key'), (SELECT value FROM kv_store WHERE key = 'kept')`).Scan(&key, &value)
+	err := pool.QueryRow(ctx, `SELECT (SELECT value FROM kv_settings WHERE name = 'token_key'), (SELECT value FROM kv_store WHERE key = 'kept')`).Scan(&key, &value)
 	if err != nil {
 		t.Fatalf("read the legacy data: %v", err)
 	}
 	if key != "82846927c8594f9aad665ab121b8e950fc3b476157dd43fcbdb82a0329074b63" || value != "v" {
 		t.Errorf("after the upgrade: token key %q, key kept = %q; want the legacy ones", key, value)
 	}
+}
+
+// An older binary may still migrate with the old migrator after goose
+// first ran (a rollback, a branch): goose adopts what it recorded on every
+// run, and does not run that file again.
+func TestApplyAdoptsWhatTheOldMigratorRecordsLater(t *testing.T) {
+	pool := loadLegacy(t)
+	ctx := testContext(t)
+	if err := migrations.Apply(ctx, pool); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	const v3 = "ALTER TABLE kv_store ADD COLUMN written_by TEXT;" // fails when run twice
+	_, err := pool.Exec(ctx, v3+"INSERT INTO schema_migrations (version, name) VALUES (3, 'add_written_by')")
+	if err != nil {
+		t.Fatalf("the old migrator's version 3: %v", err)
+	}
+	fsys := fstest.MapFS{"0003_add_written_by.sql": {Data: []byte("-- +goose Up\n" + v3 + "\n")}}
+	for _, name := range []string{"0001_create_kv_store.sql", "0002_create_kv_settings.sql"} {
+		b, err := fs.ReadFile(migrations.Files, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fsys[name] = &fstest.MapFile{Data: b}
+	}
+	if err := migrations.ApplyFS(ctx, pool, fsys); err != nil {
+		t.Fatalf("Apply with version 3: %v", err)
+	}
+	if got := recorded(t, pool); len(got) != 3 || got[2].Version != 3 {
+		t.Errorf("recorded %v, want versions 1 to 3", got)
+	}
+}
+
+// loadLegacy is a schema at version 2 as our own migrator left it.
+func loadLegacy(t *testing.T) *pgxpool.Pool {
+	t.Helper()
+	pool := pgtest.MustEmptyPool(t)
+	dump, err := os.ReadFile("testdata/legacy_v2.sql")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(testContext(t), string(dump)); err != nil {
+		t.Fatalf("load the legacy schema: %v", err)
+	}
+	return pool
 }
 
 // A file that fails rolls back alone: the ones before it stay applied and
