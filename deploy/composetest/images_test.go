@@ -26,9 +26,9 @@ var imageBinaries = map[string][]string{
 	// redis-server and redis-cli in /usr/local/bin; FROM alpine, whose base
 	// holds busybox (sh, awk, grep) and musl-utils (getent).
 	"redis:7-alpine": {"redis-server", "redis-cli", "sh", "/bin/sh", "awk", "grep", "getent"},
-	// docker-library/rabbitmq 3.13/alpine/Dockerfile:
+	// docker-library/rabbitmq 4.3/alpine/Dockerfile:
 	// PATH=$RABBITMQ_HOME/sbin, the generic-unix release's scripts.
-	"rabbitmq:3.13-management-alpine": {"rabbitmq-server", "rabbitmqctl", "rabbitmq-diagnostics"},
+	"rabbitmq:4.3.4-management-alpine": {"rabbitmq-server", "rabbitmqctl", "rabbitmq-diagnostics"},
 	// nginx/docker-nginx mainline/alpine-slim/Dockerfile: FROM alpine
 	// (busybox: sh, wget), `apk add gettext-envsubst` for the templates;
 	// mainline/alpine adds curl.

@@ -1,11 +1,15 @@
 package k8s
 
 import (
+	"slices"
+	"strings"
 	"testing"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
@@ -172,7 +176,73 @@ func TestChecksCatch(t *testing.T) {
 		}},
 		{"the PostgreSQL exporter kept out of PostgreSQL", "network", "prod", func(m *manifests, s *sources) {
 			np := policy(m, "kvstack-pg")
-			np.Spec.Ingress = append(np.Spec.Ingress[:1:1], np.Spec.Ingress[2:]...) // its rule, the second
+			np.Spec.Ingress[0].From = np.Spec.Ingress[0].From[:2] // the exporter is the third peer
+		}},
+		{"the monitoring namespace let into the API", "network", "prod", func(m *manifests, s *sources) {
+			np := policy(m, "kvstack-api")
+			np.Spec.Ingress = append(np.Spec.Ingress, networkingv1.NetworkPolicyIngressRule{From: []networkingv1.NetworkPolicyPeer{{
+				NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": "monitoring"}}}}})
+		}},
+		{"DNS through kube-dns only (NodeLocal DNSCache cut off)", "network", "dev", func(m *manifests, s *sources) {
+			np := policy(m, "kvstack-consumer")
+			np.Spec.Egress[0].To = np.Spec.Egress[0].To[:1]
+		}},
+		{"a bare image name", "images", "dev", func(m *manifests, s *sources) { api(m).Image = "kvstack:0.1.0" }},
+		{"an autoscaled Deployment with replicas", "scaling", "prod", func(m *manifests, s *sources) {
+			m.deployment("kvstack-consumer").Spec.Replicas = new(int32(1))
+		}},
+		{"a wait longer than the API's stop", "scaling", "dev", func(m *manifests, s *sources) { s.env["api"]["KV_WAIT_MAX"] = "60s" }},
+		{"RabbitMQ's volume at the operator's disk limit", "capacity", "dev", func(m *manifests, s *sources) {
+			m.rabbitmqs[0].Spec.Persistence.Storage = new(resource.MustParse("2Gi"))
+		}},
+		{"a disk limit raised in additionalConfig", "capacity", "prod", func(m *manifests, s *sources) {
+			m.rabbitmqs[0].Spec.Rabbitmq.AdditionalConfig += "disk_free_limit.absolute = 8GB\n"
+		}},
+		{"PostgreSQL given more connections than its memory holds", "capacity", "dev", func(m *manifests, s *sources) {
+			m.postgreses[0].Spec.PostgresConfiguration.Parameters["max_connections"] = "1000"
+		}},
+		{"Redis without maxmemory", "redis", "dev", func(m *manifests, s *sources) {
+			m.redises[0].Spec.RedisConfig.AdditionalRedisConfig = nil
+		}},
+		{"Redis followers without maxmemory", "redis", "prod", func(m *manifests, s *sources) {
+			m.redisClusters[0].Spec.RedisFollower.RedisConfig = nil
+		}},
+		{"maxmemory at the container's limit", "redis", "prod", func(m *manifests, s *sources) {
+			cm := m.configMap(*m.redisClusters[0].Spec.RedisLeader.RedisConfig.AdditionalRedisConfig)
+			cm.Data[redisAdditionalKey] = "maxmemory 512mb\nmaxmemory-policy allkeys-lru\n"
+		}},
+		{"an alert without kvstack's namespace", "routing", "prod", func(m *manifests, s *sources) {
+			for i, r := range m.rules[0].Spec.Groups[0].Rules {
+				if r.Alert != "" {
+					delete(m.rules[0].Spec.Groups[0].Rules[i].Labels, "namespace")
+					return
+				}
+			}
+		}},
+		{"an AlertmanagerConfig in another namespace", "routing", "dev", func(m *manifests, s *sources) { m.amConfigs[0].Namespace = "elsewhere" }},
+		{"RabbitMQ 3.13, out of community support", "versions", "dev", func(m *manifests, s *sources) {
+			m.rabbitmqs[0].Spec.Image = "rabbitmq:3.13.7-management"
+		}},
+		{"Redis 7.0, end of life", "versions", "prod", func(m *manifests, s *sources) {
+			m.redisClusters[0].Spec.KubernetesConfig.Image = "quay.io/opstree/redis:v7.0.15"
+		}},
+		{"the exporter as the app's owner", "postgres", "prod", func(m *manifests, s *sources) {
+			c := &m.deployment("kvstack-postgres-exporter").Spec.Template.Spec.Containers[0]
+			envVar(c, "DATA_SOURCE_USER").ValueFrom.SecretKeyRef.Name = "kvstack-pg-app"
+			envVar(c, "DATA_SOURCE_PASS").ValueFrom.SecretKeyRef.Name = "kvstack-pg-app"
+		}},
+		{"the monitoring role out of pg_monitor", "postgres", "dev", func(m *manifests, s *sources) {
+			m.postgreses[0].Spec.Managed.Roles[0].InRoles = nil
+		}},
+		{"CloudNativePG's exporter not scraped", "postgres", "prod", func(m *manifests, s *sources) {
+			m.podMonitors = slices.DeleteFunc(m.podMonitors, func(pm *monitoringv1.PodMonitor) bool {
+				return selects(&pm.Spec.Selector, map[string]string{postgresPodLabel: "kvstack-pg"})
+			})
+		}},
+		{"the standby query run on the primary only", "postgres", "dev", func(m *manifests, s *sources) {
+			sel := m.postgreses[0].Spec.Monitoring.CustomQueriesConfigMap[0]
+			cm := m.configMap(sel.Name)
+			cm.Data[sel.Key] = strings.Replace(cm.Data[sel.Key], "query:", "master: true\n  query:", 1)
 		}},
 		{"Redis open to every namespace", "network", "prod", func(m *manifests, s *sources) {
 			np := policy(m, "kvstack-redis")

@@ -26,6 +26,11 @@ var checks = map[string]check{
 	"images":     checkImages,
 	"secrets":    checkSecrets,
 	"network":    checkNetwork,
+	"capacity":   checkCapacity,
+	"redis":      checkRedisMemory,
+	"routing":    checkAlertRouting,
+	"versions":   checkVersions,
+	"postgres":   checkPostgresMonitoring,
 }
 
 func TestCrossChecks(t *testing.T) {
@@ -252,8 +257,9 @@ func checkProbes(t testing.TB, m *manifests, s *sources) problems {
 
 // The API scales by CPU between an HPA's bounds behind a disruption budget
 // and spreads across nodes; the consumer scales on both queues by KEDA,
-// never below one; each pod is given time to stop cleanly; at their
-// maxima, the pools fit PostgreSQL's max_connections.
+// never below one; no Deployment names the replicas its autoscaler owns;
+// each pod is given time to stop cleanly; at their maxima, the pools fit
+// PostgreSQL's max_connections.
 func checkScaling(t testing.TB, m *manifests, s *sources) problems {
 	var p problems
 	api, consumer := m.deployment("kvstack-api"), m.deployment("kvstack-consumer")
@@ -276,8 +282,12 @@ func checkScaling(t testing.TB, m *manifests, s *sources) problems {
 	if !hpaFound {
 		p.add("no HPA scales %s", api.Name)
 	}
-	if prod && (api.Spec.Replicas == nil || *api.Spec.Replicas < 2) {
-		p.add("%s: %v replicas, want at least 2 in prod", api.Name, api.Spec.Replicas)
+	// An autoscaler owns the replicas of its target: a Deployment that
+	// names them too is scaled back to that number by every apply.
+	for _, d := range m.deployments {
+		if d.Spec.Replicas != nil && m.autoscaled(d.Name) {
+			p.add("%s: spec.replicas %d under an autoscaler: every apply would scale it back to that", d.Name, *d.Spec.Replicas)
+		}
 	}
 	pdb := false
 	for _, b := range m.pdbs {
@@ -334,7 +344,12 @@ func checkScaling(t testing.TB, m *manifests, s *sources) problems {
 		p.add("no ScaledObject scales %s", consumer.Name)
 	}
 
-	// Graceful stops.
+	// Graceful stops: the kubelet sends SIGTERM after the preStop hook,
+	// and kills the pod terminationGracePeriodSeconds after the hook began.
+	// The API's stop waits for its requests in flight, the longest of which
+	// (?wait=: a publish, then up to KV_WAIT_MAX) must fit in its
+	// KV_SHUTDOWN_TIMEOUT, or a rollout cuts it and the edge, seeing no
+	// answer, sends the write again; then any drain the binary does.
 	for _, k := range m.kvContainers() {
 		if k.init {
 			continue
@@ -348,7 +363,18 @@ func checkScaling(t testing.TB, m *manifests, s *sources) problems {
 			p.add("%v", err)
 			continue
 		}
-		if k.bin == "consumer" {
+		switch k.bin {
+		case "api":
+			wait, err1 := s.duration(k, "KV_WAIT_MAX")
+			publish, err2 := s.duration(k, "RABBITMQ_PUBLISH_TIMEOUT")
+			if err1 != nil || err2 != nil {
+				p.add("%v %v", err1, err2)
+				continue
+			}
+			if longest := wait + publish; need < longest {
+				p.add("%s: KV_SHUTDOWN_TIMEOUT %s, shorter than the longest request (KV_WAIT_MAX %s + RABBITMQ_PUBLISH_TIMEOUT %s): a rollout cuts it", k, need, wait, publish)
+			}
+		case "consumer":
 			batch, err1 := s.duration(k, "CONSUMER_SHUTDOWN_GRACE")
 			wait, err2 := s.duration(k, "CONSUMER_BATCH_WAIT")
 			if err1 != nil || err2 != nil {
@@ -356,6 +382,16 @@ func checkScaling(t testing.TB, m *manifests, s *sources) problems {
 				continue
 			}
 			need = max(need, batch+wait)
+		}
+		// A drain before the stop (issue 21), when the binary has one.
+		for _, name := range []string{"KV_DRAIN_TIMEOUT", "KV_DRAIN_DELAY"} {
+			if _, reads := s.env[k.bin][name]; reads {
+				d, err := s.duration(k, name)
+				if err != nil {
+					p.add("%v", err)
+				}
+				need += d
+			}
 		}
 		needSec := int64(need.Seconds())
 		if ps := k.c.Lifecycle; ps != nil && ps.PreStop != nil && ps.PreStop.Sleep != nil {
@@ -450,7 +486,7 @@ func checkIngress(t testing.TB, m *manifests, s *sources) problems {
 				if hp.PathType == nil || *hp.PathType != "Exact" {
 					p.add("Ingress %s: path %s is not Exact: it would route what lies below it", ing.Name, hp.Path)
 				}
-				if strings.HasPrefix(hp.Path, "/metrics") || strings.HasPrefix(hp.Path, "/debug") || !s.serves(hp.Path) {
+				if strings.HasPrefix(hp.Path, "/metrics") || strings.HasPrefix(hp.Path, "/debug") || slices.Contains(probePaths, hp.Path) || !s.serves(hp.Path) {
 					p.add("Ingress %s routes %s, which must not be public or is not served", ing.Name, hp.Path)
 				}
 				b := hp.Backend.Service
@@ -462,10 +498,20 @@ func checkIngress(t testing.TB, m *manifests, s *sources) problems {
 		}
 	}
 	slices.Sort(paths)
-	if want := conf.routed(); !slices.Equal(paths, want) {
-		p.add("Ingress paths %v, nginx routes %v", paths, want)
+	if want := publicRoutes(conf); !slices.Equal(paths, want) {
+		p.add("Ingress paths %v, want the API's routes that nginx routes %v", paths, want)
 	}
 	return p
+}
+
+// probePaths are the routes the kubelet probes: nginx routes them for
+// compose's and the native stack's health checks, a public edge must not
+// (they tell anyone the state of every dependency).
+var probePaths = []string{"/healthz", "/readyz"}
+
+// publicRoutes are what nginx routes, but the probes.
+func publicRoutes(conf nginxConf) []string {
+	return slices.DeleteFunc(conf.routed(), func(p string) bool { return slices.Contains(probePaths, p) })
 }
 
 // writesNotRetriedAfterReadTimeout: a path that carries writes may retry on

@@ -8,7 +8,9 @@ import (
 	"slices"
 	"testing"
 
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	kyaml "sigs.k8s.io/kustomize/kyaml/yaml"
+	"sigs.k8s.io/yaml"
 )
 
 var update = flag.Bool("update", false, "rewrite the copies of the repository's files under base/ from their sources")
@@ -22,6 +24,7 @@ func copies(t testing.TB) map[string][]byte {
 		"base/jaeger/config.yaml":                          readRepo(t, "observability/jaeger.yaml"),
 		"base/observability/postgres-exporter-queries.yml": readRepo(t, "observability/postgres-exporter/queries.yml"),
 		"base/observability/prometheusrule.yaml":           prometheusRule(t),
+		"base/observability/postgres-instance-queries.yml": instanceQueriesFile(t),
 	}
 	for _, f := range globRepo(t, "grafana/dashboards/*.json") {
 		out["base/observability/"+filepath.Base(f)] = readRepo(t, f)
@@ -44,10 +47,34 @@ func globRepo(t testing.TB, pattern string) []string {
 	return rel
 }
 
-const ruleHeader = `# Generated from observability/rules/*.yml, their groups in file order:
-# do not edit; change the rules there, then
+const ruleHeader = `# Generated from observability/rules/*.yml, their groups in file order,
+# every alert labelled with kvstack's namespace (alertNamespace): do not
+# edit; change the rules there, then
 #   cd deploy/k8s && go test -run TestCopies -update
 `
+
+// alertNamespace is the label every alert carries, so that the platform's
+// Alertmanager routes it to kvstack's AlertmanagerConfig under the
+// operator's default matcher strategy, OnNamespace, whatever its
+// expression aggregates away (routing_test.go).
+const alertNamespace = "kvstack"
+
+// withNamespace adds alertNamespace to the labels of every alerting rule.
+func withNamespace(groups []monitoringv1.RuleGroup) []monitoringv1.RuleGroup {
+	for i := range groups {
+		for j := range groups[i].Rules {
+			r := &groups[i].Rules[j]
+			if r.Alert == "" {
+				continue
+			}
+			if r.Labels == nil {
+				r.Labels = map[string]string{}
+			}
+			r.Labels["namespace"] = alertNamespace
+		}
+	}
+	return groups
+}
 
 // prometheusRule wraps the groups of every rule file, comments and all, in
 // one PrometheusRule.
@@ -76,6 +103,24 @@ spec:
 		if err != nil || g == nil {
 			t.Fatalf("%s: no groups (%v)", f, err)
 		}
+		for _, group := range g.Content() {
+			rs, err := kyaml.NewRNode(group).Pipe(kyaml.Lookup("rules"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rs == nil {
+				continue
+			}
+			for _, rule := range rs.Content() {
+				r := kyaml.NewRNode(rule)
+				if r.Field("alert") == nil {
+					continue
+				}
+				if _, err := r.Pipe(kyaml.LookupCreate(kyaml.MappingNode, "labels"), kyaml.SetField("namespace", kyaml.NewStringRNode(alertNamespace))); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
 		groups.YNode().Content = append(groups.YNode().Content, g.YNode().Content...)
 	}
 	s, err := doc.String()
@@ -83,6 +128,22 @@ spec:
 		t.Fatal(err)
 	}
 	return []byte(ruleHeader + s)
+}
+
+const instanceQueriesHeader = `# Generated from observability/postgres-exporter/queries.yml (cnpgQueries):
+# the queries CloudNativePG's exporter runs on every instance, each
+# series named cnpg_<query>_<column> (monitoring.yaml renames them). Do not
+# edit; change the queries there, then
+#   cd deploy/k8s && go test -run TestCopies -update
+`
+
+func instanceQueriesFile(t testing.TB) []byte {
+	t.Helper()
+	out, err := yaml.Marshal(cnpgQueries(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append([]byte(instanceQueriesHeader), out...)
 }
 
 // The copies under base/ equal what their sources make today.

@@ -149,9 +149,15 @@ type pod struct {
 	ns     string
 	labels map[string]string
 	ports  map[string]int32 // named container ports
+	ip     string           // a host-network endpoint has an address only
 }
 
-func (p pod) String() string { return fmt.Sprintf("%s%v", p.ns, p.labels) }
+func (p pod) String() string {
+	if p.ip != "" {
+		return p.ip
+	}
+	return fmt.Sprintf("%s%v", p.ns, p.labels)
+}
 
 // allowed reports whether the NetworkPolicies let traffic from `from` reach
 // `to` on port (TCP) — as Kubernetes reads them: a pod no policy of a
@@ -202,6 +208,11 @@ func peersMatch(peers []networkingv1.NetworkPolicyPeer, policyNS string, other p
 	for _, p := range peers {
 		switch {
 		case p.IPBlock != nil:
+			if other.ip != "" && inBlock(p.IPBlock, other.ip) {
+				return true
+			}
+		case other.ip != "":
+			// Selectors pick pods, not a host-network address.
 		case p.NamespaceSelector == nil:
 			if other.ns == policyNS && (p.PodSelector == nil || selects(p.PodSelector, other.labels)) {
 				return true
@@ -213,6 +224,20 @@ func peersMatch(peers []networkingv1.NetworkPolicyPeer, policyNS string, other p
 		}
 	}
 	return false
+}
+
+func inBlock(b *networkingv1.IPBlock, ip string) bool {
+	_, cidr, err := net.ParseCIDR(b.CIDR)
+	addr := net.ParseIP(ip)
+	if err != nil || addr == nil || !cidr.Contains(addr) {
+		return false
+	}
+	for _, e := range b.Except {
+		if _, ex, err := net.ParseCIDR(e); err == nil && ex.Contains(addr) {
+			return false
+		}
+	}
+	return true
 }
 
 func portsMatch(ports []networkingv1.NetworkPolicyPort, port int32, named map[string]int32) bool {
@@ -268,4 +293,28 @@ func nginxSeconds(v string) (int64, error) {
 	}
 	d, err := time.ParseDuration(v)
 	return int64(d / time.Second), err
+}
+
+// namespace is the namespace the build installs into.
+func (m *manifests) namespace() string {
+	if len(m.namespaces) == 1 {
+		return m.namespaces[0].Name
+	}
+	return "kvstack"
+}
+
+// autoscaled reports whether an HPA or a KEDA ScaledObject scales the
+// Deployment name.
+func (m *manifests) autoscaled(name string) bool {
+	for _, h := range m.hpas {
+		if h.Spec.ScaleTargetRef.Kind == "Deployment" && h.Spec.ScaleTargetRef.Name == name {
+			return true
+		}
+	}
+	for _, so := range m.scaledObjects {
+		if so.Spec.ScaleTargetRef != nil && so.Spec.ScaleTargetRef.Name == name && (so.Spec.ScaleTargetRef.Kind == "" || so.Spec.ScaleTargetRef.Kind == "Deployment") {
+			return true
+		}
+	}
+	return false
 }

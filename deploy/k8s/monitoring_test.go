@@ -91,6 +91,9 @@ func (m *manifests) scrapeablePods() []pod {
 	for _, r := range m.rabbitmqs {
 		out = append(out, pod{ns: ns, labels: map[string]string{rabbitmqPodLabel: r.Name}, ports: map[string]int32{"prometheus": 15692}})
 	}
+	for _, pg := range m.postgreses {
+		out = append(out, pod{ns: ns, labels: map[string]string{postgresPodLabel: pg.Name}, ports: map[string]int32{postgresMetricsPort: postgresMetricsNum}})
+	}
 	redisPod := func(app string, e *RedisExporter) pod {
 		p := pod{ns: ns, labels: map[string]string{redisPodLabel: app}, ports: map[string]int32{}}
 		if e != nil && e.Enabled {
@@ -156,7 +159,7 @@ func checkMonitoring(t testing.TB, m *manifests, s *sources) problems {
 		if strict, err := kjson.UnmarshalStrict(j, &file); err != nil || len(strict) > 0 {
 			p.add("%s does not decode into PrometheusRule groups: %v %v", f, err, strict)
 		}
-		want = append(want, file.Groups...)
+		want = append(want, withNamespace(file.Groups)...)
 	}
 	if len(m.rules) != 1 {
 		p.add("want one PrometheusRule, have %d", len(m.rules))

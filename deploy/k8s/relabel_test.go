@@ -13,7 +13,7 @@ import (
 // relabel applies metric relabelings to one series as Prometheus does
 // (replace, keep, drop, labeldrop: the actions kvstack uses); ok is false
 // when the series is dropped.
-func relabel(t *testing.T, cfgs []monitoringv1.RelabelConfig, series map[string]string) (out map[string]string, ok bool) {
+func relabel(t testing.TB, cfgs []monitoringv1.RelabelConfig, series map[string]string) (out map[string]string, ok bool) {
 	t.Helper()
 	out = maps.Clone(series)
 	for _, c := range cfgs {
