@@ -170,12 +170,12 @@ check-dashboards: ## Decode grafana/dashboards strictly with the Grafana Foundat
 test-compose: jaeger ## Check docker-compose.yml, docker-compose.ha.yml, the Dockerfile and the rendered configs (promtool, amtool, nginx -t, jaeger validate; no Docker needed)
 	cd deploy/composetest && $(GO) vet ./... && $(GO) test -count=1 ./...
 
-test-k8s: ## Build deploy/k8s's overlays with kustomize and check them against their real types and the repository (no cluster needed)
+test-k8s: ## Render deploy/k8s/chart for each values file and check it against the real types, schemas and the repository (no cluster needed)
 	cd deploy/k8s && $(GO) vet ./... && $(GO) test -count=1 ./...
 
 OVERLAY ?= dev
-k8s: ## Print the Kubernetes manifests of OVERLAY (dev|prod), for: make k8s OVERLAY=prod | kubectl apply -f -
-	@cd deploy/k8s && $(GO) run ./cmd/render overlays/$(OVERLAY)
+k8s: ## Print the chart's manifests for values/OVERLAY.yaml (dev|prod|prod-external), as helm template does
+	@cd deploy/k8s && $(GO) run ./cmd/render $(OVERLAY)
 
 e2e: up ## End-to-end tests through nginx on the native stack (starts what is down)
 	$(GO) vet -tags e2e ./e2e/...

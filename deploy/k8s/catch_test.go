@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
 // Each check fails when a source changes without the manifests following,
@@ -33,15 +34,6 @@ func TestChecksCatch(t *testing.T) {
 			}
 		}
 		t.Fatalf("no NetworkPolicy %s", name)
-		return nil
-	}
-	annotations := func(m *manifests, name string) map[string]string {
-		for _, ing := range m.ingresses {
-			if ing.Name == name {
-				return ing.Annotations
-			}
-		}
-		t.Fatalf("no Ingress %s", name)
 		return nil
 	}
 	cases := []struct {
@@ -89,23 +81,30 @@ func TestChecksCatch(t *testing.T) {
 		{"Redis without replicas in prod", "engines", "prod", func(m *manifests, s *sources) {
 			m.redisClusters[0].Spec.RedisFollower.Replicas = new(int32(0))
 		}},
-		{"the body limit changes", "ingress", "dev", func(m *manifests, s *sources) { s.env["api"]["KV_MAX_BODY_BYTES"] = "2097152" }},
-		{"/metrics routed", "ingress", "prod", func(m *manifests, s *sources) {
-			paths := &m.ingresses[0].Spec.Rules[0].HTTP.Paths
-			*paths = append(*paths, (*paths)[0])
-			(*paths)[len(*paths)-1].Path = "/metrics"
+		{"/metrics routed", "edge", "prod", func(m *manifests, s *sources) {
+			r := &m.httpRoutes[0].Spec.Rules
+			*r = append(*r, (*r)[0])
+			(*r)[len(*r)-1].Matches = []gatewayv1.HTTPRouteMatch{{Path: &gatewayv1.HTTPPathMatch{Type: new(gatewayv1.PathMatchExact), Value: new("/metrics")}}}
 		}},
-		{"a Prefix path", "ingress", "prod", func(m *manifests, s *sources) {
-			m.ingresses[0].Spec.Rules[0].HTTP.Paths[0].PathType = new(networkingv1.PathTypePrefix)
+		{"a Prefix path", "edge", "dev", func(m *manifests, s *sources) {
+			m.httpRoutes[0].Spec.Rules[0].Matches[0].Path.Type = new(gatewayv1.PathMatchPathPrefix)
 		}},
-		{"a read timeout unlike nginx's", "ingress", "dev", func(m *manifests, s *sources) {
-			m.ingresses[1].Annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"] = "5"
+		{"a timeout unlike nginx's", "edge", "prod-external", func(m *manifests, s *sources) {
+			m.httpRoutes[0].Spec.Rules[1].Timeouts.BackendRequest = new(gatewayv1.Duration("5s"))
 		}},
-		{"writes retried on the API's 503", "ingress", "prod", func(m *manifests, s *sources) {
-			annotations(m, "kvstack")["nginx.ingress.kubernetes.io/proxy-next-upstream"] = "error timeout http_502 http_503"
+		{"writes retried on the API's 503", "edge", "prod", func(m *manifests, s *sources) {
+			m.httpRoutes[0].Spec.Rules[0].Retry.Codes = []gatewayv1.HTTPRouteRetryStatusCode{502, 503}
 		}},
-		{"a write retried after its read timeout", "ingress", "dev", func(m *manifests, s *sources) {
-			annotations(m, "kvstack")["nginx.ingress.kubernetes.io/proxy-next-upstream-timeout"] = "35"
+		{"a write retried after its backend's timeout", "edge", "dev", func(m *manifests, s *sources) {
+			m.httpRoutes[0].Spec.Rules[0].Timeouts.Request = new(gatewayv1.Duration("70s"))
+		}},
+		{"the probes published", "edge", "prod", func(m *manifests, s *sources) {
+			r := &m.httpRoutes[0].Spec.Rules
+			*r = append(*r, (*r)[0])
+			(*r)[len(*r)-1].Matches = []gatewayv1.HTTPRouteMatch{{Path: &gatewayv1.HTTPPathMatch{Type: new(gatewayv1.PathMatchExact), Value: new("/readyz")}}}
+		}},
+		{"a certificate for another host", "edge", "dev", func(m *manifests, s *sources) {
+			m.certificates[0].Spec.DNSNames = []string{"other.example.com"}
 		}},
 		{"a job renamed", "monitoring", "prod", func(m *manifests, s *sources) {
 			m.serviceMonitors[0].Spec.Endpoints[0].RelabelConfigs[0].Replacement = new("api")
@@ -133,11 +132,6 @@ func TestChecksCatch(t *testing.T) {
 		{"the Redis nodes without their exporter", "monitoring", "prod", func(m *manifests, s *sources) {
 			m.redisClusters[0].Spec.RedisExporter = nil
 		}},
-		{"the edge scraped in kvstack's namespace", "monitoring", "dev", func(m *manifests, s *sources) {
-			for _, pm := range m.podMonitors {
-				pm.Spec.NamespaceSelector.MatchNames = nil
-			}
-		}},
 		{"kvstack:latest", "images", "prod", func(m *manifests, s *sources) { api(m).Image = "kvstack:latest" }},
 		{"an untagged engine", "images", "dev", func(m *manifests, s *sources) { m.rabbitmqs[0].Spec.Image = "rabbitmq" }},
 		{"RabbitMQ on another line than compose", "images", "prod", func(m *manifests, s *sources) {
@@ -147,6 +141,12 @@ func TestChecksCatch(t *testing.T) {
 			m.redises[0].Spec.RedisExporter.Image = "quay.io/opstree/redis-exporter:v1.44.0"
 		}},
 		{"a binary the Dockerfile does not build", "images", "prod", func(m *manifests, s *sources) { api(m).Command = []string{"/kvstack/kvbench"} }},
+		{"migrations after the install with managed databases", "migrations", "prod-external", func(m *manifests, s *sources) {
+			m.jobs[0].Annotations["helm.sh/hook"] = "post-install,pre-upgrade"
+		}},
+		{"migrations before the operators made the database", "migrations", "dev", func(m *manifests, s *sources) {
+			m.jobs[0].Annotations["helm.sh/hook"] = "pre-install,pre-upgrade"
+		}},
 		{"a Secret committed", "secrets", "dev", func(m *manifests, s *sources) {
 			m.secrets = append(m.secrets, &corev1.Secret{})
 		}},

@@ -13,21 +13,21 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-var update = flag.Bool("update", false, "rewrite the copies of the repository's files under base/ from their sources")
+var update = flag.Bool("update", false, "rewrite the copies of the repository's files under chart/files/ from their sources")
 
-// copies are the files of base/ made from the repository's own, so that
-// the kustomization needs nothing outside deploy/k8s; each is made by a
-// function of the source files.
+// copies are the files of chart/files/ made from the repository's own (a
+// chart holds all it reads: Helm packages the chart's directory alone);
+// each is made by a function of the source files.
 func copies(t testing.TB) map[string][]byte {
 	t.Helper()
 	out := map[string][]byte{
-		"base/jaeger/config.yaml":                          readRepo(t, "observability/jaeger.yaml"),
-		"base/observability/postgres-exporter-queries.yml": readRepo(t, "observability/postgres-exporter/queries.yml"),
-		"base/observability/prometheusrule.yaml":           prometheusRule(t),
-		"base/observability/postgres-instance-queries.yml": instanceQueriesFile(t),
+		"chart/files/jaeger.yaml":                   readRepo(t, "observability/jaeger.yaml"),
+		"chart/files/postgres-exporter-queries.yml": readRepo(t, "observability/postgres-exporter/queries.yml"),
+		"chart/files/prometheus-rules.yaml":         prometheusRules(t),
+		"chart/files/postgres-instance-queries.yml": instanceQueriesFile(t),
 	}
 	for _, f := range globRepo(t, "grafana/dashboards/*.json") {
-		out["base/observability/"+filepath.Base(f)] = readRepo(t, f)
+		out["chart/files/"+filepath.Base(f)] = readRepo(t, f)
 	}
 	return out
 }
@@ -47,20 +47,15 @@ func globRepo(t testing.TB, pattern string) []string {
 	return rel
 }
 
-const ruleHeader = `# Generated from observability/rules/*.yml, their groups in file order,
-# every alert labelled with kvstack's namespace (alertNamespace): do not
-# edit; change the rules there, then
+const ruleHeader = `# Generated from observability/rules/*.yml, their groups in file order: do
+# not edit; change the rules there, then
 #   cd deploy/k8s && go test -run TestCopies -update
+# templates/monitoring.yaml labels every alert with the release's namespace.
 `
 
-// alertNamespace is the label every alert carries, so that the platform's
-// Alertmanager routes it to kvstack's AlertmanagerConfig under the
-// operator's default matcher strategy, OnNamespace, whatever its
-// expression aggregates away (routing_test.go).
-const alertNamespace = "kvstack"
-
-// withNamespace adds alertNamespace to the labels of every alerting rule.
-func withNamespace(groups []monitoringv1.RuleGroup) []monitoringv1.RuleGroup {
+// withNamespace adds namespace ns to the labels of every alerting rule, as
+// the chart does.
+func withNamespace(groups []monitoringv1.RuleGroup, ns string) []monitoringv1.RuleGroup {
 	for i := range groups {
 		for j := range groups[i].Rules {
 			r := &groups[i].Rules[j]
@@ -70,26 +65,18 @@ func withNamespace(groups []monitoringv1.RuleGroup) []monitoringv1.RuleGroup {
 			if r.Labels == nil {
 				r.Labels = map[string]string{}
 			}
-			r.Labels["namespace"] = alertNamespace
+			r.Labels["namespace"] = ns
 		}
 	}
 	return groups
 }
 
-// prometheusRule wraps the groups of every rule file, comments and all, in
-// one PrometheusRule.
-func prometheusRule(t testing.TB) []byte {
+// prometheusRules puts the groups of every rule file, comments and all, in
+// one file.
+func prometheusRules(t testing.TB) []byte {
 	t.Helper()
-	doc := kyaml.MustParse(`apiVersion: monitoring.coreos.com/v1
-kind: PrometheusRule
-metadata:
-  name: kvstack
-  labels:
-    release: kube-prometheus-stack
-spec:
-  groups: []
-`)
-	groups, err := doc.Pipe(kyaml.Lookup("spec", "groups"))
+	doc := kyaml.MustParse("groups: []\n")
+	groups, err := doc.Pipe(kyaml.Lookup("groups"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,24 +89,6 @@ spec:
 		g, err := n.Pipe(kyaml.Lookup("groups"))
 		if err != nil || g == nil {
 			t.Fatalf("%s: no groups (%v)", f, err)
-		}
-		for _, group := range g.Content() {
-			rs, err := kyaml.NewRNode(group).Pipe(kyaml.Lookup("rules"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if rs == nil {
-				continue
-			}
-			for _, rule := range rs.Content() {
-				r := kyaml.NewRNode(rule)
-				if r.Field("alert") == nil {
-					continue
-				}
-				if _, err := r.Pipe(kyaml.LookupCreate(kyaml.MappingNode, "labels"), kyaml.SetField("namespace", kyaml.NewStringRNode(alertNamespace))); err != nil {
-					t.Fatal(err)
-				}
-			}
 		}
 		groups.YNode().Content = append(groups.YNode().Content, g.YNode().Content...)
 	}

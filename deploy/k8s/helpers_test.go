@@ -23,29 +23,36 @@ func (p *problems) add(format string, args ...any) { *p = append(*p, fmt.Sprintf
 
 // kvContainer is a container running one of kvstack's binaries.
 type kvContainer struct {
-	deploy *appsv1.Deployment
-	c      *corev1.Container
-	bin    string
-	init   bool
+	owner string // Deployment or Job
+	pod   *corev1.PodSpec
+	c     *corev1.Container
+	bin   string
+	init  bool // an init container, or a Job's: it runs to completion
 }
 
-func (k kvContainer) String() string { return k.deploy.Name + "/" + k.c.Name }
+func (k kvContainer) String() string { return k.owner + "/" + k.c.Name }
 
-// kvContainers lists the containers whose command is /kvstack/<binary>.
+// kvContainers lists the containers whose command is /kvstack/<binary>, of
+// the Deployments and of the Jobs (the migrations).
 func (m *manifests) kvContainers() []kvContainer {
 	var out []kvContainer
-	for _, d := range m.deployments {
-		spec := &d.Spec.Template.Spec
+	add := func(owner string, spec *corev1.PodSpec, job bool) {
 		for i := range spec.InitContainers {
 			if bin, ok := kvBinary(&spec.InitContainers[i]); ok {
-				out = append(out, kvContainer{d, &spec.InitContainers[i], bin, true})
+				out = append(out, kvContainer{owner, spec, &spec.InitContainers[i], bin, true})
 			}
 		}
 		for i := range spec.Containers {
 			if bin, ok := kvBinary(&spec.Containers[i]); ok {
-				out = append(out, kvContainer{d, &spec.Containers[i], bin, false})
+				out = append(out, kvContainer{owner, spec, &spec.Containers[i], bin, job})
 			}
 		}
+	}
+	for _, d := range m.deployments {
+		add(d.Name, &d.Spec.Template.Spec, false)
+	}
+	for _, j := range m.jobs {
+		add(j.Name, &j.Spec.Template.Spec, true)
 	}
 	return out
 }
@@ -295,10 +302,12 @@ func nginxSeconds(v string) (int64, error) {
 	return int64(d / time.Second), err
 }
 
-// namespace is the namespace the build installs into.
+// namespace is the namespace the release installs into.
 func (m *manifests) namespace() string {
-	if len(m.namespaces) == 1 {
-		return m.namespaces[0].Name
+	for _, d := range m.deployments {
+		if d.Namespace != "" {
+			return d.Namespace
+		}
 	}
 	return "kvstack"
 }

@@ -246,6 +246,14 @@ func checkSecrets(t testing.TB, m *manifests, s *sources) problems {
 			}
 		}
 	}
+	if _, ok := want["RABBITMQ_URL"]; !ok {
+		// A managed broker: KEDA reads it with the binaries' URL.
+		if k := m.mainContainer("consumer"); k != nil {
+			if e := envVar(k.c, "RABBITMQ_URL"); e != nil && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+				want["RABBITMQ_URL"] = secretRef{name: e.ValueFrom.SecretKeyRef.Name, key: e.ValueFrom.SecretKeyRef.Key}
+			}
+		}
+	}
 	for _, ta := range m.triggerAuths {
 		for _, r := range ta.Spec.SecretTargetRef {
 			if w := want["RABBITMQ_URL"]; r.Parameter != "host" || r.Name != w.name || r.Key != w.key {

@@ -3,15 +3,19 @@ package k8s
 import (
 	"fmt"
 	"maps"
+	"net"
+	"os"
 	"slices"
 	"strings"
 	"testing"
+
+	"sigs.k8s.io/yaml"
 )
 
 // The parties outside kvstack's namespace, as their usual installs label
-// them: the platform's Prometheus and Grafana (kube-prometheus-stack),
-// KEDA's operator and its metrics server, the edge's controller and a
-// neighbour of it, the operators, DNS (kube-dns, and NodeLocal DNSCache's
+// them (the chart's defaults): the platform's Prometheus and Grafana
+// (kube-prometheus-stack), KEDA's operator and its metrics server, the
+// Gateway's proxies (Envoy Gateway's) and its controller beside them, the operators, DNS (kube-dns, and NodeLocal DNSCache's
 // address on every node, 169.254.20.10, which the pods query when the
 // cluster runs it), and strangers. Each namespace that a policy opens to a
 // party holds another pod too, which the policy must keep out.
@@ -25,8 +29,8 @@ func platformPods() map[string]pod {
 		"grafana":           {ns: "monitoring", labels: map[string]string{"app.kubernetes.io/name": "grafana"}, ports: map[string]int32{"grafana": 3000}},
 		"keda":              {ns: "keda", labels: map[string]string{"app": "keda-operator", "app.kubernetes.io/name": "keda-operator"}},
 		"keda-metrics":      {ns: "keda", labels: map[string]string{"app": "keda-operator-metrics-apiserver", "app.kubernetes.io/name": "keda-operator-metrics-apiserver"}},
-		"edge":              ingressController,
-		"edge-neighbour":    {ns: ingressController.ns, labels: map[string]string{"app.kubernetes.io/name": "ingress-nginx", "app.kubernetes.io/component": "admission-webhook"}},
+		"edge":              {ns: "envoy-gateway-system", labels: map[string]string{"app.kubernetes.io/name": "envoy"}, ports: map[string]int32{"metrics": 19001}},
+		"edge-neighbour":    {ns: "envoy-gateway-system", labels: map[string]string{"app.kubernetes.io/name": "envoy-gateway"}, ports: map[string]int32{"grpc": 18000}},
 		"rabbitmq-operator": {ns: "rabbitmq-system", labels: map[string]string{"app.kubernetes.io/name": "rabbitmq-cluster-operator"}},
 		"cnpg-operator":     {ns: "cnpg-system", labels: map[string]string{"app.kubernetes.io/name": "cloudnative-pg"}},
 		"redis-operator":    {ns: "ot-operators", labels: map[string]string{"name": "redis-operator"}},
@@ -51,6 +55,12 @@ func (m *manifests) endpoints() map[string]pod {
 		p := podOf(d)
 		p.ns = ns
 		eps[d.Name] = p
+	}
+	for _, j := range m.jobs {
+		eps[j.Name] = pod{ns: ns, labels: j.Spec.Template.Labels}
+	}
+	for engine, e := range m.external {
+		eps["external:"+engine] = pod{ip: e.ip, ports: map[string]int32{engine: e.port}}
 	}
 	for _, r := range m.rabbitmqs {
 		eps["rabbitmq:"+r.Name] = pod{ns: ns, labels: map[string]string{rabbitmqPodLabel: r.Name},
@@ -84,7 +94,27 @@ func (m *manifests) neededFlows(t testing.TB, s *sources) []flow {
 			redis = append(redis, name)
 		}
 	}
-	clients := []string{"kvstack-api", "kvstack-consumer"} // the migrate init containers run in these pods
+	ext := func(engine string) (flow, bool) {
+		e, ok := m.external[engine]
+		return flow{to: "external:" + engine, port: e.port}, ok
+	}
+	// The migrations: PostgreSQL and RabbitMQ only.
+	for _, j := range m.jobs {
+		f = append(f, flow{j.Name, "kube-dns", 53}, flow{j.Name, "node-local-dns", 53})
+		for _, pg := range m.postgreses {
+			f = append(f, flow{j.Name, "postgres:" + pg.Name, s.port(t, "PGPORT")})
+		}
+		for _, r := range m.rabbitmqs {
+			f = append(f, flow{j.Name, "rabbitmq:" + r.Name, s.port(t, "RABBITMQ_PORT")})
+		}
+		for _, engine := range []string{"postgresql", "rabbitmq"} {
+			if e, ok := ext(engine); ok {
+				e.from = j.Name
+				f = append(f, e)
+			}
+		}
+	}
+	clients := []string{"kvstack-api", "kvstack-consumer"}
 	for _, c := range clients {
 		f = append(f, flow{c, "kube-dns", 53}, flow{c, "node-local-dns", 53})
 		for _, pg := range m.postgreses {
@@ -95,6 +125,12 @@ func (m *manifests) neededFlows(t testing.TB, s *sources) []flow {
 		}
 		for _, r := range redis {
 			f = append(f, flow{c, r, s.port(t, "REDIS_PORT")})
+		}
+		for _, engine := range []string{"postgresql", "rabbitmq", "redis"} {
+			if e, ok := ext(engine); ok {
+				e.from = c
+				f = append(f, e)
+			}
 		}
 		f = append(f, flow{c, "kvstack-jaeger", s.port(t, "KV_JAEGER_OTLP_HTTP_PORT")})
 		// Prometheus scrapes /metrics on the http port, which also serves
@@ -117,6 +153,10 @@ func (m *manifests) neededFlows(t testing.TB, s *sources) []flow {
 		flow{"prometheus", exp, eps[exp].ports["metrics"]})
 	for _, pg := range m.postgreses {
 		f = append(f, flow{exp, "postgres:" + pg.Name, s.port(t, "PGPORT")})
+	}
+	if e, ok := ext("postgresql"); ok && m.deployment(exp) != nil {
+		e.from = exp
+		f = append(f, e)
 	}
 	// The engines: their peers and their operator on any port (replication,
 	// clustering, the instance managers), Prometheus on their exporters,
@@ -150,16 +190,23 @@ func (m *manifests) neededFlows(t testing.TB, s *sources) []flow {
 func checkNetwork(t testing.TB, m *manifests, s *sources) problems {
 	var p problems
 	ns := m.namespace()
+	ours := map[string]map[string]string{}
 	for _, d := range m.deployments {
+		ours[d.Name] = d.Spec.Template.Labels
+	}
+	for _, j := range m.jobs {
+		ours[j.Name] = j.Spec.Template.Labels
+	}
+	for name, lbls := range ours {
 		in, out := false, false
 		for _, np := range m.netpols {
-			if selects(&np.Spec.PodSelector, d.Spec.Template.Labels) {
+			if selects(&np.Spec.PodSelector, lbls) {
 				in = in || hasType(np, "Ingress")
 				out = out || hasType(np, "Egress")
 			}
 		}
 		if !in || !out {
-			p.add("pods of %s are not isolated both ways (ingress %v, egress %v)", d.Name, in, out)
+			p.add("pods of %s are not isolated both ways (ingress %v, egress %v)", name, in, out)
 		}
 	}
 	eps := m.endpoints()
@@ -177,7 +224,7 @@ func checkNetwork(t testing.TB, m *manifests, s *sources) problems {
 	for _, a := range names {
 		for _, b := range names {
 			from, to := eps[a], eps[b]
-			if to.ns != ns && m.deployment(a) == nil {
+			if to.ns != ns && m.deployment(a) == nil && m.job(a) == nil {
 				continue
 			}
 			ports := map[int32]bool{53: true, 443: true, 12345: true}
@@ -201,3 +248,44 @@ func checkNetwork(t testing.TB, m *manifests, s *sources) problems {
 
 // String shows a flow in problems.
 func (f flow) String() string { return fmt.Sprintf("%s → %s:%d", f.from, f.to, f.port) }
+
+// externalEngine is a managed engine outside the cluster: an address in
+// the block the values give, on its port.
+type externalEngine struct {
+	ip   string
+	port int32
+}
+
+// externalEngines reads a variant's values file: the engines it sets to
+// external, each at the first address of its block.
+func externalEngines(t testing.TB, variant string) map[string]externalEngine {
+	t.Helper()
+	var v map[string]struct {
+		Mode     string `json:"mode"`
+		External struct {
+			CIDR string `json:"cidr"`
+			Port int32  `json:"port"`
+		} `json:"external"`
+	}
+	data, err := os.ReadFile(ValuesFile(variant))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(data, &v); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]externalEngine{}
+	for _, engine := range []string{"postgresql", "redis", "rabbitmq"} {
+		e := v[engine]
+		if e.Mode != "external" {
+			continue
+		}
+		ip, _, err := net.ParseCIDR(e.External.CIDR)
+		if err != nil {
+			t.Fatalf("values/%s.yaml: %s.external.cidr %q: %v", variant, engine, e.External.CIDR, err)
+		}
+		ip[len(ip)-1]++
+		out[engine] = externalEngine{ip.String(), e.External.Port}
+	}
+	return out
+}

@@ -249,3 +249,31 @@ const (
 	redisExporterPort    = "redis-exporter"
 	redisExporterDefault = 9121
 )
+
+// Certificate is cert-manager's cert-manager.io/v1 Certificate (v1.21.1):
+// the fields the chart sets. The CRD's schema checks the rest
+// (crd_test.go).
+type Certificate struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              CertificateSpec `json:"spec"`
+}
+
+type CertificateSpec struct {
+	SecretName string                 `json:"secretName"`
+	DNSNames   []string               `json:"dnsNames,omitempty"`
+	IssuerRef  CertificateIssuerRef   `json:"issuerRef"`
+	PrivateKey *CertificatePrivateKey `json:"privateKey,omitempty"`
+}
+
+type CertificateIssuerRef struct {
+	Group string `json:"group,omitempty"`
+	Kind  string `json:"kind,omitempty"`
+	Name  string `json:"name"`
+}
+
+type CertificatePrivateKey struct {
+	Algorithm      string `json:"algorithm,omitempty"`
+	Size           int    `json:"size,omitempty"`
+	RotationPolicy string `json:"rotationPolicy,omitempty"`
+}
