@@ -93,9 +93,10 @@ func TestChecksCatch(t *testing.T) {
 			m.httpRoutes[0].Spec.Rules[1].Timeouts.BackendRequest = new(gatewayv1.Duration("5s"))
 		}},
 		{"writes retried on the API's 503", "edge", "prod", func(m *manifests, s *sources) {
-			m.httpRoutes[0].Spec.Rules[0].Retry.Codes = []gatewayv1.HTTPRouteRetryStatusCode{502, 503}
+			m.httpRoutes[0].Spec.Rules[0].Retry = &gatewayv1.HTTPRouteRetry{Codes: []gatewayv1.HTTPRouteRetryStatusCode{502, 503}}
 		}},
 		{"a write retried after its backend's timeout", "edge", "dev", func(m *manifests, s *sources) {
+			m.httpRoutes[0].Spec.Rules[0].Retry = &gatewayv1.HTTPRouteRetry{Codes: []gatewayv1.HTTPRouteRetryStatusCode{502}}
 			m.httpRoutes[0].Spec.Rules[0].Timeouts.Request = new(gatewayv1.Duration("70s"))
 		}},
 		{"the probes published", "edge", "prod", func(m *manifests, s *sources) {
