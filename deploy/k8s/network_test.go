@@ -134,9 +134,13 @@ func (m *manifests) neededFlows(t testing.TB, s *sources) []flow {
 		}
 		f = append(f, flow{c, "kvstack-jaeger", s.port(t, "KV_JAEGER_OTLP_HTTP_PORT")})
 		// Prometheus scrapes /metrics on the http port, which also serves
-		// /debug/pprof/ until the binaries move both to an admin listener
-		// (issue 19).
-		f = append(f, flow{"prometheus", c, eps[c].ports["http"]})
+		// /debug/pprof/, or on the admin port once the binaries move both
+		// there (issue 19, adminPort).
+		metrics, ok := eps[c].ports["admin"]
+		if !ok {
+			metrics = eps[c].ports["http"]
+		}
+		f = append(f, flow{"prometheus", c, metrics})
 	}
 	f = append(f, flow{"edge", "kvstack-api", s.port(t, "KV_API1_PORT")})
 	// Jaeger: the UI and query API for Grafana, the spanmetrics for

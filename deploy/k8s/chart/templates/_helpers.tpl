@@ -90,6 +90,11 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
   value: {{ .Values.tracing.samplerArg | quote }}
 {{- end -}}
 
+{{/* The port Prometheus scrapes: admin once the binaries serve one. */}}
+{{- define "kvstack.metricsPort" -}}
+{{ if .adminPort }}admin{{ else }}http{{ end }}
+{{- end -}}
+
 {{/* A container's hardening, the "restricted" Pod Security profile. */}}
 {{- define "kvstack.containerSecurity" -}}
 securityContext:
