@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/rs/zerolog"
@@ -24,7 +25,7 @@ import (
 // purged (runMasterCheck).
 func RunConsumer(ctx context.Context, cfg config.Consumer, log zerolog.Logger, ready Ready) error {
 	log.Info().Object("config", cfg).Msg("starting kv-consumer")
-	if err := cfg.Consumer.Validate(); err != nil {
+	if err := errors.Join(cfg.Consumer.Validate(), cfg.Health.Validate()); err != nil {
 		return err
 	}
 	reg := metrics.New()
@@ -55,13 +56,10 @@ func RunConsumer(ctx context.Context, cfg config.Consumer, log zerolog.Logger, r
 		consumer.RunTombstonePurge(gctx, d.store, cfg.Consumer.TombstoneRetention, cfg.Consumer.PurgeInterval, log)
 		return nil
 	})
+	readiness, stopChecking := monitor(ctx, cfg.Health, dependencyChecks(d.store.Ping, d.cache.Ping, src.Ready), consumerCapabilities, reg, log)
+	defer stopChecking()
 	g.Go(func() error {
-		checks := []httpapi.Check{
-			{Name: "postgres", Ping: d.store.Ping},
-			{Name: "redis", Ping: d.cache.Ping},
-			{Name: "rabbitmq_queues", Ping: src.Ready},
-		}
-		return serve(gctx, cfg.Addr, withAdmin(httpapi.NewHealthHandler(checks, cfg.Health, log), reg), cfg.ShutdownTimeout, ready, log)
+		return serve(gctx, cfg.Addr, withAdmin(httpapi.NewHealthHandler(readiness, log), reg), cfg.ShutdownTimeout, ready, log)
 	})
 	return g.Wait()
 }

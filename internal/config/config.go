@@ -5,6 +5,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/kvstack/kvstack/internal/consumer"
+	"github.com/kvstack/kvstack/internal/health"
 	"github.com/kvstack/kvstack/internal/httpapi"
 	"github.com/kvstack/kvstack/internal/kv"
 	"github.com/kvstack/kvstack/internal/postgres"
@@ -44,6 +46,13 @@ type API struct {
 	Postgres postgres.Config
 	Redis    redis.Config
 	RabbitMQ rabbitmq.Config
+	// Health paces the dependency checks behind /readyz.
+	Health health.Config
+}
+
+// Validate rejects API settings that cannot work together.
+func (c API) Validate() error {
+	return errors.Join(c.Wait.Validate(), c.Health.Validate())
 }
 
 // Consumer configures cmd/consumer.
@@ -51,7 +60,7 @@ type Consumer struct {
 	Common
 	// Addr serves /healthz, /readyz, /metrics and /debug/pprof.
 	Addr     string `env:"KV_CONSUMER_ADDR" envDefault:"127.0.0.1:8090"`
-	Health   httpapi.Health
+	Health   health.Config
 	Consumer consumer.Config
 	Limits   kv.Limits
 	Postgres postgres.Config
@@ -112,6 +121,7 @@ func (c Common) InstanceIDOr(addr string) string {
 // MarshalZerologObject logs the API configuration, secrets masked.
 func (c API) MarshalZerologObject(e *zerolog.Event) {
 	e.Str("addr", c.Addr).
+		Interface("health", c.Health).
 		Interface("http", c.HTTP).
 		Interface("limits", c.Limits).
 		Interface("wait", c.Wait).

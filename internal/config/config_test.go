@@ -108,3 +108,22 @@ func TestVarsListsEveryVariableWithItsDefault(t *testing.T) {
 		t.Errorf("writeVars = %q, want %q", got, want)
 	}
 }
+
+func TestAPIValidate(t *testing.T) {
+	for _, tt := range []struct {
+		vars map[string]string
+		ok   bool
+	}{
+		{map[string]string{}, true},
+		{map[string]string{"KV_READY_INTERVAL": "0s"}, false},
+		{map[string]string{"KV_WAIT_TIMEOUT": "1m"}, false}, // above KV_WAIT_MAX
+	} {
+		cfg, err := LoadFrom[API](tt.vars)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cfg.Validate(); (err == nil) != tt.ok {
+			t.Errorf("%v: Validate = %v, want ok %v", tt.vars, err, tt.ok)
+		}
+	}
+}
