@@ -19,7 +19,11 @@ import (
 	"github.com/kvstack/kvstack/internal/token"
 )
 
-// RunAPI runs the HTTP API until ctx is done.
+// RunAPI runs the HTTP API until ctx is done, then drains: /readyz turns
+// 503 at once, the API serves on for KV_DRAIN_DELAY, then the waits are
+// answered (as if their bound had passed), the server stops taking
+// connections and the requests in flight finish, all within
+// KV_SHUTDOWN_TIMEOUT; last, the publisher and the listener close.
 //
 // PostgreSQL must answer at start (it is the truth, and keeps the token
 // key; a supervisor restarts the process). Redis and RabbitMQ need not:
@@ -69,7 +73,8 @@ func RunAPI(ctx context.Context, cfg config.API, log zerolog.Logger, ready Ready
 	readiness, stopChecking := monitor(ctx, cfg.Health, dependencyChecks(d.store.Ping, d.cache.Ping, mpub.Ready), apiCapabilities, reg, log)
 	defer stopChecking()
 	handler := httpapi.NewHandler(svc, tokens, readiness, cfg.HTTP, log, metrics.NewHTTP(reg))
-	return serve(ctx, cfg.Addr, withAdmin(handler, reg), cfg.ShutdownTimeout, ready, log)
+	stop := stopping{timeout: cfg.ShutdownTimeout, delay: cfg.DrainDelay, drain: readiness.Drain, closing: svc.EndWaits}
+	return serve(ctx, cfg.Addr, withAdmin(handler, reg), stop, ready, log)
 }
 
 // monitor checks the process's dependencies in the background until the

@@ -54,6 +54,7 @@ func newStack(t *testing.T) *stack {
 	pcfg.URL, pcfg.MaxConns, pcfg.MinConns = url, 4, 0
 	apiCfg := mustLoad[config.API](t)
 	apiCfg.Common, apiCfg.Addr, apiCfg.Postgres, apiCfg.Redis, apiCfg.RabbitMQ = common, "127.0.0.1:0", pcfg, rcfg, mq
+	apiCfg.DrainDelay = 0 // no edge to tell: each stop would wait for nothing
 	apiCfg.Health.Interval = 50 * time.Millisecond
 	conCfg := mustLoad[config.Consumer](t)
 	conCfg.Common, conCfg.Addr, conCfg.Postgres, conCfg.Redis, conCfg.RabbitMQ = common, "127.0.0.1:0", pcfg, rcfg, mq
