@@ -48,7 +48,7 @@ type Config struct {
 	// RetryAfter is what a 503 tells clients to wait.
 	RetryAfter time.Duration `env:"KV_RETRY_AFTER" envDefault:"1s"`
 	// AccessLog writes one log line per request; off, only warnings and
-	// errors are logged (bench/NOTES.md measures what the line costs).
+	// errors are logged (lab/bench/NOTES.md measures what the line costs).
 	AccessLog bool `env:"KV_ACCESS_LOG" envDefault:"true"`
 }
 
