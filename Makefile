@@ -9,7 +9,7 @@ FUZZTIME    ?= 10s
 GOFMT       ?= $(shell $(GO) env GOROOT)/bin/gofmt
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 ARGS        ?=
-# The native stack's command (cmd/stack, deploy/native); built by stack-bin.
+# The native stack's command (lab/cmd/stack, lab/native); built by stack-bin.
 STACK       ?= $(BIN)/stack
 
 .DEFAULT_GOAL := help
@@ -25,7 +25,7 @@ help: ## List the targets
 		/^##@ / { printf "\n%s\n", substr($$0, 5); next } \
 		/^[a-zA-Z0-9_.-]+:.*## / { printf "  %-14s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
 
-##@ Services (scripts/services.sh, with the ports of stack.env)
+##@ Services (lab/scripts/services.sh, with the ports of stack.env)
 
 setup: stack-bin ## Install (when missing) and start PostgreSQL, Redis, RabbitMQ; create the kvstack database
 	$(STACK) services ensure deps
@@ -38,7 +38,7 @@ packages: stack-bin ## Install every Debian package the project uses (when missi
 
 ##@ Build and run
 
-build: ## Build every binary in cmd/ into bin/
+build: ## Build the service's binaries (cmd/) into bin/
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 migrate: setup ## Apply the database migrations, then make the queues RABBITMQ_QUEUE_TYPE (quorum), converting them with their messages
@@ -52,8 +52,8 @@ run-consumer: migrate ## Run the consumer alone in the foreground, configured by
 
 ##@ Native stack (bin/stack under a private supervisord; ports: stack.env, settings: make env)
 
-stack-bin: ## Build bin/stack, the native stack's command (cmd/stack)
-	@$(GO) build -o $(STACK) ./cmd/stack
+stack-bin: ## Build bin/stack, the native stack's command (lab/cmd/stack)
+	@$(GO) -C lab build -o $(CURDIR)/$(STACK) ./cmd/stack
 
 run: stack-bin ## up, then follow the logs; Ctrl-C stops the stack (left up if it ran before)
 	$(STACK) run
@@ -79,27 +79,27 @@ env: stack-bin ## stack.env and the stack's other settings, with their defaults 
 jaeger: stack-bin ## Build bin/jaeger from the Go module proxy (skipped when up to date)
 	$(STACK) jaeger
 
-##@ Benchmark (issues 7 and 15; bench/REPORT.md; BENCH_ARGS: kvbench's flags, KV_BENCH_PORT: its own ports)
+##@ Benchmark (lab/bench/REPORT.md; BENCH_ARGS: kvbench's flags, KV_BENCH_PORT: its own ports)
 
 BENCH_ARGS ?=
 
-bench: up ## Every scenario on the native stack, CPU per operation of every process beside the variants and references (~10–25 min); writes bench/REPORT.md
-	$(GO) build -o $(BIN)/kvbench ./cmd/kvbench
+bench: up ## Every scenario on the native stack, CPU per operation of every process beside the variants and references (~10–25 min); writes lab/bench/REPORT.md
+	$(GO) -C lab build -o $(CURDIR)/$(BIN)/kvbench ./cmd/kvbench
 	$(BIN)/kvbench $(BENCH_ARGS)
 
 bench-smoke: up ## A second or two of every bench scenario, proving the harness works
-	$(GO) build -o $(BIN)/kvbench ./cmd/kvbench
+	$(GO) -C lab build -o $(CURDIR)/$(BIN)/kvbench ./cmd/kvbench
 	$(BIN)/kvbench -smoke $(BENCH_ARGS)
 
 # The HA topology's scale-out figures (issue 12): the same harness, its
 # CPU per operation, on make up-ha's clusters.
-bench-ha: up-ha ## Scale-out on the HA topology: apply with 1, 2, 4 consumers, GET hit with 2, 4 replicas, each checked (nothing lost, DLQ empty), CPU per operation (~3–6 min); writes bench/SCALEOUT.md
-	$(GO) build -o $(BIN)/kvbench ./cmd/kvbench
+bench-ha: up-ha ## Scale-out on the HA topology: apply with 1, 2, 4 consumers, GET hit with 2, 4 replicas, each checked (nothing lost, DLQ empty), CPU per operation (~3–6 min); writes lab/bench/SCALEOUT.md
+	$(GO) -C lab build -o $(CURDIR)/$(BIN)/kvbench ./cmd/kvbench
 	$(BIN)/kvbench -scaleout $(BENCH_ARGS)
 
-##@ Reliability (issue 6; docs/RELIABILITY.md, chaos/)
+##@ Reliability (docs/RELIABILITY.md, lab/chaos)
 
-# The campaign (go run ./chaos) starts PRIVATE PostgreSQL, Redis, RabbitMQ
+# The campaign (lab/chaos) starts PRIVATE PostgreSQL, Redis, RabbitMQ
 # and kvstack processes on the chaos ports under a supervisord of its own
 # (state in tmp/chaos), injects its faults through that supervisor, and
 # tears it all down: the shared services and `make up`'s stack are never
@@ -107,25 +107,26 @@ bench-ha: up-ha ## Scale-out on the HA topology: apply with 1, 2, 4 consumers, G
 CHAOS_ARGS ?=
 
 chaos: packages ## Fuzzing, then every fault under load, the checks; writes docs/RELIABILITY.md (~5 min)
-	$(GO) run ./chaos -mode full -out docs/RELIABILITY.md $(CHAOS_ARGS)
+	$(GO) -C lab run ./chaos -mode full -out docs/RELIABILITY.md $(CHAOS_ARGS)
 
 chaos-short: packages ## Four faults under a small load, the same checks (~2 min)
-	$(GO) run ./chaos -mode short $(CHAOS_ARGS)
+	$(GO) -C lab run ./chaos -mode short $(CHAOS_ARGS)
 
 # The HA campaign: make up-ha's topology (3 RabbitMQ nodes, 6 Redis Cluster
 # nodes, a PostgreSQL pair and its keeper, 2 replicas, 2 consumers) on
 # private ports of its own (state in tmp/chaos-ha), a kill -9 per fault.
 chaos-ha: packages ## Kill -9 each kind of node of the HA topology under load, the same checks; writes its section of docs/RELIABILITY.md (~10 min)
-	$(GO) run ./chaos -mode ha -out docs/RELIABILITY.md $(CHAOS_ARGS)
+	$(GO) -C lab run ./chaos -mode ha -out docs/RELIABILITY.md $(CHAOS_ARGS)
 
 ##@ Quality
 
 # Tests that break a dependency (named *Disruptive*) do it to private
 # PostgreSQL, Redis and RabbitMQ instances they start themselves
-# (deploy/native/engine/enginetest), never to the shared services: they
+# (internal/engine/enginetest), never to the shared services: they
 # run with the rest, in one pass.
 test: setup lint fmt-check check-observability check-slo check-dashboards ## lint, every Go test on real services, test-compose, e2e (stack stopped after only if it was down), chaos-short
 	$(GO) test $(TEST_FLAGS) $(PKGS)
+	$(GO) -C lab test $(TEST_FLAGS) ./...
 	$(MAKE) --no-print-directory test-compose
 	$(MAKE) --no-print-directory test-k8s
 	@# End to end on the native stack; stopped afterwards only if this run
@@ -209,39 +210,41 @@ sbom: ## CycloneDX SBOM of each binary the image holds (its Go modules, licences
 	done
 
 e2e: up ## End-to-end tests through nginx on the native stack (starts what is down)
-	$(GO) vet -tags e2e ./e2e/...
-	$(GO) test -tags e2e -count=1 -timeout 10m ./e2e/...
+	$(GO) -C lab vet -tags e2e ./e2e/...
+	$(GO) -C lab test -tags e2e -count=1 -timeout 10m ./e2e/...
 
 test-unit: ## Unit tests only (-short), no services needed
 	$(GO) test -race -short $(PKGS)
+	$(GO) -C lab test -race -short ./...
 
 fuzz: ## Run each Fuzz* target under ./internal for FUZZTIME (default 10s)
-	GO="$(GO)" FUZZTIME="$(FUZZTIME)" scripts/fuzz.sh ./internal/...
+	GO="$(GO)" FUZZTIME="$(FUZZTIME)" lab/scripts/fuzz.sh ./internal/...
 
 # Modules of their own (heavy tool dependencies): linted each in its dir.
-TOOL_MODULES ?= tools/sloth grafana/dashboardtest
+TOOL_MODULES ?= lab tools/sloth grafana/dashboardtest
 
-lint: vet mod-check ## go vet, staticcheck (the service, and the tool modules), go mod tidy
+lint: vet mod-check ## go vet, staticcheck (the service, the lab and the tool modules), go mod tidy
 	$(STATICCHECK) $(PKGS)
 	@for m in $(TOOL_MODULES); do echo "staticcheck $$m"; (cd $$m && $(STATICCHECK) ./...) || exit 1; done
 
 # The modules whose go.mod we write by hand. tools/jaeger only names the
 # Jaeger release to build; tidying it would pull every test dependency of
 # Jaeger's tree for nothing.
-TIDY_MODULES ?= . deploy/composetest deploy/k8s tools/sloth grafana/dashboardtest
+TIDY_MODULES ?= . lab deploy/composetest deploy/k8s tools/sloth grafana/dashboardtest
 
 mod-check: ## Fail when go mod tidy would change a go.mod or go.sum (direct imports marked indirect, say)
 	@for m in $(TIDY_MODULES); do 		(cd $$m && $(GO) mod tidy -diff) || { echo "go mod tidy would change $$m/go.mod or go.sum (run it there)"; exit 1; }; 	done
 
-vet: ## go vet
+vet: ## go vet, the service and the lab
 	$(GO) vet $(PKGS)
+	$(GO) -C lab vet ./...
 
 fmt-check: ## Fail when a Go file is not gofmt-formatted (testdata excepted)
 	@files=$$($(GOFMT) -l . | grep -Ev '(^|/)testdata/' || true); \
 	if [ -n "$$files" ]; then echo "gofmt needed on:"; echo "$$files"; exit 1; fi
 
-fmt: ## gofmt every Go package
-	$(GO) fmt $(PKGS)
+fmt: ## gofmt every Go file
+	$(GOFMT) -w $$($(GOFMT) -l . | grep -Ev '(^|/)testdata/')
 
 clean: ## Remove build output and coverage files
 	rm -rf $(BIN) tmp coverage.out coverage.html

@@ -15,7 +15,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
 
-	"github.com/kvstack/kvstack/deploy/native"
+	"github.com/kvstack/kvstack/lab/native"
 )
 
 // root is the repository, two levels up.
@@ -421,7 +421,7 @@ func TestMounts(t *testing.T) {
 		"jaeger":        {"/etc/jaeger/config.yaml": "observability/jaeger.yaml"},
 		"rabbitmq":      {"/etc/rabbitmq/enabled_plugins": "observability/rabbitmq/enabled_plugins"},
 		"grafana":       {"/etc/grafana/provisioning": "grafana/provisioning", "/etc/grafana/dashboards": "grafana/dashboards"},
-		// Where the exporters' commands (deploy/native's) find them, with
+		// Where the exporters' commands (lab/native's) find them, with
 		// the repository at /kvstack: TestExportersInStep.
 		"mtail":             {"/kvstack/observability/mtail": "observability/mtail"},
 		"postgres-exporter": {"/kvstack/observability/postgres-exporter/queries.yml": "observability/postgres-exporter/queries.yml"},
@@ -550,7 +550,7 @@ func TestDockerfile(t *testing.T) {
 			t.Errorf("Dockerfile does not build with %s", want)
 		}
 	}
-	// The services' binaries (cmd/kvbench and other tools stay out).
+	// The services' binaries (lab/cmd/kvbench and other tools stay out).
 	for _, bin := range []string{"api", "consumer", "migrate"} {
 		if _, err := os.Stat(filepath.Join(root, "cmd", bin)); err != nil {
 			t.Errorf("cmd/%s: %v", bin, err)

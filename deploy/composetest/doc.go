@@ -2,9 +2,9 @@
 // HA topology, ha_test.go) and the Dockerfile without a Docker engine: it
 // loads each compose file with compose-go, the loader Docker Compose
 // itself uses, and checks it against the native stack's own definitions
-// (deploy/native: stack.env, its processes, its templates) and the files
+// (lab/native: stack.env, its processes, its templates) and the files
 // of the repository. The exporters run in compose with the
-// commands deploy/native builds for them, on what their neighbours serve,
+// commands lab/native builds for them, on what their neighbours serve,
 // at the releases of the Debian packages the native stack runs
 // (exporters_test.go).
 //
@@ -18,7 +18,7 @@
 //
 // It is a module of its own so that compose-go's dependencies never enter
 // kvstack's go.mod; it takes kvstack's module from the repository itself
-// (replace ../..), and imports only deploy/native, which uses the standard
+// (replace ../..), and imports only lab/native, which uses the standard
 // library alone. A change of kvstack's go.mod may need a `go mod tidy`
 // here too: `make test-compose` says so. Run it with `make test-compose`
 // (part of `make test`).

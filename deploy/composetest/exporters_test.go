@@ -10,7 +10,7 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/types"
 
-	"github.com/kvstack/kvstack/deploy/native"
+	"github.com/kvstack/kvstack/lab/native"
 )
 
 // repoInContainers is where compose mounts the files of the repository an
@@ -18,7 +18,7 @@ import (
 const repoInContainers = "/kvstack"
 
 // Each exporter of the native stack runs in compose with the same flags:
-// its command is what deploy/native builds for it, given the container's
+// its command is what lab/native builds for it, given the container's
 // address, the repository at /kvstack and the target the container sees.
 // That target is the one its neighbour serves (the access log nginx
 // writes, in a volume both mount; stub_status on nginx's loopback, in
@@ -51,7 +51,7 @@ func TestExportersInStep(t *testing.T) {
 			argv, wantEnv := want.Command(repoInContainers)
 			// The image's entrypoint is the program; compose gives the flags.
 			if !slices.Equal(svc.Command, argv[1:]) {
-				t.Errorf("command\n  %q\nwant deploy/native's\n  %q", svc.Command, argv[1:])
+				t.Errorf("command\n  %q\nwant lab/native's\n  %q", svc.Command, argv[1:])
 			}
 			for k, v := range wantEnv {
 				if got := env(svc, k); got != v {

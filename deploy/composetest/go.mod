@@ -9,7 +9,8 @@ require (
 	github.com/docker/go-connections v0.4.0 // indirect
 	github.com/docker/go-units v0.5.0 // indirect
 	github.com/go-viper/mapstructure/v2 v2.4.0 // indirect
-	github.com/kvstack/kvstack v0.0.0
+	github.com/kvstack/kvstack v0.0.0 // indirect
+	github.com/kvstack/kvstack/lab v0.0.0
 	github.com/mattn/go-shellwords v1.0.12 // indirect
 	github.com/opencontainers/go-digest v1.0.0 // indirect
 	github.com/santhosh-tekuri/jsonschema/v6 v6.0.1 // indirect
@@ -22,4 +23,7 @@ require (
 	golang.org/x/text v0.42.0 // indirect
 )
 
-replace github.com/kvstack/kvstack => ../..
+replace (
+	github.com/kvstack/kvstack => ../..
+	github.com/kvstack/kvstack/lab => ../../lab
+)

@@ -11,7 +11,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/types"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/kvstack/kvstack/deploy/native"
+	"github.com/kvstack/kvstack/lab/native"
 )
 
 // docker-compose.ha.yml, besides what every compose file is checked for
@@ -291,7 +291,7 @@ func (c scrapeConfig) targets() []string {
 // observability/prometheus.yml (docker-compose.yml's), the same but for
 // their targets: one per consumer (its instance_id), per RabbitMQ node,
 // per PostgreSQL and Redis node's exporter (labelled node, the node it
-// watches); and each exporter runs deploy/native's command on its node.
+// watches); and each exporter runs lab/native's command on its node.
 func checkHAScrapes(t *testing.T, tr tree) []string {
 	p := tr.project(t)
 	var problems []string
@@ -337,7 +337,7 @@ func checkHAScrapes(t *testing.T, tr tree) []string {
 
 var exporterPort = map[native.ExporterKind]string{native.PostgresExporter: "9187", native.RedisExporter: "9121"}
 
-// exporterWatches: the exporter service runs deploy/native's command for
+// exporterWatches: the exporter service runs lab/native's command for
 // its kind, reading node.
 func exporterWatches(t *testing.T, p *types.Project, kind native.ExporterKind, name, node string) []string {
 	s := service(t, p, name)
@@ -349,7 +349,7 @@ func exporterWatches(t *testing.T, p *types.Project, kind native.ExporterKind, n
 	argv, wantEnv := e.Command(repoInContainers)
 	var problems []string
 	if !slices.Equal(s.Command, argv[1:]) {
-		problems = append(problems, fmt.Sprintf("%s: command %q, want deploy/native's %q", name, s.Command, argv[1:]))
+		problems = append(problems, fmt.Sprintf("%s: command %q, want lab/native's %q", name, s.Command, argv[1:]))
 	}
 	for k, v := range wantEnv {
 		if got := env(s, k); got != v {

@@ -192,7 +192,8 @@ func TestChecksCatch(t *testing.T) {
 		{"an autoscaled Deployment with replicas", "scaling", "prod", func(m *manifests, s *sources) {
 			m.deployment("kvstack-consumer").Spec.Replicas = new(int32(1))
 		}},
-		{"a wait longer than the API's stop", "scaling", "dev", func(m *manifests, s *sources) { s.env["api"]["KV_WAIT_MAX"] = "60s" }},
+		{"a drain the stop bound cannot hold", "scaling", "dev", func(m *manifests, s *sources) { s.env["api"]["KV_DRAIN_DELAY"] = "14s" }},
+		{"no time for the routing to forget a pod", "scaling", "prod", func(m *manifests, s *sources) { s.env["api"]["KV_DRAIN_DELAY"] = "0s" }},
 		{"RabbitMQ's volume at the operator's disk limit", "capacity", "dev", func(m *manifests, s *sources) {
 			m.rabbitmqs[0].Spec.Persistence.Storage = new(resource.MustParse("2Gi"))
 		}},

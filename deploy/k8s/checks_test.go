@@ -19,6 +19,14 @@ import (
 // and each is shown failing on a broken copy (TestChecksCatch).
 type check func(t testing.TB, m *manifests, s *sources) problems
 
+// spanFlush is the time a stopping binary gives its last spans
+// (docs/DESIGN.md); routingForgets the time kube-proxy and the Gateway take
+// to stop sending requests to a pod being deleted.
+const (
+	spanFlush      = 5 * time.Second
+	routingForgets = 5 * time.Second
+)
+
 var checks = map[string]check{
 	"env":        checkEnv,
 	"ports":      checkPorts,
@@ -352,12 +360,13 @@ func checkScaling(t testing.TB, m *manifests, s *sources) problems {
 		p.add("no ScaledObject scales %s", consumer.Name)
 	}
 
-	// Graceful stops: the kubelet sends SIGTERM after the preStop hook,
-	// and kills the pod terminationGracePeriodSeconds after the hook began.
-	// The API's stop waits for its requests in flight, the longest of which
-	// (?wait=: a publish, then up to KV_WAIT_MAX) must fit in its
-	// KV_SHUTDOWN_TIMEOUT, or a rollout cuts it and the edge, seeing no
-	// answer, sends the write again; then any drain the binary does.
+	// Graceful stops, docs/DESIGN.md's rule ("Stopping: drain, then exit"):
+	// the kubelet sends SIGTERM after the preStop sleep P and kills the
+	// pod terminationGracePeriodSeconds after the stop began, which must
+	// exceed P + the binary's stop bound + 5 s for the last spans. The
+	// API's bound, KV_SHUTDOWN_TIMEOUT, holds its drain and a publish in
+	// flight (it refuses to start otherwise); P + KV_DRAIN_DELAY must give
+	// the routing time to forget the pod.
 	for _, k := range m.kvContainers() {
 		if k.init {
 			continue
@@ -366,21 +375,28 @@ func checkScaling(t testing.TB, m *manifests, s *sources) problems {
 		if g := k.pod.TerminationGracePeriodSeconds; g != nil {
 			grace = *g
 		}
-		need, err := s.duration(k, "KV_SHUTDOWN_TIMEOUT")
+		bound, err := s.duration(k, "KV_SHUTDOWN_TIMEOUT")
 		if err != nil {
 			p.add("%v", err)
 			continue
 		}
+		var preStop time.Duration
+		if ps := k.c.Lifecycle; ps != nil && ps.PreStop != nil && ps.PreStop.Sleep != nil {
+			preStop = time.Duration(ps.PreStop.Sleep.Seconds) * time.Second
+		}
 		switch k.bin {
 		case "api":
-			wait, err1 := s.duration(k, "KV_WAIT_MAX")
+			drain, err1 := s.duration(k, "KV_DRAIN_DELAY")
 			publish, err2 := s.duration(k, "RABBITMQ_PUBLISH_TIMEOUT")
 			if err1 != nil || err2 != nil {
 				p.add("%v %v", err1, err2)
 				continue
 			}
-			if longest := wait + publish; need < longest {
-				p.add("%s: KV_SHUTDOWN_TIMEOUT %s, shorter than the longest request (KV_WAIT_MAX %s + RABBITMQ_PUBLISH_TIMEOUT %s): a rollout cuts it", k, need, wait, publish)
+			if bound <= drain+publish {
+				p.add("%s: KV_SHUTDOWN_TIMEOUT %s, not above KV_DRAIN_DELAY %s + RABBITMQ_PUBLISH_TIMEOUT %s: the API refuses to start", k, bound, drain, publish)
+			}
+			if preStop+drain < routingForgets {
+				p.add("%s: preStop %s + KV_DRAIN_DELAY %s: under the %s the routing takes to forget a pod, so requests reach it after it stopped taking them", k, preStop, drain, routingForgets)
 			}
 		case "consumer":
 			batch, err1 := s.duration(k, "CONSUMER_SHUTDOWN_GRACE")
@@ -389,24 +405,11 @@ func checkScaling(t testing.TB, m *manifests, s *sources) problems {
 				p.add("%v %v", err1, err2)
 				continue
 			}
-			need = max(need, batch+wait)
+			bound = max(bound, batch+wait)
 		}
-		// A drain before the stop (issue 21), when the binary has one.
-		for _, name := range []string{"KV_DRAIN_TIMEOUT", "KV_DRAIN_DELAY"} {
-			if _, reads := s.env[k.bin][name]; reads {
-				d, err := s.duration(k, name)
-				if err != nil {
-					p.add("%v", err)
-				}
-				need += d
-			}
-		}
-		needSec := int64(need.Seconds())
-		if ps := k.c.Lifecycle; ps != nil && ps.PreStop != nil && ps.PreStop.Sleep != nil {
-			needSec += ps.PreStop.Sleep.Seconds
-		}
-		if grace <= needSec {
-			p.add("%s: terminationGracePeriodSeconds %d, not above the %ds a clean stop may take", k, grace, needSec)
+		need := preStop + bound + spanFlush
+		if time.Duration(grace)*time.Second <= need {
+			p.add("%s: terminationGracePeriodSeconds %d, not above the %s a clean stop may take (preStop %s + stop bound %s + %s of span flush)", k, grace, need, preStop, bound, spanFlush)
 		}
 	}
 

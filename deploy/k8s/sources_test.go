@@ -93,7 +93,7 @@ func mustSources(t testing.TB) *sources {
 }
 
 // parseEnvFile reads NAME=VALUE lines ('#' starts a comment), the format of
-// stack.env. TODO(deploy/native): use its parser once it is on main.
+// stack.env. TODO(lab/native): use its parser once it is on main.
 func parseEnvFile(data []byte) map[string]string {
 	vars := map[string]string{}
 	for _, line := range strings.Split(string(data), "\n") {

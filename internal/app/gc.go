@@ -10,7 +10,7 @@ import (
 //
 // Their live heaps are small (a few MiB: requests and batches in flight),
 // and at Go's default GOGC=100 the collector ran every few milliseconds
-// under load: bench/profiles/ shows GC marking and allocation at ~28% of
+// under load: lab/bench/profiles/ shows GC marking and allocation at ~28% of
 // the consumer's CPU while it drains a backlog, and ~15% of the API's on
 // cache hits. GOGC=400 lets the heap grow to five times the live data
 // between cycles, a fraction of the collections for a few more MiB; the

@@ -35,7 +35,7 @@ import (
 // Events, not a CLIENT span per message and call as before: the same
 // facts in the message's trace for a third of the spans, which were 14 %
 // of the consumer's CPU and 43 % of Jaeger's while draining
-// (bench/NOTES.md).
+// (lab/bench/NOTES.md).
 const tracerName = "github.com/kvstack/kvstack/internal/consumer"
 
 type batchTrace struct {

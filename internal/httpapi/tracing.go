@@ -29,7 +29,7 @@ const tracerName = "github.com/kvstack/kvstack/internal/httpapi"
 // attribute (tracing_test.go compares the two), for a fraction of the
 // cost: one wrapper and one copy of the request shared with the rest of
 // the middleware, no metrics recorded into a no-op meter, attributes built
-// in place and only for a span that records them (bench/NOTES.md).
+// in place and only for a span that records them (lab/bench/NOTES.md).
 func (a *api) traced(next http.Handler) http.Handler {
 	tracer := otel.Tracer(tracerName)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

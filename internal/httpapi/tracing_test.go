@@ -96,7 +96,7 @@ func TestEveryAPIAnswerCarriesItsTraceparent(t *testing.T) {
 }
 
 // The server span has the attributes otelhttp gave it before it was
-// replaced (bench/NOTES.md), request for request: this test keeps it so.
+// replaced (lab/bench/NOTES.md), request for request: this test keeps it so.
 func TestServerSpanAttributesAreOtelhttps(t *testing.T) {
 	spans := recordSpans(t)
 	svc := &fakeService{entries: map[string]string{"a": "1"}}

@@ -86,10 +86,17 @@ func (s *Service) waitRead(ctx context.Context, key string, min, newest Version,
 }
 
 // PutApplied is Put, then a wait of at most timeout for the write to be
-// applied: Written when the key's state is this write's, Superseded when
-// a newer operation's, Pending when the bound passed or the client left
-// first (the write is durable all the same, and will be applied). Beyond
-// the waiters' cap it fails with ErrTooManyWaiters, publishing nothing.
+// applied and visible: Written when the key's state is this write's,
+// Superseded when a newer operation's, Pending when the bound passed or the
+// client left first (the write is durable all the same, and will be
+// applied). Beyond the waiters' cap it fails with ErrTooManyWaiters,
+// publishing nothing.
+//
+// Visible means that every plain Get started after the answer returns this
+// state or a newer one, whichever path it takes: before answering, the
+// waiter brings the cache to the state the store reached (makeVisible), so that
+// neither an entry the consumer has not updated yet nor a reader's fill of
+// a row it read before the commit can be found there afterwards.
 func (s *Service) PutApplied(ctx context.Context, key, value string, timeout time.Duration) (Write, error) {
 	return s.acceptApplied(ctx, Op{Kind: KindPut, Key: key, Value: value}, timeout)
 }
@@ -118,12 +125,14 @@ func (s *Service) acceptApplied(ctx context.Context, op Op, timeout time.Duratio
 	ctx, span := otel.Tracer(tracerName).Start(ctx, "wait applied", trace.WithAttributes(attrKind.String(string(WaitWrite))))
 	defer span.End()
 	res := Write{Op: op}
-	settle := func(v Version) bool {
-		if op.Version.Newer(v) {
+	// settle ends the wait on e, a state the store committed at least as
+	// new as op, once the cache holds e or newer.
+	settle := func(e Entry) bool {
+		if !s.makeVisible(ctx, e) {
 			return false
 		}
-		res.Stored, res.Status = v, Superseded
-		if v == op.Version {
+		res.Stored, res.Status = e.Version, Superseded
+		if e.Version == op.Version {
 			res.Status = Written
 		}
 		return true
@@ -134,13 +143,36 @@ func (s *Service) acceptApplied(ctx context.Context, op Op, timeout time.Duratio
 			s.log.Debug().Err(err).Msg("wait: store read failed; waiting on")
 			return false
 		}
-		return found && settle(e.Version)
+		return found && !op.Version.Newer(e.Version) && settle(e)
 	}
-	// News suffices: a version applied is a version stored.
-	o := s.await(ctx, span, w, timeout, nil, settle, check)
+	news := func(v Version) bool {
+		switch {
+		case op.Version.Newer(v):
+			return false
+		case v == op.Version:
+			return settle(op.Entry()) // committed: its state is op's own
+		}
+		return check() // a newer op's, whose state only the store knows
+	}
+	o := s.await(ctx, span, w, timeout, nil, news, check)
 	w.Done(o)
 	span.SetAttributes(attrStatus.String(res.Status.String()))
 	return res, nil
+}
+
+// makeVisible makes e, a state the store committed, the oldest that any read
+// can find from now on: PostgreSQL holds e or newer, and the cache is
+// brought to e by a compare-and-set that never moves it backwards (a no-op
+// when the consumer got there first), so that a reader's late fill of an
+// older row is refused. When the cache cannot be written, it reports false:
+// the wait goes on (and ends Pending at its bound), since a cache that
+// comes back could still serve the older state.
+func (s *Service) makeVisible(ctx context.Context, e Entry) bool {
+	if _, err := s.cache.Fill(ctx, e); err != nil {
+		s.log.Debug().Err(err).Msg("wait: cache fill failed; waiting on")
+		return false
+	}
+	return true
 }
 
 var (
@@ -154,7 +186,8 @@ var (
 // await waits until the key is where the caller wants it: first (when
 // given) says so at once, news says so from the newest version notified,
 // check from the store, read when news may have been lost and every Poll.
-// It ends at timeout, or when ctx ends (the client left).
+// It ends at timeout (or EndWaits, which stands for it), or when ctx ends
+// (the client left).
 func (s *Service) await(ctx context.Context, span trace.Span, w Watch, timeout time.Duration,
 	first func() bool, news func(Version) bool, check func() bool) WaitOutcome {
 	var reads, notes int
@@ -176,6 +209,8 @@ func (s *Service) await(ctx context.Context, span trace.Span, w Watch, timeout t
 				return WaitClientGone
 			case <-deadline.C:
 				return WaitTimedOut
+			case <-s.waitsEnded:
+				return WaitTimedOut
 			case <-poll.C:
 				reads++
 				done = check()
@@ -196,6 +231,15 @@ func (s *Service) await(ctx context.Context, span trace.Span, w Watch, timeout t
 	}()
 	span.SetAttributes(attrOutcome.String(o.String()), attrPolls.Int(reads), attrNews.Int(notes))
 	return o
+}
+
+// EndWaits ends every wait, now and from now on, as if its bound had
+// passed: a read that waits answers with the newest version it saw
+// (ErrNotReached), a write that waits as accepted (Pending; it is
+// durable). A process that drains calls it before its server stops, so
+// that no wait holds the stop for its whole bound and none is cut.
+func (s *Service) EndWaits() {
+	s.endWaits.Do(func() { close(s.waitsEnded) })
 }
 
 // storeGet reads key's stored entry, tombstones included; found is false

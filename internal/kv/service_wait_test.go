@@ -21,6 +21,7 @@ type world struct {
 	store     map[string]kv.Entry
 	cache     map[string]kv.Entry
 	storeGets int
+	fillErr   error // what the cache's Fill fails with, when set
 	published chan kv.Op
 	pubErr    error
 	reg       *notify.Registry
@@ -66,6 +67,9 @@ func (c cacheOf) Get(_ context.Context, key string) (kv.Entry, error) {
 func (c cacheOf) Fill(_ context.Context, e kv.Entry) (bool, error) {
 	c.w.mu.Lock()
 	defer c.w.mu.Unlock()
+	if c.w.fillErr != nil {
+		return false, c.w.fillErr
+	}
 	if old, ok := c.w.cache[e.Key]; ok && !e.Version.Newer(old.Version) {
 		return false, nil
 	}
@@ -83,7 +87,8 @@ func (p pubOf) Publish(_ context.Context, op kv.Op) error {
 	return nil
 }
 
-// apply stores op as the consumer would; notify says whether the news is
+// apply stores op as the consumer would, leaving the cache as it was (the
+// consumer updates it after the news); notify says whether the news is
 // sent too.
 func (w *world) apply(op kv.Op, notify bool) {
 	w.mu.Lock()
@@ -92,6 +97,14 @@ func (w *world) apply(op kv.Op, notify bool) {
 	if notify {
 		w.reg.Applied(op.Key, op.Version)
 	}
+}
+
+// cached is the cache's entry for key (ok false: none).
+func (w *world) cached(key string) (kv.Entry, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	e, ok := w.cache[key]
+	return e, ok
 }
 
 func (w *world) reads() int {
@@ -318,6 +331,50 @@ func TestPutApplied(t *testing.T) {
 			t.Errorf("store reads: %d, want none (the news said it)", n)
 		}
 	})
+	t.Run("the cache holds it before the answer", func(t *testing.T) {
+		w := newWorld(t, slow())
+		old := put("k", "old", 1)
+		w.apply(old, false)
+		w.cache["k"] = old.Entry()
+		res := w.putApplied(context.Background(), "k", "v", time.Minute)
+		op := <-w.published
+		w.apply(op, true)
+		if r := <-res; r.w.Status != kv.Written {
+			t.Fatalf("PutApplied = %+v, %v; want applied", r.w, r.err)
+		}
+		if e, _ := w.cached("k"); e != op.Entry() {
+			t.Errorf("cache after the answer: %+v, want %+v (a plain read would find the old state)", e, op.Entry())
+		}
+	})
+	t.Run("a reader's late fill cannot undo it", func(t *testing.T) {
+		// A plain read missed the cache and read the old row before the
+		// commit; its fill comes after the answer.
+		w := newWorld(t, slow())
+		old := put("k", "old", 1)
+		w.apply(old, false)
+		res := w.putApplied(context.Background(), "k", "v", time.Minute)
+		op := <-w.published
+		w.apply(op, true)
+		if r := <-res; r.w.Status != kv.Written {
+			t.Fatalf("PutApplied = %+v, %v; want applied", r.w, r.err)
+		}
+		if stored, _ := (cacheOf{w}).Fill(context.Background(), old.Entry()); stored {
+			t.Error("the late fill of the old row was stored")
+		}
+		if e, _ := w.cached("k"); e != op.Entry() {
+			t.Errorf("cache after the late fill: %+v, want %+v", e, op.Entry())
+		}
+	})
+	t.Run("no answer while the cache cannot be written", func(t *testing.T) {
+		w := newWorld(t, slow())
+		w.fillErr = kv.ErrUnavailable
+		res := w.putApplied(context.Background(), "k", "v", 50*time.Millisecond)
+		op := <-w.published
+		w.apply(op, true)
+		if r := <-res; r.err != nil || r.w.Status != kv.Pending {
+			t.Errorf("PutApplied with the cache failing = %+v, %v; want pending at the bound", r.w, r.err)
+		}
+	})
 	t.Run("superseded", func(t *testing.T) {
 		w := newWorld(t, slow())
 		res := w.putApplied(context.Background(), "k", "v", time.Minute)
@@ -327,6 +384,9 @@ func TestPutApplied(t *testing.T) {
 		r := <-res
 		if r.err != nil || r.w.Status != kv.Superseded || r.w.Stored != newer.Version {
 			t.Errorf("PutApplied = %+v, %v; want superseded by %v", r.w, r.err, newer.Version)
+		}
+		if e, _ := w.cached("k"); e != newer.Entry() {
+			t.Errorf("cache after the answer: %+v, want the newer state %+v", e, newer.Entry())
 		}
 	})
 	t.Run("older news waits on", func(t *testing.T) {
@@ -386,7 +446,47 @@ func TestPutApplied(t *testing.T) {
 		if r := <-c; r.err != nil || r.w.Status != kv.Written || r.w.Op.Kind != kv.KindDelete {
 			t.Errorf("DeleteApplied = %+v, %v; want the delete applied", r.w, r.err)
 		}
+		if e, _ := w.cached("k"); !e.Deleted || e.Version != op.Version {
+			t.Errorf("cache after the answer: %+v, want the delete's tombstone", e)
+		}
 	})
+}
+
+// A process that drains ends every wait at once, as if its bound had
+// passed, and those that come after it check once and wait no more: a
+// read answers with the newest version seen, a write as accepted.
+func TestEndWaits(t *testing.T) {
+	w := newWorld(t, slow())
+	old := put("k", "old", 10)
+	w.apply(old, false)
+	read := w.getAtLeast(context.Background(), "k", put("k", "x", 20).Version, time.Minute)
+	write := w.putApplied(context.Background(), "k", "v", time.Minute)
+	<-w.published
+	w.waitingFor(t, 2)
+
+	start := time.Now()
+	w.svc.EndWaits()
+	w.svc.EndWaits() // as often as one likes
+	check := func(what string, r result, wr writeResult) {
+		t.Helper()
+		var nr *kv.NotReachedError
+		if !errors.As(r.err, &nr) || nr.Newest != old.Version {
+			t.Errorf("%s: read = %+v, %v; want NotReached naming %v", what, r.read, r.err, old.Version)
+		}
+		if wr.err != nil || wr.w.Status != kv.Pending || wr.w.Op.Version.Time.IsZero() {
+			t.Errorf("%s: write = %+v, %v; want pending with the op's version", what, wr.w, wr.err)
+		}
+	}
+	check("waiting", <-read, <-write)
+	later := w.putApplied(context.Background(), "k", "v2", time.Minute)
+	<-w.published
+	check("after", <-w.getAtLeast(context.Background(), "k", put("k", "y", 30).Version, time.Minute), <-later)
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("the waits took %s to end; their bound is a minute", took)
+	}
+	if n := w.reg.Len(); n != 0 {
+		t.Errorf("waiters after EndWaits: %d, want 0", n)
+	}
 }
 
 func TestWaitConfig(t *testing.T) {

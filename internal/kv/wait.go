@@ -14,7 +14,9 @@ import (
 // that new (GetAtLeast), and a write may wait until it is applied
 // (PutApplied, DeleteApplied). Waiting is driven by news of applied
 // versions that the consumer sends when its transaction commits (Waiters),
-// with a slow poll of the store behind it for news that got lost.
+// with a slow poll of the store behind it for news that got lost. A write
+// that waited answers once its state is visible to plain reads too: the
+// waiter brings the cache to it first.
 
 // WaitConfig bounds waiting.
 type WaitConfig struct {

@@ -40,7 +40,7 @@ var latencyBuckets = []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .02
 // A series keeps one exemplar per bucket, the latest, and Prometheus reads
 // it at each scrape (every 5 s): a bucket takes a new one at most every
 // exemplarEvery, which no scrape can tell from one per observation, while
-// an exemplar costs ~0.6 µs and 10 allocations (bench/NOTES.md) and a GET
+// an exemplar costs ~0.6 µs and 10 allocations (lab/bench/NOTES.md) and a GET
 // makes two observations. The first observation of a bucket always gives
 // it one.
 func observe(h prometheus.Observer, ctx context.Context, d time.Duration) {

@@ -222,7 +222,7 @@ type batchArgs struct {
 	times  []time.Time
 	// The op ids as bytes: pgx encodes [16]byte itself, where a uuid.UUID
 	// goes through its driver.Valuer, a string per row (4 % of the
-	// consumer's CPU in bench/profiles/consumer-apply-cpu.pprof).
+	// consumer's CPU in lab/bench/profiles/consumer-apply-cpu.pprof).
 	opIDs   [][16]byte
 	deleted []bool
 }

@@ -7,7 +7,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/kvstack/kvstack/deploy/native/engine/enginetest"
+	"github.com/kvstack/kvstack/internal/engine/enginetest"
 )
 
 // privatePair is the primary and standby TestDisruptivePrimaryFailover

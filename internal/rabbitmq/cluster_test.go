@@ -12,8 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kvstack/kvstack/deploy/native/engine/enginetest"
 	"github.com/kvstack/kvstack/internal/consumer"
+	"github.com/kvstack/kvstack/internal/engine/enginetest"
 	"github.com/kvstack/kvstack/internal/kv"
 	"github.com/kvstack/kvstack/internal/rabbitmq"
 	"github.com/kvstack/kvstack/internal/rabbitmq/rabbittest"

@@ -7,7 +7,7 @@ import (
 
 	"go.uber.org/goleak"
 
-	"github.com/kvstack/kvstack/deploy/native/engine/enginetest"
+	"github.com/kvstack/kvstack/internal/engine/enginetest"
 )
 
 // privateBroker is the node TestDisruptiveBrokerRestart stops, and

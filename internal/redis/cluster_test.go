@@ -8,7 +8,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/kvstack/kvstack/deploy/native/engine/enginetest"
+	"github.com/kvstack/kvstack/internal/engine/enginetest"
 	"github.com/kvstack/kvstack/internal/kv"
 	"github.com/kvstack/kvstack/internal/redis"
 	"github.com/kvstack/kvstack/internal/redis/redistest"

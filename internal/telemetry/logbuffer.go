@@ -12,7 +12,7 @@ import (
 // one write(2) every interval, or as soon as size bytes have gathered,
 // instead of one per line: the API writes a line per request (the access
 // log), and a write per line was a system call per request
-// (bench/NOTES.md). Warnings and worse are written at once, after what is
+// (lab/bench/NOTES.md). Warnings and worse are written at once, after what is
 // gathered, so that the order holds and a failure shows without delay;
 // Close writes the rest. A crash may lose at most one interval of info
 // lines. It is safe for concurrent use.

@@ -31,7 +31,7 @@ import (
 // every span into the generated protobuf structs (an allocation per span,
 // attribute, value, event and link) and then marshals them, about half of a
 // traced request's tracing cost in the API and more in the consumer
-// (bench/NOTES.md). What reaches the collector is the same request, message
+// (lab/bench/NOTES.md). What reaches the collector is the same request, message
 // for message (otlp_test.go decodes both and compares).
 type OTLPExporter struct {
 	url     string

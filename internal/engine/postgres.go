@@ -1,0 +1,278 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/kvstack/kvstack/internal/supervisor"
+)
+
+// Postgres is a private PostgreSQL cluster: initdb'd into Dir/data with
+// trust authentication (loopback only, nobody else's), listening on
+// 127.0.0.1:Port, no unix socket, run as user postgres when we are root.
+type Postgres struct {
+	Name string // the program's name (default "postgres")
+	Port int
+	Dir  string
+	Log  string // its output (default Dir/NAME.log)
+	// Immediate makes a stop an immediate shutdown (SIGQUIT: no checkpoint,
+	// crash recovery at the next start), as a fault injection wants; by
+	// default a stop is a fast shutdown (SIGINT: clients disconnected,
+	// checkpoint).
+	Immediate bool
+	// Priority is its program's (default 1): the supervisor starts lower
+	// priorities first, and Init runs just before its priority's group
+	// starts (InitBefore), so a standby is made once its primary answers.
+	Priority int
+	// Peers are the other nodes of its replication group (PostgresPair);
+	// none for a server of its own.
+	Peers []*Postgres
+}
+
+func (p *Postgres) name() string {
+	if p.Name == "" {
+		return "postgres"
+	}
+	return p.Name
+}
+
+// binDir is the newest PostgreSQL installed (/usr/lib/postgresql/N/bin).
+func binDir() (string, error) {
+	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin/postgres")
+	if len(dirs) == 0 {
+		return "", errors.New("PostgreSQL is not installed (/usr/lib/postgresql/*/bin/postgres): make setup")
+	}
+	slices.SortFunc(dirs, func(a, b string) int { return version(a) - version(b) })
+	return filepath.Dir(dirs[len(dirs)-1]), nil
+}
+
+func version(path string) int {
+	n, _ := strconv.Atoi(filepath.Base(filepath.Dir(filepath.Dir(path))))
+	return n
+}
+
+// Init makes Dir/data when it does not exist yet. A node of a replication
+// group copies the group's primary (pg_basebackup) when a peer answers as
+// one; the first node of a new group (no peer holds data) runs initdb.
+func (p *Postgres) Init(ctx context.Context) error {
+	if p.hasData() {
+		return nil
+	}
+	acct, err := systemUser("postgres")
+	if err != nil {
+		return err
+	}
+	if err := acct.mkdirs(p.Dir); err != nil {
+		return err
+	}
+	if len(p.Peers) == 0 {
+		return p.initdb(ctx, acct)
+	}
+	if primary := p.peerPrimary(ctx); primary != nil {
+		return p.basebackup(ctx, acct, primary)
+	}
+	for _, peer := range p.Peers {
+		if peer.hasData() {
+			return fmt.Errorf("postgres %s: its peer %s holds data but is no primary that answers: start it first (lower Priority)", p.name(), peer.name())
+		}
+	}
+	return p.initdb(ctx, acct)
+}
+
+func (p *Postgres) data() string { return filepath.Join(p.Dir, "data") }
+
+func (p *Postgres) hasData() bool {
+	_, err := os.Stat(filepath.Join(p.data(), "PG_VERSION"))
+	return err == nil
+}
+
+// initdb makes a new cluster. Its postgresql.conf gets the command line's
+// max_connections (else every reload logs that the file's cannot be
+// applied) and, in a group, every node's name as a synchronous standby
+// (FIRST 1: whichever is not the primary).
+func (p *Postgres) initdb(ctx context.Context, acct account) error {
+	if err := p.runAs(ctx, acct, "initdb", "-D", p.data(), "--auth=trust", "-U", "postgres", "-E", "UTF8", "--locale=C.UTF-8"); err != nil {
+		return err
+	}
+	conf := "\n# kvstack (internal/engine)\nmax_connections = " + maxConnections + "\n"
+	if len(p.Peers) > 0 {
+		conf += "# A commit waits until the standby has flushed it (PostgresPair).\nsynchronous_standby_names = '" + p.standbyNames() + "'\n"
+	}
+	f, err := os.OpenFile(filepath.Join(p.data(), "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(conf)
+	return errors.Join(err, f.Close())
+}
+
+const maxConnections = "200"
+
+// standbyNames is the group's synchronous_standby_names: FIRST 1 of every
+// node's name (its application_name), the primary's own never matching.
+func (p *Postgres) standbyNames() string {
+	names := []string{strconv.Quote(p.name())}
+	for _, peer := range p.Peers {
+		names = append(names, strconv.Quote(peer.name()))
+	}
+	slices.Sort(names)
+	return "FIRST 1 (" + strings.Join(names, ", ") + ")"
+}
+
+// basebackup copies primary into Dir/data as its streaming standby: -R
+// writes standby.signal and a primary_conninfo whose application_name is
+// this node's name, which the primary's synchronous_standby_names lists.
+func (p *Postgres) basebackup(ctx context.Context, acct account, primary *Postgres) error {
+	conninfo := fmt.Sprintf("host=127.0.0.1 port=%d user=postgres application_name=%s", primary.Port, p.name())
+	return p.runAs(ctx, acct, "pg_basebackup", "-D", p.data(), "-d", conninfo, "-R", "-c", "fast", "-X", "stream", "-w")
+}
+
+// runAs runs a PostgreSQL program as acct in Dir, its stdin empty (no
+// password prompt can wait).
+func (p *Postgres) runAs(ctx context.Context, acct account, program string, args ...string) error {
+	bin, err := binDir()
+	if err != nil {
+		return err
+	}
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, program), args...)
+	cmd.Dir = p.Dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(acct.uid), Gid: uint32(acct.gid)}}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("%s %s: %w\n%s", program, p.data(), err, out)
+	}
+	return nil
+}
+
+// peerPrimary is the peer that answers as a primary (nil when none does).
+func (p *Postgres) peerPrimary(ctx context.Context) *Postgres {
+	for _, peer := range p.Peers {
+		if primary, err := peer.IsPrimary(ctx); err == nil && primary {
+			return peer
+		}
+	}
+	return nil
+}
+
+// IsPrimary asks the node whether it is a primary (not in recovery).
+func (p *Postgres) IsPrimary(ctx context.Context) (bool, error) {
+	var primary bool
+	err := p.query(ctx, func(conn *pgx.Conn) error {
+		return conn.QueryRow(ctx, "SELECT NOT pg_is_in_recovery()").Scan(&primary)
+	})
+	return primary, err
+}
+
+// query runs fn on a superuser session of its own, bounded to 5 s.
+func (p *Postgres) query(ctx context.Context, fn func(*pgx.Conn) error) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, p.URL("postgres", "", "postgres"))
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	return fn(conn)
+}
+
+// Program runs the postmaster in the foreground.
+func (p *Postgres) Program() supervisor.Program {
+	bin, err := binDir()
+	if err != nil {
+		bin = "/usr/lib/postgresql/missing/bin" // Init reports it
+	}
+	acct, _ := systemUser("postgres")
+	priority := p.Priority
+	if priority == 0 {
+		priority = 1
+	}
+	stop := "INT"
+	if p.Immediate {
+		stop = "QUIT"
+	}
+	return supervisor.Program{
+		Name: p.name(),
+		Command: []string{filepath.Join(bin, "postgres"), "-D", p.data(),
+			"-c", "listen_addresses=127.0.0.1", "-c", "port=" + strconv.Itoa(p.Port),
+			"-c", "unix_socket_directories=", "-c", "max_connections=" + maxConnections},
+		Dir: p.Dir, User: acct.name, Priority: priority, StopSignal: stop, StopWait: 60 * time.Second,
+		Health: pgProbe{p}, Addr: addr(p.Port), Log: logFile(p.Log, p.Dir, p.name()),
+	}
+}
+
+// URL is a connection URL for user to database db (trust: no password
+// is checked, but one may be given for the application's sake).
+func (p *Postgres) URL(user, password, db string) string {
+	u := url.URL{Scheme: "postgres", Host: addr(p.Port), Path: "/" + db, RawQuery: "sslmode=disable"}
+	u.User = url.User(user)
+	if password != "" {
+		u.User = url.UserPassword(user, password)
+	}
+	return u.String()
+}
+
+// CreateDatabase makes a login role and a database it owns, unless they
+// exist.
+func (p *Postgres) CreateDatabase(ctx context.Context, db, owner, password string) error {
+	conn, err := pgx.Connect(ctx, p.URL("postgres", "", "postgres"))
+	if err != nil {
+		return fmt.Errorf("private PostgreSQL on %s: %w", addr(p.Port), err)
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_roles WHERE rolname = $1)", owner).Scan(&exists); err != nil {
+		return err
+	}
+	if !exists {
+		if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE ROLE %s LOGIN PASSWORD %s", pgx.Identifier{owner}.Sanitize(), quoteLiteral(password))); err != nil {
+			return err
+		}
+	}
+	if err := conn.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_database WHERE datname = $1)", db).Scan(&exists); err != nil {
+		return err
+	}
+	if !exists {
+		if _, err := conn.Exec(ctx, fmt.Sprintf("CREATE DATABASE %s OWNER %s", pgx.Identifier{db}.Sanitize(), pgx.Identifier{owner}.Sanitize())); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func quoteLiteral(s string) string {
+	out := []byte{'\''}
+	for i := range len(s) {
+		if s[i] == '\'' {
+			out = append(out, '\'')
+		}
+		out = append(out, s[i])
+	}
+	return string(append(out, '\''))
+}
+
+// pgProbe answers once the server accepts a session: a TCP port that is
+// open while the server still recovers does not count.
+type pgProbe struct{ p *Postgres }
+
+func (pr pgProbe) Check(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, pr.p.URL("postgres", "", "postgres"))
+	if err != nil {
+		return err
+	}
+	return conn.Close(ctx)
+}
+
+func (pr pgProbe) String() string { return "postgres session on " + addr(pr.p.Port) }

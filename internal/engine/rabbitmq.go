@@ -1,0 +1,162 @@
+package engine
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kvstack/kvstack/internal/supervisor"
+)
+
+// RabbitMQ is a private RabbitMQ node: its own node name, AMQP, Erlang
+// distribution and rabbitmq_prometheus ports (all on 127.0.0.1), its own
+// config, env and enabled-plugins files and mnesia/log directories under
+// Dir, run as user rabbitmq when we are root (sharing that user's Erlang
+// cookie, so rabbitmqctl reaches it). It registers with the machine's
+// epmd (4369), starting one if none runs, as every node does.
+type RabbitMQ struct {
+	Name     string // the program's name (default "rabbitmq")
+	Node     string // RABBITMQ_NODENAME, e.g. kvchaos@localhost
+	Port     int    // AMQP
+	DistPort int    // Erlang distribution
+	// MetricsPort is rabbitmq_prometheus's listener.
+	MetricsPort int
+	Dir         string
+	Log         string // its output (default Dir/NAME.log)
+	// Peers are the other nodes of a cluster formed at first boot
+	// (classic_config peer discovery, blank data dirs): empty for a
+	// single node.
+	Peers []string
+}
+
+func (r *RabbitMQ) name() string {
+	if r.Name == "" {
+		return "rabbitmq"
+	}
+	return r.Name
+}
+
+// URL is the AMQP URL of the node (guest, which RabbitMQ admits from
+// loopback only).
+func (r *RabbitMQ) URL() string { return "amqp://guest:guest@" + addr(r.Port) + "/" }
+
+// Config is the node's rabbitmq.conf.
+func (r *RabbitMQ) Config() string {
+	lines := []string{
+		"listeners.tcp.default = " + addr(r.Port),
+		"prometheus.tcp.ip = 127.0.0.1",
+		"prometheus.tcp.port = " + strconv.Itoa(r.MetricsPort),
+		// Queue figures refresh every second (5 s by default).
+		"collect_statistics_interval = 1000",
+	}
+	if len(r.Peers) > 0 {
+		lines = append(lines, "cluster_formation.peer_discovery_backend = classic_config")
+		for i, p := range append([]string{r.Node}, r.Peers...) {
+			lines = append(lines, fmt.Sprintf("cluster_formation.classic_config.nodes.%d = %s", i+1, p))
+		}
+	}
+	return strings.Join(lines, "\n") + "\n"
+}
+
+// Init writes the node's files when its directory does not exist yet.
+func (r *RabbitMQ) Init(context.Context) error {
+	if _, err := os.Stat(filepath.Join(r.Dir, "rabbitmq.conf")); err == nil {
+		return nil
+	}
+	acct, err := systemUser("rabbitmq")
+	if err != nil {
+		return err
+	}
+	if err := acct.mkdirs(r.Dir, filepath.Join(r.Dir, "mnesia"), filepath.Join(r.Dir, "log")); err != nil {
+		return err
+	}
+	files := map[string]string{
+		"rabbitmq.conf":   r.Config(),
+		"enabled_plugins": "[rabbitmq_prometheus].\n",
+		// Its own, so that the machine's /etc/rabbitmq/rabbitmq-env.conf
+		// (the shared node's name) is not read.
+		"rabbitmq-env.conf": "",
+	}
+	for name, text := range files {
+		if err := acct.writeFile(filepath.Join(r.Dir, name), text); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// env is the environment rabbitmq-server and rabbitmqctl need to find this
+// node and nothing else.
+func (r *RabbitMQ) env() map[string]string {
+	acct, _ := systemUser("rabbitmq")
+	return map[string]string{
+		"HOME":                          acct.home, // the Erlang cookie
+		"RABBITMQ_NODENAME":             r.Node,
+		"RABBITMQ_NODE_IP_ADDRESS":      "127.0.0.1",
+		"RABBITMQ_NODE_PORT":            strconv.Itoa(r.Port),
+		"RABBITMQ_DIST_PORT":            strconv.Itoa(r.DistPort),
+		"RABBITMQ_MNESIA_BASE":          filepath.Join(r.Dir, "mnesia"),
+		"RABBITMQ_LOG_BASE":             filepath.Join(r.Dir, "log"),
+		"RABBITMQ_CONFIG_FILE":          filepath.Join(r.Dir, "rabbitmq.conf"),
+		"RABBITMQ_CONF_ENV_FILE":        filepath.Join(r.Dir, "rabbitmq-env.conf"),
+		"RABBITMQ_ENABLED_PLUGINS_FILE": filepath.Join(r.Dir, "enabled_plugins"),
+		"ERL_EPMD_ADDRESS":              "127.0.0.1",
+		"ERL_FLAGS":                     "-kernel inet_dist_use_interface {127,0,0,1}",
+	}
+}
+
+// Program runs the node in the foreground. RABBITMQ_ALLOW_INPUT makes
+// rabbitmq-server exec the Erlang VM instead of staying as a shell around
+// it, so that the pid supervisord reports is the node's (a kill -9 of it
+// is a node crash, a SIGTERM its orderly stop); -noinput keeps the VM from
+// reading a shell off its stdin.
+func (r *RabbitMQ) Program() supervisor.Program {
+	acct, _ := systemUser("rabbitmq")
+	env := r.env()
+	env["RABBITMQ_ALLOW_INPUT"] = "1"
+	env["RABBITMQ_SERVER_START_ARGS"] = "-noinput"
+	return supervisor.Program{
+		Name:    r.name(),
+		Command: []string{"/usr/lib/rabbitmq/bin/rabbitmq-server"},
+		Env:     env, Dir: r.Dir, User: acct.name, Priority: 1, StopWait: 60 * time.Second,
+		Health: supervisor.TCPProbe{Addrs: []string{addr(r.Port), addr(r.MetricsPort)}},
+		Addr:   addr(r.Port), Log: logFile(r.Log, r.Dir, r.name()),
+	}
+}
+
+// Queues is every queue of the node with its messages (ready + unacked)
+// and unacknowledged messages, as rabbitmqctl counts them (exact, unlike
+// the metrics, which refresh every collect_statistics_interval).
+func (r *RabbitMQ) Queues(ctx context.Context) (map[string]QueueDepth, error) {
+	out, err := r.ctl(ctx, "list_queues", "name", "messages", "messages_unacknowledged")
+	if err != nil {
+		return nil, err
+	}
+	return parseQueues(out), nil
+}
+
+// QueueDepth is one queue's message counts.
+type QueueDepth struct{ Messages, Unacked int }
+
+func parseQueues(out []byte) map[string]QueueDepth {
+	m := map[string]QueueDepth{}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) != 3 {
+			continue
+		}
+		n, err1 := strconv.Atoi(f[1])
+		u, err2 := strconv.Atoi(f[2])
+		if err1 == nil && err2 == nil {
+			m[f[0]] = QueueDepth{Messages: n, Unacked: u}
+		}
+	}
+	return m
+}

@@ -1,0 +1,138 @@
+package supervisor
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Program is one process the supervisor runs: a [program:NAME] section of
+// supervisord.conf, and what Up needs to know about it.
+type Program struct {
+	Name    string
+	Command []string
+	Env     map[string]string // on top of supervisord's own (minimal) environment
+	Dir     string            // working directory
+	User    string            // run as this user (when supervisord runs as root)
+	// Priority orders the start: Up starts the programs of one priority
+	// together and waits until each is healthy before the next priority.
+	Priority   int
+	StartSecs  int           // how long it must stay up to count as started (default 1)
+	StopSignal string        // TERM unless set
+	StopWait   time.Duration // before SIGKILL
+	// Manual programs are defined but not started by Up (the chaos
+	// campaign's extra consumers); once started they are supervised alike.
+	Manual bool
+	// NoRestart programs are not restarted by supervisord when they exit:
+	// something else heals them (the HA topology's PostgreSQL nodes, which
+	// its keeper fails over, rejoins and starts).
+	NoRestart bool
+	Health    Probe
+	Addr      string // shown by status
+	// Binary is a Go binary the stack builds: Up restarts the program,
+	// one replica at a time, when the running image differs from it.
+	Binary string
+	Log    string // where its output goes
+}
+
+// Probe tells whether a running program answers.
+type Probe interface {
+	Check(ctx context.Context) error
+	String() string
+}
+
+// HTTPProbe answers when GET http://Addr+Path is 2xx.
+type HTTPProbe struct{ Addr, Path string }
+
+var probeClient = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
+func (p HTTPProbe) Check(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.Addr+p.Path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := probeClient.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("%s: %s", p, resp.Status)
+	}
+	return nil
+}
+
+func (p HTTPProbe) String() string { return "http://" + p.Addr + p.Path }
+
+// TCPProbe answers when every address accepts a connection.
+type TCPProbe struct{ Addrs []string }
+
+func (p TCPProbe) Check(ctx context.Context) error {
+	for _, a := range p.Addrs {
+		if err := dialClose(ctx, a); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (p TCPProbe) String() string { return "tcp " + strings.Join(p.Addrs, " ") }
+
+func dialClose(ctx context.Context, addr string) error {
+	d := net.Dialer{Timeout: time.Second}
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+// RedisProbe answers when PING gets PONG (not -LOADING while a dump loads).
+type RedisProbe struct{ Addr string }
+
+func (p RedisProbe) Check(ctx context.Context) error {
+	d := net.Dialer{Timeout: time.Second}
+	c, err := d.DialContext(ctx, "tcp", p.Addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if strings.TrimSpace(line) != "+PONG" {
+		return fmt.Errorf("PING: %s", strings.TrimSpace(line))
+	}
+	return nil
+}
+
+func (p RedisProbe) String() string { return "redis PING " + p.Addr }
+
+// Wait polls probe until it answers, ctx ends or timeout passes; the error
+// names the last failure.
+func Wait(ctx context.Context, probe Probe, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		err := probe.Check(ctx)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: no answer within %s: %w", probe, timeout, err)
+		case <-tick.C:
+		}
+	}
+}

@@ -1,0 +1,444 @@
+// Package bench is kvstack's benchmark harness (issue 7): it drives the
+// running native stack through nginx with a closed-loop Go load generator,
+// measures each scenario beside a baseline of the machine's own parts in
+// the same run, and writes lab/bench/REPORT.md. Every load targets 127.0.0.1
+// and every run is bounded in time (and count where it consumes data).
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/kvstack/kvstack/internal/config"
+)
+
+// Options sizes a run.
+type Options struct {
+	Root     string   // repository root
+	Out      string   // report path
+	Profiles string   // directory for CPU profiles of the app; "" for none
+	Command  string   // how the run was started, for the report
+	Smoke    bool     // a smoke run (no notes appended)
+	Only     []string // scenario names to run (hit, miss, put, apply, apply1, lag, wait, memory); all when empty
+	// Ports is the first of the ports the harness's own processes listen
+	// on (its nginx, stubs, API variants and consumers): Ports … Ports+29.
+	Ports int
+	// CompareAPI is another build of bin/api (say, main's) run beside the
+	// variants as one more column: A/B runs of a change, alternated.
+	CompareAPI string
+	// CompareConsumer is the same for bin/consumer, in the apply scenario.
+	CompareConsumer string
+	// Busy runs the scenarios without waiting for other people's tests to
+	// end (the scale-out runs, which state the load average instead).
+	Busy bool
+
+	Reps     int
+	Dur      time.Duration // one measured run
+	Warm     time.Duration // unmeasured warm-up before each scenario
+	Conns    int
+	ValueLen int
+
+	HitKeys    int
+	MissPerRun int // distinct never-read keys available to one run
+	ApplyN     int // messages drained per consumer run
+	Apply1N    int // messages drained per batch-size-1 run
+	ListRows   int
+	LagDur     time.Duration
+
+	// From the stack's settings (stack.env, the environment).
+	Nginx        string // the edge, http://127.0.0.1:8080
+	APIPorts     [2]string
+	ConsumerPort string
+}
+
+// DefaultPorts is where the harness's own processes listen unless
+// KV_BENCH_PORT (or kvbench -ports) says otherwise.
+const DefaultPorts = 18080
+
+// Full is `make bench`.
+func Full() Options {
+	return Options{
+		Reps: 3, Dur: 8 * time.Second, Warm: 2 * time.Second, Conns: 64, ValueLen: 100,
+		HitKeys: 1000, MissPerRun: 150_000, ApplyN: 60_000, Apply1N: 10_000,
+		ListRows: 1_000_000, LagDur: 15 * time.Second, Ports: DefaultPorts,
+	}
+}
+
+// ScaleOut is `make bench-ha`: Full, with drains of half the size, as
+// there are nine of them a round.
+func ScaleOut() Options {
+	o := Full()
+	o.ApplyN = 30_000
+	return o
+}
+
+// Smoke is `make bench-smoke`: every scenario, a second or two each.
+func Smoke() Options {
+	return Options{
+		Reps: 1, Dur: 1500 * time.Millisecond, Warm: 300 * time.Millisecond, Conns: 16, ValueLen: 100,
+		HitKeys: 100, MissPerRun: 20_000, ApplyN: 20_000, Apply1N: 300,
+		ListRows: 20_000, LagDur: 2 * time.Second, Smoke: true, Ports: DefaultPorts,
+	}
+}
+
+// port is the harness's own address n (0–29).
+func (o Options) port(n int) string { return fmt.Sprintf("127.0.0.1:%d", o.Ports+n) }
+
+// fromStack takes the edge's and the processes' addresses from the stack.
+func (o *Options) fromStack(v *stackView) {
+	o.Nginx = "http://" + v.s.Get("NGINX_LISTEN")
+	o.APIPorts = [2]string{v.s.Get("KV_API1_PORT"), v.s.Get("KV_API2_PORT")}
+	o.ConsumerPort = v.s.Get("KV_CONSUMER_PORT")
+}
+
+// harness holds the connections and the state to restore.
+type harness struct {
+	o       Options
+	stack   *stackView
+	api     config.API
+	cons    config.Consumer
+	pool    *pgxpool.Pool
+	rdb     goredis.UniversalClient // one server, or the HA topology's cluster
+	pub     *rawPublisher
+	clients Clients
+	dir     string // scratch files
+	rep     *Report
+	value   string
+
+	consumerStopped bool
+	children        []*child
+
+	putRate, applyRate float64 // medians, for the lag scenario
+	keySeq             int64
+}
+
+const scratchQueue = "kvbench.scratch"
+
+// Run runs every scenario and writes the report.
+func Run(ctx context.Context, o Options) (err error) {
+	h, err := newHarness(o)
+	if err != nil {
+		return err
+	}
+	if err := WaitQuiet(ctx); err != nil {
+		return err
+	}
+	closeRun, err := h.open(ctx, "kvbench-")
+	defer closeRun()
+	if err != nil {
+		return err
+	}
+	h.cleanData(ctx)
+	if err := h.runSteps(ctx); err != nil {
+		return err
+	}
+	h.cleanData(ctx)
+	return h.write()
+}
+
+// open makes the run's scratch directory (named from prefix), connects to
+// the stack, opens the load clients and describes the stack in the report.
+// The function it returns, even with an error, undoes that: the clients
+// closed, the stack left as it was found whatever happened, the directory
+// removed.
+func (h *harness) open(ctx context.Context, prefix string) (func(), error) {
+	var err error
+	if h.dir, err = os.MkdirTemp("", prefix); err != nil {
+		return func() {}, err
+	}
+	undo := func() {
+		h.clients.Close() // none when connect failed
+		h.restore()
+		os.RemoveAll(h.dir)
+	}
+	if err := h.connect(ctx); err != nil {
+		return undo, err
+	}
+	h.clients = NewClients(h.o.Conns)
+	h.describe(ctx)
+	return undo, nil
+}
+
+// newHarness reads the stack's settings and the processes' configuration.
+func newHarness(o Options) (*harness, error) {
+	view, err := loadStack(o.Root)
+	if err != nil {
+		return nil, err
+	}
+	o.fromStack(view)
+	h := &harness{o: o, stack: view, rep: &Report{Started: time.Now(), Command: o.Command, Baselines: true}, value: strings.Repeat("v", o.ValueLen)}
+	if h.api, h.cons, err = view.configs(); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// Scenarios are the steps of a run, in order, by the names -only takes.
+func (h *harness) scenarios() []scenario {
+	return []scenario{
+		{"hit", "GET cache hit", h.getHit},
+		{"miss", "GET cache miss", h.getMiss},
+		{"put", "PUT accepted", h.put},
+		{"apply", "consumer apply (batched)", h.apply},
+		{"apply1", "consumer apply (batch size 1)", h.applyUnbatched},
+		{"lag", "end-to-end lag", h.lag},
+		{"wait", "PUT ?wait=applied", h.waitApplied},
+		{"memory", "memory", h.memory},
+	}
+}
+
+type scenario struct {
+	id, name string
+	fn       func(context.Context) (*Section, error)
+}
+
+// runSteps runs the scenarios -only selects, keeping what each measured
+// even when it failed.
+func (h *harness) runSteps(ctx context.Context) error {
+	for _, s := range h.scenarios() {
+		if len(h.o.Only) > 0 && !slices.Contains(h.o.Only, s.id) {
+			continue
+		}
+		if err := WaitQuiet(ctx); err != nil {
+			return err
+		}
+		Log("== %s", s.name)
+		sec, err := s.fn(ctx)
+		if sec != nil {
+			h.rep.Sections = append(h.rep.Sections, sec)
+		}
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+	}
+	return nil
+}
+
+// write writes the report, and the engineers' reading of the figures kept
+// beside the harness (lab/bench/NOTES.md) after a full run of the benchmark.
+func (h *harness) write() error {
+	h.rep.Took = time.Since(h.rep.Started)
+	f, err := os.Create(h.o.Out)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h.rep.Write(f)
+	if notes, err := os.ReadFile(filepath.Join(h.o.Root, "bench", "NOTES.md")); err == nil && !h.o.Smoke && h.rep.Baselines {
+		fmt.Fprintf(f, "\n---\n\n%s", notes)
+	}
+	Log("report written to %s (%s)", h.o.Out, h.rep.Took.Round(time.Second))
+	return f.Close()
+}
+
+func (h *harness) connect(ctx context.Context) error {
+	pc, err := pgxpool.ParseConfig(h.api.Postgres.URL)
+	if err != nil {
+		return err
+	}
+	// The baseline reads with as many connections as both API replicas.
+	pc.MaxConns = 2 * h.api.Postgres.MaxConns
+	if h.pool, err = pgxpool.NewWithConfig(ctx, pc); err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	if err := h.pool.Ping(ctx); err != nil {
+		return fmt.Errorf("postgres %s: %w", h.api.Postgres.String(), err)
+	}
+	rc := h.api.Redis
+	h.rdb = goredis.NewUniversalClient(&goredis.UniversalOptions{Addrs: rc.Addrs(), IsClusterMode: rc.IsCluster(), Password: string(rc.Password), DB: rc.DB})
+	if err := h.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis %s: %w", h.api.Redis.Addr, err)
+	}
+	if h.pub, err = newRawPublisher(h.api.RabbitMQ.URLs()[0]); err != nil {
+		return err
+	}
+	return nil
+}
+
+// restore puts the stack back: the stack's consumer running, the harness's
+// processes, scratch queue and scratch schema gone.
+func (h *harness) restore() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for _, c := range h.children {
+		c.stop(15 * time.Second)
+	}
+	if h.consumerStopped {
+		Log("restoring the stack's consumers")
+		if err := h.startConsumer(ctx); err != nil {
+			Log("could not restart the consumers: %v (run `make up`, or `make up-ha`)", err)
+		}
+	}
+	if h.pub != nil {
+		h.pub.deleteQueue(scratchQueue)
+		h.pub.Close()
+	}
+	if h.pool != nil {
+		_, _ = h.pool.Exec(ctx, `DROP SCHEMA IF EXISTS kvbench CASCADE`)
+		h.pool.Close()
+	}
+	if h.rdb != nil {
+		h.rdb.Close()
+	}
+}
+
+// cleanData deletes every key the harness wrote (all under "bench:"), in
+// PostgreSQL and in the cache.
+func (h *harness) cleanData(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	// COLLATE "C": ';' follows ':', so this is the prefix as a key range.
+	if _, err := h.pool.Exec(ctx, `DELETE FROM kv_store WHERE key >= 'bench:' AND key < 'bench;'`); err != nil {
+		Log("cleaning bench rows: %v", err)
+	}
+	h.evictCache(ctx, "bench:")
+}
+
+// evictCache removes the cached entries of keys with the prefix: on each
+// master of a Redis Cluster, or on the one server.
+func (h *harness) evictCache(ctx context.Context, prefix string) {
+	match := h.api.Redis.KeyPrefix + prefix + "*"
+	if cc, ok := h.rdb.(*goredis.ClusterClient); ok {
+		_ = cc.ForEachMaster(ctx, func(ctx context.Context, node *goredis.Client) error {
+			evictOn(ctx, node, match)
+			return nil
+		})
+		return
+	}
+	evictOn(ctx, h.rdb, match)
+}
+
+// evictOn unlinks the keys matching match on one server, a pipelined
+// UNLINK per key (one key each: a cluster node refuses keys of several
+// slots in one command).
+func evictOn(ctx context.Context, c goredis.Cmdable, match string) {
+	iter := c.Scan(ctx, 0, match, 5000).Iterator()
+	pipe := c.Pipeline()
+	for iter.Next(ctx) {
+		pipe.Unlink(ctx, iter.Val())
+		if pipe.Len() == 5000 {
+			_, _ = pipe.Exec(ctx)
+		}
+	}
+	_, _ = pipe.Exec(ctx)
+}
+
+// describe records the machine, the versions and the settings.
+func (h *harness) describe(ctx context.Context) {
+	r := h.rep
+	add := func(k, v string) { r.Machine = append(r.Machine, [2]string{k, v}) }
+	add("CPUs (nproc)", strconv.Itoa(runtime.NumCPU()))
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		add("memory", strings.Join(strings.Fields(strings.SplitN(string(b), "\n", 2)[0])[1:], " "))
+	}
+	add("kernel", cmdOut("uname", "-sr"))
+	if m := cmdOut("sh", "-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"); m != "" {
+		add("CPU", strings.TrimSpace(m))
+	}
+	add("Go", runtime.Version())
+	var pgv string
+	_ = h.pool.QueryRow(ctx, `SHOW server_version`).Scan(&pgv)
+	add("PostgreSQL", pgv)
+	if info, err := h.rdb.Info(ctx, "server").Result(); err == nil {
+		for l := range strings.SplitSeq(info, "\n") {
+			if v, ok := strings.CutPrefix(strings.TrimSpace(l), "redis_version:"); ok {
+				add("Redis", v)
+			}
+		}
+	}
+	if v, ok := h.pub.conn.Properties["version"].(string); ok {
+		add("RabbitMQ", v)
+	}
+	add("nginx", strings.TrimPrefix(cmdOut("nginx", "-v"), "nginx version: "))
+	add("load average at the start", loadAvg())
+
+	set := func(k, v string) { r.Settings = append(r.Settings, [2]string{k, v}) }
+	o := h.o
+	set("repetitions", fmt.Sprintf("%d per scenario, every system of a scenario in turn; %s per timed run after a %s warm-up", o.Reps, o.Dur, o.Warm))
+	set("load generator", fmt.Sprintf("Go, closed loop, %d connections (one per client, each from its own 127.0.0.x source address: the edge's per-client rate limit of %s burst %s applies to each), HTTP/1.1 keep-alive, target 127.0.0.1 only", o.Conns, h.stack.s.Get("NGINX_RATE_LIMIT"), h.stack.s.Get("NGINX_RATE_BURST")))
+	set("values", fmt.Sprintf("%d bytes", o.ValueLen))
+	set("engines", h.stack.engines())
+	set("CPU", "utime + stime of each process and its descendants (/proc/<pid>/stat: nginx's workers, PostgreSQL's backends, RabbitMQ's port programs; a descendant that exits counts through its parent's cutime + cstime), read before and after each run, divided by the operations that run completed; the load generator (kvbench itself) is not counted")
+	set("harness ports", fmt.Sprintf("%d–%d (KV_BENCH_PORT)", o.Ports, o.Ports+29))
+	rc := h.cons.RabbitMQ
+	set("RabbitMQ", fmt.Sprintf("queue type %s (RABBITMQ_QUEUE_TYPE), persistent messages, API publish channels %d", rc.QueueType, h.api.RabbitMQ.PublishChannels))
+	cc := h.cons.Consumer
+	set("consumer", fmt.Sprintf("batch size %d, batch wait %s, prefetch %d per queue", cc.BatchSize, cc.BatchWait, rc.PrefetchFor(cc.BatchSize)))
+	set("PostgreSQL pool", fmt.Sprintf("PG_MAX_CONNS %d per process", h.api.Postgres.MaxConns))
+	set("Redis pool", fmt.Sprintf("REDIS_POOL_SIZE %d per process", h.api.Redis.PoolSize))
+}
+
+func cmdOut(name string, args ...string) string {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil && len(out) == 0 {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// profile fetches a CPU profile of the process on port for secs seconds
+// into the profiles directory, in the background.
+func (h *harness) profile(ctx context.Context, port, name string, secs int) func() {
+	if h.o.Profiles == "" || secs < 1 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		url := fmt.Sprintf("http://127.0.0.1:%s/debug/pprof/profile?seconds=%d", port, secs)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			Log("profile %s: %v", name, err)
+			return
+		}
+		defer resp.Body.Close()
+		_ = os.MkdirAll(h.o.Profiles, 0o755)
+		f, err := os.Create(filepath.Join(h.o.Profiles, name+".pprof"))
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		_, _ = io.Copy(f, resp.Body)
+	}()
+	return func() { <-done }
+}
+
+// stopConsumer stops the stack's consumers (the HA topology has two);
+// restore restarts them.
+func (h *harness) stopConsumer(ctx context.Context) error {
+	h.consumerStopped = true
+	for _, name := range h.stack.consumers() {
+		if err := h.stack.stop(ctx, name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (h *harness) startConsumer(ctx context.Context) error {
+	for _, name := range h.stack.consumers() {
+		if err := h.stack.start(ctx, name); err != nil {
+			return err
+		}
+	}
+	h.consumerStopped = false
+	return nil
+}
+
+// self is the harness's own binary (kvbench), which serves the stubs and
+// the pipeline.
+func (h *harness) self() (string, error) { return os.Executable() }

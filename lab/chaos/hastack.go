@@ -1,0 +1,268 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/kvstack/kvstack/internal/engine"
+	"github.com/kvstack/kvstack/lab/native"
+	"github.com/kvstack/kvstack/lab/native/engines"
+	"github.com/kvstack/kvstack/lab/native/keeper"
+)
+
+// chaosHAPorts are the ports of the HA campaign's private stack (make
+// chaos-ha): below the kernel's ephemeral range (32768-60999), where
+// engine.FreePorts never lands, apart from the single-node campaign's and
+// the default stack's. A Redis node's cluster bus is its port + 10000.
+var chaosHAPorts = map[string]string{
+	"KV_NGINX_PORT": "31080", "KV_NGINX_STATUS_PORT": "31079", "KV_API1_PORT": "31081", "KV_API2_PORT": "31082", "KV_CONSUMER_PORT": "31090",
+	"KV_HA_RABBITMQ1_PORT": "31671", "KV_HA_RABBITMQ2_PORT": "31672", "KV_HA_RABBITMQ3_PORT": "31673",
+	"KV_HA_RABBITMQ1_DIST_PORT": "31681", "KV_HA_RABBITMQ2_DIST_PORT": "31682", "KV_HA_RABBITMQ3_DIST_PORT": "31683",
+	"KV_HA_RABBITMQ1_METRICS_PORT": "31691", "KV_HA_RABBITMQ2_METRICS_PORT": "31692", "KV_HA_RABBITMQ3_METRICS_PORT": "31693",
+	"KV_HA_REDIS1_PORT": "21700", "KV_HA_REDIS2_PORT": "21701", "KV_HA_REDIS3_PORT": "21702",
+	"KV_HA_REDIS4_PORT": "21703", "KV_HA_REDIS5_PORT": "21704", "KV_HA_REDIS6_PORT": "21705",
+	"KV_HA_POSTGRES1_PORT": "31441", "KV_HA_POSTGRES2_PORT": "31442", "KV_HA_KEEPER_PORT": "31440",
+	// Not run by the campaign; shifted all the same.
+	"PGPORT": "31432", "REDIS_PORT": "31379", "RABBITMQ_PORT": "31661", "RABBITMQ_DIST_PORT": "31662", "RABBITMQ_METRICS_PORT": "31663",
+	"KV_PROMETHEUS_PORT": "31190", "KV_ALERTMANAGER_PORT": "31193", "KV_JAEGER_UI_PORT": "31686",
+	"KV_JAEGER_OTLP_GRPC_PORT": "31317", "KV_JAEGER_OTLP_HTTP_PORT": "31318", "KV_JAEGER_QUERY_GRPC_PORT": "31685",
+	"KV_JAEGER_HEALTH_PORT": "31133", "KV_JAEGER_METRICS_PORT": "31889", "KV_MTAIL_PORT": "31903", "KV_NGINX_EXPORTER_PORT": "31113",
+	"KV_POSTGRES_EXPORTER_PORT": "31187", "KV_REDIS_EXPORTER_PORT": "31121", "KV_GRAFANA_PORT": "31300",
+	"KV_HA_POSTGRES1_EXPORTER_PORT": "31188", "KV_HA_POSTGRES2_EXPORTER_PORT": "31189",
+	"KV_HA_REDIS1_EXPORTER_PORT": "31122", "KV_HA_REDIS2_EXPORTER_PORT": "31123", "KV_HA_REDIS3_EXPORTER_PORT": "31124",
+	"KV_HA_REDIS4_EXPORTER_PORT": "31125", "KV_HA_REDIS5_EXPORTER_PORT": "31126", "KV_HA_REDIS6_EXPORTER_PORT": "31127",
+}
+
+// haProcs are the HA topology's kvstack processes the campaign runs (no
+// observability): two replicas, two consumers, nginx.
+var haProcs = []string{"api1", "api2", "consumer", "consumer2", "nginx"}
+
+// haPrivate is what the HA campaign's stack adds to a private one: its
+// clusters (engines.ForHA) and the keeper, which runs in the campaign as
+// `bin/stack keeper` runs under make up-ha's supervisord.
+type haPrivate struct {
+	engines.HA
+	keeper *keeper.Keeper
+	// brokerKilled is the RabbitMQ node the first broker fault killed:
+	// the second kills another one.
+	brokerKilled string
+}
+
+// startHA starts the HA topology's engines and kvstack processes on the
+// HA chaos ports under one supervisord tied to the campaign (data in
+// engineDir, state in dir/stack), with the keeper watching the
+// PostgreSQL pair; it forms the clusters and migrates before the kvstack
+// processes start.
+func startHA(ctx context.Context, root, dir, engineDir string, log io.Writer) (*private, error) {
+	s, err := native.Load(root, chaosEnviron(chaosHAPorts, dir, "KV_TOPOLOGY=ha"))
+	if err != nil {
+		return nil, err
+	}
+	s.BinDir = filepath.Join(dir, "bin")
+	ha := engines.ForHA(s, engineDir)
+	if err := os.RemoveAll(engineDir); err != nil {
+		return nil, err
+	}
+	started := time.Now()
+	c := &private{s: s, ha: &haPrivate{HA: ha}}
+	if err := native.Build(ctx, s, log); err != nil {
+		return nil, err
+	}
+	if c.p, err = engine.Start(ctx, engineDir, log); err != nil {
+		return c, err
+	}
+	st := c.p.Stack()
+	st.Programs = append(ha.Programs(), native.Select(native.Processes(s), haProcs...)...)
+	st.Before = c.haBefore(s, log)
+	if _, err := st.Up(ctx); err != nil {
+		return c, errors.Join(err, c.close())
+	}
+	fmt.Fprintf(log, "==> chaos: private HA stack up in %s: nginx %s (state %s, engines %s)\n",
+		time.Since(started).Round(100*time.Millisecond), s.Get("NGINX_LISTEN"), s.Dir, engineDir)
+	return c, nil
+}
+
+// haBefore prepares the nodes and starts the keeper before the engines
+// (priority 1) start, and forms the clusters, migrates and renders nginx's
+// config before anything else does.
+func (c *private) haBefore(s *native.Settings, log io.Writer) func(context.Context, int) error {
+	formed := false
+	return func(ctx context.Context, priority int) error {
+		switch {
+		case priority <= 1:
+			if err := c.ha.Init(ctx); err != nil {
+				return err
+			}
+			return c.startKeeper(s)
+		case formed:
+			return nil
+		}
+		formed = true
+		began := time.Now()
+		if err := c.ha.Form(ctx); err != nil {
+			return err
+		}
+		fmt.Fprintf(log, "==> chaos: clusters whole in %s\n", time.Since(began).Round(100*time.Millisecond))
+		if err := native.Migrate(ctx, s, log); err != nil {
+			return err
+		}
+		return native.WriteConfigs(ctx, s, nil, log)
+	}
+}
+
+// startKeeper runs the keeper until the campaign ends, its log in the
+// stack's logs.
+func (c *private) startKeeper(s *native.Settings) error {
+	if c.ha.keeper != nil {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(s.LogFile("keeper")), 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(s.LogFile("keeper"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	c.ha.keeper = &keeper.Keeper{Pair: c.ha.Postgres, Sup: c.p.Stack().Supervisor(), Log: f}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = c.ha.keeper.Run(ctx) }()
+	c.stopKeeper = func() { cancel(); <-done; f.Close() }
+	return nil
+}
+
+// chaosEnviron is the campaign's environment: the caller's, with the
+// campaign's ports and state directory, and every address derived from
+// those ports whatever the caller's environment says.
+func chaosEnviron(ports map[string]string, dir string, extra ...string) []string {
+	environ := os.Environ()
+	for k, v := range ports {
+		environ = append(environ, k+"="+v)
+	}
+	environ = append(environ,
+		"KV_STACK_DIR="+filepath.Join(dir, "stack"), "KV_STOP_TIMEOUT=10", "KV_STACK_TIMEOUT=60",
+		"DATABASE_URL=", "REDIS_ADDR=", "RABBITMQ_URL=", "NGINX_LISTEN=", "NGINX_STATUS_LISTEN=", "API1_ADDR=", "API2_ADDR=",
+		"POSTGRES_EXPORTER_DSN=", "OTEL_TRACES_EXPORTER=none")
+	return append(environ, extra...)
+}
+
+// whole tells whether the HA clusters are whole again: every RabbitMQ
+// member running, the Redis Cluster with every node and slot, and the
+// PostgreSQL pair streaming synchronously (the keeper's view).
+func (h *haPrivate) whole(ctx context.Context) error {
+	st := h.keeper.State()
+	if st.Primary == "" || !st.Synchronous {
+		return fmt.Errorf("postgresql: %s", st.Line())
+	}
+	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	if err := h.Redis.WaitHealthy(rctx); err != nil {
+		return fmt.Errorf("redis cluster: %w", err)
+	}
+	var errs []error
+	for _, n := range h.RabbitMQ.Nodes {
+		running, err := n.RunningNodes(ctx)
+		if err == nil && len(running) == len(h.RabbitMQ.Nodes) {
+			return nil
+		}
+		errs = append(errs, fmt.Errorf("%s sees %v: %v", n.Program().Name, running, err))
+	}
+	return fmt.Errorf("rabbitmq cluster: %w", errors.Join(errs...))
+}
+
+// queues asks the first RabbitMQ node that answers for the queues' depths.
+func (h *haPrivate) queues(ctx context.Context) (map[string]engine.QueueDepth, error) {
+	var errs []error
+	for _, n := range h.RabbitMQ.Nodes {
+		q, err := n.Queues(ctx)
+		if err == nil {
+			return q, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, errors.Join(errs...)
+}
+
+// brokerOfAPI is the program of the RabbitMQ node api1's publisher is
+// connected to, from api1's established connections (ss): each node
+// listens on a port of its own.
+func (c *private) brokerOfAPI(ctx context.Context) (string, error) {
+	pid, err := c.p.Pid(ctx, "api1")
+	if err != nil || pid == 0 {
+		return "", fmt.Errorf("api1's pid: %d, %v", pid, err)
+	}
+	out, err := exec.CommandContext(ctx, "ss", "-tnpH", "state", "established").Output()
+	if err != nil {
+		return "", fmt.Errorf("ss: %w", err)
+	}
+	owned := regexp.MustCompile(`\S+:(\d+)\s+users:\(.*pid=` + strconv.Itoa(pid) + `,`)
+	for _, m := range owned.FindAllSubmatch(out, -1) {
+		port, _ := strconv.Atoi(string(m[1]))
+		for _, n := range c.ha.RabbitMQ.Nodes {
+			if n.Port == port {
+				return n.Program().Name, nil
+			}
+		}
+	}
+	return "", fmt.Errorf("api1 (pid %d) has no connection to a RabbitMQ node", pid)
+}
+
+// killBroker kills -9 the RabbitMQ node api1 is connected to; second: a
+// node other than the one the first broker fault killed.
+func killBroker(second bool) *action {
+	desc := "kill -9 the RabbitMQ node the API is connected to"
+	if second {
+		desc = "kill -9 another RabbitMQ node (the API's, or the next)"
+	}
+	return &action{desc, func(ctx context.Context, c *private) error {
+		name, err := c.brokerOfAPI(ctx)
+		if err != nil {
+			return err
+		}
+		if second && name == c.ha.brokerKilled {
+			names := c.ha.RabbitMQ.Names()
+			name = names[(slices.Index(names, name)+1)%len(names)]
+		}
+		c.ha.brokerKilled = name
+		return c.killNamed(ctx, name)
+	}}
+}
+
+// killRedisMaster kills -9 the Redis master holding the first slot's keys
+// (kv:… keys of every fault land on all three masters).
+var killRedisMaster = &action{"kill -9 a Redis master", func(ctx context.Context, c *private) error {
+	m, err := c.ha.Redis.MasterOf(ctx, "kv:chaos")
+	if err != nil {
+		return err
+	}
+	return c.killNamed(ctx, m.Program().Name)
+}}
+
+// killPrimary kills -9 the PostgreSQL primary; the keeper promotes the
+// standby and rejoins the old primary as its standby.
+var killPrimary = &action{"kill -9 the PostgreSQL primary", func(ctx context.Context, c *private) error {
+	p, err := c.ha.Postgres.Primary(ctx)
+	if err != nil {
+		return err
+	}
+	return c.killNamed(ctx, p.Program().Name)
+}}
+
+// killNamed kills a process and records its name, for the report and for
+// the check that it came back by itself.
+func (c *private) killNamed(ctx context.Context, name string) error {
+	pid, err := c.p.Kill(ctx, name)
+	if err == nil {
+		c.killedNode, c.killedPid = name, pid
+	}
+	return err
+}

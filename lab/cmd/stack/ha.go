@@ -1,0 +1,220 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/kvstack/kvstack/internal/engine"
+	"github.com/kvstack/kvstack/internal/supervisor"
+	"github.com/kvstack/kvstack/lab/native"
+	"github.com/kvstack/kvstack/lab/native/engines"
+	"github.com/kvstack/kvstack/lab/native/keeper"
+)
+
+// keeperPriority starts the keeper after the RabbitMQ and Redis nodes (1)
+// and before everything that needs PostgreSQL (jaeger, 10, and after);
+// supervisord stops it before the PostgreSQL nodes, so that a `down` is
+// not taken for a failure.
+const keeperPriority = 5
+
+// topologyFile records, in the stack's directory, which topology up
+// started there: down, status and logs act on it.
+func topologyFile(dir string) string { return filepath.Join(dir, "topology") }
+
+func recordedTopology(dir string) string {
+	b, err := os.ReadFile(topologyFile(dir))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// startsATopology tells the commands that start the topology the settings
+// ask for, rather than act on the one that runs.
+func startsATopology(cmd string) bool {
+	switch cmd {
+	case "up", "run", "render", "env", "jaeger", "services":
+		return true
+	}
+	return false
+}
+
+// upTarget is the make target that starts a topology.
+func upTarget(topology string) string {
+	if topology == "ha" {
+		return "make up-ha"
+	}
+	return "make up"
+}
+
+// claimTopology lets up go on only when this topology may run: when the
+// stack's supervisord runs, it must be running this topology (up is then
+// idempotent); when it does not, no port of the topology may be taken
+// (the other topology, or a stack of another KV_STACK_DIR, on the same
+// ports). It records the topology.
+func (c *cli) claimTopology(ctx context.Context) error {
+	want := c.s.Get("KV_TOPOLOGY")
+	if c.stack.Supervisor().Running(ctx) {
+		ran := recordedTopology(c.s.Dir)
+		if ran == "" {
+			ran = "single" // recorded since the HA topology exists
+		}
+		if ran != want {
+			return fmt.Errorf("the %s topology runs in %s, on the same edge and observability ports: stop it first (make down), then %s", ran, c.s.Dir, upTarget(want))
+		}
+	} else {
+		for _, p := range c.stack.Programs {
+			if p.Addr == "" {
+				continue
+			}
+			if conn, err := net.DialTimeout("tcp", p.Addr, 300*time.Millisecond); err == nil {
+				conn.Close()
+				return fmt.Errorf("%s's address %s is taken, and the stack of %s does not run: another stack runs on these ports (stop it with its own make down, or give this one other ports)", p.Name, p.Addr, c.s.Dir)
+			}
+		}
+	}
+	if err := os.MkdirAll(c.s.Dir, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(topologyFile(c.s.Dir), []byte(want+"\n"), 0o644)
+}
+
+// withHA makes the stack the HA topology: its engines' nodes and keeper
+// first, then, once the clusters are formed and migrated, the rest.
+func (c *cli) withHA() {
+	ha := engines.ForHA(c.s, filepath.Join(c.s.Dir, "engines"))
+	c.ha = &ha
+	exe, err := os.Executable()
+	if err != nil {
+		exe = filepath.Join(c.s.Root, "bin", "stack")
+	}
+	programs := append(ha.Programs(), keeperProgram(c.s, exe))
+	c.stack.Programs = append(programs, c.stack.Programs...)
+	formed := false
+	c.stack.Before = func(ctx context.Context, priority int) error {
+		if priority <= keeperPriority || formed {
+			return nil
+		}
+		formed = true
+		started := time.Now()
+		if err := ha.Form(ctx); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.log, "==> clusters whole in %s: RabbitMQ %d nodes, Redis %d nodes, PostgreSQL primary answers\n",
+			time.Since(started).Round(100*time.Millisecond), len(ha.RabbitMQ.Nodes), len(ha.Redis.Ports))
+		return c.migrate(ctx)
+	}
+}
+
+// keeperProgram runs `bin/stack keeper` with the stack's settings. It is
+// healthy once it listens: its /healthz says whether a primary answers,
+// which the HA engines' Form waits for (making the first primary takes an
+// initdb).
+func keeperProgram(s *native.Settings, exe string) supervisor.Program {
+	addr := s.Addr("KV_HA_KEEPER_PORT")
+	return supervisor.Program{
+		Name: "keeper", Command: []string{exe, "keeper"}, Env: s.Resolved(), Dir: s.Root,
+		Log: s.LogFile("keeper"), StopWait: s.StopTimeout(), Priority: keeperPriority,
+		Addr: addr, Health: supervisor.TCPProbe{Addrs: []string{addr}}, Binary: exe,
+	}
+}
+
+// keep is the keeper's process: its loop, and its /healthz.
+func (c *cli) keep(ctx context.Context) error {
+	if c.ha == nil {
+		return errors.New("the keeper belongs to the HA topology (KV_TOPOLOGY=ha)")
+	}
+	k := &keeper.Keeper{Pair: c.ha.Postgres, Sup: c.stack.Supervisor(), Log: os.Stdout}
+	addr := c.s.Addr("KV_HA_KEEPER_PORT")
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: k.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+	fmt.Printf("keeper: watching %s and %s; /healthz on %s\n", c.ha.Postgres.Nodes[0].Program().Name, c.ha.Postgres.Nodes[1].Program().Name, addr)
+	return k.Run(ctx)
+}
+
+// haStatus prints the clusters' states: which PostgreSQL node is the
+// primary (the keeper's view), each Redis node's role, the RabbitMQ
+// members running. It returns false when one is not whole.
+func (c *cli) haStatus(ctx context.Context) bool {
+	ok := true
+	line, err := keeperLine(ctx, c.s.Addr("KV_HA_KEEPER_PORT"))
+	if err != nil {
+		line, ok = "keeper does not answer: "+err.Error(), false
+	}
+	fmt.Printf("\npostgresql    %s\n", line)
+	var roles []string
+	for i, port := range c.ha.Redis.Ports {
+		roles = append(roles, fmt.Sprintf("redis%d %s", i+1, redisRole(ctx, fmt.Sprintf("127.0.0.1:%d", port))))
+	}
+	fmt.Printf("redis         %s\n", strings.Join(roles, ", "))
+	running, err := rabbitMembers(ctx, c.ha.RabbitMQ)
+	if err != nil || len(running) != len(c.ha.RabbitMQ.Nodes) {
+		ok = false
+	}
+	fmt.Printf("rabbitmq      %d of %d members running: %s %v\n", len(running), len(c.ha.RabbitMQ.Nodes), strings.Join(running, " "), orNil(err))
+	return ok
+}
+
+func keeperLine(ctx context.Context, addr string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/healthz", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var b strings.Builder
+	buf := make([]byte, 1024)
+	n, _ := resp.Body.Read(buf)
+	b.Write(buf[:n])
+	return strings.TrimSpace(b.String()), nil
+}
+
+// redisRole is a node's ROLE (master, slave) or why it does not answer.
+func redisRole(ctx context.Context, addr string) string {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	rdb := goredis.NewClient(&goredis.Options{Addr: addr, MaxRetries: -1})
+	defer rdb.Close()
+	v, err := rdb.Do(ctx, "ROLE").Slice()
+	if err != nil || len(v) == 0 {
+		return "DOWN"
+	}
+	role, _ := v[0].(string)
+	return role
+}
+
+// rabbitMembers asks the first node that answers which members run.
+func rabbitMembers(ctx context.Context, mq *engine.RabbitMQCluster) ([]string, error) {
+	var errs []error
+	for _, n := range mq.Nodes {
+		running, err := n.RunningNodes(ctx)
+		if err == nil {
+			return running, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, errors.Join(errs...)
+}
+
+func orNil(err error) string {
+	if err == nil {
+		return ""
+	}
+	return "(" + err.Error() + ")"
+}

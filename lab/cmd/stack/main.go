@@ -1,0 +1,74 @@
+// Command stack runs kvstack's whole topology natively, under a private
+// supervisord (lab/native): make up/run/down/status/logs call it.
+//
+//	stack up            start what is down, in the background (idempotent)
+//	stack up-ha         up, of the HA topology (KV_TOPOLOGY=ha)
+//	stack run           up, then follow the logs; Ctrl-C stops the stack
+//	                    (unless it already ran before: then it is left up)
+//	stack down          stop every process and supervisord (never the
+//	                    shared PostgreSQL, Redis, RabbitMQ)
+//	stack status        each process: supervisord's state, health, pid
+//	stack logs          follow every log
+//	stack start|stop|restart NAME   one process
+//	stack render        render, check and reload the configs
+//	stack jaeger        build bin/jaeger when missing or out of date
+//	stack env           stack.env and the settings, with their defaults
+//	stack running       exit 0 when the stack's supervisord runs
+//	stack services ARGS lab/scripts/services.sh with stack.env's ports
+//	stack keeper        the HA topology's PostgreSQL keeper (its supervisord
+//	                    runs it)
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/kvstack/kvstack/lab/native"
+)
+
+const usage = `usage: stack up | up-ha | run | down | status | logs | start NAME | stop NAME | restart NAME |
+             render | jaeger | env | running | services ARGS... | keeper`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, usage)
+		os.Exit(2)
+	}
+	root, err := native.FindRoot()
+	if err != nil {
+		fail(err)
+	}
+	cmd, environ := os.Args[1], os.Environ()
+	if cmd == "up-ha" {
+		cmd, environ = "up", append(environ, "KV_TOPOLOGY=ha")
+	}
+	c, err := newCLI(root, environ, cmd)
+	if err != nil {
+		fail(err)
+	}
+	code, err := c.run(ctx, cmd, os.Args[2:])
+	if err != nil {
+		fail(err)
+	}
+	os.Exit(code)
+}
+
+func fail(err error) {
+	var u usageError
+	if errors.As(err, &u) {
+		fmt.Fprintln(os.Stderr, usage)
+		os.Exit(2)
+	}
+	fmt.Fprintln(os.Stderr, "==> ERROR:", err)
+	os.Exit(1)
+}
+
+type usageError struct{}
+
+func (usageError) Error() string { return usage }

@@ -1,0 +1,354 @@
+package native
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// EnvFile is the list of the topology's ports, at the repository's root.
+const EnvFile = "stack.env"
+
+// Variable is one setting of the native stack beyond stack.env's ports,
+// with its default: this table is the one place those defaults are written
+// (`bin/stack env` prints it). A default may use ${NAME} of a variable
+// listed before it, of stack.env, or ${ROOT} (the repository).
+type Variable struct {
+	Name, Default, Doc string
+}
+
+// Variables is read in this order; an environment variable of the same
+// name, when not empty, wins over the default.
+var Variables = []Variable{
+	{"KV_STACK_DIR", "${ROOT}/.stack", "the stack's state: supervisord.conf, logs/, config/ (rendered templates), Prometheus and Alertmanager data"},
+	{"KV_BIND_HOST", "127.0.0.1", "the address every process listens on"},
+	{"KV_TOPOLOGY", "single", "single: one PostgreSQL, Redis and RabbitMQ (make up). ha: make up-ha's, a RabbitMQ cluster of three nodes, a Redis Cluster of six, a PostgreSQL primary with a synchronous standby and a keeper that promotes it, all the stack's own (data in KV_STACK_DIR/engines), two consumers, an exporter per node. One topology runs at a time in KV_STACK_DIR; down, status and logs act on the one that runs"},
+	{"KV_ENGINES", "shared", "shared: the machine's PostgreSQL, Redis and RabbitMQ on stack.env's ports (lab/scripts/services.sh starts them when missing; down leaves them running). private: the stack runs its own on those ports under its supervisord, data in KV_STACK_DIR/engines (for a stack that must share no queue, cache or table with another on the same machine)"},
+	{"KV_STACK_TIMEOUT", "60", "seconds a process gets to become healthy"},
+	{"KV_STOP_TIMEOUT", "20", "seconds between SIGTERM and SIGKILL when a process is stopped (supervisord's stopwaitsecs)"},
+	{"GO", "go", "the go command that builds the binaries"},
+	{"KV_API_GOMAXPROCS", "1", "each API replica's GOMAXPROCS (0: Go's default); compose gives each replica `cpus: 1` (lab/bench/NOTES.md)"},
+	{"NGINX_RATE_LIMIT", "10000r/s", "per-client request rate at nginx"},
+	{"NGINX_RATE_BURST", "20000", "per-client burst at nginx"},
+	// The API's own default (internal/httpapi); a test keeps the two equal.
+	{"KV_MAX_BODY_BYTES", "1048576", "largest request body; nginx's client_max_body_size"},
+	{"ALERT_WEBHOOK_URL", "http://127.0.0.1:9/alerts", "where Alertmanager sends alerts (port 9, discard: nowhere until you say where)"},
+	{"KV_ALERT_FOR", "", "test only: replaces every alert's `for:` and Alertmanager's group_wait/group_interval (e.g. 5s)"},
+	{"DATABASE_URL", "postgres://kvstack:kvstack@${KV_BIND_HOST}:${PGPORT}/kvstack?sslmode=disable", "PostgreSQL, for migrate, the replicas and the consumer; in the HA topology both nodes, the client connecting to the one that takes writes"},
+	{"REDIS_ADDR", "${KV_BIND_HOST}:${REDIS_PORT}", "Redis; several addresses (the HA topology's six nodes) make a Redis Cluster client"},
+	{"RABBITMQ_URL", "amqp://guest:guest@${KV_BIND_HOST}:${RABBITMQ_PORT}/", "RabbitMQ; several URLs (the HA topology's three nodes), comma-separated, are tried in turn"},
+	{"POSTGRES_EXPORTER_DSN", "${DATABASE_URL}", "PostgreSQL, for prometheus-postgres-exporter: kvstack's own role by default (it reads statistics views and kv_store's size); a role with pg_monitor also sees other roles' sessions and the standbys' replication details. In the HA topology each node's exporter gets it with that node's address alone"},
+	{"OTEL_EXPORTER_OTLP_ENDPOINT", "http://${KV_BIND_HOST}:${KV_JAEGER_OTLP_HTTP_PORT}", "where api1, api2 and the consumer send traces"},
+	{"OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf", ""},
+	// Template variables (nginx, Prometheus, Alertmanager); each may be set.
+	{"NGINX_LISTEN", "${KV_BIND_HOST}:${KV_NGINX_PORT}", "template: where nginx listens"},
+	// Loopback whatever KV_BIND_HOST says: stub_status is never routed.
+	{"NGINX_STATUS_LISTEN", "127.0.0.1:${KV_NGINX_STATUS_PORT}", "template: nginx's stub_status (prometheus-nginx-exporter reads it)"},
+	{"API1_ADDR", "${KV_BIND_HOST}:${KV_API1_PORT}", "template: api1"},
+	{"API2_ADDR", "${KV_BIND_HOST}:${KV_API2_PORT}", "template: api2"},
+	{"CONSUMER_ADDR", "${KV_BIND_HOST}:${KV_CONSUMER_PORT}", "template: the consumer"},
+	{"PROMETHEUS_ADDR", "${KV_BIND_HOST}:${KV_PROMETHEUS_PORT}", "template: Prometheus"},
+	{"ALERTMANAGER_ADDR", "${KV_BIND_HOST}:${KV_ALERTMANAGER_PORT}", "template: Alertmanager"},
+	{"RABBITMQ_METRICS_ADDR", "${KV_BIND_HOST}:${RABBITMQ_METRICS_PORT}", "template: RabbitMQ's rabbitmq_prometheus"},
+	{"JAEGER_METRICS_ADDR", "${KV_BIND_HOST}:${KV_JAEGER_METRICS_PORT}", "template: Jaeger's spanmetrics"},
+	{"MTAIL_ADDR", "${KV_BIND_HOST}:${KV_MTAIL_PORT}", "template: mtail (the edge's metrics, from nginx's access log)"},
+	{"NGINX_EXPORTER_ADDR", "${KV_BIND_HOST}:${KV_NGINX_EXPORTER_PORT}", "template: prometheus-nginx-exporter"},
+	{"POSTGRES_EXPORTER_ADDR", "${KV_BIND_HOST}:${KV_POSTGRES_EXPORTER_PORT}", "template: prometheus-postgres-exporter"},
+	{"REDIS_EXPORTER_ADDR", "${KV_BIND_HOST}:${KV_REDIS_EXPORTER_PORT}", "template: prometheus-redis-exporter"},
+	{"PROMETHEUS_RULES_DIR", "${ROOT}/observability/rules", "template: the alerting rules"},
+	{"NGINX_ACCESS_LOG", "${KV_STACK_DIR}/logs/nginx-access.log", "template: nginx's JSON access log"},
+	// stderr: supervisord writes it to logs/nginx.log, the one writer of that file.
+	{"NGINX_ERROR_LOG", "stderr", "template: nginx's error log"},
+}
+
+// haDefaults replace the defaults of these Variables in the HA topology
+// (KV_TOPOLOGY=ha): the services are its clusters, every node listed.
+var haDefaults = map[string]string{
+	"DATABASE_URL": "postgres://kvstack:kvstack@${KV_BIND_HOST}:${KV_HA_POSTGRES1_PORT},${KV_BIND_HOST}:${KV_HA_POSTGRES2_PORT}/kvstack?sslmode=disable&target_session_attrs=read-write",
+	"REDIS_ADDR":   "${KV_BIND_HOST}:${KV_HA_REDIS1_PORT},${KV_BIND_HOST}:${KV_HA_REDIS2_PORT},${KV_BIND_HOST}:${KV_HA_REDIS3_PORT},${KV_BIND_HOST}:${KV_HA_REDIS4_PORT},${KV_BIND_HOST}:${KV_HA_REDIS5_PORT},${KV_BIND_HOST}:${KV_HA_REDIS6_PORT}",
+	"RABBITMQ_URL": "amqp://guest:guest@${KV_BIND_HOST}:${KV_HA_RABBITMQ1_PORT}/,amqp://guest:guest@${KV_BIND_HOST}:${KV_HA_RABBITMQ2_PORT}/,amqp://guest:guest@${KV_BIND_HOST}:${KV_HA_RABBITMQ3_PORT}/",
+}
+
+// Settings is stack.env overlaid with the environment, and every Variable
+// resolved: what the native stack runs with.
+type Settings struct {
+	Root   string // the repository
+	Dir    string // KV_STACK_DIR, absolute
+	BinDir string // where the Go binaries are built: Root/bin unless set
+	// File is stack.env as written, in its order.
+	File []Assignment
+	vars map[string]string
+	// environ is the caller's environment: the binaries' own settings
+	// (LOG_LEVEL, PG_MAX_CONNS, …) pass through to them.
+	environ map[string]string
+}
+
+// Load reads root's stack.env, overlays environ (os.Environ() form; a
+// non-empty value wins) and resolves every Variable.
+func Load(root string, environ []string) (*Settings, error) {
+	root, err := filepath.Abs(root)
+	if err != nil {
+		return nil, err
+	}
+	file, err := ReadEnvFile(filepath.Join(root, EnvFile))
+	if err != nil {
+		return nil, err
+	}
+	env := environMap(environ)
+	s := &Settings{Root: root, BinDir: filepath.Join(root, "bin"), File: file, vars: map[string]string{}, environ: env}
+	pick := func(name, def string) {
+		if v := env[name]; v != "" {
+			s.vars[name] = v
+			return
+		}
+		s.vars[name] = def
+	}
+	for _, a := range file {
+		pick(a.Name, a.Value)
+		if _, err := strconv.ParseUint(s.vars[a.Name], 10, 16); strings.HasSuffix(a.Name, "PORT") && err != nil {
+			return nil, fmt.Errorf("%s=%q: not a port", a.Name, s.vars[a.Name])
+		}
+	}
+	for _, v := range Variables {
+		def, err := s.expand(s.defaultOf(v))
+		if err != nil {
+			return nil, fmt.Errorf("default of %s: %w", v.Name, err)
+		}
+		pick(v.Name, def)
+		if v.Name == "KV_TOPOLOGY" && s.vars[v.Name] != "single" && s.vars[v.Name] != "ha" {
+			return nil, fmt.Errorf("KV_TOPOLOGY=%s: want single or ha", s.vars[v.Name])
+		}
+	}
+	if s.Dir, err = filepath.Abs(s.vars["KV_STACK_DIR"]); err != nil {
+		return nil, err
+	}
+	for _, name := range []string{"KV_STACK_TIMEOUT", "KV_STOP_TIMEOUT"} {
+		if n, err := strconv.Atoi(s.vars[name]); err != nil || n <= 0 {
+			return nil, fmt.Errorf("%s=%q: want a number of seconds", name, s.vars[name])
+		}
+	}
+	if e := s.vars["KV_ENGINES"]; e != "shared" && e != "private" {
+		return nil, fmt.Errorf("KV_ENGINES=%s: want shared or private", e)
+	}
+	if s.HA() {
+		for _, n := range s.HANodes().Redis {
+			if n.Port+redisBusOffset > 65535 {
+				return nil, fmt.Errorf("%s's port %d: its cluster bus port, %d higher, is past 65535", n.Name, n.Port, redisBusOffset)
+			}
+		}
+	}
+	if f := s.vars["KV_ALERT_FOR"]; f != "" && !regexp.MustCompile(`^[0-9]+(ms|s|m)$`).MatchString(f) {
+		return nil, fmt.Errorf("KV_ALERT_FOR=%s: want a duration such as 5s", f)
+	}
+	return s, nil
+}
+
+// defaultOf is a Variable's default in the topology chosen so far.
+func (s *Settings) defaultOf(v Variable) string {
+	if d, ok := haDefaults[v.Name]; ok && s.vars["KV_TOPOLOGY"] == "ha" {
+		return d
+	}
+	return v.Default
+}
+
+var reference = regexp.MustCompile(`\$\{([A-Z][A-Z0-9_]*)\}`)
+
+// expand replaces ${NAME} by a variable already resolved (or ROOT).
+func (s *Settings) expand(text string) (string, error) {
+	var missing []string
+	out := reference.ReplaceAllStringFunc(text, func(ref string) string {
+		name := ref[2 : len(ref)-1]
+		if name == "ROOT" {
+			return s.Root
+		}
+		v, ok := s.vars[name]
+		if !ok {
+			missing = append(missing, name)
+		}
+		return v
+	})
+	if len(missing) > 0 {
+		return "", fmt.Errorf("refers to %s, not set before it", strings.Join(missing, ", "))
+	}
+	return out, nil
+}
+
+// Get returns a resolved variable: a stack.env name or a Variable. It
+// panics on any other name, a programming error.
+func (s *Settings) Get(name string) string {
+	v, ok := s.vars[name]
+	if !ok {
+		panic("native: no setting " + name)
+	}
+	return v
+}
+
+// PrivateEngines tells whether the stack runs its own PostgreSQL, Redis
+// and RabbitMQ (KV_ENGINES=private, or the HA topology's clusters).
+func (s *Settings) PrivateEngines() bool { return s.Get("KV_ENGINES") == "private" || s.HA() }
+
+// HA tells whether the settings are the HA topology's (KV_TOPOLOGY=ha).
+func (s *Settings) HA() bool { return s.Get("KV_TOPOLOGY") == "ha" }
+
+// Host is where every process listens (KV_BIND_HOST).
+func (s *Settings) Host() string { return s.Get("KV_BIND_HOST") }
+
+// Addr is host:port for a port variable of stack.env.
+func (s *Settings) Addr(portVar string) string {
+	return net.JoinHostPort(s.Host(), s.Get(portVar))
+}
+
+// StartTimeout is how long a process gets to become healthy.
+func (s *Settings) StartTimeout() time.Duration { return s.seconds("KV_STACK_TIMEOUT") }
+
+// StopTimeout is how long a stopped process gets before SIGKILL.
+func (s *Settings) StopTimeout() time.Duration { return s.seconds("KV_STOP_TIMEOUT") }
+
+func (s *Settings) seconds(name string) time.Duration {
+	n, _ := strconv.Atoi(s.Get(name)) // checked by Load
+	return time.Duration(n) * time.Second
+}
+
+// LogFile is where a process's output goes.
+func (s *Settings) LogFile(name string) string { return filepath.Join(s.Dir, "logs", name+".log") }
+
+// ConfigDir holds the rendered templates.
+func (s *Settings) ConfigDir() string { return filepath.Join(s.Dir, "config") }
+
+// appPrefixes name the variables kvstack's binaries read (internal/config,
+// OpenTelemetry's, the Go runtime's); the caller's values pass through to
+// them unless the stack sets the variable itself. A test checks that every
+// env tag of the binaries' configuration matches.
+var appPrefixes = []string{"KV_", "PG_", "REDIS_", "RABBITMQ_", "CONSUMER_", "OTEL_", "LOG_LEVEL", "DATABASE_URL", "GOGC", "GOMEMLIMIT", "GODEBUG"}
+
+// appEnv is the environment every kvstack binary gets: the services'
+// addresses and traces' endpoint, and whatever the caller set for them.
+func (s *Settings) appEnv() map[string]string {
+	own := map[string]bool{}
+	for _, a := range s.File {
+		own[a.Name] = true
+	}
+	for _, v := range Variables {
+		own[v.Name] = true
+	}
+	env := map[string]string{}
+	for name, value := range s.environ {
+		if own[name] {
+			continue
+		}
+		for _, p := range appPrefixes {
+			if strings.HasPrefix(name, p) {
+				env[name] = value
+				break
+			}
+		}
+	}
+	for _, name := range []string{"DATABASE_URL", "REDIS_ADDR", "RABBITMQ_URL", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL", "KV_MAX_BODY_BYTES"} {
+		env[name] = s.Get(name)
+	}
+	return env
+}
+
+// Describe lists stack.env and every Variable with its default and value,
+// for `bin/stack env`.
+func (s *Settings) Describe() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "# %s (an environment variable of the same name wins)\n", filepath.Join(s.Root, EnvFile))
+	for _, a := range s.File {
+		fmt.Fprintf(&b, "%-28s %-10s %s\n", a.Name, a.Value, mark(s.vars[a.Name], a.Value))
+	}
+	b.WriteString("\n# settings with their defaults (lab/native/settings.go)\n")
+	for _, v := range Variables {
+		fmt.Fprintf(&b, "%-28s default %s\n", v.Name, orNone(v.Default))
+		if d, ok := haDefaults[v.Name]; ok {
+			fmt.Fprintf(&b, "%-28s ha      %s\n", "", d)
+		}
+		if cur := s.vars[v.Name]; cur != "" {
+			fmt.Fprintf(&b, "%-28s now     %s\n", "", cur)
+		}
+		if v.Doc != "" {
+			fmt.Fprintf(&b, "%-28s         %s\n", "", v.Doc)
+		}
+	}
+	var passed []string
+	for name := range s.appEnv() {
+		if _, ok := s.environ[name]; ok && !isOwn(name) {
+			passed = append(passed, name)
+		}
+	}
+	sort.Strings(passed)
+	if len(passed) > 0 {
+		fmt.Fprintf(&b, "\n# passed to the Go binaries from the environment: %s\n", strings.Join(passed, " "))
+	}
+	return b.String()
+}
+
+func isOwn(name string) bool {
+	for _, v := range Variables {
+		if v.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+func mark(now, file string) string {
+	if now != file {
+		return "now " + now
+	}
+	return ""
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return s
+}
+
+// Resolved is every setting (stack.env's and the Variables) with its
+// value: a process given it as its environment loads the same settings.
+func (s *Settings) Resolved() map[string]string {
+	out := make(map[string]string, len(s.vars))
+	for k, v := range s.vars {
+		out[k] = v
+	}
+	return out
+}
+
+// Environ is the process environment with these variables set, for a
+// command that must see the stack's settings (lab/scripts/services.sh).
+func (s *Settings) Environ(names ...string) []string {
+	env := os.Environ()
+	for _, n := range names {
+		env = append(env, n+"="+s.Get(n))
+	}
+	return env
+}
+
+// FindRoot is the repository's root: the directory holding stack.env, from
+// the working directory upwards (the lab's commands run from the root or
+// from lab/).
+func FindRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "stack.env")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no stack.env here or above: run from the kvstack repository")
+		}
+		dir = parent
+	}
+}

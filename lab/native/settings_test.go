@@ -1,0 +1,182 @@
+package native_test
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/kvstack/kvstack/internal/config"
+	"github.com/kvstack/kvstack/lab/native"
+)
+
+func TestParseEnvFile(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     []native.Assignment
+		err      string
+	}{
+		{"assignments, comments and blanks", "# ports\n\nA_PORT=1\n  B=x=y  \n#C=3\n", []native.Assignment{{"A_PORT", "1"}, {"B", "x=y"}}, ""},
+		{"empty value", "A=\n", []native.Assignment{{"A", ""}}, ""},
+		{"lower-case name", "a=1\n", nil, `line 1: "a=1" is not NAME=VALUE`},
+		{"no equals sign", "A=1\nB\n", nil, `line 2: "B" is not NAME=VALUE`},
+		{"space before the sign", "A =1\n", nil, "line 1"},
+		{"given twice", "A=1\nA=2\n", nil, "line 2: A already set on line 1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := native.ParseEnvFile(strings.NewReader(tt.in))
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("error = %v, want one containing %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil || !slices.Equal(got, tt.want) {
+				t.Fatalf("ParseEnvFile = %v, %v; want %v", got, err, tt.want)
+			}
+		})
+	}
+}
+
+// repo is a scratch repository holding only a stack.env.
+func repo(t *testing.T, env string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, native.EnvFile), []byte(env), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+const ports = `KV_NGINX_PORT=8080
+KV_NGINX_STATUS_PORT=8079
+KV_API1_PORT=8081
+KV_API2_PORT=8082
+KV_CONSUMER_PORT=8090
+KV_PROMETHEUS_PORT=9090
+KV_ALERTMANAGER_PORT=9093
+KV_JAEGER_UI_PORT=16686
+KV_JAEGER_OTLP_GRPC_PORT=4317
+KV_JAEGER_OTLP_HTTP_PORT=4318
+KV_JAEGER_QUERY_GRPC_PORT=16685
+KV_JAEGER_HEALTH_PORT=13133
+KV_JAEGER_METRICS_PORT=8889
+KV_MTAIL_PORT=3903
+KV_NGINX_EXPORTER_PORT=9113
+KV_POSTGRES_EXPORTER_PORT=9187
+KV_REDIS_EXPORTER_PORT=9121
+PGPORT=5432
+REDIS_PORT=6379
+RABBITMQ_PORT=5672
+RABBITMQ_METRICS_PORT=15692
+RABBITMQ_DIST_PORT=25672
+`
+
+func TestLoadOverlaysTheEnvironment(t *testing.T) {
+	root := repo(t, ports)
+	s, err := native.Load(root, []string{"KV_NGINX_PORT=18080", "PGPORT=", "KV_BIND_HOST=127.0.0.2", "LOG_LEVEL=debug"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{
+		"KV_NGINX_PORT":    "18080", // the environment wins
+		"PGPORT":           "5432",  // unless empty
+		"NGINX_LISTEN":     "127.0.0.2:18080",
+		"DATABASE_URL":     "postgres://kvstack:kvstack@127.0.0.2:5432/kvstack?sslmode=disable",
+		"KV_STACK_TIMEOUT": "60",
+		"KV_STACK_DIR":     root + "/.stack",
+	} {
+		if got := s.Get(name); got != want {
+			t.Errorf("%s = %q, want %q", name, got, want)
+		}
+	}
+	if s.Dir != filepath.Join(root, ".stack") || s.BinDir != filepath.Join(root, "bin") {
+		t.Errorf("Dir %s, BinDir %s", s.Dir, s.BinDir)
+	}
+	if got := s.File[0]; got != (native.Assignment{Name: "KV_NGINX_PORT", Value: "8080"}) {
+		t.Errorf("File[0] = %v, want stack.env as written", got)
+	}
+}
+
+func TestLoadRejects(t *testing.T) {
+	for name, c := range map[string]struct {
+		env     string
+		environ []string
+		want    string
+	}{
+		"a port that is not one": {ports, []string{"KV_API1_PORT=eighty"}, "KV_API1_PORT"},
+		"a bad timeout":          {ports, []string{"KV_STOP_TIMEOUT=5s"}, "KV_STOP_TIMEOUT"},
+		"a bad KV_ALERT_FOR":     {ports, []string{"KV_ALERT_FOR=soon"}, "KV_ALERT_FOR"},
+		"a bad KV_ENGINES":       {ports, []string{"KV_ENGINES=both"}, "KV_ENGINES"},
+		"a port missing":         {"KV_NGINX_PORT=1\n", nil, "PGPORT"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, err := native.Load(repo(t, c.env), c.environ)
+			if err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("Load = %v, want an error naming %s", err, c.want)
+			}
+		})
+	}
+}
+
+// The repository's stack.env loads, and names every port the topology uses.
+func TestRepositoryStackEnv(t *testing.T) {
+	s, err := native.Load("../..", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, a := range s.File {
+		names = append(names, a.Name)
+	}
+	for _, want := range strings.Fields(ports) {
+		name, _, _ := strings.Cut(want, "=")
+		if !slices.Contains(names, name) {
+			t.Errorf("stack.env lacks %s", name)
+		}
+	}
+}
+
+// The nginx body limit and the API's are one figure; the API's default is
+// in internal/httpapi's envDefault tag (config.Vars lists it).
+func TestMaxBodyBytesIsTheAPIsDefault(t *testing.T) {
+	s, err := native.Load(repo(t, ports), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range config.Vars[config.API]() {
+		if v.Name == "KV_MAX_BODY_BYTES" {
+			if got := s.Get(v.Name); got != v.Default {
+				t.Fatalf("KV_MAX_BODY_BYTES default %s, the API's is %s", got, v.Default)
+			}
+			return
+		}
+	}
+	t.Fatal("the API reads no KV_MAX_BODY_BYTES")
+}
+
+// Every variable the binaries read passes through from the caller's
+// environment to them.
+func TestAppVariablesPassThrough(t *testing.T) {
+	var environ []string
+	for _, v := range append(config.Vars[config.API](), config.Vars[config.Consumer]()...) {
+		environ = append(environ, v.Name+"=from-the-caller")
+	}
+	s, err := native.Load(repo(t, ports), environ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := native.Select(native.Processes(s), "api1")[0]
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		switch name {
+		case "KV_HTTP_ADDR", "KV_INSTANCE_ID", "KV_CONSUMER_ADDR":
+			continue // the stack's own, per process
+		}
+		if _, ok := api.Env[name]; !ok {
+			t.Errorf("%s (read by the binaries) does not reach api1", name)
+		}
+	}
+}

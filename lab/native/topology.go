@@ -1,0 +1,136 @@
+package native
+
+import (
+	"fmt"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/kvstack/kvstack/internal/supervisor"
+)
+
+// Process names of the native topology, in start order; docker-compose.yml
+// has a service of each name (deploy/composetest checks it). The exporters
+// are those of Exporters.
+var ProcessNames = []string{"jaeger", "api1", "api2", "consumer", "nginx",
+	"mtail", "nginx-exporter", "postgres-exporter", "redis-exporter", "alertmanager", "prometheus"}
+
+// Processes is the native topology: every process of kvstack's stack, on
+// the ports of s, the exporters that watch nginx, PostgreSQL and Redis
+// among them. The shared PostgreSQL, Redis and RabbitMQ are not:
+// lab/scripts/services.sh starts those when missing, and nothing here stops
+// them (KV_ENGINES=private adds the stack's own, package engine).
+//
+// In the HA topology (KV_TOPOLOGY=ha) they are those of HAProcessNames:
+// its engines' nodes and its keeper are not among them either (package
+// engine and lab/cmd/stack add them).
+func Processes(s *Settings) []supervisor.Program {
+	names := ProcessNames
+	if s.HA() {
+		names = haProcessNames()
+	}
+	out := make([]supervisor.Program, 0, len(names))
+	for _, name := range names {
+		out = append(out, process(s, name))
+	}
+	return out
+}
+
+// Select keeps the named programs of a topology, in its order.
+func Select(programs []supervisor.Program, names ...string) []supervisor.Program {
+	var out []supervisor.Program
+	for _, p := range programs {
+		for _, n := range names {
+			if p.Name == n {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+func process(s *Settings, name string) supervisor.Program {
+	p := supervisor.Program{
+		Name: name, Dir: s.Root, Log: s.LogFile(name), StopWait: s.StopTimeout(),
+	}
+	switch name {
+	case "api1", "api2":
+		addr := s.Addr("KV_" + strings.ToUpper(name) + "_PORT")
+		p.Command, p.Binary = []string{filepath.Join(s.BinDir, "api")}, filepath.Join(s.BinDir, "api")
+		p.Env = s.appEnv()
+		p.Env["KV_HTTP_ADDR"], p.Env["KV_INSTANCE_ID"] = addr, name
+		// Two replicas share this machine's cores with everything else:
+		// one P each spares the Go schedulers' spinning and wake-ups
+		// (lab/bench/NOTES.md: +25 % GET hits on 2 cores).
+		p.Env["GOMAXPROCS"] = s.Get("KV_API_GOMAXPROCS")
+		p.Priority, p.Addr, p.Health = 20, addr, supervisor.HTTPProbe{Addr: addr, Path: "/healthz"}
+	case "consumer":
+		return Consumer(s, 1)
+	case "consumer2":
+		return Consumer(s, 2)
+	case "nginx":
+		dir := filepath.Join(s.Dir, "nginx")
+		p.Command = []string{"nginx", "-p", dir + "/", "-c", filepath.Join(s.ConfigDir(), "nginx.conf"),
+			"-e", s.Get("NGINX_ERROR_LOG"), "-g", "daemon off; pid " + filepath.Join(dir, "nginx.pid") + ";"}
+		p.Priority, p.Addr = 30, s.Get("NGINX_LISTEN")
+		p.Health = supervisor.HTTPProbe{Addr: p.Addr, Path: "/healthz"}
+	case "alertmanager":
+		p.Addr = s.Get("ALERTMANAGER_ADDR")
+		p.Command = []string{"prometheus-alertmanager", "--config.file=" + filepath.Join(s.ConfigDir(), "alertmanager.yml"),
+			"--storage.path=" + filepath.Join(s.Dir, "alertmanager"), "--web.listen-address=" + p.Addr,
+			"--cluster.listen-address=", "--web.external-url=http://" + p.Addr}
+		p.Priority, p.Health = 30, supervisor.HTTPProbe{Addr: p.Addr, Path: "/-/ready"}
+	case "prometheus":
+		p.Addr = s.Get("PROMETHEUS_ADDR")
+		p.Command = []string{"prometheus", "--config.file=" + filepath.Join(s.ConfigDir(), "prometheus.yml"),
+			"--storage.tsdb.path=" + filepath.Join(s.Dir, "prometheus"), "--storage.tsdb.retention.time=2d",
+			"--web.listen-address=" + p.Addr, "--web.enable-lifecycle", "--enable-feature=exemplar-storage"}
+		p.Priority, p.Health = 30, supervisor.HTTPProbe{Addr: p.Addr, Path: "/-/ready"}
+	case "jaeger":
+		// Jaeger reads its ports from observability/jaeger.yaml's ${env:…}.
+		p.Command = []string{filepath.Join(s.BinDir, "jaeger"), "--config", filepath.Join(s.Root, "observability", "jaeger.yaml")}
+		p.Env = map[string]string{
+			"JAEGER_LISTEN_HOST":     s.Host(),
+			"JAEGER_UI_PORT":         s.Get("KV_JAEGER_UI_PORT"),
+			"JAEGER_OTLP_GRPC_PORT":  s.Get("KV_JAEGER_OTLP_GRPC_PORT"),
+			"JAEGER_OTLP_HTTP_PORT":  s.Get("KV_JAEGER_OTLP_HTTP_PORT"),
+			"JAEGER_QUERY_GRPC_PORT": s.Get("KV_JAEGER_QUERY_GRPC_PORT"),
+			"JAEGER_HEALTH_PORT":     s.Get("KV_JAEGER_HEALTH_PORT"),
+			// Its spanmetrics, and the Prometheus it reads them back from
+			// (the Monitor tab).
+			"JAEGER_METRICS_PORT":   s.Get("KV_JAEGER_METRICS_PORT"),
+			"JAEGER_PROMETHEUS_URL": "http://" + s.Get("PROMETHEUS_ADDR"),
+			"OTEL_TRACES_EXPORTER":  "none", // Jaeger does not trace itself into itself
+		}
+		p.Addr = s.Addr("KV_JAEGER_UI_PORT")
+		p.Priority, p.Health = 10, supervisor.HTTPProbe{Addr: p.Addr, Path: "/api/services"}
+	default:
+		for _, e := range Exporters(s) {
+			if e.Name == name {
+				return e.Program(s)
+			}
+		}
+		panic("native: no process " + name)
+	}
+	return p
+}
+
+// Consumer is consumer number n: the topology's consumer is 1 (on
+// KV_CONSUMER_PORT); the HA topology runs 2 too, and the chaos campaign
+// adds 2 and 3, on the next ports.
+func Consumer(s *Settings, n int) supervisor.Program {
+	port, _ := strconv.Atoi(s.Get("KV_CONSUMER_PORT"))
+	addr := net.JoinHostPort(s.Host(), strconv.Itoa(port+n-1))
+	name := "consumer"
+	if n > 1 {
+		name = fmt.Sprintf("consumer%d", n)
+	}
+	env := s.appEnv()
+	env["KV_CONSUMER_ADDR"], env["KV_INSTANCE_ID"] = addr, fmt.Sprintf("consumer%d", n)
+	return supervisor.Program{
+		Name: name, Dir: s.Root, Log: s.LogFile(name), StopWait: s.StopTimeout(),
+		Command: []string{filepath.Join(s.BinDir, "consumer")}, Binary: filepath.Join(s.BinDir, "consumer"),
+		Env: env, Priority: 20, Addr: addr, Health: supervisor.HTTPProbe{Addr: addr, Path: "/healthz"},
+	}
+}
