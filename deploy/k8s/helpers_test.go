@@ -280,19 +280,6 @@ func podOf(d *appsv1.Deployment) pod {
 	return p
 }
 
-// parseSize reads nginx's and ingress-nginx's sizes: 1048576, 1024k, 1m.
-func parseSize(v string) (int64, error) {
-	mult := int64(1)
-	switch {
-	case strings.HasSuffix(strings.ToLower(v), "k"):
-		mult, v = 1<<10, v[:len(v)-1]
-	case strings.HasSuffix(strings.ToLower(v), "m"):
-		mult, v = 1<<20, v[:len(v)-1]
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	return n * mult, err
-}
-
 // nginxSeconds reads an nginx time (5s, 1m, 60) as whole seconds.
 func nginxSeconds(v string) (int64, error) {
 	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
