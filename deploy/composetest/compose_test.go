@@ -176,7 +176,7 @@ func TestServices(t *testing.T) {
 	p := mustLoad(t)
 	want := []string{
 		"alertmanager", "api1", "api2", "consumer", "grafana", "jaeger", "migrate", "mtail",
-		"nginx", "nginx-exporter", "postgres", "postgres-exporter", "prometheus", "rabbitmq",
+		"nginx", "nginx-exporter", "nginx-logrotate", "postgres", "postgres-exporter", "prometheus", "rabbitmq",
 		"redis", "redis-exporter", "render-config",
 	}
 	if got := p.ServiceNames(); !slices.Equal(sorted(got), want) {

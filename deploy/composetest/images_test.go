@@ -21,18 +21,19 @@ var imageBinaries = map[string][]string{
 	// source with `make install-world-bin` into /usr/local, clients
 	// included (pg_basebackup among them), FROM alpine (busybox sh), and
 	// its docker-entrypoint.sh in /usr/local/bin.
-	"postgres:16-alpine": {"postgres", "pg_isready", "psql", "pg_basebackup", "docker-entrypoint.sh", "sh", "/bin/sh"},
+	"postgres:16.10-alpine": {"postgres", "pg_isready", "psql", "pg_basebackup", "docker-entrypoint.sh", "sh", "/bin/sh"},
 	// docker-library/redis 7.*/alpine/Dockerfile: `make install` puts
 	// redis-server and redis-cli in /usr/local/bin; FROM alpine, whose base
 	// holds busybox (sh, awk, grep) and musl-utils (getent).
-	"redis:7-alpine": {"redis-server", "redis-cli", "sh", "/bin/sh", "awk", "grep", "getent"},
-	// docker-library/rabbitmq 3.13/alpine/Dockerfile:
+	"redis:7.4.6-alpine": {"redis-server", "redis-cli", "sh", "/bin/sh", "awk", "grep", "getent"},
+	// docker-library/rabbitmq 4.3/alpine/Dockerfile:
 	// PATH=$RABBITMQ_HOME/sbin, the generic-unix release's scripts.
-	"rabbitmq:3.13-management-alpine": {"rabbitmq-server", "rabbitmqctl", "rabbitmq-diagnostics"},
+	"rabbitmq:4.3.4-management-alpine": {"rabbitmq-server", "rabbitmqctl", "rabbitmq-diagnostics"},
 	// nginx/docker-nginx mainline/alpine-slim/Dockerfile: FROM alpine
-	// (busybox: sh, wget), `apk add gettext-envsubst` for the templates;
+	// (busybox: sh, wget, stat, mv, kill), `apk add gettext-envsubst` for the
+	// templates;
 	// mainline/alpine adds curl.
-	"nginx:1.27-alpine": {"nginx", "sh", "/bin/sh", "wget", "envsubst", "curl"},
+	"nginx:1.27.5-alpine": {"nginx", "sh", "/bin/sh", "wget", "envsubst", "curl", "stat", "mv", "kill"},
 	// prometheus/prometheus Dockerfile: FROM quay.io/prometheus/busybox.
 	"prom/prometheus:v2.53.4": {"prometheus", "promtool", "sh", "wget"},
 	// prometheus/alertmanager Dockerfile at v0.27.0: FROM

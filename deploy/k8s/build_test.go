@@ -1,9 +1,10 @@
 package k8s
 
 import (
+	"context"
 	"fmt"
-	"path/filepath"
-	"strings"
+	"slices"
+	"sync"
 	"testing"
 
 	kedav1alpha1 "github.com/kedacore/keda/v2/apis/keda/v1alpha1"
@@ -11,47 +12,77 @@ import (
 	monitoringv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 	kjson "sigs.k8s.io/json"
+	"sigs.k8s.io/yaml"
 )
 
-var overlays = []string{"dev", "prod"}
+// variants are the values files of values/, each rendered and checked.
+var variants = []string{"dev", "prod", "prod-external"}
 
-// build runs kustomize on an overlay: its YAML, and each object as JSON.
-func build(overlay string) ([]byte, [][]byte, error) {
-	m, err := Build(filepath.Join("overlays", overlay))
-	if err != nil {
-		return nil, nil, err
+// testNamespace is the namespace every variant is rendered into.
+const testNamespace = "kvstack"
+
+var (
+	renderMu    sync.Mutex
+	renderCache = map[string]*Release{}
+)
+
+// render renders a variant once per test binary (Helm's engine takes a
+// while); callers decode their own copy.
+func render(variant string) (*Release, error) {
+	renderMu.Lock()
+	defer renderMu.Unlock()
+	if r, ok := renderCache[variant]; ok {
+		return r, nil
 	}
-	out, err := m.AsYaml()
+	r, err := Render(context.Background(), testNamespace, ValuesFile(variant))
 	if err != nil {
-		return nil, nil, err
+		return nil, err
+	}
+	renderCache[variant] = r
+	return r, nil
+}
+
+// build renders a variant: each object, the hooks' too, as JSON.
+func build(variant string) ([][]byte, error) {
+	r, err := render(variant)
+	if err != nil {
+		return nil, err
 	}
 	var objs [][]byte
-	for _, r := range m.Resources() {
-		j, err := r.MarshalJSON()
+	docs := slices.Clone(r.Manifests)
+	for _, h := range r.Hooks {
+		docs = append(docs, h.Manifest)
+	}
+	for _, doc := range docs {
+		j, err := yaml.YAMLToJSON([]byte(doc))
 		if err != nil {
-			return nil, nil, err
+			return nil, fmt.Errorf("%v in\n%s", err, doc)
 		}
 		objs = append(objs, j)
 	}
-	return out, objs, nil
+	return objs, nil
 }
 
-// manifests are an overlay's objects, each in its real type.
+// manifests are a variant's objects, each in its real type.
 type manifests struct {
-	overlay         string
-	namespaces      []*corev1.Namespace
+	overlay         string // the variant
+	external        map[string]externalEngine
 	deployments     []*appsv1.Deployment
+	jobs            []*batchv1.Job
+	httpRoutes      []*gatewayv1.HTTPRoute
+	certificates    []*Certificate
 	services        []*corev1.Service
 	configMaps      []*corev1.ConfigMap
 	secrets         []*corev1.Secret
 	pdbs            []*policyv1.PodDisruptionBudget
 	hpas            []*autoscalingv2.HorizontalPodAutoscaler
-	ingresses       []*networkingv1.Ingress
 	netpols         []*networkingv1.NetworkPolicy
 	scaledObjects   []*kedav1alpha1.ScaledObject
 	triggerAuths    []*kedav1alpha1.TriggerAuthentication
@@ -73,14 +104,15 @@ func (m *manifests) kinds() map[schema.GroupVersionKind]func() any {
 		return g.WithKind(kind)
 	}
 	return map[schema.GroupVersionKind]func() any{
-		gvk("v1", "Namespace"):                                      func() any { return add(&m.namespaces) },
+		gvk("batch/v1", "Job"):                                      func() any { return add(&m.jobs) },
+		gvk("gateway.networking.k8s.io/v1", "HTTPRoute"):            func() any { return add(&m.httpRoutes) },
+		gvk("cert-manager.io/v1", "Certificate"):                    func() any { return add(&m.certificates) },
 		gvk("v1", "Service"):                                        func() any { return add(&m.services) },
 		gvk("v1", "ConfigMap"):                                      func() any { return add(&m.configMaps) },
 		gvk("v1", "Secret"):                                         func() any { return add(&m.secrets) },
 		gvk("apps/v1", "Deployment"):                                func() any { return add(&m.deployments) },
 		gvk("policy/v1", "PodDisruptionBudget"):                     func() any { return add(&m.pdbs) },
 		gvk("autoscaling/v2", "HorizontalPodAutoscaler"):            func() any { return add(&m.hpas) },
-		gvk("networking.k8s.io/v1", "Ingress"):                      func() any { return add(&m.ingresses) },
 		gvk("networking.k8s.io/v1", "NetworkPolicy"):                func() any { return add(&m.netpols) },
 		gvk("keda.sh/v1alpha1", "ScaledObject"):                     func() any { return add(&m.scaledObjects) },
 		gvk("keda.sh/v1alpha1", "TriggerAuthentication"):            func() any { return add(&m.triggerAuths) },
@@ -136,17 +168,17 @@ func (m *manifests) decode(objs [][]byte) error {
 	return nil
 }
 
-// mustBuild builds and decodes an overlay afresh, so a test may change the
+// mustBuild renders and decodes a variant afresh, so a test may change the
 // result.
-func mustBuild(t testing.TB, overlay string) *manifests {
+func mustBuild(t testing.TB, variant string) *manifests {
 	t.Helper()
-	_, objs, err := build(overlay)
+	objs, err := build(variant)
 	if err != nil {
-		t.Fatalf("kustomize build overlays/%s: %v", overlay, err)
+		t.Fatalf("helm template -f values/%s.yaml: %v", variant, err)
 	}
-	m := &manifests{overlay: overlay}
+	m := &manifests{overlay: variant, external: externalEngines(t, variant)}
 	if err := m.decode(objs); err != nil {
-		t.Fatalf("overlays/%s: %v", overlay, err)
+		t.Fatalf("values/%s.yaml: %v", variant, err)
 	}
 	return m
 }
@@ -155,6 +187,15 @@ func (m *manifests) deployment(name string) *appsv1.Deployment {
 	for _, d := range m.deployments {
 		if d.Name == name {
 			return d
+		}
+	}
+	return nil
+}
+
+func (m *manifests) job(name string) *batchv1.Job {
+	for _, j := range m.jobs {
+		if j.Name == name {
+			return j
 		}
 	}
 	return nil
@@ -169,21 +210,19 @@ func (m *manifests) service(name string) *corev1.Service {
 	return nil
 }
 
-// configMap finds a ConfigMap by its name in the kustomization, with or
-// without the content hash kustomize appends.
 func (m *manifests) configMap(name string) *corev1.ConfigMap {
 	for _, c := range m.configMaps {
-		if c.Name == name || (strings.HasPrefix(c.Name, name+"-") && len(c.Name) == len(name)+11) {
+		if c.Name == name {
 			return c
 		}
 	}
 	return nil
 }
 
-// TestBuildDecodesStrictly builds every overlay and decodes each object
+// TestBuildDecodesStrictly renders every variant and decodes each object
 // into its real type.
 func TestBuildDecodesStrictly(t *testing.T) {
-	for _, o := range overlays {
+	for _, o := range variants {
 		t.Run(o, func(t *testing.T) {
 			m := mustBuild(t, o)
 			if len(m.deployments) == 0 {
@@ -207,6 +246,7 @@ func TestDecodeIsStrict(t *testing.T) {
 		{"unknown field in a RabbitmqCluster", `{"apiVersion":"rabbitmq.com/v1beta1","kind":"RabbitmqCluster","metadata":{"name":"x"},"spec":{"replicas":3,"quorumQueues":true}}`},
 		{"wrong type in a CloudNativePG Cluster", `{"apiVersion":"postgresql.cnpg.io/v1","kind":"Cluster","metadata":{"name":"x"},"spec":{"instances":"3"}}`},
 		{"unknown field in a RedisCluster", `{"apiVersion":"redis.redis.opstreelabs.in/v1beta2","kind":"RedisCluster","metadata":{"name":"x"},"spec":{"clusterSize":3,"kubernetesConfig":{"image":"r"},"masters":3}}`},
+		{"unknown field in an HTTPRoute", `{"apiVersion":"gateway.networking.k8s.io/v1","kind":"HTTPRoute","metadata":{"name":"x"},"spec":{"hostname":"a"}}`},
 		{"kind without a Go type", `{"apiVersion":"batch/v1","kind":"CronJob","metadata":{"name":"x"}}`},
 	}
 	for _, c := range cases {

@@ -1,12 +1,17 @@
 package k8s
 
 import (
+	"slices"
+	"strings"
 	"testing"
 
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 )
 
 // Each check fails when a source changes without the manifests following,
@@ -29,15 +34,6 @@ func TestChecksCatch(t *testing.T) {
 			}
 		}
 		t.Fatalf("no NetworkPolicy %s", name)
-		return nil
-	}
-	annotations := func(m *manifests, name string) map[string]string {
-		for _, ing := range m.ingresses {
-			if ing.Name == name {
-				return ing.Annotations
-			}
-		}
-		t.Fatalf("no Ingress %s", name)
 		return nil
 	}
 	cases := []struct {
@@ -85,23 +81,31 @@ func TestChecksCatch(t *testing.T) {
 		{"Redis without replicas in prod", "engines", "prod", func(m *manifests, s *sources) {
 			m.redisClusters[0].Spec.RedisFollower.Replicas = new(int32(0))
 		}},
-		{"the body limit changes", "ingress", "dev", func(m *manifests, s *sources) { s.env["api"]["KV_MAX_BODY_BYTES"] = "2097152" }},
-		{"/metrics routed", "ingress", "prod", func(m *manifests, s *sources) {
-			paths := &m.ingresses[0].Spec.Rules[0].HTTP.Paths
-			*paths = append(*paths, (*paths)[0])
-			(*paths)[len(*paths)-1].Path = "/metrics"
+		{"/metrics routed", "edge", "prod", func(m *manifests, s *sources) {
+			r := &m.httpRoutes[0].Spec.Rules
+			*r = append(*r, (*r)[0])
+			(*r)[len(*r)-1].Matches = []gatewayv1.HTTPRouteMatch{{Path: &gatewayv1.HTTPPathMatch{Type: new(gatewayv1.PathMatchExact), Value: new("/metrics")}}}
 		}},
-		{"a Prefix path", "ingress", "prod", func(m *manifests, s *sources) {
-			m.ingresses[0].Spec.Rules[0].HTTP.Paths[0].PathType = new(networkingv1.PathTypePrefix)
+		{"a Prefix path", "edge", "dev", func(m *manifests, s *sources) {
+			m.httpRoutes[0].Spec.Rules[0].Matches[0].Path.Type = new(gatewayv1.PathMatchPathPrefix)
 		}},
-		{"a read timeout unlike nginx's", "ingress", "dev", func(m *manifests, s *sources) {
-			m.ingresses[1].Annotations["nginx.ingress.kubernetes.io/proxy-read-timeout"] = "5"
+		{"a timeout unlike nginx's", "edge", "prod-external", func(m *manifests, s *sources) {
+			m.httpRoutes[0].Spec.Rules[1].Timeouts.BackendRequest = new(gatewayv1.Duration("5s"))
 		}},
-		{"writes retried on the API's 503", "ingress", "prod", func(m *manifests, s *sources) {
-			annotations(m, "kvstack")["nginx.ingress.kubernetes.io/proxy-next-upstream"] = "error timeout http_502 http_503"
+		{"writes retried on the API's 503", "edge", "prod", func(m *manifests, s *sources) {
+			m.httpRoutes[0].Spec.Rules[0].Retry = &gatewayv1.HTTPRouteRetry{Codes: []gatewayv1.HTTPRouteRetryStatusCode{502, 503}}
 		}},
-		{"a write retried after its read timeout", "ingress", "dev", func(m *manifests, s *sources) {
-			annotations(m, "kvstack")["nginx.ingress.kubernetes.io/proxy-next-upstream-timeout"] = "35"
+		{"a write retried after its backend's timeout", "edge", "dev", func(m *manifests, s *sources) {
+			m.httpRoutes[0].Spec.Rules[0].Retry = &gatewayv1.HTTPRouteRetry{Codes: []gatewayv1.HTTPRouteRetryStatusCode{502}}
+			m.httpRoutes[0].Spec.Rules[0].Timeouts.Request = new(gatewayv1.Duration("70s"))
+		}},
+		{"the probes published", "edge", "prod", func(m *manifests, s *sources) {
+			r := &m.httpRoutes[0].Spec.Rules
+			*r = append(*r, (*r)[0])
+			(*r)[len(*r)-1].Matches = []gatewayv1.HTTPRouteMatch{{Path: &gatewayv1.HTTPPathMatch{Type: new(gatewayv1.PathMatchExact), Value: new("/readyz")}}}
+		}},
+		{"a certificate for another host", "edge", "dev", func(m *manifests, s *sources) {
+			m.certificates[0].Spec.DNSNames = []string{"other.example.com"}
 		}},
 		{"a job renamed", "monitoring", "prod", func(m *manifests, s *sources) {
 			m.serviceMonitors[0].Spec.Endpoints[0].RelabelConfigs[0].Replacement = new("api")
@@ -129,11 +133,6 @@ func TestChecksCatch(t *testing.T) {
 		{"the Redis nodes without their exporter", "monitoring", "prod", func(m *manifests, s *sources) {
 			m.redisClusters[0].Spec.RedisExporter = nil
 		}},
-		{"the edge scraped in kvstack's namespace", "monitoring", "dev", func(m *manifests, s *sources) {
-			for _, pm := range m.podMonitors {
-				pm.Spec.NamespaceSelector.MatchNames = nil
-			}
-		}},
 		{"kvstack:latest", "images", "prod", func(m *manifests, s *sources) { api(m).Image = "kvstack:latest" }},
 		{"an untagged engine", "images", "dev", func(m *manifests, s *sources) { m.rabbitmqs[0].Spec.Image = "rabbitmq" }},
 		{"RabbitMQ on another line than compose", "images", "prod", func(m *manifests, s *sources) {
@@ -143,6 +142,12 @@ func TestChecksCatch(t *testing.T) {
 			m.redises[0].Spec.RedisExporter.Image = "quay.io/opstree/redis-exporter:v1.44.0"
 		}},
 		{"a binary the Dockerfile does not build", "images", "prod", func(m *manifests, s *sources) { api(m).Command = []string{"/kvstack/kvbench"} }},
+		{"migrations after the install with managed databases", "migrations", "prod-external", func(m *manifests, s *sources) {
+			m.jobs[0].Annotations["helm.sh/hook"] = "post-install,pre-upgrade"
+		}},
+		{"migrations before the operators made the database", "migrations", "dev", func(m *manifests, s *sources) {
+			m.jobs[0].Annotations["helm.sh/hook"] = "pre-install,pre-upgrade"
+		}},
 		{"a Secret committed", "secrets", "dev", func(m *manifests, s *sources) {
 			m.secrets = append(m.secrets, &corev1.Secret{})
 		}},
@@ -172,7 +177,74 @@ func TestChecksCatch(t *testing.T) {
 		}},
 		{"the PostgreSQL exporter kept out of PostgreSQL", "network", "prod", func(m *manifests, s *sources) {
 			np := policy(m, "kvstack-pg")
-			np.Spec.Ingress = append(np.Spec.Ingress[:1:1], np.Spec.Ingress[2:]...) // its rule, the second
+			np.Spec.Ingress[0].From = np.Spec.Ingress[0].From[:2] // the exporter is the third peer
+		}},
+		{"the monitoring namespace let into the API", "network", "prod", func(m *manifests, s *sources) {
+			np := policy(m, "kvstack-api")
+			np.Spec.Ingress = append(np.Spec.Ingress, networkingv1.NetworkPolicyIngressRule{From: []networkingv1.NetworkPolicyPeer{{
+				NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": "monitoring"}}}}})
+		}},
+		{"DNS through kube-dns only (NodeLocal DNSCache cut off)", "network", "dev", func(m *manifests, s *sources) {
+			np := policy(m, "kvstack-consumer")
+			np.Spec.Egress[0].To = np.Spec.Egress[0].To[:1]
+		}},
+		{"a bare image name", "images", "dev", func(m *manifests, s *sources) { api(m).Image = "kvstack:0.1.0" }},
+		{"an autoscaled Deployment with replicas", "scaling", "prod", func(m *manifests, s *sources) {
+			m.deployment("kvstack-consumer").Spec.Replicas = new(int32(1))
+		}},
+		{"a drain the stop bound cannot hold", "scaling", "dev", func(m *manifests, s *sources) { s.env["api"]["KV_DRAIN_DELAY"] = "14s" }},
+		{"no time for the routing to forget a pod", "scaling", "prod", func(m *manifests, s *sources) { s.env["api"]["KV_DRAIN_DELAY"] = "0s" }},
+		{"RabbitMQ's volume at the operator's disk limit", "capacity", "dev", func(m *manifests, s *sources) {
+			m.rabbitmqs[0].Spec.Persistence.Storage = new(resource.MustParse("2Gi"))
+		}},
+		{"a disk limit raised in additionalConfig", "capacity", "prod", func(m *manifests, s *sources) {
+			m.rabbitmqs[0].Spec.Rabbitmq.AdditionalConfig += "disk_free_limit.absolute = 8GB\n"
+		}},
+		{"PostgreSQL given more connections than its memory holds", "capacity", "dev", func(m *manifests, s *sources) {
+			m.postgreses[0].Spec.PostgresConfiguration.Parameters["max_connections"] = "1000"
+		}},
+		{"Redis without maxmemory", "redis", "dev", func(m *manifests, s *sources) {
+			m.redises[0].Spec.RedisConfig.AdditionalRedisConfig = nil
+		}},
+		{"Redis followers without maxmemory", "redis", "prod", func(m *manifests, s *sources) {
+			m.redisClusters[0].Spec.RedisFollower.RedisConfig = nil
+		}},
+		{"maxmemory at the container's limit", "redis", "prod", func(m *manifests, s *sources) {
+			cm := m.configMap(*m.redisClusters[0].Spec.RedisLeader.RedisConfig.AdditionalRedisConfig)
+			cm.Data[redisAdditionalKey] = "maxmemory 512mb\nmaxmemory-policy allkeys-lru\n"
+		}},
+		{"an alert without kvstack's namespace", "routing", "prod", func(m *manifests, s *sources) {
+			for i, r := range m.rules[0].Spec.Groups[0].Rules {
+				if r.Alert != "" {
+					delete(m.rules[0].Spec.Groups[0].Rules[i].Labels, "namespace")
+					return
+				}
+			}
+		}},
+		{"an AlertmanagerConfig in another namespace", "routing", "dev", func(m *manifests, s *sources) { m.amConfigs[0].Namespace = "elsewhere" }},
+		{"RabbitMQ 3.13, out of community support", "versions", "dev", func(m *manifests, s *sources) {
+			m.rabbitmqs[0].Spec.Image = "rabbitmq:3.13.7-management"
+		}},
+		{"Redis 7.0, end of life", "versions", "prod", func(m *manifests, s *sources) {
+			m.redisClusters[0].Spec.KubernetesConfig.Image = "quay.io/opstree/redis:v7.0.15"
+		}},
+		{"the exporter as the app's owner", "postgres", "prod", func(m *manifests, s *sources) {
+			c := &m.deployment("kvstack-postgres-exporter").Spec.Template.Spec.Containers[0]
+			envVar(c, "DATA_SOURCE_USER").ValueFrom.SecretKeyRef.Name = "kvstack-pg-app"
+			envVar(c, "DATA_SOURCE_PASS").ValueFrom.SecretKeyRef.Name = "kvstack-pg-app"
+		}},
+		{"the monitoring role out of pg_monitor", "postgres", "dev", func(m *manifests, s *sources) {
+			m.postgreses[0].Spec.Managed.Roles[0].InRoles = nil
+		}},
+		{"CloudNativePG's exporter not scraped", "postgres", "prod", func(m *manifests, s *sources) {
+			m.podMonitors = slices.DeleteFunc(m.podMonitors, func(pm *monitoringv1.PodMonitor) bool {
+				return selects(&pm.Spec.Selector, map[string]string{postgresPodLabel: "kvstack-pg"})
+			})
+		}},
+		{"the standby query run on the primary only", "postgres", "dev", func(m *manifests, s *sources) {
+			sel := m.postgreses[0].Spec.Monitoring.CustomQueriesConfigMap[0]
+			cm := m.configMap(sel.Name)
+			cm.Data[sel.Key] = strings.Replace(cm.Data[sel.Key], "query:", "master: true\n  query:", 1)
 		}},
 		{"Redis open to every namespace", "network", "prod", func(m *manifests, s *sources) {
 			np := policy(m, "kvstack-redis")

@@ -1,6 +1,10 @@
 package k8s
 
 import (
+	"time"
+
+	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
+
 	"regexp"
 	"slices"
 	"strconv"
@@ -15,21 +19,35 @@ import (
 // and each is shown failing on a broken copy (TestChecksCatch).
 type check func(t testing.TB, m *manifests, s *sources) problems
 
+// spanFlush is the time a stopping binary gives its last spans
+// (docs/DESIGN.md); routingForgets the time kube-proxy and the Gateway take
+// to stop sending requests to a pod being deleted.
+const (
+	spanFlush      = 5 * time.Second
+	routingForgets = 5 * time.Second
+)
+
 var checks = map[string]check{
 	"env":        checkEnv,
 	"ports":      checkPorts,
 	"probes":     checkProbes,
 	"scaling":    checkScaling,
 	"engines":    checkEngines,
-	"ingress":    checkIngress,
+	"edge":       checkEdge,
 	"monitoring": checkMonitoring,
 	"images":     checkImages,
 	"secrets":    checkSecrets,
 	"network":    checkNetwork,
+	"capacity":   checkCapacity,
+	"redis":      checkRedisMemory,
+	"routing":    checkAlertRouting,
+	"versions":   checkVersions,
+	"postgres":   checkPostgresMonitoring,
+	"migrations": checkMigrations,
 }
 
 func TestCrossChecks(t *testing.T) {
-	for _, o := range overlays {
+	for _, o := range variants {
 		for name, c := range checks {
 			t.Run(o+"/"+name, func(t *testing.T) {
 				for _, p := range c(t, mustBuild(t, o), mustSources(t)) {
@@ -168,8 +186,11 @@ func checkPorts(t testing.TB, m *manifests, s *sources) problems {
 		// one node would get MOVED for the other masters' keys.
 		addrs := strings.Split(s.effective(*k, "REDIS_ADDR"), ",")
 		clusterClient := len(addrs) > 1 || s.effective(*k, "REDIS_CLUSTER") == "true"
-		if want := len(m.redisClusters) > 0; clusterClient != want {
+		if _, ext := m.external["redis"]; !ext && clusterClient != (len(m.redisClusters) > 0) {
 			p.add("%s: the build has %d RedisCluster(s), but the binary's cluster mode (REDIS_CLUSTER, or several REDIS_ADDR) is %v", k, len(m.redisClusters), clusterClient)
+		}
+		if _, ok := m.external["redis"]; ok {
+			continue
 		}
 		for _, addr := range addrs {
 			host, port := hostPort(addr)
@@ -252,8 +273,9 @@ func checkProbes(t testing.TB, m *manifests, s *sources) problems {
 
 // The API scales by CPU between an HPA's bounds behind a disruption budget
 // and spreads across nodes; the consumer scales on both queues by KEDA,
-// never below one; each pod is given time to stop cleanly; at their
-// maxima, the pools fit PostgreSQL's max_connections.
+// never below one; no Deployment names the replicas its autoscaler owns;
+// each pod is given time to stop cleanly; at their maxima, the pools fit
+// PostgreSQL's max_connections.
 func checkScaling(t testing.TB, m *manifests, s *sources) problems {
 	var p problems
 	api, consumer := m.deployment("kvstack-api"), m.deployment("kvstack-consumer")
@@ -261,7 +283,7 @@ func checkScaling(t testing.TB, m *manifests, s *sources) problems {
 		p.add("Deployments kvstack-api and kvstack-consumer must exist")
 		return p
 	}
-	prod := m.overlay == "prod"
+	prod := strings.HasPrefix(m.overlay, "prod")
 
 	var apiMax int32
 	hpaFound := false
@@ -276,8 +298,12 @@ func checkScaling(t testing.TB, m *manifests, s *sources) problems {
 	if !hpaFound {
 		p.add("no HPA scales %s", api.Name)
 	}
-	if prod && (api.Spec.Replicas == nil || *api.Spec.Replicas < 2) {
-		p.add("%s: %v replicas, want at least 2 in prod", api.Name, api.Spec.Replicas)
+	// An autoscaler owns the replicas of its target: a Deployment that
+	// names them too is scaled back to that number by every apply.
+	for _, d := range m.deployments {
+		if d.Spec.Replicas != nil && m.autoscaled(d.Name) {
+			p.add("%s: spec.replicas %d under an autoscaler: every apply would scale it back to that", d.Name, *d.Spec.Replicas)
+		}
 	}
 	pdb := false
 	for _, b := range m.pdbs {
@@ -334,35 +360,56 @@ func checkScaling(t testing.TB, m *manifests, s *sources) problems {
 		p.add("no ScaledObject scales %s", consumer.Name)
 	}
 
-	// Graceful stops.
+	// Graceful stops, docs/DESIGN.md's rule ("Stopping: drain, then exit"):
+	// the kubelet sends SIGTERM after the preStop sleep P and kills the
+	// pod terminationGracePeriodSeconds after the stop began, which must
+	// exceed P + the binary's stop bound + 5 s for the last spans. The
+	// API's bound, KV_SHUTDOWN_TIMEOUT, holds its drain and a publish in
+	// flight (it refuses to start otherwise); P + KV_DRAIN_DELAY must give
+	// the routing time to forget the pod.
 	for _, k := range m.kvContainers() {
 		if k.init {
 			continue
 		}
 		grace := int64(30)
-		if g := k.deploy.Spec.Template.Spec.TerminationGracePeriodSeconds; g != nil {
+		if g := k.pod.TerminationGracePeriodSeconds; g != nil {
 			grace = *g
 		}
-		need, err := s.duration(k, "KV_SHUTDOWN_TIMEOUT")
+		bound, err := s.duration(k, "KV_SHUTDOWN_TIMEOUT")
 		if err != nil {
 			p.add("%v", err)
 			continue
 		}
-		if k.bin == "consumer" {
+		var preStop time.Duration
+		if ps := k.c.Lifecycle; ps != nil && ps.PreStop != nil && ps.PreStop.Sleep != nil {
+			preStop = time.Duration(ps.PreStop.Sleep.Seconds) * time.Second
+		}
+		switch k.bin {
+		case "api":
+			drain, err1 := s.duration(k, "KV_DRAIN_DELAY")
+			publish, err2 := s.duration(k, "RABBITMQ_PUBLISH_TIMEOUT")
+			if err1 != nil || err2 != nil {
+				p.add("%v %v", err1, err2)
+				continue
+			}
+			if bound <= drain+publish {
+				p.add("%s: KV_SHUTDOWN_TIMEOUT %s, not above KV_DRAIN_DELAY %s + RABBITMQ_PUBLISH_TIMEOUT %s: the API refuses to start", k, bound, drain, publish)
+			}
+			if preStop+drain < routingForgets {
+				p.add("%s: preStop %s + KV_DRAIN_DELAY %s: under the %s the routing takes to forget a pod, so requests reach it after it stopped taking them", k, preStop, drain, routingForgets)
+			}
+		case "consumer":
 			batch, err1 := s.duration(k, "CONSUMER_SHUTDOWN_GRACE")
 			wait, err2 := s.duration(k, "CONSUMER_BATCH_WAIT")
 			if err1 != nil || err2 != nil {
 				p.add("%v %v", err1, err2)
 				continue
 			}
-			need = max(need, batch+wait)
+			bound = max(bound, batch+wait)
 		}
-		needSec := int64(need.Seconds())
-		if ps := k.c.Lifecycle; ps != nil && ps.PreStop != nil && ps.PreStop.Sleep != nil {
-			needSec += ps.PreStop.Sleep.Seconds
-		}
-		if grace <= needSec {
-			p.add("%s: terminationGracePeriodSeconds %d, not above the %ds a clean stop may take", k, grace, needSec)
+		need := preStop + bound + spanFlush
+		if time.Duration(grace)*time.Second <= need {
+			p.add("%s: terminationGracePeriodSeconds %d, not above the %s a clean stop may take (preStop %s + stop bound %s + %s of span flush)", k, grace, need, preStop, bound, spanFlush)
 		}
 	}
 
@@ -400,11 +447,21 @@ func checkEngines(t testing.TB, m *manifests, s *sources) problems {
 			p.add("%s declares %s queues, want quorum", k, s.effective(*k, "RABBITMQ_QUEUE_TYPE"))
 		}
 	}
-	if len(m.rabbitmqs) != 1 || len(m.postgreses) != 1 || len(m.redises)+len(m.redisClusters) != 1 {
-		p.add("want one RabbitmqCluster, one CloudNativePG Cluster and one Redis resource; have %d, %d, %d", len(m.rabbitmqs), len(m.postgreses), len(m.redises)+len(m.redisClusters))
+	// Each engine in-cluster (one resource of its operator) or external.
+	one := func(engine string, n int) int {
+		if _, ok := m.external[engine]; ok {
+			return n + 1
+		}
+		return n
+	}
+	if one("rabbitmq", len(m.rabbitmqs)) != 1 || one("postgresql", len(m.postgreses)) != 1 || one("redis", len(m.redises)+len(m.redisClusters)) != 1 {
+		p.add("want each engine once, in-cluster or external; have %d RabbitmqCluster, %d Cluster, %d Redis resources, external %v", len(m.rabbitmqs), len(m.postgreses), len(m.redises)+len(m.redisClusters), m.external)
 		return p
 	}
-	if m.overlay != "prod" {
+	if len(m.external) > 0 {
+		return p
+	}
+	if !strings.HasPrefix(m.overlay, "prod") {
 		return p
 	}
 	if r := m.rabbitmqs[0]; r.Spec.Replicas == nil || *r.Spec.Replicas != 3 || r.Spec.Affinity == nil || r.Spec.Affinity.PodAntiAffinity == nil {
@@ -425,113 +482,91 @@ func checkEngines(t testing.TB, m *manifests, s *sources) problems {
 	return p
 }
 
-// The Ingress routes exactly what nginx routes, each path Exact (so
-// /metrics and /debug/pprof/ stay unreachable), to the API's Service, with
-// nginx's body size, timeouts, retries and, per path, buffering.
-func checkIngress(t testing.TB, m *manifests, s *sources) problems {
+// The HTTPRoute routes exactly the API's public routes (each Exact, so
+// /metrics, /debug/pprof/ and the probes stay unreachable) to the API's
+// Service, for one host, through the Gateway's listener; each rule waits
+// as long as nginx's longest location of its path; a rule that carries
+// writes retries on no answer only (a 502: never the API's own 503) and
+// never after its timeout (its whole deadline is the backend's); a rule
+// retries at most as often as nginx. TLS: a Certificate for the host, into
+// the Secret the listener reads, in the Gateway's namespace.
+func checkEdge(t testing.TB, m *manifests, s *sources) problems {
 	var p problems
 	conf := parseNginx(t)
-	api := m.mainContainer("api")
-	if api == nil {
-		p.add("no API container")
+	if len(m.httpRoutes) != 1 {
+		p.add("want one HTTPRoute, have %d", len(m.httpRoutes))
 		return p
 	}
+	hr := m.httpRoutes[0]
+	if len(hr.Spec.Hostnames) != 1 || string(hr.Spec.Hostnames[0]) == "" {
+		p.add("HTTPRoute %s: hostnames %v, want the one host", hr.Name, hr.Spec.Hostnames)
+	}
+	if len(hr.Spec.ParentRefs) != 1 || hr.Spec.ParentRefs[0].SectionName == nil {
+		p.add("HTTPRoute %s: want one parent, the Gateway's HTTPS listener (sectionName)", hr.Name)
+	}
 	var paths []string
-	for _, ing := range m.ingresses {
-		if ing.Spec.IngressClassName == nil || *ing.Spec.IngressClassName != "nginx" {
-			p.add("Ingress %s: class %v, want nginx (ingress-nginx)", ing.Name, ing.Spec.IngressClassName)
+	for _, rule := range hr.Spec.Rules {
+		if len(rule.Matches) != 1 || rule.Matches[0].Path == nil || rule.Matches[0].Path.Type == nil || *rule.Matches[0].Path.Type != gatewayv1.PathMatchExact {
+			p.add("HTTPRoute %s: a rule that is not one Exact path: %+v", hr.Name, rule.Matches)
+			continue
 		}
-		for _, rule := range ing.Spec.Rules {
-			if rule.HTTP == nil {
-				continue
+		path := *rule.Matches[0].Path.Value
+		paths = append(paths, path)
+		if strings.HasPrefix(path, "/metrics") || strings.HasPrefix(path, "/debug") || slices.Contains(probePaths, path) || !s.serves(path) {
+			p.add("HTTPRoute %s routes %s, which must not be public or is not served", hr.Name, path)
+		}
+		if len(rule.BackendRefs) != 1 || rule.BackendRefs[0].Name != "kvstack-api" || rule.BackendRefs[0].Port == nil || itoa(int32(*rule.BackendRefs[0].Port)) != s.ports["KV_API1_PORT"] {
+			p.add("HTTPRoute %s %s: want one backend, Service kvstack-api port %s", hr.Name, path, s.ports["KV_API1_PORT"])
+		}
+		read, err := conf.longest(path, "proxy_read_timeout")
+		want, err2 := nginxSeconds(read)
+		if err != nil || err2 != nil || rule.Timeouts == nil || rule.Timeouts.Request == nil || rule.Timeouts.BackendRequest == nil {
+			p.add("HTTPRoute %s %s: want timeouts (request, backendRequest) of nginx's %q", hr.Name, path, read)
+			continue
+		}
+		req, err1 := time.ParseDuration(string(*rule.Timeouts.Request))
+		be, err2 := time.ParseDuration(string(*rule.Timeouts.BackendRequest))
+		if err1 != nil || err2 != nil || int64(be.Seconds()) != want {
+			p.add("HTTPRoute %s %s: backendRequest %v, nginx's longest proxy_read_timeout %q", hr.Name, path, *rule.Timeouts.BackendRequest, read)
+		}
+		if r := rule.Retry; r != nil {
+			tries, _ := strconv.Atoi(conf.directive(path, "proxy_next_upstream_tries"))
+			if r.Attempts != nil && *r.Attempts > tries-1 {
+				p.add("HTTPRoute %s %s: %d retries, nginx tries %d times in all", hr.Name, path, *r.Attempts, tries)
 			}
-			for _, hp := range rule.HTTP.Paths {
-				paths = append(paths, hp.Path)
-				if hp.PathType == nil || *hp.PathType != "Exact" {
-					p.add("Ingress %s: path %s is not Exact: it would route what lies below it", ing.Name, hp.Path)
+			allowed := strings.Fields(conf.common(path, "proxy_next_upstream"))
+			for _, c := range r.Codes {
+				if !slices.Contains(allowed, "http_"+strconv.Itoa(int(c))) {
+					p.add("HTTPRoute %s %s: retries on %d, which nginx never retries there (%v)", hr.Name, path, c, allowed)
 				}
-				if strings.HasPrefix(hp.Path, "/metrics") || strings.HasPrefix(hp.Path, "/debug") || !s.serves(hp.Path) {
-					p.add("Ingress %s routes %s, which must not be public or is not served", ing.Name, hp.Path)
-				}
-				b := hp.Backend.Service
-				if b == nil || b.Name != "kvstack-api" || b.Port.Name != "http" {
-					p.add("Ingress %s: %s goes to %+v, want Service kvstack-api port http", ing.Name, hp.Path, b)
-				}
-				p = append(p, ingressMatchesNginx(ing.Name, hp.Path, ing.Annotations, conf, s.effective(*api, "KV_MAX_BODY_BYTES"))...)
+			}
+			if conf.carriesWrites(path) && req != be {
+				p.add("HTTPRoute %s %s carries writes: its request timeout %v must equal its backendRequest %v, so that no retry follows a backend's timeout", hr.Name, path, req, be)
 			}
 		}
 	}
 	slices.Sort(paths)
-	if want := conf.routed(); !slices.Equal(paths, want) {
-		p.add("Ingress paths %v, nginx routes %v", paths, want)
+	if want := publicRoutes(conf); !slices.Equal(paths, want) {
+		p.add("HTTPRoute paths %v, want the API's routes that nginx routes %v", paths, want)
 	}
-	return p
-}
-
-// writesNotRetriedAfterReadTimeout: a path that carries writes may retry on
-// `timeout` only within a window shorter than its read timeout, so that a
-// connect timeout is retried and a read timeout never is: the pod that
-// timed out may still publish the write it holds, stamped later than what
-// the client writes after the retry's 202.
-func writesNotRetriedAfterReadTimeout(name, path string, ann map[string]string, conf nginxConf) problems {
-	const prefix = "nginx.ingress.kubernetes.io/"
-	if !conf.carriesWrites(path) || !slices.Contains(strings.Fields(ann[prefix+"proxy-next-upstream"]), "timeout") {
-		return nil
-	}
-	window, err1 := nginxSeconds(ann[prefix+"proxy-next-upstream-timeout"])
-	read, err2 := nginxSeconds(ann[prefix+"proxy-read-timeout"])
-	if err1 != nil || err2 != nil || window == 0 || window >= read {
-		var p problems
-		p.add("Ingress %s %s carries writes and retries on timeout within %q, not below its read timeout %q: a write that timed out would be sent again",
-			name, path, ann[prefix+"proxy-next-upstream-timeout"], ann[prefix+"proxy-read-timeout"])
-		return p
-	}
-	return nil
-}
-
-func ingressMatchesNginx(name, path string, ann map[string]string, conf nginxConf, maxBody string) problems {
-	var p problems
-	const prefix = "nginx.ingress.kubernetes.io/"
-	body := strings.ReplaceAll(conf.directive(path, "client_max_body_size"), "${KV_MAX_BODY_BYTES}", maxBody)
-	want, err1 := parseSize(body)
-	got, err2 := parseSize(ann[prefix+"proxy-body-size"])
-	if err1 != nil || err2 != nil || got != want {
-		p.add("Ingress %s %s: proxy-body-size %q, nginx client_max_body_size %q", name, path, ann[prefix+"proxy-body-size"], body)
-	}
-	for directive, annotation := range map[string]string{
-		"proxy_connect_timeout":       "proxy-connect-timeout",
-		"proxy_send_timeout":          "proxy-send-timeout",
-		"proxy_read_timeout":          "proxy-read-timeout",
-		"proxy_next_upstream_timeout": "proxy-next-upstream-timeout",
-	} {
-		// The longest of the path's locations: one Ingress path also
-		// carries the requests that wait for a version.
-		value, err := conf.longest(path, directive)
-		w, err1 := nginxSeconds(value)
-		g, err2 := nginxSeconds(ann[prefix+annotation])
-		if err != nil || err1 != nil || err2 != nil || g != w {
-			p.add("Ingress %s %s: %s %q, nginx %s %q (the longest of its locations)", name, path, annotation, ann[prefix+annotation], directive, value)
+	// TLS at the Gateway: the chart's Certificate, or the user's Secret.
+	for _, c := range m.certificates {
+		if len(hr.Spec.Hostnames) == 1 && !slices.Contains(c.Spec.DNSNames, string(hr.Spec.Hostnames[0])) {
+			p.add("Certificate %s: dnsNames %v lack the route's host %s", c.Name, c.Spec.DNSNames, hr.Spec.Hostnames[0])
+		}
+		if pr := hr.Spec.ParentRefs; len(pr) == 1 && (pr[0].Namespace == nil || string(*pr[0].Namespace) != c.Namespace) {
+			p.add("Certificate %s in %s, not in the Gateway's namespace, where its listener reads Secret %s", c.Name, c.Namespace, c.Spec.SecretName)
 		}
 	}
-	if got, want := ann[prefix+"proxy-next-upstream-tries"], conf.directive(path, "proxy_next_upstream_tries"); got != want {
-		p.add("Ingress %s %s: proxy-next-upstream-tries %q, nginx proxy_next_upstream_tries %q", name, path, got, want)
-	}
-	// Retried on what every location of the path retries on: one Ingress
-	// path carries reads and writes alike.
-	if got, want := ann[prefix+"proxy-next-upstream"], conf.common(path, "proxy_next_upstream"); got != want {
-		p.add("Ingress %s %s: proxy-next-upstream %q, nginx retries every request of the path on %q", name, path, got, want)
-	}
-	p = append(p, writesNotRetriedAfterReadTimeout(name, path, ann, conf)...)
-	wantBuf := conf.directive(path, "proxy_buffering")
-	if wantBuf == "" {
-		wantBuf = "on" // nginx's default
-	}
-	gotBuf := ann[prefix+"proxy-buffering"]
-	if gotBuf == "" {
-		gotBuf = "off" // ingress-nginx's default
-	}
-	if gotBuf != wantBuf {
-		p.add("Ingress %s %s: proxy-buffering %q, nginx proxy_buffering %q", name, path, gotBuf, wantBuf)
-	}
 	return p
+}
+
+// probePaths are the routes the kubelet probes: nginx routes them for
+// compose's and the native stack's health checks, a public edge must not
+// (they tell anyone the state of every dependency).
+var probePaths = []string{"/healthz", "/readyz"}
+
+// publicRoutes are what nginx routes, but the probes.
+func publicRoutes(conf nginxConf) []string {
+	return slices.DeleteFunc(conf.routed(), func(p string) bool { return slices.Contains(probePaths, p) })
 }

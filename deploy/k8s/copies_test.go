@@ -8,23 +8,26 @@ import (
 	"slices"
 	"testing"
 
+	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	kyaml "sigs.k8s.io/kustomize/kyaml/yaml"
+	"sigs.k8s.io/yaml"
 )
 
-var update = flag.Bool("update", false, "rewrite the copies of the repository's files under base/ from their sources")
+var update = flag.Bool("update", false, "rewrite the copies of the repository's files under chart/files/ from their sources")
 
-// copies are the files of base/ made from the repository's own, so that
-// the kustomization needs nothing outside deploy/k8s; each is made by a
-// function of the source files.
+// copies are the files of chart/files/ made from the repository's own (a
+// chart holds all it reads: Helm packages the chart's directory alone);
+// each is made by a function of the source files.
 func copies(t testing.TB) map[string][]byte {
 	t.Helper()
 	out := map[string][]byte{
-		"base/jaeger/config.yaml":                          readRepo(t, "observability/jaeger.yaml"),
-		"base/observability/postgres-exporter-queries.yml": readRepo(t, "observability/postgres-exporter/queries.yml"),
-		"base/observability/prometheusrule.yaml":           prometheusRule(t),
+		"chart/files/jaeger.yaml":                   readRepo(t, "observability/jaeger.yaml"),
+		"chart/files/postgres-exporter-queries.yml": readRepo(t, "observability/postgres-exporter/queries.yml"),
+		"chart/files/prometheus-rules.yaml":         prometheusRules(t),
+		"chart/files/postgres-instance-queries.yml": instanceQueriesFile(t),
 	}
 	for _, f := range globRepo(t, "grafana/dashboards/*.json") {
-		out["base/observability/"+filepath.Base(f)] = readRepo(t, f)
+		out["chart/files/"+filepath.Base(f)] = readRepo(t, f)
 	}
 	return out
 }
@@ -44,25 +47,36 @@ func globRepo(t testing.TB, pattern string) []string {
 	return rel
 }
 
-const ruleHeader = `# Generated from observability/rules/*.yml, their groups in file order:
-# do not edit; change the rules there, then
+const ruleHeader = `# Generated from observability/rules/*.yml, their groups in file order: do
+# not edit; change the rules there, then
 #   cd deploy/k8s && go test -run TestCopies -update
+# templates/monitoring.yaml labels every alert with the release's namespace.
 `
 
-// prometheusRule wraps the groups of every rule file, comments and all, in
-// one PrometheusRule.
-func prometheusRule(t testing.TB) []byte {
+// withNamespace adds namespace ns to the labels of every alerting rule, as
+// the chart does.
+func withNamespace(groups []monitoringv1.RuleGroup, ns string) []monitoringv1.RuleGroup {
+	for i := range groups {
+		for j := range groups[i].Rules {
+			r := &groups[i].Rules[j]
+			if r.Alert == "" {
+				continue
+			}
+			if r.Labels == nil {
+				r.Labels = map[string]string{}
+			}
+			r.Labels["namespace"] = ns
+		}
+	}
+	return groups
+}
+
+// prometheusRules puts the groups of every rule file, comments and all, in
+// one file.
+func prometheusRules(t testing.TB) []byte {
 	t.Helper()
-	doc := kyaml.MustParse(`apiVersion: monitoring.coreos.com/v1
-kind: PrometheusRule
-metadata:
-  name: kvstack
-  labels:
-    release: kube-prometheus-stack
-spec:
-  groups: []
-`)
-	groups, err := doc.Pipe(kyaml.Lookup("spec", "groups"))
+	doc := kyaml.MustParse("groups: []\n")
+	groups, err := doc.Pipe(kyaml.Lookup("groups"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,6 +97,22 @@ spec:
 		t.Fatal(err)
 	}
 	return []byte(ruleHeader + s)
+}
+
+const instanceQueriesHeader = `# Generated from observability/postgres-exporter/queries.yml (cnpgQueries):
+# the queries CloudNativePG's exporter runs on every instance, each
+# series named cnpg_<query>_<column> (monitoring.yaml renames them). Do not
+# edit; change the queries there, then
+#   cd deploy/k8s && go test -run TestCopies -update
+`
+
+func instanceQueriesFile(t testing.TB) []byte {
+	t.Helper()
+	out, err := yaml.Marshal(cnpgQueries(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append([]byte(instanceQueriesHeader), out...)
 }
 
 // The copies under base/ equal what their sources make today.

@@ -23,29 +23,36 @@ func (p *problems) add(format string, args ...any) { *p = append(*p, fmt.Sprintf
 
 // kvContainer is a container running one of kvstack's binaries.
 type kvContainer struct {
-	deploy *appsv1.Deployment
-	c      *corev1.Container
-	bin    string
-	init   bool
+	owner string // Deployment or Job
+	pod   *corev1.PodSpec
+	c     *corev1.Container
+	bin   string
+	init  bool // an init container, or a Job's: it runs to completion
 }
 
-func (k kvContainer) String() string { return k.deploy.Name + "/" + k.c.Name }
+func (k kvContainer) String() string { return k.owner + "/" + k.c.Name }
 
-// kvContainers lists the containers whose command is /kvstack/<binary>.
+// kvContainers lists the containers whose command is /kvstack/<binary>, of
+// the Deployments and of the Jobs (the migrations).
 func (m *manifests) kvContainers() []kvContainer {
 	var out []kvContainer
-	for _, d := range m.deployments {
-		spec := &d.Spec.Template.Spec
+	add := func(owner string, spec *corev1.PodSpec, job bool) {
 		for i := range spec.InitContainers {
 			if bin, ok := kvBinary(&spec.InitContainers[i]); ok {
-				out = append(out, kvContainer{d, &spec.InitContainers[i], bin, true})
+				out = append(out, kvContainer{owner, spec, &spec.InitContainers[i], bin, true})
 			}
 		}
 		for i := range spec.Containers {
 			if bin, ok := kvBinary(&spec.Containers[i]); ok {
-				out = append(out, kvContainer{d, &spec.Containers[i], bin, false})
+				out = append(out, kvContainer{owner, spec, &spec.Containers[i], bin, job})
 			}
 		}
+	}
+	for _, d := range m.deployments {
+		add(d.Name, &d.Spec.Template.Spec, false)
+	}
+	for _, j := range m.jobs {
+		add(j.Name, &j.Spec.Template.Spec, true)
 	}
 	return out
 }
@@ -149,9 +156,15 @@ type pod struct {
 	ns     string
 	labels map[string]string
 	ports  map[string]int32 // named container ports
+	ip     string           // a host-network endpoint has an address only
 }
 
-func (p pod) String() string { return fmt.Sprintf("%s%v", p.ns, p.labels) }
+func (p pod) String() string {
+	if p.ip != "" {
+		return p.ip
+	}
+	return fmt.Sprintf("%s%v", p.ns, p.labels)
+}
 
 // allowed reports whether the NetworkPolicies let traffic from `from` reach
 // `to` on port (TCP) — as Kubernetes reads them: a pod no policy of a
@@ -202,6 +215,11 @@ func peersMatch(peers []networkingv1.NetworkPolicyPeer, policyNS string, other p
 	for _, p := range peers {
 		switch {
 		case p.IPBlock != nil:
+			if other.ip != "" && inBlock(p.IPBlock, other.ip) {
+				return true
+			}
+		case other.ip != "":
+			// Selectors pick pods, not a host-network address.
 		case p.NamespaceSelector == nil:
 			if other.ns == policyNS && (p.PodSelector == nil || selects(p.PodSelector, other.labels)) {
 				return true
@@ -213,6 +231,20 @@ func peersMatch(peers []networkingv1.NetworkPolicyPeer, policyNS string, other p
 		}
 	}
 	return false
+}
+
+func inBlock(b *networkingv1.IPBlock, ip string) bool {
+	_, cidr, err := net.ParseCIDR(b.CIDR)
+	addr := net.ParseIP(ip)
+	if err != nil || addr == nil || !cidr.Contains(addr) {
+		return false
+	}
+	for _, e := range b.Except {
+		if _, ex, err := net.ParseCIDR(e); err == nil && ex.Contains(addr) {
+			return false
+		}
+	}
+	return true
 }
 
 func portsMatch(ports []networkingv1.NetworkPolicyPort, port int32, named map[string]int32) bool {
@@ -248,19 +280,6 @@ func podOf(d *appsv1.Deployment) pod {
 	return p
 }
 
-// parseSize reads nginx's and ingress-nginx's sizes: 1048576, 1024k, 1m.
-func parseSize(v string) (int64, error) {
-	mult := int64(1)
-	switch {
-	case strings.HasSuffix(strings.ToLower(v), "k"):
-		mult, v = 1<<10, v[:len(v)-1]
-	case strings.HasSuffix(strings.ToLower(v), "m"):
-		mult, v = 1<<20, v[:len(v)-1]
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	return n * mult, err
-}
-
 // nginxSeconds reads an nginx time (5s, 1m, 60) as whole seconds.
 func nginxSeconds(v string) (int64, error) {
 	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
@@ -268,4 +287,30 @@ func nginxSeconds(v string) (int64, error) {
 	}
 	d, err := time.ParseDuration(v)
 	return int64(d / time.Second), err
+}
+
+// namespace is the namespace the release installs into.
+func (m *manifests) namespace() string {
+	for _, d := range m.deployments {
+		if d.Namespace != "" {
+			return d.Namespace
+		}
+	}
+	return "kvstack"
+}
+
+// autoscaled reports whether an HPA or a KEDA ScaledObject scales the
+// Deployment name.
+func (m *manifests) autoscaled(name string) bool {
+	for _, h := range m.hpas {
+		if h.Spec.ScaleTargetRef.Kind == "Deployment" && h.Spec.ScaleTargetRef.Name == name {
+			return true
+		}
+	}
+	for _, so := range m.scaledObjects {
+		if so.Spec.ScaleTargetRef != nil && so.Spec.ScaleTargetRef.Name == name && (so.Spec.ScaleTargetRef.Kind == "" || so.Spec.ScaleTargetRef.Kind == "Deployment") {
+			return true
+		}
+	}
+	return false
 }

@@ -44,8 +44,12 @@ func checkImages(t testing.TB, m *manifests, s *sources) problems {
 
 	dockerfile := string(readRepo(t, "Dockerfile"))
 	for _, k := range m.kvContainers() {
-		if name, _ := splitImage(k.c.Image); name != "kvstack" && !strings.HasSuffix(name, "/kvstack") {
+		name, _ := splitImage(k.c.Image)
+		if name != "kvstack" && !strings.HasSuffix(name, "/kvstack") {
 			p.add("%s runs image %q, not the kvstack image", k, k.c.Image)
+		}
+		if !publishedImage(k.c.Image) {
+			p.add("%s runs image %q: not a registry path with a release tag or digest (a bare name is docker.io/library/<name>, which nobody publishes)", k, k.c.Image)
 		}
 		if !strings.Contains(dockerfile, "./cmd/"+k.bin) {
 			p.add("%s runs /kvstack/%s, which the Dockerfile does not build", k, k.bin)
@@ -94,6 +98,23 @@ func checkImages(t testing.TB, m *manifests, s *sources) problems {
 	return p
 }
 
+// publishedImage: registry host/path:version (or @sha256:…), the host not
+// Docker Hub's library of official images.
+func publishedImage(img string) bool {
+	host, rest, ok := strings.Cut(img, "/")
+	if !ok || !(strings.ContainsAny(host, ".:") || host == "localhost") {
+		return false
+	}
+	if (host == "docker.io" || host == "index.docker.io") && strings.HasPrefix(rest, "library/") {
+		return false
+	}
+	if _, digest, ok := strings.Cut(img, "@"); ok {
+		return regexp.MustCompile(`^sha256:[0-9a-f]{64}$`).MatchString(digest)
+	}
+	_, tag := splitImage(img)
+	return regexp.MustCompile(`^v?\d+\.\d+\.\d+`).MatchString(tag)
+}
+
 // splitImage splits repo/name:tag (a registry's port is not a tag).
 func splitImage(img string) (string, string) {
 	img, _, _ = strings.Cut(img, "@")
@@ -123,10 +144,27 @@ type secretRef struct{ where, name, key string }
 
 func (m *manifests) secretRefs() []secretRef {
 	var refs []secretRef
-	for _, k := range m.kvContainers() {
-		for _, e := range k.c.Env {
-			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
-				refs = append(refs, secretRef{k.String() + " " + e.Name, e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Key})
+	for _, d := range m.deployments {
+		spec := d.Spec.Template.Spec
+		for _, c := range append(slices.Clone(spec.InitContainers), spec.Containers...) {
+			for _, e := range c.Env {
+				if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+					refs = append(refs, secretRef{d.Name + "/" + c.Name + " " + e.Name, e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Key})
+				}
+			}
+		}
+	}
+	// CloudNativePG reads a managed role's username and password from a
+	// basic-auth Secret.
+	for _, pg := range m.postgreses {
+		if pg.Spec.Managed == nil {
+			continue
+		}
+		for _, r := range pg.Spec.Managed.Roles {
+			if r.PasswordSecret != nil {
+				for _, key := range []string{"username", "password"} {
+					refs = append(refs, secretRef{"Cluster " + pg.Name + " role " + r.Name, r.PasswordSecret.Name, key})
+				}
 			}
 		}
 	}
@@ -208,129 +246,19 @@ func checkSecrets(t testing.TB, m *manifests, s *sources) problems {
 			}
 		}
 	}
+	if _, ok := want["RABBITMQ_URL"]; !ok {
+		// A managed broker: KEDA reads it with the binaries' URL.
+		if k := m.mainContainer("consumer"); k != nil {
+			if e := envVar(k.c, "RABBITMQ_URL"); e != nil && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
+				want["RABBITMQ_URL"] = secretRef{name: e.ValueFrom.SecretKeyRef.Name, key: e.ValueFrom.SecretKeyRef.Key}
+			}
+		}
+	}
 	for _, ta := range m.triggerAuths {
 		for _, r := range ta.Spec.SecretTargetRef {
 			if w := want["RABBITMQ_URL"]; r.Parameter != "host" || r.Name != w.name || r.Key != w.key {
 				p.add("TriggerAuthentication %s: %s from %s/%s, want host from %s/%s", ta.Name, r.Parameter, r.Name, r.Key, w.name, w.key)
 			}
-		}
-	}
-	return p
-}
-
-// Every kvstack pod is closed both ways but for what it needs: the API and
-// the consumer reach DNS and each engine on the port of stack.env, and each
-// engine lets them in; ingress-nginx reaches the API, Prometheus every
-// scrape target, KEDA the broker; nothing else gets in or out.
-func checkNetwork(t testing.TB, m *manifests, s *sources) problems {
-	var p problems
-	ns := "kvstack"
-	if len(m.namespaces) == 1 {
-		ns = m.namespaces[0].Name
-	}
-	for _, d := range m.deployments {
-		in, out := false, false
-		for _, np := range m.netpols {
-			if selects(&np.Spec.PodSelector, d.Spec.Template.Labels) {
-				in = in || hasType(np, "Ingress")
-				out = out || hasType(np, "Egress")
-			}
-		}
-		if !in || !out {
-			p.add("pods of %s are not isolated both ways (ingress %v, egress %v)", d.Name, in, out)
-		}
-	}
-	jaeger := m.deployment("kvstack-jaeger")
-	type dep struct {
-		name string
-		to   pod
-		port int32
-	}
-	var deps []dep
-	deps = append(deps, dep{"DNS", pod{ns: "kube-system", labels: map[string]string{"k8s-app": "kube-dns"}}, 53})
-	for _, pg := range m.postgreses {
-		deps = append(deps, dep{"PostgreSQL", pod{ns: ns, labels: map[string]string{postgresPodLabel: pg.Name}}, s.port(t, "PGPORT")})
-	}
-	for _, r := range m.rabbitmqs {
-		deps = append(deps, dep{"RabbitMQ", pod{ns: ns, labels: map[string]string{rabbitmqPodLabel: r.Name}}, s.port(t, "RABBITMQ_PORT")})
-	}
-	for _, r := range m.redises {
-		deps = append(deps, dep{"Redis", pod{ns: ns, labels: map[string]string{redisPodLabel: r.Name}}, s.port(t, "REDIS_PORT")})
-	}
-	for _, r := range m.redisClusters {
-		for _, role := range []string{"leader", "follower"} {
-			deps = append(deps, dep{"Redis " + role, pod{ns: ns, labels: map[string]string{redisPodLabel: r.Name + "-" + role}}, s.port(t, "REDIS_PORT")})
-		}
-	}
-	if jaeger != nil {
-		deps = append(deps, dep{"Jaeger OTLP", podOf(jaeger), s.port(t, "KV_JAEGER_OTLP_HTTP_PORT")})
-	}
-	stranger := pod{ns: "default", labels: map[string]string{"app": "stranger"}}
-	for _, name := range []string{"kvstack-api", "kvstack-consumer"} {
-		d := m.deployment(name)
-		if d == nil {
-			continue
-		}
-		client := podOf(d)
-		for _, dp := range deps {
-			if !allowed(m.netpols, client, dp.to, dp.port) {
-				p.add("%s cannot reach %s %v on port %d", name, dp.name, dp.to, dp.port)
-			}
-			if dp.name != "DNS" && allowed(m.netpols, stranger, dp.to, dp.port) {
-				p.add("a pod of another namespace can reach %s %v on port %d", dp.name, dp.to, dp.port)
-			}
-		}
-		if allowed(m.netpols, client, stranger, 443) {
-			p.add("%s can reach anything (a pod of another namespace on 443)", name)
-		}
-		if allowed(m.netpols, stranger, client, client.ports["http"]) {
-			p.add("a pod of another namespace can reach %s", name)
-		}
-		prom := pod{ns: "monitoring", labels: map[string]string{"app.kubernetes.io/name": "prometheus"}}
-		if !allowed(m.netpols, prom, client, client.ports["http"]) {
-			p.add("Prometheus (namespace monitoring) cannot scrape %s", name)
-		}
-	}
-	if api := m.deployment("kvstack-api"); api != nil {
-		edge := pod{ns: "ingress-nginx", labels: map[string]string{"app.kubernetes.io/name": "ingress-nginx"}}
-		if !allowed(m.netpols, edge, podOf(api), s.port(t, "KV_API1_PORT")) {
-			p.add("ingress-nginx cannot reach the API on port %d", s.port(t, "KV_API1_PORT"))
-		}
-	}
-	// Every pod of ours a PodMonitor picks lets Prometheus in on its port.
-	prom := pod{ns: "monitoring", labels: map[string]string{"app.kubernetes.io/name": "prometheus"}, ports: map[string]int32{"http-web": 9090}}
-	for _, pm := range m.podMonitors {
-		for _, ep := range pm.Spec.PodMetricsEndpoints {
-			for _, pd := range m.scrapeablePods() {
-				port, ok := pd.ports[*ep.Port]
-				if pd.ns == ns && ok && selects(&pm.Spec.Selector, pd.labels) && !allowed(m.netpols, prom, pd, port) {
-					p.add("Prometheus cannot scrape %s's target %v on port %d", pm.Name, pd, port)
-				}
-			}
-		}
-	}
-	// Jaeger's Monitor tab reads its spanmetrics back from Prometheus.
-	if jaeger != nil && !allowed(m.netpols, podOf(jaeger), prom, 9090) {
-		p.add("Jaeger cannot query Prometheus (monitoring) on 9090 for its Monitor tab")
-	}
-	if exp := m.deployment("kvstack-postgres-exporter"); exp != nil {
-		for _, pg := range m.postgreses {
-			to := pod{ns: ns, labels: map[string]string{postgresPodLabel: pg.Name}}
-			if !allowed(m.netpols, podOf(exp), to, s.port(t, "PGPORT")) {
-				p.add("the PostgreSQL exporter cannot reach %s on %d", pg.Name, s.port(t, "PGPORT"))
-			}
-		}
-		if allowed(m.netpols, stranger, podOf(exp), podOf(exp).ports["metrics"]) {
-			p.add("a pod of another namespace can reach the PostgreSQL exporter")
-		}
-	}
-	for _, r := range m.rabbitmqs {
-		broker := pod{ns: ns, labels: map[string]string{rabbitmqPodLabel: r.Name}}
-		if !allowed(m.netpols, pod{ns: "keda", labels: map[string]string{"app": "keda-operator"}}, broker, s.port(t, "RABBITMQ_PORT")) {
-			p.add("KEDA cannot read the queues' length from %s", r.Name)
-		}
-		if !allowed(m.netpols, pod{ns: "monitoring", labels: map[string]string{"app.kubernetes.io/name": "prometheus"}}, broker, s.port(t, "RABBITMQ_METRICS_PORT")) {
-			p.add("Prometheus cannot scrape %s on %d", r.Name, s.port(t, "RABBITMQ_METRICS_PORT"))
 		}
 	}
 	return p

@@ -67,6 +67,39 @@ type PostgresClusterSpec struct {
 	StorageConfiguration  PostgresStorage             `json:"storage,omitempty"`
 	Affinity              PostgresAffinity            `json:"affinity,omitempty"`
 	Resources             corev1.ResourceRequirements `json:"resources,omitempty"`
+	Managed               *PostgresManaged            `json:"managed,omitempty"`
+	Monitoring            *PostgresMonitoring         `json:"monitoring,omitempty"`
+}
+
+// PostgresManaged is ManagedConfiguration: roles the operator keeps in
+// the database as declared.
+type PostgresManaged struct {
+	Roles []PostgresRole `json:"roles,omitempty"`
+}
+
+// PostgresRole is RoleConfiguration; its password is the `password` key
+// of PasswordSecret (a basic-auth Secret whose `username` is Name).
+type PostgresRole struct {
+	Name            string                       `json:"name"`
+	Comment         string                       `json:"comment,omitempty"`
+	Ensure          string                       `json:"ensure,omitempty"`
+	Login           bool                         `json:"login,omitempty"`
+	InRoles         []string                     `json:"inRoles,omitempty"`
+	ConnectionLimit int64                        `json:"connectionLimit,omitempty"`
+	PasswordSecret  *corev1.LocalObjectReference `json:"passwordSecret,omitempty"`
+}
+
+// PostgresMonitoring is MonitoringConfiguration: the queries of the
+// operator's own exporter (port metrics, 9187, on every instance), whose
+// series are named cnpg_<query>_<column>.
+type PostgresMonitoring struct {
+	DisableDefaultQueries  *bool                  `json:"disableDefaultQueries,omitempty"`
+	CustomQueriesConfigMap []PostgresConfigMapKey `json:"customQueriesConfigMap,omitempty"`
+}
+
+type PostgresConfigMapKey struct {
+	Name string `json:"name"`
+	Key  string `json:"key"`
 }
 
 type PostgresConfiguration struct {
@@ -106,9 +139,11 @@ type PostgresAffinity struct {
 // on 5432, pods labelled cnpg.io/cluster=N, and Secret N-app whose uri is
 // postgresql://owner:pass@N-rw.<ns>:5432/database.
 const (
-	postgresPort      = 5432
-	postgresPodLabel  = "cnpg.io/cluster"
-	postgresSecretKey = "uri"
+	postgresPort        = 5432
+	postgresPodLabel    = "cnpg.io/cluster"
+	postgresSecretKey   = "uri"
+	postgresMetricsPort = "metrics" // 9187, the instance manager's exporter
+	postgresMetricsNum  = 9187
 )
 
 // RedisCluster and Redis are the OpsTree redis-operator's
@@ -169,14 +204,25 @@ type RedisSecret struct {
 	Key  *string `json:"key,omitempty"`
 }
 
+// RedisConfig is common.RedisConfig. AdditionalRedisConfig names a
+// ConfigMap whose key redis-additional.conf the image's entrypoint appends
+// to redis.conf at start; DynamicConfig is CONFIG SET by the operator once
+// the pods are up; MaxMemoryPercentOfLimit reaches only an environment
+// variable that the operator's bootstrap agent reads behind the
+// GenerateConfigInInitContainer feature gate, off by default.
 type RedisConfig struct {
 	MaxMemoryPercentOfLimit *int     `json:"maxMemoryPercentOfLimit,omitempty"`
 	DynamicConfig           []string `json:"dynamicConfig,omitempty"`
+	AdditionalRedisConfig   *string  `json:"additionalRedisConfig,omitempty"`
 }
+
+// redisAdditionalKey is the key of that ConfigMap the image reads.
+const redisAdditionalKey = "redis-additional.conf"
 
 // RedisRole is RedisLeader/RedisFollower.
 type RedisRole struct {
 	Replicas                  *int32                            `json:"replicas,omitempty"`
+	RedisConfig               *RedisConfig                      `json:"redisConfig,omitempty"`
 	PodDisruptionBudget       *RedisPDB                         `json:"pdb,omitempty"`
 	TopologySpreadConstraints []corev1.TopologySpreadConstraint `json:"topologySpreadConstraints,omitempty"`
 }
@@ -203,3 +249,31 @@ const (
 	redisExporterPort    = "redis-exporter"
 	redisExporterDefault = 9121
 )
+
+// Certificate is cert-manager's cert-manager.io/v1 Certificate (v1.21.1):
+// the fields the chart sets. The CRD's schema checks the rest
+// (crd_test.go).
+type Certificate struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              CertificateSpec `json:"spec"`
+}
+
+type CertificateSpec struct {
+	SecretName string                 `json:"secretName"`
+	DNSNames   []string               `json:"dnsNames,omitempty"`
+	IssuerRef  CertificateIssuerRef   `json:"issuerRef"`
+	PrivateKey *CertificatePrivateKey `json:"privateKey,omitempty"`
+}
+
+type CertificateIssuerRef struct {
+	Group string `json:"group,omitempty"`
+	Kind  string `json:"kind,omitempty"`
+	Name  string `json:"name"`
+}
+
+type CertificatePrivateKey struct {
+	Algorithm      string `json:"algorithm,omitempty"`
+	Size           int    `json:"size,omitempty"`
+	RotationPolicy string `json:"rotationPolicy,omitempty"`
+}

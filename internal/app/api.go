@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/kvstack/kvstack/internal/config"
+	"github.com/kvstack/kvstack/internal/health"
 	"github.com/kvstack/kvstack/internal/httpapi"
 	"github.com/kvstack/kvstack/internal/kv"
 	"github.com/kvstack/kvstack/internal/metrics"
@@ -18,15 +19,20 @@ import (
 	"github.com/kvstack/kvstack/internal/token"
 )
 
-// RunAPI runs the HTTP API until ctx is done.
+// RunAPI runs the HTTP API until ctx is done, then drains: /readyz turns
+// 503 at once, the API serves on for KV_DRAIN_DELAY, then the waits are
+// answered (as if their bound had passed), the server stops taking
+// connections and the requests in flight finish, all within
+// KV_SHUTDOWN_TIMEOUT; last, the publisher and the listener close.
 //
 // PostgreSQL must answer at start (it is the truth, and keeps the token
 // key; a supervisor restarts the process). Redis and RabbitMQ need not:
-// reads degrade to PostgreSQL and writes get 503 until they come, and
-// /readyz says which is missing.
+// reads degrade to PostgreSQL and writes get 503 until they come. Later,
+// an outage of any one dependency degrades what needs it and nothing else
+// (apiCapabilities), which /readyz details.
 func RunAPI(ctx context.Context, cfg config.API, log zerolog.Logger, ready Ready) error {
 	log.Info().Object("config", cfg).Msg("starting kv-api")
-	if err := cfg.Wait.Validate(); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return err
 	}
 	reg := metrics.New()
@@ -64,13 +70,23 @@ func RunAPI(ctx context.Context, cfg config.API, log zerolog.Logger, ready Ready
 
 	mpub := measuredPublisher{pub: pub, m: metrics.NewPublish(reg, cfg.RabbitMQ.QueueAdd, cfg.RabbitMQ.QueueDel), queues: queuesOf(cfg.RabbitMQ)}
 	svc := kv.NewService(d.store, d.cache, mpub, cfg.Limits, log, kv.WithWaiters(waiters, cfg.Wait))
-	checks := []httpapi.Check{
-		{Name: "postgres", Ping: d.store.Ping},
-		{Name: "redis", Ping: d.cache.Ping},
-		{Name: "rabbitmq", Ping: mpub.Ready},
-	}
-	handler := httpapi.NewHandler(svc, tokens, checks, cfg.HTTP, log, metrics.NewHTTP(reg))
-	return serve(ctx, cfg.Addr, withAdmin(handler, reg), cfg.ShutdownTimeout, ready, log)
+	readiness, stopChecking := monitor(ctx, cfg.Health, dependencyChecks(d.store.Ping, d.cache.Ping, mpub.Ready), apiCapabilities, reg, log)
+	defer stopChecking()
+	handler := httpapi.NewHandler(svc, tokens, readiness, cfg.HTTP, log, metrics.NewHTTP(reg))
+	stop := stopping{timeout: cfg.ShutdownTimeout, delay: cfg.DrainDelay, drain: readiness.Drain, closing: svc.EndWaits}
+	return serve(ctx, cfg.Addr, withAdmin(handler, reg), stop, ready, log)
+}
+
+// monitor checks the process's dependencies in the background until the
+// returned func is called, and exports what it finds on reg.
+func monitor(ctx context.Context, cfg health.Config, checks []health.Check, caps []health.Capability, reg *prometheus.Registry, log zerolog.Logger) (*health.Monitor, func()) {
+	m := health.NewMonitor(cfg, checks, caps, log)
+	metrics.RegisterHealth(reg, m.Report)
+	// On through the drain: /readyz keeps its detail until the end.
+	mctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	wg.Go(func() { m.Run(mctx) })
+	return m, func() { cancel(); wg.Wait() }
 }
 
 // tokenCodec signs with KV_TOKEN_KEY when set, else with the key the

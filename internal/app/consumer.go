@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/rs/zerolog"
@@ -14,8 +15,11 @@ import (
 	"github.com/kvstack/kvstack/internal/rabbitmq"
 )
 
-// RunConsumer applies queued operations until ctx is done, then finishes and
-// settles the batch in hand and stops.
+// RunConsumer applies queued operations until ctx is done, then stops:
+// /readyz turns 503 at once, the runner takes no more deliveries, and
+// finishes and settles the batch in hand, or, when it cannot (a dependency
+// down), gives it back to the broker unsettled, which delivers it again
+// to another consumer; what was prefetched and not batched goes back too.
 //
 // PostgreSQL must answer at start. Afterwards an outage of any dependency is
 // waited out: the runner opens a new RabbitMQ session, the batch in hand is
@@ -24,7 +28,7 @@ import (
 // purged (runMasterCheck).
 func RunConsumer(ctx context.Context, cfg config.Consumer, log zerolog.Logger, ready Ready) error {
 	log.Info().Object("config", cfg).Msg("starting kv-consumer")
-	if err := cfg.Consumer.Validate(); err != nil {
+	if err := errors.Join(cfg.Consumer.Validate(), cfg.Health.Validate()); err != nil {
 		return err
 	}
 	reg := metrics.New()
@@ -55,13 +59,13 @@ func RunConsumer(ctx context.Context, cfg config.Consumer, log zerolog.Logger, r
 		consumer.RunTombstonePurge(gctx, d.store, cfg.Consumer.TombstoneRetention, cfg.Consumer.PurgeInterval, log)
 		return nil
 	})
+	readiness, stopChecking := monitor(ctx, cfg.Health, dependencyChecks(d.store.Ping, d.cache.Ping, src.Ready), consumerCapabilities, reg, log)
+	defer stopChecking()
 	g.Go(func() error {
-		checks := []httpapi.Check{
-			{Name: "postgres", Ping: d.store.Ping},
-			{Name: "redis", Ping: d.cache.Ping},
-			{Name: "rabbitmq_queues", Ping: src.Ready},
-		}
-		return serve(gctx, cfg.Addr, withAdmin(httpapi.NewHealthHandler(checks, cfg.Health, log), reg), cfg.ShutdownTimeout, ready, log)
+		// Nothing is routed to a consumer: it stops taking deliveries at
+		// once, with no drain delay.
+		stop := stopping{timeout: cfg.ShutdownTimeout, drain: readiness.Drain}
+		return serve(gctx, cfg.Addr, withAdmin(httpapi.NewHealthHandler(readiness, log), reg), stop, ready, log)
 	})
 	return g.Wait()
 }

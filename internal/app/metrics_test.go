@@ -102,6 +102,10 @@ func TestMetricsAreExportedAndClean(t *testing.T) {
 		`kvstack_redis_pool_connections`,
 		`go_goroutines`,
 		`process_resident_memory_bytes`,
+		`kvstack_capability{capability="read"}`,
+		`kvstack_capability{capability="write"}`,
+		`kvstack_capability{capability="list"}`,
+		`kvstack_ready`,
 	)
 	promtoolClean(t, "api", api)
 
@@ -117,6 +121,8 @@ func TestMetricsAreExportedAndClean(t *testing.T) {
 		`kvstack_consumer_lag_seconds_count{queue="`+s.mq.QueueAdd+`"}`,
 		`kvstack_dependency_duration_seconds_count{dependency="postgres",operation="apply_batch"}`,
 		`kvstack_dependency_duration_seconds_count{dependency="redis",operation="apply"}`,
+		`kvstack_capability{capability="apply"}`,
+		`kvstack_ready`,
 	)
 	promtoolClean(t, "consumer", con)
 

@@ -45,9 +45,30 @@ func withAdmin(h http.Handler, reg *prometheus.Registry) http.Handler {
 	})
 }
 
-// serve listens on addr and serves h until ctx is done, then shuts down
-// gracefully within timeout: in-flight requests finish, new ones are refused.
-func serve(ctx context.Context, addr string, h http.Handler, timeout time.Duration, ready Ready, log zerolog.Logger) error {
+// stopping is how a server stops once its context is done.
+type stopping struct {
+	// timeout bounds the whole stop: from the context's end until the
+	// server has stopped (KV_SHUTDOWN_TIMEOUT).
+	timeout time.Duration
+	// delay is how long the server goes on serving, not ready, so that
+	// the edge stops sending it requests first (KV_DRAIN_DELAY).
+	delay time.Duration
+	// drain, called at once, turns readiness false; closing, called once
+	// the delay has passed and before the server stops taking
+	// connections, ends what would hold the stop (the waits). Either may
+	// be nil.
+	drain, closing func()
+}
+
+// serve listens on addr and serves h until ctx is done, then stops
+// gracefully, in this order: readiness turns false (stop.drain); the
+// server goes on serving for stop.delay; stop.closing ends the waits; the
+// server stops taking connections (idle keep-alive ones closed: nginx
+// sends a request that finds one closed to the other replica, as one
+// refused) and lets the requests in flight finish, by stop.timeout from
+// the start of it all. Past it the connections left are cut, and serve
+// fails.
+func serve(ctx context.Context, addr string, h http.Handler, stop stopping, ready Ready, log zerolog.Logger) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)
@@ -73,13 +94,30 @@ func serve(ctx context.Context, addr string, h http.Handler, timeout time.Durati
 		return fmt.Errorf("serve %s: %w", addr, err)
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	deadline := time.Now().Add(stop.timeout)
+	if stop.drain != nil {
+		stop.drain()
+	}
+	log.Info().Dur("drain_delay", stop.delay).Dur("shutdown_timeout", stop.timeout).Msg("stopping: not ready, serving on for the drain delay")
+	delay := time.NewTimer(stop.delay)
+	defer delay.Stop()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve %s: %w", addr, err)
+	case <-delay.C:
+	}
+	if stop.closing != nil {
+		stop.closing()
+	}
+	sctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown %s: %w", addr, err)
+		_ = srv.Close()
+		return fmt.Errorf("shutdown %s: requests still in flight after %s, cut: %w", addr, stop.timeout, err)
 	}
 	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
+	log.Info().Msg("server stopped: every request answered")
 	return nil
 }

@@ -54,9 +54,12 @@ func newStack(t *testing.T) *stack {
 	pcfg.URL, pcfg.MaxConns, pcfg.MinConns = url, 4, 0
 	apiCfg := mustLoad[config.API](t)
 	apiCfg.Common, apiCfg.Addr, apiCfg.Postgres, apiCfg.Redis, apiCfg.RabbitMQ = common, "127.0.0.1:0", pcfg, rcfg, mq
+	apiCfg.DrainDelay = 0 // no edge to tell: each stop would wait for nothing
+	apiCfg.Health.Interval = 50 * time.Millisecond
 	conCfg := mustLoad[config.Consumer](t)
 	conCfg.Common, conCfg.Addr, conCfg.Postgres, conCfg.Redis, conCfg.RabbitMQ = common, "127.0.0.1:0", pcfg, rcfg, mq
 	conCfg.Consumer.BatchWait = 5 * time.Millisecond
+	conCfg.Health.Interval = 50 * time.Millisecond
 	conCfg.Consumer.CacheRepairInterval = 50 * time.Millisecond
 
 	pool := pgtest.MustPoolAt(t, url)
@@ -154,28 +157,38 @@ type response struct {
 
 func (s *stack) do(method, path, body string) response {
 	s.t.Helper()
+	r, err := s.try(method, path, body)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return r
+}
+
+// try is do for a goroutine: it returns what went wrong (no answer, or
+// not a whole JSON object) instead of failing the test.
+func (s *stack) try(method, path, body string) (response, error) {
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
 	}
 	req, err := http.NewRequest(method, s.api+path, rd)
 	if err != nil {
-		s.t.Fatal(err)
+		return response{}, err
 	}
 	resp, err := s.client.Do(req)
 	if err != nil {
-		s.t.Fatalf("%s %s: %v", method, path, err)
+		return response{}, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
 	if err != nil {
-		s.t.Fatalf("%s %s: read body: %v", method, path, err)
+		return response{}, fmt.Errorf("%s %s: read body: %w", method, path, err)
 	}
 	r := response{status: resp.StatusCode, header: resp.Header}
 	if err := json.Unmarshal(raw, &r.body); err != nil {
-		s.t.Fatalf("%s %s: body %q is not a JSON object: %v", method, path, raw, err)
+		return r, fmt.Errorf("%s %s: %d, body %q is not a JSON object: %w", method, path, resp.StatusCode, raw, err)
 	}
-	return r
+	return r, nil
 }
 
 func (s *stack) put(key, value string) kv.Op {

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/kvstack/kvstack/internal/consumer"
+	"github.com/kvstack/kvstack/internal/health"
 	"github.com/kvstack/kvstack/internal/httpapi"
 	"github.com/kvstack/kvstack/internal/kv"
 	"github.com/kvstack/kvstack/internal/postgres"
@@ -27,7 +28,9 @@ type Common struct {
 	// InstanceID tells replicas apart in logs, traces and metrics; it
 	// defaults to the host name and listen address.
 	InstanceID string `env:"KV_INSTANCE_ID"`
-	// ShutdownTimeout bounds a graceful stop.
+	// ShutdownTimeout bounds a graceful stop, from SIGTERM until the
+	// server has stopped, the API's drain delay included; flushing the
+	// last spans takes at most 5s more.
 	ShutdownTimeout time.Duration `env:"KV_SHUTDOWN_TIMEOUT" envDefault:"15s"`
 }
 
@@ -44,6 +47,35 @@ type API struct {
 	Postgres postgres.Config
 	Redis    redis.Config
 	RabbitMQ rabbitmq.Config
+	// Health paces the dependency checks behind /readyz.
+	Health health.Config
+
+	// DrainDelay is how long a stopping API goes on serving after its
+	// readiness turned false (/readyz 503 "draining"), so that the edge
+	// and the Service's endpoints stop sending it requests before it stops
+	// taking them. Waits end, and in-flight requests finish, after it.
+	DrainDelay time.Duration `env:"KV_DRAIN_DELAY" envDefault:"5s"`
+}
+
+// Validate rejects API settings that cannot work together. A stop must
+// leave, after the drain delay, time for a publish in flight to be
+// confirmed or answered 503: KV_SHUTDOWN_TIMEOUT above KV_DRAIN_DELAY plus
+// RABBITMQ_PUBLISH_TIMEOUT.
+func (c API) Validate() error {
+	if err := c.Wait.Validate(); err != nil {
+		return err
+	}
+	if err := c.Health.Validate(); err != nil {
+		return err
+	}
+	switch {
+	case c.DrainDelay < 0:
+		return fmt.Errorf("KV_DRAIN_DELAY (%s) must not be negative", c.DrainDelay)
+	case c.ShutdownTimeout <= c.DrainDelay+c.RabbitMQ.PublishTimeout:
+		return fmt.Errorf("KV_SHUTDOWN_TIMEOUT (%s) must exceed KV_DRAIN_DELAY (%s) plus RABBITMQ_PUBLISH_TIMEOUT (%s): a publish in flight when the drain ends must get its answer",
+			c.ShutdownTimeout, c.DrainDelay, c.RabbitMQ.PublishTimeout)
+	}
+	return nil
 }
 
 // Consumer configures cmd/consumer.
@@ -51,7 +83,7 @@ type Consumer struct {
 	Common
 	// Addr serves /healthz, /readyz, /metrics and /debug/pprof.
 	Addr     string `env:"KV_CONSUMER_ADDR" envDefault:"127.0.0.1:8090"`
-	Health   httpapi.Health
+	Health   health.Config
 	Consumer consumer.Config
 	Limits   kv.Limits
 	Postgres postgres.Config
@@ -112,6 +144,8 @@ func (c Common) InstanceIDOr(addr string) string {
 // MarshalZerologObject logs the API configuration, secrets masked.
 func (c API) MarshalZerologObject(e *zerolog.Event) {
 	e.Str("addr", c.Addr).
+		Dur("drain_delay", c.DrainDelay).
+		Interface("health", c.Health).
 		Interface("http", c.HTTP).
 		Interface("limits", c.Limits).
 		Interface("wait", c.Wait).

@@ -108,3 +108,28 @@ func TestVarsListsEveryVariableWithItsDefault(t *testing.T) {
 		t.Errorf("writeVars = %q, want %q", got, want)
 	}
 }
+
+// A stop must leave, after the drain delay, time for a publish in flight
+// to get its answer.
+func TestAPIValidate(t *testing.T) {
+	for _, tt := range []struct {
+		vars map[string]string
+		ok   bool
+	}{
+		{map[string]string{}, true},
+		{map[string]string{"KV_DRAIN_DELAY": "0s"}, true},
+		{map[string]string{"KV_DRAIN_DELAY": "13s"}, false}, // 13s + 2s publish is not under 15s
+		{map[string]string{"KV_DRAIN_DELAY": "13s", "KV_SHUTDOWN_TIMEOUT": "16s"}, true},
+		{map[string]string{"KV_DRAIN_DELAY": "-1s"}, false},
+		{map[string]string{"KV_READY_INTERVAL": "0s"}, false},
+		{map[string]string{"KV_WAIT_TIMEOUT": "1m"}, false}, // above KV_WAIT_MAX
+	} {
+		cfg, err := LoadFrom[API](tt.vars)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cfg.Validate(); (err == nil) != tt.ok {
+			t.Errorf("%v: Validate = %v, want ok %v", tt.vars, err, tt.ok)
+		}
+	}
+}

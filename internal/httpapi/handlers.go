@@ -1,13 +1,10 @@
 package httpapi
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
-	"slices"
-	"strings"
 	"time"
 
 	"github.com/kvstack/kvstack/internal/kv"
@@ -241,58 +238,6 @@ func (a *api) deleteKey(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.writeAccepted(w, r, op)
-}
-
-func (a *api) healthz(w http.ResponseWriter, r *http.Request) {
-	writeJSON(w, r, http.StatusOK, map[string]string{"status": "ok"})
-}
-
-// Advice is a readiness failure that tells the operator what to do (a
-// queue of the wrong type: run the migrations); /readyz shows its text
-// instead of "unavailable".
-type Advice interface {
-	error
-	Advice() string
-}
-
-// readyz probes every dependency at once and names the ones that failed.
-func (a *api) readyz(w http.ResponseWriter, r *http.Request) {
-	type result struct {
-		name string
-		err  error
-	}
-	results := make(chan result, len(a.checks))
-	for _, c := range a.checks {
-		go func() {
-			ctx, cancel := context.WithTimeout(r.Context(), a.cfg.ReadyTimeout)
-			defer cancel()
-			results <- result{c.Name, c.Ping(ctx)}
-		}()
-	}
-	checks := make(map[string]string, len(a.checks))
-	var failed []string
-	for range a.checks {
-		res := <-results
-		checks[res.name] = "ok"
-		if res.err != nil {
-			checks[res.name] = "unavailable"
-			var adv Advice
-			if errors.As(res.err, &adv) {
-				checks[res.name] = adv.Error()
-			}
-			failed = append(failed, res.name)
-			a.logFor(r).Warn().Err(res.err).Str("dependency", res.name).Msg("readiness check failed")
-		}
-	}
-	if len(failed) > 0 {
-		slices.Sort(failed)
-		writeJSON(w, r, http.StatusServiceUnavailable, struct {
-			errorBody
-			Checks map[string]string `json:"checks"`
-		}{errorBody{"not_ready", "unavailable: " + strings.Join(failed, ", ")}, checks})
-		return
-	}
-	writeJSON(w, r, http.StatusOK, map[string]any{"status": "ready", "checks": checks})
 }
 
 func writeJSON(w http.ResponseWriter, _ *http.Request, status int, v any) {

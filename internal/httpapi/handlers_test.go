@@ -3,7 +3,6 @@ package httpapi
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -122,11 +121,15 @@ func (f *fakeService) Delete(_ context.Context, key string) (kv.Op, error) {
 	return f.write(kv.Op{Kind: kv.KindDelete, Key: key})
 }
 
-func newTestHandler(svc Service, checks ...Check) http.Handler {
+func newTestHandler(svc Service) http.Handler {
+	return newReadyHandler(svc, nil)
+}
+
+func newReadyHandler(svc Service, ready Readiness) http.Handler {
 	cfg := DefaultConfig()
 	cfg.MaxBodyBytes = 256
 	cfg.ListPageSize = 2
-	return NewHandler(svc, testTokens, checks, cfg, zerolog.Nop(), nil)
+	return NewHandler(svc, testTokens, ready, cfg, zerolog.Nop(), nil)
 }
 
 func do(t *testing.T, h http.Handler, method, target, body string) *httptest.ResponseRecorder {
@@ -320,36 +323,6 @@ func TestListPagesAndStreams(t *testing.T) {
 		t.Fatalf("listing with the store down = %d, want 503", rec.Code)
 	}
 }
-
-func TestReadyz(t *testing.T) {
-	up := Check{Name: "postgres", Ping: func(context.Context) error { return nil }}
-	down := Check{Name: "redis", Ping: func(context.Context) error { return errors.New("dial tcp: refused") }}
-	if rec := do(t, newTestHandler(&fakeService{}, up), "GET", "/readyz", ""); rec.Code != 200 {
-		t.Fatalf("readyz with all up = %d", rec.Code)
-	}
-	rec := do(t, newTestHandler(&fakeService{}, up, down), "GET", "/readyz", "")
-	m := decodeJSON(t, rec)
-	if rec.Code != 503 || !strings.Contains(m["message"].(string), "redis") || strings.Contains(m["message"].(string), "postgres") {
-		t.Fatalf("readyz with redis down = %d %v", rec.Code, m)
-	}
-	if rec := do(t, newTestHandler(&fakeService{}, down), "GET", "/healthz", ""); rec.Code != 200 {
-		t.Fatalf("healthz = %d, want 200 while the process lives", rec.Code)
-	}
-	// A failure that says what to do is shown as it is.
-	misfit := Check{Name: "rabbitmq", Ping: func(context.Context) error {
-		return fmt.Errorf("not connected: %w", adviceErr{})
-	}}
-	rec = do(t, newTestHandler(&fakeService{}, up, misfit), "GET", "/readyz", "")
-	m = decodeJSON(t, rec)
-	if checks, _ := m["checks"].(map[string]any); rec.Code != 503 || checks["rabbitmq"] != (adviceErr{}).Error() || checks["postgres"] != "ok" {
-		t.Fatalf("readyz with advice = %d %v", rec.Code, m)
-	}
-}
-
-type adviceErr struct{}
-
-func (adviceErr) Error() string  { return "queue q is a classic queue: run the migrations" }
-func (adviceErr) Advice() string { return "run the migrations" }
 
 func TestRequestID(t *testing.T) {
 	h := newTestHandler(&fakeService{})

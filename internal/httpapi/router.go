@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/kvstack/kvstack/internal/envdefault"
+	"github.com/kvstack/kvstack/internal/health"
 	"github.com/kvstack/kvstack/internal/kv"
 	"github.com/kvstack/kvstack/internal/metrics"
 )
@@ -29,21 +30,13 @@ type Service interface {
 	WaitConfig() kv.WaitConfig
 }
 
-// Check is one dependency probed by /readyz.
-type Check struct {
-	Name string
-	Ping func(ctx context.Context) error
-}
-
-// Health configures /healthz and /readyz, which every process serves.
-type Health struct {
-	// ReadyTimeout bounds each /readyz probe.
-	ReadyTimeout time.Duration `env:"KV_READY_TIMEOUT" envDefault:"1s"`
+// Readiness is what /readyz reports: the process's health.Monitor.
+type Readiness interface {
+	Report() health.Report
 }
 
 // Config holds the edge's own limits.
 type Config struct {
-	Health
 	// MaxBodyBytes bounds a request body; larger bodies get 413. It must
 	// leave room for the largest value JSON-escaped, and match nginx's
 	// client_max_body_size.
@@ -66,7 +59,7 @@ func DefaultConfig() Config { return envdefault.Of[Config]() }
 type api struct {
 	svc     Service
 	tokens  Tokens
-	checks  []Check
+	ready   Readiness // nil: always ready
 	cfg     Config
 	log     zerolog.Logger
 	metrics *metrics.HTTP // nil: not measured
@@ -75,9 +68,10 @@ type api struct {
 // NewHandler returns the API's routes wrapped in their middleware,
 // outermost first: the server span and the traceparent answered, request
 // id and access log (KV_ACCESS_LOG), metrics, panic recovery. tokens
-// renders versions for clients; m may be nil.
-func NewHandler(svc Service, tokens Tokens, checks []Check, cfg Config, log zerolog.Logger, m *metrics.HTTP) http.Handler {
-	a := &api{svc: svc, tokens: tokens, checks: checks, cfg: cfg, log: log, metrics: m}
+// renders versions for clients; /readyz renders ready's report; m may be
+// nil.
+func NewHandler(svc Service, tokens Tokens, ready Readiness, cfg Config, log zerolog.Logger, m *metrics.HTTP) http.Handler {
+	a := &api{svc: svc, tokens: tokens, ready: ready, cfg: cfg, log: log, metrics: m}
 	r := a.router()
 	read(r, "/api", a.getKey)
 	r.Put("/api", a.putKey)
@@ -95,8 +89,8 @@ func read(r chi.Router, pattern string, h http.HandlerFunc) {
 
 // NewHealthHandler serves only /healthz and /readyz, for a process that has
 // no API (the consumer).
-func NewHealthHandler(checks []Check, h Health, log zerolog.Logger) http.Handler {
-	a := &api{checks: checks, cfg: Config{Health: h, AccessLog: true}, log: log}
+func NewHealthHandler(ready Readiness, log zerolog.Logger) http.Handler {
+	a := &api{ready: ready, cfg: Config{AccessLog: true}, log: log}
 	return a.router()
 }
 

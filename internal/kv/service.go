@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -54,6 +55,9 @@ type Service struct {
 
 	waiters Waiters
 	wait    WaitConfig
+	// waitsEnded is closed by EndWaits, when the process drains.
+	waitsEnded chan struct{}
+	endWaits   sync.Once
 }
 
 // Option configures a Service.
@@ -71,6 +75,7 @@ func NewService(store Store, cache Cache, pub Publisher, limits Limits, log zero
 		store: store, cache: cache, pub: pub, limits: limits, log: log,
 		now: time.Now, loadTimeout: 5 * time.Second,
 		waiters: pollOnly{}, wait: DefaultWaitConfig(),
+		waitsEnded: make(chan struct{}),
 	}
 	for _, opt := range opts {
 		opt(s)

@@ -186,7 +186,8 @@ var (
 // await waits until the key is where the caller wants it: first (when
 // given) says so at once, news says so from the newest version notified,
 // check from the store, read when news may have been lost and every Poll.
-// It ends at timeout, or when ctx ends (the client left).
+// It ends at timeout (or EndWaits, which stands for it), or when ctx ends
+// (the client left).
 func (s *Service) await(ctx context.Context, span trace.Span, w Watch, timeout time.Duration,
 	first func() bool, news func(Version) bool, check func() bool) WaitOutcome {
 	var reads, notes int
@@ -208,6 +209,8 @@ func (s *Service) await(ctx context.Context, span trace.Span, w Watch, timeout t
 				return WaitClientGone
 			case <-deadline.C:
 				return WaitTimedOut
+			case <-s.waitsEnded:
+				return WaitTimedOut
 			case <-poll.C:
 				reads++
 				done = check()
@@ -228,6 +231,15 @@ func (s *Service) await(ctx context.Context, span trace.Span, w Watch, timeout t
 	}()
 	span.SetAttributes(attrOutcome.String(o.String()), attrPolls.Int(reads), attrNews.Int(notes))
 	return o
+}
+
+// EndWaits ends every wait, now and from now on, as if its bound had
+// passed: a read that waits answers with the newest version it saw
+// (ErrNotReached), a write that waits as accepted (Pending; it is
+// durable). A process that drains calls it before its server stops, so
+// that no wait holds the stop for its whole bound and none is cut.
+func (s *Service) EndWaits() {
+	s.endWaits.Do(func() { close(s.waitsEnded) })
 }
 
 // storeGet reads key's stored entry, tombstones included; found is false

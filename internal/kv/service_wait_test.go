@@ -452,6 +452,43 @@ func TestPutApplied(t *testing.T) {
 	})
 }
 
+// A process that drains ends every wait at once, as if its bound had
+// passed, and those that come after it check once and wait no more: a
+// read answers with the newest version seen, a write as accepted.
+func TestEndWaits(t *testing.T) {
+	w := newWorld(t, slow())
+	old := put("k", "old", 10)
+	w.apply(old, false)
+	read := w.getAtLeast(context.Background(), "k", put("k", "x", 20).Version, time.Minute)
+	write := w.putApplied(context.Background(), "k", "v", time.Minute)
+	<-w.published
+	w.waitingFor(t, 2)
+
+	start := time.Now()
+	w.svc.EndWaits()
+	w.svc.EndWaits() // as often as one likes
+	check := func(what string, r result, wr writeResult) {
+		t.Helper()
+		var nr *kv.NotReachedError
+		if !errors.As(r.err, &nr) || nr.Newest != old.Version {
+			t.Errorf("%s: read = %+v, %v; want NotReached naming %v", what, r.read, r.err, old.Version)
+		}
+		if wr.err != nil || wr.w.Status != kv.Pending || wr.w.Op.Version.Time.IsZero() {
+			t.Errorf("%s: write = %+v, %v; want pending with the op's version", what, wr.w, wr.err)
+		}
+	}
+	check("waiting", <-read, <-write)
+	later := w.putApplied(context.Background(), "k", "v2", time.Minute)
+	<-w.published
+	check("after", <-w.getAtLeast(context.Background(), "k", put("k", "y", 30).Version, time.Minute), <-later)
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("the waits took %s to end; their bound is a minute", took)
+	}
+	if n := w.reg.Len(); n != 0 {
+		t.Errorf("waiters after EndWaits: %d, want 0", n)
+	}
+}
+
 func TestWaitConfig(t *testing.T) {
 	cfg := kv.DefaultWaitConfig()
 	if err := cfg.Validate(); err != nil {

@@ -229,9 +229,12 @@ func TestQueueOfTheOtherType(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Source.Open once migrated: %v", err)
 	}
-	s.Close()
 	if err := src.Ready(context.Background()); err != nil {
 		t.Errorf("Source.Ready once migrated = %v", err)
+	}
+	s.Close()
+	if err := src.Ready(context.Background()); !errors.Is(err, rabbitmq.ErrNotConnected) {
+		t.Errorf("Source.Ready once its session closed = %v, want ErrNotConnected", err)
 	}
 	var _ consumer.Source = src
 }

@@ -35,6 +35,8 @@ type Source struct {
 	// misfit is why the last Open failed when it is a queue of the other
 	// type (*QueueTypeError), which will not cure itself; else nil.
 	misfit atomic.Pointer[QueueTypeError]
+	// live is the last session Open made, for Ready.
+	live atomic.Pointer[consumeSession]
 }
 
 // NewSource returns a source that consumes both queues of cfg's topology
@@ -52,15 +54,27 @@ func NewSource(cfg Config, prefetch int, log zerolog.Logger) (*Source, error) {
 	}, nil
 }
 
-// Ready reports a queue the consumer cannot consume until an operator acts:
-// one of the other type than RABBITMQ_QUEUE_TYPE (a *QueueTypeError, which
-// says what to do), met by the last Open. A broker that is down is not
-// reported: the runner waits it out.
+// Ready reports whether the consumer consumes now: nil while the last
+// session Open made is live; a queue it cannot consume until an operator
+// acts, one of the other type than RABBITMQ_QUEUE_TYPE (a *QueueTypeError,
+// which says what to do), met by the last Open; else ErrNotConnected (the
+// broker is down, or the session was closed).
 func (s *Source) Ready(context.Context) error {
 	if qerr := s.misfit.Load(); qerr != nil {
 		return qerr
 	}
-	return nil
+	sess := s.live.Load()
+	if sess == nil {
+		return ErrNotConnected
+	}
+	select {
+	case <-sess.done:
+		return fmt.Errorf("%w: %w", ErrNotConnected, sess.err)
+	case <-sess.closing:
+		return fmt.Errorf("%w: session closed", ErrNotConnected)
+	default:
+		return nil
+	}
 }
 
 var errSessionLost = errors.New("rabbitmq session lost")
@@ -113,6 +127,7 @@ func (s *Source) Open(ctx context.Context) (consumer.Session, error) {
 		return nil, err
 	}
 	s.misfit.Store(nil)
+	s.live.Store(sess)
 	s.log.Info().Str("url", redact(urls[at])).Strs("queues", s.topo.Queues()).Int("prefetch", s.prefetch).
 		Msg("rabbitmq consumer connected")
 	return sess, nil

@@ -53,7 +53,7 @@ func TestRenderedNginxConfig(t *testing.T) {
 		}
 	}
 	for _, want := range []string{
-		"proxy_next_upstream error timeout http_502 http_503;",
+		"proxy_next_upstream error timeout http_502;",
 		"keepalive 64;", `proxy_set_header Connection "";`, "proxy_http_version 1.1;",
 		"server_tokens off;", "client_max_body_size 1048576;", "max_fails=",
 	} {

@@ -8,6 +8,7 @@ package nginxtest
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -98,6 +99,12 @@ func (r *Replica) serve(w http.ResponseWriter, req *http.Request) {
 // and every connection, those with a request in hand too, are closed at
 // once, with no answer; from then on connections to it are refused.
 func (r *Replica) Kill() { r.srv.Close() }
+
+// Stop stops the replica as the API does at the end of its drain
+// (KV_DRAIN_DELAY 0): its listener closes (connections refused from then
+// on), its idle keep-alive connections are closed, and the requests in
+// hand are answered.
+func (r *Replica) Stop() { _ = r.srv.Shutdown(context.Background()) }
 
 // DieOnWrite makes the replica die (Kill) once it has read its nth write
 // (counting from its start), before answering it: a kill -9 in the middle

@@ -178,6 +178,90 @@ func TestWriteAnswersOfTheAPINotRetried(t *testing.T) {
 	}
 }
 
+// A read's 503 is an answer of the API's own: a dependency that every
+// replica shares is down (a cache miss while PostgreSQL is). It is passed
+// on as it is, not tried on the other replica, which would answer the same,
+// and it leaves neither replica alone as failed: the reads they can still
+// serve (cache hits) go on being served, never nginx's 502 "no live
+// upstreams" for fail_timeout.
+func TestReadAnswersOfTheAPINotRetried(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs nginx; not run with -short (make test runs it)")
+	}
+	a, b := nginxtest.StartReplica(t), nginxtest.StartReplica(t)
+	e := nginxtest.StartEdge(t, a.Addr, b.Addr, nil)
+	paths := []string{"/api?key=miss&status=503", "/api?key=miss&min_version=v&status=503", "/api/all?status=503"}
+	for i, path := range paths {
+		for j := range 2 {
+			got := e.Do(t, http.MethodGet, path)
+			if got.Status != http.StatusServiceUnavailable || !strings.Contains(got.Body, `"replica"`) {
+				t.Errorf("GET %s: %d %s, want the replica's own 503", path, got.Status, got.Body)
+			}
+			if up := upstreams(t, e, 2*(2*i+j)+1)[2*(2*i+j)]; strings.Contains(up, ",") {
+				t.Errorf("GET %s was tried on %s: a 503 of the API's is not retried", path, up)
+			}
+			hit := e.Do(t, http.MethodGet, "/api?key=hit")
+			if hit.Status != http.StatusOK {
+				t.Fatalf("a read after the 503s of %s: %d %s, want 200 from a replica not left alone", path, hit.Status, hit.Body)
+			}
+		}
+	}
+}
+
+// A replica that stops gracefully (the API at the end of its drain, with
+// no drain delay) under reads and writes fails none of them: a request
+// that finds its listener closed, or a keep-alive connection it closed,
+// got no answer and nginx sends it to the other replica.
+func TestReplicaStoppingFailsNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs nginx; not run with -short (make test runs it)")
+	}
+	a, b := nginxtest.StartReplica(t), nginxtest.StartReplica(t)
+	e := nginxtest.StartEdge(t, a.Addr, b.Addr, nil)
+	var (
+		mu      sync.Mutex
+		answers = map[string]int{}
+		wg      sync.WaitGroup
+		done    = make(chan struct{})
+	)
+	all := append(writes, reads...)
+	for c := range 4 {
+		wg.Go(func() {
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				req := all[(c+i)%len(all)]
+				got, err := e.Try(req.method, req.path)
+				status := got.Status
+				if err != nil {
+					t.Error(err)
+				}
+				mu.Lock()
+				answers[fmt.Sprintf("%d", status)]++
+				mu.Unlock()
+			}
+		})
+	}
+	time.Sleep(200 * time.Millisecond)
+	a.Stop()
+	byA := a.Hits.Load()
+	time.Sleep(300 * time.Millisecond)
+	close(done)
+	wg.Wait()
+	t.Logf("answers %v; %d requests read by a before it stopped, %d by b", answers, byA, b.Hits.Load())
+	if a.Hits.Load() != byA || b.Hits.Load() <= byA {
+		t.Errorf("a read %d requests after it stopped, b %d in all: the test proved nothing", a.Hits.Load()-byA, b.Hits.Load())
+	}
+	for status := range answers {
+		if status != "200" && status != "202" {
+			t.Errorf("answers %v: want every one 200 or 202", answers)
+		}
+	}
+}
+
 // A write whose replica took it and answers nothing within
 // proxy_read_timeout is not sent again: that replica may still publish it,
 // stamped later than what the client writes next. The client gets nginx's

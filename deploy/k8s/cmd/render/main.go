@@ -1,12 +1,15 @@
-// Command render prints an overlay's manifests for `kubectl apply -f -`:
+// Command render prints the chart's manifests for a values file of
+// values/, as `helm template` would:
 //
-//	go run ./cmd/render overlays/prod
+//	go run ./cmd/render prod
 //
-// It is what `make k8s` runs: kustomize's own Go API, so no kustomize or
-// kubectl binary is needed to build them.
+// It is what `make k8s OVERLAY=prod` runs, with the Helm v4 SDK: no helm
+// or kubectl binary is needed. Install with helm itself:
+// `helm install kvstack deploy/k8s/chart -n kvstack -f deploy/k8s/values/prod.yaml`.
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 
@@ -15,18 +18,13 @@ import (
 
 func main() {
 	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: render <kustomization dir>")
+		fmt.Fprintln(os.Stderr, "usage: render <dev|prod|prod-external>")
 		os.Exit(2)
 	}
-	m, err := k8s.Build(os.Args[1])
+	r, err := k8s.Render(context.Background(), "kvstack", k8s.ValuesFile(os.Args[1]))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "render:", err)
 		os.Exit(1)
 	}
-	out, err := m.AsYaml()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "render:", err)
-		os.Exit(1)
-	}
-	os.Stdout.Write(out)
+	fmt.Print(r.YAML())
 }

@@ -1,0 +1,143 @@
+{{/* The kvstack image: registry/repository, at the digest or the tag. */}}
+{{- define "kvstack.image" -}}
+{{- $tag := .Values.image.tag | default .Chart.AppVersion -}}
+{{- if .Values.image.digest -}}
+{{ .Values.image.registry }}/{{ .Values.image.repository }}@{{ .Values.image.digest }}
+{{- else -}}
+{{ .Values.image.registry }}/{{ .Values.image.repository }}:{{ $tag }}
+{{- end -}}
+{{- end -}}
+
+{{/* Labels every object carries. */}}
+{{- define "kvstack.labels" -}}
+app.kubernetes.io/part-of: kvstack
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
+{{- end -}}
+
+{{/* The monitoring objects' labels: ours and the platform's selector. */}}
+{{- define "kvstack.monitoringLabels" -}}
+{{ include "kvstack.labels" . }}
+{{- range $k, $v := .Values.monitoring.releaseLabels }}
+{{ $k }}: {{ $v | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* Where the binaries find the engines, as environment variables. */}}
+{{- define "kvstack.databaseURL" -}}
+- name: DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+{{- if eq .Values.postgresql.mode "operator" }}
+      name: kvstack-pg-app
+      key: uri
+{{- else }}
+      name: {{ .Values.postgresql.external.secret }}
+      key: {{ .Values.postgresql.external.key }}
+{{- end }}
+{{- end -}}
+
+{{- define "kvstack.rabbitmqURL" -}}
+- name: RABBITMQ_URL
+  valueFrom:
+    secretKeyRef:
+{{- if eq .Values.rabbitmq.mode "operator" }}
+      name: kvstack-rabbitmq-default-user
+      key: connection_string
+{{- else }}
+      name: {{ .Values.rabbitmq.external.secret }}
+      key: {{ .Values.rabbitmq.external.key }}
+{{- end }}
+- name: RABBITMQ_QUEUE_TYPE
+  value: quorum
+{{- end -}}
+
+{{- define "kvstack.redisEnv" -}}
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.redis.passwordSecret.name }}
+      key: {{ .Values.redis.passwordSecret.key }}
+{{- if eq .Values.redis.mode "operator" }}
+{{- if eq .Values.redis.operator.topology "cluster" }}
+- name: REDIS_ADDR
+  value: kvstack-redis-leader:6379
+- name: REDIS_CLUSTER
+  value: "true"
+{{- else }}
+- name: REDIS_ADDR
+  value: kvstack-redis:6379
+{{- end }}
+{{- else }}
+- name: REDIS_ADDR
+  value: {{ required "redis.external.address is required when redis.mode is external" .Values.redis.external.address | quote }}
+{{- if .Values.redis.external.cluster }}
+- name: REDIS_CLUSTER
+  value: "true"
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "kvstack.tracingEnv" -}}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ .Values.tracing.endpoint | default "http://kvstack-jaeger:4318" | quote }}
+- name: OTEL_EXPORTER_OTLP_PROTOCOL
+  value: http/protobuf
+- name: OTEL_TRACES_SAMPLER
+  value: {{ .Values.tracing.sampler | quote }}
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ .Values.tracing.samplerArg | quote }}
+{{- end -}}
+
+{{/* The port Prometheus scrapes: admin once the binaries serve one. */}}
+{{- define "kvstack.metricsPort" -}}
+{{ if .adminPort }}admin{{ else }}http{{ end }}
+{{- end -}}
+
+{{/* A container's hardening, the "restricted" Pod Security profile. */}}
+{{- define "kvstack.containerSecurity" -}}
+securityContext:
+  allowPrivilegeEscalation: false
+  readOnlyRootFilesystem: true
+  capabilities:
+    drop: ["ALL"]
+{{- end -}}
+
+{{- define "kvstack.podSecurity" -}}
+automountServiceAccountToken: false
+securityContext:
+  runAsNonRoot: true
+  runAsUser: 65532
+  runAsGroup: 65532
+  seccompProfile:
+    type: RuntimeDefault
+{{- end -}}
+
+{{/* A peer in the monitoring namespace with the given pod labels. */}}
+{{- define "kvstack.monitoringPeer" -}}
+- namespaceSelector:
+    matchLabels:
+      kubernetes.io/metadata.name: {{ .root.Values.monitoring.namespace }}
+  podSelector:
+    matchLabels:
+      {{- toYaml .labels | nindent 6 }}
+{{- end -}}
+
+{{/* DNS, out: kube-dns, or NodeLocal DNSCache's address. */}}
+{{- define "kvstack.dnsEgress" -}}
+- to:
+    - namespaceSelector:
+        matchLabels:
+          kubernetes.io/metadata.name: kube-system
+      podSelector:
+        matchLabels:
+          k8s-app: kube-dns
+{{- if .Values.networkPolicy.nodeLocalDNS }}
+    - ipBlock:
+        cidr: {{ .Values.networkPolicy.nodeLocalDNS }}/32
+{{- end }}
+  ports:
+    - { port: 53, protocol: UDP }
+    - { port: 53, protocol: TCP }
+{{- end -}}
