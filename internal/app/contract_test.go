@@ -42,28 +42,21 @@ func newContract(t *testing.T, s *stack) *contract {
 	return &contract{t: t, doc: doc, router: router, s: s}
 }
 
-// answer is one exchange, checked.
-type answer struct {
-	status int
-	header http.Header
-	body   map[string]any
-}
-
 // valid sends a request the spec allows, checks it against the spec, and
 // checks the answer against the operation's responses.
-func (c *contract) valid(method, path, body string) answer {
+func (c *contract) valid(method, path, body string) response {
 	c.t.Helper()
 	return c.exchange(method, path, body, true)
 }
 
 // invalid sends a request the spec does not allow (bad input), and checks
 // only the answer.
-func (c *contract) invalid(method, path, body string) answer {
+func (c *contract) invalid(method, path, body string) response {
 	c.t.Helper()
 	return c.exchange(method, path, body, false)
 }
 
-func (c *contract) exchange(method, path, body string, validRequest bool) answer {
+func (c *contract) exchange(method, path, body string, validRequest bool) response {
 	c.t.Helper()
 	ctx := context.Background()
 	newReq := func() *http.Request {
@@ -102,7 +95,7 @@ func (c *contract) exchange(method, path, body string, validRequest bool) answer
 	if err != nil {
 		c.t.Fatalf("%s %s: read body: %v", method, path, err)
 	}
-	a := answer{status: resp.StatusCode, header: resp.Header}
+	a := response{status: resp.StatusCode, header: resp.Header}
 	if len(raw) > 0 {
 		if err := json.Unmarshal(raw, &a.body); err != nil {
 			c.t.Fatalf("%s %s: %d, body %q is not JSON: %v", method, path, a.status, raw, err)
@@ -124,7 +117,7 @@ func (c *contract) exchange(method, path, body string, validRequest bool) answer
 	return a
 }
 
-func (c *contract) checkUnrouted(method, path string, a answer, raw []byte) {
+func (c *contract) checkUnrouted(method, path string, a response, raw []byte) {
 	c.t.Helper()
 	var value any
 	if err := json.Unmarshal(raw, &value); err != nil {
@@ -145,7 +138,7 @@ func (c *contract) checkUnrouted(method, path string, a answer, raw []byte) {
 	}
 }
 
-func wantStatus(t *testing.T, what string, a answer, want int) {
+func wantStatus(t *testing.T, what string, a response, want int) {
 	t.Helper()
 	if a.status != want {
 		t.Fatalf("%s = %d %v, want %d", what, a.status, a.body, want)
@@ -166,7 +159,7 @@ func TestAnswersKeepTheOpenAPIContract(t *testing.T) {
 	wantStatus(t, "GET absent", c.valid("GET", "/api"+q(key), ""), 404)
 	put := c.valid("PUT", "/api", s.putBody(key, "one"))
 	wantStatus(t, "PUT", put, 202)
-	tok := tokenOf(t, response{put.status, put.header, put.body})
+	tok := tokenOf(t, put)
 	wantStatus(t, "GET min_version", c.valid("GET", "/api"+q(key)+"&min_version="+tok+"&timeout=10s", ""), 200)
 	wantStatus(t, "GET", c.valid("GET", "/api"+q(key), ""), 200)
 	wantStatus(t, "HEAD", c.valid("HEAD", "/api"+q(key), ""), 200)
@@ -216,7 +209,7 @@ func TestAnswersKeepTheOpenAPIContract(t *testing.T) {
 	stopConsumer()
 	late := c.valid("PUT", "/api", s.putBody(key, "late"))
 	wantStatus(t, "PUT, consumer stopped", late, 202)
-	lateTok := tokenOf(t, response{late.status, late.header, late.body})
+	lateTok := tokenOf(t, late)
 	wantStatus(t, "GET min_version, not reached", c.valid("GET", "/api"+q(key)+"&min_version="+lateTok+"&timeout=50ms", ""), 504)
 	wantStatus(t, "PUT wait=applied, not applied", c.valid("PUT", "/api?wait=applied&timeout=50ms", s.putBody(key, "later")), 202)
 }
