@@ -16,6 +16,7 @@ import (
 	"github.com/kvstack/kvstack/internal/health"
 	"github.com/kvstack/kvstack/internal/httpapi"
 	"github.com/kvstack/kvstack/internal/kv"
+	"github.com/kvstack/kvstack/internal/msgsig"
 	"github.com/kvstack/kvstack/internal/postgres"
 	"github.com/kvstack/kvstack/internal/rabbitmq"
 	"github.com/kvstack/kvstack/internal/redis"
@@ -48,6 +49,8 @@ type API struct {
 	Postgres postgres.Config
 	Redis    redis.Config
 	RabbitMQ rabbitmq.Config
+	// Messages signs what the API queues.
+	Messages msgsig.Config
 	// Health paces the dependency checks behind /readyz.
 	Health health.Config
 
@@ -90,6 +93,8 @@ type Consumer struct {
 	Postgres postgres.Config
 	Redis    redis.Config
 	RabbitMQ rabbitmq.Config
+	// Messages checks the signature of what the consumer applies.
+	Messages msgsig.Config
 }
 
 // Migrate configures cmd/migrate: the schema, then the queues (their type).
@@ -153,7 +158,8 @@ func (c API) MarshalZerologObject(e *zerolog.Event) {
 		Object("token", c.Token).
 		Str("postgres", c.Postgres.String()).
 		Interface("redis", c.Redis).
-		Object("rabbitmq", c.RabbitMQ)
+		Object("rabbitmq", c.RabbitMQ).
+		Object("messages", c.Messages)
 }
 
 // MarshalZerologObject logs the consumer configuration, secrets masked.
@@ -164,5 +170,6 @@ func (c Consumer) MarshalZerologObject(e *zerolog.Event) {
 		Interface("redis", c.Redis).
 		Object("rabbitmq", c.RabbitMQ).
 		Object("consumer", c.Consumer).
+		Object("messages", c.Messages).
 		Interface("health", c.Health)
 }
