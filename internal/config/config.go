@@ -26,6 +26,7 @@ import (
 
 // Common is what every binary has.
 type Common struct {
+	// LogLevel is the least severe level logged: debug, info, warn or error.
 	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
 	// InstanceID tells replicas apart in logs, traces and metrics; it
 	// defaults to the host name and listen address.
