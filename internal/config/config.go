@@ -16,6 +16,7 @@ import (
 	"github.com/kvstack/kvstack/internal/health"
 	"github.com/kvstack/kvstack/internal/httpapi"
 	"github.com/kvstack/kvstack/internal/kv"
+	"github.com/kvstack/kvstack/internal/msgsig"
 	"github.com/kvstack/kvstack/internal/postgres"
 	"github.com/kvstack/kvstack/internal/rabbitmq"
 	"github.com/kvstack/kvstack/internal/redis"
@@ -24,6 +25,7 @@ import (
 
 // Common is what every binary has.
 type Common struct {
+	// LogLevel is the least severe level logged: debug, info, warn or error.
 	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
 	// InstanceID tells replicas apart in logs, traces and metrics; it
 	// defaults to the host name and listen address.
@@ -42,7 +44,8 @@ type API struct {
 	Addr string `env:"KV_HTTP_ADDR" envDefault:"127.0.0.1:8081"`
 	// AdminAddr serves /metrics, /debug/pprof and /debug/vars, for
 	// Prometheus and operators only: loopback unless a network policy
-	// keeps everyone else out (see docs/DESIGN.md).
+	// keeps everyone else out (docs/DESIGN.md). Defaults: the API's
+	// 127.0.0.1:8181, the consumer's 127.0.0.1:8190.
 	AdminAddr string `env:"KV_ADMIN_ADDR" envDefault:"127.0.0.1:8181"`
 	HTTP      httpapi.Config
 	Limits    kv.Limits
@@ -51,6 +54,8 @@ type API struct {
 	Postgres  postgres.Config
 	Redis     redis.Config
 	RabbitMQ  rabbitmq.Config
+	// Messages signs what the API queues.
+	Messages msgsig.Config
 	// Health paces the dependency checks behind /readyz.
 	Health health.Config
 
@@ -87,8 +92,10 @@ type Consumer struct {
 	Common
 	// Addr serves /healthz and /readyz.
 	Addr string `env:"KV_CONSUMER_ADDR" envDefault:"127.0.0.1:8090"`
-	// AdminAddr serves /metrics, /debug/pprof and /debug/vars, as the
-	// API's.
+	// AdminAddr serves /metrics, /debug/pprof and /debug/vars, for
+	// Prometheus and operators only: loopback unless a network policy
+	// keeps everyone else out (docs/DESIGN.md). Defaults: the API's
+	// 127.0.0.1:8181, the consumer's 127.0.0.1:8190.
 	AdminAddr string `env:"KV_ADMIN_ADDR" envDefault:"127.0.0.1:8190"`
 	Health    health.Config
 	Consumer  consumer.Config
@@ -96,6 +103,8 @@ type Consumer struct {
 	Postgres  postgres.Config
 	Redis     redis.Config
 	RabbitMQ  rabbitmq.Config
+	// Messages checks the signature of what the consumer applies.
+	Messages msgsig.Config
 }
 
 // Migrate configures cmd/migrate: the schema, then the queues (their type).
@@ -159,7 +168,8 @@ func (c API) MarshalZerologObject(e *zerolog.Event) {
 		Object("token", c.Token).
 		Str("postgres", c.Postgres.String()).
 		Interface("redis", c.Redis).
-		Object("rabbitmq", c.RabbitMQ)
+		Object("rabbitmq", c.RabbitMQ).
+		Object("messages", c.Messages)
 }
 
 // MarshalZerologObject logs the consumer configuration, secrets masked.
@@ -170,5 +180,6 @@ func (c Consumer) MarshalZerologObject(e *zerolog.Event) {
 		Interface("redis", c.Redis).
 		Object("rabbitmq", c.RabbitMQ).
 		Object("consumer", c.Consumer).
+		Object("messages", c.Messages).
 		Interface("health", c.Health)
 }

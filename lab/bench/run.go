@@ -24,6 +24,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/kvstack/kvstack/internal/config"
+	"github.com/kvstack/kvstack/internal/msgsig"
 )
 
 // Options sizes a run.
@@ -123,6 +124,7 @@ type harness struct {
 	dir     string // scratch files
 	rep     *Report
 	value   string
+	keys    *msgsig.Keys // sign what the bench queues, as the API does
 
 	consumerStopped bool
 	children        []*child
@@ -187,6 +189,9 @@ func newHarness(o Options) (*harness, error) {
 	o.fromStack(view)
 	h := &harness{o: o, stack: view, rep: &Report{Started: time.Now(), Command: o.Command, Baselines: true}, value: strings.Repeat("v", o.ValueLen)}
 	if h.api, h.cons, err = view.configs(); err != nil {
+		return nil, err
+	}
+	if h.keys, err = msgsig.ParseKeys(h.cons.Messages.Keys); err != nil {
 		return nil, err
 	}
 	return h, nil

@@ -93,6 +93,9 @@ type Settings struct {
 	// environ is the caller's environment: the binaries' own settings
 	// (LOG_LEVEL, PG_MAX_CONNS, …) pass through to them.
 	environ map[string]string
+	// messageKey is KV_MESSAGE_KEYS, the caller's or the stack's own
+	// (MessageKeyFile).
+	messageKey string
 }
 
 // Load reads root's stack.env, overlays environ (os.Environ() form; a
@@ -148,6 +151,9 @@ func Load(root string, environ []string) (*Settings, error) {
 				return nil, fmt.Errorf("%s's port %d: its cluster bus port, %d higher, is past 65535", n.Name, n.Port, redisBusOffset)
 			}
 		}
+	}
+	if s.messageKey, err = s.messageKeys(); err != nil {
+		return nil, fmt.Errorf("KV_MESSAGE_KEYS: %w", err)
 	}
 	if f := s.vars["KV_ALERT_FOR"]; f != "" && !regexp.MustCompile(`^[0-9]+(ms|s|m)$`).MatchString(f) {
 		return nil, fmt.Errorf("KV_ALERT_FOR=%s: want a duration such as 5s", f)
@@ -258,6 +264,7 @@ func (s *Settings) appEnv() map[string]string {
 	for _, name := range []string{"DATABASE_URL", "REDIS_ADDR", "RABBITMQ_URL", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL", "KV_MAX_BODY_BYTES"} {
 		env[name] = s.Get(name)
 	}
+	env["KV_MESSAGE_KEYS"] = s.messageKey
 	return env
 }
 
