@@ -134,7 +134,7 @@ func TestChecksCatchBrokenCopies(t *testing.T) {
 		{"prometheus config", "promtool check config", "observability/prometheus.yml",
 			"scrape_configs:", "scrape_configs:\n  - job_name: broken\n    scrape_interval: soon\n", "promtool check config"},
 		{"envsubst list misses a variable", "promtool check config", "docker-compose.yml",
-			"envsubst '$${API1_ADDR} ", "envsubst '", "${API1_ADDR}"},
+			"envsubst '$${API1_ADMIN_ADDR} ", "envsubst '", "${API1_ADMIN_ADDR}"},
 		{"alert rule", "promtool check rules", "observability/rules/kvstack-alerts.yml",
 			"expr: ", "expr: sum(( ", "promtool check rules"},
 		{"alertmanager route", "amtool check-config", "observability/alertmanager.yml",

@@ -88,7 +88,12 @@ func RunAPI(ctx context.Context, cfg config.API, log zerolog.Logger, ready Ready
 	defer stopChecking()
 	handler := httpapi.NewHandler(svc, tokens, readiness, cfg.HTTP, log, metrics.NewHTTP(reg))
 	stop := stopping{timeout: cfg.ShutdownTimeout, delay: cfg.DrainDelay, drain: readiness.Drain, closing: svc.EndWaits}
-	return serve(ctx, cfg.Addr, withAdmin(handler, reg), stop, ready, log)
+	admin, err := listenAdmin(cfg.AdminAddr, reg, log)
+	if err != nil {
+		return err
+	}
+	defer admin.close()
+	return serve(ctx, cfg.Addr, handler, stop, admin.ready(ready), log)
 }
 
 // monitor checks the process's dependencies in the background until the

@@ -163,7 +163,7 @@ func (h *harness) runSystem(ctx context.Context, s system, dur time.Duration, pr
 	}
 	wait := func() {}
 	if profile && s.profile != "" {
-		wait = h.profile(ctx, h.o.APIPorts[0], s.profile, int(dur.Seconds())-1)
+		wait = h.profile(ctx, h.o.APIAdminPorts[0], s.profile, int(dur.Seconds())-1)
 	}
 	w, err := startCPU(procs)
 	if err != nil {

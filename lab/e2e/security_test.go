@@ -56,6 +56,7 @@ func TestListenersOnLoopback(t *testing.T) {
 	}
 	ours := map[string]bool{}
 	for _, v := range []string{"KV_NGINX_PORT", "KV_API1_PORT", "KV_API2_PORT", "KV_CONSUMER_PORT", "KV_PROMETHEUS_PORT",
+		"KV_API1_ADMIN_PORT", "KV_API2_ADMIN_PORT", "KV_CONSUMER_ADMIN_PORT",
 		"KV_ALERTMANAGER_PORT", "KV_JAEGER_UI_PORT", "KV_JAEGER_OTLP_GRPC_PORT", "KV_JAEGER_OTLP_HTTP_PORT",
 		"PGPORT", "REDIS_PORT", "RABBITMQ_PORT", "RABBITMQ_METRICS_PORT"} {
 		ours[env.vars[v]] = true

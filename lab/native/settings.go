@@ -54,6 +54,11 @@ var Variables = []Variable{
 	{"API1_ADDR", "${KV_BIND_HOST}:${KV_API1_PORT}", "template: api1"},
 	{"API2_ADDR", "${KV_BIND_HOST}:${KV_API2_PORT}", "template: api2"},
 	{"CONSUMER_ADDR", "${KV_BIND_HOST}:${KV_CONSUMER_PORT}", "template: the consumer"},
+	// Loopback whatever KV_BIND_HOST says: profiles and metrics are for
+	// this machine's Prometheus and operators.
+	{"API1_ADMIN_ADDR", "127.0.0.1:${KV_API1_ADMIN_PORT}", "template: api1's admin listener (/metrics, /debug/pprof, /debug/vars)"},
+	{"API2_ADMIN_ADDR", "127.0.0.1:${KV_API2_ADMIN_PORT}", "template: api2's admin listener"},
+	{"CONSUMER_ADMIN_ADDR", "127.0.0.1:${KV_CONSUMER_ADMIN_PORT}", "template: the consumer's admin listener"},
 	{"PROMETHEUS_ADDR", "${KV_BIND_HOST}:${KV_PROMETHEUS_PORT}", "template: Prometheus"},
 	{"ALERTMANAGER_ADDR", "${KV_BIND_HOST}:${KV_ALERTMANAGER_PORT}", "template: Alertmanager"},
 	{"RABBITMQ_METRICS_ADDR", "${KV_BIND_HOST}:${RABBITMQ_METRICS_PORT}", "template: RabbitMQ's rabbitmq_prometheus"},

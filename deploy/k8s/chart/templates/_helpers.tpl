@@ -91,10 +91,6 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 {{- end -}}
 
 {{/* The port Prometheus scrapes: admin once the binaries serve one. */}}
-{{- define "kvstack.metricsPort" -}}
-{{ if .adminPort }}admin{{ else }}http{{ end }}
-{{- end -}}
-
 {{/* A container's hardening, the "restricted" Pod Security profile. */}}
 {{- define "kvstack.containerSecurity" -}}
 securityContext:
