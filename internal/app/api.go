@@ -74,7 +74,15 @@ func RunAPI(ctx context.Context, cfg config.API, log zerolog.Logger, ready Ready
 	defer stopListening()
 
 	metrics.RegisterQueueBound(reg, cfg.RabbitMQ.QueueMaxLength, cfg.RabbitMQ.QueueAdd, cfg.RabbitMQ.QueueDel)
-	mpub := measuredPublisher{pub: pub, m: metrics.NewPublish(reg, cfg.RabbitMQ.QueueAdd, cfg.RabbitMQ.QueueDel), queues: queuesOf(cfg.RabbitMQ)}
+	clk, stopClock, err := startClock(ctx, cfg.Clock, d.store.store, reg, log)
+	if err != nil {
+		return err
+	}
+	defer stopClock()
+	mpub := clockGuard{
+		measuredPublisher: measuredPublisher{pub: pub, m: metrics.NewPublish(reg, cfg.RabbitMQ.QueueAdd, cfg.RabbitMQ.QueueDel), queues: queuesOf(cfg.RabbitMQ)},
+		clock:             clk,
+	}
 	svc := kv.NewService(d.store, d.cache, mpub, cfg.Limits, log, kv.WithWaiters(waiters, cfg.Wait))
 	readiness, stopChecking := monitor(ctx, cfg.Health, dependencyChecks(d.store.Ping, d.cache.Ping, mpub.Ready), apiCapabilities, reg, log)
 	defer stopChecking()

@@ -48,9 +48,15 @@ func RunConsumer(ctx context.Context, cfg config.Consumer, log zerolog.Logger, r
 	}
 	defer d.close()
 
+	clk, stopClock, err := startClock(ctx, cfg.Clock, d.store.store, reg, log)
+	if err != nil {
+		return err
+	}
+	defer stopClock()
 	proc := consumer.NewProcessor(d.store, d.cache, consumer.Checks{
 		Limits: cfg.Limits, Keys: keys,
 		AcceptUnsigned: cfg.Messages.AcceptUnsigned, OnUnsigned: m.UnsignedAccepted,
+		MaxClockSkew: cfg.Clock.MaxSkew, Now: clk.Now,
 	}, log)
 	m.RepairsPending(proc.PendingRepairs)
 	src, err := rabbitmq.NewSource(cfg.RabbitMQ, cfg.RabbitMQ.PrefetchFor(cfg.Consumer.BatchSize), log)

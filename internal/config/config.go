@@ -12,6 +12,7 @@ import (
 	"github.com/caarlos0/env/v11"
 	"github.com/rs/zerolog"
 
+	"github.com/kvstack/kvstack/internal/clock"
 	"github.com/kvstack/kvstack/internal/consumer"
 	"github.com/kvstack/kvstack/internal/health"
 	"github.com/kvstack/kvstack/internal/httpapi"
@@ -56,6 +57,8 @@ type API struct {
 	RabbitMQ  rabbitmq.Config
 	// Messages signs what the API queues.
 	Messages msgsig.Config
+	// Clock refuses writes while this replica's clock is off.
+	Clock clock.Config
 	// Health paces the dependency checks behind /readyz.
 	Health health.Config
 
@@ -105,6 +108,8 @@ type Consumer struct {
 	RabbitMQ  rabbitmq.Config
 	// Messages checks the signature of what the consumer applies.
 	Messages msgsig.Config
+	// Clock bounds the timestamps the consumer applies.
+	Clock clock.Config
 }
 
 // Migrate configures cmd/migrate: the schema, then the queues (their type).
@@ -169,7 +174,8 @@ func (c API) MarshalZerologObject(e *zerolog.Event) {
 		Str("postgres", c.Postgres.String()).
 		Interface("redis", c.Redis).
 		Object("rabbitmq", c.RabbitMQ).
-		Object("messages", c.Messages)
+		Object("messages", c.Messages).
+		Interface("clock", c.Clock)
 }
 
 // MarshalZerologObject logs the consumer configuration, secrets masked.
@@ -181,5 +187,6 @@ func (c Consumer) MarshalZerologObject(e *zerolog.Event) {
 		Object("rabbitmq", c.RabbitMQ).
 		Object("consumer", c.Consumer).
 		Object("messages", c.Messages).
+		Interface("clock", c.Clock).
 		Interface("health", c.Health)
 }
