@@ -135,8 +135,14 @@ func StartEdge(tb testing.TB, api1, api2 string, vars map[string]string) Edge {
 	all := map[string]string{
 		"NGINX_LISTEN": strings.TrimPrefix(e.URL, "http://"), "NGINX_STATUS_LISTEN": e.Status,
 		"API1_ADDR": api1, "API2_ADDR": api2, "KV_MAX_BODY_BYTES": "1048576",
-		"NGINX_RATE_LIMIT": "10000r/s", "NGINX_RATE_BURST": "20000", "NGINX_TRACE_TRUSTED": "# nobody",
 		"NGINX_ACCESS_LOG": e.AccessLog, "NGINX_ERROR_LOG": e.ErrorLog,
+	}
+	// The limits and the trusted sources as shipped (lab/native's defaults).
+	for _, v := range native.Variables {
+		switch v.Name {
+		case "NGINX_RATE_LIMIT", "NGINX_RATE_BURST", "NGINX_WAIT_CONN_LIMIT", "NGINX_TRACE_TRUSTED":
+			all[v.Name] = v.Default
+		}
 	}
 	for k, v := range vars {
 		all[k] = v
