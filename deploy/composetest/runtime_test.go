@@ -142,7 +142,7 @@ func TestChecksCatchBrokenCopies(t *testing.T) {
 		{"nginx directive", "nginx -t", "nginx/nginx.conf.template",
 			"server_tokens off;", "server_tokens sometimes;", "nginx -t"},
 		{"nginx variable compose does not give", "nginx -t", "docker-compose.yml",
-			"      NGINX_RATE_BURST: ${NGINX_RATE_BURST:-20000}\n", "", "nginx -t"},
+			"      NGINX_RATE_BURST: ${NGINX_RATE_BURST:-1000}\n", "", "nginx -t"},
 		{"jaeger pipeline", "jaeger validate", "observability/jaeger.yaml",
 			"processors: [batch]", "processors: [batchy]", "jaeger validate"},
 	}

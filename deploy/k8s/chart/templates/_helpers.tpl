@@ -146,3 +146,14 @@ securityContext:
       name: {{ .Values.messages.keysSecret.name }}
       key: {{ .Values.messages.keysSecret.key }}
 {{- end -}}
+
+{{/* The HTTPRoute's filters of every rule (.: .Values.edge): clients'
+trace context removed unless gateway.trustTraceContext. */}}
+{{- define "kvstack.edgeFilters" -}}
+{{- if not .gateway.trustTraceContext }}
+filters:
+  - type: RequestHeaderModifier
+    requestHeaderModifier:
+      remove: [traceparent, tracestate, baggage]
+{{- end }}
+{{- end }}
