@@ -107,3 +107,24 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 }
+
+// Verify never panics, and accepts only what Sign made: whatever the
+// headers and body a publisher on the broker sends.
+func FuzzVerify(f *testing.F) {
+	ks := mustKeys(f, newKey)
+	body := []byte(`{"key":"k","value":"v","timestamp":"2026-12-06T11:00:00.000000Z","op_id":"0b5e3d4c-5f46-4ad7-9c5e-0e4f6b1c2a10"}`)
+	id, sig := ks.Sign("put", body)
+	f.Add("put", body, id, sig)
+	f.Add("delete", body, id, sig)
+	f.Add("put", body, id, sig+"A")
+	f.Add("put", body, "", "v1=")
+	f.Add("put", []byte{}, id, "v1="+strings.Repeat("A", 100))
+	f.Fuzz(func(t *testing.T, kind string, body []byte, keyID, signature string) {
+		err := ks.Verify(kind, body, keyID, signature)
+		if err == nil {
+			if wantID, wantSig := ks.Sign(kind, body); keyID != wantID || signature != wantSig {
+				t.Fatalf("Verify accepted %q %q for a message Sign signs %q %q", keyID, signature, wantID, wantSig)
+			}
+		}
+	})
+}
