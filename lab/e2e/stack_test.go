@@ -73,6 +73,9 @@ type harness struct {
 	stackEnv
 	nginx  string // base URL through nginx
 	client *http.Client
+	// spec checks every exchange through nginx against api/openapi.yaml;
+	// nil checks nothing.
+	spec *contract
 }
 
 func newHarness(t *testing.T) *harness {
@@ -85,6 +88,7 @@ func newHarness(t *testing.T) *harness {
 			Timeout:   15 * time.Second,
 			Transport: &http.Transport{MaxIdleConnsPerHost: 64},
 		},
+		spec: newContract(t),
 	}
 	t.Cleanup(h.client.CloseIdleConnections)
 	h.mustAnswer(t, "nginx", h.nginx+"/healthz")
@@ -152,7 +156,11 @@ func (h *harness) try(method, url string, body []byte, header ...string) (respon
 	if err != nil {
 		return response{}, err
 	}
-	return response{status: resp.StatusCode, header: resp.Header, body: b}, nil
+	r := response{status: resp.StatusCode, header: resp.Header, body: b}
+	if strings.HasPrefix(url, h.nginx+"/") {
+		h.spec.check(req, body, r)
+	}
+	return r, nil
 }
 
 func (h *harness) put(tb testing.TB, key, value string, header ...string) response {
