@@ -16,6 +16,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/kvstack/kvstack/internal/auth/authtest"
 	"github.com/kvstack/kvstack/internal/config"
 	"github.com/kvstack/kvstack/internal/kv"
 	"github.com/kvstack/kvstack/internal/postgres"
@@ -39,8 +40,10 @@ type stack struct {
 	mq     rabbitmq.Config
 	apiCfg config.API
 	conCfg config.Consumer
-	client *http.Client
-	log    zerolog.Logger // the processes' logger: the test's output unless replaced
+	client *http.Client     // carries token
+	issuer *authtest.Issuer // signs the tokens the API trusts
+	token  string           // an admin token of issuer's
+	log    zerolog.Logger   // the processes' logger: the test's output unless replaced
 }
 
 func newStack(t *testing.T) *stack {
@@ -56,6 +59,9 @@ func newStack(t *testing.T) *stack {
 	apiCfg.Common, apiCfg.Addr, apiCfg.Postgres, apiCfg.Redis, apiCfg.RabbitMQ = common, "127.0.0.1:0", pcfg, rcfg, mq
 	apiCfg.DrainDelay = 0 // no edge to tell: each stop would wait for nothing
 	apiCfg.Health.Interval = 50 * time.Millisecond
+	issuer := authtest.New(t, "")
+	apiCfg.Auth = issuer.Config
+	token := issuer.Token(t, "app-test", "admin")
 	conCfg := mustLoad[config.Consumer](t)
 	conCfg.Common, conCfg.Addr, conCfg.Postgres, conCfg.Redis, conCfg.RabbitMQ = common, "127.0.0.1:0", pcfg, rcfg, mq
 	conCfg.Consumer.BatchWait = 5 * time.Millisecond
@@ -67,8 +73,9 @@ func newStack(t *testing.T) *stack {
 		t: t, store: postgres.NewStore(pool), pool: pool,
 		cache: redis.NewCache(rdb, rcfg), rdb: rdb, mq: mq,
 		apiCfg: apiCfg, conCfg: conCfg,
-		client: &http.Client{Timeout: 15 * time.Second},
-		log:    testLogger(t),
+		client: authtest.Client(token, 15*time.Second),
+		issuer: issuer, token: token,
+		log: testLogger(t),
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/caarlos0/env/v11"
 	"github.com/rs/zerolog"
 
+	"github.com/kvstack/kvstack/internal/auth"
 	"github.com/kvstack/kvstack/internal/consumer"
 	"github.com/kvstack/kvstack/internal/health"
 	"github.com/kvstack/kvstack/internal/httpapi"
@@ -39,8 +40,10 @@ type API struct {
 	Common
 	// Addr serves the API, /metrics and /debug/pprof (nginx exposes only
 	// the API). Port 0 picks a free port.
-	Addr     string `env:"KV_HTTP_ADDR" envDefault:"127.0.0.1:8081"`
-	HTTP     httpapi.Config
+	Addr string `env:"KV_HTTP_ADDR" envDefault:"127.0.0.1:8081"`
+	HTTP httpapi.Config
+	// Auth identifies the clients of the data routes (KV_AUTH_*).
+	Auth     auth.Config
 	Limits   kv.Limits
 	Wait     kv.WaitConfig
 	Token    token.Config
@@ -147,6 +150,7 @@ func (c API) MarshalZerologObject(e *zerolog.Event) {
 		Dur("drain_delay", c.DrainDelay).
 		Interface("health", c.Health).
 		Interface("http", c.HTTP).
+		Object("auth", c.Auth).
 		Interface("limits", c.Limits).
 		Interface("wait", c.Wait).
 		Object("token", c.Token).

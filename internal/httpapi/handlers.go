@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/kvstack/kvstack/internal/auth"
 	"github.com/kvstack/kvstack/internal/kv"
 )
 
@@ -20,7 +21,10 @@ func (a *api) failRequest(w http.ResponseWriter, r *http.Request, err error) {
 // version the error carries (a delete's, the newest seen by a wait).
 func (a *api) failAbout(w http.ResponseWriter, r *http.Request, key string, err error) {
 	var br *badRequest
+	var refused *auth.Error
 	switch {
+	case errors.As(err, &refused):
+		a.refuse(w, r, err)
 	case errors.Is(err, errTooLarge):
 		writeError(w, r, http.StatusRequestEntityTooLarge, "payload_too_large", "request body is larger than the limit")
 	case errors.As(err, &br):
@@ -66,6 +70,9 @@ func (a *api) read(r *http.Request) (kv.Read, string, error) {
 		return kv.Read{}, "", &kv.ValidationError{Field: "key", Reason: "missing; use ?key="}
 	}
 	if err := a.svc.Limits().ValidateKey(key); err != nil {
+		return kv.Read{}, "", err
+	}
+	if err := a.authorize(r, auth.Read, key); err != nil {
 		return kv.Read{}, "", err
 	}
 	if q.Has(paramWait) {
@@ -144,6 +151,8 @@ func (a *api) putKey(w http.ResponseWriter, r *http.Request) {
 		err = &kv.ValidationError{Field: "value", Reason: "missing"}
 	case in.inQuery && *req.Key != in.key:
 		err = errKeysDisagree
+	default:
+		err = a.authorize(r, auth.Write, *req.Key)
 	}
 	if err != nil {
 		a.failRequest(w, r, err)
@@ -225,6 +234,10 @@ func (a *api) deleteKey(w http.ResponseWriter, r *http.Request) {
 	}
 	if !ok {
 		a.failRequest(w, r, &kv.ValidationError{Field: "key", Reason: "missing; use ?key= or a {\"key\":…} body"})
+		return
+	}
+	if err := a.authorize(r, auth.Write, key); err != nil {
+		a.failRequest(w, r, err)
 		return
 	}
 	if in.waits {

@@ -83,13 +83,13 @@ func (f *fakeService) Get(_ context.Context, key string) (kv.Read, error) {
 	return kv.Read{Entry: kv.Entry{Key: key, Value: v, Version: f.version}, Source: kv.SourceRedis}, nil
 }
 
-func (f *fakeService) List(_ context.Context, after string, limit int) ([]kv.Entry, error) {
+func (f *fakeService) List(_ context.Context, prefix, after string, limit int) ([]kv.Entry, error) {
 	if f.listErr != nil {
 		return nil, f.listErr
 	}
 	keys := make([]string, 0, len(f.entries))
 	for k := range f.entries {
-		if k > after {
+		if k > after && strings.HasPrefix(k, prefix) {
 			keys = append(keys, k)
 		}
 	}
@@ -129,7 +129,7 @@ func newReadyHandler(svc Service, ready Readiness) http.Handler {
 	cfg := DefaultConfig()
 	cfg.MaxBodyBytes = 256
 	cfg.ListPageSize = 2
-	return NewHandler(svc, testTokens, ready, cfg, zerolog.Nop(), nil)
+	return asClient(NewHandler(svc, testTokens, testAuth, ready, cfg, zerolog.Nop(), nil), adminToken)
 }
 
 func do(t *testing.T, h http.Handler, method, target, body string) *httptest.ResponseRecorder {
@@ -375,4 +375,14 @@ func FuzzWriteRequest(f *testing.F) {
 			t.Fatalf("status %d for %q", rec.Code, body)
 		}
 	})
+}
+
+// A streamed listing with nothing to show is still a JSON document: the
+// opening was once written with the first page only, and an empty store
+// streamed `],"next_cursor":null}`.
+func TestEmptyStreamedListingIsJSON(t *testing.T) {
+	rec := do(t, newTestHandler(&fakeService{}), "GET", "/api/all", "")
+	if rec.Code != 200 || strings.TrimSpace(rec.Body.String()) != `{"items":[],"next_cursor":null}` {
+		t.Fatalf("empty listing = %d %q", rec.Code, rec.Body)
+	}
 }

@@ -16,9 +16,9 @@ type Store interface {
 	// Get returns the key's entry, which may be a tombstone, or ErrNotFound
 	// when the store holds nothing for it.
 	Get(ctx context.Context, key string) (Entry, error)
-	// List returns up to limit live entries with keys greater than after,
-	// in key order.
-	List(ctx context.Context, after string, limit int) ([]Entry, error)
+	// List returns up to limit live entries whose keys start with prefix
+	// and are greater than after, in key order.
+	List(ctx context.Context, prefix, after string, limit int) ([]Entry, error)
 }
 
 // Cache is the read-through cache: Redis in production.
@@ -149,9 +149,10 @@ func (s *Service) load(ctx context.Context, key string, fill bool) (Entry, error
 	return e, nil
 }
 
-// List returns up to limit live entries after the key after, in key order.
-func (s *Service) List(ctx context.Context, after string, limit int) ([]Entry, error) {
-	entries, err := s.store.List(ctx, after, limit)
+// List returns up to limit live entries under prefix after the key after,
+// in key order.
+func (s *Service) List(ctx context.Context, prefix, after string, limit int) ([]Entry, error) {
+	entries, err := s.store.List(ctx, prefix, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list: %w", err)
 	}

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"strings"
 	"time"
 )
@@ -62,7 +61,7 @@ func (h *harness) warmHits(ctx context.Context) ([]string, int, error) {
 	if warm.OK != int64(o.HitKeys) {
 		return nil, 0, fmt.Errorf("warming the cache: %s", warm)
 	}
-	resp, err := http.Get(urls[0])
+	resp, err := h.edge.Get(urls[0])
 	if err != nil {
 		return nil, 0, err
 	}

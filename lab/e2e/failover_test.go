@@ -153,7 +153,7 @@ func startLoad(h *harness, key string) *load {
 	get := h.nginx + "/api?key=" + url.QueryEscape(key)
 	for i := range 4 {
 		l.wg.Go(func() {
-			c := &harness{stackEnv: h.stackEnv, nginx: h.nginx, client: &http.Client{Timeout: 10 * time.Second}}
+			c := &harness{stackEnv: h.stackEnv, nginx: h.nginx, client: h.stackEnv.client(t, 10*time.Second)}
 			defer c.client.CloseIdleConnections()
 			for n := i; ; n++ {
 				select {
