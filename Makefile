@@ -61,7 +61,7 @@ run: stack-bin ## up, then follow the logs; Ctrl-C stops the stack (left up if i
 up: stack-bin ## Start what is down, in the background (idempotent); restarts changed or rebuilt processes one at a time
 	$(STACK) up
 
-up-ha: stack-bin ## up, of the HA topology: 3 RabbitMQ nodes, 6 Redis Cluster nodes, PostgreSQL primary + sync standby and its keeper, 2 consumers; same edge ports, so one topology at a time (README: Past one node)
+up-ha: stack-bin ## up, of the HA topology: 3 RabbitMQ nodes, 6 Redis Cluster nodes, PostgreSQL primary + sync standby and its keeper, 2 consumers; same edge ports, so one topology at a time (docs/HA.md)
 	$(STACK) up-ha
 
 down: stack-bin ## Stop every process and the stack's supervisord, whichever topology runs (the shared PostgreSQL, Redis and RabbitMQ keep running)

@@ -154,7 +154,7 @@ func TestChecksCatch(t *testing.T) {
 		{"DATABASE_URL from the wrong key", "secrets", "prod", func(m *manifests, s *sources) {
 			envVar(consumer(m), "DATABASE_URL").ValueFrom.SecretKeyRef.Key = "password"
 		}},
-		{"a Secret the README does not create", "secrets", "prod", func(m *manifests, s *sources) {
+		{"a Secret docs/KUBERNETES.md does not create", "secrets", "prod", func(m *manifests, s *sources) {
 			name := "kvstack-redis-auth"
 			m.redisClusters[0].Spec.KubernetesConfig.RedisSecret.Name = &name
 		}},

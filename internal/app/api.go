@@ -74,6 +74,7 @@ func RunAPI(ctx context.Context, cfg config.API, log zerolog.Logger, ready Ready
 	}
 	defer stopListening()
 
+	metrics.RegisterQueueBound(reg, cfg.RabbitMQ.QueueMaxLength, cfg.RabbitMQ.QueueAdd, cfg.RabbitMQ.QueueDel)
 	mpub := measuredPublisher{pub: pub, m: metrics.NewPublish(reg, cfg.RabbitMQ.QueueAdd, cfg.RabbitMQ.QueueDel), queues: queuesOf(cfg.RabbitMQ)}
 	svc := kv.NewService(d.store, d.cache, mpub, cfg.Limits, log, kv.WithWaiters(waiters, cfg.Wait))
 	readiness, stopChecking := monitor(ctx, cfg.Health, dependencyChecks(d.store.Ping, d.cache.Ping, mpub.Ready), apiCapabilities, reg, log)

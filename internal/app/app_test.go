@@ -283,6 +283,37 @@ func TestBrokerUnreachableGives503(t *testing.T) {
 	}
 }
 
+// TestFullQueueGives503: a work queue at its bound refuses the publish
+// (reject-publish), and the PUT gets a prompt 503 with Retry-After, never a
+// 202.
+func TestFullQueueGives503(t *testing.T) {
+	s := newStack(t)
+	s.apiCfg.RabbitMQ.QueueMaxLength = 2
+	s.startAPI()
+	var r response
+	var start time.Time
+	accepted := 0
+	for i := range 10 {
+		start = time.Now()
+		if r = s.do("PUT", "/api", fmt.Sprintf(`{"key":"k%d","value":"v"}`, i)); r.status != http.StatusAccepted {
+			break
+		}
+		accepted++
+	}
+	if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" || r.body["error"] != "unavailable" {
+		t.Fatalf("PUT past the bound of 2 (after %d accepted) = %d %v (Retry-After %q), want 503 with Retry-After",
+			accepted, r.status, r.body, r.header.Get("Retry-After"))
+	}
+	// A quorum queue lets one past its bound in before it refuses.
+	if accepted > 3 {
+		t.Errorf("%d PUTs accepted by a queue bound to 2", accepted)
+	}
+	if took := time.Since(start); took > s.apiCfg.RabbitMQ.PublishTimeout/2 {
+		t.Errorf("the 503 took %s; want it prompt (the publish timeout is %s)", took, s.apiCfg.RabbitMQ.PublishTimeout)
+	}
+	rabbittest.WaitCount(t, s.mq, s.mq.QueueAdd, accepted, 5*time.Second)
+}
+
 // publishOps puts operations on their queues as the API would.
 func publishOps(t *testing.T, cfg rabbitmq.Config, ops ...kv.Op) {
 	t.Helper()

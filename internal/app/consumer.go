@@ -33,6 +33,7 @@ func RunConsumer(ctx context.Context, cfg config.Consumer, log zerolog.Logger, r
 	}
 	reg := metrics.New()
 	m := metrics.NewConsumer(reg, cfg.RabbitMQ.QueueAdd, cfg.RabbitMQ.QueueDel)
+	metrics.RegisterQueueBound(reg, cfg.RabbitMQ.QueueMaxLength, cfg.RabbitMQ.QueueAdd, cfg.RabbitMQ.QueueDel)
 	d, err := openData(ctx, cfg.Postgres, cfg.Redis, reg, counts{purged: m})
 	if err != nil {
 		return err

@@ -38,7 +38,7 @@ func Vars[T any]() []Var {
 func Flags[T any](name string) {
 	fs := flag.NewFlagSet(name, flag.ExitOnError)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "%s is configured by environment variables only (README: Configuration).\n\n", name)
+		fmt.Fprintf(fs.Output(), "%s is configured by environment variables only (docs/CONFIGURATION.md).\n\n", name)
 		fs.PrintDefaults()
 	}
 	printEnv := fs.Bool("env", false, "print every environment variable read, NAME=default one a line, and exit")

@@ -42,7 +42,7 @@ func queueType(t *testing.T, cfg rabbitmq.Config, queue string) string {
 		}
 		err = rabbitmq.Declare(ch, c.Topology())
 		conn.Close()
-		var qerr *rabbitmq.QueueTypeError
+		var qerr *rabbitmq.QueueArgError
 		switch {
 		case err == nil:
 			return typ
@@ -195,7 +195,7 @@ func TestQueueOfTheOtherType(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = p.Close() })
-	var qerr *rabbitmq.QueueTypeError
+	var qerr *rabbitmq.QueueArgError
 	waitFor(t, 10*time.Second, "the publisher to report the queue's type", func() bool {
 		return errors.As(p.Ready(context.Background()), &qerr)
 	})

@@ -35,9 +35,9 @@ type Publisher struct {
 	log  zerolog.Logger
 
 	sess atomic.Pointer[session] // nil while disconnected
-	// misfit is why the last connection failed when it is a queue of the
-	// other type (*QueueTypeError), which will not cure itself; else nil.
-	misfit atomic.Pointer[QueueTypeError]
+	// misfit is why the last connection failed when it is a queue declared
+	// otherwise (*QueueArgError), which will not cure itself; else nil.
+	misfit atomic.Pointer[QueueArgError]
 	// next is the index in cfg.URLs() of the broker to try first when
 	// connecting: the one after the last connected, so that a node that
 	// died is tried last. Only supervise uses it.
@@ -319,7 +319,7 @@ func (p *Publisher) supervise() {
 			continue
 		}
 		wait := b.NextBackOff()
-		var qerr *QueueTypeError
+		var qerr *QueueArgError
 		if errors.As(err, &qerr) {
 			p.misfit.Store(qerr)
 			p.log.Error().Err(err).Dur("retry_in", wait).Msg("rabbitmq publisher cannot use its queue; retrying")

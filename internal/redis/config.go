@@ -21,7 +21,8 @@ type Config struct {
 	DB int `env:"REDIS_DB" envDefault:"0"`
 
 	// KeyPrefix namespaces every key the cache owns; Purge removes exactly
-	// the keys under it.
+	// the keys under it. Under it, a client key's entry is <prefix><key>,
+	// and the cache's own keys are <prefix>\x00<name> (see internalMark).
 	KeyPrefix string `env:"REDIS_KEY_PREFIX" envDefault:"kv:"`
 	// TTL bounds how long a live value stays cached; TombstoneTTL how long a
 	// delete is remembered. Both must be far longer than a reader's fill
@@ -66,6 +67,10 @@ func (c Config) Validate() error {
 	case c.KeyPrefix == "":
 		// Purge would remove every key of the database.
 		return fmt.Errorf("redis config: REDIS_KEY_PREFIX is empty")
+	case c.IsCluster() && strings.ContainsAny(c.KeyPrefix, "{}"):
+		// A hash tag in the prefix would put every key in one slot, and
+		// leave the other shards without a slot for their marks.
+		return fmt.Errorf("redis config: REDIS_KEY_PREFIX %q has a brace, the start of a hash tag, and REDIS_ADDR is a cluster", c.KeyPrefix)
 	case c.TTL < time.Millisecond || c.TombstoneTTL < time.Millisecond:
 		// PEXPIRE takes whole milliseconds, and 0 would delete the key.
 		return fmt.Errorf("redis config: REDIS_TTL and REDIS_TOMBSTONE_TTL must be at least 1ms")
