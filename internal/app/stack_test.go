@@ -164,7 +164,13 @@ type response struct {
 
 func (s *stack) do(method, path, body string) response {
 	s.t.Helper()
-	r, err := s.try(method, path, body)
+	return s.doWith(s.client, method, path, body)
+}
+
+// doWith is do from client (another token's).
+func (s *stack) doWith(client *http.Client, method, path, body string) response {
+	s.t.Helper()
+	r, err := s.tryWith(client, method, path, body)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -174,6 +180,10 @@ func (s *stack) do(method, path, body string) response {
 // try is do for a goroutine: it returns what went wrong (no answer, or
 // not a whole JSON object) instead of failing the test.
 func (s *stack) try(method, path, body string) (response, error) {
+	return s.tryWith(s.client, method, path, body)
+}
+
+func (s *stack) tryWith(client *http.Client, method, path, body string) (response, error) {
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
@@ -182,7 +192,7 @@ func (s *stack) try(method, path, body string) (response, error) {
 	if err != nil {
 		return response{}, err
 	}
-	resp, err := s.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return response{}, fmt.Errorf("%s %s: %w", method, path, err)
 	}

@@ -67,6 +67,10 @@ func (p *Processor) handle(tr *batchTrace, batch []Message) ([]Result, error) {
 	msgOf := make([]int, 0, len(batch)) // ops[i] came from batch[msgOf[i]]
 	for i, m := range batch {
 		op, err := kv.DecodeMessage(m.Kind, m.Body, p.limits)
+		if err == nil {
+			op.WrittenBy = m.WrittenBy
+			err = kv.ValidateWriter(op.WrittenBy)
+		}
 		if err != nil {
 			log := telemetry.WithTrace(m.Ctx, p.log)
 			log.Warn().Err(err).Str("queue", m.Queue).Int("bytes", len(m.Body)).

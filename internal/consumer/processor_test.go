@@ -265,3 +265,22 @@ func TestCacheRepairOverflowPurges(t *testing.T) {
 		t.Fatalf("purges = %d, entries = %d; want the cache purged once", cache.purges, len(cache.entries))
 	}
 }
+
+// A message's writer header reaches the store with its operation; a
+// writer that could not have come from a token is dead-lettered.
+func TestHandleKeepsTheWriter(t *testing.T) {
+	p, store, _ := newTestProcessor()
+	byAlice, byNobody, byForger := msg(t, op(kv.KindPut, "a", "v", 1)), msg(t, op(kv.KindPut, "b", "v", 1)), msg(t, op(kv.KindPut, "c", "v", 1))
+	byAlice.WrittenBy = "alice"
+	byForger.WrittenBy = "mallory\x00"
+	results, err := p.Handle(context.Background(), []Message{byAlice, byNobody, byForger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := outcomesOf(results), []kv.Outcome{kv.Applied, kv.Applied, kv.DeadLettered}; !slices.Equal(got, want) {
+		t.Fatalf("outcomes = %v, want %v", got, want)
+	}
+	if got := store.batches[0]; got[0].WrittenBy != "alice" || got[1].WrittenBy != "" {
+		t.Errorf("the store got writers %q and %q, want alice and none", got[0].WrittenBy, got[1].WrittenBy)
+	}
+}

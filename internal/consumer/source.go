@@ -57,6 +57,8 @@ type Message struct {
 	Queue string
 	Kind  kv.Kind
 	Body  []byte
+	// WrittenBy is the message's kv.WriterHeader: who asked for it.
+	WrittenBy string
 	// Ctx holds the message's CONSUMER span; never nil.
 	Ctx context.Context
 }

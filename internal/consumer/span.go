@@ -127,6 +127,13 @@ func (b *batch) add(d Delivery) {
 		semconv.MessagingOperationName("process"),
 		semconv.MessagingDestinationName(d.Queue),
 	}, d.Attrs...)
+	var writer string
+	if d.Header != nil {
+		writer = d.Header.Get(kv.WriterHeader)
+	}
+	if writer != "" {
+		attrs = append(attrs, attribute.String("enduser.id", writer))
+	}
 	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...)}
 	if sc := trace.SpanContextFromContext(parent); sc.IsValid() {
 		// The conventions ask for the link too, since a consumer may
@@ -135,7 +142,7 @@ func (b *batch) add(d Delivery) {
 	}
 	ctx, span := otel.Tracer(tracerName).Start(parent, "process "+d.Queue, opts...)
 	b.deliveries = append(b.deliveries, d)
-	b.msgs = append(b.msgs, Message{Queue: d.Queue, Kind: d.Kind, Body: d.Body, Ctx: ctx})
+	b.msgs = append(b.msgs, Message{Queue: d.Queue, Kind: d.Kind, Body: d.Body, WrittenBy: writer, Ctx: ctx})
 	b.spans = append(b.spans, span)
 }
 

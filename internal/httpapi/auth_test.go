@@ -292,3 +292,42 @@ func TestSubjectLoggedAndAuthOffReported(t *testing.T) {
 		t.Errorf("KV_AUTH=off: /readyz auth %v, want off", got)
 	}
 }
+
+// A write carries its token's subject; a read with ?with=writer names it,
+// to a token that may read the key, and refuses anything else.
+func TestWritesCarryTheirWriter(t *testing.T) {
+	svc := &fakeService{entries: map[string]string{"team-a/k": "v"}}
+	h := newAuthHandler(svc, zerolog.Nop())
+	teamA := "Bearer " + testIssuer.Token(t, "alice", "team-a")
+	for _, req := range []struct{ method, target, body string }{
+		{"PUT", "/api", `{"key":"team-a/k","value":"v"}`},
+		{"PUT", "/api?wait=applied", `{"key":"team-a/k","value":"v"}`},
+		{"DELETE", "/api?key=team-a/k", ""},
+		{"DELETE", "/api?key=team-a/k&wait=applied", ""},
+	} {
+		if rec := doWith(t, h, teamA, req.method, req.target, req.body); rec.Code >= 300 {
+			t.Fatalf("%s %s = %d %s", req.method, req.target, rec.Code, rec.Body)
+		}
+	}
+	for _, op := range svc.writes {
+		if op.WrittenBy != "alice" {
+			t.Errorf("%s %s written by %q, want alice", op.Kind, op.Key, op.WrittenBy)
+		}
+	}
+	rec := doWith(t, h, teamA, "GET", "/api?key=team-a/k&with=writer", "")
+	if got := decodeJSON(t, rec)["written_by"]; rec.Code != 200 || got != "alice" {
+		t.Errorf("GET ?with=writer = %d, written_by %v; want alice", rec.Code, got)
+	}
+	if _, ok := decodeJSON(t, doWith(t, h, teamA, "GET", "/api?key=team-a/k", ""))["written_by"]; ok {
+		t.Errorf("a plain GET names the writer")
+	}
+	for target, want := range map[string]int{
+		"/api?key=team-b/k&with=writer":             403,
+		"/api?key=team-a/k&with=owner":              400,
+		"/api?key=team-a/k&with=writer&with=writer": 400,
+	} {
+		if rec := doWith(t, h, teamA, "GET", target, ""); rec.Code != want {
+			t.Errorf("GET %s = %d, want %d", target, rec.Code, want)
+		}
+	}
+}

@@ -52,12 +52,23 @@ func (f *fakeService) GetAtLeast(ctx context.Context, key string, min kv.Version
 	return f.Get(ctx, key)
 }
 
-func (f *fakeService) PutApplied(_ context.Context, key, value string, timeout time.Duration) (kv.Write, error) {
-	return f.writeApplied(kv.Op{Kind: kv.KindPut, Key: key, Value: value}, timeout)
+func (f *fakeService) PutApplied(ctx context.Context, key, value string, timeout time.Duration) (kv.Write, error) {
+	return f.writeApplied(kv.Op{Kind: kv.KindPut, Key: key, Value: value, WrittenBy: kv.WriterOf(ctx)}, timeout)
 }
 
-func (f *fakeService) DeleteApplied(_ context.Context, key string, timeout time.Duration) (kv.Write, error) {
-	return f.writeApplied(kv.Op{Kind: kv.KindDelete, Key: key}, timeout)
+func (f *fakeService) DeleteApplied(ctx context.Context, key string, timeout time.Duration) (kv.Write, error) {
+	return f.writeApplied(kv.Op{Kind: kv.KindDelete, Key: key, WrittenBy: kv.WriterOf(ctx)}, timeout)
+}
+
+// GetWritten is Get naming the last writer of the key recorded.
+func (f *fakeService) GetWritten(ctx context.Context, key string) (kv.Read, error) {
+	read, err := f.Get(ctx, key)
+	for _, op := range f.writes {
+		if op.Key == key {
+			read.Entry.WrittenBy = op.WrittenBy
+		}
+	}
+	return read, err
 }
 
 func (f *fakeService) writeApplied(op kv.Op, timeout time.Duration) (kv.Write, error) {
@@ -113,12 +124,12 @@ func (f *fakeService) write(op kv.Op) (kv.Op, error) {
 	return op, nil
 }
 
-func (f *fakeService) Put(_ context.Context, key, value string) (kv.Op, error) {
-	return f.write(kv.Op{Kind: kv.KindPut, Key: key, Value: value})
+func (f *fakeService) Put(ctx context.Context, key, value string) (kv.Op, error) {
+	return f.write(kv.Op{Kind: kv.KindPut, Key: key, Value: value, WrittenBy: kv.WriterOf(ctx)})
 }
 
-func (f *fakeService) Delete(_ context.Context, key string) (kv.Op, error) {
-	return f.write(kv.Op{Kind: kv.KindDelete, Key: key})
+func (f *fakeService) Delete(ctx context.Context, key string) (kv.Op, error) {
+	return f.write(kv.Op{Kind: kv.KindDelete, Key: key, WrittenBy: kv.WriterOf(ctx)})
 }
 
 func newTestHandler(svc Service) http.Handler {

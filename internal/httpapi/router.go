@@ -22,6 +22,7 @@ import (
 // Service is what the handlers need from the domain.
 type Service interface {
 	Get(ctx context.Context, key string) (kv.Read, error)
+	GetWritten(ctx context.Context, key string) (kv.Read, error)
 	GetAtLeast(ctx context.Context, key string, min kv.Version, timeout time.Duration) (kv.Read, error)
 	List(ctx context.Context, prefix, after string, limit int) ([]kv.Entry, error)
 	Put(ctx context.Context, key, value string) (kv.Op, error)

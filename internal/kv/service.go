@@ -122,6 +122,20 @@ func (s *Service) Get(ctx context.Context, key string) (Read, error) {
 	return answer(v.(Entry), SourcePostgres)
 }
 
+// GetWritten reads key from the store, which alone keeps who wrote each
+// state: a read that names its writer (GET ?with=writer). It neither reads
+// nor fills the cache.
+func (s *Service) GetWritten(ctx context.Context, key string) (Read, error) {
+	if err := s.limits.ValidateKey(key); err != nil {
+		return Read{}, err
+	}
+	e, err := s.store.Get(ctx, key)
+	if err != nil {
+		return Read{}, fmt.Errorf("get: %w", err)
+	}
+	return answer(e, SourcePostgres)
+}
+
 // answer is a read of e: its value, or for a tombstone, not found with the
 // delete's version.
 func answer(e Entry, src Source) (Read, error) {
@@ -173,6 +187,7 @@ func (s *Service) Delete(ctx context.Context, key string) (Op, error) {
 }
 
 func (s *Service) accept(ctx context.Context, op Op) (Op, error) {
+	op.WrittenBy = WriterOf(ctx)
 	if err := s.limits.ValidateOp(op); err != nil {
 		return Op{}, err
 	}

@@ -29,7 +29,7 @@ var _ kv.Store = (*Store)(nil)
 // wrapping kv.ErrNotFound when the table holds no row for it.
 func (s *Store) Get(ctx context.Context, key string) (kv.Entry, error) {
 	row := s.pool.QueryRow(ctx,
-		`SELECT key, value, last_updated, op_id, deleted FROM kv_store WHERE key = $1`, key)
+		`SELECT key, value, last_updated, op_id, deleted, written_by FROM kv_store WHERE key = $1`, key)
 	e, err := scanEntry(row)
 	if err != nil {
 		return kv.Entry{}, translate("get", err)
@@ -47,13 +47,13 @@ func (s *Store) List(ctx context.Context, prefix, after string, limit int) ([]kv
 	// The keys under prefix are a range of the primary key's index, [prefix,
 	// end): bounded on both sides, the scan stops at the range's end
 	// rather than reading on to the table's.
-	query := `SELECT key, value, last_updated, op_id, deleted FROM kv_store
+	query := `SELECT key, value, last_updated, op_id, deleted, written_by FROM kv_store
 		 WHERE key > $1 AND key >= $2 AND NOT deleted
 		 ORDER BY key
 		 LIMIT $3`
 	args := []any{after, prefix, limit}
 	if end, ok := kv.PrefixEnd(prefix); ok {
-		query = `SELECT key, value, last_updated, op_id, deleted FROM kv_store
+		query = `SELECT key, value, last_updated, op_id, deleted, written_by FROM kv_store
 		 WHERE key > $1 AND key >= $2 AND key < $4 AND NOT deleted
 		 ORDER BY key
 		 LIMIT $3`
@@ -81,12 +81,16 @@ func scanEntry(row pgx.Row) (kv.Entry, error) {
 		value *string
 		ts    time.Time
 		opID  uuid.UUID
+		by    *string
 	)
-	if err := row.Scan(&e.Key, &value, &ts, &opID, &e.Deleted); err != nil {
+	if err := row.Scan(&e.Key, &value, &ts, &opID, &e.Deleted, &by); err != nil {
 		return kv.Entry{}, err
 	}
 	if value != nil {
 		e.Value = *value
+	}
+	if by != nil {
+		e.WrittenBy = *by
 	}
 	e.Version = kv.Version{Time: kv.Timestamp(ts), OpID: opID}
 	return e, nil

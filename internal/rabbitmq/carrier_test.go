@@ -4,10 +4,13 @@ import (
 	"context"
 	"slices"
 	"testing"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/kvstack/kvstack/internal/kv"
 )
 
 func TestHeaderCarrierNilTable(t *testing.T) {
@@ -74,5 +77,21 @@ func TestHeaderCarrierTraceContextRoundTrip(t *testing.T) {
 				t.Errorf("extracted %+v, want %+v", got, sc)
 			}
 		})
+	}
+}
+
+// A message names its writer in kv.WriterHeader, and only when there is one.
+func TestMessageNamesItsWriter(t *testing.T) {
+	op := kv.Op{Kind: kv.KindPut, Key: "k", Value: "v", Version: kv.NewVersion(time.Now()), WrittenBy: "alice"}
+	msg, err := Message(op)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := HeaderCarrier(msg.Headers).Get(kv.WriterHeader); got != "alice" {
+		t.Errorf("%s = %q, want alice", kv.WriterHeader, got)
+	}
+	op.WrittenBy = ""
+	if msg, _ := Message(op); msg.Headers != nil {
+		t.Errorf("a message with no writer has headers %v", msg.Headers)
 	}
 }

@@ -89,21 +89,26 @@ func NewPublisher(cfg Config, log zerolog.Logger) (*Publisher, error) {
 
 // Message is op as the publisher sends it: a persistent JSON message whose
 // id, timestamp and type repeat its version and kind (the consumer reads the
-// body; the properties are for people and tools). The trace context is
-// added to its headers when it is published.
+// body; the properties are for people and tools). Its writer, when named,
+// is header kv.WriterHeader. The trace context is added to its headers
+// when it is published.
 func Message(op kv.Op) (amqp.Publishing, error) {
 	body, err := kv.EncodeMessage(op)
 	if err != nil {
 		return amqp.Publishing{}, err
 	}
-	return amqp.Publishing{
+	msg := amqp.Publishing{
 		DeliveryMode: amqp.Persistent,
 		ContentType:  "application/json",
 		MessageId:    op.Version.OpID.String(),
 		Timestamp:    op.Version.Time,
 		Type:         string(op.Kind),
 		Body:         body,
-	}, nil
+	}
+	if op.WrittenBy != "" {
+		msg.Headers = amqp.Table{kv.WriterHeader: op.WrittenBy}
+	}
+	return msg, nil
 }
 
 // Publish sends op to its queue (puts to QueueAdd, deletes to QueueDel) as
