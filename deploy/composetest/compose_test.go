@@ -33,6 +33,7 @@ var secrets = map[string]string{
 	"POSTGRES_PASSWORD":      "pg-secret-for-test",
 	"RABBITMQ_PASSWORD":      "mq-secret-for-test",
 	"GRAFANA_ADMIN_PASSWORD": "grafana-secret-for-test",
+	"KV_MESSAGE_KEYS":        "message-key-secret-for-test-of-32-bytes",
 }
 
 // haSecrets are what docker-compose.ha.yml requires besides: the Erlang
@@ -525,6 +526,11 @@ func TestNoDefaultSecrets(t *testing.T) {
 	}
 	if got := env(service(t, p, "grafana"), "GF_SECURITY_ADMIN_PASSWORD"); got != secrets["GRAFANA_ADMIN_PASSWORD"] {
 		t.Errorf("grafana password = %q", got)
+	}
+	for _, name := range []string{"api1", "api2", "consumer"} {
+		if got := env(service(t, p, name), "KV_MESSAGE_KEYS"); got != secrets["KV_MESSAGE_KEYS"] {
+			t.Errorf("%s's KV_MESSAGE_KEYS = %q, want the secret", name, got)
+		}
 	}
 	example, err := os.ReadFile(filepath.Join(root, ".env.example"))
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/kvstack/kvstack/internal/httpapi"
 	"github.com/kvstack/kvstack/internal/kv"
 	"github.com/kvstack/kvstack/internal/metrics"
+	"github.com/kvstack/kvstack/internal/msgsig"
 	"github.com/kvstack/kvstack/internal/notify"
 	"github.com/kvstack/kvstack/internal/postgres"
 	"github.com/kvstack/kvstack/internal/rabbitmq"
@@ -52,7 +53,11 @@ func RunAPI(ctx context.Context, cfg config.API, log zerolog.Logger, ready Ready
 		return err
 	}
 
-	pub, err := rabbitmq.NewPublisher(cfg.RabbitMQ, log)
+	keys, err := msgsig.ParseKeys(cfg.Messages.Keys)
+	if err != nil {
+		return err
+	}
+	pub, err := rabbitmq.NewPublisher(cfg.RabbitMQ, keys, log)
 	if err != nil {
 		return fmt.Errorf("rabbitmq: %w", err)
 	}

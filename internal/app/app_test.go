@@ -13,8 +13,10 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/kvstack/kvstack/internal/kv"
+	"github.com/kvstack/kvstack/internal/msgsig"
 	"github.com/kvstack/kvstack/internal/rabbitmq"
 	"github.com/kvstack/kvstack/internal/rabbitmq/rabbittest"
 )
@@ -168,8 +170,8 @@ func TestDeleteThenOlderPutStaysDeleted(t *testing.T) {
 func TestPoisonMessageIsDeadLetteredAndQueueFlows(t *testing.T) {
 	s := newStack(t)
 	rabbittest.Declare(t, s.mq)
-	rabbittest.PublishRaw(t, s.mq, s.mq.QueueAdd, []byte(`{"key":`), []byte(`{"key":"k","value":"\u0000","timestamp":"2026-01-01T00:00:00Z","op_id":"00000000-0000-4000-8000-000000000000"}`))
-	rabbittest.PublishRaw(t, s.mq, s.mq.QueueDel, []byte(`not json at all`))
+	publishSigned(t, s.mq, kv.KindPut, `{"key":`, `{"key":"k","value":"\u0000","timestamp":"2026-01-01T00:00:00Z","op_id":"00000000-0000-4000-8000-000000000000"}`)
+	publishSigned(t, s.mq, kv.KindDelete, `not json at all`)
 	good := kv.Op{Kind: kv.KindPut, Key: "after-poison", Value: "ok", Version: kv.NewVersion(time.Now())}
 	publishOps(t, s.mq, good)
 	s.startConsumer()
@@ -319,7 +321,7 @@ func publishOps(t *testing.T, cfg rabbitmq.Config, ops ...kv.Op) {
 	t.Helper()
 	rabbittest.Declare(t, cfg)
 	for _, op := range ops {
-		body, err := kv.EncodeMessage(op)
+		msg, err := rabbitmq.Message(op, testKeys)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -327,7 +329,24 @@ func publishOps(t *testing.T, cfg rabbitmq.Config, ops ...kv.Op) {
 		if op.Kind == kv.KindDelete {
 			queue = cfg.QueueDel
 		}
-		rabbittest.PublishRaw(t, cfg, queue, body)
+		rabbittest.Publish(t, cfg, queue, msg)
+	}
+}
+
+// publishSigned publishes each body to the queue of kind, signed with the
+// stack's key as the API signs.
+func publishSigned(t *testing.T, cfg rabbitmq.Config, kind kv.Kind, bodies ...string) {
+	t.Helper()
+	queue := cfg.QueueAdd
+	if kind == kv.KindDelete {
+		queue = cfg.QueueDel
+	}
+	for _, body := range bodies {
+		id, sig := testKeys.Sign(string(kind), "", []byte(body))
+		rabbittest.Publish(t, cfg, queue, amqp.Publishing{
+			DeliveryMode: amqp.Persistent, Body: []byte(body),
+			Headers: amqp.Table{msgsig.KeyIDHeader: id, msgsig.SignatureHeader: sig},
+		})
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"github.com/kvstack/kvstack/internal/consumer"
 	"github.com/kvstack/kvstack/internal/httpapi"
 	"github.com/kvstack/kvstack/internal/metrics"
+	"github.com/kvstack/kvstack/internal/msgsig"
 	"github.com/kvstack/kvstack/internal/rabbitmq"
 )
 
@@ -31,8 +32,15 @@ func RunConsumer(ctx context.Context, cfg config.Consumer, log zerolog.Logger, r
 	if err := errors.Join(cfg.Consumer.Validate(), cfg.Health.Validate()); err != nil {
 		return err
 	}
+	keys, err := msgsig.ParseKeys(cfg.Messages.Keys)
+	if err != nil {
+		return err
+	}
+	if cfg.Messages.AcceptUnsigned {
+		log.Warn().Msg("KV_ACCEPT_UNSIGNED_MESSAGES is on: messages without a signature are applied, so anyone who can publish to the queues can write any key; turn it off once every API signs (kvstack_consumer_unsigned_accepted_total stops growing)")
+	}
 	reg := metrics.New()
-	m := metrics.NewConsumer(reg, cfg.RabbitMQ.QueueAdd, cfg.RabbitMQ.QueueDel)
+	m := metrics.NewConsumer(reg, consumer.DeadLetterReasons, cfg.RabbitMQ.QueueAdd, cfg.RabbitMQ.QueueDel)
 	metrics.RegisterQueueBound(reg, cfg.RabbitMQ.QueueMaxLength, cfg.RabbitMQ.QueueAdd, cfg.RabbitMQ.QueueDel)
 	d, err := openData(ctx, cfg.Postgres, cfg.Redis, reg, counts{purged: m})
 	if err != nil {
@@ -40,7 +48,10 @@ func RunConsumer(ctx context.Context, cfg config.Consumer, log zerolog.Logger, r
 	}
 	defer d.close()
 
-	proc := consumer.NewProcessor(d.store, d.cache, cfg.Limits, log)
+	proc := consumer.NewProcessor(d.store, d.cache, consumer.Checks{
+		Limits: cfg.Limits, Keys: keys,
+		AcceptUnsigned: cfg.Messages.AcceptUnsigned, OnUnsigned: m.UnsignedAccepted,
+	}, log)
 	m.RepairsPending(proc.PendingRepairs)
 	src, err := rabbitmq.NewSource(cfg.RabbitMQ, cfg.RabbitMQ.PrefetchFor(cfg.Consumer.BatchSize), log)
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/kvstack/kvstack/internal/auth/authtest"
 	"github.com/kvstack/kvstack/internal/config"
 	"github.com/kvstack/kvstack/internal/kv"
+	"github.com/kvstack/kvstack/internal/msgsig"
 	"github.com/kvstack/kvstack/internal/postgres"
 	"github.com/kvstack/kvstack/internal/postgres/pgtest"
 	"github.com/kvstack/kvstack/internal/rabbitmq"
@@ -59,10 +60,12 @@ func newStack(t *testing.T) *stack {
 	apiCfg.Common, apiCfg.Addr, apiCfg.Postgres, apiCfg.Redis, apiCfg.RabbitMQ = common, "127.0.0.1:0", pcfg, rcfg, mq
 	apiCfg.DrainDelay = 0 // no edge to tell: each stop would wait for nothing
 	apiCfg.Health.Interval = 50 * time.Millisecond
+	apiCfg.Messages.Keys = testMessageKey
 	issuer := authtest.New(t, "")
 	apiCfg.Auth = issuer.Config
 	token := issuer.Token(t, "app-test", "admin")
 	conCfg := mustLoad[config.Consumer](t)
+	conCfg.Messages.Keys = testMessageKey
 	conCfg.Common, conCfg.Addr, conCfg.Postgres, conCfg.Redis, conCfg.RabbitMQ = common, "127.0.0.1:0", pcfg, rcfg, mq
 	conCfg.Consumer.BatchWait = 5 * time.Millisecond
 	conCfg.Health.Interval = 50 * time.Millisecond
@@ -78,6 +81,19 @@ func newStack(t *testing.T) *stack {
 		log: testLogger(t),
 	}
 }
+
+// testMessageKey signs the messages of every test stack (KV_MESSAGE_KEYS),
+// and testKeys is it parsed, for the tests that publish straight to the
+// queues.
+const testMessageKey = "the-app-tests-message-key-of-32-bytes-or-more"
+
+var testKeys = func() *msgsig.Keys {
+	keys, err := msgsig.ParseKeys(testMessageKey)
+	if err != nil {
+		panic(err)
+	}
+	return keys
+}()
 
 func mustLoad[T any](t *testing.T) T {
 	t.Helper()

@@ -17,6 +17,7 @@ import (
 	"github.com/kvstack/kvstack/internal/health"
 	"github.com/kvstack/kvstack/internal/httpapi"
 	"github.com/kvstack/kvstack/internal/kv"
+	"github.com/kvstack/kvstack/internal/msgsig"
 	"github.com/kvstack/kvstack/internal/postgres"
 	"github.com/kvstack/kvstack/internal/rabbitmq"
 	"github.com/kvstack/kvstack/internal/redis"
@@ -25,6 +26,7 @@ import (
 
 // Common is what every binary has.
 type Common struct {
+	// LogLevel is the least severe level logged: debug, info, warn or error.
 	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
 	// InstanceID tells replicas apart in logs, traces and metrics; it
 	// defaults to the host name and listen address.
@@ -50,6 +52,8 @@ type API struct {
 	Postgres postgres.Config
 	Redis    redis.Config
 	RabbitMQ rabbitmq.Config
+	// Messages signs what the API queues.
+	Messages msgsig.Config
 	// Health paces the dependency checks behind /readyz.
 	Health health.Config
 
@@ -92,6 +96,8 @@ type Consumer struct {
 	Postgres postgres.Config
 	Redis    redis.Config
 	RabbitMQ rabbitmq.Config
+	// Messages checks the signature of what the consumer applies.
+	Messages msgsig.Config
 }
 
 // Migrate configures cmd/migrate: the schema, then the queues (their type).
@@ -156,7 +162,8 @@ func (c API) MarshalZerologObject(e *zerolog.Event) {
 		Object("token", c.Token).
 		Str("postgres", c.Postgres.String()).
 		Interface("redis", c.Redis).
-		Object("rabbitmq", c.RabbitMQ)
+		Object("rabbitmq", c.RabbitMQ).
+		Object("messages", c.Messages)
 }
 
 // MarshalZerologObject logs the consumer configuration, secrets masked.
@@ -167,5 +174,6 @@ func (c Consumer) MarshalZerologObject(e *zerolog.Event) {
 		Interface("redis", c.Redis).
 		Object("rabbitmq", c.RabbitMQ).
 		Object("consumer", c.Consumer).
+		Object("messages", c.Messages).
 		Interface("health", c.Health)
 }

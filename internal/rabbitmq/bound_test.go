@@ -73,7 +73,7 @@ func TestMigrateQueuesBoundsAnUnboundedQueue(t *testing.T) {
 	rabbittest.Declare(t, old)
 	rabbittest.PublishRaw(t, old, old.QueueAdd, []byte("a"), []byte("b"))
 
-	p, err := rabbitmq.NewPublisher(cfg, testLog(t))
+	p, err := rabbitmq.NewPublisher(cfg, rabbittest.Keys(t), testLog(t))
 	if err != nil {
 		t.Fatal(err)
 	}

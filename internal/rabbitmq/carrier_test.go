@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kvstack/kvstack/internal/kv"
+	"github.com/kvstack/kvstack/internal/msgsig"
 )
 
 func TestHeaderCarrierNilTable(t *testing.T) {
@@ -80,18 +81,27 @@ func TestHeaderCarrierTraceContextRoundTrip(t *testing.T) {
 	}
 }
 
-// A message names its writer in kv.WriterHeader, and only when there is one.
+// A message names its writer in kv.WriterHeader, only when there is one,
+// and its signature covers it.
 func TestMessageNamesItsWriter(t *testing.T) {
-	op := kv.Op{Kind: kv.KindPut, Key: "k", Value: "v", Version: kv.NewVersion(time.Now()), WrittenBy: "alice"}
-	msg, err := Message(op)
+	keys, err := msgsig.ParseKeys("a-key-of-at-least-thirty-two-bytes-long")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := HeaderCarrier(msg.Headers).Get(kv.WriterHeader); got != "alice" {
+	op := kv.Op{Kind: kv.KindPut, Key: "k", Value: "v", Version: kv.NewVersion(time.Now()), WrittenBy: "alice"}
+	msg, err := Message(op, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := HeaderCarrier(msg.Headers)
+	if got := h.Get(kv.WriterHeader); got != "alice" {
 		t.Errorf("%s = %q, want alice", kv.WriterHeader, got)
 	}
+	if err := keys.Verify(string(op.Kind), "mallory", msg.Body, h.Get(msgsig.KeyIDHeader), h.Get(msgsig.SignatureHeader)); err == nil {
+		t.Errorf("the signature holds for another writer")
+	}
 	op.WrittenBy = ""
-	if msg, _ := Message(op); msg.Headers != nil {
-		t.Errorf("a message with no writer has headers %v", msg.Headers)
+	if msg, _ := Message(op, keys); HeaderCarrier(msg.Headers).Get(kv.WriterHeader) != "" {
+		t.Errorf("a message with no writer names one: %v", msg.Headers)
 	}
 }

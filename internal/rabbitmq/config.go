@@ -18,7 +18,9 @@ type Config struct {
 	// URL is one broker, or the nodes of one cluster separated by commas:
 	// connections go to the first that answers, and one that is lost moves
 	// on to the next (see URLs).
-	URL      string `env:"RABBITMQ_URL" envDefault:"amqp://guest:guest@127.0.0.1:5672/"`
+	URL string `env:"RABBITMQ_URL" envDefault:"amqp://guest:guest@127.0.0.1:5672/"`
+	// QueueAdd and QueueDel name the work queues of puts and deletes; each
+	// has its dead-letter queue <name>.dlq, bound to the DLX exchange.
 	QueueAdd string `env:"RABBITMQ_QUEUE_ADD" envDefault:"add_key"`
 	QueueDel string `env:"RABBITMQ_QUEUE_DEL" envDefault:"del_key"`
 	DLX      string `env:"RABBITMQ_DLX" envDefault:"kvstack.dlx"`

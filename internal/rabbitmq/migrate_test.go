@@ -190,7 +190,7 @@ func TestMigrateQueuesResumes(t *testing.T) {
 // is migrated.
 func TestQueueOfTheOtherType(t *testing.T) {
 	_, cfg := classicTopology(t)
-	p, err := rabbitmq.NewPublisher(cfg, testLog(t))
+	p, err := rabbitmq.NewPublisher(cfg, rabbittest.Keys(t), testLog(t))
 	if err != nil {
 		t.Fatal(err)
 	}

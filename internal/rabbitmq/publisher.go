@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/kvstack/kvstack/internal/kv"
+	"github.com/kvstack/kvstack/internal/msgsig"
 )
 
 // Errors a Publish or Ready can return; all wrap kv.ErrUnavailable.
@@ -32,6 +33,7 @@ var (
 type Publisher struct {
 	cfg  Config
 	topo Topology
+	keys *msgsig.Keys // sign every message
 	log  zerolog.Logger
 
 	sess atomic.Pointer[session] // nil while disconnected
@@ -71,13 +73,17 @@ type session struct {
 // WaitReady to wait for it. It takes no context: the publisher lives until
 // Close, not until a context is cancelled, because requests still in
 // flight during a graceful shutdown must be able to publish.
-func NewPublisher(cfg Config, log zerolog.Logger) (*Publisher, error) {
+func NewPublisher(cfg Config, keys *msgsig.Keys, log zerolog.Logger) (*Publisher, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if keys == nil {
+		return nil, errors.New("rabbitmq publisher: no message signing keys")
 	}
 	p := &Publisher{
 		cfg:  cfg,
 		topo: cfg.Topology(),
+		keys: keys,
 		log:  log.With().Str("component", "rabbitmq.publisher").Logger(),
 		up:   make(chan struct{}),
 		stop: make(chan struct{}),
@@ -89,15 +95,18 @@ func NewPublisher(cfg Config, log zerolog.Logger) (*Publisher, error) {
 
 // Message is op as the publisher sends it: a persistent JSON message whose
 // id, timestamp and type repeat its version and kind (the consumer reads the
-// body; the properties are for people and tools). Its writer, when named,
-// is header kv.WriterHeader. The trace context is added to its headers
-// when it is published.
-func Message(op kv.Op) (amqp.Publishing, error) {
+// body; the properties are for people and tools), signed with keys (the
+// msgsig headers). Its writer, when named, is header kv.WriterHeader, in
+// the signed set. The trace context is added to its headers when it is
+// published.
+func Message(op kv.Op, keys *msgsig.Keys) (amqp.Publishing, error) {
 	body, err := kv.EncodeMessage(op)
 	if err != nil {
 		return amqp.Publishing{}, err
 	}
+	keyID, sig := keys.Sign(string(op.Kind), op.WrittenBy, body)
 	msg := amqp.Publishing{
+		Headers:      amqp.Table{msgsig.KeyIDHeader: keyID, msgsig.SignatureHeader: sig},
 		DeliveryMode: amqp.Persistent,
 		ContentType:  "application/json",
 		MessageId:    op.Version.OpID.String(),
@@ -106,7 +115,7 @@ func Message(op kv.Op) (amqp.Publishing, error) {
 		Body:         body,
 	}
 	if op.WrittenBy != "" {
-		msg.Headers = amqp.Table{kv.WriterHeader: op.WrittenBy}
+		msg.Headers[kv.WriterHeader] = op.WrittenBy
 	}
 	return msg, nil
 }
@@ -120,7 +129,7 @@ func (p *Publisher) Publish(ctx context.Context, op kv.Op) error {
 	if err != nil {
 		return err
 	}
-	msg, err := Message(op)
+	msg, err := Message(op, p.keys)
 	if err != nil {
 		return fmt.Errorf("publish %s: encode: %w", queue, err)
 	}

@@ -15,7 +15,8 @@ type Config struct {
 	Addr string `env:"REDIS_ADDR" envDefault:"127.0.0.1:6379"`
 	// Cluster makes a single address a cluster's seed (a cluster behind one
 	// service name, say).
-	Cluster  bool   `env:"REDIS_CLUSTER" envDefault:"false"`
+	Cluster bool `env:"REDIS_CLUSTER" envDefault:"false"`
+	// Password authenticates to every node; it is masked when logged.
 	Password Secret `env:"REDIS_PASSWORD"`
 	// DB is the database of a single server; a cluster has only 0.
 	DB int `env:"REDIS_DB" envDefault:"0"`
@@ -30,9 +31,13 @@ type Config struct {
 	TTL          time.Duration `env:"REDIS_TTL" envDefault:"1h"`
 	TombstoneTTL time.Duration `env:"REDIS_TOMBSTONE_TTL" envDefault:"10m"`
 
+	// PoolSize caps the connections to each node.
 	PoolSize int `env:"REDIS_POOL_SIZE" envDefault:"32"`
 	// Short timeouts and few retries: a cache that does not answer quickly is
-	// better skipped than waited for.
+	// better skipped than waited for. DialTimeout bounds a connection's
+	// set-up, ReadTimeout and WriteTimeout one command's, and MaxRetries is
+	// how many times a failed command is tried again (on a cluster, the nodes
+	// it may be redirected to).
 	DialTimeout  time.Duration `env:"REDIS_DIAL_TIMEOUT" envDefault:"1s"`
 	ReadTimeout  time.Duration `env:"REDIS_READ_TIMEOUT" envDefault:"500ms"`
 	WriteTimeout time.Duration `env:"REDIS_WRITE_TIMEOUT" envDefault:"500ms"`

@@ -24,6 +24,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/kvstack/kvstack/internal/config"
+	"github.com/kvstack/kvstack/internal/msgsig"
 
 	"github.com/kvstack/kvstack/internal/auth/mint"
 	"github.com/kvstack/kvstack/lab/native"
@@ -126,6 +127,7 @@ type harness struct {
 	dir   string // scratch files
 	rep   *Report
 	value string
+	keys  *msgsig.Keys // sign what the bench queues, as the API does
 
 	consumerStopped bool
 	children        []*child
@@ -198,6 +200,9 @@ func newHarness(o Options) (*harness, error) {
 		return nil, err
 	}
 	h.edge = &http.Client{Timeout: 5 * time.Minute, Transport: mint.Bearer(http.DefaultTransport, h.token)}
+	if h.keys, err = msgsig.ParseKeys(h.cons.Messages.Keys); err != nil {
+		return nil, err
+	}
 	return h, nil
 }
 

@@ -97,6 +97,9 @@ type Settings struct {
 	// environ is the caller's environment: the binaries' own settings
 	// (LOG_LEVEL, PG_MAX_CONNS, …) pass through to them.
 	environ map[string]string
+	// messageKey is KV_MESSAGE_KEYS, the caller's or the stack's own
+	// (MessageKeyFile).
+	messageKey string
 }
 
 // Load reads root's stack.env, overlays environ (os.Environ() form; a
@@ -152,6 +155,9 @@ func Load(root string, environ []string) (*Settings, error) {
 				return nil, fmt.Errorf("%s's port %d: its cluster bus port, %d higher, is past 65535", n.Name, n.Port, redisBusOffset)
 			}
 		}
+	}
+	if s.messageKey, err = s.messageKeys(); err != nil {
+		return nil, fmt.Errorf("KV_MESSAGE_KEYS: %w", err)
 	}
 	if f := s.vars["KV_ALERT_FOR"]; f != "" && !regexp.MustCompile(`^[0-9]+(ms|s|m)$`).MatchString(f) {
 		return nil, fmt.Errorf("KV_ALERT_FOR=%s: want a duration such as 5s", f)
@@ -263,6 +269,7 @@ func (s *Settings) appEnv() map[string]string {
 		"KV_AUTH", "KV_AUTH_ISSUER", "KV_AUTH_JWKS_FILE", "KV_AUTH_POLICY_FILE"} {
 		env[name] = s.Get(name)
 	}
+	env["KV_MESSAGE_KEYS"] = s.messageKey
 	return env
 }
 

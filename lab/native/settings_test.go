@@ -180,3 +180,41 @@ func TestAppVariablesPassThrough(t *testing.T) {
 		}
 	}
 }
+
+// The stack makes its message key on first use, in KV_STACK_DIR, keeps it,
+// and gives it to the APIs and consumers; KV_MESSAGE_KEYS in the
+// environment wins.
+func TestMessageKeyMadeOnceAndShared(t *testing.T) {
+	dir := t.TempDir()
+	s, err := native.Load("../..", []string{"KV_STACK_DIR=" + dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := os.Stat(filepath.Join(dir, native.MessageKeyFile))
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v, %v; want it made, mode 0600", info, err)
+	}
+	var keys []string
+	for _, p := range native.Processes(s) {
+		if p.Name == "api1" || p.Name == "api2" || p.Name == "consumer" {
+			keys = append(keys, p.Env["KV_MESSAGE_KEYS"])
+		}
+	}
+	if len(keys) != 3 || len(keys[0]) < 32 || keys[1] != keys[0] || keys[2] != keys[0] {
+		t.Fatalf("KV_MESSAGE_KEYS of api1, api2, consumer = %q; want one key of 32 bytes or more", keys)
+	}
+	again, err := native.Load("../..", []string{"KV_STACK_DIR=" + dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := native.Consumer(again, 2).Env["KV_MESSAGE_KEYS"]; got != keys[0] {
+		t.Errorf("after a restart the key is %q, want the kept %q", got, keys[0])
+	}
+	mine, err := native.Load("../..", []string{"KV_STACK_DIR=" + dir, "KV_MESSAGE_KEYS=mine"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := native.Consumer(mine, 1).Env["KV_MESSAGE_KEYS"]; got != "mine" {
+		t.Errorf("with KV_MESSAGE_KEYS set the consumer gets %q, want it", got)
+	}
+}

@@ -141,3 +141,12 @@ securityContext:
     - { port: 53, protocol: UDP }
     - { port: 53, protocol: TCP }
 {{- end -}}
+
+{{/* The message signing keys, API and consumer alike. */}}
+{{- define "kvstack.messageKeys" -}}
+- name: KV_MESSAGE_KEYS
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.messages.keysSecret.name }}
+      key: {{ .Values.messages.keysSecret.key }}
+{{- end -}}
