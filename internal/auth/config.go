@@ -17,12 +17,15 @@ type Config struct {
 	// wants none; the API warns at start and reports it on /readyz and in
 	// kvstack_auth_enabled.
 	Enabled Switch `env:"KV_AUTH" envDefault:"on"`
-	// The key set that signs tokens: a JWKS file, re-read every
-	// JWKSRefresh, or a JWKS URL (an OIDC provider's jwks_uri), fetched
+	// JWKSFile is the public key set that signs tokens, a JWKS file,
+	// re-read every JWKSRefresh. Exactly one of it and JWKSURL is set.
+	JWKSFile string `env:"KV_AUTH_JWKS_FILE"`
+	// JWKSURL is the key set's URL (an OIDC provider's jwks_uri), fetched
 	// every JWKSRefresh and at once for a kid it does not hold (at most
-	// every unknownKIDRefresh). Exactly one is set.
-	JWKSFile    string        `env:"KV_AUTH_JWKS_FILE"`
-	JWKSURL     string        `env:"KV_AUTH_JWKS_URL"`
+	// every 30s).
+	JWKSURL string `env:"KV_AUTH_JWKS_URL"`
+	// JWKSRefresh is how often the key set is read again: a key added or
+	// removed takes effect without a restart.
 	JWKSRefresh time.Duration `env:"KV_AUTH_JWKS_REFRESH" envDefault:"5m"`
 	// Issuer is the iss every token must carry: the provider's issuer URL,
 	// or the local stack's.
