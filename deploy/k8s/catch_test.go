@@ -105,6 +105,9 @@ func TestChecksCatch(t *testing.T) {
 		{"a timeout unlike nginx's", "edge", "prod-external", func(m *manifests, s *sources) {
 			m.httpRoutes[0].Spec.Rules[1].Timeouts.BackendRequest = new(gatewayv1.Duration("5s"))
 		}},
+		{"clients' trace context passed on", "edge", "dev", func(m *manifests, s *sources) {
+			m.httpRoutes[0].Spec.Rules[1].Filters = nil
+		}},
 		{"writes retried on the API's 503", "edge", "prod", func(m *manifests, s *sources) {
 			m.httpRoutes[0].Spec.Rules[0].Retry = &gatewayv1.HTTPRouteRetry{Codes: []gatewayv1.HTTPRouteRetryStatusCode{502, 503}}
 		}},

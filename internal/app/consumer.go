@@ -48,9 +48,15 @@ func RunConsumer(ctx context.Context, cfg config.Consumer, log zerolog.Logger, r
 	}
 	defer d.close()
 
+	clk, stopClock, err := startClock(ctx, cfg.Clock, d.store.store, reg, log)
+	if err != nil {
+		return err
+	}
+	defer stopClock()
 	proc := consumer.NewProcessor(d.store, d.cache, consumer.Checks{
 		Limits: cfg.Limits, Keys: keys,
 		AcceptUnsigned: cfg.Messages.AcceptUnsigned, OnUnsigned: m.UnsignedAccepted,
+		MaxClockSkew: cfg.Clock.MaxSkew, Now: clk.Now,
 	}, log)
 	m.RepairsPending(proc.PendingRepairs)
 	src, err := rabbitmq.NewSource(cfg.RabbitMQ, cfg.RabbitMQ.PrefetchFor(cfg.Consumer.BatchSize), log)
@@ -59,6 +65,11 @@ func RunConsumer(ctx context.Context, cfg config.Consumer, log zerolog.Logger, r
 	}
 	runner := consumer.NewRunner(src, measuredHandler{h: proc, m: m}, cfg.Consumer, log)
 
+	admin, err := listenAdmin(cfg.AdminAddr, reg, log)
+	if err != nil {
+		return err
+	}
+	defer admin.close()
 	// Everything stops with ctx, or when any part fails; the runner then
 	// finishes and settles its batch before it returns.
 	g, gctx := errgroup.WithContext(ctx)
@@ -77,7 +88,7 @@ func RunConsumer(ctx context.Context, cfg config.Consumer, log zerolog.Logger, r
 		// Nothing is routed to a consumer: it stops taking deliveries at
 		// once, with no drain delay.
 		stop := stopping{timeout: cfg.ShutdownTimeout, drain: readiness.Drain}
-		return serve(gctx, cfg.Addr, withAdmin(httpapi.NewHealthHandler(readiness, log), reg), stop, ready, log)
+		return serve(gctx, cfg.Addr, httpapi.NewHealthHandler(readiness, log), stop, admin.ready(ready), log)
 	})
 	return g.Wait()
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -57,6 +58,7 @@ func newStack(t *testing.T) *stack {
 	pcfg := postgres.DefaultConfig()
 	pcfg.URL, pcfg.MaxConns, pcfg.MinConns = url, 4, 0
 	apiCfg := mustLoad[config.API](t)
+	apiCfg.AdminAddr = "127.0.0.1:0"
 	apiCfg.Common, apiCfg.Addr, apiCfg.Postgres, apiCfg.Redis, apiCfg.RabbitMQ = common, "127.0.0.1:0", pcfg, rcfg, mq
 	apiCfg.DrainDelay = 0 // no edge to tell: each stop would wait for nothing
 	apiCfg.Health.Interval = 50 * time.Millisecond
@@ -65,6 +67,7 @@ func newStack(t *testing.T) *stack {
 	apiCfg.Auth = issuer.Config
 	token := issuer.Token(t, "app-test", "admin")
 	conCfg := mustLoad[config.Consumer](t)
+	conCfg.AdminAddr = "127.0.0.1:0"
 	conCfg.Messages.Keys = testMessageKey
 	conCfg.Common, conCfg.Addr, conCfg.Postgres, conCfg.Redis, conCfg.RabbitMQ = common, "127.0.0.1:0", pcfg, rcfg, mq
 	conCfg.Consumer.BatchWait = 5 * time.Millisecond
@@ -123,6 +126,10 @@ func (s *stack) startConsumer() (addr string, stop func()) {
 	return addr, stop
 }
 
+// admins maps the data address of every process booted to its admin
+// listener's (scrape finds it there).
+var admins sync.Map
+
 func boot(t *testing.T, name string, run func(context.Context, Ready) error) string {
 	t.Helper()
 	var stop func()
@@ -136,7 +143,12 @@ func bootStoppable(t *testing.T, name string, run func(context.Context, Ready) e
 	ctx, cancel := context.WithCancel(context.Background())
 	addrc := make(chan string, 1)
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, func(a net.Addr) { addrc <- a.String() }) }()
+	go func() {
+		done <- run(ctx, func(data, admin net.Addr) {
+			admins.Store(data.String(), admin.String())
+			addrc <- data.String()
+		})
+	}()
 	var addr string
 	select {
 	case addr = <-addrc:

@@ -52,23 +52,34 @@ type Checks struct {
 	// nil, is called for each.
 	AcceptUnsigned bool
 	OnUnsigned     func(queue string)
+	// MaxClockSkew bounds how far past Now a message's timestamp may lie
+	// (KV_MAX_CLOCK_SKEW); required. Under last writer wins, a message
+	// stamped in the far future would lock its key until then.
+	MaxClockSkew time.Duration
+	// Now is the reference clock (PostgreSQL's, as clock.Monitor knows
+	// it); time.Now when nil.
+	Now func() time.Time
 }
 
 // Why a message is dead-lettered (Result.Reason), besides the signature's
 // reasons (msgsig.ReasonUnsigned, ReasonUnknownKey, ReasonBad).
 const (
-	ReasonInvalid     = "invalid"     // not a valid message: JSON, fields, limits
-	ReasonUnappliable = "unappliable" // the store refused it for good, or the handler panicked
+	ReasonInvalid     = "invalid"          // not a valid message: JSON, fields, limits
+	ReasonUnappliable = "unappliable"      // the store refused it for good, or the handler panicked
+	ReasonFuture      = "future_timestamp" // stamped more than MaxClockSkew ahead of the reference clock
 )
 
 // DeadLetterReasons lists every Result.Reason, for metrics.
-var DeadLetterReasons = []string{msgsig.ReasonUnsigned, msgsig.ReasonUnknownKey, msgsig.ReasonBad, ReasonInvalid, ReasonUnappliable}
+var DeadLetterReasons = []string{msgsig.ReasonUnsigned, msgsig.ReasonUnknownKey, msgsig.ReasonBad, ReasonInvalid, ReasonFuture, ReasonUnappliable}
 
 // NewProcessor wires a processor. Entries that could not be written to the
 // cache are retried by RunCacheRepair.
 func NewProcessor(store Store, cache Cache, checks Checks, log zerolog.Logger) *Processor {
-	if checks.Keys == nil {
-		panic("consumer: NewProcessor without message keys")
+	if checks.Keys == nil || checks.MaxClockSkew <= 0 {
+		panic("consumer: NewProcessor without message keys or a bound on timestamps")
+	}
+	if checks.Now == nil {
+		checks.Now = time.Now
 	}
 	return &Processor{
 		store: store, cache: cache, checks: checks, log: log,
@@ -143,8 +154,8 @@ func (p *Processor) handle(tr *batchTrace, batch []Message) ([]Result, error) {
 	return results, nil
 }
 
-// check verifies a message's signature, then decodes it; an error comes
-// with the reason to dead-letter the message.
+// check verifies a message's signature, decodes it, and bounds its
+// timestamp; an error comes with the reason to dead-letter the message.
 func (p *Processor) check(m Message) (kv.Op, string, error) {
 	unsigned := m.KeyID == "" && m.Signature == ""
 	if !unsigned || !p.checks.AcceptUnsigned {
@@ -163,6 +174,10 @@ func (p *Processor) check(m Message) (kv.Op, string, error) {
 	}
 	if err != nil {
 		return kv.Op{}, ReasonInvalid, err
+	}
+	if limit := p.checks.Now().Add(p.checks.MaxClockSkew); op.Version.Time.After(limit) {
+		return kv.Op{}, ReasonFuture, fmt.Errorf("timestamp %s is more than KV_MAX_CLOCK_SKEW (%s) ahead of PostgreSQL's clock (%s)",
+			op.Version.Time.Format(kv.TimestampLayout), p.checks.MaxClockSkew, limit.Add(-p.checks.MaxClockSkew).UTC().Format(kv.TimestampLayout))
 	}
 	return op, "", nil
 }

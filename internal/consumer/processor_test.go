@@ -99,6 +99,9 @@ func newTestProcessorWith(checks Checks) (*Processor, *memStore, *memCache) {
 	if checks.Keys == nil {
 		checks.Keys = testKeys
 	}
+	if checks.MaxClockSkew == 0 {
+		checks.MaxClockSkew = time.Minute
+	}
 	return NewProcessor(store, cache, checks, zerolog.Nop()), store, cache
 }
 
@@ -279,6 +282,37 @@ func TestHandleDeadLettersBadSignatures(t *testing.T) {
 	}
 	if store.rows["good"].Value != "v" {
 		t.Errorf("the signed message was not applied")
+	}
+}
+
+// A signed message stamped more than KV_MAX_CLOCK_SKEW past the reference
+// clock (an API's clock a year ahead, or the end of time) is dead-lettered
+// and its key untouched; one within the bound is applied.
+func TestHandleDeadLettersFutureTimestamps(t *testing.T) {
+	now := t0.Add(time.Hour)
+	p, store, _ := newTestProcessorWith(Checks{MaxClockSkew: time.Minute, Now: func() time.Time { return now }})
+	within := op(kv.KindPut, "within", "v", 0)
+	within.Version.Time = now.Add(59 * time.Second)
+	ahead := op(kv.KindPut, "ahead", "v", 0)
+	ahead.Version.Time = now.Add(61 * time.Second)
+	endOfTime := op(kv.KindDelete, "end", "", 0)
+	endOfTime.Version.Time = time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC)
+
+	results, err := p.Handle(context.Background(), []Message{msg(t, within), msg(t, ahead), msg(t, endOfTime)})
+	if err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	want := []Result{{Outcome: kv.Applied}, {Outcome: kv.DeadLettered, Reason: ReasonFuture}, {Outcome: kv.DeadLettered, Reason: ReasonFuture}}
+	for i, w := range want {
+		if results[i].Outcome != w.Outcome || results[i].Reason != w.Reason {
+			t.Errorf("message %d: %v (%q), want %v (%q)", i, results[i].Outcome, results[i].Reason, w.Outcome, w.Reason)
+		}
+	}
+	if _, ok := store.rows["ahead"]; ok {
+		t.Errorf("the message a minute and a second ahead was applied")
+	}
+	if _, ok := store.rows["end"]; ok {
+		t.Errorf("the message stamped 9999-12-31 was applied")
 	}
 }
 

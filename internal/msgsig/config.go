@@ -8,8 +8,11 @@ import (
 
 // Config is where the API and the consumer find the keys.
 type Config struct {
-	// Keys is KV_MESSAGE_KEYS (see ParseKeys), the same in the API and the
-	// consumer. A secret: never logged, only the keys' ids are.
+	// Keys sign every queued message (the API) and check it (the
+	// consumer), the same in both: one key of at least 32 bytes, or
+	// several separated by commas, the first signing and all accepted
+	// (docs/DESIGN.md, Message signatures). Required. A secret: never
+	// logged, only the keys' ids are.
 	Keys string `env:"KV_MESSAGE_KEYS"`
 	// AcceptUnsigned (consumer only) applies a message without
 	// signature headers instead of dead-lettering it: for the upgrade

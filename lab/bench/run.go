@@ -67,6 +67,9 @@ type Options struct {
 	Nginx        string // the edge, http://127.0.0.1:8080
 	APIPorts     [2]string
 	ConsumerPort string
+	// The admin listeners (KV_ADMIN_ADDR, loopback): /metrics and pprof.
+	APIAdminPorts     [2]string
+	ConsumerAdminPort string
 }
 
 // DefaultPorts is where the harness's own processes listen unless
@@ -107,6 +110,8 @@ func (o *Options) fromStack(v *stackView) {
 	o.Nginx = "http://" + v.s.Get("NGINX_LISTEN")
 	o.APIPorts = [2]string{v.s.Get("KV_API1_PORT"), v.s.Get("KV_API2_PORT")}
 	o.ConsumerPort = v.s.Get("KV_CONSUMER_PORT")
+	o.APIAdminPorts = [2]string{v.s.Get("KV_API1_ADMIN_PORT"), v.s.Get("KV_API2_ADMIN_PORT")}
+	o.ConsumerAdminPort = v.s.Get("KV_CONSUMER_ADMIN_PORT")
 }
 
 // harness holds the connections and the state to restore.

@@ -55,6 +55,9 @@ KV_NGINX_STATUS_PORT=8079
 KV_API1_PORT=8081
 KV_API2_PORT=8082
 KV_CONSUMER_PORT=8090
+KV_API1_ADMIN_PORT=8181
+KV_API2_ADMIN_PORT=8182
+KV_CONSUMER_ADMIN_PORT=8190
 KV_PROMETHEUS_PORT=9090
 KV_ALERTMANAGER_PORT=9093
 KV_JAEGER_UI_PORT=16686
@@ -172,7 +175,7 @@ func TestAppVariablesPassThrough(t *testing.T) {
 	for _, kv := range environ {
 		name, _, _ := strings.Cut(kv, "=")
 		switch name {
-		case "KV_HTTP_ADDR", "KV_INSTANCE_ID", "KV_CONSUMER_ADDR":
+		case "KV_HTTP_ADDR", "KV_INSTANCE_ID", "KV_CONSUMER_ADDR", "KV_ADMIN_ADDR":
 			continue // the stack's own, per process
 		}
 		if _, ok := api.Env[name]; !ok {

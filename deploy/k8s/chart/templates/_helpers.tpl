@@ -91,10 +91,6 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 {{- end -}}
 
 {{/* The port Prometheus scrapes: admin once the binaries serve one. */}}
-{{- define "kvstack.metricsPort" -}}
-{{ if .adminPort }}admin{{ else }}http{{ end }}
-{{- end -}}
-
 {{/* A container's hardening, the "restricted" Pod Security profile. */}}
 {{- define "kvstack.containerSecurity" -}}
 securityContext:
@@ -150,3 +146,14 @@ securityContext:
       name: {{ .Values.messages.keysSecret.name }}
       key: {{ .Values.messages.keysSecret.key }}
 {{- end -}}
+
+{{/* The HTTPRoute's filters of every rule (.: .Values.edge): clients'
+trace context removed unless gateway.trustTraceContext. */}}
+{{- define "kvstack.edgeFilters" -}}
+{{- if not .gateway.trustTraceContext }}
+filters:
+  - type: RequestHeaderModifier
+    requestHeaderModifier:
+      remove: [traceparent, tracestate, baggage]
+{{- end }}
+{{- end }}
