@@ -146,6 +146,8 @@ func hitTargets(t *CPUTable, runs map[string][]Result) []Target {
 		AtMost("GET hit: tracing's share of the replicas' CPU, 100 % sampling", percent(TracingShare(kv, off)), 15, fmtPercent),
 		AtMost("GET hit: tracing's share of the replicas' CPU, 10 % sampling",
 			percent(TracingShare(t.Median(rowReplicas, colSampled), off)), 3, fmtPercent),
+		AtMost("GET hit: auth's cost, the replicas' CPU per request with auth on over auth off (a reused token: verified once, then from the cache)",
+			percent(Ratio(kv, t.Median(rowReplicas, colAuthOff))-1), 5, fmtPercent),
 		AtMost(fmt.Sprintf("GET hit: replicas' CPU per request under load through nginx ÷ the FastAPI design's (%.0f µs)", fastAPIHitCPU),
 			Ratio(kv, fastAPIHitCPU), 1.0/3, fmtTimes),
 		Reported("GET hit: CPU per request of every process ÷ the reference's", Ratio(t.Median(rowTotal, colKVStack), t.Median(rowTotal, colReference)), fmtTimes),
