@@ -90,7 +90,9 @@ func RunAPI(ctx context.Context, cfg config.API, log zerolog.Logger, ready Ready
 		clock:             clk,
 	}
 	svc := kv.NewService(d.store, d.cache, mpub, cfg.Limits, log, kv.WithWaiters(waiters, cfg.Wait))
-	readiness, stopChecking := monitor(ctx, cfg.Health, dependencyChecks(d.store.Ping, d.cache.Ping, mpub.Ready), apiCapabilities, reg, log)
+	checks := append(dependencyChecks(d.store.Ping, d.cache.Ping, mpub.Ready),
+		health.Check{Name: checkClock, Ping: func(context.Context) error { return clk.Check() }})
+	readiness, stopChecking := monitor(ctx, cfg.Health, checks, apiCapabilities, reg, log)
 	defer stopChecking()
 	handler := httpapi.NewHandler(svc, tokens, authn, readiness, cfg.HTTP, log, metrics.NewHTTP(reg))
 	stop := stopping{timeout: cfg.ShutdownTimeout, delay: cfg.DrainDelay, drain: readiness.Drain, closing: svc.EndWaits}

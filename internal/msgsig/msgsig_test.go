@@ -100,10 +100,7 @@ func TestWriterIsSigned(t *testing.T) {
 	if err := ks.Verify("put", "alice", body, id, byAlice); err != nil {
 		t.Fatalf("Verify alice's: %v", err)
 	}
-	mac := hmac.New(sha256.New, []byte(newKey))
-	mac.Write([]byte("v1\x00put\x00"))
-	mac.Write(body)
-	v1 := "v1=" + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+	v1 := v1Signature("put", body)
 	if err := ks.Verify("put", "", body, id, v1); err != nil {
 		t.Errorf("a v1 signature of a message naming no writer: %v", err)
 	}
@@ -140,4 +137,38 @@ func BenchmarkVerify(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// Verify never panics, and accepts only what Sign made (or, for a message
+// naming no writer, the v1 signature an older API made): whatever the
+// headers and body a publisher on the broker sends.
+func FuzzVerify(f *testing.F) {
+	ks := mustKeys(f, newKey)
+	body := []byte(`{"key":"k","value":"v","timestamp":"2026-12-06T11:00:00.000000Z","op_id":"0b5e3d4c-5f46-4ad7-9c5e-0e4f6b1c2a10"}`)
+	id, sig := ks.Sign("put", "alice", body)
+	f.Add("put", "alice", body, id, sig)
+	f.Add("put", "", body, id, sig)
+	f.Add("delete", "alice", body, id, sig)
+	f.Add("put", "alice", body, id, sig+"A")
+	f.Add("put", "", body, id, v1Signature("put", body))
+	f.Add("put", "", body, "", "v1=")
+	f.Add("put", "", []byte{}, id, "v2="+strings.Repeat("A", 100))
+	f.Fuzz(func(t *testing.T, kind, writer string, body []byte, keyID, signature string) {
+		err := ks.Verify(kind, writer, body, keyID, signature)
+		if err == nil {
+			wantID, wantSig := ks.Sign(kind, writer, body)
+			v1 := writer == "" && signature == v1Signature(kind, body)
+			if keyID != wantID || (signature != wantSig && !v1) {
+				t.Fatalf("Verify accepted %q %q for a message Sign signs %q %q", keyID, signature, wantID, wantSig)
+			}
+		}
+	})
+}
+
+// v1Signature is the signature an API of scheme v1 made with newKey.
+func v1Signature(kind string, body []byte) string {
+	mac := hmac.New(sha256.New, []byte(newKey))
+	mac.Write([]byte("v1\x00" + kind + "\x00"))
+	mac.Write(body)
+	return "v1=" + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
 }
