@@ -41,7 +41,7 @@ func TestForgedMessagesAreDeadLettered(t *testing.T) {
 		t.Fatal(err)
 	}
 	signedBy := func(keys *msgsig.Keys, signed, sent []byte) amqp.Publishing {
-		id, sig := keys.Sign(string(kv.KindPut), signed)
+		id, sig := keys.Sign(string(kv.KindPut), "", signed)
 		return amqp.Publishing{DeliveryMode: amqp.Persistent, Body: sent,
 			Headers: amqp.Table{msgsig.KeyIDHeader: id, msgsig.SignatureHeader: sig}}
 	}
