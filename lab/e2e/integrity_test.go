@@ -46,7 +46,7 @@ func TestForgedAndFarFutureMessagesAreDeadLettered(t *testing.T) {
 		return fmt.Appendf(nil, `{"key":%q,"value":%q,"timestamp":%q,"op_id":%q}`, key, value, ts, uuid.NewString())
 	}
 	signed := func(keys *msgsig.Keys, b []byte) amqp.Publishing {
-		id, sig := keys.Sign(string(kv.KindPut), b)
+		id, sig := keys.Sign(string(kv.KindPut), "", b) // no writer: as a message of an API without auth
 		return amqp.Publishing{DeliveryMode: amqp.Persistent, Body: b,
 			Headers: amqp.Table{msgsig.KeyIDHeader: id, msgsig.SignatureHeader: sig}}
 	}
