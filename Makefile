@@ -1,22 +1,30 @@
 # kvstack — the targets are the interface: `make help` lists them.
 # A target shows up in help when its rule line ends with `## description`.
 
+#: the go command
 GO          ?= go
+#: where the binaries are built
 BIN         ?= bin
+#: the root module's packages that test, vet and lint act on
 PKGS        ?= ./...
+#: go test's flags in make test
 TEST_FLAGS  ?= -race -count=1 -timeout 20m
+#: how long make fuzz runs each fuzz target
 FUZZTIME    ?= 10s
+#: the gofmt of fmt-check
 GOFMT       ?= $(shell $(GO) env GOROOT)/bin/gofmt
+#: the staticcheck of lint, pinned
 STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
+#: run-api's and run-consumer's arguments (-env lists the variables)
 ARGS        ?=
-# The native stack's command (lab/cmd/stack, lab/native); built by stack-bin.
+#: the native stack's command (lab/cmd/stack, lab/native); built by stack-bin
 STACK       ?= $(BIN)/stack
 
 .DEFAULT_GOAL := help
 .PHONY: mod-check help setup setup-all packages build migrate test test-unit vet fmt-check fuzz \
 	lint fmt run-api run-consumer clean run up up-ha down status logs env jaeger e2e \
 	test-compose test-k8s k8s image sbom check-observability bench bench-smoke bench-ha chaos chaos-short chaos-ha stack-bin \
-	slo check-slo check-dashboards
+	slo check-slo check-dashboards config-doc
 
 ##@ General
 
@@ -61,7 +69,7 @@ run: stack-bin ## up, then follow the logs; Ctrl-C stops the stack (left up if i
 up: stack-bin ## Start what is down, in the background (idempotent); restarts changed or rebuilt processes one at a time
 	$(STACK) up
 
-up-ha: stack-bin ## up, of the HA topology: 3 RabbitMQ nodes, 6 Redis Cluster nodes, PostgreSQL primary + sync standby and its keeper, 2 consumers; same edge ports, so one topology at a time (README: Past one node)
+up-ha: stack-bin ## up, of the HA topology: 3 RabbitMQ nodes, 6 Redis Cluster nodes, PostgreSQL primary + sync standby and its keeper, 2 consumers; same edge ports, so one topology at a time (docs/HA.md)
 	$(STACK) up-ha
 
 down: stack-bin ## Stop every process and the stack's supervisord, whichever topology runs (the shared PostgreSQL, Redis and RabbitMQ keep running)
@@ -81,6 +89,7 @@ jaeger: stack-bin ## Build bin/jaeger from the Go module proxy (skipped when up 
 
 ##@ Benchmark (lab/bench/REPORT.md; BENCH_ARGS: kvbench's flags, KV_BENCH_PORT: its own ports)
 
+#: kvbench's flags (bench, bench-smoke, bench-ha)
 BENCH_ARGS ?=
 
 bench: up ## Every scenario on the native stack, CPU per operation of every process beside the variants and references (~10–25 min); writes lab/bench/REPORT.md
@@ -104,6 +113,7 @@ bench-ha: up-ha ## Scale-out on the HA topology: apply with 1, 2, 4 consumers, G
 # (state in tmp/chaos), injects its faults through that supervisor, and
 # tears it all down: the shared services and `make up`'s stack are never
 # touched. It waits while a benchmark (kvbench) or another campaign runs.
+#: the fault campaign's flags (go -C lab run ./chaos -h lists them)
 CHAOS_ARGS ?=
 
 chaos: packages ## Fuzzing, then every fault under load, the checks; writes docs/RELIABILITY.md (~5 min)
@@ -144,6 +154,7 @@ test: setup lint fmt-check check-observability check-slo check-dashboards ## lin
 # Rendered by bin/stack itself into a scratch state dir (no running process
 # is touched), as the stack renders them, and with the test-only short
 # durations (KV_ALERT_FOR) too.
+#: where check-observability renders the configs it checks
 OBS_CHECK ?= $(CURDIR)/tmp/check-observability
 check-observability: setup-all ## promtool/amtool: Prometheus config, rules and their unit tests, Alertmanager config
 	@for v in prod short ha; do \
@@ -159,6 +170,9 @@ check-observability: setup-all ## promtool/amtool: Prometheus config, rules and 
 
 # Sloth (tools/sloth, a module of its own) generates the SLOs' rules from
 # observability/slo/; the test fails when the committed ones differ.
+config-doc: ## Regenerate docs/CONFIGURATION.md from the code's own settings (a test fails when it differs)
+	$(GO) -C lab test -count=1 ./configdoc -update
+
 slo: ## Regenerate observability/rules/kvstack-slo.yml from observability/slo/ with Sloth
 	cd tools/sloth && $(GO) test -count=1 -run TestRulesAreGeneratedFromTheSpecs ./... -args -update
 
@@ -174,6 +188,7 @@ test-compose: jaeger ## Check docker-compose.yml, docker-compose.ha.yml, the Doc
 test-k8s: ## Render deploy/k8s/chart for each values file and check it against the real types, schemas and the repository (no cluster needed)
 	cd deploy/k8s && $(GO) vet ./... && $(GO) test -count=1 ./...
 
+#: the values file make k8s renders: dev, prod or prod-external
 OVERLAY ?= dev
 k8s: ## Print the chart's manifests for values/OVERLAY.yaml (dev|prod|prod-external), as helm template does
 	@cd deploy/k8s && $(GO) run ./cmd/render $(OVERLAY)
@@ -185,10 +200,15 @@ k8s: ## Print the chart's manifests for values/OVERLAY.yaml (dev|prod|prod-exter
 # (BuildKit's syft scanner) and a provenance attestation, and either
 # pushes (PUSH=1) or writes an OCI archive: a multi-platform image cannot
 # be loaded into the local image store.
+#: the image make image builds, without its tag
 IMAGE     ?= ghcr.io/kvstack/kvstack
+#: the image's tag: the chart's appVersion
 VERSION   ?= $(shell awk '/^appVersion:/ { gsub(/"/, "", $$2); print $$2 }' deploy/k8s/chart/Chart.yaml)
+#: the image's revision label: the commit
 REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+#: the platforms make image builds
 PLATFORMS ?= linux/amd64,linux/arm64
+#: 1: make image pushes IMAGE:VERSION instead of writing an OCI archive
 PUSH      ?=
 image: ## Build the image for PLATFORMS with docker buildx, labelled (OCI source, revision, version), with SBOM and provenance; PUSH=1 pushes IMAGE:VERSION, else bin/kvstack-VERSION.oci.tar
 	docker buildx build --platform $(PLATFORMS) \
@@ -204,6 +224,7 @@ comma := ,
 # proxy; about 45 components for the API). It names the main module's
 # version from git: run it in a clone (in a `git worktree` its git library
 # finds no HEAD and stops).
+#: the SBOM generator of make sbom, pinned
 CYCLONEDX_GOMOD ?= $(GO) run github.com/CycloneDX/cyclonedx-gomod/cmd/cyclonedx-gomod@v1.10.0
 sbom: ## CycloneDX SBOM of each binary the image holds (its Go modules, licences): bin/sbom/<binary>.cdx.json
 	@mkdir -p $(BIN)/sbom
@@ -224,6 +245,7 @@ fuzz: ## Run each Fuzz* target under ./internal for FUZZTIME (default 10s)
 	GO="$(GO)" FUZZTIME="$(FUZZTIME)" lab/scripts/fuzz.sh ./internal/...
 
 # Modules of their own (heavy tool dependencies): linted each in its dir.
+#: the modules besides the root that lint runs staticcheck in
 TOOL_MODULES ?= lab tools/sloth grafana/dashboardtest
 
 lint: vet mod-check ## go vet, staticcheck (the service, the lab and the tool modules), go mod tidy
@@ -233,6 +255,7 @@ lint: vet mod-check ## go vet, staticcheck (the service, the lab and the tool mo
 # The modules whose go.mod we write by hand. tools/jaeger only names the
 # Jaeger release to build; tidying it would pull every test dependency of
 # Jaeger's tree for nothing.
+#: the modules whose go.mod mod-check holds to go mod tidy
 TIDY_MODULES ?= . lab deploy/composetest deploy/k8s tools/sloth grafana/dashboardtest
 
 mod-check: ## Fail when go mod tidy would change a go.mod or go.sum (direct imports marked indirect, say)

@@ -1,6 +1,6 @@
 // Command consumer applies the operations queued in RabbitMQ to PostgreSQL
 // and Redis, last writer wins. It is configured by environment variables
-// (see the README).
+// (docs/CONFIGURATION.md lists them).
 package main
 
 import (

@@ -1,8 +1,8 @@
 // Command migrate applies the pending migrations of migrations/ to the
-// database of DATABASE_URL, then makes the queues of RABBITMQ_URL the type
-// RABBITMQ_QUEUE_TYPE says, converting any of the other type with its
-// messages (rabbitmq.MigrateQueues; it refuses while the queue has
-// consumers). Several may run at once: they take turns on the database.
+// database of DATABASE_URL, then makes the queues of RABBITMQ_URL what
+// RABBITMQ_QUEUE_TYPE, RABBITMQ_QUEUE_MAX_LENGTH and RABBITMQ_QUEUE_MAX_BYTES
+// say, declaring any declared otherwise again with its messages
+// (rabbitmq.MigrateQueues; it refuses while the queue has consumers). Several may run at once: they take turns on the database.
 // It waits up to KV_MIGRATE_WAIT for PostgreSQL, then RabbitMQ, to answer,
 // so that it may start before the servers do.
 package main

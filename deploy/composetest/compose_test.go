@@ -33,6 +33,7 @@ var secrets = map[string]string{
 	"POSTGRES_PASSWORD":      "pg-secret-for-test",
 	"RABBITMQ_PASSWORD":      "mq-secret-for-test",
 	"GRAFANA_ADMIN_PASSWORD": "grafana-secret-for-test",
+	"KV_MESSAGE_KEYS":        "message-key-secret-for-test-of-32-bytes",
 }
 
 // haSecrets are what docker-compose.ha.yml requires besides: the Erlang
@@ -323,6 +324,9 @@ func TestSamePortsAsNativeStack(t *testing.T) {
 		{"api1", "KV_HTTP_ADDR", "0.0.0.0:" + ports["KV_API1_PORT"]},
 		{"api2", "KV_HTTP_ADDR", "0.0.0.0:" + ports["KV_API2_PORT"]},
 		{"consumer", "KV_CONSUMER_ADDR", "0.0.0.0:" + ports["KV_CONSUMER_PORT"]},
+		{"api1", "KV_ADMIN_ADDR", "0.0.0.0:" + ports["KV_API1_ADMIN_PORT"]},
+		{"api2", "KV_ADMIN_ADDR", "0.0.0.0:" + ports["KV_API2_ADMIN_PORT"]},
+		{"consumer", "KV_ADMIN_ADDR", "0.0.0.0:" + ports["KV_CONSUMER_ADMIN_PORT"]},
 		{"api1", "KV_INSTANCE_ID", "api1"},
 		{"api2", "KV_INSTANCE_ID", "api2"},
 		{"consumer", "KV_INSTANCE_ID", "consumer1"},
@@ -332,9 +336,9 @@ func TestSamePortsAsNativeStack(t *testing.T) {
 		{"nginx", "API1_ADDR", "api1:" + ports["KV_API1_PORT"]},
 		{"nginx", "API2_ADDR", "api2:" + ports["KV_API2_PORT"]},
 		{"nginx", "KV_MAX_BODY_BYTES", "1048576"},
-		{"render-config", "API1_ADDR", "api1:" + ports["KV_API1_PORT"]},
-		{"render-config", "API2_ADDR", "api2:" + ports["KV_API2_PORT"]},
-		{"render-config", "CONSUMER_ADDR", "consumer:" + ports["KV_CONSUMER_PORT"]},
+		{"render-config", "API1_ADMIN_ADDR", "api1:" + ports["KV_API1_ADMIN_PORT"]},
+		{"render-config", "API2_ADMIN_ADDR", "api2:" + ports["KV_API2_ADMIN_PORT"]},
+		{"render-config", "CONSUMER_ADMIN_ADDR", "consumer:" + ports["KV_CONSUMER_ADMIN_PORT"]},
 		{"render-config", "RABBITMQ_METRICS_ADDR", "rabbitmq:" + ports["RABBITMQ_METRICS_PORT"]},
 		{"render-config", "PROMETHEUS_ADDR", "prometheus:" + ports["KV_PROMETHEUS_PORT"]},
 		{"render-config", "ALERTMANAGER_ADDR", "alertmanager:" + ports["KV_ALERTMANAGER_PORT"]},
@@ -365,6 +369,10 @@ func TestSamePortsAsNativeStack(t *testing.T) {
 		if !slices.Contains(service(t, p, name).Command, flag) {
 			t.Errorf("%s: command %v lacks %s", name, service(t, p, name).Command, flag)
 		}
+	}
+	// Any process that reaches it (a web page, by CSRF) could POST /-/quit.
+	if cmd := service(t, p, "prometheus").Command; slices.Contains(cmd, "--web.enable-lifecycle") {
+		t.Errorf("prometheus: command %v enables the lifecycle API", cmd)
 	}
 	for name, port := range map[string]string{
 		"api1": ports["KV_API1_PORT"], "api2": ports["KV_API2_PORT"], "consumer": ports["KV_CONSUMER_PORT"],
@@ -512,6 +520,11 @@ func TestNoDefaultSecrets(t *testing.T) {
 	}
 	if got := env(service(t, p, "grafana"), "GF_SECURITY_ADMIN_PASSWORD"); got != secrets["GRAFANA_ADMIN_PASSWORD"] {
 		t.Errorf("grafana password = %q", got)
+	}
+	for _, name := range []string{"api1", "api2", "consumer"} {
+		if got := env(service(t, p, name), "KV_MESSAGE_KEYS"); got != secrets["KV_MESSAGE_KEYS"] {
+			t.Errorf("%s's KV_MESSAGE_KEYS = %q, want the secret", name, got)
+		}
 	}
 	example, err := os.ReadFile(filepath.Join(root, ".env.example"))
 	if err != nil {

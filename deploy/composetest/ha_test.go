@@ -299,7 +299,7 @@ func checkHAScrapes(t *testing.T, tr tree) []string {
 	want := map[string][]string{"kv-consumer": nil, "rabbitmq": nil, "rabbitmq-node": nil, "postgres-exporter": nil, "redis-exporter": nil}
 	for _, c := range []string{"consumer", "consumer2"} {
 		s := service(t, p, c)
-		_, port, _ := strings.Cut(env(s, "KV_CONSUMER_ADDR"), ":")
+		_, port, _ := strings.Cut(env(s, "KV_ADMIN_ADDR"), ":")
 		want["kv-consumer"] = append(want["kv-consumer"], c+":"+port+"{instance_id="+env(s, "KV_INSTANCE_ID")+"}")
 	}
 	for _, n := range nodes(p, "rabbitmq") {
@@ -376,7 +376,7 @@ func TestHAChecksCatch(t *testing.T) {
 		{"a Redis node not scraped", "every node scraped", "deploy/compose-ha/prometheus.yml",
 			"      - targets: [\"redis-exporter6:9121\"]\n        labels: { node: redis6 }\n", "", "job redis-exporter scrapes"},
 		{"a job the HA topology lacks", "every node scraped", "observability/prometheus.yml",
-			"scrape_configs:\n", "scrape_configs:\n  - job_name: new\n    static_configs:\n      - targets: [\"${API1_ADDR}\"]\n", "jobs"},
+			"scrape_configs:\n", "scrape_configs:\n  - job_name: new\n    static_configs:\n      - targets: [\"${API1_ADMIN_ADDR}\"]\n", "jobs"},
 		{"an exporter watching another node", "every node scraped", haFile,
 			"redis://redis6:6379", "redis://redis5:6379", "redis-exporter6: command"},
 	}

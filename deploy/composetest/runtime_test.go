@@ -134,7 +134,7 @@ func TestChecksCatchBrokenCopies(t *testing.T) {
 		{"prometheus config", "promtool check config", "observability/prometheus.yml",
 			"scrape_configs:", "scrape_configs:\n  - job_name: broken\n    scrape_interval: soon\n", "promtool check config"},
 		{"envsubst list misses a variable", "promtool check config", "docker-compose.yml",
-			"envsubst '$${API1_ADDR} ", "envsubst '", "${API1_ADDR}"},
+			"envsubst '$${API1_ADMIN_ADDR} ", "envsubst '", "${API1_ADMIN_ADDR}"},
 		{"alert rule", "promtool check rules", "observability/rules/kvstack-alerts.yml",
 			"expr: ", "expr: sum(( ", "promtool check rules"},
 		{"alertmanager route", "amtool check-config", "observability/alertmanager.yml",
@@ -142,7 +142,7 @@ func TestChecksCatchBrokenCopies(t *testing.T) {
 		{"nginx directive", "nginx -t", "nginx/nginx.conf.template",
 			"server_tokens off;", "server_tokens sometimes;", "nginx -t"},
 		{"nginx variable compose does not give", "nginx -t", "docker-compose.yml",
-			"      NGINX_RATE_BURST: ${NGINX_RATE_BURST:-20000}\n", "", "nginx -t"},
+			"      NGINX_RATE_BURST: ${NGINX_RATE_BURST:-1000}\n", "", "nginx -t"},
 		{"jaeger pipeline", "jaeger validate", "observability/jaeger.yaml",
 			"processors: [batch]", "processors: [batchy]", "jaeger validate"},
 	}

@@ -92,6 +92,9 @@ func TestChecksCatch(t *testing.T) {
 		{"a timeout unlike nginx's", "edge", "prod-external", func(m *manifests, s *sources) {
 			m.httpRoutes[0].Spec.Rules[1].Timeouts.BackendRequest = new(gatewayv1.Duration("5s"))
 		}},
+		{"clients' trace context passed on", "edge", "dev", func(m *manifests, s *sources) {
+			m.httpRoutes[0].Spec.Rules[1].Filters = nil
+		}},
 		{"writes retried on the API's 503", "edge", "prod", func(m *manifests, s *sources) {
 			m.httpRoutes[0].Spec.Rules[0].Retry = &gatewayv1.HTTPRouteRetry{Codes: []gatewayv1.HTTPRouteRetryStatusCode{502, 503}}
 		}},
@@ -154,7 +157,7 @@ func TestChecksCatch(t *testing.T) {
 		{"DATABASE_URL from the wrong key", "secrets", "prod", func(m *manifests, s *sources) {
 			envVar(consumer(m), "DATABASE_URL").ValueFrom.SecretKeyRef.Key = "password"
 		}},
-		{"a Secret the README does not create", "secrets", "prod", func(m *manifests, s *sources) {
+		{"a Secret docs/KUBERNETES.md does not create", "secrets", "prod", func(m *manifests, s *sources) {
 			name := "kvstack-redis-auth"
 			m.redisClusters[0].Spec.KubernetesConfig.RedisSecret.Name = &name
 		}},

@@ -518,6 +518,18 @@ func checkEdge(t testing.TB, m *manifests, s *sources) problems {
 		if len(rule.BackendRefs) != 1 || rule.BackendRefs[0].Name != "kvstack-api" || rule.BackendRefs[0].Port == nil || itoa(int32(*rule.BackendRefs[0].Port)) != s.ports["KV_API1_PORT"] {
 			p.add("HTTPRoute %s %s: want one backend, Service kvstack-api port %s", hr.Name, path, s.ports["KV_API1_PORT"])
 		}
+		// Clients' trace context is not trusted, as at nginx.
+		var removed []string
+		for _, f := range rule.Filters {
+			if f.Type == gatewayv1.HTTPRouteFilterRequestHeaderModifier && f.RequestHeaderModifier != nil {
+				removed = append(removed, f.RequestHeaderModifier.Remove...)
+			}
+		}
+		for _, h := range []string{"traceparent", "tracestate", "baggage"} {
+			if !slices.Contains(removed, h) {
+				p.add("HTTPRoute %s %s: passes the clients' %s on (remove it, as nginx drops it from untrusted sources)", hr.Name, path, h)
+			}
+		}
 		read, err := conf.longest(path, "proxy_read_timeout")
 		want, err2 := nginxSeconds(read)
 		if err != nil || err2 != nil || rule.Timeouts == nil || rule.Timeouts.Request == nil || rule.Timeouts.BackendRequest == nil {

@@ -197,7 +197,7 @@ func (m *manifests) secretRefs() []secretRef {
 }
 
 // No Secret is committed: each reference is to a Secret an operator
-// generates, or to one the README tells the user to create, with its key;
+// generates, or to one docs/KUBERNETES.md tells the user to create, with its key;
 // the binaries' credentials come from the right one.
 func checkSecrets(t testing.TB, m *manifests, s *sources) problems {
 	var p problems
@@ -211,7 +211,7 @@ func checkSecrets(t testing.TB, m *manifests, s *sources) problems {
 	for _, pg := range m.postgreses {
 		generated[pg.Name+"-app"] = postgresSecretKey
 	}
-	readme := string(readRepo(t, "README.md"))
+	guide := string(readRepo(t, "docs/KUBERNETES.md"))
 	for _, ref := range m.secretRefs() {
 		if key, ok := generated[ref.name]; ok {
 			if ref.key != key {
@@ -219,8 +219,8 @@ func checkSecrets(t testing.TB, m *manifests, s *sources) problems {
 			}
 			continue
 		}
-		if !regexp.MustCompile(`kubectl[^\n]*create secret generic ` + regexp.QuoteMeta(ref.name) + ` [^\n]*--from-literal=` + regexp.QuoteMeta(ref.key) + `=`).MatchString(readme) {
-			p.add("%s: Secret %s (key %s) is neither an operator's nor created by the README's `kubectl create secret generic %s --from-literal=%s=…`", ref.where, ref.name, ref.key, ref.name, ref.key)
+		if !regexp.MustCompile(`kubectl[^\n]*create secret generic ` + regexp.QuoteMeta(ref.name) + ` [^\n]*--from-literal=` + regexp.QuoteMeta(ref.key) + `=`).MatchString(guide) {
+			p.add("%s: Secret %s (key %s) is neither an operator's nor created by docs/KUBERNETES.md's `kubectl create secret generic %s --from-literal=%s=…`", ref.where, ref.name, ref.key, ref.name, ref.key)
 		}
 	}
 	want := map[string]secretRef{}

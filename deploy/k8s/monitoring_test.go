@@ -71,8 +71,8 @@ func (m *manifests) targets() []target {
 // edgeJobs are the jobs of the native edge (mtail, the nginx exporter).
 // On Kubernetes the edge is the platform's Gateway, whose metrics each
 // implementation names its own way; the chart maps none of them yet, so
-// the SLOs and panels that read these jobs stay empty there (README,
-// Kubernetes).
+// the SLOs and panels that read these jobs stay empty there (docs/KUBERNETES.md,
+// "Observed as natively").
 var edgeJobs = []string{"mtail", "nginx-exporter"}
 
 // scrapeablePods are the pods a PodMonitor may pick: the Deployments' and

@@ -133,12 +133,11 @@ func (m *manifests) neededFlows(t testing.TB, s *sources) []flow {
 			}
 		}
 		f = append(f, flow{c, "kvstack-jaeger", s.port(t, "KV_JAEGER_OTLP_HTTP_PORT")})
-		// Prometheus scrapes /metrics on the http port, which also serves
-		// /debug/pprof/, or on the admin port once the binaries move both
-		// there (issue 19, adminPort).
+		// Prometheus scrapes /metrics on the admin port, the only one
+		// that serves it and /debug/pprof/.
 		metrics, ok := eps[c].ports["admin"]
 		if !ok {
-			metrics = eps[c].ports["http"]
+			t.Fatalf("%s has no container port named admin", c)
 		}
 		f = append(f, flow{"prometheus", c, metrics})
 	}

@@ -3,8 +3,8 @@ package k8s
 // The custom resources of the operators whose Go modules the module proxy
 // does not serve (RabbitMQ Cluster Operator, CloudNativePG, OpsTree
 // redis-operator). Each struct holds only the fields kvstack sets, named and
-// typed as the operator's API reference documents them at the version the
-// README names; decoding is strict, so a misspelt or unknown field fails.
+// typed as the operator's API reference documents them at the version
+// docs/KUBERNETES.md names; decoding is strict, so a misspelt or unknown field fails.
 // This checks the documented fields, not the CRD's schema itself.
 
 import (

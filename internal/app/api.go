@@ -13,6 +13,7 @@ import (
 	"github.com/kvstack/kvstack/internal/httpapi"
 	"github.com/kvstack/kvstack/internal/kv"
 	"github.com/kvstack/kvstack/internal/metrics"
+	"github.com/kvstack/kvstack/internal/msgsig"
 	"github.com/kvstack/kvstack/internal/notify"
 	"github.com/kvstack/kvstack/internal/postgres"
 	"github.com/kvstack/kvstack/internal/rabbitmq"
@@ -46,7 +47,11 @@ func RunAPI(ctx context.Context, cfg config.API, log zerolog.Logger, ready Ready
 		return err
 	}
 
-	pub, err := rabbitmq.NewPublisher(cfg.RabbitMQ, log)
+	keys, err := msgsig.ParseKeys(cfg.Messages.Keys)
+	if err != nil {
+		return err
+	}
+	pub, err := rabbitmq.NewPublisher(cfg.RabbitMQ, keys, log)
 	if err != nil {
 		return fmt.Errorf("rabbitmq: %w", err)
 	}
@@ -68,13 +73,27 @@ func RunAPI(ctx context.Context, cfg config.API, log zerolog.Logger, ready Ready
 	}
 	defer stopListening()
 
-	mpub := measuredPublisher{pub: pub, m: metrics.NewPublish(reg, cfg.RabbitMQ.QueueAdd, cfg.RabbitMQ.QueueDel), queues: queuesOf(cfg.RabbitMQ)}
+	metrics.RegisterQueueBound(reg, cfg.RabbitMQ.QueueMaxLength, cfg.RabbitMQ.QueueAdd, cfg.RabbitMQ.QueueDel)
+	clk, stopClock, err := startClock(ctx, cfg.Clock, d.store.store, reg, log)
+	if err != nil {
+		return err
+	}
+	defer stopClock()
+	mpub := clockGuard{
+		measuredPublisher: measuredPublisher{pub: pub, m: metrics.NewPublish(reg, cfg.RabbitMQ.QueueAdd, cfg.RabbitMQ.QueueDel), queues: queuesOf(cfg.RabbitMQ)},
+		clock:             clk,
+	}
 	svc := kv.NewService(d.store, d.cache, mpub, cfg.Limits, log, kv.WithWaiters(waiters, cfg.Wait))
 	readiness, stopChecking := monitor(ctx, cfg.Health, dependencyChecks(d.store.Ping, d.cache.Ping, mpub.Ready), apiCapabilities, reg, log)
 	defer stopChecking()
 	handler := httpapi.NewHandler(svc, tokens, readiness, cfg.HTTP, log, metrics.NewHTTP(reg))
 	stop := stopping{timeout: cfg.ShutdownTimeout, delay: cfg.DrainDelay, drain: readiness.Drain, closing: svc.EndWaits}
-	return serve(ctx, cfg.Addr, withAdmin(handler, reg), stop, ready, log)
+	admin, err := listenAdmin(cfg.AdminAddr, reg, log)
+	if err != nil {
+		return err
+	}
+	defer admin.close()
+	return serve(ctx, cfg.Addr, handler, stop, admin.ready(ready), log)
 }
 
 // monitor checks the process's dependencies in the background until the

@@ -13,8 +13,10 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/kvstack/kvstack/internal/kv"
+	"github.com/kvstack/kvstack/internal/msgsig"
 	"github.com/kvstack/kvstack/internal/rabbitmq"
 	"github.com/kvstack/kvstack/internal/rabbitmq/rabbittest"
 )
@@ -168,8 +170,8 @@ func TestDeleteThenOlderPutStaysDeleted(t *testing.T) {
 func TestPoisonMessageIsDeadLetteredAndQueueFlows(t *testing.T) {
 	s := newStack(t)
 	rabbittest.Declare(t, s.mq)
-	rabbittest.PublishRaw(t, s.mq, s.mq.QueueAdd, []byte(`{"key":`), []byte(`{"key":"k","value":"\u0000","timestamp":"2026-01-01T00:00:00Z","op_id":"00000000-0000-4000-8000-000000000000"}`))
-	rabbittest.PublishRaw(t, s.mq, s.mq.QueueDel, []byte(`not json at all`))
+	publishSigned(t, s.mq, kv.KindPut, `{"key":`, `{"key":"k","value":"\u0000","timestamp":"2026-01-01T00:00:00Z","op_id":"00000000-0000-4000-8000-000000000000"}`)
+	publishSigned(t, s.mq, kv.KindDelete, `not json at all`)
 	good := kv.Op{Kind: kv.KindPut, Key: "after-poison", Value: "ok", Version: kv.NewVersion(time.Now())}
 	publishOps(t, s.mq, good)
 	s.startConsumer()
@@ -283,12 +285,43 @@ func TestBrokerUnreachableGives503(t *testing.T) {
 	}
 }
 
+// TestFullQueueGives503: a work queue at its bound refuses the publish
+// (reject-publish), and the PUT gets a prompt 503 with Retry-After, never a
+// 202.
+func TestFullQueueGives503(t *testing.T) {
+	s := newStack(t)
+	s.apiCfg.RabbitMQ.QueueMaxLength = 2
+	s.startAPI()
+	var r response
+	var start time.Time
+	accepted := 0
+	for i := range 10 {
+		start = time.Now()
+		if r = s.do("PUT", "/api", fmt.Sprintf(`{"key":"k%d","value":"v"}`, i)); r.status != http.StatusAccepted {
+			break
+		}
+		accepted++
+	}
+	if r.status != http.StatusServiceUnavailable || r.header.Get("Retry-After") == "" || r.body["error"] != "unavailable" {
+		t.Fatalf("PUT past the bound of 2 (after %d accepted) = %d %v (Retry-After %q), want 503 with Retry-After",
+			accepted, r.status, r.body, r.header.Get("Retry-After"))
+	}
+	// A quorum queue lets one past its bound in before it refuses.
+	if accepted > 3 {
+		t.Errorf("%d PUTs accepted by a queue bound to 2", accepted)
+	}
+	if took := time.Since(start); took > s.apiCfg.RabbitMQ.PublishTimeout/2 {
+		t.Errorf("the 503 took %s; want it prompt (the publish timeout is %s)", took, s.apiCfg.RabbitMQ.PublishTimeout)
+	}
+	rabbittest.WaitCount(t, s.mq, s.mq.QueueAdd, accepted, 5*time.Second)
+}
+
 // publishOps puts operations on their queues as the API would.
 func publishOps(t *testing.T, cfg rabbitmq.Config, ops ...kv.Op) {
 	t.Helper()
 	rabbittest.Declare(t, cfg)
 	for _, op := range ops {
-		body, err := kv.EncodeMessage(op)
+		msg, err := rabbitmq.Message(op, testKeys)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -296,7 +329,24 @@ func publishOps(t *testing.T, cfg rabbitmq.Config, ops ...kv.Op) {
 		if op.Kind == kv.KindDelete {
 			queue = cfg.QueueDel
 		}
-		rabbittest.PublishRaw(t, cfg, queue, body)
+		rabbittest.Publish(t, cfg, queue, msg)
+	}
+}
+
+// publishSigned publishes each body to the queue of kind, signed with the
+// stack's key as the API signs.
+func publishSigned(t *testing.T, cfg rabbitmq.Config, kind kv.Kind, bodies ...string) {
+	t.Helper()
+	queue := cfg.QueueAdd
+	if kind == kv.KindDelete {
+		queue = cfg.QueueDel
+	}
+	for _, body := range bodies {
+		id, sig := testKeys.Sign(string(kind), []byte(body))
+		rabbittest.Publish(t, cfg, queue, amqp.Publishing{
+			DeliveryMode: amqp.Persistent, Body: []byte(body),
+			Headers: amqp.Table{msgsig.KeyIDHeader: id, msgsig.SignatureHeader: sig},
+		})
 	}
 }
 

@@ -18,7 +18,8 @@ import (
 // replica promoted holds the old entry, and the consumer, seeing a master
 // that did not mark the shard, purges it. A write applied while the master
 // is down is owed to the cache, and repaired on the promoted replica. Once
-// the cluster is whole again the cache holds nothing PostgreSQL does not.
+// the cluster is whole again the cache holds nothing PostgreSQL does not,
+// client keys named "master-mark:N" included.
 func TestDisruptiveRedisMasterKill(t *testing.T) {
 	t.Setenv("REDIS_ADDR", privateRedisCluster.Addr(t))
 	s := newStack(t)
@@ -26,6 +27,13 @@ func TestDisruptiveRedisMasterKill(t *testing.T) {
 	s.startAPI()
 	consumer, _ := s.startConsumer()
 	waitMarked(t, s.rdb.(*goredis.ClusterClient), s.conCfg.Redis.KeyPrefix)
+	// Client keys named as the marks once were are keys like any other.
+	markNames := []string{"master-mark:0", "master-mark:1", "master-mark:2"}
+	for _, k := range markNames {
+		w := s.put(k, "a value")
+		s.waitStored(w)
+		s.waitCached(w)
+	}
 	before := s.put("k", "before")
 	s.waitStored(before)
 	s.waitCached(before)
@@ -71,6 +79,9 @@ func TestDisruptiveRedisMasterKill(t *testing.T) {
 	}
 	t.Logf("cluster whole again %s after the kill", time.Since(killed).Round(100*time.Millisecond))
 	s.requireCacheMatchesStore("k")
+	for _, k := range markNames {
+		s.requireCacheMatchesStore(k)
+	}
 	if r := s.do("GET", "/api?key=k", ""); r.status != http.StatusOK || r.body["value"] != "during" {
 		t.Errorf("GET after the heal = %d %v, want the last value written", r.status, r.body)
 	}
@@ -89,7 +100,7 @@ func waitMarked(t *testing.T, cc *goredis.ClusterClient, prefix string) {
 		var mu sync.Mutex
 		var marks []string
 		err := cc.ForEachMaster(context.Background(), func(ctx context.Context, node *goredis.Client) error {
-			keys, err := node.Keys(ctx, prefix+"master-mark:*").Result()
+			keys, err := node.Keys(ctx, prefix+"\x00master-mark:*").Result()
 			mu.Lock()
 			marks = append(marks, keys...)
 			mu.Unlock()

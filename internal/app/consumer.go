@@ -12,6 +12,7 @@ import (
 	"github.com/kvstack/kvstack/internal/consumer"
 	"github.com/kvstack/kvstack/internal/httpapi"
 	"github.com/kvstack/kvstack/internal/metrics"
+	"github.com/kvstack/kvstack/internal/msgsig"
 	"github.com/kvstack/kvstack/internal/rabbitmq"
 )
 
@@ -31,15 +32,32 @@ func RunConsumer(ctx context.Context, cfg config.Consumer, log zerolog.Logger, r
 	if err := errors.Join(cfg.Consumer.Validate(), cfg.Health.Validate()); err != nil {
 		return err
 	}
+	keys, err := msgsig.ParseKeys(cfg.Messages.Keys)
+	if err != nil {
+		return err
+	}
+	if cfg.Messages.AcceptUnsigned {
+		log.Warn().Msg("KV_ACCEPT_UNSIGNED_MESSAGES is on: messages without a signature are applied, so anyone who can publish to the queues can write any key; turn it off once every API signs (kvstack_consumer_unsigned_accepted_total stops growing)")
+	}
 	reg := metrics.New()
-	m := metrics.NewConsumer(reg, cfg.RabbitMQ.QueueAdd, cfg.RabbitMQ.QueueDel)
+	m := metrics.NewConsumer(reg, consumer.DeadLetterReasons, cfg.RabbitMQ.QueueAdd, cfg.RabbitMQ.QueueDel)
+	metrics.RegisterQueueBound(reg, cfg.RabbitMQ.QueueMaxLength, cfg.RabbitMQ.QueueAdd, cfg.RabbitMQ.QueueDel)
 	d, err := openData(ctx, cfg.Postgres, cfg.Redis, reg, counts{purged: m})
 	if err != nil {
 		return err
 	}
 	defer d.close()
 
-	proc := consumer.NewProcessor(d.store, d.cache, cfg.Limits, log)
+	clk, stopClock, err := startClock(ctx, cfg.Clock, d.store.store, reg, log)
+	if err != nil {
+		return err
+	}
+	defer stopClock()
+	proc := consumer.NewProcessor(d.store, d.cache, consumer.Checks{
+		Limits: cfg.Limits, Keys: keys,
+		AcceptUnsigned: cfg.Messages.AcceptUnsigned, OnUnsigned: m.UnsignedAccepted,
+		MaxClockSkew: cfg.Clock.MaxSkew, Now: clk.Now,
+	}, log)
 	m.RepairsPending(proc.PendingRepairs)
 	src, err := rabbitmq.NewSource(cfg.RabbitMQ, cfg.RabbitMQ.PrefetchFor(cfg.Consumer.BatchSize), log)
 	if err != nil {
@@ -47,6 +65,11 @@ func RunConsumer(ctx context.Context, cfg config.Consumer, log zerolog.Logger, r
 	}
 	runner := consumer.NewRunner(src, measuredHandler{h: proc, m: m}, cfg.Consumer, log)
 
+	admin, err := listenAdmin(cfg.AdminAddr, reg, log)
+	if err != nil {
+		return err
+	}
+	defer admin.close()
 	// Everything stops with ctx, or when any part fails; the runner then
 	// finishes and settles its batch before it returns.
 	g, gctx := errgroup.WithContext(ctx)
@@ -65,7 +88,7 @@ func RunConsumer(ctx context.Context, cfg config.Consumer, log zerolog.Logger, r
 		// Nothing is routed to a consumer: it stops taking deliveries at
 		// once, with no drain delay.
 		stop := stopping{timeout: cfg.ShutdownTimeout, drain: readiness.Drain}
-		return serve(gctx, cfg.Addr, withAdmin(httpapi.NewHealthHandler(readiness, log), reg), stop, ready, log)
+		return serve(gctx, cfg.Addr, httpapi.NewHealthHandler(readiness, log), stop, admin.ready(ready), log)
 	})
 	return g.Wait()
 }

@@ -177,7 +177,7 @@ func TestConsumerDrainAppliesOnce(t *testing.T) {
 	}
 	publishOps(t, s.mq, ops...)
 
-	first := &countingHandler{h: consumer.NewProcessor(s.store, s.cache, kv.DefaultLimits(), s.log), outcomes: map[kv.Outcome]int{}}
+	first := &countingHandler{h: consumer.NewProcessor(s.store, s.cache, consumer.Checks{Limits: kv.DefaultLimits(), Keys: testKeys, MaxClockSkew: time.Minute}, s.log), outcomes: map[kv.Outcome]int{}}
 	src, err := rabbitmq.NewSource(s.mq, s.mq.PrefetchFor(s.conCfg.Consumer.BatchSize), s.log)
 	if err != nil {
 		t.Fatal(err)

@@ -203,6 +203,9 @@ func (h measuredHandler) Handle(ctx context.Context, batch []consumer.Message) (
 	for i, res := range results {
 		m := batch[i]
 		h.m.Message(m.Queue, res.Outcome)
+		if res.Reason != "" {
+			h.m.DeadLettered(m.Queue, res.Reason)
+		}
 		if !res.Op.Version.Time.IsZero() {
 			h.m.Lag(m.Ctx, m.Queue, now.Sub(res.Op.Version.Time))
 		}

@@ -14,9 +14,14 @@ import (
 	"github.com/prometheus/common/model"
 )
 
-// scrape fetches a process's /metrics, as OpenMetrics when openMetrics.
+// scrape fetches a process's /metrics, as OpenMetrics when openMetrics,
+// from its admin listener: base is the process's data URL, as boot
+// returned it, or an admin URL.
 func scrape(t *testing.T, base string, openMetrics bool) string {
 	t.Helper()
+	if a, ok := admins.Load(strings.TrimPrefix(base, "http://")); ok {
+		base = "http://" + a.(string)
+	}
 	req, err := http.NewRequest("GET", base+"/metrics", nil)
 	if err != nil {
 		t.Fatal(err)

@@ -45,7 +45,7 @@ func TestRedeliveryAfterCommitChangesNothing(t *testing.T) {
 	ops = append(ops, kv.Op{Kind: kv.KindDelete, Key: "d", Version: kv.NewVersion(time.Now())})
 	publishOps(t, s.mq, ops...)
 
-	first := &dyingHandler{proc: consumer.NewProcessor(s.store, s.cache, kv.DefaultLimits(), testLogger(t)), applied: make(chan struct{})}
+	first := &dyingHandler{proc: consumer.NewProcessor(s.store, s.cache, consumer.Checks{Limits: kv.DefaultLimits(), Keys: testKeys, MaxClockSkew: time.Minute}, testLogger(t)), applied: make(chan struct{})}
 	src, err := rabbitmq.NewSource(s.mq, 100, testLogger(t))
 	if err != nil {
 		t.Fatal(err)

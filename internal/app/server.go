@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -20,29 +19,60 @@ import (
 	"github.com/rs/zerolog"
 )
 
-// Ready is told the address a process listens on once it serves.
-type Ready func(addr net.Addr)
+// Ready is told the addresses a process listens on once it serves: its
+// data (or health) port and its admin port.
+type Ready func(data, admin net.Addr)
 
-// withAdmin serves /metrics and /debug/pprof/ beside h. They are for
-// Prometheus and operators on the host; nginx does not route them. Every
-// other request goes to h untouched, whatever its method: a router in front
-// would answer a made-up method itself (chi: an empty 405), so that it never
-// reached the API's middleware to be measured as method "other". No
-// http.ServeMux either: it stamps its pattern on the request, for nothing.
+// adminHandler serves /metrics, /debug/pprof/ and /debug/vars, on a
+// listener of their own (KV_ADMIN_ADDR): a profile or the process's
+// command line is nobody's business who can reach the data port, and
+// nginx routes only that one.
 //
 // /metrics speaks OpenMetrics when asked, so that the latency histograms'
 // exemplars (trace ids) reach Prometheus.
-func withAdmin(h http.Handler, reg *prometheus.Registry) http.Handler {
+func adminHandler(reg *prometheus.Registry) http.Handler {
 	admin := chi.NewRouter()
 	admin.Method(http.MethodGet, "/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{EnableOpenMetrics: true, Registry: reg}))
 	admin.Mount("/debug", middleware.Profiler())
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if p := r.URL.Path; p == "/metrics" || p == "/debug" || strings.HasPrefix(p, "/debug/") {
-			admin.ServeHTTP(w, r)
-			return
+	return admin
+}
+
+// adminServer is a process's admin listener, serving until closed.
+type adminServer struct {
+	srv  *http.Server
+	ln   net.Listener
+	done chan error
+}
+
+// listenAdmin starts serving adminHandler(reg) on addr.
+func listenAdmin(addr string, reg *prometheus.Registry, log zerolog.Logger) (*adminServer, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s (KV_ADMIN_ADDR): %w", addr, err)
+	}
+	a := &adminServer{
+		srv: &http.Server{Handler: adminHandler(reg), ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 16 << 10},
+		ln:  ln, done: make(chan error, 1),
+	}
+	log.Info().Str("admin_addr", ln.Addr().String()).Msg("admin listening: /metrics, /debug/pprof, /debug/vars")
+	go func() { a.done <- a.srv.Serve(ln) }()
+	return a, nil
+}
+
+// ready tells ready, if any, the data address and the admin one.
+func (a *adminServer) ready(ready Ready) func(net.Addr) {
+	return func(data net.Addr) {
+		if ready != nil {
+			ready(data, a.ln.Addr())
 		}
-		h.ServeHTTP(w, r)
-	})
+	}
+}
+
+// close stops the admin listener, last of all (Prometheus scrapes a
+// draining process), cutting a profile still being taken.
+func (a *adminServer) close() {
+	_ = a.srv.Close()
+	<-a.done
 }
 
 // stopping is how a server stops once its context is done.
@@ -68,7 +98,7 @@ type stopping struct {
 // refused) and lets the requests in flight finish, by stop.timeout from
 // the start of it all. Past it the connections left are cut, and serve
 // fails.
-func serve(ctx context.Context, addr string, h http.Handler, stop stopping, ready Ready, log zerolog.Logger) error {
+func serve(ctx context.Context, addr string, h http.Handler, stop stopping, ready func(net.Addr), log zerolog.Logger) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", addr, err)

@@ -16,9 +16,9 @@ import (
 	"github.com/kvstack/kvstack/internal/token"
 )
 
-// The API's server as RunAPI assembles it, without its dependencies: the
-// requests below never reach the service.
-func newTestServer(t *testing.T) *httptest.Server {
+// The API's servers as RunAPI assembles them, without their dependencies
+// (the requests below never reach the service): data and admin.
+func newTestServer(t *testing.T) (data, admin *httptest.Server) {
 	t.Helper()
 	reg := metrics.New()
 	svc := kv.NewService(nil, nil, nil, kv.DefaultLimits(), zerolog.Nop())
@@ -27,16 +27,41 @@ func newTestServer(t *testing.T) *httptest.Server {
 		t.Fatal(err)
 	}
 	api := httpapi.NewHandler(svc, tokens, nil, httpapi.DefaultConfig(), zerolog.Nop(), metrics.NewHTTP(reg))
-	srv := httptest.NewServer(withAdmin(api, reg))
-	t.Cleanup(srv.Close)
-	return srv
+	data = httptest.NewServer(api)
+	t.Cleanup(data.Close)
+	admin = httptest.NewServer(adminHandler(reg))
+	t.Cleanup(admin.Close)
+	return data, admin
+}
+
+// The data port serves none of the admin endpoints: 404, as any path the
+// API does not route; the admin port serves them.
+func TestAdminEndpointsAreNotOnTheDataPort(t *testing.T) {
+	data, admin := newTestServer(t)
+	for _, path := range []string{"/metrics", "/debug/pprof/", "/debug/pprof/cmdline", "/debug/vars"} {
+		resp, err := http.Get(data.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("data port GET %s = %d, want 404", path, resp.StatusCode)
+		}
+		resp, err = http.Get(admin.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("admin port GET %s = %d, want 200", path, resp.StatusCode)
+		}
+	}
 }
 
 // A made-up method reaches the API's middleware: a JSON 405 with the trace's
-// traceparent, measured as method "other" (never the client's word), while
-// /metrics and /debug/pprof/ stay served beside it.
+// traceparent, measured as method "other" (never the client's word).
 func TestMadeUpMethodIsMeasuredAsOther(t *testing.T) {
-	srv := newTestServer(t)
+	srv, admin := newTestServer(t)
 	for _, method := range []string{"FOO", "BREW"} {
 		req, err := http.NewRequest(method, srv.URL+"/api?key=a", nil)
 		if err != nil {
@@ -57,7 +82,7 @@ func TestMadeUpMethodIsMeasuredAsOther(t *testing.T) {
 		}
 	}
 
-	exposition := scrape(t, srv.URL, false)
+	exposition := scrape(t, admin.URL, false)
 	want := `kvstack_http_requests_total{method="other",route="unmatched",status_class="4xx"} 2`
 	if !strings.Contains(exposition, want) {
 		t.Errorf("/metrics lacks %s:\n%s", want, grepLines(exposition, "kvstack_http_requests_total"))
@@ -72,11 +97,6 @@ func TestMadeUpMethodIsMeasuredAsOther(t *testing.T) {
 			t.Errorf("a client's method named a span: %q", name)
 		}
 	}
-	resp, err := http.Get(srv.URL + "/debug/pprof/")
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("/debug/pprof/: %v %v", resp, err)
-	}
-	resp.Body.Close()
 }
 
 func grepLines(text, substr string) string {
@@ -94,7 +114,15 @@ func grepLines(text, substr string) string {
 // traced on purpose (they would drown the traces that matter), and the admin
 // endpoints carry none rather than one that names nothing.
 func TestTraceparentNamesARecordedSpan(t *testing.T) {
-	srv := newTestServer(t)
+	srv, admin := newTestServer(t)
+	resp, err := http.Get(admin.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if tp := resp.Header.Get("traceparent"); tp != "" {
+		t.Errorf("GET /metrics on the admin port: traceparent %q, but it is not traced", tp)
+	}
 	for _, tc := range []struct {
 		method, path string
 		traced       bool
@@ -107,7 +135,6 @@ func TestTraceparentNamesARecordedSpan(t *testing.T) {
 		{"GET", "/healthz", false},
 		{"HEAD", "/healthz", false},
 		{"GET", "/readyz", false},
-		{"GET", "/metrics", false},
 	} {
 		req, err := http.NewRequest(tc.method, srv.URL+tc.path, nil)
 		if err != nil {

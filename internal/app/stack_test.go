@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 
 	"github.com/kvstack/kvstack/internal/config"
 	"github.com/kvstack/kvstack/internal/kv"
+	"github.com/kvstack/kvstack/internal/msgsig"
 	"github.com/kvstack/kvstack/internal/postgres"
 	"github.com/kvstack/kvstack/internal/postgres/pgtest"
 	"github.com/kvstack/kvstack/internal/rabbitmq"
@@ -53,10 +55,14 @@ func newStack(t *testing.T) *stack {
 	pcfg := postgres.DefaultConfig()
 	pcfg.URL, pcfg.MaxConns, pcfg.MinConns = url, 4, 0
 	apiCfg := mustLoad[config.API](t)
+	apiCfg.AdminAddr = "127.0.0.1:0"
 	apiCfg.Common, apiCfg.Addr, apiCfg.Postgres, apiCfg.Redis, apiCfg.RabbitMQ = common, "127.0.0.1:0", pcfg, rcfg, mq
 	apiCfg.DrainDelay = 0 // no edge to tell: each stop would wait for nothing
 	apiCfg.Health.Interval = 50 * time.Millisecond
+	apiCfg.Messages.Keys = testMessageKey
 	conCfg := mustLoad[config.Consumer](t)
+	conCfg.AdminAddr = "127.0.0.1:0"
+	conCfg.Messages.Keys = testMessageKey
 	conCfg.Common, conCfg.Addr, conCfg.Postgres, conCfg.Redis, conCfg.RabbitMQ = common, "127.0.0.1:0", pcfg, rcfg, mq
 	conCfg.Consumer.BatchWait = 5 * time.Millisecond
 	conCfg.Health.Interval = 50 * time.Millisecond
@@ -71,6 +77,19 @@ func newStack(t *testing.T) *stack {
 		log:    testLogger(t),
 	}
 }
+
+// testMessageKey signs the messages of every test stack (KV_MESSAGE_KEYS),
+// and testKeys is it parsed, for the tests that publish straight to the
+// queues.
+const testMessageKey = "the-app-tests-message-key-of-32-bytes-or-more"
+
+var testKeys = func() *msgsig.Keys {
+	keys, err := msgsig.ParseKeys(testMessageKey)
+	if err != nil {
+		panic(err)
+	}
+	return keys
+}()
 
 func mustLoad[T any](t *testing.T) T {
 	t.Helper()
@@ -100,6 +119,10 @@ func (s *stack) startConsumer() (addr string, stop func()) {
 	return addr, stop
 }
 
+// admins maps the data address of every process booted to its admin
+// listener's (scrape finds it there).
+var admins sync.Map
+
 func boot(t *testing.T, name string, run func(context.Context, Ready) error) string {
 	t.Helper()
 	var stop func()
@@ -113,7 +136,12 @@ func bootStoppable(t *testing.T, name string, run func(context.Context, Ready) e
 	ctx, cancel := context.WithCancel(context.Background())
 	addrc := make(chan string, 1)
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, func(a net.Addr) { addrc <- a.String() }) }()
+	go func() {
+		done <- run(ctx, func(data, admin net.Addr) {
+			admins.Store(data.String(), admin.String())
+			addrc <- data.String()
+		})
+	}()
 	var addr string
 	select {
 	case addr = <-addrc:

@@ -12,10 +12,12 @@ import (
 	"github.com/caarlos0/env/v11"
 	"github.com/rs/zerolog"
 
+	"github.com/kvstack/kvstack/internal/clock"
 	"github.com/kvstack/kvstack/internal/consumer"
 	"github.com/kvstack/kvstack/internal/health"
 	"github.com/kvstack/kvstack/internal/httpapi"
 	"github.com/kvstack/kvstack/internal/kv"
+	"github.com/kvstack/kvstack/internal/msgsig"
 	"github.com/kvstack/kvstack/internal/postgres"
 	"github.com/kvstack/kvstack/internal/rabbitmq"
 	"github.com/kvstack/kvstack/internal/redis"
@@ -24,6 +26,7 @@ import (
 
 // Common is what every binary has.
 type Common struct {
+	// LogLevel is the least severe level logged: debug, info, warn or error.
 	LogLevel string `env:"LOG_LEVEL" envDefault:"info"`
 	// InstanceID tells replicas apart in logs, traces and metrics; it
 	// defaults to the host name and listen address.
@@ -37,16 +40,25 @@ type Common struct {
 // API configures cmd/api.
 type API struct {
 	Common
-	// Addr serves the API, /metrics and /debug/pprof (nginx exposes only
-	// the API). Port 0 picks a free port.
-	Addr     string `env:"KV_HTTP_ADDR" envDefault:"127.0.0.1:8081"`
-	HTTP     httpapi.Config
-	Limits   kv.Limits
-	Wait     kv.WaitConfig
-	Token    token.Config
-	Postgres postgres.Config
-	Redis    redis.Config
-	RabbitMQ rabbitmq.Config
+	// Addr serves the API, the one port nginx routes to. Port 0 picks a
+	// free port.
+	Addr string `env:"KV_HTTP_ADDR" envDefault:"127.0.0.1:8081"`
+	// AdminAddr serves /metrics, /debug/pprof and /debug/vars, for
+	// Prometheus and operators only: loopback unless a network policy
+	// keeps everyone else out (docs/DESIGN.md). Defaults: the API's
+	// 127.0.0.1:8181, the consumer's 127.0.0.1:8190.
+	AdminAddr string `env:"KV_ADMIN_ADDR" envDefault:"127.0.0.1:8181"`
+	HTTP      httpapi.Config
+	Limits    kv.Limits
+	Wait      kv.WaitConfig
+	Token     token.Config
+	Postgres  postgres.Config
+	Redis     redis.Config
+	RabbitMQ  rabbitmq.Config
+	// Messages signs what the API queues.
+	Messages msgsig.Config
+	// Clock refuses writes while this replica's clock is off.
+	Clock clock.Config
 	// Health paces the dependency checks behind /readyz.
 	Health health.Config
 
@@ -81,14 +93,23 @@ func (c API) Validate() error {
 // Consumer configures cmd/consumer.
 type Consumer struct {
 	Common
-	// Addr serves /healthz, /readyz, /metrics and /debug/pprof.
-	Addr     string `env:"KV_CONSUMER_ADDR" envDefault:"127.0.0.1:8090"`
-	Health   health.Config
-	Consumer consumer.Config
-	Limits   kv.Limits
-	Postgres postgres.Config
-	Redis    redis.Config
-	RabbitMQ rabbitmq.Config
+	// Addr serves /healthz and /readyz.
+	Addr string `env:"KV_CONSUMER_ADDR" envDefault:"127.0.0.1:8090"`
+	// AdminAddr serves /metrics, /debug/pprof and /debug/vars, for
+	// Prometheus and operators only: loopback unless a network policy
+	// keeps everyone else out (docs/DESIGN.md). Defaults: the API's
+	// 127.0.0.1:8181, the consumer's 127.0.0.1:8190.
+	AdminAddr string `env:"KV_ADMIN_ADDR" envDefault:"127.0.0.1:8190"`
+	Health    health.Config
+	Consumer  consumer.Config
+	Limits    kv.Limits
+	Postgres  postgres.Config
+	Redis     redis.Config
+	RabbitMQ  rabbitmq.Config
+	// Messages checks the signature of what the consumer applies.
+	Messages msgsig.Config
+	// Clock bounds the timestamps the consumer applies.
+	Clock clock.Config
 }
 
 // Migrate configures cmd/migrate: the schema, then the queues (their type).
@@ -143,7 +164,7 @@ func (c Common) InstanceIDOr(addr string) string {
 
 // MarshalZerologObject logs the API configuration, secrets masked.
 func (c API) MarshalZerologObject(e *zerolog.Event) {
-	e.Str("addr", c.Addr).
+	e.Str("addr", c.Addr).Str("admin_addr", c.AdminAddr).
 		Dur("drain_delay", c.DrainDelay).
 		Interface("health", c.Health).
 		Interface("http", c.HTTP).
@@ -152,16 +173,20 @@ func (c API) MarshalZerologObject(e *zerolog.Event) {
 		Object("token", c.Token).
 		Str("postgres", c.Postgres.String()).
 		Interface("redis", c.Redis).
-		Object("rabbitmq", c.RabbitMQ)
+		Object("rabbitmq", c.RabbitMQ).
+		Object("messages", c.Messages).
+		Interface("clock", c.Clock)
 }
 
 // MarshalZerologObject logs the consumer configuration, secrets masked.
 func (c Consumer) MarshalZerologObject(e *zerolog.Event) {
-	e.Str("addr", c.Addr).
+	e.Str("addr", c.Addr).Str("admin_addr", c.AdminAddr).
 		Interface("limits", c.Limits).
 		Str("postgres", c.Postgres.String()).
 		Interface("redis", c.Redis).
 		Object("rabbitmq", c.RabbitMQ).
 		Object("consumer", c.Consumer).
+		Object("messages", c.Messages).
+		Interface("clock", c.Clock).
 		Interface("health", c.Health)
 }

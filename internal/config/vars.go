@@ -17,9 +17,10 @@ type Var struct {
 }
 
 // Vars lists, in declaration order, every environment variable that the
-// configuration T reads, with its default: the one list that README's
-// tables, docker-compose.yml and the Kubernetes manifests are checked
-// against (each binary prints it with -env).
+// configuration T reads, with its default: the one list from which
+// docs/CONFIGURATION.md is generated (lab/configdoc), and against which
+// docker-compose.yml and the Kubernetes manifests are checked (each binary
+// prints it with -env).
 func Vars[T any]() []Var {
 	var zero T
 	params, err := env.GetFieldParams(&zero)
@@ -38,7 +39,7 @@ func Vars[T any]() []Var {
 func Flags[T any](name string) {
 	fs := flag.NewFlagSet(name, flag.ExitOnError)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "%s is configured by environment variables only (README: Configuration).\n\n", name)
+		fmt.Fprintf(fs.Output(), "%s is configured by environment variables only (docs/CONFIGURATION.md).\n\n", name)
 		fs.PrintDefaults()
 	}
 	printEnv := fs.Bool("env", false, "print every environment variable read, NAME=default one a line, and exit")

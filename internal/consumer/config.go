@@ -32,7 +32,9 @@ type Config struct {
 	// wait in the queue: an older put arriving after its tombstone was
 	// purged would resurrect the key.
 	TombstoneRetention time.Duration `env:"KV_TOMBSTONE_RETENTION" envDefault:"168h"`
-	PurgeInterval      time.Duration `env:"KV_TOMBSTONE_PURGE_INTERVAL" envDefault:"10m"`
+	// PurgeInterval is how often the tombstones older than
+	// TombstoneRetention are purged.
+	PurgeInterval time.Duration `env:"KV_TOMBSTONE_PURGE_INTERVAL" envDefault:"10m"`
 }
 
 // DefaultConfig() is the configuration with every variable unset.

@@ -83,9 +83,9 @@ func unappliable(err error) bool {
 
 func (r *Runner) deadLetter(m Message, err error) Result {
 	log := telemetry.WithTrace(m.Ctx, r.log)
-	log.Error().Err(err).Str("queue", m.Queue).Int("bytes", len(m.Body)).
+	log.Error().Err(err).Str("queue", m.Queue).Int("bytes", len(m.Body)).Str("reason", ReasonUnappliable).
 		Msg("message cannot be applied; dead-lettering it")
-	return Result{Outcome: kv.DeadLettered}
+	return Result{Outcome: kv.DeadLettered, Reason: ReasonUnappliable}
 }
 
 // call runs the handler once, turning a panic or a broken contract into

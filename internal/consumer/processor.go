@@ -2,12 +2,14 @@ package consumer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/kvstack/kvstack/internal/kv"
+	"github.com/kvstack/kvstack/internal/msgsig"
 	"github.com/kvstack/kvstack/internal/telemetry"
 )
 
@@ -35,16 +37,52 @@ type Cache interface {
 type Processor struct {
 	store  Store
 	cache  Cache
-	limits kv.Limits
+	checks Checks
 	log    zerolog.Logger
 	repair *cacheRepair
 }
 
+// Checks are what a message must pass before it is applied.
+type Checks struct {
+	Limits kv.Limits
+	// Keys verify each message's signature; required.
+	Keys *msgsig.Keys
+	// AcceptUnsigned lets a message without signature headers through
+	// (KV_ACCEPT_UNSIGNED_MESSAGES, for an upgrade); OnUnsigned, when not
+	// nil, is called for each.
+	AcceptUnsigned bool
+	OnUnsigned     func(queue string)
+	// MaxClockSkew bounds how far past Now a message's timestamp may lie
+	// (KV_MAX_CLOCK_SKEW); required. Under last writer wins, a message
+	// stamped in the far future would lock its key until then.
+	MaxClockSkew time.Duration
+	// Now is the reference clock (PostgreSQL's, as clock.Monitor knows
+	// it); time.Now when nil.
+	Now func() time.Time
+}
+
+// Why a message is dead-lettered (Result.Reason), besides the signature's
+// reasons (msgsig.ReasonUnsigned, ReasonUnknownKey, ReasonBad).
+const (
+	ReasonInvalid     = "invalid"          // not a valid message: JSON, fields, limits
+	ReasonUnappliable = "unappliable"      // the store refused it for good, or the handler panicked
+	ReasonFuture      = "future_timestamp" // stamped more than MaxClockSkew ahead of the reference clock
+)
+
+// DeadLetterReasons lists every Result.Reason, for metrics.
+var DeadLetterReasons = []string{msgsig.ReasonUnsigned, msgsig.ReasonUnknownKey, msgsig.ReasonBad, ReasonInvalid, ReasonFuture, ReasonUnappliable}
+
 // NewProcessor wires a processor. Entries that could not be written to the
 // cache are retried by RunCacheRepair.
-func NewProcessor(store Store, cache Cache, limits kv.Limits, log zerolog.Logger) *Processor {
+func NewProcessor(store Store, cache Cache, checks Checks, log zerolog.Logger) *Processor {
+	if checks.Keys == nil || checks.MaxClockSkew <= 0 {
+		panic("consumer: NewProcessor without message keys or a bound on timestamps")
+	}
+	if checks.Now == nil {
+		checks.Now = time.Now
+	}
 	return &Processor{
-		store: store, cache: cache, limits: limits, log: log,
+		store: store, cache: cache, checks: checks, log: log,
 		repair: newCacheRepair(maxPendingRepairs),
 	}
 }
@@ -66,12 +104,12 @@ func (p *Processor) handle(tr *batchTrace, batch []Message) ([]Result, error) {
 	ops := make([]kv.Op, 0, len(batch))
 	msgOf := make([]int, 0, len(batch)) // ops[i] came from batch[msgOf[i]]
 	for i, m := range batch {
-		op, err := kv.DecodeMessage(m.Kind, m.Body, p.limits)
+		op, reason, err := p.check(m)
 		if err != nil {
 			log := telemetry.WithTrace(m.Ctx, p.log)
-			log.Warn().Err(err).Str("queue", m.Queue).Int("bytes", len(m.Body)).
-				Msg("message cannot be decoded; dead-lettering it")
-			results[i].Outcome = kv.DeadLettered
+			log.Warn().Err(err).Str("queue", m.Queue).Int("bytes", len(m.Body)).Str("reason", reason).
+				Msg("message refused; dead-lettering it")
+			results[i].Outcome, results[i].Reason = kv.DeadLettered, reason
 			continue
 		}
 		results[i].Op = op
@@ -114,6 +152,30 @@ func (p *Processor) handle(tr *batchTrace, batch []Message) ([]Result, error) {
 	}
 	p.updateCache(tr, entries, cached)
 	return results, nil
+}
+
+// check verifies a message's signature, decodes it, and bounds its
+// timestamp; an error comes with the reason to dead-letter the message.
+func (p *Processor) check(m Message) (kv.Op, string, error) {
+	unsigned := m.KeyID == "" && m.Signature == ""
+	if !unsigned || !p.checks.AcceptUnsigned {
+		if err := p.checks.Keys.Verify(string(m.Kind), m.Body, m.KeyID, m.Signature); err != nil {
+			var serr *msgsig.Error
+			errors.As(err, &serr)
+			return kv.Op{}, serr.Reason, err
+		}
+	} else if p.checks.OnUnsigned != nil {
+		p.checks.OnUnsigned(m.Queue)
+	}
+	op, err := kv.DecodeMessage(m.Kind, m.Body, p.checks.Limits)
+	if err != nil {
+		return kv.Op{}, ReasonInvalid, err
+	}
+	if limit := p.checks.Now().Add(p.checks.MaxClockSkew); op.Version.Time.After(limit) {
+		return kv.Op{}, ReasonFuture, fmt.Errorf("timestamp %s is more than KV_MAX_CLOCK_SKEW (%s) ahead of PostgreSQL's clock (%s)",
+			op.Version.Time.Format(kv.TimestampLayout), p.checks.MaxClockSkew, limit.Add(-p.checks.MaxClockSkew).UTC().Format(kv.TimestampLayout))
+	}
+	return op, "", nil
 }
 
 func (p *Processor) updateCache(tr *batchTrace, entries []kv.Entry, msgs []int) {

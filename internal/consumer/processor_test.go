@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/kvstack/kvstack/internal/kv"
+	"github.com/kvstack/kvstack/internal/msgsig"
 )
 
 // memStore is an in-memory Store with the same last-writer-wins rule.
@@ -74,10 +75,34 @@ func (c *memCache) Purge(context.Context) error {
 	return nil
 }
 
+// testKeys sign the test messages; msgsig's tests cover the keys.
+var testKeys = func() *msgsig.Keys {
+	ks, err := msgsig.ParseKeys("the-processor-tests-key-of-32-bytes-or-more")
+	if err != nil {
+		panic(err)
+	}
+	return ks
+}()
+
 func newTestProcessor() (*Processor, *memStore, *memCache) {
+	return newTestProcessorWith(Checks{})
+}
+
+// newTestProcessorWith is newTestProcessor with checks, their limits and
+// keys defaulted.
+func newTestProcessorWith(checks Checks) (*Processor, *memStore, *memCache) {
 	store := &memStore{rows: map[string]kv.Entry{}, reject: map[string]bool{}}
 	cache := &memCache{entries: map[string]kv.Entry{}}
-	return NewProcessor(store, cache, kv.DefaultLimits(), zerolog.Nop()), store, cache
+	if checks.Limits == (kv.Limits{}) {
+		checks.Limits = kv.DefaultLimits()
+	}
+	if checks.Keys == nil {
+		checks.Keys = testKeys
+	}
+	if checks.MaxClockSkew == 0 {
+		checks.MaxClockSkew = time.Minute
+	}
+	return NewProcessor(store, cache, checks, zerolog.Nop()), store, cache
 }
 
 var t0 = time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
@@ -94,7 +119,14 @@ func msg(t *testing.T, o kv.Op) Message {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Message{Queue: string(o.Kind) + "_q", Kind: o.Kind, Body: body, Ctx: context.Background()}
+	return signed(o.Kind, body)
+}
+
+// signed is a message of kind with body, signed as the API signs.
+func signed(kind kv.Kind, body []byte) Message {
+	m := Message{Queue: string(kind) + "_q", Kind: kind, Body: body, Ctx: context.Background()}
+	m.KeyID, m.Signature = testKeys.Sign(string(kind), body)
+	return m
 }
 
 func outcomesOf(results []Result) []kv.Outcome {
@@ -184,9 +216,9 @@ func TestHandleDeadLettersUndecodable(t *testing.T) {
 	p, store, _ := newTestProcessor()
 	good := op(kv.KindPut, "good", "v", 1)
 	batch := []Message{
-		{Kind: kv.KindPut, Body: []byte("{not json"), Ctx: context.Background()},
+		signed(kv.KindPut, []byte("{not json")),
 		msg(t, good),
-		{Kind: kv.KindDelete, Body: []byte(`{"key":"","timestamp":"x","op_id":"y"}`), Ctx: context.Background()},
+		signed(kv.KindDelete, []byte(`{"key":"","timestamp":"x","op_id":"y"}`)),
 	}
 	results, err := p.Handle(context.Background(), batch)
 	if err != nil {
@@ -195,8 +227,111 @@ func TestHandleDeadLettersUndecodable(t *testing.T) {
 	if got, want := outcomesOf(results), []kv.Outcome{kv.DeadLettered, kv.Applied, kv.DeadLettered}; !slices.Equal(got, want) {
 		t.Fatalf("outcomes = %v, want %v", got, want)
 	}
+	if got := []string{results[0].Reason, results[2].Reason}; !slices.Equal(got, []string{ReasonInvalid, ReasonInvalid}) {
+		t.Errorf("reasons = %q, want %s", got, ReasonInvalid)
+	}
 	if store.rows["good"].Value != "v" {
 		t.Fatalf("the good message was not applied alongside the poison")
+	}
+}
+
+// A message whose signature is missing, made with a key the consumer does
+// not hold, or not the MAC of the message (a forged body, a put's body on
+// the delete queue) is dead-lettered with its reason, and its key is not
+// touched; the signed messages of the batch are applied.
+func TestHandleDeadLettersBadSignatures(t *testing.T) {
+	p, store, _ := newTestProcessor()
+	good := msg(t, op(kv.KindPut, "good", "v", 1))
+
+	unsigned := msg(t, op(kv.KindPut, "a", "unsigned", 1))
+	unsigned.KeyID, unsigned.Signature = "", ""
+	foreign := msg(t, op(kv.KindPut, "b", "foreign key", 1))
+	otherKeys, err := msgsig.ParseKeys("a-key-the-consumer-does-not-hold-32-bytes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	foreign.KeyID, foreign.Signature = otherKeys.Sign(string(kv.KindPut), foreign.Body)
+	forged := msg(t, op(kv.KindPut, "c", "signed", 1))
+	forged.Body, _ = kv.EncodeMessage(op(kv.KindPut, "c", "forged", 2))
+	moved := msg(t, op(kv.KindPut, "d", "a put", 1))
+	moved.Kind, moved.Queue = kv.KindDelete, "delete_q"
+
+	results, err := p.Handle(context.Background(), []Message{unsigned, good, foreign, forged, moved})
+	if err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	want := []Result{
+		{Outcome: kv.DeadLettered, Reason: msgsig.ReasonUnsigned},
+		{Outcome: kv.Applied},
+		{Outcome: kv.DeadLettered, Reason: msgsig.ReasonUnknownKey},
+		{Outcome: kv.DeadLettered, Reason: msgsig.ReasonBad},
+		{Outcome: kv.DeadLettered, Reason: msgsig.ReasonBad},
+	}
+	for i, w := range want {
+		if results[i].Outcome != w.Outcome || results[i].Reason != w.Reason {
+			t.Errorf("message %d: %v (%q), want %v (%q)", i, results[i].Outcome, results[i].Reason, w.Outcome, w.Reason)
+		}
+	}
+	for _, k := range []string{"a", "b", "c", "d"} {
+		if e, ok := store.rows[k]; ok {
+			t.Errorf("key %s written by a refused message: %+v", k, e)
+		}
+	}
+	if store.rows["good"].Value != "v" {
+		t.Errorf("the signed message was not applied")
+	}
+}
+
+// A signed message stamped more than KV_MAX_CLOCK_SKEW past the reference
+// clock (an API's clock a year ahead, or the end of time) is dead-lettered
+// and its key untouched; one within the bound is applied.
+func TestHandleDeadLettersFutureTimestamps(t *testing.T) {
+	now := t0.Add(time.Hour)
+	p, store, _ := newTestProcessorWith(Checks{MaxClockSkew: time.Minute, Now: func() time.Time { return now }})
+	within := op(kv.KindPut, "within", "v", 0)
+	within.Version.Time = now.Add(59 * time.Second)
+	ahead := op(kv.KindPut, "ahead", "v", 0)
+	ahead.Version.Time = now.Add(61 * time.Second)
+	endOfTime := op(kv.KindDelete, "end", "", 0)
+	endOfTime.Version.Time = time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC)
+
+	results, err := p.Handle(context.Background(), []Message{msg(t, within), msg(t, ahead), msg(t, endOfTime)})
+	if err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	want := []Result{{Outcome: kv.Applied}, {Outcome: kv.DeadLettered, Reason: ReasonFuture}, {Outcome: kv.DeadLettered, Reason: ReasonFuture}}
+	for i, w := range want {
+		if results[i].Outcome != w.Outcome || results[i].Reason != w.Reason {
+			t.Errorf("message %d: %v (%q), want %v (%q)", i, results[i].Outcome, results[i].Reason, w.Outcome, w.Reason)
+		}
+	}
+	if _, ok := store.rows["ahead"]; ok {
+		t.Errorf("the message a minute and a second ahead was applied")
+	}
+	if _, ok := store.rows["end"]; ok {
+		t.Errorf("the message stamped 9999-12-31 was applied")
+	}
+}
+
+// KV_ACCEPT_UNSIGNED_MESSAGES applies a message with no signature headers,
+// and counts it; a message that has them is checked all the same.
+func TestHandleAcceptUnsigned(t *testing.T) {
+	var counted []string
+	p, store, _ := newTestProcessorWith(Checks{AcceptUnsigned: true, OnUnsigned: func(q string) { counted = append(counted, q) }})
+	unsigned := msg(t, op(kv.KindPut, "a", "unsigned", 1))
+	unsigned.KeyID, unsigned.Signature = "", ""
+	forged := msg(t, op(kv.KindPut, "b", "signed", 1))
+	forged.Body, _ = kv.EncodeMessage(op(kv.KindPut, "b", "forged", 2))
+
+	results, err := p.Handle(context.Background(), []Message{unsigned, forged})
+	if err != nil {
+		t.Fatalf("Handle: %v", err)
+	}
+	if got, want := outcomesOf(results), []kv.Outcome{kv.Applied, kv.DeadLettered}; !slices.Equal(got, want) {
+		t.Fatalf("outcomes = %v, want %v", got, want)
+	}
+	if store.rows["a"].Value != "unsigned" || !slices.Equal(counted, []string{"put_q"}) {
+		t.Errorf("unsigned message: row %+v, counted %q; want it applied and counted once", store.rows["a"], counted)
 	}
 }
 

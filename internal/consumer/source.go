@@ -45,7 +45,8 @@ type Delivery struct {
 	// Tag is the session's handle for settling the delivery; it grows
 	// within a queue.
 	Tag uint64
-	// Header carries the producer's trace context.
+	// Header carries the producer's trace context and the message's
+	// signature (msgsig).
 	Header propagation.TextMapCarrier
 	// Attrs describe the message on its span, as the messaging semantic
 	// conventions of the Source's system ask.
@@ -57,6 +58,8 @@ type Message struct {
 	Queue string
 	Kind  kv.Kind
 	Body  []byte
+	// KeyID and Signature are the msgsig headers, "" when absent.
+	KeyID, Signature string
 	// Ctx holds the message's CONSUMER span; never nil.
 	Ctx context.Context
 }
@@ -67,6 +70,9 @@ type Result struct {
 	// Op is the decoded operation; the zero Op when the message could not
 	// be decoded.
 	Op kv.Op
+	// Reason says why a message was dead-lettered (one of the Reason
+	// constants); "" otherwise.
+	Reason string
 }
 
 // Handler applies one batch and says what became of each message, in

@@ -11,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kvstack/kvstack/internal/kv"
+	"github.com/kvstack/kvstack/internal/msgsig"
 )
 
 // How a message is traced. Its CONSUMER span, "process <queue>", starts
@@ -135,12 +136,19 @@ func (b *batch) add(d Delivery) {
 	}
 	ctx, span := otel.Tracer(tracerName).Start(parent, "process "+d.Queue, opts...)
 	b.deliveries = append(b.deliveries, d)
-	b.msgs = append(b.msgs, Message{Queue: d.Queue, Kind: d.Kind, Body: d.Body, Ctx: ctx})
+	m := Message{Queue: d.Queue, Kind: d.Kind, Body: d.Body, Ctx: ctx}
+	if d.Header != nil {
+		m.KeyID, m.Signature = d.Header.Get(msgsig.KeyIDHeader), d.Header.Get(msgsig.SignatureHeader)
+	}
+	b.msgs = append(b.msgs, m)
 	b.spans = append(b.spans, span)
 }
 
 // outcomeKey is the attribute that says what became of a message.
 const outcomeKey = attribute.Key("kvstack.outcome")
+
+// reasonKey says why a message was dead-lettered.
+const reasonKey = attribute.Key("kvstack.dead_letter.reason")
 
 // end ends every message's span once the batch is settled, recording its
 // outcome; or, when err is not nil, once the batch is abandoned unsettled
@@ -152,7 +160,7 @@ func (b *batch) end(results []Result, err error) {
 			span.AddEvent("not settled; the broker will deliver it again")
 			setError(span, err)
 		case results[i].Outcome == kv.DeadLettered:
-			span.SetAttributes(outcomeKey.String(results[i].Outcome.String()))
+			span.SetAttributes(outcomeKey.String(results[i].Outcome.String()), reasonKey.String(results[i].Reason))
 			span.SetStatus(codes.Error, "dead-lettered")
 		default:
 			span.SetAttributes(outcomeKey.String(results[i].Outcome.String()))

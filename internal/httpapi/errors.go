@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/kvstack/kvstack/internal/clock"
 	"github.com/kvstack/kvstack/internal/kv"
 )
 
@@ -46,6 +47,10 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, key string, err error
 	case errors.Is(err, kv.ErrTooManyWaiters):
 		a.retryAfter(w)
 		writeError(w, r, http.StatusServiceUnavailable, "too_many_waiters", "too many requests wait on this replica; retry later")
+	case errors.Is(err, clock.ErrSkewed):
+		a.logFor(r).Error().Err(err).Msg("write refused: this replica's clock is off")
+		a.retryAfter(w)
+		writeError(w, r, http.StatusServiceUnavailable, "clock_skew", "this replica's clock is off, so its writes could be ordered wrongly; retry (another replica may take it)")
 	case errors.Is(err, kv.ErrUnavailable):
 		a.logFor(r).Warn().Err(err).Msg("dependency unavailable")
 		a.retryAfter(w)

@@ -6,6 +6,7 @@ package httpapi
 import (
 	"context"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -104,10 +105,25 @@ func (a *api) router() chi.Router {
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, http.StatusNotFound, "not_found", "no such route")
 	})
-	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, r, http.StatusMethodNotAllowed, "method_not_allowed", r.Method+" is not allowed here")
+	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set("Allow", allowed(r, req.URL.Path))
+		writeError(w, req, http.StatusMethodNotAllowed, "method_not_allowed", req.Method+" is not allowed here")
 	})
 	read(r, "/healthz", a.healthz)
 	read(r, "/readyz", a.readyz)
 	return r
+}
+
+// allowed is the Allow header of a 405 (RFC 9110 requires one): the methods
+// routes serves on path. It asks the router itself, so that routes added
+// after router() are counted too.
+func allowed(routes chi.Routes, path string) string {
+	var methods []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut,
+		http.MethodPatch, http.MethodDelete, http.MethodOptions} {
+		if routes.Match(chi.NewRouteContext(), m, path) {
+			methods = append(methods, m)
+		}
+	}
+	return strings.Join(methods, ", ")
 }

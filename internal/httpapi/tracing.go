@@ -103,10 +103,10 @@ func requestAttrs(attrs []attribute.KeyValue, r *http.Request) []attribute.KeyVa
 	if ua := r.UserAgent(); ua != "" {
 		attrs = append(attrs, semconv.UserAgentOriginal(ua))
 	}
-	client := r.Header.Get("X-Forwarded-For")
-	if i := strings.IndexByte(client, ','); i >= 0 {
-		client = client[:i]
-	}
+	// The client is who nginx saw ($remote_addr, which it sends as
+	// X-Real-IP over whatever the client sent); X-Forwarded-For, which
+	// otelhttp reads, starts with whatever the client wrote there.
+	client := r.Header.Get("X-Real-IP")
 	if client == "" {
 		client = peer
 	}

@@ -106,7 +106,10 @@ func TestServerSpanAttributesAreOtelhttps(t *testing.T) {
 		host                       string
 	}{
 		{"read", "GET", "/api?key=a", "", map[string]string{"User-Agent": "curl/8"}, "kv.example"},
-		{"through nginx", "GET", "/api?key=a", "", map[string]string{"X-Forwarded-For": "203.0.113.9, 10.0.0.1", "User-Agent": "wrk"}, "kv.example:8080"},
+		// As nginx sends it from a client that sent no X-Forwarded-For:
+		// the two name the same client (TestClientAddressIsNginxs: when
+		// they differ, ours is X-Real-IP's).
+		{"through nginx", "GET", "/api?key=a", "", map[string]string{"X-Forwarded-For": "203.0.113.9", "X-Real-IP": "203.0.113.9", "User-Agent": "wrk"}, "kv.example:8080"},
 		{"put", "PUT", "/api", `{"key":"a","value":"b"}`, nil, "127.0.0.1:8081"},
 		{"error", "PUT", "/api", `{"key":`, nil, "kv.example"},
 		{"made-up method", "BREW", "/api", "", nil, "kv.example"},
@@ -136,6 +139,39 @@ func TestServerSpanAttributesAreOtelhttps(t *testing.T) {
 			theirs["http.route"] = ours["http.route"] // the router names the route, not otelhttp
 			if !equalAttrs(ours, theirs) {
 				t.Errorf("attributes differ:\n ours   %v\n otelhttp %v", ours, theirs)
+			}
+		})
+	}
+}
+
+// client.address is the address nginx saw (X-Real-IP, which nginx sets to
+// $remote_addr), or the peer without one: never an X-Forwarded-For entry,
+// which the client writes as it likes.
+func TestClientAddressIsNginxs(t *testing.T) {
+	spans := recordSpans(t)
+	svc := &fakeService{entries: map[string]string{"a": "1"}}
+	for _, tc := range []struct {
+		name   string
+		header map[string]string
+		want   string
+	}{
+		{"through nginx, spoofed X-Forwarded-For", map[string]string{"X-Forwarded-For": "203.0.113.66, 198.51.100.7", "X-Real-IP": "198.51.100.7"}, "198.51.100.7"},
+		{"no edge", map[string]string{"X-Forwarded-For": "203.0.113.66"}, "192.0.2.1"},
+		{"nothing", nil, "192.0.2.1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "/api?key=a", nil) // RemoteAddr 192.0.2.1:1234
+			for k, v := range tc.header {
+				r.Header.Set(k, v)
+			}
+			spans.Reset()
+			newTestHandler(svc).ServeHTTP(httptest.NewRecorder(), r)
+			ended := spans.Ended()
+			if len(ended) == 0 {
+				t.Fatal("no span")
+			}
+			if got := attrs(ended[0].Attributes())["client.address"]; got != tc.want {
+				t.Errorf("client.address = %q, want %q", got, tc.want)
 			}
 		})
 	}

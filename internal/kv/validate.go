@@ -12,6 +12,7 @@ import (
 // PostgreSQL's B-tree entry limit (about 2.7 kB) and a value far below
 // RabbitMQ's default maximum message size.
 type Limits struct {
+	// MaxKeyBytes bounds a key, MaxValueBytes a value, in bytes of UTF-8.
 	MaxKeyBytes   int `env:"KV_MAX_KEY_BYTES" envDefault:"512"`
 	MaxValueBytes int `env:"KV_MAX_VALUE_BYTES" envDefault:"262144"`
 }

@@ -18,11 +18,14 @@ type Consumer struct {
 	lag           *prometheus.HistogramVec
 	purged        prometheus.Counter
 	shardPurges   *prometheus.CounterVec
+	deadLetters   *prometheus.CounterVec
+	unsigned      *prometheus.CounterVec
 	reg           prometheus.Registerer
 }
 
-// NewConsumer registers the consumer metrics on reg for the given queues.
-func NewConsumer(reg prometheus.Registerer, queues ...string) *Consumer {
+// NewConsumer registers the consumer metrics on reg for the given queues;
+// reasons are the dead-letter reasons (consumer.DeadLetterReasons).
+func NewConsumer(reg prometheus.Registerer, reasons []string, queues ...string) *Consumer {
 	m := &Consumer{
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kvstack_consumer_messages_total",
@@ -55,6 +58,14 @@ func NewConsumer(reg prometheus.Registerer, queues ...string) *Consumer {
 			Name: "kvstack_consumer_cache_shard_purges_total",
 			Help: "Redis Cluster shards whose cached keys were purged because their master had not marked them, by the mark found: other_master (a replica promoted, which may lack its master's last updates), none (a new cluster, a node that lost its data, a purged cache).",
 		}, []string{"mark"}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kvstack_consumer_dead_letters_total",
+			Help: "Messages refused before they were applied, dead-lettered, by queue and reason (unsigned, unknown_key, bad_signature: the signature check; invalid: not a valid message).",
+		}, []string{"queue", "reason"}),
+		unsigned: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "kvstack_consumer_unsigned_accepted_total",
+			Help: "Messages without a signature applied all the same, by queue: KV_ACCEPT_UNSIGNED_MESSAGES is on (an upgrade from APIs that did not sign).",
+		}, []string{"queue"}),
 		reg: reg,
 	}
 	for _, mark := range []string{MarkOtherMaster, MarkNone} {
@@ -65,9 +76,27 @@ func NewConsumer(reg prometheus.Registerer, queues ...string) *Consumer {
 			m.messages.WithLabelValues(q, o.String())
 		}
 		m.lag.WithLabelValues(q)
+		m.unsigned.WithLabelValues(q)
+		for _, r := range reasons {
+			m.deadLetters.WithLabelValues(q, r)
+		}
 	}
-	reg.MustRegister(m.messages, m.retries, m.batchSize, m.applyDuration, m.lag, m.purged, m.shardPurges)
+	reg.MustRegister(m.messages, m.retries, m.batchSize, m.applyDuration, m.lag, m.purged, m.shardPurges, m.deadLetters, m.unsigned)
 	return m
+}
+
+// DeadLettered counts a message refused for reason.
+func (m *Consumer) DeadLettered(queue, reason string) {
+	if m != nil {
+		m.deadLetters.WithLabelValues(queue, reason).Inc()
+	}
+}
+
+// UnsignedAccepted counts a message applied without a signature.
+func (m *Consumer) UnsignedAccepted(queue string) {
+	if m != nil {
+		m.unsigned.WithLabelValues(queue).Inc()
+	}
 }
 
 // Message counts one handled message.

@@ -17,6 +17,8 @@ import (
 // Config sets up the connection pool. Zero durations and counts leave pgx's
 // own defaults (or the URL's parameters) in force.
 type Config struct {
+	// URL is PostgreSQL's connection URL; several hosts (h1:5432,h2:5433)
+	// with target_session_attrs=read-write find the primary among them.
 	URL string `env:"DATABASE_URL" envDefault:"postgres://kvstack:kvstack@127.0.0.1:5432/kvstack?sslmode=disable"`
 	// MaxConns caps the pool; a consumer applying batches needs few, the
 	// API serves reads with at most this many concurrent queries.

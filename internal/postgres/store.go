@@ -64,6 +64,17 @@ func (s *Store) Ping(ctx context.Context) error {
 	return translate("ping", s.pool.Ping(ctx))
 }
 
+// Now is PostgreSQL's clock (clock_timestamp(), not the transaction's
+// start): the reference every process measures its own clock against
+// (package clock).
+func (s *Store) Now(ctx context.Context) (time.Time, error) {
+	var t time.Time
+	if err := s.pool.QueryRow(ctx, "SELECT clock_timestamp()").Scan(&t); err != nil {
+		return time.Time{}, translate("now", err)
+	}
+	return t, nil
+}
+
 func scanEntry(row pgx.Row) (kv.Entry, error) {
 	var (
 		e     kv.Entry

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kvstack/kvstack/internal/kv"
 	"github.com/kvstack/kvstack/internal/postgres"
@@ -105,6 +106,19 @@ func TestPing(t *testing.T) {
 	s := newStore(t)
 	if err := s.Ping(t.Context()); err != nil {
 		t.Errorf("Ping: got %v, want nil", err)
+	}
+}
+
+// Now is PostgreSQL's clock, which on this machine is the test's own.
+func TestNow(t *testing.T) {
+	s := newStore(t)
+	before := time.Now()
+	now, err := s.Now(t.Context())
+	if err != nil {
+		t.Fatalf("Now: %v", err)
+	}
+	if now.Before(before.Add(-time.Second)) || now.After(time.Now().Add(time.Second)) {
+		t.Errorf("Now = %s, want about %s", now, before)
 	}
 }
 

@@ -18,7 +18,9 @@ type Config struct {
 	// URL is one broker, or the nodes of one cluster separated by commas:
 	// connections go to the first that answers, and one that is lost moves
 	// on to the next (see URLs).
-	URL      string `env:"RABBITMQ_URL" envDefault:"amqp://guest:guest@127.0.0.1:5672/"`
+	URL string `env:"RABBITMQ_URL" envDefault:"amqp://guest:guest@127.0.0.1:5672/"`
+	// QueueAdd and QueueDel name the work queues of puts and deletes; each
+	// has its dead-letter queue <name>.dlq, bound to the DLX exchange.
 	QueueAdd string `env:"RABBITMQ_QUEUE_ADD" envDefault:"add_key"`
 	QueueDel string `env:"RABBITMQ_QUEUE_DEL" envDefault:"del_key"`
 	DLX      string `env:"RABBITMQ_DLX" envDefault:"kvstack.dlx"`
@@ -28,6 +30,15 @@ type Config struct {
 	// A queue that exists as the other type is converted by MigrateQueues
 	// (cmd/migrate).
 	QueueType string `env:"RABBITMQ_QUEUE_TYPE" envDefault:"quorum"`
+	// QueueMaxLength and QueueMaxBytes bound each work queue, in messages
+	// and in bytes of bodies (0: no bound); a publish past either is
+	// refused, and the API answers 503 (see Topology). The defaults hold
+	// about 80 s of the consumer's measured apply rate (12,400 msg/s,
+	// lab/bench/REPORT.md) and 1 GiB: 4,096 values of the largest size
+	// (KV_MAX_VALUE_BYTES). A queue declared with other bounds is declared
+	// again by MigrateQueues (cmd/migrate).
+	QueueMaxLength int   `env:"RABBITMQ_QUEUE_MAX_LENGTH" envDefault:"1000000"`
+	QueueMaxBytes  int64 `env:"RABBITMQ_QUEUE_MAX_BYTES" envDefault:"1073741824"`
 
 	// PublishChannels is the size of the publisher's pool of confirm-mode
 	// channels on its one connection.
@@ -65,6 +76,12 @@ func (c Config) Validate() error {
 	}
 	if c.QueueType != "quorum" && c.QueueType != "classic" {
 		errs = append(errs, fmt.Errorf("RABBITMQ_QUEUE_TYPE: %q, want quorum or classic", c.QueueType))
+	}
+	if c.QueueMaxLength < 0 {
+		errs = append(errs, fmt.Errorf("RABBITMQ_QUEUE_MAX_LENGTH: %d, want ≥ 0 (0: no bound)", c.QueueMaxLength))
+	}
+	if c.QueueMaxBytes < 0 {
+		errs = append(errs, fmt.Errorf("RABBITMQ_QUEUE_MAX_BYTES: %d, want ≥ 0 (0: no bound)", c.QueueMaxBytes))
 	}
 	if c.PublishChannels < 1 {
 		errs = append(errs, fmt.Errorf("RABBITMQ_PUBLISH_CHANNELS: %d, want ≥ 1", c.PublishChannels))
@@ -122,18 +139,20 @@ func (c Config) MarshalZerologObject(e *zerolog.Event) {
 	e.Str("url", c.RedactedURL()).
 		Str("queue_add", c.QueueAdd).Str("queue_del", c.QueueDel).
 		Str("dlx", c.DLX).Str("queue_type", c.QueueType).
+		Int("queue_max_length", c.QueueMaxLength).Int64("queue_max_bytes", c.QueueMaxBytes).
 		Int("publish_channels", c.PublishChannels).Dur("publish_timeout", c.PublishTimeout).
 		Int("prefetch", c.Prefetch)
 }
 
 // String is the configuration without the password.
 func (c Config) String() string {
-	return fmt.Sprintf("rabbitmq{url=%s add=%s del=%s dlx=%s type=%s channels=%d timeout=%s prefetch=%d}",
-		c.RedactedURL(), c.QueueAdd, c.QueueDel, c.DLX, c.QueueType,
+	return fmt.Sprintf("rabbitmq{url=%s add=%s del=%s dlx=%s type=%s max_length=%d max_bytes=%d channels=%d timeout=%s prefetch=%d}",
+		c.RedactedURL(), c.QueueAdd, c.QueueDel, c.DLX, c.QueueType, c.QueueMaxLength, c.QueueMaxBytes,
 		c.PublishChannels, c.PublishTimeout, c.Prefetch)
 }
 
 // Topology is the topology this configuration names.
 func (c Config) Topology() Topology {
-	return Topology{AddQueue: c.QueueAdd, DelQueue: c.QueueDel, DLX: c.DLX, QueueType: c.QueueType}
+	return Topology{AddQueue: c.QueueAdd, DelQueue: c.QueueDel, DLX: c.DLX, QueueType: c.QueueType,
+		MaxLength: c.QueueMaxLength, MaxBytes: c.QueueMaxBytes}
 }

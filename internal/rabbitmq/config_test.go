@@ -11,7 +11,8 @@ func TestDefaultConfig(t *testing.T) {
 	got := DefaultConfig()
 	want := Config{
 		URL: "amqp://guest:guest@127.0.0.1:5672/", QueueAdd: "add_key", QueueDel: "del_key",
-		DLX: "kvstack.dlx", QueueType: "quorum", PublishChannels: 8, PublishTimeout: 2 * time.Second,
+		DLX: "kvstack.dlx", QueueType: "quorum", QueueMaxLength: 1_000_000, QueueMaxBytes: 1 << 30,
+		PublishChannels: 8, PublishTimeout: 2 * time.Second,
 	}
 	if got != want {
 		t.Errorf("DefaultConfig() = %+v, want %+v", got, want)
@@ -49,6 +50,8 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{"same queues", func(c *Config) { c.QueueDel = c.QueueAdd }, "RABBITMQ_QUEUE_DEL"},
 		{"bad queue type", func(c *Config) { c.QueueType = "stream" }, "RABBITMQ_QUEUE_TYPE"},
+		{"negative length bound", func(c *Config) { c.QueueMaxLength = -1 }, "RABBITMQ_QUEUE_MAX_LENGTH"},
+		{"negative bytes bound", func(c *Config) { c.QueueMaxBytes = -1 }, "RABBITMQ_QUEUE_MAX_BYTES"},
 		{"no channels", func(c *Config) { c.PublishChannels = 0 }, "RABBITMQ_PUBLISH_CHANNELS"},
 		{"no timeout", func(c *Config) { c.PublishTimeout = 0 }, "RABBITMQ_PUBLISH_TIMEOUT"},
 		{"huge prefetch", func(c *Config) { c.Prefetch = 70000 }, "CONSUMER_PREFETCH"},

@@ -12,12 +12,14 @@ import (
 	"github.com/kvstack/kvstack/internal/kv"
 )
 
-// MigrateQueues makes the topology's queues (work queues and DLQs) of
-// RABBITMQ_QUEUE_TYPE, then declares the whole topology. RabbitMQ cannot
-// change a queue's type, so a queue of the other type is converted with
-// its messages: moved, confirmed, into a queue <queue>.migrating of the
-// new type, deleted once empty, declared again with the new type, and
-// given its messages back, in their order. A migration cut short resumes
+// MigrateQueues makes the topology's queues (work queues and DLQs) what
+// the configuration says (RABBITMQ_QUEUE_TYPE, RABBITMQ_QUEUE_MAX_LENGTH,
+// RABBITMQ_QUEUE_MAX_BYTES), then declares the whole topology. RabbitMQ
+// cannot change a queue's type or arguments, so a queue declared otherwise
+// is converted with its messages: moved, confirmed, into a queue
+// <queue>.migrating of the new type, deleted once empty, declared again as
+// configured, and given its messages back, in their order (a bound smaller
+// than what it holds refuses the excess, and the migration fails saying so). A migration cut short resumes
 // where it stopped on the next run: a <queue>.migrating that exists is
 // emptied into its queue first.
 //
@@ -57,14 +59,14 @@ type migrator struct {
 // migrating is where a queue's messages wait while it is converted.
 func migrating(queue string) string { return queue + ".migrating" }
 
-// queue converts one queue when it has the other type, then finishes any
-// conversion of it that was cut short.
+// queue converts one queue when it was declared otherwise, then finishes
+// any conversion of it that was cut short.
 func (m *migrator) queue(ctx context.Context, q string) error {
 	err := m.with(func(ch *amqp.Channel) error { return declareQueue(ch, m.topo, q) })
-	var qerr *QueueTypeError
+	var qerr *QueueArgError
 	switch {
 	case errors.As(err, &qerr):
-		if err := m.empty(ctx, q, qerr.Have); err != nil {
+		if err := m.empty(ctx, q, qerr); err != nil {
 			return err
 		}
 		if err := m.with(func(ch *amqp.Channel) error { return declareQueue(ch, m.topo, q) }); err != nil {
@@ -76,9 +78,15 @@ func (m *migrator) queue(ctx context.Context, q string) error {
 	return m.refill(ctx, q)
 }
 
-// empty moves the messages of q, of type have, into migrating(q), then
-// deletes q, unless it has consumers.
-func (m *migrator) empty(ctx context.Context, q, have string) error {
+// empty moves the messages of q, declared otherwise (why), into
+// migrating(q), then deletes q, unless it has consumers.
+func (m *migrator) empty(ctx context.Context, q string, why *QueueArgError) error {
+	// The queue's type, when the refusal named it ("": not known).
+	have := ""
+	if why.Arg == amqp.QueueTypeArg {
+		have = why.Have
+	}
+	change := fmt.Sprintf("%s %s → %s", why.Arg, why.Have, why.Want)
 	tmp := migrating(q)
 	if err := m.with(func(ch *amqp.Channel) error {
 		_, err := ch.QueueDeclare(tmp, true, false, false, false, amqp.Table{amqp.QueueTypeArg: m.topo.QueueType})
@@ -95,8 +103,8 @@ func (m *migrator) empty(ctx context.Context, q, have string) error {
 			return fmt.Errorf("inspect %s: %w", q, err)
 		}
 		if info.Consumers > 0 {
-			return fmt.Errorf("%w: queue %s is a %s queue with %d consumers: stop the consumers and the API (make down; docker compose stop; "+
-				"kubectl scale --replicas=0), then migrate again to make it %s", ErrQueueInUse, q, have, info.Consumers, m.topo.QueueType)
+			return fmt.Errorf("%w: queue %s has %d consumers, and must be declared again (%s): stop the consumers and the API (make down; docker compose stop; "+
+				"kubectl scale --replicas=0), then migrate again", ErrQueueInUse, q, info.Consumers, change)
 		}
 		moved, err := m.move(ctx, q, tmp)
 		if err != nil {
@@ -105,12 +113,12 @@ func (m *migrator) empty(ctx context.Context, q, have string) error {
 		// Not if a publisher added a message meanwhile: move it too.
 		err = m.deleteIdle(ctx, q, have)
 		if err == nil {
-			m.log.Info().Str("queue", q).Str("from", have).Str("to", m.topo.QueueType).Int("messages", moved).
-				Msgf("queue %s deleted to become %s; its messages wait in %s", q, m.topo.QueueType, tmp)
+			m.log.Info().Str("queue", q).Str("change", change).Int("messages", moved).
+				Msgf("queue %s deleted to be declared again (%s); its messages wait in %s", q, change, tmp)
 			return nil
 		}
 		if attempt == 3 {
-			return fmt.Errorf("delete %s to make it %s (its messages are in %s; migrate again once nothing publishes to it): %w", q, m.topo.QueueType, tmp, err)
+			return fmt.Errorf("delete %s to declare it again (%s; its messages are in %s; migrate again once nothing publishes to it): %w", q, change, tmp, err)
 		}
 	}
 }
@@ -137,13 +145,14 @@ func (m *migrator) refill(ctx context.Context, q string) error {
 	if err := m.deleteIdle(ctx, tmp, m.topo.QueueType); err != nil {
 		return fmt.Errorf("delete %s: %w", tmp, err)
 	}
-	m.log.Info().Str("queue", q).Str("type", m.topo.QueueType).Int("messages", moved).Msgf("queue %s is %s now, with its messages", q, m.topo.QueueType)
+	m.log.Info().Str("queue", q).Str("type", m.topo.QueueType).Int("messages", moved).Msgf("queue %s is declared as configured now (%s), with its messages", q, m.topo.QueueType)
 	return nil
 }
 
-// deleteIdle deletes queue q, of type typ, unless it holds messages or
-// has consumers. Quorum queues do not implement queue.delete's if-empty
-// and if-unused: for them it looks first (nothing else publishes to a
+// deleteIdle deletes queue q, of type typ ("" if not known), unless it
+// holds messages or has consumers. Quorum queues do not implement
+// queue.delete's if-empty and if-unused: for them, and a queue of a type
+// not known, it looks first (nothing else publishes to a
 // queue being migrated: the caller made sure of it), for a few seconds,
 // since the count of consumers includes basic.gets whose ack the queue
 // has not applied yet.

@@ -42,7 +42,7 @@ func queueType(t *testing.T, cfg rabbitmq.Config, queue string) string {
 		}
 		err = rabbitmq.Declare(ch, c.Topology())
 		conn.Close()
-		var qerr *rabbitmq.QueueTypeError
+		var qerr *rabbitmq.QueueArgError
 		switch {
 		case err == nil:
 			return typ
@@ -190,12 +190,12 @@ func TestMigrateQueuesResumes(t *testing.T) {
 // is migrated.
 func TestQueueOfTheOtherType(t *testing.T) {
 	_, cfg := classicTopology(t)
-	p, err := rabbitmq.NewPublisher(cfg, testLog(t))
+	p, err := rabbitmq.NewPublisher(cfg, rabbittest.Keys(t), testLog(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = p.Close() })
-	var qerr *rabbitmq.QueueTypeError
+	var qerr *rabbitmq.QueueArgError
 	waitFor(t, 10*time.Second, "the publisher to report the queue's type", func() bool {
 		return errors.As(p.Ready(context.Background()), &qerr)
 	})

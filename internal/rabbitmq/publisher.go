@@ -14,6 +14,7 @@ import (
 	"go.opentelemetry.io/otel/attribute"
 
 	"github.com/kvstack/kvstack/internal/kv"
+	"github.com/kvstack/kvstack/internal/msgsig"
 )
 
 // Errors a Publish or Ready can return; all wrap kv.ErrUnavailable.
@@ -32,12 +33,13 @@ var (
 type Publisher struct {
 	cfg  Config
 	topo Topology
+	keys *msgsig.Keys // sign every message
 	log  zerolog.Logger
 
 	sess atomic.Pointer[session] // nil while disconnected
-	// misfit is why the last connection failed when it is a queue of the
-	// other type (*QueueTypeError), which will not cure itself; else nil.
-	misfit atomic.Pointer[QueueTypeError]
+	// misfit is why the last connection failed when it is a queue declared
+	// otherwise (*QueueArgError), which will not cure itself; else nil.
+	misfit atomic.Pointer[QueueArgError]
 	// next is the index in cfg.URLs() of the broker to try first when
 	// connecting: the one after the last connected, so that a node that
 	// died is tried last. Only supervise uses it.
@@ -71,13 +73,17 @@ type session struct {
 // WaitReady to wait for it. It takes no context: the publisher lives until
 // Close, not until a context is cancelled, because requests still in
 // flight during a graceful shutdown must be able to publish.
-func NewPublisher(cfg Config, log zerolog.Logger) (*Publisher, error) {
+func NewPublisher(cfg Config, keys *msgsig.Keys, log zerolog.Logger) (*Publisher, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if keys == nil {
+		return nil, errors.New("rabbitmq publisher: no message signing keys")
 	}
 	p := &Publisher{
 		cfg:  cfg,
 		topo: cfg.Topology(),
+		keys: keys,
 		log:  log.With().Str("component", "rabbitmq.publisher").Logger(),
 		up:   make(chan struct{}),
 		stop: make(chan struct{}),
@@ -89,14 +95,17 @@ func NewPublisher(cfg Config, log zerolog.Logger) (*Publisher, error) {
 
 // Message is op as the publisher sends it: a persistent JSON message whose
 // id, timestamp and type repeat its version and kind (the consumer reads the
-// body; the properties are for people and tools). The trace context is
-// added to its headers when it is published.
-func Message(op kv.Op) (amqp.Publishing, error) {
+// body; the properties are for people and tools), signed with keys (the
+// msgsig headers). The trace context is added to its headers when it is
+// published.
+func Message(op kv.Op, keys *msgsig.Keys) (amqp.Publishing, error) {
 	body, err := kv.EncodeMessage(op)
 	if err != nil {
 		return amqp.Publishing{}, err
 	}
+	keyID, sig := keys.Sign(string(op.Kind), body)
 	return amqp.Publishing{
+		Headers:      amqp.Table{msgsig.KeyIDHeader: keyID, msgsig.SignatureHeader: sig},
 		DeliveryMode: amqp.Persistent,
 		ContentType:  "application/json",
 		MessageId:    op.Version.OpID.String(),
@@ -115,7 +124,7 @@ func (p *Publisher) Publish(ctx context.Context, op kv.Op) error {
 	if err != nil {
 		return err
 	}
-	msg, err := Message(op)
+	msg, err := Message(op, p.keys)
 	if err != nil {
 		return fmt.Errorf("publish %s: encode: %w", queue, err)
 	}
@@ -319,7 +328,7 @@ func (p *Publisher) supervise() {
 			continue
 		}
 		wait := b.NextBackOff()
-		var qerr *QueueTypeError
+		var qerr *QueueArgError
 		if errors.As(err, &qerr) {
 			p.misfit.Store(qerr)
 			p.log.Error().Err(err).Dur("retry_in", wait).Msg("rabbitmq publisher cannot use its queue; retrying")

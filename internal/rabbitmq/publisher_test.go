@@ -10,6 +10,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/kvstack/kvstack/internal/kv"
+	"github.com/kvstack/kvstack/internal/msgsig"
 	"github.com/kvstack/kvstack/internal/rabbitmq"
 	"github.com/kvstack/kvstack/internal/rabbitmq/rabbittest"
 )
@@ -23,7 +24,12 @@ func testLog(t testing.TB) zerolog.Logger {
 // it when the test ends.
 func mustPublisher(t *testing.T, cfg rabbitmq.Config) *rabbitmq.Publisher {
 	t.Helper()
-	p, err := rabbitmq.NewPublisher(cfg, testLog(t))
+	return mustPublisherWith(t, cfg, rabbittest.Keys(t))
+}
+
+func mustPublisherWith(t *testing.T, cfg rabbitmq.Config, keys *msgsig.Keys) *rabbitmq.Publisher {
+	t.Helper()
+	p, err := rabbitmq.NewPublisher(cfg, keys, testLog(t))
 	if err != nil {
 		t.Fatalf("NewPublisher: %v", err)
 	}
@@ -38,7 +44,8 @@ func mustPublisher(t *testing.T, cfg rabbitmq.Config) *rabbitmq.Publisher {
 
 func TestPublishMessageProperties(t *testing.T) {
 	cfg := rabbittest.MustConfig(t)
-	p := mustPublisher(t, cfg)
+	keys := rabbittest.Keys(t)
+	p := mustPublisherWith(t, cfg, keys)
 
 	now := time.Now()
 	tests := []struct {
@@ -72,6 +79,10 @@ func TestPublishMessageProperties(t *testing.T) {
 				if c.got != c.want {
 					t.Errorf("%s = %v, want %v", c.what, c.got, c.want)
 				}
+			}
+			carrier := rabbitmq.HeaderCarrier(d.Headers)
+			if err := keys.Verify(string(tt.op.Kind), d.Body, carrier.Get(msgsig.KeyIDHeader), carrier.Get(msgsig.SignatureHeader)); err != nil {
+				t.Errorf("the message's signature headers (%v): %v", d.Headers, err)
 			}
 			got, err := kv.DecodeMessage(tt.op.Kind, d.Body, kv.DefaultLimits())
 			if err != nil {
@@ -118,7 +129,7 @@ func TestPublishUnreachableBroker(t *testing.T) {
 	cfg := rabbitmq.DefaultConfig()
 	cfg.URL = "amqp://guest:guest@127.0.0.1:1/"
 	cfg.PublishTimeout = time.Second
-	p, err := rabbitmq.NewPublisher(cfg, testLog(t))
+	p, err := rabbitmq.NewPublisher(cfg, rabbittest.Keys(t), testLog(t))
 	if err != nil {
 		t.Fatalf("NewPublisher: %v", err)
 	}

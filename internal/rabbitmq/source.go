@@ -32,9 +32,9 @@ type Source struct {
 	// after the last connected, so that a node that died is tried last.
 	// Open is called by one Runner, one session at a time.
 	next int
-	// misfit is why the last Open failed when it is a queue of the other
-	// type (*QueueTypeError), which will not cure itself; else nil.
-	misfit atomic.Pointer[QueueTypeError]
+	// misfit is why the last Open failed when it is a queue declared
+	// otherwise (*QueueArgError), which will not cure itself; else nil.
+	misfit atomic.Pointer[QueueArgError]
 	// live is the last session Open made, for Ready.
 	live atomic.Pointer[consumeSession]
 }
@@ -56,7 +56,7 @@ func NewSource(cfg Config, prefetch int, log zerolog.Logger) (*Source, error) {
 
 // Ready reports whether the consumer consumes now: nil while the last
 // session Open made is live; a queue it cannot consume until an operator
-// acts, one of the other type than RABBITMQ_QUEUE_TYPE (a *QueueTypeError,
+// acts, one declared otherwise than configured (a *QueueArgError,
 // which says what to do), met by the last Open; else ErrNotConnected (the
 // broker is down, or the session was closed).
 func (s *Source) Ready(context.Context) error {
@@ -119,7 +119,7 @@ func (s *Source) Open(ctx context.Context) (consumer.Session, error) {
 	}
 	if err := s.start(sess, serverAttrs(urls[at])); err != nil {
 		sess.Close()
-		var qerr *QueueTypeError
+		var qerr *QueueArgError
 		if errors.As(err, &qerr) {
 			s.misfit.Store(qerr)
 			s.log.Error().Err(err).Msg("rabbitmq consumer cannot use its queue")

@@ -8,12 +8,21 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// Topology names the queues and the dead-letter exchange.
+// Topology names the queues and the dead-letter exchange, and how the
+// work queues are declared.
 type Topology struct {
 	AddQueue  string // puts
 	DelQueue  string // deletes
 	DLX       string // direct exchange that routes rejected messages to <queue>.dlq
 	QueueType string // x-queue-type: "quorum" or "classic"
+	// MaxLength and MaxBytes bound each work queue (x-max-length,
+	// x-max-length-bytes; 0: no bound). A publish past either is refused
+	// (x-overflow reject-publish): the broker nacks it, and the API
+	// answers 503, instead of filling the broker's memory and disk until
+	// its alarm blocks every publisher. The DLQs are not bounded: a
+	// dead-lettered message must not be lost.
+	MaxLength int
+	MaxBytes  int64
 }
 
 // DLQ is the name of the dead-letter queue of queue, and the routing key
@@ -32,48 +41,75 @@ func (t Topology) AllQueues() []string {
 func (t Topology) args(queue string) amqp.Table {
 	for _, q := range t.Queues() {
 		if queue == q {
-			return amqp.Table{
+			args := amqp.Table{
 				amqp.QueueTypeArg:           t.QueueType,
 				"x-dead-letter-exchange":    t.DLX,
 				"x-dead-letter-routing-key": DLQ(q),
 			}
+			if t.MaxLength > 0 {
+				args[amqp.QueueMaxLenArg] = int64(t.MaxLength)
+			}
+			if t.MaxBytes > 0 {
+				args[amqp.QueueMaxLenBytesArg] = t.MaxBytes
+			}
+			if t.MaxLength > 0 || t.MaxBytes > 0 {
+				args[amqp.QueueOverflowArg] = amqp.QueueOverflowRejectPublish
+			}
+			return args
 		}
 	}
 	return amqp.Table{amqp.QueueTypeArg: t.QueueType}
 }
 
-// QueueTypeError is a queue that exists with another type than
-// RABBITMQ_QUEUE_TYPE: RabbitMQ cannot change a queue's type in place, and
-// refuses the declaration (PRECONDITION_FAILED), so nothing can be
-// published to it or consumed from it until the queue is converted.
-type QueueTypeError struct {
-	Queue, Have, Want string
+// QueueArgError is a queue that exists with another value of one of its
+// arguments (its type, its bounds) than the configuration's: RabbitMQ
+// cannot change them in place, and refuses the declaration
+// (PRECONDITION_FAILED), so nothing can be published to the queue or
+// consumed from it until it is declared again (MigrateQueues does, with
+// its messages).
+type QueueArgError struct {
+	Queue string
+	Arg   string // x-queue-type, x-max-length, …
+	Have  string // the queue's value, "none" when it has none
+	Want  string // the configuration's, "none" when it sets none
 }
 
-func (e *QueueTypeError) Error() string {
-	return fmt.Sprintf("queue %s is a %s queue but RABBITMQ_QUEUE_TYPE is %s: %s", e.Queue, e.Have, e.Want, e.Advice())
+func (e *QueueArgError) Error() string {
+	return fmt.Sprintf("queue %s has %s %s but the configuration (RABBITMQ_QUEUE_TYPE, RABBITMQ_QUEUE_MAX_LENGTH, RABBITMQ_QUEUE_MAX_BYTES) wants %s: %s",
+		e.Queue, e.Arg, e.Have, e.Want, e.Advice())
 }
 
 // Advice tells the operator what to do.
-func (e *QueueTypeError) Advice() string {
-	return fmt.Sprintf("run the migrations (make migrate, or bin/migrate with this environment), which convert it with its messages, "+
-		"then restart; or set RABBITMQ_QUEUE_TYPE=%s", e.Have)
+func (e *QueueArgError) Advice() string {
+	return "run the migrations (make migrate, or bin/migrate with this environment), which declare it again with its messages, " +
+		"then restart; or configure what the queue has"
 }
 
-// currentType finds the type a queue has in RabbitMQ's refusal to
-// redeclare it as another: "... inequivalent arg 'x-queue-type' for queue
-// 'q' in vhost '/': received 'quorum' but current is 'classic'".
-var currentType = regexp.MustCompile(`inequivalent arg 'x-queue-type' .*current is '(\w+)'`)
+// inequivalent is RabbitMQ's refusal to redeclare a queue with another
+// argument: "inequivalent arg 'x-queue-type' for queue 'q' in vhost '/':
+// received 'quorum' but current is 'classic'", or "… received the value
+// '1000' of type 'signedint' but current is none".
+var inequivalent = regexp.MustCompile(`inequivalent arg '([\w-]+)' for queue .*: received (.*) but current is (.*)$`)
 
-// asQueueTypeError turns RabbitMQ's refusal to redeclare queue as another
-// type into a *QueueTypeError; other errors are returned as they are.
-func asQueueTypeError(err error, queue, want string) error {
+// argValue is the value in one side of that message.
+var argValue = regexp.MustCompile(`'([^']*)'`)
+
+func argOf(s string) string {
+	if m := argValue.FindStringSubmatch(s); m != nil {
+		return m[1]
+	}
+	return s
+}
+
+// asQueueArgError turns RabbitMQ's refusal to redeclare queue with other
+// arguments into a *QueueArgError; other errors are returned as they are.
+func asQueueArgError(err error, queue string) error {
 	var aerr *amqp.Error
 	if !errors.As(err, &aerr) || aerr.Code != amqp.PreconditionFailed {
 		return err
 	}
-	if m := currentType.FindStringSubmatch(aerr.Reason); m != nil {
-		return &QueueTypeError{Queue: queue, Have: m[1], Want: want}
+	if m := inequivalent.FindStringSubmatch(aerr.Reason); m != nil {
+		return &QueueArgError{Queue: queue, Arg: m[1], Want: argOf(m[2]), Have: argOf(m[3])}
 	}
 	return err
 }
@@ -83,8 +119,8 @@ func asQueueTypeError(err error, queue, want string) error {
 // each DLQ bound to the DLX with that key. It is idempotent; both the
 // publisher and the consumer call it on every (re)connect, so whichever comes
 // up first creates everything. A queue that exists with other arguments
-// fails with PRECONDITION_FAILED, which also closes ch; one of the other
-// type is a *QueueTypeError (MigrateQueues converts it).
+// fails with PRECONDITION_FAILED, which also closes ch; the error is a
+// *QueueArgError (MigrateQueues declares it again).
 func Declare(ch *amqp.Channel, t Topology) error {
 	if err := ch.ExchangeDeclare(t.DLX, amqp.ExchangeDirect, true, false, false, false, nil); err != nil {
 		return fmt.Errorf("declare exchange %s: %w", t.DLX, err)
@@ -106,7 +142,7 @@ func Declare(ch *amqp.Channel, t Topology) error {
 // declareQueue declares one queue of the topology.
 func declareQueue(ch *amqp.Channel, t Topology, queue string) error {
 	if _, err := ch.QueueDeclare(queue, true, false, false, false, t.args(queue)); err != nil {
-		return fmt.Errorf("declare queue %s: %w", queue, asQueueTypeError(err, queue, t.QueueType))
+		return fmt.Errorf("declare queue %s: %w", queue, asQueueArgError(err, queue))
 	}
 	return nil
 }

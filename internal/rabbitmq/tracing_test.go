@@ -131,7 +131,7 @@ func TestPublishFailureIsRecordedOnTheSpan(t *testing.T) {
 	rec := recordSpans(t)
 	cfg := rabbittest.MustConfig(t)
 	cfg.URL = "amqp://guest:guest@127.0.0.1:1/"
-	p, err := rabbitmq.NewPublisher(cfg, testLog(t))
+	p, err := rabbitmq.NewPublisher(cfg, rabbittest.Keys(t), testLog(t))
 	if err != nil {
 		t.Fatal(err)
 	}

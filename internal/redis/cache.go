@@ -23,6 +23,17 @@ type Cache struct {
 
 var _ kv.Cache = (*Cache)(nil)
 
+// internalMark starts the name, after the prefix, of every key the cache
+// keeps for itself (the shard marks of CheckMasters). A client key never
+// starts with it: kv.Limits.ValidateKey refuses control characters, and
+// every key that reaches the cache (a request's, a message's, a row
+// written by either) has passed it. So <prefix><client key> and
+// <prefix>\x00<internal name> are two namespaces that cannot meet.
+const internalMark = "\x00"
+
+// internalKey is the Redis key of one of the cache's own keys.
+func (c *Cache) internalKey(name string) string { return c.prefix + internalMark + name }
+
 // NewCache returns a cache that keeps its keys under cfg.KeyPrefix. The
 // client is the caller's to close.
 func NewCache(client goredis.UniversalClient, cfg Config) *Cache {
@@ -38,6 +49,11 @@ func NewCache(client goredis.UniversalClient, cfg Config) *Cache {
 // when the key's last known operation was a delete, or kv.ErrCacheMiss.
 func (c *Cache) Get(ctx context.Context, key string) (kv.Entry, error) {
 	fields, err := c.client.HMGet(ctx, c.prefix+key, fieldVersion, fieldDeleted, fieldValue).Result()
+	if goredis.HasErrorPrefix(err, "WRONGTYPE") {
+		// Not a cache entry but what an older kvstack left under this name
+		// (see casScript): a miss, which the reader's Fill replaces.
+		return kv.Entry{}, fmt.Errorf("redis get: %w", kv.ErrCacheMiss)
+	}
 	if err != nil {
 		return kv.Entry{}, wrap("get", err)
 	}

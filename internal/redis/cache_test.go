@@ -52,6 +52,35 @@ func TestGet(t *testing.T) {
 	}
 }
 
+// An older kvstack kept its shard marks, plain strings, at
+// <prefix>master-mark:N, the name the client key "master-mark:N" has now.
+// Left over after an upgrade, such a string is a miss to Get, and Fill and
+// Apply replace it with the key's entry.
+func TestLeftoverMarkUnderAClientKey(t *testing.T) {
+	ctx := testContext(t)
+	c, client, cfg := newCache(t, nil)
+	for _, k := range []string{"master-mark:0", "master-mark:1"} {
+		if err := client.Set(ctx, cfg.KeyPrefix+k, "an-old-node-id", 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+		if got, ok := mustGet(t, ctx, c, k); ok {
+			t.Errorf("Get(%s) over a leftover mark = %+v, want a miss", k, got)
+		}
+	}
+	if !mustFill(t, ctx, c, value("master-mark:0", ver(10, 1), "filled")) {
+		t.Errorf("Fill over a leftover mark refused")
+	}
+	applied := value("master-mark:1", ver(10, 1), "applied")
+	if err := c.Apply(ctx, []kv.Entry{applied}); err != nil {
+		t.Fatalf("Apply over a leftover mark: %v", err)
+	}
+	for _, want := range []kv.Entry{value("master-mark:0", ver(10, 1), "filled"), applied} {
+		if got, ok := mustGet(t, ctx, c, want.Key); !ok || !sameEntry(got, want) {
+			t.Errorf("Get(%s) = %+v (hit %v), want %+v", want.Key, got, ok, want)
+		}
+	}
+}
+
 func TestFillCompareAndSet(t *testing.T) {
 	tests := []struct {
 		name      string

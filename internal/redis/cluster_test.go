@@ -184,7 +184,7 @@ func TestClusterCheckMasters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	iter := victim.Scan(ctx, 0, cfg.KeyPrefix+"master-mark:*", 100).Iterator()
+	iter := victim.Scan(ctx, 0, cfg.KeyPrefix+redis.InternalMark+"master-mark:*", 100).Iterator()
 	var marks []string
 	for iter.Next(ctx) {
 		marks = append(marks, iter.Val())
@@ -234,7 +234,7 @@ func TestClusterMarkInItsShard(t *testing.T) {
 				continue
 			}
 			node := goredis.NewClient(&goredis.Options{Addr: fmt.Sprintf("%s:%d", n.IP, n.Port)})
-			keys, err := node.Keys(ctx, cfg.KeyPrefix+"master-mark:*").Result()
+			keys, err := node.Keys(ctx, cfg.KeyPrefix+redis.InternalMark+"master-mark:*").Result()
 			node.Close()
 			if err != nil || len(keys) != 1 {
 				t.Fatalf("marks on master %s:%d = %q, %v; want one", n.IP, n.Port, keys, err)
@@ -253,5 +253,63 @@ func TestClusterMarkInItsShard(t *testing.T) {
 		if got := redis.KeySlot(key); int64(got) != want {
 			t.Errorf("KeySlot(%q) = %d, CLUSTER KEYSLOT says %d", key, got, want)
 		}
+	}
+}
+
+// Client keys named as the shard marks once were ("master-mark:N", which an
+// older kvstack kept at <prefix>master-mark:N) are cached like any other
+// key, on every shard, and a shard's purge after a failover goes through
+// with them in it: the marks live in a namespace no client key can reach.
+func TestClusterClientKeysNamedLikeMarks(t *testing.T) {
+	ctx := testContext(t)
+	c, cc, cfg := newClusterCache(t)
+	if _, err := c.CheckMasters(ctx); err != nil {
+		t.Fatalf("first CheckMasters: %v", err)
+	}
+	var keys []string
+	for n := range 20 {
+		keys = append(keys, fmt.Sprintf("master-mark:%d", n))
+	}
+	apply := func(v kv.Version, val string) []kv.Entry {
+		t.Helper()
+		var batch []kv.Entry
+		for _, k := range keys {
+			batch = append(batch, value(k, v, val))
+		}
+		if err := c.Apply(ctx, batch); err != nil {
+			t.Fatalf("Apply of the keys master-mark:N: %v", err)
+		}
+		for i, k := range keys {
+			if got, ok := mustGet(t, ctx, c, k); !ok || !sameEntry(got, batch[i]) {
+				t.Errorf("Get(%s) = %+v (hit %v), want %+v", k, got, ok, batch[i])
+			}
+		}
+		return batch
+	}
+	apply(ver(10, 1), "v10")
+
+	// A failover: every shard's mark names another node.
+	err := cc.ForEachMaster(ctx, func(ctx context.Context, node *goredis.Client) error {
+		marks, err := node.Keys(ctx, cfg.KeyPrefix+redis.InternalMark+"master-mark:*").Result()
+		if err != nil || len(marks) != 1 {
+			return fmt.Errorf("marks on %s: %q, %v; want one", node.Options().Addr, marks, err)
+		}
+		return node.Set(ctx, marks[0], "another-node-id", 0).Err()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes, err := c.CheckMasters(ctx)
+	if err != nil || len(changes) != 3 {
+		t.Fatalf("CheckMasters after the failover = %+v, %v; want the 3 shards purged", changes, err)
+	}
+	for _, k := range keys {
+		if got, ok := mustGet(t, ctx, c, k); ok {
+			t.Errorf("Get(%s) after the purge = %+v, want a miss", k, got)
+		}
+	}
+	apply(ver(20, 1), "v20")
+	if changes, err := c.CheckMasters(ctx); err != nil || len(changes) != 0 {
+		t.Errorf("CheckMasters once the shards are marked anew = %+v, %v; want no change", changes, err)
 	}
 }

@@ -15,13 +15,15 @@ type Config struct {
 	Addr string `env:"REDIS_ADDR" envDefault:"127.0.0.1:6379"`
 	// Cluster makes a single address a cluster's seed (a cluster behind one
 	// service name, say).
-	Cluster  bool   `env:"REDIS_CLUSTER" envDefault:"false"`
+	Cluster bool `env:"REDIS_CLUSTER" envDefault:"false"`
+	// Password authenticates to every node; it is masked when logged.
 	Password Secret `env:"REDIS_PASSWORD"`
 	// DB is the database of a single server; a cluster has only 0.
 	DB int `env:"REDIS_DB" envDefault:"0"`
 
 	// KeyPrefix namespaces every key the cache owns; Purge removes exactly
-	// the keys under it.
+	// the keys under it. Under it, a client key's entry is <prefix><key>,
+	// and the cache's own keys are <prefix>\x00<name> (see internalMark).
 	KeyPrefix string `env:"REDIS_KEY_PREFIX" envDefault:"kv:"`
 	// TTL bounds how long a live value stays cached; TombstoneTTL how long a
 	// delete is remembered. Both must be far longer than a reader's fill
@@ -29,9 +31,13 @@ type Config struct {
 	TTL          time.Duration `env:"REDIS_TTL" envDefault:"1h"`
 	TombstoneTTL time.Duration `env:"REDIS_TOMBSTONE_TTL" envDefault:"10m"`
 
+	// PoolSize caps the connections to each node.
 	PoolSize int `env:"REDIS_POOL_SIZE" envDefault:"32"`
 	// Short timeouts and few retries: a cache that does not answer quickly is
-	// better skipped than waited for.
+	// better skipped than waited for. DialTimeout bounds a connection's
+	// set-up, ReadTimeout and WriteTimeout one command's, and MaxRetries is
+	// how many times a failed command is tried again (on a cluster, the nodes
+	// it may be redirected to).
 	DialTimeout  time.Duration `env:"REDIS_DIAL_TIMEOUT" envDefault:"1s"`
 	ReadTimeout  time.Duration `env:"REDIS_READ_TIMEOUT" envDefault:"500ms"`
 	WriteTimeout time.Duration `env:"REDIS_WRITE_TIMEOUT" envDefault:"500ms"`
@@ -66,6 +72,10 @@ func (c Config) Validate() error {
 	case c.KeyPrefix == "":
 		// Purge would remove every key of the database.
 		return fmt.Errorf("redis config: REDIS_KEY_PREFIX is empty")
+	case c.IsCluster() && strings.ContainsAny(c.KeyPrefix, "{}"):
+		// A hash tag in the prefix would put every key in one slot, and
+		// leave the other shards without a slot for their marks.
+		return fmt.Errorf("redis config: REDIS_KEY_PREFIX %q has a brace, the start of a hash tag, and REDIS_ADDR is a cluster", c.KeyPrefix)
 	case c.TTL < time.Millisecond || c.TombstoneTTL < time.Millisecond:
 		// PEXPIRE takes whole milliseconds, and 0 would delete the key.
 		return fmt.Errorf("redis config: REDIS_TTL and REDIS_TOMBSTONE_TTL must be at least 1ms")

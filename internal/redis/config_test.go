@@ -83,6 +83,7 @@ func TestConfigValidate(t *testing.T) {
 		{"a database in a cluster", func(c *redis.Config) { c.Addr, c.DB = "a:7000,b:7001", 1 }},
 		{"a database in a one-seed cluster", func(c *redis.Config) { c.Cluster, c.DB = true, 2 }},
 		{"empty prefix", func(c *redis.Config) { c.KeyPrefix = "" }},
+		{"a hash tag in a cluster's prefix", func(c *redis.Config) { c.Cluster, c.KeyPrefix = true, "{kv}:" }},
 		{"zero TTL", func(c *redis.Config) { c.TTL = 0 }},
 		{"sub-millisecond tombstone TTL", func(c *redis.Config) { c.TombstoneTTL = 999 * time.Microsecond }},
 	}

@@ -30,8 +30,8 @@ type MasterChange struct {
 // Redis replicates asynchronously: a cache update that a dying master
 // acknowledged may never reach the replica promoted in its place, which
 // then serves the older entry while PostgreSQL holds the newer, until its
-// TTL. So each master marks its shard with its own node id (a key under
-// the prefix, in one of the shard's slots); a replica promoted with the
+// TTL. So each master marks its shard with its own node id (an internal
+// key under the prefix, in one of the shard's slots); a replica promoted with the
 // shard's data also has the mark of the master it replaced, and a node
 // that lost its data has none. Either way the shard's keys are purged, on
 // that master alone, and the mark written anew; readers refill from
@@ -115,10 +115,11 @@ func ownSlots(ctx context.Context, node *goredis.Client, id string) (goredis.Slo
 	return goredis.SlotRange{}, fmt.Errorf("redis check masters: %s is master of no slot: %w", node.Options().Addr, kv.ErrUnavailable)
 }
 
-// markKey is the first key "<prefix>master-mark:N" that hashes into slots.
+// markKey is the first key "<prefix>\x00master-mark:N" that hashes into
+// slots: an internal key (see internalKey), which no client key can be.
 func (c *Cache) markKey(slots goredis.SlotRange) string {
 	for n := 0; ; n++ {
-		key := c.prefix + "master-mark:" + strconv.Itoa(n)
+		key := c.internalKey("master-mark:" + strconv.Itoa(n))
 		if s := int64(keySlot(key)); s >= slots.Start && s <= slots.End {
 			return key
 		}

@@ -19,6 +19,11 @@ const (
 //	ARGV[3]  the value
 //	ARGV[4]  the TTL in milliseconds
 //
+// A key of another type than a hash (WRONGTYPE) is not a cache entry: it is
+// what an older kvstack left under a client key's name (its shard marks
+// were <prefix>master-mark:N, where the client key "master-mark:N" lives
+// now), and is replaced.
+//
 // Versions are compared byte by byte on purpose: Lua's < on strings uses the
 // server's collation (strcoll), which is not the byte order that
 // kv.Version.String promises.
@@ -33,7 +38,11 @@ local function newer(a, b)
   return #a > #b
 end
 
-local cur = redis.call('HGET', KEYS[1], 'v')
+local cur = redis.pcall('HGET', KEYS[1], 'v')
+if type(cur) == 'table' and cur.err then
+  redis.call('DEL', KEYS[1])
+  cur = false
+end
 if cur and not newer(ARGV[1], cur) then
   return 0
 end

@@ -17,7 +17,7 @@ import (
 // defaults to 1), with one rule on top, except for always_off: a new root
 // linked to a sampled span is sampled (LinkedRoots).
 //
-// Production sampling is parentbased_traceidratio (README: Tracing): the
+// Production sampling is parentbased_traceidratio (docs/OBSERVABILITY.md: Sampling in production): the
 // API decides where a trace starts, and the decision travels with the
 // message (the traceparent's flags in the AMQP headers), so that a sampled
 // write is whole from the request to the cache, and an unsampled one costs

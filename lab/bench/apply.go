@@ -157,12 +157,12 @@ func (h *harness) drainStack(ctx context.Context, n int, sampled float64, profil
 	}
 	wait := func() {}
 	if profile {
-		wait = h.profile(ctx, h.o.ConsumerPort, "consumer-apply-cpu", 4)
+		wait = h.profile(ctx, h.o.ConsumerAdminPort, "consumer-apply-cpu", 4)
 	}
 	procs := func(ctx context.Context) ([]Proc, error) {
 		return h.stackProcs(ctx, append([]string{"consumer"}, applyRoles...)...)
 	}
-	d, err := h.drain(ctx, h.o.ConsumerPort, consumerCounter, got, 5*time.Minute, procs)
+	d, err := h.drain(ctx, h.o.ConsumerAdminPort, consumerCounter, got, 5*time.Minute, procs)
 	wait()
 	return d, err
 }
@@ -190,12 +190,12 @@ func (h *harness) drainBinary(ctx context.Context, name, bin string, n int, samp
 	}
 	log := filepath.Join(h.dir, name+".log")
 	c, err := h.spawn(name, log, h.stack.env("consumer", append([]string{
-		"KV_CONSUMER_ADDR=" + o.port(10), "KV_INSTANCE_ID=kvbench-" + name}, env...)...), bin)
+		"KV_CONSUMER_ADDR=" + o.port(10), "KV_ADMIN_ADDR=" + o.port(20), "KV_INSTANCE_ID=kvbench-" + name}, env...)...), bin)
 	if err != nil {
 		return drained{}, err
 	}
 	defer c.stop(20 * time.Second)
-	d, err := h.drain(ctx, portOf(o.port(10)), consumerCounter, got, 5*time.Minute, h.childProcs(c, "consumer", applyRoles...))
+	d, err := h.drain(ctx, portOf(o.port(20)), consumerCounter, got, 5*time.Minute, h.childProcs(c, "consumer", applyRoles...))
 	if err != nil {
 		return d, fmt.Errorf("%w (log %s)", err, log)
 	}

@@ -160,7 +160,8 @@ func (h *harness) startReplicas(ctx context.Context, name, listen string, ups []
 	}
 	for i, addr := range ups {
 		role := fmt.Sprintf("api%d", i+1)
-		e := h.stack.env(fmt.Sprintf("api%d", i%2+1), append([]string{"KV_HTTP_ADDR=" + addr, "KV_INSTANCE_ID=kvbench-" + name + "-" + role}, env...)...)
+		// Their admin listeners on any free port: nothing scrapes them.
+		e := h.stack.env(fmt.Sprintf("api%d", i%2+1), append([]string{"KV_HTTP_ADDR=" + addr, "KV_ADMIN_ADDR=127.0.0.1:0", "KV_INSTANCE_ID=kvbench-" + name + "-" + role}, env...)...)
 		c, err := h.spawn(name+" "+role, filepath.Join(dir, role+".log"), e, bin)
 		if err != nil {
 			stop()

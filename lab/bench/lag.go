@@ -111,7 +111,7 @@ func (h *harness) lagRun(ctx context.Context, rate float64, workers int, op Op) 
 			return Result{}, Hist{}, err
 		}
 	}
-	url := "http://127.0.0.1:" + h.o.ConsumerPort + "/metrics"
+	url := "http://127.0.0.1:" + h.o.ConsumerAdminPort + "/metrics"
 	if err := h.waitEmpty(ctx, 2*time.Minute); err != nil {
 		return Result{}, Hist{}, err
 	}

@@ -16,12 +16,12 @@ import (
 )
 
 // opMessage is an add_key message for key as the API publishes it: the
-// body, the properties, and the W3C trace context of a publish span in
-// the headers, sampled or not as the API's sampler decided.
-func opMessage(key, value string, sampled bool) amqp.Publishing {
+// body, the properties, the signature, and the W3C trace context of a
+// publish span in the headers, sampled or not as the API's sampler decided.
+func (h *harness) opMessage(key, value string, sampled bool) amqp.Publishing {
 	op := kv.Op{Kind: kv.KindPut, Key: key, Value: value, Version: kv.Version{Time: time.Now().UTC().Truncate(time.Microsecond), OpID: uuid.New()}}
-	msg, _ := rabbitmq.Message(op) // a put of a valid key always encodes
-	msg.Headers = amqp.Table{"traceparent": traceparent(sampled)}
+	msg, _ := rabbitmq.Message(op, h.keys) // a put of a valid key always encodes
+	msg.Headers["traceparent"] = traceparent(sampled)
 	return msg
 }
 
@@ -53,7 +53,7 @@ func (h *harness) fill(ctx context.Context, queue string, n int, sampled float64
 	base := h.keySeq
 	h.keySeq += int64(n)
 	_, _, err := h.pub.publish(ctx, queue, 256, 5*time.Minute, n, func(i int) amqp.Publishing {
-		return opMessage(fmt.Sprintf("bench:apply:%010d", base+int64(i)), h.value, SampledAt(i, sampled))
+		return h.opMessage(fmt.Sprintf("bench:apply:%010d", base+int64(i)), h.value, SampledAt(i, sampled))
 	})
 	if err != nil {
 		return 0, err

@@ -97,7 +97,7 @@ func (h *harness) putSystems(ctx context.Context, sec *Section) ([]system, func(
 		procs: func(ctx context.Context) ([]Proc, error) { return h.stackProcs(ctx, "rabbitmq") },
 		load: func(ctx context.Context, dur time.Duration) Result {
 			cnt, el, err := h.pub.publish(ctx, scratchQueue, 256, dur, 0, func(int) amqp.Publishing {
-				return opMessage(fmt.Sprintf("bench:raw:%d", n.Add(1)), h.value, true)
+				return h.opMessage(fmt.Sprintf("bench:raw:%d", n.Add(1)), h.value, true)
 			})
 			r := Result{OK: int64(cnt), Elapsed: el}
 			if err != nil {
@@ -121,7 +121,7 @@ func (h *harness) startPutRef(ctx context.Context, sec *Section) (*edge, error) 
 		return nil, err
 	}
 	// An add_key message of the load's PUTs (keys of a few digits).
-	msgSize := len(opMessage("bench:put:100000", h.value, true).Body)
+	msgSize := len(h.opMessage("bench:put:100000", h.value, true).Body)
 	sec.Setup += fmt.Sprintf(" Response body: %d bytes; message body: %d bytes.", size, msgSize)
 	rc := h.api.RabbitMQ
 	// The broker URL reaches the stubs in their environment (RABBITMQ_URL),

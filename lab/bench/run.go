@@ -24,6 +24,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/kvstack/kvstack/internal/config"
+	"github.com/kvstack/kvstack/internal/msgsig"
 )
 
 // Options sizes a run.
@@ -63,6 +64,9 @@ type Options struct {
 	Nginx        string // the edge, http://127.0.0.1:8080
 	APIPorts     [2]string
 	ConsumerPort string
+	// The admin listeners (KV_ADMIN_ADDR, loopback): /metrics and pprof.
+	APIAdminPorts     [2]string
+	ConsumerAdminPort string
 }
 
 // DefaultPorts is where the harness's own processes listen unless
@@ -103,6 +107,8 @@ func (o *Options) fromStack(v *stackView) {
 	o.Nginx = "http://" + v.s.Get("NGINX_LISTEN")
 	o.APIPorts = [2]string{v.s.Get("KV_API1_PORT"), v.s.Get("KV_API2_PORT")}
 	o.ConsumerPort = v.s.Get("KV_CONSUMER_PORT")
+	o.APIAdminPorts = [2]string{v.s.Get("KV_API1_ADMIN_PORT"), v.s.Get("KV_API2_ADMIN_PORT")}
+	o.ConsumerAdminPort = v.s.Get("KV_CONSUMER_ADMIN_PORT")
 }
 
 // harness holds the connections and the state to restore.
@@ -118,6 +124,7 @@ type harness struct {
 	dir     string // scratch files
 	rep     *Report
 	value   string
+	keys    *msgsig.Keys // sign what the bench queues, as the API does
 
 	consumerStopped bool
 	children        []*child
@@ -182,6 +189,9 @@ func newHarness(o Options) (*harness, error) {
 	o.fromStack(view)
 	h := &harness{o: o, stack: view, rep: &Report{Started: time.Now(), Command: o.Command, Baselines: true}, value: strings.Repeat("v", o.ValueLen)}
 	if h.api, h.cons, err = view.configs(); err != nil {
+		return nil, err
+	}
+	if h.keys, err = msgsig.ParseKeys(h.cons.Messages.Keys); err != nil {
 		return nil, err
 	}
 	return h, nil

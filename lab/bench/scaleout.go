@@ -155,14 +155,14 @@ func (h *harness) drainBy(ctx context.Context, n int) (drained, applyCheck, erro
 	)
 	for i := range n {
 		name := fmt.Sprintf("scale%d-consumer%d", n, i+1)
-		addr := o.port(10 + i)
+		addr, admin := o.port(10+i), o.port(20+i)
 		c, err := h.spawn(name, filepath.Join(h.dir, name+".log"), h.stack.env("consumer",
-			"KV_CONSUMER_ADDR="+addr, "KV_INSTANCE_ID=kvbench-"+name), filepath.Join(h.stack.s.BinDir, "consumer"))
+			"KV_CONSUMER_ADDR="+addr, "KV_ADMIN_ADDR="+admin, "KV_INSTANCE_ID=kvbench-"+name), filepath.Join(h.stack.s.BinDir, "consumer"))
 		if err != nil {
 			return drained{}, applyCheck{}, err
 		}
 		defer c.stop(20 * time.Second)
-		ports, procs = append(ports, portOf(addr)), append(procs, Proc{"consumer", c.pid()})
+		ports, procs = append(ports, portOf(admin)), append(procs, Proc{"consumer", c.pid()})
 	}
 	d, err := h.drainAll(ctx, ports, consumerCounter, got, 5*time.Minute, func(ctx context.Context) ([]Proc, error) {
 		engines, err := h.stackProcs(ctx, applyRoles...)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net/http"
 	"slices"
 	"time"
 )
@@ -163,7 +164,7 @@ func (h *harness) runSystem(ctx context.Context, s system, dur time.Duration, pr
 	}
 	wait := func() {}
 	if profile && s.profile != "" {
-		wait = h.profile(ctx, h.o.APIPorts[0], s.profile, int(dur.Seconds())-1)
+		wait = h.profile(ctx, h.o.APIAdminPorts[0], s.profile, int(dur.Seconds())-1)
 	}
 	w, err := startCPU(procs)
 	if err != nil {
@@ -208,6 +209,14 @@ func (h *harness) alternate(ctx context.Context, label string, sec *Section, tab
 			Log("%s run %d: %s %s; %s", label, r+1, s.name, m.res, fmtPerOp(m.perOp))
 			if m.res.Errors > 0 {
 				sec.Notes = append(sec.Notes, fmt.Sprintf("run %d: %d %s requests failed (statuses %v)", r+1, m.res.Errors, s.name, m.res.Status))
+			}
+			if n := m.res.Status[http.StatusTooManyRequests]; n > 0 {
+				// The figures are the limit's, not the system's.
+				note := fmt.Sprintf("**run %d: %d %s requests got 429: one client of the load sent more than the edge's per-client rate (NGINX_RATE_LIMIT %s, burst %s); "+
+					"these figures measure the limit. Run the bench with a higher NGINX_RATE_LIMIT and NGINX_RATE_BURST set for `make up` and `make bench` alike, and say so.**",
+					r+1, n, s.name, h.stack.s.Get("NGINX_RATE_LIMIT"), h.stack.s.Get("NGINX_RATE_BURST"))
+				sec.Notes = append(sec.Notes, note)
+				Log("%s", note)
 			}
 			table.Add(s.name, m.perOp)
 			out[s.name] = append(out[s.name], m.res)

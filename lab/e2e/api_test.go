@@ -181,8 +181,19 @@ func TestEdgeRefusesWhatIsNotTheAPI(t *testing.T) {
 			}
 		})
 	}
-	// The replicas do serve them, to Prometheus on the host.
-	h.mustAnswer(t, "api1 /metrics", "http://"+h.addr("KV_API1_PORT")+"/metrics")
+	// The replicas serve them on their admin port, to Prometheus on the
+	// host; their data port, the one nginx routes to, answers 404.
+	h.mustAnswer(t, "api1 /metrics", "http://"+h.addr("KV_API1_ADMIN_PORT")+"/metrics")
+	for _, path := range []string{"/metrics", "/debug/pprof/", "/debug/vars"} {
+		resp, err := http.Get("http://" + h.addr("KV_API1_PORT") + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s on api1's data port: %d, want 404", path, resp.StatusCode)
+		}
+	}
 }
 
 // Bodies: over the limit nginx answers 413 JSON without bothering a

@@ -84,7 +84,7 @@ func TestMadeUpMethodIsOther(t *testing.T) {
 func otherRequests(t *testing.T, h *harness) float64 {
 	t.Helper()
 	var sum float64
-	for _, port := range []string{"KV_API1_PORT", "KV_API2_PORT"} {
+	for _, port := range []string{"KV_API1_ADMIN_PORT", "KV_API2_ADMIN_PORT"} {
 		resp, err := http.Get("http://" + h.addr(port) + "/metrics")
 		if err != nil {
 			t.Fatalf("scrape %s: %v", port, err)

@@ -133,8 +133,8 @@ func TestHostileRequestsGet4xx(t *testing.T) {
 	h := newHarness(t)
 	pids := h.stackPids(t)
 	dlq := dlqCounts(t)
-	g1 := goroutines(t, h.addr("KV_API1_PORT"))
-	g2 := goroutines(t, h.addr("KV_API2_PORT"))
+	g1 := goroutines(t, h.addr("KV_API1_ADMIN_PORT"))
+	g2 := goroutines(t, h.addr("KV_API2_ADMIN_PORT"))
 
 	for _, c := range hostileCorpus() {
 		t.Run(c.name, func(t *testing.T) {
@@ -163,8 +163,8 @@ func TestHostileRequestsGet4xx(t *testing.T) {
 		}
 		return ""
 	})
-	requireGoroutinesBack(t, h.addr("KV_API1_PORT"), g1)
-	requireGoroutinesBack(t, h.addr("KV_API2_PORT"), g2)
+	requireGoroutinesBack(t, h.addr("KV_API1_ADMIN_PORT"), g1)
+	requireGoroutinesBack(t, h.addr("KV_API2_ADMIN_PORT"), g2)
 }
 
 type raw struct{ name, request string }
@@ -419,7 +419,7 @@ func dlqCounts(t *testing.T) string {
 
 var goroutineTotal = regexp.MustCompile(`goroutine profile: total (\d+)`)
 
-// goroutines: the replica's goroutine count (pprof on its own port).
+// goroutines: the replica's goroutine count (pprof on its admin port).
 func goroutines(t *testing.T, addr string) int {
 	t.Helper()
 	resp, err := http.Get("http://" + addr + "/debug/pprof/goroutine?debug=1")

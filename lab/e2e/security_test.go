@@ -56,6 +56,7 @@ func TestListenersOnLoopback(t *testing.T) {
 	}
 	ours := map[string]bool{}
 	for _, v := range []string{"KV_NGINX_PORT", "KV_API1_PORT", "KV_API2_PORT", "KV_CONSUMER_PORT", "KV_PROMETHEUS_PORT",
+		"KV_API1_ADMIN_PORT", "KV_API2_ADMIN_PORT", "KV_CONSUMER_ADMIN_PORT",
 		"KV_ALERTMANAGER_PORT", "KV_JAEGER_UI_PORT", "KV_JAEGER_OTLP_GRPC_PORT", "KV_JAEGER_OTLP_HTTP_PORT",
 		"PGPORT", "REDIS_PORT", "RABBITMQ_PORT", "RABBITMQ_METRICS_PORT"} {
 		ours[env.vars[v]] = true
@@ -147,7 +148,7 @@ func TestNginxLimitsOnAPrivateNginx(t *testing.T) {
 	listen := freeAddr(t)
 	vars := map[string]string{
 		"NGINX_LISTEN": listen, "NGINX_STATUS_LISTEN": freeAddr(t), "API1_ADDR": stubAddr, "API2_ADDR": stubAddr, "KV_MAX_BODY_BYTES": "1024",
-		"NGINX_RATE_LIMIT": "5r/s", "NGINX_RATE_BURST": "5",
+		"NGINX_RATE_LIMIT": "5r/s", "NGINX_RATE_BURST": "5", "NGINX_WAIT_CONN_LIMIT": "20", "NGINX_TRACE_TRUSTED": "# nobody",
 		"NGINX_ACCESS_LOG": filepath.Join(dir, "access.log"), "NGINX_ERROR_LOG": filepath.Join(dir, "error.log"),
 	}
 	root, _ := filepath.Abs("../..")

@@ -45,7 +45,7 @@ func BuildJaeger(ctx context.Context, s *Settings, log io.Writer) error {
 			return nil
 		}
 	}
-	fmt.Fprintf(log, "==> jaeger: building Jaeger from the Go module proxy (first time: ~4 min)…\n")
+	fmt.Fprintf(log, "==> jaeger: building Jaeger from the Go module proxy (first time: 7 min on a quiet 2-core machine, up to 16 on a busy one)…\n")
 	started := time.Now()
 	cmd := exec.CommandContext(ctx, s.Get("GO"), "build", "-o", bin+".tmp", "github.com/jaegertracing/jaeger/cmd/jaeger")
 	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, log, log

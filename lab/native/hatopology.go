@@ -129,9 +129,9 @@ func nodeDSN(dsn, addr string) string {
 func haScrapeTargets(s *Settings) map[string][]ScrapeTarget {
 	nodes := s.HANodes()
 	groups := map[string][]ScrapeTarget{
-		"CONSUMER_ADDR": {
-			{Addr: Consumer(s, 1).Addr, Labels: []Label{{"instance_id", "consumer1"}}},
-			{Addr: Consumer(s, 2).Addr, Labels: []Label{{"instance_id", "consumer2"}}},
+		"CONSUMER_ADMIN_ADDR": {
+			{Addr: ConsumerAdminAddr(s, 1), Labels: []Label{{"instance_id", "consumer1"}}},
+			{Addr: ConsumerAdminAddr(s, 2), Labels: []Label{{"instance_id", "consumer2"}}},
 		},
 	}
 	for _, n := range nodes.RabbitMQ {

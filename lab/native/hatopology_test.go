@@ -197,7 +197,7 @@ func TestRenderHAPrometheusScrapesEveryNode(t *testing.T) {
 	jobs := scrapeTargets(prom.Text)
 	nodes := s.HANodes()
 	want := map[string][]string{
-		"kv-consumer":       {"127.0.0.1:8090 instance_id: consumer1", "127.0.0.1:8091 instance_id: consumer2"},
+		"kv-consumer":       {"127.0.0.1:8190 instance_id: consumer1", "127.0.0.1:8191 instance_id: consumer2"},
 		"rabbitmq":          nil,
 		"rabbitmq-node":     nil,
 		"postgres-exporter": nil,

@@ -29,9 +29,9 @@ type Template struct {
 // Templates are the stack's rendered configurations.
 var Templates = []Template{
 	{"nginx", "nginx/nginx.conf.template", "nginx.conf",
-		[]string{"NGINX_LISTEN", "NGINX_STATUS_LISTEN", "API1_ADDR", "API2_ADDR", "KV_MAX_BODY_BYTES", "NGINX_RATE_LIMIT", "NGINX_RATE_BURST", "NGINX_ACCESS_LOG", "NGINX_ERROR_LOG"}},
+		[]string{"NGINX_LISTEN", "NGINX_STATUS_LISTEN", "API1_ADDR", "API2_ADDR", "KV_MAX_BODY_BYTES", "NGINX_RATE_LIMIT", "NGINX_RATE_BURST", "NGINX_WAIT_CONN_LIMIT", "NGINX_TRACE_TRUSTED", "NGINX_ACCESS_LOG", "NGINX_ERROR_LOG"}},
 	{"prometheus", "observability/prometheus.yml", "prometheus.yml",
-		[]string{"API1_ADDR", "API2_ADDR", "CONSUMER_ADDR", "RABBITMQ_METRICS_ADDR", "PROMETHEUS_ADDR", "ALERTMANAGER_ADDR", "PROMETHEUS_RULES_DIR",
+		[]string{"API1_ADMIN_ADDR", "API2_ADMIN_ADDR", "CONSUMER_ADMIN_ADDR", "RABBITMQ_METRICS_ADDR", "PROMETHEUS_ADDR", "ALERTMANAGER_ADDR", "PROMETHEUS_RULES_DIR",
 			"MTAIL_ADDR", "NGINX_EXPORTER_ADDR", "POSTGRES_EXPORTER_ADDR", "REDIS_EXPORTER_ADDR", "JAEGER_METRICS_ADDR"}},
 	{"alertmanager", "observability/alertmanager.yml", "alertmanager.yml",
 		[]string{"ALERT_WEBHOOK_URL"}},

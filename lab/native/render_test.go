@@ -73,6 +73,18 @@ func TestRenderTheRepositorysTemplates(t *testing.T) {
 			if !strings.Contains(byProgram["nginx"], "listen 127.0.0.1:18080;") {
 				t.Error("nginx.conf does not listen on KV_NGINX_PORT")
 			}
+			// The admin listeners are Prometheus's, never the edge's.
+			for _, admin := range []string{"API1_ADMIN_ADDR", "API2_ADMIN_ADDR", "CONSUMER_ADMIN_ADDR"} {
+				if addr := s.Get(admin); strings.Contains(byProgram["nginx"], addr) {
+					t.Errorf("nginx.conf names %s (%s)", admin, addr)
+				}
+				if addr := s.Get(admin); !strings.Contains(byProgram["prometheus"], `"`+addr+`"`) {
+					t.Errorf("prometheus.yml does not scrape %s (%s)", admin, addr)
+				}
+			}
+			if strings.Contains(byProgram["prometheus"], `"`+s.Addr("KV_API1_PORT")+`"`) {
+				t.Error("prometheus.yml scrapes api1's data port, which serves no /metrics")
+			}
 			forLines := regexp.MustCompile(`(?m)^\s+for:\s*(\S+)`)
 			groupWait := regexp.MustCompile(`(?m)^\s+group_wait:\s*(\S+)`)
 			for name, text := range rules {

@@ -35,8 +35,11 @@ var Variables = []Variable{
 	{"KV_STOP_TIMEOUT", "20", "seconds between SIGTERM and SIGKILL when a process is stopped (supervisord's stopwaitsecs)"},
 	{"GO", "go", "the go command that builds the binaries"},
 	{"KV_API_GOMAXPROCS", "1", "each API replica's GOMAXPROCS (0: Go's default); compose gives each replica `cpus: 1` (lab/bench/NOTES.md)"},
-	{"NGINX_RATE_LIMIT", "10000r/s", "per-client request rate at nginx"},
-	{"NGINX_RATE_BURST", "20000", "per-client burst at nginx"},
+	// docs/DESIGN.md derives the three from the bench's capacity.
+	{"NGINX_RATE_LIMIT", "500r/s", "per-client request rate at nginx; past it and the burst, 429 with Retry-After"},
+	{"NGINX_RATE_BURST", "1000", "per-client burst at nginx"},
+	{"NGINX_WAIT_CONN_LIMIT", "20", "per-client requests waiting for a version (?wait=, ?min_version=) at once at nginx; past it, 429 with Retry-After"},
+	{"NGINX_TRACE_TRUSTED", "# nobody", "nginx geo entries (\"10.0.0.0/8 1; 192.0.2.7 1;\") of the clients whose traceparent, tracestate and baggage the edge passes on; from any other it drops them"},
 	// The API's own default (internal/httpapi); a test keeps the two equal.
 	{"KV_MAX_BODY_BYTES", "1048576", "largest request body; nginx's client_max_body_size"},
 	{"ALERT_WEBHOOK_URL", "http://127.0.0.1:9/alerts", "where Alertmanager sends alerts (port 9, discard: nowhere until you say where)"},
@@ -54,6 +57,11 @@ var Variables = []Variable{
 	{"API1_ADDR", "${KV_BIND_HOST}:${KV_API1_PORT}", "template: api1"},
 	{"API2_ADDR", "${KV_BIND_HOST}:${KV_API2_PORT}", "template: api2"},
 	{"CONSUMER_ADDR", "${KV_BIND_HOST}:${KV_CONSUMER_PORT}", "template: the consumer"},
+	// Loopback whatever KV_BIND_HOST says: profiles and metrics are for
+	// this machine's Prometheus and operators.
+	{"API1_ADMIN_ADDR", "127.0.0.1:${KV_API1_ADMIN_PORT}", "template: api1's admin listener (/metrics, /debug/pprof, /debug/vars)"},
+	{"API2_ADMIN_ADDR", "127.0.0.1:${KV_API2_ADMIN_PORT}", "template: api2's admin listener"},
+	{"CONSUMER_ADMIN_ADDR", "127.0.0.1:${KV_CONSUMER_ADMIN_PORT}", "template: the consumer's admin listener"},
 	{"PROMETHEUS_ADDR", "${KV_BIND_HOST}:${KV_PROMETHEUS_PORT}", "template: Prometheus"},
 	{"ALERTMANAGER_ADDR", "${KV_BIND_HOST}:${KV_ALERTMANAGER_PORT}", "template: Alertmanager"},
 	{"RABBITMQ_METRICS_ADDR", "${KV_BIND_HOST}:${RABBITMQ_METRICS_PORT}", "template: RabbitMQ's rabbitmq_prometheus"},
@@ -88,6 +96,9 @@ type Settings struct {
 	// environ is the caller's environment: the binaries' own settings
 	// (LOG_LEVEL, PG_MAX_CONNS, …) pass through to them.
 	environ map[string]string
+	// messageKey is KV_MESSAGE_KEYS, the caller's or the stack's own
+	// (MessageKeyFile).
+	messageKey string
 }
 
 // Load reads root's stack.env, overlays environ (os.Environ() form; a
@@ -143,6 +154,9 @@ func Load(root string, environ []string) (*Settings, error) {
 				return nil, fmt.Errorf("%s's port %d: its cluster bus port, %d higher, is past 65535", n.Name, n.Port, redisBusOffset)
 			}
 		}
+	}
+	if s.messageKey, err = s.messageKeys(); err != nil {
+		return nil, fmt.Errorf("KV_MESSAGE_KEYS: %w", err)
 	}
 	if f := s.vars["KV_ALERT_FOR"]; f != "" && !regexp.MustCompile(`^[0-9]+(ms|s|m)$`).MatchString(f) {
 		return nil, fmt.Errorf("KV_ALERT_FOR=%s: want a duration such as 5s", f)
@@ -253,6 +267,7 @@ func (s *Settings) appEnv() map[string]string {
 	for _, name := range []string{"DATABASE_URL", "REDIS_ADDR", "RABBITMQ_URL", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL", "KV_MAX_BODY_BYTES"} {
 		env[name] = s.Get(name)
 	}
+	env["KV_MESSAGE_KEYS"] = s.messageKey
 	return env
 }
 

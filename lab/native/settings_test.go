@@ -55,6 +55,9 @@ KV_NGINX_STATUS_PORT=8079
 KV_API1_PORT=8081
 KV_API2_PORT=8082
 KV_CONSUMER_PORT=8090
+KV_API1_ADMIN_PORT=8181
+KV_API2_ADMIN_PORT=8182
+KV_CONSUMER_ADMIN_PORT=8190
 KV_PROMETHEUS_PORT=9090
 KV_ALERTMANAGER_PORT=9093
 KV_JAEGER_UI_PORT=16686
@@ -172,11 +175,49 @@ func TestAppVariablesPassThrough(t *testing.T) {
 	for _, kv := range environ {
 		name, _, _ := strings.Cut(kv, "=")
 		switch name {
-		case "KV_HTTP_ADDR", "KV_INSTANCE_ID", "KV_CONSUMER_ADDR":
+		case "KV_HTTP_ADDR", "KV_INSTANCE_ID", "KV_CONSUMER_ADDR", "KV_ADMIN_ADDR":
 			continue // the stack's own, per process
 		}
 		if _, ok := api.Env[name]; !ok {
 			t.Errorf("%s (read by the binaries) does not reach api1", name)
 		}
+	}
+}
+
+// The stack makes its message key on first use, in KV_STACK_DIR, keeps it,
+// and gives it to the APIs and consumers; KV_MESSAGE_KEYS in the
+// environment wins.
+func TestMessageKeyMadeOnceAndShared(t *testing.T) {
+	dir := t.TempDir()
+	s, err := native.Load("../..", []string{"KV_STACK_DIR=" + dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := os.Stat(filepath.Join(dir, native.MessageKeyFile))
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v, %v; want it made, mode 0600", info, err)
+	}
+	var keys []string
+	for _, p := range native.Processes(s) {
+		if p.Name == "api1" || p.Name == "api2" || p.Name == "consumer" {
+			keys = append(keys, p.Env["KV_MESSAGE_KEYS"])
+		}
+	}
+	if len(keys) != 3 || len(keys[0]) < 32 || keys[1] != keys[0] || keys[2] != keys[0] {
+		t.Fatalf("KV_MESSAGE_KEYS of api1, api2, consumer = %q; want one key of 32 bytes or more", keys)
+	}
+	again, err := native.Load("../..", []string{"KV_STACK_DIR=" + dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := native.Consumer(again, 2).Env["KV_MESSAGE_KEYS"]; got != keys[0] {
+		t.Errorf("after a restart the key is %q, want the kept %q", got, keys[0])
+	}
+	mine, err := native.Load("../..", []string{"KV_STACK_DIR=" + dir, "KV_MESSAGE_KEYS=mine"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := native.Consumer(mine, 1).Env["KV_MESSAGE_KEYS"]; got != "mine" {
+		t.Errorf("with KV_MESSAGE_KEYS set the consumer gets %q, want it", got)
 	}
 }

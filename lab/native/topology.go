@@ -60,6 +60,7 @@ func process(s *Settings, name string) supervisor.Program {
 		p.Command, p.Binary = []string{filepath.Join(s.BinDir, "api")}, filepath.Join(s.BinDir, "api")
 		p.Env = s.appEnv()
 		p.Env["KV_HTTP_ADDR"], p.Env["KV_INSTANCE_ID"] = addr, name
+		p.Env["KV_ADMIN_ADDR"] = s.Get(strings.ToUpper(name) + "_ADMIN_ADDR")
 		// Two replicas share this machine's cores with everything else:
 		// one P each spares the Go schedulers' spinning and wake-ups
 		// (lab/bench/NOTES.md: +25 % GET hits on 2 cores).
@@ -85,7 +86,9 @@ func process(s *Settings, name string) supervisor.Program {
 		p.Addr = s.Get("PROMETHEUS_ADDR")
 		p.Command = []string{"prometheus", "--config.file=" + filepath.Join(s.ConfigDir(), "prometheus.yml"),
 			"--storage.tsdb.path=" + filepath.Join(s.Dir, "prometheus"), "--storage.tsdb.retention.time=2d",
-			"--web.listen-address=" + p.Addr, "--web.enable-lifecycle", "--enable-feature=exemplar-storage"}
+			// No --web.enable-lifecycle: any local process (or a web page,
+			// by CSRF) could POST /-/quit. The stack reloads it by SIGHUP.
+			"--web.listen-address=" + p.Addr, "--enable-feature=exemplar-storage"}
 		p.Priority, p.Health = 30, supervisor.HTTPProbe{Addr: p.Addr, Path: "/-/ready"}
 	case "jaeger":
 		// Jaeger reads its ports from observability/jaeger.yaml's ${env:…}.
@@ -116,6 +119,14 @@ func process(s *Settings, name string) supervisor.Program {
 	return p
 }
 
+// ConsumerAdminAddr is the admin listener of consumer number n (see
+// Consumer): CONSUMER_ADMIN_ADDR, then the next ports.
+func ConsumerAdminAddr(s *Settings, n int) string {
+	host, p, _ := net.SplitHostPort(s.Get("CONSUMER_ADMIN_ADDR"))
+	port, _ := strconv.Atoi(p)
+	return net.JoinHostPort(host, strconv.Itoa(port+n-1))
+}
+
 // Consumer is consumer number n: the topology's consumer is 1 (on
 // KV_CONSUMER_PORT); the HA topology runs 2 too, and the chaos campaign
 // adds 2 and 3, on the next ports.
@@ -128,6 +139,7 @@ func Consumer(s *Settings, n int) supervisor.Program {
 	}
 	env := s.appEnv()
 	env["KV_CONSUMER_ADDR"], env["KV_INSTANCE_ID"] = addr, fmt.Sprintf("consumer%d", n)
+	env["KV_ADMIN_ADDR"] = ConsumerAdminAddr(s, n)
 	return supervisor.Program{
 		Name: name, Dir: s.Root, Log: s.LogFile(name), StopWait: s.StopTimeout(),
 		Command: []string{filepath.Join(s.BinDir, "consumer")}, Binary: filepath.Join(s.BinDir, "consumer"),

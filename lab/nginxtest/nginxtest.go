@@ -40,6 +40,8 @@ type Replica struct {
 	WriteStatus atomic.Int64
 	Hits        atomic.Int64
 	Writes      atomic.Int64
+	// LastHeader is the headers of the last request it read.
+	LastHeader atomic.Pointer[http.Header]
 
 	dieOnWrite atomic.Int64
 	srv        *http.Server
@@ -63,6 +65,8 @@ func StartReplica(tb testing.TB) *Replica {
 
 func (r *Replica) serve(w http.ResponseWriter, req *http.Request) {
 	r.Hits.Add(1)
+	h := req.Header.Clone()
+	r.LastHeader.Store(&h)
 	io.Copy(io.Discard, req.Body)
 	status := http.StatusOK
 	switch req.Method {
@@ -131,8 +135,14 @@ func StartEdge(tb testing.TB, api1, api2 string, vars map[string]string) Edge {
 	all := map[string]string{
 		"NGINX_LISTEN": strings.TrimPrefix(e.URL, "http://"), "NGINX_STATUS_LISTEN": e.Status,
 		"API1_ADDR": api1, "API2_ADDR": api2, "KV_MAX_BODY_BYTES": "1048576",
-		"NGINX_RATE_LIMIT": "10000r/s", "NGINX_RATE_BURST": "20000",
 		"NGINX_ACCESS_LOG": e.AccessLog, "NGINX_ERROR_LOG": e.ErrorLog,
+	}
+	// The limits and the trusted sources as shipped (lab/native's defaults).
+	for _, v := range native.Variables {
+		switch v.Name {
+		case "NGINX_RATE_LIMIT", "NGINX_RATE_BURST", "NGINX_WAIT_CONN_LIMIT", "NGINX_TRACE_TRUSTED":
+			all[v.Name] = v.Default
+		}
 	}
 	for k, v := range vars {
 		all[k] = v

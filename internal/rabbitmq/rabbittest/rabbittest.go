@@ -13,6 +13,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/kvstack/kvstack/internal/msgsig"
 	"github.com/kvstack/kvstack/internal/rabbitmq"
 )
 
@@ -169,9 +170,20 @@ func Get(tb testing.TB, cfg rabbitmq.Config, queue string) (d amqp.Delivery, ok 
 	return d, ok
 }
 
-// PublishRaw publishes each body, persistent, to queue through the default
-// exchange, and waits for the broker's confirms.
+// PublishRaw publishes each body, persistent and unsigned, to queue
+// through the default exchange, and waits for the broker's confirms.
 func PublishRaw(tb testing.TB, cfg rabbitmq.Config, queue string, bodies ...[]byte) {
+	tb.Helper()
+	msgs := make([]amqp.Publishing, len(bodies))
+	for i, body := range bodies {
+		msgs[i] = amqp.Publishing{DeliveryMode: amqp.Persistent, Body: body}
+	}
+	Publish(tb, cfg, queue, msgs...)
+}
+
+// Publish publishes each message to queue through the default exchange,
+// and waits for the broker's confirms.
+func Publish(tb testing.TB, cfg rabbitmq.Config, queue string, msgs ...amqp.Publishing) {
 	tb.Helper()
 	withChannel(tb, cfg, func(ch *amqp.Channel) {
 		if err := ch.Confirm(false); err != nil {
@@ -180,9 +192,8 @@ func PublishRaw(tb testing.TB, cfg rabbitmq.Config, queue string, bodies ...[]by
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		var dcs []*amqp.DeferredConfirmation
-		for _, body := range bodies {
-			dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", queue, false, false,
-				amqp.Publishing{DeliveryMode: amqp.Persistent, Body: body})
+		for _, msg := range msgs {
+			dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", queue, false, false, msg)
 			if err != nil {
 				tb.Fatalf("rabbittest: publish to %s: %v", queue, err)
 			}
@@ -194,4 +205,14 @@ func PublishRaw(tb testing.TB, cfg rabbitmq.Config, queue string, bodies ...[]by
 			}
 		}
 	})
+}
+
+// Keys is a message signing key of the test's own.
+func Keys(tb testing.TB) *msgsig.Keys {
+	tb.Helper()
+	keys, err := msgsig.ParseKeys(rand.Text() + rand.Text())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return keys
 }

@@ -91,10 +91,6 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 {{- end -}}
 
 {{/* The port Prometheus scrapes: admin once the binaries serve one. */}}
-{{- define "kvstack.metricsPort" -}}
-{{ if .adminPort }}admin{{ else }}http{{ end }}
-{{- end -}}
-
 {{/* A container's hardening, the "restricted" Pod Security profile. */}}
 {{- define "kvstack.containerSecurity" -}}
 securityContext:
@@ -141,3 +137,23 @@ securityContext:
     - { port: 53, protocol: UDP }
     - { port: 53, protocol: TCP }
 {{- end -}}
+
+{{/* The message signing keys, API and consumer alike. */}}
+{{- define "kvstack.messageKeys" -}}
+- name: KV_MESSAGE_KEYS
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.messages.keysSecret.name }}
+      key: {{ .Values.messages.keysSecret.key }}
+{{- end -}}
+
+{{/* The HTTPRoute's filters of every rule (.: .Values.edge): clients'
+trace context removed unless gateway.trustTraceContext. */}}
+{{- define "kvstack.edgeFilters" -}}
+{{- if not .gateway.trustTraceContext }}
+filters:
+  - type: RequestHeaderModifier
+    requestHeaderModifier:
+      remove: [traceparent, tracestate, baggage]
+{{- end }}
+{{- end }}

@@ -1,0 +1,34 @@
+package msgsig
+
+import (
+	"strings"
+
+	"github.com/rs/zerolog"
+)
+
+// Config is where the API and the consumer find the keys.
+type Config struct {
+	// Keys sign every queued message (the API) and check it (the
+	// consumer), the same in both: one key of at least 32 bytes, or
+	// several separated by commas, the first signing and all accepted
+	// (docs/DESIGN.md, Message signatures). Required. A secret: never
+	// logged, only the keys' ids are.
+	Keys string `env:"KV_MESSAGE_KEYS"`
+	// AcceptUnsigned (consumer only) applies a message without
+	// signature headers instead of dead-lettering it: for the upgrade
+	// from a version that did not sign, while old APIs still publish, and
+	// only then. A message that carries a signature is checked all the
+	// same. The consumer warns at start and counts every message it lets
+	// through so.
+	AcceptUnsigned bool `env:"KV_ACCEPT_UNSIGNED_MESSAGES" envDefault:"false"`
+}
+
+// MarshalZerologObject logs the keys' ids, never the keys.
+func (c Config) MarshalZerologObject(e *zerolog.Event) {
+	if ks, err := ParseKeys(c.Keys); err == nil {
+		e.Str("keys", strings.Join(ks.IDs(), ","))
+	} else {
+		e.Str("keys", "unset or invalid")
+	}
+	e.Bool("accept_unsigned", c.AcceptUnsigned)
+}
