@@ -101,7 +101,7 @@ func (e *env) runFault(ctx context.Context, f fault, prefix string) (r result) {
 	stopLoad()
 	wg.Wait()
 	e.drain(ctx, &r)
-	e.checkHistories(ctx, &r, l)
+	e.checkHistories(ctx, &r, l, f)
 
 	_ = led.save(filepath.Join(e.s.dir, "ledger-"+f.name+".jsonl"))
 	r.reads, r.readErrs, r.readMax = led.reads, led.readErrs, time.Duration(led.readMax*float64(time.Second))
@@ -120,7 +120,7 @@ func (e *env) runFault(ctx context.Context, f fault, prefix string) (r result) {
 }
 
 // historyOps: the operations each history check read, linearizable /
-// sessions / convergence.
+// sessions / convergence, marked when illegal or undecided.
 func (r result) historyOps() string {
 	if len(r.histories) == 0 {
 		return "–"
@@ -128,6 +128,12 @@ func (r result) historyOps() string {
 	parts := make([]string, len(r.histories))
 	for i, h := range r.histories {
 		parts[i] = fmt.Sprint(h.Ops)
+		switch {
+		case h.Visualization != "":
+			parts[i] += " ILLEGAL"
+		case h.Undecided():
+			parts[i] += " undecided"
+		}
 	}
 	return strings.Join(parts, " / ")
 }

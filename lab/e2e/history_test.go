@@ -141,6 +141,9 @@ func (h *harness) judge(t *testing.T, rec *history.Recorder, res history.Result,
 	if err != nil {
 		t.Fatal(err)
 	}
+	if res.Undecided() {
+		t.Fatalf("porcupine did not decide: %s", res)
+	}
 	if res.Ops < 100 {
 		t.Fatalf("only %d operations checked: too few to mean anything", res.Ops)
 	}
