@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kvstack/kvstack/lab/history"
+	"github.com/kvstack/kvstack/lab/native"
 )
 
 // load drives clients through nginx until its context ends, and records
@@ -32,8 +33,10 @@ type load struct {
 // clientTimeout: a request still unanswered after this is a hang.
 const clientTimeout = 15 * time.Second
 
-func newClient() *http.Client {
-	return &http.Client{Timeout: clientTimeout, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+// newClient is a client of the chaos stack's edge carrying an admin token
+// signed by that stack's key (make token's).
+func newClient(s *native.Settings) (*http.Client, error) {
+	return native.Client(s, "chaos", &http.Transport{MaxIdleConnsPerHost: 64}, clientTimeout)
 }
 
 func (l *load) run(ctx context.Context) {

@@ -86,7 +86,12 @@ func (e *env) runFault(ctx context.Context, f fault, prefix string) (r result) {
 	}
 
 	led := &ledger{}
-	l := &load{nginx: e.s.nginx, client: newClient(), keys: keys, writers: e.s.writers, readers: e.s.readers, pace: e.s.pace, led: led, h: newHistories(prefix)}
+	client, err := newClient(e.c.s)
+	if err != nil {
+		r.fail("client: %v", err)
+		return r
+	}
+	l := &load{nginx: e.s.nginx, client: client, keys: keys, writers: e.s.writers, readers: e.s.readers, pace: e.s.pace, led: led, h: newHistories(prefix)}
 	lctx, stopLoad := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { l.run(lctx) })
