@@ -106,6 +106,19 @@ func (h *harness) historyClient(id int, rec *history.Recorder) *history.Client {
 	return &history.Client{ID: id, Base: h.nginx, HTTP: h.client, Rec: rec}
 }
 
+// clientPace keeps 8 clients (one address) under nginx's per-client rate
+// limit (NGINX_RATE_LIMIT, 500 r/s): past it, 429s would check nothing.
+const clientPace = 20 * time.Millisecond
+
+func sleepCtx(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
 // runClients runs n clients, each calling step one request at a time
 // (n counts its calls) for d, and returns what they recorded. A client is
 // a session: its Get carries its newest token, its Client's does not.
@@ -121,6 +134,7 @@ func (h *harness) runClients(t *testing.T, n int, d time.Duration, step func(ctx
 		wg.Go(func() {
 			for i := 0; ctx.Err() == nil; i++ {
 				step(ctx, c, r, i)
+				sleepCtx(ctx, clientPace)
 			}
 		})
 	}
