@@ -22,7 +22,7 @@ STACK       ?= $(BIN)/stack
 
 .DEFAULT_GOAL := help
 .PHONY: mod-check help setup setup-all packages build migrate test test-unit vet fmt-check fuzz \
-	lint fmt run-api run-consumer clean run up up-ha down status logs env jaeger e2e \
+	lint fmt run-api run-consumer clean run up up-ha down status logs env token jaeger e2e \
 	test-compose test-k8s k8s image sbom check-observability bench bench-smoke bench-ha chaos chaos-short chaos-ha stack-bin \
 	slo check-slo check-dashboards config-doc
 
@@ -80,6 +80,9 @@ status: stack-bin ## Each process (supervisord's state, health, pid, address, lo
 
 logs: stack-bin ## Follow the logs of every process of the stack
 	$(STACK) logs
+
+token: stack-bin ## Print a token for the local stack's API, signed by its key (made on first start): ROLE=admin (comma-separated roles of deploy/auth/policy.yaml), SUB=local-admin, TTL=24h
+	@$(STACK) token $(if $(ROLE),-role '$(ROLE)') $(if $(SUB),-sub '$(SUB)') $(if $(TTL),-ttl '$(TTL)')
 
 env: stack-bin ## stack.env and the stack's other settings, with their defaults and current values
 	$(STACK) env

@@ -46,7 +46,7 @@ func TestSpecRoutesAreTheRouters(t *testing.T) {
 			spec = append(spec, method+" "+path)
 		}
 	}
-	h := httpapi.NewHandler(nil, nil, nil, httpapi.DefaultConfig(), zerolog.Nop(), nil)
+	h := httpapi.NewHandler(nil, nil, nil, nil, httpapi.DefaultConfig(), zerolog.Nop(), nil)
 	got := routes(t, h)
 	slices.Sort(spec)
 	if !slices.Equal(got, spec) {

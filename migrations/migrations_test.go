@@ -162,15 +162,8 @@ func TestApplyUpgradesADatabaseOfTheMigratorBeforeGoose(t *testing.T) {
 func TestApplyAdoptsWhatTheOldMigratorRecordsLater(t *testing.T) {
 	pool := loadLegacy(t)
 	ctx := testContext(t)
-	if err := migrations.Apply(ctx, pool); err != nil {
-		t.Fatalf("Apply: %v", err)
-	}
-	const v3 = "ALTER TABLE kv_store ADD COLUMN written_by TEXT;" // fails when run twice
-	_, err := pool.Exec(ctx, v3+"INSERT INTO schema_migrations (version, name) VALUES (3, 'add_written_by')")
-	if err != nil {
-		t.Fatalf("the old migrator's version 3: %v", err)
-	}
-	fsys := fstest.MapFS{"0003_add_written_by.sql": {Data: []byte("-- +goose Up\n" + v3 + "\n")}}
+	// Versions 1 and 2 by goose, then a version 3 by the old migrator.
+	fsys := fstest.MapFS{}
 	for _, name := range []string{"0001_create_kv_store.sql", "0002_create_kv_settings.sql"} {
 		b, err := fs.ReadFile(migrations.Files, name)
 		if err != nil {
@@ -178,6 +171,15 @@ func TestApplyAdoptsWhatTheOldMigratorRecordsLater(t *testing.T) {
 		}
 		fsys[name] = &fstest.MapFile{Data: b}
 	}
+	if err := migrations.ApplyFS(ctx, pool, fsys); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	const v3 = "ALTER TABLE kv_store ADD COLUMN written_by TEXT;" // fails when run twice
+	_, err := pool.Exec(ctx, v3+"INSERT INTO schema_migrations (version, name) VALUES (3, 'add_written_by')")
+	if err != nil {
+		t.Fatalf("the old migrator's version 3: %v", err)
+	}
+	fsys["0003_add_written_by.sql"] = &fstest.MapFile{Data: []byte("-- +goose Up\n" + v3 + "\n")}
 	if err := migrations.ApplyFS(ctx, pool, fsys); err != nil {
 		t.Fatalf("Apply with version 3: %v", err)
 	}

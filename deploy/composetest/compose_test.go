@@ -433,6 +433,8 @@ func TestMounts(t *testing.T) {
 		// the repository at /kvstack: TestExportersInStep.
 		"mtail":             {"/kvstack/observability/mtail": "observability/mtail"},
 		"postgres-exporter": {"/kvstack/observability/postgres-exporter/queries.yml": "observability/postgres-exporter/queries.yml"},
+		"api1":              {"/etc/kvstack/auth/policy.yaml": "deploy/auth/policy.yaml", "/etc/kvstack/auth/jwks.json": generatedJWKS},
+		"api2":              {"/etc/kvstack/auth/policy.yaml": "deploy/auth/policy.yaml", "/etc/kvstack/auth/jwks.json": generatedJWKS},
 	}
 	for _, file := range composeFiles {
 		checkBindMounts(t, file, mustLoadFile(t, file))
@@ -480,6 +482,11 @@ func TestMounts(t *testing.T) {
 	}
 }
 
+// generatedJWKS is the one mount not in the repository: the public key set
+// of the local stack's signing key, which `make token` makes on its first
+// run.
+const generatedJWKS = ".stack/auth/jwks.json"
+
 // checkBindMounts: what a compose file mounts from the repository exists,
 // and is mounted read-only.
 func checkBindMounts(t *testing.T, file string, p *types.Project) {
@@ -490,6 +497,12 @@ func checkBindMounts(t *testing.T, file string, p *types.Project) {
 			}
 			if !v.ReadOnly {
 				t.Errorf("%s: %s mounts %s read-write", file, name, v.Source)
+			}
+			if rel, _ := filepath.Rel(root, v.Source); rel == generatedJWKS {
+				if v.Bind == nil || v.Bind.CreateHostPath {
+					t.Errorf("%s: %s mounts %s, which make token makes, without create_host_path: false: a missing one would mount as an empty directory", file, name, rel)
+				}
+				continue
 			}
 			if _, err := os.Stat(v.Source); err != nil {
 				t.Errorf("%s: %s mounts %s, which is not in the repository: %v", file, name, v.Source, err)

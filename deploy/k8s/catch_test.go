@@ -41,6 +41,19 @@ func TestChecksCatch(t *testing.T) {
 		breakIt              func(m *manifests, s *sources)
 	}{
 		{"a variable no binary reads", "env", "dev", func(m *manifests, s *sources) { setEnv(api(m), "REDIS_HOST", "x") }},
+		{"auth turned off", "auth", "prod", func(m *manifests, s *sources) { setEnv(api(m), "KV_AUTH", "off") }},
+		{"the policy ConfigMap drifts from deploy/auth/policy.yaml", "auth", "dev", func(m *manifests, s *sources) {
+			for _, c := range m.configMaps {
+				for k := range c.Data {
+					if strings.HasSuffix(k, "policy.yaml") {
+						c.Data[k] += "\n# an edit\n"
+					}
+				}
+			}
+		}},
+		{"the JWKS file in no mounted Secret", "auth", "dev", func(m *manifests, s *sources) {
+			setEnv(api(m), "KV_AUTH_JWKS_FILE", "/elsewhere/jwks.json")
+		}},
 		{"the binaries read a new address (issue 12's RABBITMQ_URLS)", "env", "prod", func(m *manifests, s *sources) {
 			s.env["api"]["RABBITMQ_URLS"] = "amqp://guest:guest@127.0.0.1:5672/"
 		}},

@@ -25,6 +25,7 @@ func copies(t testing.TB) map[string][]byte {
 		"chart/files/postgres-exporter-queries.yml": readRepo(t, "observability/postgres-exporter/queries.yml"),
 		"chart/files/prometheus-rules.yaml":         prometheusRules(t),
 		"chart/files/postgres-instance-queries.yml": instanceQueriesFile(t),
+		"chart/files/policy.yaml":                   readRepo(t, "deploy/auth/policy.yaml"),
 	}
 	for _, f := range globRepo(t, "grafana/dashboards/*.json") {
 		out["chart/files/"+filepath.Base(f)] = readRepo(t, f)

@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/zerolog"
 
+	"github.com/kvstack/kvstack/internal/auth"
 	"github.com/kvstack/kvstack/internal/config"
 	"github.com/kvstack/kvstack/internal/health"
 	"github.com/kvstack/kvstack/internal/httpapi"
@@ -37,6 +38,11 @@ func RunAPI(ctx context.Context, cfg config.API, log zerolog.Logger, ready Ready
 		return err
 	}
 	reg := metrics.New()
+	// The key set and the policy first: a bad one stops the start at once.
+	authn, err := auth.New(ctx, cfg.Auth, log, metrics.NewAuth(reg))
+	if err != nil {
+		return err
+	}
 	d, err := openData(ctx, cfg.Postgres, cfg.Redis, reg, counts{reads: metrics.NewCache(reg)})
 	if err != nil {
 		return err
@@ -84,9 +90,11 @@ func RunAPI(ctx context.Context, cfg config.API, log zerolog.Logger, ready Ready
 		clock:             clk,
 	}
 	svc := kv.NewService(d.store, d.cache, mpub, cfg.Limits, log, kv.WithWaiters(waiters, cfg.Wait))
-	readiness, stopChecking := monitor(ctx, cfg.Health, dependencyChecks(d.store.Ping, d.cache.Ping, mpub.Ready), apiCapabilities, reg, log)
+	checks := append(dependencyChecks(d.store.Ping, d.cache.Ping, mpub.Ready),
+		health.Check{Name: checkClock, Ping: func(context.Context) error { return clk.Check() }})
+	readiness, stopChecking := monitor(ctx, cfg.Health, checks, apiCapabilities, reg, log)
 	defer stopChecking()
-	handler := httpapi.NewHandler(svc, tokens, readiness, cfg.HTTP, log, metrics.NewHTTP(reg))
+	handler := httpapi.NewHandler(svc, tokens, authn, readiness, cfg.HTTP, log, metrics.NewHTTP(reg))
 	stop := stopping{timeout: cfg.ShutdownTimeout, delay: cfg.DrainDelay, drain: readiness.Drain, closing: svc.EndWaits}
 	admin, err := listenAdmin(cfg.AdminAddr, reg, log)
 	if err != nil {

@@ -342,7 +342,7 @@ func publishSigned(t *testing.T, cfg rabbitmq.Config, kind kv.Kind, bodies ...st
 		queue = cfg.QueueDel
 	}
 	for _, body := range bodies {
-		id, sig := testKeys.Sign(string(kind), []byte(body))
+		id, sig := testKeys.Sign(string(kind), "", []byte(body))
 		rabbittest.Publish(t, cfg, queue, amqp.Publishing{
 			DeliveryMode: amqp.Persistent, Body: []byte(body),
 			Headers: amqp.Table{msgsig.KeyIDHeader: id, msgsig.SignatureHeader: sig},

@@ -11,6 +11,9 @@ const (
 	checkPostgres = "postgres"
 	checkRedis    = "redis"
 	checkRabbitMQ = "rabbitmq"
+	// checkClock fails while the API's clock is off from PostgreSQL's
+	// (package clock): writes are refused.
+	checkClock = "clock"
 )
 
 // What each process can do, and what each capability needs: the rule that
@@ -18,8 +21,9 @@ const (
 
 // apiCapabilities: reads need PostgreSQL or Redis (without Redis they are
 // served from PostgreSQL; without PostgreSQL, cache hits are served and a
-// miss gets a prompt 503); writes need RabbitMQ alone (the consumer applies
-// them later); the listing needs PostgreSQL.
+// miss gets a prompt 503); writes need RabbitMQ (the consumer applies
+// them later) and a clock in step with PostgreSQL's; the listing needs
+// PostgreSQL.
 var apiCapabilities = []health.Capability{
 	{Name: "read", Assess: func(f health.Failed) health.Assessment {
 		switch {
@@ -32,7 +36,7 @@ var apiCapabilities = []health.Capability{
 		}
 		return health.Assessment{State: health.OK}
 	}},
-	needs("write", checkRabbitMQ),
+	needs("write", checkRabbitMQ, checkClock),
 	needs("list", checkPostgres),
 }
 

@@ -36,7 +36,7 @@ func RunConsumer(ctx context.Context, cfg config.Consumer, log zerolog.Logger, r
 	if err != nil {
 		return err
 	}
-	if cfg.Messages.AcceptUnsigned {
+	if cfg.Consumer.AcceptUnsigned {
 		log.Warn().Msg("KV_ACCEPT_UNSIGNED_MESSAGES is on: messages without a signature are applied, so anyone who can publish to the queues can write any key; turn it off once every API signs (kvstack_consumer_unsigned_accepted_total stops growing)")
 	}
 	reg := metrics.New()
@@ -55,7 +55,7 @@ func RunConsumer(ctx context.Context, cfg config.Consumer, log zerolog.Logger, r
 	defer stopClock()
 	proc := consumer.NewProcessor(d.store, d.cache, consumer.Checks{
 		Limits: cfg.Limits, Keys: keys,
-		AcceptUnsigned: cfg.Messages.AcceptUnsigned, OnUnsigned: m.UnsignedAccepted,
+		AcceptUnsigned: cfg.Consumer.AcceptUnsigned, OnUnsigned: m.UnsignedAccepted,
 		MaxClockSkew: cfg.Clock.MaxSkew, Now: clk.Now,
 	}, log)
 	m.RepairsPending(proc.PendingRepairs)

@@ -43,9 +43,9 @@ func (s measuredStore) Get(ctx context.Context, key string) (kv.Entry, error) {
 	return e, err
 }
 
-func (s measuredStore) List(ctx context.Context, after string, limit int) ([]kv.Entry, error) {
+func (s measuredStore) List(ctx context.Context, prefix, after string, limit int) ([]kv.Entry, error) {
 	start := time.Now()
-	es, err := s.store.List(ctx, after, limit)
+	es, err := s.store.List(ctx, prefix, after, limit)
 	s.dep.Observe(ctx, metrics.Postgres, "list", start, err)
 	return es, err
 }

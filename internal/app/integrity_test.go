@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -40,7 +41,7 @@ func TestForgedMessagesAreDeadLettered(t *testing.T) {
 		t.Fatal(err)
 	}
 	signedBy := func(keys *msgsig.Keys, signed, sent []byte) amqp.Publishing {
-		id, sig := keys.Sign(string(kv.KindPut), signed)
+		id, sig := keys.Sign(string(kv.KindPut), "", signed)
 		return amqp.Publishing{DeliveryMode: amqp.Persistent, Body: sent,
 			Headers: amqp.Table{msgsig.KeyIDHeader: id, msgsig.SignatureHeader: sig}}
 	}
@@ -123,7 +124,9 @@ func TestSkewedAPIRefusesWrites(t *testing.T) {
 	if n := rabbittest.Count(t, s.mq, s.mq.QueueAdd); n != 0 {
 		t.Errorf("%d messages published by the skewed API", n)
 	}
-	waitReadiness(t, s.api, http.StatusOK, map[string]string{"read": "ok", "write": "down"})
+	if r := waitReadiness(t, s.api, http.StatusOK, map[string]string{"read": "ok", "write": "down"}); !strings.Contains(r.checks["clock"], "NTP") || r.checks["rabbitmq"] != "ok" {
+		t.Errorf("/readyz checks %v, want the clock's advice, rabbitmq ok", r.checks)
+	}
 	requireSeries(t, "api", scrape(t, s.api, false), "kvstack_clock_offset_seconds -3")
 
 	skew.Store(int64(10 * time.Second)) // within half of the default minute

@@ -33,6 +33,7 @@ func TestCapabilities(t *testing.T) {
 		{[]string{checkPostgres, checkRedis}, states{"read": down, "write": ok, "list": down}, states{"apply": down}},
 		{[]string{checkPostgres, checkRabbitMQ}, states{"read": degraded, "write": down, "list": down}, states{"apply": down}},
 		{[]string{checkPostgres, checkRedis, checkRabbitMQ}, states{"read": down, "write": down, "list": down}, states{"apply": down}},
+		{[]string{checkClock}, states{"read": ok, "write": down, "list": ok}, states{"apply": ok}},
 	} {
 		t.Run(strings.Join(append([]string{"down"}, tt.failed...), " "), func(t *testing.T) {
 			failed := health.Failed{}

@@ -260,7 +260,7 @@ func TestCutConnectionFreesTheWaiter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: kv\r\n\r\n", getAtLeast("k", tokenOf(t, w), "&timeout=30s"))
+	fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: kv\r\nAuthorization: Bearer %s\r\n\r\n", getAtLeast("k", tokenOf(t, w), "&timeout=30s"), s.token)
 	waitGauge(t, s.api, "kvstack_waiters", 1)
 	conn.Close()
 	waitGauge(t, s.api, "kvstack_waiters", 0)
@@ -317,7 +317,7 @@ func TestWaitersCapIs503(t *testing.T) {
 	defer cancel()
 	go func() {
 		req, _ := http.NewRequestWithContext(ctx, "GET", s.api+getAtLeast("k", tokenOf(t, w), "&timeout=30s"), nil)
-		if resp, err := http.DefaultClient.Do(req); err == nil {
+		if resp, err := s.client.Do(req); err == nil {
 			resp.Body.Close()
 		}
 	}()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/kvstack/kvstack/internal/auth/authtest"
 	"github.com/kvstack/kvstack/internal/httpapi"
 	"github.com/kvstack/kvstack/internal/kv"
 	"github.com/kvstack/kvstack/internal/metrics"
@@ -26,7 +27,8 @@ func newTestServer(t *testing.T) (data, admin *httptest.Server) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := httpapi.NewHandler(svc, tokens, nil, httpapi.DefaultConfig(), zerolog.Nop(), metrics.NewHTTP(reg))
+	authn := authtest.New(t, "").Authenticator(t)
+	api := httpapi.NewHandler(svc, tokens, authn, nil, httpapi.DefaultConfig(), zerolog.Nop(), metrics.NewHTTP(reg))
 	data = httptest.NewServer(api)
 	t.Cleanup(data.Close)
 	admin = httptest.NewServer(adminHandler(reg))

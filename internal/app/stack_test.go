@@ -17,6 +17,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
+	"github.com/kvstack/kvstack/internal/auth/authtest"
 	"github.com/kvstack/kvstack/internal/config"
 	"github.com/kvstack/kvstack/internal/kv"
 	"github.com/kvstack/kvstack/internal/msgsig"
@@ -41,8 +42,10 @@ type stack struct {
 	mq     rabbitmq.Config
 	apiCfg config.API
 	conCfg config.Consumer
-	client *http.Client
-	log    zerolog.Logger // the processes' logger: the test's output unless replaced
+	client *http.Client     // carries token
+	issuer *authtest.Issuer // signs the tokens the API trusts
+	token  string           // an admin token of issuer's
+	log    zerolog.Logger   // the processes' logger: the test's output unless replaced
 }
 
 func newStack(t *testing.T) *stack {
@@ -60,6 +63,9 @@ func newStack(t *testing.T) *stack {
 	apiCfg.DrainDelay = 0 // no edge to tell: each stop would wait for nothing
 	apiCfg.Health.Interval = 50 * time.Millisecond
 	apiCfg.Messages.Keys = testMessageKey
+	issuer := authtest.New(t, "")
+	apiCfg.Auth = issuer.Config
+	token := issuer.Token(t, "app-test", "admin")
 	conCfg := mustLoad[config.Consumer](t)
 	conCfg.AdminAddr = "127.0.0.1:0"
 	conCfg.Messages.Keys = testMessageKey
@@ -73,8 +79,9 @@ func newStack(t *testing.T) *stack {
 		t: t, store: postgres.NewStore(pool), pool: pool,
 		cache: redis.NewCache(rdb, rcfg), rdb: rdb, mq: mq,
 		apiCfg: apiCfg, conCfg: conCfg,
-		client: &http.Client{Timeout: 15 * time.Second},
-		log:    testLogger(t),
+		client: authtest.Client(token, 15*time.Second),
+		issuer: issuer, token: token,
+		log: testLogger(t),
 	}
 }
 
@@ -185,7 +192,13 @@ type response struct {
 
 func (s *stack) do(method, path, body string) response {
 	s.t.Helper()
-	r, err := s.try(method, path, body)
+	return s.doWith(s.client, method, path, body)
+}
+
+// doWith is do from client (another token's).
+func (s *stack) doWith(client *http.Client, method, path, body string) response {
+	s.t.Helper()
+	r, err := s.tryWith(client, method, path, body)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -195,6 +208,10 @@ func (s *stack) do(method, path, body string) response {
 // try is do for a goroutine: it returns what went wrong (no answer, or
 // not a whole JSON object) instead of failing the test.
 func (s *stack) try(method, path, body string) (response, error) {
+	return s.tryWith(s.client, method, path, body)
+}
+
+func (s *stack) tryWith(client *http.Client, method, path, body string) (response, error) {
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
@@ -203,7 +220,7 @@ func (s *stack) try(method, path, body string) (response, error) {
 	if err != nil {
 		return response{}, err
 	}
-	resp, err := s.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return response{}, fmt.Errorf("%s %s: %w", method, path, err)
 	}
@@ -277,6 +294,9 @@ func (s *stack) storedEntry(key string) (kv.Entry, bool) {
 	if err != nil {
 		s.t.Fatalf("store get %q: %v", key, err)
 	}
+	// The writer aside: the cache and the ops the tests build keep none
+	// (TestWritesAreAttributed checks it).
+	e.WrittenBy = ""
 	return e, true
 }
 

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvstack/kvstack/internal/auth/mint"
 	"github.com/kvstack/kvstack/internal/kv"
 	"github.com/kvstack/kvstack/internal/token"
 )
@@ -96,7 +97,7 @@ type visibilityHistory struct {
 // request that fails fails the test: the stack is healthy here.
 func runVisibilityLoad(t *testing.T, s *stack, codec *token.Codec, l visibilityLoad) *visibilityHistory {
 	t.Helper()
-	client := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: l.writers + l.readers}}
+	client := &http.Client{Timeout: 15 * time.Second, Transport: mint.Bearer(&http.Transport{MaxIdleConnsPerHost: l.writers + l.readers}, s.token)}
 	var (
 		mu   sync.Mutex
 		h    = &visibilityHistory{byKey: map[string][]visibleOp{}, acked: map[kv.Kind]int{}}

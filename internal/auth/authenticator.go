@@ -25,6 +25,9 @@ type Authenticator struct {
 	cache   *tokenCache
 	now     func() time.Time
 	metrics *metrics.Auth
+	// unsigned is the refusal of a token whose signature does not verify,
+	// naming the algorithms accepted.
+	unsigned string
 }
 
 // maxTokenBytes bounds what is hashed and parsed: nginx's default header
@@ -65,8 +68,9 @@ func New(ctx context.Context, cfg Config, log zerolog.Logger, m *metrics.Auth, o
 	if a.keys, err = newKeySet(ctx, cfg, a.cache.purge, log, m); err != nil {
 		return nil, err
 	}
+	a.unsigned = "the token is not signed with " + orList(cfg.Algorithms) + " by a key this API trusts"
 	a.parser = jwt.NewParser(
-		jwt.WithValidMethods(Algorithms),
+		jwt.WithValidMethods(cfg.Algorithms),
 		jwt.WithIssuer(cfg.Issuer),
 		jwt.WithAudience(cfg.Audience),
 		jwt.WithLeeway(cfg.Leeway),
@@ -164,7 +168,7 @@ func bytesOf(s string) []byte { return unsafe.Slice(unsafe.StringData(s), len(s)
 func (a *Authenticator) check(ctx context.Context, raw string) (*Principal, error) {
 	claims := jwt.MapClaims{}
 	if _, err := a.parser.ParseWithClaims(raw, claims, a.keys.keyfunc.KeyfuncCtx(ctx)); err != nil {
-		return nil, refusal(err)
+		return nil, a.refusal(err)
 	}
 	sub, err := claims.GetSubject()
 	if err == nil {
@@ -178,13 +182,13 @@ func (a *Authenticator) check(ctx context.Context, raw string) (*Principal, erro
 }
 
 // refusal names, for the client, why the parser refused a token.
-func refusal(err error) *Error {
+func (a *Authenticator) refusal(err error) *Error {
 	msg := "the token is not valid"
 	switch {
 	case errors.Is(err, jwt.ErrTokenMalformed):
 		msg = "the token is not a well-formed JWT"
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
-		msg = "the token is not signed with EdDSA or ES256 by a key this API trusts"
+		msg = a.unsigned
 	case errors.Is(err, jwt.ErrTokenExpired):
 		msg = "the token has expired"
 	case errors.Is(err, jwt.ErrTokenNotValidYet):
@@ -197,6 +201,14 @@ func refusal(err error) *Error {
 		msg = "the token lacks a required claim (exp, iss, aud)"
 	}
 	return invalidToken(msg, err)
+}
+
+// orList is "a", "a or b", "a, b or c".
+func orList(ss []string) string {
+	if len(ss) < 2 {
+		return strings.Join(ss, "")
+	}
+	return strings.Join(ss[:len(ss)-1], ", ") + " or " + ss[len(ss)-1]
 }
 
 // Authorize returns nil when p may exercise r on key, else an *Error

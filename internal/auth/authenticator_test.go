@@ -481,7 +481,7 @@ func TestNewRefuses(t *testing.T) {
 		}, "private key"},
 		{"JWKS file with RSA keys only", func(t *testing.T, f *fixture) {
 			os.WriteFile(f.cfg.JWKSFile, rsaJWKS(t, &rsaKey.PublicKey), 0o644)
-		}, "no Ed25519 or P-256"},
+		}, "no public key for EdDSA, ES256"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -16,12 +17,15 @@ type Config struct {
 	// wants none; the API warns at start and reports it on /readyz and in
 	// kvstack_auth_enabled.
 	Enabled Switch `env:"KV_AUTH" envDefault:"on"`
-	// The key set that signs tokens: a JWKS file, re-read every
-	// JWKSRefresh, or a JWKS URL (an OIDC provider's jwks_uri), fetched
+	// JWKSFile is the public key set that signs tokens, a JWKS file,
+	// re-read every JWKSRefresh. Exactly one of it and JWKSURL is set.
+	JWKSFile string `env:"KV_AUTH_JWKS_FILE"`
+	// JWKSURL is the key set's URL (an OIDC provider's jwks_uri), fetched
 	// every JWKSRefresh and at once for a kid it does not hold (at most
-	// every unknownKIDRefresh). Exactly one is set.
-	JWKSFile    string        `env:"KV_AUTH_JWKS_FILE"`
-	JWKSURL     string        `env:"KV_AUTH_JWKS_URL"`
+	// every 30s).
+	JWKSURL string `env:"KV_AUTH_JWKS_URL"`
+	// JWKSRefresh is how often the key set is read again: a key added or
+	// removed takes effect without a restart.
 	JWKSRefresh time.Duration `env:"KV_AUTH_JWKS_REFRESH" envDefault:"5m"`
 	// Issuer is the iss every token must carry: the provider's issuer URL,
 	// or the local stack's.
@@ -33,6 +37,11 @@ type Config struct {
 	Leeway time.Duration `env:"KV_AUTH_LEEWAY" envDefault:"30s"`
 	// PolicyFile maps roles to rights on key prefixes (Policy).
 	PolicyFile string `env:"KV_AUTH_POLICY_FILE"`
+	// Algorithms are the signature algorithms accepted (EdDSA, ES256, and
+	// for a provider that signs with RSA, RS256 or PS256). Symmetric ones
+	// (HS*) and none are never accepted: the API holds no secret that
+	// could mint a token.
+	Algorithms []string `env:"KV_AUTH_ALGORITHMS" envDefault:"EdDSA,ES256"`
 	// CacheSize bounds the verified tokens kept, so that a client reusing
 	// its token pays for its signature once.
 	CacheSize int `env:"KV_AUTH_CACHE_SIZE" envDefault:"10000"`
@@ -73,6 +82,9 @@ func (c Config) Check() error {
 	if c.PolicyFile == "" {
 		errs = append(errs, errors.New("set KV_AUTH_POLICY_FILE: the roles' rights on key prefixes"))
 	}
+	if err := checkAlgorithms(c.Algorithms); err != nil {
+		errs = append(errs, err)
+	}
 	if c.CacheSize < 1 {
 		errs = append(errs, fmt.Errorf("KV_AUTH_CACHE_SIZE %d: at least 1", c.CacheSize))
 	}
@@ -90,7 +102,23 @@ func (c Config) MarshalZerologObject(e *zerolog.Event) {
 	}
 	e.Str("jwks_file", c.JWKSFile).Str("jwks_url", c.JWKSURL).Dur("jwks_refresh", c.JWKSRefresh).
 		Str("issuer", c.Issuer).Str("audience", c.Audience).Dur("leeway", c.Leeway).
-		Str("policy_file", c.PolicyFile).Int("cache_size", c.CacheSize)
+		Str("policy_file", c.PolicyFile).Strs("algorithms", c.Algorithms).Int("cache_size", c.CacheSize)
+}
+
+// Allowed are the algorithms KV_AUTH_ALGORITHMS may name: asymmetric
+// ones whose keys jwkset and golang-jwt both handle.
+var Allowed = []string{"EdDSA", "ES256", "RS256", "PS256"}
+
+func checkAlgorithms(algs []string) error {
+	if len(algs) == 0 {
+		return errors.New("KV_AUTH_ALGORITHMS: name at least one of " + strings.Join(Allowed, ", "))
+	}
+	for _, a := range algs {
+		if !slices.Contains(Allowed, a) {
+			return fmt.Errorf("KV_AUTH_ALGORITHMS: %q is not one of %s (symmetric algorithms and none are never accepted)", a, strings.Join(Allowed, ", "))
+		}
+	}
+	return nil
 }
 
 // Switch is a setting that is on or off; it reads on/off, true/false, 1/0.

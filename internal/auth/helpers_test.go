@@ -65,6 +65,7 @@ func newFixture(t testing.TB) *fixture {
 		Audience:    testAudience,
 		Leeway:      30 * time.Second,
 		PolicyFile:  policy,
+		Algorithms:  DefaultAlgorithms,
 		CacheSize:   100,
 	}
 	return f

@@ -6,11 +6,14 @@ import (
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
+	"crypto/rsa"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -23,11 +26,12 @@ import (
 	"github.com/kvstack/kvstack/internal/metrics"
 )
 
-// Algorithms are the only signature algorithms accepted: asymmetric, so
-// that the API holds no secret that could mint a token. Anything else
-// (none, HS256 even when keyed with a public key, RS256) is refused before
-// any key is looked at.
-var Algorithms = []string{jwt.SigningMethodEdDSA.Alg(), jwt.SigningMethodES256.Alg()}
+// DefaultAlgorithms are the signature algorithms accepted unless
+// KV_AUTH_ALGORITHMS says otherwise: asymmetric, so that the API holds no
+// secret that could mint a token. Anything not configured (none, HS256
+// even when keyed with a public key, RS256 unless opted in) is refused
+// before any key is looked at.
+var DefaultAlgorithms = []string{jwt.SigningMethodEdDSA.Alg(), jwt.SigningMethodES256.Alg()}
 
 // Fetching a JWKS URL: each request's bound, and how often a token naming a
 // kid the set lacks may trigger a fetch ahead of the schedule (a provider
@@ -51,6 +55,7 @@ const (
 type keySet struct {
 	source   string // the file or URL, for messages
 	keyfunc  keyfunc.Keyfunc
+	algs     []string     // KV_AUTH_ALGORITHMS
 	usable   atomic.Int64 // keys that can verify an allowed algorithm
 	onChange func()
 	log      zerolog.Logger
@@ -77,7 +82,7 @@ func (s watchedStorage) KeyReplaceAll(ctx context.Context, keys []jwkset.JWK) er
 // the API): the set stays empty, every token is refused, /readyz says why
 // (ping), and the fetch is retried every refresh.
 func newKeySet(ctx context.Context, cfg Config, onChange func(), log zerolog.Logger, m *metrics.Auth) (*keySet, error) {
-	ks := &keySet{onChange: onChange, log: log, metrics: m}
+	ks := &keySet{algs: cfg.Algorithms, onChange: onChange, log: log, metrics: m}
 	store := watchedStorage{MemoryJWKSet: jwkset.NewMemoryStorage(), replaced: ks.replaced}
 	var storage jwkset.Storage = store
 	if cfg.JWKSFile != "" {
@@ -87,7 +92,7 @@ func newKeySet(ctx context.Context, cfg Config, onChange func(), log zerolog.Log
 			return nil, err
 		}
 		if ks.usable.Load() == 0 {
-			return nil, fmt.Errorf("KV_AUTH_JWKS_FILE %s: no Ed25519 or P-256 public key", cfg.JWKSFile)
+			return nil, fmt.Errorf("KV_AUTH_JWKS_FILE %s: no public key for %s", cfg.JWKSFile, strings.Join(cfg.Algorithms, ", "))
 		}
 		go ks.watchFile(ctx, store, raw, cfg.JWKSRefresh)
 	} else {
@@ -139,7 +144,7 @@ func (ks *keySet) refreshFailed(_ context.Context, err error) {
 func (ks *keySet) replaced(keys []jwkset.JWK) {
 	n := 0
 	for _, k := range keys {
-		if usableKey(k) {
+		if usableKey(k, ks.algs) {
 			n++
 		}
 	}
@@ -151,17 +156,23 @@ func (ks *keySet) replaced(keys []jwkset.JWK) {
 	}
 }
 
-// usableKey tells whether k can verify one of Algorithms.
-func usableKey(k jwkset.JWK) bool {
+// usableKey tells whether k can verify one of algs.
+func usableKey(k jwkset.JWK, algs []string) bool {
 	alg := k.Marshal().ALG.String()
+	allowed := func(a string) bool { return slices.Contains(algs, a) && (alg == "" || alg == a) }
 	switch key := k.Key().(type) {
 	case ed25519.PublicKey:
-		return alg == "" || alg == jwt.SigningMethodEdDSA.Alg()
+		return allowed(jwt.SigningMethodEdDSA.Alg())
 	case *ecdsa.PublicKey:
-		return key.Curve == elliptic.P256() && (alg == "" || alg == jwt.SigningMethodES256.Alg())
+		return key.Curve == elliptic.P256() && allowed(jwt.SigningMethodES256.Alg())
+	case *rsa.PublicKey:
+		return key.N.BitLen() >= minRSABits && (allowed(jwt.SigningMethodRS256.Alg()) || allowed(jwt.SigningMethodPS256.Alg()))
 	}
 	return false
 }
+
+// minRSABits is the smallest RSA modulus trusted (NIST SP 800-131A).
+const minRSABits = 2048
 
 // loadFile reads the JWKS file into store unless its bytes are last's.
 func (ks *keySet) loadFile(ctx context.Context, store watchedStorage, last []byte) ([]byte, error) {

@@ -130,13 +130,33 @@ func (m *Monitor) Skewed() bool {
 	return ok && (off > m.cfg.MaxSkew/2 || off < -m.cfg.MaxSkew/2)
 }
 
-// Check is nil unless the clock is known to be skewed.
+// Check is nil unless the clock is known to be skewed; then it is a
+// *SkewError.
 func (m *Monitor) Check() error {
 	if m.Skewed() {
 		off, _ := m.Offset()
-		return fmt.Errorf("%w: %s ahead of PostgreSQL's (negative: behind), more than half of KV_MAX_CLOCK_SKEW (%s) either way", ErrSkewed, -off.Round(time.Millisecond), m.cfg.MaxSkew)
+		return &SkewError{Ahead: -off, MaxSkew: m.cfg.MaxSkew}
 	}
 	return nil
+}
+
+// SkewError is a clock known to be off. It wraps ErrSkewed, and tells the
+// operator what to do (health.Advice).
+type SkewError struct {
+	Ahead   time.Duration // this clock minus PostgreSQL's: negative when behind
+	MaxSkew time.Duration
+}
+
+func (e *SkewError) Error() string {
+	return fmt.Sprintf("%v: %s ahead of PostgreSQL's (negative: behind), more than half of KV_MAX_CLOCK_SKEW (%s) either way: %s",
+		ErrSkewed, e.Ahead.Round(time.Millisecond), e.MaxSkew, e.Advice())
+}
+
+func (e *SkewError) Unwrap() error { return ErrSkewed }
+
+// Advice says what to do.
+func (e *SkewError) Advice() string {
+	return "fix this host's time sync (NTP); an API refuses writes meanwhile"
 }
 
 // Now is the reference's time as this clock best knows it: the local time

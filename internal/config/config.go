@@ -12,6 +12,7 @@ import (
 	"github.com/caarlos0/env/v11"
 	"github.com/rs/zerolog"
 
+	"github.com/kvstack/kvstack/internal/auth"
 	"github.com/kvstack/kvstack/internal/clock"
 	"github.com/kvstack/kvstack/internal/consumer"
 	"github.com/kvstack/kvstack/internal/health"
@@ -49,12 +50,14 @@ type API struct {
 	// 127.0.0.1:8181, the consumer's 127.0.0.1:8190.
 	AdminAddr string `env:"KV_ADMIN_ADDR" envDefault:"127.0.0.1:8181"`
 	HTTP      httpapi.Config
-	Limits    kv.Limits
-	Wait      kv.WaitConfig
-	Token     token.Config
-	Postgres  postgres.Config
-	Redis     redis.Config
-	RabbitMQ  rabbitmq.Config
+	// Auth identifies the clients of the data routes (KV_AUTH_*).
+	Auth     auth.Config
+	Limits   kv.Limits
+	Wait     kv.WaitConfig
+	Token    token.Config
+	Postgres postgres.Config
+	Redis    redis.Config
+	RabbitMQ rabbitmq.Config
 	// Messages signs what the API queues.
 	Messages msgsig.Config
 	// Clock refuses writes while this replica's clock is off.
@@ -168,6 +171,7 @@ func (c API) MarshalZerologObject(e *zerolog.Event) {
 		Dur("drain_delay", c.DrainDelay).
 		Interface("health", c.Health).
 		Interface("http", c.HTTP).
+		Object("auth", c.Auth).
 		Interface("limits", c.Limits).
 		Interface("wait", c.Wait).
 		Object("token", c.Token).

@@ -35,6 +35,13 @@ type Config struct {
 	// PurgeInterval is how often the tombstones older than
 	// TombstoneRetention are purged.
 	PurgeInterval time.Duration `env:"KV_TOMBSTONE_PURGE_INTERVAL" envDefault:"10m"`
+	// AcceptUnsigned applies a message without signature headers instead
+	// of dead-lettering it: for the upgrade from APIs that did not sign,
+	// while they still publish, and only then. A message that carries a
+	// signature is checked all the same. The consumer warns at start and
+	// counts every message it lets through so
+	// (kvstack_consumer_unsigned_accepted_total).
+	AcceptUnsigned bool `env:"KV_ACCEPT_UNSIGNED_MESSAGES" envDefault:"false"`
 }
 
 // DefaultConfig() is the configuration with every variable unset.
@@ -73,5 +80,6 @@ func (c Config) MarshalZerologObject(e *zerolog.Event) {
 	e.Int("batch_size", c.BatchSize).Dur("batch_wait", c.BatchWait).
 		Dur("shutdown_grace", c.ShutdownGrace).Dur("cache_repair_interval", c.CacheRepairInterval).
 		Dur("cache_master_check_interval", c.MasterCheckInterval).
-		Dur("tombstone_retention", c.TombstoneRetention).Dur("purge_interval", c.PurgeInterval)
+		Dur("tombstone_retention", c.TombstoneRetention).Dur("purge_interval", c.PurgeInterval).
+		Bool("accept_unsigned_messages", c.AcceptUnsigned)
 }

@@ -159,7 +159,7 @@ func (p *Processor) handle(tr *batchTrace, batch []Message) ([]Result, error) {
 func (p *Processor) check(m Message) (kv.Op, string, error) {
 	unsigned := m.KeyID == "" && m.Signature == ""
 	if !unsigned || !p.checks.AcceptUnsigned {
-		if err := p.checks.Keys.Verify(string(m.Kind), m.Body, m.KeyID, m.Signature); err != nil {
+		if err := p.checks.Keys.Verify(string(m.Kind), m.WrittenBy, m.Body, m.KeyID, m.Signature); err != nil {
 			var serr *msgsig.Error
 			errors.As(err, &serr)
 			return kv.Op{}, serr.Reason, err
@@ -168,6 +168,10 @@ func (p *Processor) check(m Message) (kv.Op, string, error) {
 		p.checks.OnUnsigned(m.Queue)
 	}
 	op, err := kv.DecodeMessage(m.Kind, m.Body, p.checks.Limits)
+	if err == nil {
+		op.WrittenBy = m.WrittenBy
+		err = kv.ValidateWriter(op.WrittenBy)
+	}
 	if err != nil {
 		return kv.Op{}, ReasonInvalid, err
 	}

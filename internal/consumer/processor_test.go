@@ -119,13 +119,16 @@ func msg(t *testing.T, o kv.Op) Message {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return signed(o.Kind, body)
+	return signedBy(o.Kind, o.WrittenBy, body)
 }
 
 // signed is a message of kind with body, signed as the API signs.
-func signed(kind kv.Kind, body []byte) Message {
-	m := Message{Queue: string(kind) + "_q", Kind: kind, Body: body, Ctx: context.Background()}
-	m.KeyID, m.Signature = testKeys.Sign(string(kind), body)
+func signed(kind kv.Kind, body []byte) Message { return signedBy(kind, "", body) }
+
+// signedBy is signed naming writer.
+func signedBy(kind kv.Kind, writer string, body []byte) Message {
+	m := Message{Queue: string(kind) + "_q", Kind: kind, Body: body, WrittenBy: writer, Ctx: context.Background()}
+	m.KeyID, m.Signature = testKeys.Sign(string(kind), writer, body)
 	return m
 }
 
@@ -250,7 +253,7 @@ func TestHandleDeadLettersBadSignatures(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	foreign.KeyID, foreign.Signature = otherKeys.Sign(string(kv.KindPut), foreign.Body)
+	foreign.KeyID, foreign.Signature = otherKeys.Sign(string(kv.KindPut), "", foreign.Body)
 	forged := msg(t, op(kv.KindPut, "c", "signed", 1))
 	forged.Body, _ = kv.EncodeMessage(op(kv.KindPut, "c", "forged", 2))
 	moved := msg(t, op(kv.KindPut, "d", "a put", 1))
@@ -398,5 +401,24 @@ func TestCacheRepairOverflowPurges(t *testing.T) {
 	p.repairOnce(context.Background())
 	if cache.purges != 1 || len(cache.entries) != 0 {
 		t.Fatalf("purges = %d, entries = %d; want the cache purged once", cache.purges, len(cache.entries))
+	}
+}
+
+// A message's writer header reaches the store with its operation; a
+// writer that could not have come from a token is dead-lettered.
+func TestHandleKeepsTheWriter(t *testing.T) {
+	p, store, _ := newTestProcessor()
+	alice, mallory := op(kv.KindPut, "a", "v", 1), op(kv.KindPut, "c", "v", 1)
+	alice.WrittenBy, mallory.WrittenBy = "alice", "mallory\x00"
+	byAlice, byNobody, byForger := msg(t, alice), msg(t, op(kv.KindPut, "b", "v", 1)), msg(t, mallory)
+	results, err := p.Handle(context.Background(), []Message{byAlice, byNobody, byForger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := outcomesOf(results), []kv.Outcome{kv.Applied, kv.Applied, kv.DeadLettered}; !slices.Equal(got, want) {
+		t.Fatalf("outcomes = %v, want %v", got, want)
+	}
+	if got := store.batches[0]; got[0].WrittenBy != "alice" || got[1].WrittenBy != "" {
+		t.Errorf("the store got writers %q and %q, want alice and none", got[0].WrittenBy, got[1].WrittenBy)
 	}
 }

@@ -58,6 +58,8 @@ type Message struct {
 	Queue string
 	Kind  kv.Kind
 	Body  []byte
+	// WrittenBy is the message's kv.WriterHeader: who asked for it.
+	WrittenBy string
 	// KeyID and Signature are the msgsig headers, "" when absent.
 	KeyID, Signature string
 	// Ctx holds the message's CONSUMER span; never nil.

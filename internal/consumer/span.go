@@ -128,6 +128,13 @@ func (b *batch) add(d Delivery) {
 		semconv.MessagingOperationName("process"),
 		semconv.MessagingDestinationName(d.Queue),
 	}, d.Attrs...)
+	var writer string
+	if d.Header != nil {
+		writer = d.Header.Get(kv.WriterHeader)
+	}
+	if writer != "" {
+		attrs = append(attrs, attribute.String("enduser.id", writer))
+	}
 	opts := []trace.SpanStartOption{trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(attrs...)}
 	if sc := trace.SpanContextFromContext(parent); sc.IsValid() {
 		// The conventions ask for the link too, since a consumer may
@@ -136,7 +143,7 @@ func (b *batch) add(d Delivery) {
 	}
 	ctx, span := otel.Tracer(tracerName).Start(parent, "process "+d.Queue, opts...)
 	b.deliveries = append(b.deliveries, d)
-	m := Message{Queue: d.Queue, Kind: d.Kind, Body: d.Body, Ctx: ctx}
+	m := Message{Queue: d.Queue, Kind: d.Kind, Body: d.Body, WrittenBy: writer, Ctx: ctx}
 	if d.Header != nil {
 		m.KeyID, m.Signature = d.Header.Get(msgsig.KeyIDHeader), d.Header.Get(msgsig.SignatureHeader)
 	}

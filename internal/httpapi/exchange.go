@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/kvstack/kvstack/internal/auth"
 )
 
 // exchange is one request's state, made once by the outermost middleware
@@ -22,6 +24,9 @@ type exchange struct {
 	start     time.Time
 	span      trace.Span // nil when the request is not traced
 	body      countingBody
+	// principal is who the request acts for: set by authenticate on the
+	// data routes, nil elsewhere.
+	principal *auth.Principal
 }
 
 type exchangeKey struct{}

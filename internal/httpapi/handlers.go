@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/kvstack/kvstack/internal/auth"
 	"github.com/kvstack/kvstack/internal/kv"
 )
 
@@ -20,7 +21,10 @@ func (a *api) failRequest(w http.ResponseWriter, r *http.Request, err error) {
 // version the error carries (a delete's, the newest seen by a wait).
 func (a *api) failAbout(w http.ResponseWriter, r *http.Request, key string, err error) {
 	var br *badRequest
+	var refused *auth.Error
 	switch {
+	case errors.As(err, &refused):
+		a.refuse(w, r, err)
 	case errors.Is(err, errTooLarge):
 		writeError(w, r, http.StatusRequestEntityTooLarge, "payload_too_large", "request body is larger than the limit")
 	case errors.As(err, &br):
@@ -37,55 +41,89 @@ type readResponse struct {
 	// Version is the token of the state returned: a later
 	// ?min_version= with it never reads an older one.
 	Version *string `json:"version"`
+	// WrittenBy names who wrote the state returned (?with=writer): the
+	// subject of their token, "" when none was named (auth off, or a
+	// state older than attribution).
+	WrittenBy *string `json:"written_by,omitempty"`
 }
 
 // getKey serves GET /api?key=K, and with &min_version=T a state at least
-// as new as T, waiting (at most &timeout=, else KV_WAIT_TIMEOUT) for it.
+// as new as T, waiting (at most &timeout=, else KV_WAIT_TIMEOUT) for it;
+// with &with=writer, the state PostgreSQL holds and who wrote it.
 func (a *api) getKey(w http.ResponseWriter, r *http.Request) {
 	read, key, err := a.read(r)
 	if err != nil {
 		a.failAbout(w, r, key, err)
 		return
 	}
-	writeJSON(w, r, http.StatusOK, readResponse{
+	resp := readResponse{
 		Key: read.Entry.Key, Value: read.Entry.Value, Source: read.Source,
 		Version: a.version(w, key, read.Entry.Version),
-	})
+	}
+	if read.withWriter {
+		resp.WrittenBy = &read.Entry.WrittenBy
+	}
+	writeJSON(w, r, http.StatusOK, resp)
 }
 
-func (a *api) read(r *http.Request) (kv.Read, string, error) {
+// keyRead is a read and whether it asked for its writer.
+type keyRead struct {
+	kv.Read
+	withWriter bool
+}
+
+// paramWith asks a read for more than the value: with=writer names who
+// wrote it, which only PostgreSQL keeps.
+const paramWith, withWriter = "with", "writer"
+
+func (a *api) read(r *http.Request) (keyRead, string, error) {
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
-		return kv.Read{}, "", &badRequest{code: "invalid_query", msg: "query string is malformed"}
+		return keyRead{}, "", &badRequest{code: "invalid_query", msg: "query string is malformed"}
 	}
 	key, ok, err := single(q, "key")
 	switch {
 	case err != nil:
-		return kv.Read{}, "", err
+		return keyRead{}, "", err
 	case !ok:
-		return kv.Read{}, "", &kv.ValidationError{Field: "key", Reason: "missing; use ?key="}
+		return keyRead{}, "", &kv.ValidationError{Field: "key", Reason: "missing; use ?key="}
 	}
 	if err := a.svc.Limits().ValidateKey(key); err != nil {
-		return kv.Read{}, "", err
+		return keyRead{}, "", err
+	}
+	if err := a.authorize(r, auth.Read, key); err != nil {
+		return keyRead{}, "", err
 	}
 	if q.Has(paramWait) {
-		return kv.Read{}, "", &kv.ValidationError{Field: paramWait, Reason: "only on PUT and DELETE; a read waits with min_version"}
+		return keyRead{}, "", &kv.ValidationError{Field: paramWait, Reason: "only on PUT and DELETE; a read waits with min_version"}
 	}
 	min, waits, err := a.minVersion(q, key)
 	if err != nil {
-		return kv.Read{}, "", err
+		return keyRead{}, "", err
 	}
 	timeout, err := waitTimeout(q, waits)
 	if err != nil {
-		return kv.Read{}, "", err
+		return keyRead{}, "", err
+	}
+	with, asked, err := single(q, paramWith)
+	switch {
+	case err != nil:
+		return keyRead{}, "", err
+	case asked && with != withWriter:
+		return keyRead{}, "", &badRequest{code: "invalid_with", msg: "with takes one value: writer"}
+	case asked && waits:
+		return keyRead{}, "", &badRequest{code: "invalid_with", msg: "with=writer reads PostgreSQL at once; it does not wait with min_version"}
 	}
 	var read kv.Read
-	if waits {
+	switch {
+	case asked:
+		read, err = a.svc.GetWritten(r.Context(), key)
+	case waits:
 		read, err = a.svc.GetAtLeast(r.Context(), key, min, a.svc.WaitConfig().Bound(timeout))
-	} else {
+	default:
 		read, err = a.svc.Get(r.Context(), key)
 	}
-	return read, key, err
+	return keyRead{read, asked}, key, err
 }
 
 type acceptedResponse struct {
@@ -144,17 +182,21 @@ func (a *api) putKey(w http.ResponseWriter, r *http.Request) {
 		err = &kv.ValidationError{Field: "value", Reason: "missing"}
 	case in.inQuery && *req.Key != in.key:
 		err = errKeysDisagree
+	default:
+		err = a.authorize(r, auth.Write, *req.Key)
 	}
 	if err != nil {
 		a.failRequest(w, r, err)
 		return
 	}
+	// The write carries its writer into the message, the span and the row.
+	ctx := kv.WithWriter(r.Context(), principal(r).Subject)
 	if in.waits {
-		res, err := a.svc.PutApplied(r.Context(), *req.Key, *req.Value, a.svc.WaitConfig().Bound(in.timeout))
+		res, err := a.svc.PutApplied(ctx, *req.Key, *req.Value, a.svc.WaitConfig().Bound(in.timeout))
 		a.answerWrite(w, r, res, err)
 		return
 	}
-	op, err := a.svc.Put(r.Context(), *req.Key, *req.Value)
+	op, err := a.svc.Put(ctx, *req.Key, *req.Value)
 	if err != nil {
 		a.failRequest(w, r, err)
 		return
@@ -227,12 +269,17 @@ func (a *api) deleteKey(w http.ResponseWriter, r *http.Request) {
 		a.failRequest(w, r, &kv.ValidationError{Field: "key", Reason: "missing; use ?key= or a {\"key\":…} body"})
 		return
 	}
+	if err := a.authorize(r, auth.Write, key); err != nil {
+		a.failRequest(w, r, err)
+		return
+	}
+	ctx := kv.WithWriter(r.Context(), principal(r).Subject)
 	if in.waits {
-		res, err := a.svc.DeleteApplied(r.Context(), key, a.svc.WaitConfig().Bound(in.timeout))
+		res, err := a.svc.DeleteApplied(ctx, key, a.svc.WaitConfig().Bound(in.timeout))
 		a.answerWrite(w, r, res, err)
 		return
 	}
-	op, err := a.svc.Delete(r.Context(), key)
+	op, err := a.svc.Delete(ctx, key)
 	if err != nil {
 		a.failRequest(w, r, err)
 		return

@@ -52,12 +52,23 @@ func (f *fakeService) GetAtLeast(ctx context.Context, key string, min kv.Version
 	return f.Get(ctx, key)
 }
 
-func (f *fakeService) PutApplied(_ context.Context, key, value string, timeout time.Duration) (kv.Write, error) {
-	return f.writeApplied(kv.Op{Kind: kv.KindPut, Key: key, Value: value}, timeout)
+func (f *fakeService) PutApplied(ctx context.Context, key, value string, timeout time.Duration) (kv.Write, error) {
+	return f.writeApplied(kv.Op{Kind: kv.KindPut, Key: key, Value: value, WrittenBy: kv.WriterOf(ctx)}, timeout)
 }
 
-func (f *fakeService) DeleteApplied(_ context.Context, key string, timeout time.Duration) (kv.Write, error) {
-	return f.writeApplied(kv.Op{Kind: kv.KindDelete, Key: key}, timeout)
+func (f *fakeService) DeleteApplied(ctx context.Context, key string, timeout time.Duration) (kv.Write, error) {
+	return f.writeApplied(kv.Op{Kind: kv.KindDelete, Key: key, WrittenBy: kv.WriterOf(ctx)}, timeout)
+}
+
+// GetWritten is Get naming the last writer of the key recorded.
+func (f *fakeService) GetWritten(ctx context.Context, key string) (kv.Read, error) {
+	read, err := f.Get(ctx, key)
+	for _, op := range f.writes {
+		if op.Key == key {
+			read.Entry.WrittenBy = op.WrittenBy
+		}
+	}
+	return read, err
 }
 
 func (f *fakeService) writeApplied(op kv.Op, timeout time.Duration) (kv.Write, error) {
@@ -83,13 +94,13 @@ func (f *fakeService) Get(_ context.Context, key string) (kv.Read, error) {
 	return kv.Read{Entry: kv.Entry{Key: key, Value: v, Version: f.version}, Source: kv.SourceRedis}, nil
 }
 
-func (f *fakeService) List(_ context.Context, after string, limit int) ([]kv.Entry, error) {
+func (f *fakeService) List(_ context.Context, prefix, after string, limit int) ([]kv.Entry, error) {
 	if f.listErr != nil {
 		return nil, f.listErr
 	}
 	keys := make([]string, 0, len(f.entries))
 	for k := range f.entries {
-		if k > after {
+		if k > after && strings.HasPrefix(k, prefix) {
 			keys = append(keys, k)
 		}
 	}
@@ -113,12 +124,12 @@ func (f *fakeService) write(op kv.Op) (kv.Op, error) {
 	return op, nil
 }
 
-func (f *fakeService) Put(_ context.Context, key, value string) (kv.Op, error) {
-	return f.write(kv.Op{Kind: kv.KindPut, Key: key, Value: value})
+func (f *fakeService) Put(ctx context.Context, key, value string) (kv.Op, error) {
+	return f.write(kv.Op{Kind: kv.KindPut, Key: key, Value: value, WrittenBy: kv.WriterOf(ctx)})
 }
 
-func (f *fakeService) Delete(_ context.Context, key string) (kv.Op, error) {
-	return f.write(kv.Op{Kind: kv.KindDelete, Key: key})
+func (f *fakeService) Delete(ctx context.Context, key string) (kv.Op, error) {
+	return f.write(kv.Op{Kind: kv.KindDelete, Key: key, WrittenBy: kv.WriterOf(ctx)})
 }
 
 func newTestHandler(svc Service) http.Handler {
@@ -129,7 +140,7 @@ func newReadyHandler(svc Service, ready Readiness) http.Handler {
 	cfg := DefaultConfig()
 	cfg.MaxBodyBytes = 256
 	cfg.ListPageSize = 2
-	return NewHandler(svc, testTokens, ready, cfg, zerolog.Nop(), nil)
+	return asClient(NewHandler(svc, testTokens, testAuth, ready, cfg, zerolog.Nop(), nil), adminToken)
 }
 
 func do(t *testing.T, h http.Handler, method, target, body string) *httptest.ResponseRecorder {
@@ -375,4 +386,14 @@ func FuzzWriteRequest(f *testing.F) {
 			t.Fatalf("status %d for %q", rec.Code, body)
 		}
 	})
+}
+
+// A streamed listing with nothing to show is still a JSON document: the
+// opening was once written with the first page only, and an empty store
+// streamed `],"next_cursor":null}`.
+func TestEmptyStreamedListingIsJSON(t *testing.T) {
+	rec := do(t, newTestHandler(&fakeService{}), "GET", "/api/all", "")
+	if rec.Code != 200 || strings.TrimSpace(rec.Body.String()) != `{"items":[],"next_cursor":null}` {
+		t.Fatalf("empty listing = %d %q", rec.Code, rec.Body)
+	}
 }

@@ -1,11 +1,23 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
 	"strings"
 
+	"github.com/kvstack/kvstack/internal/auth"
 	"github.com/kvstack/kvstack/internal/health"
 )
+
+func authState(ctx context.Context, authn *auth.Authenticator) string {
+	switch {
+	case !authn.Enabled():
+		return "off"
+	case authn.Ping(ctx) != nil:
+		return "on (" + authn.Ping(ctx).Error() + ": every token is refused)"
+	}
+	return "on"
+}
 
 func (a *api) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, r, http.StatusOK, map[string]string{"status": "ok"})
@@ -20,6 +32,11 @@ type readyBody struct {
 	Status       health.Status             `json:"status"`
 	Capabilities map[string]capabilityBody `json:"capabilities"`
 	Checks       map[string]string         `json:"checks"`
+	// Auth is "on" when the data routes need a token, "off" when
+	// KV_AUTH=off serves every client as an admin; on with the reason
+	// when no signing key is loaded (every token is then refused).
+	// Absent for a process without data routes.
+	Auth string `json:"auth,omitempty"`
 }
 
 type capabilityBody struct {
@@ -39,6 +56,9 @@ func (a *api) readyz(w http.ResponseWriter, r *http.Request) {
 		Status:       rep.Status,
 		Capabilities: make(map[string]capabilityBody, len(rep.Capabilities)),
 		Checks:       make(map[string]string, len(rep.Checks)),
+	}
+	if a.auth != nil {
+		body.Auth = authState(r.Context(), a.auth)
 	}
 	var down []string
 	for _, c := range rep.Capabilities {

@@ -21,8 +21,15 @@ type listPage struct {
 // listKeys serves GET /api/all. With ?limit=N it returns one page and the
 // cursor of the next; without, it streams every live pair, fetching
 // ListPageSize rows at a time by key, so that neither the server's memory nor
-// a database connection is held in proportion to the store.
+// a database connection is held in proportion to the store. It shows only
+// the keys under the prefixes the token may both list and read; a token
+// that may list none gets 403.
 func (a *api) listKeys(w http.ResponseWriter, r *http.Request) {
+	prefixes, err := a.auth.Listable(principal(r))
+	if err != nil {
+		a.failRequest(w, r, err)
+		return
+	}
 	q, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		a.failRequest(w, r, &badRequest{code: "invalid_query", msg: "query string is malformed"})
@@ -39,10 +46,10 @@ func (a *api) listKeys(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if limit > 0 {
-		a.listPage(w, r, after, limit)
+		a.listPage(w, r, prefixes, after, limit)
 		return
 	}
-	a.listAll(w, r, after)
+	a.listAll(w, r, prefixes, after)
 }
 
 func (a *api) parseLimit(q url.Values) (int, error) {
@@ -78,8 +85,8 @@ func encodeCursor(key string) *string {
 	return &c
 }
 
-func (a *api) listPage(w http.ResponseWriter, r *http.Request, after string, limit int) {
-	entries, err := a.svc.List(r.Context(), after, limit+1)
+func (a *api) listPage(w http.ResponseWriter, r *http.Request, prefixes []string, after string, limit int) {
+	entries, err := a.listWithin(r.Context(), prefixes, after, limit+1)
 	if err != nil {
 		a.failRequest(w, r, err)
 		return
@@ -99,8 +106,8 @@ func (a *api) listPage(w http.ResponseWriter, r *http.Request, after string, lim
 // before the status is sent, so an unreachable store is still a clean 503; a
 // failure later aborts the response, which the client sees as truncated
 // rather than as a complete listing.
-func (a *api) listAll(w http.ResponseWriter, r *http.Request, after string) {
-	entries, err := a.svc.List(r.Context(), after, a.cfg.ListPageSize)
+func (a *api) listAll(w http.ResponseWriter, r *http.Request, prefixes []string, after string) {
+	entries, err := a.listWithin(r.Context(), prefixes, after, a.cfg.ListPageSize)
 	if err != nil {
 		a.failRequest(w, r, err)
 		return
@@ -133,11 +140,12 @@ func (a *api) listAll(w http.ResponseWriter, r *http.Request, after string) {
 		if len(entries) < a.cfg.ListPageSize {
 			break
 		}
-		entries, err = a.svc.List(r.Context(), entries[len(entries)-1].Key, a.cfg.ListPageSize)
+		entries, err = a.listWithin(r.Context(), prefixes, entries[len(entries)-1].Key, a.cfg.ListPageSize)
 		if err != nil {
 			a.logFor(r).Warn().Err(err).Msg("listing aborted midway")
 			panic(http.ErrAbortHandler)
 		}
 	}
-	_, _ = w.Write([]byte(`],"next_cursor":null}` + "\n"))
+	// buf still holds the opening when there was nothing to list.
+	_, _ = w.Write(append(buf, `],"next_cursor":null}`+"\n"...))
 }

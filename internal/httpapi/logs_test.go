@@ -21,7 +21,7 @@ func (brokenStore) Get(context.Context, string) (kv.Entry, error) {
 	return kv.Entry{}, errors.New("pg: connection reset by peer")
 }
 
-func (brokenStore) List(context.Context, string, int) ([]kv.Entry, error) {
+func (brokenStore) List(context.Context, string, string, int) ([]kv.Entry, error) {
 	return nil, fmt.Errorf("pg: %w", kv.ErrUnavailable)
 }
 
@@ -49,7 +49,7 @@ func TestLogsHoldNoKeys(t *testing.T) {
 	var logs bytes.Buffer
 	log := zerolog.New(&logs)
 	svc := kv.NewService(brokenStore{}, brokenCache{}, slowBroker{}, kv.DefaultLimits(), log)
-	h := NewHandler(svc, testTokens, nil, DefaultConfig(), log, nil)
+	h := asClient(NewHandler(svc, testTokens, testAuth, nil, DefaultConfig(), log, nil), adminToken)
 
 	for _, tc := range []struct {
 		method, target, body string

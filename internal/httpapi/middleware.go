@@ -69,6 +69,9 @@ func (a *api) accessLog(next http.Handler) http.Handler {
 		if sc := trace.SpanContextFromContext(r.Context()); sc.IsValid() {
 			ev = ev.Stringer("trace_id", sc.TraceID()).Stringer("span_id", sc.SpanID())
 		}
+		if e.principal != nil && e.principal.Subject != "" {
+			ev = ev.Str("enduser", e.principal.Subject)
+		}
 		ev.Str("request_id", e.requestID).
 			Str("method", r.Method).
 			Str("route", routePattern(r)).

@@ -12,6 +12,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/rs/zerolog"
 
+	"github.com/kvstack/kvstack/internal/auth"
 	"github.com/kvstack/kvstack/internal/envdefault"
 	"github.com/kvstack/kvstack/internal/health"
 	"github.com/kvstack/kvstack/internal/kv"
@@ -21,8 +22,9 @@ import (
 // Service is what the handlers need from the domain.
 type Service interface {
 	Get(ctx context.Context, key string) (kv.Read, error)
+	GetWritten(ctx context.Context, key string) (kv.Read, error)
 	GetAtLeast(ctx context.Context, key string, min kv.Version, timeout time.Duration) (kv.Read, error)
-	List(ctx context.Context, after string, limit int) ([]kv.Entry, error)
+	List(ctx context.Context, prefix, after string, limit int) ([]kv.Entry, error)
 	Put(ctx context.Context, key, value string) (kv.Op, error)
 	PutApplied(ctx context.Context, key, value string, timeout time.Duration) (kv.Write, error)
 	Delete(ctx context.Context, key string) (kv.Op, error)
@@ -60,6 +62,7 @@ func DefaultConfig() Config { return envdefault.Of[Config]() }
 type api struct {
 	svc     Service
 	tokens  Tokens
+	auth    *auth.Authenticator
 	ready   Readiness // nil: always ready
 	cfg     Config
 	log     zerolog.Logger
@@ -68,16 +71,20 @@ type api struct {
 
 // NewHandler returns the API's routes wrapped in their middleware,
 // outermost first: the server span and the traceparent answered, request
-// id and access log (KV_ACCESS_LOG), metrics, panic recovery. tokens
-// renders versions for clients; /readyz renders ready's report; m may be
-// nil.
-func NewHandler(svc Service, tokens Tokens, ready Readiness, cfg Config, log zerolog.Logger, m *metrics.HTTP) http.Handler {
-	a := &api{svc: svc, tokens: tokens, ready: ready, cfg: cfg, log: log, metrics: m}
+// id and access log (KV_ACCESS_LOG), metrics, panic recovery; then, on the
+// data routes alone, authentication by authn (/healthz and /readyz stay
+// open). tokens renders versions for clients; /readyz renders ready's
+// report; m may be nil.
+func NewHandler(svc Service, tokens Tokens, authn *auth.Authenticator, ready Readiness, cfg Config, log zerolog.Logger, m *metrics.HTTP) http.Handler {
+	a := &api{svc: svc, tokens: tokens, auth: authn, ready: ready, cfg: cfg, log: log, metrics: m}
 	r := a.router()
-	read(r, "/api", a.getKey)
-	r.Put("/api", a.putKey)
-	r.Delete("/api", a.deleteKey)
-	read(r, "/api/all", a.listKeys)
+	r.Group(func(r chi.Router) {
+		r.Use(a.authenticate)
+		read(r, "/api", a.getKey)
+		r.Put("/api", a.putKey)
+		r.Delete("/api", a.deleteKey)
+		read(r, "/api/all", a.listKeys)
+	})
 	return r
 }
 

@@ -59,6 +59,9 @@ func (a *api) traced(next http.Handler) http.Handler {
 	})
 }
 
+// attrEndUser names who a request acted for: its token's subject.
+const attrEndUser = attribute.Key("enduser.id")
+
 // endSpan names the span after the route and records the answer.
 func (e *exchange) endSpan(r *http.Request) {
 	if !e.span.IsRecording() {
@@ -67,8 +70,11 @@ func (e *exchange) endSpan(r *http.Request) {
 	route := routePattern(r)
 	e.span.SetName(spanMethod(r.Method) + " " + route)
 	status := e.answered()
-	var attrs [4]attribute.KeyValue
+	var attrs [5]attribute.KeyValue
 	out := attrs[:0]
+	if e.principal != nil && e.principal.Subject != "" {
+		out = append(out, attrEndUser.String(e.principal.Subject))
+	}
 	if e.body.n > 0 {
 		out = append(out, semconv.HTTPRequestBodySize(int(e.body.n)))
 	}

@@ -211,7 +211,7 @@ func TestWriteThatWaits(t *testing.T) {
 func TestWaitsAreMeasuredApart(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	svc := &fakeService{entries: map[string]string{"k": "v"}, version: at(5)}
-	h := NewHandler(svc, testTokens, nil, DefaultConfig(), zerolog.Nop(), metrics.NewHTTP(reg))
+	h := asClient(NewHandler(svc, testTokens, testAuth, nil, DefaultConfig(), zerolog.Nop(), metrics.NewHTTP(reg)), adminToken)
 	tok := url.QueryEscape(testTokens.Encode("k", at(5)))
 	for _, tc := range []struct{ method, target, body string }{
 		{"GET", "/api?key=k", ""},

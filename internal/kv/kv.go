@@ -29,6 +29,9 @@ type Op struct {
 	Key     string
 	Value   string // empty for deletes
 	Version Version
+	// WrittenBy names who asked for the operation: the subject of the
+	// client's token; empty when auth is off.
+	WrittenBy string
 }
 
 // Entry is the state of one key as stored: a live value or, when Deleted, a
@@ -39,11 +42,14 @@ type Entry struct {
 	Value   string
 	Version Version
 	Deleted bool
+	// WrittenBy is the writer of the operation whose state this is, as
+	// the store keeps it (the cache does not).
+	WrittenBy string
 }
 
 // Entry returns the state an operation leaves its key in once applied.
 func (o Op) Entry() Entry {
-	return Entry{Key: o.Key, Value: o.Value, Version: o.Version, Deleted: o.Kind == KindDelete}
+	return Entry{Key: o.Key, Value: o.Value, Version: o.Version, Deleted: o.Kind == KindDelete, WrittenBy: o.WrittenBy}
 }
 
 // Source says where a read was served from.

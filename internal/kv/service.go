@@ -16,9 +16,9 @@ type Store interface {
 	// Get returns the key's entry, which may be a tombstone, or ErrNotFound
 	// when the store holds nothing for it.
 	Get(ctx context.Context, key string) (Entry, error)
-	// List returns up to limit live entries with keys greater than after,
-	// in key order.
-	List(ctx context.Context, after string, limit int) ([]Entry, error)
+	// List returns up to limit live entries whose keys start with prefix
+	// and are greater than after, in key order.
+	List(ctx context.Context, prefix, after string, limit int) ([]Entry, error)
 }
 
 // Cache is the read-through cache: Redis in production.
@@ -122,6 +122,20 @@ func (s *Service) Get(ctx context.Context, key string) (Read, error) {
 	return answer(v.(Entry), SourcePostgres)
 }
 
+// GetWritten reads key from the store, which alone keeps who wrote each
+// state: a read that names its writer (GET ?with=writer). It neither reads
+// nor fills the cache.
+func (s *Service) GetWritten(ctx context.Context, key string) (Read, error) {
+	if err := s.limits.ValidateKey(key); err != nil {
+		return Read{}, err
+	}
+	e, err := s.store.Get(ctx, key)
+	if err != nil {
+		return Read{}, fmt.Errorf("get: %w", err)
+	}
+	return answer(e, SourcePostgres)
+}
+
 // answer is a read of e: its value, or for a tombstone, not found with the
 // delete's version.
 func answer(e Entry, src Source) (Read, error) {
@@ -149,9 +163,10 @@ func (s *Service) load(ctx context.Context, key string, fill bool) (Entry, error
 	return e, nil
 }
 
-// List returns up to limit live entries after the key after, in key order.
-func (s *Service) List(ctx context.Context, after string, limit int) ([]Entry, error) {
-	entries, err := s.store.List(ctx, after, limit)
+// List returns up to limit live entries under prefix after the key after,
+// in key order.
+func (s *Service) List(ctx context.Context, prefix, after string, limit int) ([]Entry, error) {
+	entries, err := s.store.List(ctx, prefix, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list: %w", err)
 	}
@@ -172,6 +187,7 @@ func (s *Service) Delete(ctx context.Context, key string) (Op, error) {
 }
 
 func (s *Service) accept(ctx context.Context, op Op) (Op, error) {
+	op.WrittenBy = WriterOf(ctx)
 	if err := s.limits.ValidateOp(op); err != nil {
 		return Op{}, err
 	}

@@ -29,7 +29,7 @@ func (s *fakeStore) Get(_ context.Context, key string) (Entry, error) {
 	return e, nil
 }
 
-func (s *fakeStore) List(context.Context, string, int) ([]Entry, error) { return nil, nil }
+func (s *fakeStore) List(context.Context, string, string, int) ([]Entry, error) { return nil, nil }
 
 type fakeCache struct {
 	mu      sync.Mutex

@@ -107,6 +107,7 @@ func (s *Service) DeleteApplied(ctx context.Context, key string, timeout time.Du
 }
 
 func (s *Service) acceptApplied(ctx context.Context, op Op, timeout time.Duration) (Write, error) {
+	op.WrittenBy = WriterOf(ctx)
 	if err := s.limits.ValidateOp(op); err != nil {
 		return Write{}, err
 	}

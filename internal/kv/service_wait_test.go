@@ -50,7 +50,7 @@ func (s storeOf) Get(_ context.Context, key string) (kv.Entry, error) {
 	return e, nil
 }
 
-func (storeOf) List(context.Context, string, int) ([]kv.Entry, error) { return nil, nil }
+func (storeOf) List(context.Context, string, string, int) ([]kv.Entry, error) { return nil, nil }
 
 type cacheOf struct{ w *world }
 

@@ -76,6 +76,9 @@ func (l Limits) ValidateOp(op Op) error {
 	if err := l.ValidateKey(op.Key); err != nil {
 		return err
 	}
+	if err := ValidateWriter(op.WrittenBy); err != nil {
+		return err
+	}
 	switch op.Kind {
 	case KindPut:
 		return l.ValidateValue(op.Value)

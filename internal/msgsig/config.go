@@ -14,13 +14,6 @@ type Config struct {
 	// (docs/DESIGN.md, Message signatures). Required. A secret: never
 	// logged, only the keys' ids are.
 	Keys string `env:"KV_MESSAGE_KEYS"`
-	// AcceptUnsigned (consumer only) applies a message without
-	// signature headers instead of dead-lettering it: for the upgrade
-	// from a version that did not sign, while old APIs still publish, and
-	// only then. A message that carries a signature is checked all the
-	// same. The consumer warns at start and counts every message it lets
-	// through so.
-	AcceptUnsigned bool `env:"KV_ACCEPT_UNSIGNED_MESSAGES" envDefault:"false"`
 }
 
 // MarshalZerologObject logs the keys' ids, never the keys.
@@ -30,5 +23,4 @@ func (c Config) MarshalZerologObject(e *zerolog.Event) {
 	} else {
 		e.Str("keys", "unset or invalid")
 	}
-	e.Bool("accept_unsigned", c.AcceptUnsigned)
 }

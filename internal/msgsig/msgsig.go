@@ -5,13 +5,17 @@
 //
 // A signature is HMAC-SHA256 over the scheme's name, the message's kind
 // (the queue it is meant for: a put's body on the delete queue would
-// delete its key) and its body, which holds everything the consumer reads
-// (key, value, timestamp, op id). It travels in two headers: KeyIDHeader,
-// the id of the key that signed (a hash of the key, so that the consumer
-// tries one key, not all, and an operator can tell which key a message
-// needs), and SignatureHeader, "v1=" and the MAC in base64url. A field
-// added to the signed set gets a new scheme, "v2", which consumers accept
-// before the APIs sign with it.
+// delete its key), its writer (the kv-written-by header: who asked for the
+// write, which lands on the row) and its body, which holds the rest the
+// consumer reads (key, value, timestamp, op id). It travels in two
+// headers: KeyIDHeader, the id of the key that signed (a hash of the key,
+// so that the consumer tries one key, not all, and an operator can tell
+// which key a message needs), and SignatureHeader, "v2=" and the MAC in
+// base64url. A field added to the signed set gets a new scheme.
+//
+// Scheme "v1" signed no writer: it is still verified, for messages queued
+// by an API that signed with it, but only for a message that names no
+// writer, so that nobody can add one to a v1 message.
 package msgsig
 
 import (
@@ -36,8 +40,12 @@ const (
 const MinKeyBytes = 32
 
 // scheme names what is signed and how; it is the first thing the MAC
-// covers, and the prefix of SignatureHeader.
-const scheme = "v1"
+// covers, and the prefix of SignatureHeader. schemeV1 signed the kind and
+// the body only.
+const (
+	scheme   = "v2"
+	schemeV1 = "v1"
+)
 
 var enc = base64.RawURLEncoding.Strict()
 
@@ -109,17 +117,17 @@ func (ks *Keys) IDs() []string {
 	return ids
 }
 
-// Sign returns the headers that sign a message of kind with body: the key
-// id and the signature.
-func (ks *Keys) Sign(kind string, body []byte) (keyID, signature string) {
+// Sign returns the headers that sign a message of kind by writer ("": none
+// named) with body: the key id and the signature.
+func (ks *Keys) Sign(kind, writer string, body []byte) (keyID, signature string) {
 	k := ks.keys[0]
 	var buf [sha256.Size]byte
-	return k.id, scheme + "=" + enc.EncodeToString(k.sum(buf[:0], kind, body))
+	return k.id, scheme + "=" + enc.EncodeToString(k.sum(buf[:0], scheme, kind, writer, body))
 }
 
-// Verify checks the headers of a message of kind with body; its error is an
-// *Error naming the reason.
-func (ks *Keys) Verify(kind string, body []byte, keyID, signature string) error {
+// Verify checks the headers of a message of kind by writer with body; its
+// error is an *Error naming the reason.
+func (ks *Keys) Verify(kind, writer string, body []byte, keyID, signature string) error {
 	if keyID == "" && signature == "" {
 		return &Error{Reason: ReasonUnsigned, Detail: "no " + SignatureHeader + " header"}
 	}
@@ -133,9 +141,16 @@ func (ks *Keys) Verify(kind string, body []byte, keyID, signature string) error 
 	if k == nil {
 		return &Error{Reason: ReasonUnknownKey, Detail: fmt.Sprintf("%s %q is none of %v", KeyIDHeader, keyID, ks.IDs())}
 	}
+	used := scheme
 	mac, ok := strings.CutPrefix(signature, scheme+"=")
 	if !ok {
-		return &Error{Reason: ReasonBad, Detail: SignatureHeader + " is not " + scheme + "=<base64url>"}
+		if mac, ok = strings.CutPrefix(signature, schemeV1+"="); !ok {
+			return &Error{Reason: ReasonBad, Detail: SignatureHeader + " is not " + scheme + "=<base64url>"}
+		}
+		if writer != "" {
+			return &Error{Reason: ReasonBad, Detail: "a " + schemeV1 + " signature covers no writer, and the message names one"}
+		}
+		used = schemeV1
 	}
 	var got, want [sha256.Size]byte
 	if len(mac) != enc.EncodedLen(sha256.Size) {
@@ -144,21 +159,27 @@ func (ks *Keys) Verify(kind string, body []byte, keyID, signature string) error 
 	if _, err := enc.Decode(got[:], []byte(mac)); err != nil {
 		return &Error{Reason: ReasonBad, Detail: "the MAC is not " + fmt.Sprint(sha256.Size) + " bytes of base64url"}
 	}
-	if !hmac.Equal(got[:], k.sum(want[:0], kind, body)) {
+	if !hmac.Equal(got[:], k.sum(want[:0], used, kind, writer, body)) {
 		return &Error{Reason: ReasonBad, Detail: "the MAC does not match the message"}
 	}
 	return nil
 }
 
-// sum appends to b the MAC of a message: the scheme, the kind and the body,
-// each but the body ended by a NUL (neither contains one).
-func (k *key) sum(b []byte, kind string, body []byte) []byte {
+// sum appends to b the MAC of a message under scheme s: the scheme, the
+// kind, the writer (v2 on) and the body, each but the body ended by a NUL
+// (none contains one: a writer has no control character).
+func (k *key) sum(b []byte, s, kind, writer string, body []byte) []byte {
 	h := k.macs.Get().(hash.Hash)
 	defer k.macs.Put(h)
 	h.Reset()
-	h.Write([]byte(scheme + "\x00"))
+	h.Write([]byte(s))
+	h.Write([]byte{0})
 	h.Write([]byte(kind))
 	h.Write([]byte{0})
+	if s != schemeV1 {
+		h.Write([]byte(writer))
+		h.Write([]byte{0})
+	}
 	h.Write(body)
 	return h.Sum(b)
 }

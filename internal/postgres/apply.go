@@ -25,18 +25,19 @@ import (
 var upsertSQL = UpsertStatement("kv_store")
 
 // UpsertStatement is the last-writer-wins batch upsert into table (kv_store's
-// shape), with the keys, values, timestamps, op ids and tombstone flags as
-// its five array parameters. The benchmark runs it on a scratch table as the
+// shape), with the keys, values, timestamps, op ids, tombstone flags and
+// writers (NULL: none named) as its six array parameters. The benchmark runs it on a scratch table as the
 // baseline of the consumer's apply.
 func UpsertStatement(table string) string {
 	return `
-INSERT INTO ` + table + ` AS s (key, value, last_updated, op_id, deleted)
-SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::uuid[], $5::bool[])
+INSERT INTO ` + table + ` AS s (key, value, last_updated, op_id, deleted, written_by)
+SELECT * FROM unnest($1::text[], $2::text[], $3::timestamptz[], $4::uuid[], $5::bool[], $6::text[])
 ON CONFLICT (key) DO UPDATE
    SET value = EXCLUDED.value,
        last_updated = EXCLUDED.last_updated,
        op_id = EXCLUDED.op_id,
-       deleted = EXCLUDED.deleted
+       deleted = EXCLUDED.deleted,
+       written_by = EXCLUDED.written_by
  WHERE (s.last_updated, s.op_id) < (EXCLUDED.last_updated, EXCLUDED.op_id)
 RETURNING key`
 }
@@ -98,7 +99,7 @@ func (s *Store) applyOnce(ctx context.Context, ops []kv.Op, a batchArgs, news bo
 	// A no-op once committed; otherwise it ends the failed transaction.
 	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
 
-	rows, err := tx.Query(ctx, upsertSQL, a.keys, a.values, a.times, a.opIDs, a.deleted)
+	rows, err := tx.Query(ctx, upsertSQL, a.keys, a.values, a.times, a.opIDs, a.deleted, a.writers)
 	if err != nil {
 		return nil, err
 	}
@@ -225,6 +226,7 @@ type batchArgs struct {
 	// consumer's CPU in lab/bench/profiles/consumer-apply-cpu.pprof).
 	opIDs   [][16]byte
 	deleted []bool
+	writers []*string // NULL when the op names no writer
 }
 
 // newBatchArgs lays ops out in key order, whatever order they came in, so
@@ -246,6 +248,7 @@ func newBatchArgs(ops []kv.Op) (batchArgs, error) {
 		times:   make([]time.Time, len(ops)),
 		opIDs:   make([][16]byte, len(ops)),
 		deleted: make([]bool, len(ops)),
+		writers: make([]*string, len(ops)),
 	}
 	for n, i := range order {
 		op := ops[i]
@@ -255,6 +258,9 @@ func newBatchArgs(ops []kv.Op) (batchArgs, error) {
 		a.keys[n] = op.Key
 		a.times[n] = kv.Timestamp(op.Version.Time)
 		a.opIDs[n] = op.Version.OpID
+		if op.WrittenBy != "" {
+			a.writers[n] = &ops[i].WrittenBy
+		}
 		switch op.Kind {
 		case kv.KindPut:
 			a.values[n] = &op.Value

@@ -75,7 +75,7 @@ func TestUnreachableIsUnavailable(t *testing.T) {
 
 	calls := map[string]func(context.Context) error{
 		"Get":  func(ctx context.Context) error { _, err := s.Get(ctx, "k"); return err },
-		"List": func(ctx context.Context) error { _, err := s.List(ctx, "", 10); return err },
+		"List": func(ctx context.Context) error { _, err := s.List(ctx, "", "", 10); return err },
 		"ApplyBatch": func(ctx context.Context) error {
 			_, err := s.ApplyBatch(ctx, []kv.Op{put("k", "v", ver(1, 1))})
 			return err

@@ -29,7 +29,7 @@ var _ kv.Store = (*Store)(nil)
 // wrapping kv.ErrNotFound when the table holds no row for it.
 func (s *Store) Get(ctx context.Context, key string) (kv.Entry, error) {
 	row := s.pool.QueryRow(ctx,
-		`SELECT key, value, last_updated, op_id, deleted FROM kv_store WHERE key = $1`, key)
+		`SELECT key, value, last_updated, op_id, deleted, written_by FROM kv_store WHERE key = $1`, key)
 	e, err := scanEntry(row)
 	if err != nil {
 		return kv.Entry{}, translate("get", err)
@@ -37,18 +37,29 @@ func (s *Store) Get(ctx context.Context, key string) (kv.Entry, error) {
 	return e, nil
 }
 
-// List returns up to limit live entries with keys greater than after, in
-// bytewise key order. Paging by the last key returned walks the primary key
+// List returns up to limit live entries whose keys start with prefix and
+// are greater than after, in bytewise key order. Paging by the last key returned walks the primary key
 // index, so every page costs the same however deep it is.
-func (s *Store) List(ctx context.Context, after string, limit int) ([]kv.Entry, error) {
+func (s *Store) List(ctx context.Context, prefix, after string, limit int) ([]kv.Entry, error) {
 	if limit <= 0 {
 		return nil, fmt.Errorf("list: limit %d: %w", limit, kv.ErrInvalid)
 	}
-	rows, err := s.pool.Query(ctx,
-		`SELECT key, value, last_updated, op_id, deleted FROM kv_store
-		 WHERE key > $1 AND NOT deleted
+	// The keys under prefix are a range of the primary key's index, [prefix,
+	// end): bounded on both sides, the scan stops at the range's end
+	// rather than reading on to the table's.
+	query := `SELECT key, value, last_updated, op_id, deleted, written_by FROM kv_store
+		 WHERE key > $1 AND key >= $2 AND NOT deleted
 		 ORDER BY key
-		 LIMIT $2`, after, limit)
+		 LIMIT $3`
+	args := []any{after, prefix, limit}
+	if end, ok := kv.PrefixEnd(prefix); ok {
+		query = `SELECT key, value, last_updated, op_id, deleted, written_by FROM kv_store
+		 WHERE key > $1 AND key >= $2 AND key < $4 AND NOT deleted
+		 ORDER BY key
+		 LIMIT $3`
+		args = append(args, end)
+	}
+	rows, err := s.pool.Query(ctx, query, args...)
 	if err != nil {
 		return nil, translate("list", err)
 	}
@@ -81,12 +92,16 @@ func scanEntry(row pgx.Row) (kv.Entry, error) {
 		value *string
 		ts    time.Time
 		opID  uuid.UUID
+		by    *string
 	)
-	if err := row.Scan(&e.Key, &value, &ts, &opID, &e.Deleted); err != nil {
+	if err := row.Scan(&e.Key, &value, &ts, &opID, &e.Deleted, &by); err != nil {
 		return kv.Entry{}, err
 	}
 	if value != nil {
 		e.Value = *value
+	}
+	if by != nil {
+		e.WrittenBy = *by
 	}
 	e.Version = kv.Version{Time: kv.Timestamp(ts), OpID: opID}
 	return e, nil

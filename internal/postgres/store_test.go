@@ -69,7 +69,7 @@ func TestListPagesInByteOrderWithoutTombstones(t *testing.T) {
 			if page > len(live)+1 {
 				t.Fatalf("limit %d: paging does not end", limit)
 			}
-			entries, err := s.List(t.Context(), after, limit)
+			entries, err := s.List(t.Context(), "", after, limit)
 			if err != nil {
 				t.Fatalf("List(%q, %d): %v", after, limit, err)
 			}
@@ -96,7 +96,7 @@ func TestListPagesInByteOrderWithoutTombstones(t *testing.T) {
 func TestListRejectsNonPositiveLimit(t *testing.T) {
 	s := newStore(t)
 	for _, limit := range []int{0, -1} {
-		if _, err := s.List(t.Context(), "", limit); !errors.Is(err, kv.ErrInvalid) {
+		if _, err := s.List(t.Context(), "", "", limit); !errors.Is(err, kv.ErrInvalid) {
 			t.Errorf("List limit %d: got %v, want kv.ErrInvalid", limit, err)
 		}
 	}
@@ -140,5 +140,42 @@ func TestTokenKey(t *testing.T) {
 	}
 	if string(a) == string(other) {
 		t.Error("two databases got the same key")
+	}
+}
+
+// A listing under a prefix shows the prefix's keys and no other, from
+// wherever its after starts, before, inside or past the prefix's range.
+func TestListUnderPrefix(t *testing.T) {
+	s := newStore(t)
+	keys := []string{"team", "team-", "team-a", "team-a/", "team-a/x", "team-a/y", "team-a0", "team-b/x", "teal", "u"}
+	var ops []kv.Op
+	for i, k := range keys {
+		ops = append(ops, put(k, "v", ver(int64(i), 1)))
+	}
+	mustApply(t, s, ops...)
+	for _, tc := range []struct {
+		prefix, after string
+		want          []string
+	}{
+		{"team-a/", "", []string{"team-a/", "team-a/x", "team-a/y"}},
+		{"team-a/", "team-a/", []string{"team-a/x", "team-a/y"}},
+		{"team-a/", "team-a/x", []string{"team-a/y"}},
+		{"team-a/", "team-a/y", nil},
+		{"team-a/", "team-b", nil},
+		{"team-a/", "\u00ff", nil},
+		{"team-a", "", []string{"team-a", "team-a/", "team-a/x", "team-a/y", "team-a0"}},
+		{"", "team-b", []string{"team-b/x", "u"}},
+	} {
+		entries, err := s.List(t.Context(), tc.prefix, tc.after, 100)
+		if err != nil {
+			t.Fatalf("List(%q, %q): %v", tc.prefix, tc.after, err)
+		}
+		var got []string
+		for _, e := range entries {
+			got = append(got, e.Key)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("List(%q, after %q) = %q, want %q", tc.prefix, tc.after, got, tc.want)
+		}
 	}
 }

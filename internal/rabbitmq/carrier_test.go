@@ -4,10 +4,14 @@ import (
 	"context"
 	"slices"
 	"testing"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/kvstack/kvstack/internal/kv"
+	"github.com/kvstack/kvstack/internal/msgsig"
 )
 
 func TestHeaderCarrierNilTable(t *testing.T) {
@@ -74,5 +78,30 @@ func TestHeaderCarrierTraceContextRoundTrip(t *testing.T) {
 				t.Errorf("extracted %+v, want %+v", got, sc)
 			}
 		})
+	}
+}
+
+// A message names its writer in kv.WriterHeader, only when there is one,
+// and its signature covers it.
+func TestMessageNamesItsWriter(t *testing.T) {
+	keys, err := msgsig.ParseKeys("a-key-of-at-least-thirty-two-bytes-long")
+	if err != nil {
+		t.Fatal(err)
+	}
+	op := kv.Op{Kind: kv.KindPut, Key: "k", Value: "v", Version: kv.NewVersion(time.Now()), WrittenBy: "alice"}
+	msg, err := Message(op, keys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := HeaderCarrier(msg.Headers)
+	if got := h.Get(kv.WriterHeader); got != "alice" {
+		t.Errorf("%s = %q, want alice", kv.WriterHeader, got)
+	}
+	if err := keys.Verify(string(op.Kind), "mallory", msg.Body, h.Get(msgsig.KeyIDHeader), h.Get(msgsig.SignatureHeader)); err == nil {
+		t.Errorf("the signature holds for another writer")
+	}
+	op.WrittenBy = ""
+	if msg, _ := Message(op, keys); HeaderCarrier(msg.Headers).Get(kv.WriterHeader) != "" {
+		t.Errorf("a message with no writer names one: %v", msg.Headers)
 	}
 }

@@ -96,15 +96,16 @@ func NewPublisher(cfg Config, keys *msgsig.Keys, log zerolog.Logger) (*Publisher
 // Message is op as the publisher sends it: a persistent JSON message whose
 // id, timestamp and type repeat its version and kind (the consumer reads the
 // body; the properties are for people and tools), signed with keys (the
-// msgsig headers). The trace context is added to its headers when it is
+// msgsig headers). Its writer, when named, is header kv.WriterHeader, in
+// the signed set. The trace context is added to its headers when it is
 // published.
 func Message(op kv.Op, keys *msgsig.Keys) (amqp.Publishing, error) {
 	body, err := kv.EncodeMessage(op)
 	if err != nil {
 		return amqp.Publishing{}, err
 	}
-	keyID, sig := keys.Sign(string(op.Kind), body)
-	return amqp.Publishing{
+	keyID, sig := keys.Sign(string(op.Kind), op.WrittenBy, body)
+	msg := amqp.Publishing{
 		Headers:      amqp.Table{msgsig.KeyIDHeader: keyID, msgsig.SignatureHeader: sig},
 		DeliveryMode: amqp.Persistent,
 		ContentType:  "application/json",
@@ -112,7 +113,11 @@ func Message(op kv.Op, keys *msgsig.Keys) (amqp.Publishing, error) {
 		Timestamp:    op.Version.Time,
 		Type:         string(op.Kind),
 		Body:         body,
-	}, nil
+	}
+	if op.WrittenBy != "" {
+		msg.Headers[kv.WriterHeader] = op.WrittenBy
+	}
+	return msg, nil
 }
 
 // Publish sends op to its queue (puts to QueueAdd, deletes to QueueDel) as

@@ -81,7 +81,7 @@ func TestPublishMessageProperties(t *testing.T) {
 				}
 			}
 			carrier := rabbitmq.HeaderCarrier(d.Headers)
-			if err := keys.Verify(string(tt.op.Kind), d.Body, carrier.Get(msgsig.KeyIDHeader), carrier.Get(msgsig.SignatureHeader)); err != nil {
+			if err := keys.Verify(string(tt.op.Kind), carrier.Get(kv.WriterHeader), d.Body, carrier.Get(msgsig.KeyIDHeader), carrier.Get(msgsig.SignatureHeader)); err != nil {
 				t.Errorf("the message's signature headers (%v): %v", d.Headers, err)
 			}
 			got, err := kv.DecodeMessage(tt.op.Kind, d.Body, kv.DefaultLimits())

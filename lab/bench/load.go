@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/kvstack/kvstack/internal/auth/mint"
 )
 
 // Result is one measured run of a load: how many operations succeeded in
@@ -164,24 +166,26 @@ func (wk *worker) wait(ctx context.Context) bool {
 // connections stands for N clients, not one. Every target is 127.0.0.1.
 type Clients []*http.Client
 
-// NewClients makes n single-connection clients.
-func NewClients(n int) Clients {
+// NewClients makes n single-connection clients, each request carrying
+// token (none when empty).
+func NewClients(n int, token string) Clients {
 	cs := make(Clients, n)
 	for i := range cs {
 		d := &net.Dialer{
 			Timeout:   2 * time.Second,
 			LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, byte(1+i/250), byte(2+i%250))},
 		}
-		cs[i] = &http.Client{
-			Timeout: 10 * time.Second,
-			Transport: &http.Transport{
-				DialContext:         d.DialContext,
-				MaxIdleConnsPerHost: 1,
-				MaxConnsPerHost:     1,
-				DisableCompression:  true,
-				IdleConnTimeout:     30 * time.Second,
-			},
+		var t http.RoundTripper = &http.Transport{
+			DialContext:         d.DialContext,
+			MaxIdleConnsPerHost: 1,
+			MaxConnsPerHost:     1,
+			DisableCompression:  true,
+			IdleConnTimeout:     30 * time.Second,
 		}
+		if token != "" {
+			t = mint.Bearer(t, token)
+		}
+		cs[i] = &http.Client{Timeout: 10 * time.Second, Transport: t}
 	}
 	return cs
 }

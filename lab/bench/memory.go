@@ -78,7 +78,7 @@ func (h *harness) listAll(ctx context.Context, pids [2]int) (listing, error) {
 	defer cancel()
 	req, _ := http.NewRequestWithContext(lctx, http.MethodGet, h.o.Nginx+"/api/all", nil)
 	t1 := time.Now()
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := h.edge.Do(req)
 	if err == nil {
 		l.bytes, err = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()

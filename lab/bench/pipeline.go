@@ -141,6 +141,7 @@ func (a pipelineApplier) apply(ctx context.Context, batch []amqp.Delivery) error
 	n := len(batch)
 	keys, values, times := make([]string, n), make([]string, n), make([]time.Time, n)
 	ids, deleted := make([][16]byte, n), make([]bool, n)
+	writers := make([]*string, n) // none named, as with auth off
 	entries := make([]kv.Entry, n)
 	var (
 		news    []string // payloads under NOTIFY's 8000 bytes
@@ -164,7 +165,7 @@ func (a pipelineApplier) apply(ctx context.Context, batch []amqp.Delivery) error
 	}
 	news = append(news, payload.String())
 	err := pgx.BeginFunc(ctx, a.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, a.sql, keys, values, times, ids, deleted)
+		rows, err := tx.Query(ctx, a.sql, keys, values, times, ids, deleted, writers)
 		if err != nil {
 			return err
 		}

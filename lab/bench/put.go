@@ -145,7 +145,7 @@ func (h *harness) putResponseSize(ctx context.Context) (int, error) {
 	body := `{"key":"bench:put:0","value":"` + h.value + `"}`
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPut, h.o.Nginx+"/api", strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := h.edge.Do(req)
 	if err != nil {
 		return 0, fmt.Errorf("PUT probe: %w", err)
 	}

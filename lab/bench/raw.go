@@ -59,6 +59,7 @@ func rawUpsert(ctx context.Context, pool *pgxpool.Pool, clients, batch int, dur 
 			times := make([]time.Time, batch)
 			ids := make([][16]byte, batch) // as the consumer passes them
 			deleted := make([]bool, batch)
+			writers := make([]*string, batch) // none named, as with auth off
 			for n := 0; ; n++ {
 				now := time.Now()
 				for i := range batch {
@@ -68,7 +69,7 @@ func rawUpsert(ctx context.Context, pool *pgxpool.Pool, clients, batch int, dur 
 					ids[i] = uuid.New()
 				}
 				err := pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-					rs, err := tx.Query(ctx, sql, keys, values, times, ids, deleted)
+					rs, err := tx.Query(ctx, sql, keys, values, times, ids, deleted, writers)
 					if err != nil {
 						return err
 					}

@@ -25,6 +25,9 @@ import (
 
 	"github.com/kvstack/kvstack/internal/config"
 	"github.com/kvstack/kvstack/internal/msgsig"
+
+	"github.com/kvstack/kvstack/internal/auth/mint"
+	"github.com/kvstack/kvstack/lab/native"
 )
 
 // Options sizes a run.
@@ -121,10 +124,15 @@ type harness struct {
 	rdb     goredis.UniversalClient // one server, or the HA topology's cluster
 	pub     *rawPublisher
 	clients Clients
-	dir     string // scratch files
-	rep     *Report
-	value   string
-	keys    *msgsig.Keys // sign what the bench queues, as the API does
+	// token is an admin token of the stack's key (make token's), which
+	// every request to the API carries; edge is a client carrying it, for
+	// the requests outside the measured load.
+	token string
+	edge  *http.Client
+	dir   string // scratch files
+	rep   *Report
+	value string
+	keys  *msgsig.Keys // sign what the bench queues, as the API does
 
 	consumerStopped bool
 	children        []*child
@@ -175,7 +183,7 @@ func (h *harness) open(ctx context.Context, prefix string) (func(), error) {
 	if err := h.connect(ctx); err != nil {
 		return undo, err
 	}
-	h.clients = NewClients(h.o.Conns)
+	h.clients = NewClients(h.o.Conns, h.token)
 	h.describe(ctx)
 	return undo, nil
 }
@@ -191,6 +199,12 @@ func newHarness(o Options) (*harness, error) {
 	if h.api, h.cons, err = view.configs(); err != nil {
 		return nil, err
 	}
+	tok := native.DefaultToken
+	tok.Subject = "kvbench"
+	if h.token, err = native.Token(view.s, tok); err != nil {
+		return nil, err
+	}
+	h.edge = &http.Client{Timeout: 5 * time.Minute, Transport: mint.Bearer(http.DefaultTransport, h.token)}
 	if h.keys, err = msgsig.ParseKeys(h.cons.Messages.Keys); err != nil {
 		return nil, err
 	}

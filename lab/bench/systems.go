@@ -57,6 +57,10 @@ var apiVariants = []variant{
 	{name: "10 % sampling", env: []string{"OTEL_TRACES_SAMPLER=parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG=0.1"}},
 	{name: "tracing off", env: []string{"OTEL_TRACES_SAMPLER=always_off"}},
 	{name: "tracing and access log off", env: []string{"OTEL_TRACES_SAMPLER=always_off", "KV_ACCESS_LOG=false"}},
+	// The clients send their token all the same: the difference is what
+	// verifying it (from the cache, after the first request) and judging
+	// its rights cost.
+	{name: colAuthOff, env: []string{"KV_AUTH=off"}},
 }
 
 // The columns the targets compare.
@@ -64,6 +68,7 @@ const (
 	colKVStack    = "kvstack"
 	colSampled    = "10 % sampling"
 	colUntraced   = "tracing off"
+	colAuthOff    = "auth off"
 	colReference  = "reference"
 	colBaseline   = "baseline"
 	colRawPublish = "raw publish"

@@ -160,7 +160,11 @@ func run(ctx context.Context, s settings, c *private) error {
 	// One address: the node; several: the Redis Cluster.
 	rdb := goredis.NewUniversalClient(&goredis.UniversalOptions{Addrs: strings.Split(c.s.Get("REDIS_ADDR"), ","), MaxRetries: -1})
 	defer rdb.Close()
-	e := &env{s: s, c: c, pg: pool, rdb: rdb, http: newClient()}
+	client, err := newClient(c.s)
+	if err != nil {
+		return err
+	}
+	e := &env{s: s, c: c, pg: pool, rdb: rdb, http: client}
 	list := selectFaults(s.mode, s.only)
 	runID := time.Now().UTC().Format("150405")
 	started := time.Now()

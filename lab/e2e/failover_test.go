@@ -59,7 +59,7 @@ func TestFailoverKillAPI1(t *testing.T) {
 		return ""
 	})
 
-	load := startLoad(h, key)
+	load := startLoad(t, h, key)
 	time.Sleep(time.Second)
 	before := load.counts()
 	killed := h.killAPI1(t)
@@ -152,15 +152,15 @@ type load struct {
 	wg       sync.WaitGroup
 }
 
-func startLoad(h *harness, key string) *load {
+func startLoad(t *testing.T, h *harness, key string) *load {
 	l := &load{done: make(chan struct{}), answered: map[string]*atomic.Int64{
 		http.MethodGet: new(atomic.Int64), http.MethodPut: new(atomic.Int64),
 	}}
 	body, _ := json.Marshal(map[string]string{"key": key, "value": "steady"})
 	get := h.nginx + "/api?key=" + url.QueryEscape(key)
 	for i := range 4 {
+		c := &harness{stackEnv: h.stackEnv, nginx: h.nginx, client: h.stackEnv.client(t, 10*time.Second)}
 		l.wg.Go(func() {
-			c := &harness{stackEnv: h.stackEnv, nginx: h.nginx, client: &http.Client{Timeout: 10 * time.Second}}
 			defer c.client.CloseIdleConnections()
 			for n := i; ; n++ {
 				select {

@@ -64,11 +64,23 @@ func envOr(name, def string) string {
 	return def
 }
 
+// client is an HTTP client through the edge carrying an admin token
+// signed by the stack's key, as `make token` makes it.
+func (s stackEnv) client(tb testing.TB, timeout time.Duration) *http.Client {
+	tb.Helper()
+	c, err := native.Client(s.s, "e2e", &http.Transport{MaxIdleConnsPerHost: 64}, timeout)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return c
+}
+
 // stack is the running native stack, to control its processes.
 func (s stackEnv) stack() *supervisor.Stack { return native.NewStack(s.s, io.Discard) }
 
 // harness is what every test needs: the stack's addresses and an HTTP
-// client that keeps connections alive, as real clients do.
+// client that keeps connections alive, as real clients do, and carries an
+// admin token signed by the stack's key (make token's).
 type harness struct {
 	stackEnv
 	nginx  string // base URL through nginx
@@ -78,14 +90,7 @@ type harness struct {
 func newHarness(t *testing.T) *harness {
 	t.Helper()
 	env := loadStackEnv(t)
-	h := &harness{
-		stackEnv: env,
-		nginx:    "http://" + env.addr("KV_NGINX_PORT"),
-		client: &http.Client{
-			Timeout:   15 * time.Second,
-			Transport: &http.Transport{MaxIdleConnsPerHost: 64},
-		},
-	}
+	h := &harness{stackEnv: env, nginx: "http://" + env.addr("KV_NGINX_PORT"), client: env.client(t, 15*time.Second)}
 	t.Cleanup(h.client.CloseIdleConnections)
 	h.mustAnswer(t, "nginx", h.nginx+"/healthz")
 	return h

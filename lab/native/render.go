@@ -184,6 +184,10 @@ func WriteConfigs(ctx context.Context, s *Settings, sup *supervisor.Supervisor, 
 	if err != nil {
 		return err
 	}
+	// The API reads the JWKS of the stack's key at start.
+	if _, err := SigningKey(s); err != nil {
+		return err
+	}
 	for _, d := range []string{"logs", "nginx", "prometheus", "alertmanager"} {
 		if err := os.MkdirAll(filepath.Join(s.Dir, d), 0o755); err != nil {
 			return err

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kvstack/kvstack/internal/auth/mint"
 )
 
 // EnvFile is the list of the topology's ports, at the repository's root.
@@ -42,6 +44,13 @@ var Variables = []Variable{
 	{"NGINX_TRACE_TRUSTED", "# nobody", "nginx geo entries (\"10.0.0.0/8 1; 192.0.2.7 1;\") of the clients whose traceparent, tracestate and baggage the edge passes on; from any other it drops them"},
 	// The API's own default (internal/httpapi); a test keeps the two equal.
 	{"KV_MAX_BODY_BYTES", "1048576", "largest request body; nginx's client_max_body_size"},
+	// Identity and access (internal/auth): the stack's signing key is made
+	// in KV_STACK_DIR/auth on the first render (SigningKey); `make token`
+	// signs with it.
+	{"KV_AUTH", "on", "off: the API serves every client as an admin, warns at start, and says so on /readyz and in kvstack_auth_enabled"},
+	{"KV_AUTH_ISSUER", mint.LocalIssuer, "the iss the API accepts: `make token`'s"},
+	{"KV_AUTH_JWKS_FILE", "${KV_STACK_DIR}/auth/" + mint.JWKSFile, "the public keys the API verifies tokens with (the stack writes it from its key)"},
+	{"KV_AUTH_POLICY_FILE", "${ROOT}/deploy/auth/policy.yaml", "the roles' rights on key prefixes"},
 	{"ALERT_WEBHOOK_URL", "http://127.0.0.1:9/alerts", "where Alertmanager sends alerts (port 9, discard: nowhere until you say where)"},
 	{"KV_ALERT_FOR", "", "test only: replaces every alert's `for:` and Alertmanager's group_wait/group_interval (e.g. 5s)"},
 	{"DATABASE_URL", "postgres://kvstack:kvstack@${KV_BIND_HOST}:${PGPORT}/kvstack?sslmode=disable", "PostgreSQL, for migrate, the replicas and the consumer; in the HA topology both nodes, the client connecting to the one that takes writes"},
@@ -264,7 +273,8 @@ func (s *Settings) appEnv() map[string]string {
 			}
 		}
 	}
-	for _, name := range []string{"DATABASE_URL", "REDIS_ADDR", "RABBITMQ_URL", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL", "KV_MAX_BODY_BYTES"} {
+	for _, name := range []string{"DATABASE_URL", "REDIS_ADDR", "RABBITMQ_URL", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL", "KV_MAX_BODY_BYTES",
+		"KV_AUTH", "KV_AUTH_ISSUER", "KV_AUTH_JWKS_FILE", "KV_AUTH_POLICY_FILE"} {
 		env[name] = s.Get(name)
 	}
 	env["KV_MESSAGE_KEYS"] = s.messageKey

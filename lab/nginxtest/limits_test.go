@@ -142,7 +142,9 @@ func TestWaitsPerClientAreCapped(t *testing.T) {
 	// A request that does not wait is not counted: it reaches the (stalled)
 	// replica, which holds it until the client gives up.
 	client := &http.Client{Timeout: 300 * time.Millisecond}
-	if _, err := client.Get(e.URL + "/api?key=plain"); err == nil {
+	plain, _ := http.NewRequest(http.MethodGet, e.URL+"/api?key=plain", nil)
+	plain.Header.Set("Authorization", "Bearer "+nginxtest.Token)
+	if _, err := client.Do(plain); err == nil {
 		t.Error("a plain read was answered at once; want it to reach the stalled replica")
 	}
 	if h := r.Hits.Load(); h != int64(max)+1 {

@@ -26,9 +26,10 @@ import (
 	"github.com/kvstack/kvstack/lab/native"
 )
 
-// Replica is a stand-in API replica. It answers a write (PUT, DELETE) 202,
-// or WriteStatus when set; a read (GET, HEAD) 200, or the status of its
-// ?status=N; any other method 405. Its body names the replica. While
+// Replica is a stand-in API replica. As the API does, it answers a
+// request without a bearer token 401 with a Bearer challenge; else a
+// write (PUT, DELETE) 202, or WriteStatus when set; a read (GET, HEAD)
+// 200, or the status of its ?status=N; any other method 405. Its body names the replica. While
 // Broken, it reads each request and drops the connection without an
 // answer; while Stalled, it reads each request and answers nothing until
 // the connection is closed. Hits counts every request it read, Writes the
@@ -68,6 +69,13 @@ func (r *Replica) serve(w http.ResponseWriter, req *http.Request) {
 	h := req.Header.Clone()
 	r.LastHeader.Store(&h)
 	io.Copy(io.Discard, req.Body)
+	if !strings.HasPrefix(req.Header.Get("Authorization"), "Bearer ") {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="kvstack"`)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusUnauthorized)
+		fmt.Fprintf(w, `{"replica":%q,"error":"missing_token"}`, r.Addr)
+		return
+	}
 	status := http.StatusOK
 	switch req.Method {
 	case http.MethodGet, http.MethodHead:
@@ -217,11 +225,23 @@ func (e Edge) Do(tb testing.TB, method, path string) Answer {
 	return a
 }
 
+// Token is the bearer token the edge's clients carry: the stand-in
+// replicas check only that there is one.
+const Token = "nginxtest-token"
+
 // Try is Do for other goroutines than the test's: it returns the error.
 func (e Edge) Try(method, path string) (Answer, error) {
+	return e.TryAs("Bearer "+Token, method, path)
+}
+
+// TryAs is Try with this Authorization header (none when empty).
+func (e Edge) TryAs(authorization, method, path string) (Answer, error) {
 	req, err := http.NewRequest(method, e.URL+path, strings.NewReader(`{"key":"k","value":"v"}`))
 	if err != nil {
 		return Answer{}, err
+	}
+	if authorization != "" {
+		req.Header.Set("Authorization", authorization)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -36,6 +36,7 @@ func TestEdgeDropsUntrustedTraceContext(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			req.Header.Set("Authorization", "Bearer "+nginxtest.Token)
 			req.Header.Set("traceparent", traceparent)
 			req.Header.Set("tracestate", tracestate)
 			req.Header.Set("baggage", baggage)

@@ -20,6 +20,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -276,4 +277,23 @@ func writeAtomic(path string, data []byte, mode os.FileMode) error {
 		return err
 	}
 	return os.Rename(tmp.Name(), path)
+}
+
+// Bearer wraps next so that each request carries Authorization: Bearer
+// token, unless it already has an Authorization header.
+func Bearer(next http.RoundTripper, token string) http.RoundTripper {
+	return bearer{next: next, value: "Bearer " + token}
+}
+
+type bearer struct {
+	next  http.RoundTripper
+	value string
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Header.Get("Authorization") == "" {
+		r = r.Clone(r.Context())
+		r.Header.Set("Authorization", b.value)
+	}
+	return b.next.RoundTrip(r)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -136,6 +138,8 @@ func (c *cli) run(ctx context.Context, cmd string, args []string) (int, error) {
 		return c.services(ctx, args...)
 	case "keeper":
 		return 0, c.keep(ctx)
+	case "token":
+		return c.token(args)
 	}
 	return 2, usageError{}
 }
@@ -365,4 +369,23 @@ func (c *cli) services(ctx context.Context, args ...string) (int, error) {
 		return exit.ExitCode(), nil
 	}
 	return 0, err
+}
+
+// token prints a token signed by the stack's key (made when missing):
+// `make token ROLE=… SUB=… TTL=…`.
+func (c *cli) token(args []string) (int, error) {
+	fs := flag.NewFlagSet("token", flag.ContinueOnError)
+	d := native.DefaultToken
+	roles := fs.String("role", strings.Join(d.Roles, ","), "the token's roles, comma-separated (deploy/auth/policy.yaml)")
+	sub := fs.String("sub", d.Subject, "the token's subject: who its writes are attributed to")
+	ttl := fs.Duration("ttl", d.TTL, "how long the token lives")
+	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
+		return 2, usageError{}
+	}
+	tok, err := native.Token(c.s, native.TokenRequest{Roles: strings.Split(*roles, ","), Subject: *sub, TTL: *ttl})
+	if err != nil {
+		return 1, err
+	}
+	fmt.Println(tok)
+	return 0, nil
 }

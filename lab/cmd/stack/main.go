@@ -17,6 +17,10 @@
 //	stack services ARGS lab/scripts/services.sh with stack.env's ports
 //	stack keeper        the HA topology's PostgreSQL keeper (its supervisord
 //	                    runs it)
+//	stack token [-role R,…] [-sub S] [-ttl D]
+//	                    print a token signed by the stack's key (made on the
+//	                    first start in KV_STACK_DIR/auth); default an admin's
+//	                    for 24h (make token)
 package main
 
 import (
@@ -31,7 +35,8 @@ import (
 )
 
 const usage = `usage: stack up | up-ha | run | down | status | logs | start NAME | stop NAME | restart NAME |
-             render | jaeger | env | running | services ARGS... | keeper`
+             render | jaeger | env | running | services ARGS... | keeper |
+             token [-role R,...] [-sub S] [-ttl D]`
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -1,0 +1,80 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/kvstack/kvstack/internal/auth"
+	"github.com/kvstack/kvstack/internal/kv"
+)
+
+// authenticate admits a request to the data routes when its bearer token
+// is valid (always, with KV_AUTH=off), and keeps its principal on the
+// exchange for the handlers, which judge its rights on the key, and for
+// the access log and the span, which name its subject. A refused token
+// gets 401 before anything about the request is looked at.
+func (a *api) authenticate(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, err := a.auth.Authenticate(r)
+		if err != nil {
+			a.refuse(w, r, err)
+			return
+		}
+		exchangeOf(r.Context()).principal = p
+		next.ServeHTTP(w, r)
+	})
+}
+
+// principal is who the request acts for (authenticate set it).
+func principal(r *http.Request) *auth.Principal {
+	return exchangeOf(r.Context()).principal
+}
+
+// authorize returns nil when the request's principal may exercise right on
+// key, else the refusal (an *auth.Error), which says nothing of the key.
+func (a *api) authorize(r *http.Request, right auth.Right, key string) error {
+	return a.auth.Authorize(principal(r), right, key)
+}
+
+// refuse answers an *auth.Error: 401 with a Bearer challenge for a missing
+// or refused token, 403 for a valid token without the right. The reason the
+// library gave stays in the debug log; the client reads the message.
+func (a *api) refuse(w http.ResponseWriter, r *http.Request, err error) {
+	var e *auth.Error
+	if !errors.As(err, &e) {
+		a.fail(w, r, "", err)
+		return
+	}
+	status := http.StatusUnauthorized
+	if errors.Is(err, auth.ErrForbidden) {
+		status = http.StatusForbidden
+	}
+	a.logFor(r).Debug().Err(err).Int("status", status).Msg("request refused")
+	w.Header().Set("WWW-Authenticate", auth.Challenge(err))
+	writeError(w, r, status, e.Code, e.Message)
+}
+
+// listWithin returns up to limit live entries after the key after, in key
+// order, from the prefixes' keys alone (sorted, none a prefix of another,
+// as auth.Authenticator.Listable gives them). Their keys form ranges in
+// that order, so the entries come in key order and the last one's key is
+// a cursor; a cursor anywhere else moves where the listing starts, never
+// what it may show.
+func (a *api) listWithin(ctx context.Context, prefixes []string, after string, limit int) ([]kv.Entry, error) {
+	var out []kv.Entry
+	for _, p := range prefixes {
+		if len(out) == limit {
+			break
+		}
+		if end, ok := kv.PrefixEnd(p); ok && after >= end {
+			continue // the cursor is past this prefix's keys
+		}
+		entries, err := a.svc.List(ctx, p, after, limit-len(out))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, entries...)
+	}
+	return out, nil
+}
