@@ -36,7 +36,8 @@ func (p report) markdown() string {
 		oneLine("redis-server", "--version"), oneLine("sh", "-c", "dpkg-query -W -f='rabbitmq-server ${Version}' rabbitmq-server"),
 		oneLine("sh", "-c", "nginx -v 2>&1"))
 	w("## Settings\n\n")
-	w("- Private instances (never the shared ones): PostgreSQL (initdb, 127.0.0.1:55432), Redis (127.0.0.1:56379), RabbitMQ node `kvstack55672@localhost` (127.0.0.1:55672), and a private kvstack stack (api1, api2, consumer, nginx on 127.0.0.1:58080; state in `tmp/chaos/stack`), all run by the campaign's own supervisord (`lab/native`, `internal/engine`), with `autorestart`.\n")
+	w("- Private instances (never the shared ones): PostgreSQL (initdb, 127.0.0.1:%s), Redis (127.0.0.1:%s), RabbitMQ node `kvstack%s@localhost` (127.0.0.1:%s), and a private kvstack stack (api1, api2, consumer, nginx on 127.0.0.1:%s; state in `tmp/chaos/stack`), all run by the campaign's own supervisord (`lab/native`, `internal/engine`), with `autorestart`.\n",
+		chaosPorts["PGPORT"], chaosPorts["REDIS_PORT"], chaosPorts["RABBITMQ_PORT"], chaosPorts["RABBITMQ_PORT"], chaosPorts["KV_NGINX_PORT"])
 	w("- Load through nginx: %d writers (80%% PUT with a unique value, 20%% DELETE) and %d readers, %s pause between one client's requests, %d fresh keys per fault; %s of load before the fault and %s after recovery.\n",
 		p.s.writers, p.s.readers, p.s.pace, p.s.keys, p.s.warm, p.s.post)
 	w("- **The edge's per-client rate limit is raised to %s, burst %s** (shipped: `NGINX_RATE_LIMIT` 500r/s, burst 1000): the whole load comes from one address, 127.0.0.1, and is not what the campaign tests.\n", chaosRateLimit, chaosRateBurst)
