@@ -22,7 +22,7 @@ func NewClient(cfg Config) (goredis.UniversalClient, error) {
 		return nil, err
 	}
 	retries, redirects := attempts(cfg)
-	client := goredis.NewUniversalClient(&goredis.UniversalOptions{
+	opts := &goredis.UniversalOptions{
 		Addrs:         cfg.Addrs(),
 		IsClusterMode: cfg.IsCluster(),
 		Password:      string(cfg.Password),
@@ -42,7 +42,14 @@ func NewClient(cfg Config) (goredis.UniversalClient, error) {
 		// Open-source Redis: skip the maintenance-notification handshake
 		// (a managed service's).
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
-	})
+	}
+	if !cfg.IsCluster() {
+		// A restarted server's dump is purged before any connection to it
+		// serves a read (Cache.checkServer); a cluster's shards have their
+		// masters' marks instead (Cache.CheckMasters).
+		opts.OnConnect = markCheck(cfg.KeyPrefix)
+	}
+	client := goredis.NewUniversalClient(opts)
 	if cc, ok := client.(*goredis.ClusterClient); ok {
 		cc.AddHook(reloadOnFailure{cc: cc})
 	}

@@ -36,7 +36,10 @@
 // consumer drops the cache with Purge (see its doc for the fills in flight).
 // On a Redis Cluster, a failover can lose Applies the dying master
 // acknowledged but had not replicated: CheckMasters purges the shard of a
-// master that did not mark it.
+// master that did not mark it. A single server restarted reloads a dump
+// older than PostgreSQL: each new connection purges the prefix's keys of a
+// server whose run did not mark them, before it serves a command
+// (checkServer).
 //
 // # Failure
 //

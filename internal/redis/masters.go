@@ -15,6 +15,9 @@ import (
 
 // MasterChange is a shard of a Redis Cluster whose master was not the one
 // that last marked it, and whose keys CheckMasters therefore purged.
+//
+// On a single server, it is the server restarted since it marked the
+// prefix's keys: Slots is "all", Master and Previous are run ids.
 type MasterChange struct {
 	Slots    string // the shard's first slot range, "0-5460"
 	Master   string // the master's node id now
@@ -24,8 +27,9 @@ type MasterChange struct {
 }
 
 // CheckMasters purges the keys of every shard of a Redis Cluster whose
-// master changed, and reports those shards; on a single server it does
-// nothing.
+// master changed, and reports those shards; on a single server, it purges
+// the prefix's keys when the server restarted since it marked them (see
+// checkServer), and reports that as one change.
 //
 // Redis replicates asynchronously: a cache update that a dying master
 // acknowledged may never reach the replica promoted in its place, which
@@ -48,7 +52,14 @@ type MasterChange struct {
 func (c *Cache) CheckMasters(ctx context.Context) ([]MasterChange, error) {
 	cc, ok := c.client.(*goredis.ClusterClient)
 	if !ok {
-		return nil, nil
+		ch, changed, err := c.checkServer(ctx, c.client)
+		if cl, ok := c.client.(*goredis.Client); ok {
+			ch.Addr = cl.Options().Addr
+		}
+		if !changed {
+			return nil, err
+		}
+		return []MasterChange{ch}, err
 	}
 	var mu sync.Mutex
 	var changes []MasterChange
@@ -147,4 +158,77 @@ func keySlot(key string) uint16 {
 		}
 	}
 	return crc % 16384
+}
+
+// checkServer purges the prefix's keys on a single server that restarted
+// since it last marked them, and marks them with the server's run now.
+//
+// A single Redis stopped and started again reloads its dump (RDB or AOF):
+// entries that may be older than PostgreSQL, since while it was down
+// readers went to PostgreSQL and saw newer writes, and the consumer could
+// not apply them. Served, such an entry takes a later read back in time
+// (a plain GET returns an older value than one before it: not
+// linearizable). So the server's mark, an internal key under the prefix,
+// holds the run_id of INFO server, which is new on every start; a server
+// whose mark is another run's (or which has none) has its prefix's keys
+// purged (SCAN and UNLINK within the prefix, never FLUSHDB: the server may
+// be shared), then the mark written anew, and readers refill from
+// PostgreSQL.
+//
+// NewClient runs it on every connection it dials, before that connection
+// serves a command (markCheck): a restart closes every connection, so no
+// read reaches a restarted server's dump before the check, and on a
+// server that runs on it costs one GET of the mark per new connection.
+// The consumer's periodic CheckMasters runs it too. Two purges at once
+// are only done twice: the mark is written after a purge completes, so a
+// connection that finds it current finds no entry of the dump either.
+func (c *Cache) checkServer(ctx context.Context, node goredis.Cmdable) (MasterChange, bool, error) {
+	ch := MasterChange{Slots: "all"}
+	info, err := node.Info(ctx, "server").Result()
+	if err != nil {
+		return ch, false, wrap("check server: info", err)
+	}
+	if ch.Master = infoField(info, "run_id"); ch.Master == "" {
+		return ch, false, fmt.Errorf("redis check server: INFO server has no run_id: %w", kv.ErrUnavailable)
+	}
+	key := c.internalKey("server-mark")
+	ch.Previous, err = node.Get(ctx, key).Result()
+	if err != nil && !errors.Is(err, goredis.Nil) {
+		return ch, false, wrap("check server: read the mark", err)
+	}
+	if ch.Previous == ch.Master {
+		return ch, false, nil
+	}
+	if ch.Purged, err = c.purgeNode(ctx, node); err != nil {
+		return ch, false, err
+	}
+	if err := node.Set(ctx, key, ch.Master, 0).Err(); err != nil {
+		return ch, false, wrap("check server: mark", err)
+	}
+	return ch, true, nil
+}
+
+// infoField is the value of name in the text of an INFO reply.
+func infoField(info, name string) string {
+	for line := range strings.Lines(info) {
+		if v, ok := strings.CutPrefix(line, name+":"); ok {
+			return strings.TrimSpace(v)
+		}
+	}
+	return ""
+}
+
+// markCheck is the OnConnect hook of a single server's client: each
+// connection runs checkServer for prefix before it serves a command, one
+// at a time in the process, so that the connections dialled at once after
+// a restart purge once, not each.
+func markCheck(prefix string) func(context.Context, *goredis.Conn) error {
+	c := &Cache{prefix: prefix}
+	var mu sync.Mutex
+	return func(ctx context.Context, cn *goredis.Conn) error {
+		mu.Lock()
+		defer mu.Unlock()
+		_, _, err := c.checkServer(ctx, cn)
+		return err
+	}
 }

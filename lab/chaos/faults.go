@@ -91,7 +91,6 @@ func faults(mode string) []fault {
 		{
 			name: "redis-stop-10s", what: "Redis stopped 10 s (SIGTERM: it saves its dump), restarted with that dump: entries older than PostgreSQL come back",
 			inject: stop("redis"), hold: 10 * time.Second, heal: start("redis"),
-			knownIllegal: "issue 24: plain reads served by PostgreSQL while Redis is down see a write, then Redis back with its dump serves the older entry until the consumer's repair or a waiter's fill (reads go back)",
 		},
 		{
 			name: "postgres-stop-10s", what: "PostgreSQL stopped 10 s (immediate shutdown, crash recovery on start)",
