@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -95,7 +96,8 @@ type stopping struct {
 // server goes on serving for stop.delay; stop.closing ends the waits; the
 // server stops taking connections (idle keep-alive ones closed: nginx
 // sends a request that finds one closed to the other replica, as one
-// refused) and lets the requests in flight finish, by stop.timeout from
+// refused, and those that never sent a request once a second old) and
+// lets the requests in flight finish, by stop.timeout from
 // the start of it all. Past it the connections left are cut, and serve
 // fails.
 func serve(ctx context.Context, addr string, h http.Handler, stop stopping, ready func(net.Addr), log zerolog.Logger) error {
@@ -112,6 +114,8 @@ func serve(ctx context.Context, addr string, h http.Handler, stop stopping, read
 		IdleTimeout:    2 * time.Minute,
 		MaxHeaderBytes: 16 << 10,
 	}
+	unused := unusedConns{since: map[net.Conn]time.Time{}}
+	srv.ConnState = unused.track
 	log.Info().Str("addr", ln.Addr().String()).Msg("listening")
 	if ready != nil {
 		ready(ln.Addr())
@@ -141,6 +145,7 @@ func serve(ctx context.Context, addr string, h http.Handler, stop stopping, read
 	}
 	sctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
+	go unused.closeWhileShuttingDown(sctx)
 	if err := srv.Shutdown(sctx); err != nil {
 		_ = srv.Close()
 		return fmt.Errorf("shutdown %s: requests still in flight after %s, cut: %w", addr, stop.timeout, err)
@@ -150,4 +155,58 @@ func serve(ctx context.Context, addr string, h http.Handler, stop stopping, read
 	}
 	log.Info().Msg("server stopped: every request answered")
 	return nil
+}
+
+// unusedConns are a server's connections that have not sent a request
+// yet (http.StateNew), with when each was opened. net/http's Shutdown
+// waits for such a connection until it is 5 s old, as if a request were
+// on its way; an HTTP client's spare dial, parked unused in its pool,
+// would so hold a stop for up to 5 s, as long as KV_SHUTDOWN_TIMEOUT.
+type unusedConns struct {
+	mu    sync.Mutex
+	since map[net.Conn]time.Time
+}
+
+// unusedConnGrace is how long a connection may stay without a request
+// once the server is shutting down: a client that means to use the
+// connection it opened sends its request within milliseconds.
+const unusedConnGrace = time.Second
+
+// track is the server's ConnState hook.
+func (u *unusedConns) track(c net.Conn, state http.ConnState) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if state == http.StateNew {
+		u.since[c] = time.Now()
+		return
+	}
+	delete(u.since, c)
+}
+
+// closeWhileShuttingDown closes, until ctx ends (the shutdown is over),
+// each connection that has gone unusedConnGrace without a request.
+func (u *unusedConns) closeWhileShuttingDown(ctx context.Context) {
+	tick := time.NewTicker(unusedConnGrace / 10)
+	defer tick.Stop()
+	for {
+		u.closeOpenedBefore(time.Now().Add(-unusedConnGrace))
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// closeOpenedBefore closes the connections opened before t that have sent
+// nothing since.
+func (u *unusedConns) closeOpenedBefore(t time.Time) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	for c, opened := range u.since {
+		if opened.Before(t) {
+			_ = c.Close()
+			delete(u.since, c)
+		}
+	}
 }

@@ -26,6 +26,10 @@ type fault struct {
 	// maxGap, when set, is what the longest gap without a 202 after the
 	// injection must stay under.
 	maxGap time.Duration
+	// knownIllegal names an open defect that makes this fault's
+	// linearizable history illegal: the check's failure is reported with
+	// it instead of failing the fault, until the defect is fixed.
+	knownIllegal string
 }
 
 // action is one step on the private stack, through its supervisor.
@@ -87,6 +91,7 @@ func faults(mode string) []fault {
 		{
 			name: "redis-stop-10s", what: "Redis stopped 10 s (SIGTERM: it saves its dump), restarted with that dump: entries older than PostgreSQL come back",
 			inject: stop("redis"), hold: 10 * time.Second, heal: start("redis"),
+			knownIllegal: "issue 24: plain reads served by PostgreSQL while Redis is down see a write, then Redis back with its dump serves the older entry until the consumer's repair or a waiter's fill (reads go back)",
 		},
 		{
 			name: "postgres-stop-10s", what: "PostgreSQL stopped 10 s (immediate shutdown, crash recovery on start)",

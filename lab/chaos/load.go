@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -12,10 +10,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kvstack/kvstack/lab/history"
 	"github.com/kvstack/kvstack/lab/native"
 )
 
-// load drives writers and readers through nginx until its context ends.
+// load drives clients through nginx until its context ends, and records
+// their histories (lab/history): the writers' plain writes (also in the
+// ledger) for the convergence check; waiting writers and readers on keys
+// of their own for the linearizable one; sessions on keys of their own for
+// the token check.
 type load struct {
 	nginx   string
 	client  *http.Client
@@ -24,6 +27,7 @@ type load struct {
 	readers int
 	pace    time.Duration // pause between one client's requests
 	led     *ledger
+	h       *histories
 }
 
 // clientTimeout: a request still unanswered after this is a hang.
@@ -38,23 +42,35 @@ func newClient(s *native.Settings) (*http.Client, error) {
 func (l *load) run(ctx context.Context) {
 	var wg sync.WaitGroup
 	for w := range l.writers {
-		wg.Go(func() { l.writer(ctx, w) })
+		c := l.historyClient(w, &l.h.lww)
+		wg.Go(func() { l.writer(ctx, c) })
 	}
 	for range l.readers {
 		wg.Go(func() { l.reader(ctx) })
 	}
+	for i := range historyClients {
+		waiter, reader := l.historyClient(i, &l.h.lin), l.historyClient(historyClients+i, &l.h.lin)
+		session := history.NewSession(l.historyClient(i, &l.h.ses))
+		wg.Go(func() { l.waiter(ctx, waiter) })
+		wg.Go(func() { l.linReader(ctx, reader) })
+		wg.Go(func() { l.session(ctx, session) })
+	}
 	wg.Wait()
 }
 
-func (l *load) writer(ctx context.Context, id int) {
-	r := rand.New(rand.NewPCG(uint64(id), uint64(time.Now().UnixNano())))
+func (l *load) historyClient(id int, rec *history.Recorder) *history.Client {
+	return &history.Client{ID: id, Base: l.nginx, HTTP: l.client, Rec: rec}
+}
+
+func (l *load) writer(ctx context.Context, c *history.Client) {
+	r := rand.New(rand.NewPCG(uint64(c.ID), uint64(time.Now().UnixNano())))
 	for seq := 0; ctx.Err() == nil; seq++ {
 		key := l.keys[r.IntN(len(l.keys))]
 		if r.IntN(5) == 0 {
-			l.led.add(write(l.client, l.nginx, key, "delete", ""))
+			l.write(c, key, history.Delete, "")
 		} else {
 			// Unique values: a stored value names the one attempt that wrote it.
-			l.led.add(write(l.client, l.nginx, key, "put", fmt.Sprintf("%s/w%d/%d", key, id, seq)))
+			l.write(c, key, history.Put, fmt.Sprintf("%s/w%d/%d", key, c.ID, seq))
 		}
 		sleepCtx(ctx, l.pace)
 	}
@@ -77,49 +93,16 @@ func (l *load) reader(ctx context.Context) {
 	}
 }
 
-// write sends one PUT or DELETE and records what came back.
-func write(c *http.Client, base, key, op, value string) attempt {
-	a := attempt{Key: key, Op: op, Value: value, Start: time.Now()}
-	var req *http.Request
-	var err error
-	if op == "put" {
-		body, _ := json.Marshal(map[string]string{"key": key, "value": value})
-		req, err = http.NewRequest(http.MethodPut, base+"/api", bytes.NewReader(body))
-	} else {
-		req, err = http.NewRequest(http.MethodDelete, base+"/api?key="+url.QueryEscape(key), nil)
+// write sends one plain PUT or DELETE (not bound to ctx: the load's end
+// must not cut a write short) and records it in the history and the
+// ledger.
+func (l *load) write(c *history.Client, key string, kind history.Kind, value string) attempt {
+	o := c.Write(context.Background(), kind, key, value, false)
+	a := attempt{Key: key, Op: string(kind), Value: value, Start: o.Call, End: o.Return, Status: o.Status, Err: o.Err}
+	if o.Outcome == history.Accepted {
+		a.OpID, a.TS = o.Version.OpID.String(), o.Version.Time
 	}
-	if err != nil {
-		a.Err, a.End = err.Error(), time.Now()
-		return a
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.Do(req)
-	if err != nil {
-		a.Err, a.End = err.Error(), time.Now()
-		return a
-	}
-	b, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	a.End, a.Status = time.Now(), resp.StatusCode
-	if err != nil {
-		a.Err = err.Error()
-		return a
-	}
-	if resp.StatusCode == http.StatusAccepted {
-		var ack struct {
-			Op        string    `json:"op"`
-			Key       string    `json:"key"`
-			OpID      string    `json:"op_id"`
-			Timestamp time.Time `json:"timestamp"`
-		}
-		if err := json.Unmarshal(b, &ack); err != nil || ack.OpID == "" || ack.Key != key || ack.Op != op {
-			// A 202 that does not say what it accepted is a broken promise.
-			a.Err = fmt.Sprintf("202 with body %q", b)
-			a.OpID = ""
-			return a
-		}
-		a.OpID, a.TS = ack.OpID, ack.Timestamp
-	}
+	l.led.add(a)
 	return a
 }
 

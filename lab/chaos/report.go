@@ -36,7 +36,8 @@ func (p report) markdown() string {
 		oneLine("redis-server", "--version"), oneLine("sh", "-c", "dpkg-query -W -f='rabbitmq-server ${Version}' rabbitmq-server"),
 		oneLine("sh", "-c", "nginx -v 2>&1"))
 	w("## Settings\n\n")
-	w("- Private instances (never the shared ones): PostgreSQL (initdb, 127.0.0.1:55432), Redis (127.0.0.1:56379), RabbitMQ node `kvstack55672@localhost` (127.0.0.1:55672), and a private kvstack stack (api1, api2, consumer, nginx on 127.0.0.1:58080; state in `tmp/chaos/stack`), all run by the campaign's own supervisord (`lab/native`, `internal/engine`), with `autorestart`.\n")
+	w("- Private instances (never the shared ones): PostgreSQL (initdb, 127.0.0.1:%s), Redis (127.0.0.1:%s), RabbitMQ node `kvstack%s@localhost` (127.0.0.1:%s), and a private kvstack stack (api1, api2, consumer, nginx on 127.0.0.1:%s; state in `tmp/chaos/stack`), all run by the campaign's own supervisord (`lab/native`, `internal/engine`), with `autorestart`.\n",
+		chaosPorts["PGPORT"], chaosPorts["REDIS_PORT"], chaosPorts["RABBITMQ_PORT"], chaosPorts["RABBITMQ_PORT"], chaosPorts["KV_NGINX_PORT"])
 	w("- Load through nginx: %d writers (80%% PUT with a unique value, 20%% DELETE) and %d readers, %s pause between one client's requests, %d fresh keys per fault; %s of load before the fault and %s after recovery.\n",
 		p.s.writers, p.s.readers, p.s.pace, p.s.keys, p.s.warm, p.s.post)
 	w("- **The edge's per-client rate limit is raised to %s, burst %s** (shipped: `NGINX_RATE_LIMIT` 500r/s, burst 1000): the whole load comes from one address, 127.0.0.1, and is not what the campaign tests.\n", chaosRateLimit, chaosRateBurst)
@@ -47,6 +48,7 @@ func (p report) markdown() string {
 	w("- **lost**: keys whose stored state (PostgreSQL) is older than the newest acknowledged (202) operation, or is absent, or has its version but not its content. Must be 0.\n")
 	w("- **unexplained**: stored state that no sent operation wrote. Must be 0. A key may hold an operation *newer* than every 202 when that operation got a 503/502/timeout (a 503 promises nothing either way): it is counted as **applied w/o 202** when its value (unique per attempt) or delete was sent on that key and its timestamp falls between that attempt's send and answer.\n")
 	w("- **stale cache**: Redis entries `kv:<key>` (fields v/d/val) that differ from PostgreSQL, right after the heal (load still running: writes in flight, and after a Redis restart the entries its dump brought back that PostgreSQL has since overtaken), right after the drain, and after up to 10 s more (the consumer's repair loop). The final figure must be 0.\n")
+	w("- **histories** (`lab/history`, checked with porcupine; docs/DESIGN.md, Consistency): beside the writers, %d clients write with `?wait=applied` and %d read plainly on %d keys of their own, and %d sessions write plainly and read with their newest token on %d others. Once the queues drained, every writer's key is read twice through nginx. The waited writes and reads must be **linearizable** per key (a write without a 200 ends unknown: it may apply any time after it was sent, or never), the token reads must keep the **session** guarantees (never older than the token, never going back), and the final reads must show **convergence** (each key at its newest 202-accepted write: none lost, none resurrected). An illegal history fails the fault; its visualisation is left in `tmp/chaos/histories`.\n", historyClients, historyClients, historyKeys, historyClients, historyKeys)
 	w("- **DLQ**: messages added to `add_key.dlq` + `del_key.dlq`. Must be 0.\n")
 	w("- **hung**: writes unanswered after %s. Must be 0. Writes refused (503 or other) and reads failed must be 0 for faults that do not touch that path (see the table's last column).\n", hangAfter)
 	w("- **processes**: every process of the private stack keeps its pid, except the one the fault killed, which must come back by itself with a new pid. **heal**: for a fault that stops a service, how long starting it again through supervisord took (a RabbitMQ node needs several seconds to boot; it is waited for until it answers); for a kill -9, the time from the kill until the process answered again. The binaries are built once, when the campaign starts. **recovery**: from the end of the heal (the service is back) until a write through nginx is acknowledged again and api1, api2 and the consumer answer `/readyz`.\n")
@@ -105,8 +107,8 @@ func cpuModel() string {
 
 // resultsTable writes the results' table and the faults' descriptions.
 func (p report) resultsTable(w func(string, ...any)) {
-	w("| fault | writes | acked (202) | 503 | other failures | hung | lost | unexplained | applied w/o 202 | stale cache (heal → drain → final) | DLQ | reads ok / failed | max write / read latency | longest gap without a 202 | unacked at the fault | heal | recovery | drain | restarted | verdict |\n")
-	w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	w("| fault | writes | acked (202) | 503 | other failures | hung | lost | unexplained | applied w/o 202 | stale cache (heal → drain → final) | DLQ | reads ok / failed | max write / read latency | longest gap without a 202 | unacked at the fault | heal | recovery | drain | restarted | histories checked (ops: linearizable / sessions / convergence) | verdict |\n")
+	w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range p.results {
 		verdict := "**pass**"
 		if len(r.failures) > 0 {
@@ -119,9 +121,9 @@ func (p report) resultsTable(w func(string, ...any)) {
 		if restarted == "" {
 			restarted = "none"
 		}
-		w("| %s | %d | %d | %d | %s | %d | %d | %d | %d | %d → %d → %d | %d | %d / %d | %s / %s | %s | %d | %s | %s | %s | %s | %s |\n",
+		w("| %s | %d | %d | %d | %s | %d | %d | %d | %d | %d → %d → %d | %d | %d / %d | %s / %s | %s | %d | %s | %s | %s | %s | %s | %s |\n",
 			r.name, r.attempts, r.acked, r.status503, failures(r), r.hung, r.lost, r.unexplained, r.unackedApplied,
-			r.staleAtHeal, r.staleAtDrain, r.staleFinal, r.dlqDelta, r.reads, r.readErrs, ms(r.writeMax), ms(r.readMax), ms(r.longestGap), r.unackedAtKill, ms(r.heal), ms(r.recovery), ms(r.drain), restarted, verdict)
+			r.staleAtHeal, r.staleAtDrain, r.staleFinal, r.dlqDelta, r.reads, r.readErrs, ms(r.writeMax), ms(r.readMax), ms(r.longestGap), r.unackedAtKill, ms(r.heal), ms(r.recovery), ms(r.drain), restarted, r.historyOps(), verdict)
 	}
 	w("\n### The faults\n\n")
 	for _, r := range p.results {

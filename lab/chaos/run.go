@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/kvstack/kvstack/internal/engine"
+	"github.com/kvstack/kvstack/lab/history"
 )
 
 // result holds one fault's figures and the checks that failed.
@@ -28,8 +29,9 @@ type result struct {
 	staleAtHeal                                 int // right after the heal, load still running
 	dlqDelta                                    int
 	heal, recovery, drain, longestGap           time.Duration
-	unackedAtKill                               int      // messages in flight (unacked) just before the fault
-	restarted                                   []string // processes whose pid changed (the killed ones)
+	unackedAtKill                               int              // messages in flight (unacked) just before the fault
+	restarted                                   []string         // processes whose pid changed (the killed ones)
+	histories                                   []history.Result // linearizable, sessions, convergence
 	examples                                    []string
 	failures                                    []string
 }
@@ -38,6 +40,7 @@ func (r result) summary() string {
 	s := fmt.Sprintf("%s: acked %d/%d, 503 %d, other failures %d, lost %d, unexplained %d, stale cache %d (at drain %d), DLQ +%d, max write %s, heal %s, recovery %s",
 		r.name, r.acked, r.attempts, r.status503, r.otherFail, r.lost, r.unexplained, r.staleFinal, r.staleAtDrain, r.dlqDelta,
 		r.writeMax.Round(time.Millisecond), r.heal.Round(time.Millisecond), r.recovery.Round(time.Millisecond))
+	s += ", histories " + r.historyOps()
 	if len(r.failures) > 0 {
 		s += " — FAILED: " + strings.Join(r.failures, "; ")
 	}
@@ -88,7 +91,7 @@ func (e *env) runFault(ctx context.Context, f fault, prefix string) (r result) {
 		r.fail("client: %v", err)
 		return r
 	}
-	l := &load{nginx: e.s.nginx, client: client, keys: keys, writers: e.s.writers, readers: e.s.readers, pace: e.s.pace, led: led}
+	l := &load{nginx: e.s.nginx, client: client, keys: keys, writers: e.s.writers, readers: e.s.readers, pace: e.s.pace, led: led, h: newHistories(prefix)}
 	lctx, stopLoad := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { l.run(lctx) })
@@ -103,6 +106,7 @@ func (e *env) runFault(ctx context.Context, f fault, prefix string) (r result) {
 	stopLoad()
 	wg.Wait()
 	e.drain(ctx, &r)
+	e.checkHistories(ctx, &r, l, f)
 
 	_ = led.save(filepath.Join(e.s.dir, "ledger-"+f.name+".jsonl"))
 	r.reads, r.readErrs, r.readMax = led.reads, led.readErrs, time.Duration(led.readMax*float64(time.Second))
@@ -118,6 +122,25 @@ func (e *env) runFault(ctx context.Context, f fault, prefix string) (r result) {
 	e.checkProcesses(ctx, &r, f.killed, pidsBefore)
 	r.judge(f)
 	return r
+}
+
+// historyOps: the operations each history check read, linearizable /
+// sessions / convergence, marked when illegal or undecided.
+func (r result) historyOps() string {
+	if len(r.histories) == 0 {
+		return "–"
+	}
+	parts := make([]string, len(r.histories))
+	for i, h := range r.histories {
+		parts[i] = fmt.Sprint(h.Ops)
+		switch {
+		case h.Visualization != "":
+			parts[i] += " ILLEGAL"
+		case h.Undecided():
+			parts[i] += " undecided"
+		}
+	}
+	return strings.Join(parts, " / ")
 }
 
 func (r *result) fail(format string, args ...any) {
@@ -201,8 +224,7 @@ func (e *env) waitRecovered(ctx context.Context, r *result, l *load) {
 	deadline := time.Now().Add(recoverWithin)
 	for {
 		probe := l.keys[0]
-		a := write(l.client, e.s.nginx, probe, "put", fmt.Sprintf("%s/probe/%d", probe, time.Now().UnixNano()))
-		l.led.add(a)
+		a := l.write(l.historyClient(l.writers, &l.h.lww), probe, history.Put, fmt.Sprintf("%s/probe/%d", probe, time.Now().UnixNano()))
 		if a.acked() && e.ready(ctx, addrs) {
 			return
 		}

@@ -17,17 +17,19 @@ import (
 
 // Ports of the campaign's private stack: the chaos ports, which nothing
 // else on the machine uses (the shared services and `make up`'s stack are
-// never touched).
+// never touched). They lie below Linux's ephemeral range (32768-60999), so
+// that no outgoing connection's local port can take one while the
+// campaign starts.
 var chaosPorts = map[string]string{
-	"PGPORT": "55432", "REDIS_PORT": "56379", "RABBITMQ_PORT": "55672", "RABBITMQ_DIST_PORT": "55673", "RABBITMQ_METRICS_PORT": "55692",
-	"KV_NGINX_PORT": "58080", "KV_NGINX_STATUS_PORT": "58079", "KV_API1_PORT": "58081", "KV_API2_PORT": "58082", "KV_CONSUMER_PORT": "58090",
-	"KV_API1_ADMIN_PORT": "58181", "KV_API2_ADMIN_PORT": "58182", "KV_CONSUMER_ADMIN_PORT": "58190",
+	"PGPORT": "30432", "REDIS_PORT": "30379", "RABBITMQ_PORT": "30672", "RABBITMQ_DIST_PORT": "30673", "RABBITMQ_METRICS_PORT": "30692",
+	"KV_NGINX_PORT": "30080", "KV_NGINX_STATUS_PORT": "30079", "KV_API1_PORT": "30081", "KV_API2_PORT": "30082", "KV_CONSUMER_PORT": "30090",
+	"KV_API1_ADMIN_PORT": "30181", "KV_API2_ADMIN_PORT": "30182", "KV_CONSUMER_ADMIN_PORT": "30190",
 	// Not run by the campaign; shifted all the same.
-	"KV_PROMETHEUS_PORT": "59090", "KV_ALERTMANAGER_PORT": "59093", "KV_JAEGER_UI_PORT": "56686",
-	"KV_JAEGER_OTLP_GRPC_PORT": "54317", "KV_JAEGER_OTLP_HTTP_PORT": "54318",
-	"KV_JAEGER_QUERY_GRPC_PORT": "56685", "KV_JAEGER_HEALTH_PORT": "53133",
-	"KV_JAEGER_METRICS_PORT": "58889", "KV_MTAIL_PORT": "53903", "KV_NGINX_EXPORTER_PORT": "59113",
-	"KV_POSTGRES_EXPORTER_PORT": "59187", "KV_REDIS_EXPORTER_PORT": "59121",
+	"KV_PROMETHEUS_PORT": "30990", "KV_ALERTMANAGER_PORT": "30993", "KV_JAEGER_UI_PORT": "30686",
+	"KV_JAEGER_OTLP_GRPC_PORT": "30317", "KV_JAEGER_OTLP_HTTP_PORT": "30318",
+	"KV_JAEGER_QUERY_GRPC_PORT": "30685", "KV_JAEGER_HEALTH_PORT": "30133",
+	"KV_JAEGER_METRICS_PORT": "30889", "KV_MTAIL_PORT": "30903", "KV_NGINX_EXPORTER_PORT": "30113",
+	"KV_POSTGRES_EXPORTER_PORT": "30187", "KV_REDIS_EXPORTER_PORT": "30121",
 }
 
 // kvstackProcs are the stack's processes the campaign runs (no

@@ -85,12 +85,15 @@ type harness struct {
 	stackEnv
 	nginx  string // base URL through nginx
 	client *http.Client
+	// spec checks every exchange through nginx against api/openapi.yaml;
+	// nil checks nothing.
+	spec *contract
 }
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
 	env := loadStackEnv(t)
-	h := &harness{stackEnv: env, nginx: "http://" + env.addr("KV_NGINX_PORT"), client: env.client(t, 15*time.Second)}
+	h := &harness{stackEnv: env, nginx: "http://" + env.addr("KV_NGINX_PORT"), client: env.client(t, 15*time.Second), spec: newContract(t)}
 	t.Cleanup(h.client.CloseIdleConnections)
 	h.mustAnswer(t, "nginx", h.nginx+"/healthz")
 	return h
@@ -157,7 +160,11 @@ func (h *harness) try(method, url string, body []byte, header ...string) (respon
 	if err != nil {
 		return response{}, err
 	}
-	return response{status: resp.StatusCode, header: resp.Header, body: b}, nil
+	r := response{status: resp.StatusCode, header: resp.Header, body: b}
+	if strings.HasPrefix(url, h.nginx+"/") {
+		h.spec.check(req, body, r)
+	}
+	return r, nil
 }
 
 func (h *harness) put(tb testing.TB, key, value string, header ...string) response {

@@ -24,12 +24,18 @@ type Result struct {
 	Visualization string
 }
 
+// Undecided: porcupine found no anomaly within its time, nor proved there
+// is none.
+func (r Result) Undecided() bool { return r.Verdict == porcupine.Unknown }
+
 func (r Result) String() string {
 	return fmt.Sprintf("%s: %s, %d operations (%d with an unknown end) on %d keys", r.Model, r.Verdict, r.Ops, r.Unknown, r.Keys)
 }
 
-// checkTimeout bounds porcupine's search; a verdict of Unknown is an error.
-const checkTimeout = time.Minute
+// checkTimeout bounds porcupine's search. Its verdict is then Unknown: no
+// anomaly found in the time, not an error (porcupine's documentation reads
+// it so); Result.Undecided tells it, for the caller to report.
+const checkTimeout = 20 * time.Second
 
 // check runs porcupine on ops and, when the history is illegal, writes its
 // visualisation into dir (made when missing). The error names the file.
@@ -41,7 +47,7 @@ func check(model porcupine.Model, name string, ops []porcupine.Operation, unknow
 	case porcupine.Ok:
 		return res, nil
 	case porcupine.Unknown:
-		return res, fmt.Errorf("%s: porcupine could not decide within %s on %d operations", name, checkTimeout, len(ops))
+		return res, nil
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return res, fmt.Errorf("%s: history is illegal; its visualisation: %w", name, err)

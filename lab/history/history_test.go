@@ -119,10 +119,19 @@ func TestLinearizableLeavesOutWhatSaysNothing(t *testing.T) {
 		write(0, Put, "b", 20, 30, Refused, kv.Version{}),
 		{Client: 1, Key: "k", Kind: Get, Call: at(40), Return: at(50), Outcome: Unknown},
 		read(1, true, "a", 60, 70, ver(5)),
+		// An unknown end no read observed: a value never returned.
+		write(2, Put, "c", 80, 90, Unknown, kv.Version{}),
+		// Unknown ends that were: both kept.
+		write(3, Put, "d", 120, 130, Unknown, kv.Version{}),
+		read(1, true, "d", 140, 150, ver(125)),
+		write(3, Delete, "", 160, 170, Accepted, ver(165)),
+		read(1, false, "", 180, 190, ver(165)),
+		// And a delete with no absent read after it.
+		write(2, Delete, "", 200, 210, Accepted, ver(205)),
 	}
 	res, err := CheckLinearizable(ops, t.TempDir())
-	if err != nil || res.Ops != 2 || res.Unknown != 0 || res.Keys != 1 {
-		t.Fatalf("got %s, %v; want 2 operations checked on 1 key, none unknown", res, err)
+	if err != nil || res.Ops != 6 || res.Unknown != 2 || res.Keys != 1 {
+		t.Fatalf("got %s, %v; want 6 operations checked on 1 key, 2 unknown", res, err)
 	}
 }
 

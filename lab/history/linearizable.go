@@ -2,6 +2,8 @@ package history
 
 import (
 	"fmt"
+	"slices"
+	"time"
 
 	"github.com/anishathalye/porcupine"
 )
@@ -57,12 +59,39 @@ var Linearizable = porcupine.Model{
 // error, no answer) took effect at some time after its call, or never. A
 // GET without an answer, and a refused operation, say nothing and are
 // left out. Values written must be unique per key.
+//
+// A write with an unknown end that no read can have observed (a PUT whose
+// value no GET returned, a DELETE with no GET answering absent after its
+// call) is left out too: it can always take effect last, where it changes
+// nothing, so the verdict is the same, and porcupine's search, which grows
+// with each operation that never ends, stays small under faults that
+// refuse many writes.
 func CheckLinearizable(ops []Op, dir string) (Result, error) {
 	c := newClock(ops)
 	var hist []porcupine.Operation
 	unknown := 0
+	seen := map[string]bool{}             // key and value a GET returned
+	var absent = map[string][]time.Time{} // when GETs answering absent were sent, by key
+	for _, o := range ops {
+		if o.Kind == Get && o.Outcome == Done {
+			if o.Found {
+				seen[o.Key+"\x00"+o.Value] = true
+			} else {
+				absent[o.Key] = append(absent[o.Key], o.Return)
+			}
+		}
+	}
+	observable := func(o Op) bool {
+		if o.Kind == Put {
+			return seen[o.Key+"\x00"+o.Value]
+		}
+		return slices.ContainsFunc(absent[o.Key], func(t time.Time) bool { return !t.Before(o.Call) })
+	}
 	for _, o := range ops {
 		if o.Outcome == Refused || (o.Kind == Get && o.Outcome != Done) {
+			continue
+		}
+		if o.Kind != Get && o.Outcome != Done && !observable(o) {
 			continue
 		}
 		p := porcupine.Operation{

@@ -50,3 +50,7 @@ func (s *Settings) messageKeys() (string, error) {
 	}
 	return key, f.Close()
 }
+
+// MessageKeys is KV_MESSAGE_KEYS as the stack's APIs and consumers get it:
+// for a test that signs what it puts straight on the queues.
+func (s *Settings) MessageKeys() string { return s.messageKey }
