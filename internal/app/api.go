@@ -135,11 +135,11 @@ func tokenCodec(ctx context.Context, cfg token.Config, store measuredStore) (*to
 }
 
 // listen starts the process's listener, feeding a registry of waiters
-// capped at KV_MAX_WAITERS, and returns the waiters as the service sees
+// capped at KV_MAX_WAITERS (KV_MAX_WAITERS_PER_CLIENT for one client), and returns the waiters as the service sees
 // them (measured) and a func that stops the listener.
 func listen(ctx context.Context, cfg config.API, store *postgres.Store, reg *prometheus.Registry, log zerolog.Logger) (kv.Waiters, func(), error) {
 	m := metrics.NewWait(reg)
-	waiters := notify.NewRegistry(cfg.Wait.MaxWaiters)
+	waiters := notify.NewRegistry(cfg.Wait.MaxWaiters, cfg.Wait.MaxWaitersPerClient)
 	m.Waiters(waiters.Len)
 	channel, err := store.NewsChannel(ctx)
 	if err != nil {

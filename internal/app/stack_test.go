@@ -62,6 +62,9 @@ func newStack(t *testing.T) *stack {
 	apiCfg.Common, apiCfg.Addr, apiCfg.Postgres, apiCfg.Redis, apiCfg.RabbitMQ = common, "127.0.0.1:0", pcfg, rcfg, mq
 	apiCfg.DrainDelay = 0 // no edge to tell: each stop would wait for nothing
 	apiCfg.Health.Interval = 50 * time.Millisecond
+	// The tests' loads are one subject in tight loops, faster than the
+	// shipped per-subject rate; limits_test.go sets its own.
+	apiCfg.HTTP.RateLimit = 0
 	apiCfg.Messages.Keys = testMessageKey
 	issuer := authtest.New(t, "")
 	apiCfg.Auth = issuer.Config

@@ -12,8 +12,10 @@ import (
 // authenticate admits a request to the data routes when its bearer token
 // is valid (always, with KV_AUTH=off), and keeps its principal on the
 // exchange for the handlers, which judge its rights on the key, and for
-// the access log and the span, which name its subject. A refused token
-// gets 401 before anything about the request is looked at.
+// the access log and the span, which name its subject. Its subject goes in
+// the request's context (kv.WithWriter): the writes it makes carry it, and
+// its waits count against its share of the waiters. A refused token gets
+// 401 before anything about the request is looked at.
 func (a *api) authenticate(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, err := a.auth.Authenticate(r)
@@ -22,7 +24,7 @@ func (a *api) authenticate(next http.Handler) http.Handler {
 			return
 		}
 		exchangeOf(r.Context()).principal = p
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(w, r.WithContext(kv.WithWriter(r.Context(), p.Subject)))
 	})
 }
 

@@ -44,6 +44,9 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, key string, err error
 	case errors.Is(err, kv.ErrNotReached):
 		a.writeVersioned(w, r, key, err, http.StatusGatewayTimeout, "version_not_reached",
 			"the key was not applied up to min_version within the wait; version is the newest seen. Retry, or wait longer with timeout=")
+	case errors.Is(err, kv.ErrTooManyClientWaiters):
+		a.retryAfter(w)
+		writeError(w, r, http.StatusTooManyRequests, "rate_limited", "this client has KV_MAX_WAITERS_PER_CLIENT requests waiting on this replica; retry later")
 	case errors.Is(err, kv.ErrTooManyWaiters):
 		a.retryAfter(w)
 		writeError(w, r, http.StatusServiceUnavailable, "too_many_waiters", "too many requests wait on this replica; retry later")

@@ -189,8 +189,9 @@ func (a *api) putKey(w http.ResponseWriter, r *http.Request) {
 		a.failRequest(w, r, err)
 		return
 	}
-	// The write carries its writer into the message, the span and the row.
-	ctx := kv.WithWriter(r.Context(), principal(r).Subject)
+	// The write carries its writer (authenticate put it in the context)
+	// into the message, the span and the row.
+	ctx := r.Context()
 	if in.waits {
 		res, err := a.svc.PutApplied(ctx, *req.Key, *req.Value, a.svc.WaitConfig().Bound(in.timeout))
 		a.answerWrite(w, r, res, err)
@@ -273,7 +274,7 @@ func (a *api) deleteKey(w http.ResponseWriter, r *http.Request) {
 		a.failRequest(w, r, err)
 		return
 	}
-	ctx := kv.WithWriter(r.Context(), principal(r).Subject)
+	ctx := r.Context()
 	if in.waits {
 		res, err := a.svc.DeleteApplied(ctx, key, a.svc.WaitConfig().Bound(in.timeout))
 		a.answerWrite(w, r, res, err)

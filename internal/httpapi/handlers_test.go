@@ -35,6 +35,7 @@ type fakeService struct {
 }
 
 type waitCall struct {
+	client  string // kv.WriterOf the call's context
 	key     string
 	min     kv.Version // reads
 	timeout time.Duration
@@ -45,7 +46,7 @@ func (f *fakeService) Limits() kv.Limits { return kv.Limits{MaxKeyBytes: 32, Max
 func (f *fakeService) WaitConfig() kv.WaitConfig { return kv.DefaultWaitConfig() }
 
 func (f *fakeService) GetAtLeast(ctx context.Context, key string, min kv.Version, timeout time.Duration) (kv.Read, error) {
-	f.waits = append(f.waits, waitCall{key, min, timeout})
+	f.waits = append(f.waits, waitCall{client: kv.WriterOf(ctx), key: key, min: min, timeout: timeout})
 	if f.waitErr != nil {
 		return kv.Read{}, f.waitErr
 	}

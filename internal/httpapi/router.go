@@ -53,6 +53,17 @@ type Config struct {
 	// AccessLog writes one log line per request; off, only warnings and
 	// errors are logged (lab/bench/NOTES.md measures what the line costs).
 	AccessLog bool `env:"KV_ACCESS_LOG" envDefault:"true"`
+	// RateLimit is the requests a second one client (a token's subject)
+	// may send to this replica; past it and RateBurst, 429 rate_limited
+	// with Retry-After. 0: no limit. docs/DESIGN.md derives the defaults
+	// from the bench.
+	RateLimit float64 `env:"KV_RATE_LIMIT" envDefault:"1000"`
+	// RateBurst is the requests one client may send at once after a pause.
+	RateBurst int `env:"KV_RATE_BURST" envDefault:"2000"`
+	// RateClients bounds the clients whose rate is tracked; past it the
+	// one seen least recently is forgotten (and starts again with a full
+	// burst).
+	RateClients int `env:"KV_RATE_CLIENTS" envDefault:"10000"`
 }
 
 // DefaultConfig() is Config with its documented defaults: the envDefault
@@ -65,6 +76,7 @@ type api struct {
 	auth    *auth.Authenticator
 	ready   Readiness // nil: always ready
 	cfg     Config
+	limits  *clientLimits // nil: no per-client rate limit
 	log     zerolog.Logger
 	metrics *metrics.HTTP // nil: not measured
 }
@@ -72,14 +84,14 @@ type api struct {
 // NewHandler returns the API's routes wrapped in their middleware,
 // outermost first: the server span and the traceparent answered, request
 // id and access log (KV_ACCESS_LOG), metrics, panic recovery; then, on the
-// data routes alone, authentication by authn (/healthz and /readyz stay
-// open). tokens renders versions for clients; /readyz renders ready's
+// data routes alone, authentication by authn and the per-client rate
+// limit (/healthz and /readyz stay open). tokens renders versions for clients; /readyz renders ready's
 // report; m may be nil.
 func NewHandler(svc Service, tokens Tokens, authn *auth.Authenticator, ready Readiness, cfg Config, log zerolog.Logger, m *metrics.HTTP) http.Handler {
-	a := &api{svc: svc, tokens: tokens, auth: authn, ready: ready, cfg: cfg, log: log, metrics: m}
+	a := &api{svc: svc, tokens: tokens, auth: authn, ready: ready, cfg: cfg, limits: newClientLimits(cfg), log: log, metrics: m}
 	r := a.router()
 	r.Group(func(r chi.Router) {
-		r.Use(a.authenticate)
+		r.Use(a.authenticate, a.limitClient)
 		read(r, "/api", a.getKey)
 		r.Put("/api", a.putKey)
 		r.Delete("/api", a.deleteKey)

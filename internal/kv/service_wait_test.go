@@ -31,7 +31,7 @@ type world struct {
 func newWorld(t *testing.T, cfg kv.WaitConfig) *world {
 	w := &world{
 		store: map[string]kv.Entry{}, cache: map[string]kv.Entry{},
-		published: make(chan kv.Op, 16), reg: notify.NewRegistry(cfg.MaxWaiters),
+		published: make(chan kv.Op, 16), reg: notify.NewRegistry(cfg.MaxWaiters, cfg.MaxWaitersPerClient),
 	}
 	w.svc = kv.NewService(storeOf{w}, cacheOf{w}, pubOf{w}, kv.DefaultLimits(), zerolog.New(zerolog.NewTestWriter(t)), kv.WithWaiters(w.reg, cfg))
 	return w

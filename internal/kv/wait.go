@@ -30,6 +30,11 @@ type WaitConfig struct {
 	// MaxWaiters caps the requests waiting at once in one process; beyond
 	// it a request that would wait is refused (ErrTooManyWaiters).
 	MaxWaiters int `env:"KV_MAX_WAITERS" envDefault:"1000"`
+	// MaxWaitersPerClient is one client's share of MaxWaiters (a client is
+	// a token's subject): beyond it that client's request that would wait
+	// is refused (ErrTooManyClientWaiters), so that no one client holds
+	// every waiter. 0: no share, only MaxWaiters.
+	MaxWaitersPerClient int `env:"KV_MAX_WAITERS_PER_CLIENT" envDefault:"100"`
 }
 
 // DefaultWaitConfig() is WaitConfig with its documented defaults.
@@ -44,8 +49,8 @@ func (c WaitConfig) Validate() error {
 		return fmt.Errorf("KV_WAIT_TIMEOUT (%s) exceeds KV_WAIT_MAX (%s)", c.Timeout, c.Max)
 	case c.Poll <= 0:
 		return errors.New("KV_WAIT_POLL must be positive")
-	case c.MaxWaiters < 0:
-		return errors.New("KV_MAX_WAITERS must not be negative")
+	case c.MaxWaiters < 0 || c.MaxWaitersPerClient < 0:
+		return errors.New("KV_MAX_WAITERS and KV_MAX_WAITERS_PER_CLIENT must not be negative")
 	}
 	return nil
 }
@@ -128,6 +133,10 @@ type Watch interface {
 
 // ErrTooManyWaiters: the process waits for as many requests as it may.
 var ErrTooManyWaiters = errors.New("too many requests waiting")
+
+// ErrTooManyClientWaiters: the process waits for as many requests of the
+// request's client as one client may. It wraps ErrTooManyWaiters.
+var ErrTooManyClientWaiters = fmt.Errorf("%w for this client", ErrTooManyWaiters)
 
 // ErrNotReached: the key had not reached the version asked for when the
 // wait's bound passed.

@@ -15,8 +15,9 @@ const MaxWriterBytes = 255
 
 type writerKey struct{}
 
-// WithWriter is ctx carrying who the writes made under it are attributed
-// to: the HTTP edge sets the token's subject.
+// WithWriter is ctx carrying who the request acts for: the writes made
+// under it are attributed to them, and its waits count against their share
+// of the process's waiters. The HTTP edge sets the token's subject.
 func WithWriter(ctx context.Context, subject string) context.Context {
 	if subject == "" {
 		return ctx

@@ -13,6 +13,7 @@ type HTTP struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	inFlight prometheus.Gauge
+	limited  prometheus.Counter
 }
 
 // NewHTTP registers the HTTP metrics on reg.
@@ -31,8 +32,12 @@ func NewHTTP(reg prometheus.Registerer) *HTTP {
 			Name: "kvstack_http_requests_in_flight",
 			Help: "HTTP requests being served.",
 		}),
+		limited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "kvstack_http_rate_limited_total",
+			Help: "Requests refused with 429 because their client (a token's subject) sent more than KV_RATE_LIMIT a second to this replica.",
+		}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.inFlight)
+	reg.MustRegister(m.requests, m.duration, m.inFlight, m.limited)
 	return m
 }
 
@@ -43,6 +48,14 @@ func (m *HTTP) Start() (done func()) {
 	}
 	m.inFlight.Inc()
 	return m.inFlight.Dec
+}
+
+// RateLimited counts a request refused by the per-client rate limit.
+func (m *HTTP) RateLimited() {
+	if m == nil {
+		return
+	}
+	m.limited.Inc()
 }
 
 // Observe records one served request.

@@ -17,25 +17,30 @@ import (
 // Registry holds the watches of one process. It implements kv.Waiters and
 // is safe for concurrent use.
 type Registry struct {
-	max int // 0: no cap
+	max       int // 0: no cap
+	perClient int // 0: no cap
 
-	mu    sync.Mutex
-	byKey map[string][]*Watch
-	n     int
+	mu       sync.Mutex
+	byKey    map[string][]*Watch
+	n        int
+	byClient map[string]int // watches held per client (kv.WriterOf); none for ""
 }
 
 var _ kv.Waiters = (*Registry)(nil)
 
-// NewRegistry returns a registry that holds at most max watches at once
-// (0: no cap).
-func NewRegistry(max int) *Registry {
-	return &Registry{max: max, byKey: make(map[string][]*Watch)}
+// NewRegistry returns a registry that holds at most max watches at once,
+// and at most perClient of them for one client, the subject kv.WriterOf
+// names (0: no cap). The share keeps one client from holding every watch;
+// requests that name no client (auth off) share only max.
+func NewRegistry(max, perClient int) *Registry {
+	return &Registry{max: max, perClient: perClient, byKey: make(map[string][]*Watch), byClient: make(map[string]int)}
 }
 
 // Watch is one request's interest in one key. It implements kv.Watch.
 type Watch struct {
 	r       *Registry
 	key     string
+	client  string
 	changed chan struct{} // buffered 1: news while the waiter is busy is kept, once
 
 	// guarded by r.mu
@@ -44,22 +49,29 @@ type Watch struct {
 	closed bool
 }
 
-// Watch registers interest in key, or fails with an error wrapping
-// kv.ErrTooManyWaiters when the registry is full. The kind is for the
-// measuring decorator; the registry treats all alike.
-func (r *Registry) Watch(_ context.Context, key string, _ kv.WaitKind) (kv.Watch, error) {
-	return r.watch(key)
+// Watch registers interest in key for the client ctx names, or fails with
+// an error wrapping kv.ErrTooManyClientWaiters when that client holds its
+// share, or kv.ErrTooManyWaiters when the registry is full. The kind is for
+// the measuring decorator; the registry treats all alike.
+func (r *Registry) Watch(ctx context.Context, key string, _ kv.WaitKind) (kv.Watch, error) {
+	return r.watch(key, kv.WriterOf(ctx))
 }
 
-func (r *Registry) watch(key string) (*Watch, error) {
+func (r *Registry) watch(key, client string) (*Watch, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.max > 0 && r.n >= r.max {
 		return nil, fmt.Errorf("%d waiting: %w", r.n, kv.ErrTooManyWaiters)
 	}
-	w := &Watch{r: r, key: key, changed: make(chan struct{}, 1)}
+	if client != "" && r.perClient > 0 && r.byClient[client] >= r.perClient {
+		return nil, fmt.Errorf("%d waiting: %w", r.byClient[client], kv.ErrTooManyClientWaiters)
+	}
+	w := &Watch{r: r, key: key, client: client, changed: make(chan struct{}, 1)}
 	r.byKey[key] = append(r.byKey[key], w)
 	r.n++
+	if client != "" {
+		r.byClient[client]++
+	}
 	return w, nil
 }
 
@@ -129,6 +141,11 @@ func (w *Watch) release() {
 	}
 	w.closed = true
 	r.n--
+	if w.client != "" {
+		if r.byClient[w.client]--; r.byClient[w.client] == 0 {
+			delete(r.byClient, w.client)
+		}
+	}
 	ws := r.byKey[w.key]
 	i := slices.Index(ws, w)
 	ws[i] = ws[len(ws)-1]

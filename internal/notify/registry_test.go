@@ -19,7 +19,7 @@ func version(micros int64) kv.Version { return kv.Version{Time: time.UnixMicro(m
 
 func mustWatch(t *testing.T, r *Registry, key string) *Watch {
 	t.Helper()
-	w, err := r.watch(key)
+	w, err := r.watch(key, "")
 	if err != nil {
 		t.Fatalf("Watch(%q): %v", key, err)
 	}
@@ -37,7 +37,7 @@ func signalled(w *Watch) bool {
 }
 
 func TestAppliedFansOutToTheKeysWatches(t *testing.T) {
-	r := NewRegistry(0)
+	r := NewRegistry(0, 0)
 	a1, a2, b := mustWatch(t, r, "a"), mustWatch(t, r, "a"), mustWatch(t, r, "b")
 
 	r.Applied("a", version(10))
@@ -69,7 +69,7 @@ func TestAppliedFansOutToTheKeysWatches(t *testing.T) {
 }
 
 func TestLostWakesEveryWatchOnce(t *testing.T) {
-	r := NewRegistry(0)
+	r := NewRegistry(0, 0)
 	a, b := mustWatch(t, r, "a"), mustWatch(t, r, "b")
 	r.Lost()
 	for _, w := range []*Watch{a, b} {
@@ -86,7 +86,7 @@ func TestLostWakesEveryWatchOnce(t *testing.T) {
 }
 
 func TestReleaseFreesTheWatch(t *testing.T) {
-	r := NewRegistry(0)
+	r := NewRegistry(0, 0)
 	a1, a2 := mustWatch(t, r, "a"), mustWatch(t, r, "a")
 	a1.Done(kv.WaitClientGone)
 	a1.Done(kv.WaitClientGone) // twice is harmless
@@ -104,7 +104,7 @@ func TestReleaseFreesTheWatch(t *testing.T) {
 }
 
 func TestCap(t *testing.T) {
-	r := NewRegistry(2)
+	r := NewRegistry(2, 0)
 	a := mustWatch(t, r, "a")
 	mustWatch(t, r, "b")
 	if _, err := r.Watch(context.Background(), "c", kv.WaitRead); !errors.Is(err, kv.ErrTooManyWaiters) {
@@ -116,11 +116,49 @@ func TestCap(t *testing.T) {
 	}
 }
 
+// One client holds at most its share of the watches: past it, its next
+// watch is refused while other clients (and requests naming none) still
+// get theirs, and a release gives the share back.
+func TestClientShare(t *testing.T) {
+	r := NewRegistry(10, 2)
+	alice := kv.WithWriter(context.Background(), "alice")
+	bob := kv.WithWriter(context.Background(), "bob")
+	var held []kv.Watch
+	for i := range 2 {
+		w, err := r.Watch(alice, "k", kv.WaitRead)
+		if err != nil {
+			t.Fatalf("alice's watch %d of a share of 2: %v", i+1, err)
+		}
+		held = append(held, w)
+	}
+	_, err := r.Watch(alice, "k", kv.WaitWrite)
+	if !errors.Is(err, kv.ErrTooManyClientWaiters) || !errors.Is(err, kv.ErrTooManyWaiters) {
+		t.Fatalf("alice's third watch: %v, want ErrTooManyClientWaiters (wrapping ErrTooManyWaiters)", err)
+	}
+	if _, err := r.Watch(bob, "k", kv.WaitRead); err != nil {
+		t.Errorf("bob's watch while alice holds her share: %v, want one", err)
+	}
+	if _, err := r.Watch(context.Background(), "k", kv.WaitRead); err != nil {
+		t.Errorf("a watch naming no client: %v, want one", err)
+	}
+	held[0].Done(kv.WaitSatisfied)
+	held[0].Done(kv.WaitSatisfied) // a second release gives nothing back twice
+	if _, err := r.Watch(alice, "k", kv.WaitRead); err != nil {
+		t.Errorf("alice's watch after a release: %v, want room again", err)
+	}
+	if _, err := r.Watch(alice, "k", kv.WaitRead); !errors.Is(err, kv.ErrTooManyClientWaiters) {
+		t.Errorf("alice's watch past her share again: %v, want ErrTooManyClientWaiters", err)
+	}
+	if got := r.byClient["alice"]; got != 2 {
+		t.Errorf("alice holds %d watches by the count, want 2", got)
+	}
+}
+
 // Many waiters coming and going on few keys while news flows: every
 // waiter that registered before the news of its version hears of it, and
 // nothing is left behind.
 func TestConcurrentWatchesHearTheirNews(t *testing.T) {
-	r := NewRegistry(0)
+	r := NewRegistry(0, 0)
 	const waiters, keys = 200, 5
 	var wg sync.WaitGroup
 	registered := make(chan struct{}, waiters)

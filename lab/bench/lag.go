@@ -146,7 +146,11 @@ func (h *harness) waitApplied(ctx context.Context) (*Section, error) {
 		return sec, fmt.Errorf("no PUT rate measured")
 	}
 	conns := waitConns(rate, o.Conns)
-	cs := NewClients(conns, h.token)
+	tokens, err := h.clientTokens(conns)
+	if err != nil {
+		return sec, err
+	}
+	cs := NewClients(tokens)
 	defer cs.Close()
 	res, hist, err := h.lagRun(ctx, rate, conns, h.putWith(cs, o.Nginx, "bench:wait:", "wait=applied"))
 	if err != nil {

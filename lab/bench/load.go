@@ -164,13 +164,16 @@ func (wk *worker) wait(ctx context.Context) bool {
 // connection from its own loopback source address (127.0.0.2, .3, …): the
 // edge limits the request rate per client address, and a benchmark of N
 // connections stands for N clients, not one. Every target is 127.0.0.1.
+// Each carries its own token, of its own subject, too: the API limits the
+// request rate and the waits per subject (KV_RATE_LIMIT,
+// KV_MAX_WAITERS_PER_CLIENT).
 type Clients []*http.Client
 
-// NewClients makes n single-connection clients, each request carrying
-// token (none when empty).
-func NewClients(n int, token string) Clients {
-	cs := make(Clients, n)
-	for i := range cs {
+// NewClients makes one single-connection client per token, each request
+// carrying its token (none when empty).
+func NewClients(tokens []string) Clients {
+	cs := make(Clients, len(tokens))
+	for i, token := range tokens {
 		d := &net.Dialer{
 			Timeout:   2 * time.Second,
 			LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, byte(1+i/250), byte(2+i%250))},

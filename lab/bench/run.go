@@ -125,8 +125,8 @@ type harness struct {
 	pub     *rawPublisher
 	clients Clients
 	// token is an admin token of the stack's key (make token's), which
-	// every request to the API carries; edge is a client carrying it, for
-	// the requests outside the measured load.
+	// every request to the API outside the measured load carries, through
+	// edge; each client of the load carries its own (clientTokens).
 	token string
 	edge  *http.Client
 	dir   string // scratch files
@@ -183,7 +183,11 @@ func (h *harness) open(ctx context.Context, prefix string) (func(), error) {
 	if err := h.connect(ctx); err != nil {
 		return undo, err
 	}
-	h.clients = NewClients(h.o.Conns, h.token)
+	tokens, err := h.clientTokens(h.o.Conns)
+	if err != nil {
+		return undo, err
+	}
+	h.clients = NewClients(tokens)
 	h.describe(ctx)
 	return undo, nil
 }
@@ -199,8 +203,7 @@ func newHarness(o Options) (*harness, error) {
 	if h.api, h.cons, err = view.configs(); err != nil {
 		return nil, err
 	}
-	tok := native.DefaultToken
-	tok.Subject = "kvbench"
+	tok := benchToken
 	if h.token, err = native.Token(view.s, tok); err != nil {
 		return nil, err
 	}
@@ -468,3 +471,25 @@ func (h *harness) startConsumer(ctx context.Context) error {
 // self is the harness's own binary (kvbench), which serves the stubs and
 // the pipeline.
 func (h *harness) self() (string, error) { return os.Executable() }
+
+// benchToken is the bench's own requests' token: an admin of subject
+// kvbench.
+var benchToken = native.TokenRequest{Roles: []string{"admin"}, Subject: "kvbench", TTL: native.DefaultToken.TTL}
+
+// clientTokens signs n admin tokens, of subjects kvbench-1 to kvbench-n:
+// a load of n clients is n subjects to the API's per-subject limits, as
+// it is n addresses to the edge's, so the bench measures the shipped
+// limits and never meets them.
+func (h *harness) clientTokens(n int) ([]string, error) {
+	tokens := make([]string, n)
+	for i := range tokens {
+		req := benchToken
+		req.Subject = fmt.Sprintf("kvbench-%d", i+1)
+		tok, err := native.Token(h.stack.s, req)
+		if err != nil {
+			return nil, err
+		}
+		tokens[i] = tok
+	}
+	return tokens, nil
+}

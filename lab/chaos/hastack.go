@@ -148,8 +148,14 @@ func (c *private) startKeeper(s *native.Settings) error {
 // about the limit (lab/nginxtest proves it). The report says so.
 const chaosRateLimit, chaosRateBurst = "100000r/s", "100000"
 
+// chaosAPIRateLimit is the API's per-subject rate (KV_RATE_LIMIT, shipped
+// 1000 a second, burst 2000, per replica) in the campaign's stack, raised
+// for the same reason: the whole load is one subject. The report says so.
+const chaosAPIRateLimit, chaosAPIRateBurst = "100000", "100000"
+
 // chaosEnviron is the campaign's environment: the caller's, with the
-// campaign's ports and state directory, its edge limit (chaosRateLimit),
+// campaign's ports and state directory, its edge and API limits
+// (chaosRateLimit, chaosAPIRateLimit),
 // and every address derived from those ports whatever the caller's
 // environment says.
 func chaosEnviron(ports map[string]string, dir string, extra ...string) []string {
@@ -158,6 +164,7 @@ func chaosEnviron(ports map[string]string, dir string, extra ...string) []string
 		environ = append(environ, k+"="+v)
 	}
 	environ = append(environ, "NGINX_RATE_LIMIT="+chaosRateLimit, "NGINX_RATE_BURST="+chaosRateBurst,
+		"KV_RATE_LIMIT="+chaosAPIRateLimit, "KV_RATE_BURST="+chaosAPIRateBurst,
 		"KV_STACK_DIR="+filepath.Join(dir, "stack"), "KV_STOP_TIMEOUT=10", "KV_STACK_TIMEOUT=60",
 		"DATABASE_URL=", "REDIS_ADDR=", "RABBITMQ_URL=", "NGINX_LISTEN=", "NGINX_STATUS_LISTEN=", "API1_ADDR=", "API2_ADDR=",
 		"API1_ADMIN_ADDR=", "API2_ADMIN_ADDR=", "CONSUMER_ADMIN_ADDR=",

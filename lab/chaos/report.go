@@ -41,6 +41,7 @@ func (p report) markdown() string {
 	w("- Load through nginx: %d writers (80%% PUT with a unique value, 20%% DELETE) and %d readers, %s pause between one client's requests, %d fresh keys per fault; %s of load before the fault and %s after recovery.\n",
 		p.s.writers, p.s.readers, p.s.pace, p.s.keys, p.s.warm, p.s.post)
 	w("- **The edge's per-client rate limit is raised to %s, burst %s** (shipped: `NGINX_RATE_LIMIT` 500r/s, burst 1000): the whole load comes from one address, 127.0.0.1, and is not what the campaign tests.\n", chaosRateLimit, chaosRateBurst)
+	w("- **The API's per-subject rate limit is raised to %s a second, burst %s** (shipped: `KV_RATE_LIMIT` 1000, burst 2000, per replica): the whole load is one subject.\n", chaosAPIRateLimit, chaosAPIRateBurst)
 	w("- Every write is recorded (key, op, value, send/answer time, status, and for a 202 the op id and timestamp of its body): the ledgers are `tmp/chaos/ledger-<fault>.jsonl`.\n")
 	w("- Fuzz targets (`make fuzz`): %s.\n\n", p.s.fuzz)
 	w("## What is checked after each fault (heal, then the queues drain)\n\n")
