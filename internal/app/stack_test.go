@@ -129,8 +129,9 @@ func (s *stack) startConsumer() (addr string, stop func()) {
 	return addr, stop
 }
 
-// admins maps the data address of every process booted to its admin
-// listener's (scrape finds it there).
+// admins maps the data address of every process running to its admin
+// listener's (scrape finds it there). A stopped process's entry goes: its
+// port may be given to another listener (an httptest server's) later.
 var admins sync.Map
 
 func boot(t *testing.T, name string, run func(context.Context, Ready) error) string {
@@ -168,6 +169,7 @@ func bootStoppable(t *testing.T, name string, run func(context.Context, Ready) e
 			return
 		}
 		stopped = true
+		admins.Delete(addr)
 		cancel()
 		select {
 		case err := <-done:

@@ -108,10 +108,16 @@ func TestMonitor(t *testing.T) {
 	a.set(errors.New("refused"))
 	waitStatus(t, m, NotReady, "all down")
 
-	// Back.
+	// Back: ready as soon as one capability is, so wait for both.
 	a.set(nil)
 	b.hang.Store(false)
-	waitStatus(t, m, Ready, "back")
+	deadline = time.Now().Add(5 * time.Second)
+	for r = waitStatus(t, m, Ready, "back"); r.Capabilities[0].State != OK || r.Capabilities[1].State != OK; r = m.Report() {
+		if time.Now().After(deadline) {
+			t.Fatalf("back: %+v, want x and y ok", r)
+		}
+		time.Sleep(time.Millisecond)
+	}
 
 	// Draining wins over everything.
 	m.Drain()
