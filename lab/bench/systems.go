@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"slices"
 	"time"
+
+	"github.com/kvstack/kvstack/lab/native"
 )
 
 // system is one column of a scenario measured under a closed-loop load:
@@ -51,10 +53,11 @@ type variant struct {
 	bin  string // another build of the API (Options.CompareAPI); "" for bin/api
 }
 
-// apiVariants are the API's variants of issue 15, beside the stack as
-// shipped (parent-based always-on sampling, access log on).
+// apiVariants are the API's variants of issue 15, beside the native stack
+// (100 % sampling, access log on); colSampled runs the production sampler
+// (native.ProductionSampler).
 var apiVariants = []variant{
-	{name: "10 % sampling", env: []string{"OTEL_TRACES_SAMPLER=parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG=0.1"}},
+	{name: colSampled, env: native.ProductionSampler},
 	{name: "tracing off", env: []string{"OTEL_TRACES_SAMPLER=always_off"}},
 	{name: "tracing and access log off", env: []string{"OTEL_TRACES_SAMPLER=always_off", "KV_ACCESS_LOG=false"}},
 	// The clients send their token all the same: the difference is what

@@ -26,6 +26,17 @@ type Variable struct {
 	Name, Default, Doc string
 }
 
+// ProductionSampler is the sampling kvstack ships for production, as the
+// variables internal/telemetry.SamplerFromEnv reads: docker-compose.yml,
+// docker-compose.ha.yml and the Helm chart's prod values set it
+// (deploy/composetest fails when one of them says otherwise), and the
+// bench measures it (lab/bench). Parent-based, 10 % of the traces that
+// start at the API: the edge drops clients' traceparent unless they are
+// trusted, so the API's ratio decides, and the consumer follows that
+// decision through the message. The native stack keeps every trace
+// (OTEL_TRACES_SAMPLER_ARG below).
+var ProductionSampler = []string{"OTEL_TRACES_SAMPLER=parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG=0.1"}
+
 // Variables is read in this order; an environment variable of the same
 // name, when not empty, wins over the default.
 var Variables = []Variable{
@@ -59,6 +70,9 @@ var Variables = []Variable{
 	{"POSTGRES_EXPORTER_DSN", "${DATABASE_URL}", "PostgreSQL, for prometheus-postgres-exporter: kvstack's own role by default (it reads statistics views and kv_store's size); a role with pg_monitor also sees other roles' sessions and the standbys' replication details. In the HA topology each node's exporter gets it with that node's address alone"},
 	{"OTEL_EXPORTER_OTLP_ENDPOINT", "http://${KV_BIND_HOST}:${KV_JAEGER_OTLP_HTTP_PORT}", "where api1, api2 and the consumer send traces"},
 	{"OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf", ""},
+	// The dev stack keeps every trace; production ships ProductionSampler.
+	{"OTEL_TRACES_SAMPLER", "parentbased_traceidratio", "the sampler of api1, api2 and the consumer (internal/telemetry.SamplerFromEnv)"},
+	{"OTEL_TRACES_SAMPLER_ARG", "1.0", "its ratio: 100 % on the dev stack, where every trace is wanted; docker compose and the Helm chart's prod values ship 0.1"},
 	// Template variables (nginx, Prometheus, Alertmanager); each may be set.
 	{"NGINX_LISTEN", "${KV_BIND_HOST}:${KV_NGINX_PORT}", "template: where nginx listens"},
 	// Loopback whatever KV_BIND_HOST says: stub_status is never routed.
@@ -273,7 +287,7 @@ func (s *Settings) appEnv() map[string]string {
 			}
 		}
 	}
-	for _, name := range []string{"DATABASE_URL", "REDIS_ADDR", "RABBITMQ_URL", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL", "KV_MAX_BODY_BYTES",
+	for _, name := range []string{"DATABASE_URL", "REDIS_ADDR", "RABBITMQ_URL", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG", "KV_MAX_BODY_BYTES",
 		"KV_AUTH", "KV_AUTH_ISSUER", "KV_AUTH_JWKS_FILE", "KV_AUTH_POLICY_FILE"} {
 		env[name] = s.Get(name)
 	}
