@@ -93,7 +93,7 @@ func (h *harness) drainers(prefetch, batch int) []drainer {
 		sampled := 1.0
 		switch v.name {
 		case colSampled:
-			sampled = 0.1
+			sampled = productionRatio
 		case colUntraced:
 			sampled = 0
 		}

@@ -6,6 +6,8 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/kvstack/kvstack/lab/native"
@@ -65,6 +67,21 @@ var apiVariants = []variant{
 	// its rights cost.
 	{name: colAuthOff, env: []string{"KV_AUTH=off"}},
 }
+
+// productionRatio is native.ProductionSampler's ratio: the share of the
+// apply's messages that colSampled's consumer gets sampled.
+var productionRatio = func() float64 {
+	for _, kv := range native.ProductionSampler {
+		if arg, ok := strings.CutPrefix(kv, "OTEL_TRACES_SAMPLER_ARG="); ok {
+			r, err := strconv.ParseFloat(arg, 64)
+			if err != nil {
+				panic(fmt.Sprintf("native.ProductionSampler: %s: %v", kv, err))
+			}
+			return r
+		}
+	}
+	panic("native.ProductionSampler sets no OTEL_TRACES_SAMPLER_ARG")
+}()
 
 // The columns the targets compare.
 const (
