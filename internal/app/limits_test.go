@@ -1,7 +1,6 @@
 package app
 
 import (
-	"context"
 	"net/http"
 	"testing"
 )
@@ -37,15 +36,7 @@ func TestWaitersSharedPerSubject(t *testing.T) {
 	s.apiCfg.Wait.MaxWaiters, s.apiCfg.Wait.MaxWaitersPerClient = 10, 1
 	s.startAPI() // no consumer: nothing is applied, so a wait lasts its bound
 	w := s.do("PUT", "/api", s.putBody("k", "v"))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		req, _ := http.NewRequestWithContext(ctx, "GET", s.api+getAtLeast("k", tokenOf(t, w), "&timeout=30s"), nil)
-		if resp, err := s.client.Do(req); err == nil {
-			resp.Body.Close()
-		}
-	}()
-	waitGauge(t, s.api, "kvstack_waiters", 1)
+	cut := holdAWait(t, s, "k", w)
 
 	r := s.do("GET", getAtLeast("k", tokenOf(t, w), ""), "")
 	if r.status != http.StatusTooManyRequests || r.body["error"] != "rate_limited" || r.header.Get("Retry-After") == "" {
@@ -55,6 +46,6 @@ func TestWaitersSharedPerSubject(t *testing.T) {
 	if r := s.doWith(other, "GET", getAtLeast("k", tokenOf(t, w), "&timeout=100ms"), ""); r.status != http.StatusGatewayTimeout {
 		t.Errorf("another subject's wait = %d %v, want 504 (it waited, and nothing was applied)", r.status, r.body)
 	}
-	cancel()
+	cut()
 	waitGauge(t, s.api, "kvstack_waiters", 0)
 }

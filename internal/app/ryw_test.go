@@ -306,6 +306,23 @@ func TestBadTokensAre400(t *testing.T) {
 	}
 }
 
+// holdAWait keeps one read of key waiting for the version of w (never
+// applied: no consumer runs) until the test ends or the returned func
+// cuts it, and returns once the API counts it.
+func holdAWait(t *testing.T, s *stack, key string, w response) (cut func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go func() {
+		req, _ := http.NewRequestWithContext(ctx, "GET", s.api+getAtLeast(key, tokenOf(t, w), "&timeout=30s"), nil)
+		if resp, err := s.client.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	waitGauge(t, s.api, "kvstack_waiters", 1)
+	return cancel
+}
+
 // Beyond KV_MAX_WAITERS a request that would wait is refused with 503 and
 // Retry-After; a write so refused is not published.
 func TestWaitersCapIs503(t *testing.T) {
@@ -313,15 +330,7 @@ func TestWaitersCapIs503(t *testing.T) {
 	s.apiCfg.Wait.MaxWaiters = 1
 	s.startAPI()
 	w := s.do("PUT", "/api", s.putBody("k", "v"))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		req, _ := http.NewRequestWithContext(ctx, "GET", s.api+getAtLeast("k", tokenOf(t, w), "&timeout=30s"), nil)
-		if resp, err := s.client.Do(req); err == nil {
-			resp.Body.Close()
-		}
-	}()
-	waitGauge(t, s.api, "kvstack_waiters", 1)
+	cut := holdAWait(t, s, "k", w)
 
 	r := s.do("GET", getAtLeast("k", tokenOf(t, w), ""), "")
 	if r.status != http.StatusServiceUnavailable || r.body["error"] != "too_many_waiters" || r.header.Get("Retry-After") == "" {
@@ -334,7 +343,7 @@ func TestWaitersCapIs503(t *testing.T) {
 	if n := gauge(t, s.api, `kvstack_waits_total{kind="write",outcome="rejected"}`); n != 1 {
 		t.Errorf("rejected writes counted: %v, want 1", n)
 	}
-	cancel()
+	cut()
 	waitGauge(t, s.api, "kvstack_waiters", 0)
 
 	// The refused write was never published: once the queue is drained up
