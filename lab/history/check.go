@@ -80,10 +80,17 @@ const never = math.MaxInt64
 
 // byKey partitions a history by the key its operations name.
 func byKey(ops []porcupine.Operation) [][]porcupine.Operation {
-	parts := map[string][]porcupine.Operation{}
-	var order []string
+	return partition(ops, func(o Op) string { return o.Key })
+}
+
+// partition splits a history into the parts whose operations share
+// part(op), each in the history's order, the parts in order of first
+// appearance.
+func partition[K comparable](ops []porcupine.Operation, part func(Op) K) [][]porcupine.Operation {
+	parts := map[K][]porcupine.Operation{}
+	var order []K
 	for _, o := range ops {
-		k := o.Metadata.(Op).Key
+		k := part(o.Metadata.(Op))
 		if _, ok := parts[k]; !ok {
 			order = append(order, k)
 		}

@@ -45,21 +45,7 @@ func bySession(ops []porcupine.Operation) [][]porcupine.Operation {
 		client int
 		key    string
 	}
-	parts := map[session][]porcupine.Operation{}
-	var order []session
-	for _, o := range ops {
-		m := o.Metadata.(Op)
-		s := session{m.Client, m.Key}
-		if _, ok := parts[s]; !ok {
-			order = append(order, s)
-		}
-		parts[s] = append(parts[s], o)
-	}
-	out := make([][]porcupine.Operation, 0, len(order))
-	for _, s := range order {
-		out = append(out, parts[s])
-	}
-	return out
+	return partition(ops, func(o Op) session { return session{o.Client, o.Key} })
 }
 
 // CheckSessions checks the GETs that carried a token and were answered:
