@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	certmanagerv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	kedav1alpha1 "github.com/kedacore/keda/v2/apis/keda/v1alpha1"
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	monitoringv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
@@ -77,7 +78,7 @@ type manifests struct {
 	deployments     []*appsv1.Deployment
 	jobs            []*batchv1.Job
 	httpRoutes      []*gatewayv1.HTTPRoute
-	certificates    []*Certificate
+	certificates    []*certmanagerv1.Certificate
 	services        []*corev1.Service
 	configMaps      []*corev1.ConfigMap
 	secrets         []*corev1.Secret

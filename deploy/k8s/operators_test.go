@@ -5,7 +5,7 @@ package k8s
 // redis-operator). Each struct holds only the fields kvstack sets, named and
 // typed as the operator's API reference documents them at the version
 // docs/KUBERNETES.md names; decoding is strict, so a misspelt or unknown field fails.
-// This checks the documented fields, not the CRD's schema itself.
+// The operators' CRDs check the rest (crd_test.go).
 
 import (
 	corev1 "k8s.io/api/core/v1"
@@ -249,31 +249,3 @@ const (
 	redisExporterPort    = "redis-exporter"
 	redisExporterDefault = 9121
 )
-
-// Certificate is cert-manager's cert-manager.io/v1 Certificate (v1.21.1):
-// the fields the chart sets. The CRD's schema checks the rest
-// (crd_test.go).
-type Certificate struct {
-	metav1.TypeMeta   `json:",inline"`
-	metav1.ObjectMeta `json:"metadata,omitempty"`
-	Spec              CertificateSpec `json:"spec"`
-}
-
-type CertificateSpec struct {
-	SecretName string                 `json:"secretName"`
-	DNSNames   []string               `json:"dnsNames,omitempty"`
-	IssuerRef  CertificateIssuerRef   `json:"issuerRef"`
-	PrivateKey *CertificatePrivateKey `json:"privateKey,omitempty"`
-}
-
-type CertificateIssuerRef struct {
-	Group string `json:"group,omitempty"`
-	Kind  string `json:"kind,omitempty"`
-	Name  string `json:"name"`
-}
-
-type CertificatePrivateKey struct {
-	Algorithm      string `json:"algorithm,omitempty"`
-	Size           int    `json:"size,omitempty"`
-	RotationPolicy string `json:"rotationPolicy,omitempty"`
-}
