@@ -93,6 +93,8 @@ type manifests struct {
 	amConfigs       []*monitoringv1alpha1.AlertmanagerConfig
 	rabbitmqs       []*RabbitmqCluster
 	postgreses      []*PostgresCluster
+	scheduledBackup []*ScheduledBackup
+	objectStores    []*ObjectStore
 	redisClusters   []*RedisCluster
 	redises         []*Redis
 }
@@ -123,6 +125,8 @@ func (m *manifests) kinds() map[schema.GroupVersionKind]func() any {
 		gvk("monitoring.coreos.com/v1alpha1", "AlertmanagerConfig"): func() any { return add(&m.amConfigs) },
 		gvk("rabbitmq.com/v1beta1", "RabbitmqCluster"):              func() any { return add(&m.rabbitmqs) },
 		gvk("postgresql.cnpg.io/v1", "Cluster"):                     func() any { return add(&m.postgreses) },
+		gvk("postgresql.cnpg.io/v1", "ScheduledBackup"):             func() any { return add(&m.scheduledBackup) },
+		gvk("barmancloud.cnpg.io/v1", "ObjectStore"):                func() any { return add(&m.objectStores) },
 		gvk("redis.redis.opstreelabs.in/v1beta2", "RedisCluster"):   func() any { return add(&m.redisClusters) },
 		gvk("redis.redis.opstreelabs.in/v1beta2", "Redis"):          func() any { return add(&m.redises) },
 	}

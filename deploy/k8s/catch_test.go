@@ -142,6 +142,16 @@ func TestChecksCatch(t *testing.T) {
 		{"a certificate keeping its key at renewal", "edge", "dev", func(m *manifests, s *sources) {
 			m.certificates[0].Spec.PrivateKey.RotationPolicy = "Never"
 		}},
+		{"no WAL archive", "backups", "prod", func(m *manifests, s *sources) { m.postgreses[0].Spec.Plugins = nil }},
+		{"the WAL archived to a store the release lacks", "backups", "prod", func(m *manifests, s *sources) {
+			m.postgreses[0].Spec.Plugins[0].Parameters["barmanObjectName"] = "elsewhere"
+		}},
+		{"base backups weekly", "backups", "prod", func(m *manifests, s *sources) { m.scheduledBackup[0].Spec.Schedule = "0 0 3 * * 0" }},
+		{"base backups by the deprecated in-tree method", "backups", "prod", func(m *manifests, s *sources) {
+			m.scheduledBackup[0].Spec.Method = "barmanObjectStore"
+		}},
+		{"no ScheduledBackup", "backups", "prod", func(m *manifests, s *sources) { m.scheduledBackup = nil }},
+		{"backups kept a day", "backups", "prod", func(m *manifests, s *sources) { m.objectStores[0].Spec.RetentionPolicy = "1d" }},
 		{"a job renamed", "monitoring", "prod", func(m *manifests, s *sources) {
 			m.serviceMonitors[0].Spec.Endpoints[0].RelabelConfigs[0].Replacement = new("api")
 		}},

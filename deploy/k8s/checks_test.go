@@ -44,6 +44,7 @@ var checks = map[string]check{
 	"versions":   checkVersions,
 	"postgres":   checkPostgresMonitoring,
 	"migrations": checkMigrations,
+	"backups":    checkBackups,
 }
 
 func TestCrossChecks(t *testing.T) {
