@@ -53,3 +53,22 @@ func TestReadyState(t *testing.T) {
 		t.Errorf("readyState of nothing = %q, want no answer", got)
 	}
 }
+
+// A replica that says it is not ready is out at once; one that does not
+// answer a poll is out only at the third in a row, as for a probe.
+func TestReadinessLogCountsAReplicaOut(t *testing.T) {
+	l := &readinessLog{start: time.Now(), last: map[string]string{}, apiOut: map[string]int{}, silent: map[string]int{}}
+	for _, s := range []string{"ready", "no answer", "no answer", "ready (read degraded)", "no answer"} {
+		l.note("api1", s)
+	}
+	l.note("consumer", "not_ready (apply down)")
+	if out := l.apiNotReady(); len(out) > 0 {
+		t.Fatalf("out %v after two polls unanswered in a row and a consumer not ready, want none", out)
+	}
+	l.note("api1", "no answer")
+	l.note("api1", "no answer")
+	l.note("api2", "draining")
+	if got, want := strings.Join(l.apiNotReady(), ", "), "api1 at 1 polls, api2 at 1 polls"; got != want {
+		t.Errorf("out %q, want %q", got, want)
+	}
+}

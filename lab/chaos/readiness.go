@@ -31,8 +31,11 @@ type readinessLog struct {
 	mu      sync.Mutex
 	last    map[string]string
 	changes []readinessChange
-	// apiOut counts the polls at which an API replica was not ready.
+	// apiOut counts the polls at which an API replica said it was not
+	// ready, or was the third in a row it did not answer (a Kubernetes
+	// probe's failureThreshold); silent counts those in a row.
 	apiOut map[string]int
+	silent map[string]int
 }
 
 type namedAddr struct{ name, addr string }
@@ -55,7 +58,7 @@ func (c *private) readyProcs() []namedAddr {
 
 // recordReadiness polls every process's /readyz until ctx ends.
 func recordReadiness(ctx context.Context, procs []namedAddr) *readinessLog {
-	l := &readinessLog{start: time.Now(), procs: procs, last: map[string]string{}, apiOut: map[string]int{}}
+	l := &readinessLog{start: time.Now(), procs: procs, last: map[string]string{}, apiOut: map[string]int{}, silent: map[string]int{}}
 	go l.run(ctx)
 	return l
 }
@@ -91,8 +94,17 @@ func (l *readinessLog) note(proc, state string) {
 	if l.stopped {
 		return
 	}
-	if strings.HasPrefix(proc, "api") && !strings.HasPrefix(state, "ready") {
-		l.apiOut[proc]++
+	if strings.HasPrefix(proc, "api") {
+		// A poll unanswered within its second on a loaded machine is not
+		// yet a replica out: three in a row are, as for a probe.
+		if state == "no answer" {
+			l.silent[proc]++
+		} else {
+			l.silent[proc] = 0
+		}
+		if !strings.HasPrefix(state, "ready") && (state != "no answer" || l.silent[proc] >= 3) {
+			l.apiOut[proc]++
+		}
 	}
 	if l.last[proc] == state {
 		return
