@@ -38,7 +38,7 @@ help: ## List the targets
 setup: stack-bin ## Install (when missing) and start PostgreSQL, Redis, RabbitMQ; create the kvstack database
 	$(STACK) services ensure deps
 
-setup-all: stack-bin ## setup, plus install nginx, Prometheus, Alertmanager, supervisor, wrk, mtail and the nginx, PostgreSQL and Redis exporters
+setup-all: stack-bin ## setup, plus install nginx, Prometheus, Alertmanager, supervisor, wrk, mtail, the nginx, PostgreSQL and Redis exporters and pgbackrest
 	$(STACK) services ensure all
 
 packages: stack-bin ## Install every Debian package the project uses (when missing); start nothing
