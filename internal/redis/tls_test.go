@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/kvstack/kvstack/internal/engine"
 	"github.com/kvstack/kvstack/internal/engine/enginetest"
@@ -76,6 +77,70 @@ func TestTLS(t *testing.T) {
 			}
 			if got, ok := mustGet(t, ctx, c, "k"); !ok || !sameEntry(got, want) {
 				t.Fatalf("Get over TLS = %+v, hit %v; want %+v", got, ok, want)
+			}
+		})
+	}
+}
+
+// The cluster client speaks TLS to every node of a Redis Cluster run over
+// TLS: the nodes it finds (announced by address, 127.0.0.1) are checked
+// against REDIS_TLS_SERVER_NAME; without it, they are refused, and under
+// another authority even the seeds are.
+func TestClusterTLS(t *testing.T) {
+	files := privateCluster.TLSFiles(t)
+	seeds := "rediss://" + strings.ReplaceAll(privateCluster.TLSAddr(t), ",", ",rediss://")
+	other, err := engine.MakeTLS(t.TempDir(), enginetest.TLSHost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := make([]string, 30) // on every master: 30 keys miss one of three shards with odds of 3·(2/3)^30
+	for i := range keys {
+		keys[i] = fmt.Sprintf("k%d", i)
+	}
+	for _, tc := range []struct {
+		name    string
+		env     map[string]string
+		refused string
+	}{
+		{"the right CA and server name", map[string]string{"REDIS_ADDR": seeds, "REDIS_TLS_CA_FILE": files.CA, "REDIS_TLS_SERVER_NAME": enginetest.TLSHost}, ""},
+		{"another CA", map[string]string{"REDIS_ADDR": seeds, "REDIS_TLS_CA_FILE": other.CA, "REDIS_TLS_SERVER_NAME": enginetest.TLSHost}, "certificate signed by unknown authority"},
+		{"nodes announced by an address not in the certificate", map[string]string{"REDIS_ADDR": seeds, "REDIS_TLS_CA_FILE": files.CA}, "doesn't contain any IP SANs"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := testContext(t)
+			cfg, err := env.ParseAsWithOptions[redis.Config](env.Options{Environment: tc.env})
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.KeyPrefix = fmt.Sprintf("tls:%d:", time.Now().UnixNano())
+			var entries []kv.Entry
+			for _, k := range keys {
+				entries = append(entries, value(k, ver(time.Now().UnixMicro(), 1), "over TLS"))
+			}
+			client, err := redis.Open(ctx, cfg)
+			if err == nil {
+				defer client.Close()
+				if _, ok := client.(*goredis.ClusterClient); !ok {
+					t.Fatalf("REDIS_ADDR=%s made a %T, want a cluster client", cfg.Addr, client)
+				}
+				c := redis.NewCache(client, cfg)
+				defer c.Purge(ctx)
+				err = c.Apply(ctx, entries)
+			}
+			if tc.refused != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.refused) {
+					t.Fatalf("Open and Apply with %v: %v; want refused, saying %q", tc.env, err, tc.refused)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Open and Apply over TLS: %v", err)
+			}
+			c := redis.NewCache(client, cfg)
+			for _, want := range entries {
+				if got, ok := mustGet(t, ctx, c, want.Key); !ok || !sameEntry(got, want) {
+					t.Fatalf("Get(%q) over TLS = %+v, hit %v; want %+v", want.Key, got, ok, want)
+				}
 			}
 		})
 	}

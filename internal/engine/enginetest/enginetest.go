@@ -397,9 +397,31 @@ func (pp *PostgresPair) Promote(tb testing.TB) *engine.Postgres {
 
 // RedisCluster is a private Redis Cluster of three masters and three
 // replicas (engine.RedisCluster), formed and synced before first use.
+// With TLS set before first use, its nodes also serve TLS, and run the
+// cluster over it, with a certificate for TLSHost signed by a CA of its
+// own (TLSAddr, TLSFiles).
 type RedisCluster struct {
+	TLS bool
 	instance
 	c *engine.RedisCluster
+}
+
+// TLSAddr is the nodes' TLS addresses, at TLSHost, joined by commas.
+func (rc *RedisCluster) TLSAddr(tb testing.TB) string {
+	tb.Helper()
+	c := rc.Cluster(tb)
+	tlsFiles(tb, c.TLS, "Redis Cluster")
+	var addrs []string
+	for _, p := range c.TLSPorts {
+		addrs = append(addrs, net.JoinHostPort(TLSHost, strconv.Itoa(p)))
+	}
+	return strings.Join(addrs, ",")
+}
+
+// TLSFiles are the CA, certificate and key the nodes serve TLS with.
+func (rc *RedisCluster) TLSFiles(tb testing.TB) *engine.TLS {
+	tb.Helper()
+	return tlsFiles(tb, rc.Cluster(tb).TLS, "Redis Cluster")
 }
 
 // Addr is the nodes' addresses joined by commas, as REDIS_ADDR takes a
@@ -413,8 +435,15 @@ func (rc *RedisCluster) Addr(tb testing.TB) string {
 // WaitHealthy); it starts the cluster on first use.
 func (rc *RedisCluster) Cluster(tb testing.TB) *engine.RedisCluster {
 	tb.Helper()
-	rc.startAll(tb, "Redis Cluster", 6, func(dir string, ports []int) ([]engine.Engine, func(context.Context) error) {
-		rc.c = &engine.RedisCluster{Ports: ports, Dir: filepath.Join(dir, "redis-cluster")}
+	nports := 6
+	if rc.TLS {
+		nports = 12
+	}
+	rc.startAll(tb, "Redis Cluster", nports, func(dir string, ports []int) ([]engine.Engine, func(context.Context) error) {
+		rc.c = &engine.RedisCluster{Ports: ports[:6], Dir: filepath.Join(dir, "redis-cluster"), TLS: makeTLS(rc.TLS, dir)}
+		if rc.TLS {
+			rc.c.TLSPorts = ports[6:]
+		}
 		return rc.c.Engines(), rc.c.Form
 	})
 	return rc.c
