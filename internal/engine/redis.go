@@ -23,6 +23,7 @@ type Redis struct {
 	TLSPort int
 
 	cluster *RedisCluster // set for a node of a cluster (RedisCluster.Nodes)
+	busPort int           // its cluster bus port, when not Port + 10000
 }
 
 func (r *Redis) name() string {

@@ -55,6 +55,10 @@ type RedisCluster struct {
 	// plain-text ports.
 	TLS      *TLS
 	TLSPorts []int
+	// BusPorts, when set, are the nodes' cluster bus ports (same order as
+	// Ports); by default each is its node's port + 10000 (its TLS port's
+	// with TLS), a port nobody reserved for it.
+	BusPorts []int
 }
 
 func (c *RedisCluster) prefix() string {
@@ -93,6 +97,9 @@ func (c *RedisCluster) Nodes() []*Redis {
 		n := &Redis{Name: name, Port: port, Dir: filepath.Join(c.Dir, name), cluster: c}
 		if c.TLS != nil {
 			n.TLS, n.TLSPort = c.TLS, c.TLSPorts[i]
+		}
+		if c.BusPorts != nil {
+			n.busPort = c.BusPorts[i]
 		}
 		if c.LogDir != "" {
 			n.Log = filepath.Join(c.LogDir, name+".log")
@@ -152,6 +159,9 @@ func (r *Redis) clusterCommand() []string {
 		"--repl-diskless-sync-delay", "0"}
 	if r.TLS != nil {
 		server = append(server, "--tls-cluster", "yes", "--tls-replication", "yes")
+	}
+	if r.busPort != 0 {
+		server = append(server, "--cluster-port", strconv.Itoa(r.busPort))
 	}
 	delay := strconv.FormatFloat(c.restartDelay().Seconds(), 'f', -1, 64)
 	script := `if [ -e "$1" ]; then sleep "$2"; fi; shift 2; exec "$@"`

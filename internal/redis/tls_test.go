@@ -2,6 +2,7 @@ package redis_test
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"strings"
 	"testing"
@@ -49,7 +50,13 @@ func TestTLS(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := testContext(t)
-			cfg, err := env.ParseAsWithOptions[redis.Config](env.Options{Environment: tc.env})
+			vars := map[string]string{
+				// Loading the system's CAs, the first time, can take longer
+				// than the default 1s on a busy machine.
+				"REDIS_DIAL_TIMEOUT": "10s",
+			}
+			maps.Copy(vars, tc.env)
+			cfg, err := env.ParseAsWithOptions[redis.Config](env.Options{Environment: vars})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -108,7 +115,13 @@ func TestClusterTLS(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx := testContext(t)
-			cfg, err := env.ParseAsWithOptions[redis.Config](env.Options{Environment: tc.env})
+			vars := map[string]string{
+				// Loading the system's CAs, the first time, can take longer
+				// than the default 1s on a busy machine.
+				"REDIS_DIAL_TIMEOUT": "10s",
+			}
+			maps.Copy(vars, tc.env)
+			cfg, err := env.ParseAsWithOptions[redis.Config](env.Options{Environment: vars})
 			if err != nil {
 				t.Fatal(err)
 			}

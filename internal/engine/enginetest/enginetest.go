@@ -437,12 +437,12 @@ func (rc *RedisCluster) Cluster(tb testing.TB) *engine.RedisCluster {
 	tb.Helper()
 	nports := 6
 	if rc.TLS {
-		nports = 12
+		nports = 18 // with TLS ports, and bus ports of their own: a TLS port + 10000 is nobody's to take
 	}
 	rc.startAll(tb, "Redis Cluster", nports, func(dir string, ports []int) ([]engine.Engine, func(context.Context) error) {
 		rc.c = &engine.RedisCluster{Ports: ports[:6], Dir: filepath.Join(dir, "redis-cluster"), TLS: makeTLS(rc.TLS, dir)}
 		if rc.TLS {
-			rc.c.TLSPorts = ports[6:]
+			rc.c.TLSPorts, rc.c.BusPorts = ports[6:12], ports[12:]
 		}
 		return rc.c.Engines(), rc.c.Form
 	})
