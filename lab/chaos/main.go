@@ -103,9 +103,11 @@ func campaign(ctx context.Context, s settings) (err error) {
 	if err := os.MkdirAll(s.dir, 0o755); err != nil {
 		return err
 	}
-	// One lock for every mode: two campaigns would disturb each other's
-	// figures.
-	unlock, err := lock(ctx, filepath.Join(filepath.Dir(s.dir), "chaos.lock"))
+	// One lock for every mode and every checkout of the machine: two
+	// campaigns would disturb each other's figures, and two of one mode
+	// share their ports and engines' directory (the second's start removes
+	// the first's engines).
+	unlock, err := lock(ctx, machineLock)
 	if err != nil {
 		return err
 	}
