@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"strconv"
 	"sync"
 	"time"
 
@@ -82,13 +83,13 @@ func (l *load) reader(ctx context.Context) {
 		key := l.keys[r.IntN(len(l.keys))]
 		start := time.Now()
 		resp, err := l.client.Get(l.nginx + "/api?key=" + url.QueryEscape(key))
-		ok := false
+		ok, status := false, "transport error"
 		if err == nil {
 			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
-			ok = resp.StatusCode == 200 || resp.StatusCode == 404
+			ok, status = resp.StatusCode == 200 || resp.StatusCode == 404, strconv.Itoa(resp.StatusCode)
 		}
-		l.led.read(ok, time.Since(start))
+		l.led.read(ok, status, time.Since(start))
 		sleepCtx(ctx, l.pace)
 	}
 }

@@ -15,8 +15,6 @@
 //	stack env           stack.env and the settings, with their defaults
 //	stack running       exit 0 when the stack's supervisord runs
 //	stack services ARGS lab/scripts/services.sh with stack.env's ports
-//	stack keeper        the HA topology's PostgreSQL keeper (its supervisord
-//	                    runs it)
 //	stack token [-role R,…] [-sub S] [-ttl D]
 //	                    print a token signed by the stack's key (made on the
 //	                    first start in KV_STACK_DIR/auth); default an admin's
@@ -35,7 +33,7 @@ import (
 )
 
 const usage = `usage: stack up | up-ha | run | down | status | logs | start NAME | stop NAME | restart NAME |
-             render | jaeger | env | running | services ARGS... | keeper |
+             render | jaeger | env | running | services ARGS... |
              token [-role R,...] [-sub S] [-ttl D]`
 
 func main() {
