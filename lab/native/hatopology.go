@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"strings"
 )
 
 // The HA topology (KV_TOPOLOGY=ha, make up-ha) has these many nodes of
@@ -156,4 +157,18 @@ func haScrapeTargets(s *Settings) map[string][]ScrapeTarget {
 			ScrapeTarget{Addr: s.hostPort(n.ExporterPort), Labels: []Label{{"node", n.Name}}})
 	}
 	return groups
+}
+
+// haPatroniJob is the scrape job the HA topology's prometheus.yml adds to
+// the template's: each PostgreSQL node's Patroni (its REST API's
+// /metrics: patroni_primary, patroni_sync_standby…), labelled `node`. The
+// template has no such job: the single-node topology, compose and k8s run
+// no Patroni.
+func haPatroniJob(s *Settings) string {
+	var b strings.Builder
+	b.WriteString("\n  # The HA topology's (lab/native): each PostgreSQL node's Patroni.\n  - job_name: patroni\n    static_configs:\n")
+	for _, n := range s.HANodes().Postgres {
+		fmt.Fprintf(&b, "      - targets: [%q]\n        labels: { node: %s }\n", s.hostPort(n.RestPort), n.Name)
+	}
+	return b.String()
 }
