@@ -292,20 +292,51 @@ func (n *PatroniNode) get(ctx context.Context, path string, v any) error {
 
 var restClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 
-// KillPostgres kills -9 the PostgreSQL it runs, its backends with it (the
-// postmaster's process group: Patroni starts it in a session of its own,
-// so a signal to Patroni's process group does not reach it). It returns
-// the postmaster's pid.
+// KillPostgres kills -9 the PostgreSQL it runs: the postmaster and every
+// process of it (backends, walsenders, checkpointer…), found by their
+// working directory, the data directory. Killing the postmaster alone (or
+// its process group: each child makes a session of its own) leaves its
+// children to notice and exit, and one that does not (an idle backend did
+// not, under load, for minutes) holds the shared memory, so no new
+// postmaster can start on the data directory. It returns the
+// postmaster's pid.
 func (n *PatroniNode) KillPostgres() (int, error) {
 	pid := n.PostmasterPid()
 	if pid == 0 {
 		return 0, fmt.Errorf("%s: no PostgreSQL runs", n.Name)
 	}
-	pgid, err := syscall.Getpgid(pid)
+	data, err := filepath.EvalSymlinks(n.data())
 	if err != nil {
 		return pid, err
 	}
-	return pid, syscall.Kill(-pgid, syscall.SIGKILL)
+	for range 100 {
+		procs := processesIn(data)
+		if len(procs) == 0 {
+			return pid, nil
+		}
+		for _, p := range procs {
+			_ = syscall.Kill(p, syscall.SIGKILL)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return pid, fmt.Errorf("%s: processes %v in %s survive SIGKILL", n.Name, processesIn(data), data)
+}
+
+// processesIn lists the live processes whose working directory is dir
+// (a killed one, a zombie until reaped, has none).
+func processesIn(dir string) []int {
+	entries, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if cwd, err := os.Readlink(filepath.Join("/proc", e.Name(), "cwd")); err == nil && cwd == dir {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
 
 // Lose is the loss of its machine: Patroni and PostgreSQL killed -9

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/kvstack/kvstack/internal/engine"
+	"github.com/kvstack/kvstack/internal/supervisor"
 )
 
 // A cluster's etcd starts first, then its nodes one after the other (the
@@ -69,6 +70,11 @@ func TestPatroniFailover(t *testing.T) {
 		t.Fatalf("starting etcd and two Patroni nodes (needs supervisor, postgresql, patroni, etcd-server, python3-etcd: make packages): %v", err)
 	}
 	t.Cleanup(func() {
+		if t.Failed() {
+			for _, n := range pc.Nodes {
+				t.Logf("%s's log ends:\n%s", n.Name, supervisor.Tail(n.Program().Log))
+			}
+		}
 		if err := p.Close(context.Background()); err != nil {
 			t.Errorf("close: %v", err)
 		}
