@@ -265,6 +265,13 @@ func (n *PatroniNode) RestAddr() string { return addr(n.RestPort) }
 // Addr is its PostgreSQL's, host:port.
 func (n *PatroniNode) Addr() string { return addr(n.Port) }
 
+// URL is a connection URL of this node alone, for user to database db
+// (trust: no password is checked).
+func (n *PatroniNode) URL(user, db string) string {
+	u := url.URL{Scheme: "postgres", Host: n.Addr(), Path: "/" + db, User: url.User(user), RawQuery: "sslmode=disable"}
+	return u.String()
+}
+
 func (n *PatroniNode) data() string { return filepath.Join(n.Dir, "data") }
 
 // get asks its REST API for path: nil when it answers 200 (and decodes the

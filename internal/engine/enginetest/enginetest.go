@@ -41,6 +41,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/kvstack/kvstack/internal/engine"
@@ -317,8 +318,9 @@ func (pt *Patroni) KillPrimary(tb testing.TB) (killed time.Time) {
 }
 
 // Promoted waits until Patroni has promoted the standby of the primary
-// KillPrimary took down (once the leader key expires: about ttl) and
-// returns the new primary.
+// KillPrimary took down (once the leader key expires: about ttl) and the
+// new primary takes read-write sessions (Patroni answers /primary as it
+// asks postgres to promote, a moment before), and returns it.
 func (pt *Patroni) Promoted(tb testing.TB) *engine.PatroniNode {
 	tb.Helper()
 	pt.mu.Lock()
@@ -331,10 +333,15 @@ func (pt *Patroni) Promoted(tb testing.TB) *engine.PatroniNode {
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		primary, err := pt.cluster.Primary(ctx)
-		cancel()
 		if err == nil && primary != lost {
-			return primary
+			var conn *pgx.Conn
+			if conn, err = pgx.Connect(ctx, primary.URL("postgres", "postgres")+"&target_session_attrs=read-write"); err == nil {
+				conn.Close(ctx)
+				cancel()
+				return primary
+			}
 		}
+		cancel()
 		if time.Now().After(deadline) {
 			tb.Fatalf("no standby promoted a minute after %s was lost: %v", lost.Name, err)
 		}
