@@ -123,6 +123,51 @@ func TestChecksCatch(t *testing.T) {
 		{"a certificate for another host", "edge", "dev", func(m *manifests, s *sources) {
 			m.certificates[0].Spec.DNSNames = []string{"other.example.com"}
 		}},
+		{"no HSTS on the listing", "edge", "prod", func(m *manifests, s *sources) {
+			fs := m.httpRoutes[0].Spec.Rules[1].Filters
+			m.httpRoutes[0].Spec.Rules[1].Filters = slices.DeleteFunc(fs, func(f gatewayv1.HTTPRouteFilter) bool {
+				return f.Type == gatewayv1.HTTPRouteFilterResponseHeaderModifier
+			})
+		}},
+		{"HSTS for a minute", "edge", "dev", func(m *manifests, s *sources) {
+			for i, f := range m.httpRoutes[0].Spec.Rules[0].Filters {
+				if f.ResponseHeaderModifier != nil {
+					m.httpRoutes[0].Spec.Rules[0].Filters[i].ResponseHeaderModifier.Set[0].Value = "max-age=60"
+				}
+			}
+		}},
+		{"a certificate from an issuer of another kind", "edge", "prod", func(m *manifests, s *sources) {
+			m.certificates[0].Spec.IssuerRef.Kind = "Secret"
+		}},
+		{"a certificate keeping its key at renewal", "edge", "dev", func(m *manifests, s *sources) {
+			m.certificates[0].Spec.PrivateKey.RotationPolicy = "Never"
+		}},
+		{"PostgreSQL's certificate unchecked", "enginetls", "prod", func(m *manifests, s *sources) { setEnv(consumer(m), "PG_SSLMODE", "require") }},
+		{"the CA's private key mounted", "enginetls", "dev", func(m *manifests, s *sources) {
+			vs := m.deployment("kvstack-api").Spec.Template.Spec.Volumes
+			for i, v := range vs {
+				if v.Secret != nil && strings.HasSuffix(v.Secret.SecretName, "-ca") {
+					vs[i].Secret.Items = nil
+				}
+			}
+		}},
+		{"the root certificate at a path nothing mounts", "enginetls", "prod", func(m *manifests, s *sources) {
+			setEnv(api(m), "PG_SSLROOTCERT", "/etc/ssl/certs/ca-certificates.crt")
+		}},
+		{"the exporter without verify-full", "enginetls", "dev", func(m *manifests, s *sources) {
+			d := m.deployment("kvstack-postgres-exporter")
+			envVar(&d.Spec.Template.Spec.Containers[0], "DATA_SOURCE_URI").Value = "kvstack-pg-rw:5432/kvstack?sslmode=require"
+		}},
+		{"no WAL archive", "backups", "prod", func(m *manifests, s *sources) { m.postgreses[0].Spec.Plugins = nil }},
+		{"the WAL archived to a store the release lacks", "backups", "prod", func(m *manifests, s *sources) {
+			m.postgreses[0].Spec.Plugins[0].Parameters["barmanObjectName"] = "elsewhere"
+		}},
+		{"base backups weekly", "backups", "prod", func(m *manifests, s *sources) { m.scheduledBackup[0].Spec.Schedule = "0 0 3 * * 0" }},
+		{"base backups by the deprecated in-tree method", "backups", "prod", func(m *manifests, s *sources) {
+			m.scheduledBackup[0].Spec.Method = "barmanObjectStore"
+		}},
+		{"no ScheduledBackup", "backups", "prod", func(m *manifests, s *sources) { m.scheduledBackup = nil }},
+		{"backups kept a day", "backups", "prod", func(m *manifests, s *sources) { m.objectStores[0].Spec.RetentionPolicy = "1d" }},
 		{"a job renamed", "monitoring", "prod", func(m *manifests, s *sources) {
 			m.serviceMonitors[0].Spec.Endpoints[0].RelabelConfigs[0].Replacement = new("api")
 		}},

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync/atomic"
 	"time"
 
@@ -12,11 +13,11 @@ import (
 	"github.com/kvstack/kvstack/internal/kv"
 )
 
-// circuit lets the read path skip a Redis known to be down. A Redis that
+// circuit lets the read path skip a Redis known to hang. A Redis that
 // hangs (a CLIENT PAUSE, a frozen host) makes every Get and Fill wait for
 // its read timeout, retries included (a second and more a read), although
 // the read is then served from PostgreSQL anyway. So the first call that
-// fails for Redis's sake opens the circuit, and from then on Get and Fill
+// times out opens the circuit, and from then on Get and Fill
 // fail at once, without asking Redis, but for one call every trialEvery,
 // let through to try it. A call that Redis answers closes the circuit, and
 // so does a Ping that answers: the API's health monitor pings every
@@ -24,6 +25,15 @@ import (
 // an interval of Redis's return, tried or not. A Ping that fails opens it
 // too, so that a Redis that went away while nothing was read costs no read
 // a timeout. While Redis hangs, at most one read a trialEvery waits for it.
+//
+// A Redis that refuses (stopped, its host up) opens nothing: a refused
+// dial fails a read in a millisecond, and every replica finds Redis again
+// the moment it is back. An open circuit has a cost: until each replica
+// has tried Redis again (a trialEvery, or a ping), one replica may serve a
+// key from PostgreSQL while another serves it from the cache, which lags
+// PostgreSQL by the consumer's apply; a client reading through both may
+// see a write, then not. chaos's redis-stop-10s found that when a refusal
+// opened the circuit too (1 history of 10 not linearizable).
 //
 // What Redis says on its return is safe to serve: a restarted server's
 // connections purge the prefix before they serve (checkServer), and the
@@ -75,13 +85,23 @@ func (c *circuit) observe(ctx context.Context, err error) {
 		if c.open.Load() {
 			c.open.Store(false)
 		}
-	case ctx.Err() != nil:
+	case ctx.Err() != nil || !timedOut(err):
+		// A refusal (a stopped Redis) costs a read a millisecond, not a
+		// timeout: reads go on asking, and find Redis the moment it is
+		// back, all replicas alike.
 	default:
 		if !c.open.Load() {
 			c.nextTrial.Store(time.Now().Add(trialEvery).UnixNano())
 			c.open.Store(true)
 		}
 	}
+}
+
+// timedOut reports whether Redis failed by not answering in time (a
+// read, write or dial timeout), rather than by refusing.
+func timedOut(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded)
 }
 
 // pinged is observe for a ping.

@@ -159,3 +159,28 @@ func TestCircuitStaysClosedOnAnswers(t *testing.T) {
 		t.Errorf("Get = %+v, hit %v; want %+v from Redis", got, ok, e)
 	}
 }
+
+// A Redis that refuses (stopped) opens no circuit: a refusal costs a read
+// a millisecond, and the next read asks Redis again, so that every replica
+// finds it the moment it is back (chaos redis-stop-10s: replicas that
+// skipped it for a second after its return served a key from two sources).
+func TestRefusalOpensNoCircuit(t *testing.T) {
+	cfg := redis.DefaultConfig()
+	cfg.Addr = "127.0.0.1:1"
+	client, err := redis.NewClient(cfg)
+	if err != nil {
+		t.Fatalf("NewClient: %v", err)
+	}
+	defer client.Close()
+	c := redis.NewCache(client, cfg)
+	ctx := testContext(t)
+	for i := range 3 {
+		_, err := c.Get(ctx, "k")
+		if !errors.Is(err, kv.ErrUnavailable) || errors.Is(err, kv.ErrCacheDown) {
+			t.Fatalf("Get %d of a refusing Redis: %v, want the refusal itself", i, err)
+		}
+		if err := c.Ping(ctx); err == nil {
+			t.Fatalf("Ping of nothing succeeded")
+		}
+	}
+}

@@ -47,7 +47,7 @@
 // read in milliseconds and the service degrades to PostgreSQL instead of
 // hanging. goredis.Nil becomes kv.ErrCacheMiss; every other failure wraps
 // kv.ErrUnavailable and keeps the driver error in the chain. On a single
-// server, the first failure opens a circuit: reads skip Redis, without
+// server, the first timeout opens a circuit: reads skip Redis, without
 // waiting, but for one a second that tries it, until Redis answers again
 // (circuit). Values never
 // appear in errors, logs or span attributes.

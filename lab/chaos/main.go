@@ -40,6 +40,7 @@ type settings struct {
 	pace, warm, post                       time.Duration
 	drainTimeout, fuzzTime                 time.Duration
 	only                                   string
+	repeat                                 int
 }
 
 func main() {
@@ -50,6 +51,7 @@ func main() {
 	flag.StringVar(&s.out, "out", "", "write the report here, relative to the repository root (docs/RELIABILITY.md)")
 	flag.DurationVar(&s.fuzzTime, "fuzztime", 15*time.Second, "full mode: run every fuzz target this long first (0: skip)")
 	flag.StringVar(&s.only, "only", "", "comma-separated fault names (default: the mode's)")
+	flag.IntVar(&s.repeat, "repeat", 1, "run each selected fault this many times (a new fault's check, before it lands)")
 	flag.IntVar(&s.keys, "keys", 0, "keys per fault (default by mode)")
 	flag.IntVar(&s.writers, "writers", 0, "concurrent writers (default by mode)")
 	flag.IntVar(&s.readers, "readers", 0, "concurrent readers (default by mode)")
@@ -101,9 +103,11 @@ func campaign(ctx context.Context, s settings) (err error) {
 	if err := os.MkdirAll(s.dir, 0o755); err != nil {
 		return err
 	}
-	// One lock for every mode: two campaigns would disturb each other's
-	// figures.
-	unlock, err := lock(ctx, filepath.Join(filepath.Dir(s.dir), "chaos.lock"))
+	// One lock for every mode and every checkout of the machine: two
+	// campaigns would disturb each other's figures, and two of one mode
+	// share their ports and engines' directory (the second's start removes
+	// the first's engines).
+	unlock, err := lock(ctx, machineLock)
 	if err != nil {
 		return err
 	}
@@ -165,7 +169,7 @@ func run(ctx context.Context, s settings, c *private) error {
 		return err
 	}
 	e := &env{s: s, c: c, pg: pool, rdb: rdb, http: client}
-	list := selectFaults(s.mode, s.only)
+	list := repeated(selectFaults(s.mode, s.only), s.repeat)
 	runID := time.Now().UTC().Format("150405")
 	started := time.Now()
 	var results []result

@@ -36,6 +36,8 @@ type result struct {
 	histories                                   []history.Result // linearizable, sessions, convergence
 	examples                                    []string
 	failures                                    []string
+
+	outageFigures // readiness and reads over the fault (outage.go)
 }
 
 func (r result) summary() string {
@@ -101,10 +103,17 @@ func (e *env) runFault(ctx context.Context, f fault, prefix string) (r result) {
 
 	sleepCtx(ctx, e.s.warm)
 	var injectAt time.Time
+	var rec *readinessLog
+	rctx, stopRecording := context.WithCancel(ctx)
 	if f.inject != nil {
+		rec = recordReadiness(rctx, e.c.readyProcs())
 		injectAt = e.injectAndRecover(ctx, f, &r, l, pidsBefore, prefix)
 	}
 	sleepCtx(ctx, e.s.post)
+	stopRecording() // the states after the recovery too, through the load's end
+	if rec != nil {
+		rec.stop()
+	}
 	stopLoad()
 	wg.Wait()
 	e.drain(ctx, &r)
@@ -116,6 +125,7 @@ func (e *env) runFault(ctx context.Context, f fault, prefix string) (r result) {
 		r.example(fmt.Sprintf("failed reads by status: %v", led.readFails))
 	}
 	byKey := r.tallyWrites(led.snapshot(), injectAt)
+	r.noteOutage(rec, led, injectAt)
 	rows, err := e.storedRows(ctx, prefix)
 	if err != nil {
 		r.fail("read kv_store: %v", err)
@@ -181,6 +191,7 @@ func (e *env) injectAndRecover(ctx context.Context, f fault, r *result, l *load,
 		r.heal = time.Since(healAt)
 	}
 	healed := time.Now()
+	r.healedAt = healed
 	// What the cache holds the moment the service is back: after a Redis
 	// restart from its dump, entries older than PostgreSQL (the repair
 	// loop must fix them); otherwise only writes in flight.
@@ -444,6 +455,7 @@ func (r *result) judge(f fault) {
 	if r.acked == 0 {
 		r.fail("no write acknowledged at all")
 	}
+	r.judgeOutage(f)
 }
 
 func (r *result) example(s string) {
