@@ -9,7 +9,10 @@
 // is more of them, each one more program under the same supervisor:
 // RabbitMQCluster is RabbitMQ nodes listing each other as Peers, Patroni
 // PostgreSQL nodes each run by its Patroni on an Etcd (a primary and its
-// synchronous standby), RedisCluster nodes in cluster mode.
+// synchronous standby), RedisCluster nodes in cluster mode. A Postgres
+// whose Archive is a PgBackRest archives its WAL and takes base backups
+// into a local pgBackRest repository, from which it is restored to a point
+// in time.
 package engine
 
 import (

@@ -35,6 +35,9 @@ type Postgres struct {
 	// priorities first, and Init runs just before its priority's group
 	// starts (InitBefore).
 	Priority int
+	// Archive, when set, archives its WAL and takes its base backups with
+	// pgBackRest (PgBackRest): point-in-time recovery.
+	Archive *PgBackRest
 }
 
 func (p *Postgres) name() string {
@@ -61,6 +64,11 @@ func version(path string) int {
 
 // Init makes Dir/data (initdb) when it does not exist yet.
 func (p *Postgres) Init(ctx context.Context) error {
+	if p.Archive != nil {
+		if err := p.Archive.prepare(p); err != nil {
+			return err
+		}
+	}
 	if p.hasData() {
 		return nil
 	}
@@ -114,6 +122,27 @@ func (p *Postgres) runAs(ctx context.Context, acct account, program string, args
 	return nil
 }
 
+// IsPrimary asks the server whether it is a primary (not in recovery).
+func (p *Postgres) IsPrimary(ctx context.Context) (bool, error) {
+	var primary bool
+	err := p.query(ctx, func(conn *pgx.Conn) error {
+		return conn.QueryRow(ctx, "SELECT NOT pg_is_in_recovery()").Scan(&primary)
+	})
+	return primary, err
+}
+
+// query runs fn on a superuser session of its own, bounded to 5 s.
+func (p *Postgres) query(ctx context.Context, fn func(*pgx.Conn) error) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, p.URL("postgres", "", "postgres"))
+	if err != nil {
+		return err
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	return fn(conn)
+}
+
 // Program runs the postmaster in the foreground.
 func (p *Postgres) Program() supervisor.Program {
 	bin, err := binDir()
@@ -129,12 +158,17 @@ func (p *Postgres) Program() supervisor.Program {
 	if p.Immediate {
 		stop = "QUIT"
 	}
+	command := []string{filepath.Join(bin, "postgres"), "-D", p.data(),
+		"-c", "listen_addresses=127.0.0.1", "-c", "port=" + strconv.Itoa(p.Port),
+		"-c", "unix_socket_directories=", "-c", "max_connections=" + maxConnections}
+	if p.Archive != nil {
+		p.Archive.pg = p
+		command = append(command, p.Archive.settings(p)...)
+	}
 	return supervisor.Program{
-		Name: p.name(),
-		Command: []string{filepath.Join(bin, "postgres"), "-D", p.data(),
-			"-c", "listen_addresses=127.0.0.1", "-c", "port=" + strconv.Itoa(p.Port),
-			"-c", "unix_socket_directories=", "-c", "max_connections=" + maxConnections},
-		Dir: p.Dir, User: acct.name, Priority: priority, StopSignal: stop, StopWait: 60 * time.Second,
+		Name:    p.name(),
+		Command: command,
+		Dir:     p.Dir, User: acct.name, Priority: priority, StopSignal: stop, StopWait: 60 * time.Second,
 		Health: pgProbe{p}, Addr: addr(p.Port), Log: logFile(p.Log, p.Dir, p.name()),
 	}
 }

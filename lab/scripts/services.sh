@@ -9,8 +9,8 @@
 #
 # deps: PostgreSQL, Redis, RabbitMQ (+ rabbitmq_prometheus), role/db kvstack.
 # all:  deps, plus nginx, prometheus, prometheus-alertmanager, supervisor, wrk,
-#       mtail, the nginx, PostgreSQL and Redis exporters, and patroni,
-#       etcd-server and python3-etcd (the HA topology's), installed only
+#       mtail, the nginx, PostgreSQL and Redis exporters, pgbackrest, and
+#       patroni, etcd-server and python3-etcd (the HA topology's), installed only
 #       (they run later under the project's own config; the system's
 #       supervisord is never started).
 #
@@ -94,6 +94,7 @@ TOOL_PACKAGES=(
 	"prometheus-nginx-exporter=prometheus-nginx-exporter"
 	"prometheus-postgres-exporter=prometheus-postgres-exporter"
 	"prometheus-redis-exporter=prometheus-redis-exporter"
+	"pgbackrest=pgbackrest"
 	# The HA topology's PostgreSQL failover (make up-ha, make chaos-ha):
 	# Patroni on a private etcd; both of Patroni's etcd drivers import
 	# python3-etcd.
