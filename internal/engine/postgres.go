@@ -38,6 +38,9 @@ type Postgres struct {
 	// Archive, when set, archives its WAL and takes its base backups with
 	// pgBackRest (PgBackRest): point-in-time recovery.
 	Archive *PgBackRest
+	// TLS, when set, is served to clients that ask for it (ssl=on); the
+	// others are still served in plain text.
+	TLS *TLS
 }
 
 func (p *Postgres) name() string {
@@ -69,12 +72,15 @@ func (p *Postgres) Init(ctx context.Context) error {
 			return err
 		}
 	}
-	if p.hasData() {
-		return nil
-	}
 	acct, err := systemUser("postgres")
 	if err != nil {
 		return err
+	}
+	if err := p.TLS.own(acct); err != nil {
+		return err
+	}
+	if p.hasData() {
+		return nil
 	}
 	if err := acct.mkdirs(p.Dir); err != nil {
 		return err
@@ -164,6 +170,9 @@ func (p *Postgres) Program() supervisor.Program {
 	if p.Archive != nil {
 		p.Archive.pg = p
 		command = append(command, p.Archive.settings(p)...)
+	}
+	if p.TLS != nil {
+		command = append(command, "-c", "ssl=on", "-c", "ssl_cert_file="+p.TLS.Cert, "-c", "ssl_key_file="+p.TLS.Key)
 	}
 	return supervisor.Program{
 		Name:    p.name(),
