@@ -76,6 +76,9 @@ func TestChecksCatch(t *testing.T) {
 		{"the API stops serving /readyz", "probes", "dev", func(m *manifests, s *sources) {
 			s.routes = []string{"/api", "/api/all", "/healthz", "/metrics"}
 		}},
+		{"readiness out at one slow answer", "probes", "dev", func(m *manifests, s *sources) {
+			api(m).ReadinessProbe.FailureThreshold, api(m).ReadinessProbe.TimeoutSeconds = 1, 1
+		}},
 		{"liveness on readiness' route", "probes", "prod", func(m *manifests, s *sources) { consumer(m).LivenessProbe.HTTPGet.Path = "/readyz" }},
 		{"a probe on a port nothing listens on", "probes", "prod", func(m *manifests, s *sources) {
 			api(m).ReadinessProbe.HTTPGet.Port = intstr.FromInt32(9999)

@@ -39,6 +39,12 @@ type Postgres struct {
 	// Peers are the other nodes of its replication group (PostgresPair);
 	// none for a server of its own.
 	Peers []*Postgres
+	// Archive, when set, archives its WAL and takes its base backups with
+	// pgBackRest (PgBackRest): point-in-time recovery.
+	Archive *PgBackRest
+	// TLS, when set, is served to clients that ask for it (ssl=on); the
+	// others are still served in plain text.
+	TLS *TLS
 }
 
 func (p *Postgres) name() string {
@@ -67,12 +73,20 @@ func version(path string) int {
 // group copies the group's primary (pg_basebackup) when a peer answers as
 // one; the first node of a new group (no peer holds data) runs initdb.
 func (p *Postgres) Init(ctx context.Context) error {
-	if p.hasData() {
-		return nil
+	if p.Archive != nil {
+		if err := p.Archive.prepare(p); err != nil {
+			return err
+		}
 	}
 	acct, err := systemUser("postgres")
 	if err != nil {
 		return err
+	}
+	if err := p.TLS.own(acct); err != nil {
+		return err
+	}
+	if p.hasData() {
+		return nil
 	}
 	if err := acct.mkdirs(p.Dir); err != nil {
 		return err
@@ -201,12 +215,20 @@ func (p *Postgres) Program() supervisor.Program {
 	if p.Immediate {
 		stop = "QUIT"
 	}
+	command := []string{filepath.Join(bin, "postgres"), "-D", p.data(),
+		"-c", "listen_addresses=127.0.0.1", "-c", "port=" + strconv.Itoa(p.Port),
+		"-c", "unix_socket_directories=", "-c", "max_connections=" + maxConnections}
+	if p.Archive != nil {
+		p.Archive.pg = p
+		command = append(command, p.Archive.settings(p)...)
+	}
+	if p.TLS != nil {
+		command = append(command, "-c", "ssl=on", "-c", "ssl_cert_file="+p.TLS.Cert, "-c", "ssl_key_file="+p.TLS.Key)
+	}
 	return supervisor.Program{
-		Name: p.name(),
-		Command: []string{filepath.Join(bin, "postgres"), "-D", p.data(),
-			"-c", "listen_addresses=127.0.0.1", "-c", "port=" + strconv.Itoa(p.Port),
-			"-c", "unix_socket_directories=", "-c", "max_connections=" + maxConnections},
-		Dir: p.Dir, User: acct.name, Priority: priority, StopSignal: stop, StopWait: 60 * time.Second,
+		Name:    p.name(),
+		Command: command,
+		Dir:     p.Dir, User: acct.name, Priority: priority, StopSignal: stop, StopWait: 60 * time.Second,
 		Health: pgProbe{p}, Addr: addr(p.Port), Log: logFile(p.Log, p.Dir, p.name()),
 	}
 }

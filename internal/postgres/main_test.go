@@ -19,6 +19,7 @@ var privatePair enginetest.PostgresPair
 func TestMain(m *testing.M) {
 	code := m.Run()
 	privatePair.Close() // before the leak check: its supervisord is a child
+	privateTLS.Close()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)

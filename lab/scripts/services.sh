@@ -9,7 +9,7 @@
 #
 # deps: PostgreSQL, Redis, RabbitMQ (+ rabbitmq_prometheus), role/db kvstack.
 # all:  deps, plus nginx, prometheus, prometheus-alertmanager, supervisor, wrk,
-#       mtail and the nginx, PostgreSQL and Redis exporters, installed only
+#       mtail, the nginx, PostgreSQL and Redis exporters and pgbackrest, installed only
 #       (they run later under the project's own config; the system's
 #       supervisord is never started).
 #
@@ -93,6 +93,7 @@ TOOL_PACKAGES=(
 	"prometheus-nginx-exporter=prometheus-nginx-exporter"
 	"prometheus-postgres-exporter=prometheus-postgres-exporter"
 	"prometheus-redis-exporter=prometheus-redis-exporter"
+	"pgbackrest=pgbackrest"
 )
 
 install_packages() {

@@ -32,8 +32,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -150,8 +152,38 @@ func (in *instance) Close() {
 	in.p = nil
 }
 
-// Postgres is a private PostgreSQL cluster (trust authentication).
+// TLSHost is the one name the certificate of an engine started with TLS
+// carries: a client that dials 127.0.0.1, the same server, meets a
+// certificate that is not for that name.
+const TLSHost = "localhost"
+
+// makeTLS makes the TLS files of an engine started with TLS (nil without).
+func makeTLS(on bool, dir string) *engine.TLS {
+	if !on {
+		return nil
+	}
+	t, err := engine.MakeTLS(filepath.Join(dir, "tls"), TLSHost)
+	if err != nil {
+		panic(err) // a temporary directory that cannot be written to
+	}
+	return t
+}
+
+// tlsFiles is t, or the test's failure when the engine has no TLS.
+func tlsFiles(tb testing.TB, t *engine.TLS, what string) *engine.TLS {
+	tb.Helper()
+	if t == nil {
+		tb.Fatalf("enginetest: the private %s was not started with TLS (set its TLS field before first use)", what)
+	}
+	return t
+}
+
+// Postgres is a private PostgreSQL cluster (trust authentication). With
+// TLS set before first use, it also serves TLS (ssl=on, on the same
+// port) with a certificate for TLSHost signed by a CA of its own
+// (TLSFiles).
 type Postgres struct {
+	TLS bool
 	instance
 	e *engine.Postgres
 }
@@ -161,10 +193,17 @@ type Postgres struct {
 func (pg *Postgres) URL(tb testing.TB) string {
 	tb.Helper()
 	pg.start(tb, "PostgreSQL", 1, func(dir string, ports []int) []engine.Engine {
-		pg.e = &engine.Postgres{Port: ports[0], Dir: filepath.Join(dir, "pg")}
+		pg.e = &engine.Postgres{Port: ports[0], Dir: filepath.Join(dir, "pg"), TLS: makeTLS(pg.TLS, dir)}
 		return []engine.Engine{pg.e}
 	})
 	return pg.e.URL("postgres", "", "postgres")
+}
+
+// TLSFiles are the CA, certificate and key the cluster serves TLS with.
+func (pg *Postgres) TLSFiles(tb testing.TB) *engine.TLS {
+	tb.Helper()
+	pg.URL(tb)
+	return tlsFiles(tb, pg.e.TLS, "PostgreSQL")
 }
 
 // Stop stops the cluster (fast shutdown); start brings it back.
@@ -174,8 +213,11 @@ func (pg *Postgres) Stop(tb testing.TB) (start func()) {
 	return pg.stop(tb)
 }
 
-// Redis is a private redis-server.
+// Redis is a private redis-server. With TLS set before first use, it also
+// serves TLS on a port of its own (TLSAddr) with a certificate for TLSHost
+// signed by a CA of its own (TLSFiles).
 type Redis struct {
+	TLS bool
 	instance
 	e *engine.Redis
 }
@@ -183,11 +225,25 @@ type Redis struct {
 // Addr is its host:port; it starts the server on first use.
 func (r *Redis) Addr(tb testing.TB) string {
 	tb.Helper()
-	r.start(tb, "Redis", 1, func(dir string, ports []int) []engine.Engine {
-		r.e = &engine.Redis{Port: ports[0], Dir: filepath.Join(dir, "redis")}
+	r.start(tb, "Redis", 2, func(dir string, ports []int) []engine.Engine {
+		r.e = &engine.Redis{Port: ports[0], Dir: filepath.Join(dir, "redis"), TLS: makeTLS(r.TLS, dir), TLSPort: ports[1]}
 		return []engine.Engine{r.e}
 	})
 	return r.e.Addr()
+}
+
+// TLSAddr is TLSHost:port of its TLS listener.
+func (r *Redis) TLSAddr(tb testing.TB) string {
+	tb.Helper()
+	r.TLSFiles(tb)
+	return net.JoinHostPort(TLSHost, strconv.Itoa(r.e.TLSPort))
+}
+
+// TLSFiles are the CA, certificate and key the server serves TLS with.
+func (r *Redis) TLSFiles(tb testing.TB) *engine.TLS {
+	tb.Helper()
+	r.Addr(tb)
+	return tlsFiles(tb, r.e.TLS, "Redis")
 }
 
 // Stop stops the server (it saves its dump); start brings it back.
@@ -197,8 +253,11 @@ func (r *Redis) Stop(tb testing.TB) (start func()) {
 	return r.stop(tb)
 }
 
-// RabbitMQ is a private RabbitMQ node.
+// RabbitMQ is a private RabbitMQ node. With TLS set before first use, it
+// also serves AMQP over TLS on a port of its own (TLSURL) with a
+// certificate for TLSHost signed by a CA of its own (TLSFiles).
 type RabbitMQ struct {
+	TLS bool
 	instance
 	e *engine.RabbitMQ
 }
@@ -206,14 +265,30 @@ type RabbitMQ struct {
 // URL is its AMQP URL; it starts the node on first use.
 func (mq *RabbitMQ) URL(tb testing.TB) string {
 	tb.Helper()
-	mq.start(tb, "RabbitMQ", 3, func(dir string, ports []int) []engine.Engine {
+	mq.start(tb, "RabbitMQ", 4, func(dir string, ports []int) []engine.Engine {
 		var b [4]byte
 		_, _ = rand.Read(b[:])
 		mq.e = &engine.RabbitMQ{Node: "kvtest-" + hex.EncodeToString(b[:]) + "@localhost",
-			Port: ports[0], DistPort: ports[1], MetricsPort: ports[2], Dir: filepath.Join(dir, "rabbitmq")}
+			Port: ports[0], DistPort: ports[1], MetricsPort: ports[2], Dir: filepath.Join(dir, "rabbitmq"),
+			TLS: makeTLS(mq.TLS, dir), TLSPort: ports[3]}
 		return []engine.Engine{mq.e}
 	})
 	return mq.e.URL()
+}
+
+// TLSURL is the amqps:// URL of its TLS listener, at TLSHost (guest,
+// which RabbitMQ admits from loopback only).
+func (mq *RabbitMQ) TLSURL(tb testing.TB) string {
+	tb.Helper()
+	mq.TLSFiles(tb)
+	return "amqps://guest:guest@" + net.JoinHostPort(TLSHost, strconv.Itoa(mq.e.TLSPort)) + "/"
+}
+
+// TLSFiles are the CA, certificate and key the node serves TLS with.
+func (mq *RabbitMQ) TLSFiles(tb testing.TB) *engine.TLS {
+	tb.Helper()
+	mq.URL(tb)
+	return tlsFiles(tb, mq.e.TLS, "RabbitMQ")
 }
 
 // Stop stops the node (orderly); start brings it back.
@@ -322,9 +397,31 @@ func (pp *PostgresPair) Promote(tb testing.TB) *engine.Postgres {
 
 // RedisCluster is a private Redis Cluster of three masters and three
 // replicas (engine.RedisCluster), formed and synced before first use.
+// With TLS set before first use, its nodes also serve TLS, and run the
+// cluster over it, with a certificate for TLSHost signed by a CA of its
+// own (TLSAddr, TLSFiles).
 type RedisCluster struct {
+	TLS bool
 	instance
 	c *engine.RedisCluster
+}
+
+// TLSAddr is the nodes' TLS addresses, at TLSHost, joined by commas.
+func (rc *RedisCluster) TLSAddr(tb testing.TB) string {
+	tb.Helper()
+	c := rc.Cluster(tb)
+	tlsFiles(tb, c.TLS, "Redis Cluster")
+	var addrs []string
+	for _, p := range c.TLSPorts {
+		addrs = append(addrs, net.JoinHostPort(TLSHost, strconv.Itoa(p)))
+	}
+	return strings.Join(addrs, ",")
+}
+
+// TLSFiles are the CA, certificate and key the nodes serve TLS with.
+func (rc *RedisCluster) TLSFiles(tb testing.TB) *engine.TLS {
+	tb.Helper()
+	return tlsFiles(tb, rc.Cluster(tb).TLS, "Redis Cluster")
 }
 
 // Addr is the nodes' addresses joined by commas, as REDIS_ADDR takes a
@@ -338,8 +435,15 @@ func (rc *RedisCluster) Addr(tb testing.TB) string {
 // WaitHealthy); it starts the cluster on first use.
 func (rc *RedisCluster) Cluster(tb testing.TB) *engine.RedisCluster {
 	tb.Helper()
-	rc.startAll(tb, "Redis Cluster", 6, func(dir string, ports []int) ([]engine.Engine, func(context.Context) error) {
-		rc.c = &engine.RedisCluster{Ports: ports, Dir: filepath.Join(dir, "redis-cluster")}
+	nports := 6
+	if rc.TLS {
+		nports = 18 // with TLS ports, and bus ports of their own: a TLS port + 10000 is nobody's to take
+	}
+	rc.startAll(tb, "Redis Cluster", nports, func(dir string, ports []int) ([]engine.Engine, func(context.Context) error) {
+		rc.c = &engine.RedisCluster{Ports: ports[:6], Dir: filepath.Join(dir, "redis-cluster"), TLS: makeTLS(rc.TLS, dir)}
+		if rc.TLS {
+			rc.c.TLSPorts, rc.c.BusPorts = ports[6:12], ports[12:]
+		}
 		return rc.c.Engines(), rc.c.Form
 	})
 	return rc.c
