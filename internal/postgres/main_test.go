@@ -12,7 +12,7 @@ import (
 
 // privatePair is the primary and standby TestDisruptivePrimaryFailover
 // fails over: this package's own, started on first use.
-var privatePair enginetest.PostgresPair
+var privatePair enginetest.Patroni
 
 // The pools start health-check and connection goroutines; every test must
 // close what it opens.
