@@ -250,8 +250,11 @@ func checkSecrets(t testing.TB, m *manifests, s *sources) problems {
 	for _, r := range m.rabbitmqs {
 		want["RABBITMQ_URL"] = secretRef{name: r.Name + rabbitmqSecretTail, key: rabbitmqSecretKey}
 	}
+	// The owner's URI is the migrations' alone; the API and the consumers
+	// use their role's (checkPrivilege).
+	ownerURL := map[string]secretRef{}
 	for _, pg := range m.postgreses {
-		want["DATABASE_URL"] = secretRef{name: pg.Name + "-app", key: postgresSecretKey}
+		ownerURL["DATABASE_URL"] = secretRef{name: pg.Name + "-app", key: postgresSecretKey}
 	}
 	for _, ref := range m.secretRefs() {
 		if strings.HasPrefix(ref.where, "Redis") {
@@ -259,6 +262,11 @@ func checkSecrets(t testing.TB, m *manifests, s *sources) problems {
 		}
 	}
 	for _, k := range m.kvContainers() {
+		if w, ok := ownerURL["DATABASE_URL"]; ok && k.bin == "migrate" {
+			if e := envVar(k.c, "DATABASE_URL"); e == nil || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil || e.ValueFrom.SecretKeyRef.Name != w.name || e.ValueFrom.SecretKeyRef.Key != w.key {
+				p.add("%s: DATABASE_URL must come from Secret %s key %s, the owner's", k, w.name, w.key)
+			}
+		}
 		for name, w := range want {
 			if _, reads := s.env[k.bin][name]; !reads {
 				continue
