@@ -351,7 +351,11 @@ func TestChecksCatch(t *testing.T) {
 			envVar(c, "DATA_SOURCE_PASS").ValueFrom.SecretKeyRef.Name = "kvstack-pg-app"
 		}},
 		{"the monitoring role out of pg_monitor", "postgres", "dev", func(m *manifests, s *sources) {
-			m.postgreses[0].Spec.Managed.Roles[0].InRoles = nil
+			for i, r := range m.postgreses[0].Spec.Managed.Roles {
+				if r.Name == "kvstack_monitor" {
+					m.postgreses[0].Spec.Managed.Roles[i].InRoles = nil
+				}
+			}
 		}},
 		{"CloudNativePG's exporter not scraped", "postgres", "prod", func(m *manifests, s *sources) {
 			m.podMonitors = slices.DeleteFunc(m.podMonitors, func(pm *monitoringv1.PodMonitor) bool {

@@ -33,8 +33,9 @@ func checkEngineTLS(t testing.TB, m *manifests, s *sources) problems {
 	for _, pg := range m.postgreses {
 		caSecret := pg.Name + postgresCASecretTail
 		for _, k := range m.kvContainers() {
-			e := envVar(k.c, "DATABASE_URL")
-			if e == nil || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil || e.ValueFrom.SecretKeyRef.Name != pg.Name+"-app" {
+			// With an in-cluster Cluster, every DATABASE_URL is to it (the
+			// owner's or a managed role's URI).
+			if envVar(k.c, "DATABASE_URL") == nil {
 				continue
 			}
 			if mode := envVar(k.c, "PG_SSLMODE"); mode == nil || mode.Value != "verify-full" {

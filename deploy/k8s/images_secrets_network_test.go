@@ -266,6 +266,11 @@ func checkSecrets(t testing.TB, m *manifests, s *sources) problems {
 			if e := envVar(k.c, "DATABASE_URL"); e == nil || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil || e.ValueFrom.SecretKeyRef.Name != w.name || e.ValueFrom.SecretKeyRef.Key != w.key {
 				p.add("%s: DATABASE_URL must come from Secret %s key %s, the owner's", k, w.name, w.key)
 			}
+		} else if ok {
+			// The app role's Secret holds its URI under the same key.
+			if e := envVar(k.c, "DATABASE_URL"); e != nil && (e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil || e.ValueFrom.SecretKeyRef.Key != postgresSecretKey) {
+				p.add("%s: DATABASE_URL must come from its role's Secret, key %s", k, postgresSecretKey)
+			}
 		}
 		for name, w := range want {
 			if _, reads := s.env[k.bin][name]; !reads {
