@@ -203,6 +203,23 @@ func TestChecksCatch(t *testing.T) {
 		{"the app role not granted", "privilege", "dev", func(m *manifests, s *sources) {
 			envVar(&m.jobs[0].Spec.Template.Spec.Containers[0], "KV_MIGRATE_APP_ROLES").Value = "someone_else"
 		}},
+		{"the API as RabbitMQ's default user", "privilege", "prod", func(m *manifests, s *sources) {
+			envVar(api(m), "RABBITMQ_URL").ValueFrom.SecretKeyRef.Name = "kvstack-rabbitmq-default-user"
+		}},
+		{"the consumer's user may publish", "privilege", "dev", func(m *manifests, s *sources) {
+			for _, pm := range m.rabbitPerms {
+				if pm.Name == "kvstack-consumer" {
+					pm.Spec.Permissions.Write = ".*"
+				}
+			}
+		}},
+		{"the API's user may configure", "privilege", "prod", func(m *manifests, s *sources) {
+			for _, pm := range m.rabbitPerms {
+				if pm.Name == "kvstack-api" {
+					pm.Spec.Permissions.Configure = ".*"
+				}
+			}
+		}},
 		{"no WAL archive", "backups", "prod", func(m *manifests, s *sources) { m.postgreses[0].Spec.Plugins = nil }},
 		{"the WAL archived to a store the release lacks", "backups", "prod", func(m *manifests, s *sources) {
 			m.postgreses[0].Spec.Plugins[0].Parameters["barmanObjectName"] = "elsewhere"

@@ -170,6 +170,13 @@ func (m *manifests) secretRefs() []secretRef {
 			}
 		}
 	}
+	for _, u := range m.rabbitUsers {
+		if u.Spec.ImportCredentialsSecret != nil {
+			for _, key := range []string{"username", "password"} {
+				refs = append(refs, secretRef{"User " + u.Name, u.Spec.ImportCredentialsSecret.Name, key})
+			}
+		}
+	}
 	for _, os := range m.objectStores {
 		if c := os.Spec.Configuration.S3Credentials; c != nil {
 			for _, sel := range []*corev1.SecretKeySelector{c.AccessKeyID, c.SecretAccessKey} {
@@ -274,6 +281,13 @@ func checkSecrets(t testing.TB, m *manifests, s *sources) problems {
 		}
 		for name, w := range want {
 			if _, reads := s.env[k.bin][name]; !reads {
+				continue
+			}
+			if name == "RABBITMQ_URL" && k.bin != "migrate" && len(m.rabbitUsers) > 0 {
+				// A user of its own (checkPrivilege), its URI under key uri.
+				if e := envVar(k.c, name); e == nil || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil || e.ValueFrom.SecretKeyRef.Key != "uri" {
+					p.add("%s: RABBITMQ_URL must come from its user's Secret, key uri", k)
+				}
 				continue
 			}
 			e := envVar(k.c, name)

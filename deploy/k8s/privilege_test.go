@@ -1,6 +1,7 @@
 package k8s
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -72,6 +73,57 @@ func checkPrivilege(t testing.TB, m *manifests, s *sources) problems {
 		for _, mon := range monitors {
 			if !slices.Contains(list("KV_MIGRATE_MONITOR_ROLES"), mon) {
 				p.add("%s: KV_MIGRATE_MONITOR_ROLES %v lacks %s, the exporter's role, which could then not connect", migrate, list("KV_MIGRATE_MONITOR_ROLES"), mon)
+			}
+		}
+	}
+	// RabbitMQ: the API publishes as a user that may write to the default
+	// exchange alone, the consumers consume as one that may read the work
+	// queues alone; neither configures, neither is the default user.
+	for _, r := range m.rabbitmqs {
+		want := map[string]RabbitmqVhostPermissions{
+			"api":      {Configure: "^$", Write: `^amq\.default$`, Read: "^$"},
+			"consumer": {Configure: "^$", Write: "^$", Read: "^(add_key|del_key)$"},
+		}
+		for bin, perms := range want {
+			k := m.mainContainer(bin)
+			if k == nil {
+				continue
+			}
+			e := envVar(k.c, "RABBITMQ_URL")
+			if e == nil || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
+				p.add("%s: RABBITMQ_URL from no Secret", k)
+				continue
+			}
+			secret := e.ValueFrom.SecretKeyRef.Name
+			if secret == r.Name+rabbitmqSecretTail {
+				p.add("%s connects to RabbitmqCluster %s as its default user, an administrator: give it a user of its own", k, r.Name)
+				continue
+			}
+			var user *RabbitmqUser
+			for _, u := range m.rabbitUsers {
+				if u.Spec.ImportCredentialsSecret != nil && u.Spec.ImportCredentialsSecret.Name == secret && u.Spec.RabbitmqClusterReference.Name == r.Name {
+					user = u
+				}
+			}
+			if user == nil {
+				p.add("%s: RABBITMQ_URL from Secret %s, which no User of RabbitmqCluster %s imports", k, secret, r.Name)
+				continue
+			}
+			if len(user.Spec.Tags) > 0 {
+				p.add("User %s: tags %v, none needed", user.Name, user.Spec.Tags)
+			}
+			n := 0
+			for _, pm := range m.rabbitPerms {
+				if pm.Spec.UserReference == nil || pm.Spec.UserReference.Name != user.Name {
+					continue
+				}
+				n++
+				if pm.Spec.Vhost != "/" || pm.Spec.Permissions != perms {
+					p.add("Permission %s: %s on %s, want %+v on / (docs/SECURITY.md)", pm.Name, fmt.Sprintf("%+v", pm.Spec.Permissions), pm.Spec.Vhost, perms)
+				}
+			}
+			if n != 1 {
+				p.add("User %s: %d Permissions, want one", user.Name, n)
 			}
 		}
 	}

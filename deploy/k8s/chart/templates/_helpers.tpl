@@ -75,10 +75,18 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 {{- end -}}
 
 {{- define "kvstack.rabbitmqURL" -}}
+{{- include "kvstack.rabbitmqURLAs" (dict "Values" .Values "user" "") }}
+{{- end -}}
+
+{{/* RabbitMQ as one role's user (api, consumer), or "" the default user. */}}
+{{- define "kvstack.rabbitmqURLAs" -}}
 - name: RABBITMQ_URL
   valueFrom:
     secretKeyRef:
-{{- if eq .Values.rabbitmq.mode "operator" }}
+{{- if and (eq .Values.rabbitmq.mode "operator") .user }}
+      name: {{ (index .Values.rabbitmq.operator.users .user).secret }}
+      key: uri
+{{- else if eq .Values.rabbitmq.mode "operator" }}
       name: kvstack-rabbitmq-default-user
       key: connection_string
 {{- else }}
