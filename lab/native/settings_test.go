@@ -221,3 +221,34 @@ func TestMessageKeyMadeOnceAndShared(t *testing.T) {
 		t.Errorf("with KV_MESSAGE_KEYS set the consumer gets %q, want it", got)
 	}
 }
+
+// Least privilege: the replicas and the consumer connect as the app's
+// role, the PostgreSQL exporter as the monitor's; only migrate (Migrate's
+// test) has the owner's URL.
+func TestEachProcessHasItsOwnPostgresRole(t *testing.T) {
+	for _, topology := range []string{"single", "ha"} {
+		s, err := native.Load("../..", []string{"KV_TOPOLOGY=" + topology, "KV_STACK_DIR=" + t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range native.Processes(s) {
+			url, ok := p.Env["DATABASE_URL"]
+			if target := p.Env["DATA_SOURCE_NAME"]; target != "" {
+				url, ok = target, true
+			}
+			if !ok {
+				continue
+			}
+			want := "postgres://kvstack_app:"
+			if strings.HasPrefix(p.Name, "postgres-exporter") {
+				want = "postgres://kvstack_monitor:"
+			}
+			if !strings.HasPrefix(url, want) {
+				t.Errorf("%s: %s's PostgreSQL URL %s, want %s…", topology, p.Name, url, want)
+			}
+		}
+		if r := s.PostgresRoles(); r.Owner != (native.Credential{User: "kvstack", Password: "kvstack"}) || r.App.User != "kvstack_app" || r.Monitor.User != "kvstack_monitor" {
+			t.Errorf("%s: roles %+v", topology, r)
+		}
+	}
+}

@@ -7,7 +7,8 @@
 #   lab/scripts/services.sh install [deps|all]   install what is missing, start nothing
 #   lab/scripts/services.sh status               one line per service: up/down
 #
-# deps: PostgreSQL, Redis, RabbitMQ (+ rabbitmq_prometheus), role/db kvstack.
+# deps: PostgreSQL, Redis, RabbitMQ (+ rabbitmq_prometheus), role/db kvstack,
+#       the roles kvstack_app and kvstack_monitor.
 # all:  deps, plus nginx, prometheus, prometheus-alertmanager, supervisor, wrk,
 #       mtail and the nginx, PostgreSQL and Redis exporters, installed only
 #       (they run later under the project's own config; the system's
@@ -27,6 +28,14 @@ START_TIMEOUT="${START_TIMEOUT:-90}" # seconds to wait for a service to answer
 KV_DB_USER=kvstack
 KV_DB_PASSWORD=kvstack
 KV_DB_NAME=kvstack
+# Least privilege (docs/SECURITY.md): the replicas and the consumer connect
+# as KV_DB_APP_USER, the PostgreSQL exporter as KV_DB_MONITOR_USER (a member
+# of pg_monitor); migrate, as the owner, grants them what they need. The
+# stack's defaults (lab/native/settings.go) name these.
+KV_DB_APP_USER=kvstack_app
+KV_DB_APP_PASSWORD=kvstack_app
+KV_DB_MONITOR_USER=kvstack_monitor
+KV_DB_MONITOR_PASSWORD=kvstack_monitor
 
 HOST=127.0.0.1
 export DEBIAN_FRONTEND=noninteractive
@@ -160,6 +169,10 @@ ensure_database() {
 		 WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$KV_DB_USER')\gexec
 		SELECT 'CREATE DATABASE $KV_DB_NAME OWNER $KV_DB_USER'
 		 WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '$KV_DB_NAME')\gexec
+		SELECT 'CREATE ROLE $KV_DB_APP_USER LOGIN PASSWORD ''$KV_DB_APP_PASSWORD'''
+		 WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$KV_DB_APP_USER')\gexec
+		SELECT 'CREATE ROLE $KV_DB_MONITOR_USER LOGIN PASSWORD ''$KV_DB_MONITOR_PASSWORD'' IN ROLE pg_monitor'
+		 WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$KV_DB_MONITOR_USER')\gexec
 	SQL
 	# Check the way the app connects: TCP, password.
 	PGPASSWORD=$KV_DB_PASSWORD psql -X -q -h "$HOST" -p "$PGPORT" -U "$KV_DB_USER" \
@@ -307,7 +320,7 @@ cmd_status() {
 }
 
 usage() {
-	sed -n '2,17s/^# \{0,1\}//p' "$0" >&2
+	sed -n '2,18s/^# \{0,1\}//p' "$0" >&2
 	exit 2
 }
 

@@ -59,7 +59,7 @@ func newCLI(root string, environ []string, cmd string) (*cli, error) {
 				return nil
 			}
 			migrated = true
-			if err := c.engines.Postgres.CreateDatabase(ctx, "kvstack", "kvstack", "kvstack"); err != nil {
+			if err := engines.Provision(ctx, c.s, c.engines.Postgres); err != nil {
 				return err
 			}
 			return c.migrate(ctx)

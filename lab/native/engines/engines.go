@@ -5,6 +5,7 @@
 package engines
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -46,4 +47,24 @@ func ForStack(s *native.Settings, dir string) Single {
 		RabbitMQ: &engine.RabbitMQ{Node: fmt.Sprintf("kvstack%d@localhost", mq), Port: mq, DistPort: port("RABBITMQ_DIST_PORT"),
 			MetricsPort: port("RABBITMQ_METRICS_PORT"), Dir: filepath.Join(dir, "rabbitmq"), Log: s.LogFile("rabbitmq")},
 	}
+}
+
+// Provision makes, on a stack's own PostgreSQL (its primary), the roles
+// and the database its settings name (native.PostgresRoles): the owner,
+// who owns the database kvstack and runs the migrations, the app's role
+// and the exporter's, a member of pg_monitor. Migrate then grants them
+// (migrations.Grant).
+func Provision(ctx context.Context, s *native.Settings, pg *engine.Postgres) error {
+	r := s.PostgresRoles()
+	if err := pg.CreateDatabase(ctx, "kvstack", r.Owner.User, r.Owner.Password); err != nil {
+		return err
+	}
+	var roles []engine.Role
+	if r.App.User != r.Owner.User {
+		roles = append(roles, engine.Role{Name: r.App.User, Password: r.App.Password})
+	}
+	if r.Monitor.User != r.Owner.User && r.Monitor.User != r.App.User {
+		roles = append(roles, engine.Role{Name: r.Monitor.User, Password: r.Monitor.Password, In: []string{"pg_monitor"}})
+	}
+	return pg.CreateRoles(ctx, roles...)
 }

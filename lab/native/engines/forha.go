@@ -21,6 +21,8 @@ type HA struct {
 	RabbitMQ *engine.RabbitMQCluster
 	Redis    *engine.RedisCluster
 	Postgres *engine.PostgresPair
+
+	settings *native.Settings
 }
 
 // ForHA describes the HA topology's engines of s, their data under dir.
@@ -45,7 +47,7 @@ func ForHA(s *native.Settings, dir string) HA {
 	for i, n := range nodes.Postgres {
 		pg[i] = &engine.Postgres{Name: n.Name, Port: n.Port, Dir: filepath.Join(dir, n.Name), Log: s.LogFile(n.Name)}
 	}
-	return HA{RabbitMQ: mq, Redis: redis, Postgres: engine.NewPostgresPair(pg[0], pg[1])}
+	return HA{RabbitMQ: mq, Redis: redis, Postgres: engine.NewPostgresPair(pg[0], pg[1]), settings: s}
 }
 
 // Programs are every node's program. The RabbitMQ and Redis nodes start
@@ -80,7 +82,8 @@ func (h HA) Init(ctx context.Context) error {
 
 // Form waits, all at once, until the RabbitMQ cluster has every member
 // running, the Redis Cluster is created and whole, and a PostgreSQL
-// primary answers; then it makes the kvstack role and database on it.
+// primary answers; then it makes the kvstack roles and database on it
+// (Provision).
 func (h HA) Form(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, formTimeout)
 	defer cancel()
@@ -97,7 +100,11 @@ func (h HA) Form(ctx context.Context) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	return h.Postgres.CreateDatabase(ctx, "kvstack", "kvstack", "kvstack")
+	primary, err := h.Postgres.Primary(ctx)
+	if err != nil {
+		return err
+	}
+	return Provision(ctx, h.settings, primary)
 }
 
 // formTimeout bounds Form: three RabbitMQ nodes take ~26 s to form at
