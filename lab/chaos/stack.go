@@ -84,6 +84,7 @@ func startPrivate(ctx context.Context, root, dir, engineDir string, log io.Write
 		c.pg.Port, c.redis.Port, c.mq.Node, c.mq.Port, time.Since(started).Round(100*time.Millisecond))
 	err = errors.Join(
 		engines.Provision(ctx, s, c.pg),
+		engines.ProvisionRabbitMQ(ctx, s, c.mq),
 		native.Build(ctx, s, log),
 	)
 	if err == nil {

@@ -5,11 +5,13 @@ package e2e
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 // Least privilege (docs/SECURITY.md): each process's credentials allow
@@ -62,4 +64,68 @@ func TestPostgresRolesHoldLeastPrivilege(t *testing.T) {
 	if err := app.QueryRow(ctx, "SELECT has_database_privilege('public', current_database(), 'CONNECT')").Scan(&publicConnect); err != nil || publicConnect {
 		t.Errorf("PUBLIC may connect to the database: %v (%v), want revoked", publicConnect, err)
 	}
+}
+
+// The replicas' RabbitMQ user may publish and nothing else: it cannot
+// consume a work queue, nor delete one. The consumers' may consume and
+// nothing else: it cannot publish to a work queue.
+func TestRabbitMQUsersHoldLeastPrivilege(t *testing.T) {
+	env := loadStackEnv(t)
+	add, _ := env.s.WorkQueues()
+	dial := func(what, urls string) *amqp.Channel {
+		t.Helper()
+		url, _, _ := strings.Cut(urls, ",")
+		conn, err := amqp.Dial(url)
+		if err != nil {
+			t.Fatalf("connect as %s: %v", what, err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		ch, err := conn.Channel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ch
+	}
+	refused := func(what string, err error) {
+		t.Helper()
+		var aerr *amqp.Error
+		if !errors.As(err, &aerr) || aerr.Code != amqp.AccessRefused {
+			t.Errorf("%s: %v, want ACCESS_REFUSED (403)", what, err)
+		}
+	}
+
+	api := dial("the API (KV_API_RABBITMQ_URL)", env.s.Get("KV_API_RABBITMQ_URL"))
+	deliveries, err := api.Consume(add, "e2e-privilege", false, false, false, false, nil)
+	if err == nil {
+		api.Cancel("e2e-privilege", false) // unacked: back on the queue at once
+		for range deliveries {
+		}
+	}
+	refused("the API's user consumes "+add, err)
+	api = dial("the API (KV_API_RABBITMQ_URL)", env.s.Get("KV_API_RABBITMQ_URL"))
+	// if-unused: were it allowed, the consumers' queue would still stay.
+	_, err = api.QueueDelete(add, true, false, false)
+	refused("the API's user deletes "+add, err)
+
+	consumer := dial("the consumer (KV_CONSUMER_RABBITMQ_URL)", env.s.Get("KV_CONSUMER_RABBITMQ_URL"))
+	if err := consumer.Confirm(false); err != nil {
+		t.Fatal(err)
+	}
+	closed := consumer.NotifyClose(make(chan *amqp.Error, 1))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	// Unsigned: were it let through, the consumer would dead-letter it.
+	confirm, err := consumer.PublishWithDeferredConfirmWithContext(ctx, "", add, false, false, amqp.Publishing{Body: []byte("e2e-privilege")})
+	if err == nil {
+		select {
+		case e := <-closed:
+			err = e
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		if err == ctx.Err() && confirm != nil && confirm.Acked() {
+			err = errors.New("published and confirmed")
+		}
+	}
+	refused("the consumer's user publishes to "+add, err)
 }

@@ -72,7 +72,9 @@ var Variables = []Variable{
 	{"DATABASE_URL", "postgres://kvstack:kvstack@${KV_BIND_HOST}:${PGPORT}/kvstack?sslmode=disable", "PostgreSQL as the owner of the database and schema, for migrate (which grants KV_APP_DATABASE_URL's and POSTGRES_EXPORTER_DSN's roles what they need); in the HA topology both nodes, the client connecting to the one that takes writes"},
 	{"KV_APP_DATABASE_URL", "postgres://kvstack_app:kvstack_app@${KV_BIND_HOST}:${PGPORT}/kvstack?sslmode=disable", "PostgreSQL for the replicas and the consumer (their DATABASE_URL): a role that may only read and write kv_store's rows and read kv_settings"},
 	{"REDIS_ADDR", "${KV_BIND_HOST}:${REDIS_PORT}", "Redis; several addresses (the HA topology's six nodes) make a Redis Cluster client"},
-	{"RABBITMQ_URL", "amqp://guest:guest@${KV_BIND_HOST}:${RABBITMQ_PORT}/", "RabbitMQ; several URLs (the HA topology's three nodes), comma-separated, are tried in turn"},
+	{"RABBITMQ_URL", "amqp://guest:guest@${KV_BIND_HOST}:${RABBITMQ_PORT}/", "RabbitMQ as a user who may declare the queues, for migrate; several URLs (the HA topology's three nodes), comma-separated, are tried in turn"},
+	{"KV_API_RABBITMQ_URL", "amqp://kvstack_api:kvstack_api@${KV_BIND_HOST}:${RABBITMQ_PORT}/", "RabbitMQ for the replicas (their RABBITMQ_URL): a user who may only publish to the default exchange"},
+	{"KV_CONSUMER_RABBITMQ_URL", "amqp://kvstack_consumer:kvstack_consumer@${KV_BIND_HOST}:${RABBITMQ_PORT}/", "RabbitMQ for the consumers (their RABBITMQ_URL): a user who may only consume the work queues"},
 	{"POSTGRES_EXPORTER_DSN", "postgres://kvstack_monitor:kvstack_monitor@${KV_BIND_HOST}:${PGPORT}/kvstack?sslmode=disable", "PostgreSQL, for prometheus-postgres-exporter: a member of pg_monitor that may connect and read statistics, and no table of kvstack's. In the HA topology each node's exporter gets it with that node's address alone"},
 	{"OTEL_EXPORTER_OTLP_ENDPOINT", "http://${KV_BIND_HOST}:${KV_JAEGER_OTLP_HTTP_PORT}", "where api1, api2 and the consumer send traces"},
 	{"OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf", ""},
@@ -108,11 +110,13 @@ var Variables = []Variable{
 // haDefaults replace the defaults of these Variables in the HA topology
 // (KV_TOPOLOGY=ha): the services are its clusters, every node listed.
 var haDefaults = map[string]string{
-	"DATABASE_URL":          "postgres://kvstack:kvstack@${KV_BIND_HOST}:${KV_HA_POSTGRES1_PORT},${KV_BIND_HOST}:${KV_HA_POSTGRES2_PORT}/kvstack?sslmode=disable&target_session_attrs=read-write",
-	"KV_APP_DATABASE_URL":   "postgres://kvstack_app:kvstack_app@${KV_BIND_HOST}:${KV_HA_POSTGRES1_PORT},${KV_BIND_HOST}:${KV_HA_POSTGRES2_PORT}/kvstack?sslmode=disable&target_session_attrs=read-write",
-	"POSTGRES_EXPORTER_DSN": "postgres://kvstack_monitor:kvstack_monitor@${KV_BIND_HOST}:${KV_HA_POSTGRES1_PORT}/kvstack?sslmode=disable",
-	"REDIS_ADDR":            "${KV_BIND_HOST}:${KV_HA_REDIS1_PORT},${KV_BIND_HOST}:${KV_HA_REDIS2_PORT},${KV_BIND_HOST}:${KV_HA_REDIS3_PORT},${KV_BIND_HOST}:${KV_HA_REDIS4_PORT},${KV_BIND_HOST}:${KV_HA_REDIS5_PORT},${KV_BIND_HOST}:${KV_HA_REDIS6_PORT}",
-	"RABBITMQ_URL":          "amqp://guest:guest@${KV_BIND_HOST}:${KV_HA_RABBITMQ1_PORT}/,amqp://guest:guest@${KV_BIND_HOST}:${KV_HA_RABBITMQ2_PORT}/,amqp://guest:guest@${KV_BIND_HOST}:${KV_HA_RABBITMQ3_PORT}/",
+	"DATABASE_URL":             "postgres://kvstack:kvstack@${KV_BIND_HOST}:${KV_HA_POSTGRES1_PORT},${KV_BIND_HOST}:${KV_HA_POSTGRES2_PORT}/kvstack?sslmode=disable&target_session_attrs=read-write",
+	"KV_APP_DATABASE_URL":      "postgres://kvstack_app:kvstack_app@${KV_BIND_HOST}:${KV_HA_POSTGRES1_PORT},${KV_BIND_HOST}:${KV_HA_POSTGRES2_PORT}/kvstack?sslmode=disable&target_session_attrs=read-write",
+	"POSTGRES_EXPORTER_DSN":    "postgres://kvstack_monitor:kvstack_monitor@${KV_BIND_HOST}:${KV_HA_POSTGRES1_PORT}/kvstack?sslmode=disable",
+	"REDIS_ADDR":               "${KV_BIND_HOST}:${KV_HA_REDIS1_PORT},${KV_BIND_HOST}:${KV_HA_REDIS2_PORT},${KV_BIND_HOST}:${KV_HA_REDIS3_PORT},${KV_BIND_HOST}:${KV_HA_REDIS4_PORT},${KV_BIND_HOST}:${KV_HA_REDIS5_PORT},${KV_BIND_HOST}:${KV_HA_REDIS6_PORT}",
+	"RABBITMQ_URL":             "amqp://guest:guest@${KV_BIND_HOST}:${KV_HA_RABBITMQ1_PORT}/,amqp://guest:guest@${KV_BIND_HOST}:${KV_HA_RABBITMQ2_PORT}/,amqp://guest:guest@${KV_BIND_HOST}:${KV_HA_RABBITMQ3_PORT}/",
+	"KV_API_RABBITMQ_URL":      "amqp://kvstack_api:kvstack_api@${KV_BIND_HOST}:${KV_HA_RABBITMQ1_PORT}/,amqp://kvstack_api:kvstack_api@${KV_BIND_HOST}:${KV_HA_RABBITMQ2_PORT}/,amqp://kvstack_api:kvstack_api@${KV_BIND_HOST}:${KV_HA_RABBITMQ3_PORT}/",
+	"KV_CONSUMER_RABBITMQ_URL": "amqp://kvstack_consumer:kvstack_consumer@${KV_BIND_HOST}:${KV_HA_RABBITMQ1_PORT}/,amqp://kvstack_consumer:kvstack_consumer@${KV_BIND_HOST}:${KV_HA_RABBITMQ2_PORT}/,amqp://kvstack_consumer:kvstack_consumer@${KV_BIND_HOST}:${KV_HA_RABBITMQ3_PORT}/",
 }
 
 // Settings is stack.env overlaid with the environment, and every Variable
@@ -339,6 +343,34 @@ func credential(rawURL string) Credential {
 		pass = p
 	}
 	return Credential{User: user, Password: pass}
+}
+
+// RabbitMQCredentials are the users of KV_API_RABBITMQ_URL and
+// KV_CONSUMER_RABBITMQ_URL (their first URL's).
+func (s *Settings) RabbitMQCredentials() (api, consumer Credential) {
+	first := func(name string) Credential {
+		raw, _, _ := strings.Cut(s.Get(name), ",")
+		u, err := url.Parse(raw)
+		if err != nil || u.User == nil {
+			return Credential{}
+		}
+		p, _ := u.User.Password()
+		return Credential{User: u.User.Username(), Password: p}
+	}
+	return first("KV_API_RABBITMQ_URL"), first("KV_CONSUMER_RABBITMQ_URL")
+}
+
+// WorkQueues are the names of the work queues the binaries use: the
+// caller's RABBITMQ_QUEUE_ADD and RABBITMQ_QUEUE_DEL, or their defaults.
+func (s *Settings) WorkQueues() (add, del string) {
+	add, del = s.environ["RABBITMQ_QUEUE_ADD"], s.environ["RABBITMQ_QUEUE_DEL"]
+	if add == "" {
+		add = "add_key"
+	}
+	if del == "" {
+		del = "del_key"
+	}
+	return add, del
 }
 
 // PostgresRoles are the PostgreSQL roles of the stack: the owner

@@ -224,14 +224,24 @@ func TestMessageKeyMadeOnceAndShared(t *testing.T) {
 
 // Least privilege: the replicas and the consumer connect as the app's
 // role, the PostgreSQL exporter as the monitor's; only migrate (Migrate's
-// test) has the owner's URL.
-func TestEachProcessHasItsOwnPostgresRole(t *testing.T) {
+// test) has the owner's URL. The replicas' RabbitMQ user is the
+// publisher's, the consumers' the consumer's.
+func TestEachProcessHasItsOwnCredentials(t *testing.T) {
 	for _, topology := range []string{"single", "ha"} {
 		s, err := native.Load("../..", []string{"KV_TOPOLOGY=" + topology, "KV_STACK_DIR=" + t.TempDir()})
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, p := range native.Processes(s) {
+			if mq, ok := p.Env["RABBITMQ_URL"]; ok {
+				want := "amqp://kvstack_consumer:"
+				if strings.HasPrefix(p.Name, "api") {
+					want = "amqp://kvstack_api:"
+				}
+				if !strings.HasPrefix(mq, want) {
+					t.Errorf("%s: %s's RabbitMQ URL %s, want %s…", topology, p.Name, mq, want)
+				}
+			}
 			url, ok := p.Env["DATABASE_URL"]
 			if target := p.Env["DATA_SOURCE_NAME"]; target != "" {
 				url, ok = target, true

@@ -59,7 +59,8 @@ func newCLI(root string, environ []string, cmd string) (*cli, error) {
 				return nil
 			}
 			migrated = true
-			if err := engines.Provision(ctx, c.s, c.engines.Postgres); err != nil {
+			if err := errors.Join(engines.Provision(ctx, c.s, c.engines.Postgres),
+				engines.ProvisionRabbitMQ(ctx, c.s, c.engines.RabbitMQ)); err != nil {
 				return err
 			}
 			return c.migrate(ctx)

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"strconv"
 
 	"github.com/kvstack/kvstack/internal/engine"
@@ -67,4 +68,17 @@ func Provision(ctx context.Context, s *native.Settings, pg *engine.Postgres) err
 		roles = append(roles, engine.Role{Name: r.Monitor.User, Password: r.Monitor.Password, In: []string{"pg_monitor"}})
 	}
 	return pg.CreateRoles(ctx, roles...)
+}
+
+// ProvisionRabbitMQ makes, on a stack's own RabbitMQ (one node of a
+// cluster: users are the cluster's), the API's user, who may only publish
+// to the default exchange, and the consumer's, who may only consume the
+// work queues (docs/SECURITY.md). migrate declares the queues as guest.
+func ProvisionRabbitMQ(ctx context.Context, s *native.Settings, node *engine.RabbitMQ) error {
+	api, consumer := s.RabbitMQCredentials()
+	add, del := s.WorkQueues()
+	return node.AddUsers(ctx,
+		engine.User{Name: api.User, Password: api.Password, Configure: "^$", Write: `^amq\.default$`, Read: "^$"},
+		engine.User{Name: consumer.User, Password: consumer.Password, Configure: "^$", Write: "^$",
+			Read: "^(" + regexp.QuoteMeta(add) + "|" + regexp.QuoteMeta(del) + ")$"})
 }

@@ -104,7 +104,7 @@ func (h HA) Form(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	return Provision(ctx, h.settings, primary)
+	return errors.Join(Provision(ctx, h.settings, primary), ProvisionRabbitMQ(ctx, h.settings, h.RabbitMQ.Nodes[0]))
 }
 
 // formTimeout bounds Form: three RabbitMQ nodes take ~26 s to form at
