@@ -18,7 +18,29 @@ type Redis struct {
 	Dir  string
 	Log  string // its output (default Dir/NAME.log)
 
+	// Users are ACL users besides the default one (which stays open to
+	// loopback, as the harness's checks and the cluster's own tools use
+	// it): kvstack's least-privilege users (docs/SECURITY.md).
+	Users []RedisUser
+
 	cluster *RedisCluster // set for a node of a cluster (RedisCluster.Nodes)
+}
+
+// RedisUser is an ACL user: its password and its rules (ACL SETUSER's:
+// key patterns, commands), given to the server as a user directive.
+type RedisUser struct {
+	Name, Password string
+	Rules          []string
+}
+
+// userArgs are the command line's user directives: a user, on, its
+// password, its rules.
+func userArgs(users []RedisUser) []string {
+	var args []string
+	for _, u := range users {
+		args = append(append(args, "--user", u.Name, "reset", "on", ">"+u.Password), u.Rules...)
+	}
+	return args
 }
 
 func (r *Redis) name() string {
@@ -53,6 +75,7 @@ func (r *Redis) Program() supervisor.Program {
 	if r.cluster != nil {
 		command = r.clusterCommand()
 	}
+	command = append(command, userArgs(r.Users)...)
 	return supervisor.Program{
 		Name: r.name(), Command: command, Dir: r.Dir, User: acct.name, Priority: 1,
 		Health: supervisor.RedisProbe{Addr: r.Addr()}, Addr: r.Addr(), Log: logFile(r.Log, r.Dir, r.name()),

@@ -75,6 +75,13 @@ var Variables = []Variable{
 	{"RABBITMQ_URL", "amqp://guest:guest@${KV_BIND_HOST}:${RABBITMQ_PORT}/", "RabbitMQ as a user who may declare the queues, for migrate; several URLs (the HA topology's three nodes), comma-separated, are tried in turn"},
 	{"KV_API_RABBITMQ_URL", "amqp://kvstack_api:kvstack_api@${KV_BIND_HOST}:${RABBITMQ_PORT}/", "RabbitMQ for the replicas (their RABBITMQ_URL): a user who may only publish to the default exchange"},
 	{"KV_CONSUMER_RABBITMQ_URL", "amqp://kvstack_consumer:kvstack_consumer@${KV_BIND_HOST}:${RABBITMQ_PORT}/", "RabbitMQ for the consumers (their RABBITMQ_URL): a user who may only consume the work queues"},
+	// The shared Redis is the machine's, its users its own: the stack
+	// uses its default user. Its own (KV_ENGINES=private, the HA
+	// topology) have ACL users (privateDefaults, engines.RedisUsers).
+	{"REDIS_USERNAME", "", "the Redis ACL user of the replicas and the consumer: none (the default user) on the shared Redis; kvstack_app, limited to the cache's keys and commands, on the stack's own"},
+	{"REDIS_PASSWORD", "", "its password"},
+	{"KV_REDIS_EXPORTER_USERNAME", "", "the Redis exporter's ACL user: none on the shared Redis; kvstack_monitor, which may read the server's statistics and no key, on the stack's own"},
+	{"KV_REDIS_EXPORTER_PASSWORD", "", "its password"},
 	{"POSTGRES_EXPORTER_DSN", "postgres://kvstack_monitor:kvstack_monitor@${KV_BIND_HOST}:${PGPORT}/kvstack?sslmode=disable", "PostgreSQL, for prometheus-postgres-exporter: a member of pg_monitor that may connect and read statistics, and no table of kvstack's. In the HA topology each node's exporter gets it with that node's address alone"},
 	{"OTEL_EXPORTER_OTLP_ENDPOINT", "http://${KV_BIND_HOST}:${KV_JAEGER_OTLP_HTTP_PORT}", "where api1, api2 and the consumer send traces"},
 	{"OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf", ""},
@@ -117,6 +124,16 @@ var haDefaults = map[string]string{
 	"RABBITMQ_URL":             "amqp://guest:guest@${KV_BIND_HOST}:${KV_HA_RABBITMQ1_PORT}/,amqp://guest:guest@${KV_BIND_HOST}:${KV_HA_RABBITMQ2_PORT}/,amqp://guest:guest@${KV_BIND_HOST}:${KV_HA_RABBITMQ3_PORT}/",
 	"KV_API_RABBITMQ_URL":      "amqp://kvstack_api:kvstack_api@${KV_BIND_HOST}:${KV_HA_RABBITMQ1_PORT}/,amqp://kvstack_api:kvstack_api@${KV_BIND_HOST}:${KV_HA_RABBITMQ2_PORT}/,amqp://kvstack_api:kvstack_api@${KV_BIND_HOST}:${KV_HA_RABBITMQ3_PORT}/",
 	"KV_CONSUMER_RABBITMQ_URL": "amqp://kvstack_consumer:kvstack_consumer@${KV_BIND_HOST}:${KV_HA_RABBITMQ1_PORT}/,amqp://kvstack_consumer:kvstack_consumer@${KV_BIND_HOST}:${KV_HA_RABBITMQ2_PORT}/,amqp://kvstack_consumer:kvstack_consumer@${KV_BIND_HOST}:${KV_HA_RABBITMQ3_PORT}/",
+}
+
+// privateDefaults replace the defaults of these Variables where the stack
+// runs its own engines (KV_ENGINES=private, the HA topology): their ACL
+// users.
+var privateDefaults = map[string]string{
+	"REDIS_USERNAME":             "kvstack_app",
+	"REDIS_PASSWORD":             "kvstack_app",
+	"KV_REDIS_EXPORTER_USERNAME": "kvstack_monitor",
+	"KV_REDIS_EXPORTER_PASSWORD": "kvstack_monitor",
 }
 
 // Settings is stack.env overlaid with the environment, and every Variable
@@ -202,6 +219,9 @@ func Load(root string, environ []string) (*Settings, error) {
 // defaultOf is a Variable's default in the topology chosen so far.
 func (s *Settings) defaultOf(v Variable) string {
 	if d, ok := haDefaults[v.Name]; ok && s.vars["KV_TOPOLOGY"] == "ha" {
+		return d
+	}
+	if d, ok := privateDefaults[v.Name]; ok && (s.vars["KV_TOPOLOGY"] == "ha" || s.vars["KV_ENGINES"] == "private") {
 		return d
 	}
 	return v.Default
@@ -300,7 +320,7 @@ func (s *Settings) appEnv() map[string]string {
 		}
 	}
 	for _, name := range []string{"DATABASE_URL", "REDIS_ADDR", "RABBITMQ_URL", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG", "KV_MAX_BODY_BYTES",
-		"KV_AUTH", "KV_AUTH_ISSUER", "KV_AUTH_JWKS_FILE", "KV_AUTH_POLICY_FILE"} {
+		"KV_AUTH", "KV_AUTH_ISSUER", "KV_AUTH_JWKS_FILE", "KV_AUTH_POLICY_FILE", "REDIS_USERNAME", "REDIS_PASSWORD"} {
 		env[name] = s.Get(name)
 	}
 	env["KV_MESSAGE_KEYS"] = s.messageKey
@@ -358,6 +378,15 @@ func (s *Settings) RabbitMQCredentials() (api, consumer Credential) {
 		return Credential{User: u.User.Username(), Password: p}
 	}
 	return first("KV_API_RABBITMQ_URL"), first("KV_CONSUMER_RABBITMQ_URL")
+}
+
+// RedisKeyPrefix is the cache's key prefix the binaries use: the
+// caller's REDIS_KEY_PREFIX, or its default.
+func (s *Settings) RedisKeyPrefix() string {
+	if p := s.environ["REDIS_KEY_PREFIX"]; p != "" {
+		return p
+	}
+	return "kv:"
 }
 
 // WorkQueues are the names of the work queues the binaries use: the

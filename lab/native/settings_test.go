@@ -262,3 +262,31 @@ func TestEachProcessHasItsOwnCredentials(t *testing.T) {
 		}
 	}
 }
+
+// The shared Redis is the machine's: no ACL user. The stack's own Redis
+// has two, and the replicas, the consumers and the exporter use them.
+func TestRedisUsersOnlyOnTheStacksOwnRedis(t *testing.T) {
+	for _, c := range []struct {
+		environ []string
+		want    string
+	}{
+		{[]string{"KV_ENGINES=shared"}, ""},
+		{[]string{"KV_ENGINES=private"}, "kvstack_app"},
+		{[]string{"KV_TOPOLOGY=ha"}, "kvstack_app"},
+	} {
+		s, err := native.Load("../..", append(c.environ, "KV_STACK_DIR="+t.TempDir()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range native.Processes(s) {
+			if strings.HasPrefix(p.Name, "api") || strings.HasPrefix(p.Name, "consumer") {
+				if got := p.Env["REDIS_USERNAME"]; got != c.want || (c.want != "" && p.Env["REDIS_PASSWORD"] == "") {
+					t.Errorf("%v: %s's REDIS_USERNAME %q, want %q (and a password)", c.environ, p.Name, got, c.want)
+				}
+			}
+			if strings.HasPrefix(p.Name, "redis-exporter") && (p.Env["REDIS_USER"] != "") != (c.want != "") {
+				t.Errorf("%v: %s's user %q", c.environ, p.Name, p.Env["REDIS_USER"])
+			}
+		}
+	}
+}

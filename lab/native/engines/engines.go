@@ -44,7 +44,7 @@ func ForStack(s *native.Settings, dir string) Single {
 	mq := port("RABBITMQ_PORT")
 	return Single{
 		Postgres: &engine.Postgres{Port: port("PGPORT"), Dir: filepath.Join(dir, "postgres"), Log: s.LogFile("postgres")},
-		Redis:    &engine.Redis{Port: port("REDIS_PORT"), Dir: filepath.Join(dir, "redis"), Log: s.LogFile("redis")},
+		Redis:    &engine.Redis{Port: port("REDIS_PORT"), Dir: filepath.Join(dir, "redis"), Log: s.LogFile("redis"), Users: RedisUsers(s)},
 		RabbitMQ: &engine.RabbitMQ{Node: fmt.Sprintf("kvstack%d@localhost", mq), Port: mq, DistPort: port("RABBITMQ_DIST_PORT"),
 			MetricsPort: port("RABBITMQ_METRICS_PORT"), Dir: filepath.Join(dir, "rabbitmq"), Log: s.LogFile("rabbitmq")},
 	}
@@ -81,4 +81,41 @@ func ProvisionRabbitMQ(ctx context.Context, s *native.Settings, node *engine.Rab
 		engine.User{Name: api.User, Password: api.Password, Configure: "^$", Write: `^amq\.default$`, Read: "^$"},
 		engine.User{Name: consumer.User, Password: consumer.Password, Configure: "^$", Write: "^$",
 			Read: "^(" + regexp.QuoteMeta(add) + "|" + regexp.QuoteMeta(del) + ")$"})
+}
+
+// RedisUsers are the ACL users of a stack's own Redis (docs/SECURITY.md):
+// the app's (REDIS_USERNAME), limited to the cache's keys (the key prefix:
+// client entries and the cache's own marks) and the commands and script
+// the cache runs; the exporter's (KV_REDIS_EXPORTER_USERNAME), limited to
+// the server's statistics and no key. None when the settings name none.
+func RedisUsers(s *native.Settings) []engine.RedisUser {
+	var users []engine.RedisUser
+	if u := s.Get("REDIS_USERNAME"); u != "" {
+		users = append(users, engine.RedisUser{Name: u, Password: s.Get("REDIS_PASSWORD"), Rules: []string{
+			"~" + globEscape(s.RedisKeyPrefix()) + "*", "resetchannels", "-@all",
+			"+ping", "+hello", "+auth", "+echo", "+select", "+readonly", "+asking", "+client|setname",
+			// The cache: reads, the compare-and-set script and what it calls.
+			"+hmget", "+evalsha", "+eval", "+script|load", "+hget", "+hset", "+del", "+pexpire",
+			// Purge, the restart and failover marks, the cluster's map.
+			"+scan", "+unlink", "+get", "+set", "+info", "+cluster|shards", "+cluster|slots", "+cluster|nodes"}})
+	}
+	if u := s.Get("KV_REDIS_EXPORTER_USERNAME"); u != "" {
+		users = append(users, engine.RedisUser{Name: u, Password: s.Get("KV_REDIS_EXPORTER_PASSWORD"), Rules: []string{
+			"resetkeys", "resetchannels", "-@all", "+ping", "+hello", "+auth", "+select", "+client|setname", "+client|list",
+			"+info", "+config|get", "+cluster|info", "+slowlog", "+latency", "+dbsize", "+memory|stats"}})
+	}
+	return users
+}
+
+// globEscape escapes Redis glob's special characters in a key prefix.
+func globEscape(s string) string {
+	var b []byte
+	for i := range len(s) {
+		switch s[i] {
+		case '*', '?', '[', ']', '\\':
+			b = append(b, '\\')
+		}
+		b = append(b, s[i])
+	}
+	return string(b)
 }

@@ -42,7 +42,7 @@ func ForHA(s *native.Settings, dir string) HA {
 	for _, n := range nodes.Redis {
 		redisPorts = append(redisPorts, n.Port)
 	}
-	redis := &engine.RedisCluster{Name: "redis", Ports: redisPorts, Dir: dir, LogDir: filepath.Dir(s.LogFile("redis"))}
+	redis := &engine.RedisCluster{Name: "redis", Ports: redisPorts, Dir: dir, LogDir: filepath.Dir(s.LogFile("redis")), Users: RedisUsers(s)}
 	pg := make([]*engine.Postgres, len(nodes.Postgres))
 	for i, n := range nodes.Postgres {
 		pg[i] = &engine.Postgres{Name: n.Name, Port: n.Port, Dir: filepath.Join(dir, n.Name), Log: s.LogFile(n.Name)}
