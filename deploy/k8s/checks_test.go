@@ -45,6 +45,7 @@ var checks = map[string]check{
 	"postgres":   checkPostgresMonitoring,
 	"migrations": checkMigrations,
 	"backups":    checkBackups,
+	"enginetls":  checkEngineTLS,
 }
 
 func TestCrossChecks(t *testing.T) {
@@ -268,9 +269,29 @@ func checkProbes(t testing.TB, m *manifests, s *sources) problems {
 				p.add("%s: %s probe on port %v, not the http port the binary listens on", k, kind, pr.HTTPGet.Port.String())
 			}
 		}
+		// No stricter than what the chaos campaign proves the outages
+		// leave alone (lab/chaos/readiness.go): there a replica is out when
+		// /readyz says so, or after three polls in a row unanswered within
+		// their second. The probe may take a silent replica out no sooner:
+		// a stricter probe could take every replica out on a loaded node,
+		// where /readyz itself never would.
+		if pr := k.c.ReadinessProbe; pr != nil {
+			silent := (pr.FailureThreshold-1)*pr.PeriodSeconds + pr.TimeoutSeconds
+			if pr.TimeoutSeconds < chaosProbeTimeout || silent < chaosProbeFailures*chaosProbeTimeout {
+				p.add("%s: readiness probe (timeout %d s, period %d s, failureThreshold %d) takes a replica silent for %d s out: sooner than the chaos campaign's %d s (%d polls of %d s)", k, pr.TimeoutSeconds, pr.PeriodSeconds, pr.FailureThreshold, silent, chaosProbeFailures*chaosProbeTimeout, chaosProbeFailures, chaosProbeTimeout)
+			}
+		}
 	}
 	return p
 }
+
+// chaosProbeTimeout and chaosProbeFailures are how lab/chaos/readiness.go
+// tells a replica taken out: a /readyz not answered within a second, three
+// times in a row (or a 503).
+const (
+	chaosProbeTimeout  = 1
+	chaosProbeFailures = 3
+)
 
 // The API scales by CPU between an HPA's bounds behind a disruption budget
 // and spreads across nodes; the consumer scales on both queues by KEDA,

@@ -9,7 +9,9 @@
 // is more of them, each one more program under the same supervisor:
 // RabbitMQCluster is RabbitMQ nodes listing each other as Peers,
 // PostgresPair a primary and its synchronous standby, RedisCluster nodes in
-// cluster mode.
+// cluster mode. A Postgres whose Archive is a PgBackRest archives its WAL
+// and takes base backups into a local pgBackRest repository, from which it
+// is restored to a point in time.
 package engine
 
 import (

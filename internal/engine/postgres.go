@@ -39,6 +39,9 @@ type Postgres struct {
 	// Peers are the other nodes of its replication group (PostgresPair);
 	// none for a server of its own.
 	Peers []*Postgres
+	// Archive, when set, archives its WAL and takes its base backups with
+	// pgBackRest (PgBackRest): point-in-time recovery.
+	Archive *PgBackRest
 }
 
 func (p *Postgres) name() string {
@@ -67,6 +70,11 @@ func version(path string) int {
 // group copies the group's primary (pg_basebackup) when a peer answers as
 // one; the first node of a new group (no peer holds data) runs initdb.
 func (p *Postgres) Init(ctx context.Context) error {
+	if p.Archive != nil {
+		if err := p.Archive.prepare(p); err != nil {
+			return err
+		}
+	}
 	if p.hasData() {
 		return nil
 	}
@@ -201,12 +209,17 @@ func (p *Postgres) Program() supervisor.Program {
 	if p.Immediate {
 		stop = "QUIT"
 	}
+	command := []string{filepath.Join(bin, "postgres"), "-D", p.data(),
+		"-c", "listen_addresses=127.0.0.1", "-c", "port=" + strconv.Itoa(p.Port),
+		"-c", "unix_socket_directories=", "-c", "max_connections=" + maxConnections}
+	if p.Archive != nil {
+		p.Archive.pg = p
+		command = append(command, p.Archive.settings(p)...)
+	}
 	return supervisor.Program{
-		Name: p.name(),
-		Command: []string{filepath.Join(bin, "postgres"), "-D", p.data(),
-			"-c", "listen_addresses=127.0.0.1", "-c", "port=" + strconv.Itoa(p.Port),
-			"-c", "unix_socket_directories=", "-c", "max_connections=" + maxConnections},
-		Dir: p.Dir, User: acct.name, Priority: priority, StopSignal: stop, StopWait: 60 * time.Second,
+		Name:    p.name(),
+		Command: command,
+		Dir:     p.Dir, User: acct.name, Priority: priority, StopSignal: stop, StopWait: 60 * time.Second,
 		Health: pgProbe{p}, Addr: addr(p.Port), Log: logFile(p.Log, p.Dir, p.name()),
 	}
 }

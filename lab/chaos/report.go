@@ -171,11 +171,13 @@ func (p report) haMarkdown() string {
 // writeReport writes the campaign's part of the report at path, keeping
 // the other campaign's part.
 func (p report) writeReport(path string) error {
-	old, err := os.ReadFile(path)
+	b, err := os.ReadFile(path)
 	if err != nil && !os.IsNotExist(err) {
 		return err
 	}
-	single, ha, found := strings.Cut(string(old), haMarker)
+	// The DR drill's section, last, is kept as it is.
+	old, dr, withDR := strings.Cut(string(b), drMarker)
+	single, ha, found := strings.Cut(old, haMarker)
 	var text string
 	switch {
 	case p.s.mode == "ha" && strings.TrimSpace(single) == "":
@@ -186,6 +188,9 @@ func (p report) writeReport(path string) error {
 		text = p.markdown() + "\n" + haMarker + ha
 	default:
 		text = p.markdown()
+	}
+	if withDR {
+		text = strings.TrimRight(text, "\n") + "\n\n" + drMarker + dr
 	}
 	return os.WriteFile(path, []byte(text), 0o644)
 }

@@ -11,7 +11,7 @@
 #       the roles kvstack_app and kvstack_monitor, the RabbitMQ users
 #       kvstack_api and kvstack_consumer.
 # all:  deps, plus nginx, prometheus, prometheus-alertmanager, supervisor, wrk,
-#       mtail and the nginx, PostgreSQL and Redis exporters, installed only
+#       mtail, the nginx, PostgreSQL and Redis exporters and pgbackrest, installed only
 #       (they run later under the project's own config; the system's
 #       supervisord is never started).
 #
@@ -103,6 +103,7 @@ TOOL_PACKAGES=(
 	"prometheus-nginx-exporter=prometheus-nginx-exporter"
 	"prometheus-postgres-exporter=prometheus-postgres-exporter"
 	"prometheus-redis-exporter=prometheus-redis-exporter"
+	"pgbackrest=pgbackrest"
 )
 
 install_packages() {

@@ -52,7 +52,12 @@ func newCLI(root string, environ []string, cmd string) (*cli, error) {
 		for _, e := range c.engines.All() {
 			programs = append(programs, e.Program())
 		}
-		c.stack.Programs = append(programs, c.stack.Programs...)
+		// Its PostgreSQL archives with pgBackRest: the scheduler backs it up.
+		exe, err := os.Executable()
+		if err != nil {
+			exe = filepath.Join(s.Root, "bin", "stack")
+		}
+		c.stack.Programs = append(append(programs, c.stack.Programs...), backupsProgram(s, exe))
 		migrated := false
 		c.stack.Before = func(ctx context.Context, priority int) error {
 			if priority <= 1 || migrated {
@@ -139,6 +144,12 @@ func (c *cli) run(ctx context.Context, cmd string, args []string) (int, error) {
 		return c.services(ctx, args...)
 	case "keeper":
 		return 0, c.keep(ctx)
+	case "backups":
+		return 0, c.scheduleBackups(ctx)
+	case "backup":
+		return c.backup(ctx, args)
+	case "restore":
+		return c.restore(ctx, args)
 	case "token":
 		return c.token(args)
 	}
