@@ -176,6 +176,11 @@ func (c *cli) up(ctx context.Context) (launched bool, err error) {
 	if err := native.Build(ctx, c.s, c.log); err != nil {
 		return false, err
 	}
+	if c.s.PrivateEngines() {
+		if err := traversable(c.s.Dir); err != nil {
+			return false, err
+		}
+	}
 	switch {
 	case c.ha != nil:
 		if err := c.ha.Init(ctx); err != nil {
@@ -205,6 +210,19 @@ func (c *cli) up(ctx context.Context) (launched bool, err error) {
 	fmt.Fprintf(c.log, "==> logs: make logs (tail -F %s)   by hand: supervisorctl -c %s status\n",
 		filepath.Join(s.Dir, "logs", "*.log"), c.stack.Supervisor().ConfPath())
 	return launched, nil
+}
+
+// traversable lets the engines' own users (postgres, rabbitmq) reach
+// their directories under the stack's: a new stack directory is made 0700
+// with the message key (Settings.messageKeys), and initdb as postgres then
+// fails with "permission denied". Others may cross it, not list it: the
+// key files in it stay 0600.
+func traversable(dir string) error {
+	info, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	return os.Chmod(dir, info.Mode().Perm()|0o111)
 }
 
 // runForeground is up, then the logs until SIGINT/SIGTERM; then the stack
