@@ -141,8 +141,6 @@ func (c *cli) run(ctx context.Context, cmd string, args []string) (int, error) {
 		return 1, nil
 	case "services":
 		return c.services(ctx, args...)
-	case "keeper":
-		return 0, c.keep(ctx)
 	case "backups":
 		return 0, c.scheduleBackups(ctx)
 	case "backup":
