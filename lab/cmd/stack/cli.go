@@ -416,3 +416,19 @@ func (c *cli) token(args []string) (int, error) {
 	fmt.Println(tok)
 	return 0, nil
 }
+
+// traversable lets every user pass through dir (o+x, g+x), not list it:
+// the stack's own engines run as their own users (postgres, rabbitmq,
+// redis, etcd) in dir/engines/NAME, and the stack's first command makes
+// dir 0700 (it holds the message key, itself 0600). A supervisord that
+// cannot chdir there gives up on the engine (SPAWN_ERROR).
+func traversable(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if mode := fi.Mode().Perm(); mode&0o011 != 0o011 {
+		return os.Chmod(dir, mode|0o011)
+	}
+	return nil
+}
