@@ -1,8 +1,6 @@
 package main
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 )
@@ -19,21 +17,5 @@ func TestParseTarget(t *testing.T) {
 		if got, err := ParseTarget(in); err == nil {
 			t.Errorf("ParseTarget(%q) = %v, want an error", in, got)
 		}
-	}
-}
-
-// A stack directory made 0700 (with the message key) becomes crossable by
-// the engines' users, and no more than that.
-func TestTraversable(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "stack")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := traversable(dir); err != nil {
-		t.Fatal(err)
-	}
-	info, _ := os.Stat(dir)
-	if got := info.Mode().Perm(); got != 0o711 {
-		t.Errorf("mode %o, want 711", got)
 	}
 }

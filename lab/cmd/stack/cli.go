@@ -210,19 +210,6 @@ func (c *cli) up(ctx context.Context) (launched bool, err error) {
 	return launched, nil
 }
 
-// traversable lets the engines' own users (postgres, rabbitmq) reach
-// their directories under the stack's: a new stack directory is made 0700
-// with the message key (Settings.messageKeys), and initdb as postgres then
-// fails with "permission denied". Others may cross it, not list it: the
-// key files in it stay 0600.
-func traversable(dir string) error {
-	info, err := os.Stat(dir)
-	if err != nil {
-		return err
-	}
-	return os.Chmod(dir, info.Mode().Perm()|0o111)
-}
-
 // runForeground is up, then the logs until SIGINT/SIGTERM; then the stack
 // stops, unless its supervisord already ran before (then it stays up).
 func (c *cli) runForeground(ctx context.Context) error {
