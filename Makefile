@@ -38,7 +38,7 @@ help: ## List the targets
 setup: stack-bin ## Install (when missing) and start PostgreSQL, Redis, RabbitMQ; create the kvstack database
 	$(STACK) services ensure deps
 
-setup-all: stack-bin ## setup, plus install nginx, Prometheus, Alertmanager, supervisor, wrk, mtail, the nginx, PostgreSQL and Redis exporters and pgbackrest
+setup-all: stack-bin ## setup, plus install nginx, Prometheus, Alertmanager, supervisor, wrk, mtail, the nginx, PostgreSQL and Redis exporters, pgbackrest, and Patroni, etcd (the HA topology's)
 	$(STACK) services ensure all
 
 packages: stack-bin ## Install every Debian package the project uses (when missing); start nothing
@@ -69,13 +69,13 @@ run: stack-bin ## up, then follow the logs; Ctrl-C stops the stack (left up if i
 up: stack-bin ## Start what is down, in the background (idempotent); restarts changed or rebuilt processes one at a time
 	$(STACK) up
 
-up-ha: stack-bin ## up, of the HA topology: 3 RabbitMQ nodes, 6 Redis Cluster nodes, PostgreSQL primary + sync standby and its keeper, 2 consumers; same edge ports, so one topology at a time (docs/HA.md)
+up-ha: stack-bin ## up, of the HA topology: 3 RabbitMQ nodes, 6 Redis Cluster nodes, PostgreSQL primary + sync standby run by Patroni on an etcd, 2 consumers; same edge ports, so one topology at a time (docs/HA.md)
 	$(STACK) up-ha
 
 down: stack-bin ## Stop every process and the stack's supervisord, whichever topology runs (the shared PostgreSQL, Redis and RabbitMQ keep running)
 	$(STACK) down
 
-status: stack-bin ## Each process (supervisord's state, health, pid, address, log), then the shared services, or the HA topology's clusters (PostgreSQL primary, Redis roles, RabbitMQ members)
+status: stack-bin ## Each process (supervisord's state, health, pid, address, log), then the shared services, or the HA topology's clusters (PostgreSQL members as Patroni lists them, Redis roles, RabbitMQ members)
 	$(STACK) status
 
 logs: stack-bin ## Follow the logs of every process of the stack
@@ -87,7 +87,7 @@ token: stack-bin ## Print a token for the local stack's API, signed by its key (
 env: stack-bin ## stack.env and the stack's other settings, with their defaults and current values
 	$(STACK) env
 
-jaeger: stack-bin ## Build bin/jaeger from the Go module proxy (skipped when up to date)
+jaeger: stack-bin ## Link bin/jaeger to the machine's shared Jaeger build, building it from the Go module proxy when missing (skipped when up to date)
 	$(STACK) jaeger
 
 ##@ Backups (a stack with engines of its own, KV_ENGINES=private: pgBackRest; docs/OPERATIONS.md)
@@ -140,8 +140,9 @@ chaos-short: packages ## Five faults under a small load (a rolling restart among
 	$(GO) -C lab run ./chaos -mode short $(CHAOS_ARGS)
 
 # The HA campaign: make up-ha's topology (3 RabbitMQ nodes, 6 Redis Cluster
-# nodes, a PostgreSQL pair and its keeper, 2 replicas, 2 consumers) on
-# private ports of its own (state in tmp/chaos-ha), a kill -9 per fault.
+# nodes, two PostgreSQL nodes run by Patroni on an etcd, 2 replicas, 2
+# consumers) on private ports of its own (state in tmp/chaos-ha), a kill -9
+# per fault (the PostgreSQL primary's postgres, then its whole node).
 chaos-ha: packages ## Kill -9 each kind of node of the HA topology under load, the same checks; writes its section of docs/RELIABILITY.md (~10 min)
 	$(GO) -C lab run ./chaos -mode ha -out docs/RELIABILITY.md $(CHAOS_ARGS)
 

@@ -3,6 +3,8 @@ package k8s
 import (
 	"time"
 
+	certmanagerv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"regexp"
@@ -600,7 +602,7 @@ func checkEdge(t testing.TB, m *manifests, s *sources) problems {
 		p.add("HTTPRoute paths %v, want the API's routes that nginx routes %v", paths, want)
 	}
 	// TLS at the Gateway: the chart's Certificate, or the user's Secret.
-	for _, c := range m.certificates {
+	for _, c := range m.edgeCertificates() {
 		if ref := c.Spec.IssuerRef; ref.Group != "cert-manager.io" || (ref.Kind != "Issuer" && ref.Kind != "ClusterIssuer") || ref.Name == "" {
 			p.add("Certificate %s: issuerRef %+v, want a cert-manager.io Issuer (in the Gateway's namespace) or ClusterIssuer by name", c.Name, ref)
 		}
@@ -615,6 +617,24 @@ func checkEdge(t testing.TB, m *manifests, s *sources) problems {
 		}
 	}
 	return p
+}
+
+// edgeCertificates are the Certificates that are not the release's own
+// engines' (issued by an Issuer the release makes).
+func (m *manifests) edgeCertificates() []*certmanagerv1.Certificate {
+	var out []*certmanagerv1.Certificate
+	for _, c := range m.certificates {
+		internal := false
+		for _, is := range m.issuers {
+			if c.Spec.IssuerRef.Kind == "Issuer" && is.Name == c.Spec.IssuerRef.Name && is.Namespace == c.Namespace {
+				internal = true
+			}
+		}
+		if !internal {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // hstsMinAge is the shortest HSTS max-age the edge may send: a year, what

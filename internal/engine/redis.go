@@ -17,6 +17,10 @@ type Redis struct {
 	Port int
 	Dir  string
 	Log  string // its output (default Dir/NAME.log)
+	// TLS, when set, is served on TLSPort (no client certificate asked
+	// for), beside the plain-text Port.
+	TLS     *TLS
+	TLSPort int
 
 	// Users are ACL users besides the default one (which stays open to
 	// loopback, as the harness's checks and the cluster's own tools use
@@ -24,6 +28,7 @@ type Redis struct {
 	Users []RedisUser
 
 	cluster *RedisCluster // set for a node of a cluster (RedisCluster.Nodes)
+	busPort int           // its cluster bus port, when not Port + 10000
 }
 
 // RedisUser is an ACL user: its password and its rules (ACL SETUSER's:
@@ -59,6 +64,9 @@ func (r *Redis) Init(context.Context) error {
 			return err
 		}
 	}
+	if err := r.TLS.own(acct); err != nil {
+		return err
+	}
 	return acct.mkdirs(r.Dir)
 }
 
@@ -74,6 +82,10 @@ func (r *Redis) Program() supervisor.Program {
 		"--shutdown-on-sigterm", "save", "--daemonize", "no", "--logfile", ""}
 	if r.cluster != nil {
 		command = r.clusterCommand()
+	}
+	if r.TLS != nil {
+		command = append(command, "--tls-port", strconv.Itoa(r.TLSPort), "--tls-cert-file", r.TLS.Cert,
+			"--tls-key-file", r.TLS.Key, "--tls-ca-cert-file", r.TLS.CA, "--tls-auth-clients", "no")
 	}
 	command = append(command, userArgs(r.Users)...)
 	return supervisor.Program{

@@ -49,12 +49,13 @@ type private struct {
 	redis *engine.Redis
 	mq    *engine.RabbitMQ
 	ha    *haPrivate // the HA stack's (make chaos-ha); nil on the single-node stack
-	// stopKeeper stops the HA stack's keeper.
-	stopKeeper func()
 	// killedNode and killedPid are the engine node a fault killed last
-	// (faults that pick their node as they inject).
-	killedNode string
-	killedPid  int
+	// (faults that pick their node as they inject); killedPostgres tells
+	// that only a PostgreSQL node's postgres was killed (killedPid its
+	// postmaster), not its Patroni.
+	killedNode     string
+	killedPid      int
+	killedPostgres bool
 }
 
 // startPrivate starts the engines (data in engineDir), creates the kvstack
@@ -125,9 +126,6 @@ func startPrivateOn(ctx context.Context, root, dir, engineDir string, log io.Wri
 func (c *private) close() error {
 	if c == nil || c.p == nil {
 		return nil
-	}
-	if c.stopKeeper != nil {
-		c.stopKeeper() // before the supervisor goes: it would restart what stops
 	}
 	return c.p.Close(context.Background())
 }

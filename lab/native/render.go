@@ -157,7 +157,7 @@ func Render(s *Settings) (configs []Rendered, rules map[string]string, err error
 		}
 		if t.Program == "prometheus" && s.HA() {
 			groups := haScrapeTargets(s)
-			text = ExpandTargets(text, groups)
+			text = ExpandTargets(text, groups) + haPatroniJob(s)
 			// What is left of them (the header's list) names every target.
 			for name, targets := range groups {
 				addrs := make([]string, len(targets))

@@ -43,7 +43,7 @@ var ProductionSampler = []string{"OTEL_TRACES_SAMPLER=parentbased_traceidratio",
 var Variables = []Variable{
 	{"KV_STACK_DIR", "${ROOT}/.stack", "the stack's state: supervisord.conf, logs/, config/ (rendered templates), Prometheus and Alertmanager data"},
 	{"KV_BIND_HOST", "127.0.0.1", "the address every process listens on"},
-	{"KV_TOPOLOGY", "single", "single: one PostgreSQL, Redis and RabbitMQ (make up). ha: make up-ha's, a RabbitMQ cluster of three nodes, a Redis Cluster of six, a PostgreSQL primary with a synchronous standby and a keeper that promotes it, all the stack's own (data in KV_STACK_DIR/engines), two consumers, an exporter per node. One topology runs at a time in KV_STACK_DIR; down, status and logs act on the one that runs"},
+	{"KV_TOPOLOGY", "single", "single: one PostgreSQL, Redis and RabbitMQ (make up). ha: make up-ha's, a RabbitMQ cluster of three nodes, a Redis Cluster of six, a PostgreSQL primary with a synchronous standby, each run by Patroni on an etcd (Patroni promotes the standby when the primary is lost), all the stack's own (data in KV_STACK_DIR/engines), two consumers, an exporter per node. One topology runs at a time in KV_STACK_DIR; down, status and logs act on the one that runs"},
 	{"KV_ENGINES", "shared", "shared: the machine's PostgreSQL, Redis and RabbitMQ on stack.env's ports (lab/scripts/services.sh starts them when missing; down leaves them running). private: the stack runs its own on those ports under its supervisord, data in KV_STACK_DIR/engines (for a stack that must share no queue, cache or table with another on the same machine)"},
 	// Point-in-time recovery (KV_ENGINES=private only: the shared
 	// PostgreSQL is never reconfigured to archive; docs/OPERATIONS.md).

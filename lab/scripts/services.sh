@@ -11,7 +11,8 @@
 #       the roles kvstack_app and kvstack_monitor, the RabbitMQ users
 #       kvstack_api and kvstack_consumer.
 # all:  deps, plus nginx, prometheus, prometheus-alertmanager, supervisor, wrk,
-#       mtail, the nginx, PostgreSQL and Redis exporters and pgbackrest, installed only
+#       mtail, the nginx, PostgreSQL and Redis exporters, pgbackrest, and
+#       patroni, etcd-server and python3-etcd (the HA topology's), installed only
 #       (they run later under the project's own config; the system's
 #       supervisord is never started).
 #
@@ -104,6 +105,12 @@ TOOL_PACKAGES=(
 	"prometheus-postgres-exporter=prometheus-postgres-exporter"
 	"prometheus-redis-exporter=prometheus-redis-exporter"
 	"pgbackrest=pgbackrest"
+	# The HA topology's PostgreSQL failover (make up-ha, make chaos-ha):
+	# Patroni on a private etcd; both of Patroni's etcd drivers import
+	# python3-etcd.
+	"patroni=patroni"
+	"etcd-server=etcd"
+	"python3-etcd=/usr/lib/python3/dist-packages/etcd/__init__.py"
 )
 
 install_packages() {

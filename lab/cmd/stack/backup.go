@@ -124,7 +124,9 @@ func (c *cli) restore(ctx context.Context, args []string) (int, error) {
 	if !*yes && !confirm(target, c.s) {
 		return 1, errors.New("not confirmed: nothing was changed")
 	}
-	r := engines.Restore{Settings: c.s, Engines: c.engines, Stack: c.stack, Apps: []string{"api1", "api2", "consumer"}, Log: c.log, KeepAside: *keep}
+	// The scheduler stops too: a backup must not start while PostgreSQL
+	// is away.
+	r := engines.Restore{Settings: c.s, Engines: c.engines, Stack: c.stack, Apps: []string{"api1", "api2", "consumer", "backups"}, Log: c.log, KeepAside: *keep}
 	res, err := r.Run(ctx, target)
 	if err != nil {
 		return 1, err
@@ -157,8 +159,8 @@ func ParseTarget(s string) (time.Time, error) {
 func confirm(target time.Time, s *native.Settings) bool {
 	fmt.Fprintf(os.Stderr, `This restores the stack of %s to %s:
   every write applied after that point is LOST (PostgreSQL goes back to it),
-  the work queues are purged, the cache is emptied, api1, api2 and the consumer
-  stop meanwhile. The old data directory is kept aside.
+  the work queues are purged, the cache is emptied, api1, api2, the consumer
+  and the backup scheduler stop meanwhile. The old data directory is kept aside.
 Type "restore" to go on: `, s.Dir, target.UTC().Format(time.RFC3339Nano))
 	line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
 	return strings.TrimSpace(line) == "restore"

@@ -11,12 +11,10 @@
 //	stack logs          follow every log
 //	stack start|stop|restart NAME   one process
 //	stack render        render, check and reload the configs
-//	stack jaeger        build bin/jaeger when missing or out of date
+//	stack jaeger        link bin/jaeger to the machine's shared Jaeger build (built when missing)
 //	stack env           stack.env and the settings, with their defaults
 //	stack running       exit 0 when the stack's supervisord runs
 //	stack services ARGS lab/scripts/services.sh with stack.env's ports
-//	stack keeper        the HA topology's PostgreSQL keeper (its supervisord
-//	                    runs it)
 //	stack backups       the backup scheduler of a stack with engines of its
 //	                    own (KV_ENGINES=private; its supervisord runs it)
 //	stack backup [-type full|diff|incr]
@@ -41,7 +39,7 @@ import (
 )
 
 const usage = `usage: stack up | up-ha | run | down | status | logs | start NAME | stop NAME | restart NAME |
-             render | jaeger | env | running | services ARGS... | keeper |
+             render | jaeger | env | running | services ARGS... |
              backups | backup [-type full|diff|incr] | restore -to T [-yes] |
              token [-role R,...] [-sub S] [-ttl D]`
 

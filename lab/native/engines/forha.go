@@ -8,27 +8,31 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/kvstack/kvstack/internal/engine"
 	"github.com/kvstack/kvstack/internal/supervisor"
 	"github.com/kvstack/kvstack/lab/native"
 )
 
 // HA is the HA topology's engines (KV_TOPOLOGY=ha, make up-ha): a RabbitMQ
-// cluster, a Redis Cluster and a PostgreSQL pair, on the ports stack.env
-// gives each node (native.Settings.HANodes), their data under one
-// directory, their output in the stack's logs/.
+// cluster, a Redis Cluster and two PostgreSQL nodes kept by Patroni on an
+// etcd of their own, on the ports stack.env gives each node
+// (native.Settings.HANodes), their data under one directory, their output
+// in the stack's logs/.
 type HA struct {
 	RabbitMQ *engine.RabbitMQCluster
 	Redis    *engine.RedisCluster
-	Postgres *engine.PostgresPair
+	Postgres *engine.Patroni
 
 	settings *native.Settings
 }
 
 // ForHA describes the HA topology's engines of s, their data under dir.
 // Each node's program is named as in HANodes (rabbitmq1, redis4,
-// postgres2); the RabbitMQ nodes' Erlang names carry the first node's
-// port, so that two stacks on other ports never share a node name.
+// postgres2: a PostgreSQL node's program is its Patroni, which runs its
+// postgres); the RabbitMQ nodes' Erlang names carry the first node's port,
+// so that two stacks on other ports never share a node name.
 func ForHA(s *native.Settings, dir string) HA {
 	nodes := s.HANodes()
 	var mqPorts, redisPorts []int
@@ -43,36 +47,57 @@ func ForHA(s *native.Settings, dir string) HA {
 		redisPorts = append(redisPorts, n.Port)
 	}
 	redis := &engine.RedisCluster{Name: "redis", Ports: redisPorts, Dir: dir, LogDir: filepath.Dir(s.LogFile("redis")), Users: RedisUsers(s)}
-	pg := make([]*engine.Postgres, len(nodes.Postgres))
+	etcd := &engine.Etcd{Name: nodes.Etcd.Name, Port: nodes.Etcd.Port, PeerPort: nodes.Etcd.PeerPort,
+		Dir: filepath.Join(dir, nodes.Etcd.Name), Log: s.LogFile(nodes.Etcd.Name)}
+	pg := make([]*engine.PatroniNode, len(nodes.Postgres))
 	for i, n := range nodes.Postgres {
-		pg[i] = &engine.Postgres{Name: n.Name, Port: n.Port, Dir: filepath.Join(dir, n.Name), Log: s.LogFile(n.Name)}
+		pg[i] = &engine.PatroniNode{Name: n.Name, Port: n.Port, RestPort: n.RestPort, Dir: filepath.Join(dir, n.Name), Log: s.LogFile(n.Name)}
 	}
-	return HA{RabbitMQ: mq, Redis: redis, Postgres: engine.NewPostgresPair(pg[0], pg[1]), settings: s}
+	pc := engine.NewPatroni("kvstack", etcd, pg...)
+	pc.Bootstrap = BootstrapSQL(s)
+	return HA{RabbitMQ: mq, Redis: redis, Postgres: pc, settings: s}
 }
 
-// Programs are every node's program. The RabbitMQ and Redis nodes start
-// together (priority 1) and supervisord restarts any that dies. The
-// PostgreSQL nodes are the keeper's: it makes, starts, promotes and
-// rejoins them (Keeper), so Up does not start them and supervisord does
-// not restart them: a primary that supervisord brought back by itself
-// beside a promoted standby would be a second primary.
+// BootstrapSQL is what the HA topology's first PostgreSQL primary runs
+// once, as superuser, just after initdb (Patroni's post_bootstrap): the
+// roles of the settings' URLs (native.PostgresRoles: the owner of
+// DATABASE_URL, the app's, the exporter's, a member of pg_monitor;
+// engine.RoleSQL) and the database the owner owns. Every role and grant
+// the topology's PostgreSQL needs from its first start goes here; the
+// standby copies them. migrate grants the roles their rights.
+func BootstrapSQL(s *native.Settings) []string {
+	r := s.PostgresRoles()
+	stmts := engine.RoleSQL(engine.Role{Name: r.Owner.User, Password: r.Owner.Password})
+	stmts = append(stmts, "CREATE DATABASE "+pgx.Identifier{"kvstack"}.Sanitize()+" OWNER "+pgx.Identifier{r.Owner.User}.Sanitize())
+	if r.App.User != r.Owner.User {
+		stmts = append(stmts, engine.RoleSQL(engine.Role{Name: r.App.User, Password: r.App.Password})...)
+	}
+	if r.Monitor.User != r.Owner.User && r.Monitor.User != r.App.User {
+		stmts = append(stmts, engine.RoleSQL(engine.Role{Name: r.Monitor.User, Password: r.Monitor.Password, In: []string{"pg_monitor"}})...)
+	}
+	return stmts
+}
+
+// Programs are every node's program: the RabbitMQ and Redis nodes and etcd
+// start together (priority 1), then the PostgreSQL nodes' Patroni one
+// after the other (the first bootstraps the cluster, the next copies it).
+// supervisord restarts any that dies; Patroni restarts, promotes and
+// rewinds PostgreSQL.
 func (h HA) Programs() []supervisor.Program {
 	var out []supervisor.Program
 	for _, e := range append(h.RabbitMQ.Engines(), h.Redis.Engines()...) {
 		out = append(out, e.Program())
 	}
 	for _, n := range h.Postgres.Nodes {
-		p := n.Program()
-		p.Manual, p.NoRestart = true, true
-		out = append(out, p)
+		out = append(out, n.Program())
 	}
-	return out
+	return append(out, h.Postgres.Etcd.Program())
 }
 
-// Init prepares the RabbitMQ and Redis nodes' directories (the keeper
-// makes the PostgreSQL nodes').
+// Init prepares every node's directory and configuration (Patroni makes
+// the PostgreSQL data directories).
 func (h HA) Init(ctx context.Context) error {
-	for _, e := range append(h.RabbitMQ.Engines(), h.Redis.Engines()...) {
+	for _, e := range append(append(h.RabbitMQ.Engines(), h.Redis.Engines()...), h.Postgres.Engines()...) {
 		if err := e.Init(ctx); err != nil {
 			return err
 		}
@@ -82,8 +107,8 @@ func (h HA) Init(ctx context.Context) error {
 
 // Form waits, all at once, until the RabbitMQ cluster has every member
 // running, the Redis Cluster is created and whole, and a PostgreSQL
-// primary answers; then it makes the kvstack roles and database on it
-// (Provision).
+// primary takes kvstack's sessions (its bootstrap has run); then it makes
+// the RabbitMQ users (ProvisionRabbitMQ).
 func (h HA) Form(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, formTimeout)
 	defer cancel()
@@ -100,11 +125,7 @@ func (h HA) Form(ctx context.Context) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	primary, err := h.Postgres.Primary(ctx)
-	if err != nil {
-		return err
-	}
-	return errors.Join(Provision(ctx, h.settings, primary), ProvisionRabbitMQ(ctx, h.settings, h.RabbitMQ.Nodes[0]))
+	return ProvisionRabbitMQ(ctx, h.settings, h.RabbitMQ.Nodes[0])
 }
 
 // formTimeout bounds Form: three RabbitMQ nodes take ~26 s to form at
@@ -112,17 +133,5 @@ func (h HA) Form(ctx context.Context) error {
 const formTimeout = 5 * time.Minute
 
 func (h HA) waitPrimary(ctx context.Context) error {
-	return supervisor.Wait(ctx, primaryProbe{h.Postgres}, formTimeout)
-}
-
-// primaryProbe answers when one node of the pair answers as its primary.
-type primaryProbe struct{ pp *engine.PostgresPair }
-
-func (p primaryProbe) Check(ctx context.Context) error {
-	_, err := p.pp.Primary(ctx)
-	return err
-}
-
-func (p primaryProbe) String() string {
-	return "postgres primary of " + p.pp.Nodes[0].Program().Name + ", " + p.pp.Nodes[1].Program().Name
+	return h.Postgres.WaitPrimary(ctx, "kvstack", "kvstack", "kvstack", formTimeout)
 }

@@ -45,7 +45,8 @@ type Restore struct {
 	Engines  Single
 	Stack    *supervisor.Stack
 	// Apps are the processes that stop during the restore: every API
-	// replica and consumer of the stack.
+	// replica and consumer of the stack, and the backup scheduler when
+	// one runs.
 	Apps []string
 	Log  io.Writer
 	// KeepAside keeps the old data directory (NAME.before-restore-<time>)
