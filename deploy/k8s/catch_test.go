@@ -142,6 +142,22 @@ func TestChecksCatch(t *testing.T) {
 		{"a certificate keeping its key at renewal", "edge", "dev", func(m *manifests, s *sources) {
 			m.certificates[0].Spec.PrivateKey.RotationPolicy = "Never"
 		}},
+		{"PostgreSQL's certificate unchecked", "enginetls", "prod", func(m *manifests, s *sources) { setEnv(consumer(m), "PG_SSLMODE", "require") }},
+		{"the CA's private key mounted", "enginetls", "dev", func(m *manifests, s *sources) {
+			vs := m.deployment("kvstack-api").Spec.Template.Spec.Volumes
+			for i, v := range vs {
+				if v.Secret != nil && strings.HasSuffix(v.Secret.SecretName, "-ca") {
+					vs[i].Secret.Items = nil
+				}
+			}
+		}},
+		{"the root certificate at a path nothing mounts", "enginetls", "prod", func(m *manifests, s *sources) {
+			setEnv(api(m), "PG_SSLROOTCERT", "/etc/ssl/certs/ca-certificates.crt")
+		}},
+		{"the exporter without verify-full", "enginetls", "dev", func(m *manifests, s *sources) {
+			d := m.deployment("kvstack-postgres-exporter")
+			envVar(&d.Spec.Template.Spec.Containers[0], "DATA_SOURCE_URI").Value = "kvstack-pg-rw:5432/kvstack?sslmode=require"
+		}},
 		{"no WAL archive", "backups", "prod", func(m *manifests, s *sources) { m.postgreses[0].Spec.Plugins = nil }},
 		{"the WAL archived to a store the release lacks", "backups", "prod", func(m *manifests, s *sources) {
 			m.postgreses[0].Spec.Plugins[0].Parameters["barmanObjectName"] = "elsewhere"

@@ -45,6 +45,7 @@ var checks = map[string]check{
 	"postgres":   checkPostgresMonitoring,
 	"migrations": checkMigrations,
 	"backups":    checkBackups,
+	"enginetls":  checkEngineTLS,
 }
 
 func TestCrossChecks(t *testing.T) {

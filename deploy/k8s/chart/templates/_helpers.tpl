@@ -32,6 +32,14 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 {{- if eq .Values.postgresql.mode "operator" }}
       name: kvstack-pg-app
       key: uri
+{{- if .Values.postgresql.operator.sslmode }}
+# TLS to CloudNativePG, whose server certificate its own CA signs for the
+# Services' names (kvstack-pg-rw among them): verified against that CA.
+- name: PG_SSLMODE
+  value: {{ .Values.postgresql.operator.sslmode }}
+- name: PG_SSLROOTCERT
+  value: /etc/kvstack/postgres-ca/ca.crt
+{{- end }}
 {{- else }}
       name: {{ .Values.postgresql.external.secret }}
       key: {{ .Values.postgresql.external.key }}
@@ -166,3 +174,31 @@ filters:
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/*
+CloudNativePG's CA certificate (Secret kvstack-pg-ca, key ca.crt: never
+its key, ca.key), for the containers that verify the server: a volume and
+its mount, each empty unless they are needed.
+*/}}
+{{- define "kvstack.pgCAEnabled" -}}
+{{- if and (eq .Values.postgresql.mode "operator") .Values.postgresql.operator.sslmode }}true{{ end }}
+{{- end -}}
+
+{{- define "kvstack.pgCAMount" -}}
+{{- if include "kvstack.pgCAEnabled" . }}
+- name: postgres-ca
+  mountPath: /etc/kvstack/postgres-ca
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "kvstack.pgCAVolume" -}}
+{{- if include "kvstack.pgCAEnabled" . }}
+- name: postgres-ca
+  secret:
+    secretName: kvstack-pg-ca
+    items:
+      - key: ca.crt
+        path: ca.crt
+{{- end }}
+{{- end -}}

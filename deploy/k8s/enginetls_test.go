@@ -1,0 +1,102 @@
+package k8s
+
+import (
+	"net/url"
+	"path"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// postgresCASecretTail and postgresCAKey: CloudNativePG keeps its CA in
+// Secret <cluster>-ca, the certificate under ca.crt (and its private key
+// under ca.key), and signs each instance's server certificate for the
+// Services' names, <cluster>-rw among them.
+const (
+	postgresCASecretTail = "-ca"
+	postgresCAKey        = "ca.crt"
+)
+
+// TLS to the engines (issue 19 §2): every client of an in-cluster
+// PostgreSQL (the binaries through DATABASE_URL, the exporter through
+// DATA_SOURCE_URI) connects with sslmode=verify-full against the
+// operator's CA, mounted from Secret <cluster>-ca with its certificate
+// alone (never ca.key, which signs server certificates).
+func checkEngineTLS(t testing.TB, m *manifests, s *sources) problems {
+	var p problems
+	for _, pg := range m.postgreses {
+		caSecret := pg.Name + postgresCASecretTail
+		for _, k := range m.kvContainers() {
+			e := envVar(k.c, "DATABASE_URL")
+			if e == nil || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil || e.ValueFrom.SecretKeyRef.Name != pg.Name+"-app" {
+				continue
+			}
+			if mode := envVar(k.c, "PG_SSLMODE"); mode == nil || mode.Value != "verify-full" {
+				p.add("%s: PG_SSLMODE %v, want verify-full to Cluster %s", k, mode, pg.Name)
+			}
+			root := envVar(k.c, "PG_SSLROOTCERT")
+			if root == nil || root.Value == "" {
+				p.add("%s: no PG_SSLROOTCERT: verify-full needs Cluster %s's CA", k, pg.Name)
+				continue
+			}
+			if err := mountsCA(k.pod, k.c, root.Value, caSecret); err != "" {
+				p.add("%s: PG_SSLROOTCERT %s: %s", k, root.Value, err)
+			}
+		}
+		if d := m.deployment("kvstack-postgres-exporter"); d != nil {
+			c := &d.Spec.Template.Spec.Containers[0]
+			e := envVar(c, "DATA_SOURCE_URI")
+			var q url.Values
+			uri := ""
+			if e != nil {
+				uri = e.Value
+				_, query, _ := strings.Cut(e.Value, "?")
+				q, _ = url.ParseQuery(query)
+			}
+			if q.Get("sslmode") != "verify-full" || q.Get("sslrootcert") == "" {
+				p.add("postgres exporter: DATA_SOURCE_URI %q, want sslmode=verify-full and sslrootcert (Cluster %s's CA)", uri, pg.Name)
+			} else if err := mountsCA(&d.Spec.Template.Spec, c, q.Get("sslrootcert"), caSecret); err != "" {
+				p.add("postgres exporter: sslrootcert %s: %s", q.Get("sslrootcert"), err)
+			}
+		}
+	}
+	return p
+}
+
+// mountsCA says what is wrong unless file is key ca.crt of Secret secret,
+// mounted into c, with no other key of that Secret mounted beside it.
+func mountsCA(pod *corev1.PodSpec, c *corev1.Container, file, secret string) string {
+	for _, vm := range c.VolumeMounts {
+		rel, ok := strings.CutPrefix(file, strings.TrimSuffix(vm.MountPath, "/")+"/")
+		if !ok {
+			continue
+		}
+		for _, v := range pod.Volumes {
+			if v.Name != vm.Name {
+				continue
+			}
+			if v.Secret == nil || v.Secret.SecretName != secret {
+				return "mounted from " + v.Name + ", not from Secret " + secret
+			}
+			if len(v.Secret.Items) == 0 {
+				return "Secret " + secret + " mounted whole: its ca.key, the CA's private key, with it"
+			}
+			found := false
+			for _, it := range v.Secret.Items {
+				if it.Key != postgresCAKey {
+					return "Secret " + secret + "'s key " + it.Key + " mounted: only " + postgresCAKey + " is the clients'"
+				}
+				if path.Clean(it.Path) == path.Clean(rel) {
+					found = true
+				}
+			}
+			if !found {
+				return "not the path of " + postgresCAKey + " in volume " + v.Name
+			}
+			return ""
+		}
+		return "volume " + vm.Name + " is not in the pod"
+	}
+	return "in no volume the container mounts"
+}
