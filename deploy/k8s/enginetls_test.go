@@ -3,6 +3,7 @@ package k8s
 import (
 	"net/url"
 	"path"
+	"slices"
 	"strings"
 	"testing"
 
@@ -22,7 +23,11 @@ const (
 // PostgreSQL (the binaries through DATABASE_URL, the exporter through
 // DATA_SOURCE_URI) connects with sslmode=verify-full against the
 // operator's CA, mounted from Secret <cluster>-ca with its certificate
-// alone (never ca.key, which signs server certificates).
+// alone (never ca.key, which signs server certificates). An in-cluster
+// RabbitMQ serves AMQPS with a Certificate of the release for the host its
+// operator's connection_string names, and every client (the binaries
+// through RABBITMQ_TLS_CA_FILE, KEDA through its TriggerAuthentication)
+// verifies it with the CA certificate of that Secret alone (never tls.key).
 func checkEngineTLS(t testing.TB, m *manifests, s *sources) problems {
 	var p problems
 	for _, pg := range m.postgreses {
@@ -58,6 +63,62 @@ func checkEngineTLS(t testing.TB, m *manifests, s *sources) problems {
 				p.add("postgres exporter: DATA_SOURCE_URI %q, want sslmode=verify-full and sslrootcert (Cluster %s's CA)", uri, pg.Name)
 			} else if err := mountsCA(&d.Spec.Template.Spec, c, q.Get("sslrootcert"), caSecret); err != "" {
 				p.add("postgres exporter: sslrootcert %s: %s", q.Get("sslrootcert"), err)
+			}
+		}
+	}
+	for _, r := range m.rabbitmqs {
+		if r.Spec.TLS == nil || r.Spec.TLS.SecretName == "" {
+			p.add("RabbitmqCluster %s: no spec.tls: its clients would speak plain AMQP", r.Name)
+			continue
+		}
+		tlsSecret := r.Spec.TLS.SecretName
+		served := false
+		for _, c := range m.certificates {
+			if c.Spec.SecretName == tlsSecret && c.Namespace == r.Namespace {
+				served = true
+				host := r.Name + "." + r.Namespace + ".svc" // the default user's connection_string
+				if !slices.Contains(c.Spec.DNSNames, host) {
+					p.add("Certificate %s: dnsNames %v lack %s, the host the operator's connection_string names", c.Name, c.Spec.DNSNames, host)
+				}
+			}
+		}
+		if !served {
+			p.add("RabbitmqCluster %s: spec.tls.secretName %s is no Certificate's of the release", r.Name, tlsSecret)
+		}
+		for _, k := range m.kvContainers() {
+			e := envVar(k.c, "RABBITMQ_URL")
+			if e == nil || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil || e.ValueFrom.SecretKeyRef.Name != r.Name+rabbitmqSecretTail {
+				continue
+			}
+			ca := envVar(k.c, "RABBITMQ_TLS_CA_FILE")
+			if ca == nil || ca.Value == "" {
+				p.add("%s: no RABBITMQ_TLS_CA_FILE: RabbitmqCluster %s's certificate unverified", k, r.Name)
+				continue
+			}
+			if err := mountsCA(k.pod, k.c, ca.Value, tlsSecret); err != "" {
+				p.add("%s: RABBITMQ_TLS_CA_FILE %s: %s", k, ca.Value, err)
+			}
+		}
+		// KEDA reads the queues through the same URL: with TLS on and the
+		// same CA.
+		for _, ta := range m.triggerAuths {
+			tlsOn, caOK := false, false
+			for _, ref := range ta.Spec.ConfigMapTargetRef {
+				if ref.Parameter == "tls" {
+					for _, cm := range m.configMaps {
+						if cm.Name == ref.Name && cm.Data[ref.Key] == "enable" {
+							tlsOn = true
+						}
+					}
+				}
+			}
+			for _, ref := range ta.Spec.SecretTargetRef {
+				if ref.Parameter == "ca" && ref.Name == tlsSecret && ref.Key == postgresCAKey {
+					caOK = true
+				}
+			}
+			if !tlsOn || !caOK {
+				p.add("TriggerAuthentication %s: tls enabled %v, ca from %s/%s %v: KEDA must verify RabbitMQ as the binaries do", ta.Name, tlsOn, tlsSecret, postgresCAKey, caOK)
 			}
 		}
 	}

@@ -57,6 +57,11 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
       name: {{ .Values.rabbitmq.external.secret }}
       key: {{ .Values.rabbitmq.external.key }}
 {{- end }}
+{{- if include "kvstack.rabbitmqCAEnabled" . }}
+# TLS to RabbitMQ: its certificate verified against the release's CA.
+- name: RABBITMQ_TLS_CA_FILE
+  value: /etc/kvstack/rabbitmq-ca/ca.crt
+{{- end }}
 - name: RABBITMQ_QUEUE_TYPE
   value: quorum
 {{- end -}}
@@ -197,6 +202,37 @@ its mount, each empty unless they are needed.
 - name: postgres-ca
   secret:
     secretName: kvstack-pg-ca
+    items:
+      - key: ca.crt
+        path: ca.crt
+{{- end }}
+{{- end -}}
+
+{{/*
+The CA certificate RabbitMQ's is verified with (Secret kvstack-rabbitmq-tls,
+key ca.crt: never the server's tls.key).
+*/}}
+{{- define "kvstack.rabbitmqCAEnabled" -}}
+{{- if and (eq .Values.rabbitmq.mode "operator") .Values.rabbitmq.operator.tls }}true{{ end }}
+{{- end -}}
+
+{{- define "kvstack.caEnabled" -}}
+{{- if or (include "kvstack.pgCAEnabled" .) (include "kvstack.rabbitmqCAEnabled" .) }}true{{ end }}
+{{- end -}}
+
+{{- define "kvstack.rabbitmqCAMount" -}}
+{{- if include "kvstack.rabbitmqCAEnabled" . }}
+- name: rabbitmq-ca
+  mountPath: /etc/kvstack/rabbitmq-ca
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "kvstack.rabbitmqCAVolume" -}}
+{{- if include "kvstack.rabbitmqCAEnabled" . }}
+- name: rabbitmq-ca
+  secret:
+    secretName: kvstack-rabbitmq-tls
     items:
       - key: ca.crt
         path: ca.crt
