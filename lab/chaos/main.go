@@ -129,7 +129,7 @@ func campaign(ctx context.Context, s settings) (err error) {
 	if err != nil {
 		return fmt.Errorf("private stack: %w", err)
 	}
-	s.nginx = "http://" + c.s.Get("NGINX_LISTEN")
+	s.nginx = native.EdgeURL(c.s)
 	return run(ctx, s, c)
 }
 
