@@ -129,7 +129,7 @@ func (r *Replica) DieOnWrite(n int64) { r.dieOnWrite.Store(n) }
 // own), which Client trusts.
 type Edge struct {
 	URL, Status, AccessLog, ErrorLog, CA string
-	Client                           *http.Client
+	Client                               *http.Client
 }
 
 // Transport is a new HTTP/1.1 transport that trusts the edge's CA.
