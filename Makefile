@@ -125,7 +125,7 @@ CHAOS_ARGS ?=
 chaos: packages ## Fuzzing, then every fault under load, the checks; writes docs/RELIABILITY.md (~5 min)
 	$(GO) -C lab run ./chaos -mode full -out docs/RELIABILITY.md $(CHAOS_ARGS)
 
-chaos-short: packages ## Four faults under a small load, the same checks (~2 min)
+chaos-short: packages ## Five faults under a small load (a rolling restart among them), the same checks (~2.5 min)
 	$(GO) -C lab run ./chaos -mode short $(CHAOS_ARGS)
 
 # The HA campaign: make up-ha's topology (3 RabbitMQ nodes, 6 Redis Cluster

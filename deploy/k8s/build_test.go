@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	certmanagerv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	kedav1alpha1 "github.com/kedacore/keda/v2/apis/keda/v1alpha1"
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	monitoringv1alpha1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1alpha1"
@@ -77,7 +78,7 @@ type manifests struct {
 	deployments     []*appsv1.Deployment
 	jobs            []*batchv1.Job
 	httpRoutes      []*gatewayv1.HTTPRoute
-	certificates    []*Certificate
+	certificates    []*certmanagerv1.Certificate
 	services        []*corev1.Service
 	configMaps      []*corev1.ConfigMap
 	secrets         []*corev1.Secret
@@ -92,6 +93,8 @@ type manifests struct {
 	amConfigs       []*monitoringv1alpha1.AlertmanagerConfig
 	rabbitmqs       []*RabbitmqCluster
 	postgreses      []*PostgresCluster
+	scheduledBackup []*ScheduledBackup
+	objectStores    []*ObjectStore
 	redisClusters   []*RedisCluster
 	redises         []*Redis
 }
@@ -122,6 +125,8 @@ func (m *manifests) kinds() map[schema.GroupVersionKind]func() any {
 		gvk("monitoring.coreos.com/v1alpha1", "AlertmanagerConfig"): func() any { return add(&m.amConfigs) },
 		gvk("rabbitmq.com/v1beta1", "RabbitmqCluster"):              func() any { return add(&m.rabbitmqs) },
 		gvk("postgresql.cnpg.io/v1", "Cluster"):                     func() any { return add(&m.postgreses) },
+		gvk("postgresql.cnpg.io/v1", "ScheduledBackup"):             func() any { return add(&m.scheduledBackup) },
+		gvk("barmancloud.cnpg.io/v1", "ObjectStore"):                func() any { return add(&m.objectStores) },
 		gvk("redis.redis.opstreelabs.in/v1beta2", "RedisCluster"):   func() any { return add(&m.redisClusters) },
 		gvk("redis.redis.opstreelabs.in/v1beta2", "Redis"):          func() any { return add(&m.redises) },
 	}

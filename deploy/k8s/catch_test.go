@@ -123,6 +123,35 @@ func TestChecksCatch(t *testing.T) {
 		{"a certificate for another host", "edge", "dev", func(m *manifests, s *sources) {
 			m.certificates[0].Spec.DNSNames = []string{"other.example.com"}
 		}},
+		{"no HSTS on the listing", "edge", "prod", func(m *manifests, s *sources) {
+			fs := m.httpRoutes[0].Spec.Rules[1].Filters
+			m.httpRoutes[0].Spec.Rules[1].Filters = slices.DeleteFunc(fs, func(f gatewayv1.HTTPRouteFilter) bool {
+				return f.Type == gatewayv1.HTTPRouteFilterResponseHeaderModifier
+			})
+		}},
+		{"HSTS for a minute", "edge", "dev", func(m *manifests, s *sources) {
+			for i, f := range m.httpRoutes[0].Spec.Rules[0].Filters {
+				if f.ResponseHeaderModifier != nil {
+					m.httpRoutes[0].Spec.Rules[0].Filters[i].ResponseHeaderModifier.Set[0].Value = "max-age=60"
+				}
+			}
+		}},
+		{"a certificate from an issuer of another kind", "edge", "prod", func(m *manifests, s *sources) {
+			m.certificates[0].Spec.IssuerRef.Kind = "Secret"
+		}},
+		{"a certificate keeping its key at renewal", "edge", "dev", func(m *manifests, s *sources) {
+			m.certificates[0].Spec.PrivateKey.RotationPolicy = "Never"
+		}},
+		{"no WAL archive", "backups", "prod", func(m *manifests, s *sources) { m.postgreses[0].Spec.Plugins = nil }},
+		{"the WAL archived to a store the release lacks", "backups", "prod", func(m *manifests, s *sources) {
+			m.postgreses[0].Spec.Plugins[0].Parameters["barmanObjectName"] = "elsewhere"
+		}},
+		{"base backups weekly", "backups", "prod", func(m *manifests, s *sources) { m.scheduledBackup[0].Spec.Schedule = "0 0 3 * * 0" }},
+		{"base backups by the deprecated in-tree method", "backups", "prod", func(m *manifests, s *sources) {
+			m.scheduledBackup[0].Spec.Method = "barmanObjectStore"
+		}},
+		{"no ScheduledBackup", "backups", "prod", func(m *manifests, s *sources) { m.scheduledBackup = nil }},
+		{"backups kept a day", "backups", "prod", func(m *manifests, s *sources) { m.objectStores[0].Spec.RetentionPolicy = "1d" }},
 		{"a job renamed", "monitoring", "prod", func(m *manifests, s *sources) {
 			m.serviceMonitors[0].Spec.Endpoints[0].RelabelConfigs[0].Replacement = new("api")
 		}},

@@ -44,6 +44,7 @@ var checks = map[string]check{
 	"versions":   checkVersions,
 	"postgres":   checkPostgresMonitoring,
 	"migrations": checkMigrations,
+	"backups":    checkBackups,
 }
 
 func TestCrossChecks(t *testing.T) {
@@ -488,8 +489,10 @@ func checkEngines(t testing.TB, m *manifests, s *sources) problems {
 // as long as nginx's longest location of its path; a rule that carries
 // writes retries on no answer only (a 502: never the API's own 503) and
 // never after its timeout (its whole deadline is the backend's); a rule
-// retries at most as often as nginx. TLS: a Certificate for the host, into
-// the Secret the listener reads, in the Gateway's namespace.
+// retries at most as often as nginx; every answer carries HSTS. TLS: a
+// Certificate for the host, into the Secret the listener reads, in the
+// Gateway's namespace, from an Issuer or a ClusterIssuer, a new key at each
+// renewal.
 func checkEdge(t testing.TB, m *manifests, s *sources) problems {
 	var p problems
 	conf := parseNginx(t)
@@ -530,6 +533,20 @@ func checkEdge(t testing.TB, m *manifests, s *sources) problems {
 				p.add("HTTPRoute %s %s: passes the clients' %s on (remove it, as nginx drops it from untrusted sources)", hr.Name, path, h)
 			}
 		}
+		// HSTS on every answer, for at least a year.
+		hsts := ""
+		for _, f := range rule.Filters {
+			if f.Type == gatewayv1.HTTPRouteFilterResponseHeaderModifier && f.ResponseHeaderModifier != nil {
+				for _, h := range f.ResponseHeaderModifier.Set {
+					if strings.EqualFold(string(h.Name), "Strict-Transport-Security") {
+						hsts = h.Value
+					}
+				}
+			}
+		}
+		if age, ok := hstsMaxAge(hsts); !ok || age < hstsMinAge {
+			p.add("HTTPRoute %s %s: Strict-Transport-Security %q, want max-age of at least %d s set on every answer", hr.Name, path, hsts, hstsMinAge)
+		}
 		read, err := conf.longest(path, "proxy_read_timeout")
 		want, err2 := nginxSeconds(read)
 		if err != nil || err2 != nil || rule.Timeouts == nil || rule.Timeouts.Request == nil || rule.Timeouts.BackendRequest == nil {
@@ -563,6 +580,12 @@ func checkEdge(t testing.TB, m *manifests, s *sources) problems {
 	}
 	// TLS at the Gateway: the chart's Certificate, or the user's Secret.
 	for _, c := range m.certificates {
+		if ref := c.Spec.IssuerRef; ref.Group != "cert-manager.io" || (ref.Kind != "Issuer" && ref.Kind != "ClusterIssuer") || ref.Name == "" {
+			p.add("Certificate %s: issuerRef %+v, want a cert-manager.io Issuer (in the Gateway's namespace) or ClusterIssuer by name", c.Name, ref)
+		}
+		if c.Spec.PrivateKey == nil || c.Spec.PrivateKey.RotationPolicy != "Always" {
+			p.add("Certificate %s: want privateKey.rotationPolicy Always (a new key at each renewal)", c.Name)
+		}
 		if len(hr.Spec.Hostnames) == 1 && !slices.Contains(c.Spec.DNSNames, string(hr.Spec.Hostnames[0])) {
 			p.add("Certificate %s: dnsNames %v lack the route's host %s", c.Name, c.Spec.DNSNames, hr.Spec.Hostnames[0])
 		}
@@ -571,6 +594,22 @@ func checkEdge(t testing.TB, m *manifests, s *sources) problems {
 		}
 	}
 	return p
+}
+
+// hstsMinAge is the shortest HSTS max-age the edge may send: a year, what
+// browsers' preload lists ask for.
+const hstsMinAge = 365 * 24 * 3600
+
+// hstsMaxAge reads max-age from a Strict-Transport-Security value.
+func hstsMaxAge(v string) (int, bool) {
+	for _, d := range strings.Split(v, ";") {
+		k, val, _ := strings.Cut(strings.TrimSpace(d), "=")
+		if strings.EqualFold(k, "max-age") {
+			n, err := strconv.Atoi(strings.Trim(val, `"`))
+			return n, err == nil
+		}
+	}
+	return 0, false
 }
 
 // probePaths are the routes the kubelet probes: nginx routes them for

@@ -32,7 +32,8 @@ import (
 // (testdata/crds/<operator>-<version>.yaml.gz, unchanged but compressed):
 //
 //	rabbitmq/cluster-operator          v2.22.3  config/crd/bases
-//	cloudnative-pg/cloudnative-pg      v1.30.0  config/crd/bases
+//	cloudnative-pg/cloudnative-pg      v1.30.0  config/crd/bases (clusters, scheduledbackups)
+//	cloudnative-pg/plugin-barman-cloud v0.14.0  config/crd/bases
 //	OT-CONTAINER-KIT/redis-operator    v0.26.0  config/crd/bases
 //	kedacore/keda                      v2.21.0  config/crd/bases
 //	prometheus-operator                v0.93.0  example/prometheus-operator-crd
@@ -44,6 +45,8 @@ import (
 var operatorCRDs = []string{
 	"rabbitmq-cluster-operator-v2.22.3",
 	"cloudnative-pg-v1.30.0",
+	"cloudnative-pg-scheduledbackups-v1.30.0",
+	"plugin-barman-cloud-v0.14.0",
 	"redis-operator-v0.26.0",
 	"keda-v2.21.0",
 	"prometheus-operator-v0.93.0",
@@ -245,6 +248,11 @@ func TestCRDValidationCatches(t *testing.T) {
 			delete(spec(o)["kubernetesConfig"].(map[string]any), "image")
 		}},
 		{"a ScaledObject of a wrong type", "dev", "ScaledObject", "minReplicaCount", func(o map[string]any) { spec(o)["minReplicaCount"] = "one" }},
+		{"a ScheduledBackup by an unknown method (enum)", "prod", "ScheduledBackup", "method", func(o map[string]any) { spec(o)["method"] = "pgbackrest" }},
+		{"an ObjectStore naming a serverName (CEL)", "prod", "ObjectStore", "serverName", func(o map[string]any) {
+			spec(o)["configuration"].(map[string]any)["serverName"] = "kvstack-pg"
+		}},
+		{"a retention in hours (pattern)", "prod", "ObjectStore", "retentionPolicy", func(o map[string]any) { spec(o)["retentionPolicy"] = "48h" }},
 		{"a Certificate without its Secret (required)", "prod", "Certificate", "secretName", func(o map[string]any) { delete(spec(o), "secretName") }},
 		{"a PodMonitor relabelling with an unknown action (enum)", "prod", "PodMonitor", "action", func(o map[string]any) {
 			ep := spec(o)["podMetricsEndpoints"].([]any)[0].(map[string]any)

@@ -6,9 +6,9 @@
 //
 // The tests decode every rendered object strictly (an unknown field is an
 // error) into its real Go type — Kubernetes', KEDA's, prometheus-operator's,
-// the Gateway API's, and for the RabbitMQ, CloudNativePG, OpsTree and
-// cert-manager kinds small structs named and typed after their API
-// references — and check the objects against the single sources the native
+// the Gateway API's, cert-manager's, and for the RabbitMQ, CloudNativePG and
+// OpsTree kinds small structs named and typed after their API references —
+// and check the objects against the single sources the native
 // stack and compose use (stack.env, the variables the binaries read, the
 // API's routes, the nginx template, the alert rules, Alertmanager's routing,
 // the dashboard) and against what each operator does with them (disk

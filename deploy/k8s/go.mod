@@ -3,6 +3,7 @@ module github.com/kvstack/kvstack/deploy/k8s
 go 1.26.0
 
 require (
+	github.com/cert-manager/cert-manager v1.21.1
 	github.com/kedacore/keda/v2 v2.21.0
 	github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring v0.95.2
 	helm.sh/helm/v4 v4.3.2

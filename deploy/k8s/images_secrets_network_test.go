@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 // Every image is pinned by tag (never latest); kvstack's containers run a
@@ -164,6 +166,15 @@ func (m *manifests) secretRefs() []secretRef {
 			if r.PasswordSecret != nil {
 				for _, key := range []string{"username", "password"} {
 					refs = append(refs, secretRef{"Cluster " + pg.Name + " role " + r.Name, r.PasswordSecret.Name, key})
+				}
+			}
+		}
+	}
+	for _, os := range m.objectStores {
+		if c := os.Spec.Configuration.S3Credentials; c != nil {
+			for _, sel := range []*corev1.SecretKeySelector{c.AccessKeyID, c.SecretAccessKey} {
+				if sel != nil {
+					refs = append(refs, secretRef{"ObjectStore " + os.Name, sel.Name, sel.Key})
 				}
 			}
 		}

@@ -5,7 +5,7 @@ package k8s
 // redis-operator). Each struct holds only the fields kvstack sets, named and
 // typed as the operator's API reference documents them at the version
 // docs/KUBERNETES.md names; decoding is strict, so a misspelt or unknown field fails.
-// This checks the documented fields, not the CRD's schema itself.
+// The operators' CRDs check the rest (crd_test.go).
 
 import (
 	corev1 "k8s.io/api/core/v1"
@@ -68,8 +68,78 @@ type PostgresClusterSpec struct {
 	Affinity              PostgresAffinity            `json:"affinity,omitempty"`
 	Resources             corev1.ResourceRequirements `json:"resources,omitempty"`
 	Managed               *PostgresManaged            `json:"managed,omitempty"`
+	Plugins               []PostgresPlugin            `json:"plugins,omitempty"`
 	Monitoring            *PostgresMonitoring         `json:"monitoring,omitempty"`
 }
+
+// PostgresPlugin is PluginConfiguration: a CNPG-I plugin the instances
+// use; isWALArchiver makes it the one that archives the WAL.
+type PostgresPlugin struct {
+	Name          string            `json:"name"`
+	Enabled       *bool             `json:"enabled,omitempty"`
+	IsWALArchiver *bool             `json:"isWALArchiver,omitempty"`
+	Parameters    map[string]string `json:"parameters,omitempty"`
+}
+
+// ScheduledBackup is postgresql.cnpg.io/v1 ScheduledBackup (v1.30.0): a
+// Backup of Cluster.Name on Schedule (a cron with seconds first).
+type ScheduledBackup struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              ScheduledBackupSpec `json:"spec"`
+}
+
+type ScheduledBackupSpec struct {
+	Schedule             string                      `json:"schedule"`
+	Immediate            *bool                       `json:"immediate,omitempty"`
+	Suspend              *bool                       `json:"suspend,omitempty"`
+	BackupOwnerReference string                      `json:"backupOwnerReference,omitempty"`
+	Cluster              corev1.LocalObjectReference `json:"cluster"`
+	Method               string                      `json:"method,omitempty"`
+	Target               string                      `json:"target,omitempty"`
+	PluginConfiguration  *BackupPluginConfiguration  `json:"pluginConfiguration,omitempty"`
+}
+
+type BackupPluginConfiguration struct {
+	Name       string            `json:"name"`
+	Parameters map[string]string `json:"parameters,omitempty"`
+}
+
+// ObjectStore is the Barman Cloud Plugin's barmancloud.cnpg.io/v1
+// ObjectStore (plugin-barman-cloud v0.14.0); its configuration is
+// barman-cloud's BarmanObjectStoreConfiguration.
+type ObjectStore struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              ObjectStoreSpec `json:"spec"`
+}
+
+type ObjectStoreSpec struct {
+	RetentionPolicy string                  `json:"retentionPolicy,omitempty"`
+	Configuration   BarmanObjectStoreConfig `json:"configuration"`
+}
+
+type BarmanObjectStoreConfig struct {
+	DestinationPath string               `json:"destinationPath"`
+	EndpointURL     string               `json:"endpointURL,omitempty"`
+	S3Credentials   *BarmanS3Credentials `json:"s3Credentials,omitempty"`
+	Wal             *BarmanCompression   `json:"wal,omitempty"`
+	Data            *BarmanCompression   `json:"data,omitempty"`
+}
+
+type BarmanS3Credentials struct {
+	AccessKeyID        *corev1.SecretKeySelector `json:"accessKeyId,omitempty"`
+	SecretAccessKey    *corev1.SecretKeySelector `json:"secretAccessKey,omitempty"`
+	InheritFromIAMRole bool                      `json:"inheritFromIAMRole,omitempty"`
+}
+
+type BarmanCompression struct {
+	Compression string `json:"compression,omitempty"`
+}
+
+// barmanCloudPlugin is the Barman Cloud Plugin's name, in a Cluster's
+// plugins and a backup's pluginConfiguration.
+const barmanCloudPlugin = "barman-cloud.cloudnative-pg.io"
 
 // PostgresManaged is ManagedConfiguration: roles the operator keeps in
 // the database as declared.
@@ -249,31 +319,3 @@ const (
 	redisExporterPort    = "redis-exporter"
 	redisExporterDefault = 9121
 )
-
-// Certificate is cert-manager's cert-manager.io/v1 Certificate (v1.21.1):
-// the fields the chart sets. The CRD's schema checks the rest
-// (crd_test.go).
-type Certificate struct {
-	metav1.TypeMeta   `json:",inline"`
-	metav1.ObjectMeta `json:"metadata,omitempty"`
-	Spec              CertificateSpec `json:"spec"`
-}
-
-type CertificateSpec struct {
-	SecretName string                 `json:"secretName"`
-	DNSNames   []string               `json:"dnsNames,omitempty"`
-	IssuerRef  CertificateIssuerRef   `json:"issuerRef"`
-	PrivateKey *CertificatePrivateKey `json:"privateKey,omitempty"`
-}
-
-type CertificateIssuerRef struct {
-	Group string `json:"group,omitempty"`
-	Kind  string `json:"kind,omitempty"`
-	Name  string `json:"name"`
-}
-
-type CertificatePrivateKey struct {
-	Algorithm      string `json:"algorithm,omitempty"`
-	Size           int    `json:"size,omitempty"`
-	RotationPolicy string `json:"rotationPolicy,omitempty"`
-}

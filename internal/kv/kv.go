@@ -9,6 +9,7 @@ package kv
 
 import (
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -107,6 +108,9 @@ var (
 	ErrUnavailable = errors.New("unavailable")
 	// ErrCacheMiss: the cache holds nothing for the key.
 	ErrCacheMiss = errors.New("cache miss")
+	// ErrCacheDown: the cache is known not to answer and was not asked;
+	// it is an ErrUnavailable, which the caller has already heard of.
+	ErrCacheDown = fmt.Errorf("cache known down: %w", ErrUnavailable)
 )
 
 // NewVersion stamps an operation accepted at now with a fresh op id.

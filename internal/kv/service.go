@@ -107,7 +107,8 @@ func (s *Service) Get(ctx context.Context, key string) (Read, error) {
 	switch {
 	case err == nil:
 		return answer(e, SourceRedis)
-	case errors.Is(err, ErrCacheMiss):
+	case errors.Is(err, ErrCacheMiss), errors.Is(err, ErrCacheDown):
+		// A miss, or a cache the first failure already told of.
 	default:
 		s.log.Warn().Err(err).Msg("cache read failed; reading from the store")
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -35,6 +36,17 @@ type Config struct {
 	// MaxConnLifetime recycles connections, so that a failover or a
 	// rebalanced load balancer is picked up.
 	MaxConnLifetime time.Duration `env:"PG_MAX_CONN_LIFETIME" envDefault:"30m"`
+	// SSLMode, when set, replaces DATABASE_URL's sslmode: verify-full
+	// encrypts every connection and checks the server's certificate
+	// against PG_SSLROOTCERT and its name against the URL's host (each
+	// host of a multi-host URL); disable, require and verify-ca as libpq
+	// has them. Empty: the URL's own, else pgx's default (prefer).
+	SSLMode string `env:"PG_SSLMODE"`
+	// SSLRootCert, when set, replaces DATABASE_URL's sslrootcert: the PEM
+	// file of the certificate authorities the server's certificate must
+	// chain to (empty: the URL's, else the system's). It is read when the
+	// pool (or the listener) is built.
+	SSLRootCert string `env:"PG_SSLROOTCERT"`
 }
 
 // DefaultConfig() is Config with the defaults of its env tags.
@@ -42,8 +54,8 @@ func DefaultConfig() Config { return envdefault.Of[Config]() }
 
 // String renders the config for start-up logs with the password masked.
 func (c Config) String() string {
-	return fmt.Sprintf("url=%s max_conns=%d min_conns=%d connect_timeout=%s statement_timeout=%s max_conn_lifetime=%s",
-		RedactURL(c.URL), c.MaxConns, c.MinConns, c.ConnectTimeout, c.StatementTimeout, c.MaxConnLifetime)
+	return fmt.Sprintf("url=%s max_conns=%d min_conns=%d connect_timeout=%s statement_timeout=%s max_conn_lifetime=%s sslmode=%s sslrootcert=%s",
+		RedactURL(c.URL), c.MaxConns, c.MinConns, c.ConnectTimeout, c.StatementTimeout, c.MaxConnLifetime, c.SSLMode, c.SSLRootCert)
 }
 
 // Redacted returns a copy safe to log or marshal whole: the URL's password
@@ -51,6 +63,48 @@ func (c Config) String() string {
 func (c Config) Redacted() Config {
 	c.URL = RedactURL(c.URL)
 	return c
+}
+
+// sslModes are libpq's, which pgx takes.
+var sslModes = []string{"disable", "allow", "prefer", "require", "verify-ca", "verify-full"}
+
+// ConnString is DATABASE_URL with PG_SSLMODE and PG_SSLROOTCERT in it, in
+// place of the URL's own parameters of those names.
+func (c Config) ConnString() (string, error) {
+	if c.SSLMode != "" && !slices.Contains(sslModes, c.SSLMode) {
+		return "", fmt.Errorf("PG_SSLMODE: %q, want one of %s", c.SSLMode, strings.Join(sslModes, ", "))
+	}
+	set := map[string]string{}
+	if c.SSLMode != "" {
+		set["sslmode"] = c.SSLMode
+	}
+	if c.SSLRootCert != "" {
+		set["sslrootcert"] = c.SSLRootCert
+	}
+	if len(set) == 0 {
+		return c.URL, nil
+	}
+	if !strings.HasPrefix(c.URL, "postgres://") && !strings.HasPrefix(c.URL, "postgresql://") {
+		// Keyword/value form: a later keyword wins over an earlier one.
+		s := c.URL
+		for _, k := range []string{"sslmode", "sslrootcert"} {
+			if v, ok := set[k]; ok {
+				s += " " + k + "='" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
+			}
+		}
+		return s, nil
+	}
+	// pgx takes the first of a URL parameter given twice: replace it.
+	u, err := url.Parse(c.URL)
+	if err != nil {
+		return "", fmt.Errorf("parse PostgreSQL URL %s: %w", RedactURL(c.URL), err)
+	}
+	q := u.Query()
+	for k, v := range set {
+		q.Set(k, v)
+	}
+	u.RawQuery = q.Encode()
+	return u.String(), nil
 }
 
 const mask = "xxxxx"

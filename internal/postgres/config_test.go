@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/caarlos0/env/v11"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/kvstack/kvstack/internal/postgres"
 )
@@ -64,5 +65,49 @@ func TestConfigStringMasksPassword(t *testing.T) {
 		if !strings.Contains(s, "kvstack:xxxxx@db") {
 			t.Errorf("%s: got %q, want the masked URL in it", name, s)
 		}
+	}
+}
+
+func TestConnStringTakesTheTLSSettings(t *testing.T) {
+	tests := []struct {
+		name, url, mode, root, want string
+	}{
+		{"none set: the URL as it is", "postgres://u:p@db/x?sslmode=disable", "", "",
+			"postgres://u:p@db/x?sslmode=disable"},
+		{"replaces the URL's sslmode", "postgres://u:p@db/x?sslmode=disable", "verify-full", "/ca/root.crt",
+			"postgres://u:p@db/x?sslmode=verify-full&sslrootcert=%2Fca%2Froot.crt"},
+		{"multi-host URL", "postgres://u@h1:5432,h2:5433/x?target_session_attrs=read-write", "verify-full", "",
+			"postgres://u@h1:5432,h2:5433/x?sslmode=verify-full&target_session_attrs=read-write"},
+		{"keyword/value", "host=db sslmode=disable", "verify-full", "/ca/it's.crt",
+			`host=db sslmode=disable sslmode='verify-full' sslrootcert='/ca/it\'s.crt'`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := postgres.Config{URL: tt.url, SSLMode: tt.mode, SSLRootCert: tt.root}
+			got, err := cfg.ConnString()
+			if err != nil || got != tt.want {
+				t.Fatalf("ConnString: got %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+	if _, err := (postgres.Config{URL: "postgres://db/x", SSLMode: "verify_full"}).ConnString(); err == nil || !strings.Contains(err.Error(), "PG_SSLMODE") {
+		t.Errorf("ConnString with PG_SSLMODE=verify_full: %v, want an error naming PG_SSLMODE", err)
+	}
+}
+
+// TestTLSSettingsReachPgx: what pgx makes of the settings is a verified
+// connection to the URL's host, with no plain-text fallback.
+func TestTLSSettingsReachPgx(t *testing.T) {
+	cfg := postgres.Config{URL: "host=db.example user=u dbname=x sslmode=disable", SSLMode: "verify-full"}
+	conn, err := cfg.ConnString()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := pgconn.ParseConfig(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pc.TLSConfig == nil || pc.TLSConfig.InsecureSkipVerify || pc.TLSConfig.ServerName != "db.example" || len(pc.Fallbacks) != 0 {
+		t.Errorf("pgx config from %q: TLS %+v, %d fallbacks; want a verified TLS config for db.example and no fallback", conn, pc.TLSConfig, len(pc.Fallbacks))
 	}
 }

@@ -69,7 +69,11 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*pgxpool.Pool, error
 }
 
 func poolConfig(cfg Config) (*pgxpool.Config, error) {
-	pcfg, err := pgxpool.ParseConfig(cfg.URL)
+	conn, err := cfg.ConnString()
+	if err != nil {
+		return nil, err
+	}
+	pcfg, err := pgxpool.ParseConfig(conn)
 	if err != nil {
 		// pgx masks the password in its parse errors.
 		return nil, fmt.Errorf("parse PostgreSQL URL: %w", err)

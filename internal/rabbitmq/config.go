@@ -19,6 +19,13 @@ type Config struct {
 	// connections go to the first that answers, and one that is lost moves
 	// on to the next (see URLs).
 	URL string `env:"RABBITMQ_URL" envDefault:"amqp://guest:guest@127.0.0.1:5672/"`
+	// TLSCAFile is the PEM file of the certificate authorities that sign
+	// the brokers' certificates, for amqps:// URLs (then every URL must be
+	// one): each broker's certificate must chain to them and carry its
+	// URL's host. Empty: the system's authorities, or the URL's cacertfile
+	// parameter. It is read at every connection, so a renewed file is
+	// picked up without a restart.
+	TLSCAFile string `env:"RABBITMQ_TLS_CA_FILE"`
 	// QueueAdd and QueueDel name the work queues of puts and deletes; each
 	// has its dead-letter queue <name>.dlq, bound to the DLX exchange.
 	QueueAdd string `env:"RABBITMQ_QUEUE_ADD" envDefault:"add_key"`
@@ -61,6 +68,14 @@ func (c Config) Validate() error {
 	for _, u := range c.URLs() {
 		if p, err := url.Parse(u); err != nil || (p.Scheme != "amqp" && p.Scheme != "amqps") || p.Host == "" {
 			errs = append(errs, fmt.Errorf("RABBITMQ_URL: %q is not an amqp:// or amqps:// URL", redact(u)))
+		}
+	}
+	if c.TLSCAFile != "" {
+		for _, u := range c.URLs() {
+			if !strings.HasPrefix(u, "amqps://") {
+				// A CA given for a plain-text broker would protect nothing.
+				errs = append(errs, fmt.Errorf("RABBITMQ_TLS_CA_FILE is set, but %q is not amqps://", redact(u)))
+			}
 		}
 	}
 	if len(c.URLs()) == 0 {
@@ -136,7 +151,7 @@ func redact(rawURL string) string {
 
 // MarshalZerologObject logs the configuration without the password.
 func (c Config) MarshalZerologObject(e *zerolog.Event) {
-	e.Str("url", c.RedactedURL()).
+	e.Str("url", c.RedactedURL()).Str("tls_ca_file", c.TLSCAFile).
 		Str("queue_add", c.QueueAdd).Str("queue_del", c.QueueDel).
 		Str("dlx", c.DLX).Str("queue_type", c.QueueType).
 		Int("queue_max_length", c.QueueMaxLength).Int64("queue_max_bytes", c.QueueMaxBytes).
@@ -146,8 +161,8 @@ func (c Config) MarshalZerologObject(e *zerolog.Event) {
 
 // String is the configuration without the password.
 func (c Config) String() string {
-	return fmt.Sprintf("rabbitmq{url=%s add=%s del=%s dlx=%s type=%s max_length=%d max_bytes=%d channels=%d timeout=%s prefetch=%d}",
-		c.RedactedURL(), c.QueueAdd, c.QueueDel, c.DLX, c.QueueType, c.QueueMaxLength, c.QueueMaxBytes,
+	return fmt.Sprintf("rabbitmq{url=%s tls_ca_file=%s add=%s del=%s dlx=%s type=%s max_length=%d max_bytes=%d channels=%d timeout=%s prefetch=%d}",
+		c.RedactedURL(), c.TLSCAFile, c.QueueAdd, c.QueueDel, c.DLX, c.QueueType, c.QueueMaxLength, c.QueueMaxBytes,
 		c.PublishChannels, c.PublishTimeout, c.Prefetch)
 }
 

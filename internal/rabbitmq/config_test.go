@@ -57,6 +57,7 @@ func TestConfigValidate(t *testing.T) {
 		{"huge prefetch", func(c *Config) { c.Prefetch = 70000 }, "CONSUMER_PREFETCH"},
 		{"no broker", func(c *Config) { c.URL = " , " }, "RABBITMQ_URL"},
 		{"not amqp", func(c *Config) { c.URL = "amqp://a:5672/,http://b:5672/" }, "RABBITMQ_URL"},
+		{"a CA file for a plain-text broker", func(c *Config) { c.URL, c.TLSCAFile = "amqps://a:5671/,amqp://b:5672/", "/ca.pem" }, "RABBITMQ_TLS_CA_FILE"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -2,6 +2,7 @@ package rabbitmq
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -9,6 +10,8 @@ import (
 
 	"github.com/cenkalti/backoff/v5"
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/kvstack/kvstack/internal/tlsconf"
 )
 
 const (
@@ -19,12 +22,12 @@ const (
 // dialAny connects to the first of urls that answers, trying them in turn
 // from urls[from], and returns the connection and the index of its URL, so
 // that the next attempt after a lost connection starts with the node after
-// it.
-func dialAny(urls []string, from int, name string, writeTimeout time.Duration) (*amqp.Connection, int, error) {
+// it. caFile is RABBITMQ_TLS_CA_FILE.
+func dialAny(urls []string, caFile string, from int, name string, writeTimeout time.Duration) (*amqp.Connection, int, error) {
 	var errs []error
 	for i := range urls {
 		at := (from + i) % len(urls)
-		conn, err := dial(urls[at], name, writeTimeout)
+		conn, err := dial(urls[at], caFile, name, writeTimeout)
 		if err == nil {
 			return conn, at, nil
 		}
@@ -38,13 +41,26 @@ func dialAny(urls []string, from int, name string, writeTimeout time.Duration) (
 // bounds every socket write: RabbitMQ throttles a publisher by not reading
 // its socket, and without a deadline a publish would then block for as long
 // as the broker likes; with it, the connection fails and is replaced.
-func dial(rawURL, name string, writeTimeout time.Duration) (*amqp.Connection, error) {
+//
+// An amqps:// URL is dialled with TLS: with caFile set, the broker's
+// certificate must chain to its authorities; the library checks the
+// certificate's name against the URL's host. The file is read at each
+// dial, so a renewed one is picked up at the next connection.
+func dial(rawURL, caFile, name string, writeTimeout time.Duration) (*amqp.Connection, error) {
 	props := amqp.NewConnectionProperties()
 	props.SetClientConnectionName(name)
+	var tlsConfig *tls.Config // nil: the library's (system roots, the URL's cacertfile)
+	if caFile != "" {
+		var err error
+		if tlsConfig, err = tlsconf.Client(caFile, ""); err != nil {
+			return nil, fmt.Errorf("RABBITMQ_TLS_CA_FILE: %w", err)
+		}
+	}
 	return amqp.DialConfig(rawURL, amqp.Config{
-		Heartbeat:  heartbeat,
-		Locale:     "en_US",
-		Properties: props,
+		Heartbeat:       heartbeat,
+		Locale:          "en_US",
+		Properties:      props,
+		TLSClientConfig: tlsConfig,
 		Dial: func(network, addr string) (net.Conn, error) {
 			conn, err := net.DialTimeout(network, addr, dialTimeout)
 			if err != nil {

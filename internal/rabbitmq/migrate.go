@@ -32,7 +32,7 @@ func MigrateQueues(ctx context.Context, cfg Config, log zerolog.Logger) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	conn, at, err := dialAny(cfg.URLs(), 0, "kvstack migrate", 0)
+	conn, at, err := dialAny(cfg.URLs(), cfg.TLSCAFile, 0, "kvstack migrate", 0)
 	if err != nil {
 		return fmt.Errorf("connect: %w: %w", kv.ErrUnavailable, err)
 	}

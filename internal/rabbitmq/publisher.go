@@ -350,7 +350,7 @@ func (p *Publisher) supervise() {
 // connection until it dies or the publisher stops.
 func (p *Publisher) serve(b *backoff.ExponentialBackOff) error {
 	urls := p.cfg.URLs()
-	conn, at, err := dialAny(urls, p.next, "kvstack publisher", p.cfg.PublishTimeout)
+	conn, at, err := dialAny(urls, p.cfg.TLSCAFile, p.next, "kvstack publisher", p.cfg.PublishTimeout)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
 	}

@@ -105,7 +105,7 @@ type queueChannel struct {
 // Open connects, declares the topology, and starts consuming both queues.
 func (s *Source) Open(ctx context.Context) (consumer.Session, error) {
 	urls := s.cfg.URLs()
-	conn, at, err := dialAny(urls, s.next, "kvstack consumer", 0)
+	conn, at, err := dialAny(urls, s.cfg.TLSCAFile, s.next, "kvstack consumer", 0)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
 	}

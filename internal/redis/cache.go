@@ -19,6 +19,8 @@ type Cache struct {
 	prefix       string
 	ttl          time.Duration
 	tombstoneTTL time.Duration
+	// circuit skips Redis on the read path while it is known down.
+	circuit *circuit
 }
 
 var _ kv.Cache = (*Cache)(nil)
@@ -42,12 +44,23 @@ func NewCache(client goredis.UniversalClient, cfg Config) *Cache {
 		prefix:       cfg.KeyPrefix,
 		ttl:          cfg.TTL,
 		tombstoneTTL: cfg.TombstoneTTL,
+		circuit:      newCircuit(cfg),
 	}
 }
 
 // Get returns the cached entry for key, which is a tombstone (Deleted true)
-// when the key's last known operation was a delete, or kv.ErrCacheMiss.
+// when the key's last known operation was a delete, or kv.ErrCacheMiss. While
+// Redis is known down it fails at once with kv.ErrCacheDown (see circuit).
 func (c *Cache) Get(ctx context.Context, key string) (kv.Entry, error) {
+	if c.circuit.skip() {
+		return kv.Entry{}, errCircuitOpen
+	}
+	e, err := c.get(ctx, key)
+	c.circuit.observe(ctx, err)
+	return e, err
+}
+
+func (c *Cache) get(ctx context.Context, key string) (kv.Entry, error) {
 	fields, err := c.client.HMGet(ctx, c.prefix+key, fieldVersion, fieldDeleted, fieldValue).Result()
 	if goredis.HasErrorPrefix(err, "WRONGTYPE") {
 		// Not a cache entry but what an older kvstack left under this name
@@ -65,7 +78,7 @@ func (c *Cache) Get(ctx context.Context, key string) (kv.Entry, error) {
 	if err != nil {
 		// Not written by this package. Not a miss either: a fill would be
 		// compared against the bad version, so have the caller skip the cache.
-		return kv.Entry{}, fmt.Errorf("redis get: corrupt entry: %w: %w", kv.ErrUnavailable, err)
+		return kv.Entry{}, fmt.Errorf("redis get: %w: %w: %w", errCorrupt, kv.ErrUnavailable, err)
 	}
 	deleted, _ := fields[1].(string)
 	e := kv.Entry{Key: key, Version: v, Deleted: deleted == "1"}
@@ -77,10 +90,15 @@ func (c *Cache) Get(ctx context.Context, key string) (kv.Entry, error) {
 
 // Fill caches e unless the cache holds the same or a newer version of its
 // key, and reports whether it stored e. Readers call it with what they read
-// from PostgreSQL, however old that has become.
+// from PostgreSQL, however old that has become. While Redis is known down it
+// stores nothing and fails at once with kv.ErrCacheDown (see circuit).
 func (c *Cache) Fill(ctx context.Context, e kv.Entry) (bool, error) {
+	if c.circuit.skip() {
+		return false, errCircuitOpen
+	}
 	key, args := c.casArgs(e)
 	stored, err := casScript.Run(ctx, c.client, []string{key}, args...).Int()
+	c.circuit.observe(ctx, err)
 	if err != nil {
 		return false, wrap("fill", err)
 	}
@@ -130,13 +148,19 @@ func (c *Cache) casArgs(e kv.Entry) (string, []any) {
 	return c.prefix + e.Key, []any{e.Version.String(), deleted, value, ttl.Milliseconds()}
 }
 
-// Ping checks that Redis answers.
+// Ping checks that Redis answers; its answer opens or closes the read
+// path's circuit.
 func (c *Cache) Ping(ctx context.Context) error {
-	if err := c.client.Ping(ctx).Err(); err != nil {
+	err := c.client.Ping(ctx).Err()
+	c.circuit.pinged(ctx, err)
+	if err != nil {
 		return wrap("ping", err)
 	}
 	return nil
 }
+
+// errCorrupt marks an entry this package did not write.
+var errCorrupt = errors.New("corrupt entry")
 
 // Purge removes every key under the cache's prefix, on every master of a
 // cluster, in batches (SCAN, then UNLINK, which frees memory off the main

@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/kvstack/kvstack/internal/kv"
+	"github.com/kvstack/kvstack/internal/tlsconf"
 )
 
 // NewClient builds a traced client for cfg without contacting Redis, so that
@@ -18,7 +19,8 @@ import (
 // masters and replicas from its seed addresses, and follows their slots as
 // they move). Open is NewClient followed by a ping.
 func NewClient(cfg Config) (goredis.UniversalClient, error) {
-	if err := cfg.Validate(); err != nil {
+	err := cfg.Validate()
+	if err != nil {
 		return nil, err
 	}
 	retries, redirects := attempts(cfg)
@@ -42,6 +44,13 @@ func NewClient(cfg Config) (goredis.UniversalClient, error) {
 		// Open-source Redis: skip the maintenance-notification handshake
 		// (a managed service's).
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
+	}
+	if cfg.TLS() {
+		// One configuration for every node: with no server name set,
+		// crypto/tls checks each against the address it dials.
+		if opts.TLSConfig, err = tlsconf.Client(cfg.TLSCAFile, cfg.TLSServerName); err != nil {
+			return nil, fmt.Errorf("redis config: REDIS_TLS_CA_FILE: %w", err)
+		}
 	}
 	if !cfg.IsCluster() {
 		// A restarted server's dump is purged before any connection to it

@@ -2,6 +2,7 @@ package redis
 
 import (
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -11,13 +12,23 @@ import (
 // Config is what the adapter needs to reach Redis and lay out its keys.
 type Config struct {
 	// Addr is one Redis server, or the seed nodes of a Redis Cluster
-	// separated by commas: several addresses mean a cluster.
+	// separated by commas: several addresses mean a cluster. Each is
+	// host:port, or rediss://host:port for TLS (then all must be; see
+	// REDIS_TLS_CA_FILE), redis://host:port being host:port.
 	Addr string `env:"REDIS_ADDR" envDefault:"127.0.0.1:6379"`
 	// Cluster makes a single address a cluster's seed (a cluster behind one
 	// service name, say).
 	Cluster bool `env:"REDIS_CLUSTER" envDefault:"false"`
 	// Password authenticates to every node; it is masked when logged.
 	Password Secret `env:"REDIS_PASSWORD"`
+	// TLSCAFile is the PEM file of the certificate authorities that sign
+	// the servers' certificates, when REDIS_ADDR is rediss:// (empty: the
+	// system's). It is read when a process starts.
+	TLSCAFile string `env:"REDIS_TLS_CA_FILE"`
+	// TLSServerName is the name every server's certificate must carry, when
+	// REDIS_ADDR is rediss:// (empty: the host of the address dialled, which
+	// for a cluster's nodes is the address each announces).
+	TLSServerName string `env:"REDIS_TLS_SERVER_NAME"`
 	// DB is the database of a single server; a cluster has only 0.
 	DB int `env:"REDIS_DB" envDefault:"0"`
 
@@ -48,15 +59,56 @@ type Config struct {
 // nothing: the envDefault tags above.
 func DefaultConfig() Config { return envdefault.Of[Config]() }
 
-// Addrs lists the addresses of REDIS_ADDR, in order.
+// Addrs lists the addresses of REDIS_ADDR, in order, as host:port.
 func (c Config) Addrs() []string {
 	var addrs []string
-	for a := range strings.SplitSeq(c.Addr, ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			addrs = append(addrs, a)
-		}
+	for _, a := range c.entries() {
+		addrs = append(addrs, strings.TrimPrefix(strings.TrimPrefix(a, schemeTLS), schemePlain))
 	}
 	return addrs
+}
+
+const (
+	schemePlain = "redis://"
+	schemeTLS   = "rediss://"
+)
+
+// entries are REDIS_ADDR's items as written.
+func (c Config) entries() []string {
+	var entries []string
+	for a := range strings.SplitSeq(c.Addr, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			entries = append(entries, a)
+		}
+	}
+	return entries
+}
+
+// TLS reports whether REDIS_ADDR asks for TLS (rediss://).
+func (c Config) TLS() bool {
+	e := c.entries()
+	return len(e) > 0 && strings.HasPrefix(e[0], schemeTLS)
+}
+
+// validAddrs reports an item of REDIS_ADDR that is no host:port, and a
+// list that mixes TLS with plain text.
+func (c Config) validAddrs() error {
+	tls := c.TLS()
+	for _, a := range c.entries() {
+		if strings.HasPrefix(a, schemeTLS) != tls {
+			return fmt.Errorf("redis config: REDIS_ADDR mixes rediss:// with plain-text addresses (%s)", a)
+		}
+		hp := strings.TrimPrefix(strings.TrimPrefix(a, schemeTLS), schemePlain)
+		if _, _, err := net.SplitHostPort(hp); err != nil || strings.ContainsAny(hp, "/@") {
+			return fmt.Errorf("redis config: REDIS_ADDR item %q is not host:port, redis://host:port or rediss://host:port", a)
+		}
+	}
+	if !tls && (c.TLSCAFile != "" || c.TLSServerName != "") {
+		// A CA file given for a plain-text connection is a mistake that
+		// would otherwise go unnoticed: nothing would be encrypted.
+		return fmt.Errorf("redis config: REDIS_TLS_CA_FILE or REDIS_TLS_SERVER_NAME is set, but REDIS_ADDR is not rediss://")
+	}
+	return nil
 }
 
 // IsCluster reports whether the addresses are a Redis Cluster's.
@@ -67,6 +119,8 @@ func (c Config) Validate() error {
 	switch {
 	case len(c.Addrs()) == 0:
 		return fmt.Errorf("redis config: REDIS_ADDR is empty")
+	case c.validAddrs() != nil:
+		return c.validAddrs()
 	case c.IsCluster() && c.DB != 0:
 		return fmt.Errorf("redis config: REDIS_DB is %d, but a Redis Cluster has only database 0", c.DB)
 	case c.KeyPrefix == "":

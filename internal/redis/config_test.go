@@ -63,6 +63,8 @@ func TestClusterAddresses(t *testing.T) {
 		{"127.0.0.1:6379", false, []string{"127.0.0.1:6379"}, false},
 		{"127.0.0.1:6379", true, []string{"127.0.0.1:6379"}, true},
 		{"a:7000, b:7001,,c:7002", false, []string{"a:7000", "b:7001", "c:7002"}, true},
+		{"redis://a:7000", false, []string{"a:7000"}, false},
+		{"rediss://a:7000,rediss://b:7001", false, []string{"a:7000", "b:7001"}, true},
 	}
 	for _, tt := range tests {
 		c := redis.DefaultConfig()
@@ -86,6 +88,11 @@ func TestConfigValidate(t *testing.T) {
 		{"a hash tag in a cluster's prefix", func(c *redis.Config) { c.Cluster, c.KeyPrefix = true, "{kv}:" }},
 		{"zero TTL", func(c *redis.Config) { c.TTL = 0 }},
 		{"sub-millisecond tombstone TTL", func(c *redis.Config) { c.TombstoneTTL = 999 * time.Microsecond }},
+		{"TLS mixed with plain text", func(c *redis.Config) { c.Addr = "rediss://a:7000,b:7001" }},
+		{"a CA file without TLS", func(c *redis.Config) { c.TLSCAFile = "/ca.pem" }},
+		{"a server name without TLS", func(c *redis.Config) { c.TLSServerName = "cache" }},
+		{"a URL with a password", func(c *redis.Config) { c.Addr = "rediss://:pw@a:7000" }},
+		{"no port", func(c *redis.Config) { c.Addr = "rediss://a" }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -98,6 +105,14 @@ func TestConfigValidate(t *testing.T) {
 				t.Errorf("NewClient accepted an invalid config")
 			}
 		})
+	}
+}
+
+func TestUnreadableCAFile(t *testing.T) {
+	cfg := redis.DefaultConfig()
+	cfg.Addr, cfg.TLSCAFile = "rediss://a:7000", "/nonexistent/ca.pem"
+	if _, err := redis.NewClient(cfg); err == nil || !strings.Contains(err.Error(), "REDIS_TLS_CA_FILE") {
+		t.Errorf("NewClient with an unreadable CA file: %v, want an error naming REDIS_TLS_CA_FILE", err)
 	}
 }
 

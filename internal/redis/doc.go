@@ -46,6 +46,9 @@
 // Timeouts are short and retries few, so that an unreachable Redis fails a
 // read in milliseconds and the service degrades to PostgreSQL instead of
 // hanging. goredis.Nil becomes kv.ErrCacheMiss; every other failure wraps
-// kv.ErrUnavailable and keeps the driver error in the chain. Values never
+// kv.ErrUnavailable and keeps the driver error in the chain. On a single
+// server, the first timeout opens a circuit: reads skip Redis, without
+// waiting, but for one a second that tries it, until Redis answers again
+// (circuit). Values never
 // appear in errors, logs or span attributes.
 package redis

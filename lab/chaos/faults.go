@@ -30,6 +30,7 @@ type fault struct {
 	// linearizable history illegal: the check's failure is reported with
 	// it instead of failing the fault, until the defect is fixed.
 	knownIllegal string
+	outageChecks
 }
 
 // action is one step on the private stack, through its supervisor.
@@ -73,6 +74,14 @@ func start(name string) *action {
 	}}
 }
 
+// refusePrompt bounds a refused write's answer while the broker is down:
+// the API's publish timeout (2 s) and a margin.
+const refusePrompt = 3 * time.Second
+
+// rollingProcs are what a deploy restarts: every API replica and the
+// consumer.
+var rollingProcs = []string{"api1", "api2", "consumer"}
+
 func faults(mode string) []fault {
 	all := []fault{
 		{name: "baseline", what: "no fault: load, drain, checks"},
@@ -83,22 +92,30 @@ func faults(mode string) []fault {
 		{
 			name: "rabbitmq-restart", what: "stop the RabbitMQ node (orderly) and start it again at once",
 			inject: stop("rabbitmq"), heal: start("rabbitmq"), writesMayFail: true,
+			outageChecks: outageChecks{apiReady: true, refuseWithin: refusePrompt},
 		},
 		{
-			name: "rabbitmq-stop-10s", what: "RabbitMQ node stopped for 10 s while clients write",
+			name: "rabbitmq-stop-10s", what: "RabbitMQ node stopped for 10 s while clients write: every read served, writes refused promptly (503), the API replicas ready (writes down)",
 			inject: stop("rabbitmq"), hold: 10 * time.Second, heal: start("rabbitmq"), writesMayFail: true,
+			outageChecks: outageChecks{apiReady: true, refuseWithin: refusePrompt},
 		},
 		{
-			name: "redis-stop-10s", what: "Redis stopped 10 s (SIGTERM: it saves its dump), restarted with that dump: entries older than PostgreSQL come back",
+			name: "redis-stop-10s", what: "Redis stopped 10 s (SIGTERM: it saves its dump), restarted with that dump: entries older than PostgreSQL come back; every read served (from PostgreSQL), the API replicas ready (reads degraded)",
 			inject: stop("redis"), hold: 10 * time.Second, heal: start("redis"),
+			outageChecks: outageChecks{apiReady: true},
 		},
 		{
-			name: "postgres-stop-10s", what: "PostgreSQL stopped 10 s (immediate shutdown, crash recovery on start)",
+			name: "postgres-stop-10s", what: "PostgreSQL stopped 10 s (immediate shutdown, crash recovery on start): cache hits served (a miss may get 503), writes accepted, the API replicas ready (reads degraded, listing down)",
 			inject: stop("postgres"), hold: 10 * time.Second, heal: start("postgres"), readsMayFail: true,
+			outageChecks: outageChecks{apiReady: true, hitsServed: true},
 		},
 		{
 			name: "api1-kill9", what: "kill -9 api1 under load; nginx sends what it dropped to api2 (reads and writes); its supervisor restarts it",
 			inject: kill9("api1"), hold: 3 * time.Second, killed: []string{"api1"},
+		},
+		{
+			name: "rolling-restart", what: "a deploy: api1, api2 and the consumer restarted one by one (SIGTERM, drain, start, the next once it answers /readyz 200) under load; nothing may fail",
+			inject: rollingRestart(rollingProcs...), killed: rollingProcs, outageChecks: outageChecks{deploy: true},
 		},
 		{
 			name: "consumers-2-kill1", what: "two consumers; kill -9 the stack's consumer; its supervisor restarts it",
@@ -114,7 +131,7 @@ func faults(mode string) []fault {
 	if mode != "short" {
 		return all
 	}
-	short := map[string]bool{"consumer-kill9": true, "rabbitmq-stop-10s": true, "redis-stop-10s": true, "api1-kill9": true}
+	short := map[string]bool{"consumer-kill9": true, "rabbitmq-stop-10s": true, "redis-stop-10s": true, "api1-kill9": true, "rolling-restart": true}
 	var out []fault
 	for _, f := range all {
 		if short[f.name] {

@@ -37,5 +37,6 @@ func haFaults() []fault {
 			name: "api1-kill9", what: "kill -9 api1 under load; nginx retries the writes and reads it fails on api2; its supervisor restarts it",
 			inject: kill9("api1"), hold: 3 * time.Second, killed: []string{"api1"},
 		},
+		haRollingRestart(),
 	}
 }

@@ -48,6 +48,7 @@ type ledger struct {
 
 	reads, readErrs int     // reads answered 200/404 vs anything else
 	readMax         float64 // seconds
+	reads1          []readRec
 }
 
 func (l *ledger) add(a attempt) {
@@ -67,6 +68,19 @@ func (l *ledger) read(ok bool, d time.Duration) {
 	if s := d.Seconds(); s > l.readMax {
 		l.readMax = s
 	}
+}
+
+// readDone records one read's outcome beside the counts.
+func (l *ledger) readDone(rd readRec) {
+	l.mu.Lock()
+	l.reads1 = append(l.reads1, rd)
+	l.mu.Unlock()
+}
+
+func (l *ledger) readLog() []readRec {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]readRec(nil), l.reads1...)
 }
 
 func (l *ledger) snapshot() []attempt {

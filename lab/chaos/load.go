@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -87,12 +88,15 @@ func (l *load) reader(ctx context.Context) {
 		start := time.Now()
 		resp, err := l.client.Get(l.nginx + "/api?key=" + url.QueryEscape(key))
 		ok := false
+		rd := readRec{at: start}
 		if err == nil {
-			io.Copy(io.Discard, resp.Body)
+			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			ok = resp.StatusCode == 200 || resp.StatusCode == 404
+			rd.status, rd.fromCache = resp.StatusCode, bytes.Contains(body, []byte(`"source":"redis"`))
 		}
 		l.led.read(ok, time.Since(start))
+		l.led.readDone(rd)
 		sleepCtx(ctx, l.pace)
 	}
 }

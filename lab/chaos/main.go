@@ -40,6 +40,7 @@ type settings struct {
 	pace, warm, post                       time.Duration
 	drainTimeout, fuzzTime                 time.Duration
 	only                                   string
+	repeat                                 int
 }
 
 func main() {
@@ -50,6 +51,7 @@ func main() {
 	flag.StringVar(&s.out, "out", "", "write the report here, relative to the repository root (docs/RELIABILITY.md)")
 	flag.DurationVar(&s.fuzzTime, "fuzztime", 15*time.Second, "full mode: run every fuzz target this long first (0: skip)")
 	flag.StringVar(&s.only, "only", "", "comma-separated fault names (default: the mode's)")
+	flag.IntVar(&s.repeat, "repeat", 1, "run each selected fault this many times (a new fault's check, before it lands)")
 	flag.IntVar(&s.keys, "keys", 0, "keys per fault (default by mode)")
 	flag.IntVar(&s.writers, "writers", 0, "concurrent writers (default by mode)")
 	flag.IntVar(&s.readers, "readers", 0, "concurrent readers (default by mode)")
@@ -165,7 +167,7 @@ func run(ctx context.Context, s settings, c *private) error {
 		return err
 	}
 	e := &env{s: s, c: c, pg: pool, rdb: rdb, http: client}
-	list := selectFaults(s.mode, s.only)
+	list := repeated(selectFaults(s.mode, s.only), s.repeat)
 	runID := time.Now().UTC().Format("150405")
 	started := time.Now()
 	var results []result

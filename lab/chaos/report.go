@@ -50,6 +50,7 @@ func (p report) markdown() string {
 	w("- **stale cache**: Redis entries `kv:<key>` (fields v/d/val) that differ from PostgreSQL, right after the heal (load still running: writes in flight, and after a Redis restart the entries its dump brought back that PostgreSQL has since overtaken), right after the drain, and after up to 10 s more (the consumer's repair loop). The final figure must be 0.\n")
 	w("- **histories** (`lab/history`, checked with porcupine; docs/DESIGN.md, Consistency): beside the writers, %d clients write with `?wait=applied` and %d read plainly on %d keys of their own, and %d sessions write plainly and read with their newest token on %d others. Once the queues drained, every writer's key is read twice through nginx. The waited writes and reads must be **linearizable** per key (a write without a 200 ends unknown: it may apply any time after it was sent, or never), the token reads must keep the **session** guarantees (never older than the token, never going back), and the final reads must show **convergence** (each key at its newest 202-accepted write: none lost, none resurrected). An illegal history fails the fault; its visualisation is left in `tmp/chaos/histories`.\n", historyClients, historyClients, historyKeys, historyClients, historyKeys)
 	w("- **DLQ**: messages added to `add_key.dlq` + `del_key.dlq`. Must be 0.\n")
+	w("- **readiness and outages** (issue 21): from the injection until the load ends, every %s, each API replica's and consumer's `/readyz` is recorded at each change (status, and the capabilities not ok), and each read's answer (200 from the cache or from PostgreSQL, 404, 503, other). An outage of a dependency every replica shares (Redis, RabbitMQ, PostgreSQL stopped) must never take an API replica out (`/readyz` 200 throughout: routes degrade instead); with the broker down every refused write must get its 503 within %s; with PostgreSQL down reads must still be served from the cache, and a read that fails must be a 503 (a miss), nothing else. **rolling-restart** is a deploy: api1, api2, then the consumer, each stopped (SIGTERM: it drains) and started again, the next once it answers `/readyz` 200; nothing may fail.\n", readinessPoll, refusePrompt)
 	w("- **hung**: writes unanswered after %s. Must be 0. Writes refused (503 or other) and reads failed must be 0 for faults that do not touch that path (see the table's last column).\n", hangAfter)
 	w("- **processes**: every process of the private stack keeps its pid, except the one the fault killed, which must come back by itself with a new pid. **heal**: for a fault that stops a service, how long starting it again through supervisord took (a RabbitMQ node needs several seconds to boot; it is waited for until it answers); for a kill -9, the time from the kill until the process answered again. The binaries are built once, when the campaign starts. **recovery**: from the end of the heal (the service is back) until a write through nginx is acknowledged again and api1, api2 and the consumer answer `/readyz`.\n")
 	w("- Nothing is restarted by hand. A process killed with -9 (by the pid supervisord reports, its process group) is restarted by supervisord itself, as compose's `restart:` would (marked *supervisor* below); a service a fault stops is stopped and started again through supervisord; every kvstack process must reconnect by itself.\n\n")
@@ -115,7 +116,10 @@ func (p report) resultsTable(w func(string, ...any)) {
 			verdict = "**FAIL**: " + strings.Join(r.failures, "; ")
 		}
 		restarted := strings.Join(r.restarted, ", ")
-		if len(r.killed) > 0 {
+		switch {
+		case r.deploy:
+			restarted += " (one by one, as a deploy)"
+		case len(r.killed) > 0:
 			restarted += " (supervisor)"
 		}
 		if restarted == "" {
@@ -128,6 +132,12 @@ func (p report) resultsTable(w func(string, ...any)) {
 	w("\n### The faults\n\n")
 	for _, r := range p.results {
 		w("- **%s** — %s.\n", r.name, r.what)
+		if len(r.readiness) > 0 {
+			w("  - %s.\n", r.outageLine())
+			for _, l := range r.readiness {
+				w("  - readiness %s\n", l)
+			}
+		}
 		for _, ex := range r.examples {
 			w("  - `%s`\n", ex)
 		}

@@ -34,6 +34,8 @@ type result struct {
 	histories                                   []history.Result // linearizable, sessions, convergence
 	examples                                    []string
 	failures                                    []string
+
+	outageFigures // readiness and reads over the fault (outage.go)
 }
 
 func (r result) summary() string {
@@ -99,10 +101,17 @@ func (e *env) runFault(ctx context.Context, f fault, prefix string) (r result) {
 
 	sleepCtx(ctx, e.s.warm)
 	var injectAt time.Time
+	var rec *readinessLog
+	rctx, stopRecording := context.WithCancel(ctx)
 	if f.inject != nil {
+		rec = recordReadiness(rctx, e.c.readyProcs())
 		injectAt = e.injectAndRecover(ctx, f, &r, l, pidsBefore, prefix)
 	}
 	sleepCtx(ctx, e.s.post)
+	stopRecording() // the states after the recovery too, through the load's end
+	if rec != nil {
+		rec.stop()
+	}
 	stopLoad()
 	wg.Wait()
 	e.drain(ctx, &r)
@@ -111,6 +120,7 @@ func (e *env) runFault(ctx context.Context, f fault, prefix string) (r result) {
 	_ = led.save(filepath.Join(e.s.dir, "ledger-"+f.name+".jsonl"))
 	r.reads, r.readErrs, r.readMax = led.reads, led.readErrs, time.Duration(led.readMax*float64(time.Second))
 	byKey := r.tallyWrites(led.snapshot(), injectAt)
+	r.noteOutage(rec, led, injectAt)
 	rows, err := e.storedRows(ctx, prefix)
 	if err != nil {
 		r.fail("read kv_store: %v", err)
@@ -172,6 +182,7 @@ func (e *env) injectAndRecover(ctx context.Context, f fault, r *result, l *load,
 		r.heal = time.Since(healAt)
 	}
 	healed := time.Now()
+	r.healedAt = healed
 	// What the cache holds the moment the service is back: after a Redis
 	// restart from its dump, entries older than PostgreSQL (the repair
 	// loop must fix them); otherwise only writes in flight.
@@ -403,6 +414,7 @@ func (r *result) judge(f fault) {
 	if r.acked == 0 {
 		r.fail("no write acknowledged at all")
 	}
+	r.judgeOutage(f)
 }
 
 func (r *result) example(s string) {

@@ -150,10 +150,19 @@ securityContext:
 {{/* The HTTPRoute's filters of every rule (.: .Values.edge): clients'
 trace context removed unless gateway.trustTraceContext. */}}
 {{- define "kvstack.edgeFilters" -}}
-{{- if not .gateway.trustTraceContext }}
+{{- if or (not .gateway.trustTraceContext) .hsts }}
 filters:
+{{- if not .gateway.trustTraceContext }}
   - type: RequestHeaderModifier
     requestHeaderModifier:
       remove: [traceparent, tracestate, baggage]
+{{- end }}
+{{- if .hsts }}
+  - type: ResponseHeaderModifier
+    responseHeaderModifier:
+      set:
+        - name: Strict-Transport-Security
+          value: {{ .hsts | quote }}
+{{- end }}
 {{- end }}
 {{- end }}
