@@ -194,7 +194,7 @@ func (h *harness) scratchDir(name string) (string, error) {
 
 func waitHTTP(ctx context.Context, url string, trust *tls.Config, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
-	client := &http.Client{Transport: &http.Transport{TLSClientConfig: trust}}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: trust.Clone()}}
 	defer client.CloseIdleConnections()
 	for {
 		resp, err := client.Get(url)

@@ -182,7 +182,7 @@ func NewClients(tokens []string, trust *tls.Config) Clients {
 		}
 		var t http.RoundTripper = &http.Transport{
 			DialContext:         d.DialContext,
-			TLSClientConfig:     trust,
+			TLSClientConfig:     trust.Clone(), // a transport adds its protocols to it
 			MaxIdleConnsPerHost: 1,
 			MaxConnsPerHost:     1,
 			DisableCompression:  true,

@@ -216,7 +216,10 @@ func newHarness(o Options) (*harness, error) {
 		return nil, err
 	}
 	edgeTransport := http.DefaultTransport.(*http.Transport).Clone()
-	edgeTransport.TLSClientConfig = o.EdgeTrust
+	// A copy: an HTTP/2-capable transport adds "h2" to its configuration's
+	// ALPN list, and nginx would then speak HTTP/2 to the HTTP/1.1
+	// clients sharing it.
+	edgeTransport.TLSClientConfig, edgeTransport.ForceAttemptHTTP2 = o.EdgeTrust.Clone(), false
 	h.edge = &http.Client{Timeout: 5 * time.Minute, Transport: mint.Bearer(edgeTransport, h.token)}
 	if h.keys, err = msgsig.ParseKeys(h.cons.Messages.Keys); err != nil {
 		return nil, err
