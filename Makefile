@@ -23,7 +23,7 @@ STACK       ?= $(BIN)/stack
 .DEFAULT_GOAL := help
 .PHONY: mod-check help setup setup-all packages build migrate test test-unit vet fmt-check fuzz \
 	lint fmt run-api run-consumer clean run up up-ha down status logs env token tls jaeger e2e \
-	test-compose test-k8s k8s image sbom check-observability bench bench-smoke bench-ha chaos chaos-short chaos-ha stack-bin \
+	test-compose test-k8s k8s image sbom check-observability bench bench-smoke bench-ha chaos chaos-short chaos-ha dr-drill backup restore stack-bin \
 	slo check-slo check-dashboards config-doc
 
 ##@ General
@@ -38,7 +38,7 @@ help: ## List the targets
 setup: stack-bin ## Install (when missing) and start PostgreSQL, Redis, RabbitMQ; create the kvstack database
 	$(STACK) services ensure deps
 
-setup-all: stack-bin ## setup, plus install nginx, Prometheus, Alertmanager, supervisor, wrk, mtail and the nginx, PostgreSQL and Redis exporters
+setup-all: stack-bin ## setup, plus install nginx, Prometheus, Alertmanager, supervisor, wrk, mtail, the nginx, PostgreSQL and Redis exporters, pgbackrest, and Patroni, etcd (the HA topology's)
 	$(STACK) services ensure all
 
 packages: stack-bin ## Install every Debian package the project uses (when missing); start nothing
@@ -69,13 +69,13 @@ run: stack-bin ## up, then follow the logs; Ctrl-C stops the stack (left up if i
 up: stack-bin ## Start what is down, in the background (idempotent); restarts changed or rebuilt processes one at a time
 	$(STACK) up
 
-up-ha: stack-bin ## up, of the HA topology: 3 RabbitMQ nodes, 6 Redis Cluster nodes, PostgreSQL primary + sync standby and its keeper, 2 consumers; same edge ports, so one topology at a time (docs/HA.md)
+up-ha: stack-bin ## up, of the HA topology: 3 RabbitMQ nodes, 6 Redis Cluster nodes, PostgreSQL primary + sync standby run by Patroni on an etcd, 2 consumers; same edge ports, so one topology at a time (docs/HA.md)
 	$(STACK) up-ha
 
 down: stack-bin ## Stop every process and the stack's supervisord, whichever topology runs (the shared PostgreSQL, Redis and RabbitMQ keep running)
 	$(STACK) down
 
-status: stack-bin ## Each process (supervisord's state, health, pid, address, log), then the shared services, or the HA topology's clusters (PostgreSQL primary, Redis roles, RabbitMQ members)
+status: stack-bin ## Each process (supervisord's state, health, pid, address, log), then the shared services, or the HA topology's clusters (PostgreSQL members as Patroni lists them, Redis roles, RabbitMQ members)
 	$(STACK) status
 
 logs: stack-bin ## Follow the logs of every process of the stack
@@ -92,6 +92,20 @@ env: stack-bin ## stack.env and the stack's other settings, with their defaults 
 
 jaeger: stack-bin ## Build bin/jaeger from the Go module proxy (skipped when up to date)
 	$(STACK) jaeger
+
+##@ Backups (a stack with engines of its own, KV_ENGINES=private: pgBackRest; docs/OPERATIONS.md)
+
+#: make restore's point in time: RFC 3339 (2026-12-06T14:30:00Z) or "2026-12-06 14:30:00" (UTC)
+TO ?=
+#: 1: make restore does not ask for a confirmation
+YES ?=
+
+backup: stack-bin ## A full pgBackRest backup of the running stack's own PostgreSQL now (the backups process also takes them on a schedule)
+	$(STACK) backup
+
+restore: stack-bin ## Restore the running stack to TO="<timestamp>": PostgreSQL to that point, queues and cache purged, processes restarted; asks first unless YES=1
+	@test -n '$(TO)' || { echo 'make restore TO="2026-12-06 14:30:00" (UTC, or RFC 3339) [YES=1]'; exit 2; }
+	$(STACK) restore -to '$(TO)' $(if $(YES),-yes)
 
 ##@ Benchmark (lab/bench/REPORT.md; BENCH_ARGS: kvbench's flags, KV_BENCH_PORT: its own ports)
 
@@ -129,10 +143,17 @@ chaos-short: packages ## Five faults under a small load (a rolling restart among
 	$(GO) -C lab run ./chaos -mode short $(CHAOS_ARGS)
 
 # The HA campaign: make up-ha's topology (3 RabbitMQ nodes, 6 Redis Cluster
-# nodes, a PostgreSQL pair and its keeper, 2 replicas, 2 consumers) on
-# private ports of its own (state in tmp/chaos-ha), a kill -9 per fault.
+# nodes, two PostgreSQL nodes run by Patroni on an etcd, 2 replicas, 2
+# consumers) on private ports of its own (state in tmp/chaos-ha), a kill -9
+# per fault (the PostgreSQL primary's postgres, then its whole node).
 chaos-ha: packages ## Kill -9 each kind of node of the HA topology under load, the same checks; writes its section of docs/RELIABILITY.md (~10 min)
 	$(GO) -C lab run ./chaos -mode ha -out docs/RELIABILITY.md $(CHAOS_ARGS)
+
+# The disaster-recovery drill: a private single-node stack whose PostgreSQL
+# archives with pgBackRest, on ports of its own (state in tmp/dr-drill);
+# writes under load, a backup, a point T, the accident, a restore to T.
+dr-drill: packages ## Backup, accident (data directory removed, kv_store truncated) and restore to a point T under load; checks every write, writes its section of docs/RELIABILITY.md (~3 min)
+	$(GO) -C lab run ./chaos -mode dr -out docs/RELIABILITY.md $(CHAOS_ARGS)
 
 ##@ Quality
 

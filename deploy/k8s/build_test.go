@@ -79,6 +79,7 @@ type manifests struct {
 	jobs            []*batchv1.Job
 	httpRoutes      []*gatewayv1.HTTPRoute
 	certificates    []*certmanagerv1.Certificate
+	issuers         []*certmanagerv1.Issuer
 	services        []*corev1.Service
 	configMaps      []*corev1.ConfigMap
 	secrets         []*corev1.Secret
@@ -110,6 +111,7 @@ func (m *manifests) kinds() map[schema.GroupVersionKind]func() any {
 		gvk("batch/v1", "Job"):                                      func() any { return add(&m.jobs) },
 		gvk("gateway.networking.k8s.io/v1", "HTTPRoute"):            func() any { return add(&m.httpRoutes) },
 		gvk("cert-manager.io/v1", "Certificate"):                    func() any { return add(&m.certificates) },
+		gvk("cert-manager.io/v1", "Issuer"):                         func() any { return add(&m.issuers) },
 		gvk("v1", "Service"):                                        func() any { return add(&m.services) },
 		gvk("v1", "ConfigMap"):                                      func() any { return add(&m.configMaps) },
 		gvk("v1", "Secret"):                                         func() any { return add(&m.secrets) },

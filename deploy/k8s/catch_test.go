@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	kedav1alpha1 "github.com/kedacore/keda/v2/apis/keda/v1alpha1"
 	monitoringv1 "github.com/prometheus-operator/prometheus-operator/pkg/apis/monitoring/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -76,6 +77,9 @@ func TestChecksCatch(t *testing.T) {
 		{"the API stops serving /readyz", "probes", "dev", func(m *manifests, s *sources) {
 			s.routes = []string{"/api", "/api/all", "/healthz", "/metrics"}
 		}},
+		{"readiness out at one slow answer", "probes", "dev", func(m *manifests, s *sources) {
+			api(m).ReadinessProbe.FailureThreshold, api(m).ReadinessProbe.TimeoutSeconds = 1, 1
+		}},
 		{"liveness on readiness' route", "probes", "prod", func(m *manifests, s *sources) { consumer(m).LivenessProbe.HTTPGet.Path = "/readyz" }},
 		{"a probe on a port nothing listens on", "probes", "prod", func(m *manifests, s *sources) {
 			api(m).ReadinessProbe.HTTPGet.Port = intstr.FromInt32(9999)
@@ -121,7 +125,7 @@ func TestChecksCatch(t *testing.T) {
 			(*r)[len(*r)-1].Matches = []gatewayv1.HTTPRouteMatch{{Path: &gatewayv1.HTTPPathMatch{Type: new(gatewayv1.PathMatchExact), Value: new("/readyz")}}}
 		}},
 		{"a certificate for another host", "edge", "dev", func(m *manifests, s *sources) {
-			m.certificates[0].Spec.DNSNames = []string{"other.example.com"}
+			m.edgeCertificates()[0].Spec.DNSNames = []string{"other.example.com"}
 		}},
 		{"no HSTS on the listing", "edge", "prod", func(m *manifests, s *sources) {
 			fs := m.httpRoutes[0].Spec.Rules[1].Filters
@@ -137,10 +141,50 @@ func TestChecksCatch(t *testing.T) {
 			}
 		}},
 		{"a certificate from an issuer of another kind", "edge", "prod", func(m *manifests, s *sources) {
-			m.certificates[0].Spec.IssuerRef.Kind = "Secret"
+			m.edgeCertificates()[0].Spec.IssuerRef.Kind = "Secret"
 		}},
 		{"a certificate keeping its key at renewal", "edge", "dev", func(m *manifests, s *sources) {
-			m.certificates[0].Spec.PrivateKey.RotationPolicy = "Never"
+			m.edgeCertificates()[0].Spec.PrivateKey.RotationPolicy = "Never"
+		}},
+		{"PostgreSQL's certificate unchecked", "enginetls", "prod", func(m *manifests, s *sources) { setEnv(consumer(m), "PG_SSLMODE", "require") }},
+		{"the CA's private key mounted", "enginetls", "dev", func(m *manifests, s *sources) {
+			vs := m.deployment("kvstack-api").Spec.Template.Spec.Volumes
+			for i, v := range vs {
+				if v.Secret != nil && strings.HasSuffix(v.Secret.SecretName, "-ca") {
+					vs[i].Secret.Items = nil
+				}
+			}
+		}},
+		{"the root certificate at a path nothing mounts", "enginetls", "prod", func(m *manifests, s *sources) {
+			setEnv(api(m), "PG_SSLROOTCERT", "/etc/ssl/certs/ca-certificates.crt")
+		}},
+		{"the exporter without verify-full", "enginetls", "dev", func(m *manifests, s *sources) {
+			d := m.deployment("kvstack-postgres-exporter")
+			envVar(&d.Spec.Template.Spec.Containers[0], "DATA_SOURCE_URI").Value = "kvstack-pg-rw:5432/kvstack?sslmode=require"
+		}},
+		{"RabbitMQ without TLS", "enginetls", "prod", func(m *manifests, s *sources) { m.rabbitmqs[0].Spec.TLS = nil }},
+		{"a consumer that does not verify RabbitMQ", "enginetls", "dev", func(m *manifests, s *sources) {
+			c := consumer(m)
+			c.Env = slices.DeleteFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "RABBITMQ_TLS_CA_FILE" })
+		}},
+		{"RabbitMQ's private key mounted beside its CA", "enginetls", "prod", func(m *manifests, s *sources) {
+			vs := m.deployment("kvstack-api").Spec.Template.Spec.Volumes
+			for i, v := range vs {
+				if v.Secret != nil && v.Secret.SecretName == "kvstack-rabbitmq-tls" {
+					vs[i].Secret.Items = append(vs[i].Secret.Items, corev1.KeyToPath{Key: "tls.key", Path: "tls.key"})
+				}
+			}
+		}},
+		{"KEDA without the CA", "enginetls", "prod", func(m *manifests, s *sources) {
+			ta := m.triggerAuths[0]
+			ta.Spec.SecretTargetRef = slices.DeleteFunc(ta.Spec.SecretTargetRef, func(r kedav1alpha1.AuthSecretTargetRef) bool { return r.Parameter == "ca" })
+		}},
+		{"RabbitMQ's certificate not for the host clients dial", "enginetls", "dev", func(m *manifests, s *sources) {
+			for _, c := range m.certificates {
+				if c.Spec.SecretName == "kvstack-rabbitmq-tls" {
+					c.Spec.DNSNames = []string{"kvstack-rabbitmq"}
+				}
+			}
 		}},
 		{"no WAL archive", "backups", "prod", func(m *manifests, s *sources) { m.postgreses[0].Spec.Plugins = nil }},
 		{"the WAL archived to a store the release lacks", "backups", "prod", func(m *manifests, s *sources) {
@@ -206,6 +250,17 @@ func TestChecksCatch(t *testing.T) {
 		{"no way out to PostgreSQL", "network", "prod", func(m *manifests, s *sources) {
 			np := policy(m, "kvstack-api")
 			np.Spec.Egress = np.Spec.Egress[:1]
+		}},
+		{"RabbitMQ reached in plain AMQP though it serves TLS", "network", "prod", func(m *manifests, s *sources) {
+			for _, np := range m.netpols {
+				for i := range np.Spec.Egress {
+					for j, pt := range np.Spec.Egress[i].Ports {
+						if pt.Port != nil && pt.Port.IntValue() == rabbitmqAMQPSPort {
+							np.Spec.Egress[i].Ports[j].Port = new(intstr.FromInt32(rabbitmqAMQPPort))
+						}
+					}
+				}
+			}
 		}},
 		{"egress wide open", "network", "dev", func(m *manifests, s *sources) {
 			np := policy(m, "kvstack-consumer")

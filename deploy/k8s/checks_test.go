@@ -3,6 +3,8 @@ package k8s
 import (
 	"time"
 
+	certmanagerv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
+
 	gatewayv1 "sigs.k8s.io/gateway-api/apis/v1"
 
 	"regexp"
@@ -45,6 +47,7 @@ var checks = map[string]check{
 	"postgres":   checkPostgresMonitoring,
 	"migrations": checkMigrations,
 	"backups":    checkBackups,
+	"enginetls":  checkEngineTLS,
 }
 
 func TestCrossChecks(t *testing.T) {
@@ -268,9 +271,29 @@ func checkProbes(t testing.TB, m *manifests, s *sources) problems {
 				p.add("%s: %s probe on port %v, not the http port the binary listens on", k, kind, pr.HTTPGet.Port.String())
 			}
 		}
+		// No stricter than what the chaos campaign proves the outages
+		// leave alone (lab/chaos/readiness.go): there a replica is out when
+		// /readyz says so, or after three polls in a row unanswered within
+		// their second. The probe may take a silent replica out no sooner:
+		// a stricter probe could take every replica out on a loaded node,
+		// where /readyz itself never would.
+		if pr := k.c.ReadinessProbe; pr != nil {
+			silent := (pr.FailureThreshold-1)*pr.PeriodSeconds + pr.TimeoutSeconds
+			if pr.TimeoutSeconds < chaosProbeTimeout || silent < chaosProbeFailures*chaosProbeTimeout {
+				p.add("%s: readiness probe (timeout %d s, period %d s, failureThreshold %d) takes a replica silent for %d s out: sooner than the chaos campaign's %d s (%d polls of %d s)", k, pr.TimeoutSeconds, pr.PeriodSeconds, pr.FailureThreshold, silent, chaosProbeFailures*chaosProbeTimeout, chaosProbeFailures, chaosProbeTimeout)
+			}
+		}
 	}
 	return p
 }
+
+// chaosProbeTimeout and chaosProbeFailures are how lab/chaos/readiness.go
+// tells a replica taken out: a /readyz not answered within a second, three
+// times in a row (or a 503).
+const (
+	chaosProbeTimeout  = 1
+	chaosProbeFailures = 3
+)
 
 // The API scales by CPU between an HPA's bounds behind a disruption budget
 // and spreads across nodes; the consumer scales on both queues by KEDA,
@@ -579,7 +602,7 @@ func checkEdge(t testing.TB, m *manifests, s *sources) problems {
 		p.add("HTTPRoute paths %v, want the API's routes that nginx routes %v", paths, want)
 	}
 	// TLS at the Gateway: the chart's Certificate, or the user's Secret.
-	for _, c := range m.certificates {
+	for _, c := range m.edgeCertificates() {
 		if ref := c.Spec.IssuerRef; ref.Group != "cert-manager.io" || (ref.Kind != "Issuer" && ref.Kind != "ClusterIssuer") || ref.Name == "" {
 			p.add("Certificate %s: issuerRef %+v, want a cert-manager.io Issuer (in the Gateway's namespace) or ClusterIssuer by name", c.Name, ref)
 		}
@@ -594,6 +617,24 @@ func checkEdge(t testing.TB, m *manifests, s *sources) problems {
 		}
 	}
 	return p
+}
+
+// edgeCertificates are the Certificates that are not the release's own
+// engines' (issued by an Issuer the release makes).
+func (m *manifests) edgeCertificates() []*certmanagerv1.Certificate {
+	var out []*certmanagerv1.Certificate
+	for _, c := range m.certificates {
+		internal := false
+		for _, is := range m.issuers {
+			if c.Spec.IssuerRef.Kind == "Issuer" && is.Name == c.Spec.IssuerRef.Name && is.Namespace == c.Namespace {
+				internal = true
+			}
+		}
+		if !internal {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // hstsMinAge is the shortest HSTS max-age the edge may send: a year, what

@@ -38,7 +38,7 @@ import (
 //	kedacore/keda                      v2.21.0  config/crd/bases
 //	prometheus-operator                v0.93.0  example/prometheus-operator-crd
 //	kubernetes-sigs/gateway-api        v1.6.3   config/crd/standard
-//	cert-manager/cert-manager          v1.21.1  deploy/crds
+//	cert-manager/cert-manager          v1.21.1  deploy/crds (certificates, issuers)
 //
 // (prometheus-operator's Go types are v0.95.2; its CRDs are read at
 // v0.93.0, the newest tag at hand: the fields the chart sets are in both.)
@@ -52,6 +52,7 @@ var operatorCRDs = []string{
 	"prometheus-operator-v0.93.0",
 	"gateway-api-v1.6.3-standard",
 	"cert-manager-v1.21.1",
+	"cert-manager-issuers-v1.21.1",
 }
 
 // crdSchema is one served version of a CRD, ready to validate as the API

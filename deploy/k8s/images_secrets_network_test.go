@@ -222,8 +222,20 @@ func checkSecrets(t testing.TB, m *manifests, s *sources) problems {
 	for _, pg := range m.postgreses {
 		generated[pg.Name+"-app"] = postgresSecretKey
 	}
+	// cert-manager fills a Certificate's Secret with tls.crt, tls.key and
+	// (from a CA Issuer) ca.crt.
+	issued := map[string]bool{}
+	for _, c := range m.certificates {
+		issued[c.Spec.SecretName] = true
+	}
 	guide := string(readRepo(t, "docs/KUBERNETES.md"))
 	for _, ref := range m.secretRefs() {
+		if issued[ref.name] {
+			if !slices.Contains([]string{"tls.crt", "tls.key", "ca.crt"}, ref.key) {
+				p.add("%s: key %s of %s, which cert-manager fills with tls.crt, tls.key and ca.crt", ref.where, ref.key, ref.name)
+			}
+			continue
+		}
 		if key, ok := generated[ref.name]; ok {
 			if ref.key != key {
 				p.add("%s: key %s of %s, which the operator fills under %s", ref.where, ref.key, ref.name, key)
@@ -267,6 +279,9 @@ func checkSecrets(t testing.TB, m *manifests, s *sources) problems {
 	}
 	for _, ta := range m.triggerAuths {
 		for _, r := range ta.Spec.SecretTargetRef {
+			if r.Parameter == "ca" {
+				continue // checkEngineTLS
+			}
 			if w := want["RABBITMQ_URL"]; r.Parameter != "host" || r.Name != w.name || r.Key != w.key {
 				p.add("TriggerAuthentication %s: %s from %s/%s, want host from %s/%s", ta.Name, r.Parameter, r.Name, r.Key, w.name, w.key)
 			}

@@ -75,6 +75,11 @@ func (m *manifests) targets() []target {
 // "Observed as natively").
 var edgeJobs = []string{"mtail", "nginx-exporter"}
 
+// nativeOnlyJobs are the jobs of processes only the native stack runs: the
+// pgBackRest backup scheduler of a stack with engines of its own
+// (BackupTooOld reads it). On Kubernetes, CloudNativePG backs PostgreSQL up.
+var nativeOnlyJobs = []string{"backups"}
+
 // scrapeablePods are the pods a PodMonitor may pick: the Deployments' and
 // the operators' (their labels and port names as each operator makes them).
 func (m *manifests) scrapeablePods() []pod {
@@ -138,7 +143,7 @@ func checkMonitoring(t testing.TB, m *manifests, s *sources) problems {
 		}
 	}
 	// A managed engine is watched by its provider, not by kvstack's exporters.
-	unscraped := slices.Clone(edgeJobs)
+	unscraped := append(slices.Clone(edgeJobs), nativeOnlyJobs...)
 	if _, ok := m.external["rabbitmq"]; ok {
 		unscraped = append(unscraped, "rabbitmq", "rabbitmq-node")
 	}

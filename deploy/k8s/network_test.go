@@ -64,7 +64,7 @@ func (m *manifests) endpoints() map[string]pod {
 	}
 	for _, r := range m.rabbitmqs {
 		eps["rabbitmq:"+r.Name] = pod{ns: ns, labels: map[string]string{rabbitmqPodLabel: r.Name},
-			ports: map[string]int32{"amqp": rabbitmqAMQPPort, "prometheus": rabbitmqMetricsPort, "management": 15672, "epmd": 4369, "cluster-rpc": 25672}}
+			ports: map[string]int32{"amqp": rabbitmqAMQPPort, "amqps": rabbitmqAMQPSPort, "prometheus": rabbitmqMetricsPort, "management": 15672, "epmd": 4369, "cluster-rpc": 25672}}
 	}
 	for _, pg := range m.postgreses {
 		eps["postgres:"+pg.Name] = pod{ns: ns, labels: map[string]string{postgresPodLabel: pg.Name},
@@ -105,7 +105,7 @@ func (m *manifests) neededFlows(t testing.TB, s *sources) []flow {
 			f = append(f, flow{j.Name, "postgres:" + pg.Name, s.port(t, "PGPORT")})
 		}
 		for _, r := range m.rabbitmqs {
-			f = append(f, flow{j.Name, "rabbitmq:" + r.Name, s.port(t, "RABBITMQ_PORT")})
+			f = append(f, flow{j.Name, "rabbitmq:" + r.Name, rabbitmqClientPort(t, r, s)})
 		}
 		for _, engine := range []string{"postgresql", "rabbitmq"} {
 			if e, ok := ext(engine); ok {
@@ -121,7 +121,7 @@ func (m *manifests) neededFlows(t testing.TB, s *sources) []flow {
 			f = append(f, flow{c, "postgres:" + pg.Name, s.port(t, "PGPORT")})
 		}
 		for _, r := range m.rabbitmqs {
-			f = append(f, flow{c, "rabbitmq:" + r.Name, s.port(t, "RABBITMQ_PORT")})
+			f = append(f, flow{c, "rabbitmq:" + r.Name, rabbitmqClientPort(t, r, s)})
 		}
 		for _, r := range redis {
 			f = append(f, flow{c, r, s.port(t, "REDIS_PORT")})
@@ -171,7 +171,7 @@ func (m *manifests) neededFlows(t testing.TB, s *sources) []flow {
 	for _, r := range m.rabbitmqs {
 		e := "rabbitmq:" + r.Name
 		f = append(f, flow{e, e, 0}, flow{"rabbitmq-operator", e, 0}, flow{"prometheus", e, s.port(t, "RABBITMQ_METRICS_PORT")},
-			flow{"keda", e, s.port(t, "RABBITMQ_PORT")})
+			flow{"keda", e, rabbitmqClientPort(t, r, s)})
 	}
 	for _, a := range redis {
 		for _, b := range redis {
@@ -291,4 +291,13 @@ func externalEngines(t testing.TB, variant string) map[string]externalEngine {
 		out[engine] = externalEngine{ip.String(), e.External.Port}
 	}
 	return out
+}
+
+// rabbitmqClientPort is the port the clients of an in-cluster RabbitMQ
+// reach: AMQPS when it serves TLS, else stack.env's AMQP port.
+func rabbitmqClientPort(t testing.TB, r *RabbitmqCluster, s *sources) int32 {
+	if r.Spec.TLS != nil && r.Spec.TLS.SecretName != "" {
+		return rabbitmqAMQPSPort
+	}
+	return s.port(t, "RABBITMQ_PORT")
 }

@@ -26,8 +26,21 @@ type RabbitmqClusterSpec struct {
 	Resources   *corev1.ResourceRequirements     `json:"resources,omitempty"`
 	Persistence RabbitmqClusterPersistenceSpec   `json:"persistence,omitempty"`
 	Rabbitmq    RabbitmqClusterConfigurationSpec `json:"rabbitmq,omitempty"`
+	TLS         *RabbitmqClusterTLSSpec          `json:"tls,omitempty"`
 	Affinity    *corev1.Affinity                 `json:"affinity,omitempty"`
 }
+
+// RabbitmqClusterTLSSpec is TLSSpec: the server's tls.crt and tls.key in
+// SecretName (AMQPS on 5671); CaSecretName is for client certificates.
+type RabbitmqClusterTLSSpec struct {
+	SecretName             string `json:"secretName,omitempty"`
+	CaSecretName           string `json:"caSecretName,omitempty"`
+	DisableNonTLSListeners bool   `json:"disableNonTLSListeners,omitempty"`
+}
+
+// rabbitmqAMQPSPort is the operator's AMQPS port, open when spec.tls has
+// a secretName; the default user's connection_string is then amqps://.
+const rabbitmqAMQPSPort = 5671
 
 type RabbitmqClusterPersistenceSpec struct {
 	StorageClassName *string            `json:"storageClassName,omitempty"`

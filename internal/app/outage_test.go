@@ -22,7 +22,7 @@ var (
 	privatePostgres     enginetest.Postgres
 	privateRedis        enginetest.Redis
 	privateBroker       enginetest.RabbitMQ
-	privatePair         enginetest.PostgresPair
+	privatePair         enginetest.Patroni
 	privateRedisCluster enginetest.RedisCluster
 )
 
@@ -121,13 +121,14 @@ func requireGauges(t *testing.T, base string, want map[string]float64, ready flo
 	})
 }
 
-// TestDisruptivePrimaryFailover kills the PostgreSQL primary (-9, and it
-// stays down) under a running consumer, on the multi-host DATABASE_URL of a
-// primary and its synchronous standby: a write accepted meanwhile is taken
-// by the consumer, which fails to apply it (no node takes writes) and keeps
-// it — no ack, no dead letter — until the standby is promoted; then it
+// TestDisruptivePrimaryFailover loses the PostgreSQL primary's machine
+// (its Patroni and postgres killed -9, kept down) under a running
+// consumer, on the multi-host DATABASE_URL of a primary and its
+// synchronous standby: a write accepted meanwhile is taken by the
+// consumer, which fails to apply it (no node takes writes) and keeps it —
+// no ack, no dead letter — until Patroni promotes the standby; then it
 // lands on the new primary, the consumer's pool having found it by itself.
-// The pair is private to this package.
+// The cluster is private to this package.
 func TestDisruptivePrimaryFailover(t *testing.T) {
 	t.Setenv("DATABASE_URL", privatePair.URL(t))
 	s := newStack(t)
@@ -144,11 +145,11 @@ func TestDisruptivePrimaryFailover(t *testing.T) {
 		return n > 0, fmt.Sprintf("%v apply_batch errors", n)
 	})
 	promoting := time.Now()
-	primary := privatePair.Promote(t)
+	primary := privatePair.Promoted(t)
 	promoted := time.Now()
 	s.pool.Reset() // the test's own reader: its idle sessions died with the old primary
 	s.waitStored(during)
-	t.Logf("promotion took %s; the batch held through it applied on %s %s later (%s after the kill)",
+	t.Logf("the promotion came %s after the first failed apply; the batch held through it applied on %s %s later (%s after the kill)",
 		promoted.Sub(promoting).Round(time.Millisecond), primary.Program().Name,
 		time.Since(promoted).Round(time.Millisecond), time.Since(killed).Round(time.Millisecond))
 

@@ -7,9 +7,12 @@
 //
 // An instance is data: a struct naming its ports and directory. A cluster
 // is more of them, each one more program under the same supervisor:
-// RabbitMQCluster is RabbitMQ nodes listing each other as Peers,
-// PostgresPair a primary and its synchronous standby, RedisCluster nodes in
-// cluster mode.
+// RabbitMQCluster is RabbitMQ nodes listing each other as Peers, Patroni
+// PostgreSQL nodes each run by its Patroni on an Etcd (a primary and its
+// synchronous standby), RedisCluster nodes in cluster mode. A Postgres
+// whose Archive is a PgBackRest archives its WAL and takes base backups
+// into a local pgBackRest repository, from which it is restored to a point
+// in time.
 package engine
 
 import (

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -34,11 +33,14 @@ type Postgres struct {
 	Immediate bool
 	// Priority is its program's (default 1): the supervisor starts lower
 	// priorities first, and Init runs just before its priority's group
-	// starts (InitBefore), so a standby is made once its primary answers.
+	// starts (InitBefore).
 	Priority int
-	// Peers are the other nodes of its replication group (PostgresPair);
-	// none for a server of its own.
-	Peers []*Postgres
+	// Archive, when set, archives its WAL and takes its base backups with
+	// pgBackRest (PgBackRest): point-in-time recovery.
+	Archive *PgBackRest
+	// TLS, when set, is served to clients that ask for it (ssl=on); the
+	// others are still served in plain text.
+	TLS *TLS
 }
 
 func (p *Postgres) name() string {
@@ -63,30 +65,25 @@ func version(path string) int {
 	return n
 }
 
-// Init makes Dir/data when it does not exist yet. A node of a replication
-// group copies the group's primary (pg_basebackup) when a peer answers as
-// one; the first node of a new group (no peer holds data) runs initdb.
+// Init makes Dir/data (initdb) when it does not exist yet.
 func (p *Postgres) Init(ctx context.Context) error {
-	if p.hasData() {
-		return nil
+	if p.Archive != nil {
+		if err := p.Archive.prepare(p); err != nil {
+			return err
+		}
 	}
 	acct, err := systemUser("postgres")
 	if err != nil {
 		return err
 	}
-	if err := acct.mkdirs(p.Dir); err != nil {
+	if err := p.TLS.own(acct); err != nil {
 		return err
 	}
-	if len(p.Peers) == 0 {
-		return p.initdb(ctx, acct)
+	if p.hasData() {
+		return nil
 	}
-	if primary := p.peerPrimary(ctx); primary != nil {
-		return p.basebackup(ctx, acct, primary)
-	}
-	for _, peer := range p.Peers {
-		if peer.hasData() {
-			return fmt.Errorf("postgres %s: its peer %s holds data but is no primary that answers: start it first (lower Priority)", p.name(), peer.name())
-		}
+	if err := acct.mkdirs(p.Dir); err != nil {
+		return err
 	}
 	return p.initdb(ctx, acct)
 }
@@ -100,44 +97,20 @@ func (p *Postgres) hasData() bool {
 
 // initdb makes a new cluster. Its postgresql.conf gets the command line's
 // max_connections (else every reload logs that the file's cannot be
-// applied) and, in a group, every node's name as a synchronous standby
-// (FIRST 1: whichever is not the primary).
+// applied).
 func (p *Postgres) initdb(ctx context.Context, acct account) error {
 	if err := p.runAs(ctx, acct, "initdb", "-D", p.data(), "--auth=trust", "-U", "postgres", "-E", "UTF8", "--locale=C.UTF-8"); err != nil {
 		return err
-	}
-	conf := "\n# kvstack (internal/engine)\nmax_connections = " + maxConnections + "\n"
-	if len(p.Peers) > 0 {
-		conf += "# A commit waits until the standby has flushed it (PostgresPair).\nsynchronous_standby_names = '" + p.standbyNames() + "'\n"
 	}
 	f, err := os.OpenFile(filepath.Join(p.data(), "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		return err
 	}
-	_, err = f.WriteString(conf)
+	_, err = f.WriteString("\n# kvstack (internal/engine)\nmax_connections = " + maxConnections + "\n")
 	return errors.Join(err, f.Close())
 }
 
 const maxConnections = "200"
-
-// standbyNames is the group's synchronous_standby_names: FIRST 1 of every
-// node's name (its application_name), the primary's own never matching.
-func (p *Postgres) standbyNames() string {
-	names := []string{strconv.Quote(p.name())}
-	for _, peer := range p.Peers {
-		names = append(names, strconv.Quote(peer.name()))
-	}
-	slices.Sort(names)
-	return "FIRST 1 (" + strings.Join(names, ", ") + ")"
-}
-
-// basebackup copies primary into Dir/data as its streaming standby: -R
-// writes standby.signal and a primary_conninfo whose application_name is
-// this node's name, which the primary's synchronous_standby_names lists.
-func (p *Postgres) basebackup(ctx context.Context, acct account, primary *Postgres) error {
-	conninfo := fmt.Sprintf("host=127.0.0.1 port=%d user=postgres application_name=%s", primary.Port, p.name())
-	return p.runAs(ctx, acct, "pg_basebackup", "-D", p.data(), "-d", conninfo, "-R", "-c", "fast", "-X", "stream", "-w")
-}
 
 // runAs runs a PostgreSQL program as acct in Dir, its stdin empty (no
 // password prompt can wait).
@@ -155,17 +128,7 @@ func (p *Postgres) runAs(ctx context.Context, acct account, program string, args
 	return nil
 }
 
-// peerPrimary is the peer that answers as a primary (nil when none does).
-func (p *Postgres) peerPrimary(ctx context.Context) *Postgres {
-	for _, peer := range p.Peers {
-		if primary, err := peer.IsPrimary(ctx); err == nil && primary {
-			return peer
-		}
-	}
-	return nil
-}
-
-// IsPrimary asks the node whether it is a primary (not in recovery).
+// IsPrimary asks the server whether it is a primary (not in recovery).
 func (p *Postgres) IsPrimary(ctx context.Context) (bool, error) {
 	var primary bool
 	err := p.query(ctx, func(conn *pgx.Conn) error {
@@ -201,12 +164,20 @@ func (p *Postgres) Program() supervisor.Program {
 	if p.Immediate {
 		stop = "QUIT"
 	}
+	command := []string{filepath.Join(bin, "postgres"), "-D", p.data(),
+		"-c", "listen_addresses=127.0.0.1", "-c", "port=" + strconv.Itoa(p.Port),
+		"-c", "unix_socket_directories=", "-c", "max_connections=" + maxConnections}
+	if p.Archive != nil {
+		p.Archive.pg = p
+		command = append(command, p.Archive.settings(p)...)
+	}
+	if p.TLS != nil {
+		command = append(command, "-c", "ssl=on", "-c", "ssl_cert_file="+p.TLS.Cert, "-c", "ssl_key_file="+p.TLS.Key)
+	}
 	return supervisor.Program{
-		Name: p.name(),
-		Command: []string{filepath.Join(bin, "postgres"), "-D", p.data(),
-			"-c", "listen_addresses=127.0.0.1", "-c", "port=" + strconv.Itoa(p.Port),
-			"-c", "unix_socket_directories=", "-c", "max_connections=" + maxConnections},
-		Dir: p.Dir, User: acct.name, Priority: priority, StopSignal: stop, StopWait: 60 * time.Second,
+		Name:    p.name(),
+		Command: command,
+		Dir:     p.Dir, User: acct.name, Priority: priority, StopSignal: stop, StopWait: 60 * time.Second,
 		Health: pgProbe{p}, Addr: addr(p.Port), Log: logFile(p.Log, p.Dir, p.name()),
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/kvstack/kvstack/internal/supervisor"
@@ -98,6 +99,26 @@ func (p *Private) Kill(ctx context.Context, name string) (int, error) {
 // until Start.
 func (p *Private) Fence(ctx context.Context, name string) error {
 	return fence(ctx, p.stack.Supervisor(), name)
+}
+
+// fence stops a program at once and for good: its supervisor is told to
+// stop it (so does not restart it), and its process group gets SIGKILL,
+// whatever it was doing. A stop signal alone can be lost on a process
+// that the supervisor is just restarting after a crash, and then the stop
+// waits its full timeout.
+func fence(ctx context.Context, sup *supervisor.Supervisor, name string) error {
+	stopped := make(chan error, 1)
+	go func() { stopped <- sup.Stop(ctx, name) }()
+	for {
+		if pid, err := sup.Pid(ctx, name); err == nil && pid > 0 {
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+		}
+		select {
+		case err := <-stopped:
+			return err
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // Pid is an instance's pid (0 when it does not run).

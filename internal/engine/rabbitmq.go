@@ -33,6 +33,10 @@ type RabbitMQ struct {
 	// (classic_config peer discovery, blank data dirs): empty for a
 	// single node.
 	Peers []string
+	// TLS, when set, is served on TLSPort (AMQP over TLS, no client
+	// certificate asked for), beside the plain-text Port.
+	TLS     *TLS
+	TLSPort int
 }
 
 func (r *RabbitMQ) name() string {
@@ -55,6 +59,15 @@ func (r *RabbitMQ) Config() string {
 		// Queue figures refresh every second (5 s by default).
 		"collect_statistics_interval = 1000",
 	}
+	if r.TLS != nil {
+		lines = append(lines,
+			"listeners.ssl.default = "+addr(r.TLSPort),
+			"ssl_options.cacertfile = "+r.TLS.CA,
+			"ssl_options.certfile = "+r.TLS.Cert,
+			"ssl_options.keyfile = "+r.TLS.Key,
+			"ssl_options.verify = verify_none",
+			"ssl_options.fail_if_no_peer_cert = false")
+	}
 	if len(r.Peers) > 0 {
 		lines = append(lines, "cluster_formation.peer_discovery_backend = classic_config")
 		for i, p := range append([]string{r.Node}, r.Peers...) {
@@ -74,6 +87,9 @@ func (r *RabbitMQ) Init(context.Context) error {
 		return err
 	}
 	if err := acct.mkdirs(r.Dir, filepath.Join(r.Dir, "mnesia"), filepath.Join(r.Dir, "log")); err != nil {
+		return err
+	}
+	if err := r.TLS.own(acct); err != nil {
 		return err
 	}
 	files := map[string]string{
@@ -121,11 +137,15 @@ func (r *RabbitMQ) Program() supervisor.Program {
 	env := r.env()
 	env["RABBITMQ_ALLOW_INPUT"] = "1"
 	env["RABBITMQ_SERVER_START_ARGS"] = "-noinput"
+	probe := supervisor.TCPProbe{Addrs: []string{addr(r.Port), addr(r.MetricsPort)}}
+	if r.TLS != nil {
+		probe.Addrs = append(probe.Addrs, addr(r.TLSPort))
+	}
 	return supervisor.Program{
 		Name:    r.name(),
 		Command: []string{"/usr/lib/rabbitmq/bin/rabbitmq-server"},
 		Env:     env, Dir: r.Dir, User: acct.name, Priority: 1, StopWait: 60 * time.Second,
-		Health: supervisor.TCPProbe{Addrs: []string{addr(r.Port), addr(r.MetricsPort)}},
+		Health: probe,
 		Addr:   addr(r.Port), Log: logFile(r.Log, r.Dir, r.name()),
 	}
 }

@@ -17,8 +17,13 @@ type Redis struct {
 	Port int
 	Dir  string
 	Log  string // its output (default Dir/NAME.log)
+	// TLS, when set, is served on TLSPort (no client certificate asked
+	// for), beside the plain-text Port.
+	TLS     *TLS
+	TLSPort int
 
 	cluster *RedisCluster // set for a node of a cluster (RedisCluster.Nodes)
+	busPort int           // its cluster bus port, when not Port + 10000
 }
 
 func (r *Redis) name() string {
@@ -37,6 +42,9 @@ func (r *Redis) Init(context.Context) error {
 			return err
 		}
 	}
+	if err := r.TLS.own(acct); err != nil {
+		return err
+	}
 	return acct.mkdirs(r.Dir)
 }
 
@@ -52,6 +60,10 @@ func (r *Redis) Program() supervisor.Program {
 		"--shutdown-on-sigterm", "save", "--daemonize", "no", "--logfile", ""}
 	if r.cluster != nil {
 		command = r.clusterCommand()
+	}
+	if r.TLS != nil {
+		command = append(command, "--tls-port", strconv.Itoa(r.TLSPort), "--tls-cert-file", r.TLS.Cert,
+			"--tls-key-file", r.TLS.Key, "--tls-ca-cert-file", r.TLS.CA, "--tls-auth-clients", "no")
 	}
 	return supervisor.Program{
 		Name: r.name(), Command: command, Dir: r.Dir, User: acct.name, Priority: 1,

@@ -48,6 +48,17 @@ type RedisCluster struct {
 	// RestartDelay is how long a node that has been in the cluster waits
 	// before it starts again (default three node timeouts).
 	RestartDelay time.Duration
+	// TLS, when set, is what every node serves on its port of TLSPorts
+	// (same order as Ports), beside its plain-text port. The cluster then
+	// runs over TLS (its bus, replication, and the addresses CLUSTER SLOTS
+	// gives a TLS client); a plain-text client is still given the nodes'
+	// plain-text ports.
+	TLS      *TLS
+	TLSPorts []int
+	// BusPorts, when set, are the nodes' cluster bus ports (same order as
+	// Ports); by default each is its node's port + 10000 (its TLS port's
+	// with TLS), a port nobody reserved for it.
+	BusPorts []int
 }
 
 func (c *RedisCluster) prefix() string {
@@ -84,6 +95,12 @@ func (c *RedisCluster) Nodes() []*Redis {
 	for i, port := range c.Ports {
 		name := fmt.Sprintf("%s%d", c.prefix(), i+1)
 		n := &Redis{Name: name, Port: port, Dir: filepath.Join(c.Dir, name), cluster: c}
+		if c.TLS != nil {
+			n.TLS, n.TLSPort = c.TLS, c.TLSPorts[i]
+		}
+		if c.BusPorts != nil {
+			n.busPort = c.BusPorts[i]
+		}
 		if c.LogDir != "" {
 			n.Log = filepath.Join(c.LogDir, name+".log")
 		}
@@ -110,10 +127,11 @@ func (c *RedisCluster) Addrs() []string {
 	return addrs
 }
 
-// Node is the node listening on addr (host:port), or nil.
+// Node is the node listening on addr (host:port, its plain-text or its TLS
+// port), or nil.
 func (c *RedisCluster) Node(address string) *Redis {
 	for _, n := range c.Nodes() {
-		if n.Addr() == address {
+		if n.Addr() == address || (n.TLS != nil && addr(n.TLSPort) == address) {
 			return n
 		}
 	}
@@ -139,6 +157,12 @@ func (r *Redis) clusterCommand() []string {
 		// A replica's full sync starts at once (it waits 5 s by default for
 		// more replicas to share the transfer).
 		"--repl-diskless-sync-delay", "0"}
+	if r.TLS != nil {
+		server = append(server, "--tls-cluster", "yes", "--tls-replication", "yes")
+	}
+	if r.busPort != 0 {
+		server = append(server, "--cluster-port", strconv.Itoa(r.busPort))
+	}
 	delay := strconv.FormatFloat(c.restartDelay().Seconds(), 'f', -1, 64)
 	script := `if [ -e "$1" ]; then sleep "$2"; fi; shift 2; exec "$@"`
 	return append([]string{"sh", "-c", script, "sh", nodesConf, delay}, server...)
@@ -160,6 +184,13 @@ func (c *RedisCluster) Form(ctx context.Context) error {
 	}
 	if !assigned {
 		args := append([]string{"--cluster", "create"}, c.Addrs()...)
+		if c.TLS != nil {
+			// The nodes meet on the ports they announce: their TLS ports.
+			args = []string{"--tls", "--cacert", c.TLS.CA, "--cluster", "create"}
+			for _, p := range c.TLSPorts {
+				args = append(args, addr(p))
+			}
+		}
 		args = append(args, "--cluster-replicas", strconv.Itoa(c.replicas()), "--cluster-yes")
 		out, err := exec.CommandContext(ctx, "redis-cli", args...).CombinedOutput()
 		if err != nil {

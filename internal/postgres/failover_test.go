@@ -14,10 +14,11 @@ import (
 
 // TestDisruptivePrimaryFailover: the store on the multi-host DATABASE_URL
 // (target_session_attrs=read-write) of a primary and its synchronous
-// standby, writing all along while the primary is killed (-9) and the
-// standby promoted, finds the new primary by itself — no new setting, no
-// new pool — and every batch it saw committed before the kill is there. The
-// pair is private to this package, never the shared server.
+// standby, each run by Patroni, writing all along while the primary's
+// machine is lost (Patroni and postgres killed -9) and Patroni promotes the
+// standby, finds the new primary by itself — no new setting, no new pool —
+// and every batch it saw committed before the kill is there. The cluster
+// is private to this package, never the shared server.
 func TestDisruptivePrimaryFailover(t *testing.T) {
 	t.Setenv("DATABASE_URL", privatePair.URL(t))
 	pool := pgtest.MustPool(t)
@@ -41,7 +42,7 @@ func TestDisruptivePrimaryFailover(t *testing.T) {
 	eventuallyTrue(t, 30*time.Second, "a batch committed on the new primary", func() bool { return w.firstAfter(killed) != 0 })
 	stop()
 	<-done
-	t.Logf("kill -9 of the primary to the first commit on %s: %s (%d batches committed, %d failed)",
+	t.Logf("loss of the primary to the first commit on %s: %s (%d batches committed, %d failed)",
 		primary.Program().Name, w.firstAfter(killed).Round(time.Millisecond), w.count(), w.failed)
 
 	if after := ports(); after == before || after != primary.Port {

@@ -14,7 +14,7 @@ import (
 // cluster the three nodes the cluster tests kill and stop: this package's
 // own, each started on first use.
 var (
-	privateBroker enginetest.RabbitMQ
+	privateBroker = enginetest.RabbitMQ{TLS: true} // TestTLS uses its TLS listener
 	cluster       enginetest.RabbitMQCluster
 )
 

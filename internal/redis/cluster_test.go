@@ -16,7 +16,7 @@ import (
 
 // privateCluster is a Redis Cluster of three masters and three replicas
 // that this package starts on first use (TestMain removes it).
-var privateCluster enginetest.RedisCluster
+var privateCluster = enginetest.RedisCluster{TLS: true} // and over TLS, for TestClusterTLS
 
 // newClusterCache is newCache on the private Redis Cluster: the client is
 // a cluster client, as REDIS_ADDR listing the nodes makes it.

@@ -12,8 +12,9 @@ import (
 )
 
 // privateRedis is a single redis-server of this package's own, to stop
-// and start again with its dump (the shared one is never stopped).
-var privateRedis enginetest.Redis
+// and start again with its dump (the shared one is never stopped); it
+// serves TLS too, for TestTLS.
+var privateRedis = enginetest.Redis{TLS: true}
 
 // A single Redis stopped (it saves its dump) and started again reloads
 // entries that may be older than PostgreSQL: while it was down, reads went

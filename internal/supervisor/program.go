@@ -29,8 +29,7 @@ type Program struct {
 	// campaign's extra consumers); once started they are supervised alike.
 	Manual bool
 	// NoRestart programs are not restarted by supervisord when they exit:
-	// something else heals them (the HA topology's PostgreSQL nodes, which
-	// its keeper fails over, rejoins and starts).
+	// something else heals them.
 	NoRestart bool
 	Health    Probe
 	Addr      string // shown by status

@@ -23,6 +23,9 @@ type fault struct {
 	readsMayFail bool
 	// writes may fail while the fault holds (broker down, replica killed).
 	writesMayFail bool
+	// firstCommit: measure, from the injection, how long until a commit
+	// through DATABASE_URL succeeds (a PostgreSQL failover).
+	firstCommit bool
 	// maxGap, when set, is what the longest gap without a 202 after the
 	// injection must stay under.
 	maxGap time.Duration

@@ -26,8 +26,12 @@ func haFaults() []fault {
 			inject: killRedisMaster,
 		},
 		{
-			name: "postgres-primary-kill9", what: "kill -9 the PostgreSQL primary; the keeper promotes the synchronous standby, then rejoins the old primary as its standby; consumers keep their batch until the new primary takes it",
-			inject: killPrimary, readsMayFail: true,
+			name: "postgres-primary-kill9", what: "kill -9 the PostgreSQL primary's postgres (not its Patroni); Patroni, still holding the leader key, starts it again as the primary and the standby reattaches; consumers keep their batch until the primary takes it",
+			inject: killPrimaryPostgres, readsMayFail: true, firstCommit: true,
+		},
+		{
+			name: "postgres-node-loss", what: "kill -9 the PostgreSQL primary's Patroni and postgres together and keep them down (a lost machine); Patroni promotes the synchronous standby once the leader key expires (ttl); after 25 s the node's Patroni starts again and rewinds it into the new primary's standby",
+			inject: losePrimary, hold: 25 * time.Second, heal: startLost, readsMayFail: true, firstCommit: true,
 		},
 		{
 			name: "consumer-kill9", what: "kill -9 one of the two consumers under load; its supervisor restarts it",

@@ -16,7 +16,6 @@ import (
 	"github.com/kvstack/kvstack/internal/engine"
 	"github.com/kvstack/kvstack/lab/native"
 	"github.com/kvstack/kvstack/lab/native/engines"
-	"github.com/kvstack/kvstack/lab/native/keeper"
 )
 
 // chaosHAPorts are the ports of the HA campaign's private stack (make
@@ -31,7 +30,8 @@ var chaosHAPorts = map[string]string{
 	"KV_HA_RABBITMQ1_METRICS_PORT": "31691", "KV_HA_RABBITMQ2_METRICS_PORT": "31692", "KV_HA_RABBITMQ3_METRICS_PORT": "31693",
 	"KV_HA_REDIS1_PORT": "21700", "KV_HA_REDIS2_PORT": "21701", "KV_HA_REDIS3_PORT": "21702",
 	"KV_HA_REDIS4_PORT": "21703", "KV_HA_REDIS5_PORT": "21704", "KV_HA_REDIS6_PORT": "21705",
-	"KV_HA_POSTGRES1_PORT": "31441", "KV_HA_POSTGRES2_PORT": "31442", "KV_HA_KEEPER_PORT": "31440",
+	"KV_HA_POSTGRES1_PORT": "31441", "KV_HA_POSTGRES2_PORT": "31442", "KV_HA_PATRONI1_PORT": "31443", "KV_HA_PATRONI2_PORT": "31444",
+	"KV_HA_ETCD_PORT": "31479", "KV_HA_ETCD_PEER_PORT": "31480",
 	// Not run by the campaign; shifted all the same.
 	"PGPORT": "31432", "REDIS_PORT": "31379", "RABBITMQ_PORT": "31661", "RABBITMQ_DIST_PORT": "31662", "RABBITMQ_METRICS_PORT": "31663",
 	"KV_PROMETHEUS_PORT": "31190", "KV_ALERTMANAGER_PORT": "31193", "KV_JAEGER_UI_PORT": "31686",
@@ -48,21 +48,21 @@ var chaosHAPorts = map[string]string{
 var haProcs = []string{"api1", "api2", "consumer", "consumer2", "nginx"}
 
 // haPrivate is what the HA campaign's stack adds to a private one: its
-// clusters (engines.ForHA) and the keeper, which runs in the campaign as
-// `bin/stack keeper` runs under make up-ha's supervisord.
+// clusters (engines.ForHA), PostgreSQL's kept by Patroni on an etcd, as in
+// make up-ha.
 type haPrivate struct {
 	engines.HA
-	keeper *keeper.Keeper
 	// brokerKilled is the RabbitMQ node the first broker fault killed:
 	// the second kills another one.
 	brokerKilled string
+	// lost is the PostgreSQL node losePrimary took down, until startLost.
+	lost string
 }
 
 // startHA starts the HA topology's engines and kvstack processes on the
 // HA chaos ports under one supervisord tied to the campaign (data in
-// engineDir, state in dir/stack), with the keeper watching the
-// PostgreSQL pair; it forms the clusters and migrates before the kvstack
-// processes start.
+// engineDir, state in dir/stack); it forms the clusters and migrates
+// before the kvstack processes start.
 func startHA(ctx context.Context, root, dir, engineDir string, log io.Writer) (*private, error) {
 	s, err := native.Load(root, chaosEnviron(chaosHAPorts, dir, "KV_TOPOLOGY=ha"))
 	if err != nil {
@@ -92,19 +92,21 @@ func startHA(ctx context.Context, root, dir, engineDir string, log io.Writer) (*
 	return c, nil
 }
 
-// haBefore prepares the nodes and starts the keeper before the engines
-// (priority 1) start, and forms the clusters, migrates and renders nginx's
-// config before anything else does.
+// haBefore prepares every node before the first engines (priority 1)
+// start, and, once the last engines (the second PostgreSQL node's Patroni)
+// run, forms the clusters, migrates and renders nginx's config before
+// anything else starts.
 func (c *private) haBefore(s *native.Settings, log io.Writer) func(context.Context, int) error {
 	formed := false
+	last := 0
+	for _, p := range c.ha.Programs() {
+		last = max(last, p.Priority)
+	}
 	return func(ctx context.Context, priority int) error {
 		switch {
 		case priority <= 1:
-			if err := c.ha.Init(ctx); err != nil {
-				return err
-			}
-			return c.startKeeper(s)
-		case formed:
+			return c.ha.Init(ctx)
+		case priority <= last || formed:
 			return nil
 		}
 		formed = true
@@ -118,27 +120,6 @@ func (c *private) haBefore(s *native.Settings, log io.Writer) func(context.Conte
 		}
 		return native.WriteConfigs(ctx, s, nil, log)
 	}
-}
-
-// startKeeper runs the keeper until the campaign ends, its log in the
-// stack's logs.
-func (c *private) startKeeper(s *native.Settings) error {
-	if c.ha.keeper != nil {
-		return nil
-	}
-	if err := os.MkdirAll(filepath.Dir(s.LogFile("keeper")), 0o755); err != nil {
-		return err
-	}
-	f, err := os.OpenFile(s.LogFile("keeper"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	c.ha.keeper = &keeper.Keeper{Pair: c.ha.Postgres, Sup: c.p.Stack().Supervisor(), Log: f}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = c.ha.keeper.Run(ctx) }()
-	c.stopKeeper = func() { cancel(); <-done; f.Close() }
-	return nil
 }
 
 // chaosRateLimit is the edge's per-client rate in the campaign's stack,
@@ -173,12 +154,11 @@ func chaosEnviron(ports map[string]string, dir string, extra ...string) []string
 }
 
 // whole tells whether the HA clusters are whole again: every RabbitMQ
-// member running, the Redis Cluster with every node and slot, and the
-// PostgreSQL pair streaming synchronously (the keeper's view).
+// member running, the Redis Cluster with every node and slot, and a
+// PostgreSQL leader with a synchronous standby caught up (Patroni's view).
 func (h *haPrivate) whole(ctx context.Context) error {
-	st := h.keeper.State()
-	if st.Primary == "" || !st.Synchronous {
-		return fmt.Errorf("postgresql: %s", st.Line())
+	if err := h.Postgres.Synchronous(ctx); err != nil {
+		return fmt.Errorf("postgresql: %w", err)
 	}
 	rctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
@@ -264,14 +244,47 @@ var killRedisMaster = &action{"kill -9 a Redis master", func(ctx context.Context
 	return c.killNamed(ctx, m.Program().Name)
 }}
 
-// killPrimary kills -9 the PostgreSQL primary; the keeper promotes the
-// standby and rejoins the old primary as its standby.
-var killPrimary = &action{"kill -9 the PostgreSQL primary", func(ctx context.Context, c *private) error {
+// killPrimaryPostgres kills -9 the primary's postgres (its postmaster
+// and backends), not its Patroni: Patroni, which still holds the leader
+// key, starts it again as the primary.
+var killPrimaryPostgres = &action{"kill -9 the PostgreSQL primary's postgres", func(ctx context.Context, c *private) error {
 	p, err := c.ha.Postgres.Primary(ctx)
 	if err != nil {
 		return err
 	}
-	return c.killNamed(ctx, p.Program().Name)
+	pid, err := p.KillPostgres()
+	if err == nil {
+		c.killedNode, c.killedPid, c.killedPostgres = p.Name, pid, true
+	}
+	return err
+}}
+
+// losePrimary is the loss of the PostgreSQL primary's machine: its Patroni
+// and postgres killed -9 together and Patroni kept down; the standby is
+// promoted once the leader key expires. The heal (startNode) brings the
+// node back.
+var losePrimary = &action{"kill -9 the PostgreSQL primary's Patroni and postgres, keep them down", func(ctx context.Context, c *private) error {
+	p, err := c.ha.Postgres.Primary(ctx)
+	if err != nil {
+		return err
+	}
+	pid, _ := c.p.Pid(ctx, p.Name)
+	if err := p.Lose(ctx, c.p.Stack().Supervisor()); err != nil {
+		return err
+	}
+	c.killedNode, c.killedPid, c.ha.lost = p.Name, pid, p.Name
+	return nil
+}}
+
+// startLost starts the Patroni of the node losePrimary took down; Patroni
+// rewinds its postgres (pg_rewind) into the new primary's standby.
+var startLost = &action{"start the lost node's Patroni again", func(ctx context.Context, c *private) error {
+	if c.ha.lost == "" {
+		return errors.New("no node was lost")
+	}
+	name := c.ha.lost
+	c.ha.lost = ""
+	return c.p.Start(ctx, name)
 }}
 
 // killNamed kills a process and records its name, for the report and for

@@ -46,8 +46,9 @@ type ledger struct {
 	mu       sync.Mutex
 	attempts []attempt
 
-	reads, readErrs int     // reads answered 200/404 vs anything else
-	readMax         float64 // seconds
+	reads, readErrs int            // reads answered 200/404 vs anything else
+	readFails       map[string]int // failed reads by status ("503", or the client's error)
+	readMax         float64        // seconds
 	reads1          []readRec
 }
 
@@ -57,13 +58,18 @@ func (l *ledger) add(a attempt) {
 	l.mu.Unlock()
 }
 
-func (l *ledger) read(ok bool, d time.Duration) {
+// read records a read's outcome; status is how a failed one failed.
+func (l *ledger) read(ok bool, status string, d time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if ok {
 		l.reads++
 	} else {
 		l.readErrs++
+		if l.readFails == nil {
+			l.readFails = map[string]int{}
+		}
+		l.readFails[status]++
 	}
 	if s := d.Seconds(); s > l.readMax {
 		l.readMax = s

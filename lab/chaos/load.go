@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"strconv"
 	"sync"
 	"time"
 
@@ -87,15 +88,15 @@ func (l *load) reader(ctx context.Context) {
 		key := l.keys[r.IntN(len(l.keys))]
 		start := time.Now()
 		resp, err := l.client.Get(l.nginx + "/api?key=" + url.QueryEscape(key))
-		ok := false
+		ok, status := false, "transport error"
 		rd := readRec{at: start}
 		if err == nil {
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			ok = resp.StatusCode == 200 || resp.StatusCode == 404
+			ok, status = resp.StatusCode == 200 || resp.StatusCode == 404, strconv.Itoa(resp.StatusCode)
 			rd.status, rd.fromCache = resp.StatusCode, bytes.Contains(body, []byte(`"source":"redis"`))
 		}
-		l.led.read(ok, time.Since(start))
+		l.led.read(ok, status, time.Since(start))
 		l.led.readDone(rd)
 		sleepCtx(ctx, l.pace)
 	}

@@ -11,6 +11,13 @@ import (
 	"github.com/prometheus/procfs"
 )
 
+// machineLock is the campaign lock of the machine, not of a checkout: the
+// private ports and the engines' directories (/tmp/kvchaos,
+// /tmp/kvchaos-ha) are the machine's. A lock under the checkout's tmp/ let
+// a campaign of another worktree start on the same ports, remove a running
+// campaign's engines and fail all its later faults.
+const machineLock = "/tmp/kvstack-chaos.lock"
+
 // lock takes the machine's campaign lock (one campaign at a time: the
 // private ports are fixed), waiting up to 30 min for another one to end.
 func lock(ctx context.Context, path string) (unlock func(), err error) {

@@ -10,7 +10,9 @@
 // make chaos / make chaos-short run it: go run ./chaos -mode full|short.
 // make chaos-ha runs -mode ha: the HA topology's faults (lab/chaos/hastack.go,
 // lab/chaos/hafaults.go) on a private HA stack, written into the same report
-// in a section of its own.
+// in a section of its own. make dr-drill runs -mode dr: the disaster-recovery
+// drill (lab/chaos/drill.go), a point-in-time restore under load on a private
+// stack whose PostgreSQL archives with pgBackRest, in a section of its own.
 package main
 
 import (
@@ -45,7 +47,7 @@ type settings struct {
 
 func main() {
 	var s settings
-	flag.StringVar(&s.mode, "mode", "full", "full | short | ha (the HA topology's faults)")
+	flag.StringVar(&s.mode, "mode", "full", "full | short | ha (the HA topology's faults) | dr (the disaster-recovery drill: backup, accident, point-in-time restore)")
 	flag.StringVar(&s.dir, "dir", "", "ledgers, the private stack's build and state, relative to the repository root (default tmp/chaos, tmp/chaos-ha)")
 	flag.StringVar(&s.engineDir, "engines", "", "the private engines' data, removed afterwards (default /tmp/kvchaos, /tmp/kvchaos-ha)")
 	flag.StringVar(&s.out, "out", "", "write the report here, relative to the repository root (docs/RELIABILITY.md)")
@@ -59,8 +61,11 @@ func main() {
 	flag.DurationVar(&s.drainTimeout, "drain-timeout", 120*time.Second, "bound on waiting for the queues to drain")
 	flag.Parse()
 	short := s.mode == "short"
-	if s.mode == "ha" {
+	switch s.mode {
+	case "ha":
 		s.dir, s.engineDir = or(s.dir, "tmp/chaos-ha"), or(s.engineDir, "/tmp/kvchaos-ha")
+	case "dr":
+		s.dir, s.engineDir = or(s.dir, "tmp/dr-drill"), or(s.engineDir, "/tmp/kvdr")
 	}
 	s.dir, s.engineDir = or(s.dir, "tmp/chaos"), or(s.engineDir, "/tmp/kvchaos")
 	def := func(p *int, full, short_ int) {
@@ -103,9 +108,11 @@ func campaign(ctx context.Context, s settings) (err error) {
 	if err := os.MkdirAll(s.dir, 0o755); err != nil {
 		return err
 	}
-	// One lock for every mode: two campaigns would disturb each other's
-	// figures.
-	unlock, err := lock(ctx, filepath.Join(filepath.Dir(s.dir), "chaos.lock"))
+	// One lock for every mode and every checkout of the machine: two
+	// campaigns would disturb each other's figures, and two of one mode
+	// share their ports and engines' directory (the second's start removes
+	// the first's engines).
+	unlock, err := lock(ctx, machineLock)
 	if err != nil {
 		return err
 	}
@@ -118,8 +125,11 @@ func campaign(ctx context.Context, s settings) (err error) {
 		s.fuzz = fuzz(ctx, root, s)
 	}
 	start := startPrivate
-	if s.mode == "ha" {
+	switch s.mode {
+	case "ha":
 		start = startHA
+	case "dr":
+		start = startDR
 	}
 	c, err := start(ctx, root, s.dir, s.engineDir, os.Stderr)
 	defer func() {
@@ -132,6 +142,9 @@ func campaign(ctx context.Context, s settings) (err error) {
 		return fmt.Errorf("private stack: %w", err)
 	}
 	s.nginx = native.EdgeURL(c.s)
+	if s.mode == "dr" {
+		return drill(ctx, s, c)
+	}
 	return run(ctx, s, c)
 }
 

@@ -64,3 +64,42 @@ func TestWriteReportHAAlone(t *testing.T) {
 		t.Errorf("report:\n%s", b)
 	}
 }
+
+// The DR drill's section comes last; the campaigns rewrite theirs and keep
+// it, and the drill rewrites it and keeps theirs.
+func TestDrillSectionKeptByTheCampaigns(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "RELIABILITY.md")
+	single := report{s: settings{mode: "full"}, results: []result{{name: "single-a"}}, started: time.Now()}
+	ha := report{s: settings{mode: "ha"}, results: []result{{name: "ha-a"}}, started: time.Now()}
+	drill := func(accident string) drillReport {
+		return drillReport{rounds: []drillRound{{accident: accident}}, started: time.Now()}
+	}
+	steps := []struct {
+		write func() error
+		want  []string
+	}{
+		{func() error { return single.writeReport(path) }, []string{"single-a"}},
+		{func() error { return drill("dr-a").write(path) }, []string{"single-a", drMarker, "| dr-a |"}},
+		{func() error { return ha.writeReport(path) }, []string{"single-a", haMarker, "ha-a", drMarker, "| dr-a |"}},
+		{func() error { return single.writeReport(path) }, []string{"single-a", haMarker, "ha-a", drMarker, "| dr-a |"}},
+		{func() error { return drill("dr-b").write(path) }, []string{"single-a", haMarker, "ha-a", drMarker, "| dr-b |"}},
+	}
+	for i, st := range steps {
+		if err := st.write(); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := os.ReadFile(path)
+		text := string(b)
+		last := -1
+		for _, w := range st.want {
+			at := strings.Index(text, w)
+			if at < 0 || at < last {
+				t.Fatalf("step %d: %q missing or out of order in\n%s", i, w, text)
+			}
+			last = at
+		}
+		if strings.Count(text, drMarker) > 1 || strings.Count(text, haMarker) > 1 || (i == 4 && strings.Contains(text, "| dr-a |")) {
+			t.Fatalf("step %d: a section twice or left over:\n%s", i, text)
+		}
+	}
+}

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/kvstack/kvstack/internal/engine"
 	"github.com/kvstack/kvstack/lab/history"
 )
@@ -119,6 +121,9 @@ func (e *env) runFault(ctx context.Context, f fault, prefix string) (r result) {
 
 	_ = led.save(filepath.Join(e.s.dir, "ledger-"+f.name+".jsonl"))
 	r.reads, r.readErrs, r.readMax = led.reads, led.readErrs, time.Duration(led.readMax*float64(time.Second))
+	if len(led.readFails) > 0 {
+		r.example(fmt.Sprintf("failed reads by status: %v", led.readFails))
+	}
 	byKey := r.tallyWrites(led.snapshot(), injectAt)
 	r.noteOutage(rec, led, injectAt)
 	rows, err := e.storedRows(ctx, prefix)
@@ -169,6 +174,10 @@ func (e *env) injectAndRecover(ctx context.Context, f fault, r *result, l *load,
 	if err := f.inject.do(ctx, e.c); err != nil {
 		r.fail("inject: %v", err)
 	}
+	if f.firstCommit {
+		committed := e.firstCommit(ctx, injectAt)
+		defer func() { r.example(<-committed) }()
+	}
 	if len(f.killed) > 0 {
 		// Nobody heals a kill: the supervisor restarts the process.
 		r.heal = e.waitBack(ctx, f.killed, pidsBefore, r.fail)
@@ -214,13 +223,45 @@ func (e *env) waitWhole(ctx context.Context, r *result, injectAt time.Time) {
 	if e.c.killedNode != "" {
 		r.heal = time.Since(injectAt)
 		pid, _ := e.c.p.Pid(ctx, e.c.killedNode)
-		by := "supervisor"
-		if slices.ContainsFunc(e.c.ha.Postgres.Nodes[:], func(n *engine.Postgres) bool { return n.Program().Name == e.c.killedNode }) {
-			by = "rejoined by the keeper"
+		what, by := e.c.killedNode, "supervisor"
+		if i := slices.IndexFunc(e.c.ha.Postgres.Nodes, func(n *engine.PatroniNode) bool { return n.Name == e.c.killedNode }); i >= 0 {
+			what, by = e.c.killedNode+"'s Patroni", "started again, rewound by Patroni into the new primary's standby"
+			if e.c.killedPostgres {
+				what, by = e.c.killedNode+"'s postgres", "restarted by Patroni"
+				pid = e.c.ha.Postgres.Nodes[i].PostmasterPid()
+			}
 		}
-		r.restarted = append(r.restarted, fmt.Sprintf("%s %d→%d (%s)", e.c.killedNode, e.c.killedPid, pid, by))
-		e.c.killedNode = ""
+		r.restarted = append(r.restarted, fmt.Sprintf("%s %d→%d (%s)", what, e.c.killedPid, pid, by))
+		e.c.killedNode, e.c.killedPostgres = "", false
 	}
+}
+
+// firstCommit measures, in the background, how long after the fault a
+// commit through DATABASE_URL (the multi-host URL the consumers use,
+// target_session_attrs=read-write) first succeeds: a new session every
+// 50 ms, each running SELECT txid_current(), which a standby refuses.
+func (e *env) firstCommit(ctx context.Context, since time.Time) <-chan string {
+	out := make(chan string, 1)
+	dsn := e.c.s.Get("DATABASE_URL")
+	go func() {
+		deadline := since.Add(recoverWithin)
+		for time.Now().Before(deadline) && ctx.Err() == nil {
+			cctx, cancel := context.WithTimeout(ctx, time.Second)
+			conn, err := pgx.Connect(cctx, dsn)
+			if err == nil {
+				_, err = conn.Exec(cctx, "SELECT txid_current()")
+				conn.Close(context.Background())
+			}
+			cancel()
+			if err == nil {
+				out <- fmt.Sprintf("first commit through DATABASE_URL %s after the kill", ms(time.Since(since)))
+				return
+			}
+			sleepCtx(ctx, 50*time.Millisecond)
+		}
+		out <- fmt.Sprintf("no commit through DATABASE_URL within %s of the kill", recoverWithin)
+	}()
+	return out
 }
 
 // recoverWithin bounds waitRecovered: a RabbitMQ node takes tens of

@@ -49,19 +49,27 @@ type private struct {
 	redis *engine.Redis
 	mq    *engine.RabbitMQ
 	ha    *haPrivate // the HA stack's (make chaos-ha); nil on the single-node stack
-	// stopKeeper stops the HA stack's keeper.
-	stopKeeper func()
 	// killedNode and killedPid are the engine node a fault killed last
-	// (faults that pick their node as they inject).
-	killedNode string
-	killedPid  int
+	// (faults that pick their node as they inject); killedPostgres tells
+	// that only a PostgreSQL node's postgres was killed (killedPid its
+	// postmaster), not its Patroni.
+	killedNode     string
+	killedPid      int
+	killedPostgres bool
 }
 
 // startPrivate starts the engines (data in engineDir), creates the kvstack
 // database, builds the binaries into dir/bin, migrates, renders nginx's
 // config and starts the stack's processes (state in dir/stack).
 func startPrivate(ctx context.Context, root, dir, engineDir string, log io.Writer) (*private, error) {
-	s, err := native.Load(root, chaosEnviron(chaosPorts, dir))
+	return startPrivateOn(ctx, root, dir, engineDir, log, chaosPorts, false)
+}
+
+// startPrivateOn is startPrivate on the given ports; with archive, its
+// PostgreSQL archives with pgBackRest (the DR drill), else not (the fault
+// campaign takes no backups).
+func startPrivateOn(ctx context.Context, root, dir, engineDir string, log io.Writer, ports map[string]string, archive bool) (*private, error) {
+	s, err := native.Load(root, chaosEnviron(ports, dir, "KV_ARCHIVE_TIMEOUT="+drArchiveTimeout.String()))
 	if err != nil {
 		return nil, err
 	}
@@ -70,6 +78,9 @@ func startPrivate(ctx context.Context, root, dir, engineDir string, log io.Write
 	// chaos ports; a PostgreSQL stop is an immediate shutdown, as a crash.
 	eng := engines.ForStack(s, engineDir)
 	eng.Postgres.Immediate = true
+	if !archive {
+		eng.Postgres.Archive = nil
+	}
 	c := &private{s: s, pg: eng.Postgres, redis: eng.Redis, mq: eng.RabbitMQ}
 	// Left over by a campaign that was killed: its supervisord stopped
 	// the engines; their data would only mislead this one.
@@ -114,9 +125,6 @@ func startPrivate(ctx context.Context, root, dir, engineDir string, log io.Write
 func (c *private) close() error {
 	if c == nil || c.p == nil {
 		return nil
-	}
-	if c.stopKeeper != nil {
-		c.stopKeeper() // before the supervisor goes: it would restart what stops
 	}
 	return c.p.Close(context.Background())
 }

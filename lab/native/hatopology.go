@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"strings"
 )
 
 // The HA topology (KV_TOPOLOGY=ha, make up-ha) has these many nodes of
@@ -30,11 +31,16 @@ type Node struct {
 	DistPort, MetricsPort int
 	// ExporterPort is where a PostgreSQL or Redis node's exporter listens.
 	ExporterPort int
+	// RestPort is a PostgreSQL node's Patroni REST API (/primary,
+	// /cluster, /metrics); PeerPort is etcd's peer listener.
+	RestPort, PeerPort int
 }
 
-// HANodes are the HA topology's clusters.
+// HANodes are the HA topology's clusters, and the etcd the PostgreSQL
+// nodes' Patroni keep their leader key in.
 type HANodes struct {
 	RabbitMQ, Redis, Postgres []Node
+	Etcd                      Node
 }
 
 // HANodes lists every node of the HA topology with the ports of stack.env
@@ -52,12 +58,16 @@ func (s *Settings) HANodes() HANodes {
 	}
 	for i := 1; i <= HAPostgresNodes; i++ {
 		v := fmt.Sprintf("KV_HA_POSTGRES%d_", i)
-		n.Postgres = append(n.Postgres, Node{Name: fmt.Sprintf("postgres%d", i), Port: s.port(v + "PORT"), ExporterPort: s.port(v + "EXPORTER_PORT")})
+		n.Postgres = append(n.Postgres, Node{Name: fmt.Sprintf("postgres%d", i), Port: s.port(v + "PORT"), ExporterPort: s.port(v + "EXPORTER_PORT"),
+			RestPort: s.port(fmt.Sprintf("KV_HA_PATRONI%d_PORT", i))})
 	}
+	n.Etcd = Node{Name: "etcd", Port: s.port("KV_HA_ETCD_PORT"), PeerPort: s.port("KV_HA_ETCD_PEER_PORT")}
 	return n
 }
 
-// Names are the programs' names of every node, RabbitMQ's first.
+// Names are the programs' names of every node of the three engines,
+// RabbitMQ's first (a PostgreSQL node's program is its Patroni; etcd is not
+// among them).
 func (n HANodes) Names() []string {
 	var names []string
 	for _, group := range [][]Node{n.RabbitMQ, n.Redis, n.Postgres} {
@@ -76,8 +86,8 @@ func (s *Settings) port(name string) int {
 
 func (s *Settings) hostPort(port int) string { return net.JoinHostPort(s.Host(), strconv.Itoa(port)) }
 
-// haProcessNames are the HA topology's processes beside its engines and
-// its keeper (which package engine and lab/cmd/stack add): those of the
+// haProcessNames are the HA topology's processes beside its engines' nodes
+// and etcd (which package engines adds): those of the
 // single-node topology, a second consumer, and an exporter per PostgreSQL
 // and Redis node instead of one.
 func haProcessNames() []string {
@@ -147,4 +157,18 @@ func haScrapeTargets(s *Settings) map[string][]ScrapeTarget {
 			ScrapeTarget{Addr: s.hostPort(n.ExporterPort), Labels: []Label{{"node", n.Name}}})
 	}
 	return groups
+}
+
+// haPatroniJob is the scrape job the HA topology's prometheus.yml adds to
+// the template's: each PostgreSQL node's Patroni (its REST API's
+// /metrics: patroni_primary, patroni_sync_standby…), labelled `node`. The
+// template has no such job: the single-node topology, compose and k8s run
+// no Patroni.
+func haPatroniJob(s *Settings) string {
+	var b strings.Builder
+	b.WriteString("\n  # The HA topology's (lab/native): each PostgreSQL node's Patroni.\n  - job_name: patroni\n    static_configs:\n")
+	for _, n := range s.HANodes().Postgres {
+		fmt.Fprintf(&b, "      - targets: [%q]\n        labels: { node: %s }\n", s.hostPort(n.RestPort), n.Name)
+	}
+	return b.String()
 }

@@ -202,6 +202,7 @@ func TestRenderHAPrometheusScrapesEveryNode(t *testing.T) {
 		"rabbitmq-node":     nil,
 		"postgres-exporter": nil,
 		"redis-exporter":    nil,
+		"patroni":           nil,
 	}
 	for _, n := range nodes.RabbitMQ {
 		for _, job := range []string{"rabbitmq", "rabbitmq-node"} {
@@ -210,6 +211,7 @@ func TestRenderHAPrometheusScrapesEveryNode(t *testing.T) {
 	}
 	for _, n := range nodes.Postgres {
 		want["postgres-exporter"] = append(want["postgres-exporter"], "127.0.0.1:"+strconv.Itoa(n.ExporterPort)+" node: "+n.Name)
+		want["patroni"] = append(want["patroni"], "127.0.0.1:"+strconv.Itoa(n.RestPort)+" node: "+n.Name)
 	}
 	for _, n := range nodes.Redis {
 		want["redis-exporter"] = append(want["redis-exporter"], "127.0.0.1:"+strconv.Itoa(n.ExporterPort)+" node: "+n.Name)

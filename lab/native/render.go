@@ -157,7 +157,7 @@ func Render(s *Settings) (configs []Rendered, rules map[string]string, err error
 		}
 		if t.Program == "prometheus" && s.HA() {
 			groups := haScrapeTargets(s)
-			text = ExpandTargets(text, groups)
+			text = ExpandTargets(text, groups) + haPatroniJob(s)
 			// What is left of them (the header's list) names every target.
 			for name, targets := range groups {
 				addrs := make([]string, len(targets))
@@ -170,9 +170,27 @@ func Render(s *Settings) (configs []Rendered, rules map[string]string, err error
 		if text, err = Substitute(text, only); err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", t.Src, err)
 		}
+		if t.Program == "prometheus" && s.Get("KV_ENGINES") == "private" && !s.HA() {
+			text += backupsJob(s)
+		}
 		configs = append(configs, Rendered{Template: t, Path: filepath.Join(s.ConfigDir(), t.Out), Text: text})
 	}
 	return configs, rules, nil
+}
+
+// backupsJob is the scrape job of the backup scheduler, which only a
+// single-node stack with engines of its own runs (KV_ENGINES=private: its
+// PostgreSQL archives with pgBackRest); appended to scrape_configs, the
+// template's last section, so that docker compose's Prometheus, which has
+// no such process, does not look for it.
+func backupsJob(s *Settings) string {
+	return fmt.Sprintf(`
+  # Added by the native stack with engines of its own (KV_ENGINES=private):
+  # the pgBackRest backup scheduler (BackupTooOld).
+  - job_name: backups
+    static_configs:
+      - targets: [%q]
+`, s.Get("BACKUP_ADDR"))
 }
 
 // WriteConfigs renders the configurations into the stack's config/, checks

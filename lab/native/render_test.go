@@ -108,3 +108,34 @@ func TestRenderTheRepositorysTemplates(t *testing.T) {
 		})
 	}
 }
+
+// Prometheus scrapes the backup scheduler only where one runs: a
+// single-node stack with engines of its own (KV_ENGINES=private).
+func TestBackupsScrapedOnlyWithPrivateEngines(t *testing.T) {
+	for _, c := range []struct {
+		environ []string
+		want    bool
+	}{
+		{[]string{"KV_ENGINES=shared"}, false},
+		{[]string{"KV_ENGINES=private"}, true},
+		{[]string{"KV_TOPOLOGY=ha"}, false},
+	} {
+		s, err := native.Load("../..", append(c.environ, "KV_STACK_DIR="+t.TempDir()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		configs, _, err := native.Render(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, cfg := range configs {
+			if cfg.Program != "prometheus" {
+				continue
+			}
+			got := strings.Contains(cfg.Text, "job_name: backups") && strings.Contains(cfg.Text, `["`+s.Get("BACKUP_ADDR")+`"]`)
+			if got != c.want {
+				t.Errorf("%v: Prometheus scrapes the backup scheduler: %v, want %v", c.environ, got, c.want)
+			}
+		}
+	}
+}

@@ -42,8 +42,14 @@ var ProductionSampler = []string{"OTEL_TRACES_SAMPLER=parentbased_traceidratio",
 var Variables = []Variable{
 	{"KV_STACK_DIR", "${ROOT}/.stack", "the stack's state: supervisord.conf, logs/, config/ (rendered templates), Prometheus and Alertmanager data"},
 	{"KV_BIND_HOST", "127.0.0.1", "the address every process listens on"},
-	{"KV_TOPOLOGY", "single", "single: one PostgreSQL, Redis and RabbitMQ (make up). ha: make up-ha's, a RabbitMQ cluster of three nodes, a Redis Cluster of six, a PostgreSQL primary with a synchronous standby and a keeper that promotes it, all the stack's own (data in KV_STACK_DIR/engines), two consumers, an exporter per node. One topology runs at a time in KV_STACK_DIR; down, status and logs act on the one that runs"},
+	{"KV_TOPOLOGY", "single", "single: one PostgreSQL, Redis and RabbitMQ (make up). ha: make up-ha's, a RabbitMQ cluster of three nodes, a Redis Cluster of six, a PostgreSQL primary with a synchronous standby, each run by Patroni on an etcd (Patroni promotes the standby when the primary is lost), all the stack's own (data in KV_STACK_DIR/engines), two consumers, an exporter per node. One topology runs at a time in KV_STACK_DIR; down, status and logs act on the one that runs"},
 	{"KV_ENGINES", "shared", "shared: the machine's PostgreSQL, Redis and RabbitMQ on stack.env's ports (lab/scripts/services.sh starts them when missing; down leaves them running). private: the stack runs its own on those ports under its supervisord, data in KV_STACK_DIR/engines (for a stack that must share no queue, cache or table with another on the same machine)"},
+	// Point-in-time recovery (KV_ENGINES=private only: the shared
+	// PostgreSQL is never reconfigured to archive; docs/OPERATIONS.md).
+	{"KV_ARCHIVE_TIMEOUT", "60s", "KV_ENGINES=private: PostgreSQL's archive_timeout, the longest a commit waits before its WAL segment reaches the pgBackRest repository: what losing the data directory loses at most"},
+	{"KV_BACKUP_INTERVAL", "1h", "KV_ENGINES=private: the backup scheduler (process backups) takes a differential backup when the newest backup is this old"},
+	{"KV_BACKUP_FULL_INTERVAL", "24h", "KV_ENGINES=private: a full backup instead when the newest full one is this old"},
+	{"KV_BACKUP_MAX_AGE", "3h", "KV_ENGINES=private: a newest backup older than this fires BackupTooOld"},
 	{"KV_STACK_TIMEOUT", "60", "seconds a process gets to become healthy"},
 	{"KV_STOP_TIMEOUT", "20", "seconds between SIGTERM and SIGKILL when a process is stopped (supervisord's stopwaitsecs)"},
 	{"GO", "go", "the go command that builds the binaries"},
@@ -98,6 +104,7 @@ var Variables = []Variable{
 	{"NGINX_EXPORTER_ADDR", "${KV_BIND_HOST}:${KV_NGINX_EXPORTER_PORT}", "template: prometheus-nginx-exporter"},
 	{"POSTGRES_EXPORTER_ADDR", "${KV_BIND_HOST}:${KV_POSTGRES_EXPORTER_PORT}", "template: prometheus-postgres-exporter"},
 	{"REDIS_EXPORTER_ADDR", "${KV_BIND_HOST}:${KV_REDIS_EXPORTER_PORT}", "template: prometheus-redis-exporter"},
+	{"BACKUP_ADDR", "127.0.0.1:${KV_BACKUP_PORT}", "template: the backup scheduler's /metrics (KV_ENGINES=private)"},
 	{"PROMETHEUS_RULES_DIR", "${ROOT}/observability/rules", "template: the alerting rules"},
 	{"NGINX_ACCESS_LOG", "${KV_STACK_DIR}/logs/nginx-access.log", "template: nginx's JSON access log"},
 	// stderr: supervisord writes it to logs/nginx.log, the one writer of that file.
@@ -171,6 +178,11 @@ func Load(root string, environ []string) (*Settings, error) {
 	for _, name := range []string{"KV_STACK_TIMEOUT", "KV_STOP_TIMEOUT"} {
 		if n, err := strconv.Atoi(s.vars[name]); err != nil || n <= 0 {
 			return nil, fmt.Errorf("%s=%q: want a number of seconds", name, s.vars[name])
+		}
+	}
+	for _, name := range []string{"KV_ARCHIVE_TIMEOUT", "KV_BACKUP_INTERVAL", "KV_BACKUP_FULL_INTERVAL", "KV_BACKUP_MAX_AGE"} {
+		if d, err := time.ParseDuration(s.vars[name]); err != nil || d < time.Second {
+			return nil, fmt.Errorf("%s=%q: want a duration of a second or more, such as 60s or 1h", name, s.vars[name])
 		}
 	}
 	if e := s.vars["KV_ENGINES"]; e != "shared" && e != "private" {
@@ -252,6 +264,12 @@ func (s *Settings) StartTimeout() time.Duration { return s.seconds("KV_STACK_TIM
 
 // StopTimeout is how long a stopped process gets before SIGKILL.
 func (s *Settings) StopTimeout() time.Duration { return s.seconds("KV_STOP_TIMEOUT") }
+
+// Duration is a setting that holds a duration (checked by Load).
+func (s *Settings) Duration(name string) time.Duration {
+	d, _ := time.ParseDuration(s.Get(name))
+	return d
+}
 
 func (s *Settings) seconds(name string) time.Duration {
 	n, _ := strconv.Atoi(s.Get(name)) // checked by Load

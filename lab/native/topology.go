@@ -24,8 +24,8 @@ var ProcessNames = []string{"jaeger", "api1", "api2", "consumer", "nginx",
 // them (KV_ENGINES=private adds the stack's own, package engine).
 //
 // In the HA topology (KV_TOPOLOGY=ha) they are those of HAProcessNames:
-// its engines' nodes and its keeper are not among them either (package
-// engine and lab/cmd/stack add them).
+// its engines' nodes (each PostgreSQL node's Patroni) and etcd are not
+// among them either (package engines adds them).
 func Processes(s *Settings) []supervisor.Program {
 	names := ProcessNames
 	if s.HA() {

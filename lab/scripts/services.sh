@@ -9,7 +9,8 @@
 #
 # deps: PostgreSQL, Redis, RabbitMQ (+ rabbitmq_prometheus), role/db kvstack.
 # all:  deps, plus nginx, prometheus, prometheus-alertmanager, supervisor, wrk,
-#       mtail and the nginx, PostgreSQL and Redis exporters, installed only
+#       mtail, the nginx, PostgreSQL and Redis exporters, pgbackrest, and
+#       patroni, etcd-server and python3-etcd (the HA topology's), installed only
 #       (they run later under the project's own config; the system's
 #       supervisord is never started).
 #
@@ -93,6 +94,13 @@ TOOL_PACKAGES=(
 	"prometheus-nginx-exporter=prometheus-nginx-exporter"
 	"prometheus-postgres-exporter=prometheus-postgres-exporter"
 	"prometheus-redis-exporter=prometheus-redis-exporter"
+	"pgbackrest=pgbackrest"
+	# The HA topology's PostgreSQL failover (make up-ha, make chaos-ha):
+	# Patroni on a private etcd; both of Patroni's etcd drivers import
+	# python3-etcd.
+	"patroni=patroni"
+	"etcd-server=etcd"
+	"python3-etcd=/usr/lib/python3/dist-packages/etcd/__init__.py"
 )
 
 install_packages() {

@@ -19,11 +19,12 @@
 // cluster.Stop(t, i, j), cluster.Start(t, i, j); each test that breaks it
 // leaves it whole again when it ends.
 //
-// A PostgresPair (a primary and its synchronous standby, ~10 s) is failed
-// over as a failover manager would: pair.URL(t) is the multi-host URL,
-// pair.KillPrimary(t) the lost primary, pair.Promote(t) the promotion
-// (pair.Failover(t) both). The lost primary rejoins as the standby when the
-// next test asks for the pair.
+// A Patroni cluster (a primary and its synchronous standby, each run by
+// Patroni, ~20 s) fails over as in the HA topology: pg.URL(t) is the
+// multi-host URL, pg.KillPrimary(t) the lost primary's machine,
+// pg.Promoted(t) waits for Patroni's promotion (pg.Failover(t) both). The
+// lost node comes back as the standby when the next test asks for the
+// cluster.
 package enginetest
 
 import (
@@ -32,14 +33,17 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/kvstack/kvstack/internal/engine"
@@ -150,8 +154,38 @@ func (in *instance) Close() {
 	in.p = nil
 }
 
-// Postgres is a private PostgreSQL cluster (trust authentication).
+// TLSHost is the one name the certificate of an engine started with TLS
+// carries: a client that dials 127.0.0.1, the same server, meets a
+// certificate that is not for that name.
+const TLSHost = "localhost"
+
+// makeTLS makes the TLS files of an engine started with TLS (nil without).
+func makeTLS(on bool, dir string) *engine.TLS {
+	if !on {
+		return nil
+	}
+	t, err := engine.MakeTLS(filepath.Join(dir, "tls"), TLSHost)
+	if err != nil {
+		panic(err) // a temporary directory that cannot be written to
+	}
+	return t
+}
+
+// tlsFiles is t, or the test's failure when the engine has no TLS.
+func tlsFiles(tb testing.TB, t *engine.TLS, what string) *engine.TLS {
+	tb.Helper()
+	if t == nil {
+		tb.Fatalf("enginetest: the private %s was not started with TLS (set its TLS field before first use)", what)
+	}
+	return t
+}
+
+// Postgres is a private PostgreSQL cluster (trust authentication). With
+// TLS set before first use, it also serves TLS (ssl=on, on the same
+// port) with a certificate for TLSHost signed by a CA of its own
+// (TLSFiles).
 type Postgres struct {
+	TLS bool
 	instance
 	e *engine.Postgres
 }
@@ -161,10 +195,17 @@ type Postgres struct {
 func (pg *Postgres) URL(tb testing.TB) string {
 	tb.Helper()
 	pg.start(tb, "PostgreSQL", 1, func(dir string, ports []int) []engine.Engine {
-		pg.e = &engine.Postgres{Port: ports[0], Dir: filepath.Join(dir, "pg")}
+		pg.e = &engine.Postgres{Port: ports[0], Dir: filepath.Join(dir, "pg"), TLS: makeTLS(pg.TLS, dir)}
 		return []engine.Engine{pg.e}
 	})
 	return pg.e.URL("postgres", "", "postgres")
+}
+
+// TLSFiles are the CA, certificate and key the cluster serves TLS with.
+func (pg *Postgres) TLSFiles(tb testing.TB) *engine.TLS {
+	tb.Helper()
+	pg.URL(tb)
+	return tlsFiles(tb, pg.e.TLS, "PostgreSQL")
 }
 
 // Stop stops the cluster (fast shutdown); start brings it back.
@@ -174,8 +215,11 @@ func (pg *Postgres) Stop(tb testing.TB) (start func()) {
 	return pg.stop(tb)
 }
 
-// Redis is a private redis-server.
+// Redis is a private redis-server. With TLS set before first use, it also
+// serves TLS on a port of its own (TLSAddr) with a certificate for TLSHost
+// signed by a CA of its own (TLSFiles).
 type Redis struct {
+	TLS bool
 	instance
 	e *engine.Redis
 }
@@ -183,11 +227,25 @@ type Redis struct {
 // Addr is its host:port; it starts the server on first use.
 func (r *Redis) Addr(tb testing.TB) string {
 	tb.Helper()
-	r.start(tb, "Redis", 1, func(dir string, ports []int) []engine.Engine {
-		r.e = &engine.Redis{Port: ports[0], Dir: filepath.Join(dir, "redis")}
+	r.start(tb, "Redis", 2, func(dir string, ports []int) []engine.Engine {
+		r.e = &engine.Redis{Port: ports[0], Dir: filepath.Join(dir, "redis"), TLS: makeTLS(r.TLS, dir), TLSPort: ports[1]}
 		return []engine.Engine{r.e}
 	})
 	return r.e.Addr()
+}
+
+// TLSAddr is TLSHost:port of its TLS listener.
+func (r *Redis) TLSAddr(tb testing.TB) string {
+	tb.Helper()
+	r.TLSFiles(tb)
+	return net.JoinHostPort(TLSHost, strconv.Itoa(r.e.TLSPort))
+}
+
+// TLSFiles are the CA, certificate and key the server serves TLS with.
+func (r *Redis) TLSFiles(tb testing.TB) *engine.TLS {
+	tb.Helper()
+	r.Addr(tb)
+	return tlsFiles(tb, r.e.TLS, "Redis")
 }
 
 // Stop stops the server (it saves its dump); start brings it back.
@@ -197,8 +255,11 @@ func (r *Redis) Stop(tb testing.TB) (start func()) {
 	return r.stop(tb)
 }
 
-// RabbitMQ is a private RabbitMQ node.
+// RabbitMQ is a private RabbitMQ node. With TLS set before first use, it
+// also serves AMQP over TLS on a port of its own (TLSURL) with a
+// certificate for TLSHost signed by a CA of its own (TLSFiles).
 type RabbitMQ struct {
+	TLS bool
 	instance
 	e *engine.RabbitMQ
 }
@@ -206,14 +267,30 @@ type RabbitMQ struct {
 // URL is its AMQP URL; it starts the node on first use.
 func (mq *RabbitMQ) URL(tb testing.TB) string {
 	tb.Helper()
-	mq.start(tb, "RabbitMQ", 3, func(dir string, ports []int) []engine.Engine {
+	mq.start(tb, "RabbitMQ", 4, func(dir string, ports []int) []engine.Engine {
 		var b [4]byte
 		_, _ = rand.Read(b[:])
 		mq.e = &engine.RabbitMQ{Node: "kvtest-" + hex.EncodeToString(b[:]) + "@localhost",
-			Port: ports[0], DistPort: ports[1], MetricsPort: ports[2], Dir: filepath.Join(dir, "rabbitmq")}
+			Port: ports[0], DistPort: ports[1], MetricsPort: ports[2], Dir: filepath.Join(dir, "rabbitmq"),
+			TLS: makeTLS(mq.TLS, dir), TLSPort: ports[3]}
 		return []engine.Engine{mq.e}
 	})
 	return mq.e.URL()
+}
+
+// TLSURL is the amqps:// URL of its TLS listener, at TLSHost (guest,
+// which RabbitMQ admits from loopback only).
+func (mq *RabbitMQ) TLSURL(tb testing.TB) string {
+	tb.Helper()
+	mq.TLSFiles(tb)
+	return "amqps://guest:guest@" + net.JoinHostPort(TLSHost, strconv.Itoa(mq.e.TLSPort)) + "/"
+}
+
+// TLSFiles are the CA, certificate and key the node serves TLS with.
+func (mq *RabbitMQ) TLSFiles(tb testing.TB) *engine.TLS {
+	tb.Helper()
+	mq.URL(tb)
+	return tlsFiles(tb, mq.e.TLS, "RabbitMQ")
 }
 
 // Stop stops the node (orderly); start brings it back.
@@ -223,108 +300,157 @@ func (mq *RabbitMQ) Stop(tb testing.TB) (start func()) {
 	return mq.stop(tb)
 }
 
-// PostgresPair is a private PostgreSQL primary and its synchronous
-// standby (engine.PostgresPair), nodes pg1 and pg2.
-type PostgresPair struct {
+// Patroni is a private PostgreSQL primary and its synchronous standby,
+// nodes pg1 and pg2, each run by its Patroni on an etcd of their own
+// (engine.Patroni), as the HA topology runs them.
+type Patroni struct {
 	instance
-	pair *engine.PostgresPair
-	lost *engine.Postgres // a primary KillPrimary took down, not yet rejoined
+	cluster *engine.Patroni
+	lost    *engine.PatroniNode // a primary KillPrimary took down, not yet back
 }
 
-// Pair is the pair, whole and synchronous: it starts both nodes on first
-// use, and makes a primary an earlier test killed rejoin as the standby
-// (a test that leaves the pair broken does not pay for its repair, which
-// takes seconds, unless another test needs it).
-func (pp *PostgresPair) Pair(tb testing.TB) *engine.PostgresPair {
+// Cluster is the cluster, whole and synchronous: it starts etcd and both
+// nodes on first use, and brings back a primary an earlier test killed
+// (Patroni rewinds it into the standby; a test that leaves the cluster
+// broken does not pay for its repair, which takes seconds, unless another
+// test needs it).
+func (pt *Patroni) Cluster(tb testing.TB) *engine.Patroni {
 	tb.Helper()
-	pp.start(tb, "PostgreSQL primary and standby", 2, func(dir string, ports []int) []engine.Engine {
-		pp.pair = engine.NewPostgresPair(
-			&engine.Postgres{Name: "pg1", Port: ports[0], Dir: filepath.Join(dir, "pg1")},
-			&engine.Postgres{Name: "pg2", Port: ports[1], Dir: filepath.Join(dir, "pg2")})
-		return pp.pair.Engines()
+	pt.startAll(tb, "etcd and two Patroni nodes", 6, func(dir string, ports []int) ([]engine.Engine, func(context.Context) error) {
+		pt.cluster = engine.NewPatroni("kvtest", &engine.Etcd{Port: ports[0], PeerPort: ports[1], Dir: filepath.Join(dir, "etcd")},
+			&engine.PatroniNode{Name: "pg1", Port: ports[2], RestPort: ports[3], Dir: filepath.Join(dir, "pg1")},
+			&engine.PatroniNode{Name: "pg2", Port: ports[4], RestPort: ports[5], Dir: filepath.Join(dir, "pg2")})
+		return pt.cluster.Engines(), pt.synchronous
 	})
-	pp.mu.Lock()
-	defer pp.mu.Unlock()
-	if pp.lost != nil {
-		if err := pp.heal(); err != nil {
-			tb.Fatalf("the old primary %s rejoining as the standby: %v", pp.lost.Program().Name, err)
+	pt.mu.Lock()
+	defer pt.mu.Unlock()
+	if pt.lost != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		defer cancel()
+		err := pt.p.Start(ctx, pt.lost.Name)
+		if err == nil {
+			err = pt.synchronous(ctx)
 		}
-		pp.lost = nil
+		if err != nil {
+			tb.Fatalf("the old primary %s back as the standby: %v", pt.lost.Name, err)
+		}
+		pt.lost = nil
 	}
-	return pp.pair
+	return pt.cluster
 }
 
-// heal promotes the standby if a test killed the primary and did not, then
-// makes the lost primary rejoin.
-func (pp *PostgresPair) heal() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	sup := pp.p.Stack().Supervisor()
-	if _, err := pp.pair.Primary(ctx); err != nil {
-		if _, err := pp.pair.Promote(ctx, sup); err != nil {
+// synchronous waits until Patroni reports a leader and a synchronous
+// standby caught up.
+func (pt *Patroni) synchronous(ctx context.Context) error {
+	for {
+		err := pt.cluster.Synchronous(ctx)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
 			return err
+		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	return pp.pair.Rejoin(ctx, sup, pp.lost)
 }
 
 // URL is the superuser's multi-host URL to database postgres, with
 // target_session_attrs=read-write: it reaches whichever node is primary.
-func (pp *PostgresPair) URL(tb testing.TB) string {
+func (pt *Patroni) URL(tb testing.TB) string {
 	tb.Helper()
-	return pp.Pair(tb).DatabaseURL("postgres", "", "postgres")
+	return pt.Cluster(tb).DatabaseURL("postgres", "", "postgres")
 }
 
-// Failover is the primary's crash and the harness's answer: KillPrimary,
-// then Promote at once.
-func (pp *PostgresPair) Failover(tb testing.TB) (primary *engine.Postgres, killed time.Time) {
+// Failover is the primary's machine lost and Patroni's answer:
+// KillPrimary, then Promoted.
+func (pt *Patroni) Failover(tb testing.TB) (primary *engine.PatroniNode, killed time.Time) {
 	tb.Helper()
-	killed = pp.KillPrimary(tb)
-	return pp.Promote(tb), killed
+	killed = pt.KillPrimary(tb)
+	return pt.Promoted(tb), killed
 }
 
-// KillPrimary kills the primary (-9) and keeps it down, as a lost machine;
-// the next test that asks for the pair finds it rejoined as the standby of
-// the new primary. It returns when the kill happened.
-func (pp *PostgresPair) KillPrimary(tb testing.TB) (killed time.Time) {
+// KillPrimary kills the primary's Patroni and postgres (-9) and keeps them
+// down, as a lost machine (engine.PatroniNode.Lose); the next test that
+// asks for the cluster finds it back as the new primary's standby. It
+// returns when the kill happened.
+func (pt *Patroni) KillPrimary(tb testing.TB) (killed time.Time) {
 	tb.Helper()
-	pair := pp.Pair(tb)
+	cluster := pt.Cluster(tb)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	old, err := pair.Primary(ctx)
+	old, err := cluster.Primary(ctx)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	pp.mu.Lock()
-	pp.lost = old
-	pp.mu.Unlock()
-	if err := pp.p.Fence(ctx, old.Program().Name); err != nil {
+	pt.mu.Lock()
+	pt.lost = old
+	pt.mu.Unlock()
+	if err := old.Lose(ctx, pt.p.Stack().Supervisor()); err != nil {
 		tb.Fatal(err)
 	}
 	return time.Now()
 }
 
-// Promote promotes the standby (engine.PostgresPair.Promote) and returns
-// the new primary.
-func (pp *PostgresPair) Promote(tb testing.TB) *engine.Postgres {
+// Promoted waits until Patroni has promoted the standby of the primary
+// KillPrimary took down (once the leader key expires: about ttl) and the
+// new primary takes read-write sessions (Patroni answers /primary as it
+// asks postgres to promote, a moment before), and returns it.
+func (pt *Patroni) Promoted(tb testing.TB) *engine.PatroniNode {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if pp.pair == nil {
-		tb.Fatal("enginetest: Promote before the pair was started")
+	pt.mu.Lock()
+	lost := pt.lost
+	pt.mu.Unlock()
+	if pt.cluster == nil || lost == nil {
+		tb.Fatal("enginetest: Promoted before KillPrimary")
 	}
-	primary, err := pp.pair.Promote(ctx, pp.p.Stack().Supervisor())
-	if err != nil {
-		tb.Fatalf("promoting the standby: %v", err)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		primary, err := pt.cluster.Primary(ctx)
+		if err == nil && primary != lost {
+			var conn *pgx.Conn
+			if conn, err = pgx.Connect(ctx, primary.URL("postgres", "postgres")+"&target_session_attrs=read-write"); err == nil {
+				conn.Close(ctx)
+				cancel()
+				return primary
+			}
+		}
+		cancel()
+		if time.Now().After(deadline) {
+			tb.Fatalf("no standby promoted a minute after %s was lost: %v", lost.Name, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
-	return primary
 }
 
 // RedisCluster is a private Redis Cluster of three masters and three
 // replicas (engine.RedisCluster), formed and synced before first use.
+// With TLS set before first use, its nodes also serve TLS, and run the
+// cluster over it, with a certificate for TLSHost signed by a CA of its
+// own (TLSAddr, TLSFiles).
 type RedisCluster struct {
+	TLS bool
 	instance
 	c *engine.RedisCluster
+}
+
+// TLSAddr is the nodes' TLS addresses, at TLSHost, joined by commas.
+func (rc *RedisCluster) TLSAddr(tb testing.TB) string {
+	tb.Helper()
+	c := rc.Cluster(tb)
+	tlsFiles(tb, c.TLS, "Redis Cluster")
+	var addrs []string
+	for _, p := range c.TLSPorts {
+		addrs = append(addrs, net.JoinHostPort(TLSHost, strconv.Itoa(p)))
+	}
+	return strings.Join(addrs, ",")
+}
+
+// TLSFiles are the CA, certificate and key the nodes serve TLS with.
+func (rc *RedisCluster) TLSFiles(tb testing.TB) *engine.TLS {
+	tb.Helper()
+	return tlsFiles(tb, rc.Cluster(tb).TLS, "Redis Cluster")
 }
 
 // Addr is the nodes' addresses joined by commas, as REDIS_ADDR takes a
@@ -338,8 +464,15 @@ func (rc *RedisCluster) Addr(tb testing.TB) string {
 // WaitHealthy); it starts the cluster on first use.
 func (rc *RedisCluster) Cluster(tb testing.TB) *engine.RedisCluster {
 	tb.Helper()
-	rc.startAll(tb, "Redis Cluster", 6, func(dir string, ports []int) ([]engine.Engine, func(context.Context) error) {
-		rc.c = &engine.RedisCluster{Ports: ports, Dir: filepath.Join(dir, "redis-cluster")}
+	nports := 6
+	if rc.TLS {
+		nports = 18 // with TLS ports, and bus ports of their own: a TLS port + 10000 is nobody's to take
+	}
+	rc.startAll(tb, "Redis Cluster", nports, func(dir string, ports []int) ([]engine.Engine, func(context.Context) error) {
+		rc.c = &engine.RedisCluster{Ports: ports[:6], Dir: filepath.Join(dir, "redis-cluster"), TLS: makeTLS(rc.TLS, dir)}
+		if rc.TLS {
+			rc.c.TLSPorts, rc.c.BusPorts = ports[6:12], ports[12:]
+		}
 		return rc.c.Engines(), rc.c.Form
 	})
 	return rc.c

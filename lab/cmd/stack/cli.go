@@ -52,7 +52,12 @@ func newCLI(root string, environ []string, cmd string) (*cli, error) {
 		for _, e := range c.engines.All() {
 			programs = append(programs, e.Program())
 		}
-		c.stack.Programs = append(programs, c.stack.Programs...)
+		// Its PostgreSQL archives with pgBackRest: the scheduler backs it up.
+		exe, err := os.Executable()
+		if err != nil {
+			exe = filepath.Join(s.Root, "bin", "stack")
+		}
+		c.stack.Programs = append(append(programs, c.stack.Programs...), backupsProgram(s, exe))
 		migrated := false
 		c.stack.Before = func(ctx context.Context, priority int) error {
 			if priority <= 1 || migrated {
@@ -136,8 +141,12 @@ func (c *cli) run(ctx context.Context, cmd string, args []string) (int, error) {
 		return 1, nil
 	case "services":
 		return c.services(ctx, args...)
-	case "keeper":
-		return 0, c.keep(ctx)
+	case "backups":
+		return 0, c.scheduleBackups(ctx)
+	case "backup":
+		return c.backup(ctx, args)
+	case "restore":
+		return c.restore(ctx, args)
 	case "token":
 		return c.token(args)
 	case "tls":
@@ -166,6 +175,11 @@ func (c *cli) up(ctx context.Context) (launched bool, err error) {
 	}
 	if err := native.Build(ctx, c.s, c.log); err != nil {
 		return false, err
+	}
+	if c.s.PrivateEngines() {
+		if err := traversable(c.s.Dir); err != nil {
+			return false, err
+		}
 	}
 	switch {
 	case c.ha != nil:
@@ -410,4 +424,20 @@ func (c *cli) tls() (int, error) {
 	fmt.Printf("edge certificate (%s)  %s\n", state, filepath.Join(c.s.TLSDir(), native.EdgeFile))
 	fmt.Printf("edge key                              %s\n", filepath.Join(c.s.TLSDir(), native.EdgeKeyFile))
 	return 0, nil
+}
+
+// traversable lets every user pass through dir (o+x, g+x), not list it:
+// the stack's own engines run as their own users (postgres, rabbitmq,
+// redis, etcd) in dir/engines/NAME, and the stack's first command makes
+// dir 0700 (it holds the message key, itself 0600). A supervisord that
+// cannot chdir there gives up on the engine (SPAWN_ERROR).
+func traversable(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if mode := fi.Mode().Perm(); mode&0o011 != 0o011 {
+		return os.Chmod(dir, mode|0o011)
+	}
+	return nil
 }

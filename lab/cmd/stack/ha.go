@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,17 +13,8 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/kvstack/kvstack/internal/engine"
-	"github.com/kvstack/kvstack/internal/supervisor"
-	"github.com/kvstack/kvstack/lab/native"
 	"github.com/kvstack/kvstack/lab/native/engines"
-	"github.com/kvstack/kvstack/lab/native/keeper"
 )
-
-// keeperPriority starts the keeper after the RabbitMQ and Redis nodes (1)
-// and before everything that needs PostgreSQL (jaeger, 10, and after);
-// supervisord stops it before the PostgreSQL nodes, so that a `down` is
-// not taken for a failure.
-const keeperPriority = 5
 
 // topologyFile records, in the stack's directory, which topology up
 // started there: down, status and logs act on it.
@@ -88,20 +78,21 @@ func (c *cli) claimTopology(ctx context.Context) error {
 	return os.WriteFile(topologyFile(c.s.Dir), []byte(want+"\n"), 0o644)
 }
 
-// withHA makes the stack the HA topology: its engines' nodes and keeper
-// first, then, once the clusters are formed and migrated, the rest.
+// withHA makes the stack the HA topology: its engines' nodes first (the
+// RabbitMQ and Redis nodes and etcd, then each PostgreSQL node's Patroni),
+// then, once the clusters are formed and migrated, the rest.
 func (c *cli) withHA() {
 	ha := engines.ForHA(c.s, filepath.Join(c.s.Dir, "engines"))
 	c.ha = &ha
-	exe, err := os.Executable()
-	if err != nil {
-		exe = filepath.Join(c.s.Root, "bin", "stack")
+	programs := ha.Programs()
+	last := 0
+	for _, p := range programs {
+		last = max(last, p.Priority)
 	}
-	programs := append(ha.Programs(), keeperProgram(c.s, exe))
 	c.stack.Programs = append(programs, c.stack.Programs...)
 	formed := false
 	c.stack.Before = func(ctx context.Context, priority int) error {
-		if priority <= keeperPriority || formed {
+		if priority <= last || formed {
 			return nil
 		}
 		formed = true
@@ -115,45 +106,22 @@ func (c *cli) withHA() {
 	}
 }
 
-// keeperProgram runs `bin/stack keeper` with the stack's settings. It is
-// healthy once it listens: its /healthz says whether a primary answers,
-// which the HA engines' Form waits for (making the first primary takes an
-// initdb).
-func keeperProgram(s *native.Settings, exe string) supervisor.Program {
-	addr := s.Addr("KV_HA_KEEPER_PORT")
-	return supervisor.Program{
-		Name: "keeper", Command: []string{exe, "keeper"}, Env: s.Resolved(), Dir: s.Root,
-		Log: s.LogFile("keeper"), StopWait: s.StopTimeout(), Priority: keeperPriority,
-		Addr: addr, Health: supervisor.TCPProbe{Addrs: []string{addr}}, Binary: exe,
-	}
-}
-
-// keep is the keeper's process: its loop, and its /healthz.
-func (c *cli) keep(ctx context.Context) error {
-	if c.ha == nil {
-		return errors.New("the keeper belongs to the HA topology (KV_TOPOLOGY=ha)")
-	}
-	k := &keeper.Keeper{Pair: c.ha.Postgres, Sup: c.stack.Supervisor(), Log: os.Stdout}
-	addr := c.s.Addr("KV_HA_KEEPER_PORT")
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
-	srv := &http.Server{Handler: k.Handler(), ReadHeaderTimeout: 5 * time.Second}
-	go func() { _ = srv.Serve(ln) }()
-	defer srv.Close()
-	fmt.Printf("keeper: watching %s and %s; /healthz on %s\n", c.ha.Postgres.Nodes[0].Program().Name, c.ha.Postgres.Nodes[1].Program().Name, addr)
-	return k.Run(ctx)
-}
-
-// haStatus prints the clusters' states: which PostgreSQL node is the
-// primary (the keeper's view), each Redis node's role, the RabbitMQ
-// members running. It returns false when one is not whole.
+// haStatus prints the clusters' states: the PostgreSQL members as Patroni
+// lists them (leader, sync_standby, their state, timeline and lag), each
+// Redis node's role, the RabbitMQ members running. It returns false when
+// one is not whole (for PostgreSQL: no running leader with a synchronous
+// standby caught up).
 func (c *cli) haStatus(ctx context.Context) bool {
 	ok := true
-	line, err := keeperLine(ctx, c.s.Addr("KV_HA_KEEPER_PORT"))
-	if err != nil {
-		line, ok = "keeper does not answer: "+err.Error(), false
+	line := "patroni does not answer"
+	if members, err := c.ha.Postgres.Members(ctx); err != nil {
+		line += ": " + err.Error()
+	} else {
+		line = engine.MembersLine(members)
+	}
+	if err := c.ha.Postgres.Synchronous(ctx); err != nil {
+		ok = false
+		line += " — not synchronous"
 	}
 	fmt.Printf("\npostgresql    %s\n", line)
 	var roles []string
@@ -167,22 +135,6 @@ func (c *cli) haStatus(ctx context.Context) bool {
 	}
 	fmt.Printf("rabbitmq      %d of %d members running: %s %v\n", len(running), len(c.ha.RabbitMQ.Nodes), strings.Join(running, " "), orNil(err))
 	return ok
-}
-
-func keeperLine(ctx context.Context, addr string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/healthz", nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	var b strings.Builder
-	buf := make([]byte, 1024)
-	n, _ := resp.Body.Read(buf)
-	b.Write(buf[:n])
-	return strings.TrimSpace(b.String()), nil
 }
 
 // redisRole is a node's ROLE (master, slave) or why it does not answer.

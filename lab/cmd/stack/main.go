@@ -15,8 +15,12 @@
 //	stack env           stack.env and the settings, with their defaults
 //	stack running       exit 0 when the stack's supervisord runs
 //	stack services ARGS lab/scripts/services.sh with stack.env's ports
-//	stack keeper        the HA topology's PostgreSQL keeper (its supervisord
-//	                    runs it)
+//	stack backups       the backup scheduler of a stack with engines of its
+//	                    own (KV_ENGINES=private; its supervisord runs it)
+//	stack backup [-type full|diff|incr]
+//	                    a pgBackRest backup now (make backup)
+//	stack restore -to T [-yes]
+//	                    point-in-time restore of that stack (make restore)
 //	stack token [-role R,…] [-sub S] [-ttl D]
 //	                    print a token signed by the stack's key (made on the
 //	                    first start in KV_STACK_DIR/auth); default an admin's
@@ -38,7 +42,8 @@ import (
 )
 
 const usage = `usage: stack up | up-ha | run | down | status | logs | start NAME | stop NAME | restart NAME |
-             render | jaeger | env | running | services ARGS... | keeper |
+             render | jaeger | env | running | services ARGS... |
+             backups | backup [-type full|diff|incr] | restore -to T [-yes] |
              token [-role R,...] [-sub S] [-ttl D] | tls`
 
 func main() {

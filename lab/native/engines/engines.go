@@ -36,12 +36,15 @@ func (e Single) Names() []string {
 // runs its own engines (KV_ENGINES=private, the chaos campaign): on the
 // ports of its settings (PGPORT, REDIS_PORT, RABBITMQ_PORT,
 // RABBITMQ_DIST_PORT, RABBITMQ_METRICS_PORT), their data under dir, their
-// output in the stack's logs/.
+// output in the stack's logs/. PostgreSQL archives its WAL into a
+// pgBackRest repository under dir/pgbackrest (point-in-time recovery:
+// Backups, Restore), which outlives its data directory.
 func ForStack(s *native.Settings, dir string) Single {
 	port := func(name string) int { n, _ := strconv.Atoi(s.Get(name)); return n }
 	mq := port("RABBITMQ_PORT")
+	archive := &engine.PgBackRest{Dir: filepath.Join(dir, "pgbackrest"), ArchiveTimeout: s.Duration("KV_ARCHIVE_TIMEOUT")}
 	return Single{
-		Postgres: &engine.Postgres{Port: port("PGPORT"), Dir: filepath.Join(dir, "postgres"), Log: s.LogFile("postgres")},
+		Postgres: &engine.Postgres{Port: port("PGPORT"), Dir: filepath.Join(dir, "postgres"), Log: s.LogFile("postgres"), Archive: archive},
 		Redis:    &engine.Redis{Port: port("REDIS_PORT"), Dir: filepath.Join(dir, "redis"), Log: s.LogFile("redis")},
 		RabbitMQ: &engine.RabbitMQ{Node: fmt.Sprintf("kvstack%d@localhost", mq), Port: mq, DistPort: port("RABBITMQ_DIST_PORT"),
 			MetricsPort: port("RABBITMQ_METRICS_PORT"), Dir: filepath.Join(dir, "rabbitmq"), Log: s.LogFile("rabbitmq")},

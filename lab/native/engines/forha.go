@@ -14,19 +14,21 @@ import (
 )
 
 // HA is the HA topology's engines (KV_TOPOLOGY=ha, make up-ha): a RabbitMQ
-// cluster, a Redis Cluster and a PostgreSQL pair, on the ports stack.env
-// gives each node (native.Settings.HANodes), their data under one
-// directory, their output in the stack's logs/.
+// cluster, a Redis Cluster and two PostgreSQL nodes kept by Patroni on an
+// etcd of their own, on the ports stack.env gives each node
+// (native.Settings.HANodes), their data under one directory, their output
+// in the stack's logs/.
 type HA struct {
 	RabbitMQ *engine.RabbitMQCluster
 	Redis    *engine.RedisCluster
-	Postgres *engine.PostgresPair
+	Postgres *engine.Patroni
 }
 
 // ForHA describes the HA topology's engines of s, their data under dir.
 // Each node's program is named as in HANodes (rabbitmq1, redis4,
-// postgres2); the RabbitMQ nodes' Erlang names carry the first node's
-// port, so that two stacks on other ports never share a node name.
+// postgres2: a PostgreSQL node's program is its Patroni, which runs its
+// postgres); the RabbitMQ nodes' Erlang names carry the first node's port,
+// so that two stacks on other ports never share a node name.
 func ForHA(s *native.Settings, dir string) HA {
 	nodes := s.HANodes()
 	var mqPorts, redisPorts []int
@@ -41,36 +43,49 @@ func ForHA(s *native.Settings, dir string) HA {
 		redisPorts = append(redisPorts, n.Port)
 	}
 	redis := &engine.RedisCluster{Name: "redis", Ports: redisPorts, Dir: dir, LogDir: filepath.Dir(s.LogFile("redis"))}
-	pg := make([]*engine.Postgres, len(nodes.Postgres))
+	etcd := &engine.Etcd{Name: nodes.Etcd.Name, Port: nodes.Etcd.Port, PeerPort: nodes.Etcd.PeerPort,
+		Dir: filepath.Join(dir, nodes.Etcd.Name), Log: s.LogFile(nodes.Etcd.Name)}
+	pg := make([]*engine.PatroniNode, len(nodes.Postgres))
 	for i, n := range nodes.Postgres {
-		pg[i] = &engine.Postgres{Name: n.Name, Port: n.Port, Dir: filepath.Join(dir, n.Name), Log: s.LogFile(n.Name)}
+		pg[i] = &engine.PatroniNode{Name: n.Name, Port: n.Port, RestPort: n.RestPort, Dir: filepath.Join(dir, n.Name), Log: s.LogFile(n.Name)}
 	}
-	return HA{RabbitMQ: mq, Redis: redis, Postgres: engine.NewPostgresPair(pg[0], pg[1])}
+	pc := engine.NewPatroni("kvstack", etcd, pg...)
+	pc.Bootstrap = BootstrapSQL()
+	return HA{RabbitMQ: mq, Redis: redis, Postgres: pc}
 }
 
-// Programs are every node's program. The RabbitMQ and Redis nodes start
-// together (priority 1) and supervisord restarts any that dies. The
-// PostgreSQL nodes are the keeper's: it makes, starts, promotes and
-// rejoins them (Keeper), so Up does not start them and supervisord does
-// not restart them: a primary that supervisord brought back by itself
-// beside a promoted standby would be a second primary.
+// BootstrapSQL is what the HA topology's first PostgreSQL primary runs
+// once, as superuser, just after initdb (Patroni's post_bootstrap): the
+// role and database of DATABASE_URL. Every role and grant the topology's
+// PostgreSQL needs from its first start goes here; the standby copies
+// them.
+func BootstrapSQL() []string {
+	return []string{
+		"CREATE ROLE kvstack LOGIN PASSWORD 'kvstack'",
+		"CREATE DATABASE kvstack OWNER kvstack",
+	}
+}
+
+// Programs are every node's program: the RabbitMQ and Redis nodes and etcd
+// start together (priority 1), then the PostgreSQL nodes' Patroni one
+// after the other (the first bootstraps the cluster, the next copies it).
+// supervisord restarts any that dies; Patroni restarts, promotes and
+// rewinds PostgreSQL.
 func (h HA) Programs() []supervisor.Program {
 	var out []supervisor.Program
 	for _, e := range append(h.RabbitMQ.Engines(), h.Redis.Engines()...) {
 		out = append(out, e.Program())
 	}
 	for _, n := range h.Postgres.Nodes {
-		p := n.Program()
-		p.Manual, p.NoRestart = true, true
-		out = append(out, p)
+		out = append(out, n.Program())
 	}
-	return out
+	return append(out, h.Postgres.Etcd.Program())
 }
 
-// Init prepares the RabbitMQ and Redis nodes' directories (the keeper
-// makes the PostgreSQL nodes').
+// Init prepares every node's directory and configuration (Patroni makes
+// the PostgreSQL data directories).
 func (h HA) Init(ctx context.Context) error {
-	for _, e := range append(h.RabbitMQ.Engines(), h.Redis.Engines()...) {
+	for _, e := range append(append(h.RabbitMQ.Engines(), h.Redis.Engines()...), h.Postgres.Engines()...) {
 		if err := e.Init(ctx); err != nil {
 			return err
 		}
@@ -80,7 +95,7 @@ func (h HA) Init(ctx context.Context) error {
 
 // Form waits, all at once, until the RabbitMQ cluster has every member
 // running, the Redis Cluster is created and whole, and a PostgreSQL
-// primary answers; then it makes the kvstack role and database on it.
+// primary takes kvstack's sessions (its bootstrap has run).
 func (h HA) Form(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, formTimeout)
 	defer cancel()
@@ -94,10 +109,7 @@ func (h HA) Form(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	return h.Postgres.CreateDatabase(ctx, "kvstack", "kvstack", "kvstack")
+	return errors.Join(errs...)
 }
 
 // formTimeout bounds Form: three RabbitMQ nodes take ~26 s to form at
@@ -105,17 +117,5 @@ func (h HA) Form(ctx context.Context) error {
 const formTimeout = 5 * time.Minute
 
 func (h HA) waitPrimary(ctx context.Context) error {
-	return supervisor.Wait(ctx, primaryProbe{h.Postgres}, formTimeout)
-}
-
-// primaryProbe answers when one node of the pair answers as its primary.
-type primaryProbe struct{ pp *engine.PostgresPair }
-
-func (p primaryProbe) Check(ctx context.Context) error {
-	_, err := p.pp.Primary(ctx)
-	return err
-}
-
-func (p primaryProbe) String() string {
-	return "postgres primary of " + p.pp.Nodes[0].Program().Name + ", " + p.pp.Nodes[1].Program().Name
+	return h.Postgres.WaitPrimary(ctx, "kvstack", "kvstack", "kvstack", formTimeout)
 }

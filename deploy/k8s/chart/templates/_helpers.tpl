@@ -32,6 +32,14 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 {{- if eq .Values.postgresql.mode "operator" }}
       name: kvstack-pg-app
       key: uri
+{{- if .Values.postgresql.operator.sslmode }}
+# TLS to CloudNativePG, whose server certificate its own CA signs for the
+# Services' names (kvstack-pg-rw among them): verified against that CA.
+- name: PG_SSLMODE
+  value: {{ .Values.postgresql.operator.sslmode }}
+- name: PG_SSLROOTCERT
+  value: /etc/kvstack/postgres-ca/ca.crt
+{{- end }}
 {{- else }}
       name: {{ .Values.postgresql.external.secret }}
       key: {{ .Values.postgresql.external.key }}
@@ -48,6 +56,11 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 {{- else }}
       name: {{ .Values.rabbitmq.external.secret }}
       key: {{ .Values.rabbitmq.external.key }}
+{{- end }}
+{{- if include "kvstack.rabbitmqCAEnabled" . }}
+# TLS to RabbitMQ: its certificate verified against the release's CA.
+- name: RABBITMQ_TLS_CA_FILE
+  value: /etc/kvstack/rabbitmq-ca/ca.crt
 {{- end }}
 - name: RABBITMQ_QUEUE_TYPE
   value: quorum
@@ -166,3 +179,62 @@ filters:
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{/*
+CloudNativePG's CA certificate (Secret kvstack-pg-ca, key ca.crt: never
+its key, ca.key), for the containers that verify the server: a volume and
+its mount, each empty unless they are needed.
+*/}}
+{{- define "kvstack.pgCAEnabled" -}}
+{{- if and (eq .Values.postgresql.mode "operator") .Values.postgresql.operator.sslmode }}true{{ end }}
+{{- end -}}
+
+{{- define "kvstack.pgCAMount" -}}
+{{- if include "kvstack.pgCAEnabled" . }}
+- name: postgres-ca
+  mountPath: /etc/kvstack/postgres-ca
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "kvstack.pgCAVolume" -}}
+{{- if include "kvstack.pgCAEnabled" . }}
+- name: postgres-ca
+  secret:
+    secretName: kvstack-pg-ca
+    items:
+      - key: ca.crt
+        path: ca.crt
+{{- end }}
+{{- end -}}
+
+{{/*
+The CA certificate RabbitMQ's is verified with (Secret kvstack-rabbitmq-tls,
+key ca.crt: never the server's tls.key).
+*/}}
+{{- define "kvstack.rabbitmqCAEnabled" -}}
+{{- if and (eq .Values.rabbitmq.mode "operator") .Values.rabbitmq.operator.tls }}true{{ end }}
+{{- end -}}
+
+{{- define "kvstack.caEnabled" -}}
+{{- if or (include "kvstack.pgCAEnabled" .) (include "kvstack.rabbitmqCAEnabled" .) }}true{{ end }}
+{{- end -}}
+
+{{- define "kvstack.rabbitmqCAMount" -}}
+{{- if include "kvstack.rabbitmqCAEnabled" . }}
+- name: rabbitmq-ca
+  mountPath: /etc/kvstack/rabbitmq-ca
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "kvstack.rabbitmqCAVolume" -}}
+{{- if include "kvstack.rabbitmqCAEnabled" . }}
+- name: rabbitmq-ca
+  secret:
+    secretName: kvstack-rabbitmq-tls
+    items:
+      - key: ca.crt
+        path: ca.crt
+{{- end }}
+{{- end -}}

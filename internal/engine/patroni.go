@@ -1,0 +1,495 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/kvstack/kvstack/internal/supervisor"
+)
+
+// Etcd is a private single-member etcd (its v3 API on 127.0.0.1:Port, its
+// peer listener on PeerPort), data in Dir/data: the DCS a Patroni cluster
+// keeps its leader key in. One member has no quorum of its own to lose;
+// it stands for the three or five a production DCS runs.
+type Etcd struct {
+	Name           string // the program's name (default "etcd")
+	Port, PeerPort int
+	Dir            string
+	Log            string // its output (default Dir/NAME.log)
+}
+
+func (e *Etcd) name() string {
+	if e.Name == "" {
+		return "etcd"
+	}
+	return e.Name
+}
+
+// Addr is its client address, host:port.
+func (e *Etcd) Addr() string { return addr(e.Port) }
+
+// Init creates Dir, owned by the etcd user of Debian's etcd-server.
+func (e *Etcd) Init(context.Context) error {
+	acct, err := systemUser("etcd")
+	if err != nil {
+		return err
+	}
+	return acct.mkdirs(e.Dir)
+}
+
+// Program runs etcd in the foreground, first of its cluster (priority 1).
+func (e *Etcd) Program() supervisor.Program {
+	acct, _ := systemUser("etcd")
+	client, peer := "http://"+e.Addr(), "http://"+addr(e.PeerPort)
+	return supervisor.Program{
+		Name: e.name(),
+		Command: []string{"etcd", "--name", e.name(), "--data-dir", filepath.Join(e.Dir, "data"),
+			"--listen-client-urls", client, "--advertise-client-urls", client,
+			"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+			"--initial-cluster", e.name() + "=" + peer, "--initial-cluster-state", "new",
+			"--initial-cluster-token", e.name() + "-" + strconv.Itoa(e.Port)},
+		Dir: e.Dir, User: acct.name, Priority: 1,
+		Health: supervisor.HTTPProbe{Addr: e.Addr(), Path: "/health"}, Addr: e.Addr(), Log: logFile(e.Log, e.Dir, e.name()),
+	}
+}
+
+// Patroni is a PostgreSQL cluster kept by Patroni (Debian's patroni, 3.0):
+// its nodes elect a leader through Etcd, the others stream from it, one of
+// them synchronously (synchronous_mode, non-strict: while no standby
+// streams, commits do not wait for one, and Patroni promotes only the
+// standby it named synchronous). Patroni starts, restarts, promotes and
+// rewinds PostgreSQL; the supervisor only restarts Patroni. Clients find
+// the primary through DatabaseURL.
+type Patroni struct {
+	// Scope is the cluster's name in the DCS.
+	Scope string
+	Etcd  *Etcd
+	Nodes []*PatroniNode
+	// Bootstrap is SQL the first primary runs once, just after initdb
+	// (Patroni's post_bootstrap), as superuser: roles, databases, grants.
+	// Each entry is one statement (CREATE DATABASE cannot share a
+	// transaction).
+	Bootstrap []string
+	// TTL is the leader key's lifetime in seconds (default 10): a lost
+	// primary's standby is promoted once it expires. LoopWait (default 1)
+	// and RetryTimeout (default 3) are Patroni's loop_wait and
+	// retry_timeout; loop_wait + 2 × retry_timeout must not pass ttl.
+	TTL, LoopWait, RetryTimeout int
+}
+
+// PatroniNode is one node of a Patroni cluster: Patroni's process (its
+// REST API on RestPort: /primary, /health, /cluster, /metrics) and the
+// PostgreSQL it runs on Port, data in Dir/data.
+type PatroniNode struct {
+	Name     string // the program's, Patroni's member and the standby's application_name
+	Port     int    // PostgreSQL's
+	RestPort int    // Patroni's REST API
+	Dir      string
+	Log      string // Patroni's and PostgreSQL's output (default Dir/NAME.log)
+	// Priority is its program's: the first node starts alone (and runs
+	// initdb), the others once it answers (and copy it).
+	Priority int
+
+	cluster *Patroni
+}
+
+// NewPatroni makes etcd and nodes one cluster: etcd starts first, then
+// the nodes in order, each once the one before answers.
+func NewPatroni(scope string, etcd *Etcd, nodes ...*PatroniNode) *Patroni {
+	pc := &Patroni{Scope: scope, Etcd: etcd, Nodes: nodes}
+	for i, n := range nodes {
+		n.cluster = pc
+		if n.Priority == 0 {
+			n.Priority = 2 + i
+		}
+	}
+	return pc
+}
+
+// Engines lists etcd and every node, for Start or a stack's programs.
+func (pc *Patroni) Engines() []Engine {
+	out := []Engine{pc.Etcd}
+	for _, n := range pc.Nodes {
+		out = append(out, n)
+	}
+	return out
+}
+
+// Timing is the ttl, loop_wait and retry_timeout the cluster runs with
+// (in seconds), its defaults filled in.
+func (pc *Patroni) Timing() (ttl, loopWait, retryTimeout int) {
+	ttl, loopWait, retryTimeout = pc.TTL, pc.LoopWait, pc.RetryTimeout
+	if ttl == 0 {
+		ttl = 10
+	}
+	if loopWait == 0 {
+		loopWait = 1
+	}
+	if retryTimeout == 0 {
+		retryTimeout = 3
+	}
+	return ttl, loopWait, retryTimeout
+}
+
+// DatabaseURL is the multi-host URL the API and consumer use: libpq (and
+// pgx) try each node and keep the one that accepts writes
+// (target_session_attrs=read-write), so a failover needs no new setting.
+func (pc *Patroni) DatabaseURL(user, password, db string) string {
+	hosts := make([]string, len(pc.Nodes))
+	for i, n := range pc.Nodes {
+		hosts[i] = addr(n.Port)
+	}
+	u := url.URL{Scheme: "postgres", Host: strings.Join(hosts, ","), Path: "/" + db,
+		RawQuery: "sslmode=disable&target_session_attrs=read-write"}
+	u.User = url.User(user)
+	if password != "" {
+		u.User = url.UserPassword(user, password)
+	}
+	return u.String()
+}
+
+// Member is a node as Patroni's /cluster lists it.
+type Member struct {
+	Name     string `json:"name"`
+	Role     string `json:"role"`  // leader, sync_standby, replica
+	State    string `json:"state"` // running, streaming, starting, stopped…
+	Timeline int    `json:"timeline"`
+	Lag      any    `json:"lag"` // bytes behind the leader, or "unknown"
+}
+
+// Members is the cluster as the first node that answers sees it.
+func (pc *Patroni) Members(ctx context.Context) ([]Member, error) {
+	var errs []error
+	for _, n := range pc.Nodes {
+		var c struct {
+			Members []Member `json:"members"`
+		}
+		if err := n.get(ctx, "/cluster", &c); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		return c.Members, nil
+	}
+	return nil, errors.Join(errs...)
+}
+
+// Synchronous tells whether the cluster is whole: a leader running, and a
+// synchronous standby that streams from it with nothing left to replay.
+func (pc *Patroni) Synchronous(ctx context.Context) error {
+	members, err := pc.Members(ctx)
+	if err != nil {
+		return err
+	}
+	var leader, sync bool
+	for _, m := range members {
+		switch {
+		case m.Role == "leader" && m.State == "running":
+			leader = true
+		case m.Role == "sync_standby" && (m.State == "running" || m.State == "streaming") && m.Lag == float64(0):
+			sync = true
+		}
+	}
+	if !leader || !sync {
+		return fmt.Errorf("patroni %s: no running leader with a synchronous standby caught up: %s", pc.Scope, MembersLine(members))
+	}
+	return nil
+}
+
+// MembersLine is members on one line: name role state (timeline, lag).
+func MembersLine(members []Member) string {
+	parts := make([]string, len(members))
+	for i, m := range members {
+		parts[i] = fmt.Sprintf("%s %s %s (timeline %d, lag %v)", m.Name, m.Role, m.State, m.Timeline, m.Lag)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// Primary is the node whose Patroni answers /primary with 200: it holds
+// the leader key and runs PostgreSQL as the primary.
+func (pc *Patroni) Primary(ctx context.Context) (*PatroniNode, error) {
+	var errs []error
+	for _, n := range pc.Nodes {
+		err := n.get(ctx, "/primary", nil)
+		if err == nil {
+			return n, nil
+		}
+		errs = append(errs, err)
+	}
+	return nil, fmt.Errorf("patroni %s: no primary: %w", pc.Scope, errors.Join(errs...))
+}
+
+// WaitPrimary waits until a primary answers and the Bootstrap SQL has run
+// on it (a session of user on db through DatabaseURL succeeds).
+func (pc *Patroni) WaitPrimary(ctx context.Context, user, password, db string, timeout time.Duration) error {
+	return supervisor.Wait(ctx, sessionProbe{pc, pc.DatabaseURL(user, password, db)}, timeout)
+}
+
+type sessionProbe struct {
+	pc  *Patroni
+	dsn string
+}
+
+func (p sessionProbe) Check(ctx context.Context) error {
+	if _, err := p.pc.Primary(ctx); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, p.dsn)
+	if err != nil {
+		return err
+	}
+	return conn.Close(ctx)
+}
+
+func (p sessionProbe) String() string { return "a read-write session of " + p.dsn }
+
+func (n *PatroniNode) name() string { return n.Name }
+
+// RestAddr is its Patroni's REST API, host:port.
+func (n *PatroniNode) RestAddr() string { return addr(n.RestPort) }
+
+// Addr is its PostgreSQL's, host:port.
+func (n *PatroniNode) Addr() string { return addr(n.Port) }
+
+// URL is a connection URL of this node alone, for user to database db
+// (trust: no password is checked).
+func (n *PatroniNode) URL(user, db string) string {
+	u := url.URL{Scheme: "postgres", Host: n.Addr(), Path: "/" + db, User: url.User(user), RawQuery: "sslmode=disable"}
+	return u.String()
+}
+
+func (n *PatroniNode) data() string { return filepath.Join(n.Dir, "data") }
+
+// get asks its REST API for path: nil when it answers 200 (and decodes the
+// body into v when v is not nil).
+func (n *PatroniNode) get(ctx context.Context, path string, v any) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.RestAddr()+path, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := restClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("%s: %w", n.Name, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s %s", n.Name, path, resp.Status)
+	}
+	if v == nil {
+		return nil
+	}
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+var restClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+
+// KillPostgres kills -9 the PostgreSQL it runs: the postmaster and every
+// process of it (backends, walsenders, checkpointer…), found by their
+// working directory, the data directory. Killing the postmaster alone (or
+// its process group: each child makes a session of its own) leaves its
+// children to notice and exit, and one that does not (an idle backend did
+// not, under load, for minutes) holds the shared memory, so no new
+// postmaster can start on the data directory. It returns the
+// postmaster's pid.
+func (n *PatroniNode) KillPostgres() (int, error) {
+	pid := n.PostmasterPid()
+	if pid == 0 {
+		return 0, fmt.Errorf("%s: no PostgreSQL runs", n.Name)
+	}
+	data, err := filepath.EvalSymlinks(n.data())
+	if err != nil {
+		return pid, err
+	}
+	for range 100 {
+		procs := processesIn(data)
+		if len(procs) == 0 {
+			return pid, nil
+		}
+		for _, p := range procs {
+			_ = syscall.Kill(p, syscall.SIGKILL)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return pid, fmt.Errorf("%s: processes %v in %s survive SIGKILL", n.Name, processesIn(data), data)
+}
+
+// processesIn lists the live processes whose working directory is dir
+// (a killed one, a zombie until reaped, has none).
+func processesIn(dir string) []int {
+	entries, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if cwd, err := os.Readlink(filepath.Join("/proc", e.Name(), "cwd")); err == nil && cwd == dir {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+// Lose is the loss of its machine: Patroni and PostgreSQL killed -9
+// together, and Patroni kept down (stopped under sup, which restarts it
+// only on Start). Patroni gets SIGKILL before the supervisor's stop could
+// deliver a SIGTERM: on a SIGTERM the leader would hand its key over at
+// once, which a lost machine does not do; the standby is promoted only
+// once the key expires (ttl).
+func (n *PatroniNode) Lose(ctx context.Context, sup *supervisor.Supervisor) error {
+	pid, err := sup.Pid(ctx, n.Name)
+	if err != nil {
+		return err
+	}
+	if pid > 0 {
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+	}
+	_, pgErr := n.KillPostgres()
+	return errors.Join(pgErr, fence(ctx, sup, n.Name))
+}
+
+// PostmasterPid is the pid of the PostgreSQL it runs (0 when none runs).
+func (n *PatroniNode) PostmasterPid() int {
+	b, err := os.ReadFile(filepath.Join(n.data(), "postmaster.pid"))
+	if err != nil {
+		return 0
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(strings.SplitN(string(b), "\n", 2)[0]))
+	if pid <= 0 || syscall.Kill(pid, 0) != nil {
+		return 0
+	}
+	return pid
+}
+
+// Init writes its Patroni configuration, and the post_bootstrap script
+// that runs the cluster's Bootstrap SQL, into Dir (owned by postgres).
+// Patroni makes the data directory itself: initdb on the node that takes
+// the initialize key, a copy of the leader (pg_basebackup) on the others.
+func (n *PatroniNode) Init(context.Context) error {
+	acct, err := systemUser("postgres")
+	if err != nil {
+		return err
+	}
+	if err := acct.mkdirs(n.Dir); err != nil {
+		return err
+	}
+	conf, err := n.config()
+	if err != nil {
+		return err
+	}
+	sql := strings.Join(n.cluster.Bootstrap, ";\n")
+	if sql != "" {
+		sql += ";\n"
+	}
+	psql := "psql"
+	if bin, err := binDir(); err == nil {
+		psql = filepath.Join(bin, "psql")
+	}
+	script := "#!/bin/sh\n# Patroni's post_bootstrap: the cluster's bootstrap SQL (engine.Patroni.Bootstrap), once, on the first primary.\nexec " +
+		psql + " -X -q -v ON_ERROR_STOP=1 -d \"$1\" -f " + n.bootstrapSQL() + "\n"
+	if err := acct.writeFile(n.bootstrapSQL(), sql); err != nil {
+		return err
+	}
+	if err := acct.writeFile(n.postBootstrap(), script); err != nil {
+		return err
+	}
+	if err := os.Chmod(n.postBootstrap(), 0o755); err != nil {
+		return err
+	}
+	return acct.writeFile(n.configFile(), conf)
+}
+
+func (n *PatroniNode) configFile() string    { return filepath.Join(n.Dir, "patroni.yml") }
+func (n *PatroniNode) bootstrapSQL() string  { return filepath.Join(n.Dir, "bootstrap.sql") }
+func (n *PatroniNode) postBootstrap() string { return filepath.Join(n.Dir, "post_bootstrap.sh") }
+
+// config is its patroni.yml. Authentication is trust on loopback, as for
+// every private PostgreSQL here (nobody else's); pg_hba is written whole by
+// Patroni (bootstrap.pg_hba would land after initdb's own lines).
+func (n *PatroniNode) config() (string, error) {
+	bin, err := binDir()
+	if err != nil {
+		return "", err
+	}
+	pc := n.cluster
+	ttl, loopWait, retryTimeout := pc.Timing()
+	if loopWait+2*retryTimeout > ttl {
+		return "", fmt.Errorf("patroni %s: loop_wait %d + 2 × retry_timeout %d passes ttl %d", pc.Scope, loopWait, retryTimeout, ttl)
+	}
+	conf := map[string]any{
+		"scope": pc.Scope,
+		"name":  n.Name,
+		"log":   map[string]any{"level": "INFO", "format": "%(asctime)s %(levelname)s: %(message)s"},
+		"restapi": map[string]any{
+			"listen": n.RestAddr(), "connect_address": n.RestAddr(),
+		},
+		"etcd3": map[string]any{"hosts": pc.Etcd.Addr()},
+		"bootstrap": map[string]any{
+			"dcs": map[string]any{
+				"ttl": ttl, "loop_wait": loopWait, "retry_timeout": retryTimeout,
+				"maximum_lag_on_failover": 1 << 20,
+				"synchronous_mode":        true,
+				"postgresql": map[string]any{
+					"use_pg_rewind": true, "use_slots": true,
+					"parameters": map[string]any{
+						"wal_log_hints": "on", "max_connections": maxConnections,
+						"wal_level": "replica", "hot_standby": "on",
+						"max_wal_senders": 10, "max_replication_slots": 10,
+					},
+				},
+			},
+			"initdb":         []any{map[string]any{"encoding": "UTF8"}, map[string]any{"locale": "C.UTF-8"}, map[string]any{"auth": "trust"}},
+			"post_bootstrap": n.postBootstrap(),
+		},
+		"postgresql": map[string]any{
+			"listen": n.Addr(), "connect_address": n.Addr(),
+			"data_dir": n.data(), "bin_dir": bin,
+			"pgpass": filepath.Join(n.Dir, "pgpass"),
+			"authentication": map[string]any{
+				"superuser":   map[string]any{"username": "postgres", "password": "postgres"},
+				"replication": map[string]any{"username": "replicator", "password": "replicator"},
+				"rewind":      map[string]any{"username": "postgres", "password": "postgres"},
+			},
+			"parameters": map[string]any{"unix_socket_directories": ""},
+			// A new standby's copy starts at once, not after a spread
+			// checkpoint (minutes on a loaded machine).
+			"basebackup": []any{map[string]any{"checkpoint": "fast"}},
+			"pg_hba": []string{
+				"local all all trust",
+				"host all all 127.0.0.1/32 trust",
+				"host replication all 127.0.0.1/32 trust",
+			},
+		},
+		"tags": map[string]any{"nofailover": false, "noloadbalance": false, "clonefrom": false, "nosync": false},
+	}
+	b, err := yaml.Marshal(conf)
+	return "# Written by kvstack (internal/engine.PatroniNode); rewritten at each start.\n" + string(b), err
+}
+
+// Program runs Patroni in the foreground, as postgres. A stop (SIGTERM)
+// makes Patroni stop PostgreSQL and give up the leader key at once.
+func (n *PatroniNode) Program() supervisor.Program {
+	acct, _ := systemUser("postgres")
+	return supervisor.Program{
+		Name: n.Name, Command: []string{"patroni", n.configFile()},
+		Dir: n.Dir, User: acct.name, Priority: n.Priority, StopWait: 60 * time.Second,
+		Health: supervisor.HTTPProbe{Addr: n.RestAddr(), Path: "/health"}, Addr: n.Addr(),
+		Log: logFile(n.Log, n.Dir, n.Name),
+	}
+}

@@ -1,0 +1,246 @@
+package engine_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/kvstack/kvstack/internal/engine"
+	"github.com/kvstack/kvstack/internal/supervisor"
+)
+
+// A cluster's etcd starts first, then its nodes one after the other (the
+// first runs initdb, the next copies it), and the URL the applications
+// use names every node.
+func TestPatroniDefinition(t *testing.T) {
+	pc := engine.NewPatroni("kv", &engine.Etcd{Port: 25000, PeerPort: 25003, Dir: "/x/etcd"},
+		&engine.PatroniNode{Name: "pg1", Port: 25001, RestPort: 25011, Dir: "/x/pg1"},
+		&engine.PatroniNode{Name: "pg2", Port: 25002, RestPort: 25012, Dir: "/x/pg2"})
+	var prio []int
+	for _, e := range pc.Engines() {
+		prio = append(prio, e.Program().Priority)
+	}
+	if len(prio) != 3 || prio[0] != 1 || prio[1] != 2 || prio[2] != 3 {
+		t.Errorf("priorities %v; want etcd, then each node after the one before", prio)
+	}
+	want := "postgres://kv:pw@127.0.0.1:25001,127.0.0.1:25002/kvdb?sslmode=disable&target_session_attrs=read-write"
+	if got := pc.DatabaseURL("kv", "pw", "kvdb"); got != want {
+		t.Errorf("DatabaseURL = %s, want %s", got, want)
+	}
+	pc.TTL, pc.LoopWait, pc.RetryTimeout = 5, 1, 3
+	if err := pc.Nodes[0].Init(context.Background()); err == nil || !strings.Contains(err.Error(), "ttl") {
+		t.Errorf("loop_wait 1 + 2 × retry_timeout 3 > ttl 5 accepted: %v", err)
+	}
+}
+
+// The cluster on real Patroni, etcd and PostgreSQL: the bootstrap SQL ran
+// on the first primary, the second node is its synchronous standby, and
+// through the multi-host URL every committed row survives both faults of
+// the HA campaign: the primary's postgres killed (Patroni restarts it) and
+// the primary's node lost (Patroni and postgres killed, kept down: the
+// standby is promoted once the leader key expires).
+func TestPatroniFailover(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd and two Patroni nodes; not run with -short (make test runs it)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	// Not t.TempDir: its parent is private to root, and etcd and Patroni
+	// run as their own users.
+	dir, err := os.MkdirTemp("", "kvengine-patroni-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports, err := engine.FreePorts(6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := engine.NewPatroni("kvtest", &engine.Etcd{Port: ports[0], PeerPort: ports[1], Dir: filepath.Join(dir, "etcd")},
+		&engine.PatroniNode{Name: "pg1", Port: ports[2], RestPort: ports[3], Dir: filepath.Join(dir, "pg1")},
+		&engine.PatroniNode{Name: "pg2", Port: ports[4], RestPort: ports[5], Dir: filepath.Join(dir, "pg2")})
+	pc.Bootstrap = []string{"CREATE ROLE kv LOGIN PASSWORD 'kv'", "CREATE DATABASE kvdb OWNER kv"}
+	started := time.Now()
+	p, err := engine.Start(ctx, dir, testLog{t}, pc.Engines()...)
+	if err != nil {
+		t.Fatalf("starting etcd and two Patroni nodes (needs supervisor, postgresql, patroni, etcd-server, python3-etcd: make packages): %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, n := range pc.Nodes {
+				t.Logf("%s's log ends:\n%s", n.Name, supervisor.Tail(n.Program().Log))
+			}
+		}
+		if err := p.Close(context.Background()); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	if err := pc.WaitPrimary(ctx, "kv", "kv", "kvdb", 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	waitSynchronous(ctx, t, pc)
+	t.Logf("etcd and two nodes up, synchronous, in %s", time.Since(started).Round(100*time.Millisecond))
+	db := connect(ctx, t, pc.DatabaseURL("kv", "kv", "kvdb"))
+	exec(ctx, t, db, "CREATE TABLE rows (n int PRIMARY KEY)")
+
+	n := 0
+	// insert commits rows until stop, reconnecting through the URL when
+	// the session breaks; it returns every row acknowledged and the
+	// longest time without a commit.
+	insert := func(stop <-chan struct{}) (acked []int, gap time.Duration) {
+		conn := db
+		last := time.Now()
+		for {
+			select {
+			case <-stop:
+				return acked, gap
+			default:
+			}
+			if conn == nil {
+				c, err := pgx.Connect(ctx, pc.DatabaseURL("kv", "kv", "kvdb"))
+				if err != nil {
+					time.Sleep(50 * time.Millisecond)
+					continue
+				}
+				conn = c
+			}
+			n++
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err := conn.Exec(cctx, "INSERT INTO rows VALUES ($1)", n)
+			cancel()
+			if err != nil {
+				conn.Close(ctx)
+				conn = nil
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			acked = append(acked, n)
+			gap = max(gap, time.Since(last))
+			last = time.Now()
+		}
+	}
+	var all []int
+	fault := func(name string, kill func(primary *engine.PatroniNode) (after func())) {
+		primary, err := pc.Primary(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := make(chan struct{})
+		done := make(chan []int, 1)
+		var gap time.Duration
+		go func() { acked, g := insert(stop); gap = g; done <- acked }()
+		time.Sleep(time.Second)
+		killed := time.Now()
+		after := kill(primary)
+		var firstCommit time.Duration
+		for firstCommit == 0 && time.Since(killed) < time.Minute {
+			if c, err := pgx.Connect(ctx, pc.DatabaseURL("kv", "kv", "kvdb")); err == nil {
+				if _, err := c.Exec(ctx, "SELECT 1"); err == nil {
+					firstCommit = time.Since(killed)
+				}
+				c.Close(ctx)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		time.Sleep(time.Second)
+		close(stop)
+		acked := <-done
+		db = nil
+		now, _ := pc.Primary(ctx)
+		t.Logf("%s: %s was the primary, now %v; a read-write session %s after the kill, longest gap between commits %s, %d rows acked",
+			name, primary.Name, nodeName(now), firstCommit.Round(10*time.Millisecond), gap.Round(10*time.Millisecond), len(acked))
+		if firstCommit == 0 {
+			t.Fatalf("%s: no read-write session within a minute of the kill", name)
+		}
+		if after != nil {
+			after()
+		}
+		waitSynchronous(ctx, t, pc)
+		all = append(all, acked...)
+	}
+	fault("postgres killed", func(primary *engine.PatroniNode) func() {
+		if _, err := primary.KillPostgres(); err != nil {
+			t.Fatal(err)
+		}
+		return nil
+	})
+	fault("node lost", func(primary *engine.PatroniNode) func() {
+		if err := primary.Lose(ctx, p.Stack().Supervisor()); err != nil {
+			t.Fatal(err)
+		}
+		return func() {
+			// The lost node comes back, and Patroni rewinds it into the
+			// new primary's standby.
+			if err := p.Start(ctx, primary.Name); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	db = connect(ctx, t, pc.DatabaseURL("kv", "kv", "kvdb"))
+	have := map[int]bool{}
+	rows, err := db.Query(ctx, "SELECT n FROM rows")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var n int
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		have[n] = true
+	}
+	lost := 0
+	for _, n := range all {
+		if !have[n] {
+			lost++
+		}
+	}
+	if lost > 0 || len(all) == 0 {
+		t.Errorf("%d of %d acknowledged rows lost", lost, len(all))
+	}
+}
+
+func nodeName(n *engine.PatroniNode) string {
+	if n == nil {
+		return "none"
+	}
+	return n.Name
+}
+
+// waitSynchronous waits until Patroni reports a leader and a synchronous
+// standby caught up.
+func waitSynchronous(ctx context.Context, t *testing.T, pc *engine.Patroni) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		err := pc.Synchronous(ctx)
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func connect(ctx context.Context, t *testing.T, url string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+func exec(ctx context.Context, t *testing.T, conn *pgx.Conn, sql string) {
+	t.Helper()
+	if _, err := conn.Exec(ctx, sql); err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+}

@@ -1,0 +1,185 @@
+package engines
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/kvstack/kvstack/internal/engine"
+)
+
+// Backups is the backup scheduler of a stack whose PostgreSQL archives
+// with pgBackRest (the stack's process `backups`, bin/stack backups): it
+// creates the stanza once PostgreSQL answers, takes a full backup when the
+// repository has none, then a differential one whenever the newest backup
+// is Interval old, or a full one when the newest full is FullInterval old
+// (pgBackRest then expires the oldest full backups past its retention,
+// and the WAL only they needed). Its /metrics say how old the newest
+// backup is, against MaxAge (BackupTooOld); pg_stat_archiver, through the
+// PostgreSQL exporter, says whether the WAL archive keeps up
+// (WALArchiveFailing).
+type Backups struct {
+	Repo                           *engine.PgBackRest
+	Interval, FullInterval, MaxAge time.Duration
+	Log                            io.Writer
+	// Every is how often the repository is looked at (default a minute).
+	Every time.Duration
+
+	reg                *prometheus.Registry
+	newest, newestFull prometheus.Gauge
+	repoOK             prometheus.Gauge
+	runs               *prometheus.CounterVec
+	duration           *prometheus.GaugeVec
+}
+
+// NewBackups is a scheduler with its metrics.
+func NewBackups(repo *engine.PgBackRest, interval, full, maxAge time.Duration, log io.Writer) *Backups {
+	b := &Backups{Repo: repo, Interval: interval, FullInterval: full, MaxAge: maxAge, Log: log, reg: prometheus.NewRegistry()}
+	f := func(name, help string) prometheus.Gauge {
+		g := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+		b.reg.MustRegister(g)
+		return g
+	}
+	b.newest = f("kvstack_backup_newest_timestamp_seconds", "When the newest backup in the pgBackRest repository ended (0: none).")
+	b.newestFull = f("kvstack_backup_newest_full_timestamp_seconds", "When the newest full backup in the repository ended (0: none).")
+	b.repoOK = f("kvstack_backup_repository_ok", "1 when pgbackrest info reads the stanza and finds it ok, else 0.")
+	f("kvstack_backup_max_age_seconds", "KV_BACKUP_MAX_AGE: a newest backup older than this fires BackupTooOld.").Set(maxAge.Seconds())
+	f("kvstack_backup_interval_seconds", "KV_BACKUP_INTERVAL: a backup is taken when the newest is this old.").Set(interval.Seconds())
+	b.runs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kvstack_backup_runs_total",
+		Help: "Backups the scheduler ran, by type (full, diff) and outcome (ok, failed)."}, []string{"type", "outcome"})
+	b.duration = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kvstack_backup_last_duration_seconds",
+		Help: "How long the last backup of each type took."}, []string{"type"})
+	b.reg.MustRegister(b.runs, b.duration)
+	for _, t := range []string{"full", "diff"} {
+		for _, o := range []string{"ok", "failed"} {
+			b.runs.WithLabelValues(t, o)
+		}
+	}
+	return b
+}
+
+// Handler serves /metrics.
+func (b *Backups) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(b.reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// Run schedules backups until ctx ends.
+func (b *Backups) Run(ctx context.Context) error {
+	every := b.Every
+	if every <= 0 {
+		every = time.Minute
+	}
+	for stanza := false; ctx.Err() == nil; {
+		if !stanza {
+			if err := b.Repo.CreateStanza(ctx); err != nil {
+				b.logf("stanza-create (PostgreSQL must answer): %v; again in 5s", err)
+				sleep(ctx, 5*time.Second)
+				continue
+			}
+			stanza = true
+			b.logf("stanza ready in %s", b.Repo.RepoPath())
+		}
+		b.Tick(ctx, time.Now())
+		sleep(ctx, every)
+	}
+	return nil
+}
+
+// Tick reads the repository, updates the metrics and takes the backup that
+// is due, if any; it returns its type ("" when none was due).
+func (b *Backups) Tick(ctx context.Context, now time.Time) string {
+	info, err := b.Repo.Info(ctx)
+	if err != nil {
+		b.repoOK.Set(0)
+		b.logf("pgbackrest info: %v", err)
+		return ""
+	}
+	b.observe(info)
+	kind := Due(info, now, b.Interval, b.FullInterval)
+	if kind == "" {
+		return ""
+	}
+	began := time.Now()
+	err = b.Repo.Backup(ctx, kind)
+	took := time.Since(began)
+	if err != nil {
+		b.runs.WithLabelValues(kind, "failed").Inc()
+		b.logf("%s backup FAILED after %s: %v", kind, took.Round(100*time.Millisecond), err)
+		return kind
+	}
+	b.runs.WithLabelValues(kind, "ok").Inc()
+	b.duration.WithLabelValues(kind).Set(took.Seconds())
+	b.logf("%s backup in %s", kind, took.Round(100*time.Millisecond))
+	if info, err := b.Repo.Info(ctx); err == nil {
+		b.observe(info)
+	}
+	return kind
+}
+
+func (b *Backups) observe(info engine.RepoInfo) {
+	ok := 0.0
+	if info.Status == "ok" {
+		ok = 1
+	}
+	b.repoOK.Set(ok)
+	newest, full := Newest(info)
+	b.newest.Set(unix(newest))
+	b.newestFull.Set(unix(full))
+}
+
+// Newest is when the newest backup, and the newest full one, ended (zero
+// when there is none).
+func Newest(info engine.RepoInfo) (newest, full time.Time) {
+	for _, bk := range info.Backups {
+		if bk.Stop.After(newest) {
+			newest = bk.Stop
+		}
+		if bk.Type == "full" && bk.Stop.After(full) {
+			full = bk.Stop
+		}
+	}
+	return newest, full
+}
+
+// Due is the backup to take now: full when there is no full backup or the
+// newest is fullInterval old, diff when the newest backup of any kind is
+// interval old, else "".
+func Due(info engine.RepoInfo, now time.Time, interval, fullInterval time.Duration) string {
+	newest, full := Newest(info)
+	switch {
+	case full.IsZero() || now.Sub(full) >= fullInterval:
+		return "full"
+	case now.Sub(newest) >= interval:
+		return "diff"
+	}
+	return ""
+}
+
+func unix(t time.Time) float64 {
+	if t.IsZero() {
+		return 0
+	}
+	return float64(t.UnixNano()) / 1e9
+}
+
+func (b *Backups) logf(format string, args ...any) {
+	if b.Log != nil {
+		fmt.Fprintf(b.Log, "%s backups: %s\n", time.Now().UTC().Format(time.RFC3339), fmt.Sprintf(format, args...))
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

@@ -1,0 +1,244 @@
+package engines
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/kvstack/kvstack/internal/config"
+	"github.com/kvstack/kvstack/internal/engine"
+	"github.com/kvstack/kvstack/internal/rabbitmq"
+	"github.com/kvstack/kvstack/internal/redis"
+	"github.com/kvstack/kvstack/internal/supervisor"
+	"github.com/kvstack/kvstack/lab/native"
+)
+
+// Restore brings a single-node stack with engines of its own
+// (KV_ENGINES=private) back to a point in time with pgBackRest
+// (docs/OPERATIONS.md, Restore to a point in time). In order:
+//
+//  1. while PostgreSQL still answers, its WAL up to now is archived
+//     (pgbackrest check), so that the target can be reached;
+//  2. the API replicas and the consumers stop (gracefully): nothing is
+//     served or applied meanwhile, and the consumers hand their
+//     unacknowledged messages back to the queues;
+//  3. the work queues are purged: a message still queued was accepted after
+//     the target, unless the consumers lagged by more than the time since
+//     the target; either way it is not in the database as it was at the
+//     target, and applying it would bring back a write newer than the
+//     recovery point. The dead-letter queues are left to the operator;
+//  4. the cache's keys are purged (Cache.Purge, the prefix's keys): no
+//     value newer than the target can be served from Redis;
+//  5. PostgreSQL stops, its data directory is moved aside, pgBackRest
+//     restores the newest backup before the target and PostgreSQL replays
+//     the archived WAL up to the target, then promotes a new timeline;
+//  6. the replicas and consumers start again and answer.
+type Restore struct {
+	Settings *native.Settings
+	Engines  Single
+	Stack    *supervisor.Stack
+	// Apps are the processes that stop during the restore: every API
+	// replica and consumer of the stack, and the backup scheduler when
+	// one runs.
+	Apps []string
+	Log  io.Writer
+	// KeepAside keeps the old data directory (NAME.before-restore-<time>)
+	// for the operator to remove; else it is removed once the restored
+	// server answers.
+	KeepAside bool
+}
+
+// RestoreResult is what a restore did, with the time of each step.
+type RestoreResult struct {
+	Target time.Time
+	// Archived tells whether step 1 ran (PostgreSQL answered).
+	Archived bool
+	// Began, AppsStopped, Restored (pgBackRest done), Promoted (PostgreSQL
+	// takes writes), Ready (every app answers).
+	Began, AppsStopped, Restored, Promoted, Ready time.Time
+	Purged                                        int // queued messages purged
+	Aside                                         string
+}
+
+// ErrNoBackup is a target older than every backup's end.
+var ErrNoBackup = errors.New("no backup ended before the target")
+
+// Run restores to target.
+func (r Restore) Run(ctx context.Context, target time.Time) (RestoreResult, error) {
+	res := RestoreResult{Target: target, Began: time.Now()}
+	pg, repo := r.Engines.Postgres, r.Engines.Postgres.Archive
+	if repo == nil {
+		return res, errors.New("this stack's PostgreSQL does not archive (KV_ENGINES=private has pgBackRest)")
+	}
+	if target.After(res.Began) {
+		return res, fmt.Errorf("target %s is in the future", engine.FormatTarget(target))
+	}
+	info, err := repo.Info(ctx)
+	if err != nil {
+		return res, err
+	}
+	if !backupBefore(info, target) {
+		return res, fmt.Errorf("%w %s (%d backups: make backup takes one)", ErrNoBackup, engine.FormatTarget(target), len(info.Backups))
+	}
+	sup := r.Stack.Supervisor()
+	if primary, err := pg.IsPrimary(ctx); err == nil && primary {
+		r.logf("archiving the WAL written so far (pgbackrest check)")
+		if err := repo.Check(ctx); err != nil {
+			return res, err
+		}
+		res.Archived = true
+	} else {
+		r.logf("PostgreSQL does not answer: what it wrote since its last archived WAL segment is lost (at most archive_timeout, KV_ARCHIVE_TIMEOUT, of writes)")
+	}
+	r.logf("stopping %v", r.Apps)
+	if err := r.each(func(name string) error { return sup.Stop(ctx, name) }); err != nil {
+		return res, err
+	}
+	res.AppsStopped = time.Now()
+	if res.Purged, err = r.purgeQueues(ctx); err != nil {
+		return res, err
+	}
+	r.logf("purged %d queued messages", res.Purged)
+	if err := r.purgeCache(ctx); err != nil {
+		return res, err
+	}
+	r.logf("cache purged")
+	if err := sup.Stop(ctx, pg.Program().Name); err != nil {
+		return res, err
+	}
+	r.logf("restoring to %s", engine.FormatTarget(target))
+	if res.Aside, err = repo.Restore(ctx, target); err != nil {
+		return res, err
+	}
+	res.Restored = time.Now()
+	if err := sup.Start(ctx, pg.Program().Name, false); err != nil {
+		return res, err
+	}
+	if err := waitPrimary(ctx, pg); err != nil {
+		return res, err
+	}
+	res.Promoted = time.Now()
+	r.logf("PostgreSQL replayed to the target and promoted in %s", res.Promoted.Sub(res.Restored).Round(10*time.Millisecond))
+	if res.Aside != "" && !r.KeepAside {
+		if err := os.RemoveAll(res.Aside); err != nil {
+			return res, err
+		}
+		res.Aside = ""
+	}
+	err = r.each(func(name string) error {
+		if err := sup.Start(ctx, name, false); err != nil {
+			return err
+		}
+		return r.Stack.WaitHealthy(ctx, name)
+	})
+	res.Ready = time.Now()
+	r.logf("%v answer again", r.Apps)
+	return res, err
+}
+
+// each runs fn for every app at once: each replica drains for its own
+// bound, and they need not wait for each other.
+func (r Restore) each(fn func(name string) error) error {
+	errs := make([]error, len(r.Apps))
+	var wg sync.WaitGroup
+	for i, name := range r.Apps {
+		wg.Go(func() { errs[i] = fn(name) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+func (r Restore) logf(format string, args ...any) {
+	if r.Log != nil {
+		fmt.Fprintf(r.Log, "==> restore: "+format+"\n", args...)
+	}
+}
+
+func backupBefore(info engine.RepoInfo, target time.Time) bool {
+	for _, b := range info.Backups {
+		if !b.Stop.After(target) {
+			return true
+		}
+	}
+	return false
+}
+
+// purgeQueues empties the work queues (not their dead-letter queues).
+func (r Restore) purgeQueues(ctx context.Context) (int, error) {
+	cfg, err := config.LoadFrom[rabbitmq.Config](r.Settings.Resolved())
+	if err != nil {
+		return 0, err
+	}
+	conn, err := amqp.Dial(r.Settings.Get("RABBITMQ_URL"))
+	if err != nil {
+		return 0, fmt.Errorf("rabbitmq: %w", err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return 0, err
+	}
+	total := 0
+	for _, q := range []string{cfg.QueueAdd, cfg.QueueDel} {
+		n, err := ch.QueuePurge(q, false)
+		if err != nil {
+			return total, fmt.Errorf("purge %s: %w", q, err)
+		}
+		total += n
+	}
+	return total, ctx.Err()
+}
+
+// purgeCache removes the cache's keys (its prefix's) from Redis.
+func (r Restore) purgeCache(ctx context.Context) error {
+	cfg, err := config.LoadFrom[redis.Config](r.Settings.Resolved())
+	if err != nil {
+		return err
+	}
+	client, err := redis.NewClient(cfg)
+	if err != nil {
+		return err
+	}
+	defer client.Close()
+	return redis.NewCache(client, cfg).Purge(ctx)
+}
+
+// waitPrimary waits until PostgreSQL has replayed to the target and
+// promoted itself (pg_is_in_recovery false).
+func waitPrimary(ctx context.Context, pg *engine.Postgres) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	for {
+		if primary, err := pg.IsPrimary(ctx); err == nil && primary {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("PostgreSQL not promoted after the restore (see %s): %w", pg.Program().Log, ctx.Err())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// LatestWriteBefore is the newest kv_store write timestamp at or before t,
+// for a restore's report.
+func LatestWriteBefore(ctx context.Context, url string, t time.Time) (time.Time, error) {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return time.Time{}, err
+	}
+	defer conn.Close(ctx)
+	var latest *time.Time
+	err = conn.QueryRow(ctx, "SELECT max(last_updated) FROM kv_store WHERE last_updated <= $1", t).Scan(&latest)
+	if err != nil || latest == nil {
+		return time.Time{}, err
+	}
+	return *latest, nil
+}
