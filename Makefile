@@ -90,7 +90,7 @@ tls: stack-bin ## Make the stack's local CA and the edge's certificate (KV_STACK
 env: stack-bin ## stack.env and the stack's other settings, with their defaults and current values
 	$(STACK) env
 
-jaeger: stack-bin ## Build bin/jaeger from the Go module proxy (skipped when up to date)
+jaeger: stack-bin ## Link bin/jaeger to the machine's shared Jaeger build, building it from the Go module proxy when missing (skipped when up to date)
 	$(STACK) jaeger
 
 ##@ Backups (a stack with engines of its own, KV_ENGINES=private: pgBackRest; docs/OPERATIONS.md)

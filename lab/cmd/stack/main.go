@@ -11,7 +11,7 @@
 //	stack logs          follow every log
 //	stack start|stop|restart NAME   one process
 //	stack render        render, check and reload the configs
-//	stack jaeger        build bin/jaeger when missing or out of date
+//	stack jaeger        link bin/jaeger to the machine's shared Jaeger build (built when missing)
 //	stack env           stack.env and the settings, with their defaults
 //	stack running       exit 0 when the stack's supervisord runs
 //	stack services ARGS lab/scripts/services.sh with stack.env's ports
