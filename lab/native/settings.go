@@ -69,6 +69,9 @@ var Variables = []Variable{
 	{"KV_AUTH_ISSUER", mint.LocalIssuer, "the iss the API accepts: `make token`'s"},
 	{"KV_AUTH_JWKS_FILE", "${KV_STACK_DIR}/auth/" + mint.JWKSFile, "the public keys the API verifies tokens with (the stack writes it from its key)"},
 	{"KV_AUTH_POLICY_FILE", "${ROOT}/deploy/auth/policy.yaml", "the roles' rights on key prefixes"},
+	// TLS at the edge: the stack's local CA and the edge's certificate are
+	// made in KV_STACK_DIR/tls on the first render (EdgeCerts).
+	{"KV_TLS_CA", "${KV_STACK_DIR}/tls/" + CAFile, "the local CA that signs the edge's certificate: what clients of the edge trust (curl --cacert); the lab's clients read it"},
 	{"ALERT_WEBHOOK_URL", "http://127.0.0.1:9/alerts", "where Alertmanager sends alerts (port 9, discard: nowhere until you say where)"},
 	{"KV_ALERT_FOR", "", "test only: replaces every alert's `for:` and Alertmanager's group_wait/group_interval (e.g. 5s)"},
 	// Least privilege (docs/SECURITY.md): each process connects as a role
@@ -98,6 +101,8 @@ var Variables = []Variable{
 	{"NGINX_LISTEN", "${KV_BIND_HOST}:${KV_NGINX_PORT}", "template: where nginx listens"},
 	// Loopback whatever KV_BIND_HOST says: stub_status is never routed.
 	{"NGINX_STATUS_LISTEN", "127.0.0.1:${KV_NGINX_STATUS_PORT}", "template: nginx's stub_status (prometheus-nginx-exporter reads it)"},
+	{"NGINX_TLS_CERT", "${KV_STACK_DIR}/tls/" + EdgeFile, "template: the edge's certificate (made by the stack, signed by KV_TLS_CA, for localhost, 127.0.0.1 and ::1)"},
+	{"NGINX_TLS_KEY", "${KV_STACK_DIR}/tls/" + EdgeKeyFile, "template: its private key"},
 	{"API1_ADDR", "${KV_BIND_HOST}:${KV_API1_PORT}", "template: api1"},
 	{"API2_ADDR", "${KV_BIND_HOST}:${KV_API2_PORT}", "template: api2"},
 	{"CONSUMER_ADDR", "${KV_BIND_HOST}:${KV_CONSUMER_PORT}", "template: the consumer"},

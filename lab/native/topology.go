@@ -1,6 +1,7 @@
 package native
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -76,7 +77,7 @@ func process(s *Settings, name string) supervisor.Program {
 		p.Command = []string{"nginx", "-p", dir + "/", "-c", filepath.Join(s.ConfigDir(), "nginx.conf"),
 			"-e", s.Get("NGINX_ERROR_LOG"), "-g", "daemon off; pid " + filepath.Join(dir, "nginx.pid") + ";"}
 		p.Priority, p.Addr = 30, s.Get("NGINX_LISTEN")
-		p.Health = supervisor.HTTPProbe{Addr: p.Addr, Path: "/healthz"}
+		p.Health = edgeProbe{s}
 	case "alertmanager":
 		p.Addr = s.Get("ALERTMANAGER_ADDR")
 		p.Command = []string{"prometheus-alertmanager", "--config.file=" + filepath.Join(s.ConfigDir(), "alertmanager.yml"),
@@ -148,3 +149,17 @@ func Consumer(s *Settings, n int) supervisor.Program {
 		Env: env, Priority: 20, Addr: addr, Health: supervisor.HTTPProbe{Addr: addr, Path: "/healthz"},
 	}
 }
+
+// edgeProbe is nginx's health: GET /healthz over TLS, trusting the
+// stack's CA (read at each check: the first render makes it).
+type edgeProbe struct{ s *Settings }
+
+func (p edgeProbe) Check(ctx context.Context) error {
+	cfg, err := EdgeTLS(p.s)
+	if err != nil {
+		return err
+	}
+	return supervisor.HTTPProbe{Addr: p.s.Get("NGINX_LISTEN"), Path: "/healthz", TLS: cfg}.Check(ctx)
+}
+
+func (p edgeProbe) String() string { return EdgeURL(p.s) + "/healthz" }
