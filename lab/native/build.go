@@ -2,13 +2,18 @@ package native
 
 import (
 	"context"
+	"crypto/sha256"
+	"debug/buildinfo"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/kvstack/kvstack/internal/supervisor"
@@ -35,25 +40,171 @@ func Build(ctx context.Context, s *Settings, log io.Writer) error {
 	return nil
 }
 
-// BuildJaeger builds bin/jaeger from the Go module proxy (tools/jaeger, a
-// module of its own) when it is missing or older than that module's go.sum.
+// BuildJaeger makes bin/jaeger a link to the machine's one Jaeger build
+// for tools/jaeger (a module of its own): JaegerCache's jaeger-<key>, key
+// the hash of that module's go.mod and go.sum. Every checkout of the
+// machine shares it; the first to need it builds it from the Go module
+// proxy under a lock, and the others wait for that build and reuse it.
+// Skipped when bin/jaeger already links to the current build.
 func BuildJaeger(ctx context.Context, s *Settings, log io.Writer) error {
 	dir := filepath.Join(s.Root, "tools", "jaeger")
 	bin := filepath.Join(s.BinDir, "jaeger")
-	if b, err := os.Stat(bin); err == nil {
-		if sum, err := os.Stat(filepath.Join(dir, "go.sum")); err == nil && b.ModTime().After(sum.ModTime()) {
-			return nil
+	key, err := jaegerKey(dir)
+	if err != nil {
+		return err
+	}
+	cached := filepath.Join(JaegerCache(), "jaeger-"+key)
+	if target, err := os.Readlink(bin); err == nil && target == cached && isFile(cached) {
+		return nil
+	}
+	err = ensureCached(ctx, cached, log, func(tmp string) error {
+		if adoptable(bin, dir) {
+			fmt.Fprintf(log, "==> jaeger: %s is the build of tools/jaeger; copied to %s\n", bin, cached)
+			return copyFile(bin, tmp)
+		}
+		fmt.Fprintf(log, "==> jaeger: building Jaeger from the Go module proxy into %s, shared by every checkout (first time: 7 min on a quiet 2-core machine, up to 16 on a busy one)…\n", cached)
+		started := time.Now()
+		cmd := exec.CommandContext(ctx, s.Get("GO"), "build", "-o", tmp, "github.com/jaegertracing/jaeger/cmd/jaeger")
+		cmd.Dir, cmd.Stdout, cmd.Stderr = dir, log, log
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("jaeger: build failed (cd tools/jaeger && go build github.com/jaegertracing/jaeger/cmd/jaeger): %w", err)
+		}
+		fmt.Fprintf(log, "==> jaeger: built %s in %s\n", cached, time.Since(started).Round(time.Second))
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(s.BinDir, 0o755); err != nil {
+		return err
+	}
+	// A new link renamed over bin/jaeger: a running Jaeger keeps its file.
+	_ = os.Remove(bin + ".link")
+	if err := os.Symlink(cached, bin+".link"); err != nil {
+		return err
+	}
+	return os.Rename(bin+".link", bin)
+}
+
+// JaegerCache is the machine-wide directory of the shared Jaeger builds:
+// the user's cache directory (XDG_CACHE_HOME, else ~/.cache) /kvstack.
+func JaegerCache() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		dir = os.TempDir()
+	}
+	return filepath.Join(dir, "kvstack")
+}
+
+// jaegerKey is the shared build's key for the module in dir: the first 16
+// hex digits of the SHA-256 of its go.mod and go.sum, so that a change of
+// either (another Jaeger release) is another build, and a checkout's file
+// times do not matter.
+func jaegerKey(dir string) (string, error) {
+	h := sha256.New()
+	for _, name := range []string{"go.mod", "go.sum"} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			return "", fmt.Errorf("jaeger: %w", err)
+		}
+		fmt.Fprintf(h, "%s %d\n", name, len(b))
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}
+
+// ensureCached makes path with build (into a temporary file, then renamed)
+// unless it exists, holding path.lock meanwhile: of two checkouts that need
+// it at once, one builds and the other waits, then finds it made.
+func ensureCached(ctx context.Context, path string, log io.Writer, build func(tmp string) error) error {
+	if isFile(path) {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close() // releases the lock
+	for said := false; ; said = true {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			return fmt.Errorf("jaeger: lock %s: %w", f.Name(), err)
+		}
+		if !said {
+			fmt.Fprintf(log, "==> jaeger: another checkout is building %s (lock %s); waiting for it\n", path, f.Name())
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
 		}
 	}
-	fmt.Fprintf(log, "==> jaeger: building Jaeger from the Go module proxy (first time: 7 min on a quiet 2-core machine, up to 16 on a busy one)…\n")
-	started := time.Now()
-	cmd := exec.CommandContext(ctx, s.Get("GO"), "build", "-o", bin+".tmp", "github.com/jaegertracing/jaeger/cmd/jaeger")
-	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, log, log
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("jaeger: build failed (cd tools/jaeger && go build github.com/jaegertracing/jaeger/cmd/jaeger): %w", err)
+	if isFile(path) { // made while this waited
+		return nil
 	}
-	fmt.Fprintf(log, "==> jaeger: built %s in %s\n", bin, time.Since(started).Round(time.Second))
-	return os.Rename(bin+".tmp", bin)
+	tmp := path + ".tmp"
+	_ = os.Remove(tmp)
+	if err := build(tmp); err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// adoptable reports whether bin (a checkout's bin/jaeger from before the
+// shared build) is a build of the module in dir: Jaeger's command, and
+// every module it was built from at the version and hash of dir's go.sum.
+func adoptable(bin, dir string) bool {
+	if fi, err := os.Lstat(bin); err != nil || !fi.Mode().IsRegular() {
+		return false
+	}
+	info, err := buildinfo.ReadFile(bin)
+	if err != nil || info.Path != "github.com/jaegertracing/jaeger/cmd/jaeger" {
+		return false
+	}
+	sum, err := os.ReadFile(filepath.Join(dir, "go.sum"))
+	if err != nil {
+		return false
+	}
+	lines := map[string]bool{}
+	for _, l := range strings.Split(string(sum), "\n") {
+		lines[strings.TrimSpace(l)] = true
+	}
+	mods := append([]*debug.Module{&info.Main}, info.Deps...)
+	for _, m := range mods {
+		if m.Replace != nil || m.Sum == "" || !lines[m.Path+" "+m.Version+" "+m.Sum] {
+			return false
+		}
+	}
+	return len(info.Deps) > 0
+}
+
+func isFile(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.Mode().IsRegular()
+}
+
+func copyFile(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(to, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
 }
 
 // Migrate applies the migrations with the stack's DATABASE_URL and
@@ -71,10 +222,11 @@ func Migrate(ctx context.Context, s *Settings, log io.Writer) error {
 	defer out.Close()
 	fmt.Fprintf(log, "==> migrate: %s (log %s)\n", filepath.Join(s.BinDir, "migrate"), logFile)
 	cmd := exec.CommandContext(ctx, filepath.Join(s.BinDir, "migrate"))
-	// The stack's DATABASE_URL and RABBITMQ_URL (its queues are
-	// migrated too), and what the caller set for kvstack.
+	// The stack's DATABASE_URL (the owner's) and RABBITMQ_URL (its queues
+	// are migrated too), the roles to grant, and what the caller set for
+	// kvstack.
 	cmd.Env = os.Environ()
-	for name, value := range s.appEnv() {
+	for name, value := range s.migrateEnv() {
 		cmd.Env = append(cmd.Env, name+"="+value)
 	}
 	cmd.Dir, cmd.Stdout, cmd.Stderr = s.Root, out, out

@@ -11,7 +11,7 @@
 //	stack logs          follow every log
 //	stack start|stop|restart NAME   one process
 //	stack render        render, check and reload the configs
-//	stack jaeger        build bin/jaeger when missing or out of date
+//	stack jaeger        link bin/jaeger to the machine's shared Jaeger build (built when missing)
 //	stack env           stack.env and the settings, with their defaults
 //	stack running       exit 0 when the stack's supervisord runs
 //	stack services ARGS lab/scripts/services.sh with stack.env's ports
@@ -25,6 +25,9 @@
 //	                    print a token signed by the stack's key (made on the
 //	                    first start in KV_STACK_DIR/auth); default an admin's
 //	                    for 24h (make token)
+//	stack tls           make the stack's local CA and the edge's certificate
+//	                    when missing or due (as up does) and print where they
+//	                    are (make tls)
 package main
 
 import (
@@ -41,7 +44,7 @@ import (
 const usage = `usage: stack up | up-ha | run | down | status | logs | start NAME | stop NAME | restart NAME |
              render | jaeger | env | running | services ARGS... |
              backups | backup [-type full|diff|incr] | restore -to T [-yes] |
-             token [-role R,...] [-sub S] [-ttl D]`
+             token [-role R,...] [-sub S] [-ttl D] | tls`
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
