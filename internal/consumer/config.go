@@ -25,8 +25,9 @@ type Config struct {
 	CacheRepairInterval time.Duration `env:"KV_CACHE_REPAIR_INTERVAL" envDefault:"1s"`
 	// MasterCheckInterval is how often, on a Redis Cluster, the shards'
 	// masters are checked against the ones that marked them (see
-	// redis.Cache.CheckMasters): how long a promoted replica may serve
-	// what its master's last updates replaced.
+	// redis.Cache.CheckMasters). The API checks a shard's master itself
+	// before it reads from it; this check also purges the shards no API
+	// reads.
 	MasterCheckInterval time.Duration `env:"KV_CACHE_MASTER_CHECK_INTERVAL" envDefault:"1s"`
 	// TombstoneRetention must exceed the longest time an operation can
 	// wait in the queue: an older put arriving after its tombstone was

@@ -21,6 +21,9 @@ type Cache struct {
 	tombstoneTTL time.Duration
 	// circuit skips Redis on the read path while it is known down.
 	circuit *circuit
+	// verified is, on a Redis Cluster, the masters whose marks Get has
+	// checked before it reads from them (nil on a single server).
+	verified *verified
 }
 
 var _ kv.Cache = (*Cache)(nil)
@@ -39,18 +42,24 @@ func (c *Cache) internalKey(name string) string { return c.prefix + internalMark
 // NewCache returns a cache that keeps its keys under cfg.KeyPrefix. The
 // client is the caller's to close.
 func NewCache(client goredis.UniversalClient, cfg Config) *Cache {
-	return &Cache{
+	c := &Cache{
 		client:       client,
 		prefix:       cfg.KeyPrefix,
 		ttl:          cfg.TTL,
 		tombstoneTTL: cfg.TombstoneTTL,
 		circuit:      newCircuit(cfg),
 	}
+	if cc, ok := client.(*goredis.ClusterClient); ok {
+		c.verified = &verified{cc: cc}
+	}
+	return c
 }
 
 // Get returns the cached entry for key, which is a tombstone (Deleted true)
 // when the key's last known operation was a delete, or kv.ErrCacheMiss. While
-// Redis is known down it fails at once with kv.ErrCacheDown (see circuit).
+// Redis is known down it fails at once with kv.ErrCacheDown (see circuit);
+// on a Redis Cluster, so does a read of a shard whose master's mark is not
+// verified yet (see verified).
 func (c *Cache) Get(ctx context.Context, key string) (kv.Entry, error) {
 	if c.circuit.skip() {
 		return kv.Entry{}, errCircuitOpen
@@ -61,7 +70,20 @@ func (c *Cache) Get(ctx context.Context, key string) (kv.Entry, error) {
 }
 
 func (c *Cache) get(ctx context.Context, key string) (kv.Entry, error) {
-	fields, err := c.client.HMGet(ctx, c.prefix+key, fieldVersion, fieldDeleted, fieldValue).Result()
+	rkey := c.prefix + key
+	var from goredis.Cmdable = c.client
+	var node *goredis.Client
+	if c.verified != nil {
+		var err error
+		if node, err = c.master(ctx, rkey); err != nil {
+			return kv.Entry{}, err
+		}
+		from = node
+	}
+	fields, err := from.HMGet(ctx, rkey, fieldVersion, fieldDeleted, fieldValue).Result()
+	if node != nil && err != nil && !errors.Is(err, goredis.Nil) && !goredis.HasErrorPrefix(err, "WRONGTYPE") && ctx.Err() == nil {
+		c.forget(ctx, node)
+	}
 	if goredis.HasErrorPrefix(err, "WRONGTYPE") {
 		// Not a cache entry but what an older kvstack left under this name
 		// (see casScript): a miss, which the reader's Fill replaces.

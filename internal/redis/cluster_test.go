@@ -80,6 +80,11 @@ func TestClusterCompareAndSet(t *testing.T) {
 	ctx := testContext(t)
 	c, cc, cfg := newClusterCache(t)
 	keys := keysOnEveryMaster(t, ctx, cc, cfg.KeyPrefix, 30)
+	// The shards marked, as the consumer does when it starts: the first
+	// read of an unmarked shard purges it.
+	if _, err := c.CheckMasters(ctx); err != nil {
+		t.Fatal(err)
+	}
 
 	var batch []kv.Entry
 	for i, k := range keys {
@@ -312,4 +317,33 @@ func TestClusterClientKeysNamedLikeMarks(t *testing.T) {
 	if changes, err := c.CheckMasters(ctx); err != nil || len(changes) != 0 {
 		t.Errorf("CheckMasters once the shards are marked anew = %+v, %v; want no change", changes, err)
 	}
+}
+
+// What a hit costs on a cluster: the whole Get (one round trip), and the
+// check of the key's master that Get makes before it (no round trip).
+func BenchmarkClusterGetHit(b *testing.B) {
+	ctx := b.Context()
+	b.Setenv("REDIS_ADDR", privateCluster.Addr(b))
+	client, cfg := redistest.MustClient(b)
+	c := redis.NewCache(client, cfg)
+	if _, err := c.CheckMasters(ctx); err != nil {
+		b.Fatal(err)
+	}
+	if err := c.Apply(ctx, []kv.Entry{value("k", ver(1, 1), "v")}); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("get", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := c.Get(ctx, "k"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("master-check", func(b *testing.B) {
+		for b.Loop() {
+			if err := redis.VerifiedMaster(ctx, c, "k"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

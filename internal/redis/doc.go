@@ -35,8 +35,9 @@
 // without persistence, or an Apply lost in an outage. For the last, the
 // consumer drops the cache with Purge (see its doc for the fills in flight).
 // On a Redis Cluster, a failover can lose Applies the dying master
-// acknowledged but had not replicated: CheckMasters purges the shard of a
-// master that did not mark it. A single server restarted reloads a dump
+// acknowledged but had not replicated: a shard whose master did not mark it
+// is purged (CheckMasters), and Get reads a shard only from a master whose
+// mark it checked (verified). A single server restarted reloads a dump
 // older than PostgreSQL: each new connection purges the prefix's keys of a
 // server whose run did not mark them, before it serves a command
 // (checkServer).

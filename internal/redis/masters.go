@@ -49,6 +49,9 @@ type MasterChange struct {
 // The mark is in Redis, not in the caller: any number of consumers may
 // check, a consumer started after the failover still sees it, and a
 // purge by two of them at once is only done twice.
+//
+// Between a promotion and the consumer's next check, Get does not serve
+// the promoted replica's entries: it checks each master itself (verified).
 func (c *Cache) CheckMasters(ctx context.Context) ([]MasterChange, error) {
 	cc, ok := c.client.(*goredis.ClusterClient)
 	if !ok {
@@ -80,17 +83,19 @@ func (c *Cache) CheckMasters(ctx context.Context) ([]MasterChange, error) {
 // checkShard compares the mark of the shard that node is master of with
 // its node id; every call goes to node itself, so a node that is no
 // longer master answers MOVED, an error, and the next check sees the
-// shard's new master.
+// shard's new master. A node found holding its own mark is recorded as
+// verified for its slots, for Get.
 func (c *Cache) checkShard(ctx context.Context, node *goredis.Client) (MasterChange, bool, error) {
 	ch := MasterChange{Addr: node.Options().Addr}
 	var err error
 	if ch.Master, err = node.ClusterMyID(ctx).Result(); err != nil {
 		return ch, false, wrap("check masters: cluster myid", err)
 	}
-	slots, err := ownSlots(ctx, node, ch.Master)
+	ranges, err := ownSlots(ctx, node, ch.Master)
 	if err != nil {
 		return ch, false, err
 	}
+	slots := ranges[0]
 	ch.Slots = fmt.Sprintf("%d-%d", slots.Start, slots.End)
 	key := c.markKey(slots)
 	ch.Previous, err = node.Get(ctx, key).Result()
@@ -98,6 +103,7 @@ func (c *Cache) checkShard(ctx context.Context, node *goredis.Client) (MasterCha
 		return ch, false, wrap("check masters: read the mark of "+ch.Slots, err)
 	}
 	if ch.Previous == ch.Master {
+		c.record(node, ranges)
 		return ch, false, nil
 	}
 	if ch.Purged, err = c.purgeNode(ctx, node); err != nil {
@@ -106,24 +112,25 @@ func (c *Cache) checkShard(ctx context.Context, node *goredis.Client) (MasterCha
 	if err := node.Set(ctx, key, ch.Master, 0).Err(); err != nil {
 		return ch, false, wrap("check masters: mark "+ch.Slots, err)
 	}
+	c.record(node, ranges)
 	return ch, true, nil
 }
 
-// ownSlots is the first slot range of the node whose id is given, as it
-// sees itself.
-func ownSlots(ctx context.Context, node *goredis.Client, id string) (goredis.SlotRange, error) {
+// ownSlots is the slot ranges of the node whose id is given, as it sees
+// itself; the shard's mark is in the first.
+func ownSlots(ctx context.Context, node *goredis.Client, id string) ([]goredis.SlotRange, error) {
 	shards, err := node.ClusterShards(ctx).Result()
 	if err != nil {
-		return goredis.SlotRange{}, wrap("check masters: cluster shards", err)
+		return nil, wrap("check masters: cluster shards", err)
 	}
 	for _, s := range shards {
 		for _, n := range s.Nodes {
 			if n.ID == id && n.Role == "master" && len(s.Slots) > 0 {
-				return s.Slots[0], nil
+				return s.Slots, nil
 			}
 		}
 	}
-	return goredis.SlotRange{}, fmt.Errorf("redis check masters: %s is master of no slot: %w", node.Options().Addr, kv.ErrUnavailable)
+	return nil, fmt.Errorf("redis check masters: %s is master of no slot: %w", node.Options().Addr, kv.ErrUnavailable)
 }
 
 // markKey is the first key "<prefix>\x00master-mark:N" that hashes into
