@@ -300,7 +300,9 @@ func StartJaegerBuild(s *Settings, exe string) (pid int, log string, err error) 
 		return 0, log, err
 	}
 	pid = cmd.Process.Pid
-	_ = cmd.Process.Release()
+	// Reaped when it ends while this process still runs (make run); after
+	// up returns, init is its parent.
+	go func() { _ = cmd.Wait() }()
 	return pid, log, os.WriteFile(jaegerBuildPid(s), []byte(fmt.Sprintln(pid)), 0o644)
 }
 
