@@ -83,6 +83,11 @@ type Patroni struct {
 	// Each entry is one statement (CREATE DATABASE cannot share a
 	// transaction).
 	Bootstrap []string
+	// Parameters are PostgreSQL settings added to the cluster's (in the
+	// DCS, bootstrap.dcs.postgresql.parameters: every node's), say
+	// archive_mode and archive_command for WAL archiving; they override
+	// the defaults of the same name.
+	Parameters map[string]any
 	// TTL is the leader key's lifetime in seconds (default 10): a lost
 	// primary's standby is promoted once it expires. LoopWait (default 1)
 	// and RetryTimeout (default 3) are Patroni's loop_wait and
@@ -432,6 +437,14 @@ func (n *PatroniNode) config() (string, error) {
 	if loopWait+2*retryTimeout > ttl {
 		return "", fmt.Errorf("patroni %s: loop_wait %d + 2 × retry_timeout %d passes ttl %d", pc.Scope, loopWait, retryTimeout, ttl)
 	}
+	params := map[string]any{
+		"wal_log_hints": "on", "max_connections": maxConnections,
+		"wal_level": "replica", "hot_standby": "on",
+		"max_wal_senders": 10, "max_replication_slots": 10,
+	}
+	for k, v := range pc.Parameters {
+		params[k] = v
+	}
 	conf := map[string]any{
 		"scope": pc.Scope,
 		"name":  n.Name,
@@ -447,11 +460,7 @@ func (n *PatroniNode) config() (string, error) {
 				"synchronous_mode":        true,
 				"postgresql": map[string]any{
 					"use_pg_rewind": true, "use_slots": true,
-					"parameters": map[string]any{
-						"wal_log_hints": "on", "max_connections": maxConnections,
-						"wal_level": "replica", "hot_standby": "on",
-						"max_wal_senders": 10, "max_replication_slots": 10,
-					},
+					"parameters": params,
 				},
 			},
 			"initdb":         []any{map[string]any{"encoding": "UTF8"}, map[string]any{"locale": "C.UTF-8"}, map[string]any{"auth": "trust"}},

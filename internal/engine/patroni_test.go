@@ -32,6 +32,27 @@ func TestPatroniDefinition(t *testing.T) {
 	if got := pc.DatabaseURL("kv", "pw", "kvdb"); got != want {
 		t.Errorf("DatabaseURL = %s, want %s", got, want)
 	}
+	// Init writes the node's patroni.yml and its bootstrap SQL, with the
+	// cluster's parameters.
+	dir := t.TempDir()
+	pc.Nodes[0].Dir = dir
+	pc.Bootstrap = []string{"CREATE ROLE kv LOGIN"}
+	pc.Parameters = map[string]any{"archive_mode": "on", "max_connections": 300}
+	if err := pc.Nodes[0].Init(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	conf, err := os.ReadFile(filepath.Join(dir, "patroni.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"archive_mode: \"on\"", "max_connections: 300", "synchronous_mode: true", "ttl: 10", "post_bootstrap: " + filepath.Join(dir, "post_bootstrap.sh"), "hosts: 127.0.0.1:25000"} {
+		if !strings.Contains(string(conf), want) {
+			t.Errorf("patroni.yml has no %q:\n%s", want, conf)
+		}
+	}
+	if sql, err := os.ReadFile(filepath.Join(dir, "bootstrap.sql")); err != nil || string(sql) != "CREATE ROLE kv LOGIN;\n" {
+		t.Errorf("bootstrap.sql %q, %v", sql, err)
+	}
 	pc.TTL, pc.LoopWait, pc.RetryTimeout = 5, 1, 3
 	if err := pc.Nodes[0].Init(context.Background()); err == nil || !strings.Contains(err.Error(), "ttl") {
 		t.Errorf("loop_wait 1 + 2 × retry_timeout 3 > ttl 5 accepted: %v", err)
