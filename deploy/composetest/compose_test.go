@@ -423,7 +423,6 @@ func TestTemplateVariablesProvided(t *testing.T) {
 func TestMounts(t *testing.T) {
 	p := mustLoad(t)
 	want := map[string]map[string]string{ // service -> target -> source (repo-relative)
-		"nginx":         {"/etc/nginx/templates/nginx.conf.template": "nginx/nginx.conf.template"},
 		"render-config": {"/templates/prometheus.yml": "observability/prometheus.yml", "/templates/alertmanager.yml": "observability/alertmanager.yml"},
 		"prometheus":    {"/etc/prometheus/rules": "observability/rules"},
 		"jaeger":        {"/etc/jaeger/config.yaml": "observability/jaeger.yaml"},
@@ -433,8 +432,10 @@ func TestMounts(t *testing.T) {
 		// the repository at /kvstack: TestExportersInStep.
 		"mtail":             {"/kvstack/observability/mtail": "observability/mtail"},
 		"postgres-exporter": {"/kvstack/observability/postgres-exporter/queries.yml": "observability/postgres-exporter/queries.yml"},
-		"api1":              {"/etc/kvstack/auth/policy.yaml": "deploy/auth/policy.yaml", "/etc/kvstack/auth/jwks.json": generatedJWKS},
-		"api2":              {"/etc/kvstack/auth/policy.yaml": "deploy/auth/policy.yaml", "/etc/kvstack/auth/jwks.json": generatedJWKS},
+		"nginx": {"/etc/nginx/templates/nginx.conf.template": "nginx/nginx.conf.template",
+			"/etc/nginx/tls/edge.pem": generatedEdgeCert, "/etc/nginx/tls/edge-key.pem": generatedEdgeKey},
+		"api1": {"/etc/kvstack/auth/policy.yaml": "deploy/auth/policy.yaml", "/etc/kvstack/auth/jwks.json": generatedJWKS},
+		"api2": {"/etc/kvstack/auth/policy.yaml": "deploy/auth/policy.yaml", "/etc/kvstack/auth/jwks.json": generatedJWKS},
 	}
 	for _, file := range composeFiles {
 		checkBindMounts(t, file, mustLoadFile(t, file))
@@ -482,10 +483,16 @@ func TestMounts(t *testing.T) {
 	}
 }
 
-// generatedJWKS is the one mount not in the repository: the public key set
-// of the local stack's signing key, which `make token` makes on its first
-// run.
-const generatedJWKS = ".stack/auth/jwks.json"
+// The mounts not in the repository: the public key set of the local
+// stack's signing key, which `make token` makes on its first run, and the
+// edge's certificate and key, which `make tls` makes (lab/native).
+const (
+	generatedJWKS     = ".stack/auth/jwks.json"
+	generatedEdgeCert = ".stack/tls/" + native.EdgeFile
+	generatedEdgeKey  = ".stack/tls/" + native.EdgeKeyFile
+)
+
+var generated = []string{generatedJWKS, generatedEdgeCert, generatedEdgeKey}
 
 // checkBindMounts: what a compose file mounts from the repository exists,
 // and is mounted read-only.
@@ -498,9 +505,9 @@ func checkBindMounts(t *testing.T, file string, p *types.Project) {
 			if !v.ReadOnly {
 				t.Errorf("%s: %s mounts %s read-write", file, name, v.Source)
 			}
-			if rel, _ := filepath.Rel(root, v.Source); rel == generatedJWKS {
+			if rel, _ := filepath.Rel(root, v.Source); slices.Contains(generated, rel) {
 				if v.Bind == nil || v.Bind.CreateHostPath {
-					t.Errorf("%s: %s mounts %s, which make token makes, without create_host_path: false: a missing one would mount as an empty directory", file, name, rel)
+					t.Errorf("%s: %s mounts %s, which make token or make tls makes, without create_host_path: false: a missing one would mount as an empty directory", file, name, rel)
 				}
 				continue
 			}

@@ -9,8 +9,11 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
+
+	"github.com/kvstack/kvstack/lab/native"
 )
 
 // The configs the containers read are rendered here as compose renders them
@@ -245,6 +248,23 @@ func checkNginxConfig(t *testing.T, tr tree) []string {
 		problems = append(problems, "nginx: NGINX_ENVSUBST_OUTPUT_DIR = "+out+": the template would not become /etc/nginx/nginx.conf")
 	}
 	dir := t.TempDir()
+	// The certificate and key `make tls` makes (not in the repository):
+	// made here as it makes them, where nginx.conf names the mounts.
+	tlsDir := filepath.Join(dir, "tls")
+	if _, err := native.MakeEdgeCerts(tlsDir, []string{"localhost"}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	made := map[string]string{generatedEdgeCert: native.EdgeFile, generatedEdgeKey: native.EdgeKeyFile}
+	for _, v := range s.Volumes {
+		if rel, _ := filepath.Rel(root, v.Source); v.Type == types.VolumeTypeBind && made[rel] != "" {
+			text = strings.ReplaceAll(text, " "+v.Target+";", " "+filepath.Join(tlsDir, made[rel])+";")
+		}
+	}
+	for _, name := range []string{"NGINX_TLS_CERT", "NGINX_TLS_KEY"} {
+		if f := env(s, name); !mounted(s, f) {
+			problems = append(problems, "nginx: "+name+" = "+f+", which no volume mounts")
+		}
+	}
 	// Files nginx writes into its named volumes (the access log mtail
 	// reads) go to a directory of the test's.
 	for _, v := range s.Volumes {
@@ -260,6 +280,16 @@ func checkNginxConfig(t *testing.T, tr tree) []string {
 	write(t, conf, text)
 	return append(problems, run("nginx -t", "nginx", []string{"-t", "-q", "-p", dir + "/", "-c", conf,
 		"-e", filepath.Join(dir, "error.log"), "-g", "pid " + filepath.Join(dir, "nginx.pid") + ";"}, nil)...)
+}
+
+// mounted tells whether a volume of s is mounted at path.
+func mounted(s types.ServiceConfig, path string) bool {
+	for _, v := range s.Volumes {
+		if v.Target == path {
+			return true
+		}
+	}
+	return false
 }
 
 // checkJaegerConfig runs `jaeger validate` on the config compose mounts,

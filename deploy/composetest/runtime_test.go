@@ -99,6 +99,8 @@ func TestChecksCatchBrokenCopies(t *testing.T) {
 		name, check, file, old, new string
 		want                        string // part of the problem reported
 	}{
+		{"nginx's certificate not mounted", "nginx -t", "docker-compose.yml",
+			"NGINX_TLS_CERT: /etc/nginx/tls/edge.pem", "NGINX_TLS_CERT: /etc/nginx/edge.pem", "which no volume mounts"},
 		{"socket probe", "postgres probed over TCP", "docker-compose.yml",
 			`"-h", "127.0.0.1", `, ``, "Unix socket"},
 		{"socket directory probe", "postgres probed over TCP", "docker-compose.yml",

@@ -3,6 +3,7 @@ package supervisor
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
@@ -44,17 +45,25 @@ type Probe interface {
 	String() string
 }
 
-// HTTPProbe answers when GET http://Addr+Path is 2xx.
-type HTTPProbe struct{ Addr, Path string }
+// HTTPProbe answers when GET http://Addr+Path is 2xx; https:// with TLS
+// (the edge), which says which CA to trust.
+type HTTPProbe struct {
+	Addr, Path string
+	TLS        *tls.Config
+}
 
 var probeClient = &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
 
 func (p HTTPProbe) Check(ctx context.Context) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.Addr+p.Path, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.String(), nil)
 	if err != nil {
 		return err
 	}
-	resp, err := probeClient.Do(req)
+	client := probeClient
+	if p.TLS != nil {
+		client = &http.Client{Timeout: probeClient.Timeout, Transport: &http.Transport{DisableKeepAlives: true, TLSClientConfig: p.TLS}}
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}
@@ -65,7 +74,12 @@ func (p HTTPProbe) Check(ctx context.Context) error {
 	return nil
 }
 
-func (p HTTPProbe) String() string { return "http://" + p.Addr + p.Path }
+func (p HTTPProbe) String() string {
+	if p.TLS != nil {
+		return "https://" + p.Addr + p.Path
+	}
+	return "http://" + p.Addr + p.Path
+}
 
 // TCPProbe answers when every address accepts a connection.
 type TCPProbe struct{ Addrs []string }

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"net/http"
 	"os"
@@ -98,8 +99,8 @@ func (h *harness) startEdge(ctx context.Context, name, dir, listen string, ups [
 		stopAll(nil)
 		return nil, err
 	}
-	e := &edge{url: "http://" + listen, ups: ups, procs: []Proc{{"nginx", ngx.pid()}}, stop: func() { stopAll(ngx) }}
-	if err := waitHTTP(ctx, e.url+probe, 30*time.Second); err != nil {
+	e := &edge{url: "https://" + listen, ups: ups, procs: []Proc{{"nginx", ngx.pid()}}, stop: func() { stopAll(ngx) }}
+	if err := waitHTTP(ctx, e.url+probe, h.o.EdgeTrust, 30*time.Second); err != nil {
 		e.stop()
 		return nil, fmt.Errorf("%s: %w (see %s)", name, err, dir)
 	}
@@ -170,7 +171,7 @@ func (h *harness) startReplicas(ctx context.Context, name, listen string, ups []
 		apis = append(apis, c)
 	}
 	for _, addr := range ups {
-		if err := waitHTTP(ctx, "http://"+addr+"/readyz", 30*time.Second); err != nil {
+		if err := waitHTTP(ctx, "http://"+addr+"/readyz", nil, 30*time.Second); err != nil {
 			stop()
 			return nil, fmt.Errorf("%s: %s: %w (see %s)", name, addr, err, dir)
 		}
@@ -191,10 +192,12 @@ func (h *harness) scratchDir(name string) (string, error) {
 	return dir, os.MkdirAll(dir, 0o755)
 }
 
-func waitHTTP(ctx context.Context, url string, limit time.Duration) error {
+func waitHTTP(ctx context.Context, url string, trust *tls.Config, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: trust.Clone()}}
+	defer client.CloseIdleConnections()
 	for {
-		resp, err := http.Get(url)
+		resp, err := client.Get(url)
 		if err == nil {
 			resp.Body.Close()
 			// 2xx: the PUT reference's stub answers every request with a 202.

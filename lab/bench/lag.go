@@ -150,7 +150,7 @@ func (h *harness) waitApplied(ctx context.Context) (*Section, error) {
 	if err != nil {
 		return sec, err
 	}
-	cs := NewClients(tokens)
+	cs := NewClients(tokens, o.EdgeTrust)
 	defer cs.Close()
 	res, hist, err := h.lagRun(ctx, rate, conns, h.putWith(cs, o.Nginx, "bench:wait:", "wait=applied"))
 	if err != nil {

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -170,8 +171,9 @@ func (wk *worker) wait(ctx context.Context) bool {
 type Clients []*http.Client
 
 // NewClients makes one single-connection client per token, each request
-// carrying its token (none when empty).
-func NewClients(tokens []string) Clients {
+// carrying its token (none when empty); an https:// URL's server is
+// verified with trust (the edge's CA), over HTTP/1.1.
+func NewClients(tokens []string, trust *tls.Config) Clients {
 	cs := make(Clients, len(tokens))
 	for i, token := range tokens {
 		d := &net.Dialer{
@@ -180,6 +182,7 @@ func NewClients(tokens []string) Clients {
 		}
 		var t http.RoundTripper = &http.Transport{
 			DialContext:         d.DialContext,
+			TLSClientConfig:     trust.Clone(), // a transport adds its protocols to it
 			MaxIdleConnsPerHost: 1,
 			MaxConnsPerHost:     1,
 			DisableCompression:  true,

@@ -7,6 +7,7 @@ package bench
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net/http"
@@ -64,7 +65,11 @@ type Options struct {
 	LagDur     time.Duration
 
 	// From the stack's settings (stack.env, the environment).
-	Nginx        string // the edge, http://127.0.0.1:8080
+	Nginx string // the edge, https://127.0.0.1:8080
+	// EdgeTrust trusts the stack's CA (KV_TLS_CA): the edge's clients,
+	// and those of the edges the harness renders, which use its
+	// certificate.
+	EdgeTrust    *tls.Config
 	APIPorts     [2]string
 	ConsumerPort string
 	// The admin listeners (KV_ADMIN_ADDR, loopback): /metrics and pprof.
@@ -107,7 +112,7 @@ func (o Options) port(n int) string { return fmt.Sprintf("127.0.0.1:%d", o.Ports
 
 // fromStack takes the edge's and the processes' addresses from the stack.
 func (o *Options) fromStack(v *stackView) {
-	o.Nginx = "http://" + v.s.Get("NGINX_LISTEN")
+	o.Nginx = native.EdgeURL(v.s)
 	o.APIPorts = [2]string{v.s.Get("KV_API1_PORT"), v.s.Get("KV_API2_PORT")}
 	o.ConsumerPort = v.s.Get("KV_CONSUMER_PORT")
 	o.APIAdminPorts = [2]string{v.s.Get("KV_API1_ADMIN_PORT"), v.s.Get("KV_API2_ADMIN_PORT")}
@@ -187,7 +192,7 @@ func (h *harness) open(ctx context.Context, prefix string) (func(), error) {
 	if err != nil {
 		return undo, err
 	}
-	h.clients = NewClients(tokens)
+	h.clients = NewClients(tokens, h.o.EdgeTrust)
 	h.describe(ctx)
 	return undo, nil
 }
@@ -199,6 +204,9 @@ func newHarness(o Options) (*harness, error) {
 		return nil, err
 	}
 	o.fromStack(view)
+	if o.EdgeTrust, err = native.EdgeTLS(view.s); err != nil {
+		return nil, err
+	}
 	h := &harness{o: o, stack: view, rep: &Report{Started: time.Now(), Command: o.Command, Baselines: true}, value: strings.Repeat("v", o.ValueLen)}
 	if h.api, h.cons, err = view.configs(); err != nil {
 		return nil, err
@@ -207,7 +215,12 @@ func newHarness(o Options) (*harness, error) {
 	if h.token, err = native.Token(view.s, tok); err != nil {
 		return nil, err
 	}
-	h.edge = &http.Client{Timeout: 5 * time.Minute, Transport: mint.Bearer(http.DefaultTransport, h.token)}
+	edgeTransport := http.DefaultTransport.(*http.Transport).Clone()
+	// A copy: an HTTP/2-capable transport adds "h2" to its configuration's
+	// ALPN list, and nginx would then speak HTTP/2 to the HTTP/1.1
+	// clients sharing it.
+	edgeTransport.TLSClientConfig, edgeTransport.ForceAttemptHTTP2 = o.EdgeTrust.Clone(), false
+	h.edge = &http.Client{Timeout: 5 * time.Minute, Transport: mint.Bearer(edgeTransport, h.token)}
 	if h.keys, err = msgsig.ParseKeys(h.cons.Messages.Keys); err != nil {
 		return nil, err
 	}

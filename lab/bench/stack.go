@@ -176,7 +176,8 @@ func (v *stackView) consumers() []string {
 // renderEdge writes an nginx configuration rendered by the stack from its
 // own template, with listen and upstreams (two or more) instead of the
 // stack's edge and replicas, its logs in dir: the same server block,
-// keepalive, limits and access log as the edge. It returns the file's path.
+// TLS (the stack's certificate, valid for any loopback port), keepalive,
+// limits and access log as the edge. It returns the file's path.
 func (v *stackView) renderEdge(dir, listen string, upstreams []string) (string, error) {
 	status, err := freeLoopbackAddr() // its own stub_status, beside the stack's
 	if err != nil {
@@ -184,6 +185,7 @@ func (v *stackView) renderEdge(dir, listen string, upstreams []string) (string, 
 	}
 	env := append(os.Environ(),
 		"KV_STACK_DIR="+dir, "NGINX_LISTEN="+listen, "NGINX_STATUS_LISTEN="+status, "API1_ADDR="+upstreams[0], "API2_ADDR="+upstreams[1],
+		"NGINX_TLS_CERT="+v.s.Get("NGINX_TLS_CERT"), "NGINX_TLS_KEY="+v.s.Get("NGINX_TLS_KEY"),
 		"NGINX_ACCESS_LOG="+filepath.Join(dir, "nginx-access.log"), "NGINX_ERROR_LOG="+filepath.Join(dir, "nginx-error.log"))
 	s, err := native.Load(v.s.Root, env)
 	if err != nil {

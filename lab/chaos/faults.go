@@ -121,6 +121,10 @@ func faults(mode string) []fault {
 			inject: rollingRestart(rollingProcs...), killed: rollingProcs, outageChecks: outageChecks{deploy: true},
 		},
 		{
+			name: "schema-expand-contract", what: "a schema change applied under load, as migrations/README.md says to write one: expand (kv_store gets a nullable column, its index built concurrently, a backfill in batches of 500), 5 s of serving on the expanded schema, then contract (index and column dropped); nothing may fail",
+			inject: schemaChange(5 * time.Second),
+		},
+		{
 			name: "consumers-2-kill1", what: "two consumers; kill -9 the stack's consumer; its supervisor restarts it",
 			extra:  []string{"consumer2"},
 			inject: kill9("consumer"), hold: 3 * time.Second, killed: []string{"consumer"},

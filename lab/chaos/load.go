@@ -38,7 +38,11 @@ const clientTimeout = 15 * time.Second
 // newClient is a client of the chaos stack's edge carrying an admin token
 // signed by that stack's key (make token's).
 func newClient(s *native.Settings) (*http.Client, error) {
-	return native.Client(s, "chaos", &http.Transport{MaxIdleConnsPerHost: 64}, clientTimeout)
+	transport, err := native.EdgeTransport(s, 64)
+	if err != nil {
+		return nil, err
+	}
+	return native.Client(s, "chaos", transport, clientTimeout)
 }
 
 func (l *load) run(ctx context.Context) {

@@ -141,7 +141,7 @@ func campaign(ctx context.Context, s settings) (err error) {
 	if err != nil {
 		return fmt.Errorf("private stack: %w", err)
 	}
-	s.nginx = "http://" + c.s.Get("NGINX_LISTEN")
+	s.nginx = native.EdgeURL(c.s)
 	if s.mode == "dr" {
 		return drill(ctx, s, c)
 	}

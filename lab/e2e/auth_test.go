@@ -62,7 +62,9 @@ func (h *harness) as(tb testing.TB, authorization, method, path string, body []b
 	if authorization != "" {
 		req.Header.Set("Authorization", authorization)
 	}
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: h.trust(tb)}}
+	defer client.CloseIdleConnections()
+	resp, err := client.Do(req)
 	if err != nil {
 		tb.Fatalf("%s %s: %v", method, path, err)
 	}

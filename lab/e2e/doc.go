@@ -1,7 +1,8 @@
 // Package e2e holds kvstack's end-to-end tests: they talk to the running
 // native stack (bin/stack, lab/native: nginx in front of api1 and api2,
-// the consumer, PostgreSQL, Redis, RabbitMQ) through nginx, the way a
-// client does, and kill and restart its processes.
+// the consumer, PostgreSQL, Redis, RabbitMQ) through nginx over HTTPS,
+// trusting the stack's local CA (KV_TLS_CA), the way a client does, and
+// kill and restart its processes.
 //
 // The tests carry the build tag e2e so that `go test ./...` leaves them out;
 // `make e2e` starts what is missing and runs them:

@@ -5,6 +5,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -149,7 +150,7 @@ func TestHostileRequestsGet4xx(t *testing.T) {
 	}
 	for _, c := range rawCorpus() {
 		t.Run("raw "+c.name, func(t *testing.T) {
-			status := rawRequest(t, h.addr("KV_NGINX_PORT"), c.request)
+			status := rawRequest(t, h.addr("KV_NGINX_PORT"), h.trust(t), c.request)
 			if status < 400 || status > 499 {
 				t.Fatalf("status %d, want 4xx (request %.120q)", status, c.request)
 			}
@@ -188,11 +189,12 @@ func rawCorpus() []raw {
 	}
 }
 
-// rawRequest writes request on a fresh connection and returns the status
-// of the answer (0 when the connection closed without one).
-func rawRequest(t *testing.T, addr, request string) int {
+// rawRequest writes request on a fresh TLS connection to the edge at addr
+// and returns the status of the answer (0 when the connection closed
+// without one).
+func rawRequest(t *testing.T, addr string, trust *tls.Config, request string) int {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+	conn, err := dialEdge(addr, trust)
 	if err != nil {
 		t.Fatalf("dial nginx %s: %v", addr, err)
 	}
@@ -291,7 +293,7 @@ func TestSlowClientsAreCutOff(t *testing.T) {
 				kind = "body"
 			}
 			start := time.Now()
-			status, err := slowClient(ctx, h.addr("KV_NGINX_PORT"), kind)
+			status, err := slowClient(ctx, h.addr("KV_NGINX_PORT"), h.trust(t), kind)
 			results <- outcome{kind, time.Since(start), status, err}
 		})
 	}
@@ -326,8 +328,8 @@ func TestSlowClientsAreCutOff(t *testing.T) {
 // slowClient trickles a request until nginx gives up on it; it returns the
 // status nginx answered ("" when it just closed) or an error when nginx
 // kept the connection past ctx.
-func slowClient(ctx context.Context, addr, kind string) (string, error) {
-	conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
+func slowClient(ctx context.Context, addr string, trust *tls.Config, kind string) (string, error) {
+	conn, err := dialEdge(addr, trust)
 	if err != nil {
 		return "", err
 	}

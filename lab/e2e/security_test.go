@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kvstack/kvstack/lab/native"
 )
 
 // Through nginx only the API answers: none of the ways of spelling a
@@ -28,7 +30,7 @@ func TestOnlyTheAPIBehindNginx(t *testing.T) {
 		"/api/%2e%2e/metrics", "/./metrics", "/api/all/../../debug/pprof/heap",
 	} {
 		t.Run(path, func(t *testing.T) {
-			status := rawRequest(t, h.addr("KV_NGINX_PORT"), "GET "+path+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+			status := rawRequest(t, h.addr("KV_NGINX_PORT"), h.trust(t), "GET "+path+" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
 			if status != http.StatusNotFound && status != http.StatusBadRequest {
 				t.Fatalf("GET %s through nginx: status %d, want 404 (or 400)", path, status)
 			}
@@ -106,7 +108,10 @@ func TestCredentialsNeverLogged(t *testing.T) {
 	}
 	// The native stack's credentials (lab/scripts/services.sh, lab/native) in the
 	// forms they would be logged in.
-	secrets := []string{"kvstack:kvstack@", "guest:guest@", "PGPASSWORD=", "password=kvstack", `"Password":"kvstack"`, `"Password":"guest"`}
+	secrets := []string{"kvstack:kvstack@", "guest:guest@", "PGPASSWORD=", "password=kvstack", `"Password":"kvstack"`, `"Password":"guest"`,
+		// Each process's own (docs/SECURITY.md, least privilege).
+		"kvstack_app:kvstack_app@", "kvstack_monitor:kvstack_monitor@", "kvstack_api:kvstack_api@", "kvstack_consumer:kvstack_consumer@",
+		`"Password":"kvstack_app"`, `"Password":"kvstack_monitor"`}
 	masked := false
 	for _, file := range logs {
 		f, err := os.Open(file)
@@ -146,8 +151,16 @@ func TestNginxLimitsOnAPrivateNginx(t *testing.T) {
 	dir := t.TempDir()
 	os.Chmod(dir, 0o777) // nginx's workers (nobody) write their temp files here
 	listen := freeAddr(t)
+	tlsDir := filepath.Join(dir, "tls")
+	if _, err := native.MakeEdgeCerts(tlsDir, []string{"localhost", "127.0.0.1", "::1"}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	trust, err := native.ClientTLS(filepath.Join(tlsDir, native.CAFile))
+	if err != nil {
+		t.Fatal(err)
+	}
 	vars := map[string]string{
-		"NGINX_LISTEN": listen, "NGINX_STATUS_LISTEN": freeAddr(t), "API1_ADDR": stubAddr, "API2_ADDR": stubAddr, "KV_MAX_BODY_BYTES": "1024",
+		"NGINX_LISTEN": listen, "NGINX_TLS_CERT": filepath.Join(tlsDir, native.EdgeFile), "NGINX_TLS_KEY": filepath.Join(tlsDir, native.EdgeKeyFile), "NGINX_STATUS_LISTEN": freeAddr(t), "API1_ADDR": stubAddr, "API2_ADDR": stubAddr, "KV_MAX_BODY_BYTES": "1024",
 		"NGINX_RATE_LIMIT": "5r/s", "NGINX_RATE_BURST": "5", "NGINX_WAIT_CONN_LIMIT": "20", "NGINX_TRACE_TRUSTED": "# nobody",
 		"NGINX_ACCESS_LOG": filepath.Join(dir, "access.log"), "NGINX_ERROR_LOG": filepath.Join(dir, "error.log"),
 	}
@@ -171,8 +184,8 @@ func TestNginxLimitsOnAPrivateNginx(t *testing.T) {
 	}
 	var stderr bytes.Buffer
 	runNginx(t, dir, confFile, vars["NGINX_ERROR_LOG"], &stderr)
-	base := "http://" + listen
-	client := &http.Client{Timeout: 5 * time.Second}
+	base := "https://" + listen
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: trust}}
 	eventually(t, 10*time.Second, func() string {
 		resp, err := client.Get(base + "/healthz")
 		if err != nil {
@@ -212,13 +225,13 @@ func TestNginxLimitsOnAPrivateNginx(t *testing.T) {
 	})
 	time.Sleep(2 * time.Second) // refill
 	t.Run("header too large", func(t *testing.T) {
-		status := rawRequest(t, listen, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: "+strings.Repeat("x", 17<<10)+"\r\n\r\n")
+		status := rawRequest(t, listen, trust, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: "+strings.Repeat("x", 17<<10)+"\r\n\r\n")
 		if status != http.StatusBadRequest && status != http.StatusRequestHeaderFieldsTooLarge {
 			t.Fatalf("a 17 KiB header: %d, want 400/431", status)
 		}
 	})
 	t.Run("request line too large", func(t *testing.T) {
-		status := rawRequest(t, listen, "GET /api?key="+strings.Repeat("k", 17<<10)+" HTTP/1.1\r\nHost: x\r\n\r\n")
+		status := rawRequest(t, listen, trust, "GET /api?key="+strings.Repeat("k", 17<<10)+" HTTP/1.1\r\nHost: x\r\n\r\n")
 		if status != http.StatusRequestURITooLong && status != http.StatusBadRequest {
 			t.Fatalf("a 17 KiB request line: %d, want 414", status)
 		}

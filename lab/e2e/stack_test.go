@@ -6,9 +6,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -68,11 +70,32 @@ func envOr(name, def string) string {
 // signed by the stack's key, as `make token` makes it.
 func (s stackEnv) client(tb testing.TB, timeout time.Duration) *http.Client {
 	tb.Helper()
-	c, err := native.Client(s.s, "e2e", &http.Transport{MaxIdleConnsPerHost: 64}, timeout)
+	transport, err := native.EdgeTransport(s.s, 64)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	c, err := native.Client(s.s, "e2e", transport, timeout)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	return c
+}
+
+// trust is a TLS client configuration that trusts the stack's CA
+// (KV_TLS_CA), as curl --cacert does.
+func (s stackEnv) trust(tb testing.TB) *tls.Config {
+	tb.Helper()
+	cfg, err := native.EdgeTLS(s.s)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return cfg
+}
+
+// dialEdge opens a TLS connection to an edge (nginx) at addr, for a test
+// that writes its own bytes.
+func dialEdge(addr string, trust *tls.Config) (net.Conn, error) {
+	return tls.DialWithDialer(&net.Dialer{Timeout: 2 * time.Second}, "tcp", addr, trust)
 }
 
 // stack is the running native stack, to control its processes.
@@ -83,7 +106,7 @@ func (s stackEnv) stack() *supervisor.Stack { return native.NewStack(s.s, io.Dis
 // admin token signed by the stack's key (make token's).
 type harness struct {
 	stackEnv
-	nginx  string // base URL through nginx
+	nginx  string // base URL through nginx: https://, the stack's CA trusted
 	client *http.Client
 	// spec checks every exchange through nginx against api/openapi.yaml;
 	// nil checks nothing.
@@ -93,7 +116,7 @@ type harness struct {
 func newHarness(t *testing.T) *harness {
 	t.Helper()
 	env := loadStackEnv(t)
-	h := &harness{stackEnv: env, nginx: "http://" + env.addr("KV_NGINX_PORT"), client: env.client(t, 15*time.Second), spec: newContract(t)}
+	h := &harness{stackEnv: env, nginx: native.EdgeURL(env.s), client: env.client(t, 15*time.Second), spec: newContract(t)}
 	t.Cleanup(h.client.CloseIdleConnections)
 	h.mustAnswer(t, "nginx", h.nginx+"/healthz")
 	return h

@@ -222,10 +222,11 @@ func Migrate(ctx context.Context, s *Settings, log io.Writer) error {
 	defer out.Close()
 	fmt.Fprintf(log, "==> migrate: %s (log %s)\n", filepath.Join(s.BinDir, "migrate"), logFile)
 	cmd := exec.CommandContext(ctx, filepath.Join(s.BinDir, "migrate"))
-	// The stack's DATABASE_URL and RABBITMQ_URL (its queues are
-	// migrated too), and what the caller set for kvstack.
+	// The stack's DATABASE_URL (the owner's) and RABBITMQ_URL (its queues
+	// are migrated too), the roles to grant, and what the caller set for
+	// kvstack.
 	cmd.Env = os.Environ()
-	for name, value := range s.appEnv() {
+	for name, value := range s.migrateEnv() {
 		cmd.Env = append(cmd.Env, name+"="+value)
 	}
 	cmd.Dir, cmd.Stdout, cmd.Stderr = s.Root, out, out

@@ -29,7 +29,7 @@ type Template struct {
 // Templates are the stack's rendered configurations.
 var Templates = []Template{
 	{"nginx", "nginx/nginx.conf.template", "nginx.conf",
-		[]string{"NGINX_LISTEN", "NGINX_STATUS_LISTEN", "API1_ADDR", "API2_ADDR", "KV_MAX_BODY_BYTES", "NGINX_RATE_LIMIT", "NGINX_RATE_BURST", "NGINX_WAIT_CONN_LIMIT", "NGINX_TRACE_TRUSTED", "NGINX_ACCESS_LOG", "NGINX_ERROR_LOG"}},
+		[]string{"NGINX_LISTEN", "NGINX_STATUS_LISTEN", "NGINX_TLS_CERT", "NGINX_TLS_KEY", "API1_ADDR", "API2_ADDR", "KV_MAX_BODY_BYTES", "NGINX_RATE_LIMIT", "NGINX_RATE_BURST", "NGINX_WAIT_CONN_LIMIT", "NGINX_TRACE_TRUSTED", "NGINX_ACCESS_LOG", "NGINX_ERROR_LOG"}},
 	{"prometheus", "observability/prometheus.yml", "prometheus.yml",
 		[]string{"API1_ADMIN_ADDR", "API2_ADMIN_ADDR", "CONSUMER_ADMIN_ADDR", "RABBITMQ_METRICS_ADDR", "PROMETHEUS_ADDR", "ALERTMANAGER_ADDR", "PROMETHEUS_RULES_DIR",
 			"MTAIL_ADDR", "NGINX_EXPORTER_ADDR", "POSTGRES_EXPORTER_ADDR", "REDIS_EXPORTER_ADDR", "JAEGER_METRICS_ADDR"}},
@@ -206,6 +206,12 @@ func WriteConfigs(ctx context.Context, s *Settings, sup *supervisor.Supervisor, 
 	if _, err := SigningKey(s); err != nil {
 		return err
 	}
+	// nginx reads its certificate at start and on a reload: a new one
+	// (first start, renewal, a new CA) reloads it as a new config does.
+	certRenewed, err := EdgeCerts(s)
+	if err != nil {
+		return err
+	}
 	for _, d := range []string{"logs", "nginx", "prometheus", "alertmanager"} {
 		if err := os.MkdirAll(filepath.Join(s.Dir, d), 0o755); err != nil {
 			return err
@@ -234,6 +240,9 @@ func WriteConfigs(ctx context.Context, s *Settings, sup *supervisor.Supervisor, 
 		}
 		if c.Program == "prometheus" {
 			changed = changed || rulesChanged
+		}
+		if c.Program == "nginx" {
+			changed = changed || certRenewed
 		}
 		if !changed {
 			continue

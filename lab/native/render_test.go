@@ -70,7 +70,7 @@ func TestRenderTheRepositorysTemplates(t *testing.T) {
 				}
 				byProgram[c.Program] = c.Text
 			}
-			if !strings.Contains(byProgram["nginx"], "listen 127.0.0.1:18080;") {
+			if !strings.Contains(byProgram["nginx"], "listen 127.0.0.1:18080 ssl http2;") {
 				t.Error("nginx.conf does not listen on KV_NGINX_PORT")
 			}
 			// The admin listeners are Prometheus's, never the edge's.

@@ -1,6 +1,7 @@
 package native
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"path/filepath"
@@ -60,6 +61,7 @@ func process(s *Settings, name string) supervisor.Program {
 		p.Command, p.Binary = []string{filepath.Join(s.BinDir, "api")}, filepath.Join(s.BinDir, "api")
 		p.Env = s.appEnv()
 		p.Env["KV_HTTP_ADDR"], p.Env["KV_INSTANCE_ID"] = addr, name
+		p.Env["RABBITMQ_URL"] = s.Get("KV_API_RABBITMQ_URL")
 		p.Env["KV_ADMIN_ADDR"] = s.Get(strings.ToUpper(name) + "_ADMIN_ADDR")
 		// Two replicas share this machine's cores with everything else:
 		// one P each spares the Go schedulers' spinning and wake-ups
@@ -75,7 +77,7 @@ func process(s *Settings, name string) supervisor.Program {
 		p.Command = []string{"nginx", "-p", dir + "/", "-c", filepath.Join(s.ConfigDir(), "nginx.conf"),
 			"-e", s.Get("NGINX_ERROR_LOG"), "-g", "daemon off; pid " + filepath.Join(dir, "nginx.pid") + ";"}
 		p.Priority, p.Addr = 30, s.Get("NGINX_LISTEN")
-		p.Health = supervisor.HTTPProbe{Addr: p.Addr, Path: "/healthz"}
+		p.Health = edgeProbe{s}
 	case "alertmanager":
 		p.Addr = s.Get("ALERTMANAGER_ADDR")
 		p.Command = []string{"prometheus-alertmanager", "--config.file=" + filepath.Join(s.ConfigDir(), "alertmanager.yml"),
@@ -140,9 +142,24 @@ func Consumer(s *Settings, n int) supervisor.Program {
 	env := s.appEnv()
 	env["KV_CONSUMER_ADDR"], env["KV_INSTANCE_ID"] = addr, fmt.Sprintf("consumer%d", n)
 	env["KV_ADMIN_ADDR"] = ConsumerAdminAddr(s, n)
+	env["RABBITMQ_URL"] = s.Get("KV_CONSUMER_RABBITMQ_URL")
 	return supervisor.Program{
 		Name: name, Dir: s.Root, Log: s.LogFile(name), StopWait: s.StopTimeout(),
 		Command: []string{filepath.Join(s.BinDir, "consumer")}, Binary: filepath.Join(s.BinDir, "consumer"),
 		Env: env, Priority: 20, Addr: addr, Health: supervisor.HTTPProbe{Addr: addr, Path: "/healthz"},
 	}
 }
+
+// edgeProbe is nginx's health: GET /healthz over TLS, trusting the
+// stack's CA (read at each check: the first render makes it).
+type edgeProbe struct{ s *Settings }
+
+func (p edgeProbe) Check(ctx context.Context) error {
+	cfg, err := EdgeTLS(p.s)
+	if err != nil {
+		return err
+	}
+	return supervisor.HTTPProbe{Addr: p.s.Get("NGINX_LISTEN"), Path: "/healthz", TLS: cfg}.Check(ctx)
+}
+
+func (p edgeProbe) String() string { return EdgeURL(p.s) + "/healthz" }

@@ -141,7 +141,7 @@ func TestWaitsPerClientAreCapped(t *testing.T) {
 	}
 	// A request that does not wait is not counted: it reaches the (stalled)
 	// replica, which holds it until the client gives up.
-	client := &http.Client{Timeout: 300 * time.Millisecond}
+	client := &http.Client{Timeout: 300 * time.Millisecond, Transport: e.Transport(t)}
 	plain, _ := http.NewRequest(http.MethodGet, e.URL+"/api?key=plain", nil)
 	plain.Header.Set("Authorization", "Bearer "+nginxtest.Token)
 	if _, err := client.Do(plain); err == nil {

@@ -123,10 +123,25 @@ func (r *Replica) Stop() { _ = r.srv.Shutdown(context.Background()) }
 // of a write that it may have published.
 func (r *Replica) DieOnWrite(n int64) { r.dieOnWrite.Store(n) }
 
-// Edge is a private nginx: URL is where clients connect, Status its
-// stub_status listener, AccessLog its JSON access log.
+// Edge is a private nginx: URL is where clients connect (https://),
+// Status its stub_status listener, AccessLog its JSON access log; CA is
+// the CA of its certificate (made for the test as the stack makes its
+// own), which Client trusts.
 type Edge struct {
-	URL, Status, AccessLog, ErrorLog string
+	URL, Status, AccessLog, ErrorLog, CA string
+	Client                               *http.Client
+}
+
+// Transport is a new HTTP/1.1 transport that trusts the edge's CA.
+func (e Edge) Transport(tb testing.TB) *http.Transport {
+	tb.Helper()
+	cfg, err := native.ClientTLS(e.CA)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.TLSClientConfig = cfg
+	return t
 }
 
 // StartEdge runs nginx rendered from nginx/nginx.conf.template in front of
@@ -138,10 +153,17 @@ func StartEdge(tb testing.TB, api1, api2 string, vars map[string]string) Edge {
 	RequireCommands(tb, "nginx")
 	dir := tb.TempDir()
 	os.Chmod(dir, 0o777) // nginx's workers (nobody) write their temp files here
-	e := Edge{URL: "http://" + FreeAddr(tb), Status: FreeAddr(tb),
+	tlsDir := filepath.Join(dir, "tls")
+	if _, err := native.MakeEdgeCerts(tlsDir, []string{"localhost", "127.0.0.1", "::1"}, time.Now()); err != nil {
+		tb.Fatal(err)
+	}
+	e := Edge{URL: "https://" + FreeAddr(tb), Status: FreeAddr(tb), CA: filepath.Join(tlsDir, native.CAFile),
 		AccessLog: filepath.Join(dir, "access.log"), ErrorLog: filepath.Join(dir, "error.log")}
+	e.Client = &http.Client{Transport: e.Transport(tb)}
+	tb.Cleanup(e.Client.CloseIdleConnections)
 	all := map[string]string{
-		"NGINX_LISTEN": strings.TrimPrefix(e.URL, "http://"), "NGINX_STATUS_LISTEN": e.Status,
+		"NGINX_LISTEN": strings.TrimPrefix(e.URL, "https://"), "NGINX_STATUS_LISTEN": e.Status,
+		"NGINX_TLS_CERT": filepath.Join(tlsDir, native.EdgeFile), "NGINX_TLS_KEY": filepath.Join(tlsDir, native.EdgeKeyFile),
 		"API1_ADDR": api1, "API2_ADDR": api2, "KV_MAX_BODY_BYTES": "1048576",
 		"NGINX_ACCESS_LOG": e.AccessLog, "NGINX_ERROR_LOG": e.ErrorLog,
 	}
@@ -243,7 +265,7 @@ func (e Edge) TryAs(authorization, method, path string) (Answer, error) {
 	if authorization != "" {
 		req.Header.Set("Authorization", authorization)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := e.Client.Do(req)
 	if err != nil {
 		return Answer{}, fmt.Errorf("%s %s: %w", method, path, err)
 	}

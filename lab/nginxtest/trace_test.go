@@ -42,7 +42,7 @@ func TestEdgeDropsUntrustedTraceContext(t *testing.T) {
 			req.Header.Set("baggage", baggage)
 			req.Header.Set("X-Real-IP", "203.0.113.66")
 			req.Header.Set("X-Forwarded-For", "203.0.113.66")
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := e.Client.Do(req)
 			if err != nil {
 				t.Fatal(err)
 			}

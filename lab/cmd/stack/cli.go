@@ -64,7 +64,8 @@ func newCLI(root string, environ []string, cmd string) (*cli, error) {
 				return nil
 			}
 			migrated = true
-			if err := c.engines.Postgres.CreateDatabase(ctx, "kvstack", "kvstack", "kvstack"); err != nil {
+			if err := errors.Join(engines.Provision(ctx, c.s, c.engines.Postgres),
+				engines.ProvisionRabbitMQ(ctx, c.s, c.engines.RabbitMQ)); err != nil {
 				return err
 			}
 			return c.migrate(ctx)
@@ -151,6 +152,8 @@ func (c *cli) run(ctx context.Context, cmd string, args []string) (int, error) {
 		return c.restore(ctx, args)
 	case "token":
 		return c.token(args)
+	case "tls":
+		return c.tls()
 	}
 	return 2, usageError{}
 }
@@ -230,8 +233,10 @@ func (c *cli) up(ctx context.Context) (launched bool, err error) {
 	}
 	s := c.s
 	fmt.Fprintf(c.log, "==> %s stack up in %s (state %s)\n", s.Get("KV_TOPOLOGY"), time.Since(started).Round(100*time.Millisecond), s.Dir)
-	fmt.Fprintf(c.log, "==> API http://%s/api   Prometheus http://%s   Alertmanager http://%s   Jaeger http://%s\n",
-		s.Get("NGINX_LISTEN"), s.Get("PROMETHEUS_ADDR"), s.Get("ALERTMANAGER_ADDR"), s.Addr("KV_JAEGER_UI_PORT"))
+	fmt.Fprintf(c.log, "==> API %s/api   Prometheus http://%s   Alertmanager http://%s   Jaeger http://%s\n",
+		native.EdgeURL(s), s.Get("PROMETHEUS_ADDR"), s.Get("ALERTMANAGER_ADDR"), s.Addr("KV_JAEGER_UI_PORT"))
+	fmt.Fprintf(c.log, "==> HTTPS only: the edge's certificate is signed by the stack's own CA, %s (curl --cacert %s)\n",
+		s.Get("KV_TLS_CA"), s.Get("KV_TLS_CA"))
 	fmt.Fprintf(c.log, "==> logs: make logs (tail -F %s)   by hand: supervisorctl -c %s status\n",
 		filepath.Join(s.Dir, "logs", "*.log"), c.stack.Supervisor().ConfPath())
 	return launched, nil
@@ -462,6 +467,24 @@ func (c *cli) token(args []string) (int, error) {
 		return 1, err
 	}
 	fmt.Println(tok)
+	return 0, nil
+}
+
+// tls makes the stack's local CA and the edge's certificate when missing
+// or due (as make up does) and prints where they are: `make tls`, for
+// docker compose, which mounts them.
+func (c *cli) tls() (int, error) {
+	renewed, err := native.EdgeCerts(c.s)
+	if err != nil {
+		return 1, err
+	}
+	state := "current, kept"
+	if renewed {
+		state = "made now"
+	}
+	fmt.Printf("CA (clients trust it: curl --cacert)  %s\n", c.s.Get("KV_TLS_CA"))
+	fmt.Printf("edge certificate (%s)  %s\n", state, filepath.Join(c.s.TLSDir(), native.EdgeFile))
+	fmt.Printf("edge key                              %s\n", filepath.Join(c.s.TLSDir(), native.EdgeKeyFile))
 	return 0, nil
 }
 

@@ -28,6 +28,9 @@
 //	                    print a token signed by the stack's key (made on the
 //	                    first start in KV_STACK_DIR/auth); default an admin's
 //	                    for 24h (make token)
+//	stack tls           make the stack's local CA and the edge's certificate
+//	                    when missing or due (as up does) and print where they
+//	                    are (make tls)
 package main
 
 import (
@@ -44,7 +47,7 @@ import (
 const usage = `usage: stack up | up-ha | run | down | status | logs | start NAME | stop NAME | restart NAME |
              render | jaeger | jaeger-up | env | running | services ARGS... |
              backups | backup [-type full|diff|incr] | restore -to T [-yes] |
-             token [-role R,...] [-sub S] [-ttl D]`
+             token [-role R,...] [-sub S] [-ttl D] | tls`
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
