@@ -64,6 +64,9 @@ func run(ctx context.Context, cfg config.Migrate, log zerolog.Logger) error {
 	if err := migrations.Apply(ctx, pool); err != nil {
 		return err
 	}
+	if err := migrations.Grant(ctx, pool, migrations.Grants{App: cfg.AppRoles, Monitor: cfg.MonitorRoles}); err != nil {
+		return err
+	}
 	_, err = connect(ctx, "RabbitMQ", cfg.Wait, log, func(ctx context.Context) (struct{}, error) {
 		return struct{}{}, rabbitmq.MigrateQueues(ctx, cfg.RabbitMQ, log)
 	})

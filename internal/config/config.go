@@ -124,6 +124,16 @@ type Migrate struct {
 	// RabbitMQ: it may be started while they are still coming up (docker
 	// compose).
 	Wait time.Duration `env:"KV_MIGRATE_WAIT" envDefault:"60s"`
+	// AppRoles are the PostgreSQL roles of the API and the consumer: after
+	// the migrations, migrate (the owner, DATABASE_URL's role) grants them
+	// CONNECT and SELECT, INSERT, UPDATE, DELETE on kv_store and SELECT on
+	// kv_settings, nothing more (migrations.Grant). It always revokes
+	// CONNECT from PUBLIC, so a role listed nowhere cannot connect. The
+	// roles must exist (docs/SECURITY.md).
+	AppRoles []string `env:"KV_MIGRATE_APP_ROLES" envSeparator:","`
+	// MonitorRoles are the exporters' roles (pg_monitor members): migrate
+	// grants them CONNECT alone.
+	MonitorRoles []string `env:"KV_MIGRATE_MONITOR_ROLES" envSeparator:","`
 }
 
 // Process is a long-running binary's configuration.

@@ -221,6 +221,49 @@ func (p *Postgres) CreateDatabase(ctx context.Context, db, owner, password strin
 	return nil
 }
 
+// Role is a login role to make on the server (CreateRoles): kvstack's
+// DML role and its exporter's (docs/SECURITY.md, least privilege).
+type Role struct {
+	Name, Password string
+	// In are roles it is made a member of (pg_monitor for an exporter).
+	In []string
+}
+
+// RoleSQL makes r, or sets its password and memberships when it exists:
+// LOGIN, and nothing else (no CREATEDB, no CREATEROLE, not a superuser).
+// A server's bootstrap (Patroni's post_bootstrap, an init script) may
+// run it as it is.
+func RoleSQL(r Role) []string {
+	name := pgx.Identifier{r.Name}.Sanitize()
+	stmts := []string{
+		// CREATE ROLE has no IF NOT EXISTS: a DO block tests for it.
+		fmt.Sprintf(`DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = %s) THEN CREATE ROLE %s; END IF; END $$`,
+			quoteLiteral(r.Name), name),
+		fmt.Sprintf("ALTER ROLE %s LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION PASSWORD %s", name, quoteLiteral(r.Password)),
+	}
+	for _, in := range r.In {
+		stmts = append(stmts, fmt.Sprintf("GRANT %s TO %s", pgx.Identifier{in}.Sanitize(), name))
+	}
+	return stmts
+}
+
+// CreateRoles makes each role (RoleSQL), as the superuser.
+func (p *Postgres) CreateRoles(ctx context.Context, roles ...Role) error {
+	conn, err := pgx.Connect(ctx, p.URL("postgres", "", "postgres"))
+	if err != nil {
+		return fmt.Errorf("private PostgreSQL on %s: %w", addr(p.Port), err)
+	}
+	defer conn.Close(ctx)
+	for _, r := range roles {
+		for _, stmt := range RoleSQL(r) {
+			if _, err := conn.Exec(ctx, stmt); err != nil {
+				return fmt.Errorf("role %s: %w", r.Name, err)
+			}
+		}
+	}
+	return nil
+}
+
 func quoteLiteral(s string) string {
 	out := []byte{'\''}
 	for i := range len(s) {

@@ -180,3 +180,28 @@ func parseQueues(out []byte) map[string]QueueDepth {
 	}
 	return m
 }
+
+// User is a RabbitMQ user with its permissions on the vhost / (regular
+// expressions over resource names, as rabbitmqctl set_permissions takes
+// them): kvstack's least-privilege users (docs/SECURITY.md).
+type User struct {
+	Name, Password         string
+	Configure, Write, Read string
+}
+
+// AddUsers makes each user, or sets its permissions when it exists (its
+// password is left as it is), in one rabbitmqctl call: each call costs
+// seconds. In a cluster, one node's users are every node's.
+func (r *RabbitMQ) AddUsers(ctx context.Context, users ...User) error {
+	bin := func(s string) string { return "<<" + strconv.Quote(s) + ">>" }
+	var b strings.Builder
+	for _, u := range users {
+		fmt.Fprintf(&b, "case rabbit_auth_backend_internal:add_user(%s, %s, <<\"kvstack\">>) of ok -> ok; {error, {user_already_exists, _}} -> ok end, ",
+			bin(u.Name), bin(u.Password))
+		fmt.Fprintf(&b, "ok = rabbit_auth_backend_internal:set_permissions(%s, <<\"/\">>, %s, %s, %s, <<\"kvstack\">>), ",
+			bin(u.Name), bin(u.Configure), bin(u.Write), bin(u.Read))
+	}
+	b.WriteString("ok.")
+	_, err := r.ctl(ctx, "eval", b.String())
+	return err
+}

@@ -22,8 +22,30 @@ type Redis struct {
 	TLS     *TLS
 	TLSPort int
 
+	// Users are ACL users besides the default one (which stays open to
+	// loopback, as the harness's checks and the cluster's own tools use
+	// it): kvstack's least-privilege users (docs/SECURITY.md).
+	Users []RedisUser
+
 	cluster *RedisCluster // set for a node of a cluster (RedisCluster.Nodes)
 	busPort int           // its cluster bus port, when not Port + 10000
+}
+
+// RedisUser is an ACL user: its password and its rules (ACL SETUSER's:
+// key patterns, commands), given to the server as a user directive.
+type RedisUser struct {
+	Name, Password string
+	Rules          []string
+}
+
+// userArgs are the command line's user directives: a user, on, its
+// password, its rules.
+func userArgs(users []RedisUser) []string {
+	var args []string
+	for _, u := range users {
+		args = append(append(args, "--user", u.Name, "reset", "on", ">"+u.Password), u.Rules...)
+	}
+	return args
 }
 
 func (r *Redis) name() string {
@@ -65,6 +87,7 @@ func (r *Redis) Program() supervisor.Program {
 		command = append(command, "--tls-port", strconv.Itoa(r.TLSPort), "--tls-cert-file", r.TLS.Cert,
 			"--tls-key-file", r.TLS.Key, "--tls-ca-cert-file", r.TLS.CA, "--tls-auth-clients", "no")
 	}
+	command = append(command, userArgs(r.Users)...)
 	return supervisor.Program{
 		Name: r.name(), Command: command, Dir: r.Dir, User: acct.name, Priority: 1,
 		Health: supervisor.RedisProbe{Addr: r.Addr()}, Addr: r.Addr(), Log: logFile(r.Log, r.Dir, r.name()),

@@ -48,6 +48,8 @@ type RedisCluster struct {
 	// RestartDelay is how long a node that has been in the cluster waits
 	// before it starts again (default three node timeouts).
 	RestartDelay time.Duration
+	// Users are every node's ACL users (Redis.Users).
+	Users []RedisUser
 	// TLS, when set, is what every node serves on its port of TLSPorts
 	// (same order as Ports), beside its plain-text port. The cluster then
 	// runs over TLS (its bus, replication, and the addresses CLUSTER SLOTS
@@ -94,7 +96,7 @@ func (c *RedisCluster) Nodes() []*Redis {
 	nodes := make([]*Redis, len(c.Ports))
 	for i, port := range c.Ports {
 		name := fmt.Sprintf("%s%d", c.prefix(), i+1)
-		n := &Redis{Name: name, Port: port, Dir: filepath.Join(c.Dir, name), cluster: c}
+		n := &Redis{Name: name, Port: port, Dir: filepath.Join(c.Dir, name), cluster: c, Users: c.Users}
 		if c.TLS != nil {
 			n.TLS, n.TLSPort = c.TLS, c.TLSPorts[i]
 		}

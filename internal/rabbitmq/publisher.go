@@ -415,12 +415,7 @@ func (p *Publisher) serve(b *backoff.ExponentialBackOff) error {
 }
 
 func (p *Publisher) declare(conn *amqp.Connection) error {
-	ch, err := conn.Channel()
-	if err != nil {
-		return fmt.Errorf("open channel: %w", err)
-	}
-	defer ch.Close()
-	return Declare(ch, p.topo)
+	return DeclareOrCheck(conn, p.topo)
 }
 
 func openConfirmChannel(conn *amqp.Connection) (*amqp.Channel, error) {

@@ -142,19 +142,17 @@ func (s *Source) start(sess *consumeSession, server []attribute.KeyValue) error 
 		case <-sess.closing:
 		}
 	}()
+	if err := DeclareOrCheck(sess.conn, s.topo); err != nil {
+		return err
+	}
 	id := uuid.NewString()
-	for i, q := range []struct {
+	for _, q := range []struct {
 		queue string
 		kind  kv.Kind
 	}{{s.topo.AddQueue, kv.KindPut}, {s.topo.DelQueue, kv.KindDelete}} {
 		ch, err := sess.conn.Channel()
 		if err != nil {
 			return fmt.Errorf("open channel: %w", err)
-		}
-		if i == 0 {
-			if err := Declare(ch, s.topo); err != nil {
-				return err
-			}
 		}
 		if err := ch.Qos(s.prefetch, 0, false); err != nil {
 			return fmt.Errorf("qos: %w", err)

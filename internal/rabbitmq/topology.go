@@ -146,3 +146,43 @@ func declareQueue(ch *amqp.Channel, t Topology, queue string) error {
 	}
 	return nil
 }
+
+// DeclareOrCheck is Declare on a channel of its own, for the API and the
+// consumer. Where their users may not configure (least privilege: the
+// API's may only publish, the consumer's only consume), the broker
+// refuses the declaration (ACCESS_REFUSED) and DeclareOrCheck checks,
+// on a new channel, that the exchange and every queue exist (Check):
+// migrate, whose user may, declared them. A check does not compare the
+// queues' arguments; migrate does.
+func DeclareOrCheck(conn *amqp.Connection, t Topology) error {
+	ch, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("open channel: %w", err)
+	}
+	err = Declare(ch, t)
+	ch.Close()
+	var aerr *amqp.Error
+	if !errors.As(err, &aerr) || aerr.Code != amqp.AccessRefused {
+		return err
+	}
+	if ch, err = conn.Channel(); err != nil {
+		return fmt.Errorf("open channel: %w", err)
+	}
+	defer ch.Close()
+	return Check(ch, t)
+}
+
+// Check tells whether the topology exists: the DLX and each queue
+// (passive declarations, which need no permission). A missing one is an
+// error that says to run the migrations.
+func Check(ch *amqp.Channel, t Topology) error {
+	if err := ch.ExchangeDeclarePassive(t.DLX, amqp.ExchangeDirect, true, false, false, false, nil); err != nil {
+		return fmt.Errorf("exchange %s (run the migrations, which declare it): %w", t.DLX, err)
+	}
+	for _, q := range t.AllQueues() {
+		if _, err := ch.QueueDeclarePassive(q, true, false, false, false, nil); err != nil {
+			return fmt.Errorf("queue %s (run the migrations, which declare it): %w", q, err)
+		}
+	}
+	return nil
+}

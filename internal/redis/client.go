@@ -27,6 +27,7 @@ func NewClient(cfg Config) (goredis.UniversalClient, error) {
 	opts := &goredis.UniversalOptions{
 		Addrs:         cfg.Addrs(),
 		IsClusterMode: cfg.IsCluster(),
+		Username:      cfg.Username,
 		Password:      string(cfg.Password),
 		DB:            cfg.DB,
 		PoolSize:      cfg.PoolSize, // per node

@@ -19,6 +19,11 @@ type Config struct {
 	// Cluster makes a single address a cluster's seed (a cluster behind one
 	// service name, say).
 	Cluster bool `env:"REDIS_CLUSTER" envDefault:"false"`
+	// Username is the ACL user (Redis 6 and later) every node knows, with
+	// Password; empty, the default user (Password then is requirepass's).
+	// Least privilege (docs/SECURITY.md): a user limited to REDIS_KEY_PREFIX's
+	// keys and the cache's commands.
+	Username string `env:"REDIS_USERNAME"`
 	// Password authenticates to every node; it is masked when logged.
 	Password Secret `env:"REDIS_PASSWORD"`
 	// TLSCAFile is the PEM file of the certificate authorities that sign

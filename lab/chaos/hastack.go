@@ -147,7 +147,7 @@ func chaosEnviron(ports map[string]string, dir string, extra ...string) []string
 	environ = append(environ, "NGINX_RATE_LIMIT="+chaosRateLimit, "NGINX_RATE_BURST="+chaosRateBurst,
 		"KV_RATE_LIMIT="+chaosAPIRateLimit, "KV_RATE_BURST="+chaosAPIRateBurst,
 		"KV_STACK_DIR="+filepath.Join(dir, "stack"), "KV_STOP_TIMEOUT=10", "KV_STACK_TIMEOUT=60",
-		"DATABASE_URL=", "REDIS_ADDR=", "RABBITMQ_URL=", "NGINX_LISTEN=", "NGINX_STATUS_LISTEN=", "NGINX_TLS_CERT=", "NGINX_TLS_KEY=", "KV_TLS_CA=", "API1_ADDR=", "API2_ADDR=",
+		"DATABASE_URL=", "KV_APP_DATABASE_URL=", "REDIS_ADDR=", "RABBITMQ_URL=", "KV_API_RABBITMQ_URL=", "KV_CONSUMER_RABBITMQ_URL=", "NGINX_LISTEN=", "NGINX_STATUS_LISTEN=", "NGINX_TLS_CERT=", "NGINX_TLS_KEY=", "KV_TLS_CA=", "API1_ADDR=", "API2_ADDR=",
 		"API1_ADMIN_ADDR=", "API2_ADMIN_ADDR=", "CONSUMER_ADMIN_ADDR=",
 		"POSTGRES_EXPORTER_DSN=", "OTEL_TRACES_EXPORTER=none")
 	return append(environ, extra...)

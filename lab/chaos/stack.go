@@ -94,7 +94,8 @@ func startPrivateOn(ctx context.Context, root, dir, engineDir string, log io.Wri
 	fmt.Fprintf(log, "==> chaos: private PostgreSQL :%d, Redis :%d, RabbitMQ %s :%d up in %s\n",
 		c.pg.Port, c.redis.Port, c.mq.Node, c.mq.Port, time.Since(started).Round(100*time.Millisecond))
 	err = errors.Join(
-		c.pg.CreateDatabase(ctx, "kvstack", "kvstack", "kvstack"),
+		engines.Provision(ctx, s, c.pg),
+		engines.ProvisionRabbitMQ(ctx, s, c.mq),
 		native.Build(ctx, s, log),
 	)
 	if err == nil {

@@ -108,7 +108,10 @@ func TestCredentialsNeverLogged(t *testing.T) {
 	}
 	// The native stack's credentials (lab/scripts/services.sh, lab/native) in the
 	// forms they would be logged in.
-	secrets := []string{"kvstack:kvstack@", "guest:guest@", "PGPASSWORD=", "password=kvstack", `"Password":"kvstack"`, `"Password":"guest"`}
+	secrets := []string{"kvstack:kvstack@", "guest:guest@", "PGPASSWORD=", "password=kvstack", `"Password":"kvstack"`, `"Password":"guest"`,
+		// Each process's own (docs/SECURITY.md, least privilege).
+		"kvstack_app:kvstack_app@", "kvstack_monitor:kvstack_monitor@", "kvstack_api:kvstack_api@", "kvstack_consumer:kvstack_consumer@",
+		`"Password":"kvstack_app"`, `"Password":"kvstack_monitor"`}
 	masked := false
 	for _, file := range logs {
 		f, err := os.Open(file)

@@ -103,5 +103,9 @@ func (e Exporter) Program(s *Settings) supervisor.Program {
 	if e.Kind == NginxExporter {
 		p.Priority = 40 // once nginx (30) answers: see Command
 	}
+	if e.Kind == RedisExporter && s.Get("KV_REDIS_EXPORTER_USERNAME") != "" {
+		// Its ACL user, in the environment (never on a command line).
+		p.Env = map[string]string{"REDIS_USER": s.Get("KV_REDIS_EXPORTER_USERNAME"), "REDIS_PASSWORD": s.Get("KV_REDIS_EXPORTER_PASSWORD")}
+	}
 	return p
 }

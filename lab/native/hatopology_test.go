@@ -128,7 +128,7 @@ func TestHAProcesses(t *testing.T) {
 		t.Errorf("consumer2's environment %v", env)
 	}
 	wantTargets := map[string]string{
-		"postgres-exporter2": "postgres://kvstack:kvstack@127.0.0.1:5442/kvstack?sslmode=disable",
+		"postgres-exporter2": "postgres://kvstack_monitor:kvstack_monitor@127.0.0.1:5442/kvstack?sslmode=disable",
 		"redis-exporter4":    "redis://127.0.0.1:7003",
 	}
 	for _, e := range native.Exporters(s) {

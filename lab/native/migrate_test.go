@@ -32,7 +32,7 @@ func TestMigrate(t *testing.T) {
 				t.Fatal(err)
 			}
 			s.BinDir = dir
-			script := "#!/bin/sh\necho \"db=$DATABASE_URL mq=$RABBITMQ_URL\"\nexit " + tt.status + "\n"
+			script := "#!/bin/sh\necho \"db=$DATABASE_URL mq=$RABBITMQ_URL app=$KV_MIGRATE_APP_ROLES monitor=$KV_MIGRATE_MONITOR_ROLES\"\nexit " + tt.status + "\n"
 			if err := os.WriteFile(filepath.Join(dir, "migrate"), []byte(script), 0o755); err != nil {
 				t.Fatal(err)
 			}
@@ -48,6 +48,10 @@ func TestMigrate(t *testing.T) {
 			out, _ := os.ReadFile(s.LogFile("migrate"))
 			if !strings.Contains(string(out), "db="+s.Get("DATABASE_URL")) || !strings.Contains(string(out), "mq=amqp://guest:guest@127.0.0.1:25673/") {
 				t.Errorf("migrate saw %q, want the stack's DATABASE_URL and RABBITMQ_URL", out)
+			}
+			// The owner migrates and grants the app's and the exporter's roles.
+			if !strings.Contains(string(out), "db=postgres://kvstack:kvstack@") || !strings.Contains(string(out), "app=kvstack_app monitor=kvstack_monitor") {
+				t.Errorf("migrate saw %q, want the owner's URL and the roles kvstack_app and kvstack_monitor to grant", out)
 			}
 		})
 	}

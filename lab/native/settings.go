@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -73,10 +74,24 @@ var Variables = []Variable{
 	{"KV_TLS_CA", "${KV_STACK_DIR}/tls/" + CAFile, "the local CA that signs the edge's certificate: what clients of the edge trust (curl --cacert); the lab's clients read it"},
 	{"ALERT_WEBHOOK_URL", "http://127.0.0.1:9/alerts", "where Alertmanager sends alerts (port 9, discard: nowhere until you say where)"},
 	{"KV_ALERT_FOR", "", "test only: replaces every alert's `for:` and Alertmanager's group_wait/group_interval (e.g. 5s)"},
-	{"DATABASE_URL", "postgres://kvstack:kvstack@${KV_BIND_HOST}:${PGPORT}/kvstack?sslmode=disable", "PostgreSQL, for migrate, the replicas and the consumer; in the HA topology both nodes, the client connecting to the one that takes writes"},
+	// Least privilege (docs/SECURITY.md): each process connects as a role
+	// of its own. lab/scripts/services.sh (the shared engines) and
+	// package engines (the stack's own) make the roles and users these
+	// URLs name.
+	{"DATABASE_URL", "postgres://kvstack:kvstack@${KV_BIND_HOST}:${PGPORT}/kvstack?sslmode=disable", "PostgreSQL as the owner of the database and schema, for migrate (which grants KV_APP_DATABASE_URL's and POSTGRES_EXPORTER_DSN's roles what they need); in the HA topology both nodes, the client connecting to the one that takes writes"},
+	{"KV_APP_DATABASE_URL", "postgres://kvstack_app:kvstack_app@${KV_BIND_HOST}:${PGPORT}/kvstack?sslmode=disable", "PostgreSQL for the replicas and the consumer (their DATABASE_URL): a role that may only read and write kv_store's rows and read kv_settings"},
 	{"REDIS_ADDR", "${KV_BIND_HOST}:${REDIS_PORT}", "Redis; several addresses (the HA topology's six nodes) make a Redis Cluster client"},
-	{"RABBITMQ_URL", "amqp://guest:guest@${KV_BIND_HOST}:${RABBITMQ_PORT}/", "RabbitMQ; several URLs (the HA topology's three nodes), comma-separated, are tried in turn"},
-	{"POSTGRES_EXPORTER_DSN", "${DATABASE_URL}", "PostgreSQL, for prometheus-postgres-exporter: kvstack's own role by default (it reads statistics views and kv_store's size); a role with pg_monitor also sees other roles' sessions and the standbys' replication details. In the HA topology each node's exporter gets it with that node's address alone"},
+	{"RABBITMQ_URL", "amqp://guest:guest@${KV_BIND_HOST}:${RABBITMQ_PORT}/", "RabbitMQ as a user who may declare the queues, for migrate; several URLs (the HA topology's three nodes), comma-separated, are tried in turn"},
+	{"KV_API_RABBITMQ_URL", "amqp://kvstack_api:kvstack_api@${KV_BIND_HOST}:${RABBITMQ_PORT}/", "RabbitMQ for the replicas (their RABBITMQ_URL): a user who may only publish to the default exchange"},
+	{"KV_CONSUMER_RABBITMQ_URL", "amqp://kvstack_consumer:kvstack_consumer@${KV_BIND_HOST}:${RABBITMQ_PORT}/", "RabbitMQ for the consumers (their RABBITMQ_URL): a user who may only consume the work queues"},
+	// The shared Redis is the machine's, its users its own: the stack
+	// uses its default user. Its own (KV_ENGINES=private, the HA
+	// topology) have ACL users (privateDefaults, engines.RedisUsers).
+	{"REDIS_USERNAME", "", "the Redis ACL user of the replicas and the consumer: none (the default user) on the shared Redis; kvstack_app, limited to the cache's keys and commands, on the stack's own"},
+	{"REDIS_PASSWORD", "", "its password"},
+	{"KV_REDIS_EXPORTER_USERNAME", "", "the Redis exporter's ACL user: none on the shared Redis; kvstack_monitor, which may read the server's statistics and no key, on the stack's own"},
+	{"KV_REDIS_EXPORTER_PASSWORD", "", "its password"},
+	{"POSTGRES_EXPORTER_DSN", "postgres://kvstack_monitor:kvstack_monitor@${KV_BIND_HOST}:${PGPORT}/kvstack?sslmode=disable", "PostgreSQL, for prometheus-postgres-exporter: a member of pg_monitor that may connect and read statistics, and no table of kvstack's. In the HA topology each node's exporter gets it with that node's address alone"},
 	{"OTEL_EXPORTER_OTLP_ENDPOINT", "http://${KV_BIND_HOST}:${KV_JAEGER_OTLP_HTTP_PORT}", "where api1, api2 and the consumer send traces"},
 	{"OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf", ""},
 	// The dev stack keeps every trace; production ships ProductionSampler.
@@ -114,9 +129,23 @@ var Variables = []Variable{
 // haDefaults replace the defaults of these Variables in the HA topology
 // (KV_TOPOLOGY=ha): the services are its clusters, every node listed.
 var haDefaults = map[string]string{
-	"DATABASE_URL": "postgres://kvstack:kvstack@${KV_BIND_HOST}:${KV_HA_POSTGRES1_PORT},${KV_BIND_HOST}:${KV_HA_POSTGRES2_PORT}/kvstack?sslmode=disable&target_session_attrs=read-write",
-	"REDIS_ADDR":   "${KV_BIND_HOST}:${KV_HA_REDIS1_PORT},${KV_BIND_HOST}:${KV_HA_REDIS2_PORT},${KV_BIND_HOST}:${KV_HA_REDIS3_PORT},${KV_BIND_HOST}:${KV_HA_REDIS4_PORT},${KV_BIND_HOST}:${KV_HA_REDIS5_PORT},${KV_BIND_HOST}:${KV_HA_REDIS6_PORT}",
-	"RABBITMQ_URL": "amqp://guest:guest@${KV_BIND_HOST}:${KV_HA_RABBITMQ1_PORT}/,amqp://guest:guest@${KV_BIND_HOST}:${KV_HA_RABBITMQ2_PORT}/,amqp://guest:guest@${KV_BIND_HOST}:${KV_HA_RABBITMQ3_PORT}/",
+	"DATABASE_URL":             "postgres://kvstack:kvstack@${KV_BIND_HOST}:${KV_HA_POSTGRES1_PORT},${KV_BIND_HOST}:${KV_HA_POSTGRES2_PORT}/kvstack?sslmode=disable&target_session_attrs=read-write",
+	"KV_APP_DATABASE_URL":      "postgres://kvstack_app:kvstack_app@${KV_BIND_HOST}:${KV_HA_POSTGRES1_PORT},${KV_BIND_HOST}:${KV_HA_POSTGRES2_PORT}/kvstack?sslmode=disable&target_session_attrs=read-write",
+	"POSTGRES_EXPORTER_DSN":    "postgres://kvstack_monitor:kvstack_monitor@${KV_BIND_HOST}:${KV_HA_POSTGRES1_PORT}/kvstack?sslmode=disable",
+	"REDIS_ADDR":               "${KV_BIND_HOST}:${KV_HA_REDIS1_PORT},${KV_BIND_HOST}:${KV_HA_REDIS2_PORT},${KV_BIND_HOST}:${KV_HA_REDIS3_PORT},${KV_BIND_HOST}:${KV_HA_REDIS4_PORT},${KV_BIND_HOST}:${KV_HA_REDIS5_PORT},${KV_BIND_HOST}:${KV_HA_REDIS6_PORT}",
+	"RABBITMQ_URL":             "amqp://guest:guest@${KV_BIND_HOST}:${KV_HA_RABBITMQ1_PORT}/,amqp://guest:guest@${KV_BIND_HOST}:${KV_HA_RABBITMQ2_PORT}/,amqp://guest:guest@${KV_BIND_HOST}:${KV_HA_RABBITMQ3_PORT}/",
+	"KV_API_RABBITMQ_URL":      "amqp://kvstack_api:kvstack_api@${KV_BIND_HOST}:${KV_HA_RABBITMQ1_PORT}/,amqp://kvstack_api:kvstack_api@${KV_BIND_HOST}:${KV_HA_RABBITMQ2_PORT}/,amqp://kvstack_api:kvstack_api@${KV_BIND_HOST}:${KV_HA_RABBITMQ3_PORT}/",
+	"KV_CONSUMER_RABBITMQ_URL": "amqp://kvstack_consumer:kvstack_consumer@${KV_BIND_HOST}:${KV_HA_RABBITMQ1_PORT}/,amqp://kvstack_consumer:kvstack_consumer@${KV_BIND_HOST}:${KV_HA_RABBITMQ2_PORT}/,amqp://kvstack_consumer:kvstack_consumer@${KV_BIND_HOST}:${KV_HA_RABBITMQ3_PORT}/",
+}
+
+// privateDefaults replace the defaults of these Variables where the stack
+// runs its own engines (KV_ENGINES=private, the HA topology): their ACL
+// users.
+var privateDefaults = map[string]string{
+	"REDIS_USERNAME":             "kvstack_app",
+	"REDIS_PASSWORD":             "kvstack_app",
+	"KV_REDIS_EXPORTER_USERNAME": "kvstack_monitor",
+	"KV_REDIS_EXPORTER_PASSWORD": "kvstack_monitor",
 }
 
 // Settings is stack.env overlaid with the environment, and every Variable
@@ -207,6 +236,9 @@ func Load(root string, environ []string) (*Settings, error) {
 // defaultOf is a Variable's default in the topology chosen so far.
 func (s *Settings) defaultOf(v Variable) string {
 	if d, ok := haDefaults[v.Name]; ok && s.vars["KV_TOPOLOGY"] == "ha" {
+		return d
+	}
+	if d, ok := privateDefaults[v.Name]; ok && (s.vars["KV_TOPOLOGY"] == "ha" || s.vars["KV_ENGINES"] == "private") {
 		return d
 	}
 	return v.Default
@@ -311,11 +343,97 @@ func (s *Settings) appEnv() map[string]string {
 		}
 	}
 	for _, name := range []string{"DATABASE_URL", "REDIS_ADDR", "RABBITMQ_URL", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG", "KV_MAX_BODY_BYTES",
-		"KV_AUTH", "KV_AUTH_ISSUER", "KV_AUTH_JWKS_FILE", "KV_AUTH_POLICY_FILE"} {
+		"KV_AUTH", "KV_AUTH_ISSUER", "KV_AUTH_JWKS_FILE", "KV_AUTH_POLICY_FILE", "REDIS_USERNAME", "REDIS_PASSWORD"} {
 		env[name] = s.Get(name)
 	}
 	env["KV_MESSAGE_KEYS"] = s.messageKey
+	env["DATABASE_URL"] = s.Get("KV_APP_DATABASE_URL")
 	return env
+}
+
+// migrateEnv is cmd/migrate's environment: the owner's DATABASE_URL, and
+// the roles it grants (PostgresRoles).
+func (s *Settings) migrateEnv() map[string]string {
+	env := s.appEnv()
+	env["DATABASE_URL"] = s.Get("DATABASE_URL")
+	r := s.PostgresRoles()
+	env["KV_MIGRATE_APP_ROLES"] = r.App.User
+	if r.Monitor.User != r.Owner.User {
+		env["KV_MIGRATE_MONITOR_ROLES"] = r.Monitor.User
+	}
+	return env
+}
+
+// Credential is a user and its password, from a URL of the settings.
+type Credential struct{ User, Password string }
+
+func credential(rawURL string) Credential {
+	// A multi-host PostgreSQL URL (h1:p1,h2:p2) is no valid URL for
+	// net/url: only the part before the hosts matters here.
+	rest, ok := strings.CutPrefix(rawURL, "postgres://")
+	if !ok {
+		rest, _ = strings.CutPrefix(rawURL, "postgresql://")
+	}
+	userinfo, _, found := strings.Cut(rest, "@")
+	if !found {
+		return Credential{}
+	}
+	user, pass, _ := strings.Cut(userinfo, ":")
+	if u, err := url.PathUnescape(user); err == nil {
+		user = u
+	}
+	if p, err := url.PathUnescape(pass); err == nil {
+		pass = p
+	}
+	return Credential{User: user, Password: pass}
+}
+
+// RabbitMQCredentials are the users of KV_API_RABBITMQ_URL and
+// KV_CONSUMER_RABBITMQ_URL (their first URL's).
+func (s *Settings) RabbitMQCredentials() (api, consumer Credential) {
+	first := func(name string) Credential {
+		raw, _, _ := strings.Cut(s.Get(name), ",")
+		u, err := url.Parse(raw)
+		if err != nil || u.User == nil {
+			return Credential{}
+		}
+		p, _ := u.User.Password()
+		return Credential{User: u.User.Username(), Password: p}
+	}
+	return first("KV_API_RABBITMQ_URL"), first("KV_CONSUMER_RABBITMQ_URL")
+}
+
+// RedisKeyPrefix is the cache's key prefix the binaries use: the
+// caller's REDIS_KEY_PREFIX, or its default.
+func (s *Settings) RedisKeyPrefix() string {
+	if p := s.environ["REDIS_KEY_PREFIX"]; p != "" {
+		return p
+	}
+	return "kv:"
+}
+
+// WorkQueues are the names of the work queues the binaries use: the
+// caller's RABBITMQ_QUEUE_ADD and RABBITMQ_QUEUE_DEL, or their defaults.
+func (s *Settings) WorkQueues() (add, del string) {
+	add, del = s.environ["RABBITMQ_QUEUE_ADD"], s.environ["RABBITMQ_QUEUE_DEL"]
+	if add == "" {
+		add = "add_key"
+	}
+	if del == "" {
+		del = "del_key"
+	}
+	return add, del
+}
+
+// PostgresRoles are the PostgreSQL roles of the stack: the owner
+// (DATABASE_URL: migrate), the app's (KV_APP_DATABASE_URL: the replicas
+// and the consumer) and the exporter's (POSTGRES_EXPORTER_DSN).
+type PostgresRoles struct{ Owner, App, Monitor Credential }
+
+// PostgresRoles reads them from the settings' URLs.
+func (s *Settings) PostgresRoles() PostgresRoles {
+	return PostgresRoles{Owner: credential(s.Get("DATABASE_URL")), App: credential(s.Get("KV_APP_DATABASE_URL")),
+		Monitor: credential(s.Get("POSTGRES_EXPORTER_DSN"))}
 }
 
 // Describe lists stack.env and every Variable with its default and value,

@@ -222,3 +222,72 @@ func TestMessageKeyMadeOnceAndShared(t *testing.T) {
 		t.Errorf("with KV_MESSAGE_KEYS set the consumer gets %q, want it", got)
 	}
 }
+
+// Least privilege: the replicas and the consumer connect as the app's
+// role, the PostgreSQL exporter as the monitor's; only migrate (Migrate's
+// test) has the owner's URL. The replicas' RabbitMQ user is the
+// publisher's, the consumers' the consumer's.
+func TestEachProcessHasItsOwnCredentials(t *testing.T) {
+	for _, topology := range []string{"single", "ha"} {
+		s, err := native.Load("../..", []string{"KV_TOPOLOGY=" + topology, "KV_STACK_DIR=" + t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range native.Processes(s) {
+			if mq, ok := p.Env["RABBITMQ_URL"]; ok {
+				want := "amqp://kvstack_consumer:"
+				if strings.HasPrefix(p.Name, "api") {
+					want = "amqp://kvstack_api:"
+				}
+				if !strings.HasPrefix(mq, want) {
+					t.Errorf("%s: %s's RabbitMQ URL %s, want %s…", topology, p.Name, mq, want)
+				}
+			}
+			url, ok := p.Env["DATABASE_URL"]
+			if target := p.Env["DATA_SOURCE_NAME"]; target != "" {
+				url, ok = target, true
+			}
+			if !ok {
+				continue
+			}
+			want := "postgres://kvstack_app:"
+			if strings.HasPrefix(p.Name, "postgres-exporter") {
+				want = "postgres://kvstack_monitor:"
+			}
+			if !strings.HasPrefix(url, want) {
+				t.Errorf("%s: %s's PostgreSQL URL %s, want %s…", topology, p.Name, url, want)
+			}
+		}
+		if r := s.PostgresRoles(); r.Owner != (native.Credential{User: "kvstack", Password: "kvstack"}) || r.App.User != "kvstack_app" || r.Monitor.User != "kvstack_monitor" {
+			t.Errorf("%s: roles %+v", topology, r)
+		}
+	}
+}
+
+// The shared Redis is the machine's: no ACL user. The stack's own Redis
+// has two, and the replicas, the consumers and the exporter use them.
+func TestRedisUsersOnlyOnTheStacksOwnRedis(t *testing.T) {
+	for _, c := range []struct {
+		environ []string
+		want    string
+	}{
+		{[]string{"KV_ENGINES=shared"}, ""},
+		{[]string{"KV_ENGINES=private"}, "kvstack_app"},
+		{[]string{"KV_TOPOLOGY=ha"}, "kvstack_app"},
+	} {
+		s, err := native.Load("../..", append(c.environ, "KV_STACK_DIR="+t.TempDir()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range native.Processes(s) {
+			if strings.HasPrefix(p.Name, "api") || strings.HasPrefix(p.Name, "consumer") {
+				if got := p.Env["REDIS_USERNAME"]; got != c.want || (c.want != "" && p.Env["REDIS_PASSWORD"] == "") {
+					t.Errorf("%v: %s's REDIS_USERNAME %q, want %q (and a password)", c.environ, p.Name, got, c.want)
+				}
+			}
+			if strings.HasPrefix(p.Name, "redis-exporter") && (p.Env["REDIS_USER"] != "") != (c.want != "") {
+				t.Errorf("%v: %s's user %q", c.environ, p.Name, p.Env["REDIS_USER"])
+			}
+		}
+	}
+}

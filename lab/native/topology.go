@@ -61,6 +61,7 @@ func process(s *Settings, name string) supervisor.Program {
 		p.Command, p.Binary = []string{filepath.Join(s.BinDir, "api")}, filepath.Join(s.BinDir, "api")
 		p.Env = s.appEnv()
 		p.Env["KV_HTTP_ADDR"], p.Env["KV_INSTANCE_ID"] = addr, name
+		p.Env["RABBITMQ_URL"] = s.Get("KV_API_RABBITMQ_URL")
 		p.Env["KV_ADMIN_ADDR"] = s.Get(strings.ToUpper(name) + "_ADMIN_ADDR")
 		// Two replicas share this machine's cores with everything else:
 		// one P each spares the Go schedulers' spinning and wake-ups
@@ -141,6 +142,7 @@ func Consumer(s *Settings, n int) supervisor.Program {
 	env := s.appEnv()
 	env["KV_CONSUMER_ADDR"], env["KV_INSTANCE_ID"] = addr, fmt.Sprintf("consumer%d", n)
 	env["KV_ADMIN_ADDR"] = ConsumerAdminAddr(s, n)
+	env["RABBITMQ_URL"] = s.Get("KV_CONSUMER_RABBITMQ_URL")
 	return supervisor.Program{
 		Name: name, Dir: s.Root, Log: s.LogFile(name), StopWait: s.StopTimeout(),
 		Command: []string{filepath.Join(s.BinDir, "consumer")}, Binary: filepath.Join(s.BinDir, "consumer"),

@@ -7,7 +7,9 @@
 #   lab/scripts/services.sh install [deps|all]   install what is missing, start nothing
 #   lab/scripts/services.sh status               one line per service: up/down
 #
-# deps: PostgreSQL, Redis, RabbitMQ (+ rabbitmq_prometheus), role/db kvstack.
+# deps: PostgreSQL, Redis, RabbitMQ (+ rabbitmq_prometheus), role/db kvstack,
+#       the roles kvstack_app and kvstack_monitor, the RabbitMQ users
+#       kvstack_api and kvstack_consumer.
 # all:  deps, plus nginx, prometheus, prometheus-alertmanager, supervisor, wrk,
 #       mtail, the nginx, PostgreSQL and Redis exporters, pgbackrest, and
 #       patroni, etcd-server and python3-etcd (the HA topology's), installed only
@@ -28,6 +30,14 @@ START_TIMEOUT="${START_TIMEOUT:-90}" # seconds to wait for a service to answer
 KV_DB_USER=kvstack
 KV_DB_PASSWORD=kvstack
 KV_DB_NAME=kvstack
+# Least privilege (docs/SECURITY.md): the replicas and the consumer connect
+# as KV_DB_APP_USER, the PostgreSQL exporter as KV_DB_MONITOR_USER (a member
+# of pg_monitor); migrate, as the owner, grants them what they need. The
+# stack's defaults (lab/native/settings.go) name these.
+KV_DB_APP_USER=kvstack_app
+KV_DB_APP_PASSWORD=kvstack_app
+KV_DB_MONITOR_USER=kvstack_monitor
+KV_DB_MONITOR_PASSWORD=kvstack_monitor
 
 HOST=127.0.0.1
 export DEBIAN_FRONTEND=noninteractive
@@ -168,6 +178,10 @@ ensure_database() {
 		 WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$KV_DB_USER')\gexec
 		SELECT 'CREATE DATABASE $KV_DB_NAME OWNER $KV_DB_USER'
 		 WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = '$KV_DB_NAME')\gexec
+		SELECT 'CREATE ROLE $KV_DB_APP_USER LOGIN PASSWORD ''$KV_DB_APP_PASSWORD'''
+		 WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$KV_DB_APP_USER')\gexec
+		SELECT 'CREATE ROLE $KV_DB_MONITOR_USER LOGIN PASSWORD ''$KV_DB_MONITOR_PASSWORD'' IN ROLE pg_monitor'
+		 WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$KV_DB_MONITOR_USER')\gexec
 	SQL
 	# Check the way the app connects: TCP, password.
 	PGPASSWORD=$KV_DB_PASSWORD psql -X -q -h "$HOST" -p "$PGPORT" -U "$KV_DB_USER" \
@@ -276,6 +290,42 @@ ensure_rabbitmq() {
 	log "rabbitmq: metrics on $HOST:$RABBITMQ_METRICS_PORT"
 }
 
+# The API's and the consumer's users (docs/SECURITY.md, least privilege) on
+# the vhost /: the API's may publish to the default exchange and nothing
+# else, the consumer's may consume the work queues and nothing else (acks
+# and the dead-lettering a nack causes need no permission). migrate
+# declares the queues as guest. The stack's defaults
+# (lab/native/settings.go) name these users and queues.
+MQ_API_USER=kvstack_api
+MQ_CONSUMER_USER=kvstack_consumer
+MQ_WORK_QUEUES='^(add_key|del_key)$'
+
+# mq_user NAME CONFIGURE WRITE READ: the user NAME (its password its name)
+# with these permissions on /, made when missing.
+mq_user() {
+	local name=$1
+	if ! rabbitmqctl -q list_users 2>/dev/null | awk '{ print $1 }' | grep -qx "$name"; then
+		rabbitmqctl -q add_user "$name" "$name" >/dev/null || die "RabbitMQ: could not add user $name"
+	fi
+	rabbitmqctl -q set_permissions -p / "$name" "$2" "$3" "$4" >/dev/null ||
+		die "RabbitMQ: could not set the permissions of $name"
+}
+
+ensure_rabbitmq_users() {
+	need_root "making RabbitMQ's users"
+	local want have
+	want=$(printf '%s\t%s\t%s\t%s\n' "$MQ_API_USER" '^$' '^amq\.default$' '^$' "$MQ_CONSUMER_USER" '^$' '^$' "$MQ_WORK_QUEUES")
+	# One rabbitmqctl call (seconds each) when they are there already.
+	have=$(rabbitmqctl -q list_permissions -p / 2>/dev/null || true)
+	if [[ $(grep -Fxc -f <(printf '%s\n' "$want") <<<"$have") -eq 2 ]]; then
+		log "rabbitmq: users $MQ_API_USER (publish) and $MQ_CONSUMER_USER (consume) ready"
+		return
+	fi
+	mq_user "$MQ_API_USER" '^$' '^amq\.default$' '^$'
+	mq_user "$MQ_CONSUMER_USER" '^$' '^$' "$MQ_WORK_QUEUES"
+	log "rabbitmq: users $MQ_API_USER (publish) and $MQ_CONSUMER_USER (consume) ready"
+}
+
 # ---------------------------------------------------------------- commands
 
 cmd_install() {
@@ -293,6 +343,7 @@ cmd_ensure() {
 	ensure_database
 	ensure_redis
 	ensure_rabbitmq
+	ensure_rabbitmq_users
 	log "ensure $what: done in $((SECONDS - started))s"
 }
 
@@ -315,7 +366,7 @@ cmd_status() {
 }
 
 usage() {
-	sed -n '2,17s/^# \{0,1\}//p' "$0" >&2
+	sed -n '2,19s/^# \{0,1\}//p' "$0" >&2
 	exit 2
 }
 

@@ -5,8 +5,10 @@
 package engines
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"strconv"
 
 	"github.com/kvstack/kvstack/internal/engine"
@@ -45,8 +47,78 @@ func ForStack(s *native.Settings, dir string) Single {
 	archive := &engine.PgBackRest{Dir: filepath.Join(dir, "pgbackrest"), ArchiveTimeout: s.Duration("KV_ARCHIVE_TIMEOUT")}
 	return Single{
 		Postgres: &engine.Postgres{Port: port("PGPORT"), Dir: filepath.Join(dir, "postgres"), Log: s.LogFile("postgres"), Archive: archive},
-		Redis:    &engine.Redis{Port: port("REDIS_PORT"), Dir: filepath.Join(dir, "redis"), Log: s.LogFile("redis")},
+		Redis:    &engine.Redis{Port: port("REDIS_PORT"), Dir: filepath.Join(dir, "redis"), Log: s.LogFile("redis"), Users: RedisUsers(s)},
 		RabbitMQ: &engine.RabbitMQ{Node: fmt.Sprintf("kvstack%d@localhost", mq), Port: mq, DistPort: port("RABBITMQ_DIST_PORT"),
 			MetricsPort: port("RABBITMQ_METRICS_PORT"), Dir: filepath.Join(dir, "rabbitmq"), Log: s.LogFile("rabbitmq")},
 	}
+}
+
+// Provision makes, on a stack's own PostgreSQL (its primary), the roles
+// and the database its settings name (native.PostgresRoles): the owner,
+// who owns the database kvstack and runs the migrations, the app's role
+// and the exporter's, a member of pg_monitor. Migrate then grants them
+// (migrations.Grant).
+func Provision(ctx context.Context, s *native.Settings, pg *engine.Postgres) error {
+	r := s.PostgresRoles()
+	if err := pg.CreateDatabase(ctx, "kvstack", r.Owner.User, r.Owner.Password); err != nil {
+		return err
+	}
+	var roles []engine.Role
+	if r.App.User != r.Owner.User {
+		roles = append(roles, engine.Role{Name: r.App.User, Password: r.App.Password})
+	}
+	if r.Monitor.User != r.Owner.User && r.Monitor.User != r.App.User {
+		roles = append(roles, engine.Role{Name: r.Monitor.User, Password: r.Monitor.Password, In: []string{"pg_monitor"}})
+	}
+	return pg.CreateRoles(ctx, roles...)
+}
+
+// ProvisionRabbitMQ makes, on a stack's own RabbitMQ (one node of a
+// cluster: users are the cluster's), the API's user, who may only publish
+// to the default exchange, and the consumer's, who may only consume the
+// work queues (docs/SECURITY.md). migrate declares the queues as guest.
+func ProvisionRabbitMQ(ctx context.Context, s *native.Settings, node *engine.RabbitMQ) error {
+	api, consumer := s.RabbitMQCredentials()
+	add, del := s.WorkQueues()
+	return node.AddUsers(ctx,
+		engine.User{Name: api.User, Password: api.Password, Configure: "^$", Write: `^amq\.default$`, Read: "^$"},
+		engine.User{Name: consumer.User, Password: consumer.Password, Configure: "^$", Write: "^$",
+			Read: "^(" + regexp.QuoteMeta(add) + "|" + regexp.QuoteMeta(del) + ")$"})
+}
+
+// RedisUsers are the ACL users of a stack's own Redis (docs/SECURITY.md):
+// the app's (REDIS_USERNAME), limited to the cache's keys (the key prefix:
+// client entries and the cache's own marks) and the commands and script
+// the cache runs; the exporter's (KV_REDIS_EXPORTER_USERNAME), limited to
+// the server's statistics and no key. None when the settings name none.
+func RedisUsers(s *native.Settings) []engine.RedisUser {
+	var users []engine.RedisUser
+	if u := s.Get("REDIS_USERNAME"); u != "" {
+		users = append(users, engine.RedisUser{Name: u, Password: s.Get("REDIS_PASSWORD"), Rules: []string{
+			"~" + globEscape(s.RedisKeyPrefix()) + "*", "resetchannels", "-@all",
+			"+ping", "+hello", "+auth", "+echo", "+select", "+readonly", "+asking", "+client|setname",
+			// The cache: reads, the compare-and-set script and what it calls.
+			"+hmget", "+evalsha", "+eval", "+script|load", "+hget", "+hset", "+del", "+pexpire",
+			// Purge, the restart and failover marks, the cluster's map.
+			"+scan", "+unlink", "+get", "+set", "+info", "+cluster|shards", "+cluster|slots", "+cluster|nodes"}})
+	}
+	if u := s.Get("KV_REDIS_EXPORTER_USERNAME"); u != "" {
+		users = append(users, engine.RedisUser{Name: u, Password: s.Get("KV_REDIS_EXPORTER_PASSWORD"), Rules: []string{
+			"resetkeys", "resetchannels", "-@all", "+ping", "+hello", "+auth", "+select", "+client|setname", "+client|list",
+			"+info", "+config|get", "+cluster|info", "+slowlog", "+latency", "+dbsize", "+memory|stats"}})
+	}
+	return users
+}
+
+// globEscape escapes Redis glob's special characters in a key prefix.
+func globEscape(s string) string {
+	var b []byte
+	for i := range len(s) {
+		switch s[i] {
+		case '*', '?', '[', ']', '\\':
+			b = append(b, '\\')
+		}
+		b = append(b, s[i])
+	}
+	return string(b)
 }

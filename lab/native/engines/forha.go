@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/kvstack/kvstack/internal/engine"
 	"github.com/kvstack/kvstack/internal/supervisor"
 	"github.com/kvstack/kvstack/lab/native"
@@ -22,6 +24,8 @@ type HA struct {
 	RabbitMQ *engine.RabbitMQCluster
 	Redis    *engine.RedisCluster
 	Postgres *engine.Patroni
+
+	settings *native.Settings
 }
 
 // ForHA describes the HA topology's engines of s, their data under dir.
@@ -42,7 +46,7 @@ func ForHA(s *native.Settings, dir string) HA {
 	for _, n := range nodes.Redis {
 		redisPorts = append(redisPorts, n.Port)
 	}
-	redis := &engine.RedisCluster{Name: "redis", Ports: redisPorts, Dir: dir, LogDir: filepath.Dir(s.LogFile("redis"))}
+	redis := &engine.RedisCluster{Name: "redis", Ports: redisPorts, Dir: dir, LogDir: filepath.Dir(s.LogFile("redis")), Users: RedisUsers(s)}
 	etcd := &engine.Etcd{Name: nodes.Etcd.Name, Port: nodes.Etcd.Port, PeerPort: nodes.Etcd.PeerPort,
 		Dir: filepath.Join(dir, nodes.Etcd.Name), Log: s.LogFile(nodes.Etcd.Name)}
 	pg := make([]*engine.PatroniNode, len(nodes.Postgres))
@@ -50,20 +54,28 @@ func ForHA(s *native.Settings, dir string) HA {
 		pg[i] = &engine.PatroniNode{Name: n.Name, Port: n.Port, RestPort: n.RestPort, Dir: filepath.Join(dir, n.Name), Log: s.LogFile(n.Name)}
 	}
 	pc := engine.NewPatroni("kvstack", etcd, pg...)
-	pc.Bootstrap = BootstrapSQL()
-	return HA{RabbitMQ: mq, Redis: redis, Postgres: pc}
+	pc.Bootstrap = BootstrapSQL(s)
+	return HA{RabbitMQ: mq, Redis: redis, Postgres: pc, settings: s}
 }
 
 // BootstrapSQL is what the HA topology's first PostgreSQL primary runs
 // once, as superuser, just after initdb (Patroni's post_bootstrap): the
-// role and database of DATABASE_URL. Every role and grant the topology's
-// PostgreSQL needs from its first start goes here; the standby copies
-// them.
-func BootstrapSQL() []string {
-	return []string{
-		"CREATE ROLE kvstack LOGIN PASSWORD 'kvstack'",
-		"CREATE DATABASE kvstack OWNER kvstack",
+// roles of the settings' URLs (native.PostgresRoles: the owner of
+// DATABASE_URL, the app's, the exporter's, a member of pg_monitor;
+// engine.RoleSQL) and the database the owner owns. Every role and grant
+// the topology's PostgreSQL needs from its first start goes here; the
+// standby copies them. migrate grants the roles their rights.
+func BootstrapSQL(s *native.Settings) []string {
+	r := s.PostgresRoles()
+	stmts := engine.RoleSQL(engine.Role{Name: r.Owner.User, Password: r.Owner.Password})
+	stmts = append(stmts, "CREATE DATABASE "+pgx.Identifier{"kvstack"}.Sanitize()+" OWNER "+pgx.Identifier{r.Owner.User}.Sanitize())
+	if r.App.User != r.Owner.User {
+		stmts = append(stmts, engine.RoleSQL(engine.Role{Name: r.App.User, Password: r.App.Password})...)
 	}
+	if r.Monitor.User != r.Owner.User && r.Monitor.User != r.App.User {
+		stmts = append(stmts, engine.RoleSQL(engine.Role{Name: r.Monitor.User, Password: r.Monitor.Password, In: []string{"pg_monitor"}})...)
+	}
+	return stmts
 }
 
 // Programs are every node's program: the RabbitMQ and Redis nodes and etcd
@@ -95,7 +107,8 @@ func (h HA) Init(ctx context.Context) error {
 
 // Form waits, all at once, until the RabbitMQ cluster has every member
 // running, the Redis Cluster is created and whole, and a PostgreSQL
-// primary takes kvstack's sessions (its bootstrap has run).
+// primary takes kvstack's sessions (its bootstrap has run); then it makes
+// the RabbitMQ users (ProvisionRabbitMQ).
 func (h HA) Form(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, formTimeout)
 	defer cancel()
@@ -109,7 +122,10 @@ func (h HA) Form(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return ProvisionRabbitMQ(ctx, h.settings, h.RabbitMQ.Nodes[0])
 }
 
 // formTimeout bounds Form: three RabbitMQ nodes take ~26 s to form at
