@@ -93,6 +93,8 @@ type manifests struct {
 	rules           []*monitoringv1.PrometheusRule
 	amConfigs       []*monitoringv1alpha1.AlertmanagerConfig
 	rabbitmqs       []*RabbitmqCluster
+	rabbitUsers     []*RabbitmqUser
+	rabbitPerms     []*RabbitmqPermission
 	postgreses      []*PostgresCluster
 	scheduledBackup []*ScheduledBackup
 	objectStores    []*ObjectStore
@@ -126,6 +128,8 @@ func (m *manifests) kinds() map[schema.GroupVersionKind]func() any {
 		gvk("monitoring.coreos.com/v1", "PrometheusRule"):           func() any { return add(&m.rules) },
 		gvk("monitoring.coreos.com/v1alpha1", "AlertmanagerConfig"): func() any { return add(&m.amConfigs) },
 		gvk("rabbitmq.com/v1beta1", "RabbitmqCluster"):              func() any { return add(&m.rabbitmqs) },
+		gvk("rabbitmq.com/v1beta1", "User"):                         func() any { return add(&m.rabbitUsers) },
+		gvk("rabbitmq.com/v1beta1", "Permission"):                   func() any { return add(&m.rabbitPerms) },
 		gvk("postgresql.cnpg.io/v1", "Cluster"):                     func() any { return add(&m.postgreses) },
 		gvk("postgresql.cnpg.io/v1", "ScheduledBackup"):             func() any { return add(&m.scheduledBackup) },
 		gvk("barmancloud.cnpg.io/v1", "ObjectStore"):                func() any { return add(&m.objectStores) },

@@ -186,6 +186,40 @@ func TestChecksCatch(t *testing.T) {
 				}
 			}
 		}},
+		{"the API as the database's owner", "privilege", "prod", func(m *manifests, s *sources) {
+			envVar(api(m), "DATABASE_URL").ValueFrom.SecretKeyRef.Name = "kvstack-pg-app"
+		}},
+		{"the app role in pg_monitor", "privilege", "dev", func(m *manifests, s *sources) {
+			for i, r := range m.postgreses[0].Spec.Managed.Roles {
+				if r.Name == "kvstack_app" {
+					m.postgreses[0].Spec.Managed.Roles[i].InRoles = []string{"pg_monitor"}
+				}
+			}
+		}},
+		{"the exporter's role not granted CONNECT", "privilege", "prod", func(m *manifests, s *sources) {
+			c := &m.jobs[0].Spec.Template.Spec.Containers[0]
+			c.Env = slices.DeleteFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "KV_MIGRATE_MONITOR_ROLES" })
+		}},
+		{"the app role not granted", "privilege", "dev", func(m *manifests, s *sources) {
+			envVar(&m.jobs[0].Spec.Template.Spec.Containers[0], "KV_MIGRATE_APP_ROLES").Value = "someone_else"
+		}},
+		{"the API as RabbitMQ's default user", "privilege", "prod", func(m *manifests, s *sources) {
+			envVar(api(m), "RABBITMQ_URL").ValueFrom.SecretKeyRef.Name = "kvstack-rabbitmq-default-user"
+		}},
+		{"the consumer's user may publish", "privilege", "dev", func(m *manifests, s *sources) {
+			for _, pm := range m.rabbitPerms {
+				if pm.Name == "kvstack-consumer" {
+					pm.Spec.Permissions.Write = ".*"
+				}
+			}
+		}},
+		{"the API's user may configure", "privilege", "prod", func(m *manifests, s *sources) {
+			for _, pm := range m.rabbitPerms {
+				if pm.Name == "kvstack-api" {
+					pm.Spec.Permissions.Configure = ".*"
+				}
+			}
+		}},
 		{"no WAL archive", "backups", "prod", func(m *manifests, s *sources) { m.postgreses[0].Spec.Plugins = nil }},
 		{"the WAL archived to a store the release lacks", "backups", "prod", func(m *manifests, s *sources) {
 			m.postgreses[0].Spec.Plugins[0].Parameters["barmanObjectName"] = "elsewhere"
@@ -334,7 +368,11 @@ func TestChecksCatch(t *testing.T) {
 			envVar(c, "DATA_SOURCE_PASS").ValueFrom.SecretKeyRef.Name = "kvstack-pg-app"
 		}},
 		{"the monitoring role out of pg_monitor", "postgres", "dev", func(m *manifests, s *sources) {
-			m.postgreses[0].Spec.Managed.Roles[0].InRoles = nil
+			for i, r := range m.postgreses[0].Spec.Managed.Roles {
+				if r.Name == "kvstack_monitor" {
+					m.postgreses[0].Spec.Managed.Roles[i].InRoles = nil
+				}
+			}
 		}},
 		{"CloudNativePG's exporter not scraped", "postgres", "prod", func(m *manifests, s *sources) {
 			m.podMonitors = slices.DeleteFunc(m.podMonitors, func(pm *monitoringv1.PodMonitor) bool {

@@ -48,6 +48,7 @@ var checks = map[string]check{
 	"migrations": checkMigrations,
 	"backups":    checkBackups,
 	"enginetls":  checkEngineTLS,
+	"privilege":  checkPrivilege,
 }
 
 func TestCrossChecks(t *testing.T) {

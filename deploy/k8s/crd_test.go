@@ -32,6 +32,7 @@ import (
 // (testdata/crds/<operator>-<version>.yaml.gz, unchanged but compressed):
 //
 //	rabbitmq/cluster-operator          v2.22.3  config/crd/bases
+//	rabbitmq/messaging-topology-operator v1.20.1 config/crd/bases (users, permissions)
 //	cloudnative-pg/cloudnative-pg      v1.30.0  config/crd/bases (clusters, scheduledbackups)
 //	cloudnative-pg/plugin-barman-cloud v0.14.0  config/crd/bases
 //	OT-CONTAINER-KIT/redis-operator    v0.26.0  config/crd/bases
@@ -44,6 +45,7 @@ import (
 // v0.93.0, the newest tag at hand: the fields the chart sets are in both.)
 var operatorCRDs = []string{
 	"rabbitmq-cluster-operator-v2.22.3",
+	"messaging-topology-operator-v1.20.1",
 	"cloudnative-pg-v1.30.0",
 	"cloudnative-pg-scheduledbackups-v1.30.0",
 	"plugin-barman-cloud-v0.14.0",

@@ -33,8 +33,9 @@ func checkEngineTLS(t testing.TB, m *manifests, s *sources) problems {
 	for _, pg := range m.postgreses {
 		caSecret := pg.Name + postgresCASecretTail
 		for _, k := range m.kvContainers() {
-			e := envVar(k.c, "DATABASE_URL")
-			if e == nil || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil || e.ValueFrom.SecretKeyRef.Name != pg.Name+"-app" {
+			// With an in-cluster Cluster, every DATABASE_URL is to it (the
+			// owner's or a managed role's URI).
+			if envVar(k.c, "DATABASE_URL") == nil {
 				continue
 			}
 			if mode := envVar(k.c, "PG_SSLMODE"); mode == nil || mode.Value != "verify-full" {
@@ -86,8 +87,8 @@ func checkEngineTLS(t testing.TB, m *manifests, s *sources) problems {
 			p.add("RabbitmqCluster %s: spec.tls.secretName %s is no Certificate's of the release", r.Name, tlsSecret)
 		}
 		for _, k := range m.kvContainers() {
-			e := envVar(k.c, "RABBITMQ_URL")
-			if e == nil || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil || e.ValueFrom.SecretKeyRef.Name != r.Name+rabbitmqSecretTail {
+			// Every RABBITMQ_URL is to it (a user's or the default user's).
+			if envVar(k.c, "RABBITMQ_URL") == nil {
 				continue
 			}
 			ca := envVar(k.c, "RABBITMQ_TLS_CA_FILE")

@@ -170,6 +170,13 @@ func (m *manifests) secretRefs() []secretRef {
 			}
 		}
 	}
+	for _, u := range m.rabbitUsers {
+		if u.Spec.ImportCredentialsSecret != nil {
+			for _, key := range []string{"username", "password"} {
+				refs = append(refs, secretRef{"User " + u.Name, u.Spec.ImportCredentialsSecret.Name, key})
+			}
+		}
+	}
 	for _, os := range m.objectStores {
 		if c := os.Spec.Configuration.S3Credentials; c != nil {
 			for _, sel := range []*corev1.SecretKeySelector{c.AccessKeyID, c.SecretAccessKey} {
@@ -250,8 +257,11 @@ func checkSecrets(t testing.TB, m *manifests, s *sources) problems {
 	for _, r := range m.rabbitmqs {
 		want["RABBITMQ_URL"] = secretRef{name: r.Name + rabbitmqSecretTail, key: rabbitmqSecretKey}
 	}
+	// The owner's URI is the migrations' alone; the API and the consumers
+	// use their role's (checkPrivilege).
+	ownerURL := map[string]secretRef{}
 	for _, pg := range m.postgreses {
-		want["DATABASE_URL"] = secretRef{name: pg.Name + "-app", key: postgresSecretKey}
+		ownerURL["DATABASE_URL"] = secretRef{name: pg.Name + "-app", key: postgresSecretKey}
 	}
 	for _, ref := range m.secretRefs() {
 		if strings.HasPrefix(ref.where, "Redis") {
@@ -259,8 +269,25 @@ func checkSecrets(t testing.TB, m *manifests, s *sources) problems {
 		}
 	}
 	for _, k := range m.kvContainers() {
+		if w, ok := ownerURL["DATABASE_URL"]; ok && k.bin == "migrate" {
+			if e := envVar(k.c, "DATABASE_URL"); e == nil || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil || e.ValueFrom.SecretKeyRef.Name != w.name || e.ValueFrom.SecretKeyRef.Key != w.key {
+				p.add("%s: DATABASE_URL must come from Secret %s key %s, the owner's", k, w.name, w.key)
+			}
+		} else if ok {
+			// The app role's Secret holds its URI under the same key.
+			if e := envVar(k.c, "DATABASE_URL"); e != nil && (e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil || e.ValueFrom.SecretKeyRef.Key != postgresSecretKey) {
+				p.add("%s: DATABASE_URL must come from its role's Secret, key %s", k, postgresSecretKey)
+			}
+		}
 		for name, w := range want {
 			if _, reads := s.env[k.bin][name]; !reads {
+				continue
+			}
+			if name == "RABBITMQ_URL" && k.bin != "migrate" && len(m.rabbitUsers) > 0 {
+				// A user of its own (checkPrivilege), its URI under key uri.
+				if e := envVar(k.c, name); e == nil || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil || e.ValueFrom.SecretKeyRef.Key != "uri" {
+					p.add("%s: RABBITMQ_URL must come from its user's Secret, key uri", k)
+				}
 				continue
 			}
 			e := envVar(k.c, name)

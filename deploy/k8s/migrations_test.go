@@ -38,7 +38,30 @@ func checkMigrations(t testing.TB, m *manifests, s *sources) problems {
 	if !slices.Equal(events, want) {
 		p.add("Job %s: hooks %v, want %v", j.Name, events, want)
 	}
-	for _, name := range []string{"DATABASE_URL", "RABBITMQ_URL"} {
+	// PostgreSQL as the database's owner when the operator makes it (the
+	// API has a role of its own: checkPrivilege), else as the API.
+	for _, pg := range m.postgreses {
+		if e := envVar(jobs[0].c, "DATABASE_URL"); e == nil || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil ||
+			e.ValueFrom.SecretKeyRef.Name != pg.Name+"-app" || e.ValueFrom.SecretKeyRef.Key != postgresSecretKey {
+			p.add("Job %s: DATABASE_URL is not the owner's of Cluster %s (Secret %s-app, key %s)", j.Name, pg.Name, pg.Name, postgresSecretKey)
+		}
+	}
+	// RabbitMQ as the operator's default user, which may declare the
+	// queues (the API's and the consumers' users may not: checkPrivilege).
+	for _, r := range m.rabbitmqs {
+		if e := envVar(jobs[0].c, "RABBITMQ_URL"); e == nil || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil ||
+			e.ValueFrom.SecretKeyRef.Name != r.Name+rabbitmqSecretTail || e.ValueFrom.SecretKeyRef.Key != rabbitmqSecretKey {
+			p.add("Job %s: RABBITMQ_URL is not RabbitmqCluster %s's default user's", j.Name, r.Name)
+		}
+	}
+	var names []string
+	if len(m.postgreses) == 0 {
+		names = append(names, "DATABASE_URL")
+	}
+	if len(m.rabbitmqs) == 0 {
+		names = append(names, "RABBITMQ_URL")
+	}
+	for _, name := range names {
 		got, api := envVar(jobs[0].c, name), m.mainContainer("api")
 		if api == nil || got == nil || got.ValueFrom == nil || envVar(api.c, name) == nil || got.ValueFrom.SecretKeyRef == nil ||
 			*got.ValueFrom.SecretKeyRef != *envVar(api.c, name).ValueFrom.SecretKeyRef {

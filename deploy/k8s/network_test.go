@@ -32,6 +32,9 @@ func platformPods() map[string]pod {
 		"edge":              {ns: "envoy-gateway-system", labels: map[string]string{"app.kubernetes.io/name": "envoy"}, ports: map[string]int32{"metrics": 19001}},
 		"edge-neighbour":    {ns: "envoy-gateway-system", labels: map[string]string{"app.kubernetes.io/name": "envoy-gateway"}, ports: map[string]int32{"grpc": 18000}},
 		"rabbitmq-operator": {ns: "rabbitmq-system", labels: map[string]string{"app.kubernetes.io/name": "rabbitmq-cluster-operator"}},
+		// The messaging-topology operator (Users, Permissions) beside it,
+		// through the management API.
+		"topology-operator": {ns: "rabbitmq-system", labels: map[string]string{"app.kubernetes.io/name": "messaging-topology-operator"}},
 		"cnpg-operator":     {ns: "cnpg-system", labels: map[string]string{"app.kubernetes.io/name": "cloudnative-pg"}},
 		"redis-operator":    {ns: "ot-operators", labels: map[string]string{"name": "redis-operator"}},
 		"stranger":          {ns: "default", labels: map[string]string{"app": "stranger"}, ports: map[string]int32{"http": 8080}},
@@ -170,7 +173,7 @@ func (m *manifests) neededFlows(t testing.TB, s *sources) []flow {
 	}
 	for _, r := range m.rabbitmqs {
 		e := "rabbitmq:" + r.Name
-		f = append(f, flow{e, e, 0}, flow{"rabbitmq-operator", e, 0}, flow{"prometheus", e, s.port(t, "RABBITMQ_METRICS_PORT")},
+		f = append(f, flow{e, e, 0}, flow{"rabbitmq-operator", e, 0}, flow{"topology-operator", e, 0}, flow{"prometheus", e, s.port(t, "RABBITMQ_METRICS_PORT")},
 			flow{"keda", e, rabbitmqClientPort(t, r, s)})
 	}
 	for _, a := range redis {

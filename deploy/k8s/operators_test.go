@@ -42,6 +42,44 @@ type RabbitmqClusterTLSSpec struct {
 // a secretName; the default user's connection_string is then amqps://.
 const rabbitmqAMQPSPort = 5671
 
+// RabbitmqUser and RabbitmqPermission are the messaging-topology
+// operator's rabbitmq.com/v1beta1 User and Permission (v1.20.1).
+type RabbitmqUser struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              RabbitmqUserSpec `json:"spec"`
+}
+
+type RabbitmqUserSpec struct {
+	Tags                     []string                     `json:"tags,omitempty"`
+	RabbitmqClusterReference RabbitmqClusterReference     `json:"rabbitmqClusterReference"`
+	ImportCredentialsSecret  *corev1.LocalObjectReference `json:"importCredentialsSecret,omitempty"`
+}
+
+type RabbitmqClusterReference struct {
+	Name string `json:"name"`
+}
+
+type RabbitmqPermission struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              RabbitmqPermissionSpec `json:"spec"`
+}
+
+type RabbitmqPermissionSpec struct {
+	User                     string                       `json:"user,omitempty"`
+	UserReference            *corev1.LocalObjectReference `json:"userReference,omitempty"`
+	Vhost                    string                       `json:"vhost"`
+	Permissions              RabbitmqVhostPermissions     `json:"permissions"`
+	RabbitmqClusterReference RabbitmqClusterReference     `json:"rabbitmqClusterReference"`
+}
+
+type RabbitmqVhostPermissions struct {
+	Configure string `json:"configure,omitempty"`
+	Write     string `json:"write,omitempty"`
+	Read      string `json:"read,omitempty"`
+}
+
 type RabbitmqClusterPersistenceSpec struct {
 	StorageClassName *string            `json:"storageClassName,omitempty"`
 	Storage          *resource.Quantity `json:"storage,omitempty"`

@@ -52,6 +52,15 @@ func TestPgBackRestRestoresToAPointInTime(t *testing.T) {
 	}
 	step("stanza-create", func() error { return repo.CreateStanza(ctx) })
 	step("full backup", func() error { return repo.Backup(ctx, "full") })
+	// pgBackRest keeps a backup's stop time in whole seconds and restores
+	// to T only from a backup that stopped before T's second: T within
+	// the backup's last second finds no backup (exit 75). The rows
+	// before T start past that second.
+	backed, err := repo.Info(ctx)
+	if err != nil || len(backed.Backups) != 1 {
+		t.Fatalf("pgbackrest info after the backup: %+v, %v", backed, err)
+	}
+	time.Sleep(time.Until(backed.Backups[0].Stop.Add(time.Second + 100*time.Millisecond)))
 
 	url := pg.URL("postgres", "", "postgres")
 	exec := func(sql string, args ...any) {

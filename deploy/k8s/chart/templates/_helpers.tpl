@@ -26,11 +26,39 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 
 {{/* Where the binaries find the engines, as environment variables. */}}
 {{- define "kvstack.databaseURL" -}}
+{{- include "kvstack.databaseURLAs" (dict "Values" .Values "owner" false) }}
+{{- end -}}
+
+{{/* The owner's: the migrations, then the grants to the other roles. */}}
+{{- define "kvstack.ownerDatabaseURL" -}}
+{{- include "kvstack.databaseURLAs" (dict "Values" .Values "owner" true) }}
+{{- if eq .Values.postgresql.mode "operator" }}
+- name: KV_MIGRATE_APP_ROLES
+  value: kvstack_app
+- name: KV_MIGRATE_MONITOR_ROLES
+  value: kvstack_monitor
+{{- else }}
+{{- with .Values.postgresql.external.appRoles }}
+- name: KV_MIGRATE_APP_ROLES
+  value: {{ . | quote }}
+{{- end }}
+{{- with .Values.postgresql.external.monitorRoles }}
+- name: KV_MIGRATE_MONITOR_ROLES
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "kvstack.databaseURLAs" -}}
 - name: DATABASE_URL
   valueFrom:
     secretKeyRef:
 {{- if eq .Values.postgresql.mode "operator" }}
+{{- if .owner }}
       name: kvstack-pg-app
+{{- else }}
+      name: {{ .Values.postgresql.operator.appSecret }}
+{{- end }}
       key: uri
 {{- if .Values.postgresql.operator.sslmode }}
 # TLS to CloudNativePG, whose server certificate its own CA signs for the
@@ -47,10 +75,18 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 {{- end -}}
 
 {{- define "kvstack.rabbitmqURL" -}}
+{{- include "kvstack.rabbitmqURLAs" (dict "Values" .Values "user" "") }}
+{{- end -}}
+
+{{/* RabbitMQ as one role's user (api, consumer), or "" the default user. */}}
+{{- define "kvstack.rabbitmqURLAs" -}}
 - name: RABBITMQ_URL
   valueFrom:
     secretKeyRef:
-{{- if eq .Values.rabbitmq.mode "operator" }}
+{{- if and (eq .Values.rabbitmq.mode "operator") .user }}
+      name: {{ (index .Values.rabbitmq.operator.users .user).secret }}
+      key: uri
+{{- else if eq .Values.rabbitmq.mode "operator" }}
       name: kvstack-rabbitmq-default-user
       key: connection_string
 {{- else }}

@@ -1,0 +1,131 @@
+package k8s
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// Least privilege in PostgreSQL (issue 19 §3, docs/SECURITY.md): the API
+// and the consumers connect as a login role of the Cluster's managed roles
+// with no membership (kvstack_app), never as the owner, whose URI
+// (Secret <cluster>-app) is the migrations Job's alone; the Job grants the
+// app roles and the exporter's pg_monitor role what they need
+// (KV_MIGRATE_APP_ROLES, KV_MIGRATE_MONITOR_ROLES), since it revokes
+// CONNECT from PUBLIC: a role it does not list cannot connect.
+func checkPrivilege(t testing.TB, m *manifests, s *sources) problems {
+	var p problems
+	for _, pg := range m.postgreses {
+		bySecret := map[string]PostgresRole{}
+		var monitors []string
+		if pg.Spec.Managed != nil {
+			for _, r := range pg.Spec.Managed.Roles {
+				if r.PasswordSecret != nil && r.Login && r.Ensure != "absent" {
+					bySecret[r.PasswordSecret.Name] = r
+				}
+				if r.Login && slices.Contains(r.InRoles, "pg_monitor") {
+					monitors = append(monitors, r.Name)
+				}
+			}
+		}
+		var appRoles []string
+		var migrate *kvContainer
+		for _, k := range m.kvContainers() {
+			e := envVar(k.c, "DATABASE_URL")
+			if e == nil || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
+				continue
+			}
+			if k.bin == "migrate" {
+				migrate = &k
+				continue
+			}
+			ref := e.ValueFrom.SecretKeyRef
+			r, ok := bySecret[ref.Name]
+			switch {
+			case ref.Name == pg.Name+"-app":
+				p.add("%s connects as the owner of Cluster %s's database (Secret %s): give it the app role", k, pg.Name, ref.Name)
+			case !ok:
+				p.add("%s: DATABASE_URL from Secret %s, no managed login role of Cluster %s", k, ref.Name, pg.Name)
+			case len(r.InRoles) > 0:
+				p.add("%s connects as %s, a member of %v: the app role needs no membership", k, r.Name, r.InRoles)
+			default:
+				if !slices.Contains(appRoles, r.Name) {
+					appRoles = append(appRoles, r.Name)
+				}
+			}
+		}
+		if migrate == nil {
+			p.add("no migrations Job connects to Cluster %s", pg.Name)
+			continue
+		}
+		list := func(name string) []string {
+			e := envVar(migrate.c, name)
+			if e == nil {
+				return nil
+			}
+			return strings.Split(e.Value, ",")
+		}
+		slices.Sort(appRoles)
+		if got := slices.Sorted(slices.Values(list("KV_MIGRATE_APP_ROLES"))); !slices.Equal(got, appRoles) {
+			p.add("%s: KV_MIGRATE_APP_ROLES %v, want the roles the API and the consumers connect as %v", migrate, got, appRoles)
+		}
+		for _, mon := range monitors {
+			if !slices.Contains(list("KV_MIGRATE_MONITOR_ROLES"), mon) {
+				p.add("%s: KV_MIGRATE_MONITOR_ROLES %v lacks %s, the exporter's role, which could then not connect", migrate, list("KV_MIGRATE_MONITOR_ROLES"), mon)
+			}
+		}
+	}
+	// RabbitMQ: the API publishes as a user that may write to the default
+	// exchange alone, the consumers consume as one that may read the work
+	// queues alone; neither configures, neither is the default user.
+	for _, r := range m.rabbitmqs {
+		want := map[string]RabbitmqVhostPermissions{
+			"api":      {Configure: "^$", Write: `^amq\.default$`, Read: "^$"},
+			"consumer": {Configure: "^$", Write: "^$", Read: "^(add_key|del_key)$"},
+		}
+		for bin, perms := range want {
+			k := m.mainContainer(bin)
+			if k == nil {
+				continue
+			}
+			e := envVar(k.c, "RABBITMQ_URL")
+			if e == nil || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
+				p.add("%s: RABBITMQ_URL from no Secret", k)
+				continue
+			}
+			secret := e.ValueFrom.SecretKeyRef.Name
+			if secret == r.Name+rabbitmqSecretTail {
+				p.add("%s connects to RabbitmqCluster %s as its default user, an administrator: give it a user of its own", k, r.Name)
+				continue
+			}
+			var user *RabbitmqUser
+			for _, u := range m.rabbitUsers {
+				if u.Spec.ImportCredentialsSecret != nil && u.Spec.ImportCredentialsSecret.Name == secret && u.Spec.RabbitmqClusterReference.Name == r.Name {
+					user = u
+				}
+			}
+			if user == nil {
+				p.add("%s: RABBITMQ_URL from Secret %s, which no User of RabbitmqCluster %s imports", k, secret, r.Name)
+				continue
+			}
+			if len(user.Spec.Tags) > 0 {
+				p.add("User %s: tags %v, none needed", user.Name, user.Spec.Tags)
+			}
+			n := 0
+			for _, pm := range m.rabbitPerms {
+				if pm.Spec.UserReference == nil || pm.Spec.UserReference.Name != user.Name {
+					continue
+				}
+				n++
+				if pm.Spec.Vhost != "/" || pm.Spec.Permissions != perms {
+					p.add("Permission %s: %s on %s, want %+v on / (docs/SECURITY.md)", pm.Name, fmt.Sprintf("%+v", pm.Spec.Permissions), pm.Spec.Vhost, perms)
+				}
+			}
+			if n != 1 {
+				p.add("User %s: %d Permissions, want one", user.Name, n)
+			}
+		}
+	}
+	return p
+}
