@@ -93,6 +93,9 @@ env: stack-bin ## stack.env and the stack's other settings, with their defaults 
 jaeger: stack-bin ## Link bin/jaeger to the machine's shared Jaeger build, building it from the Go module proxy when missing (skipped when up to date)
 	$(STACK) jaeger
 
+jaeger-up: stack-bin ## jaeger, then start the stack's Jaeger and wait until it answers (a first `make up` builds Jaeger in the background and serves meanwhile)
+	$(STACK) jaeger-up
+
 ##@ Backups (a stack with engines of its own, KV_ENGINES=private: pgBackRest; docs/OPERATIONS.md)
 
 #: make restore's point in time: RFC 3339 (2026-12-06T14:30:00Z) or "2026-12-06 14:30:00" (UTC)
@@ -113,16 +116,19 @@ restore: stack-bin ## Restore the running stack to TO="<timestamp>": PostgreSQL 
 BENCH_ARGS ?=
 
 bench: up ## Every scenario on the native stack, CPU per operation of every process beside the variants and references (~10–25 min); writes lab/bench/REPORT.md
+	$(STACK) jaeger-up
 	$(GO) -C lab build -o $(CURDIR)/$(BIN)/kvbench ./cmd/kvbench
 	$(BIN)/kvbench $(BENCH_ARGS)
 
 bench-smoke: up ## A second or two of every bench scenario, proving the harness works
+	$(STACK) jaeger-up
 	$(GO) -C lab build -o $(CURDIR)/$(BIN)/kvbench ./cmd/kvbench
 	$(BIN)/kvbench -smoke $(BENCH_ARGS)
 
 # The HA topology's scale-out figures (issue 12): the same harness, its
 # CPU per operation, on make up-ha's clusters.
 bench-ha: up-ha ## Scale-out on the HA topology: apply with 1, 2, 4 consumers, GET hit with 2, 4 replicas, each checked (nothing lost, DLQ empty), CPU per operation (~3–6 min); writes lab/bench/SCALEOUT.md
+	$(STACK) jaeger-up
 	$(GO) -C lab build -o $(CURDIR)/$(BIN)/kvbench ./cmd/kvbench
 	$(BIN)/kvbench -scaleout $(BENCH_ARGS)
 
@@ -261,6 +267,7 @@ sbom: ## CycloneDX SBOM of each binary the image holds (its Go modules, licences
 	done
 
 e2e: up ## End-to-end tests through nginx on the native stack (starts what is down)
+	$(STACK) jaeger-up
 	$(GO) -C lab vet -tags e2e ./e2e/...
 	$(GO) -C lab test -tags e2e -count=1 -timeout 10m ./e2e/...
 

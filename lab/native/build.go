@@ -251,3 +251,67 @@ func NewStack(s *Settings, log io.Writer, programs ...supervisor.Program) *super
 	}
 	return &supervisor.Stack{Dir: s.Dir, Programs: programs, StartTimeout: s.StartTimeout(), Log: log}
 }
+
+// JaegerBuilt reports whether the machine's shared Jaeger build for this
+// checkout's tools/jaeger exists: BuildJaeger then only links it.
+func JaegerBuilt(s *Settings) bool {
+	key, err := jaegerKey(filepath.Join(s.Root, "tools", "jaeger"))
+	return err == nil && isFile(filepath.Join(JaegerCache(), "jaeger-"+key))
+}
+
+// jaegerBuildPid is where the stack's background Jaeger build (StartJaegerBuild) keeps its pid.
+func jaegerBuildPid(s *Settings) string { return filepath.Join(s.Dir, "jaeger-build.pid") }
+
+// JaegerBuilding returns the pid of the stack's background Jaeger build,
+// or 0 when none runs.
+func JaegerBuilding(s *Settings) int {
+	b, err := os.ReadFile(jaegerBuildPid(s))
+	if err != nil {
+		return 0
+	}
+	var pid int
+	if _, err := fmt.Sscan(string(b), &pid); err != nil || pid <= 0 || syscall.Kill(pid, 0) != nil {
+		return 0
+	}
+	return pid
+}
+
+// StartJaegerBuild runs `stack jaeger-up` (exe) in the background, in a
+// session of its own so that it outlives `make up`: it builds the shared
+// Jaeger (or waits for another checkout's build), then starts the stack's
+// jaeger. Its output goes to logs/jaeger-build.log. Nothing is started
+// when one already runs.
+func StartJaegerBuild(s *Settings, exe string) (pid int, log string, err error) {
+	log = s.LogFile("jaeger-build")
+	if pid := JaegerBuilding(s); pid != 0 {
+		return pid, log, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(log), 0o755); err != nil {
+		return 0, log, err
+	}
+	out, err := os.OpenFile(log, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return 0, log, err
+	}
+	defer out.Close()
+	cmd := exec.Command(exe, "jaeger-up")
+	cmd.Dir, cmd.Stdout, cmd.Stderr = s.Root, out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return 0, log, err
+	}
+	pid = cmd.Process.Pid
+	// Reaped when it ends while this process still runs (make run); after
+	// up returns, init is its parent.
+	go func() { _ = cmd.Wait() }()
+	return pid, log, os.WriteFile(jaegerBuildPid(s), []byte(fmt.Sprintln(pid)), 0o644)
+}
+
+// JaegerBuildDone removes the background build's pid file when it is this
+// process's.
+func JaegerBuildDone(s *Settings) {
+	b, err := os.ReadFile(jaegerBuildPid(s))
+	if err == nil && strings.TrimSpace(string(b)) == fmt.Sprint(os.Getpid()) {
+		_ = os.Remove(jaegerBuildPid(s))
+	}
+}

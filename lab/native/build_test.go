@@ -147,3 +147,37 @@ func TestBuildJaegerLinksTheSharedBuild(t *testing.T) {
 		t.Error("the test binary adopted as Jaeger")
 	}
 }
+
+// The background build runs once per stack: a second start while it runs
+// finds it, and it is seen to run until it exits.
+func TestStartJaegerBuild(t *testing.T) {
+	s, err := Load("../..", []string{"KV_STACK_DIR=" + t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pid := JaegerBuilding(s); pid != 0 {
+		t.Fatalf("nothing started, building pid %d", pid)
+	}
+	exe := filepath.Join(t.TempDir(), "stack")
+	script := "#!/bin/sh\necho \"$@\" >> " + filepath.Join(t.TempDir(), "calls") + "\nsleep 2\n"
+	if err := os.WriteFile(exe, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pid, log, err := StartJaegerBuild(s, exe)
+	if err != nil || pid == 0 || log != s.LogFile("jaeger-build") {
+		t.Fatalf("StartJaegerBuild: pid %d, log %s, %v", pid, log, err)
+	}
+	if again, _, err := StartJaegerBuild(s, exe); err != nil || again != pid {
+		t.Errorf("second start: pid %d (first %d), %v", again, pid, err)
+	}
+	if got := JaegerBuilding(s); got != pid {
+		t.Errorf("building pid %d, want %d", got, pid)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for JaegerBuilding(s) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the build still seen running 10 s after its 2 s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -170,7 +170,7 @@ func Render(s *Settings) (configs []Rendered, rules map[string]string, err error
 		if text, err = Substitute(text, only); err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", t.Src, err)
 		}
-		if t.Program == "prometheus" && s.Get("KV_ENGINES") == "private" && !s.HA() {
+		if t.Program == "prometheus" && s.Backups() {
 			text += backupsJob(s)
 		}
 		configs = append(configs, Rendered{Template: t, Path: filepath.Join(s.ConfigDir(), t.Out), Text: text})

@@ -280,6 +280,13 @@ func (s *Settings) Get(name string) string {
 // and RabbitMQ (KV_ENGINES=private, or the HA topology's clusters).
 func (s *Settings) PrivateEngines() bool { return s.Get("KV_ENGINES") == "private" || s.HA() }
 
+// Backups is true when the stack backs its PostgreSQL up: a single-node
+// stack with engines of its own (KV_ENGINES=private), whose PostgreSQL
+// archives with pgBackRest and whose process `backups` schedules the
+// backups. The shared PostgreSQL is not the stack's to archive, and the
+// HA topology's has no point-in-time recovery yet (docs/OPERATIONS.md).
+func (s *Settings) Backups() bool { return s.Get("KV_ENGINES") == "private" && !s.HA() }
+
 // HA tells whether the settings are the HA topology's (KV_TOPOLOGY=ha).
 func (s *Settings) HA() bool { return s.Get("KV_TOPOLOGY") == "ha" }
 

@@ -132,6 +132,8 @@ func (c *cli) run(ctx context.Context, cmd string, args []string) (int, error) {
 		return 0, native.WriteConfigs(ctx, c.s, c.stack.Supervisor(), c.log)
 	case "jaeger":
 		return 0, native.BuildJaeger(ctx, c.s, c.log)
+	case "jaeger-up":
+		return 0, c.jaegerUp(ctx)
 	case "env":
 		fmt.Print(c.s.Describe())
 		return 0, nil
@@ -171,11 +173,36 @@ func (c *cli) up(ctx context.Context) (launched bool, err error) {
 	if code, err := c.services(ctx, ensure, "all"); err != nil || code != 0 {
 		return false, fmt.Errorf("lab/scripts/services.sh %s all failed (exit %d): %v", ensure, code, err)
 	}
-	if err := native.BuildJaeger(ctx, c.s, c.log); err != nil {
+	// Without the machine's Jaeger build, the rest starts and serves while
+	// it builds in the background (jaeger-up), which then starts jaeger.
+	buildJaeger := !native.JaegerBuilt(c.s)
+	if buildJaeger {
+		for i := range c.stack.Programs {
+			if c.stack.Programs[i].Name == "jaeger" {
+				c.stack.Programs[i].Manual = true
+			}
+		}
+	} else if err := native.BuildJaeger(ctx, c.s, c.log); err != nil {
 		return false, err
 	}
 	if err := native.Build(ctx, c.s, c.log); err != nil {
 		return false, err
+	}
+	if buildJaeger {
+		exe, e := os.Executable()
+		if e != nil {
+			return false, e
+		}
+		pid, log, e := native.StartJaegerBuild(c.s, exe)
+		if e != nil {
+			return false, fmt.Errorf("jaeger: background build: %w", e)
+		}
+		defer func() {
+			if err == nil {
+				fmt.Fprintf(c.log, "==> jaeger: building in the background (pid %d, log %s; the first build takes minutes), then started; "+
+					"until it answers, spans are dropped. make status shows it BUILDING; `bin/stack jaeger-up` waits for it\n", pid, log)
+			}
+		}()
 	}
 	if c.s.PrivateEngines() {
 		if err := traversable(c.s.Dir); err != nil {
@@ -213,6 +240,35 @@ func (c *cli) up(ctx context.Context) (launched bool, err error) {
 	fmt.Fprintf(c.log, "==> logs: make logs (tail -F %s)   by hand: supervisorctl -c %s status\n",
 		filepath.Join(s.Dir, "logs", "*.log"), c.stack.Supervisor().ConfPath())
 	return launched, nil
+}
+
+// jaegerUp builds the machine's Jaeger, or waits for the checkout that
+// builds it, links bin/jaeger, then starts the stack's jaeger when the stack
+// runs and waits until it answers: what needs Jaeger (e2e, bench) runs it
+// after up, and up runs it in the background when Jaeger was not built.
+func (c *cli) jaegerUp(ctx context.Context) error {
+	defer native.JaegerBuildDone(c.s)
+	if err := native.BuildJaeger(ctx, c.s, c.log); err != nil {
+		return err
+	}
+	sup := c.stack.Supervisor()
+	if _, ok := c.stack.Program("jaeger"); !ok || !sup.Running(ctx) {
+		return nil
+	}
+	if info, err := sup.Process(ctx, "jaeger"); err != nil || info.State != "RUNNING" && info.State != "STARTING" {
+		if err := sup.Start(ctx, "jaeger", false); err != nil {
+			// Started meanwhile by another jaeger-up: wait for it alike.
+			if info, e := sup.Process(ctx, "jaeger"); e != nil || info.State != "RUNNING" && info.State != "STARTING" {
+				return err
+			}
+		}
+	}
+	if err := c.stack.WaitHealthy(ctx, "jaeger"); err != nil {
+		return err
+	}
+	pid, _ := sup.Pid(ctx, "jaeger")
+	fmt.Fprintf(c.log, "==> jaeger: up (pid %d) on %s\n", pid, c.s.Addr("KV_JAEGER_UI_PORT"))
+	return nil
 }
 
 // runForeground is up, then the logs until SIGINT/SIGTERM; then the stack
@@ -293,14 +349,19 @@ func (c *cli) status(ctx context.Context) (int, error) {
 	}
 	for _, st := range statuses {
 		health, pid, up := "healthy", "-", "-"
-		if !st.Healthy {
+		building := st.Name == "jaeger" && !st.Healthy && native.JaegerBuilding(c.s) != 0
+		switch {
+		case building:
+			// Serving meanwhile; its spans are dropped (make up).
+			health = "BUILDING"
+		case !st.Healthy:
 			health, code = "DOWN", 3
 		}
 		if st.Pid != 0 {
 			pid, up = fmt.Sprint(st.Pid), st.Uptime.String()
 		}
 		fmt.Printf("%-*s %-9s %-8s pid %-8s up %-9s %-22s %s\n", width, st.Name, st.State, health, pid, up, st.Addr, st.Log)
-		if st.Problem != "" && !st.Healthy {
+		if st.Problem != "" && !st.Healthy && !building {
 			fmt.Printf("%-*s %s\n", width, "", st.Problem)
 		}
 	}

@@ -12,6 +12,9 @@
 //	stack start|stop|restart NAME   one process
 //	stack render        render, check and reload the configs
 //	stack jaeger        link bin/jaeger to the machine's shared Jaeger build (built when missing)
+//	stack jaeger-up     jaeger, then start the stack's Jaeger and wait until it
+//	                    answers (up runs it in the background when Jaeger was
+//	                    not built yet; e2e and bench run it after up)
 //	stack env           stack.env and the settings, with their defaults
 //	stack running       exit 0 when the stack's supervisord runs
 //	stack services ARGS lab/scripts/services.sh with stack.env's ports
@@ -42,7 +45,7 @@ import (
 )
 
 const usage = `usage: stack up | up-ha | run | down | status | logs | start NAME | stop NAME | restart NAME |
-             render | jaeger | env | running | services ARGS... |
+             render | jaeger | jaeger-up | env | running | services ARGS... |
              backups | backup [-type full|diff|incr] | restore -to T [-yes] |
              token [-role R,...] [-sub S] [-ttl D] | tls`
 

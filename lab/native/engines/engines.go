@@ -97,6 +97,8 @@ func RedisUsers(s *native.Settings) []engine.RedisUser {
 		users = append(users, engine.RedisUser{Name: u, Password: s.Get("REDIS_PASSWORD"), Rules: []string{
 			"~" + globEscape(s.RedisKeyPrefix()) + "*", "resetchannels", "-@all",
 			"+ping", "+hello", "+auth", "+echo", "+select", "+readonly", "+asking", "+client|setname",
+			// The cluster client reads the commands' flags (COMMAND).
+			"+command",
 			// The cache: reads, the compare-and-set script and what it calls.
 			"+hmget", "+evalsha", "+eval", "+script|load", "+hget", "+hset", "+del", "+pexpire",
 			// Purge, the restart and failover marks, the cluster's map.
