@@ -262,8 +262,6 @@ func (p sessionProbe) Check(ctx context.Context) error {
 
 func (p sessionProbe) String() string { return "a read-write session of " + p.dsn }
 
-func (n *PatroniNode) name() string { return n.Name }
-
 // RestAddr is its Patroni's REST API, host:port.
 func (n *PatroniNode) RestAddr() string { return addr(n.RestPort) }
 
