@@ -73,16 +73,25 @@ func (c *Cache) get(ctx context.Context, key string) (kv.Entry, error) {
 	rkey := c.prefix + key
 	var from goredis.Cmdable = c.client
 	var node *goredis.Client
+	var dials uint64
 	if c.verified != nil {
 		var err error
-		if node, err = c.master(ctx, rkey); err != nil {
+		if node, dials, err = c.master(ctx, rkey); err != nil {
 			return kv.Entry{}, err
 		}
 		from = node
 	}
 	fields, err := from.HMGet(ctx, rkey, fieldVersion, fieldDeleted, fieldValue).Result()
-	if node != nil && err != nil && !errors.Is(err, goredis.Nil) && !goredis.HasErrorPrefix(err, "WRONGTYPE") && ctx.Err() == nil {
-		c.forget(ctx, node)
+	if node != nil {
+		if err != nil && !errors.Is(err, goredis.Nil) && !goredis.HasErrorPrefix(err, "WRONGTYPE") && ctx.Err() == nil {
+			c.forget(ctx, node)
+		}
+		if dialsOf(node) != dials {
+			// The read may have gone over a new connection, to a node
+			// started again since its check (see verified).
+			c.checkInBackground(node)
+			return kv.Entry{}, errUnverified
+		}
 	}
 	if goredis.HasErrorPrefix(err, "WRONGTYPE") {
 		// Not a cache entry but what an older kvstack left under this name

@@ -91,6 +91,9 @@ func (c *Cache) checkShard(ctx context.Context, node *goredis.Client) (MasterCha
 	if ch.Master, err = node.ClusterMyID(ctx).Result(); err != nil {
 		return ch, false, wrap("check masters: cluster myid", err)
 	}
+	// Counted once the check has a connection: a later dial may reach
+	// another process than the one checked.
+	dials := dialsOf(node)
 	ranges, err := ownSlots(ctx, node, ch.Master)
 	if err != nil {
 		return ch, false, err
@@ -103,7 +106,7 @@ func (c *Cache) checkShard(ctx context.Context, node *goredis.Client) (MasterCha
 		return ch, false, wrap("check masters: read the mark of "+ch.Slots, err)
 	}
 	if ch.Previous == ch.Master {
-		c.record(node, ranges)
+		c.record(node, dials, ranges)
 		return ch, false, nil
 	}
 	if ch.Purged, err = c.purgeNode(ctx, node); err != nil {
@@ -112,7 +115,7 @@ func (c *Cache) checkShard(ctx context.Context, node *goredis.Client) (MasterCha
 	if err := node.Set(ctx, key, ch.Master, 0).Err(); err != nil {
 		return ch, false, wrap("check masters: mark "+ch.Slots, err)
 	}
-	c.record(node, ranges)
+	c.record(node, dials, ranges)
 	return ch, true, nil
 }
 

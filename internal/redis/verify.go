@@ -3,6 +3,7 @@ package redis
 import (
 	"context"
 	"fmt"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -14,7 +15,8 @@ import (
 
 // verified is a cluster cache's record, per slot, of the master whose mark
 // it has checked: the node client of go-redis that it found master of the
-// slot's shard and holding the shard's mark, its own node id (checkShard).
+// slot's shard and holding the shard's mark, its own node id (checkShard),
+// and how many connections that client had dialled then.
 //
 // The consumer's CheckMasters purges a shard whose master changed, but only
 // on its next check (KV_CACHE_MASTER_CHECK_INTERVAL): between a replica's
@@ -36,16 +38,68 @@ import (
 // failover back to a node recorded earlier is a change twice: the slot was
 // recorded for the other node in between), and when a read on the node
 // fails (a master killed, demoted: MOVED), with a reload of the cluster's
-// map. On a hit, the cost is MasterForKey (a lookup in go-redis' slot map)
-// and one atomic load; no round trip.
+// map. And it is void once the node's client has dialled another
+// connection: a node killed and started again is a new process behind the
+// same address, perhaps since promoted again with another's data, and
+// go-redis replaces a dead pooled connection without a failed command.
+// The count is read before the read and after it, so a read that dialled
+// is not served either. On a hit, the cost is MasterForKey (a lookup in
+// go-redis' slot map), a load of the record, and the node's dial count
+// twice (a sync.Map lookup); no round trip.
 type verified struct {
 	cc    *goredis.ClusterClient
-	slots [clusterSlots]atomic.Pointer[goredis.Client]
+	slots [clusterSlots]atomic.Pointer[record]
 	// checking holds the nodes whose check runs, one at a time per node.
 	checking sync.Map
 }
 
 const clusterSlots = 16384
+
+// record is a slot's verified master: its node client, and that client's
+// dial count when the check began.
+type record struct {
+	node  *goredis.Client
+	dials uint64
+}
+
+// nodeDials counts, for every node client of a cluster client made by
+// NewClient, the connections it dialled (*atomic.Uint64). Entries stay for
+// the process's life: a few per node that go-redis ever created.
+var nodeDials sync.Map
+
+// dialsOf is node's dial count (0 for a client NewClient did not make).
+func dialsOf(node *goredis.Client) uint64 {
+	if n, ok := nodeDials.Load(node); ok {
+		return n.(*atomic.Uint64).Load()
+	}
+	return 0
+}
+
+// countDials is the OnNewNode hook of a cluster client: it counts the
+// node's dials in nodeDials.
+func countDials(node *goredis.Client) {
+	n := new(atomic.Uint64)
+	nodeDials.Store(node, n)
+	node.AddHook(dialCounter{n: n})
+}
+
+type dialCounter struct{ n *atomic.Uint64 }
+
+func (h dialCounter) DialHook(next goredis.DialHook) goredis.DialHook {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		conn, err := next(ctx, network, addr)
+		if err == nil {
+			h.n.Add(1)
+		}
+		return conn, err
+	}
+}
+
+func (h dialCounter) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook { return next }
+
+func (h dialCounter) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
+	return next
+}
 
 // checkTimeout bounds a background check of a shard's master.
 const checkTimeout = 5 * time.Second
@@ -54,18 +108,19 @@ const checkTimeout = 5 * time.Second
 // verified yet: the reader goes to PostgreSQL, and fills nothing.
 var errUnverified = fmt.Errorf("redis: the shard's master is not verified yet: %w", kv.ErrCacheDown)
 
-// master is the node to read rkey from, when its mark is verified; else it
-// starts a check of the slot's master and fails with errUnverified.
-func (c *Cache) master(ctx context.Context, rkey string) (*goredis.Client, error) {
+// master is the node to read rkey from, and its dial count, when its mark
+// is verified; else it starts a check of the slot's master and fails with
+// errUnverified.
+func (c *Cache) master(ctx context.Context, rkey string) (*goredis.Client, uint64, error) {
 	node, err := c.verified.cc.MasterForKey(ctx, rkey)
 	if err != nil {
-		return nil, wrap("get: the key's master", err)
+		return nil, 0, wrap("get: the key's master", err)
 	}
-	if c.verified.slots[keySlot(rkey)].Load() == node {
-		return node, nil
+	if r := c.verified.slots[keySlot(rkey)].Load(); r != nil && r.node == node && dialsOf(node) == r.dials {
+		return node, r.dials, nil
 	}
 	c.checkInBackground(node)
-	return nil, errUnverified
+	return nil, 0, errUnverified
 }
 
 // checkInBackground runs checkShard on node unless a check of it runs.
@@ -85,14 +140,16 @@ func (c *Cache) checkInBackground(node *goredis.Client) {
 	}()
 }
 
-// record notes that node, master of ranges, holds its own mark.
-func (c *Cache) record(node *goredis.Client, ranges []goredis.SlotRange) {
+// record notes that node, master of ranges, holds its own mark, as seen
+// by a check that began when node had dialled dials connections.
+func (c *Cache) record(node *goredis.Client, dials uint64, ranges []goredis.SlotRange) {
 	if c.verified == nil {
 		return
 	}
+	rec := &record{node: node, dials: dials}
 	for _, r := range ranges {
 		for s := max(r.Start, 0); s <= min(r.End, clusterSlots-1); s++ {
-			c.verified.slots[s].Store(node)
+			c.verified.slots[s].Store(rec)
 		}
 	}
 }
@@ -101,7 +158,9 @@ func (c *Cache) record(node *goredis.Client, ranges []goredis.SlotRange) {
 // cluster client reload its map.
 func (c *Cache) forget(ctx context.Context, node *goredis.Client) {
 	for s := range c.verified.slots {
-		c.verified.slots[s].CompareAndSwap(node, nil)
+		if r := c.verified.slots[s].Load(); r != nil && r.node == node {
+			c.verified.slots[s].CompareAndSwap(r, nil)
+		}
 	}
 	c.verified.cc.ReloadState(ctx)
 }
