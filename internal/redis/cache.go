@@ -50,7 +50,8 @@ func NewCache(client goredis.UniversalClient, cfg Config) *Cache {
 		circuit:      newCircuit(cfg),
 	}
 	if cc, ok := client.(*goredis.ClusterClient); ok {
-		c.verified = &verified{cc: cc}
+		c.verified = &verified{cc: cc, checks: map[*goredis.Client]chan struct{}{},
+			wait: time.Duration(max(cfg.MaxRetries, 0)+1) * cfg.ReadTimeout}
 	}
 	return c
 }
@@ -72,24 +73,30 @@ func (c *Cache) Get(ctx context.Context, key string) (kv.Entry, error) {
 func (c *Cache) get(ctx context.Context, key string) (kv.Entry, error) {
 	rkey := c.prefix + key
 	var from goredis.Cmdable = c.client
-	var node *goredis.Client
-	var dials uint64
-	if c.verified != nil {
-		var err error
-		if node, dials, err = c.master(ctx, rkey); err != nil {
-			return kv.Entry{}, err
+	var fields []any
+	var err error
+	for attempt := 0; ; attempt++ {
+		var node *goredis.Client
+		var dials uint64
+		if c.verified != nil {
+			if node, dials, err = c.master(ctx, rkey); err != nil {
+				return kv.Entry{}, err
+			}
+			from = node
 		}
-		from = node
-	}
-	fields, err := from.HMGet(ctx, rkey, fieldVersion, fieldDeleted, fieldValue).Result()
-	if node != nil {
+		fields, err = from.HMGet(ctx, rkey, fieldVersion, fieldDeleted, fieldValue).Result()
+		if node == nil {
+			break
+		}
 		if err != nil && !errors.Is(err, goredis.Nil) && !goredis.HasErrorPrefix(err, "WRONGTYPE") && ctx.Err() == nil {
 			c.forget(ctx, node)
 		}
-		if dialsOf(node) != dials {
-			// The read may have gone over a new connection, to a node
-			// started again since its check (see verified).
-			c.checkInBackground(node)
+		if dialsOf(node) == dials {
+			break
+		}
+		// The read may have gone over a new connection, to a node started
+		// again since its check (see verified): check it, and read again.
+		if attempt > 0 {
 			return kv.Entry{}, errUnverified
 		}
 	}

@@ -26,13 +26,15 @@ import (
 // from the master recorded here, and sends the read to that node itself
 // (not through the cluster client's routing, which may follow a MOVED to
 // another node): whatever answers has shown its mark. A read whose slot's
-// master, as go-redis sees it now, is not the one recorded fails with
-// kv.ErrCacheDown, and the reader reads PostgreSQL without filling, while
-// one check of that node runs in the background; reads are served from the
-// cache again once it passed (purged if the mark was another's, then
-// marked). No fill lands meanwhile on the unverified shard: a fill that
-// read PostgreSQL before the check's purge could otherwise land after it
-// and cache an entry older than an apply the purge removed.
+// master, as go-redis sees it now, is not the one recorded has that node
+// checked (one check a node at a time; purged if the mark is another's,
+// then marked) and waits for it, a read's time at most, then reads it. It
+// does not read PostgreSQL meanwhile: an API replica that did, while
+// another served the same key from the cache (which lags PostgreSQL by
+// the consumer's apply), let a client see a write, then not (chaos-ha's
+// rolling-restart, whose restarted replicas check every shard). A check
+// that fails, or takes longer, fails the read with kv.ErrCacheDown: the
+// reader reads PostgreSQL, without a fill, as when a master is down.
 //
 // A record is dropped when go-redis names another master for the slot (a
 // failover back to a node recorded earlier is a change twice: the slot was
@@ -43,14 +45,18 @@ import (
 // same address, perhaps since promoted again with another's data, and
 // go-redis replaces a dead pooled connection without a failed command.
 // The count is read before the read and after it, so a read that dialled
-// is not served either. On a hit, the cost is MasterForKey (a lookup in
+// is read again after a check. On a hit, the cost is MasterForKey (a lookup in
 // go-redis' slot map), a load of the record, and the node's dial count
 // twice (a sync.Map lookup); no round trip.
 type verified struct {
 	cc    *goredis.ClusterClient
 	slots [clusterSlots]atomic.Pointer[record]
-	// checking holds the nodes whose check runs, one at a time per node.
-	checking sync.Map
+	// wait bounds how long a read waits for a check: the time a read
+	// may take (REDIS_READ_TIMEOUT per try).
+	wait time.Duration
+	mu   sync.Mutex
+	// checks holds the nodes whose check runs, one at a time per node.
+	checks map[*goredis.Client]chan struct{}
 }
 
 const clusterSlots = 16384
@@ -108,36 +114,62 @@ const checkTimeout = 5 * time.Second
 // verified yet: the reader goes to PostgreSQL, and fills nothing.
 var errUnverified = fmt.Errorf("redis: the shard's master is not verified yet: %w", kv.ErrCacheDown)
 
-// master is the node to read rkey from, and its dial count, when its mark
-// is verified; else it starts a check of the slot's master and fails with
-// errUnverified.
+// master is the node to read rkey from, and its dial count, once its mark
+// is verified: when it is not, master has the node checked (or joins the
+// check that runs) and waits for it, at most v.wait; a check that fails
+// or takes longer fails the read with errUnverified.
 func (c *Cache) master(ctx context.Context, rkey string) (*goredis.Client, uint64, error) {
-	node, err := c.verified.cc.MasterForKey(ctx, rkey)
+	v := c.verified
+	node, err := v.cc.MasterForKey(ctx, rkey)
 	if err != nil {
 		return nil, 0, wrap("get: the key's master", err)
 	}
-	if r := c.verified.slots[keySlot(rkey)].Load(); r != nil && r.node == node && dialsOf(node) == r.dials {
+	slot := keySlot(rkey)
+	if r := v.slots[slot].Load(); r != nil && r.node == node && dialsOf(node) == r.dials {
 		return node, r.dials, nil
 	}
-	c.checkInBackground(node)
+	t := time.NewTimer(v.wait)
+	defer t.Stop()
+	select {
+	case <-c.check(node):
+	case <-t.C:
+		return nil, 0, errUnverified
+	case <-ctx.Done():
+		return nil, 0, errUnverified
+	}
+	if r := v.slots[slot].Load(); r != nil && r.node == node && dialsOf(node) == r.dials {
+		return node, r.dials, nil
+	}
 	return nil, 0, errUnverified
 }
 
-// checkInBackground runs checkShard on node unless a check of it runs.
-func (c *Cache) checkInBackground(node *goredis.Client) {
-	if _, running := c.verified.checking.LoadOrStore(node, struct{}{}); running {
-		return
+// check runs checkShard on node, unless a check of it runs already, and
+// returns a channel closed when that check ends.
+func (c *Cache) check(node *goredis.Client) <-chan struct{} {
+	v := c.verified
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if done, ok := v.checks[node]; ok {
+		return done
 	}
+	done := make(chan struct{})
+	v.checks[node] = done
 	go func() {
-		defer c.verified.checking.Delete(node)
+		defer func() {
+			v.mu.Lock()
+			delete(v.checks, node)
+			v.mu.Unlock()
+			close(done)
+		}()
 		ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
 		defer cancel()
 		if _, _, err := c.checkShard(ctx, node); err != nil {
 			// A node gone or demoted: the next read checks the master
 			// go-redis finds then.
-			c.verified.cc.ReloadState(ctx)
+			v.cc.ReloadState(ctx)
 		}
 	}()
+	return done
 }
 
 // record notes that node, master of ranges, holds its own mark, as seen
