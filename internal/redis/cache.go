@@ -73,32 +73,17 @@ func (c *Cache) Get(ctx context.Context, key string) (kv.Entry, error) {
 func (c *Cache) get(ctx context.Context, key string) (kv.Entry, error) {
 	rkey := c.prefix + key
 	var from goredis.Cmdable = c.client
-	var fields []any
-	var err error
-	for attempt := 0; ; attempt++ {
-		var node *goredis.Client
-		var dials uint64
-		if c.verified != nil {
-			if node, dials, err = c.master(ctx, rkey); err != nil {
-				return kv.Entry{}, err
-			}
-			from = node
+	var node *goredis.Client
+	if c.verified != nil {
+		var err error
+		if node, err = c.master(ctx, rkey); err != nil {
+			return kv.Entry{}, err
 		}
-		fields, err = from.HMGet(ctx, rkey, fieldVersion, fieldDeleted, fieldValue).Result()
-		if node == nil {
-			break
-		}
-		if err != nil && !errors.Is(err, goredis.Nil) && !goredis.HasErrorPrefix(err, "WRONGTYPE") && ctx.Err() == nil {
-			c.forget(ctx, node)
-		}
-		if dialsOf(node) == dials {
-			break
-		}
-		// The read may have gone over a new connection, to a node started
-		// again since its check (see verified): check it, and read again.
-		if attempt > 0 {
-			return kv.Entry{}, errUnverified
-		}
+		from = node
+	}
+	fields, err := from.HMGet(ctx, rkey, fieldVersion, fieldDeleted, fieldValue).Result()
+	if node != nil && err != nil && !errors.Is(err, goredis.Nil) && !goredis.HasErrorPrefix(err, "WRONGTYPE") && ctx.Err() == nil {
+		c.forget(ctx, node)
 	}
 	if goredis.HasErrorPrefix(err, "WRONGTYPE") {
 		// Not a cache entry but what an older kvstack left under this name

@@ -62,8 +62,6 @@ func NewClient(cfg Config) (goredis.UniversalClient, error) {
 	client := goredis.NewUniversalClient(opts)
 	if cc, ok := client.(*goredis.ClusterClient); ok {
 		cc.AddHook(reloadOnFailure{cc: cc})
-		// Each node's dials void the cache's checks of it (verified).
-		cc.OnNewNode(countDials)
 	}
 	// db.statement would carry keys and values into every span: leave it out.
 	// The caller's file and line are always this package: not worth the

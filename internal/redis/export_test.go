@@ -15,6 +15,6 @@ var ErrUnverified = errUnverified
 // VerifiedMaster is what a cluster cache's Get adds to a hit: the key's
 // master, checked against the one whose mark it verified.
 func VerifiedMaster(ctx context.Context, c *Cache, key string) error {
-	_, _, err := c.master(ctx, c.prefix+key)
+	_, err := c.master(ctx, c.prefix+key)
 	return err
 }

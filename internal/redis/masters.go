@@ -91,9 +91,6 @@ func (c *Cache) checkShard(ctx context.Context, node *goredis.Client) (MasterCha
 	if ch.Master, err = node.ClusterMyID(ctx).Result(); err != nil {
 		return ch, false, wrap("check masters: cluster myid", err)
 	}
-	// Counted once the check has a connection: a later dial may reach
-	// another process than the one checked.
-	dials := dialsOf(node)
 	ranges, err := ownSlots(ctx, node, ch.Master)
 	if err != nil {
 		return ch, false, err
@@ -106,7 +103,7 @@ func (c *Cache) checkShard(ctx context.Context, node *goredis.Client) (MasterCha
 		return ch, false, wrap("check masters: read the mark of "+ch.Slots, err)
 	}
 	if ch.Previous == ch.Master {
-		c.record(node, dials, ranges)
+		c.record(node, ranges)
 		return ch, false, nil
 	}
 	if ch.Purged, err = c.purgeNode(ctx, node); err != nil {
@@ -115,7 +112,7 @@ func (c *Cache) checkShard(ctx context.Context, node *goredis.Client) (MasterCha
 	if err := node.Set(ctx, key, ch.Master, 0).Err(); err != nil {
 		return ch, false, wrap("check masters: mark "+ch.Slots, err)
 	}
-	c.record(node, dials, ranges)
+	c.record(node, ranges)
 	return ch, true, nil
 }
 

@@ -3,7 +3,6 @@ package redis
 import (
 	"context"
 	"fmt"
-	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,8 +14,7 @@ import (
 
 // verified is a cluster cache's record, per slot, of the master whose mark
 // it has checked: the node client of go-redis that it found master of the
-// slot's shard and holding the shard's mark, its own node id (checkShard),
-// and how many connections that client had dialled then.
+// slot's shard and holding the shard's mark, its own node id (checkShard).
 //
 // The consumer's CheckMasters purges a shard whose master changed, but only
 // on its next check (KV_CACHE_MASTER_CHECK_INTERVAL): between a replica's
@@ -40,17 +38,14 @@ import (
 // failover back to a node recorded earlier is a change twice: the slot was
 // recorded for the other node in between), and when a read on the node
 // fails (a master killed, demoted: MOVED), with a reload of the cluster's
-// map. And it is void once the node's client has dialled another
-// connection: a node killed and started again is a new process behind the
-// same address, perhaps since promoted again with another's data, and
-// go-redis replaces a dead pooled connection without a failed command.
-// The count is read before the read and after it, so a read that dialled
-// is read again after a check. On a hit, the cost is MasterForKey (a lookup in
-// go-redis' slot map), a load of the record, and the node's dial count
-// twice (a sync.Map lookup); no round trip.
+// map. Not seen: a node killed, started again, and promoted again while
+// this process read nothing of its shard (go-redis replaces a dead pooled
+// connection without a failed command); the consumer's CheckMasters
+// purges it then, as before. On a hit, the cost is MasterForKey (a lookup
+// in go-redis' slot map) and an atomic load; no round trip.
 type verified struct {
 	cc    *goredis.ClusterClient
-	slots [clusterSlots]atomic.Pointer[record]
+	slots [clusterSlots]atomic.Pointer[goredis.Client]
 	// wait bounds how long a read waits for a check: the time a read
 	// may take (REDIS_READ_TIMEOUT per try).
 	wait time.Duration
@@ -61,86 +56,40 @@ type verified struct {
 
 const clusterSlots = 16384
 
-// record is a slot's verified master: its node client, and that client's
-// dial count when the check began.
-type record struct {
-	node  *goredis.Client
-	dials uint64
-}
-
-// nodeDials counts, for every node client of a cluster client made by
-// NewClient, the connections it dialled (*atomic.Uint64). Entries stay for
-// the process's life: a few per node that go-redis ever created.
-var nodeDials sync.Map
-
-// dialsOf is node's dial count (0 for a client NewClient did not make).
-func dialsOf(node *goredis.Client) uint64 {
-	if n, ok := nodeDials.Load(node); ok {
-		return n.(*atomic.Uint64).Load()
-	}
-	return 0
-}
-
-// countDials is the OnNewNode hook of a cluster client: it counts the
-// node's dials in nodeDials.
-func countDials(node *goredis.Client) {
-	n := new(atomic.Uint64)
-	nodeDials.Store(node, n)
-	node.AddHook(dialCounter{n: n})
-}
-
-type dialCounter struct{ n *atomic.Uint64 }
-
-func (h dialCounter) DialHook(next goredis.DialHook) goredis.DialHook {
-	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		conn, err := next(ctx, network, addr)
-		if err == nil {
-			h.n.Add(1)
-		}
-		return conn, err
-	}
-}
-
-func (h dialCounter) ProcessHook(next goredis.ProcessHook) goredis.ProcessHook { return next }
-
-func (h dialCounter) ProcessPipelineHook(next goredis.ProcessPipelineHook) goredis.ProcessPipelineHook {
-	return next
-}
-
-// checkTimeout bounds a background check of a shard's master.
+// checkTimeout bounds a check of a shard's master.
 const checkTimeout = 5 * time.Second
 
 // errUnverified is what Get answers for a slot whose master's mark is not
 // verified yet: the reader goes to PostgreSQL, and fills nothing.
 var errUnverified = fmt.Errorf("redis: the shard's master is not verified yet: %w", kv.ErrCacheDown)
 
-// master is the node to read rkey from, and its dial count, once its mark
+// master is the node to read rkey from, once its mark
 // is verified: when it is not, master has the node checked (or joins the
 // check that runs) and waits for it, at most v.wait; a check that fails
 // or takes longer fails the read with errUnverified.
-func (c *Cache) master(ctx context.Context, rkey string) (*goredis.Client, uint64, error) {
+func (c *Cache) master(ctx context.Context, rkey string) (*goredis.Client, error) {
 	v := c.verified
 	node, err := v.cc.MasterForKey(ctx, rkey)
 	if err != nil {
-		return nil, 0, wrap("get: the key's master", err)
+		return nil, wrap("get: the key's master", err)
 	}
 	slot := keySlot(rkey)
-	if r := v.slots[slot].Load(); r != nil && r.node == node && dialsOf(node) == r.dials {
-		return node, r.dials, nil
+	if v.slots[slot].Load() == node {
+		return node, nil
 	}
 	t := time.NewTimer(v.wait)
 	defer t.Stop()
 	select {
 	case <-c.check(node):
 	case <-t.C:
-		return nil, 0, errUnverified
+		return nil, errUnverified
 	case <-ctx.Done():
-		return nil, 0, errUnverified
+		return nil, errUnverified
 	}
-	if r := v.slots[slot].Load(); r != nil && r.node == node && dialsOf(node) == r.dials {
-		return node, r.dials, nil
+	if v.slots[slot].Load() == node {
+		return node, nil
 	}
-	return nil, 0, errUnverified
+	return nil, errUnverified
 }
 
 // check runs checkShard on node, unless a check of it runs already, and
@@ -172,16 +121,14 @@ func (c *Cache) check(node *goredis.Client) <-chan struct{} {
 	return done
 }
 
-// record notes that node, master of ranges, holds its own mark, as seen
-// by a check that began when node had dialled dials connections.
-func (c *Cache) record(node *goredis.Client, dials uint64, ranges []goredis.SlotRange) {
+// record notes that node, master of ranges, holds its own mark.
+func (c *Cache) record(node *goredis.Client, ranges []goredis.SlotRange) {
 	if c.verified == nil {
 		return
 	}
-	rec := &record{node: node, dials: dials}
 	for _, r := range ranges {
 		for s := max(r.Start, 0); s <= min(r.End, clusterSlots-1); s++ {
-			c.verified.slots[s].Store(rec)
+			c.verified.slots[s].Store(node)
 		}
 	}
 }
@@ -190,9 +137,7 @@ func (c *Cache) record(node *goredis.Client, dials uint64, ranges []goredis.Slot
 // cluster client reload its map.
 func (c *Cache) forget(ctx context.Context, node *goredis.Client) {
 	for s := range c.verified.slots {
-		if r := c.verified.slots[s].Load(); r != nil && r.node == node {
-			c.verified.slots[s].CompareAndSwap(r, nil)
-		}
+		c.verified.slots[s].CompareAndSwap(node, nil)
 	}
 	c.verified.cc.ReloadState(ctx)
 }
