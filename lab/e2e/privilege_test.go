@@ -12,7 +12,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	amqp "github.com/rabbitmq/amqp091-go"
-	goredis "github.com/redis/go-redis/v9"
 )
 
 // Least privilege (docs/SECURITY.md): each process's credentials allow
@@ -129,47 +128,4 @@ func TestRabbitMQUsersHoldLeastPrivilege(t *testing.T) {
 		}
 	}
 	refused("the consumer's user publishes to "+add, err)
-}
-
-// Where the stack runs its own Redis (KV_ENGINES=private, the HA
-// topology) the replicas' and the consumer's ACL user may touch only the
-// cache's keys, and the exporter's none. The shared Redis is the
-// machine's: the stack makes no user there (docs/SECURITY.md).
-func TestRedisUsersHoldLeastPrivilege(t *testing.T) {
-	env := loadStackEnv(t)
-	if env.s.Get("REDIS_USERNAME") == "" {
-		t.Skip("the shared Redis: no ACL users (docs/SECURITY.md); KV_ENGINES=private or make up-ha has them")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	client := func(user, password string) goredis.UniversalClient {
-		c := goredis.NewUniversalClient(&goredis.UniversalOptions{Addrs: strings.Split(env.s.Get("REDIS_ADDR"), ","),
-			Username: user, Password: password, MaxRetries: -1})
-		t.Cleanup(func() { c.Close() })
-		return c
-	}
-	noperm := func(what string, err error) {
-		t.Helper()
-		if err == nil || !strings.HasPrefix(err.Error(), "NOPERM") {
-			t.Errorf("%s: %v, want NOPERM", what, err)
-		}
-	}
-	app := client(env.s.Get("REDIS_USERNAME"), env.s.Get("REDIS_PASSWORD"))
-	prefix := env.s.RedisKeyPrefix()
-	if err := app.HMGet(ctx, prefix+"e2e-privilege-absent", "v").Err(); err != nil {
-		t.Errorf("the app's user reads %s…: %v", prefix, err)
-	}
-	noperm("the app's user writes a key outside "+prefix, app.Set(ctx, "e2e-privilege", "x", time.Minute).Err())
-	noperm("the app's user reads a key outside "+prefix, app.Get(ctx, "e2e-privilege").Err())
-	noperm("the app's user flushes", app.FlushAll(ctx).Err())
-	noperm("the app's user reconfigures", app.ConfigSet(ctx, "maxmemory", "1").Err())
-	// The exporter reads one server, as a plain client (no cluster map).
-	first, _, _ := strings.Cut(env.s.Get("REDIS_ADDR"), ",")
-	exporter := goredis.NewClient(&goredis.Options{Addr: first, Username: env.s.Get("KV_REDIS_EXPORTER_USERNAME"),
-		Password: env.s.Get("KV_REDIS_EXPORTER_PASSWORD"), MaxRetries: -1})
-	t.Cleanup(func() { exporter.Close() })
-	if err := exporter.Info(ctx, "server").Err(); err != nil {
-		t.Errorf("the exporter's user reads INFO: %v", err)
-	}
-	noperm("the exporter's user reads a cache entry", exporter.HMGet(ctx, prefix+"e2e-privilege-absent", "v").Err())
 }
