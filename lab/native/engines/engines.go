@@ -102,7 +102,7 @@ func RedisUsers(s *native.Settings) []engine.RedisUser {
 			// The cache: reads, the compare-and-set script and what it calls.
 			"+hmget", "+evalsha", "+eval", "+script|load", "+hget", "+hset", "+del", "+pexpire",
 			// Purge, the restart and failover marks, the cluster's map.
-			"+scan", "+unlink", "+get", "+set", "+info", "+cluster|shards", "+cluster|slots", "+cluster|nodes"}})
+			"+scan", "+unlink", "+get", "+set", "+info", "+cluster|myid", "+cluster|shards", "+cluster|slots", "+cluster|nodes"}})
 	}
 	if u := s.Get("KV_REDIS_EXPORTER_USERNAME"); u != "" {
 		users = append(users, engine.RedisUser{Name: u, Password: s.Get("KV_REDIS_EXPORTER_PASSWORD"), Rules: []string{

@@ -84,14 +84,23 @@ func TestRedisUsersHoldLeastPrivilege(t *testing.T) {
 		t.Errorf("the app's user purges: %v", err)
 	}
 
+	// On a cluster, the cache's mark checks and the client's map ask each
+	// node these (checkShard, go-redis): a server without cluster support
+	// answers them with an error, but not with NOPERM.
+	app := goredis.NewClient(&goredis.Options{Addr: addr, Username: cfg.Username, Password: string(cfg.Password), MaxRetries: -1})
+	t.Cleanup(func() { app.Close() })
+	for _, sub := range []string{"MYID", "SHARDS", "SLOTS", "NODES"} {
+		if err := app.Do(ctx, "CLUSTER", sub).Err(); err != nil && strings.HasPrefix(err.Error(), "NOPERM") {
+			t.Errorf("the app's user may not run CLUSTER %s, which the cache runs on a cluster: %v", sub, err)
+		}
+	}
+
 	noperm := func(what string, err error) {
 		t.Helper()
 		if err == nil || !strings.HasPrefix(err.Error(), "NOPERM") {
 			t.Errorf("%s: %v, want NOPERM", what, err)
 		}
 	}
-	app := goredis.NewClient(&goredis.Options{Addr: addr, Username: cfg.Username, Password: string(cfg.Password), MaxRetries: -1})
-	t.Cleanup(func() { app.Close() })
 	noperm("the app's user writes a key outside "+cfg.KeyPrefix, app.Set(ctx, "outside", "x", time.Minute).Err())
 	noperm("the app's user reads a key outside "+cfg.KeyPrefix, app.Get(ctx, "outside").Err())
 	noperm("the app's user lists keys", app.Keys(ctx, "*").Err())
