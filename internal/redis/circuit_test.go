@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	goredis "github.com/redis/go-redis/v9"
+
 	"github.com/kvstack/kvstack/internal/kv"
 	"github.com/kvstack/kvstack/internal/redis"
 )
@@ -19,15 +21,7 @@ import (
 // no one else's clients.
 func TestHungRedisIsSkippedUntilItAnswers(t *testing.T) {
 	ctx := testContext(t)
-	cfg := redis.DefaultConfig()
-	cfg.Addr = privateRedis.Addr(t)
-	cfg.KeyPrefix = fmt.Sprintf("circuit:%d:", time.Now().UnixNano())
-	client, err := redis.Open(ctx, cfg)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	defer client.Close()
-	c := redis.NewCache(client, cfg)
+	c, _, cfg := privateCache(t, ctx, "circuit")
 	e := value("k", ver(1, 1), "v")
 	mustFill(t, ctx, c, e)
 
@@ -83,15 +77,7 @@ func TestHungRedisIsSkippedUntilItAnswers(t *testing.T) {
 // Redis hangs, one read a second waits for it, not every read.
 func TestCircuitTriesRedisOnceASecond(t *testing.T) {
 	ctx := testContext(t)
-	cfg := redis.DefaultConfig()
-	cfg.Addr = privateRedis.Addr(t)
-	cfg.KeyPrefix = fmt.Sprintf("circuit-trial:%d:", time.Now().UnixNano())
-	client, err := redis.Open(ctx, cfg)
-	if err != nil {
-		t.Fatalf("Open: %v", err)
-	}
-	defer client.Close()
-	c := redis.NewCache(client, cfg)
+	c, client, _ := privateCache(t, ctx, "circuit-trial")
 	e := value("k", ver(1, 1), "v")
 	mustFill(t, ctx, c, e)
 
@@ -183,4 +169,20 @@ func TestRefusalOpensNoCircuit(t *testing.T) {
 			t.Fatalf("Ping of nothing succeeded")
 		}
 	}
+}
+
+// privateCache is a cache on this package's private Redis, under a key
+// prefix of its own (name and the time), for the tests that pause that
+// Redis: the pause reaches no one else's clients.
+func privateCache(t *testing.T, ctx context.Context, name string) (*redis.Cache, goredis.UniversalClient, redis.Config) {
+	t.Helper()
+	cfg := redis.DefaultConfig()
+	cfg.Addr = privateRedis.Addr(t)
+	cfg.KeyPrefix = fmt.Sprintf("%s:%d:", name, time.Now().UnixNano())
+	client, err := redis.Open(ctx, cfg)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { client.Close() })
+	return redis.NewCache(client, cfg), client, cfg
 }
