@@ -189,6 +189,14 @@ type User struct {
 	Configure, Write, Read string
 }
 
+// ImportDefinitions imports a definitions file (users, vhosts,
+// permissions…) as the node would at its start (load_definitions):
+// rabbitmqctl import_definitions, which reads file itself.
+func (r *RabbitMQ) ImportDefinitions(ctx context.Context, file string) error {
+	_, err := r.ctl(ctx, "import_definitions", file)
+	return err
+}
+
 // AddUsers makes each user, or sets its permissions when it exists (its
 // password is left as it is), in one rabbitmqctl call: each call costs
 // seconds. In a cluster, one node's users are every node's.

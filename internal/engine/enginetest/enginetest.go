@@ -293,6 +293,15 @@ func (mq *RabbitMQ) TLSFiles(tb testing.TB) *engine.TLS {
 	return tlsFiles(tb, mq.e.TLS, "RabbitMQ")
 }
 
+// ImportDefinitions imports a RabbitMQ definitions file into the node.
+func (mq *RabbitMQ) ImportDefinitions(tb testing.TB, file string) {
+	tb.Helper()
+	mq.URL(tb)
+	if err := mq.e.ImportDefinitions(context.Background(), file); err != nil {
+		tb.Fatal(err)
+	}
+}
+
 // Stop stops the node (orderly); start brings it back.
 func (mq *RabbitMQ) Stop(tb testing.TB) (start func()) {
 	tb.Helper()
