@@ -22,7 +22,7 @@ STACK       ?= $(BIN)/stack
 
 .DEFAULT_GOAL := help
 .PHONY: mod-check help setup setup-all packages build migrate test test-unit vet fmt-check fuzz \
-	lint fmt run-api run-consumer clean run up up-ha down status logs env token tls jaeger e2e \
+	lint fmt run-api run-consumer clean run up up-ha down status logs env token tls compose-secrets jaeger e2e \
 	test-compose test-k8s k8s image sbom check-observability bench bench-smoke bench-ha chaos chaos-short chaos-ha dr-drill backup restore stack-bin \
 	slo check-slo check-dashboards config-doc
 
@@ -86,6 +86,9 @@ token: stack-bin ## Print a token for the local stack's API, signed by its key (
 
 tls: stack-bin ## Make the stack's local CA and the edge's certificate (KV_STACK_DIR/tls; make up does too) and print where they are: docker compose mounts them, clients trust the CA (curl --cacert)
 	@$(STACK) tls
+
+compose-secrets: stack-bin ## For docker compose: make tls, the token key's JWKS, every empty secret of .env (made from .env.example; random values, the others kept) and the engines' certificates and user lists in KV_STACK_DIR/compose (lab/compose)
+	@$(STACK) compose-secrets
 
 env: stack-bin ## stack.env and the stack's other settings, with their defaults and current values
 	$(STACK) env

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kvstack/kvstack/internal/supervisor"
+	"github.com/kvstack/kvstack/lab/compose"
 	"github.com/kvstack/kvstack/lab/native"
 	"github.com/kvstack/kvstack/lab/native/engines"
 )
@@ -154,6 +155,9 @@ func (c *cli) run(ctx context.Context, cmd string, args []string) (int, error) {
 		return c.token(args)
 	case "tls":
 		return c.tls()
+	case "compose-secrets":
+		return 0, compose.Make(c.s, filepath.Join(c.s.Root, ".env"), filepath.Join(c.s.Root, ".env.example"),
+			func(format string, args ...any) { fmt.Fprintf(c.log, format+"\n", args...) })
 	}
 	return 2, usageError{}
 }

@@ -31,6 +31,11 @@
 //	stack tls           make the stack's local CA and the edge's certificate
 //	                    when missing or due (as up does) and print where they
 //	                    are (make tls)
+//	stack compose-secrets
+//	                    tls and the token key's JWKS, then compose's secrets
+//	                    in .env (random where empty) and the engines'
+//	                    certificates and users in KV_STACK_DIR/compose
+//	                    (make compose-secrets; lab/compose)
 package main
 
 import (
@@ -47,7 +52,7 @@ import (
 const usage = `usage: stack up | up-ha | run | down | status | logs | start NAME | stop NAME | restart NAME |
              render | jaeger | jaeger-up | env | running | services ARGS... |
              backups | backup [-type full|diff|incr] | restore -to T [-yes] |
-             token [-role R,...] [-sub S] [-ttl D] | tls`
+             token [-role R,...] [-sub S] [-ttl D] | tls | compose-secrets`
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
