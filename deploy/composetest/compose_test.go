@@ -36,6 +36,19 @@ var secrets = map[string]string{
 	"KV_MESSAGE_KEYS":        "message-key-secret-for-test-of-32-bytes",
 }
 
+// roleSecrets are the passwords of each process's own users and roles in
+// docker-compose.yml (docs/SECURITY.md, least privilege), and of the
+// superuser no service uses.
+var roleSecrets = map[string]string{
+	"POSTGRES_SUPERUSER_PASSWORD": "pg-superuser-secret-for-test",
+	"POSTGRES_APP_PASSWORD":       "pg-app-secret-for-test",
+	"POSTGRES_MONITOR_PASSWORD":   "pg-monitor-secret-for-test",
+	"RABBITMQ_API_PASSWORD":       "mq-api-secret-for-test",
+	"RABBITMQ_CONSUMER_PASSWORD":  "mq-consumer-secret-for-test",
+	"REDIS_APP_PASSWORD":          "redis-app-secret-for-test",
+	"REDIS_MONITOR_PASSWORD":      "redis-monitor-secret-for-test",
+}
+
 // haSecrets are what docker-compose.ha.yml requires besides: the Erlang
 // cookie its RabbitMQ nodes share, the standby's replication password.
 var haSecrets = map[string]string{
@@ -50,10 +63,11 @@ var composeFiles = []string{"docker-compose.yml", "docker-compose.ha.yml"}
 
 // secretsOf are the variables file requires, with the test's values.
 func secretsOf(file string) map[string]string {
-	if file != "docker-compose.ha.yml" {
-		return secrets
-	}
 	all := maps.Clone(secrets)
+	if file != "docker-compose.ha.yml" {
+		maps.Copy(all, roleSecrets)
+		return all
+	}
 	maps.Copy(all, haSecrets)
 	return all
 }
@@ -313,6 +327,11 @@ func checkPublishedPorts(t *testing.T, p *types.Project) {
 	}
 }
 
+// amqpsPort is RabbitMQ's AMQP-over-TLS port in compose
+// (deploy/compose/rabbitmq.conf), where the native stack's shared broker
+// serves plain AMQP on stack.env's RABBITMQ_PORT.
+const amqpsPort = "5671"
+
 // The containers listen and find each other on the ports of stack.env, so
 // the rendered configs and every address match the native stack.
 func TestSamePortsAsNativeStack(t *testing.T) {
@@ -330,7 +349,7 @@ func TestSamePortsAsNativeStack(t *testing.T) {
 		{"api1", "KV_INSTANCE_ID", "api1"},
 		{"api2", "KV_INSTANCE_ID", "api2"},
 		{"consumer", "KV_INSTANCE_ID", "consumer1"},
-		{"api1", "REDIS_ADDR", "redis:" + ports["REDIS_PORT"]},
+		{"api1", "REDIS_ADDR", "rediss://redis:" + ports["REDIS_PORT"]},
 		{"api1", "OTEL_EXPORTER_OTLP_ENDPOINT", "http://jaeger:" + ports["KV_JAEGER_OTLP_HTTP_PORT"]},
 		{"nginx", "NGINX_LISTEN", ports["KV_NGINX_PORT"]},
 		{"nginx", "API1_ADDR", "api1:" + ports["KV_API1_PORT"]},
@@ -354,7 +373,8 @@ func TestSamePortsAsNativeStack(t *testing.T) {
 	for _, s := range []string{"api1", "api2", "consumer", "migrate"} {
 		for name, want := range map[string]string{
 			"DATABASE_URL": "@postgres:" + ports["PGPORT"] + "/",
-			"RABBITMQ_URL": "@rabbitmq:" + ports["RABBITMQ_PORT"] + "/",
+			// AMQPS: RabbitMQ's TLS port, in place of stack.env's plain one.
+			"RABBITMQ_URL": "@rabbitmq:" + amqpsPort + "/",
 		} {
 			if got := env(service(t, p, s), name); !strings.Contains(got, want) {
 				t.Errorf("%s: %s = %q, want it to contain %q", s, name, got, want)
@@ -484,15 +504,24 @@ func TestMounts(t *testing.T) {
 }
 
 // The mounts not in the repository: the public key set of the local
-// stack's signing key, which `make token` makes on its first run, and the
-// edge's certificate and key, which `make tls` makes (lab/native).
+// stack's signing key, which `make token` makes on its first run, the
+// edge's certificate and key and the CA, which `make tls` makes
+// (lab/native), and the engines' certificates and users, which `make
+// compose-secrets` makes (lab/compose).
 const (
 	generatedJWKS     = ".stack/auth/jwks.json"
 	generatedEdgeCert = ".stack/tls/" + native.EdgeFile
 	generatedEdgeKey  = ".stack/tls/" + native.EdgeKeyFile
+	generatedCA       = ".stack/tls/" + native.CAFile
+	generatedCompose  = ".stack/compose/"
 )
 
-var generated = []string{generatedJWKS, generatedEdgeCert, generatedEdgeKey}
+var generated = []string{generatedJWKS, generatedEdgeCert, generatedEdgeKey, generatedCA}
+
+// isGenerated: rel is made by make token, make tls or make compose-secrets.
+func isGenerated(rel string) bool {
+	return slices.Contains(generated, rel) || strings.HasPrefix(rel, generatedCompose)
+}
 
 // checkBindMounts: what a compose file mounts from the repository exists,
 // and is mounted read-only.
@@ -505,7 +534,7 @@ func checkBindMounts(t *testing.T, file string, p *types.Project) {
 			if !v.ReadOnly {
 				t.Errorf("%s: %s mounts %s read-write", file, name, v.Source)
 			}
-			if rel, _ := filepath.Rel(root, v.Source); slices.Contains(generated, rel) {
+			if rel, _ := filepath.Rel(root, v.Source); isGenerated(rel) {
 				if v.Bind == nil || v.Bind.CreateHostPath {
 					t.Errorf("%s: %s mounts %s, which make token or make tls makes, without create_host_path: false: a missing one would mount as an empty directory", file, name, rel)
 				}
@@ -532,11 +561,24 @@ func TestNoDefaultSecrets(t *testing.T) {
 		}
 	}
 	p := mustLoad(t)
-	if got := env(service(t, p, "postgres"), "POSTGRES_PASSWORD"); got != secrets["POSTGRES_PASSWORD"] {
-		t.Errorf("postgres password = %q", got)
+	// The image's superuser's, and the roles' its first start makes
+	// (deploy/compose/postgres-roles.sh).
+	for name, secret := range map[string]string{
+		"POSTGRES_PASSWORD":         "POSTGRES_SUPERUSER_PASSWORD",
+		"POSTGRES_OWNER_PASSWORD":   "POSTGRES_PASSWORD",
+		"POSTGRES_APP_PASSWORD":     "POSTGRES_APP_PASSWORD",
+		"POSTGRES_MONITOR_PASSWORD": "POSTGRES_MONITOR_PASSWORD",
+	} {
+		if got := env(service(t, p, "postgres"), name); got != secretsOf("docker-compose.yml")[secret] {
+			t.Errorf("postgres: %s = %q, want %s's value", name, got, secret)
+		}
 	}
-	if got := env(service(t, p, "rabbitmq"), "RABBITMQ_DEFAULT_PASS"); got != secrets["RABBITMQ_PASSWORD"] {
-		t.Errorf("rabbitmq password = %q", got)
+	// RabbitMQ's users come from the definitions file (lab/compose), not
+	// the image's default user.
+	for _, name := range []string{"RABBITMQ_DEFAULT_USER", "RABBITMQ_DEFAULT_PASS"} {
+		if got := env(service(t, p, "rabbitmq"), name); got != "" {
+			t.Errorf("rabbitmq: %s = %q: the image would make that user an administrator", name, got)
+		}
 	}
 	if got := env(service(t, p, "grafana"), "GF_SECURITY_ADMIN_PASSWORD"); got != secrets["GRAFANA_ADMIN_PASSWORD"] {
 		t.Errorf("grafana password = %q", got)
@@ -550,7 +592,15 @@ func TestNoDefaultSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for k := range secretsOf("docker-compose.ha.yml") {
+	for k := range maps.Collect(func(yield func(string, string) bool) {
+		for _, f := range composeFiles {
+			for k, v := range secretsOf(f) {
+				if !yield(k, v) {
+					return
+				}
+			}
+		}
+	}) {
 		if !regexp.MustCompile(`(?m)^` + k + `=$`).Match(example) {
 			t.Errorf(".env.example must list %s= with no value", k)
 		}

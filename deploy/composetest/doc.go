@@ -16,10 +16,16 @@
 // promtool, amtool, nginx -t and jaeger validate judge them. Each check is
 // shown failing on a broken copy of the repository.
 //
+// The engines' users and TLS in docker-compose.yml (privilege_test.go)
+// run on real engines, private ones (internal/engine/enginetest): compose's
+// PostgreSQL init script, the RabbitMQ definitions and Redis ACL file that
+// `make compose-secrets` renders (lab/compose), redis-server with
+// compose's redis.conf, and the real cmd/migrate; then each service's
+// credentials are tried there for what they may and may not do.
+//
 // It is a module of its own so that compose-go's dependencies never enter
-// kvstack's go.mod; it takes kvstack's module from the repository itself
-// (replace ../..), and imports only lab/native, which uses the standard
-// library alone. A change of kvstack's go.mod may need a `go mod tidy`
+// kvstack's go.mod; it takes kvstack's module and lab's from the
+// repository itself (replace ../.. and ../../lab). A change of kvstack's go.mod may need a `go mod tidy`
 // here too: `make test-compose` says so. Run it with `make test-compose`
 // (part of `make test`).
 package composetest

@@ -51,6 +51,8 @@ var built struct {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	privatePG.Close()
+	privateBroker.Close()
 	if built.dir != "" {
 		os.RemoveAll(built.dir)
 	}
@@ -62,20 +64,7 @@ func TestMain(m *testing.M) {
 // whether it sets up tracing, which reads the OpenTelemetry SDK's variables
 // (its main runs through app.Main).
 func binaryVars(t *testing.T, name string) (vars []envVar, traced bool) {
-	built.once.Do(func() {
-		if built.dir, built.err = os.MkdirTemp("", "composetest-bin"); built.err != nil {
-			return
-		}
-		cmd := exec.Command("go", "build", "-o", built.dir+"/", "./cmd/api", "./cmd/consumer", "./cmd/migrate")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			built.err = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if built.err != nil {
-		t.Fatal(built.err)
-	}
-	out, err := exec.Command(filepath.Join(built.dir, name), "-env").Output()
+	out, err := exec.Command(builtBinary(t, name), "-env").Output()
 	if err != nil {
 		t.Fatalf("cmd/%s -env: %v", name, err)
 	}
@@ -91,6 +80,26 @@ func binaryVars(t *testing.T, name string) (vars []envVar, traced bool) {
 		t.Fatal(err)
 	}
 	return vars, strings.Contains(string(main), "app.Main(")
+}
+
+// builtBinary is the path of cmd/<name> (api, consumer or migrate), built
+// once per run.
+func builtBinary(t *testing.T, name string) string {
+	t.Helper()
+	built.once.Do(func() {
+		if built.dir, built.err = os.MkdirTemp("", "composetest-bin"); built.err != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", built.dir+"/", "./cmd/api", "./cmd/consumer", "./cmd/migrate")
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
+	}
+	return filepath.Join(built.dir, name)
 }
 
 var loopback = regexp.MustCompile(`\b(127\.0\.0\.1|localhost)\b`)

@@ -36,8 +36,10 @@ func TestExportersInStep(t *testing.T) {
 	targets := map[native.ExporterKind]string{
 		native.Mtail:            env(nginx, "NGINX_ACCESS_LOG"),
 		native.NginxExporter:    "http://" + env(nginx, "NGINX_STATUS_LISTEN") + "/stub_status",
-		native.PostgresExporter: env(service(t, p, "api1"), "DATABASE_URL"),
-		native.RedisExporter:    "redis://" + env(service(t, p, "api1"), "REDIS_ADDR"),
+		// As its own role (TestNoServiceAsSuperuser checks which): the
+		// API's host and database.
+		native.PostgresExporter: env(service(t, p, "postgres-exporter"), "DATA_SOURCE_NAME"),
+		native.RedisExporter:    env(service(t, p, "api1"), "REDIS_ADDR"),
 	}
 	exporters := native.Exporters(s)
 	if len(exporters) != len(targets) {

@@ -370,7 +370,7 @@ func TestHAChecksCatch(t *testing.T) {
 		{"a cluster without replicas", "engines clustered", "deploy/compose-ha/redis-cluster-create.sh",
 			"--cluster-replicas 1", "--cluster-replicas 0", "no replica per master"},
 		{"the API without a broker", "app finds each node", haFile,
-			",amqp://kvstack:${RABBITMQ_PASSWORD:?set RABBITMQ_PASSWORD (see .env.example)}@rabbitmq3:5672/", "", "RABBITMQ_URL reaches"},
+			",amqp://kvstack:${RABBITMQ_PASSWORD:?set RABBITMQ_PASSWORD (make compose-secrets)}@rabbitmq3:5672/", "", "RABBITMQ_URL reaches"},
 		{"the primary found by name only", "app finds each node", haFile,
 			"&target_session_attrs=read-write", "", "target_session_attrs=read-write"},
 		{"a Redis node not scraped", "every node scraped", "deploy/compose-ha/prometheus.yml",

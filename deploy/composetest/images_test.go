@@ -21,14 +21,17 @@ var imageBinaries = map[string][]string{
 	// source with `make install-world-bin` into /usr/local, clients
 	// included (pg_basebackup among them), FROM alpine (busybox sh), and
 	// its docker-entrypoint.sh in /usr/local/bin.
-	"postgres:16.10-alpine": {"postgres", "pg_isready", "psql", "pg_basebackup", "docker-entrypoint.sh", "sh", "/bin/sh"},
+	"postgres:16.10-alpine": {"postgres", "pg_isready", "psql", "pg_basebackup", "docker-entrypoint.sh", "sh", "/bin/sh", "install"},
 	// docker-library/redis 7.*/alpine/Dockerfile: `make install` puts
 	// redis-server and redis-cli in /usr/local/bin; FROM alpine, whose base
-	// holds busybox (sh, awk, grep) and musl-utils (getent).
-	"redis:7.4.6-alpine": {"redis-server", "redis-cli", "sh", "/bin/sh", "awk", "grep", "getent"},
+	// holds busybox (sh, awk, grep, install) and musl-utils (getent); its
+	// docker-entrypoint.sh in /usr/local/bin.
+	"redis:7.4.6-alpine": {"redis-server", "redis-cli", "sh", "/bin/sh", "awk", "grep", "getent", "install", "docker-entrypoint.sh"},
 	// docker-library/rabbitmq 4.3/alpine/Dockerfile:
-	// PATH=$RABBITMQ_HOME/sbin, the generic-unix release's scripts.
-	"rabbitmq:4.3.4-management-alpine": {"rabbitmq-server", "rabbitmqctl", "rabbitmq-diagnostics"},
+	// PATH=$RABBITMQ_HOME/sbin, the generic-unix release's scripts; FROM
+	// alpine (busybox: sh, install), its docker-entrypoint.sh in
+	// /usr/local/bin.
+	"rabbitmq:4.3.4-management-alpine": {"rabbitmq-server", "rabbitmqctl", "rabbitmq-diagnostics", "sh", "/bin/sh", "install", "docker-entrypoint.sh"},
 	// nginx/docker-nginx mainline/alpine-slim/Dockerfile: FROM alpine
 	// (busybox: sh, wget, stat, mv, kill), `apk add gettext-envsubst` for the
 	// templates;
@@ -116,6 +119,12 @@ func checkProbeBinaries(t *testing.T, tr tree) []string {
 		}
 		if len(s.Entrypoint) > 0 {
 			runs[s.Entrypoint[0]] = "entrypoint"
+			// deploy/compose/engine-files.sh USER PROGRAM...: it runs
+			// install, then PROGRAM (the image's own entrypoint).
+			if len(s.Entrypoint) > 3 && strings.HasSuffix(s.Entrypoint[1], "/engine-files.sh") {
+				runs["install"] = "engine-files.sh"
+				runs[s.Entrypoint[3]] = "engine-files.sh"
+			}
 		} else if s.Build != nil && len(s.Command) > 0 {
 			runs[s.Command[0]] = "command"
 		}

@@ -130,7 +130,7 @@ func TestChecksCatchBrokenCopies(t *testing.T) {
 		{"a misspelt listen address", "env names read by the binaries", "docker-compose.yml",
 			"      KV_CONSUMER_ADDR: 0.0.0.0:8090", "      KV_CONSUMER_ADRESS: 0.0.0.0:8090", "consumer does not set KV_CONSUMER_ADDR"},
 		{"redis left at its loopback default", "env names read by the binaries", "docker-compose.yml",
-			"  REDIS_ADDR: redis:6379\n", "", "api2 does not set REDIS_ADDR"},
+			"  REDIS_ADDR: rediss://redis:6379\n", "", "api2 does not set REDIS_ADDR"},
 		{"traces sent to the container itself", "env names read by the binaries", "docker-compose.yml",
 			"  OTEL_EXPORTER_OTLP_ENDPOINT: http://jaeger:4318\n", "", "does not set OTEL_EXPORTER_OTLP_ENDPOINT"},
 		{"prometheus config", "promtool check config", "observability/prometheus.yml",
