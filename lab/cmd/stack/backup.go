@@ -134,7 +134,7 @@ func (c *cli) restore(ctx context.Context, args []string) (int, error) {
 	fmt.Fprintf(c.log, "==> restored to %s in %s (pgBackRest %s, replay and promotion %s); %d queued messages purged, cache purged\n",
 		engine.FormatTarget(target), res.Ready.Sub(res.Began).Round(100*time.Millisecond),
 		res.Restored.Sub(res.AppsStopped).Round(100*time.Millisecond), res.Promoted.Sub(res.Restored).Round(100*time.Millisecond), res.Purged)
-	if latest, err := engines.LatestWriteBefore(ctx, c.engines.Postgres.URL("postgres", "", "kvstack"), target); err == nil && !latest.IsZero() {
+	if latest, err := engines.LatestWriteBefore(ctx, c.engines.Postgres.URL("postgres", c.engines.Postgres.Password, "kvstack"), target); err == nil && !latest.IsZero() {
 		fmt.Fprintf(c.log, "==> newest write kept: %s (%s before the target)\n", latest.UTC().Format(time.RFC3339Nano), target.Sub(latest).Round(time.Millisecond))
 	}
 	if res.Aside != "" {
