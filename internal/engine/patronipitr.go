@@ -115,9 +115,10 @@ exec pgbackrest --config=%[3]s --stanza=%[4]s --pg1-path=%[2]s --type=time '--ta
 // Patroni copies them from it (pg_basebackup). Restore returns once a
 // primary answers, with the directories moved aside for the caller to
 // remove once the restore is judged good (Aside); Synchronous tells when the
-// standby has caught up. The nodes' configurations are written back
+// standby has caught up. The nodes' configurations are then written back
 // without the method (it only matters to a cluster that is not
-// initialized).
+// initialized); after a failure they keep it, so that a Patroni started
+// again retries the restore rather than make an empty cluster.
 //
 // Every transaction committed up to target must be archived first: the
 // Archive's Check does it while a primary still runs.
@@ -148,9 +149,16 @@ func (pc *Patroni) Restore(ctx context.Context, sup *supervisor.Supervisor, targ
 			res.Aside = append(res.Aside, dir)
 		}
 	}
+	// Once the cluster is restored, the configurations are written back
+	// without the method. Not after a failure: a Patroni that supervisord
+	// starts again would then bootstrap an empty cluster (initdb) where
+	// the restore should be retried.
 	pc.recoverTo = target
 	defer func() {
 		pc.recoverTo = time.Time{}
+		if err != nil {
+			return
+		}
 		for _, n := range pc.Nodes {
 			err = errors.Join(err, n.Init(ctx))
 		}
