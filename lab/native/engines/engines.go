@@ -89,7 +89,7 @@ func Provision(ctx context.Context, s *native.Settings, pg *engine.Postgres) err
 func ProvisionRabbitMQ(ctx context.Context, s *native.Settings, node *engine.RabbitMQ) error {
 	api, consumer := s.RabbitMQCredentials()
 	add, del := s.WorkQueues()
-	return node.AddUsers(ctx,
+	return node.AddUsers(ctx, nil,
 		engine.User{Name: api.User, Password: api.Password, Configure: "^$", Write: `^amq\.default$`, Read: "^$"},
 		engine.User{Name: consumer.User, Password: consumer.Password, Configure: "^$", Write: "^$",
 			Read: "^(" + regexp.QuoteMeta(add) + "|" + regexp.QuoteMeta(del) + ")$"})
