@@ -49,7 +49,7 @@ func (e Single) Names() []string {
 func ForStack(s *native.Settings, dir string) Single {
 	port := func(name string) int { n, _ := strconv.Atoi(s.Get(name)); return n }
 	mq := port("RABBITMQ_PORT")
-	archive := &engine.PgBackRest{Dir: filepath.Join(dir, "pgbackrest"), ArchiveTimeout: s.Duration("KV_ARCHIVE_TIMEOUT")}
+	archive := Archive(s, dir, "kvstack")
 	e := Single{
 		Postgres: &engine.Postgres{Port: port("PGPORT"), Dir: filepath.Join(dir, "postgres"), Log: s.LogFile("postgres"), Archive: archive},
 		Redis:    &engine.Redis{Port: port("REDIS_PORT"), Dir: filepath.Join(dir, "redis"), Log: s.LogFile("redis"), Users: RedisUsers(s)},
@@ -81,6 +81,15 @@ func Certs(s *native.Settings) error {
 	}
 	_, err := native.EngineCerts(s, "postgres", "redis", "rabbitmq")
 	return err
+}
+
+// Archive is the pgBackRest repository of a stack whose engines are under
+// dir, stanza being its PostgreSQL's: the single node's (kvstack) or the
+// HA topology's cluster's (kvstack-ha). Both topologies keep their
+// backups and WAL in the one repository, dir/pgbackrest, each under its
+// stanza (a stanza belongs to one database system).
+func Archive(s *native.Settings, dir, stanza string) *engine.PgBackRest {
+	return &engine.PgBackRest{Stanza: stanza, Dir: filepath.Join(dir, "pgbackrest"), ArchiveTimeout: s.Duration("KV_ARCHIVE_TIMEOUT")}
 }
 
 // Provision makes, on a stack's own PostgreSQL (its primary), the roles
