@@ -220,6 +220,38 @@ func TestChecksCatch(t *testing.T) {
 				}
 			}
 		}},
+		{"the migrations as RabbitMQ's default user", "privilege", "dev", func(m *manifests, s *sources) {
+			e := envVar(&m.jobs[0].Spec.Template.Spec.Containers[0], "RABBITMQ_URL")
+			e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Key = "kvstack-rabbitmq-default-user", "connection_string"
+		}},
+		{"KEDA as RabbitMQ's default user", "privilege", "prod", func(m *manifests, s *sources) {
+			for i, r := range m.triggerAuths[0].Spec.SecretTargetRef {
+				if r.Parameter == "host" {
+					m.triggerAuths[0].Spec.SecretTargetRef[i].Name, m.triggerAuths[0].Spec.SecretTargetRef[i].Key = "kvstack-rabbitmq-default-user", "connection_string"
+				}
+			}
+		}},
+		{"KEDA's user tagged for the management API", "privilege", "dev", func(m *manifests, s *sources) {
+			for _, u := range m.rabbitUsers {
+				if u.Name == "kvstack-keda" {
+					u.Spec.Tags = []string{"monitoring"}
+				}
+			}
+		}},
+		{"the migrations' user may configure any queue", "privilege", "prod", func(m *manifests, s *sources) {
+			for _, pm := range m.rabbitPerms {
+				if pm.Name == "kvstack-migrations" {
+					pm.Spec.Permissions.Configure = ".*"
+				}
+			}
+		}},
+		{"KEDA's host not its user's URI", "secrets", "prod", func(m *manifests, s *sources) {
+			for i, r := range m.triggerAuths[0].Spec.SecretTargetRef {
+				if r.Parameter == "host" {
+					m.triggerAuths[0].Spec.SecretTargetRef[i].Key = "connection_string"
+				}
+			}
+		}},
 		{"no WAL archive", "backups", "prod", func(m *manifests, s *sources) { m.postgreses[0].Spec.Plugins = nil }},
 		{"the WAL archived to a store the release lacks", "backups", "prod", func(m *manifests, s *sources) {
 			m.postgreses[0].Spec.Plugins[0].Parameters["barmanObjectName"] = "elsewhere"

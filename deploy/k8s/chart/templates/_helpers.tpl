@@ -74,21 +74,14 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 {{- end }}
 {{- end -}}
 
-{{- define "kvstack.rabbitmqURL" -}}
-{{- include "kvstack.rabbitmqURLAs" (dict "Values" .Values "user" "") }}
-{{- end -}}
-
-{{/* RabbitMQ as one role's user (api, consumer), or "" the default user. */}}
+{{/* RabbitMQ as one role's user (api, consumer, migrations). */}}
 {{- define "kvstack.rabbitmqURLAs" -}}
 - name: RABBITMQ_URL
   valueFrom:
     secretKeyRef:
-{{- if and (eq .Values.rabbitmq.mode "operator") .user }}
+{{- if eq .Values.rabbitmq.mode "operator" }}
       name: {{ (index .Values.rabbitmq.operator.users .user).secret }}
       key: uri
-{{- else if eq .Values.rabbitmq.mode "operator" }}
-      name: kvstack-rabbitmq-default-user
-      key: connection_string
 {{- else }}
       name: {{ .Values.rabbitmq.external.secret }}
       key: {{ .Values.rabbitmq.external.key }}
