@@ -261,6 +261,15 @@ func TestChecksCatch(t *testing.T) {
 			m.scheduledBackup[0].Spec.Method = "barmanObjectStore"
 		}},
 		{"no ScheduledBackup", "backups", "prod", func(m *manifests, s *sources) { m.scheduledBackup = nil }},
+		{"no alert on a stale base backup", "backups", "prod", func(m *manifests, s *sources) {
+			for _, g := range m.rules[0].Spec.Groups {
+				for i, r := range g.Rules {
+					if r.Alert == "CloudNativePGBackupTooOld" {
+						g.Rules[i].Expr = intstr.FromString(strings.ReplaceAll(r.Expr.String(), "barman_cloud_cloudnative_pg_io_", "cnpg_collector_"))
+					}
+				}
+			}
+		}},
 		{"backups kept a day", "backups", "prod", func(m *manifests, s *sources) { m.objectStores[0].Spec.RetentionPolicy = "1d" }},
 		{"a job renamed", "monitoring", "prod", func(m *manifests, s *sources) {
 			m.serviceMonitors[0].Spec.Endpoints[0].RelabelConfigs[0].Replacement = new("api")
