@@ -2,8 +2,10 @@ package engine_test
 
 import (
 	"context"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -52,6 +54,29 @@ func TestPatroniDefinition(t *testing.T) {
 	}
 	if sql, err := os.ReadFile(filepath.Join(dir, "bootstrap.sql")); err != nil || string(sql) != "CREATE ROLE kv LOGIN;\n" {
 		t.Errorf("bootstrap.sql %q, %v", sql, err)
+	}
+	// With an archive, the cluster archives (in the DCS) and each node
+	// pushes its own data directory's WAL, through a socket in its Dir,
+	// where pgBackRest reaches it; pgbackrest.conf names every node.
+	pc.Archive = &engine.PgBackRest{Stanza: "kv", Dir: filepath.Join(dir, "backrest"), ArchiveTimeout: 7 * time.Second}
+	pc.Nodes[1].Dir = filepath.Join(dir, "pg2")
+	if err := pc.Nodes[0].Init(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	conf, err = os.ReadFile(filepath.Join(dir, "patroni.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"archive_mode: \"on\"", "archive_timeout: 7",
+		"archive_command: pgbackrest --config=" + pc.Archive.ConfPath() + " --stanza=kv --pg1-path=" + filepath.Join(dir, "data") + " archive-push %p",
+		"unix_socket_directories: " + dir} {
+		if !strings.Contains(string(conf), want) {
+			t.Errorf("patroni.yml has no %q:\n%s", want, conf)
+		}
+	}
+	if b, err := os.ReadFile(pc.Archive.ConfPath()); err != nil || !strings.Contains(string(b), "pg1-path="+filepath.Join(dir, "data")+"\npg1-port=25001\n") ||
+		!strings.Contains(string(b), "pg2-path="+filepath.Join(dir, "pg2", "data")+"\npg2-port=25002\n") {
+		t.Errorf("pgbackrest.conf names not both nodes (%v):\n%s", err, b)
 	}
 	pc.TTL, pc.LoopWait, pc.RetryTimeout = 5, 1, 3
 	if err := pc.Nodes[0].Init(context.Background()); err == nil || !strings.Contains(err.Error(), "ttl") {
@@ -193,7 +218,14 @@ func TestPatroniFailover(t *testing.T) {
 		if err := primary.Lose(ctx, p.Stack().Supervisor()); err != nil {
 			t.Fatal(err)
 		}
+		// A lost machine stays lost: nothing may answer on its port until
+		// it comes back (a Patroni restarted by its supervisor would start
+		// its PostgreSQL again, and keep the leader key).
+		stopWatch := watchRefused(primary.Port)
 		return func() {
+			if at := stopWatch(); at > 0 {
+				t.Errorf("the lost node %s's PostgreSQL answered again %s after it was lost", primary.Name, at.Round(10*time.Millisecond))
+			}
 			// The lost node comes back, and Patroni rewinds it into the
 			// new primary's standby.
 			if err := p.Start(ctx, primary.Name); err != nil {
@@ -223,6 +255,33 @@ func TestPatroniFailover(t *testing.T) {
 	if lost > 0 || len(all) == 0 {
 		t.Errorf("%d of %d acknowledged rows lost", lost, len(all))
 	}
+}
+
+// watchRefused dials 127.0.0.1:port every 20 ms until stop is called;
+// stop returns how long after the start of the watch a connection was
+// first accepted (0 when none was).
+func watchRefused(port int) (stop func() time.Duration) {
+	done := make(chan struct{})
+	result := make(chan time.Duration, 1)
+	go func() {
+		start := time.Now()
+		for {
+			select {
+			case <-done:
+				result <- 0
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			if c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second); err == nil {
+				c.Close()
+				at := time.Since(start)
+				<-done
+				result <- at
+				return
+			}
+		}
+	}()
+	return func() time.Duration { close(done); return <-result }
 }
 
 func nodeName(n *engine.PatroniNode) string {

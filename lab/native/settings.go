@@ -45,12 +45,12 @@ var Variables = []Variable{
 	{"KV_BIND_HOST", "127.0.0.1", "the address every process listens on"},
 	{"KV_TOPOLOGY", "single", "single: one PostgreSQL, Redis and RabbitMQ (make up). ha: make up-ha's, a RabbitMQ cluster of three nodes, a Redis Cluster of six, a PostgreSQL primary with a synchronous standby, each run by Patroni on an etcd (Patroni promotes the standby when the primary is lost), all the stack's own (data in KV_STACK_DIR/engines), two consumers, an exporter per node. One topology runs at a time in KV_STACK_DIR; down, status and logs act on the one that runs"},
 	{"KV_ENGINES", "shared", "shared: the machine's PostgreSQL, Redis and RabbitMQ on stack.env's ports (lab/scripts/services.sh starts them when missing; down leaves them running). private: the stack runs its own on those ports under its supervisord, data in KV_STACK_DIR/engines (for a stack that must share no queue, cache or table with another on the same machine)"},
-	// Point-in-time recovery (KV_ENGINES=private only: the shared
+	// Point-in-time recovery (KV_ENGINES=private and the HA topology; the shared
 	// PostgreSQL is never reconfigured to archive; docs/OPERATIONS.md).
-	{"KV_ARCHIVE_TIMEOUT", "60s", "KV_ENGINES=private: PostgreSQL's archive_timeout, the longest a commit waits before its WAL segment reaches the pgBackRest repository: what losing the data directory loses at most"},
-	{"KV_BACKUP_INTERVAL", "1h", "KV_ENGINES=private: the backup scheduler (process backups) takes a differential backup when the newest backup is this old"},
-	{"KV_BACKUP_FULL_INTERVAL", "24h", "KV_ENGINES=private: a full backup instead when the newest full one is this old"},
-	{"KV_BACKUP_MAX_AGE", "3h", "KV_ENGINES=private: a newest backup older than this fires BackupTooOld"},
+	{"KV_ARCHIVE_TIMEOUT", "60s", "KV_ENGINES=private and the HA topology: PostgreSQL's archive_timeout, the longest a commit waits before its WAL segment reaches the pgBackRest repository: what losing the data directory loses at most"},
+	{"KV_BACKUP_INTERVAL", "1h", "KV_ENGINES=private and the HA topology: the backup scheduler (process backups) takes a differential backup when the newest backup is this old"},
+	{"KV_BACKUP_FULL_INTERVAL", "24h", "KV_ENGINES=private and the HA topology: a full backup instead when the newest full one is this old"},
+	{"KV_BACKUP_MAX_AGE", "3h", "KV_ENGINES=private and the HA topology: a newest backup older than this fires BackupTooOld"},
 	{"KV_STACK_TIMEOUT", "60", "seconds a process gets to become healthy"},
 	{"KV_STOP_TIMEOUT", "20", "seconds between SIGTERM and SIGKILL when a process is stopped (supervisord's stopwaitsecs)"},
 	{"GO", "go", "the go command that builds the binaries"},
@@ -119,7 +119,7 @@ var Variables = []Variable{
 	{"NGINX_EXPORTER_ADDR", "${KV_BIND_HOST}:${KV_NGINX_EXPORTER_PORT}", "template: prometheus-nginx-exporter"},
 	{"POSTGRES_EXPORTER_ADDR", "${KV_BIND_HOST}:${KV_POSTGRES_EXPORTER_PORT}", "template: prometheus-postgres-exporter"},
 	{"REDIS_EXPORTER_ADDR", "${KV_BIND_HOST}:${KV_REDIS_EXPORTER_PORT}", "template: prometheus-redis-exporter"},
-	{"BACKUP_ADDR", "127.0.0.1:${KV_BACKUP_PORT}", "template: the backup scheduler's /metrics (KV_ENGINES=private)"},
+	{"BACKUP_ADDR", "127.0.0.1:${KV_BACKUP_PORT}", "template: the backup scheduler's /metrics (KV_ENGINES=private and the HA topology)"},
 	{"PROMETHEUS_RULES_DIR", "${ROOT}/observability/rules", "template: the alerting rules"},
 	{"NGINX_ACCESS_LOG", "${KV_STACK_DIR}/logs/nginx-access.log", "template: nginx's JSON access log"},
 	// stderr: supervisord writes it to logs/nginx.log, the one writer of that file.
@@ -280,12 +280,12 @@ func (s *Settings) Get(name string) string {
 // and RabbitMQ (KV_ENGINES=private, or the HA topology's clusters).
 func (s *Settings) PrivateEngines() bool { return s.Get("KV_ENGINES") == "private" || s.HA() }
 
-// Backups is true when the stack backs its PostgreSQL up: a single-node
-// stack with engines of its own (KV_ENGINES=private), whose PostgreSQL
-// archives with pgBackRest and whose process `backups` schedules the
-// backups. The shared PostgreSQL is not the stack's to archive, and the
-// HA topology's has no point-in-time recovery yet (docs/OPERATIONS.md).
-func (s *Settings) Backups() bool { return s.Get("KV_ENGINES") == "private" && !s.HA() }
+// Backups is true when the stack backs its PostgreSQL up: a stack with
+// engines of its own (KV_ENGINES=private, or the HA topology's), whose
+// PostgreSQL archives with pgBackRest and whose process `backups`
+// schedules the backups. The shared PostgreSQL is not the stack's to
+// archive (docs/OPERATIONS.md).
+func (s *Settings) Backups() bool { return s.PrivateEngines() }
 
 // HA tells whether the settings are the HA topology's (KV_TOPOLOGY=ha).
 func (s *Settings) HA() bool { return s.Get("KV_TOPOLOGY") == "ha" }

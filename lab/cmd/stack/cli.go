@@ -53,11 +53,7 @@ func newCLI(root string, environ []string, cmd string) (*cli, error) {
 			programs = append(programs, e.Program())
 		}
 		// Its PostgreSQL archives with pgBackRest: the scheduler backs it up.
-		exe, err := os.Executable()
-		if err != nil {
-			exe = filepath.Join(s.Root, "bin", "stack")
-		}
-		c.stack.Programs = append(append(programs, c.stack.Programs...), backupsProgram(s, exe))
+		c.stack.Programs = append(append(programs, c.stack.Programs...), backupsProgram(s))
 		migrated := false
 		c.stack.Before = func(ctx context.Context, priority int) error {
 			if priority <= 1 || migrated {

@@ -44,13 +44,22 @@ func (e Single) Names() []string {
 func ForStack(s *native.Settings, dir string) Single {
 	port := func(name string) int { n, _ := strconv.Atoi(s.Get(name)); return n }
 	mq := port("RABBITMQ_PORT")
-	archive := &engine.PgBackRest{Dir: filepath.Join(dir, "pgbackrest"), ArchiveTimeout: s.Duration("KV_ARCHIVE_TIMEOUT")}
+	archive := Archive(s, dir, "kvstack")
 	return Single{
 		Postgres: &engine.Postgres{Port: port("PGPORT"), Dir: filepath.Join(dir, "postgres"), Log: s.LogFile("postgres"), Archive: archive},
 		Redis:    &engine.Redis{Port: port("REDIS_PORT"), Dir: filepath.Join(dir, "redis"), Log: s.LogFile("redis"), Users: RedisUsers(s)},
 		RabbitMQ: &engine.RabbitMQ{Node: fmt.Sprintf("kvstack%d@localhost", mq), Port: mq, DistPort: port("RABBITMQ_DIST_PORT"),
 			MetricsPort: port("RABBITMQ_METRICS_PORT"), Dir: filepath.Join(dir, "rabbitmq"), Log: s.LogFile("rabbitmq")},
 	}
+}
+
+// Archive is the pgBackRest repository of a stack whose engines are under
+// dir, stanza being its PostgreSQL's: the single node's (kvstack) or the
+// HA topology's cluster's (kvstack-ha). Both topologies keep their
+// backups and WAL in the one repository, dir/pgbackrest, each under its
+// stanza (a stanza belongs to one database system).
+func Archive(s *native.Settings, dir, stanza string) *engine.PgBackRest {
+	return &engine.PgBackRest{Stanza: stanza, Dir: filepath.Join(dir, "pgbackrest"), ArchiveTimeout: s.Duration("KV_ARCHIVE_TIMEOUT")}
 }
 
 // Provision makes, on a stack's own PostgreSQL (its primary), the roles
@@ -80,7 +89,7 @@ func Provision(ctx context.Context, s *native.Settings, pg *engine.Postgres) err
 func ProvisionRabbitMQ(ctx context.Context, s *native.Settings, node *engine.RabbitMQ) error {
 	api, consumer := s.RabbitMQCredentials()
 	add, del := s.WorkQueues()
-	return node.AddUsers(ctx,
+	return node.AddUsers(ctx, nil,
 		engine.User{Name: api.User, Password: api.Password, Configure: "^$", Write: `^amq\.default$`, Read: "^$"},
 		engine.User{Name: consumer.User, Password: consumer.Password, Configure: "^$", Write: "^$",
 			Read: "^(" + regexp.QuoteMeta(add) + "|" + regexp.QuoteMeta(del) + ")$"})
