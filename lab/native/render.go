@@ -202,7 +202,11 @@ func WriteConfigs(ctx context.Context, s *Settings, sup *supervisor.Supervisor, 
 	if err != nil {
 		return err
 	}
-	// The API reads the JWKS of the stack's key at start.
+	// The API reads the JWKS of the stack's key at start, as
+	// KV_PROCESS_USER; the engines run as their own users.
+	if err := reachable(s); err != nil {
+		return err
+	}
 	if _, err := SigningKey(s); err != nil {
 		return err
 	}

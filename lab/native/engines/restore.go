@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/kvstack/kvstack/internal/config"
 	"github.com/kvstack/kvstack/internal/engine"
@@ -244,7 +243,7 @@ func (r Restore) purgeQueues(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	conn, err := amqp.Dial(r.Settings.Get("RABBITMQ_URL"))
+	conn, err := DialAMQP(r.Settings.Get("RABBITMQ_URL"), cfg.TLSCAFile)
 	if err != nil {
 		return 0, fmt.Errorf("rabbitmq: %w", err)
 	}
