@@ -186,6 +186,29 @@ func TestChecksCatch(t *testing.T) {
 				}
 			}
 		}},
+		{"Redis without TLS", "enginetls", "prod", func(m *manifests, s *sources) { m.redisClusters[0].Spec.TLS = nil }},
+		{"a consumer that speaks plain Redis", "enginetls", "dev", func(m *manifests, s *sources) {
+			envVar(consumer(m), "REDIS_ADDR").Value = "kvstack-redis:6379"
+		}},
+		{"the image's CA variable missing", "enginetls", "dev", func(m *manifests, s *sources) { m.redises[0].Spec.Env = nil }},
+		{"Redis Cluster nodes announced by name under TLS", "enginetls", "prod", func(m *manifests, s *sources) {
+			for _, cm := range m.configMaps {
+				if v, ok := cm.Data[redisAdditionalKey]; ok {
+					cm.Data[redisAdditionalKey] = strings.ReplaceAll(v, "cluster-preferred-endpoint-type ip", "")
+				}
+			}
+		}},
+		{"the API checks Redis for a name its certificate lacks", "enginetls", "prod", func(m *manifests, s *sources) {
+			envVar(api(m), "REDIS_TLS_SERVER_NAME").Value = "kvstack-redis-leader-0"
+		}},
+		{"Redis' private key mounted beside its CA", "enginetls", "dev", func(m *manifests, s *sources) {
+			pod := m.mainContainer("api").pod
+			for i, v := range pod.Volumes {
+				if v.Name == "redis-ca" {
+					pod.Volumes[i].Secret.Items = nil
+				}
+			}
+		}},
 		{"the API as the database's owner", "privilege", "prod", func(m *manifests, s *sources) {
 			envVar(api(m), "DATABASE_URL").ValueFrom.SecretKeyRef.Name = "kvstack-pg-app"
 		}},
