@@ -1,7 +1,8 @@
 package k8s
 
 import (
-	"fmt"
+	"maps"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -76,27 +77,37 @@ func checkPrivilege(t testing.TB, m *manifests, s *sources) problems {
 			}
 		}
 	}
-	// RabbitMQ: the API publishes as a user that may write to the default
-	// exchange alone, the consumers consume as one that may read the work
-	// queues alone; neither configures, neither is the default user.
+	// RabbitMQ: each process as a user of its own, never the operator's
+	// default user (an administrator), with no tags and exactly the
+	// permissions rabbitPermissions gives its role.
+	want := rabbitPermissions(s)
 	for _, r := range m.rabbitmqs {
-		want := map[string]RabbitmqVhostPermissions{
-			"api":      {Configure: "^$", Write: `^amq\.default$`, Read: "^$"},
-			"consumer": {Configure: "^$", Write: "^$", Read: "^(add_key|del_key)$"},
+		clients := map[string]string{} // role: the Secret of its URI
+		for _, k := range m.kvContainers() {
+			if k.bin == "migrate" || (!k.init && (k.bin == "api" || k.bin == "consumer")) {
+				e := envVar(k.c, "RABBITMQ_URL")
+				if e == nil || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
+					p.add("%s: RABBITMQ_URL from no Secret", k)
+					continue
+				}
+				clients[k.bin] = e.ValueFrom.SecretKeyRef.Name
+			}
 		}
-		for bin, perms := range want {
-			k := m.mainContainer(bin)
-			if k == nil {
+		for _, ta := range m.triggerAuths {
+			for _, ref := range ta.Spec.SecretTargetRef {
+				if ref.Parameter == "host" {
+					clients["keda"] = ref.Name
+				}
+			}
+		}
+		for _, role := range slices.Sorted(maps.Keys(want)) {
+			secret, ok := clients[role]
+			if !ok {
+				p.add("%s: no RabbitMQ client in the release", role)
 				continue
 			}
-			e := envVar(k.c, "RABBITMQ_URL")
-			if e == nil || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
-				p.add("%s: RABBITMQ_URL from no Secret", k)
-				continue
-			}
-			secret := e.ValueFrom.SecretKeyRef.Name
 			if secret == r.Name+rabbitmqSecretTail {
-				p.add("%s connects to RabbitmqCluster %s as its default user, an administrator: give it a user of its own", k, r.Name)
+				p.add("%s connects to RabbitmqCluster %s as its default user, an administrator: give it a user of its own", role, r.Name)
 				continue
 			}
 			var user *RabbitmqUser
@@ -106,7 +117,7 @@ func checkPrivilege(t testing.TB, m *manifests, s *sources) problems {
 				}
 			}
 			if user == nil {
-				p.add("%s: RABBITMQ_URL from Secret %s, which no User of RabbitmqCluster %s imports", k, secret, r.Name)
+				p.add("%s: RabbitMQ URL from Secret %s, which no User of RabbitmqCluster %s imports", role, secret, r.Name)
 				continue
 			}
 			if len(user.Spec.Tags) > 0 {
@@ -118,8 +129,8 @@ func checkPrivilege(t testing.TB, m *manifests, s *sources) problems {
 					continue
 				}
 				n++
-				if pm.Spec.Vhost != "/" || pm.Spec.Permissions != perms {
-					p.add("Permission %s: %s on %s, want %+v on / (docs/SECURITY.md)", pm.Name, fmt.Sprintf("%+v", pm.Spec.Permissions), pm.Spec.Vhost, perms)
+				if pm.Spec.Vhost != "/" || pm.Spec.Permissions != want[role] {
+					p.add("Permission %s: %+v on %s, want %+v on / (docs/SECURITY.md)", pm.Name, pm.Spec.Permissions, pm.Spec.Vhost, want[role])
 				}
 			}
 			if n != 1 {
@@ -128,4 +139,35 @@ func checkPrivilege(t testing.TB, m *manifests, s *sources) problems {
 		}
 	}
 	return p
+}
+
+// rabbitPermissions are the configure, write and read permissions each
+// RabbitMQ client needs on the vhost, from the queues' and the dead-letter
+// exchange's names the binaries use (RabbitMQ's access control: a
+// publish needs write on the exchange, amq.default for the default one; a
+// consume or a get, read on the queue; a declare or a delete, configure
+// on what it declares, and a queue with x-dead-letter-exchange also read
+// on the queue and write on that exchange; a bind, write on the queue and
+// read on the exchange; a passive declare, nothing).
+func rabbitPermissions(s *sources) map[string]RabbitmqVhostPermissions {
+	add, del := regexp.QuoteMeta(s.env["consumer"]["RABBITMQ_QUEUE_ADD"]), regexp.QuoteMeta(s.env["consumer"]["RABBITMQ_QUEUE_DEL"])
+	dlx := regexp.QuoteMeta(s.env["migrate"]["RABBITMQ_DLX"])
+	queues := "(" + add + "|" + del + ")"
+	return map[string]RabbitmqVhostPermissions{
+		// Publishes to the default exchange.
+		"api": {Configure: "^$", Write: `^amq\.default$`, Read: "^$"},
+		// Consumes the work queues.
+		"consumer": {Configure: "^$", Write: "^$", Read: "^" + queues + "$"},
+		// Declares the DLX, the work queues, their DLQs (bound to the DLX)
+		// and, to convert a queue, <queue>.migrating; moves messages with
+		// basic.get and publishes to the default exchange.
+		"migrate": {
+			Configure: "^(" + dlx + "|" + queues + `(\.dlq|\.migrating)?)$`,
+			Write:     `^(amq\.default|` + dlx + "|" + queues + `\.dlq)$`,
+			Read:      "^(" + dlx + "|" + queues + `(\.migrating)?)$`,
+		},
+		// Reads the work queues' lengths (passive declares): the vhost
+		// alone.
+		"keda": {Configure: "^$", Write: "^$", Read: "^$"},
+	}
 }

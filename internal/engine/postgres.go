@@ -240,7 +240,7 @@ func (p *Postgres) Program() supervisor.Program {
 		"-c", "listen_addresses=127.0.0.1", "-c", "port=" + strconv.Itoa(p.Port),
 		"-c", "unix_socket_directories=", "-c", "max_connections=" + maxConnections}
 	if p.Archive != nil {
-		p.Archive.pg = p
+		p.Archive.archives(p)
 		command = append(command, p.Archive.settings(p)...)
 	}
 	if p.TLS != nil {
