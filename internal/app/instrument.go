@@ -148,16 +148,16 @@ func (c measuredCache) Ping(ctx context.Context) error {
 // measuredPublisher counts publishes by outcome and times them to the
 // confirm.
 type measuredPublisher struct {
-	pub    *rabbitmq.Publisher
-	m      *metrics.Publish
-	queues map[kv.Kind]string
+	pub  *rabbitmq.Publisher
+	m    *metrics.Publish
+	topo rabbitmq.Topology // labels each publish with its queue
 }
 
 func (p measuredPublisher) Publish(ctx context.Context, op kv.Op) error {
 	start := time.Now()
 	err := p.pub.Publish(ctx, op)
-	queue, ok := p.queues[op.Kind]
-	if !ok {
+	queue, kindErr := p.topo.QueueOf(op.Kind)
+	if kindErr != nil {
 		return err // an invalid kind never reaches a queue
 	}
 	p.m.Observe(ctx, queue, publishOutcome(err), time.Since(start))
@@ -262,9 +262,4 @@ func ignore(err, answer error) error {
 		return nil
 	}
 	return err
-}
-
-// queuesOf maps each kind of operation to its queue.
-func queuesOf(cfg rabbitmq.Config) map[kv.Kind]string {
-	return map[kv.Kind]string{kv.KindPut: cfg.QueueAdd, kv.KindDelete: cfg.QueueDel}
 }
