@@ -90,15 +90,9 @@ type measuredCache struct {
 func (c measuredCache) Get(ctx context.Context, key string) (kv.Entry, error) {
 	start := time.Now()
 	e, err := c.cache.Get(ctx, key)
-	c.dep.Observe(ctx, metrics.Redis, "get", start, ignore(err, kv.ErrCacheMiss))
-	switch {
-	case err == nil:
-		c.reads.Lookup(metrics.Hit)
-	case errors.Is(err, kv.ErrCacheMiss):
-		c.reads.Lookup(metrics.Miss)
-	default:
-		c.reads.Lookup(metrics.Error)
-	}
+	lookup := kv.LookupOf(err)
+	c.dep.Observe(ctx, metrics.Redis, "get", start, failed(lookup, err))
+	c.reads.Lookup(lookup)
 	return e, err
 }
 
@@ -108,7 +102,7 @@ func (c measuredCache) Fill(ctx context.Context, e kv.Entry) (bool, error) {
 	c.dep.Observe(ctx, metrics.Redis, "fill", start, err)
 	switch {
 	case err != nil:
-		c.reads.Fill(metrics.Error)
+		c.reads.Fill(metrics.FillError)
 	case stored:
 		c.reads.Fill(metrics.FillStored)
 	default:
@@ -255,6 +249,15 @@ func (n measuredNews) Applied(key string, v kv.Version) {
 }
 
 func (n measuredNews) Lost() { n.reg.Lost() }
+
+// failed is the error of a cache read that failed; nil for a hit or a
+// miss, which are answers.
+func failed(l kv.Lookup, err error) error {
+	if l == kv.CacheFailed {
+		return err
+	}
+	return nil
+}
 
 // ignore hides an error that is an answer rather than a failure.
 func ignore(err, answer error) error {

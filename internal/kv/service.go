@@ -104,15 +104,14 @@ func (s *Service) Get(ctx context.Context, key string) (Read, error) {
 		return Read{}, err
 	}
 	e, err := s.cache.Get(ctx, key)
-	switch {
-	case err == nil:
+	lookup := LookupOf(err)
+	switch lookup {
+	case Hit:
 		return answer(e, SourceRedis)
-	case errors.Is(err, ErrCacheMiss), errors.Is(err, ErrCacheDown):
-		// A miss, or a cache the first failure already told of.
-	default:
-		s.log.Warn().Err(err).Msg("cache read failed; reading from the store")
+	case CacheFailed:
+		s.cacheFailed(err)
 	}
-	cacheUp := err == nil || errors.Is(err, ErrCacheMiss)
+	cacheUp := lookup != CacheFailed
 
 	v, err, _ := s.loads.Do(key, func() (any, error) {
 		return s.load(ctx, key, cacheUp)
@@ -121,6 +120,56 @@ func (s *Service) Get(ctx context.Context, key string) (Read, error) {
 		return Read{}, err
 	}
 	return answer(v.(Entry), SourcePostgres)
+}
+
+// Lookup is what one read of the cache found. LookupOf decides it, once
+// for every reader of the answer: the read path branches on it, and the
+// API's cache metrics count it (its String is their result label).
+type Lookup int
+
+const (
+	// Hit: the cache holds an entry for the key.
+	Hit Lookup = iota
+	// Miss: the cache answered, and holds nothing for the key.
+	Miss
+	// CacheFailed: the cache did not answer, or was known down and not
+	// asked (ErrCacheDown). A read then goes to the store and does not
+	// fill the cache.
+	CacheFailed
+)
+
+// Lookups lists every lookup result, in order.
+var Lookups = []Lookup{Hit, Miss, CacheFailed}
+
+// LookupOf classifies the error of a Cache.Get.
+func LookupOf(err error) Lookup {
+	switch {
+	case err == nil:
+		return Hit
+	case errors.Is(err, ErrCacheMiss):
+		return Miss
+	}
+	return CacheFailed
+}
+
+func (l Lookup) String() string {
+	switch l {
+	case Hit:
+		return "hit"
+	case Miss:
+		return "miss"
+	case CacheFailed:
+		return "error"
+	}
+	return "unknown"
+}
+
+// cacheFailed logs a failed cache read, unless the cache was known down
+// and not asked: its first failure was logged already.
+func (s *Service) cacheFailed(err error) {
+	if !errors.Is(err, ErrCacheDown) {
+		s.log.Warn().Err(err).Msg("cache read failed; reading from the store")
+	}
 }
 
 // GetWritten reads key from the store, which alone keeps who wrote each

@@ -3,6 +3,7 @@ package kv
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -220,5 +221,21 @@ func TestServiceWriteErrors(t *testing.T) {
 				t.Fatalf("published %d ops on error", len(pub.ops))
 			}
 		})
+	}
+}
+
+func TestLookupOf(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want Lookup
+	}{
+		{nil, Hit},
+		{fmt.Errorf("redis get: %w", ErrCacheMiss), Miss},
+		{fmt.Errorf("redis: skipped: %w", ErrCacheDown), CacheFailed},
+		{errors.New("i/o timeout"), CacheFailed},
+	} {
+		if got := LookupOf(tc.err); got != tc.want {
+			t.Errorf("LookupOf(%v) = %s, want %s", tc.err, got, tc.want)
+		}
 	}
 }
