@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/url"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -27,6 +28,33 @@ type exchange struct {
 	// principal is who the request acts for: set by authenticate on the
 	// data routes, nil elsewhere.
 	principal *auth.Principal
+	// query is the query string, parsed at its first use (queryOf).
+	query    url.Values
+	queryErr error
+	parsed   bool
+}
+
+// queryOf is r's query string, parsed once for the request: the handler
+// reads its parameters, and the metrics' route label (metricRoute) whether
+// it waits.
+func queryOf(r *http.Request) (url.Values, error) {
+	e := exchangeOf(r.Context())
+	if e == nil {
+		return parseQuery(r.URL.RawQuery)
+	}
+	if !e.parsed {
+		e.query, e.queryErr = parseQuery(r.URL.RawQuery)
+		e.parsed = true
+	}
+	return e.query, e.queryErr
+}
+
+func parseQuery(raw string) (url.Values, error) {
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		return q, &badRequest{code: "invalid_query", msg: "query string is malformed"}
+	}
+	return q, nil
 }
 
 type exchangeKey struct{}

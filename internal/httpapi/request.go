@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
@@ -145,20 +144,4 @@ func hexRune(b []byte, i int) (rune, bool) {
 	}
 	n, err := strconv.ParseUint(string(b[i:i+4]), 16, 32)
 	return rune(n), err == nil
-}
-
-// queryKey returns the single key parameter; ok is false when there is none.
-func queryKey(r *http.Request) (key string, ok bool, err error) {
-	q, err := url.ParseQuery(r.URL.RawQuery)
-	if err != nil {
-		return "", false, &badRequest{code: "invalid_query", msg: "query string is malformed"}
-	}
-	keys, ok := q["key"]
-	switch {
-	case !ok:
-		return "", false, nil
-	case len(keys) > 1:
-		return "", false, &badRequest{code: "invalid_key", msg: "key given more than once"}
-	}
-	return keys[0], true, nil
 }

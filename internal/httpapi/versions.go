@@ -4,7 +4,6 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/kvstack/kvstack/internal/kv"
@@ -77,11 +76,7 @@ func (a *api) minVersion(q url.Values, key string) (v kv.Version, ok bool, err e
 // waitParams reads what a write says of waiting: whether it waits
 // (?wait=applied) and for how long. A read's min_version has no meaning on
 // a write.
-func waitParams(r *http.Request) (waits bool, timeout *time.Duration, err error) {
-	q, err := url.ParseQuery(r.URL.RawQuery)
-	if err != nil {
-		return false, nil, &badRequest{code: "invalid_query", msg: "query string is malformed"}
-	}
+func waitParams(q url.Values) (waits bool, timeout *time.Duration, err error) {
 	if _, ok := q[paramMinVersion]; ok {
 		return false, nil, &kv.ValidationError{Field: paramMinVersion, Reason: "only on GET; a write waits with wait=applied"}
 	}
@@ -128,18 +123,14 @@ func versionOf(err error) (kv.Version, bool) {
 // looks like a query string would look like a raw URL.)
 func metricRoute(r *http.Request) string {
 	route := routePattern(r)
-	raw := r.URL.RawQuery
-	if route != "/api" || raw == "" {
+	if route != "/api" || r.URL.RawQuery == "" {
 		return route
 	}
 	param, label := paramWait, "/api:wait"
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
 		param, label = paramMinVersion, "/api:min_version"
 	}
-	if !strings.Contains(raw, param+"=") {
-		return route
-	}
-	if q, err := url.ParseQuery(raw); err == nil && q.Has(param) {
+	if q, err := queryOf(r); err == nil && q.Has(param) {
 		return label
 	}
 	return route
