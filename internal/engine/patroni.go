@@ -351,18 +351,13 @@ func processesIn(dir string) []int {
 
 // Lose is the loss of its machine: Patroni and PostgreSQL killed -9
 // together, and Patroni kept down (stopped under sup, which restarts it
-// only on Start). Patroni gets SIGKILL before the supervisor's stop could
-// deliver a SIGTERM: on a SIGTERM the leader would hand its key over at
-// once, which a lost machine does not do; the standby is promoted only
-// once the key expires (ttl).
+// only on Start). Patroni is frozen first, so it neither sees its
+// PostgreSQL die nor gets a SIGTERM: on a SIGTERM the leader would hand
+// its key over at once, which a lost machine does not do, and a Patroni
+// that saw its PostgreSQL die would start it again. The standby is
+// promoted only once the key expires (ttl).
 func (n *PatroniNode) Lose(ctx context.Context, sup *supervisor.Supervisor) error {
-	pid, err := sup.Pid(ctx, n.Name)
-	if err != nil {
-		return err
-	}
-	if pid > 0 {
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
-	}
+	freeze(ctx, sup, n.Name)
 	_, pgErr := n.KillPostgres()
 	return errors.Join(pgErr, fence(ctx, sup, n.Name))
 }

@@ -2,8 +2,10 @@ package engine_test
 
 import (
 	"context"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -193,7 +195,14 @@ func TestPatroniFailover(t *testing.T) {
 		if err := primary.Lose(ctx, p.Stack().Supervisor()); err != nil {
 			t.Fatal(err)
 		}
+		// A lost machine stays lost: nothing may answer on its port until
+		// it comes back (a Patroni restarted by its supervisor would start
+		// its PostgreSQL again, and keep the leader key).
+		stopWatch := watchRefused(primary.Port)
 		return func() {
+			if at := stopWatch(); at > 0 {
+				t.Errorf("the lost node %s's PostgreSQL answered again %s after it was lost", primary.Name, at.Round(10*time.Millisecond))
+			}
 			// The lost node comes back, and Patroni rewinds it into the
 			// new primary's standby.
 			if err := p.Start(ctx, primary.Name); err != nil {
@@ -223,6 +232,33 @@ func TestPatroniFailover(t *testing.T) {
 	if lost > 0 || len(all) == 0 {
 		t.Errorf("%d of %d acknowledged rows lost", lost, len(all))
 	}
+}
+
+// watchRefused dials 127.0.0.1:port every 20 ms until stop is called;
+// stop returns how long after the start of the watch a connection was
+// first accepted (0 when none was).
+func watchRefused(port int) (stop func() time.Duration) {
+	done := make(chan struct{})
+	result := make(chan time.Duration, 1)
+	go func() {
+		start := time.Now()
+		for {
+			select {
+			case <-done:
+				result <- 0
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			if c, err := net.DialTimeout("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), time.Second); err == nil {
+				c.Close()
+				at := time.Since(start)
+				<-done
+				result <- at
+				return
+			}
+		}
+	}()
+	return func() time.Duration { close(done); return <-result }
 }
 
 func nodeName(n *engine.PatroniNode) string {

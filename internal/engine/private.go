@@ -101,23 +101,36 @@ func (p *Private) Fence(ctx context.Context, name string) error {
 	return fence(ctx, p.stack.Supervisor(), name)
 }
 
-// fence stops a program at once and for good: its supervisor is told to
-// stop it (so does not restart it), and its process group gets SIGKILL,
-// whatever it was doing. A stop signal alone can be lost on a process
-// that the supervisor is just restarting after a crash, and then the stop
-// waits its full timeout.
+// fence stops a program at once and for good, whatever it was doing,
+// without its supervisor ever seeing a crash to heal: the process group
+// is frozen (SIGSTOP), the supervisor is told to stop it, and once the
+// supervisor counts it stopping (so an exit is expected, and never
+// restarted), the group gets SIGKILL. Killing first and stopping after
+// leaves a window in which the supervisor restarts the program; a
+// restarted Patroni, killed again at once, can leave behind a PostgreSQL
+// it had just started (in a session of its own) and a leader key it had
+// just renewed, which is no longer a lost machine.
 func fence(ctx context.Context, sup *supervisor.Supervisor, name string) error {
+	freeze(ctx, sup, name)
 	stopped := make(chan error, 1)
 	go func() { stopped <- sup.Stop(ctx, name) }()
 	for {
-		if pid, err := sup.Pid(ctx, name); err == nil && pid > 0 {
-			_ = syscall.Kill(-pid, syscall.SIGKILL)
+		if info, err := sup.Process(ctx, name); err == nil && info.State == "STOPPING" && info.Pid > 0 {
+			_ = syscall.Kill(-info.Pid, syscall.SIGKILL)
 		}
 		select {
 		case err := <-stopped:
 			return err
 		case <-time.After(20 * time.Millisecond):
 		}
+	}
+}
+
+// freeze sends SIGSTOP to a running program's process group: it does
+// nothing more, and its supervisor still counts it running.
+func freeze(ctx context.Context, sup *supervisor.Supervisor, name string) {
+	if pid, err := sup.Pid(ctx, name); err == nil && pid > 0 {
+		_ = syscall.Kill(-pid, syscall.SIGSTOP)
 	}
 }
 

@@ -46,8 +46,12 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*pgxpool.Pool, error
 		return nil, err
 	}
 	// otelpgx leaves query parameters out unless WithIncludeQueryParameters
-	// is given; it never is here.
-	pcfg.ConnConfig.Tracer = otelpgx.NewTracer(o.tracer...)
+	// is given; it never is here. Nor does it trace the pool's acquire: a
+	// span per query that said only that a connection was free (the pool's
+	// waits are kvstack_pg_pool_acquire_wait_seconds_total), built from a
+	// copy of the pool's whole configuration each time: 18 % of a traced
+	// read's CPU in the client (issue 22, BenchmarkGet).
+	pcfg.ConnConfig.Tracer = otelpgx.NewTracer(append([]otelpgx.Option{otelpgx.WithDisableAcquireTracer()}, o.tracer...)...)
 	for _, fn := range o.configure {
 		fn(pcfg)
 	}

@@ -73,7 +73,7 @@ func (h *harness) getMiss(ctx context.Context) (*Section, error) {
 	}
 	sec.Targets = []Target{
 		Reported("GET miss throughput ÷ raw PK SELECT", Ratio(medianRate(got[colKVStack]), medianRate(got[colBaseline])), fmtTimes),
-		Reported("GET miss: PostgreSQL's CPU per request ÷ the raw SELECT's", Ratio(table.Median("postgres", colKVStack), table.Median("postgres", colBaseline)), fmtTimes),
+		AtMostRuns("GET miss: PostgreSQL's CPU per request ÷ the raw SELECT's", table.Runs("postgres", colKVStack), table.Runs("postgres", colBaseline), 1.5, fmtTimes),
 	}
 	return sec, nil
 }

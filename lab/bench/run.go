@@ -162,6 +162,9 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err != nil {
 		return err
 	}
+	if err := h.checkShipped(ctx); err != nil {
+		return err
+	}
 	h.cleanData(ctx)
 	if err := h.runSteps(ctx); err != nil {
 		return err
@@ -415,8 +418,17 @@ func (h *harness) describe(ctx context.Context) {
 	set("engines", h.stack.engines())
 	set("CPU", "utime + stime of each process and its descendants (/proc/<pid>/stat: nginx's workers, PostgreSQL's backends, RabbitMQ's port programs; a descendant that exits counts through its parent's cutime + cstime), read before and after each run, divided by the operations that run completed; the load generator (kvbench itself) is not counted")
 	set("harness ports", fmt.Sprintf("%d–%d (KV_BENCH_PORT)", o.Ports, o.Ports+29))
+	// kvstack as shipped (issue 22): checkShipped held the running
+	// processes to these before the first scenario.
+	set("kvstack as shipped", "the kvstack column runs the defaults a user of docker compose or of the Helm chart's prod values gets, below; the run checked them in the environment of the running api1, api2 and consumer (lab/bench/shipped.go), and TestMakeBenchRunsTheShippedDefaults fails when make bench would run others")
+	for _, s := range shippedSettings() {
+		set(s.name, fmt.Sprintf("%s (%s)", s.value, s.where))
+	}
+	set("trace sampling", fmt.Sprintf("%s: parent-based, %g %% of the traces that start at the API, the consumer following the API's decision through the message; the native dev stack's default, 100 %%, is the \"%s\" variant (%s)", strings.Join(native.ProductionSampler, " "), productionRatio*100, colFull, strings.Join(fullSampler, " ")))
+	set("auth", "on (KV_AUTH): every request carries a bearer token signed by the stack's key as `make token` signs (lab/native.Token), each load client its own subject (kvbench-1 … kvbench-N), verified by the API against its JWKS; the \"auth off\" variant runs KV_AUTH=off")
+	set("TLS", fmt.Sprintf("at the edge: every request to nginx is HTTPS (%s, the stack's certificate, signed by its CA, KV_TLS_CA), the variants' and references' edges too; loopback HTTP behind it, as compose", h.o.Nginx))
 	rc := h.cons.RabbitMQ
-	set("RabbitMQ", fmt.Sprintf("queue type %s (RABBITMQ_QUEUE_TYPE), persistent messages, API publish channels %d", rc.QueueType, h.api.RabbitMQ.PublishChannels))
+	set("RabbitMQ", fmt.Sprintf("queue type %s (RABBITMQ_QUEUE_TYPE; the references' and raw publishes' scratch queue %s is of the same type), persistent messages, API publish channels %d", rc.QueueType, scratchQueue, h.api.RabbitMQ.PublishChannels))
 	cc := h.cons.Consumer
 	set("consumer", fmt.Sprintf("batch size %d, batch wait %s, prefetch %d per queue", cc.BatchSize, cc.BatchWait, rc.PrefetchFor(cc.BatchSize)))
 	set("PostgreSQL pool", fmt.Sprintf("PG_MAX_CONNS %d per process", h.api.Postgres.MaxConns))

@@ -1,36 +1,113 @@
 package bench
 
 import (
-	"fmt"
+	"bufio"
+	"os"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/kvstack/kvstack/lab/native"
 )
 
-// The production-sampling column runs the sampler kvstack ships
-// (native.ProductionSampler, which deploy/composetest holds the compose
-// files and the Helm chart to), is named after its ratio, and its
-// consumer gets that share of the apply's messages sampled.
-func TestSampledColumnIsTheProductionSampler(t *testing.T) {
-	var v variant
-	for _, a := range apiVariants {
-		if a.name == colSampled {
-			v = a
-		}
-	}
-	if !slices.Equal(v.env, native.ProductionSampler) {
-		t.Errorf("%q runs %q, production ships %q", colSampled, v.env, native.ProductionSampler)
-	}
-	if want := fmt.Sprintf("%g %% sampling", productionRatio*100); colSampled != want {
-		t.Errorf("the column is %q, the shipped ratio makes it %q", colSampled, want)
-	}
-	if !slices.ContainsFunc(consumerVariants, func(c variant) bool { return c.name == colSampled }) {
-		t.Errorf("the consumer's variants lack %q", colSampled)
+// The kvstack column's consumer gets the production sampler's share of
+// the apply's messages sampled, the 100 % variant all of them, and the
+// 100 % variant runs the native dev stack's sampler.
+func TestSamplingColumns(t *testing.T) {
+	if !slices.ContainsFunc(consumerVariants, func(c variant) bool { return c.name == colFull }) {
+		t.Errorf("the consumer's variants lack %q", colFull)
 	}
 	for _, d := range (&harness{o: Options{}}).drainers(1, 1) {
-		if d.name == colSampled && d.sampled != productionRatio {
-			t.Errorf("%q's messages are sampled at %v, production samples %v", colSampled, d.sampled, productionRatio)
+		want := map[string]float64{colKVStack: productionRatio, colFull: 1, colUntraced: 0}
+		if w, ok := want[d.name]; ok && d.sampled != w {
+			t.Errorf("%q's messages are sampled at %v, want %v", d.name, d.sampled, w)
 		}
 	}
+	dev := settingsWith(t, nil)
+	if got := dev.Get("OTEL_TRACES_SAMPLER") + " " + dev.Get("OTEL_TRACES_SAMPLER_ARG"); got != strings.Join(envValues(fullSampler), " ") {
+		t.Errorf("the native stack samples %q, the %q variant runs %q", got, colFull, fullSampler)
+	}
+}
+
+// make bench (and bench-smoke) starts the native stack with the settings
+// kvstack ships: the API replicas and the consumer it would run differ
+// from shippedSettings in nothing. Without the Makefile's exports the
+// native stack samples every trace, and the check says so.
+func TestMakeBenchRunsTheShippedDefaults(t *testing.T) {
+	exports := makeExports(t, "bench", "bench-smoke")
+	if !slices.Equal(exports, native.ProductionSampler) {
+		t.Errorf("make bench exports %q, kvstack ships %q (lab/native.ProductionSampler)", exports, native.ProductionSampler)
+	}
+	procs := func(s *native.Settings) map[string]map[string]string {
+		out := map[string]map[string]string{}
+		for _, p := range native.Processes(s) {
+			out[p.Name] = p.Env
+		}
+		return out
+	}
+	bench := procs(settingsWith(t, exports))
+	for _, name := range shippedPrograms {
+		env, ok := bench[name]
+		if !ok {
+			t.Fatalf("the native stack runs no %s", name)
+		}
+		if d := notShipped(env); len(d) > 0 {
+			t.Errorf("make bench's %s: %q", name, d)
+		}
+	}
+	if d := notShipped(procs(settingsWith(t, nil))["api1"]); len(d) == 0 {
+		t.Error("the native stack's own api1 (100 % sampling) passes as shipped")
+	}
+}
+
+// settingsWith are the native stack's settings with env as the only
+// environment.
+func settingsWith(t *testing.T, env []string) *native.Settings {
+	t.Helper()
+	s, err := native.Load(repoRoot(t), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+// makeExports are the NAME=VALUE the Makefile exports for every one of
+// targets ("bench bench-smoke: export NAME = VALUE" lines).
+func makeExports(t *testing.T, targets ...string) []string {
+	t.Helper()
+	f, err := os.Open(filepath.Join(repoRoot(t), "Makefile"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		names, rest, ok := strings.Cut(line, ": export ")
+		if !ok || !slices.Equal(strings.Fields(names), targets) {
+			continue
+		}
+		name, value, _ := strings.Cut(rest, "=")
+		out = append(out, strings.TrimSpace(name)+"="+strings.TrimSpace(value))
+	}
+	return out
+}
+
+func envValues(env []string) []string {
+	out := make([]string, len(env))
+	for i, kv := range env {
+		_, out[i], _ = strings.Cut(kv, "=")
+	}
+	return out
 }

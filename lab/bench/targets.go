@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"math"
+	"strings"
 )
 
 // The figures that decide "met" or "not met" are computed here, by
@@ -31,6 +32,42 @@ func TracingShare(traced, untraced float64) float64 {
 // AtMost is a target met when got ≤ limit, shown with format (one verb).
 func AtMost(name string, got, limit float64, format string) Target {
 	return Target{Name: name, Got: fmtGot(format, got), Want: "≤ " + fmt.Sprintf(format, limit), Met: !math.IsNaN(got) && got <= limit}
+}
+
+// AtMostRuns is a target on a ratio of CPU per operation, a's median ÷
+// b's, met when it is ≤ limit; beside it, the run-to-run spread: the
+// lowest and highest of the ratios of the runs taken in the same turn
+// (a[i] ÷ b[i]).
+func AtMostRuns(name string, a, b []float64, limit float64, format string) Target {
+	got := math.NaN()
+	if len(a) > 0 && len(b) > 0 {
+		got = Ratio(Summarise(a).Median, Summarise(b).Median)
+	}
+	t := AtMost(name, got, limit, format)
+	if lo, hi, ok := RatioSpread(a, b); ok {
+		t.Got += fmt.Sprintf(" ["+format+" – "+format+"]", lo, hi)
+		t.Got = strings.ReplaceAll(t.Got, " × –", " –")
+	}
+	return t
+}
+
+// RatioSpread is the lowest and highest of a[i] ÷ b[i] over the runs both
+// have; ok is false when they have none in common.
+func RatioSpread(a, b []float64) (lo, hi float64, ok bool) {
+	for i := range min(len(a), len(b)) {
+		r := Ratio(a[i], b[i])
+		if math.IsNaN(r) {
+			continue
+		}
+		if !ok || r < lo {
+			lo = r
+		}
+		if !ok || r > hi {
+			hi = r
+		}
+		ok = true
+	}
+	return lo, hi, ok
 }
 
 // Below is a target met when got < limit.

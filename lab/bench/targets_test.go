@@ -174,3 +174,13 @@ func TestReportWrite(t *testing.T) {
 		}
 	}
 }
+
+func TestAtMostRunsGivesTheSpread(t *testing.T) {
+	tg := AtMostRuns("x", []float64{30, 33, 36}, []float64{20, 20, 20}, 1.5, fmtTimes)
+	if tg.Met || tg.Got != "1.65 × [1.50 – 1.80 ×]" || tg.Want != "≤ 1.50 ×" {
+		t.Errorf("AtMostRuns = %+v, want 1.65 × [1.50 – 1.80 ×], not met", tg)
+	}
+	if tg := AtMostRuns("x", nil, []float64{20}, 1.5, fmtTimes); tg.Met || tg.Got != "not measured" {
+		t.Errorf("AtMostRuns of no run = %+v, want not measured", tg)
+	}
+}
