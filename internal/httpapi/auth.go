@@ -32,12 +32,6 @@ func principal(r *http.Request) *auth.Principal {
 	return exchangeOf(r.Context()).principal
 }
 
-// authorize returns nil when the request's principal may exercise right on
-// key, else the refusal (an *auth.Error), which says nothing of the key.
-func (a *api) authorize(r *http.Request, right auth.Right, key string) error {
-	return a.auth.Authorize(principal(r), right, key)
-}
-
 // refuse answers an *auth.Error: 401 with a Bearer challenge for a missing
 // or refused token, 403 for a valid token without the right. The reason the
 // library gave stays in the debug log; the client reads the message.

@@ -34,29 +34,6 @@ type exchange struct {
 	parsed   bool
 }
 
-// queryOf is r's query string, parsed once for the request: the handler
-// reads its parameters, and the metrics' route label (metricRoute) whether
-// it waits.
-func queryOf(r *http.Request) (url.Values, error) {
-	e := exchangeOf(r.Context())
-	if e == nil {
-		return parseQuery(r.URL.RawQuery)
-	}
-	if !e.parsed {
-		e.query, e.queryErr = parseQuery(r.URL.RawQuery)
-		e.parsed = true
-	}
-	return e.query, e.queryErr
-}
-
-func parseQuery(raw string) (url.Values, error) {
-	q, err := url.ParseQuery(raw)
-	if err != nil {
-		return q, &badRequest{code: "invalid_query", msg: "query string is malformed"}
-	}
-	return q, nil
-}
-
 type exchangeKey struct{}
 
 // exchangeOf is the request's exchange; nil outside the middleware.

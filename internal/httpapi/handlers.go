@@ -236,3 +236,46 @@ func writeJSON(w http.ResponseWriter, _ *http.Request, status int, v any) {
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v) // a write error means the client left
 }
+
+// authorize returns nil when the request's principal may exercise right on
+// key, else the refusal (an *auth.Error), which says nothing of the key.
+func (a *api) authorize(r *http.Request, right auth.Right, key string) error {
+	return a.auth.Authorize(principal(r), right, key)
+}
+
+// Tokens turns a key's versions into the opaque tokens clients hold, and
+// back (package token).
+type Tokens interface {
+	Encode(key string, v kv.Version) string
+	// Decode fails on a token this deployment never issued for key.
+	Decode(key, token string) (kv.Version, error)
+}
+
+// VersionHeader carries the version token of what an answer is about: the
+// operation a 202 accepted, the state a read returns.
+const VersionHeader = "KV-Version"
+
+// version renders v of key as a token and sets the version header; the
+// zero version (nothing stored) has none.
+func (a *api) version(w http.ResponseWriter, key string, v kv.Version) *string {
+	if v == (kv.Version{}) {
+		return nil
+	}
+	t := a.tokens.Encode(key, v)
+	w.Header().Set(VersionHeader, t)
+	return &t
+}
+
+// versionOf returns the version an error names, if any: the delete that
+// made a key not found, the newest version seen when a wait timed out.
+func versionOf(err error) (kv.Version, bool) {
+	var nf *kv.NotFoundError
+	var nr *kv.NotReachedError
+	switch {
+	case errors.As(err, &nf):
+		return nf.Version, true
+	case errors.As(err, &nr):
+		return nr.Newest, true
+	}
+	return kv.Version{}, false
+}
