@@ -22,7 +22,9 @@ import (
 // timing and classifying each call. The processes only ever see the
 // decorators, so a call that goes unmeasured cannot be added by accident: a
 // new adapter method is out of reach until its decorator method exists.
-// The adapters, the domain and the consumer know nothing of metrics.
+// The adapters, the domain and the consumer know nothing of metrics. (Spans
+// have a rule of their own: docs/ARCHITECTURE.md, "Where spans and metrics
+// are made".)
 
 // data is a process's store and cache, measured.
 type data struct {

@@ -11,6 +11,9 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
+// Spans are made where docs/ARCHITECTURE.md says ("Where spans and metrics
+// are made"); here, the wait applied span, the one stretch of a request that
+// no call covers; the service makes no other.
 const tracerName = "github.com/kvstack/kvstack/internal/kv"
 
 // GetAtLeast is Get for a state of key at least as new as min (a version
