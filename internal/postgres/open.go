@@ -6,7 +6,9 @@ import (
 	"strconv"
 
 	"github.com/exaring/otelpgx"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kvstack/kvstack/internal/kv"
@@ -45,13 +47,7 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*pgxpool.Pool, error
 	if err != nil {
 		return nil, err
 	}
-	// otelpgx leaves query parameters out unless WithIncludeQueryParameters
-	// is given; it never is here. Nor does it trace the pool's acquire: a
-	// span per query that said only that a connection was free (the pool's
-	// waits are kvstack_pg_pool_acquire_wait_seconds_total), built from a
-	// copy of the pool's whole configuration each time: 18 % of a traced
-	// read's CPU in the client (issue 22, BenchmarkGet).
-	pcfg.ConnConfig.Tracer = otelpgx.NewTracer(append([]otelpgx.Option{otelpgx.WithDisableAcquireTracer()}, o.tracer...)...)
+	pcfg.ConnConfig.Tracer = otelpgx.NewTracer(append(tracerOptions(pcfg.ConnConfig), o.tracer...)...)
 	for _, fn := range o.configure {
 		fn(pcfg)
 	}
@@ -70,6 +66,33 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*pgxpool.Pool, error
 		return nil, fmt.Errorf("connect to PostgreSQL at %s: %w: %w", RedactURL(cfg.URL), kv.ErrUnavailable, err)
 	}
 	return pool, nil
+}
+
+// tracerOptions make otelpgx's spans for a pool of cc's connections.
+// otelpgx leaves query parameters out unless WithIncludeQueryParameters is
+// given; it never is here. Two of its defaults are off (issue 22, measured
+// by BenchmarkGet):
+//   - the span per acquire of a connection from the pool: it said only
+//     that a connection was free (the pool's waits are
+//     kvstack_pg_pool_acquire_wait_seconds_total), and it cost 18 % of a
+//     traced read's CPU in the client, building its attributes from a copy
+//     of the pool's whole configuration each time;
+//   - the connection's details read from the connection per span, which
+//     copies its configuration (pgx's Conn.Config): they are the pool's,
+//     the same for every connection (the first host of a multi-host URL,
+//     as pgx keeps it in each connection's configuration), so they are
+//     given once, the same attributes.
+func tracerOptions(cc *pgx.ConnConfig) []otelpgx.Option {
+	return []otelpgx.Option{
+		otelpgx.WithDisableAcquireTracer(),
+		otelpgx.WithDisableConnectionDetailsInAttributes(),
+		otelpgx.WithTracerAttributes(
+			attribute.String("server.address", cc.Host),
+			attribute.Int("server.port", int(cc.Port)),
+			attribute.String("user.name", cc.User),
+			attribute.String("db.namespace", cc.Database),
+		),
+	}
 }
 
 func poolConfig(cfg Config) (*pgxpool.Config, error) {

@@ -3,6 +3,8 @@ package postgres_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"strings"
@@ -110,6 +112,24 @@ func TestOpenTracesQueriesWithoutParameters(t *testing.T) {
 	}
 	if len(names) != 1 {
 		t.Errorf("client spans of a prepared query: got %q, want one, the query's", names)
+	}
+	// The connection's details, as otelpgx reads them from a connection.
+	cc := pool.Config().ConnConfig
+	want := map[string]string{"db.system.name": "postgresql", "server.address": cc.Host, "server.port": fmt.Sprint(cc.Port),
+		"user.name": cc.User, "db.namespace": cc.Database}
+	for _, span := range rec.Ended()[seen:] {
+		if span.Name() == "parent" {
+			continue
+		}
+		got := map[string]string{}
+		for _, a := range span.Attributes() {
+			if _, ok := want[string(a.Key)]; ok {
+				got[string(a.Key)] = a.Value.Emit()
+			}
+		}
+		if !maps.Equal(got, want) {
+			t.Errorf("span %q: connection attributes %v, want %v", span.Name(), got, want)
+		}
 	}
 }
 

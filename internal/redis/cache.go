@@ -72,18 +72,16 @@ func (c *Cache) Get(ctx context.Context, key string) (kv.Entry, error) {
 
 func (c *Cache) get(ctx context.Context, key string) (kv.Entry, error) {
 	rkey := c.prefix + key
-	var from goredis.Cmdable = c.client
-	var node *goredis.Client
+	var fields []any
+	var err error
 	if c.verified != nil {
-		var err error
-		if node, err = c.master(ctx, rkey); err != nil {
+		fields, err = c.readVerified(ctx, rkey)
+		if errors.Is(err, kv.ErrUnavailable) {
+			// No master to read (unknown, or not verified): said already.
 			return kv.Entry{}, err
 		}
-		from = node
-	}
-	fields, err := from.HMGet(ctx, rkey, fieldVersion, fieldDeleted, fieldValue).Result()
-	if node != nil && err != nil && !errors.Is(err, goredis.Nil) && !goredis.HasErrorPrefix(err, "WRONGTYPE") && ctx.Err() == nil {
-		c.forget(ctx, node)
+	} else {
+		fields, err = c.client.HMGet(ctx, rkey, fieldVersion, fieldDeleted, fieldValue).Result()
 	}
 	if goredis.HasErrorPrefix(err, "WRONGTYPE") {
 		// Not a cache entry but what an older kvstack left under this name

@@ -3,6 +3,7 @@ package redis_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 
@@ -319,8 +320,12 @@ func TestClusterClientKeysNamedLikeMarks(t *testing.T) {
 	}
 }
 
-// What a hit costs on a cluster: the whole Get (one round trip), and the
-// check of the key's master that Get makes before it (no round trip).
+// What a hit costs on a cluster: the whole Get (one round trip, HMGET and
+// INFO replication pipelined), the check of the key's master that Get
+// makes before it (no round trip), and a plain HMGET on the master (what
+// Get sent before it checked the master's term with it). Each reports the
+// time the master spent on it (server-ns/op, from INFO commandstats),
+// which the round trip, at the mercy of a shared machine's load, hides.
 func BenchmarkClusterGetHit(b *testing.B) {
 	ctx := b.Context()
 	b.Setenv("REDIS_ADDR", privateCluster.Addr(b))
@@ -332,12 +337,49 @@ func BenchmarkClusterGetHit(b *testing.B) {
 	if err := c.Apply(ctx, []kv.Entry{value("k", ver(1, 1), "v")}); err != nil {
 		b.Fatal(err)
 	}
-	b.Run("get", func(b *testing.B) {
-		for b.Loop() {
-			if _, err := c.Get(ctx, "k"); err != nil {
-				b.Fatal(err)
+	master, err := client.(*goredis.ClusterClient).MasterForKey(ctx, cfg.KeyPrefix+"k")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, ok := mustGet(b, ctx, c, "k"); !ok {
+		b.Fatal("no hit")
+	}
+	// serverTime reports the master's time in cmds per op.
+	serverTime := func(b *testing.B, run func(), cmds ...string) {
+		if err := master.ConfigResetStat(ctx).Err(); err != nil {
+			b.Fatal(err)
+		}
+		run()
+		info, err := master.Info(ctx, "commandstats").Result()
+		if err != nil {
+			b.Fatal(err)
+		}
+		var total int64
+		for _, cmd := range cmds {
+			found := false
+			for line := range strings.Lines(info) {
+				if rest, ok := strings.CutPrefix(line, "cmdstat_"+cmd+":"); ok {
+					var calls, usec int64
+					if _, err := fmt.Sscanf(rest, "calls=%d,usec=%d", &calls, &usec); err != nil {
+						b.Fatalf("commandstats %q: %v", line, err)
+					}
+					total, found = total+usec, true
+				}
+			}
+			if !found {
+				b.Fatalf("no %s in the master's commandstats", cmd)
 			}
 		}
+		b.ReportMetric(float64(total)*1000/float64(b.N), "server-ns/op")
+	}
+	b.Run("get", func(b *testing.B) {
+		serverTime(b, func() {
+			for b.Loop() {
+				if _, err := c.Get(ctx, "k"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}, "hmget", "info")
 	})
 	b.Run("master-check", func(b *testing.B) {
 		for b.Loop() {
@@ -345,5 +387,14 @@ func BenchmarkClusterGetHit(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+	})
+	b.Run("hmget", func(b *testing.B) {
+		serverTime(b, func() {
+			for b.Loop() {
+				if err := master.HMGet(ctx, cfg.KeyPrefix+"k", "v", "d", "val").Err(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}, "hmget")
 	})
 }

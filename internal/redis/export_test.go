@@ -12,8 +12,8 @@ const InternalMark = internalMark
 // mark of the key's master.
 var ErrUnverified = errUnverified
 
-// VerifiedMaster is what a cluster cache's Get adds to a hit: the key's
-// master, checked against the one whose mark it verified.
+// VerifiedMaster is what a cluster cache's Get adds to a hit before it
+// reads: the key's master, checked against the one whose mark it verified.
 func VerifiedMaster(ctx context.Context, c *Cache, key string) error {
 	_, err := c.master(ctx, c.prefix+key)
 	return err

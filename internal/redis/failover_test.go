@@ -3,12 +3,15 @@ package redis_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/kvstack/kvstack/internal/engine"
 	"github.com/kvstack/kvstack/internal/kv"
+	"github.com/kvstack/kvstack/internal/redis"
 )
 
 // The hazard of asynchronous replication, reproduced: an update the master
@@ -185,4 +188,123 @@ func TestDisruptiveClusterFrozenMasterFailsFast(t *testing.T) {
 	}
 	t.Logf("reads of a frozen master's slot fail in %s at most (REDIS_READ_TIMEOUT %s, REDIS_MAX_RETRIES %d)",
 		slowest.Round(time.Millisecond), cfg.ReadTimeout, cfg.MaxRetries)
+}
+
+// A failover back that no read saw: the key's master A replaced by its
+// replica B (CLUSTER FAILOVER TAKEOVER), B given an update that A, cut off
+// as B's replica, misses, then A master again (TAKEOVER once more). The
+// API read A's shard before and nothing of it in between: its record of A
+// and its map of the cluster are as they were, its connections to A never
+// closed. A, master again, holds the entry B's update replaced; the API
+// must not serve it. Whether or not the consumer checked B in between
+// (marking it, a mark that A may or may not have received), A's mark is
+// not its own in its new term.
+func TestDisruptiveClusterTakeoverBackServesNoOlderEntry(t *testing.T) {
+	for _, consumerChecks := range []bool{true, false} {
+		t.Run(fmt.Sprintf("consumer checks between: %v", consumerChecks), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+			defer cancel()
+			api, _, cfg := newClusterCache(t)
+			cclient, err := redis.NewClient(cfg) // the consumer's, apart
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer cclient.Close()
+			consumer := redis.NewCache(cclient, cfg)
+			const key = "k"
+			v1, v2, v3 := value(key, ver(1, 1), "v1"), value(key, ver(2, 1), "v2"), value(key, ver(3, 1), "v3")
+			if _, err := consumer.CheckMasters(ctx); err != nil {
+				t.Fatal(err)
+			}
+			mustApply(t, ctx, consumer, v1)
+			if e, ok := mustGet(t, ctx, api, key); !ok || !sameEntry(e, v1) {
+				t.Fatalf("Get before the failovers = %+v, %v; want v1", e, ok)
+			}
+
+			a := privateCluster.MasterOf(t, cfg.KeyPrefix+key)
+			b, err := privateCluster.Cluster(t).ReplicaOf(ctx, a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitReplicated(t, ctx, a)
+			takeover(t, ctx, b)
+			if m := privateCluster.WaitNewMaster(t, cfg.KeyPrefix+key, a); m.Name != b.Name {
+				t.Fatalf("the master after %s's takeover is %s", b.Name, m.Name)
+			}
+			if consumerChecks {
+				if _, err := consumer.CheckMasters(ctx); err != nil {
+					t.Fatal(err)
+				}
+			}
+			mustApply(t, ctx, consumer, v2)
+			waitReplicated(t, ctx, b) // A, B's replica now, holds v2
+			if r, err := privateCluster.Cluster(t).ReplicaOf(ctx, b); err != nil || r.Name != a.Name {
+				t.Fatalf("the replica of %s is %v, %v; want %s", b.Name, r, err, a.Name)
+			}
+			privateCluster.CutReplica(t, b)
+			mustApply(t, ctx, consumer, v3)
+			takeover(t, ctx, a)
+			if m := privateCluster.WaitNewMaster(t, cfg.KeyPrefix+key, b); m.Name != a.Name {
+				t.Fatalf("the master after %s's takeover is %s", a.Name, m.Name)
+			}
+			ac := goredis.NewClient(&goredis.Options{Addr: a.Addr()})
+			defer ac.Close()
+			if v, err := ac.HGet(ctx, cfg.KeyPrefix+key, "v").Result(); err != nil || v != v2.Version.String() {
+				t.Fatalf("%s, master again, holds version %q, %v; want v2's: the hazard was not reproduced", a.Name, v, err)
+			}
+			d := missWhenServed(t, ctx, api, key, v2)
+			t.Logf("%s's shard served again (purged) %s after it was master again", a.Name, d.Round(10*time.Millisecond))
+		})
+	}
+}
+
+// takeover promotes node, a replica, at once (CLUSTER FAILOVER TAKEOVER:
+// no agreement asked, no sync with its master awaited). The cluster is
+// waited for until it is whole again at the test's end.
+func takeover(t *testing.T, ctx context.Context, node *engine.Redis) {
+	t.Helper()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := privateCluster.Cluster(t).WaitHealthy(ctx); err != nil {
+			t.Errorf("private Redis Cluster after the takeover by %s: %v", node.Name, err)
+		}
+	})
+	nc := goredis.NewClient(&goredis.Options{Addr: node.Addr()})
+	defer nc.Close()
+	if err := nc.Do(ctx, "CLUSTER", "FAILOVER", "TAKEOVER").Err(); err != nil {
+		t.Fatalf("CLUSTER FAILOVER TAKEOVER on %s: %v", node.Name, err)
+	}
+}
+
+// waitReplicated waits until master's replica has acknowledged all that
+// master holds.
+func waitReplicated(t *testing.T, ctx context.Context, master *engine.Redis) {
+	t.Helper()
+	mc := goredis.NewClient(&goredis.Options{Addr: master.Addr()})
+	defer mc.Close()
+	for deadline := time.Now().Add(time.Minute); ; {
+		if n, err := mc.Wait(ctx, 1, time.Second).Result(); err == nil && n == 1 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the replica of %s not in sync within a minute", master.Name)
+		}
+	}
+}
+
+// mustApply applies e as the consumer does, again while the cluster
+// client follows a failover (a MOVED, a node that refuses writes).
+func mustApply(t *testing.T, ctx context.Context, c *redis.Cache, e kv.Entry) {
+	t.Helper()
+	for deadline := time.Now().Add(30 * time.Second); ; {
+		err := c.Apply(ctx, []kv.Entry{e})
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Apply %s: %v", e.Version, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

@@ -70,7 +70,7 @@ func sameEntry(a, b kv.Entry) bool {
 // mustGet returns the cached entry for key, or ok false on a miss. On a
 // cluster, it reads again while the cache checks the key's master (the
 // first read of each shard starts that check).
-func mustGet(t *testing.T, ctx context.Context, c *redis.Cache, key string) (kv.Entry, bool) {
+func mustGet(t testing.TB, ctx context.Context, c *redis.Cache, key string) (kv.Entry, bool) {
 	t.Helper()
 	e, err := c.Get(ctx, key)
 	for deadline := time.Now().Add(5 * time.Second); errors.Is(err, redis.ErrUnverified) && time.Now().Before(deadline); {

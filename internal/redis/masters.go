@@ -19,11 +19,13 @@ import (
 // On a single server, it is the server restarted since it marked the
 // prefix's keys: Slots is "all", Master and Previous are run ids.
 type MasterChange struct {
-	Slots    string // the shard's first slot range, "0-5460"
-	Master   string // the master's node id now
-	Addr     string // and its address
-	Previous string // the node id of the master that marked the shard ("" when unmarked)
-	Purged   int    // keys removed
+	Slots  string // the shard's first slot range, "0-5460"
+	Master string // the master's node id now
+	Addr   string // and its address
+	// Previous is the shard's mark: the node id and term (replication
+	// id) of the master that marked it, "" when unmarked.
+	Previous string
+	Purged   int // keys removed
 }
 
 // CheckMasters purges the keys of every shard of a Redis Cluster whose
@@ -34,10 +36,11 @@ type MasterChange struct {
 // Redis replicates asynchronously: a cache update that a dying master
 // acknowledged may never reach the replica promoted in its place, which
 // then serves the older entry while PostgreSQL holds the newer, until its
-// TTL. So each master marks its shard with its own node id (an internal
-// key under the prefix, in one of the shard's slots); a replica promoted with the
-// shard's data also has the mark of the master it replaced, and a node
-// that lost its data has none. Either way the shard's keys are purged, on
+// TTL. So each master marks its shard with its own node id and term (an
+// internal key under the prefix, in one of the shard's slots; the term is
+// new at each promotion, see checkShard); a replica promoted with the
+// shard's data has the mark of the master it replaced, or its own of an
+// earlier term, and a node that lost its data has none. Either way the shard's keys are purged, on
 // that master alone, and the mark written anew; readers refill from
 // PostgreSQL. The purge can only run once the promotion is done, and by
 // then the old master has stopped accepting writes (a master cut off from
@@ -81,15 +84,26 @@ func (c *Cache) CheckMasters(ctx context.Context) ([]MasterChange, error) {
 }
 
 // checkShard compares the mark of the shard that node is master of with
-// its node id; every call goes to node itself, so a node that is no
-// longer master answers MOVED, an error, and the next check sees the
-// shard's new master. A node found holding its own mark is recorded as
-// verified for its slots, for Get.
+// the node's own mark: its node id and its term, the replication id that
+// Redis draws anew at each promotion and start (see verified). Every call
+// goes to node itself, so a node that is no longer master answers MOVED,
+// an error, and the next check sees the shard's new master. A node found
+// holding its own mark is recorded as verified for its slots, in that
+// term, for Get.
+//
+// A mark of the node id alone did not tell a master promoted again from
+// the same master before its demotion: a node demoted, cut off from the
+// new master before that one was marked, and promoted again holds its own
+// id's mark, and not what the other master acknowledged in between.
 func (c *Cache) checkShard(ctx context.Context, node *goredis.Client) (MasterChange, bool, error) {
 	ch := MasterChange{Addr: node.Options().Addr}
 	var err error
 	if ch.Master, err = node.ClusterMyID(ctx).Result(); err != nil {
 		return ch, false, wrap("check masters: cluster myid", err)
+	}
+	term, err := masterTerm(ctx, node)
+	if err != nil {
+		return ch, false, err
 	}
 	ranges, err := ownSlots(ctx, node, ch.Master)
 	if err != nil {
@@ -98,22 +112,38 @@ func (c *Cache) checkShard(ctx context.Context, node *goredis.Client) (MasterCha
 	slots := ranges[0]
 	ch.Slots = fmt.Sprintf("%d-%d", slots.Start, slots.End)
 	key := c.markKey(slots)
+	mark := ch.Master + " " + term
 	ch.Previous, err = node.Get(ctx, key).Result()
 	if err != nil && !errors.Is(err, goredis.Nil) {
 		return ch, false, wrap("check masters: read the mark of "+ch.Slots, err)
 	}
-	if ch.Previous == ch.Master {
-		c.record(node, ranges)
+	if ch.Previous == mark {
+		c.record(node, term, ranges)
 		return ch, false, nil
 	}
 	if ch.Purged, err = c.purgeNode(ctx, node); err != nil {
 		return ch, false, err
 	}
-	if err := node.Set(ctx, key, ch.Master, 0).Err(); err != nil {
+	if err := node.Set(ctx, key, mark, 0).Err(); err != nil {
 		return ch, false, wrap("check masters: mark "+ch.Slots, err)
 	}
-	c.record(node, ranges)
+	c.record(node, term, ranges)
 	return ch, true, nil
+}
+
+// masterTerm is the replication id of node, a master: new at each of its
+// promotions and starts, kept while it stays master.
+func masterTerm(ctx context.Context, node *goredis.Client) (string, error) {
+	info, err := node.Info(ctx, "replication").Result()
+	if err != nil {
+		return "", wrap("check masters: info replication", err)
+	}
+	term := infoField(info, "master_replid")
+	if role := infoField(info, "role"); role != "master" || term == "" {
+		return "", fmt.Errorf("redis check masters: %s is %s (replication id %q), not a master: %w",
+			node.Options().Addr, role, term, kv.ErrUnavailable)
+	}
+	return term, nil
 }
 
 // ownSlots is the slot ranges of the node whose id is given, as it sees

@@ -10,14 +10,14 @@ import (
 func (h *harness) applyUnbatched(ctx context.Context) (*Section, error) {
 	o := h.o
 	sec := &Section{Title: "The same consumer with batch size 1",
-		Setup: fmt.Sprintf("bin/consumer started by the harness with the stack consumer's environment and CONSUMER_BATCH_SIZE=1 (prefetch then 2) on %s, the stack's consumer stopped, draining %d messages of fresh keys (all sampled, as shipped).", o.port(10), o.Apply1N)}
+		Setup: fmt.Sprintf("bin/consumer started by the harness with the stack consumer's environment and CONSUMER_BATCH_SIZE=1 (prefetch then 2) on %s, the stack's consumer stopped, draining %d messages of fresh keys (%s sampled, as shipped).", o.port(10), o.Apply1N, shippedShare())}
 	table := NewCPUTable("apply, batch size 1", "message", cpuRowsApply...)
 	var rates []float64
 	for r := range o.Reps {
 		if err := WaitQuiet(ctx); err != nil {
 			return sec, err
 		}
-		d, err := h.drainChild(ctx, "consumer-batch1", o.Apply1N, 1, "CONSUMER_BATCH_SIZE=1")
+		d, err := h.drainChild(ctx, "consumer-batch1", o.Apply1N, productionRatio, "CONSUMER_BATCH_SIZE=1")
 		if err != nil {
 			return sec, err
 		}

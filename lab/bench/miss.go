@@ -40,6 +40,8 @@ func (h *harness) getMiss(ctx context.Context) (*Section, error) {
 	runs := o.Reps + 1 // and a warm-up
 	sec := &Section{Title: "GET cache miss (PostgreSQL read + cache fill)",
 		Setup: fmt.Sprintf("%d connections through nginx, each request a key never read before (%d rows seeded straight into PostgreSQL, never cached; a run stops at %s or after %d keys). "+
+			"Reference: the same nginx in front of two minimal Go handlers (kvbench stub -miss, one process per replica, the API's environment) that read the key with one pgx primary-key SELECT of the API's columns (PG_MAX_CONNS connections each) and fill the cache with it by the cache's compare-and-set script (one EVALSHA through go-redis), without tracing, logging or metrics; "+
+			"the cache's entries of the keys read are removed after each kvstack and reference run, so that every read of either is a miss. "+
 			"Baseline: raw pgx primary-key SELECT of the same columns from %d goroutines over a pool of %d connections (both API replicas' pools together), from the harness (PostgreSQL's CPU only).",
 			o.Conns, runs*o.MissPerRun, o.Dur, o.MissPerRun, o.Conns, 2*h.api.Postgres.MaxConns)}
 	if err := h.seed(ctx, "bench:miss:", 0, runs*o.MissPerRun); err != nil {
@@ -52,9 +54,13 @@ func (h *harness) getMiss(ctx context.Context) (*Section, error) {
 		return sec, err
 	}
 	var notMiss atomic.Int64
-	app, raw := h.missSystems(&notMiss)
+	app, raw, ref, stop, err := h.missSystems(ctx, &notMiss)
+	if err != nil {
+		return sec, err
+	}
+	defer stop()
 	table := NewCPUTable("GET miss", "request", cpuRowsHTTP...)
-	got, err := h.alternate(ctx, "get-miss", sec, table, []system{app, raw})
+	got, err := h.alternate(ctx, "get-miss", sec, table, []system{app, ref, raw})
 	if err != nil {
 		return sec, err
 	}
@@ -68,10 +74,13 @@ func (h *harness) getMiss(ctx context.Context) (*Section, error) {
 	}
 	sec.CPU = []*CPUTable{table}
 	sec.Figures = []Figure{
-		{"kvstack GET miss", "req/s", rates(got[colKVStack])}, {"raw PK SELECT (pgx)", "rows/s", rates(got[colBaseline])},
-		{"kvstack p99", "ms", p99s(got[colKVStack])}, {"raw SELECT p99", "ms", p99s(got[colBaseline])},
+		{"kvstack GET miss", "req/s", rates(got[colKVStack])}, {"reference (SELECT + fill)", "req/s", rates(got[colReference])}, {"raw PK SELECT (pgx)", "rows/s", rates(got[colBaseline])},
+		{"kvstack p99", "ms", p99s(got[colKVStack])}, {"reference p99", "ms", p99s(got[colReference])}, {"raw SELECT p99", "ms", p99s(got[colBaseline])},
 	}
 	sec.Targets = []Target{
+		AtMostRuns("GET miss: API replicas' CPU per request ÷ the reference handler's (one PK SELECT, one cache fill), as shipped",
+			table.Runs(rowReplicas, colKVStack), table.Runs(rowReplicas, colReference), 2, fmtTimes),
+		Reported("GET miss: PostgreSQL's CPU per request ÷ the reference handler's", Ratio(table.Median("postgres", colKVStack), table.Median("postgres", colReference)), fmtTimes),
 		Reported("GET miss throughput ÷ raw PK SELECT", Ratio(medianRate(got[colKVStack]), medianRate(got[colBaseline])), fmtTimes),
 		AtMostRuns("GET miss: PostgreSQL's CPU per request ÷ the raw SELECT's", table.Runs("postgres", colKVStack), table.Runs("postgres", colBaseline), 1.5, fmtTimes),
 	}
@@ -79,16 +88,35 @@ func (h *harness) getMiss(ctx context.Context) (*Section, error) {
 }
 
 // missSystems are kvstack reading keys never read before (the warm-up
-// takes the first range, each run the next) and the raw SELECT of the
-// same keys; notMiss counts the answers not served by PostgreSQL.
-func (h *harness) missSystems(notMiss *atomic.Int64) (app, raw system) {
+// takes the first range, each run the next), the reference reading the
+// same keys after them, each run's cache fills removed after it, and the
+// raw SELECT of the same keys; notMiss counts kvstack's answers not served
+// by PostgreSQL. stop stops the reference.
+func (h *harness) missSystems(ctx context.Context, notMiss *atomic.Int64) (app, raw, ref system, stop func(), err error) {
 	o := h.o
-	var appRun, rawRun int
+	var appRun, rawRun, refRun int
+	evict := func() { h.evictCache(context.Background(), "bench:miss:") }
 	app = h.stackSystem(nil, "api-get-miss-cpu")
+	app.after = evict
 	app.load = func(ctx context.Context, dur time.Duration) Result {
 		off := appRun * o.MissPerRun
 		appRun++
-		return Closed(ctx, o.Conns, dur, int64(o.MissPerRun), h.missOp(off, notMiss))
+		return Closed(ctx, o.Conns, dur, int64(o.MissPerRun), h.missOp(o.Nginx, off, notMiss))
+	}
+	size, err := h.missSize(ctx)
+	if err != nil {
+		return app, raw, ref, nil, err
+	}
+	stub, err := h.startStub(ctx, "miss-reference", o.port(6), [2]string{o.port(7), o.port(8)}, "-size", fmt.Sprint(size), "-miss")
+	if err != nil {
+		return app, raw, ref, nil, err
+	}
+	ref = h.edgeSystem(colReference, stub, nil, "redis", "postgres")
+	ref.after = evict
+	ref.load = func(ctx context.Context, dur time.Duration) Result {
+		off := refRun * o.MissPerRun
+		refRun++
+		return Closed(ctx, o.Conns, dur, int64(o.MissPerRun), h.missOp(stub.url, off, nil))
 	}
 	raw = system{name: colBaseline,
 		procs: func(ctx context.Context) ([]Proc, error) { return h.stackProcs(ctx, "postgres") },
@@ -99,21 +127,40 @@ func (h *harness) missSystems(notMiss *atomic.Int64) (app, raw system) {
 				return 0, rawGet(ctx, h.pool, seedKey("bench:miss:", off+int(i)%o.MissPerRun)) == nil
 			})
 		}}
-	return app, raw
+	return app, raw, ref, stub.stop, nil
 }
 
-// missOp GETs the keys from off on through the edge, ok on a 200.
-func (h *harness) missOp(off int, notMiss *atomic.Int64) Op {
+// missSize is the size of a GET miss's answer through the stack's edge: of
+// the last seeded key, which no run reaches (each stops after MissPerRun
+// keys of its range, most runs long before).
+func (h *harness) missSize(ctx context.Context) (int, error) {
+	key := seedKey("bench:miss:", (h.o.Reps+1)*h.o.MissPerRun-1)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, h.o.Nginx+"/api?key="+key, nil)
+	resp, err := h.edge.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("GET miss probe: status %d: %s (%v)", resp.StatusCode, body, err)
+	}
+	return len(body), nil
+}
+
+// missOp GETs the keys from off on through the edge at base, ok on a 200;
+// notMiss, when not nil, counts the answers not from PostgreSQL.
+func (h *harness) missOp(base string, off int, notMiss *atomic.Int64) Op {
 	return func(ctx context.Context, w int, i int64) (int, bool) {
 		key := seedKey("bench:miss:", off+int(i))
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, h.o.Nginx+"/api?key="+key, nil)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/api?key="+key, nil)
 		resp, err := h.clients[w].Do(req)
 		if err != nil {
 			return 0, false
 		}
 		body, err := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if err == nil && !bytes.Contains(body, []byte(`"source":"postgres"`)) {
+		if err == nil && notMiss != nil && !bytes.Contains(body, []byte(`"source":"postgres"`)) {
 			notMiss.Add(1)
 		}
 		return resp.StatusCode, err == nil && resp.StatusCode == 200

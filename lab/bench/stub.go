@@ -10,17 +10,19 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
 	amqp "github.com/rabbitmq/amqp091-go"
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/kvstack/kvstack/internal/kv"
+	"github.com/kvstack/kvstack/internal/postgres"
 	kvredis "github.com/kvstack/kvstack/internal/redis"
 )
 
 // StubRedis, when Addr is set, makes the stub read Redis once per request.
 type StubRedis struct {
-	Addr, Password string
+	Addr, Username, Password string
 	DB, PoolSize   int
 	Key            string   // a hash that exists
 	Fields         []string // read with one HMGET, as the API reads a cache entry
@@ -35,13 +37,74 @@ type StubAMQP struct {
 	Size       int           // message body bytes
 }
 
+// StubMiss, when Postgres.URL is set, makes the stub answer a cache miss
+// as the least cache-aside code can: one primary-key SELECT of the key
+// (the request's ?key=), as the API's store reads it, then one fill of
+// the cache with the entry (the cache's compare-and-set script), on a pool
+// and a client of the API's sizes without tracing.
+type StubMiss struct {
+	Postgres postgres.Config
+	Redis    kvredis.Config
+}
+
+// missStub answers with next after the read and the fill; a key without a
+// row or a failed read is a 503, so that the load counts it as an error.
+func missStub(ctx context.Context, sm StubMiss, next http.Handler) (http.Handler, func(), error) {
+	conn, err := sm.Postgres.ConnString()
+	if err != nil {
+		return nil, nil, err
+	}
+	pc, err := pgxpool.ParseConfig(conn)
+	if err != nil {
+		return nil, nil, fmt.Errorf("postgres: %w", err)
+	}
+	pc.MaxConns = sm.Postgres.MaxConns
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, nil, fmt.Errorf("postgres: %w", err)
+	}
+	rc := sm.Redis
+	rdb := stubRedisClient(StubRedis{Addr: rc.Addr, Username: rc.Username, Password: string(rc.Password), DB: rc.DB, PoolSize: rc.PoolSize})
+	closeAll := func() { pool.Close(); rdb.Close() }
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		closeAll()
+		return nil, nil, fmt.Errorf("redis %s: %w", rc.Addr, err)
+	}
+	cache := kvredis.NewCache(rdb, rc)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var (
+			e     kv.Entry
+			value *string
+			ts    time.Time
+			by    *string
+		)
+		err := pool.QueryRow(r.Context(), `SELECT key, value, last_updated, op_id, deleted, written_by FROM kv_store WHERE key = $1`, r.URL.Query().Get("key")).
+			Scan(&e.Key, &value, &ts, &e.Version.OpID, &e.Deleted, &by)
+		if err != nil {
+			http.Error(w, `{"error":"unavailable"}`, http.StatusServiceUnavailable)
+			return
+		}
+		if value != nil {
+			e.Value = *value
+		}
+		e.Version.Time = kv.Timestamp(ts)
+		if _, err := cache.Fill(r.Context(), e); err != nil {
+			http.Error(w, `{"error":"unavailable"}`, http.StatusServiceUnavailable)
+			return
+		}
+		next.ServeHTTP(w, r)
+	}), closeAll, nil
+}
+
 // ServeStub is the baseline's upstream: the least a Go HTTP handler can do,
 // answering every request with a JSON body of size bytes, on each address.
 // With rs.Addr set it is the reference upstream instead: the same handler
 // after one Redis read, the least a cache-aside GET can do; with ra.Queue
 // set, the same handler answering 202 after one confirmed publish, the
-// least an accept-after-confirm PUT can do.
-func ServeStub(ctx context.Context, addrs []string, size int, rs StubRedis, ra StubAMQP) error {
+// least an accept-after-confirm PUT can do; with sm.Postgres.URL set, the
+// same handler after one SELECT and one cache fill, the least a cache-aside
+// GET miss can do.
+func ServeStub(ctx context.Context, addrs []string, size int, rs StubRedis, ra StubAMQP, sm StubMiss) error {
 	body := stubBody(size)
 	status := http.StatusOK
 	if ra.Queue != "" {
@@ -59,6 +122,14 @@ func ServeStub(ctx context.Context, addrs []string, size int, rs StubRedis, ra S
 			return fmt.Errorf("redis %s: %w", rs.Addr, err)
 		}
 		h = redisStub(rdb, rs, h)
+	}
+	if sm.Postgres.URL != "" {
+		miss, closeMiss, err := missStub(ctx, sm, h)
+		if err != nil {
+			return err
+		}
+		defer closeMiss()
+		h = miss
 	}
 	if ra.Queue != "" {
 		pool, err := dialConfirmPool(ra)
@@ -97,7 +168,7 @@ func stubBody(size int) []byte {
 func stubRedisClient(rs StubRedis) *goredis.Client {
 	d := kvredis.DefaultConfig()
 	return goredis.NewClient(&goredis.Options{
-		Addr: rs.Addr, Password: rs.Password, DB: rs.DB, PoolSize: rs.PoolSize,
+		Addr: rs.Addr, Username: rs.Username, Password: rs.Password, DB: rs.DB, PoolSize: rs.PoolSize,
 		DialTimeout: d.DialTimeout, ReadTimeout: d.ReadTimeout, WriteTimeout: d.WriteTimeout,
 		ContextTimeoutEnabled: true, MaxRetries: d.MaxRetries,
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},

@@ -194,6 +194,8 @@ func run(ctx context.Context, s settings, c *private) error {
 		results = append(results, r)
 	}
 	rep := report{s: s, results: results, started: started, took: time.Since(started)}
+	decided, checks := historiesDecided(results)
+	fmt.Fprintf(os.Stderr, "==> chaos: history checks decided: %d of %d\n", decided, checks)
 	if s.out != "" {
 		if err := rep.writeReport(s.out); err != nil {
 			return err

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/procfs"
 
 	"github.com/kvstack/kvstack/internal/engine"
+	"github.com/kvstack/kvstack/lab/history"
 )
 
 type report struct {
@@ -131,6 +132,8 @@ func (p report) resultsTable(w func(string, ...any)) {
 			r.name, r.attempts, r.acked, r.status503, failures(r), r.hung, r.lost, r.unexplained, r.unackedApplied,
 			r.staleAtHeal, r.staleAtDrain, r.staleFinal, r.dlqDelta, r.reads, r.readErrs, ms(r.writeMax), ms(r.readMax), ms(r.longestGap), r.unackedAtKill, ms(r.heal), ms(r.recovery), ms(r.drain), restarted, r.historyOps(), verdict)
 	}
+	decided, checks := historiesDecided(p.results)
+	w("\nHistory checks decided (legal or illegal) by porcupine within its %s: **%d of %d**; the others are undecided (its search ran out of time, no anomaly found).\n", history.CheckTimeout, decided, checks)
 	w("\n### The faults\n\n")
 	for _, r := range p.results {
 		w("- **%s** — %s.\n", r.name, r.what)

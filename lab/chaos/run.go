@@ -158,6 +158,20 @@ func (r result) historyOps() string {
 	return strings.Join(parts, " / ")
 }
 
+// historiesDecided counts the history checks of results that porcupine
+// decided (legal or illegal), and all of them.
+func historiesDecided(results []result) (decided, checks int) {
+	for _, r := range results {
+		for _, h := range r.histories {
+			checks++
+			if !h.Undecided() {
+				decided++
+			}
+		}
+	}
+	return decided, checks
+}
+
 func (r *result) fail(format string, args ...any) {
 	r.failures = append(r.failures, fmt.Sprintf(format, args...))
 }

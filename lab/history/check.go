@@ -32,17 +32,17 @@ func (r Result) String() string {
 	return fmt.Sprintf("%s: %s, %d operations (%d with an unknown end) on %d keys", r.Model, r.Verdict, r.Ops, r.Unknown, r.Keys)
 }
 
-// checkTimeout bounds porcupine's search. Its verdict is then Unknown: no
+// CheckTimeout bounds porcupine's search. Its verdict is then Unknown: no
 // anomaly found in the time, not an error (porcupine's documentation reads
 // it so); Result.Undecided tells it, for the caller to report.
-const checkTimeout = 20 * time.Second
+const CheckTimeout = 20 * time.Second
 
 // check runs porcupine on ops and, when the history is illegal, writes its
 // visualisation into dir (made when missing). The error names the file.
 func check(model porcupine.Model, name string, ops []porcupine.Operation, unknown int, dir string) (Result, error) {
 	res := Result{Model: name, Ops: len(ops), Unknown: unknown, Keys: len(model.Partition(ops))}
 	var info porcupine.LinearizationInfo
-	res.Verdict, info = porcupine.CheckOperationsVerbose(model, ops, checkTimeout)
+	res.Verdict, info = porcupine.CheckOperationsVerbose(model, ops, CheckTimeout)
 	switch res.Verdict {
 	case porcupine.Ok:
 		return res, nil

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+
+	"github.com/kvstack/kvstack/internal/kv"
 )
 
 // register is a key's state in the linearizable model.
@@ -60,48 +62,94 @@ var Linearizable = porcupine.Model{
 // GET without an answer, and a refused operation, say nothing and are
 // left out. Values written must be unique per key.
 //
-// A write with an unknown end that no read can have observed (a PUT whose
-// value no GET returned, a DELETE with no GET answering absent after its
-// call) is left out too: it can always take effect last, where it changes
-// nothing, so the verdict is the same, and porcupine's search, which grows
-// with each operation that never ends, stays small under faults that
-// refuse many writes.
+// Porcupine's search grows with each operation that never ends: under a
+// broker outage, a few dozen of them among thousands of operations made
+// it run out of time (Unknown). So a write with an unknown end is given
+// the end that the reads' answers prove, with no change to the verdict:
+//   - a read names the version of the state it returned, a 404 the
+//     tombstone's (Op.Version). A write whose version is known (a 202)
+//     and which no read returned can take effect last, where it changes
+//     nothing: left out. One that a read returned took effect before that
+//     read answered: its end is the first such answer.
+//   - a PUT whose version is unknown (an error, no answer) is found by its
+//     value, unique: left out when no read returned it, else ended at the
+//     first that did.
+//   - a DELETE whose version is unknown can only be the one behind a read
+//     that answered absent with a tombstone no other DELETE of the
+//     history wrote (or with no version). Kept, without an end, only when
+//     such a read answered after its call; else left out.
 func CheckLinearizable(ops []Op, dir string) (Result, error) {
 	c := newClock(ops)
-	var hist []porcupine.Operation
-	unknown := 0
-	seen := map[string]bool{}             // key and value a GET returned
-	var absent = map[string][]time.Time{} // when GETs answering absent were sent, by key
-	for _, o := range ops {
-		if o.Kind == Get && o.Outcome == Done {
-			if o.Found {
-				seen[o.Key+"\x00"+o.Value] = true
-			} else {
-				absent[o.Key] = append(absent[o.Key], o.Return)
-			}
+	// firstSeen: when a read first answered with a version, or a value.
+	firstSeen := map[string]time.Time{}
+	see := func(id string, at time.Time) {
+		if t, ok := firstSeen[id]; !ok || at.Before(t) {
+			firstSeen[id] = at
 		}
 	}
-	observable := func(o Op) bool {
-		if o.Kind == Put {
-			return seen[o.Key+"\x00"+o.Value]
-		}
-		return slices.ContainsFunc(absent[o.Key], func(t time.Time) bool { return !t.Before(o.Call) })
-	}
+	byVersion := func(key string, v kv.Version) string { return key + "\x00v\x00" + v.String() }
+	byValue := func(key, value string) string { return key + "\x00=\x00" + value }
+	deletes := map[string]bool{} // the tombstones the history's DELETEs wrote, by byVersion
 	for _, o := range ops {
-		if o.Outcome == Refused || (o.Kind == Get && o.Outcome != Done) {
+		if o.Kind == Delete && !o.Version.Time.IsZero() {
+			deletes[byVersion(o.Key, o.Version)] = true
+		}
+	}
+	// unexplained: when reads answered absent with a tombstone of no known
+	// DELETE, or with none once the key had been written, by key.
+	unexplained := map[string][]time.Time{}
+	for _, o := range ops {
+		if o.Kind != Get || o.Outcome != Done {
 			continue
 		}
-		if o.Kind != Get && o.Outcome != Done && !observable(o) {
+		if !o.Version.Time.IsZero() {
+			see(byVersion(o.Key, o.Version), o.Return)
+		}
+		if o.Found {
+			see(byValue(o.Key, o.Value), o.Return)
+		} else if o.Version.Time.IsZero() || !deletes[byVersion(o.Key, o.Version)] {
+			unexplained[o.Key] = append(unexplained[o.Key], o.Return)
+		}
+	}
+	// end is the time a write with an unknown end is known to have taken
+	// effect by; ok false when it is left out, and never for a DELETE of
+	// unknown version that a read may have observed.
+	end := func(o Op) (time.Time, bool) {
+		var id string
+		switch {
+		case !o.Version.Time.IsZero():
+			id = byVersion(o.Key, o.Version)
+		case o.Kind == Put:
+			id = byValue(o.Key, o.Value)
+		default:
+			observed := slices.ContainsFunc(unexplained[o.Key], func(t time.Time) bool { return !t.Before(o.Call) })
+			return time.Time{}, observed
+		}
+		t, ok := firstSeen[id]
+		return t, ok
+	}
+	var hist []porcupine.Operation
+	unknown := 0
+	for _, o := range ops {
+		if o.Outcome == Refused || (o.Kind == Get && o.Outcome != Done) {
 			continue
 		}
 		p := porcupine.Operation{
 			ClientId: o.Client, Input: registerInput{Kind: o.Kind, Value: o.Value},
 			Call: c.at(o.Call), Return: c.at(o.Return), Metadata: o,
 		}
-		if o.Kind == Get {
+		switch {
+		case o.Kind == Get:
 			p.Output = register{Found: o.Found, Value: o.Value}
-		} else if o.Outcome != Done {
+		case o.Outcome != Done:
+			t, ok := end(o)
+			if !ok {
+				continue
+			}
 			p.Return = never
+			if !t.IsZero() {
+				p.Return = c.at(t)
+			}
 			unknown++
 		}
 		hist = append(hist, p)

@@ -153,6 +153,7 @@ func stub(ctx context.Context, args []string) error {
 	channels := fs.Int("amqp-channels", 16, "confirm-mode channels on the one connection")
 	timeout := fs.Duration("amqp-timeout", 2*time.Second, "bound on one publish, from the call to the confirm")
 	msgSize := fs.Int("amqp-size", 256, "message body size in bytes")
+	miss := fs.Bool("miss", false, "answer a cache miss: one primary-key SELECT of ?key= and one fill of the cache, on the API's PostgreSQL and Redis as its environment configures them (DATABASE_URL, PG_MAX_CONNS, REDIS_*)")
 	_ = fs.Parse(args)
 	rs := bench.StubRedis{Addr: *redis, DB: *db, PoolSize: *pool, Key: *key}
 	if rs.Addr != "" {
@@ -161,7 +162,16 @@ func stub(ctx context.Context, args []string) error {
 		}
 		rs.Fields = strings.Split(*fields, ",")
 		// From the environment, as the API takes it: never on a command line.
-		rs.Password = os.Getenv("REDIS_PASSWORD")
+		rs.Username, rs.Password = os.Getenv("REDIS_USERNAME"), os.Getenv("REDIS_PASSWORD")
+	}
+	var sm bench.StubMiss
+	if *miss {
+		// From the environment, as the API takes it: the URLs hold passwords.
+		c, err := config.Load[config.API]()
+		if err != nil {
+			return fmt.Errorf("stub: %w", err)
+		}
+		sm = bench.StubMiss{Postgres: c.Postgres, Redis: c.Redis}
 	}
 	ra := bench.StubAMQP{URL: *amqpURL, Queue: *queue, Channels: *channels, Timeout: *timeout, Size: *msgSize}
 	if ra.Queue != "" && ra.URL == "" {
@@ -176,5 +186,5 @@ func stub(ctx context.Context, args []string) error {
 	if ra.Queue == "" && ra.URL != "" {
 		return fmt.Errorf("stub: -amqp needs -amqp-queue")
 	}
-	return bench.ServeStub(ctx, strings.Split(*addr, ","), *size, rs, ra)
+	return bench.ServeStub(ctx, strings.Split(*addr, ","), *size, rs, ra, sm)
 }
