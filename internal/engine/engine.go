@@ -104,6 +104,17 @@ func (a account) writeFile(path, text string) error {
 	return os.Chown(path, a.uid, a.gid)
 }
 
+// writeSecret writes a file owned by a that only a may read.
+func (a account) writeSecret(path, text string) error {
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		return err
+	}
+	if err := os.Chmod(path, 0o600); err != nil { // WriteFile keeps an existing file's mode
+		return err
+	}
+	return os.Chown(path, a.uid, a.gid)
+}
+
 func addr(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
 
 // logFile is where the supervisor writes an engine's output: log when

@@ -93,6 +93,14 @@ type Patroni struct {
 	// and RetryTimeout (default 3) are Patroni's loop_wait and
 	// retry_timeout; loop_wait + 2 × retry_timeout must not pass ttl.
 	TTL, LoopWait, RetryTimeout int
+	// Archive, when set, archives every node's WAL into a pgBackRest
+	// repository and backs the cluster up from its primary: point-in-time
+	// recovery (Restore).
+	Archive *PgBackRest
+
+	// recoverTo, while Restore runs, is its target: the nodes'
+	// configurations bootstrap the cluster from the Archive.
+	recoverTo time.Time
 }
 
 // PatroniNode is one node of a Patroni cluster: Patroni's process (its
@@ -387,6 +395,17 @@ func (n *PatroniNode) Init(context.Context) error {
 	if err := acct.mkdirs(n.Dir); err != nil {
 		return err
 	}
+	if a := n.cluster.Archive; a != nil {
+		n.cluster.archiveHosts()
+		if err := a.write(); err != nil {
+			return err
+		}
+		if !n.cluster.recoverTo.IsZero() {
+			if err := n.writeRestoreScript(acct); err != nil {
+				return err
+			}
+		}
+	}
 	conf, err := n.config()
 	if err != nil {
 		return err
@@ -435,6 +454,9 @@ func (n *PatroniNode) config() (string, error) {
 		"wal_level": "replica", "hot_standby": "on",
 		"max_wal_senders": 10, "max_replication_slots": 10,
 	}
+	for k, v := range pc.archiveParameters() {
+		params[k] = v
+	}
 	for k, v := range pc.Parameters {
 		params[k] = v
 	}
@@ -468,7 +490,7 @@ func (n *PatroniNode) config() (string, error) {
 				"replication": map[string]any{"username": "replicator", "password": "replicator"},
 				"rewind":      map[string]any{"username": "postgres", "password": "postgres"},
 			},
-			"parameters": map[string]any{"unix_socket_directories": ""},
+			"parameters": n.localParameters(),
 			// A new standby's copy starts at once, not after a spread
 			// checkpoint (minutes on a loaded machine).
 			"basebackup": []any{map[string]any{"checkpoint": "fast"}},
@@ -480,6 +502,9 @@ func (n *PatroniNode) config() (string, error) {
 		},
 		"tags": map[string]any{"nofailover": false, "noloadbalance": false, "clonefrom": false, "nosync": false},
 	}
+	if !pc.recoverTo.IsZero() {
+		n.recoveryBootstrap(conf["bootstrap"].(map[string]any))
+	}
 	b, err := yaml.Marshal(conf)
 	return "# Written by kvstack (internal/engine.PatroniNode); rewritten at each start.\n" + string(b), err
 }
@@ -487,6 +512,9 @@ func (n *PatroniNode) config() (string, error) {
 // Program runs Patroni in the foreground, as postgres. A stop (SIGTERM)
 // makes Patroni stop PostgreSQL and give up the leader key at once.
 func (n *PatroniNode) Program() supervisor.Program {
+	if n.cluster.Archive != nil {
+		n.cluster.archiveHosts()
+	}
 	acct, _ := systemUser("postgres")
 	return supervisor.Program{
 		Name: n.Name, Command: []string{"patroni", n.configFile()},

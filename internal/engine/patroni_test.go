@@ -55,6 +55,29 @@ func TestPatroniDefinition(t *testing.T) {
 	if sql, err := os.ReadFile(filepath.Join(dir, "bootstrap.sql")); err != nil || string(sql) != "CREATE ROLE kv LOGIN;\n" {
 		t.Errorf("bootstrap.sql %q, %v", sql, err)
 	}
+	// With an archive, the cluster archives (in the DCS) and each node
+	// pushes its own data directory's WAL, through a socket in its Dir,
+	// where pgBackRest reaches it; pgbackrest.conf names every node.
+	pc.Archive = &engine.PgBackRest{Stanza: "kv", Dir: filepath.Join(dir, "backrest"), ArchiveTimeout: 7 * time.Second}
+	pc.Nodes[1].Dir = filepath.Join(dir, "pg2")
+	if err := pc.Nodes[0].Init(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	conf, err = os.ReadFile(filepath.Join(dir, "patroni.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"archive_mode: \"on\"", "archive_timeout: 7",
+		"archive_command: pgbackrest --config=" + pc.Archive.ConfPath() + " --stanza=kv --pg1-path=" + filepath.Join(dir, "data") + " archive-push %p",
+		"unix_socket_directories: " + dir} {
+		if !strings.Contains(string(conf), want) {
+			t.Errorf("patroni.yml has no %q:\n%s", want, conf)
+		}
+	}
+	if b, err := os.ReadFile(pc.Archive.ConfPath()); err != nil || !strings.Contains(string(b), "pg1-path="+filepath.Join(dir, "data")+"\npg1-port=25001\n") ||
+		!strings.Contains(string(b), "pg2-path="+filepath.Join(dir, "pg2", "data")+"\npg2-port=25002\n") {
+		t.Errorf("pgbackrest.conf names not both nodes (%v):\n%s", err, b)
+	}
 	pc.TTL, pc.LoopWait, pc.RetryTimeout = 5, 1, 3
 	if err := pc.Nodes[0].Init(context.Background()); err == nil || !strings.Contains(err.Error(), "ttl") {
 		t.Errorf("loop_wait 1 + 2 × retry_timeout 3 > ttl 5 accepted: %v", err)

@@ -16,11 +16,13 @@ import (
 
 // PgBackRest archives a private PostgreSQL's WAL and takes its base
 // backups with pgBackRest (the Debian package) into a local repository,
-// and restores it to a point in time. Set it as the Postgres' Archive: its
+// and restores it to a point in time. Set it as a Postgres' Archive: its
 // program then runs with archive_mode on, archive_command pushing each
 // segment into the repository, and a unix socket in the Postgres' Dir,
-// through which pgBackRest talks to it. Every command runs as the
-// Postgres' user (postgres when we are root), as pgBackRest requires.
+// through which pgBackRest talks to it. Or set it as a Patroni cluster's
+// Archive: every node archives into it, and pgBackRest backs the cluster
+// up from whichever node is the primary. Every command runs as user
+// postgres, as pgBackRest requires.
 type PgBackRest struct {
 	// Stanza names the cluster in the repository (default "kvstack").
 	Stanza string
@@ -39,7 +41,19 @@ type PgBackRest struct {
 	// (default 60 s).
 	ArchiveTimeout time.Duration
 
-	pg *Postgres
+	// pg is the single PostgreSQL it archives (Restore rebuilds it); hosts
+	// are the servers pgbackrest.conf names, pg1, pg2…: that one, or every
+	// node of a Patroni cluster.
+	pg    *Postgres
+	hosts []pgHost
+}
+
+// pgHost is a PostgreSQL server as pgBackRest reaches it: its data
+// directory, its port and its unix socket's directory.
+type pgHost struct {
+	data   string
+	port   int
+	socket string
 }
 
 func (b *PgBackRest) stanza() string {
@@ -72,13 +86,27 @@ func (b *PgBackRest) settings(p *Postgres) []string {
 		"-c", "unix_socket_directories=" + p.Dir}
 }
 
-// conf is pgbackrest.conf for p.
-func (b *PgBackRest) conf(p *Postgres) string {
+// archiveCommand is the archive_command of a server whose data directory
+// is data, one of several that archive into the stanza: PostgreSQL gives
+// a segment's path relative to its data directory, which pgBackRest reads
+// as relative to pg1-path, so each names its own.
+func (b *PgBackRest) archiveCommand(data string) string {
+	return fmt.Sprintf("pgbackrest --config=%s --stanza=%s --pg1-path=%s archive-push %%p", b.ConfPath(), b.stanza(), data)
+}
+
+// restoreCommand is the restore_command of a server whose data directory
+// is data (relative paths again).
+func (b *PgBackRest) restoreCommand(data string) string {
+	return fmt.Sprintf("pgbackrest --config=%s --stanza=%s --pg1-path=%s archive-get %%f \"%%p\"", b.ConfPath(), b.stanza(), data)
+}
+
+// conf is pgbackrest.conf for its hosts.
+func (b *PgBackRest) conf() string {
 	retention := b.RetentionFull
 	if retention <= 0 {
 		retention = 2
 	}
-	return fmt.Sprintf(`# Written by kvstack (internal/engine/pgbackrest.go); rewritten at each start.
+	conf := fmt.Sprintf(`# Written by kvstack (internal/engine/pgbackrest.go); rewritten at each start.
 [global]
 repo1-path=%s
 repo1-retention-full=%d
@@ -94,18 +122,30 @@ compress-type=lz4
 archive-timeout=60
 
 [%s]
-pg1-path=%s
-pg1-port=%d
-pg1-socket-path=%s
-pg1-user=postgres
 `, b.RepoPath(), retention, filepath.Join(b.Dir, "log"), filepath.Join(b.Dir, "lock"), filepath.Join(b.Dir, "spool"),
-		b.stanza(), p.data(), p.Port, p.Dir)
+		b.stanza())
+	for i, h := range b.hosts {
+		conf += fmt.Sprintf("pg%[1]d-path=%[2]s\npg%[1]d-port=%[3]d\npg%[1]d-socket-path=%[4]s\npg%[1]d-user=postgres\n", i+1, h.data, h.port, h.socket)
+	}
+	return conf
 }
 
-// prepare writes the configuration and makes the directories, owned by
-// the Postgres' user; it needs no running server.
+// prepare writes the configuration for p and makes the directories,
+// owned by the Postgres' user; it needs no running server.
 func (b *PgBackRest) prepare(p *Postgres) error {
+	b.archives(p)
+	return b.write()
+}
+
+// archives makes p the PostgreSQL it archives.
+func (b *PgBackRest) archives(p *Postgres) {
 	b.pg = p
+	b.hosts = []pgHost{{p.data(), p.Port, p.Dir}}
+}
+
+// write writes the configuration for its hosts and makes the
+// directories.
+func (b *PgBackRest) write() error {
 	acct, err := systemUser("postgres")
 	if err != nil {
 		return err
@@ -113,7 +153,7 @@ func (b *PgBackRest) prepare(p *Postgres) error {
 	if err := acct.mkdirs(b.Dir, b.RepoPath(), filepath.Join(b.Dir, "log"), filepath.Join(b.Dir, "lock"), filepath.Join(b.Dir, "spool")); err != nil {
 		return err
 	}
-	return acct.writeFile(b.ConfPath(), b.conf(p))
+	return acct.writeFile(b.ConfPath(), b.conf())
 }
 
 // CreateStanza makes the stanza in the repository (a no-op when it
@@ -232,11 +272,8 @@ func (b *PgBackRest) Restore(ctx context.Context, target time.Time) (aside strin
 		return "", errors.New("pgbackrest: restore of a Postgres whose program was never made (Program)")
 	}
 	data := b.pg.data()
-	if _, err := os.Stat(data); err == nil {
-		aside = fmt.Sprintf("%s.before-restore-%s", data, time.Now().UTC().Format("20060102T150405"))
-		if err := os.Rename(data, aside); err != nil {
-			return "", err
-		}
+	if aside, err = moveAside(data); err != nil {
+		return "", err
 	}
 	acct, err := systemUser("postgres")
 	if err != nil {
@@ -254,6 +291,16 @@ func (b *PgBackRest) Restore(ctx context.Context, target time.Time) (aside strin
 	return aside, err
 }
 
+// moveAside renames a data directory to NAME.before-restore-<time> and
+// returns that name ("" when there was no such directory).
+func moveAside(data string) (string, error) {
+	if _, err := os.Stat(data); err != nil {
+		return "", nil
+	}
+	aside := fmt.Sprintf("%s.before-restore-%s", data, time.Now().UTC().Format("20060102T150405"))
+	return aside, os.Rename(data, aside)
+}
+
 // FormatTarget is a time as PostgreSQL's recovery_target_time reads it:
 // microseconds, UTC.
 func FormatTarget(t time.Time) string {
@@ -263,8 +310,8 @@ func FormatTarget(t time.Time) string {
 // run runs pgbackrest COMMAND as the Postgres' user with the stanza and
 // the configuration, and returns its standard output.
 func (b *PgBackRest) run(ctx context.Context, args ...string) ([]byte, error) {
-	if b.pg == nil {
-		return nil, errors.New("pgbackrest: no Postgres archives into it (set it as a Postgres' Archive)")
+	if len(b.hosts) == 0 {
+		return nil, errors.New("pgbackrest: no PostgreSQL archives into it (set it as a Postgres' or a Patroni's Archive)")
 	}
 	acct, err := systemUser("postgres")
 	if err != nil {

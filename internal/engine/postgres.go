@@ -2,6 +2,8 @@ package engine
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/url"
@@ -10,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -18,9 +21,10 @@ import (
 	"github.com/kvstack/kvstack/internal/supervisor"
 )
 
-// Postgres is a private PostgreSQL cluster: initdb'd into Dir/data with
-// trust authentication (loopback only, nobody else's), listening on
-// 127.0.0.1:Port, no unix socket, run as user postgres when we are root.
+// Postgres is a private PostgreSQL cluster: initdb'd into Dir/data,
+// listening on 127.0.0.1:Port, no unix socket, run as user postgres when we
+// are root. Without a Password, loopback sessions are trusted (the tests'
+// instances, nobody else's); with one, every TCP session proves a password.
 type Postgres struct {
 	Name string // the program's name (default "postgres")
 	Port int
@@ -39,8 +43,16 @@ type Postgres struct {
 	// pgBackRest (PgBackRest): point-in-time recovery.
 	Archive *PgBackRest
 	// TLS, when set, is served to clients that ask for it (ssl=on); the
-	// others are still served in plain text.
+	// others are still served in plain text unless TLSOnly.
 	TLS *TLS
+	// TLSOnly refuses every TCP session that is not over TLS (hostssl):
+	// with TLS and a Password.
+	TLSOnly bool
+	// Password, when set, is the superuser postgres's, and the cluster's
+	// pg_hba.conf (rewritten at each Init) asks every TCP session for a
+	// password (scram-sha-256); only the postgres OS user comes in
+	// unchecked, over the unix socket (peer: pgBackRest).
+	Password string
 }
 
 func (p *Postgres) name() string {
@@ -79,13 +91,15 @@ func (p *Postgres) Init(ctx context.Context) error {
 	if err := p.TLS.own(acct); err != nil {
 		return err
 	}
-	if p.hasData() {
-		return nil
+	if !p.hasData() {
+		if err := acct.mkdirs(p.Dir); err != nil {
+			return err
+		}
+		if err := p.initdb(ctx, acct); err != nil {
+			return err
+		}
 	}
-	if err := acct.mkdirs(p.Dir); err != nil {
-		return err
-	}
-	return p.initdb(ctx, acct)
+	return p.authenticate(ctx, acct)
 }
 
 func (p *Postgres) data() string { return filepath.Join(p.Dir, "data") }
@@ -99,7 +113,19 @@ func (p *Postgres) hasData() bool {
 // max_connections (else every reload logs that the file's cannot be
 // applied).
 func (p *Postgres) initdb(ctx context.Context, acct account) error {
-	if err := p.runAs(ctx, acct, "initdb", "-D", p.data(), "--auth=trust", "-U", "postgres", "-E", "UTF8", "--locale=C.UTF-8"); err != nil {
+	args := []string{"-D", p.data(), "--auth=trust", "-U", "postgres", "-E", "UTF8", "--locale=C.UTF-8"}
+	if p.Password != "" {
+		pwfile := filepath.Join(p.Dir, "initdb-password")
+		if err := os.WriteFile(pwfile, []byte(p.Password+"\n"), 0o600); err != nil {
+			return err
+		}
+		defer os.Remove(pwfile)
+		if err := os.Chown(pwfile, acct.uid, acct.gid); err != nil {
+			return err
+		}
+		args = append(args, "--auth-host=scram-sha-256", "--auth-local=peer", "--pwfile="+pwfile)
+	}
+	if err := p.runAs(ctx, acct, "initdb", args...); err != nil {
 		return err
 	}
 	f, err := os.OpenFile(filepath.Join(p.data(), "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
@@ -112,15 +138,61 @@ func (p *Postgres) initdb(ctx context.Context, acct account) error {
 
 const maxConnections = "200"
 
+// hbaMark heads the pg_hba.conf that authenticate writes; it names the
+// password's hash, so that a new password is set once, as the old one
+// was.
+const hbaMark = "# kvstack (internal/engine): passwords, password "
+
+// authenticate makes, with a Password, the cluster's pg_hba.conf ask every
+// TCP session for a password (over TLS alone with TLSOnly) and the
+// superuser's password be Password. A cluster made before with trust, or
+// with another password, gets it in single-user mode, which needs the
+// server stopped: Init runs before the server starts.
+func (p *Postgres) authenticate(ctx context.Context, acct account) error {
+	if p.Password == "" {
+		return nil
+	}
+	host := "host"
+	if p.TLSOnly {
+		host = "hostssl"
+	}
+	sum := sha256.Sum256([]byte(p.Password))
+	hba := hbaMark + hex.EncodeToString(sum[:8]) + "\n" +
+		"local all postgres peer\n" +
+		host + " all all 127.0.0.1/32 scram-sha-256\n" +
+		host + " replication all 127.0.0.1/32 scram-sha-256\n"
+	path := filepath.Join(p.data(), "pg_hba.conf")
+	old, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if string(old) == hba {
+		return nil
+	}
+	if !strings.HasPrefix(string(old), hba[:strings.Index(hba, "\n")+1]) {
+		stmt := "ALTER ROLE postgres PASSWORD " + quoteLiteral(p.Password) + ";\n"
+		if err := p.runAsInput(ctx, acct, stmt, "postgres", "--single", "-D", p.data(), "-c", "max_connections="+maxConnections, "postgres"); err != nil {
+			return fmt.Errorf("set the superuser's password (the server must be stopped): %w", err)
+		}
+	}
+	return acct.writeFile(path, hba)
+}
+
 // runAs runs a PostgreSQL program as acct in Dir, its stdin empty (no
 // password prompt can wait).
 func (p *Postgres) runAs(ctx context.Context, acct account, program string, args ...string) error {
+	return p.runAsInput(ctx, acct, "", program, args...)
+}
+
+// runAsInput is runAs with input on its stdin.
+func (p *Postgres) runAsInput(ctx context.Context, acct account, input, program string, args ...string) error {
 	bin, err := binDir()
 	if err != nil {
 		return err
 	}
 	cmd := exec.CommandContext(ctx, filepath.Join(bin, program), args...)
 	cmd.Dir = p.Dir
+	cmd.Stdin = strings.NewReader(input)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(acct.uid), Gid: uint32(acct.gid)}}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("%s %s: %w\n%s", program, p.data(), err, out)
@@ -141,7 +213,7 @@ func (p *Postgres) IsPrimary(ctx context.Context) (bool, error) {
 func (p *Postgres) query(ctx context.Context, fn func(*pgx.Conn) error) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, p.URL("postgres", "", "postgres"))
+	conn, err := pgx.Connect(ctx, p.URL("postgres", p.Password, "postgres"))
 	if err != nil {
 		return err
 	}
@@ -168,7 +240,7 @@ func (p *Postgres) Program() supervisor.Program {
 		"-c", "listen_addresses=127.0.0.1", "-c", "port=" + strconv.Itoa(p.Port),
 		"-c", "unix_socket_directories=", "-c", "max_connections=" + maxConnections}
 	if p.Archive != nil {
-		p.Archive.pg = p
+		p.Archive.archives(p)
 		command = append(command, p.Archive.settings(p)...)
 	}
 	if p.TLS != nil {
@@ -182,10 +254,16 @@ func (p *Postgres) Program() supervisor.Program {
 	}
 }
 
-// URL is a connection URL for user to database db (trust: no password
-// is checked, but one may be given for the application's sake).
+// URL is a connection URL for user to database db (without the cluster's
+// Password, trust: no password is checked, but one may be given for the
+// application's sake). With TLSOnly it is over TLS, the server's
+// certificate checked against TLS.CA and the name 127.0.0.1
+// (verify-full).
 func (p *Postgres) URL(user, password, db string) string {
 	u := url.URL{Scheme: "postgres", Host: addr(p.Port), Path: "/" + db, RawQuery: "sslmode=disable"}
+	if p.TLSOnly {
+		u.RawQuery = url.Values{"sslmode": {"verify-full"}, "sslrootcert": {p.TLS.CA}}.Encode()
+	}
 	u.User = url.User(user)
 	if password != "" {
 		u.User = url.UserPassword(user, password)
@@ -196,7 +274,7 @@ func (p *Postgres) URL(user, password, db string) string {
 // CreateDatabase makes a login role and a database it owns, unless they
 // exist.
 func (p *Postgres) CreateDatabase(ctx context.Context, db, owner, password string) error {
-	conn, err := pgx.Connect(ctx, p.URL("postgres", "", "postgres"))
+	conn, err := pgx.Connect(ctx, p.URL("postgres", p.Password, "postgres"))
 	if err != nil {
 		return fmt.Errorf("private PostgreSQL on %s: %w", addr(p.Port), err)
 	}
@@ -249,7 +327,7 @@ func RoleSQL(r Role) []string {
 
 // CreateRoles makes each role (RoleSQL), as the superuser.
 func (p *Postgres) CreateRoles(ctx context.Context, roles ...Role) error {
-	conn, err := pgx.Connect(ctx, p.URL("postgres", "", "postgres"))
+	conn, err := pgx.Connect(ctx, p.URL("postgres", p.Password, "postgres"))
 	if err != nil {
 		return fmt.Errorf("private PostgreSQL on %s: %w", addr(p.Port), err)
 	}
@@ -282,7 +360,7 @@ type pgProbe struct{ p *Postgres }
 func (pr pgProbe) Check(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	conn, err := pgx.Connect(ctx, pr.p.URL("postgres", "", "postgres"))
+	conn, err := pgx.Connect(ctx, pr.p.URL("postgres", pr.p.Password, "postgres"))
 	if err != nil {
 		return err
 	}

@@ -34,9 +34,11 @@ type RabbitMQ struct {
 	// single node.
 	Peers []string
 	// TLS, when set, is served on TLSPort (AMQP over TLS, no client
-	// certificate asked for), beside the plain-text Port.
+	// certificate asked for), beside the plain-text Port; with TLSOnly, on
+	// Port, and nothing is served in plain text.
 	TLS     *TLS
 	TLSPort int
+	TLSOnly bool
 }
 
 func (r *RabbitMQ) name() string {
@@ -52,8 +54,12 @@ func (r *RabbitMQ) URL() string { return "amqp://guest:guest@" + addr(r.Port) + 
 
 // Config is the node's rabbitmq.conf.
 func (r *RabbitMQ) Config() string {
+	tcp, tlsPort := "listeners.tcp.default = "+addr(r.Port), r.TLSPort
+	if r.TLSOnly {
+		tcp, tlsPort = "listeners.tcp = none", r.Port
+	}
 	lines := []string{
-		"listeners.tcp.default = " + addr(r.Port),
+		tcp,
 		"prometheus.tcp.ip = 127.0.0.1",
 		"prometheus.tcp.port = " + strconv.Itoa(r.MetricsPort),
 		// Queue figures refresh every second (5 s by default).
@@ -61,7 +67,7 @@ func (r *RabbitMQ) Config() string {
 	}
 	if r.TLS != nil {
 		lines = append(lines,
-			"listeners.ssl.default = "+addr(r.TLSPort),
+			"listeners.ssl.default = "+addr(tlsPort),
 			"ssl_options.cacertfile = "+r.TLS.CA,
 			"ssl_options.certfile = "+r.TLS.Cert,
 			"ssl_options.keyfile = "+r.TLS.Key,
@@ -138,7 +144,7 @@ func (r *RabbitMQ) Program() supervisor.Program {
 	env["RABBITMQ_ALLOW_INPUT"] = "1"
 	env["RABBITMQ_SERVER_START_ARGS"] = "-noinput"
 	probe := supervisor.TCPProbe{Addrs: []string{addr(r.Port), addr(r.MetricsPort)}}
-	if r.TLS != nil {
+	if r.TLS != nil && !r.TLSOnly {
 		probe.Addrs = append(probe.Addrs, addr(r.TLSPort))
 	}
 	return supervisor.Program{
@@ -189,17 +195,22 @@ type User struct {
 	Configure, Write, Read string
 }
 
-// AddUsers makes each user, or sets its permissions when it exists (its
-// password is left as it is), in one rabbitmqctl call: each call costs
-// seconds. In a cluster, one node's users are every node's.
-func (r *RabbitMQ) AddUsers(ctx context.Context, users ...User) error {
+// AddUsers makes each user, or sets its password and permissions when it
+// exists, and deletes the users named in remove (guest, once the stack has
+// a user of its own to declare the queues), in one rabbitmqctl call: each
+// call costs seconds. In a cluster, one node's users are every node's.
+func (r *RabbitMQ) AddUsers(ctx context.Context, remove []string, users ...User) error {
 	bin := func(s string) string { return "<<" + strconv.Quote(s) + ">>" }
 	var b strings.Builder
 	for _, u := range users {
-		fmt.Fprintf(&b, "case rabbit_auth_backend_internal:add_user(%s, %s, <<\"kvstack\">>) of ok -> ok; {error, {user_already_exists, _}} -> ok end, ",
-			bin(u.Name), bin(u.Password))
+		fmt.Fprintf(&b, "case catch rabbit_auth_backend_internal:add_user(%s, %s, <<\"kvstack\">>) of ok -> ok; "+
+			"{error, {user_already_exists, _}} -> ok = rabbit_auth_backend_internal:change_password(%s, %s, <<\"kvstack\">>) end, ",
+			bin(u.Name), bin(u.Password), bin(u.Name), bin(u.Password))
 		fmt.Fprintf(&b, "ok = rabbit_auth_backend_internal:set_permissions(%s, <<\"/\">>, %s, %s, %s, <<\"kvstack\">>), ",
 			bin(u.Name), bin(u.Configure), bin(u.Write), bin(u.Read))
+	}
+	for _, name := range remove {
+		fmt.Fprintf(&b, "case catch rabbit_auth_backend_internal:delete_user(%s, <<\"kvstack\">>) of ok -> ok; {error, {no_such_user, _}} -> ok end, ", bin(name))
 	}
 	b.WriteString("ok.")
 	_, err := r.ctl(ctx, "eval", b.String())

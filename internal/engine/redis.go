@@ -2,7 +2,10 @@ package engine
 
 import (
 	"context"
+	"fmt"
+	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/kvstack/kvstack/internal/supervisor"
 )
@@ -18,14 +21,19 @@ type Redis struct {
 	Dir  string
 	Log  string // its output (default Dir/NAME.log)
 	// TLS, when set, is served on TLSPort (no client certificate asked
-	// for), beside the plain-text Port.
+	// for), beside the plain-text Port; with TLSOnly, on Port, and nothing
+	// is served in plain text.
 	TLS     *TLS
 	TLSPort int
+	TLSOnly bool
 
-	// Users are ACL users besides the default one (which stays open to
-	// loopback, as the harness's checks and the cluster's own tools use
-	// it): kvstack's least-privilege users (docs/SECURITY.md).
+	// Users are ACL users besides the default one: kvstack's
+	// least-privilege users (docs/SECURITY.md).
 	Users []RedisUser
+	// Password, when set, is the default user's (requirepass); without
+	// it, the default user is open to loopback, as the tests' instances
+	// and the cluster's own tools use it.
+	Password string
 
 	cluster *RedisCluster // set for a node of a cluster (RedisCluster.Nodes)
 	busPort int           // its cluster bus port, when not Port + 10000
@@ -38,16 +46,6 @@ type RedisUser struct {
 	Rules          []string
 }
 
-// userArgs are the command line's user directives: a user, on, its
-// password, its rules.
-func userArgs(users []RedisUser) []string {
-	var args []string
-	for _, u := range users {
-		args = append(append(args, "--user", u.Name, "reset", "on", ">"+u.Password), u.Rules...)
-	}
-	return args
-}
-
 func (r *Redis) name() string {
 	if r.Name == "" {
 		return "redis"
@@ -55,7 +53,7 @@ func (r *Redis) name() string {
 	return r.Name
 }
 
-// Init creates Dir.
+// Init creates Dir, and writes its ACL file.
 func (r *Redis) Init(context.Context) error {
 	acct, err := systemUser("redis")
 	if err != nil {
@@ -67,7 +65,28 @@ func (r *Redis) Init(context.Context) error {
 	if err := r.TLS.own(acct); err != nil {
 		return err
 	}
-	return acct.mkdirs(r.Dir)
+	if err := acct.mkdirs(r.Dir); err != nil {
+		return err
+	}
+	return acct.writeSecret(r.aclFile(), r.aclText())
+}
+
+// aclFile holds the server's users, read at each start (the users and
+// their passwords are on no command line, where ps shows them).
+func (r *Redis) aclFile() string { return filepath.Join(r.Dir, "users.acl") }
+
+// aclText is the ACL file: the default user, then Users.
+func (r *Redis) aclText() string {
+	def := "user default on nopass ~* &* +@all\n"
+	if r.Password != "" {
+		def = "user default on >" + r.Password + " ~* &* +@all\n"
+	}
+	var b strings.Builder
+	b.WriteString(def)
+	for _, u := range r.Users {
+		fmt.Fprintf(&b, "user %s reset on >%s %s\n", u.Name, u.Password, strings.Join(u.Rules, " "))
+	}
+	return b.String()
 }
 
 // Program runs redis-server in the foreground (a cluster node's: see
@@ -77,22 +96,44 @@ func (r *Redis) Program() supervisor.Program {
 	if err != nil {
 		acct = account{}
 	}
-	command := []string{"redis-server", "--bind", "127.0.0.1", "--port", strconv.Itoa(r.Port),
+	port, tlsPort := r.Port, r.TLSPort
+	if r.TLSOnly {
+		port, tlsPort = 0, r.Port
+	}
+	command := []string{"redis-server", "--bind", "127.0.0.1", "--port", strconv.Itoa(port),
 		"--dir", r.Dir, "--dbfilename", "dump.rdb", "--save", "", "--appendonly", "no",
 		"--shutdown-on-sigterm", "save", "--daemonize", "no", "--logfile", ""}
 	if r.cluster != nil {
 		command = r.clusterCommand()
 	}
 	if r.TLS != nil {
-		command = append(command, "--tls-port", strconv.Itoa(r.TLSPort), "--tls-cert-file", r.TLS.Cert,
+		command = append(command, "--tls-port", strconv.Itoa(tlsPort), "--tls-cert-file", r.TLS.Cert,
 			"--tls-key-file", r.TLS.Key, "--tls-ca-cert-file", r.TLS.CA, "--tls-auth-clients", "no")
 	}
-	command = append(command, userArgs(r.Users)...)
+	command = append(command, "--aclfile", r.aclFile())
 	return supervisor.Program{
 		Name: r.name(), Command: command, Dir: r.Dir, User: acct.name, Priority: 1,
-		Health: supervisor.RedisProbe{Addr: r.Addr()}, Addr: r.Addr(), Log: logFile(r.Log, r.Dir, r.name()),
+		Health: redisProbe{r}, Addr: r.Addr(), Log: logFile(r.Log, r.Dir, r.name()),
 	}
 }
+
+// redisProbe is PING as the default user, over TLS with TLSOnly (the CA
+// read at each check: the stack makes it after it lists its programs).
+type redisProbe struct{ r *Redis }
+
+func (p redisProbe) Check(ctx context.Context) error {
+	probe := supervisor.RedisProbe{Addr: p.r.Addr(), Password: p.r.Password}
+	if p.r.TLSOnly {
+		cfg, err := p.r.TLS.ClientConfig()
+		if err != nil {
+			return err
+		}
+		probe.TLS = cfg
+	}
+	return probe.Check(ctx)
+}
+
+func (p redisProbe) String() string { return "redis PING " + p.r.Addr() }
 
 // Addr is host:port.
 func (r *Redis) Addr() string { return addr(r.Port) }

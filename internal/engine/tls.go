@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -89,6 +90,20 @@ func MakeTLS(dir string, names ...string) (*TLS, error) {
 		}
 	}
 	return t, nil
+}
+
+// ClientConfig trusts CA alone: what a client of the engine verifies its
+// certificate with.
+func (t *TLS) ClientConfig() (*tls.Config, error) {
+	b, err := os.ReadFile(t.CA)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("no certificate in %s", t.CA)
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
 
 func serial() *big.Int {

@@ -50,7 +50,7 @@ func NewCache(client goredis.UniversalClient, cfg Config) *Cache {
 		circuit:      newCircuit(cfg),
 	}
 	if cc, ok := client.(*goredis.ClusterClient); ok {
-		c.verified = &verified{cc: cc, checks: map[*goredis.Client]chan struct{}{},
+		c.verified = &verified{cc: cc, checks: map[*goredis.Client]*check{},
 			wait: time.Duration(max(cfg.MaxRetries, 0)+1) * cfg.ReadTimeout}
 	}
 	return c
@@ -58,9 +58,10 @@ func NewCache(client goredis.UniversalClient, cfg Config) *Cache {
 
 // Get returns the cached entry for key, which is a tombstone (Deleted true)
 // when the key's last known operation was a delete, or kv.ErrCacheMiss. While
-// Redis is known down it fails at once with kv.ErrCacheDown (see circuit);
-// on a Redis Cluster, so does a read of a shard whose master's mark is not
-// verified yet (see verified).
+// Redis is known down it fails at once with kv.ErrCacheDown (see circuit).
+// On a Redis Cluster, a read of a shard whose master's check outlasts the
+// read's wait is a miss, for the reader to fill, while the master answers
+// the check, and kv.ErrCacheDown when it does not (see verified).
 func (c *Cache) Get(ctx context.Context, key string) (kv.Entry, error) {
 	if c.circuit.skip() {
 		return kv.Entry{}, errCircuitOpen
@@ -76,7 +77,7 @@ func (c *Cache) get(ctx context.Context, key string) (kv.Entry, error) {
 	var err error
 	if c.verified != nil {
 		fields, err = c.readVerified(ctx, rkey)
-		if errors.Is(err, kv.ErrUnavailable) {
+		if errors.Is(err, kv.ErrUnavailable) || errors.Is(err, errUnverified) {
 			// No master to read (unknown, or not verified): said already.
 			return kv.Entry{}, err
 		}

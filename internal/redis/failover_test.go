@@ -131,6 +131,8 @@ func missWhenServed(t *testing.T, ctx context.Context, c cacheGetter, key string
 			t.Fatalf("Get after the failover served %+v: older than what the dead master acknowledged", e)
 		case err == nil:
 			t.Fatalf("Get after the failover = %+v, want a miss", e)
+		case errors.Is(err, redis.ErrUnverified):
+			// Not served: the shard's check runs.
 		case errors.Is(err, kv.ErrCacheMiss):
 			return time.Since(start)
 		}
@@ -154,8 +156,8 @@ func readsDuringFailover(t *testing.T, ctx context.Context, c cacheGetter, key s
 		if d := time.Since(start); d > slowest {
 			slowest = d
 		}
-		if errors.Is(err, kv.ErrCacheMiss) {
-			t.Errorf("Get during the failover: a miss, want a hit or an error")
+		if errors.Is(err, kv.ErrCacheMiss) && !errors.Is(err, redis.ErrUnverified) {
+			t.Errorf("Get during the failover: a miss, want a hit, an error, or the check's wait run out")
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("no failover within a minute")
@@ -293,18 +295,81 @@ func waitReplicated(t *testing.T, ctx context.Context, master *engine.Redis) {
 	}
 }
 
-// mustApply applies e as the consumer does, again while the cluster
+// mustApply applies es as the consumer does, again while the cluster
 // client follows a failover (a MOVED, a node that refuses writes).
-func mustApply(t *testing.T, ctx context.Context, c *redis.Cache, e kv.Entry) {
+func mustApply(t *testing.T, ctx context.Context, c *redis.Cache, es ...kv.Entry) {
 	t.Helper()
 	for deadline := time.Now().Add(30 * time.Second); ; {
-		err := c.Apply(ctx, []kv.Entry{e})
+		err := c.Apply(ctx, es)
 		if err == nil {
 			return
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("Apply %s: %v", e.Version, err)
+			t.Fatalf("Apply of %d entries: %v", len(es), err)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// A check slower than a read's wait: the shard holds so many keys that
+// its purge (no mark yet) outlasts the read's wait. The read is then a
+// miss, so that its reader, who reads PostgreSQL, fills the cache before
+// it answers: once the check is done the key holds that fill (or nothing,
+// the purge having come after it), never the entry the fill replaced.
+// Without the fill, the next reader could be served the older entry from
+// the cache after a reader had answered the newer from PostgreSQL.
+func TestDisruptiveClusterSlowCheckReadIsAMissItsReaderFills(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	consumer, _, cfg := newClusterCache(t)
+	// The API's, apart, with a read's wait of 500 ms (REDIS_READ_TIMEOUT
+	// 250 ms, tried twice) that the purge outlasts on any machine.
+	cfg.ReadTimeout = 250 * time.Millisecond
+	aclient, err := redis.NewClient(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer aclient.Close()
+	api := redis.NewCache(aclient, cfg)
+	const n = 200_000 // keys of one slot: one shard to purge
+	const key = "{slow}0"
+	old, newer := value(key, ver(1, 1), "old"), value(key, ver(2, 1), "new")
+	batch := make([]kv.Entry, 0, 5000)
+	for i := range n {
+		batch = append(batch, value(fmt.Sprintf("{slow}%d", i), ver(1, 1), "old"))
+		if len(batch) == cap(batch) || i == n-1 {
+			mustApply(t, ctx, consumer, batch...)
+			batch = batch[:0]
+		}
+	}
+
+	start := time.Now()
+	_, err = api.Get(ctx, key)
+	waited := time.Since(start)
+	if !errors.Is(err, redis.ErrUnverified) {
+		t.Fatalf("Get while the shard's check purges %d keys = %v after %s; want the wait run out (the check too fast to test)", n, err, waited.Round(time.Millisecond))
+	}
+	if !errors.Is(err, kv.ErrCacheMiss) {
+		t.Fatalf("Get whose check outlasted its wait = %v; want a miss, which its reader fills", err)
+	}
+	mustFill(t, ctx, api, newer) // the reader's, with what it read from PostgreSQL
+	for {
+		e, err := api.Get(ctx, key)
+		switch {
+		case errors.Is(err, redis.ErrUnverified), errors.Is(err, kv.ErrUnavailable):
+			// The check runs still (or a read timed out on a loaded machine).
+			if ctx.Err() != nil {
+				t.Fatalf("Get after the check: %v", err)
+			}
+			time.Sleep(10 * time.Millisecond)
+			continue
+		case err == nil && !sameEntry(e, newer):
+			t.Fatalf("Get after the check = %+v; want the reader's fill %+v, or a miss (never %q)", e, newer, old.Value)
+		case err != nil && !errors.Is(err, kv.ErrCacheMiss):
+			t.Fatalf("Get after the check: %v", err)
+		}
+		t.Logf("the check (a purge of %d keys) took %s; the read waited %s, then was a miss; after the check the key is %s",
+			n, time.Since(start).Round(10*time.Millisecond), waited.Round(time.Millisecond), map[bool]string{true: "the fill", false: "purged"}[err == nil])
+		return
 	}
 }

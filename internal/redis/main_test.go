@@ -73,7 +73,7 @@ func sameEntry(a, b kv.Entry) bool {
 func mustGet(t testing.TB, ctx context.Context, c *redis.Cache, key string) (kv.Entry, bool) {
 	t.Helper()
 	e, err := c.Get(ctx, key)
-	for deadline := time.Now().Add(5 * time.Second); errors.Is(err, redis.ErrUnverified) && time.Now().Before(deadline); {
+	for deadline := time.Now().Add(5 * time.Second); (errors.Is(err, redis.ErrUnverified) || errors.Is(err, redis.ErrUncheckable)) && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond)
 		e, err = c.Get(ctx, key)
 	}

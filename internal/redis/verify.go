@@ -36,9 +36,9 @@ import (
 // that did, while another served the same key from the cache (which lags
 // PostgreSQL by the consumer's apply), let a client see a write, then not
 // (chaos-ha's rolling-restart, whose restarted replicas check every
-// shard). A check that fails, or takes longer, fails the read with
-// kv.ErrCacheDown: the reader reads PostgreSQL, without a fill, as when a
-// master is down.
+// shard). A check that takes longer fails the read with errUnverified, a
+// miss: the reader reads PostgreSQL and fills the cache; one that fails,
+// or that the node does not answer, with errUncheckable: cache down.
 //
 // A term is the node's replication id (master_replid of INFO replication):
 // Redis draws a new one at every promotion and every start, and a master
@@ -63,7 +63,7 @@ type verified struct {
 	wait time.Duration
 	mu   sync.Mutex
 	// checks holds the nodes whose check runs, one at a time per node.
-	checks map[*goredis.Client]chan struct{}
+	checks map[*goredis.Client]*check
 }
 
 // record is a slot's verified master: its node client, and its term
@@ -86,9 +86,26 @@ const clusterSlots = 16384
 // checkTimeout bounds a check of a shard's master.
 const checkTimeout = 5 * time.Second
 
-// errUnverified is what Get answers for a slot whose master's mark is not
-// verified yet: the reader goes to PostgreSQL, and fills nothing.
-var errUnverified = fmt.Errorf("redis: the shard's master is not verified yet: %w", kv.ErrCacheDown)
+// errUnverified is what Get answers for a slot whose master's check
+// outlasted the read's wait, the master answering it (a purge of a big
+// shard): a miss, so that the reader, who reads PostgreSQL, fills the
+// cache with what it read before it answers. Without the fill (when this
+// was kv.ErrCacheDown), a reader answered a state from PostgreSQL that the
+// cache, lagging PostgreSQL by the consumer's apply, could still serve
+// older to the next reader once the check was done: a write seen, then
+// not. With it, the cache holds that state or a newer one by the time the
+// reader answers (the fill only moves a key forward; a purge that removes
+// it makes the next read a miss). The fill goes where go-redis routes the
+// key, verified or not: a purge of that node after it only removes it.
+var errUnverified = fmt.Errorf("redis: the shard's master is not verified yet: %w", kv.ErrCacheMiss)
+
+// errUncheckable is what Get answers for a slot whose master's check
+// failed, or did not get the master's first answer within the read's
+// wait (a master frozen, or gone): the cache is down for that read, and
+// the reader, who reads PostgreSQL, fills nothing (a fill would wait on
+// the same node, doubling the read's time). The window that
+// errUnverified closes stays open then, as with any cache down.
+var errUncheckable = fmt.Errorf("redis: the shard's master could not be checked: %w", kv.ErrCacheDown)
 
 // readVerified reads rkey's fields from the slot's verified master, and
 // the master's INFO replication in the same round trip, after the read:
@@ -111,7 +128,7 @@ func (c *Cache) readVerified(ctx context.Context, rkey string) ([]any, error) {
 		if err == nil || errors.Is(err, goredis.Nil) || goredis.HasErrorPrefix(err, "WRONGTYPE") {
 			if !rec.inTerm(info.Val()) {
 				if again {
-					return nil, errUnverified
+					return nil, errUncheckable
 				}
 				c.drop(rec)
 				continue
@@ -127,8 +144,9 @@ func (c *Cache) readVerified(ctx context.Context, rkey string) ([]any, error) {
 
 // master is the record of the node to read rkey from, once its mark is
 // verified: when it is not, master has the node checked (or joins the
-// check that runs) and waits for it, at most v.wait; a check that fails
-// or takes longer fails the read with errUnverified.
+// check that runs) and waits for it, at most v.wait; a check that takes
+// longer fails the read with errUnverified while the node answers it,
+// errUncheckable when it does not or the check fails.
 func (c *Cache) master(ctx context.Context, rkey string) (*record, error) {
 	v := c.verified
 	node, err := v.cc.MasterForKey(ctx, rkey)
@@ -141,46 +159,60 @@ func (c *Cache) master(ctx context.Context, rkey string) (*record, error) {
 	}
 	t := time.NewTimer(v.wait)
 	defer t.Stop()
+	chk := c.check(node)
 	select {
-	case <-c.check(node):
+	case <-chk.done:
 	case <-t.C:
-		return nil, errUnverified
+		if chk.answered.Load() {
+			return nil, errUnverified
+		}
+		return nil, errUncheckable
 	case <-ctx.Done():
-		return nil, errUnverified
+		return nil, errUncheckable
 	}
 	if r := v.slots[slot].Load(); r != nil && r.node == node {
 		return r, nil
 	}
-	return nil, errUnverified
+	return nil, errUncheckable
+}
+
+// check is a check of a node that runs: done is closed when it ends;
+// answered is set once the node has answered it.
+type check struct {
+	done     chan struct{}
+	answered atomic.Bool
 }
 
 // check runs checkShard on node, unless a check of it runs already, and
-// returns a channel closed when that check ends.
-func (c *Cache) check(node *goredis.Client) <-chan struct{} {
+// returns that check.
+func (c *Cache) check(node *goredis.Client) *check {
 	v := c.verified
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if done, ok := v.checks[node]; ok {
-		return done
+	if chk, ok := v.checks[node]; ok {
+		return chk
 	}
-	done := make(chan struct{})
-	v.checks[node] = done
+	chk := &check{done: make(chan struct{})}
+	v.checks[node] = chk
 	go func() {
 		defer func() {
 			v.mu.Lock()
 			delete(v.checks, node)
 			v.mu.Unlock()
-			close(done)
+			close(chk.done)
 		}()
 		ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
 		defer cancel()
+		if node.Ping(ctx).Err() == nil {
+			chk.answered.Store(true)
+		}
 		if _, _, err := c.checkShard(ctx, node); err != nil {
 			// A node gone or demoted: the next read checks the master
 			// go-redis finds then.
 			v.cc.ReloadState(ctx)
 		}
 	}()
-	return done
+	return chk
 }
 
 // record notes that node, master of ranges, holds its own mark in term.

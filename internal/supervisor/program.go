@@ -104,26 +104,53 @@ func dialClose(ctx context.Context, addr string) error {
 	return c.Close()
 }
 
-// RedisProbe answers when PING gets PONG (not -LOADING while a dump loads).
-type RedisProbe struct{ Addr string }
+// RedisProbe answers when PING gets PONG (not -LOADING while a dump loads):
+// over TLS when TLS is set, after AUTH as the default user when Password
+// is.
+type RedisProbe struct {
+	Addr     string
+	TLS      *tls.Config
+	Password string
+}
 
 func (p RedisProbe) Check(ctx context.Context) error {
 	d := net.Dialer{Timeout: time.Second}
-	c, err := d.DialContext(ctx, "tcp", p.Addr)
+	var c net.Conn
+	var err error
+	if p.TLS != nil {
+		c, err = (&tls.Dialer{NetDialer: &d, Config: p.TLS}).DialContext(ctx, "tcp", p.Addr)
+	} else {
+		c, err = d.DialContext(ctx, "tcp", p.Addr)
+	}
 	if err != nil {
 		return err
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(2 * time.Second))
-	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+	r := bufio.NewReader(c)
+	if p.Password != "" {
+		if err := redisCommand(c, r, "+OK", "AUTH", p.Password); err != nil {
+			return err
+		}
+	}
+	return redisCommand(c, r, "+PONG", "PING")
+}
+
+// redisCommand sends args as a RESP array and wants the reply want.
+func redisCommand(c net.Conn, r *bufio.Reader, want string, args ...string) error {
+	msg := fmt.Sprintf("*%d\r\n", len(args))
+	for _, a := range args {
+		msg += fmt.Sprintf("$%d\r\n%s\r\n", len(a), a)
+	}
+	if _, err := c.Write([]byte(msg)); err != nil {
 		return err
 	}
-	line, err := bufio.NewReader(c).ReadString('\n')
+	line, err := r.ReadString('\n')
 	if err != nil {
 		return err
 	}
-	if strings.TrimSpace(line) != "+PONG" {
-		return fmt.Errorf("PING: %s", strings.TrimSpace(line))
+	if strings.TrimSpace(line) != want {
+		return fmt.Errorf("%s: %s", args[0], strings.TrimSpace(line))
 	}
 	return nil
 }

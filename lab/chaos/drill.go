@@ -256,7 +256,7 @@ func (e *env) drillRound(ctx context.Context, accident, what, prefix string) (r 
 	fmt.Fprintf(os.Stderr, "==> dr-drill: accident done (%s); restoring to T = %s\n", accident, r.target.UTC().Format(time.RFC3339Nano))
 
 	// 6: the restore, as make restore runs it.
-	rs := engines.Restore{Settings: e.c.s, Engines: engines.Single{Postgres: e.c.pg, Redis: e.c.redis, RabbitMQ: e.c.mq},
+	rs := engines.Restore{Settings: e.c.s, Database: engines.SingleDatabase{Postgres: e.c.pg},
 		Stack: e.c.p.Stack(), Apps: []string{"api1", "api2", "consumer"}, Log: os.Stderr}
 	if r.res, err = rs.Run(ctx, r.target); err != nil {
 		r.fail("restore: %v", err)

@@ -18,8 +18,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 // hostile is one bad request: method, path, body and headers.
@@ -398,8 +396,8 @@ func (h *harness) requireSamePids(t *testing.T, before map[string]int) {
 // one its RABBITMQ_URL names: the shared node, or the stack's own).
 func dlqCounts(t *testing.T) string {
 	t.Helper()
-	url := loadStackEnv(t).s.Get("RABBITMQ_URL")
-	conn, err := amqp.Dial(url)
+	env := loadStackEnv(t)
+	conn, err := env.dialAMQP(env.s.Get("RABBITMQ_URL"))
 	if err != nil {
 		t.Fatalf("RabbitMQ of the stack: %v", err)
 	}

@@ -61,7 +61,7 @@ func TestForgedAndFarFutureMessagesAreDeadLettered(t *testing.T) {
 	}
 
 	before := dlqDepth(t, env, "add_key.dlq")
-	conn, err := amqp.Dial(env.s.Get("RABBITMQ_URL"))
+	conn, err := env.dialAMQP(env.s.Get("RABBITMQ_URL"))
 	if err != nil {
 		t.Fatalf("RabbitMQ of the stack: %v", err)
 	}
@@ -100,7 +100,7 @@ func TestForgedAndFarFutureMessagesAreDeadLettered(t *testing.T) {
 // dlqDepth is the number of messages in queue on the stack's RabbitMQ.
 func dlqDepth(t *testing.T, env stackEnv, queue string) int {
 	t.Helper()
-	conn, err := amqp.Dial(env.s.Get("RABBITMQ_URL"))
+	conn, err := env.dialAMQP(env.s.Get("RABBITMQ_URL"))
 	if err != nil {
 		t.Fatalf("RabbitMQ of the stack: %v", err)
 	}

@@ -75,7 +75,7 @@ func TestRabbitMQUsersHoldLeastPrivilege(t *testing.T) {
 	dial := func(what, urls string) *amqp.Channel {
 		t.Helper()
 		url, _, _ := strings.Cut(urls, ",")
-		conn, err := amqp.Dial(url)
+		conn, err := env.dialAMQP(url)
 		if err != nil {
 			t.Fatalf("connect as %s: %v", what, err)
 		}

@@ -21,8 +21,11 @@ import (
 	"testing"
 	"time"
 
+	amqp "github.com/rabbitmq/amqp091-go"
+
 	"github.com/kvstack/kvstack/internal/supervisor"
 	"github.com/kvstack/kvstack/lab/native"
+	"github.com/kvstack/kvstack/lab/native/engines"
 	"github.com/kvstack/kvstack/lab/nginxtest"
 )
 
@@ -52,6 +55,12 @@ func loadStackEnv(tb testing.TB, extra ...string) stackEnv {
 }
 
 func (s stackEnv) host() string { return s.s.Host() }
+
+// dialAMQP connects to url as the stack's binaries do (over TLS, trusting
+// RABBITMQ_TLS_CA_FILE, to the stack's own RabbitMQ).
+func (s stackEnv) dialAMQP(url string) (*amqp.Connection, error) {
+	return engines.DialAMQP(url, s.s.Get("RABBITMQ_TLS_CA_FILE"))
+}
 
 func (s stackEnv) addr(portVar string) string { return s.s.Addr(portVar) }
 

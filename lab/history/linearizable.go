@@ -74,10 +74,10 @@ var Linearizable = porcupine.Model{
 //   - a PUT whose version is unknown (an error, no answer) is found by its
 //     value, unique: left out when no read returned it, else ended at the
 //     first that did.
-//   - a DELETE whose version is unknown can only be the one behind a read
-//     that answered absent with a tombstone no other DELETE of the
-//     history wrote (or with no version). Kept, without an end, only when
-//     such a read answered after its call; else left out.
+//   - a DELETE no read returned can only be the one behind a read that
+//     answered absent with a tombstone no DELETE of the history is known
+//     to have written (or with no version). Kept, without an end, only
+//     when such a read answered after its call; else left out.
 func CheckLinearizable(ops []Op, dir string) (Result, error) {
 	c := newClock(ops)
 	// firstSeen: when a read first answered with a version, or a value.
@@ -112,20 +112,26 @@ func CheckLinearizable(ops []Op, dir string) (Result, error) {
 		}
 	}
 	// end is the time a write with an unknown end is known to have taken
-	// effect by; ok false when it is left out, and never for a DELETE of
-	// unknown version that a read may have observed.
-	end := func(o Op) (time.Time, bool) {
-		var id string
-		switch {
-		case !o.Version.Time.IsZero():
-			id = byVersion(o.Key, o.Version)
-		case o.Kind == Put:
-			id = byValue(o.Key, o.Value)
-		default:
-			observed := slices.ContainsFunc(unexplained[o.Key], func(t time.Time) bool { return !t.Before(o.Call) })
-			return time.Time{}, observed
+	// effect by: the first read that returned its version or (a PUT) its
+	// value. ok false: no read can have observed it, it is left out. A
+	// DELETE no read returned, but that a read answering absent without a
+	// known tombstone may have observed, is kept without an end (zero).
+	end := func(o Op) (t time.Time, ok bool) {
+		var ids []string
+		if !o.Version.Time.IsZero() {
+			ids = append(ids, byVersion(o.Key, o.Version))
 		}
-		t, ok := firstSeen[id]
+		if o.Kind == Put {
+			ids = append(ids, byValue(o.Key, o.Value))
+		}
+		for _, id := range ids {
+			if seen, found := firstSeen[id]; found && (!ok || seen.Before(t)) {
+				t, ok = seen, true
+			}
+		}
+		if !ok && o.Kind == Delete {
+			ok = slices.ContainsFunc(unexplained[o.Key], func(t time.Time) bool { return !t.Before(o.Call) })
+		}
 		return t, ok
 	}
 	var hist []porcupine.Operation

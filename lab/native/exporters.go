@@ -3,6 +3,7 @@ package native
 import (
 	"net"
 	"path/filepath"
+	"strings"
 
 	"github.com/kvstack/kvstack/internal/supervisor"
 )
@@ -34,7 +35,7 @@ type Exporter struct {
 	Listen string // host:port of its /metrics
 	// Target is what it reads: mtail an access log file, nginx-exporter the
 	// stub_status URL, postgres-exporter a PostgreSQL URL (a DSN), and
-	// redis-exporter redis://host:port.
+	// redis-exporter redis://host:port (rediss:// over TLS).
 	Target string
 }
 
@@ -56,7 +57,7 @@ func singleExporters(s *Settings) []Exporter {
 		{Kind: PostgresExporter, Name: string(PostgresExporter), Listen: s.Get("POSTGRES_EXPORTER_ADDR"),
 			Target: s.Get("POSTGRES_EXPORTER_DSN")},
 		{Kind: RedisExporter, Name: string(RedisExporter), Listen: s.Get("REDIS_EXPORTER_ADDR"),
-			Target: "redis://" + s.Get("REDIS_ADDR")},
+			Target: redisURL(s.Get("REDIS_ADDR"))},
 	}
 }
 
@@ -97,7 +98,7 @@ func (e Exporter) Command(root string) (argv []string, env map[string]string) {
 func (e Exporter) Program(s *Settings) supervisor.Program {
 	argv, env := e.Command(s.Root)
 	p := supervisor.Program{
-		Name: e.Name, Command: argv, Env: env, Dir: s.Root, Log: s.LogFile(e.Name), StopWait: s.StopTimeout(),
+		Name: e.Name, Command: argv, Env: env, Dir: s.Root, User: s.ProcessUser(), Log: s.LogFile(e.Name), StopWait: s.StopTimeout(),
 		Priority: 30, Addr: e.Listen, Health: supervisor.HTTPProbe{Addr: e.Listen, Path: "/metrics"},
 	}
 	if e.Kind == NginxExporter {
@@ -107,5 +108,21 @@ func (e Exporter) Program(s *Settings) supervisor.Program {
 		// Its ACL user, in the environment (never on a command line).
 		p.Env = map[string]string{"REDIS_USER": s.Get("KV_REDIS_EXPORTER_USERNAME"), "REDIS_PASSWORD": s.Get("KV_REDIS_EXPORTER_PASSWORD")}
 	}
+	if e.Kind == RedisExporter && strings.HasPrefix(e.Target, "rediss://") {
+		if p.Env == nil {
+			p.Env = map[string]string{}
+		}
+		// The CA the server's certificate must chain to.
+		p.Env["REDIS_EXPORTER_TLS_CA_CERT_FILE"] = s.Get("REDIS_TLS_CA_FILE")
+	}
 	return p
+}
+
+// redisURL is a REDIS_ADDR address as a URL: rediss:// kept, host:port
+// made redis://host:port.
+func redisURL(addr string) string {
+	if strings.Contains(addr, "://") {
+		return addr
+	}
+	return "redis://" + addr
 }

@@ -179,14 +179,14 @@ func Render(s *Settings) (configs []Rendered, rules map[string]string, err error
 }
 
 // backupsJob is the scrape job of the backup scheduler, which only a
-// single-node stack with engines of its own runs (KV_ENGINES=private: its
-// PostgreSQL archives with pgBackRest); appended to scrape_configs, the
+// stack with engines of its own runs (KV_ENGINES=private, or the HA
+// topology: its PostgreSQL archives with pgBackRest); appended to scrape_configs, the
 // template's last section, so that docker compose's Prometheus, which has
 // no such process, does not look for it.
 func backupsJob(s *Settings) string {
 	return fmt.Sprintf(`
-  # Added by the native stack with engines of its own (KV_ENGINES=private):
-  # the pgBackRest backup scheduler (BackupTooOld).
+  # Added by the native stack with engines of its own (KV_ENGINES=private,
+  # or the HA topology): the pgBackRest backup scheduler (BackupTooOld).
   - job_name: backups
     static_configs:
       - targets: [%q]
@@ -202,7 +202,11 @@ func WriteConfigs(ctx context.Context, s *Settings, sup *supervisor.Supervisor, 
 	if err != nil {
 		return err
 	}
-	// The API reads the JWKS of the stack's key at start.
+	// The API reads the JWKS of the stack's key at start, as
+	// KV_PROCESS_USER; the engines run as their own users.
+	if err := reachable(s); err != nil {
+		return err
+	}
 	if _, err := SigningKey(s); err != nil {
 		return err
 	}

@@ -109,8 +109,8 @@ func TestRenderTheRepositorysTemplates(t *testing.T) {
 	}
 }
 
-// Prometheus scrapes the backup scheduler only where one runs: a
-// single-node stack with engines of its own (KV_ENGINES=private).
+// Prometheus scrapes the backup scheduler only where one runs: a stack
+// with engines of its own (KV_ENGINES=private, or the HA topology).
 func TestBackupsScrapedOnlyWithPrivateEngines(t *testing.T) {
 	for _, c := range []struct {
 		environ []string
@@ -118,7 +118,7 @@ func TestBackupsScrapedOnlyWithPrivateEngines(t *testing.T) {
 	}{
 		{[]string{"KV_ENGINES=shared"}, false},
 		{[]string{"KV_ENGINES=private"}, true},
-		{[]string{"KV_TOPOLOGY=ha"}, false},
+		{[]string{"KV_TOPOLOGY=ha"}, true},
 	} {
 		s, err := native.Load("../..", append(c.environ, "KV_STACK_DIR="+t.TempDir()))
 		if err != nil {

@@ -44,16 +44,17 @@ var Variables = []Variable{
 	{"KV_STACK_DIR", "${ROOT}/.stack", "the stack's state: supervisord.conf, logs/, config/ (rendered templates), Prometheus and Alertmanager data"},
 	{"KV_BIND_HOST", "127.0.0.1", "the address every process listens on"},
 	{"KV_TOPOLOGY", "single", "single: one PostgreSQL, Redis and RabbitMQ (make up). ha: make up-ha's, a RabbitMQ cluster of three nodes, a Redis Cluster of six, a PostgreSQL primary with a synchronous standby, each run by Patroni on an etcd (Patroni promotes the standby when the primary is lost), all the stack's own (data in KV_STACK_DIR/engines), two consumers, an exporter per node. One topology runs at a time in KV_STACK_DIR; down, status and logs act on the one that runs"},
-	{"KV_ENGINES", "shared", "shared: the machine's PostgreSQL, Redis and RabbitMQ on stack.env's ports (lab/scripts/services.sh starts them when missing; down leaves them running). private: the stack runs its own on those ports under its supervisord, data in KV_STACK_DIR/engines (for a stack that must share no queue, cache or table with another on the same machine)"},
-	// Point-in-time recovery (KV_ENGINES=private only: the shared
+	{"KV_ENGINES", "shared", "shared: the machine's PostgreSQL, Redis and RabbitMQ on stack.env's ports (lab/scripts/services.sh starts them when missing; down leaves them running). private: the stack runs its own on those ports under its supervisord, data in KV_STACK_DIR/engines (for a stack that must share no queue, cache or table with another on the same machine), each serving TLS alone with a certificate from the stack's CA and asking for passwords the stack makes (KV_STACK_DIR/engine-passwords): the URLs below then default to 127.0.0.1 over verified TLS (make env shows them)"},
+	// Point-in-time recovery (KV_ENGINES=private and the HA topology; the shared
 	// PostgreSQL is never reconfigured to archive; docs/OPERATIONS.md).
-	{"KV_ARCHIVE_TIMEOUT", "60s", "KV_ENGINES=private: PostgreSQL's archive_timeout, the longest a commit waits before its WAL segment reaches the pgBackRest repository: what losing the data directory loses at most"},
-	{"KV_BACKUP_INTERVAL", "1h", "KV_ENGINES=private: the backup scheduler (process backups) takes a differential backup when the newest backup is this old"},
-	{"KV_BACKUP_FULL_INTERVAL", "24h", "KV_ENGINES=private: a full backup instead when the newest full one is this old"},
-	{"KV_BACKUP_MAX_AGE", "3h", "KV_ENGINES=private: a newest backup older than this fires BackupTooOld"},
+	{"KV_ARCHIVE_TIMEOUT", "60s", "KV_ENGINES=private and the HA topology: PostgreSQL's archive_timeout, the longest a commit waits before its WAL segment reaches the pgBackRest repository: what losing the data directory loses at most"},
+	{"KV_BACKUP_INTERVAL", "1h", "KV_ENGINES=private and the HA topology: the backup scheduler (process backups) takes a differential backup when the newest backup is this old"},
+	{"KV_BACKUP_FULL_INTERVAL", "24h", "KV_ENGINES=private and the HA topology: a full backup instead when the newest full one is this old"},
+	{"KV_BACKUP_MAX_AGE", "3h", "KV_ENGINES=private and the HA topology: a newest backup older than this fires BackupTooOld"},
 	{"KV_STACK_TIMEOUT", "60", "seconds a process gets to become healthy"},
 	{"KV_STOP_TIMEOUT", "20", "seconds between SIGTERM and SIGKILL when a process is stopped (supervisord's stopwaitsecs)"},
 	{"GO", "go", "the go command that builds the binaries"},
+	{"KV_PROCESS_USER", "kvstack", "the unprivileged system user the API replicas, the consumers and the exporters run as when the stack runs as root (make setup and make up make it); root keeps them root"},
 	{"KV_API_GOMAXPROCS", "1", "each API replica's GOMAXPROCS (0: Go's default); compose gives each replica `cpus: 1` (lab/bench/NOTES.md)"},
 	// docs/DESIGN.md derives the three from the bench's capacity.
 	{"NGINX_RATE_LIMIT", "500r/s", "per-client request rate at nginx; past it and the burst, 429 with Retry-After"},
@@ -72,6 +73,11 @@ var Variables = []Variable{
 	// TLS at the edge: the stack's local CA and the edge's certificate are
 	// made in KV_STACK_DIR/tls on the first render (EdgeCerts).
 	{"KV_TLS_CA", "${KV_STACK_DIR}/tls/" + CAFile, "the local CA that signs the edge's certificate: what clients of the edge trust (curl --cacert); the lab's clients read it"},
+	// TLS inside (KV_ENGINES=private): the stack's own engines serve TLS
+	// with certificates from the same CA (EngineCerts); the clients check
+	// them against it.
+	{"REDIS_TLS_CA_FILE", "", "the CA Redis' certificate must chain to when REDIS_ADDR is rediss://: KV_TLS_CA where the stack runs its own Redis (KV_ENGINES=private)"},
+	{"RABBITMQ_TLS_CA_FILE", "", "the CA RabbitMQ's certificate must chain to for amqps:// URLs: KV_TLS_CA where the stack runs its own RabbitMQ (KV_ENGINES=private)"},
 	{"ALERT_WEBHOOK_URL", "http://127.0.0.1:9/alerts", "where Alertmanager sends alerts (port 9, discard: nowhere until you say where)"},
 	{"KV_ALERT_FOR", "", "test only: replaces every alert's `for:` and Alertmanager's group_wait/group_interval (e.g. 5s)"},
 	// Least privilege (docs/SECURITY.md): each process connects as a role
@@ -119,7 +125,7 @@ var Variables = []Variable{
 	{"NGINX_EXPORTER_ADDR", "${KV_BIND_HOST}:${KV_NGINX_EXPORTER_PORT}", "template: prometheus-nginx-exporter"},
 	{"POSTGRES_EXPORTER_ADDR", "${KV_BIND_HOST}:${KV_POSTGRES_EXPORTER_PORT}", "template: prometheus-postgres-exporter"},
 	{"REDIS_EXPORTER_ADDR", "${KV_BIND_HOST}:${KV_REDIS_EXPORTER_PORT}", "template: prometheus-redis-exporter"},
-	{"BACKUP_ADDR", "127.0.0.1:${KV_BACKUP_PORT}", "template: the backup scheduler's /metrics (KV_ENGINES=private)"},
+	{"BACKUP_ADDR", "127.0.0.1:${KV_BACKUP_PORT}", "template: the backup scheduler's /metrics (KV_ENGINES=private and the HA topology)"},
 	{"PROMETHEUS_RULES_DIR", "${ROOT}/observability/rules", "template: the alerting rules"},
 	{"NGINX_ACCESS_LOG", "${KV_STACK_DIR}/logs/nginx-access.log", "template: nginx's JSON access log"},
 	// stderr: supervisord writes it to logs/nginx.log, the one writer of that file.
@@ -136,16 +142,30 @@ var haDefaults = map[string]string{
 	"RABBITMQ_URL":             "amqp://guest:guest@${KV_BIND_HOST}:${KV_HA_RABBITMQ1_PORT}/,amqp://guest:guest@${KV_BIND_HOST}:${KV_HA_RABBITMQ2_PORT}/,amqp://guest:guest@${KV_BIND_HOST}:${KV_HA_RABBITMQ3_PORT}/",
 	"KV_API_RABBITMQ_URL":      "amqp://kvstack_api:kvstack_api@${KV_BIND_HOST}:${KV_HA_RABBITMQ1_PORT}/,amqp://kvstack_api:kvstack_api@${KV_BIND_HOST}:${KV_HA_RABBITMQ2_PORT}/,amqp://kvstack_api:kvstack_api@${KV_BIND_HOST}:${KV_HA_RABBITMQ3_PORT}/",
 	"KV_CONSUMER_RABBITMQ_URL": "amqp://kvstack_consumer:kvstack_consumer@${KV_BIND_HOST}:${KV_HA_RABBITMQ1_PORT}/,amqp://kvstack_consumer:kvstack_consumer@${KV_BIND_HOST}:${KV_HA_RABBITMQ2_PORT}/,amqp://kvstack_consumer:kvstack_consumer@${KV_BIND_HOST}:${KV_HA_RABBITMQ3_PORT}/",
+	// Its links are plain TCP on loopback still (docs/SECURITY.md).
+	"REDIS_TLS_CA_FILE":    "",
+	"RABBITMQ_TLS_CA_FILE": "",
 }
 
 // privateDefaults replace the defaults of these Variables where the stack
-// runs its own engines (KV_ENGINES=private, the HA topology): their ACL
-// users.
+// runs its own engines (KV_ENGINES=private, and the HA topology where
+// haDefaults has none): their users, with passwords the stack makes
+// (SecretsFile), over TLS checked against the stack's CA, on 127.0.0.1,
+// where the engines listen and which their certificates name.
 var privateDefaults = map[string]string{
+	"DATABASE_URL":               "postgres://kvstack:${SECRET_PG_OWNER}@127.0.0.1:${PGPORT}/kvstack?sslmode=verify-full&sslrootcert=${KV_TLS_CA}",
+	"KV_APP_DATABASE_URL":        "postgres://kvstack_app:${SECRET_PG_APP}@127.0.0.1:${PGPORT}/kvstack?sslmode=verify-full&sslrootcert=${KV_TLS_CA}",
+	"POSTGRES_EXPORTER_DSN":      "postgres://kvstack_monitor:${SECRET_PG_MONITOR}@127.0.0.1:${PGPORT}/kvstack?sslmode=verify-full&sslrootcert=${KV_TLS_CA}",
+	"REDIS_ADDR":                 "rediss://127.0.0.1:${REDIS_PORT}",
+	"REDIS_TLS_CA_FILE":          "${KV_TLS_CA}",
+	"RABBITMQ_URL":               "amqps://kvstack_admin:${SECRET_RABBITMQ_ADMIN}@127.0.0.1:${RABBITMQ_PORT}/",
+	"KV_API_RABBITMQ_URL":        "amqps://kvstack_api:${SECRET_RABBITMQ_API}@127.0.0.1:${RABBITMQ_PORT}/",
+	"KV_CONSUMER_RABBITMQ_URL":   "amqps://kvstack_consumer:${SECRET_RABBITMQ_CONSUMER}@127.0.0.1:${RABBITMQ_PORT}/",
+	"RABBITMQ_TLS_CA_FILE":       "${KV_TLS_CA}",
 	"REDIS_USERNAME":             "kvstack_app",
-	"REDIS_PASSWORD":             "kvstack_app",
+	"REDIS_PASSWORD":             "${SECRET_REDIS_APP}",
 	"KV_REDIS_EXPORTER_USERNAME": "kvstack_monitor",
-	"KV_REDIS_EXPORTER_PASSWORD": "kvstack_monitor",
+	"KV_REDIS_EXPORTER_PASSWORD": "${SECRET_REDIS_MONITOR}",
 }
 
 // Settings is stack.env overlaid with the environment, and every Variable
@@ -163,6 +183,8 @@ type Settings struct {
 	// messageKey is KV_MESSAGE_KEYS, the caller's or the stack's own
 	// (MessageKeyFile).
 	messageKey string
+	// secrets are the passwords of SecretsFile read or made so far.
+	secrets map[string]string
 }
 
 // Load reads root's stack.env, overlays environ (os.Environ() form; a
@@ -177,7 +199,7 @@ func Load(root string, environ []string) (*Settings, error) {
 		return nil, err
 	}
 	env := environMap(environ)
-	s := &Settings{Root: root, BinDir: filepath.Join(root, "bin"), File: file, vars: map[string]string{}, environ: env}
+	s := &Settings{Root: root, BinDir: filepath.Join(root, "bin"), File: file, vars: map[string]string{}, environ: env, secrets: map[string]string{}}
 	pick := func(name, def string) {
 		if v := env[name]; v != "" {
 			s.vars[name] = v
@@ -224,6 +246,13 @@ func Load(root string, environ []string) (*Settings, error) {
 			}
 		}
 	}
+	if s.PrivateEngines() {
+		for _, name := range engineSecrets {
+			if _, err := s.secret(name); err != nil {
+				return nil, err
+			}
+		}
+	}
 	if s.messageKey, err = s.messageKeys(); err != nil {
 		return nil, fmt.Errorf("KV_MESSAGE_KEYS: %w", err)
 	}
@@ -246,13 +275,20 @@ func (s *Settings) defaultOf(v Variable) string {
 
 var reference = regexp.MustCompile(`\$\{([A-Z][A-Z0-9_]*)\}`)
 
-// expand replaces ${NAME} by a variable already resolved (or ROOT).
+// expand replaces ${NAME} by a variable already resolved, ROOT, or
+// SECRET_X, the stack's password X (made when missing).
 func (s *Settings) expand(text string) (string, error) {
 	var missing []string
+	var errs []error
 	out := reference.ReplaceAllStringFunc(text, func(ref string) string {
 		name := ref[2 : len(ref)-1]
 		if name == "ROOT" {
 			return s.Root
+		}
+		if secret, ok := strings.CutPrefix(name, "SECRET_"); ok {
+			v, err := s.secret(secret)
+			errs = append(errs, err)
+			return v
 		}
 		v, ok := s.vars[name]
 		if !ok {
@@ -263,7 +299,7 @@ func (s *Settings) expand(text string) (string, error) {
 	if len(missing) > 0 {
 		return "", fmt.Errorf("refers to %s, not set before it", strings.Join(missing, ", "))
 	}
-	return out, nil
+	return out, errors.Join(errs...)
 }
 
 // Get returns a resolved variable: a stack.env name or a Variable. It
@@ -280,12 +316,12 @@ func (s *Settings) Get(name string) string {
 // and RabbitMQ (KV_ENGINES=private, or the HA topology's clusters).
 func (s *Settings) PrivateEngines() bool { return s.Get("KV_ENGINES") == "private" || s.HA() }
 
-// Backups is true when the stack backs its PostgreSQL up: a single-node
-// stack with engines of its own (KV_ENGINES=private), whose PostgreSQL
-// archives with pgBackRest and whose process `backups` schedules the
-// backups. The shared PostgreSQL is not the stack's to archive, and the
-// HA topology's has no point-in-time recovery yet (docs/OPERATIONS.md).
-func (s *Settings) Backups() bool { return s.Get("KV_ENGINES") == "private" && !s.HA() }
+// Backups is true when the stack backs its PostgreSQL up: a stack with
+// engines of its own (KV_ENGINES=private, or the HA topology's), whose
+// PostgreSQL archives with pgBackRest and whose process `backups`
+// schedules the backups. The shared PostgreSQL is not the stack's to
+// archive (docs/OPERATIONS.md).
+func (s *Settings) Backups() bool { return s.PrivateEngines() }
 
 // HA tells whether the settings are the HA topology's (KV_TOPOLOGY=ha).
 func (s *Settings) HA() bool { return s.Get("KV_TOPOLOGY") == "ha" }
@@ -350,7 +386,8 @@ func (s *Settings) appEnv() map[string]string {
 		}
 	}
 	for _, name := range []string{"DATABASE_URL", "REDIS_ADDR", "RABBITMQ_URL", "OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG", "KV_MAX_BODY_BYTES",
-		"KV_AUTH", "KV_AUTH_ISSUER", "KV_AUTH_JWKS_FILE", "KV_AUTH_POLICY_FILE", "REDIS_USERNAME", "REDIS_PASSWORD"} {
+		"KV_AUTH", "KV_AUTH_ISSUER", "KV_AUTH_JWKS_FILE", "KV_AUTH_POLICY_FILE", "REDIS_USERNAME", "REDIS_PASSWORD",
+		"REDIS_TLS_CA_FILE", "RABBITMQ_TLS_CA_FILE"} {
 		env[name] = s.Get(name)
 	}
 	env["KV_MESSAGE_KEYS"] = s.messageKey
@@ -395,9 +432,10 @@ func credential(rawURL string) Credential {
 	return Credential{User: user, Password: pass}
 }
 
-// RabbitMQCredentials are the users of KV_API_RABBITMQ_URL and
-// KV_CONSUMER_RABBITMQ_URL (their first URL's).
-func (s *Settings) RabbitMQCredentials() (api, consumer Credential) {
+// RabbitMQCredentials are the users of RABBITMQ_URL (migrate's, which
+// declares the queues), KV_API_RABBITMQ_URL and KV_CONSUMER_RABBITMQ_URL
+// (their first URL's).
+func (s *Settings) RabbitMQCredentials() (admin, api, consumer Credential) {
 	first := func(name string) Credential {
 		raw, _, _ := strings.Cut(s.Get(name), ",")
 		u, err := url.Parse(raw)
@@ -407,7 +445,7 @@ func (s *Settings) RabbitMQCredentials() (api, consumer Credential) {
 		p, _ := u.User.Password()
 		return Credential{User: u.User.Username(), Password: p}
 	}
-	return first("KV_API_RABBITMQ_URL"), first("KV_CONSUMER_RABBITMQ_URL")
+	return first("RABBITMQ_URL"), first("KV_API_RABBITMQ_URL"), first("KV_CONSUMER_RABBITMQ_URL")
 }
 
 // RedisKeyPrefix is the cache's key prefix the binaries use: the
@@ -454,11 +492,14 @@ func (s *Settings) Describe() string {
 	b.WriteString("\n# settings with their defaults (lab/native/settings.go)\n")
 	for _, v := range Variables {
 		fmt.Fprintf(&b, "%-28s default %s\n", v.Name, orNone(v.Default))
+		if d, ok := privateDefaults[v.Name]; ok {
+			fmt.Fprintf(&b, "%-28s private %s\n", "", orNone(d))
+		}
 		if d, ok := haDefaults[v.Name]; ok {
-			fmt.Fprintf(&b, "%-28s ha      %s\n", "", d)
+			fmt.Fprintf(&b, "%-28s ha      %s\n", "", orNone(d))
 		}
 		if cur := s.vars[v.Name]; cur != "" {
-			fmt.Fprintf(&b, "%-28s now     %s\n", "", cur)
+			fmt.Fprintf(&b, "%-28s now     %s\n", "", s.mask(cur))
 		}
 		if v.Doc != "" {
 			fmt.Fprintf(&b, "%-28s         %s\n", "", v.Doc)

@@ -68,6 +68,40 @@ func EdgeCerts(s *Settings) (renewed bool, err error) {
 // MakeEdgeCerts is EdgeCerts in dir for hosts, at now: a test's private
 // nginx (lab/nginxtest) gets its own.
 func MakeEdgeCerts(dir string, hosts []string, now time.Time) (renewed bool, err error) {
+	return makeServerCert(dir, EdgeFile, EdgeKeyFile, hosts, now)
+}
+
+// EngineHosts are the names an engine's certificate is valid for: the
+// stack's own engines listen on 127.0.0.1 alone.
+var EngineHosts = []string{"127.0.0.1", "localhost"}
+
+// EngineCert is the certificate and key files of the stack's own engine
+// name (postgres, redis, rabbitmq), in TLSDir.
+func EngineCert(s *Settings, name string) (cert, key string) {
+	return filepath.Join(s.TLSDir(), "engine-"+name+".pem"), filepath.Join(s.TLSDir(), "engine-"+name+"-key.pem")
+}
+
+// EngineCerts makes the certificate of each engine the stack runs itself
+// (KV_ENGINES=private), signed by the stack's CA for EngineHosts, as
+// EdgeCerts makes the edge's and renews it alike: each with a key of its
+// own, which the engine's system user is given. renewed says one was
+// (re)made: a running engine reads it at its next start.
+func EngineCerts(s *Settings, names ...string) (renewed bool, err error) {
+	for _, name := range names {
+		cert, key := EngineCert(s, name)
+		r, err := makeServerCert(s.TLSDir(), filepath.Base(cert), filepath.Base(key), EngineHosts, time.Now())
+		if err != nil {
+			return false, fmt.Errorf("tls: %s's certificate in %s: %w", name, s.TLSDir(), err)
+		}
+		renewed = renewed || r
+	}
+	return renewed, nil
+}
+
+// makeServerCert makes in dir the CA (when missing) and a server
+// certificate certFile with its key keyFile for hosts, unless the one
+// there is current (serverCertCurrent).
+func makeServerCert(dir, certFile, keyFile string, hosts []string, now time.Time) (renewed bool, err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return false, err
 	}
@@ -75,7 +109,7 @@ func MakeEdgeCerts(dir string, hosts []string, now time.Time) (renewed bool, err
 	if err != nil {
 		return false, err
 	}
-	if edgeCurrent(dir, ca, hosts, now) {
+	if serverCertCurrent(filepath.Join(dir, certFile), filepath.Join(dir, keyFile), ca, hosts, now) {
 		return false, nil
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -107,10 +141,10 @@ func MakeEdgeCerts(dir string, hosts []string, now time.Time) (renewed bool, err
 	}
 	// The key first: nginx reads both at its next reload, never a
 	// certificate without its key.
-	if err := writeReplace(filepath.Join(dir, EdgeKeyFile), pemBlock("PRIVATE KEY", keyDER), 0o600); err != nil {
+	if err := writeReplace(filepath.Join(dir, keyFile), pemBlock("PRIVATE KEY", keyDER), 0o600); err != nil {
 		return false, err
 	}
-	return true, writeReplace(filepath.Join(dir, EdgeFile), pemBlock("CERTIFICATE", der), 0o644)
+	return true, writeReplace(filepath.Join(dir, certFile), pemBlock("CERTIFICATE", der), 0o644)
 }
 
 // loadOrCreateCA reads the CA of dir, or makes one when it has none. A
@@ -166,11 +200,11 @@ func loadOrCreateCA(dir string, now time.Time) (*x509.Certificate, *ecdsa.Privat
 	return ca, key, err
 }
 
-// edgeCurrent is true when dir's edge certificate and key belong
+// serverCertCurrent is true when a server certificate and its key belong
 // together, were signed by ca, cover hosts and have more than 30 days
 // left.
-func edgeCurrent(dir string, ca *x509.Certificate, hosts []string, now time.Time) bool {
-	pair, err := tls.LoadX509KeyPair(filepath.Join(dir, EdgeFile), filepath.Join(dir, EdgeKeyFile))
+func serverCertCurrent(certPath, keyPath string, ca *x509.Certificate, hosts []string, now time.Time) bool {
+	pair, err := tls.LoadX509KeyPair(certPath, keyPath)
 	if err != nil {
 		return false
 	}

@@ -67,6 +67,7 @@ func process(s *Settings, name string) supervisor.Program {
 		// one P each spares the Go schedulers' spinning and wake-ups
 		// (lab/bench/NOTES.md: +25 % GET hits on 2 cores).
 		p.Env["GOMAXPROCS"] = s.Get("KV_API_GOMAXPROCS")
+		p.User = s.ProcessUser()
 		p.Priority, p.Addr, p.Health = 20, addr, supervisor.HTTPProbe{Addr: addr, Path: "/healthz"}
 	case "consumer":
 		return Consumer(s, 1)
@@ -121,6 +122,18 @@ func process(s *Settings, name string) supervisor.Program {
 	return p
 }
 
+// ProcessUser is the system user the API replicas, the consumers and the
+// exporters run as (KV_PROCESS_USER): none of them needs root. The engines
+// run as their own users (package engines), nginx's workers as nobody;
+// nginx's master, Prometheus, Alertmanager, Jaeger and the backup
+// scheduler stay root (docs/SECURITY.md).
+func (s *Settings) ProcessUser() string {
+	if u := s.Get("KV_PROCESS_USER"); u != "root" {
+		return u
+	}
+	return ""
+}
+
 // ConsumerAdminAddr is the admin listener of consumer number n (see
 // Consumer): CONSUMER_ADMIN_ADDR, then the next ports.
 func ConsumerAdminAddr(s *Settings, n int) string {
@@ -146,7 +159,7 @@ func Consumer(s *Settings, n int) supervisor.Program {
 	return supervisor.Program{
 		Name: name, Dir: s.Root, Log: s.LogFile(name), StopWait: s.StopTimeout(),
 		Command: []string{filepath.Join(s.BinDir, "consumer")}, Binary: filepath.Join(s.BinDir, "consumer"),
-		Env: env, Priority: 20, Addr: addr, Health: supervisor.HTTPProbe{Addr: addr, Path: "/healthz"},
+		Env: env, User: s.ProcessUser(), Priority: 20, Addr: addr, Health: supervisor.HTTPProbe{Addr: addr, Path: "/healthz"},
 	}
 }
 

@@ -7,6 +7,8 @@
 #   lab/scripts/services.sh install [deps|all]   install what is missing, start nothing
 #   lab/scripts/services.sh status               one line per service: up/down
 #
+# install and ensure make the system user the stack's processes run as
+# (KV_PROCESS_USER, default kvstack).
 # deps: PostgreSQL, Redis, RabbitMQ (+ rabbitmq_prometheus), role/db kvstack,
 #       the roles kvstack_app and kvstack_monitor, the RabbitMQ users
 #       kvstack_api and kvstack_consumer.
@@ -328,12 +330,25 @@ ensure_rabbitmq_users() {
 
 # ---------------------------------------------------------------- commands
 
+# ensure_process_user: the unprivileged system user the stack's API
+# replicas, consumers and exporters run as when the stack runs as root
+# (KV_PROCESS_USER, passed by bin/stack); made once, with no home and no
+# shell.
+ensure_process_user() {
+	local user=${KV_PROCESS_USER:-kvstack}
+	((EUID == 0)) && [[ $user != root ]] || return 0
+	id -u "$user" >/dev/null 2>&1 && return 0
+	useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$user"
+	log "user: $user made (the stack's API replicas, consumers and exporters run as it)"
+}
+
 cmd_install() {
 	case ${1:-deps} in
 	deps) install_packages "${DEP_PACKAGES[@]}" ;;
 	all) install_packages "${DEP_PACKAGES[@]}" "${TOOL_PACKAGES[@]}" ;;
 	*) usage ;;
 	esac
+	ensure_process_user
 }
 
 cmd_ensure() {
@@ -366,7 +381,7 @@ cmd_status() {
 }
 
 usage() {
-	sed -n '2,19s/^# \{0,1\}//p' "$0" >&2
+	sed -n '2,21s/^# \{0,1\}//p' "$0" >&2
 	exit 2
 }
 

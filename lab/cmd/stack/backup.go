@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -30,7 +31,11 @@ var errNoPITR = errors.New("this stack has no point-in-time recovery: it uses th
 
 // backupsProgram runs `bin/stack backups`, the scheduler, with the
 // stack's settings; healthy when it serves /metrics.
-func backupsProgram(s *native.Settings, exe string) supervisor.Program {
+func backupsProgram(s *native.Settings) supervisor.Program {
+	exe, err := os.Executable()
+	if err != nil {
+		exe = filepath.Join(s.Root, "bin", "stack")
+	}
 	addr := s.Get("BACKUP_ADDR")
 	return supervisor.Program{
 		Name: "backups", Command: []string{exe, "backups"}, Env: s.Resolved(), Dir: s.Root,
@@ -39,18 +44,40 @@ func backupsProgram(s *native.Settings, exe string) supervisor.Program {
 	}
 }
 
-// pitr tells whether this stack archives its PostgreSQL.
-func (c *cli) pitr() bool {
-	return c.engines.Postgres != nil && c.engines.Postgres.Archive != nil
+// database is this stack's PostgreSQL when it archives with pgBackRest:
+// the single node's (KV_ENGINES=private) or the HA topology's Patroni
+// cluster; nil on the shared PostgreSQL.
+func (c *cli) database() engines.Database {
+	switch {
+	case c.ha != nil:
+		return engines.ClusterDatabase{Patroni: c.ha.Postgres}
+	case c.engines.Postgres != nil && c.engines.Postgres.Archive != nil:
+		return engines.SingleDatabase{Postgres: c.engines.Postgres}
+	}
+	return nil
+}
+
+// apps are the processes a restore stops and starts again: the API
+// replicas, the consumers and the backup scheduler (a backup must not
+// start while PostgreSQL is away).
+func (c *cli) apps() []string {
+	var names []string
+	for _, p := range c.stack.Programs {
+		if strings.HasPrefix(p.Name, "api") || strings.HasPrefix(p.Name, "consumer") || p.Name == "backups" {
+			names = append(names, p.Name)
+		}
+	}
+	return names
 }
 
 // scheduleBackups is the scheduler's process.
 func (c *cli) scheduleBackups(ctx context.Context) error {
-	if !c.pitr() {
+	db := c.database()
+	if db == nil {
 		return errNoPITR
 	}
 	s := c.s
-	b := engines.NewBackups(c.engines.Postgres.Archive, s.Duration("KV_BACKUP_INTERVAL"), s.Duration("KV_BACKUP_FULL_INTERVAL"),
+	b := engines.NewBackups(db.Archive(), s.Duration("KV_BACKUP_INTERVAL"), s.Duration("KV_BACKUP_FULL_INTERVAL"),
 		s.Duration("KV_BACKUP_MAX_AGE"), os.Stdout)
 	ln, err := net.Listen("tcp", s.Get("BACKUP_ADDR"))
 	if err != nil {
@@ -60,7 +87,7 @@ func (c *cli) scheduleBackups(ctx context.Context) error {
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
 	fmt.Printf("backups: repository %s, a backup when the newest is %s old (full every %s); /metrics on %s\n",
-		c.engines.Postgres.Archive.RepoPath(), s.Get("KV_BACKUP_INTERVAL"), s.Get("KV_BACKUP_FULL_INTERVAL"), ln.Addr())
+		db.Archive().RepoPath(), s.Get("KV_BACKUP_INTERVAL"), s.Get("KV_BACKUP_FULL_INTERVAL"), ln.Addr())
 	return b.Run(ctx)
 }
 
@@ -71,10 +98,11 @@ func (c *cli) backup(ctx context.Context, args []string) (int, error) {
 	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
 		return 2, usageError{}
 	}
-	if !c.pitr() {
+	db := c.database()
+	if db == nil {
 		return 1, errNoPITR
 	}
-	repo := c.engines.Postgres.Archive
+	repo := db.Archive()
 	began := time.Now()
 	if err := repo.CreateStanza(ctx); err != nil {
 		return 1, fmt.Errorf("%w (is the stack up? make up)", err)
@@ -111,7 +139,8 @@ func (c *cli) restore(ctx context.Context, args []string) (int, error) {
 	if err := fs.Parse(args); err != nil || fs.NArg() > 0 || *to == "" {
 		return 2, usageError{}
 	}
-	if !c.pitr() {
+	db := c.database()
+	if db == nil {
 		return 1, errNoPITR
 	}
 	target, err := ParseTarget(*to)
@@ -121,24 +150,22 @@ func (c *cli) restore(ctx context.Context, args []string) (int, error) {
 	if !c.stack.Supervisor().Running(ctx) {
 		return 1, errors.New("the stack is down: make up first (the restore stops and starts its processes itself)")
 	}
-	if !*yes && !confirm(target, c.s) {
+	if !*yes && !confirm(target, c.s, c.apps()) {
 		return 1, errors.New("not confirmed: nothing was changed")
 	}
-	// The scheduler stops too: a backup must not start while PostgreSQL
-	// is away.
-	r := engines.Restore{Settings: c.s, Engines: c.engines, Stack: c.stack, Apps: []string{"api1", "api2", "consumer", "backups"}, Log: c.log, KeepAside: *keep}
+	r := engines.Restore{Settings: c.s, Database: db, Stack: c.stack, Apps: c.apps(), Log: c.log, KeepAside: *keep}
 	res, err := r.Run(ctx, target)
 	if err != nil {
 		return 1, err
 	}
-	fmt.Fprintf(c.log, "==> restored to %s in %s (pgBackRest %s, replay and promotion %s); %d queued messages purged, cache purged\n",
+	fmt.Fprintf(c.log, "==> restored to %s in %s (PostgreSQL stopped and restored %s, then replay and promotion %s); %d queued messages purged, cache purged\n",
 		engine.FormatTarget(target), res.Ready.Sub(res.Began).Round(100*time.Millisecond),
 		res.Restored.Sub(res.AppsStopped).Round(100*time.Millisecond), res.Promoted.Sub(res.Restored).Round(100*time.Millisecond), res.Purged)
-	if latest, err := engines.LatestWriteBefore(ctx, c.engines.Postgres.URL("postgres", "", "kvstack"), target); err == nil && !latest.IsZero() {
+	if latest, err := engines.LatestWriteBefore(ctx, c.s.Get("DATABASE_URL"), target); err == nil && !latest.IsZero() {
 		fmt.Fprintf(c.log, "==> newest write kept: %s (%s before the target)\n", latest.UTC().Format(time.RFC3339Nano), target.Sub(latest).Round(time.Millisecond))
 	}
-	if res.Aside != "" {
-		fmt.Fprintf(c.log, "==> the old data directory is in %s: remove it once the restore is judged good\n", res.Aside)
+	if len(res.Aside) > 0 {
+		fmt.Fprintf(c.log, "==> the old data directories are in %s: remove them once the restore is judged good\n", strings.Join(res.Aside, ", "))
 	}
 	fmt.Fprintln(c.log, "==> take a full backup of the new timeline: make backup")
 	return 0, nil
@@ -156,12 +183,12 @@ func ParseTarget(s string) (time.Time, error) {
 }
 
 // confirm asks the operator to type the word restore.
-func confirm(target time.Time, s *native.Settings) bool {
+func confirm(target time.Time, s *native.Settings, apps []string) bool {
 	fmt.Fprintf(os.Stderr, `This restores the stack of %s to %s:
   every write applied after that point is LOST (PostgreSQL goes back to it),
-  the work queues are purged, the cache is emptied, api1, api2, the consumer
-  and the backup scheduler stop meanwhile. The old data directory is kept aside.
-Type "restore" to go on: `, s.Dir, target.UTC().Format(time.RFC3339Nano))
+  the work queues are purged, the cache is emptied, %s
+  stop meanwhile. The old data directories are kept aside.
+Type "restore" to go on: `, s.Dir, target.UTC().Format(time.RFC3339Nano), strings.Join(apps, ", "))
 	line, _ := bufio.NewReader(os.Stdin).ReadString('\n')
 	return strings.TrimSpace(line) == "restore"
 }

@@ -53,11 +53,7 @@ func newCLI(root string, environ []string, cmd string) (*cli, error) {
 			programs = append(programs, e.Program())
 		}
 		// Its PostgreSQL archives with pgBackRest: the scheduler backs it up.
-		exe, err := os.Executable()
-		if err != nil {
-			exe = filepath.Join(s.Root, "bin", "stack")
-		}
-		c.stack.Programs = append(append(programs, c.stack.Programs...), backupsProgram(s, exe))
+		c.stack.Programs = append(append(programs, c.stack.Programs...), backupsProgram(s))
 		migrated := false
 		c.stack.Before = func(ctx context.Context, priority int) error {
 			if priority <= 1 || migrated {
@@ -204,17 +200,15 @@ func (c *cli) up(ctx context.Context) (launched bool, err error) {
 			}
 		}()
 	}
-	if c.s.PrivateEngines() {
-		if err := traversable(c.s.Dir); err != nil {
-			return false, err
-		}
-	}
 	switch {
 	case c.ha != nil:
 		if err := c.ha.Init(ctx); err != nil {
 			return false, err
 		}
 	case c.s.PrivateEngines():
+		if err := engines.Certs(c.s); err != nil {
+			return false, err
+		}
 		for _, e := range c.engines.All() {
 			if err := e.Init(ctx); err != nil {
 				return false, err
@@ -237,6 +231,9 @@ func (c *cli) up(ctx context.Context) (launched bool, err error) {
 		native.EdgeURL(s), s.Get("PROMETHEUS_ADDR"), s.Get("ALERTMANAGER_ADDR"), s.Addr("KV_JAEGER_UI_PORT"))
 	fmt.Fprintf(c.log, "==> HTTPS only: the edge's certificate is signed by the stack's own CA, %s (curl --cacert %s)\n",
 		s.Get("KV_TLS_CA"), s.Get("KV_TLS_CA"))
+	for _, l := range native.Links(s) {
+		fmt.Fprintf(c.log, "==> link %s\n", l)
+	}
 	fmt.Fprintf(c.log, "==> logs: make logs (tail -F %s)   by hand: supervisorctl -c %s status\n",
 		filepath.Join(s.Dir, "logs", "*.log"), c.stack.Supervisor().ConfPath())
 	return launched, nil
@@ -375,6 +372,10 @@ func (c *cli) status(ctx context.Context) (int, error) {
 			code = 3
 		}
 	}
+	fmt.Println()
+	for _, l := range native.Links(c.s) {
+		fmt.Printf("link %s\n", l)
+	}
 	return code, nil
 }
 
@@ -434,7 +435,7 @@ func (c *cli) control(ctx context.Context, action, name string) error {
 func (c *cli) services(ctx context.Context, args ...string) (int, error) {
 	cmd := exec.CommandContext(ctx, filepath.Join(c.s.Root, "lab", "scripts", "services.sh"), args...)
 	names := []string{"PGPORT", "REDIS_PORT", "RABBITMQ_PORT", "RABBITMQ_METRICS_PORT"}
-	cmd.Env = c.s.Environ(names...)
+	cmd.Env = c.s.Environ(append(names, "KV_PROCESS_USER")...)
 	if c.s.PrivateEngines() {
 		for _, a := range c.s.File {
 			if slices.Contains(names, a.Name) {
@@ -486,20 +487,4 @@ func (c *cli) tls() (int, error) {
 	fmt.Printf("edge certificate (%s)  %s\n", state, filepath.Join(c.s.TLSDir(), native.EdgeFile))
 	fmt.Printf("edge key                              %s\n", filepath.Join(c.s.TLSDir(), native.EdgeKeyFile))
 	return 0, nil
-}
-
-// traversable lets every user pass through dir (o+x, g+x), not list it:
-// the stack's own engines run as their own users (postgres, rabbitmq,
-// redis, etcd) in dir/engines/NAME, and the stack's first command makes
-// dir 0700 (it holds the message key, itself 0600). A supervisord that
-// cannot chdir there gives up on the engine (SPAWN_ERROR).
-func traversable(dir string) error {
-	fi, err := os.Stat(dir)
-	if err != nil {
-		return err
-	}
-	if mode := fi.Mode().Perm(); mode&0o011 != 0o011 {
-		return os.Chmod(dir, mode|0o011)
-	}
-	return nil
 }

@@ -80,7 +80,8 @@ func (c *cli) claimTopology(ctx context.Context) error {
 
 // withHA makes the stack the HA topology: its engines' nodes first (the
 // RabbitMQ and Redis nodes and etcd, then each PostgreSQL node's Patroni),
-// then, once the clusters are formed and migrated, the rest.
+// then, once the clusters are formed and migrated, the rest, the backup
+// scheduler among them.
 func (c *cli) withHA() {
 	ha := engines.ForHA(c.s, filepath.Join(c.s.Dir, "engines"))
 	c.ha = &ha
@@ -89,7 +90,9 @@ func (c *cli) withHA() {
 	for _, p := range programs {
 		last = max(last, p.Priority)
 	}
-	c.stack.Programs = append(programs, c.stack.Programs...)
+	// Its PostgreSQL nodes archive with pgBackRest: the scheduler backs
+	// the cluster up, from its primary.
+	c.stack.Programs = append(append(programs, c.stack.Programs...), backupsProgram(c.s))
 	formed := false
 	c.stack.Before = func(ctx context.Context, priority int) error {
 		if priority <= last || formed {

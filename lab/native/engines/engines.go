@@ -41,16 +41,55 @@ func (e Single) Names() []string {
 // output in the stack's logs/. PostgreSQL archives its WAL into a
 // pgBackRest repository under dir/pgbackrest (point-in-time recovery:
 // Backups, Restore), which outlives its data directory.
+//
+// With KV_ENGINES=private they are locked (Locked): each serves TLS alone,
+// with its certificate from the stack's CA (native.EngineCerts), and asks
+// for a password: the stack's own (native.SecretsFile). The chaos
+// campaign's, on settings of its own, are not.
 func ForStack(s *native.Settings, dir string) Single {
 	port := func(name string) int { n, _ := strconv.Atoi(s.Get(name)); return n }
 	mq := port("RABBITMQ_PORT")
-	archive := &engine.PgBackRest{Dir: filepath.Join(dir, "pgbackrest"), ArchiveTimeout: s.Duration("KV_ARCHIVE_TIMEOUT")}
-	return Single{
+	archive := Archive(s, dir, "kvstack")
+	e := Single{
 		Postgres: &engine.Postgres{Port: port("PGPORT"), Dir: filepath.Join(dir, "postgres"), Log: s.LogFile("postgres"), Archive: archive},
 		Redis:    &engine.Redis{Port: port("REDIS_PORT"), Dir: filepath.Join(dir, "redis"), Log: s.LogFile("redis"), Users: RedisUsers(s)},
 		RabbitMQ: &engine.RabbitMQ{Node: fmt.Sprintf("kvstack%d@localhost", mq), Port: mq, DistPort: port("RABBITMQ_DIST_PORT"),
 			MetricsPort: port("RABBITMQ_METRICS_PORT"), Dir: filepath.Join(dir, "rabbitmq"), Log: s.LogFile("rabbitmq")},
 	}
+	if Locked(s) {
+		certs := func(name string) *engine.TLS {
+			cert, key := native.EngineCert(s, name)
+			return &engine.TLS{CA: s.Get("KV_TLS_CA"), Cert: cert, Key: key}
+		}
+		e.Postgres.TLS, e.Postgres.TLSOnly, e.Postgres.Password = certs("postgres"), true, s.Secret("PG_SUPERUSER")
+		e.Redis.TLS, e.Redis.TLSOnly, e.Redis.Password = certs("redis"), true, s.Secret("REDIS_DEFAULT")
+		e.RabbitMQ.TLS, e.RabbitMQ.TLSOnly = certs("rabbitmq"), true
+	}
+	return e
+}
+
+// Locked tells whether the single-node stack's own engines serve TLS
+// alone and ask for passwords: KV_ENGINES=private. The HA topology's
+// links are plain TCP on loopback still (docs/SECURITY.md).
+func Locked(s *native.Settings) bool { return s.Get("KV_ENGINES") == "private" && !s.HA() }
+
+// Certs makes the certificates of the engines ForStack locks (Locked),
+// before their Init gives each its key.
+func Certs(s *native.Settings) error {
+	if !Locked(s) {
+		return nil
+	}
+	_, err := native.EngineCerts(s, "postgres", "redis", "rabbitmq")
+	return err
+}
+
+// Archive is the pgBackRest repository of a stack whose engines are under
+// dir, stanza being its PostgreSQL's: the single node's (kvstack) or the
+// HA topology's cluster's (kvstack-ha). Both topologies keep their
+// backups and WAL in the one repository, dir/pgbackrest, each under its
+// stanza (a stanza belongs to one database system).
+func Archive(s *native.Settings, dir, stanza string) *engine.PgBackRest {
+	return &engine.PgBackRest{Stanza: stanza, Dir: filepath.Join(dir, "pgbackrest"), ArchiveTimeout: s.Duration("KV_ARCHIVE_TIMEOUT")}
 }
 
 // Provision makes, on a stack's own PostgreSQL (its primary), the roles
@@ -60,30 +99,42 @@ func ForStack(s *native.Settings, dir string) Single {
 // (migrations.Grant).
 func Provision(ctx context.Context, s *native.Settings, pg *engine.Postgres) error {
 	r := s.PostgresRoles()
-	if err := pg.CreateDatabase(ctx, "kvstack", r.Owner.User, r.Owner.Password); err != nil {
-		return err
-	}
-	var roles []engine.Role
+	// Each role first, its password set anew (the stack's may be new).
+	roles := []engine.Role{{Name: r.Owner.User, Password: r.Owner.Password}}
 	if r.App.User != r.Owner.User {
 		roles = append(roles, engine.Role{Name: r.App.User, Password: r.App.Password})
 	}
 	if r.Monitor.User != r.Owner.User && r.Monitor.User != r.App.User {
 		roles = append(roles, engine.Role{Name: r.Monitor.User, Password: r.Monitor.Password, In: []string{"pg_monitor"}})
 	}
-	return pg.CreateRoles(ctx, roles...)
+	if err := pg.CreateRoles(ctx, roles...); err != nil {
+		return err
+	}
+	return pg.CreateDatabase(ctx, "kvstack", r.Owner.User, r.Owner.Password)
 }
 
 // ProvisionRabbitMQ makes, on a stack's own RabbitMQ (one node of a
 // cluster: users are the cluster's), the API's user, who may only publish
 // to the default exchange, and the consumer's, who may only consume the
 // work queues (docs/SECURITY.md). migrate declares the queues as guest.
+//
+// When migrate's user (RABBITMQ_URL) is not guest, it is made too, with
+// every right on the vhost, and guest, whose password everybody knows, is
+// deleted.
 func ProvisionRabbitMQ(ctx context.Context, s *native.Settings, node *engine.RabbitMQ) error {
-	api, consumer := s.RabbitMQCredentials()
+	admin, api, consumer := s.RabbitMQCredentials()
 	add, del := s.WorkQueues()
-	return node.AddUsers(ctx,
-		engine.User{Name: api.User, Password: api.Password, Configure: "^$", Write: `^amq\.default$`, Read: "^$"},
-		engine.User{Name: consumer.User, Password: consumer.Password, Configure: "^$", Write: "^$",
-			Read: "^(" + regexp.QuoteMeta(add) + "|" + regexp.QuoteMeta(del) + ")$"})
+	users := []engine.User{
+		{Name: api.User, Password: api.Password, Configure: "^$", Write: `^amq\.default$`, Read: "^$"},
+		{Name: consumer.User, Password: consumer.Password, Configure: "^$", Write: "^$",
+			Read: "^(" + regexp.QuoteMeta(add) + "|" + regexp.QuoteMeta(del) + ")$"},
+	}
+	var remove []string
+	if admin.User != "guest" {
+		users = append(users, engine.User{Name: admin.User, Password: admin.Password, Configure: ".*", Write: ".*", Read: ".*"})
+		remove = append(remove, "guest")
+	}
+	return node.AddUsers(ctx, remove, users...)
 }
 
 // RedisUsers are the ACL users of a stack's own Redis (docs/SECURITY.md):

@@ -19,7 +19,10 @@ import (
 // cluster, a Redis Cluster and two PostgreSQL nodes kept by Patroni on an
 // etcd of their own, on the ports stack.env gives each node
 // (native.Settings.HANodes), their data under one directory, their output
-// in the stack's logs/.
+// in the stack's logs/. Both PostgreSQL nodes archive their WAL into the
+// pgBackRest repository the single-node stack's uses (dir/pgbackrest),
+// under a stanza of the cluster's own, kvstack-ha (point-in-time
+// recovery: Backups, Restore).
 type HA struct {
 	RabbitMQ *engine.RabbitMQCluster
 	Redis    *engine.RedisCluster
@@ -55,6 +58,7 @@ func ForHA(s *native.Settings, dir string) HA {
 	}
 	pc := engine.NewPatroni("kvstack", etcd, pg...)
 	pc.Bootstrap = BootstrapSQL(s)
+	pc.Archive = Archive(s, dir, "kvstack-ha")
 	return HA{RabbitMQ: mq, Redis: redis, Postgres: pc, settings: s}
 }
 

@@ -35,6 +35,11 @@ func TestForHA(t *testing.T) {
 	if got := ha.Postgres.DatabaseURL("kvstack", "kvstack", "kvstack"); got != s.Get("DATABASE_URL") {
 		t.Errorf("the cluster's URL %s, DATABASE_URL %s", got, s.Get("DATABASE_URL"))
 	}
+	// Both nodes archive into the stack's repository, under the cluster's
+	// own stanza (the single node's is kvstack).
+	if a := ha.Postgres.Archive; a == nil || a.RepoPath() != "/st/engines/pgbackrest/repo" || a.Stanza != "kvstack-ha" {
+		t.Errorf("the cluster's archive %+v, want stanza kvstack-ha in /st/engines/pgbackrest/repo", a)
+	}
 	nodes := s.HANodes()
 	var want []string
 	want = append(want, nodes.Names()...)

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/kvstack/kvstack/internal/config"
 	"github.com/kvstack/kvstack/internal/engine"
@@ -20,8 +19,8 @@ import (
 	"github.com/kvstack/kvstack/lab/native"
 )
 
-// Restore brings a single-node stack with engines of its own
-// (KV_ENGINES=private) back to a point in time with pgBackRest
+// Restore brings a stack with engines of its own (KV_ENGINES=private, or
+// the HA topology) back to a point in time with pgBackRest
 // (docs/OPERATIONS.md, Restore to a point in time). In order:
 //
 //  1. while PostgreSQL still answers, its WAL up to now is archived
@@ -38,11 +37,14 @@ import (
 //     value newer than the target can be served from Redis;
 //  5. PostgreSQL stops, its data directory is moved aside, pgBackRest
 //     restores the newest backup before the target and PostgreSQL replays
-//     the archived WAL up to the target, then promotes a new timeline;
+//     the archived WAL up to the target, then promotes a new timeline
+//     (Database.Rebuild: on the HA topology, Patroni's cluster is
+//     bootstrapped anew from the backup and its standby copied from the
+//     new primary);
 //  6. the replicas and consumers start again and answer.
 type Restore struct {
 	Settings *native.Settings
-	Engines  Single
+	Database Database
 	Stack    *supervisor.Stack
 	// Apps are the processes that stop during the restore: every API
 	// replica and consumer of the stack, and the backup scheduler when
@@ -60,11 +62,83 @@ type RestoreResult struct {
 	Target time.Time
 	// Archived tells whether step 1 ran (PostgreSQL answered).
 	Archived bool
-	// Began, AppsStopped, Restored (pgBackRest done), Promoted (PostgreSQL
-	// takes writes), Ready (every app answers).
+	// Began, AppsStopped, Restored (Database.Rebuild's restored), Promoted
+	// (PostgreSQL takes writes), Ready (every app answers).
 	Began, AppsStopped, Restored, Promoted, Ready time.Time
 	Purged                                        int // queued messages purged
-	Aside                                         string
+	// Aside are the data directories moved aside (kept with KeepAside).
+	Aside []string
+}
+
+// Database is the PostgreSQL a restore rebuilds: a single server
+// (SingleDatabase) or a Patroni cluster (ClusterDatabase).
+type Database interface {
+	// Archive is its pgBackRest repository (nil: it does not archive).
+	Archive() *engine.PgBackRest
+	// Writable tells whether a primary takes writes now.
+	Writable(ctx context.Context) bool
+	// Rebuild stops it, restores it to target and starts it; it returns
+	// once a primary takes writes, with the data directories moved aside
+	// and the moment its servers were stopped and the restore handed to
+	// the engine (after pgBackRest's restore for a single server; before
+	// it for a cluster, whose Patroni runs it as its bootstrap).
+	Rebuild(ctx context.Context, sup *supervisor.Supervisor, target time.Time) (aside []string, restored time.Time, err error)
+	// Log is where to look when the rebuild fails.
+	Log() string
+}
+
+// SingleDatabase is a single-node stack's PostgreSQL.
+type SingleDatabase struct{ *engine.Postgres }
+
+func (d SingleDatabase) Archive() *engine.PgBackRest { return d.Postgres.Archive }
+
+func (d SingleDatabase) Writable(ctx context.Context) bool {
+	primary, err := d.IsPrimary(ctx)
+	return err == nil && primary
+}
+
+func (d SingleDatabase) Log() string { return d.Program().Log }
+
+// Rebuild stops the server, restores its data directory and starts it;
+// PostgreSQL replays the WAL to the target and promotes itself.
+func (d SingleDatabase) Rebuild(ctx context.Context, sup *supervisor.Supervisor, target time.Time) (aside []string, restored time.Time, err error) {
+	name := d.Program().Name
+	if err := sup.Stop(ctx, name); err != nil {
+		return nil, restored, err
+	}
+	dir, err := d.Postgres.Archive.Restore(ctx, target)
+	if dir != "" {
+		aside = []string{dir}
+	}
+	if err != nil {
+		return aside, restored, err
+	}
+	restored = time.Now()
+	if err := sup.Start(ctx, name, false); err != nil {
+		return aside, restored, err
+	}
+	return aside, restored, waitWritable(ctx, d)
+}
+
+// ClusterDatabase is the HA topology's PostgreSQL, kept by Patroni.
+type ClusterDatabase struct{ *engine.Patroni }
+
+func (d ClusterDatabase) Archive() *engine.PgBackRest { return d.Patroni.Archive }
+
+func (d ClusterDatabase) Writable(ctx context.Context) bool {
+	_, err := d.Primary(ctx)
+	return err == nil
+}
+
+func (d ClusterDatabase) Log() string { return d.Nodes[0].Program().Log }
+
+// Rebuild is Patroni's restore (engine.Patroni.Restore): every node
+// stopped, the cluster removed from etcd and bootstrapped again from the
+// backup by its first node; the standby is copied from the new primary
+// meanwhile (make status shows when it is synchronous again).
+func (d ClusterDatabase) Rebuild(ctx context.Context, sup *supervisor.Supervisor, target time.Time) (aside []string, restored time.Time, err error) {
+	res, err := d.Restore(ctx, sup, target)
+	return res.Aside, res.Stopped, err
 }
 
 // ErrNoBackup is a target older than every backup's end.
@@ -73,9 +147,9 @@ var ErrNoBackup = errors.New("no backup ended before the target")
 // Run restores to target.
 func (r Restore) Run(ctx context.Context, target time.Time) (RestoreResult, error) {
 	res := RestoreResult{Target: target, Began: time.Now()}
-	pg, repo := r.Engines.Postgres, r.Engines.Postgres.Archive
+	repo := r.Database.Archive()
 	if repo == nil {
-		return res, errors.New("this stack's PostgreSQL does not archive (KV_ENGINES=private has pgBackRest)")
+		return res, errors.New("this stack's PostgreSQL does not archive (KV_ENGINES=private and the HA topology have pgBackRest)")
 	}
 	if target.After(res.Began) {
 		return res, fmt.Errorf("target %s is in the future", engine.FormatTarget(target))
@@ -88,7 +162,7 @@ func (r Restore) Run(ctx context.Context, target time.Time) (RestoreResult, erro
 		return res, fmt.Errorf("%w %s (%d backups: make backup takes one)", ErrNoBackup, engine.FormatTarget(target), len(info.Backups))
 	}
 	sup := r.Stack.Supervisor()
-	if primary, err := pg.IsPrimary(ctx); err == nil && primary {
+	if r.Database.Writable(ctx) {
 		r.logf("archiving the WAL written so far (pgbackrest check)")
 		if err := repo.Check(ctx); err != nil {
 			return res, err
@@ -110,27 +184,20 @@ func (r Restore) Run(ctx context.Context, target time.Time) (RestoreResult, erro
 		return res, err
 	}
 	r.logf("cache purged")
-	if err := sup.Stop(ctx, pg.Program().Name); err != nil {
-		return res, err
-	}
 	r.logf("restoring to %s", engine.FormatTarget(target))
-	if res.Aside, err = repo.Restore(ctx, target); err != nil {
-		return res, err
-	}
-	res.Restored = time.Now()
-	if err := sup.Start(ctx, pg.Program().Name, false); err != nil {
-		return res, err
-	}
-	if err := waitPrimary(ctx, pg); err != nil {
-		return res, err
+	res.Aside, res.Restored, err = r.Database.Rebuild(ctx, sup, target)
+	if err != nil {
+		return res, fmt.Errorf("%w (see %s)", err, r.Database.Log())
 	}
 	res.Promoted = time.Now()
-	r.logf("PostgreSQL replayed to the target and promoted in %s", res.Promoted.Sub(res.Restored).Round(10*time.Millisecond))
-	if res.Aside != "" && !r.KeepAside {
-		if err := os.RemoveAll(res.Aside); err != nil {
-			return res, err
+	r.logf("PostgreSQL restored, replayed to the target and promoted in %s", res.Promoted.Sub(res.AppsStopped).Round(10*time.Millisecond))
+	if !r.KeepAside {
+		for _, dir := range res.Aside {
+			if err := os.RemoveAll(dir); err != nil {
+				return res, err
+			}
 		}
-		res.Aside = ""
+		res.Aside = nil
 	}
 	err = r.each(func(name string) error {
 		if err := sup.Start(ctx, name, false); err != nil {
@@ -176,7 +243,7 @@ func (r Restore) purgeQueues(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	conn, err := amqp.Dial(r.Settings.Get("RABBITMQ_URL"))
+	conn, err := DialAMQP(r.Settings.Get("RABBITMQ_URL"), cfg.TLSCAFile)
 	if err != nil {
 		return 0, fmt.Errorf("rabbitmq: %w", err)
 	}
@@ -210,21 +277,19 @@ func (r Restore) purgeCache(ctx context.Context) error {
 	return redis.NewCache(client, cfg).Purge(ctx)
 }
 
-// waitPrimary waits until PostgreSQL has replayed to the target and
-// promoted itself (pg_is_in_recovery false).
-func waitPrimary(ctx context.Context, pg *engine.Postgres) error {
+// waitWritable waits until PostgreSQL has replayed to the target and
+// promoted itself.
+func waitWritable(ctx context.Context, d Database) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
-	for {
-		if primary, err := pg.IsPrimary(ctx); err == nil && primary {
-			return nil
-		}
+	for !d.Writable(ctx) {
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("PostgreSQL not promoted after the restore (see %s): %w", pg.Program().Log, ctx.Err())
+			return fmt.Errorf("PostgreSQL not promoted after the restore: %w", ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
+	return nil
 }
 
 // LatestWriteBefore is the newest kv_store write timestamp at or before t,

@@ -1,0 +1,223 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net/url"
+	"os"
+	"os/user"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/kvstack/kvstack/internal/supervisor"
+	"github.com/kvstack/kvstack/lab/native"
+	"github.com/kvstack/kvstack/lab/native/engines"
+)
+
+// The running stack's links to its engines are what `bin/stack status`
+// says (native.Links). On the stack's own engines (KV_ENGINES=private)
+// each serves TLS alone and asks for a password: a plain-text client, a
+// client without the password and one that does not check the
+// certificate against the stack's CA are refused, and the processes' own
+// credentials over verified TLS are accepted. On the machine's shared
+// engines, which the stack does not reconfigure, the links are plain TCP
+// on loopback, and said to be.
+func TestEngineLinks(t *testing.T) {
+	env := loadStackEnv(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	links := native.Links(env.s)
+	for _, l := range links {
+		t.Logf("link %s", l)
+		if got, want := l.TLS, engines.Locked(env.s); got != want {
+			t.Errorf("%s: TLS %v, want %v (KV_ENGINES=%s, KV_TOPOLOGY=%s)", l.Engine, got, want, env.s.Get("KV_ENGINES"), env.s.Get("KV_TOPOLOGY"))
+		}
+		if l.Own != env.s.PrivateEngines() {
+			t.Errorf("%s: said to be the stack's own: %v, want %v", l.Engine, l.Own, env.s.PrivateEngines())
+		}
+	}
+	pgURL := env.s.Get("KV_APP_DATABASE_URL")
+	pgSSL := func(rawURL string) (bool, error) {
+		conn, err := pgx.Connect(ctx, rawURL)
+		if err != nil {
+			return false, err
+		}
+		defer conn.Close(ctx)
+		var ssl bool
+		err = conn.QueryRow(ctx, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").Scan(&ssl)
+		return ssl, err
+	}
+	// The processes' own link, as they make it.
+	ssl, err := pgSSL(pgURL)
+	if err != nil {
+		t.Fatalf("PostgreSQL with KV_APP_DATABASE_URL: %v", err)
+	}
+	if ssl != links[0].TLS {
+		t.Errorf("PostgreSQL: the app's session is over TLS: %v; status says %v", ssl, links[0].TLS)
+	}
+	if !engines.Locked(env.s) {
+		return
+	}
+
+	t.Run("postgresql", func(t *testing.T) {
+		u, err := url.Parse(pgURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := u.Query()
+		q.Set("sslmode", "disable")
+		q.Del("sslrootcert")
+		plain := *u
+		plain.RawQuery = q.Encode()
+		nopass := *u
+		nopass.User = url.User(u.User.Username())
+		unverified := *u
+		q = u.Query()
+		q.Del("sslrootcert")
+		unverified.RawQuery = q.Encode() // verify-full against the system's CAs
+		for _, c := range []struct{ name, url, refusal string }{
+			{"plain text", plain.String(), "no encryption"},
+			{"TLS, no password", nopass.String(), "password authentication failed"},
+			{"TLS, the system's CAs", unverified.String(), "certificate"},
+		} {
+			_, err := pgSSL(c.url)
+			refusedWith(t, c.name, err, c.refusal)
+		}
+	})
+
+	t.Run("redis", func(t *testing.T) {
+		addr := strings.TrimPrefix(env.s.Get("REDIS_ADDR"), "rediss://")
+		verified, err := native.ClientTLS(env.s.Get("REDIS_TLS_CA_FILE"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range []struct {
+			name    string
+			probe   supervisor.RedisProbe
+			refusal string
+		}{
+			{"plain text", supervisor.RedisProbe{Addr: addr}, "EOF|connection reset"},
+			{"TLS, no password", supervisor.RedisProbe{Addr: addr, TLS: verified}, "NOAUTH"},
+			{"TLS, the system's CAs", supervisor.RedisProbe{Addr: addr, TLS: &tls.Config{}}, "certificate"},
+		} {
+			refusedWith(t, c.name, c.probe.Check(ctx), c.refusal)
+		}
+		rdb := goredis.NewClient(&goredis.Options{Addr: addr, Username: env.s.Get("REDIS_USERNAME"), Password: env.s.Get("REDIS_PASSWORD"),
+			TLSConfig: verified, MaxRetries: -1})
+		defer rdb.Close()
+		if err := rdb.Ping(ctx).Err(); err != nil {
+			t.Errorf("the app's user over verified TLS: %v", err)
+		}
+	})
+
+	t.Run("rabbitmq", func(t *testing.T) {
+		api := env.s.Get("KV_API_RABBITMQ_URL")
+		u, err := url.Parse(api)
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain := *u
+		plain.Scheme = "amqp"
+		guest := *u
+		guest.User = url.UserPassword("guest", "guest")
+		for _, c := range []struct {
+			name, url, ca, refusal string
+		}{
+			{"plain text", plain.String(), "", "EOF|connection reset|frame"},
+			{"TLS, guest", guest.String(), env.s.Get("RABBITMQ_TLS_CA_FILE"), "username or password not allowed"},
+		} {
+			conn, err := engines.DialAMQP(c.url, c.ca)
+			if err == nil {
+				conn.Close()
+			}
+			refusedWith(t, c.name, err, c.refusal)
+		}
+		conn, err := env.dialAMQP(api)
+		if err != nil {
+			t.Fatalf("the API's user over verified TLS: %v", err)
+		}
+		conn.Close()
+	})
+}
+
+// refusedWith wants err to name one of refusal's |-separated alternatives.
+func refusedWith(t *testing.T, what string, err error, refusal string) {
+	t.Helper()
+	if err == nil {
+		t.Errorf("%s: accepted, want refused (%s)", what, refusal)
+		return
+	}
+	for _, r := range strings.Split(refusal, "|") {
+		if strings.Contains(err.Error(), r) {
+			t.Logf("%s: refused: %v", what, err)
+			return
+		}
+	}
+	t.Errorf("%s: refused with %v, want %q", what, err, refusal)
+}
+
+// The API replicas, the consumers and the exporters run as the stack's
+// unprivileged user (KV_PROCESS_USER), not root: the kernel's view of
+// each running process.
+func TestProcessesRunUnprivileged(t *testing.T) {
+	env := loadStackEnv(t)
+	if os.Geteuid() != 0 {
+		t.Fatal("the stack runs its processes as KV_PROCESS_USER only when it runs as root, as make e2e does here")
+	}
+	u, err := user.Lookup(env.s.Get("KV_PROCESS_USER"))
+	if err != nil {
+		t.Fatalf("KV_PROCESS_USER: %v (make setup makes it)", err)
+	}
+	names := []string{"api1", "api2", "consumer"}
+	for _, e := range native.Exporters(env.s) {
+		names = append(names, e.Name)
+	}
+	sup := env.stack().Supervisor()
+	for _, name := range names {
+		pid, err := sup.Pid(context.Background(), name)
+		if err != nil || pid == 0 {
+			t.Errorf("%s: no pid (%v): is the stack up?", name, err)
+			continue
+		}
+		uid, err := procUID(pid)
+		if err != nil {
+			t.Errorf("%s (pid %d): %v", name, pid, err)
+			continue
+		}
+		if uid == "0" || uid != u.Uid {
+			t.Errorf("%s (pid %d) runs as uid %s, want %s (%s)", name, pid, uid, u.Uid, u.Username)
+		} else {
+			t.Logf("%s (pid %d): uid %s (%s)", name, pid, uid, u.Username)
+		}
+	}
+}
+
+// procUID is the real uid of pid (/proc/PID/status: Uid: real effective …);
+// it fails when the effective one differs.
+func procUID(pid int) (string, error) {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "Uid:"); ok {
+			f := strings.Fields(rest)
+			if len(f) < 2 || f[0] != f[1] {
+				return "", fmt.Errorf("uids %q: real and effective differ", rest)
+			}
+			return f[0], nil
+		}
+	}
+	return "", fmt.Errorf("no Uid line in /proc/%d/status", pid)
+}
