@@ -74,6 +74,7 @@ func checkBackups(t testing.TB, m *manifests, s *sources) problems {
 		if !daily {
 			p.add("Cluster %s: no ScheduledBackup takes a base backup of it at least daily through %s", pg.Name, barmanCloudPlugin)
 		}
+		p = append(p, backupAlerted(m, pg.Name)...)
 	}
 	for _, sb := range m.scheduledBackup {
 		if !clusters[sb.Spec.Cluster.Name] {
@@ -85,6 +86,39 @@ func checkBackups(t testing.TB, m *manifests, s *sources) problems {
 			p.add("ObjectStore %s: no Cluster archives to it", name)
 		}
 	}
+	return p
+}
+
+// backupAlerted says what is wrong unless an alert of the release ages
+// (time() minus) the plugin's newest base backup time of Cluster cluster as the plugin
+// reports it through every instance's exporter (CNPG-I metrics: its name,
+// "." and "-" as "_", then _last_available_backup_timestamp), under the
+// job the PodMonitor of the Cluster's instances gives it.
+func backupAlerted(m *manifests, cluster string) problems {
+	var p problems
+	instance := map[string]string{postgresPodLabel: cluster}
+	job := ""
+	for _, pm := range m.podMonitors {
+		if selects(&pm.Spec.Selector, instance) {
+			for _, ep := range pm.Spec.PodMetricsEndpoints {
+				if ep.Port != nil && *ep.Port == postgresMetricsPort {
+					job = jobOf(ep.RelabelConfigs)
+				}
+			}
+		}
+	}
+	metric := strings.NewReplacer(".", "_", "-", "_").Replace(barmanCloudPlugin) + "_last_available_backup_timestamp"
+	want := fmt.Sprintf("%s{job=%q}", metric, job)
+	for _, pr := range m.rules {
+		for _, g := range pr.Spec.Groups {
+			for _, r := range g.Rules {
+				if e := r.Expr.String(); r.Alert != "" && strings.Contains(e, want) && strings.Contains(e, "time()") {
+					return p
+				}
+			}
+		}
+	}
+	p.add("Cluster %s: no alert compares time() with %s, its newest base backup: a backup that fails or never runs goes unseen", cluster, want)
 	return p
 }
 

@@ -186,6 +186,36 @@ func TestChecksCatch(t *testing.T) {
 				}
 			}
 		}},
+		{"Redis without TLS", "enginetls", "prod", func(m *manifests, s *sources) { m.redisClusters[0].Spec.TLS = nil }},
+		{"a consumer that speaks plain Redis", "enginetls", "dev", func(m *manifests, s *sources) {
+			envVar(consumer(m), "REDIS_ADDR").Value = "kvstack-redis:6379"
+		}},
+		{"the image's CA variable missing", "enginetls", "dev", func(m *manifests, s *sources) { m.redises[0].Spec.Env = nil }},
+		{"Redis Cluster nodes announced by name under TLS", "enginetls", "prod", func(m *manifests, s *sources) {
+			for _, cm := range m.configMaps {
+				if v, ok := cm.Data[redisAdditionalKey]; ok {
+					cm.Data[redisAdditionalKey] = strings.ReplaceAll(v, "cluster-preferred-endpoint-type ip", "")
+				}
+			}
+		}},
+		{"the API checks Redis for a name its certificate lacks", "enginetls", "prod", func(m *manifests, s *sources) {
+			envVar(api(m), "REDIS_TLS_SERVER_NAME").Value = "kvstack-redis-leader-0"
+		}},
+		{"Redis' private key mounted beside its CA", "enginetls", "dev", func(m *manifests, s *sources) {
+			pod := m.mainContainer("api").pod
+			for i, v := range pod.Volumes {
+				if v.Name == "redis-ca" {
+					pod.Volumes[i].Secret.Items = nil
+				}
+			}
+		}},
+		{"Redis without ACL users", "privilege", "prod", func(m *manifests, s *sources) { m.redisClusters[0].Spec.ACL = nil }},
+		{"the consumer as Redis' default user", "privilege", "dev", func(m *manifests, s *sources) {
+			envVar(consumer(m), "REDIS_PASSWORD").ValueFrom.SecretKeyRef.Name = "kvstack-redis"
+		}},
+		{"an ACL file of a Secret the guide does not make", "privilege", "prod", func(m *manifests, s *sources) {
+			m.redisClusters[0].Spec.ACL.Secret.SecretName = "kvstack-redis-users"
+		}},
 		{"the API as the database's owner", "privilege", "prod", func(m *manifests, s *sources) {
 			envVar(api(m), "DATABASE_URL").ValueFrom.SecretKeyRef.Name = "kvstack-pg-app"
 		}},
@@ -220,6 +250,38 @@ func TestChecksCatch(t *testing.T) {
 				}
 			}
 		}},
+		{"the migrations as RabbitMQ's default user", "privilege", "dev", func(m *manifests, s *sources) {
+			e := envVar(&m.jobs[0].Spec.Template.Spec.Containers[0], "RABBITMQ_URL")
+			e.ValueFrom.SecretKeyRef.Name, e.ValueFrom.SecretKeyRef.Key = "kvstack-rabbitmq-default-user", "connection_string"
+		}},
+		{"KEDA as RabbitMQ's default user", "privilege", "prod", func(m *manifests, s *sources) {
+			for i, r := range m.triggerAuths[0].Spec.SecretTargetRef {
+				if r.Parameter == "host" {
+					m.triggerAuths[0].Spec.SecretTargetRef[i].Name, m.triggerAuths[0].Spec.SecretTargetRef[i].Key = "kvstack-rabbitmq-default-user", "connection_string"
+				}
+			}
+		}},
+		{"KEDA's user tagged for the management API", "privilege", "dev", func(m *manifests, s *sources) {
+			for _, u := range m.rabbitUsers {
+				if u.Name == "kvstack-keda" {
+					u.Spec.Tags = []string{"monitoring"}
+				}
+			}
+		}},
+		{"the migrations' user may configure any queue", "privilege", "prod", func(m *manifests, s *sources) {
+			for _, pm := range m.rabbitPerms {
+				if pm.Name == "kvstack-migrations" {
+					pm.Spec.Permissions.Configure = ".*"
+				}
+			}
+		}},
+		{"KEDA's host not its user's URI", "secrets", "prod", func(m *manifests, s *sources) {
+			for i, r := range m.triggerAuths[0].Spec.SecretTargetRef {
+				if r.Parameter == "host" {
+					m.triggerAuths[0].Spec.SecretTargetRef[i].Key = "connection_string"
+				}
+			}
+		}},
 		{"no WAL archive", "backups", "prod", func(m *manifests, s *sources) { m.postgreses[0].Spec.Plugins = nil }},
 		{"the WAL archived to a store the release lacks", "backups", "prod", func(m *manifests, s *sources) {
 			m.postgreses[0].Spec.Plugins[0].Parameters["barmanObjectName"] = "elsewhere"
@@ -229,6 +291,15 @@ func TestChecksCatch(t *testing.T) {
 			m.scheduledBackup[0].Spec.Method = "barmanObjectStore"
 		}},
 		{"no ScheduledBackup", "backups", "prod", func(m *manifests, s *sources) { m.scheduledBackup = nil }},
+		{"no alert on a stale base backup", "backups", "prod", func(m *manifests, s *sources) {
+			for _, g := range m.rules[0].Spec.Groups {
+				for i, r := range g.Rules {
+					if r.Alert == "CloudNativePGBackupTooOld" {
+						g.Rules[i].Expr = intstr.FromString(strings.ReplaceAll(r.Expr.String(), "barman_cloud_cloudnative_pg_io_", "cnpg_collector_"))
+					}
+				}
+			}
+		}},
 		{"backups kept a day", "backups", "prod", func(m *manifests, s *sources) { m.objectStores[0].Spec.RetentionPolicy = "1d" }},
 		{"a job renamed", "monitoring", "prod", func(m *manifests, s *sources) {
 			m.serviceMonitors[0].Spec.Endpoints[0].RelabelConfigs[0].Replacement = new("api")

@@ -3,10 +3,12 @@ package k8s
 import (
 	"net/url"
 	"path"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
 
+	certmanagerv1 "github.com/cert-manager/cert-manager/pkg/apis/certmanager/v1"
 	corev1 "k8s.io/api/core/v1"
 )
 
@@ -120,6 +122,79 @@ func checkEngineTLS(t testing.TB, m *manifests, s *sources) problems {
 			}
 			if !tlsOn || !caOK {
 				p.add("TriggerAuthentication %s: tls enabled %v, ca from %s/%s %v: KEDA must verify RabbitMQ as the binaries do", ta.Name, tlsOn, tlsSecret, postgresCAKey, caOK)
+			}
+		}
+	}
+	// Redis: TLS alone on every node, from a Certificate of the release
+	// for the name every client checks, with the CA the image reads.
+	type redisTLS struct {
+		name    string
+		tls     *RedisTLSConfig
+		env     []corev1.EnvVar
+		cluster bool
+	}
+	var redises []redisTLS
+	for _, r := range m.redises {
+		redises = append(redises, redisTLS{"Redis " + r.Name, r.Spec.TLS, r.Spec.Env, false})
+	}
+	for _, r := range m.redisClusters {
+		redises = append(redises, redisTLS{"RedisCluster " + r.Name, r.Spec.TLS, r.Spec.Env, true})
+	}
+	for _, r := range redises {
+		if r.tls == nil || r.tls.Secret.SecretName == "" {
+			p.add("%s: no TLS: its clients would speak plain Redis", r.name)
+			continue
+		}
+		secret := r.tls.Secret.SecretName
+		ca := r.tls.CaCertFile
+		if ca == "" {
+			ca = postgresCAKey
+		}
+		var e *corev1.EnvVar
+		for i := range r.env {
+			if r.env[i].Name == redisImageCAVar {
+				e = &r.env[i]
+			}
+		}
+		if e == nil || e.Value != redisTLSMount+"/"+ca {
+			p.add("%s: env %s %v, want %s/%s: the image's entrypoint writes an empty tls-ca-cert-file without it, and Redis does not start", r.name, redisImageCAVar, e, redisTLSMount, ca)
+		}
+		var cert *certmanagerv1.Certificate
+		for _, c := range m.certificates {
+			if c.Spec.SecretName == secret {
+				cert = c
+			}
+		}
+		if cert == nil {
+			p.add("%s: TLS.secret %s is no Certificate's of the release", r.name, secret)
+			continue
+		}
+		if r.cluster {
+			conf := ""
+			for _, cm := range m.configMaps {
+				conf += cm.Data[redisAdditionalKey]
+			}
+			if !regexp.MustCompile(`(?m)^\s*cluster-preferred-endpoint-type\s+ip\s*$`).MatchString(conf) {
+				p.add("%s: TLS without cluster-preferred-endpoint-type ip: the nodes announce bare pod names, which the clients cannot resolve", r.name)
+			}
+		}
+		for _, k := range m.kvContainers() {
+			addr := envVar(k.c, "REDIS_ADDR")
+			if addr == nil {
+				continue
+			}
+			if !strings.HasPrefix(addr.Value, "rediss://") {
+				p.add("%s: REDIS_ADDR %s, want rediss:// (%s serves TLS alone)", k, addr.Value, r.name)
+			}
+			file := envVar(k.c, "REDIS_TLS_CA_FILE")
+			if file == nil || file.Value == "" {
+				p.add("%s: no REDIS_TLS_CA_FILE: %s's certificate checked against no CA of the release", k, r.name)
+			} else if err := mountsCA(k.pod, k.c, file.Value, secret); err != "" {
+				p.add("%s: REDIS_TLS_CA_FILE %s: %s", k, file.Value, err)
+			}
+			name := envVar(k.c, "REDIS_TLS_SERVER_NAME")
+			if name == nil || !slices.Contains(cert.Spec.DNSNames, name.Value) {
+				p.add("%s: REDIS_TLS_SERVER_NAME %v is not a name of Certificate %s %v: a cluster's nodes, dialled by address, would fail the check", k, name, cert.Name, cert.Spec.DNSNames)
 			}
 		}
 	}

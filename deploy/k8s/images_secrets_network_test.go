@@ -254,17 +254,23 @@ func checkSecrets(t testing.TB, m *manifests, s *sources) problems {
 		}
 	}
 	want := map[string]secretRef{}
-	for _, r := range m.rabbitmqs {
-		want["RABBITMQ_URL"] = secretRef{name: r.Name + rabbitmqSecretTail, key: rabbitmqSecretKey}
-	}
 	// The owner's URI is the migrations' alone; the API and the consumers
 	// use their role's (checkPrivilege).
 	ownerURL := map[string]secretRef{}
 	for _, pg := range m.postgreses {
 		ownerURL["DATABASE_URL"] = secretRef{name: pg.Name + "-app", key: postgresSecretKey}
 	}
+	acl := false
+	for _, r := range m.redises {
+		acl = acl || r.Spec.ACL != nil
+	}
+	for _, r := range m.redisClusters {
+		acl = acl || r.Spec.ACL != nil
+	}
 	for _, ref := range m.secretRefs() {
-		if strings.HasPrefix(ref.where, "Redis") {
+		if strings.HasPrefix(ref.where, "Redis") && !acl {
+			// Without ACL users, the clients use the default user's
+			// password; with them, an ACL user's (checkPrivilege).
 			want["REDIS_PASSWORD"] = secretRef{name: ref.name, key: ref.key}
 		}
 	}
@@ -283,34 +289,49 @@ func checkSecrets(t testing.TB, m *manifests, s *sources) problems {
 			if _, reads := s.env[k.bin][name]; !reads {
 				continue
 			}
-			if name == "RABBITMQ_URL" && k.bin != "migrate" && len(m.rabbitUsers) > 0 {
-				// A user of its own (checkPrivilege), its URI under key uri.
-				if e := envVar(k.c, name); e == nil || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil || e.ValueFrom.SecretKeyRef.Key != "uri" {
-					p.add("%s: RABBITMQ_URL must come from its user's Secret, key uri", k)
-				}
-				continue
-			}
 			e := envVar(k.c, name)
 			if e == nil || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil || e.ValueFrom.SecretKeyRef.Name != w.name || e.ValueFrom.SecretKeyRef.Key != w.key {
 				p.add("%s: %s must come from Secret %s key %s", k, name, w.name, w.key)
 			}
 		}
 	}
-	if _, ok := want["RABBITMQ_URL"]; !ok {
-		// A managed broker: KEDA reads it with the binaries' URL.
-		if k := m.mainContainer("consumer"); k != nil {
-			if e := envVar(k.c, "RABBITMQ_URL"); e != nil && e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil {
-				want["RABBITMQ_URL"] = secretRef{name: e.ValueFrom.SecretKeyRef.Name, key: e.ValueFrom.SecretKeyRef.Key}
-			}
+	// RabbitMQ: the release's broker, each process and KEDA as a user of
+	// its own (checkPrivilege), its URI under key uri of that user's
+	// Secret; a managed broker, one URL for all, KEDA's the binaries'.
+	rabbitURL := func(k kvContainer) *corev1.SecretKeySelector {
+		if e := envVar(k.c, "RABBITMQ_URL"); e != nil && e.ValueFrom != nil {
+			return e.ValueFrom.SecretKeyRef
+		}
+		return nil
+	}
+	var managed *corev1.SecretKeySelector
+	if k := m.mainContainer("consumer"); k != nil && len(m.rabbitmqs) == 0 {
+		managed = rabbitURL(*k)
+	}
+	for _, k := range m.kvContainers() {
+		if _, reads := s.env[k.bin]["RABBITMQ_URL"]; !reads {
+			continue
+		}
+		switch ref := rabbitURL(k); {
+		case ref == nil:
+			p.add("%s: RABBITMQ_URL from no Secret", k)
+		case len(m.rabbitmqs) > 0 && ref.Key != "uri":
+			p.add("%s: RABBITMQ_URL must come from its user's Secret, key uri", k)
+		case managed != nil && *ref != *managed:
+			p.add("%s: RABBITMQ_URL from %s/%s, the consumer's from %s/%s", k, ref.Name, ref.Key, managed.Name, managed.Key)
 		}
 	}
 	for _, ta := range m.triggerAuths {
 		for _, r := range ta.Spec.SecretTargetRef {
-			if r.Parameter == "ca" {
-				continue // checkEngineTLS
-			}
-			if w := want["RABBITMQ_URL"]; r.Parameter != "host" || r.Name != w.name || r.Key != w.key {
-				p.add("TriggerAuthentication %s: %s from %s/%s, want host from %s/%s", ta.Name, r.Parameter, r.Name, r.Key, w.name, w.key)
+			switch {
+			case r.Parameter == "ca":
+				// checkEngineTLS
+			case r.Parameter != "host":
+				p.add("TriggerAuthentication %s: %s from %s/%s, only host and ca are expected", ta.Name, r.Parameter, r.Name, r.Key)
+			case len(m.rabbitmqs) > 0 && r.Key != "uri":
+				p.add("TriggerAuthentication %s: host from %s/%s, want its user's Secret, key uri", ta.Name, r.Name, r.Key)
+			case managed != nil && (r.Name != managed.Name || r.Key != managed.Key):
+				p.add("TriggerAuthentication %s: host from %s/%s, want the binaries' %s/%s", ta.Name, r.Name, r.Key, managed.Name, managed.Key)
 			}
 		}
 	}

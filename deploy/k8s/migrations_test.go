@@ -46,14 +46,8 @@ func checkMigrations(t testing.TB, m *manifests, s *sources) problems {
 			p.add("Job %s: DATABASE_URL is not the owner's of Cluster %s (Secret %s-app, key %s)", j.Name, pg.Name, pg.Name, postgresSecretKey)
 		}
 	}
-	// RabbitMQ as the operator's default user, which may declare the
-	// queues (the API's and the consumers' users may not: checkPrivilege).
-	for _, r := range m.rabbitmqs {
-		if e := envVar(jobs[0].c, "RABBITMQ_URL"); e == nil || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil ||
-			e.ValueFrom.SecretKeyRef.Name != r.Name+rabbitmqSecretTail || e.ValueFrom.SecretKeyRef.Key != rabbitmqSecretKey {
-			p.add("Job %s: RABBITMQ_URL is not RabbitmqCluster %s's default user's", j.Name, r.Name)
-		}
-	}
+	// RabbitMQ as a user of its own, which may declare the queues (the
+	// API's and the consumers' users may not): checkPrivilege.
 	var names []string
 	if len(m.postgreses) == 0 {
 		names = append(names, "DATABASE_URL")

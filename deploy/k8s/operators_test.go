@@ -276,6 +276,9 @@ type RedisCluster struct {
 }
 
 type RedisClusterSpec struct {
+	TLS                *RedisTLSConfig      `json:"TLS,omitempty"`
+	ACL                *RedisACLConfig      `json:"acl,omitempty"`
+	Env                []corev1.EnvVar      `json:"env,omitempty"`
 	ClusterSize        *int32               `json:"clusterSize"`
 	ClusterVersion     *string              `json:"clusterVersion,omitempty"`
 	Port               *int                 `json:"port,omitempty"`
@@ -295,6 +298,9 @@ type Redis struct {
 }
 
 type RedisSpec struct {
+	TLS              *RedisTLSConfig     `json:"TLS,omitempty"`
+	ACL              *RedisACLConfig     `json:"acl,omitempty"`
+	Env              []corev1.EnvVar     `json:"env,omitempty"`
 	KubernetesConfig RedisKubernetesConf `json:"kubernetesConfig"`
 	RedisExporter    *RedisExporter      `json:"redisExporter,omitempty"`
 	RedisConfig      *RedisConfig        `json:"redisConfig,omitempty"`
@@ -310,6 +316,32 @@ type RedisExporter struct {
 	Resources       *corev1.ResourceRequirements `json:"resources,omitempty"`
 	ImagePullPolicy corev1.PullPolicy            `json:"imagePullPolicy,omitempty"`
 }
+
+// RedisTLSConfig is common.TLSConfig: the server's certificate, key and
+// CA (the keys of Secret's secret, mounted at /tls); the operator gives
+// the container REDIS_TLS_CERT, REDIS_TLS_CERT_KEY and (with ca)
+// REDIS_TLS_CA_CERT, but the image's entrypoint (OT-CONTAINER-KIT/redis)
+// reads the CA as REDIS_TLS_CA_KEY, so spec.env must set it.
+type RedisTLSConfig struct {
+	CaCertFile  string                    `json:"ca,omitempty"`
+	CertKeyFile string                    `json:"cert,omitempty"`
+	KeyFile     string                    `json:"key,omitempty"`
+	Secret      corev1.SecretVolumeSource `json:"secret"`
+}
+
+// RedisACLConfig is common.ACLConfig: Secret's user.acl becomes the
+// nodes' aclfile (/etc/redis/user.acl).
+type RedisACLConfig struct {
+	Secret                *corev1.SecretVolumeSource `json:"secret,omitempty"`
+	PersistentVolumeClaim *string                    `json:"persistentVolumeClaim,omitempty"`
+}
+
+// redisTLSMount is where the operator mounts TLS.secret in the Redis
+// container; redisImageCAVar the image's variable for the CA file.
+const (
+	redisTLSMount   = "/tls"
+	redisImageCAVar = "REDIS_TLS_CA_KEY"
+)
 
 // RedisKubernetesConf is common.KubernetesConfig.
 type RedisKubernetesConf struct {

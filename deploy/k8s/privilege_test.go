@@ -1,7 +1,8 @@
 package k8s
 
 import (
-	"fmt"
+	"maps"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -76,27 +77,94 @@ func checkPrivilege(t testing.TB, m *manifests, s *sources) problems {
 			}
 		}
 	}
-	// RabbitMQ: the API publishes as a user that may write to the default
-	// exchange alone, the consumers consume as one that may read the work
-	// queues alone; neither configures, neither is the default user.
-	for _, r := range m.rabbitmqs {
-		want := map[string]RabbitmqVhostPermissions{
-			"api":      {Configure: "^$", Write: `^amq\.default$`, Read: "^$"},
-			"consumer": {Configure: "^$", Write: "^$", Read: "^(add_key|del_key)$"},
+	// Redis: the API and the consumers as an ACL user of their own, not
+	// the default user (whose password is the CR's redisSecret), from the
+	// nodes' aclfile, which docs/KUBERNETES.md makes: the default user
+	// defined in it with a password (an aclfile makes Redis ignore
+	// requirepass: else the default user would be open to all), the app's
+	// limited to the cache's keys and denied every other command.
+	type redisNode struct {
+		name   string
+		acl    *RedisACLConfig
+		secret *RedisSecret
+	}
+	var nodes []redisNode
+	for _, r := range m.redises {
+		nodes = append(nodes, redisNode{"Redis " + r.Name, r.Spec.ACL, r.Spec.KubernetesConfig.RedisSecret})
+	}
+	for _, r := range m.redisClusters {
+		nodes = append(nodes, redisNode{"RedisCluster " + r.Name, r.Spec.ACL, r.Spec.KubernetesConfig.RedisSecret})
+	}
+	guide := string(readRepo(t, "docs/KUBERNETES.md"))
+	for _, n := range nodes {
+		if n.acl == nil || n.acl.Secret == nil || n.acl.Secret.SecretName == "" {
+			p.add("%s: no ACL users: the clients use the default user, allowed every key and command", n.name)
+			continue
 		}
-		for bin, perms := range want {
+		line := regexp.MustCompile(`kubectl[^\n]*create secret generic ` + regexp.QuoteMeta(n.acl.Secret.SecretName) + ` [^\n]*--from-literal=user\.acl=[^\n]*`).FindString(guide)
+		if line == "" {
+			p.add("%s: docs/KUBERNETES.md does not create its ACL Secret %s (key user.acl)", n.name, n.acl.Secret.SecretName)
+		} else if !strings.Contains(line, "user default on >") {
+			p.add("%s: the ACL file of docs/KUBERNETES.md gives the default user no password: Redis ignores requirepass beside an aclfile", n.name)
+		}
+		for _, bin := range []string{"api", "consumer"} {
 			k := m.mainContainer(bin)
 			if k == nil {
 				continue
 			}
-			e := envVar(k.c, "RABBITMQ_URL")
-			if e == nil || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
-				p.add("%s: RABBITMQ_URL from no Secret", k)
+			user, pass := envVar(k.c, "REDIS_USERNAME"), envVar(k.c, "REDIS_PASSWORD")
+			if user == nil || user.ValueFrom == nil || user.ValueFrom.SecretKeyRef == nil || pass == nil || pass.ValueFrom == nil || pass.ValueFrom.SecretKeyRef == nil {
+				p.add("%s: REDIS_USERNAME and REDIS_PASSWORD not both from a Secret", k)
 				continue
 			}
-			secret := e.ValueFrom.SecretKeyRef.Name
+			if n.secret != nil && n.secret.Name != nil && pass.ValueFrom.SecretKeyRef.Name == *n.secret.Name {
+				p.add("%s: REDIS_PASSWORD from %s, the default user's", k, *n.secret.Name)
+			}
+			if user.ValueFrom.SecretKeyRef.Name != pass.ValueFrom.SecretKeyRef.Name {
+				p.add("%s: REDIS_USERNAME from %s, REDIS_PASSWORD from %s: one user's Secret", k, user.ValueFrom.SecretKeyRef.Name, pass.ValueFrom.SecretKeyRef.Name)
+			}
+		}
+		app := regexp.MustCompile(`user kvstack_app on >%s ([^\n']*)`).FindStringSubmatch(line)
+		prefix := s.env["api"]["REDIS_KEY_PREFIX"]
+		if app == nil {
+			p.add("%s: the ACL file of docs/KUBERNETES.md defines no user kvstack_app", n.name)
+		} else if rules := strings.Fields(strings.ReplaceAll(app[1], `\n`, " ")); !slices.Contains(rules, "~"+prefix+"*") || !slices.Contains(rules, "-@all") ||
+			slices.ContainsFunc(rules, func(r string) bool { return r == "~*" || r == "allkeys" || r == "+@all" || r == "allcommands" }) {
+			p.add("%s: kvstack_app's rules %v: want the cache's keys alone (~%s*) and -@all before the cache's commands", n.name, rules, prefix)
+		}
+	}
+
+	// RabbitMQ: each process as a user of its own, never the operator's
+	// default user (an administrator), with no tags and exactly the
+	// permissions rabbitPermissions gives its role.
+	want := rabbitPermissions(s)
+	for _, r := range m.rabbitmqs {
+		clients := map[string]string{} // role: the Secret of its URI
+		for _, k := range m.kvContainers() {
+			if k.bin == "migrate" || (!k.init && (k.bin == "api" || k.bin == "consumer")) {
+				e := envVar(k.c, "RABBITMQ_URL")
+				if e == nil || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
+					p.add("%s: RABBITMQ_URL from no Secret", k)
+					continue
+				}
+				clients[k.bin] = e.ValueFrom.SecretKeyRef.Name
+			}
+		}
+		for _, ta := range m.triggerAuths {
+			for _, ref := range ta.Spec.SecretTargetRef {
+				if ref.Parameter == "host" {
+					clients["keda"] = ref.Name
+				}
+			}
+		}
+		for _, role := range slices.Sorted(maps.Keys(want)) {
+			secret, ok := clients[role]
+			if !ok {
+				p.add("%s: no RabbitMQ client in the release", role)
+				continue
+			}
 			if secret == r.Name+rabbitmqSecretTail {
-				p.add("%s connects to RabbitmqCluster %s as its default user, an administrator: give it a user of its own", k, r.Name)
+				p.add("%s connects to RabbitmqCluster %s as its default user, an administrator: give it a user of its own", role, r.Name)
 				continue
 			}
 			var user *RabbitmqUser
@@ -106,7 +174,7 @@ func checkPrivilege(t testing.TB, m *manifests, s *sources) problems {
 				}
 			}
 			if user == nil {
-				p.add("%s: RABBITMQ_URL from Secret %s, which no User of RabbitmqCluster %s imports", k, secret, r.Name)
+				p.add("%s: RabbitMQ URL from Secret %s, which no User of RabbitmqCluster %s imports", role, secret, r.Name)
 				continue
 			}
 			if len(user.Spec.Tags) > 0 {
@@ -118,8 +186,8 @@ func checkPrivilege(t testing.TB, m *manifests, s *sources) problems {
 					continue
 				}
 				n++
-				if pm.Spec.Vhost != "/" || pm.Spec.Permissions != perms {
-					p.add("Permission %s: %s on %s, want %+v on / (docs/SECURITY.md)", pm.Name, fmt.Sprintf("%+v", pm.Spec.Permissions), pm.Spec.Vhost, perms)
+				if pm.Spec.Vhost != "/" || pm.Spec.Permissions != want[role] {
+					p.add("Permission %s: %+v on %s, want %+v on / (docs/SECURITY.md)", pm.Name, pm.Spec.Permissions, pm.Spec.Vhost, want[role])
 				}
 			}
 			if n != 1 {
@@ -128,4 +196,35 @@ func checkPrivilege(t testing.TB, m *manifests, s *sources) problems {
 		}
 	}
 	return p
+}
+
+// rabbitPermissions are the configure, write and read permissions each
+// RabbitMQ client needs on the vhost, from the queues' and the dead-letter
+// exchange's names the binaries use (RabbitMQ's access control: a
+// publish needs write on the exchange, amq.default for the default one; a
+// consume or a get, read on the queue; a declare or a delete, configure
+// on what it declares, and a queue with x-dead-letter-exchange also read
+// on the queue and write on that exchange; a bind, write on the queue and
+// read on the exchange; a passive declare, nothing).
+func rabbitPermissions(s *sources) map[string]RabbitmqVhostPermissions {
+	add, del := regexp.QuoteMeta(s.env["consumer"]["RABBITMQ_QUEUE_ADD"]), regexp.QuoteMeta(s.env["consumer"]["RABBITMQ_QUEUE_DEL"])
+	dlx := regexp.QuoteMeta(s.env["migrate"]["RABBITMQ_DLX"])
+	queues := "(" + add + "|" + del + ")"
+	return map[string]RabbitmqVhostPermissions{
+		// Publishes to the default exchange.
+		"api": {Configure: "^$", Write: `^amq\.default$`, Read: "^$"},
+		// Consumes the work queues.
+		"consumer": {Configure: "^$", Write: "^$", Read: "^" + queues + "$"},
+		// Declares the DLX, the work queues, their DLQs (bound to the DLX)
+		// and, to convert a queue, <queue>.migrating; moves messages with
+		// basic.get and publishes to the default exchange.
+		"migrate": {
+			Configure: "^(" + dlx + "|" + queues + `(\.dlq|\.migrating)?)$`,
+			Write:     `^(amq\.default|` + dlx + "|" + queues + `\.dlq)$`,
+			Read:      "^(" + dlx + "|" + queues + `(\.migrating)?)$`,
+		},
+		// Reads the work queues' lengths (passive declares): the vhost
+		// alone.
+		"keda": {Configure: "^$", Write: "^$", Read: "^$"},
+	}
 }

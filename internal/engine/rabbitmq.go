@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -83,11 +82,10 @@ func (r *RabbitMQ) Config() string {
 	return strings.Join(lines, "\n") + "\n"
 }
 
-// Init writes the node's files when its directory does not exist yet.
+// Init makes the node's directories and writes its files, again at each
+// call: a node made before keeps its data and gets the configuration of
+// now (TLSOnly on a node that served plain text, a renewed key).
 func (r *RabbitMQ) Init(context.Context) error {
-	if _, err := os.Stat(filepath.Join(r.Dir, "rabbitmq.conf")); err == nil {
-		return nil
-	}
 	acct, err := systemUser("rabbitmq")
 	if err != nil {
 		return err

@@ -74,21 +74,14 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 {{- end }}
 {{- end -}}
 
-{{- define "kvstack.rabbitmqURL" -}}
-{{- include "kvstack.rabbitmqURLAs" (dict "Values" .Values "user" "") }}
-{{- end -}}
-
-{{/* RabbitMQ as one role's user (api, consumer), or "" the default user. */}}
+{{/* RabbitMQ as one role's user (api, consumer, migrations). */}}
 {{- define "kvstack.rabbitmqURLAs" -}}
 - name: RABBITMQ_URL
   valueFrom:
     secretKeyRef:
-{{- if and (eq .Values.rabbitmq.mode "operator") .user }}
+{{- if eq .Values.rabbitmq.mode "operator" }}
       name: {{ (index .Values.rabbitmq.operator.users .user).secret }}
       key: uri
-{{- else if eq .Values.rabbitmq.mode "operator" }}
-      name: kvstack-rabbitmq-default-user
-      key: connection_string
 {{- else }}
       name: {{ .Values.rabbitmq.external.secret }}
       key: {{ .Values.rabbitmq.external.key }}
@@ -103,20 +96,40 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 {{- end -}}
 
 {{- define "kvstack.redisEnv" -}}
+{{- if and (eq .Values.redis.mode "operator") .Values.redis.operator.acl.enabled }}
+# The app's ACL user (its Secret's username and password), not the default.
+- name: REDIS_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.redis.operator.acl.appSecret }}
+      key: username
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.redis.operator.acl.appSecret }}
+      key: password
+{{- else }}
 - name: REDIS_PASSWORD
   valueFrom:
     secretKeyRef:
       name: {{ .Values.redis.passwordSecret.name }}
       key: {{ .Values.redis.passwordSecret.key }}
+{{- end }}
 {{- if eq .Values.redis.mode "operator" }}
-{{- if eq .Values.redis.operator.topology "cluster" }}
+{{- $svc := include "kvstack.redisService" . }}
 - name: REDIS_ADDR
-  value: kvstack-redis-leader:6379
+  value: {{ if .Values.redis.operator.tls }}rediss://{{ end }}{{ $svc }}:6379
+{{- if eq .Values.redis.operator.topology "cluster" }}
 - name: REDIS_CLUSTER
   value: "true"
-{{- else }}
-- name: REDIS_ADDR
-  value: kvstack-redis:6379
+{{- end }}
+{{- if .Values.redis.operator.tls }}
+# TLS to Redis: every node's certificate verified against the release's
+# CA, for the Service's name.
+- name: REDIS_TLS_CA_FILE
+  value: /etc/kvstack/redis-ca/ca.crt
+- name: REDIS_TLS_SERVER_NAME
+  value: {{ $svc }}.{{ .Release.Namespace }}.svc
 {{- end }}
 {{- else }}
 - name: REDIS_ADDR
@@ -126,6 +139,11 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
   value: "true"
 {{- end }}
 {{- end }}
+{{- end -}}
+
+{{/* The Service of the operator's Redis the clients dial. */}}
+{{- define "kvstack.redisService" -}}
+{{- if eq .Values.redis.operator.topology "cluster" }}kvstack-redis-leader{{ else }}kvstack-redis{{ end }}
 {{- end -}}
 
 {{- define "kvstack.tracingEnv" -}}
@@ -252,8 +270,38 @@ key ca.crt: never the server's tls.key).
 {{- if and (eq .Values.rabbitmq.mode "operator") .Values.rabbitmq.operator.tls }}true{{ end }}
 {{- end -}}
 
+{{- define "kvstack.redisCAEnabled" -}}
+{{- if and (eq .Values.redis.mode "operator") .Values.redis.operator.tls }}true{{ end }}
+{{- end -}}
+
+{{/* The release's own CA (ca.yaml): for RabbitMQ's and Redis' certificates. */}}
+{{- define "kvstack.internalCAEnabled" -}}
+{{- if or (include "kvstack.rabbitmqCAEnabled" .) (include "kvstack.redisCAEnabled" .) }}true{{ end }}
+{{- end -}}
+
 {{- define "kvstack.caEnabled" -}}
-{{- if or (include "kvstack.pgCAEnabled" .) (include "kvstack.rabbitmqCAEnabled" .) }}true{{ end }}
+{{- if or (include "kvstack.pgCAEnabled" .) (include "kvstack.internalCAEnabled" .) }}true{{ end }}
+{{- end -}}
+
+{{/* The CA certificate Redis' is verified with (Secret kvstack-redis-tls,
+key ca.crt alone): the API's and the consumers'. */}}
+{{- define "kvstack.redisCAMount" -}}
+{{- if include "kvstack.redisCAEnabled" . }}
+- name: redis-ca
+  mountPath: /etc/kvstack/redis-ca
+  readOnly: true
+{{- end }}
+{{- end -}}
+
+{{- define "kvstack.redisCAVolume" -}}
+{{- if include "kvstack.redisCAEnabled" . }}
+- name: redis-ca
+  secret:
+    secretName: kvstack-redis-tls
+    items:
+      - key: ca.crt
+        path: ca.crt
+{{- end }}
 {{- end -}}
 
 {{- define "kvstack.rabbitmqCAMount" -}}
