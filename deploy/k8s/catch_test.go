@@ -209,6 +209,13 @@ func TestChecksCatch(t *testing.T) {
 				}
 			}
 		}},
+		{"Redis without ACL users", "privilege", "prod", func(m *manifests, s *sources) { m.redisClusters[0].Spec.ACL = nil }},
+		{"the consumer as Redis' default user", "privilege", "dev", func(m *manifests, s *sources) {
+			envVar(consumer(m), "REDIS_PASSWORD").ValueFrom.SecretKeyRef.Name = "kvstack-redis"
+		}},
+		{"an ACL file of a Secret the guide does not make", "privilege", "prod", func(m *manifests, s *sources) {
+			m.redisClusters[0].Spec.ACL.Secret.SecretName = "kvstack-redis-users"
+		}},
 		{"the API as the database's owner", "privilege", "prod", func(m *manifests, s *sources) {
 			envVar(api(m), "DATABASE_URL").ValueFrom.SecretKeyRef.Name = "kvstack-pg-app"
 		}},

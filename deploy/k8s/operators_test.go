@@ -277,6 +277,7 @@ type RedisCluster struct {
 
 type RedisClusterSpec struct {
 	TLS                *RedisTLSConfig      `json:"TLS,omitempty"`
+	ACL                *RedisACLConfig      `json:"acl,omitempty"`
 	Env                []corev1.EnvVar      `json:"env,omitempty"`
 	ClusterSize        *int32               `json:"clusterSize"`
 	ClusterVersion     *string              `json:"clusterVersion,omitempty"`
@@ -298,6 +299,7 @@ type Redis struct {
 
 type RedisSpec struct {
 	TLS              *RedisTLSConfig     `json:"TLS,omitempty"`
+	ACL              *RedisACLConfig     `json:"acl,omitempty"`
 	Env              []corev1.EnvVar     `json:"env,omitempty"`
 	KubernetesConfig RedisKubernetesConf `json:"kubernetesConfig"`
 	RedisExporter    *RedisExporter      `json:"redisExporter,omitempty"`
@@ -325,6 +327,13 @@ type RedisTLSConfig struct {
 	CertKeyFile string                    `json:"cert,omitempty"`
 	KeyFile     string                    `json:"key,omitempty"`
 	Secret      corev1.SecretVolumeSource `json:"secret"`
+}
+
+// RedisACLConfig is common.ACLConfig: Secret's user.acl becomes the
+// nodes' aclfile (/etc/redis/user.acl).
+type RedisACLConfig struct {
+	Secret                *corev1.SecretVolumeSource `json:"secret,omitempty"`
+	PersistentVolumeClaim *string                    `json:"persistentVolumeClaim,omitempty"`
 }
 
 // redisTLSMount is where the operator mounts TLS.secret in the Redis

@@ -77,6 +77,63 @@ func checkPrivilege(t testing.TB, m *manifests, s *sources) problems {
 			}
 		}
 	}
+	// Redis: the API and the consumers as an ACL user of their own, not
+	// the default user (whose password is the CR's redisSecret), from the
+	// nodes' aclfile, which docs/KUBERNETES.md makes: the default user
+	// defined in it with a password (an aclfile makes Redis ignore
+	// requirepass: else the default user would be open to all), the app's
+	// limited to the cache's keys and denied every other command.
+	type redisNode struct {
+		name   string
+		acl    *RedisACLConfig
+		secret *RedisSecret
+	}
+	var nodes []redisNode
+	for _, r := range m.redises {
+		nodes = append(nodes, redisNode{"Redis " + r.Name, r.Spec.ACL, r.Spec.KubernetesConfig.RedisSecret})
+	}
+	for _, r := range m.redisClusters {
+		nodes = append(nodes, redisNode{"RedisCluster " + r.Name, r.Spec.ACL, r.Spec.KubernetesConfig.RedisSecret})
+	}
+	guide := string(readRepo(t, "docs/KUBERNETES.md"))
+	for _, n := range nodes {
+		if n.acl == nil || n.acl.Secret == nil || n.acl.Secret.SecretName == "" {
+			p.add("%s: no ACL users: the clients use the default user, allowed every key and command", n.name)
+			continue
+		}
+		line := regexp.MustCompile(`kubectl[^\n]*create secret generic ` + regexp.QuoteMeta(n.acl.Secret.SecretName) + ` [^\n]*--from-literal=user\.acl=[^\n]*`).FindString(guide)
+		if line == "" {
+			p.add("%s: docs/KUBERNETES.md does not create its ACL Secret %s (key user.acl)", n.name, n.acl.Secret.SecretName)
+		} else if !strings.Contains(line, "user default on >") {
+			p.add("%s: the ACL file of docs/KUBERNETES.md gives the default user no password: Redis ignores requirepass beside an aclfile", n.name)
+		}
+		for _, bin := range []string{"api", "consumer"} {
+			k := m.mainContainer(bin)
+			if k == nil {
+				continue
+			}
+			user, pass := envVar(k.c, "REDIS_USERNAME"), envVar(k.c, "REDIS_PASSWORD")
+			if user == nil || user.ValueFrom == nil || user.ValueFrom.SecretKeyRef == nil || pass == nil || pass.ValueFrom == nil || pass.ValueFrom.SecretKeyRef == nil {
+				p.add("%s: REDIS_USERNAME and REDIS_PASSWORD not both from a Secret", k)
+				continue
+			}
+			if n.secret != nil && n.secret.Name != nil && pass.ValueFrom.SecretKeyRef.Name == *n.secret.Name {
+				p.add("%s: REDIS_PASSWORD from %s, the default user's", k, *n.secret.Name)
+			}
+			if user.ValueFrom.SecretKeyRef.Name != pass.ValueFrom.SecretKeyRef.Name {
+				p.add("%s: REDIS_USERNAME from %s, REDIS_PASSWORD from %s: one user's Secret", k, user.ValueFrom.SecretKeyRef.Name, pass.ValueFrom.SecretKeyRef.Name)
+			}
+		}
+		app := regexp.MustCompile(`user kvstack_app on >%s ([^\n']*)`).FindStringSubmatch(line)
+		prefix := s.env["api"]["REDIS_KEY_PREFIX"]
+		if app == nil {
+			p.add("%s: the ACL file of docs/KUBERNETES.md defines no user kvstack_app", n.name)
+		} else if rules := strings.Fields(strings.ReplaceAll(app[1], `\n`, " ")); !slices.Contains(rules, "~"+prefix+"*") || !slices.Contains(rules, "-@all") ||
+			slices.ContainsFunc(rules, func(r string) bool { return r == "~*" || r == "allkeys" || r == "+@all" || r == "allcommands" }) {
+			p.add("%s: kvstack_app's rules %v: want the cache's keys alone (~%s*) and -@all before the cache's commands", n.name, rules, prefix)
+		}
+	}
+
 	// RabbitMQ: each process as a user of its own, never the operator's
 	// default user (an administrator), with no tags and exactly the
 	// permissions rabbitPermissions gives its role.

@@ -96,11 +96,25 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
 {{- end -}}
 
 {{- define "kvstack.redisEnv" -}}
+{{- if and (eq .Values.redis.mode "operator") .Values.redis.operator.acl.enabled }}
+# The app's ACL user (its Secret's username and password), not the default.
+- name: REDIS_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.redis.operator.acl.appSecret }}
+      key: username
+- name: REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.redis.operator.acl.appSecret }}
+      key: password
+{{- else }}
 - name: REDIS_PASSWORD
   valueFrom:
     secretKeyRef:
       name: {{ .Values.redis.passwordSecret.name }}
       key: {{ .Values.redis.passwordSecret.key }}
+{{- end }}
 {{- if eq .Values.redis.mode "operator" }}
 {{- $svc := include "kvstack.redisService" . }}
 - name: REDIS_ADDR
