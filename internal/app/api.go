@@ -9,6 +9,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/kvstack/kvstack/internal/auth"
+	"github.com/kvstack/kvstack/internal/clock"
 	"github.com/kvstack/kvstack/internal/config"
 	"github.com/kvstack/kvstack/internal/health"
 	"github.com/kvstack/kvstack/internal/httpapi"
@@ -86,7 +87,7 @@ func RunAPI(ctx context.Context, cfg config.API, log zerolog.Logger, ready Ready
 	}
 	defer stopClock()
 	mpub := clockGuard{
-		measuredPublisher: measuredPublisher{pub: pub, m: metrics.NewPublish(reg, cfg.RabbitMQ.QueueAdd, cfg.RabbitMQ.QueueDel), queues: queuesOf(cfg.RabbitMQ)},
+		measuredPublisher: measuredPublisher{pub: pub, m: metrics.NewPublish(reg, cfg.RabbitMQ.QueueAdd, cfg.RabbitMQ.QueueDel), topo: cfg.RabbitMQ.Topology()},
 		clock:             clk,
 	}
 	svc := kv.NewService(d.store, d.cache, mpub, cfg.Limits, log, kv.WithWaiters(waiters, cfg.Wait))
@@ -154,4 +155,19 @@ func listen(ctx context.Context, cfg config.API, store *postgres.Store, reg *pro
 	var wg sync.WaitGroup
 	wg.Go(func() { l.Run(lctx) })
 	return measuredWaiters{reg: waiters, m: m}, func() { cancel(); wg.Wait() }, nil
+}
+
+// clockGuard refuses to publish while the API's clock is known to be off:
+// last writer wins by its timestamps. /readyz shows it as the check
+// "clock", which takes writes down (apiCapabilities).
+type clockGuard struct {
+	measuredPublisher
+	clock *clock.Monitor
+}
+
+func (g clockGuard) Publish(ctx context.Context, op kv.Op) error {
+	if err := g.clock.Check(); err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	return g.measuredPublisher.Publish(ctx, op)
 }

@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"time"
 
@@ -10,7 +9,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/kvstack/kvstack/internal/clock"
-	"github.com/kvstack/kvstack/internal/kv"
 	"github.com/kvstack/kvstack/internal/postgres"
 )
 
@@ -42,18 +40,3 @@ func startClock(ctx context.Context, cfg clock.Config, store *postgres.Store, re
 // referenceClock is PostgreSQL's clock. A variable only so that a test can
 // skew it: the machine's clock is not the test's to move.
 var referenceClock = func(store *postgres.Store) clock.Reference { return store.Now }
-
-// clockGuard refuses to publish while the API's clock is known to be off:
-// last writer wins by its timestamps. /readyz shows it as the check
-// "clock", which takes writes down (apiCapabilities).
-type clockGuard struct {
-	measuredPublisher
-	clock *clock.Monitor
-}
-
-func (g clockGuard) Publish(ctx context.Context, op kv.Op) error {
-	if err := g.clock.Check(); err != nil {
-		return fmt.Errorf("publish: %w", err)
-	}
-	return g.measuredPublisher.Publish(ctx, op)
-}

@@ -3,7 +3,10 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kvstack/kvstack/internal/consumer"
 	"github.com/kvstack/kvstack/internal/kv"
@@ -19,7 +22,47 @@ import (
 // timing and classifying each call. The processes only ever see the
 // decorators, so a call that goes unmeasured cannot be added by accident: a
 // new adapter method is out of reach until its decorator method exists.
-// The adapters, the domain and the consumer know nothing of metrics.
+// The adapters, the domain and the consumer know nothing of metrics. (Spans
+// have a rule of their own: docs/ARCHITECTURE.md, "Where spans and metrics
+// are made".)
+
+// data is a process's store and cache, measured.
+type data struct {
+	store measuredStore
+	cache measuredCache
+	close func()
+}
+
+// counts is what a process counts beyond the latency and errors of every
+// call: the API its reads' cache hits, misses and fills, the consumer the
+// tombstones it purges. Either may be nil.
+type counts struct {
+	reads  *metrics.Cache
+	purged *metrics.Consumer
+}
+
+// openData opens PostgreSQL, which must answer, and a Redis client, which
+// need not (reads degrade to PostgreSQL until it does), and exports their
+// pools' statistics and call latencies on reg.
+func openData(ctx context.Context, pg postgres.Config, rc redis.Config, reg *prometheus.Registry, c counts) (data, error) {
+	pool, err := postgres.Open(ctx, pg)
+	if err != nil {
+		return data{}, fmt.Errorf("postgres: %w", err)
+	}
+	rdb, err := redis.NewClient(rc)
+	if err != nil {
+		pool.Close()
+		return data{}, fmt.Errorf("redis: %w", err)
+	}
+	metrics.RegisterPGXPool(reg, pool)
+	metrics.RegisterRedisPool(reg, rdb)
+	dep := metrics.NewDependency(reg, measuredOps)
+	return data{
+		store: measuredStore{store: postgres.NewStore(pool), dep: dep, purged: c.purged},
+		cache: measuredCache{cache: redis.NewCache(rdb, rc), dep: dep, reads: c.reads},
+		close: func() { _ = rdb.Close(); pool.Close() },
+	}, nil
+}
 
 // measuredOps is every operation the decorators below time, by dependency.
 var measuredOps = map[string][]string{
@@ -90,15 +133,9 @@ type measuredCache struct {
 func (c measuredCache) Get(ctx context.Context, key string) (kv.Entry, error) {
 	start := time.Now()
 	e, err := c.cache.Get(ctx, key)
-	c.dep.Observe(ctx, metrics.Redis, "get", start, ignore(err, kv.ErrCacheMiss))
-	switch {
-	case err == nil:
-		c.reads.Lookup(metrics.Hit)
-	case errors.Is(err, kv.ErrCacheMiss):
-		c.reads.Lookup(metrics.Miss)
-	default:
-		c.reads.Lookup(metrics.Error)
-	}
+	lookup := kv.LookupOf(err)
+	c.dep.Observe(ctx, metrics.Redis, "get", start, failed(lookup, err))
+	c.reads.Lookup(lookup)
 	return e, err
 }
 
@@ -108,7 +145,7 @@ func (c measuredCache) Fill(ctx context.Context, e kv.Entry) (bool, error) {
 	c.dep.Observe(ctx, metrics.Redis, "fill", start, err)
 	switch {
 	case err != nil:
-		c.reads.Fill(metrics.Error)
+		c.reads.Fill(metrics.FillError)
 	case stored:
 		c.reads.Fill(metrics.FillStored)
 	default:
@@ -148,16 +185,16 @@ func (c measuredCache) Ping(ctx context.Context) error {
 // measuredPublisher counts publishes by outcome and times them to the
 // confirm.
 type measuredPublisher struct {
-	pub    *rabbitmq.Publisher
-	m      *metrics.Publish
-	queues map[kv.Kind]string
+	pub  *rabbitmq.Publisher
+	m    *metrics.Publish
+	topo rabbitmq.Topology // labels each publish with its queue
 }
 
 func (p measuredPublisher) Publish(ctx context.Context, op kv.Op) error {
 	start := time.Now()
 	err := p.pub.Publish(ctx, op)
-	queue, ok := p.queues[op.Kind]
-	if !ok {
+	queue, kindErr := p.topo.QueueOf(op.Kind)
+	if kindErr != nil {
 		return err // an invalid kind never reaches a queue
 	}
 	p.m.Observe(ctx, queue, publishOutcome(err), time.Since(start))
@@ -256,15 +293,19 @@ func (n measuredNews) Applied(key string, v kv.Version) {
 
 func (n measuredNews) Lost() { n.reg.Lost() }
 
+// failed is the error of a cache read that failed; nil for a hit or a
+// miss, which are answers.
+func failed(l kv.Lookup, err error) error {
+	if l == kv.CacheFailed {
+		return err
+	}
+	return nil
+}
+
 // ignore hides an error that is an answer rather than a failure.
 func ignore(err, answer error) error {
 	if errors.Is(err, answer) {
 		return nil
 	}
 	return err
-}
-
-// queuesOf maps each kind of operation to its queue.
-func queuesOf(cfg rabbitmq.Config) map[kv.Kind]string {
-	return map[kv.Kind]string{kv.KindPut: cfg.QueueAdd, kv.KindDelete: cfg.QueueDel}
 }

@@ -37,6 +37,10 @@ import (
 // facts in the message's trace for a third of the spans, which were 14 %
 // of the consumer's CPU and 43 % of Jaeger's while draining
 // (lab/bench/NOTES.md).
+//
+// Spans are made where docs/ARCHITECTURE.md says ("Where spans and metrics
+// are made"); here, a message's process span and a batch's apply span, where
+// work enters the consumer.
 const tracerName = "github.com/kvstack/kvstack/internal/consumer"
 
 type batchTrace struct {

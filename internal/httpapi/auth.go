@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"context"
 	"errors"
 	"net/http"
 
@@ -33,12 +32,6 @@ func principal(r *http.Request) *auth.Principal {
 	return exchangeOf(r.Context()).principal
 }
 
-// authorize returns nil when the request's principal may exercise right on
-// key, else the refusal (an *auth.Error), which says nothing of the key.
-func (a *api) authorize(r *http.Request, right auth.Right, key string) error {
-	return a.auth.Authorize(principal(r), right, key)
-}
-
 // refuse answers an *auth.Error: 401 with a Bearer challenge for a missing
 // or refused token, 403 for a valid token without the right. The reason the
 // library gave stays in the debug log; the client reads the message.
@@ -55,28 +48,4 @@ func (a *api) refuse(w http.ResponseWriter, r *http.Request, err error) {
 	a.logFor(r).Debug().Err(err).Int("status", status).Msg("request refused")
 	w.Header().Set("WWW-Authenticate", auth.Challenge(err))
 	writeError(w, r, status, e.Code, e.Message)
-}
-
-// listWithin returns up to limit live entries after the key after, in key
-// order, from the prefixes' keys alone (sorted, none a prefix of another,
-// as auth.Authenticator.Listable gives them). Their keys form ranges in
-// that order, so the entries come in key order and the last one's key is
-// a cursor; a cursor anywhere else moves where the listing starts, never
-// what it may show.
-func (a *api) listWithin(ctx context.Context, prefixes []string, after string, limit int) ([]kv.Entry, error) {
-	var out []kv.Entry
-	for _, p := range prefixes {
-		if len(out) == limit {
-			break
-		}
-		if end, ok := kv.PrefixEnd(p); ok && after >= end {
-			continue // the cursor is past this prefix's keys
-		}
-		entries, err := a.svc.List(ctx, p, after, limit-len(out))
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, entries...)
-	}
-	return out, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/url"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
@@ -27,6 +28,10 @@ type exchange struct {
 	// principal is who the request acts for: set by authenticate on the
 	// data routes, nil elsewhere.
 	principal *auth.Principal
+	// query is the query string, parsed at its first use (queryOf).
+	query    url.Values
+	queryErr error
+	parsed   bool
 }
 
 type exchangeKey struct{}

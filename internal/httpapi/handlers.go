@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/url"
-	"time"
 
 	"github.com/kvstack/kvstack/internal/auth"
 	"github.com/kvstack/kvstack/internal/kv"
@@ -51,79 +49,72 @@ type readResponse struct {
 // as new as T, waiting (at most &timeout=, else KV_WAIT_TIMEOUT) for it;
 // with &with=writer, the state PostgreSQL holds and who wrote it.
 func (a *api) getKey(w http.ResponseWriter, r *http.Request) {
-	read, key, err := a.read(r)
+	req, err := a.parseRead(r)
+	if err == nil {
+		err = a.authorize(r, auth.Read, req.Key)
+	}
 	if err != nil {
-		a.failAbout(w, r, key, err)
+		a.failRequest(w, r, err)
+		return
+	}
+	read, err := a.svc.Read(r.Context(), req)
+	if err != nil {
+		a.failAbout(w, r, req.Key, err)
 		return
 	}
 	resp := readResponse{
 		Key: read.Entry.Key, Value: read.Entry.Value, Source: read.Source,
-		Version: a.version(w, key, read.Entry.Version),
+		Version: a.version(w, req.Key, read.Entry.Version),
 	}
-	if read.withWriter {
+	if req.WithWriter {
 		resp.WrittenBy = &read.Entry.WrittenBy
 	}
 	writeJSON(w, r, http.StatusOK, resp)
-}
-
-// keyRead is a read and whether it asked for its writer.
-type keyRead struct {
-	kv.Read
-	withWriter bool
 }
 
 // paramWith asks a read for more than the value: with=writer names who
 // wrote it, which only PostgreSQL keeps.
 const paramWith, withWriter = "with", "writer"
 
-func (a *api) read(r *http.Request) (keyRead, string, error) {
-	q, err := url.ParseQuery(r.URL.RawQuery)
+// parseRead reads a GET's query into the read it asks for; the service
+// validates the key.
+func (a *api) parseRead(r *http.Request) (kv.ReadRequest, error) {
+	var req kv.ReadRequest
+	q, err := queryOf(r)
 	if err != nil {
-		return keyRead{}, "", &badRequest{code: "invalid_query", msg: "query string is malformed"}
+		return req, err
 	}
 	key, ok, err := single(q, "key")
 	switch {
 	case err != nil:
-		return keyRead{}, "", err
+		return req, err
 	case !ok:
-		return keyRead{}, "", &kv.ValidationError{Field: "key", Reason: "missing; use ?key="}
+		return req, &kv.ValidationError{Field: "key", Reason: "missing; use ?key="}
+	case q.Has(paramWait):
+		return req, &kv.ValidationError{Field: paramWait, Reason: "only on PUT and DELETE; a read waits with min_version"}
 	}
-	if err := a.svc.Limits().ValidateKey(key); err != nil {
-		return keyRead{}, "", err
-	}
-	if err := a.authorize(r, auth.Read, key); err != nil {
-		return keyRead{}, "", err
-	}
-	if q.Has(paramWait) {
-		return keyRead{}, "", &kv.ValidationError{Field: paramWait, Reason: "only on PUT and DELETE; a read waits with min_version"}
-	}
+	req.Key = key
 	min, waits, err := a.minVersion(q, key)
 	if err != nil {
-		return keyRead{}, "", err
+		return req, err
 	}
-	timeout, err := waitTimeout(q, waits)
-	if err != nil {
-		return keyRead{}, "", err
+	if waits {
+		req.MinVersion = &min
+	}
+	if req.Timeout, err = waitTimeout(q, waits); err != nil {
+		return req, err
 	}
 	with, asked, err := single(q, paramWith)
 	switch {
 	case err != nil:
-		return keyRead{}, "", err
+		return req, err
 	case asked && with != withWriter:
-		return keyRead{}, "", &badRequest{code: "invalid_with", msg: "with takes one value: writer"}
+		return req, &badRequest{code: "invalid_with", msg: "with takes one value: writer"}
 	case asked && waits:
-		return keyRead{}, "", &badRequest{code: "invalid_with", msg: "with=writer reads PostgreSQL at once; it does not wait with min_version"}
+		return req, &badRequest{code: "invalid_with", msg: "with=writer reads PostgreSQL at once; it does not wait with min_version"}
 	}
-	var read kv.Read
-	switch {
-	case asked:
-		read, err = a.svc.GetWritten(r.Context(), key)
-	case waits:
-		read, err = a.svc.GetAtLeast(r.Context(), key, min, a.svc.WaitConfig().Bound(timeout))
-	default:
-		read, err = a.svc.Get(r.Context(), key)
-	}
-	return keyRead{read, asked}, key, err
+	req.WithWriter = asked
+	return req, nil
 }
 
 type acceptedResponse struct {
@@ -139,10 +130,6 @@ type acceptedResponse struct {
 	// StoredVersion is the token of the newer operation that superseded
 	// this one.
 	StoredVersion *string `json:"stored_version,omitempty"`
-}
-
-func (a *api) writeAccepted(w http.ResponseWriter, r *http.Request, op kv.Op) {
-	a.writeWrite(w, r, kv.Write{Op: op, Status: kv.Pending})
 }
 
 // writeWrite answers a write: 202 while it is pending, 200 once it was
@@ -170,126 +157,125 @@ func (a *api) writeWrite(w http.ResponseWriter, r *http.Request, res kv.Write) {
 // ?wait=applied it waits (at most &timeout=, else KV_WAIT_TIMEOUT) for the
 // write to be applied.
 func (a *api) putKey(w http.ResponseWriter, r *http.Request) {
-	in, err := a.readWriteInput(w, r)
-	if err != nil {
-		a.failRequest(w, r, err)
-		return
-	}
-	req, err := decodeWrite(in.body)
-	switch {
-	case err != nil:
-	case req.Value == nil:
-		err = &kv.ValidationError{Field: "value", Reason: "missing"}
-	case in.inQuery && *req.Key != in.key:
-		err = errKeysDisagree
-	default:
-		err = a.authorize(r, auth.Write, *req.Key)
-	}
-	if err != nil {
-		a.failRequest(w, r, err)
-		return
-	}
-	// The write carries its writer (authenticate put it in the context)
-	// into the message, the span and the row.
-	ctx := r.Context()
-	if in.waits {
-		res, err := a.svc.PutApplied(ctx, *req.Key, *req.Value, a.svc.WaitConfig().Bound(in.timeout))
-		a.answerWrite(w, r, res, err)
-		return
-	}
-	op, err := a.svc.Put(ctx, *req.Key, *req.Value)
-	if err != nil {
-		a.failRequest(w, r, err)
-		return
-	}
-	a.writeAccepted(w, r, op)
+	a.write(w, r, kv.KindPut)
 }
 
-func (a *api) answerWrite(w http.ResponseWriter, r *http.Request, res kv.Write, err error) {
+// deleteKey takes the key from the query or from a {"key":K} body; given in
+// both, they must agree.
+func (a *api) deleteKey(w http.ResponseWriter, r *http.Request) {
+	a.write(w, r, kv.KindDelete)
+}
+
+// write serves a PUT or a DELETE: parsed, authorized, handed to the
+// service. The write carries its writer (authenticate put it in the
+// context) into the message, the span and the row.
+func (a *api) write(w http.ResponseWriter, r *http.Request, kind kv.Kind) {
+	req, err := a.parseWrite(w, r, kind)
+	if err == nil {
+		err = a.authorize(r, auth.Write, req.Key)
+	}
+	if err == nil {
+		var res kv.Write
+		if res, err = a.svc.Write(r.Context(), req); err == nil {
+			a.writeWrite(w, r, res)
+			return
+		}
+	}
+	a.failRequest(w, r, err)
+}
+
+// parseWrite reads a PUT's or DELETE's query (?key=, ?wait=applied with its
+// &timeout=) and its body, within KV_MAX_BODY_BYTES, into the write it
+// asks for; the service validates the key and the value.
+func (a *api) parseWrite(w http.ResponseWriter, r *http.Request, kind kv.Kind) (kv.WriteRequest, error) {
+	req := kv.WriteRequest{Kind: kind}
+	q, err := queryOf(r)
 	if err != nil {
-		a.failRequest(w, r, err)
-		return
+		return req, err
 	}
-	a.writeWrite(w, r, res)
-}
-
-// writeInput is what a PUT or DELETE brings besides its JSON: the key of
-// ?key= (inQuery when given), ?wait=applied with its &timeout=, and the
-// body, not yet decoded.
-type writeInput struct {
-	key     string
-	inQuery bool
-	waits   bool
-	timeout *time.Duration
-	body    []byte
-}
-
-// readWrite reads and validates a write's query, then reads its body
-// within KV_MAX_BODY_BYTES.
-func (a *api) readWriteInput(w http.ResponseWriter, r *http.Request) (writeInput, error) {
-	var in writeInput
-	var err error
-	if in.key, in.inQuery, err = queryKey(r); err != nil {
-		return in, err
+	key, given, err := single(q, "key")
+	if err != nil {
+		return req, err
 	}
-	if in.waits, in.timeout, err = waitParams(r); err != nil {
-		return in, err
+	if req.Wait, req.Timeout, err = waitParams(q); err != nil {
+		return req, err
 	}
-	in.body, err = readBody(w, r, a.cfg.MaxBodyBytes)
-	return in, err
+	body, err := readBody(w, r, a.cfg.MaxBodyBytes)
+	if err != nil {
+		return req, err
+	}
+	if kind == kv.KindPut || len(body) > 0 {
+		in, err := decodeWrite(body)
+		switch {
+		case err != nil:
+			return req, err
+		case kind == kv.KindPut && in.Value == nil:
+			return req, &kv.ValidationError{Field: "value", Reason: "missing"}
+		case kind == kv.KindDelete && in.Value != nil:
+			return req, &kv.ValidationError{Field: "value", Reason: "not allowed in a delete"}
+		case given && *in.Key != key:
+			return req, errKeysDisagree
+		}
+		key, given = *in.Key, true
+		if in.Value != nil {
+			req.Value = *in.Value
+		}
+	}
+	if !given {
+		return req, &kv.ValidationError{Field: "key", Reason: "missing; use ?key= or a {\"key\":…} body"}
+	}
+	req.Key = key
+	return req, nil
 }
 
 // errKeysDisagree answers a write whose ?key= and body name different keys.
 var errKeysDisagree = &kv.ValidationError{Field: "key", Reason: "query and body name different keys"}
 
-// deleteKey takes the key from the query or from a {"key":K} body; given in
-// both, they must agree.
-func (a *api) deleteKey(w http.ResponseWriter, r *http.Request) {
-	in, err := a.readWriteInput(w, r)
-	if err != nil {
-		a.failRequest(w, r, err)
-		return
-	}
-	key, ok := in.key, in.inQuery
-	if len(in.body) > 0 {
-		req, err := decodeWrite(in.body)
-		switch {
-		case err != nil:
-		case req.Value != nil:
-			err = &kv.ValidationError{Field: "value", Reason: "not allowed in a delete"}
-		case ok && *req.Key != key:
-			err = errKeysDisagree
-		}
-		if err != nil {
-			a.failRequest(w, r, err)
-			return
-		}
-		key, ok = *req.Key, true
-	}
-	if !ok {
-		a.failRequest(w, r, &kv.ValidationError{Field: "key", Reason: "missing; use ?key= or a {\"key\":…} body"})
-		return
-	}
-	if err := a.authorize(r, auth.Write, key); err != nil {
-		a.failRequest(w, r, err)
-		return
-	}
-	ctx := r.Context()
-	if in.waits {
-		res, err := a.svc.DeleteApplied(ctx, key, a.svc.WaitConfig().Bound(in.timeout))
-		a.answerWrite(w, r, res, err)
-		return
-	}
-	op, err := a.svc.Delete(ctx, key)
-	if err != nil {
-		a.failRequest(w, r, err)
-		return
-	}
-	a.writeAccepted(w, r, op)
-}
-
 func writeJSON(w http.ResponseWriter, _ *http.Request, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v) // a write error means the client left
+}
+
+// authorize returns nil when the request's principal may exercise right on
+// key, else the refusal (an *auth.Error), which says nothing of the key.
+func (a *api) authorize(r *http.Request, right auth.Right, key string) error {
+	return a.auth.Authorize(principal(r), right, key)
+}
+
+// Tokens turns a key's versions into the opaque tokens clients hold, and
+// back (package token).
+type Tokens interface {
+	Encode(key string, v kv.Version) string
+	// Decode fails on a token this deployment never issued for key.
+	Decode(key, token string) (kv.Version, error)
+}
+
+// VersionHeader carries the version token of what an answer is about: the
+// operation a 202 accepted, the state a read returns.
+const VersionHeader = "KV-Version"
+
+// version renders v of key as a token and sets the version header; the
+// zero version (nothing stored) has none.
+func (a *api) version(w http.ResponseWriter, key string, v kv.Version) *string {
+	if v == (kv.Version{}) {
+		return nil
+	}
+	t := a.tokens.Encode(key, v)
+	w.Header().Set(VersionHeader, t)
+	return &t
+}
+
+// versionOf returns the version an error names, if any: the delete that
+// made a key not found, the newest version seen when a wait timed out.
+func versionOf(err error) (kv.Version, bool) {
+	var nf *kv.NotFoundError
+	var nr *kv.NotReachedError
+	switch {
+	case errors.As(err, &nf):
+		return nf.Version, true
+	case errors.As(err, &nr):
+		return nr.Newest, true
+	}
+	return kv.Version{}, false
 }

@@ -43,7 +43,33 @@ type waitCall struct {
 
 func (f *fakeService) Limits() kv.Limits { return kv.Limits{MaxKeyBytes: 32, MaxValueBytes: 64} }
 
-func (f *fakeService) WaitConfig() kv.WaitConfig { return kv.DefaultWaitConfig() }
+// Read, Write and List serve the requests as kv.Service does, on the
+// calls below, validating against Limits and bounding waits by the
+// default WaitConfig.
+func (f *fakeService) Read(ctx context.Context, req kv.ReadRequest) (kv.Read, error) {
+	if err := f.Limits().ValidateKey(req.Key); err != nil {
+		return kv.Read{}, err
+	}
+	switch {
+	case req.WithWriter:
+		return f.GetWritten(ctx, req.Key)
+	case req.MinVersion != nil:
+		return f.GetAtLeast(ctx, req.Key, *req.MinVersion, kv.DefaultWaitConfig().Bound(req.Timeout))
+	}
+	return f.Get(ctx, req.Key)
+}
+
+func (f *fakeService) Write(ctx context.Context, req kv.WriteRequest) (kv.Write, error) {
+	op := kv.Op{Kind: req.Kind, Key: req.Key, Value: req.Value, WrittenBy: kv.WriterOf(ctx)}
+	if req.Wait {
+		return f.writeApplied(op, kv.DefaultWaitConfig().Bound(req.Timeout))
+	}
+	op, err := f.write(op)
+	if err != nil {
+		return kv.Write{}, err
+	}
+	return kv.Write{Op: op, Status: kv.Pending}, nil
+}
 
 func (f *fakeService) GetAtLeast(ctx context.Context, key string, min kv.Version, timeout time.Duration) (kv.Read, error) {
 	f.waits = append(f.waits, waitCall{client: kv.WriterOf(ctx), key: key, min: min, timeout: timeout})
@@ -51,14 +77,6 @@ func (f *fakeService) GetAtLeast(ctx context.Context, key string, min kv.Version
 		return kv.Read{}, f.waitErr
 	}
 	return f.Get(ctx, key)
-}
-
-func (f *fakeService) PutApplied(ctx context.Context, key, value string, timeout time.Duration) (kv.Write, error) {
-	return f.writeApplied(kv.Op{Kind: kv.KindPut, Key: key, Value: value, WrittenBy: kv.WriterOf(ctx)}, timeout)
-}
-
-func (f *fakeService) DeleteApplied(ctx context.Context, key string, timeout time.Duration) (kv.Write, error) {
-	return f.writeApplied(kv.Op{Kind: kv.KindDelete, Key: key, WrittenBy: kv.WriterOf(ctx)}, timeout)
 }
 
 // GetWritten is Get naming the last writer of the key recorded.
@@ -95,19 +113,22 @@ func (f *fakeService) Get(_ context.Context, key string) (kv.Read, error) {
 	return kv.Read{Entry: kv.Entry{Key: key, Value: v, Version: f.version}, Source: kv.SourceRedis}, nil
 }
 
-func (f *fakeService) List(_ context.Context, prefix, after string, limit int) ([]kv.Entry, error) {
+func (f *fakeService) List(_ context.Context, req kv.ListRequest) ([]kv.Entry, error) {
 	if f.listErr != nil {
 		return nil, f.listErr
 	}
+	if req.After != "" && f.Limits().ValidateKey(req.After) != nil {
+		return nil, &kv.ValidationError{Field: "cursor", Reason: "not one this API returned"}
+	}
 	keys := make([]string, 0, len(f.entries))
 	for k := range f.entries {
-		if k > after && strings.HasPrefix(k, prefix) {
+		if k > req.After && slices.ContainsFunc(req.Prefixes, func(p string) bool { return strings.HasPrefix(k, p) }) {
 			keys = append(keys, k)
 		}
 	}
 	slices.Sort(keys)
 	var out []kv.Entry
-	for _, k := range keys[:min(limit, len(keys))] {
+	for _, k := range keys[:min(req.Limit, len(keys))] {
 		out = append(out, kv.Entry{Key: k, Value: f.entries[k]})
 	}
 	return out, nil
@@ -123,14 +144,6 @@ func (f *fakeService) write(op kv.Op) (kv.Op, error) {
 	op.Version = kv.NewVersion(time.Now())
 	f.writes = append(f.writes, op)
 	return op, nil
-}
-
-func (f *fakeService) Put(ctx context.Context, key, value string) (kv.Op, error) {
-	return f.write(kv.Op{Kind: kv.KindPut, Key: key, Value: value, WrittenBy: kv.WriterOf(ctx)})
-}
-
-func (f *fakeService) Delete(ctx context.Context, key string) (kv.Op, error) {
-	return f.write(kv.Op{Kind: kv.KindDelete, Key: key, WrittenBy: kv.WriterOf(ctx)})
 }
 
 func newTestHandler(svc Service) http.Handler {
@@ -352,7 +365,7 @@ func TestRequestID(t *testing.T) {
 
 type panicService struct{ fakeService }
 
-func (panicService) Get(context.Context, string) (kv.Read, error) { panic("boom") }
+func (panicService) Read(context.Context, kv.ReadRequest) (kv.Read, error) { panic("boom") }
 
 func TestPanicBecomes500(t *testing.T) {
 	rec := do(t, newTestHandler(&panicService{}), "GET", "/api?key=a", "")

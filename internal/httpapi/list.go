@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+
+	"github.com/kvstack/kvstack/internal/kv"
 )
 
 type listItem struct {
@@ -30,9 +32,9 @@ func (a *api) listKeys(w http.ResponseWriter, r *http.Request) {
 		a.failRequest(w, r, err)
 		return
 	}
-	q, err := url.ParseQuery(r.URL.RawQuery)
+	q, err := queryOf(r)
 	if err != nil {
-		a.failRequest(w, r, &badRequest{code: "invalid_query", msg: "query string is malformed"})
+		a.failRequest(w, r, err)
 		return
 	}
 	limit, err := a.parseLimit(q)
@@ -74,10 +76,10 @@ func (a *api) parseCursor(q url.Values) (string, error) {
 		return "", bad
 	}
 	key, err := base64.RawURLEncoding.DecodeString(s[0])
-	if err != nil || a.svc.Limits().ValidateKey(string(key)) != nil {
+	if err != nil || len(key) == 0 {
 		return "", bad
 	}
-	return string(key), nil
+	return string(key), nil // the service validates it as a key
 }
 
 func encodeCursor(key string) *string {
@@ -86,7 +88,7 @@ func encodeCursor(key string) *string {
 }
 
 func (a *api) listPage(w http.ResponseWriter, r *http.Request, prefixes []string, after string, limit int) {
-	entries, err := a.listWithin(r.Context(), prefixes, after, limit+1)
+	entries, err := a.svc.List(r.Context(), kv.ListRequest{Prefixes: prefixes, After: after, Limit: limit + 1})
 	if err != nil {
 		a.failRequest(w, r, err)
 		return
@@ -107,7 +109,7 @@ func (a *api) listPage(w http.ResponseWriter, r *http.Request, prefixes []string
 // failure later aborts the response, which the client sees as truncated
 // rather than as a complete listing.
 func (a *api) listAll(w http.ResponseWriter, r *http.Request, prefixes []string, after string) {
-	entries, err := a.listWithin(r.Context(), prefixes, after, a.cfg.ListPageSize)
+	entries, err := a.svc.List(r.Context(), kv.ListRequest{Prefixes: prefixes, After: after, Limit: a.cfg.ListPageSize})
 	if err != nil {
 		a.failRequest(w, r, err)
 		return
@@ -140,7 +142,7 @@ func (a *api) listAll(w http.ResponseWriter, r *http.Request, prefixes []string,
 		if len(entries) < a.cfg.ListPageSize {
 			break
 		}
-		entries, err = a.listWithin(r.Context(), prefixes, entries[len(entries)-1].Key, a.cfg.ListPageSize)
+		entries, err = a.svc.List(r.Context(), kv.ListRequest{Prefixes: prefixes, After: entries[len(entries)-1].Key, Limit: a.cfg.ListPageSize})
 		if err != nil {
 			a.logFor(r).Warn().Err(err).Msg("listing aborted midway")
 			panic(http.ErrAbortHandler)

@@ -135,3 +135,23 @@ func routePattern(r *http.Request) string {
 	}
 	return "unmatched"
 }
+
+// metricRoute is the route label of a request: its route template, but
+// reads and writes that wait are told apart ("/api:min_version",
+// "/api:wait"), since their latency is the queue's by design and would
+// otherwise hide the API's own in /api's. (Not "/api?…": a label that
+// looks like a query string would look like a raw URL.)
+func metricRoute(r *http.Request) string {
+	route := routePattern(r)
+	if route != "/api" || r.URL.RawQuery == "" {
+		return route
+	}
+	param, label := paramWait, "/api:wait"
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		param, label = paramMinVersion, "/api:min_version"
+	}
+	if q, err := queryOf(r); err == nil && q.Has(param) {
+		return label
+	}
+	return route
+}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 	"unicode/utf16"
 	"unicode/utf8"
 
@@ -147,18 +148,95 @@ func hexRune(b []byte, i int) (rune, bool) {
 	return rune(n), err == nil
 }
 
-// queryKey returns the single key parameter; ok is false when there is none.
-func queryKey(r *http.Request) (key string, ok bool, err error) {
-	q, err := url.ParseQuery(r.URL.RawQuery)
-	if err != nil {
-		return "", false, &badRequest{code: "invalid_query", msg: "query string is malformed"}
+// queryOf is r's query string, parsed once for the request: the handler
+// reads its parameters, and the metrics' route label (metricRoute) whether
+// it waits.
+func queryOf(r *http.Request) (url.Values, error) {
+	e := exchangeOf(r.Context())
+	if e == nil {
+		return parseQuery(r.URL.RawQuery)
 	}
-	keys, ok := q["key"]
+	if !e.parsed {
+		e.query, e.queryErr = parseQuery(r.URL.RawQuery)
+		e.parsed = true
+	}
+	return e.query, e.queryErr
+}
+
+func parseQuery(raw string) (url.Values, error) {
+	q, err := url.ParseQuery(raw)
+	if err != nil {
+		return q, &badRequest{code: "invalid_query", msg: "query string is malformed"}
+	}
+	return q, nil
+}
+
+// The query parameters of reading one's writes.
+const (
+	paramMinVersion = "min_version"
+	paramWait       = "wait"
+	paramTimeout    = "timeout"
+	waitApplied     = "applied"
+)
+
+// single returns the one value of a query parameter; ok is false when it
+// is absent, and a parameter given twice is a 400.
+func single(q url.Values, name string) (v string, ok bool, err error) {
+	vs, ok := q[name]
 	switch {
 	case !ok:
 		return "", false, nil
-	case len(keys) > 1:
-		return "", false, &badRequest{code: "invalid_key", msg: "key given more than once"}
+	case len(vs) > 1:
+		return "", false, &badRequest{code: "invalid_" + name, msg: name + " given more than once"}
 	}
-	return keys[0], true, nil
+	return vs[0], true, nil
+}
+
+// waitTimeout reads ?timeout= (a Go duration: 500ms, 2s), allowed only
+// beside what waits; nil means the configured default. The service caps
+// it at KV_WAIT_MAX.
+func waitTimeout(q url.Values, waits bool) (*time.Duration, error) {
+	s, ok, err := single(q, paramTimeout)
+	if err != nil || !ok {
+		return nil, err
+	}
+	if !waits {
+		return nil, &kv.ValidationError{Field: paramTimeout, Reason: "only with min_version (GET) or wait=applied (PUT, DELETE)"}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 {
+		return nil, &kv.ValidationError{Field: paramTimeout, Reason: "not a duration such as 500ms or 2s"}
+	}
+	return &d, nil
+}
+
+// minVersion reads ?min_version=, the token of a version of key.
+func (a *api) minVersion(q url.Values, key string) (v kv.Version, ok bool, err error) {
+	s, ok, err := single(q, paramMinVersion)
+	if err != nil || !ok {
+		return kv.Version{}, false, err
+	}
+	v, err = a.tokens.Decode(key, s)
+	if err != nil {
+		return kv.Version{}, false, &kv.ValidationError{Field: paramMinVersion, Reason: "not a valid version token: " + err.Error()}
+	}
+	return v, true, nil
+}
+
+// waitParams reads what a write says of waiting: whether it waits
+// (?wait=applied) and for how long. A read's min_version has no meaning on
+// a write.
+func waitParams(q url.Values) (waits bool, timeout *time.Duration, err error) {
+	if _, ok := q[paramMinVersion]; ok {
+		return false, nil, &kv.ValidationError{Field: paramMinVersion, Reason: "only on GET; a write waits with wait=applied"}
+	}
+	w, waits, err := single(q, paramWait)
+	switch {
+	case err != nil:
+		return false, nil, err
+	case waits && w != waitApplied:
+		return false, nil, &kv.ValidationError{Field: paramWait, Reason: "the only wait is wait=applied"}
+	}
+	timeout, err = waitTimeout(q, waits)
+	return waits, timeout, err
 }

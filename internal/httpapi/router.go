@@ -19,18 +19,14 @@ import (
 	"github.com/kvstack/kvstack/internal/metrics"
 )
 
-// Service is what the handlers need from the domain.
+// Service is what the handlers need from the domain: a read, a write and a
+// listing, each handed the request as the handler parsed it. The service
+// validates it against its own limits and bounds its wait; the handler
+// checks only the request's form and who may make it.
 type Service interface {
-	Get(ctx context.Context, key string) (kv.Read, error)
-	GetWritten(ctx context.Context, key string) (kv.Read, error)
-	GetAtLeast(ctx context.Context, key string, min kv.Version, timeout time.Duration) (kv.Read, error)
-	List(ctx context.Context, prefix, after string, limit int) ([]kv.Entry, error)
-	Put(ctx context.Context, key, value string) (kv.Op, error)
-	PutApplied(ctx context.Context, key, value string, timeout time.Duration) (kv.Write, error)
-	Delete(ctx context.Context, key string) (kv.Op, error)
-	DeleteApplied(ctx context.Context, key string, timeout time.Duration) (kv.Write, error)
-	Limits() kv.Limits
-	WaitConfig() kv.WaitConfig
+	Read(ctx context.Context, req kv.ReadRequest) (kv.Read, error)
+	Write(ctx context.Context, req kv.WriteRequest) (kv.Write, error)
+	List(ctx context.Context, req kv.ListRequest) ([]kv.Entry, error)
 }
 
 // Readiness is what /readyz reports: the process's health.Monitor.

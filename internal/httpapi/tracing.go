@@ -16,6 +16,9 @@ import (
 )
 
 // tracerName is the instrumentation scope of the server spans.
+//
+// Spans are made where docs/ARCHITECTURE.md says ("Where spans and metrics
+// are made"); here, the server span, where a request enters the API.
 const tracerName = "github.com/kvstack/kvstack/internal/httpapi"
 
 // traced is the outermost middleware: it makes the request's exchange and,

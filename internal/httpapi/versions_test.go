@@ -112,7 +112,10 @@ func TestBadWaitParameters(t *testing.T) {
 		{"negative timeout", "GET", "/api?key=k&min_version=" + good + "&timeout=-1s", "", "invalid_timeout"},
 		{"timeout not a duration", "GET", "/api?key=k&min_version=" + good + "&timeout=5", "", "invalid_timeout"},
 		{"read with wait", "GET", "/api?key=k&wait=applied", "", "invalid_wait"},
-		{"bad key before token", "GET", "/api?key=a%0Ab&min_version=" + good, "", "invalid_key"},
+		// The token, bound to a key, is read with the query; the key's
+		// validity is the service's, which sees only a well-formed request.
+		{"token for another key than a bad one", "GET", "/api?key=a%0Ab&min_version=" + good, "", "invalid_min_version"},
+		{"bad key", "GET", "/api?key=a%0Ab", "", "invalid_key"},
 		{"write with min_version", "PUT", "/api?min_version=" + good, `{"key":"k","value":"v"}`, "invalid_min_version"},
 		{"wait for something else", "PUT", "/api?wait=stored", `{"key":"k","value":"v"}`, "invalid_wait"},
 		{"wait twice", "DELETE", "/api?key=k&wait=applied&wait=applied", "", "invalid_wait"},

@@ -23,6 +23,9 @@ const (
 	KindDelete Kind = "delete"
 )
 
+// Kinds lists every kind.
+var Kinds = []Kind{KindPut, KindDelete}
+
 // Op is one accepted write or delete. Its Version is assigned by the API when
 // it accepts the operation and never changes afterwards.
 type Op struct {

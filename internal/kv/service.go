@@ -83,11 +83,71 @@ func NewService(store Store, cache Cache, pub Publisher, limits Limits, log zero
 	return s
 }
 
-// WaitConfig returns the bounds of waiting.
-func (s *Service) WaitConfig() WaitConfig { return s.wait }
+// The HTTP edge parses each request once into one of the three requests
+// below and hands it over whole: the service owns the validation of what
+// it holds (Limits) and the bound of a wait (WaitConfig), so the edge
+// never asks for either.
 
-// Limits returns the limits the service validates against.
-func (s *Service) Limits() Limits { return s.limits }
+// ReadRequest is a read of one key.
+type ReadRequest struct {
+	Key string
+	// MinVersion, when set, asks for a state at least that new (a version
+	// the client was given), waiting for it (GetAtLeast).
+	MinVersion *Version
+	// Timeout is the wait's bound the client asked for; nil: the
+	// configured one. WaitConfig.Bound caps it.
+	Timeout *time.Duration
+	// WithWriter asks who wrote the state too, which the store alone
+	// keeps (GetWritten).
+	WithWriter bool
+}
+
+// Read serves r: GetWritten, GetAtLeast or Get.
+func (s *Service) Read(ctx context.Context, r ReadRequest) (Read, error) {
+	switch {
+	case r.WithWriter:
+		return s.GetWritten(ctx, r.Key)
+	case r.MinVersion != nil:
+		return s.GetAtLeast(ctx, r.Key, *r.MinVersion, s.wait.Bound(r.Timeout))
+	}
+	return s.Get(ctx, r.Key)
+}
+
+// WriteRequest is a put or a delete of one key.
+type WriteRequest struct {
+	Kind  Kind
+	Key   string
+	Value string // a put's; empty for a delete
+	// Wait asks to answer once the write is applied (PutApplied), for at
+	// most Timeout (nil: the configured bound), capped by WaitConfig.Max.
+	Wait    bool
+	Timeout *time.Duration
+}
+
+// Write accepts w; a write that does not wait answers Pending once it is
+// durable in the broker.
+func (s *Service) Write(ctx context.Context, w WriteRequest) (Write, error) {
+	op := Op{Kind: w.Kind, Key: w.Key, Value: w.Value}
+	if w.Wait {
+		return s.acceptApplied(ctx, op, s.wait.Bound(w.Timeout))
+	}
+	op, err := s.accept(ctx, op)
+	if err != nil {
+		return Write{}, err
+	}
+	return Write{Op: op, Status: Pending}, nil
+}
+
+// ListRequest is a page of a listing.
+type ListRequest struct {
+	// Prefixes are the prefixes whose keys may be listed: sorted, none a
+	// prefix of another (as auth.Authenticator.Listable gives them).
+	Prefixes []string
+	// After is the key the page starts after (a cursor); "" from the
+	// start.
+	After string
+	Limit int
+}
 
 // Read is the answer to a Get.
 type Read struct {
@@ -104,15 +164,14 @@ func (s *Service) Get(ctx context.Context, key string) (Read, error) {
 		return Read{}, err
 	}
 	e, err := s.cache.Get(ctx, key)
-	switch {
-	case err == nil:
+	lookup := LookupOf(err)
+	switch lookup {
+	case Hit:
 		return answer(e, SourceRedis)
-	case errors.Is(err, ErrCacheMiss), errors.Is(err, ErrCacheDown):
-		// A miss, or a cache the first failure already told of.
-	default:
-		s.log.Warn().Err(err).Msg("cache read failed; reading from the store")
+	case CacheFailed:
+		s.cacheFailed(err)
 	}
-	cacheUp := err == nil || errors.Is(err, ErrCacheMiss)
+	cacheUp := lookup != CacheFailed
 
 	v, err, _ := s.loads.Do(key, func() (any, error) {
 		return s.load(ctx, key, cacheUp)
@@ -121,6 +180,56 @@ func (s *Service) Get(ctx context.Context, key string) (Read, error) {
 		return Read{}, err
 	}
 	return answer(v.(Entry), SourcePostgres)
+}
+
+// Lookup is what one read of the cache found. LookupOf decides it, once
+// for every reader of the answer: the read path branches on it, and the
+// API's cache metrics count it (its String is their result label).
+type Lookup int
+
+const (
+	// Hit: the cache holds an entry for the key.
+	Hit Lookup = iota
+	// Miss: the cache answered, and holds nothing for the key.
+	Miss
+	// CacheFailed: the cache did not answer, or was known down and not
+	// asked (ErrCacheDown). A read then goes to the store and does not
+	// fill the cache.
+	CacheFailed
+)
+
+// Lookups lists every lookup result, in order.
+var Lookups = []Lookup{Hit, Miss, CacheFailed}
+
+// LookupOf classifies the error of a Cache.Get.
+func LookupOf(err error) Lookup {
+	switch {
+	case err == nil:
+		return Hit
+	case errors.Is(err, ErrCacheMiss):
+		return Miss
+	}
+	return CacheFailed
+}
+
+func (l Lookup) String() string {
+	switch l {
+	case Hit:
+		return "hit"
+	case Miss:
+		return "miss"
+	case CacheFailed:
+		return "error"
+	}
+	return "unknown"
+}
+
+// cacheFailed logs a failed cache read, unless the cache was known down
+// and not asked: its first failure was logged already.
+func (s *Service) cacheFailed(err error) {
+	if !errors.Is(err, ErrCacheDown) {
+		s.log.Warn().Err(err).Msg("cache read failed; reading from the store")
+	}
 }
 
 // GetWritten reads key from the store, which alone keeps who wrote each
@@ -164,15 +273,35 @@ func (s *Service) load(ctx context.Context, key string, fill bool) (Entry, error
 	return e, nil
 }
 
-// List returns up to limit live entries under prefix after the key after,
-// in key order.
-func (s *Service) List(ctx context.Context, prefix, after string, limit int) ([]Entry, error) {
-	entries, err := s.store.List(ctx, prefix, after, limit)
-	if err != nil {
-		return nil, fmt.Errorf("list: %w", err)
+// List returns up to r.Limit live entries after the key r.After, in key
+// order, from the keys of r.Prefixes alone. Their keys form ranges in that
+// order, so the entries come in key order and the last one's key is a
+// cursor; a cursor anywhere else moves where the listing starts, never
+// what it may show. A cursor that is not a valid key fails as a
+// *ValidationError of field "cursor".
+func (s *Service) List(ctx context.Context, r ListRequest) ([]Entry, error) {
+	if r.After != "" && s.limits.ValidateKey(r.After) != nil {
+		return nil, errBadCursor
 	}
-	return entries, nil
+	var out []Entry
+	for _, p := range r.Prefixes {
+		if len(out) == r.Limit {
+			break
+		}
+		if end, ok := PrefixEnd(p); ok && r.After >= end {
+			continue // the cursor is past this prefix's keys
+		}
+		entries, err := s.store.List(ctx, p, r.After, r.Limit-len(out))
+		if err != nil {
+			return nil, fmt.Errorf("list: %w", err)
+		}
+		out = append(out, entries...)
+	}
+	return out, nil
 }
+
+// errBadCursor is a cursor that is no key, so none the API returned.
+var errBadCursor = &ValidationError{Field: "cursor", Reason: "not one this API returned"}
 
 // Put accepts a write of value to key. It returns once the operation is
 // durable in the broker.

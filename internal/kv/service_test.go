@@ -3,6 +3,9 @@ package kv
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -220,5 +223,109 @@ func TestServiceWriteErrors(t *testing.T) {
 				t.Fatalf("published %d ops on error", len(pub.ops))
 			}
 		})
+	}
+}
+
+func TestLookupOf(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want Lookup
+	}{
+		{nil, Hit},
+		{fmt.Errorf("redis get: %w", ErrCacheMiss), Miss},
+		{fmt.Errorf("redis: skipped: %w", ErrCacheDown), CacheFailed},
+		{errors.New("i/o timeout"), CacheFailed},
+	} {
+		if got := LookupOf(tc.err); got != tc.want {
+			t.Errorf("LookupOf(%v) = %s, want %s", tc.err, got, tc.want)
+		}
+	}
+}
+
+// listStore lists its live keys in order, as PostgreSQL does, and records
+// the prefixes it was asked for.
+type listStore struct {
+	fakeStore
+	keys    []string
+	queried []string
+}
+
+func (s *listStore) List(_ context.Context, prefix, after string, limit int) ([]Entry, error) {
+	s.queried = append(s.queried, prefix)
+	var out []Entry
+	for _, k := range s.keys {
+		if len(out) < limit && k > after && strings.HasPrefix(k, prefix) {
+			out = append(out, Entry{Key: k, Value: "v"})
+		}
+	}
+	return out, nil
+}
+
+func TestServiceList(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		req     ListRequest
+		want    []string
+		queried []string
+		err     bool
+	}{
+		{"across prefixes, in key order", ListRequest{Prefixes: []string{"a/", "c/"}, Limit: 5}, []string{"a/1", "a/2", "c/1"}, []string{"a/", "c/"}, false},
+		{"the limit stops it", ListRequest{Prefixes: []string{"a/", "c/"}, Limit: 2}, []string{"a/1", "a/2"}, []string{"a/"}, false},
+		{"after a cursor", ListRequest{Prefixes: []string{"a/", "c/"}, After: "a/1", Limit: 5}, []string{"a/2", "c/1"}, []string{"a/", "c/"}, false},
+		{"a prefix the cursor is past is not asked", ListRequest{Prefixes: []string{"a/", "c/"}, After: "b/", Limit: 5}, []string{"c/1"}, []string{"c/"}, false},
+		{"a cursor that is no key", ListRequest{Prefixes: []string{"a/"}, After: "a\x00", Limit: 5}, nil, nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			store := &listStore{keys: []string{"a/1", "a/2", "b/1", "c/1"}}
+			svc := NewService(store, &fakeCache{entries: map[string]Entry{}}, &fakePublisher{}, Limits{MaxKeyBytes: 16, MaxValueBytes: 16}, zerolog.Nop())
+			got, err := svc.List(context.Background(), tc.req)
+			var ve *ValidationError
+			if tc.err != (errors.As(err, &ve) && ve.Field == "cursor") || !tc.err && err != nil {
+				t.Fatalf("List error = %v, want a cursor error: %v", err, tc.err)
+			}
+			var keys []string
+			for _, e := range got {
+				keys = append(keys, e.Key)
+			}
+			if !slices.Equal(keys, tc.want) || !slices.Equal(store.queried, tc.queried) {
+				t.Errorf("List = %v asking %v; want %v asking %v", keys, store.queried, tc.want, tc.queried)
+			}
+		})
+	}
+}
+
+func TestServiceWriteValidatesThenPublishes(t *testing.T) {
+	ctx := context.Background()
+	pub := &fakePublisher{}
+	svc := newTestService(&fakeStore{}, &fakeCache{entries: map[string]Entry{}}, pub)
+	for _, req := range []WriteRequest{
+		{Kind: KindPut, Key: "", Value: "v"},
+		{Kind: KindPut, Key: "k", Value: strings.Repeat("v", 17)},
+		{Kind: KindDelete, Key: "k\n"},
+	} {
+		if _, err := svc.Write(ctx, req); !errors.Is(err, ErrInvalid) {
+			t.Errorf("Write(%+v) = %v, want ErrInvalid", req, err)
+		}
+	}
+	if len(pub.ops) != 0 {
+		t.Fatalf("invalid writes were published: %+v", pub.ops)
+	}
+	res, err := svc.Write(ctx, WriteRequest{Kind: KindPut, Key: "k", Value: "v"})
+	if err != nil || res.Status != Pending || len(pub.ops) != 1 || pub.ops[0].Version != res.Op.Version {
+		t.Fatalf("Write = %+v, %v (published %+v); want Pending, published", res, err, pub.ops)
+	}
+}
+
+func TestServiceReadValidatesTheKey(t *testing.T) {
+	store := &fakeStore{}
+	svc := newTestService(store, &fakeCache{entries: map[string]Entry{}}, &fakePublisher{})
+	min := NewVersion(time.Now())
+	for _, req := range []ReadRequest{{Key: ""}, {Key: "k\n", WithWriter: true}, {Key: strings.Repeat("k", 17), MinVersion: &min}} {
+		if _, err := svc.Read(context.Background(), req); !errors.Is(err, ErrInvalid) {
+			t.Errorf("Read(%+v) = %v, want ErrInvalid", req, err)
+		}
+	}
+	if n := store.calls.Load(); n != 0 {
+		t.Errorf("invalid reads asked the store %d times", n)
 	}
 }

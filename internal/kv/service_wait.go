@@ -11,6 +11,9 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
+// Spans are made where docs/ARCHITECTURE.md says ("Where spans and metrics
+// are made"); here, the wait applied span, the one stretch of a request that
+// no call covers; the service makes no other.
 const tracerName = "github.com/kvstack/kvstack/internal/kv"
 
 // GetAtLeast is Get for a state of key at least as new as min (a version
@@ -24,14 +27,14 @@ func (s *Service) GetAtLeast(ctx context.Context, key string, min Version, timeo
 		return Read{}, err
 	}
 	e, err := s.cache.Get(ctx, key)
+	lookup := LookupOf(err)
 	switch {
-	case err == nil && !min.Newer(e.Version):
+	case lookup == Hit && !min.Newer(e.Version):
 		return answer(e, SourceRedis)
-	case err == nil, errors.Is(err, ErrCacheMiss):
-	default:
-		s.log.Warn().Err(err).Msg("cache read failed; reading from the store")
+	case lookup == CacheFailed:
+		s.cacheFailed(err)
 	}
-	cacheUp := err == nil || errors.Is(err, ErrCacheMiss)
+	cacheUp := lookup != CacheFailed
 
 	// Not singleflight's shared load: one that started before min was
 	// applied could answer with an older row.

@@ -1,6 +1,10 @@
 package metrics
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/kvstack/kvstack/internal/kv"
+)
 
 // Cache is the read path's cache metrics: the hit ratio is
 // hits / (hits + misses).
@@ -9,14 +13,11 @@ type Cache struct {
 	fills    *prometheus.CounterVec
 }
 
-// Cache lookup results and fill results.
+// Cache fill results. A lookup's result is its kv.Lookup.
 const (
-	Hit   = "hit"
-	Miss  = "miss"
-	Error = "error"
-
 	FillStored = "stored"
 	FillStale  = "stale"
+	FillError  = "error"
 )
 
 // NewCache registers the cache metrics on reg.
@@ -31,10 +32,10 @@ func NewCache(reg prometheus.Registerer) *Cache {
 			Help: "Cache fills after a miss, by result (stored; stale: refused because the cache held the same or a newer version; error).",
 		}, []string{"result"}),
 	}
-	for _, r := range []string{Hit, Miss, Error} {
-		m.requests.WithLabelValues(r)
+	for _, l := range kv.Lookups {
+		m.requests.WithLabelValues(l.String())
 	}
-	for _, r := range []string{FillStored, FillStale, Error} {
+	for _, r := range []string{FillStored, FillStale, FillError} {
 		m.fills.WithLabelValues(r)
 	}
 	reg.MustRegister(m.requests, m.fills)
@@ -42,9 +43,9 @@ func NewCache(reg prometheus.Registerer) *Cache {
 }
 
 // Lookup counts one cache lookup.
-func (m *Cache) Lookup(result string) {
+func (m *Cache) Lookup(l kv.Lookup) {
 	if m != nil {
-		m.requests.WithLabelValues(result).Inc()
+		m.requests.WithLabelValues(l.String()).Inc()
 	}
 }
 

@@ -1,10 +1,13 @@
 package rabbitmq
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kvstack/kvstack/internal/kv"
 )
 
 func TestDefaultConfig(t *testing.T) {
@@ -83,5 +86,21 @@ func TestSeveralBrokers(t *testing.T) {
 	}
 	if got := cfg.RedactedURL(); strings.Contains(got, "s3cret") || strings.Count(got, "kv:xxxxx@") != 3 {
 		t.Errorf("RedactedURL() = %s, want every password masked", got)
+	}
+}
+
+func TestTopologyQueueOf(t *testing.T) {
+	topo := DefaultConfig().Topology()
+	for _, tc := range []struct {
+		kind kv.Kind
+		want string
+	}{{kv.KindPut, "add_key"}, {kv.KindDelete, "del_key"}} {
+		got, err := topo.QueueOf(tc.kind)
+		if err != nil || got != tc.want {
+			t.Errorf("QueueOf(%s) = %q, %v; want %q", tc.kind, got, err, tc.want)
+		}
+	}
+	if _, err := topo.QueueOf("upsert"); !errors.Is(err, kv.ErrInvalid) {
+		t.Errorf("QueueOf(upsert) = %v, want kv.ErrInvalid", err)
 	}
 }

@@ -120,14 +120,14 @@ func Message(op kv.Op, keys *msgsig.Keys) (amqp.Publishing, error) {
 	return msg, nil
 }
 
-// Publish sends op to its queue (puts to QueueAdd, deletes to QueueDel) as
+// Publish sends op to its queue (Topology.QueueOf) as
 // a persistent message, and returns nil only once the broker confirmed it.
 // Any failure to get that confirm within PublishTimeout (not connected,
 // blocked, channel closed, nack, timeout) wraps kv.ErrUnavailable.
 func (p *Publisher) Publish(ctx context.Context, op kv.Op) error {
-	queue, err := p.queueFor(op.Kind)
+	queue, err := p.topo.QueueOf(op.Kind)
 	if err != nil {
-		return err
+		return fmt.Errorf("publish: %w", err)
 	}
 	msg, err := Message(op, p.keys)
 	if err != nil {
@@ -142,16 +142,6 @@ func (p *Publisher) Publish(ctx context.Context, op kv.Op) error {
 	}
 	endSpan(span, err)
 	return err
-}
-
-func (p *Publisher) queueFor(k kv.Kind) (string, error) {
-	switch k {
-	case kv.KindPut:
-		return p.topo.AddQueue, nil
-	case kv.KindDelete:
-		return p.topo.DelQueue, nil
-	}
-	return "", fmt.Errorf("publish: unknown kind %q: %w", k, kv.ErrInvalid)
 }
 
 func (p *Publisher) publish(ctx context.Context, queue string, msg amqp.Publishing) error {

@@ -146,10 +146,11 @@ func (s *Source) start(sess *consumeSession, server []attribute.KeyValue) error 
 		return err
 	}
 	id := uuid.NewString()
-	for _, q := range []struct {
-		queue string
-		kind  kv.Kind
-	}{{s.topo.AddQueue, kv.KindPut}, {s.topo.DelQueue, kv.KindDelete}} {
+	for _, kind := range kv.Kinds {
+		queue, err := s.topo.QueueOf(kind)
+		if err != nil {
+			return err
+		}
 		ch, err := sess.conn.Channel()
 		if err != nil {
 			return fmt.Errorf("open channel: %w", err)
@@ -158,7 +159,7 @@ func (s *Source) start(sess *consumeSession, server []attribute.KeyValue) error 
 			return fmt.Errorf("qos: %w", err)
 		}
 		qc := &queueChannel{
-			queue: q.queue, kind: q.kind, tag: "kvstack-" + id + "-" + string(q.kind), ch: ch,
+			queue: queue, kind: kind, tag: "kvstack-" + id + "-" + string(kind), ch: ch,
 			attrs: append([]attribute.KeyValue{semconv.MessagingSystemRabbitMQ}, server...),
 		}
 		in, err := ch.Consume(qc.queue, qc.tag, false, false, false, false, nil)

@@ -6,6 +6,8 @@ import (
 	"regexp"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/kvstack/kvstack/internal/kv"
 )
 
 // Topology names the queues and the dead-letter exchange, and how the
@@ -28,6 +30,20 @@ type Topology struct {
 // DLQ is the name of the dead-letter queue of queue, and the routing key
 // its rejected messages carry to the DLX.
 func DLQ(queue string) string { return queue + ".dlq" }
+
+// QueueOf is the work queue of the operations of kind k: puts go to
+// AddQueue, deletes to DelQueue. It is the one map from a kind to its
+// queue: the publisher sends by it, the source tells a delivery's kind by
+// it, and the API's publish metrics are labelled by it.
+func (t Topology) QueueOf(k kv.Kind) (string, error) {
+	switch k {
+	case kv.KindPut:
+		return t.AddQueue, nil
+	case kv.KindDelete:
+		return t.DelQueue, nil
+	}
+	return "", fmt.Errorf("unknown kind %q: %w", k, kv.ErrInvalid)
+}
 
 // Queues returns the two work queues.
 func (t Topology) Queues() []string { return []string{t.AddQueue, t.DelQueue} }

@@ -19,6 +19,10 @@ import (
 // routing key makes the destination the routing key alone, so the publish
 // span is named "publish add_key" (and the consumer package's CONSUMER span
 // "process add_key").
+//
+// Spans are made where docs/ARCHITECTURE.md says ("Where spans and metrics
+// are made"); here, the publish span, where a call leaves the process (the
+// driver has no instrumentation).
 const tracerName = "github.com/kvstack/kvstack/internal/rabbitmq"
 
 func tracer() trace.Tracer { return otel.Tracer(tracerName) }
