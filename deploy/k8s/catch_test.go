@@ -186,6 +186,9 @@ func TestChecksCatch(t *testing.T) {
 				}
 			}
 		}},
+		{"a managed Redis in plain text", "enginetls", "prod-external", func(m *manifests, s *sources) {
+			envVar(api(m), "REDIS_ADDR").Value = "kvstack.redis.example.internal:6379"
+		}},
 		{"Redis without TLS", "enginetls", "prod", func(m *manifests, s *sources) { m.redisClusters[0].Spec.TLS = nil }},
 		{"a consumer that speaks plain Redis", "enginetls", "dev", func(m *manifests, s *sources) {
 			envVar(consumer(m), "REDIS_ADDR").Value = "kvstack-redis:6379"

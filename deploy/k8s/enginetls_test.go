@@ -125,6 +125,14 @@ func checkEngineTLS(t testing.TB, m *manifests, s *sources) problems {
 			}
 		}
 	}
+	// A managed Redis, beyond the cluster's network: over TLS too.
+	if _, ok := m.external["redis"]; ok {
+		for _, k := range m.kvContainers() {
+			if addr := envVar(k.c, "REDIS_ADDR"); addr != nil && !strings.HasPrefix(addr.Value, "rediss://") {
+				p.add("%s: REDIS_ADDR %s: a managed Redis reached in plain text, want rediss://", k, addr.Value)
+			}
+		}
+	}
 	// Redis: TLS alone on every node, from a Certificate of the release
 	// for the name every client checks, with the CA the image reads.
 	type redisTLS struct {
