@@ -34,8 +34,8 @@ func TestExportersInStep(t *testing.T) {
 	render := service(t, p, "render-config")
 	// What each exporter reads, as the containers see it.
 	targets := map[native.ExporterKind]string{
-		native.Mtail:            env(nginx, "NGINX_ACCESS_LOG"),
-		native.NginxExporter:    "http://" + env(nginx, "NGINX_STATUS_LISTEN") + "/stub_status",
+		native.Mtail:         env(nginx, "NGINX_ACCESS_LOG"),
+		native.NginxExporter: "http://" + env(nginx, "NGINX_STATUS_LISTEN") + "/stub_status",
 		// As its own role (TestNoServiceAsSuperuser checks which): the
 		// API's host and database.
 		native.PostgresExporter: env(service(t, p, "postgres-exporter"), "DATA_SOURCE_NAME"),

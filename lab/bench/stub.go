@@ -23,9 +23,9 @@ import (
 // StubRedis, when Addr is set, makes the stub read Redis once per request.
 type StubRedis struct {
 	Addr, Username, Password string
-	DB, PoolSize   int
-	Key            string   // a hash that exists
-	Fields         []string // read with one HMGET, as the API reads a cache entry
+	DB, PoolSize             int
+	Key                      string   // a hash that exists
+	Fields                   []string // read with one HMGET, as the API reads a cache entry
 }
 
 // StubAMQP, when Queue is set, makes the stub publish one confirmed
