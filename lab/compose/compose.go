@@ -338,7 +338,7 @@ func RabbitMQDefinitions(env map[string]string) ([]byte, error) {
 	}{Vhosts: []map[string]string{{"name": "/"}}}
 	for _, u := range RabbitMQUsers(env) {
 		if u.Password == "" {
-			return nil, fmt.Errorf("RabbitMQ user %s: no password (run make compose-secrets)", u.Name)
+			return nil, fmt.Errorf("the RabbitMQ user %s has no password (run make compose-secrets)", u.Name)
 		}
 		salt := make([]byte, 4)
 		if _, err := rand.Read(salt); err != nil {
@@ -368,7 +368,7 @@ func RedisUsers(root string, env map[string]string) ([]engine.RedisUser, error) 
 	users := engines.RedisUsers(s)
 	for _, u := range users {
 		if u.Password == "" {
-			return nil, fmt.Errorf("Redis user %s: no password (run make compose-secrets)", u.Name)
+			return nil, fmt.Errorf("the Redis user %s has no password (run make compose-secrets)", u.Name)
 		}
 	}
 	return users, nil
