@@ -2,6 +2,7 @@ package native
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 )
@@ -11,10 +12,12 @@ import (
 // message key and the engines' passwords, each 0600), and the API
 // replicas, the consumers and the exporters (KV_PROCESS_USER) and the
 // stack's own engines (their users) read files in it and in the
-// repository. It fails, naming the directory, when a directory above the
-// binaries or the stack's directory is closed to others: the processes
-// would not start (supervisord's SPAWN_ERROR).
-func reachable(s *Settings) error {
+// repository. When a directory above the binaries, the stack's directory
+// or the repository is closed to others (a home directory is 0700 on
+// Debian 12, so is a mktemp -d), those processes cannot reach their files:
+// they run as root instead (ProcessUser), and it says so on log, naming
+// the directory, at every start.
+func reachable(s *Settings, log io.Writer) error {
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
 		return err
 	}
@@ -27,19 +30,29 @@ func reachable(s *Settings) error {
 			return err
 		}
 	}
-	if os.Geteuid() != 0 || s.ProcessUser() == "" {
-		return nil
+	if os.Geteuid() == 0 && s.Get("KV_PROCESS_USER") != "root" {
+		if dir := closedAbove(s); dir != "" {
+			fmt.Fprintf(log, "==> WARNING: %s is closed to other users, so %s (KV_PROCESS_USER) cannot reach the stack's files: "+
+				"the API replicas, the consumers and the exporters run as ROOT. chmod o+x %s (or move the checkout) to run them unprivileged; "+
+				"KV_PROCESS_USER=root says root on purpose\n", dir, s.Get("KV_PROCESS_USER"), dir)
+		}
 	}
+	return nil
+}
+
+// closedAbove is the first directory, from the binaries', the stack's
+// directory's parent and the repository up to /, that other users cannot
+// pass through ("" when there is none).
+func closedAbove(s *Settings) string {
 	for _, start := range []string{s.BinDir, filepath.Dir(s.Dir), s.Root} {
 		for dir := start; ; dir = filepath.Dir(dir) {
 			if fi, err := os.Stat(dir); err == nil && fi.Mode().Perm()&0o001 == 0 {
-				return fmt.Errorf("%s is closed to other users (mode %v): the stack's processes run as %s (KV_PROCESS_USER) and cannot reach %s; "+
-					"chmod o+x %s, or set KV_PROCESS_USER=root", dir, fi.Mode().Perm(), s.ProcessUser(), start, dir)
+				return dir
 			}
 			if dir == filepath.Dir(dir) {
 				break
 			}
 		}
 	}
-	return nil
+	return ""
 }

@@ -9,7 +9,8 @@ import (
 
 // The stack's directory, made 0700 for its message key, lets the
 // processes' and the engines' users through to their own files, and still
-// lists nothing. A closed directory above it is named.
+// lists nothing. Under a closed directory the processes run as root, and
+// the warning names the directory.
 func TestReachable(t *testing.T) {
 	base, err := os.MkdirTemp("", "kvstack-reachable-")
 	if err != nil {
@@ -28,8 +29,12 @@ func TestReachable(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 2 { // idempotent
-		if err := reachable(s); err != nil {
+		var log strings.Builder
+		if err := reachable(s, &log); err != nil {
 			t.Fatal(err)
+		}
+		if log.Len() != 0 {
+			t.Errorf("a warning under an open directory: %s", log.String())
 		}
 		fi, err := os.Stat(dir)
 		if err != nil {
@@ -42,11 +47,21 @@ func TestReachable(t *testing.T) {
 	if os.Geteuid() != 0 {
 		return // the processes run as KV_PROCESS_USER only under root
 	}
+	if got, want := s.ProcessUser(), s.Get("KV_PROCESS_USER"); got != want || want == "root" {
+		t.Errorf("ProcessUser %q under an open directory, want %q (not root)", got, want)
+	}
 	if err := os.Chmod(base, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	defer os.Chmod(base, 0o755)
-	if err := reachable(s); err == nil || !strings.Contains(err.Error(), base+" is closed") {
-		t.Errorf("a closed %s above the stack's directory: %v, want it named", base, err)
+	var log strings.Builder
+	if err := reachable(s, &log); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(log.String(), "WARNING: "+base+" is closed") || !strings.Contains(log.String(), "run as ROOT") {
+		t.Errorf("a closed %s above the stack's directory: warning %q, want it named and root said", base, log.String())
+	}
+	if got := s.ProcessUser(); got != "" {
+		t.Errorf("ProcessUser %q under a closed directory it cannot pass, want root (\"\")", got)
 	}
 }

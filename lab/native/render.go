@@ -204,7 +204,7 @@ func WriteConfigs(ctx context.Context, s *Settings, sup *supervisor.Supervisor, 
 	}
 	// The API reads the JWKS of the stack's key at start, as
 	// KV_PROCESS_USER; the engines run as their own users.
-	if err := reachable(s); err != nil {
+	if err := reachable(s, log); err != nil {
 		return err
 	}
 	if _, err := SigningKey(s); err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -127,11 +128,16 @@ func process(s *Settings, name string) supervisor.Program {
 // run as their own users (package engines), nginx's workers as nobody;
 // nginx's master, Prometheus, Alertmanager, Jaeger and the backup
 // scheduler stay root (docs/SECURITY.md).
+//
+// They run as root when KV_PROCESS_USER is root, or when the stack runs as
+// root from a checkout that user could not reach (closedAbove; make up
+// warns, see reachable).
 func (s *Settings) ProcessUser() string {
-	if u := s.Get("KV_PROCESS_USER"); u != "root" {
-		return u
+	u := s.Get("KV_PROCESS_USER")
+	if u == "root" || os.Geteuid() == 0 && closedAbove(s) != "" {
+		return ""
 	}
-	return ""
+	return u
 }
 
 // ConsumerAdminAddr is the admin listener of consumer number n (see
