@@ -33,7 +33,7 @@ func (s *Settings) messageKeys() (string, error) {
 	if !errors.Is(err, fs.ErrNotExist) {
 		return "", err
 	}
-	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+	if err := makeStackDir(s.Dir); err != nil {
 		return "", err
 	}
 	key := rand.Text() + rand.Text() // 2 × 128 bits, base32

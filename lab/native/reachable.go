@@ -1,8 +1,10 @@
 package native
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 )
@@ -18,7 +20,7 @@ import (
 // they run as root instead (ProcessUser), and it says so on log, naming
 // the directory, at every start.
 func reachable(s *Settings, log io.Writer) error {
-	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+	if err := makeStackDir(s.Dir); err != nil {
 		return err
 	}
 	fi, err := os.Stat(s.Dir)
@@ -36,6 +38,19 @@ func reachable(s *Settings, log io.Writer) error {
 				"the API replicas, the consumers and the exporters run as ROOT. chmod o+x %s (or move the checkout) to run them unprivileged; "+
 				"KV_PROCESS_USER=root says root on purpose\n", dir, s.Get("KV_PROCESS_USER"), dir)
 		}
+	}
+	return nil
+}
+
+// makeStackDir makes the stack's directory 0700 when it does not exist;
+// the directories it makes above it are open to pass through (0755 under
+// the usual umask), or they would close it off themselves.
+func makeStackDir(dir string) error {
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return err
+	}
+	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return err
 	}
 	return nil
 }

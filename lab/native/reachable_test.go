@@ -20,10 +20,10 @@ func TestReachable(t *testing.T) {
 	if err := os.Chmod(base, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(base, ".stack")
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
+	// A stack directory whose parents do not exist yet (make
+	// check-observability's tmp/check-observability/prod): the parents
+	// made are open to pass through.
+	dir := filepath.Join(base, "tmp", "nested", ".stack")
 	s, err := Load("../..", []string{"KV_STACK_DIR=" + dir})
 	if err != nil {
 		t.Fatal(err)
@@ -46,6 +46,11 @@ func TestReachable(t *testing.T) {
 	}
 	if os.Geteuid() != 0 {
 		return // the processes run as KV_PROCESS_USER only under root
+	}
+	for _, parent := range []string{filepath.Dir(dir), filepath.Dir(filepath.Dir(dir))} {
+		if fi, err := os.Stat(parent); err != nil || fi.Mode().Perm()&0o001 == 0 {
+			t.Errorf("%s made closed to others (%v, %v)", parent, fi.Mode().Perm(), err)
+		}
 	}
 	if got, want := s.ProcessUser(), s.Get("KV_PROCESS_USER"); got != want || want == "root" {
 		t.Errorf("ProcessUser %q under an open directory, want %q (not root)", got, want)

@@ -49,7 +49,7 @@ func (s *Settings) secret(name string) (string, error) {
 	for _, n := range names {
 		fmt.Fprintf(&b, "%s=%s\n", n, all[n])
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	if err := makeStackDir(filepath.Dir(path)); err != nil {
 		return "", err
 	}
 	if err := writeReplace(path, []byte(b.String()), 0o600); err != nil {
