@@ -28,6 +28,10 @@ func TestPrometheusScrapesTheStack(t *testing.T) {
 	h.mustAnswer(t, "Prometheus", prom+"/-/ready")
 	want := []string{"alertmanager", "jaeger-spanmetrics", "kv-api", "kv-consumer", "mtail", "nginx-exporter",
 		"postgres-exporter", "prometheus", "rabbitmq", "rabbitmq-node", "redis-exporter"}
+	if h.s.Backups() { // a stack with engines of its own backs its PostgreSQL up
+		want = append(want, "backups")
+		sort.Strings(want)
+	}
 	eventually(t, 20*time.Second, func() string {
 		r, err := h.try(http.MethodGet, prom+"/api/v1/targets?state=active", nil)
 		if err != nil || r.status != http.StatusOK {
