@@ -107,11 +107,14 @@ func (h *harness) startEdge(ctx context.Context, name, dir, listen string, ups [
 	return e, nil
 }
 
+// stubProbe is the path a stub that answers any key is probed on.
+const stubProbe = "/api?key=x"
+
 // startStub starts two stub handlers (kvbench stub), one per upstream
 // address, each with api1's or api2's environment (GOMAXPROCS included) and
 // args, behind their own nginx: the baseline and the references, run as the
-// stack runs its two replicas.
-func (h *harness) startStub(ctx context.Context, name, listen string, ups [2]string, args ...string) (*edge, error) {
+// stack runs its two replicas. It returns once probe answers 2xx.
+func (h *harness) startStub(ctx context.Context, name, listen string, ups [2]string, probe string, args ...string) (*edge, error) {
 	dir, err := h.scratchDir(name)
 	if err != nil {
 		return nil, err
@@ -133,7 +136,7 @@ func (h *harness) startStub(ctx context.Context, name, listen string, ups [2]str
 		}
 		stubs = append(stubs, c)
 	}
-	e, err := h.startEdge(ctx, name, dir, listen, ups[:], "/api?key=x", stubs...)
+	e, err := h.startEdge(ctx, name, dir, listen, ups[:], probe, stubs...)
 	if err != nil {
 		return nil, err
 	}

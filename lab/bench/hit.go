@@ -92,7 +92,7 @@ func (h *harness) hitSystems(ctx context.Context, urls []string, size int) ([]sy
 			s()
 		}
 	}
-	base, err := h.startStub(ctx, "hit-baseline", o.port(0), [2]string{o.port(1), o.port(2)}, "-size", fmt.Sprint(size))
+	base, err := h.startStub(ctx, "hit-baseline", o.port(0), [2]string{o.port(1), o.port(2)}, stubProbe, "-size", fmt.Sprint(size))
 	if err != nil {
 		stop()
 		return nil, nil, err
@@ -103,7 +103,7 @@ func (h *harness) hitSystems(ctx context.Context, urls []string, size int) ([]sy
 		stop()
 		return nil, nil, err
 	}
-	ref, err := h.startStub(ctx, "hit-reference", o.port(3), [2]string{o.port(4), o.port(5)},
+	ref, err := h.startStub(ctx, "hit-reference", o.port(3), [2]string{o.port(4), o.port(5)}, stubProbe,
 		append([]string{"-size", fmt.Sprint(size)}, refArgs...)...)
 	if err != nil {
 		stop()

@@ -107,7 +107,7 @@ func (h *harness) missSystems(ctx context.Context, notMiss *atomic.Int64) (app, 
 	if err != nil {
 		return app, raw, ref, nil, err
 	}
-	stub, err := h.startStub(ctx, "miss-reference", o.port(6), [2]string{o.port(7), o.port(8)}, "-size", fmt.Sprint(size), "-miss")
+	stub, err := h.startStub(ctx, "miss-reference", o.port(6), [2]string{o.port(7), o.port(8)}, "/api?key="+missSizeKey(o), "-size", fmt.Sprint(size), "-miss")
 	if err != nil {
 		return app, raw, ref, nil, err
 	}
@@ -130,11 +130,18 @@ func (h *harness) missSystems(ctx context.Context, notMiss *atomic.Int64) (app, 
 	return app, raw, ref, stub.stop, nil
 }
 
+// missSizeKey is the last seeded key of the miss scenario, which no run
+// reaches: missSize reads it through kvstack, and the miss reference's
+// stub is probed on it (a key without a row is its 503).
+func missSizeKey(o Options) string {
+	return seedKey("bench:miss:", (o.Reps+1)*o.MissPerRun-1)
+}
+
 // missSize is the size of a GET miss's answer through the stack's edge: of
 // the last seeded key, which no run reaches (each stops after MissPerRun
 // keys of its range, most runs long before).
 func (h *harness) missSize(ctx context.Context) (int, error) {
-	key := seedKey("bench:miss:", (h.o.Reps+1)*h.o.MissPerRun-1)
+	key := missSizeKey(h.o)
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, h.o.Nginx+"/api?key="+key, nil)
 	resp, err := h.edge.Do(req)
 	if err != nil {

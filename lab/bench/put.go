@@ -126,7 +126,7 @@ func (h *harness) startPutRef(ctx context.Context, sec *Section) (*edge, error) 
 	rc := h.api.RabbitMQ
 	// The broker URL reaches the stubs in their environment (RABBITMQ_URL),
 	// never on their command line.
-	e, err := h.startStub(ctx, "put-reference", o.port(3), [2]string{o.port(4), o.port(5)},
+	e, err := h.startStub(ctx, "put-reference", o.port(3), [2]string{o.port(4), o.port(5)}, stubProbe,
 		"-size", fmt.Sprint(size), "-amqp-queue", scratchQueue, "-amqp-channels", fmt.Sprint(rc.PublishChannels),
 		"-amqp-timeout", rc.PublishTimeout.String(), "-amqp-size", fmt.Sprint(msgSize))
 	if err != nil {
