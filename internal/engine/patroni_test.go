@@ -96,35 +96,8 @@ func TestPatroniFailover(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	// Not t.TempDir: its parent is private to root, and etcd and Patroni
-	// run as their own users.
-	dir, err := os.MkdirTemp("", "kvengine-patroni-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ports, err := engine.FreePorts(6)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc := engine.NewPatroni("kvtest", &engine.Etcd{Port: ports[0], PeerPort: ports[1], Dir: filepath.Join(dir, "etcd")},
-		&engine.PatroniNode{Name: "pg1", Port: ports[2], RestPort: ports[3], Dir: filepath.Join(dir, "pg1")},
-		&engine.PatroniNode{Name: "pg2", Port: ports[4], RestPort: ports[5], Dir: filepath.Join(dir, "pg2")})
-	pc.Bootstrap = []string{"CREATE ROLE kv LOGIN PASSWORD 'kv'", "CREATE DATABASE kvdb OWNER kv"}
 	started := time.Now()
-	p, err := engine.Start(ctx, dir, testLog{t}, pc.Engines()...)
-	if err != nil {
-		t.Fatalf("starting etcd and two Patroni nodes (needs supervisor, postgresql, patroni, etcd-server, python3-etcd: make packages): %v", err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, n := range pc.Nodes {
-				t.Logf("%s's log ends:\n%s", n.Name, supervisor.Tail(n.Program().Log))
-			}
-		}
-		if err := p.Close(context.Background()); err != nil {
-			t.Errorf("close: %v", err)
-		}
-	})
+	pc, p := startPatroni(ctx, t, "kvengine-patroni-", nil)
 	if err := pc.WaitPrimary(ctx, "kv", "kv", "kvdb", 2*time.Minute); err != nil {
 		t.Fatal(err)
 	}
@@ -282,6 +255,46 @@ func watchRefused(port int) (stop func() time.Duration) {
 		}
 	}()
 	return func() time.Duration { close(done); return <-result }
+}
+
+// startPatroni starts etcd and two Patroni nodes pg1 and pg2 (cluster
+// kvtest, with role kv and database kvdb) in a directory of its own,
+// configure changing the cluster first (nil: nothing), and stops them
+// when the test ends, with the nodes' logs if it failed. Not t.TempDir:
+// its parent is private to root, and etcd and Patroni run as their own
+// users.
+func startPatroni(ctx context.Context, t *testing.T, prefix string, configure func(dir string, pc *engine.Patroni)) (*engine.Patroni, *engine.Private) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports, err := engine.FreePorts(6)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := engine.NewPatroni("kvtest", &engine.Etcd{Port: ports[0], PeerPort: ports[1], Dir: filepath.Join(dir, "etcd")},
+		&engine.PatroniNode{Name: "pg1", Port: ports[2], RestPort: ports[3], Dir: filepath.Join(dir, "pg1")},
+		&engine.PatroniNode{Name: "pg2", Port: ports[4], RestPort: ports[5], Dir: filepath.Join(dir, "pg2")})
+	pc.Bootstrap = []string{"CREATE ROLE kv LOGIN PASSWORD 'kv'", "CREATE DATABASE kvdb OWNER kv"}
+	if configure != nil {
+		configure(dir, pc)
+	}
+	p, err := engine.Start(ctx, dir, testLog{t}, pc.Engines()...)
+	if err != nil {
+		t.Fatalf("starting etcd and two Patroni nodes (needs supervisor, postgresql, patroni, etcd-server, python3-etcd, pgbackrest: make packages): %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, n := range pc.Nodes {
+				t.Logf("%s's log ends:\n%s", n.Name, supervisor.Tail(n.Program().Log))
+			}
+		}
+		if err := p.Close(context.Background()); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return pc, p
 }
 
 func nodeName(n *engine.PatroniNode) string {

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/kvstack/kvstack/internal/engine"
-	"github.com/kvstack/kvstack/internal/supervisor"
 )
 
 // Point-in-time recovery of a Patroni cluster: both nodes archive into one
@@ -23,33 +22,10 @@ func TestPatroniRestoresToAPointInTime(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
-	dir, err := os.MkdirTemp("", "kvengine-patroni-pitr-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ports, err := engine.FreePorts(6)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc := engine.NewPatroni("kvtest", &engine.Etcd{Port: ports[0], PeerPort: ports[1], Dir: filepath.Join(dir, "etcd")},
-		&engine.PatroniNode{Name: "pg1", Port: ports[2], RestPort: ports[3], Dir: filepath.Join(dir, "pg1")},
-		&engine.PatroniNode{Name: "pg2", Port: ports[4], RestPort: ports[5], Dir: filepath.Join(dir, "pg2")})
-	pc.Bootstrap = []string{"CREATE ROLE kv LOGIN PASSWORD 'kv'", "CREATE DATABASE kvdb OWNER kv"}
-	repo := &engine.PgBackRest{Stanza: "kvtest", Dir: filepath.Join(dir, "backrest"), ArchiveTimeout: 5 * time.Second}
-	pc.Archive = repo
-	p, err := engine.Start(ctx, dir, testLog{t}, pc.Engines()...)
-	if err != nil {
-		t.Fatalf("starting etcd and two Patroni nodes that archive with pgBackRest (make packages): %v", err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, n := range pc.Nodes {
-				t.Logf("%s's log ends:\n%s", n.Name, supervisor.Tail(n.Program().Log))
-			}
-		}
-		if err := p.Close(context.Background()); err != nil {
-			t.Errorf("close: %v", err)
-		}
+	var repo *engine.PgBackRest
+	pc, p := startPatroni(ctx, t, "kvengine-patroni-pitr-", func(dir string, pc *engine.Patroni) {
+		repo = &engine.PgBackRest{Stanza: "kvtest", Dir: filepath.Join(dir, "backrest"), ArchiveTimeout: 5 * time.Second}
+		pc.Archive = repo
 	})
 	step := func(what string, fn func() error) {
 		t.Helper()
