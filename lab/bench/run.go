@@ -282,7 +282,7 @@ func (h *harness) write() error {
 	}
 	defer f.Close()
 	h.rep.Write(f)
-	if notes, err := os.ReadFile(filepath.Join(h.o.Root, "bench", "NOTES.md")); err == nil && !h.o.Smoke && h.rep.Baselines {
+	if notes, err := os.ReadFile(notesPath(h.o.Root)); err == nil && !h.o.Smoke && h.rep.Baselines {
 		fmt.Fprintf(f, "\n---\n\n%s", notes)
 	}
 	if err := f.Close(); err != nil {
@@ -300,6 +300,10 @@ func (h *harness) write() error {
 	Log("report written to %s and %s (%s)", h.o.Out, JSONPath(h.o.Out), h.rep.Took.Round(time.Second))
 	return j.Close()
 }
+
+// notesPath is the engineers' reading of the figures, appended to a full
+// report.
+func notesPath(root string) string { return filepath.Join(root, "lab", "bench", "NOTES.md") }
 
 func (h *harness) connect(ctx context.Context) error {
 	pc, err := pgxpool.ParseConfig(h.api.Postgres.URL)
