@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/kvstack/kvstack/lab/history"
 	"github.com/kvstack/kvstack/lab/native/engines"
@@ -102,7 +101,10 @@ func drill(ctx context.Context, s settings, c *private) error {
 		return fmt.Errorf("postgres: %w", err)
 	}
 	defer pool.Close()
-	rdb := goredis.NewClient(&goredis.Options{Addr: c.s.Get("REDIS_ADDR"), MaxRetries: -1})
+	rdb, err := engines.RedisClient(c.s)
+	if err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
 	defer rdb.Close()
 	client, err := newClient(c.s)
 	if err != nil {

@@ -34,6 +34,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/kvstack/kvstack/lab/native"
+	"github.com/kvstack/kvstack/lab/native/engines"
 )
 
 type settings struct {
@@ -173,7 +174,10 @@ func run(ctx context.Context, s settings, c *private) error {
 	}
 	defer pool.Close()
 	// One address: the node; several: the Redis Cluster.
-	rdb := goredis.NewUniversalClient(&goredis.UniversalOptions{Addrs: strings.Split(c.s.Get("REDIS_ADDR"), ","), MaxRetries: -1})
+	rdb, err := engines.RedisClient(c.s)
+	if err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
 	defer rdb.Close()
 	client, err := newClient(c.s)
 	if err != nil {
