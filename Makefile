@@ -23,7 +23,7 @@ STACK       ?= $(BIN)/stack
 .DEFAULT_GOAL := help
 .PHONY: mod-check help setup setup-all packages build migrate test test-unit vet fmt-check fuzz \
 	lint fmt run-api run-consumer clean run up up-ha down status logs env token tls compose-secrets jaeger e2e \
-	test-compose test-k8s k8s image sbom check-observability bench bench-smoke bench-ha chaos chaos-short chaos-ha dr-drill backup restore stack-bin \
+	test-compose test-k8s k8s image sbom check-observability bench bench-smoke bench-ha bench-plan chaos chaos-short chaos-ha dr-drill backup restore stack-bin \
 	slo check-slo check-dashboards config-doc
 
 ##@ General
@@ -115,16 +115,16 @@ restore: stack-bin ## Restore the running stack to TO="<timestamp>": PostgreSQL 
 
 ##@ Benchmark (lab/bench/REPORT.md; BENCH_ARGS: kvbench's flags, KV_BENCH_PORT: its own ports)
 
-#: kvbench's flags (bench, bench-smoke, bench-ha)
+#: kvbench's flags (bench, bench-smoke, bench-ha, bench-plan)
 BENCH_ARGS ?=
 
-# The bench runs kvstack as shipped (issue 22): the production sampler
-# (lab/native.ProductionSampler; `make up` restarts what it changes), the
-# queue type's and auth's defaults, TLS at the edge. kvbench checks the
-# running processes; lab/bench's TestMakeBenchRunsTheShippedDefaults these
-# lines.
-bench bench-smoke: export OTEL_TRACES_SAMPLER = parentbased_traceidratio
-bench bench-smoke: export OTEL_TRACES_SAMPLER_ARG = 0.1
+# The bench runs kvstack as shipped (issue 22), on either topology: the
+# production sampler (lab/native.ProductionSampler; `make up` and `make
+# up-ha` restart what it changes), the queue type's and auth's defaults,
+# TLS at the edge. kvbench checks the running processes; lab/bench's
+# TestMakeBenchRunsTheShippedDefaults these lines.
+bench bench-smoke bench-ha: export OTEL_TRACES_SAMPLER = parentbased_traceidratio
+bench bench-smoke bench-ha: export OTEL_TRACES_SAMPLER_ARG = 0.1
 
 bench: up ## Every scenario on the native stack, CPU per operation of every process beside the variants and references (~10–25 min); writes lab/bench/REPORT.md
 	$(STACK) jaeger-up
@@ -137,11 +137,17 @@ bench-smoke: up ## A second or two of every bench scenario, proving the harness 
 	$(BIN)/kvbench -smoke $(BENCH_ARGS)
 
 # The HA topology's scale-out figures (issue 12): the same harness, its
-# CPU per operation, on make up-ha's clusters.
+# CPU per operation, on make up-ha's clusters, kvstack as shipped.
 bench-ha: up-ha ## Scale-out on the HA topology: apply with 1, 2, 4 consumers, GET hit with 2, 4 replicas, each checked (nothing lost, DLQ empty), CPU per operation (~3–6 min); writes lab/bench/SCALEOUT.md
 	$(STACK) jaeger-up
 	$(GO) -C lab build -o $(CURDIR)/$(BIN)/kvbench ./cmd/kvbench
 	$(BIN)/kvbench -scaleout $(BENCH_ARGS)
+
+# The capacity plan (issue 22, docs/PERFORMANCE.md): nodes per tier for a
+# load, from the last report's CPU per operation; runs nothing.
+bench-plan: ## The capacity plan from the last report's figures (lab/bench/REPORT.json, else REPORT.md), checked against SCALEOUT's: nodes per tier for 1 M requests/s, 95 % reads, 99 % hits (BENCH_ARGS='-rps N -reads S -hits S -cores N …')
+	$(GO) -C lab build -o $(CURDIR)/$(BIN)/kvbench ./cmd/kvbench
+	$(BIN)/kvbench -plan $(BENCH_ARGS)
 
 ##@ Reliability (docs/RELIABILITY.md, lab/chaos)
 
