@@ -30,14 +30,15 @@ func TestSamplingColumns(t *testing.T) {
 	}
 }
 
-// make bench (and bench-smoke) starts the native stack with the settings
-// kvstack ships: the API replicas and the consumer it would run differ
-// from shippedSettings in nothing. Without the Makefile's exports the
-// native stack samples every trace, and the check says so.
+// make bench (and bench-smoke, and bench-ha on the HA topology) starts
+// the native stack with the settings kvstack ships: the API replicas and
+// the consumers it would run differ from shippedSettings in nothing.
+// Without the Makefile's exports the native stack samples every trace,
+// and the check says so.
 func TestMakeBenchRunsTheShippedDefaults(t *testing.T) {
-	exports := makeExports(t, "bench", "bench-smoke")
+	exports := makeExports(t, "bench", "bench-smoke", "bench-ha")
 	if !slices.Equal(exports, native.ProductionSampler) {
-		t.Errorf("make bench exports %q, kvstack ships %q (lab/native.ProductionSampler)", exports, native.ProductionSampler)
+		t.Errorf("make bench, bench-smoke and bench-ha export %q, kvstack ships %q (lab/native.ProductionSampler)", exports, native.ProductionSampler)
 	}
 	procs := func(s *native.Settings) map[string]map[string]string {
 		out := map[string]map[string]string{}
@@ -46,18 +47,27 @@ func TestMakeBenchRunsTheShippedDefaults(t *testing.T) {
 		}
 		return out
 	}
-	bench := procs(settingsWith(t, exports))
-	for _, name := range shippedPrograms {
-		env, ok := bench[name]
-		if !ok {
-			t.Fatalf("the native stack runs no %s", name)
+	for _, tc := range []struct {
+		target   string
+		topology []string
+		programs []string
+	}{
+		{"bench", nil, []string{"api1", "api2", "consumer"}},
+		{"bench-ha", []string{"KV_TOPOLOGY=ha", "KV_STACK_DIR=" + t.TempDir()}, shippedPrograms},
+	} {
+		bench := procs(settingsWith(t, append(slices.Clone(tc.topology), exports...)))
+		for _, name := range tc.programs {
+			env, ok := bench[name]
+			if !ok {
+				t.Fatalf("make %s's stack runs no %s", tc.target, name)
+			}
+			if d := notShipped(env); len(d) > 0 {
+				t.Errorf("make %s's %s: %q", tc.target, name, d)
+			}
 		}
-		if d := notShipped(env); len(d) > 0 {
-			t.Errorf("make bench's %s: %q", name, d)
+		if d := notShipped(procs(settingsWith(t, tc.topology))["api1"]); len(d) == 0 {
+			t.Errorf("the %s stack's own api1 (100 %% sampling) passes as shipped", tc.target)
 		}
-	}
-	if d := notShipped(procs(settingsWith(t, nil))["api1"]); len(d) == 0 {
-		t.Error("the native stack's own api1 (100 % sampling) passes as shipped")
 	}
 }
 

@@ -39,6 +39,9 @@ func RunScaleOut(ctx context.Context, o Options) (err error) {
 	if err != nil {
 		return err
 	}
+	if err := h.checkShipped(ctx); err != nil {
+		return err
+	}
 	h.rep.Settings = append(h.rep.Settings, [2]string{"machine load", "not waited for (the HA topology's own processes are 20-odd); the 1, 5 and 15 minute load averages after each run are in each section's notes"})
 	h.cleanData(ctx)
 	for _, s := range []scenario{
@@ -83,9 +86,9 @@ func consumersName(n int) string {
 func (h *harness) applyScaleOut(ctx context.Context) (*Section, error) {
 	o, rc := h.o, h.cons.RabbitMQ
 	sec := &Section{Title: "Apply with 1, 2 and 4 consumers (HA topology)",
-		Setup: fmt.Sprintf("The stack's two consumers are stopped. Each run fills %s (a %s queue on the 3-node cluster) with %d messages of fresh keys, as the API publishes them (persistent, sampled trace context), then starts N bin/consumer processes with the stack consumer's environment (each its own instance id and port) and times them from the first handled message to the last (the sum of their messages counters, polled every 100 ms). "+
+		Setup: fmt.Sprintf("The stack's two consumers are stopped. Each run fills %s (a %s queue on the 3-node cluster) with %d messages of fresh keys, as the API publishes them (persistent, the trace context in the headers, sampled as the API's sampler would have: %s), then starts N bin/consumer processes with the stack consumer's environment (each its own instance id and port) and times them from the first handled message to the last (the sum of their messages counters, polled every 100 ms). "+
 			"After each drain: every key of the run is counted in PostgreSQL (the primary) with the value published, and %s is checked empty. N = 1, 2, 4 alternate, in %d rounds. CPU: the N consumers together, and every node of each engine together.",
-			rc.QueueAdd, rc.QueueType, o.ApplyN, rabbitmq.DLQ(rc.QueueAdd), o.Reps)}
+			rc.QueueAdd, rc.QueueType, o.ApplyN, shippedShare(), rabbitmq.DLQ(rc.QueueAdd), o.Reps)}
 	if err := h.stopConsumer(ctx); err != nil {
 		return sec, err
 	}
@@ -145,7 +148,7 @@ func (c applyCheck) String() string {
 func (h *harness) drainBy(ctx context.Context, n int) (drained, applyCheck, error) {
 	o := h.o
 	first := h.keySeq
-	got, err := h.fill(ctx, h.cons.RabbitMQ.QueueAdd, o.ApplyN, 1)
+	got, err := h.fill(ctx, h.cons.RabbitMQ.QueueAdd, o.ApplyN, productionRatio)
 	if err != nil {
 		return drained{}, applyCheck{}, err
 	}

@@ -69,8 +69,9 @@ func notShipped(env map[string]string) []string {
 	return out
 }
 
-// shippedPrograms are the stack's processes whose settings the bench checks.
-var shippedPrograms = []string{"api1", "api2", "consumer"}
+// shippedPrograms are the stack's processes whose settings the bench
+// checks, of either topology (the HA topology's second consumer too).
+var shippedPrograms = []string{"api1", "api2", "consumer", "consumer2"}
 
 // checkShipped fails unless the stack's API replicas and consumer run the
 // shipped settings: those of their configuration (the stack's settings as
@@ -80,7 +81,11 @@ func (h *harness) checkShipped(ctx context.Context) error {
 	sup := native.NewStack(h.stack.s, nil).Supervisor()
 	var errs []string
 	for _, name := range shippedPrograms {
-		for _, d := range notShipped(h.stack.progs[name].Env) {
+		prog, ok := h.stack.progs[name]
+		if !ok {
+			continue // consumer2 is the HA topology's
+		}
+		for _, d := range notShipped(prog.Env) {
 			errs = append(errs, fmt.Sprintf("%s's configuration: %s", name, d))
 		}
 		pid, err := sup.Pid(ctx, name)
@@ -96,7 +101,7 @@ func (h *harness) checkShipped(ctx context.Context) error {
 		}
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("the bench runs kvstack as shipped, and this stack does not: %s (`make bench` starts it so: it exports %s for `make up`, which restarts what changed)",
+		return fmt.Errorf("the bench runs kvstack as shipped, and this stack does not: %s (`make bench` and `make bench-ha` start it so: they export %s for `make up` and `make up-ha`, which restart what changed)",
 			strings.Join(errs, "; "), strings.Join(native.ProductionSampler, " "))
 	}
 	return nil
