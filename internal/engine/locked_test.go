@@ -66,28 +66,7 @@ func TestLockedEngines(t *testing.T) {
 		if err := pg.CreateRoles(ctx, engine.Role{Name: "app", Password: "app-pw"}); err != nil {
 			t.Fatal(err)
 		}
-		host := "127.0.0.1:" + strconv.Itoa(pg.Port)
-		verified := "sslmode=verify-full&sslrootcert=" + certs["pg"].CA
-		for _, c := range []struct {
-			name, url, refusal string // refusal empty: accepted
-		}{
-			{"plain text", "postgres://app:app-pw@" + host + "/postgres?sslmode=disable", "no encryption"},
-			{"TLS, no password", "postgres://app@" + host + "/postgres?" + verified, "password"},
-			{"TLS, wrong password", "postgres://app:nope@" + host + "/postgres?" + verified, "password authentication failed"},
-			{"TLS, the system's CAs", "postgres://app:app-pw@" + host + "/postgres?sslmode=verify-full", "certificate"},
-			{"verified TLS, the password", "postgres://app:app-pw@" + host + "/postgres?" + verified, ""},
-		} {
-			conn, err := pgx.Connect(ctx, c.url)
-			if err == nil {
-				var ssl bool
-				err = conn.QueryRow(ctx, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").Scan(&ssl)
-				conn.Close(ctx)
-				if err == nil && !ssl {
-					t.Errorf("%s: accepted without TLS", c.name)
-				}
-			}
-			checkRefusal(t, c.name, err, c.refusal)
-		}
+		checkPostgresLocked(t, ctx, "127.0.0.1:"+strconv.Itoa(pg.Port), certs["pg"].CA, "app", "app-pw")
 		// A new superuser password, given while the server is down.
 		if err := p.Stop(ctx, "postgres"); err != nil {
 			t.Fatal(err)
@@ -110,23 +89,7 @@ func TestLockedEngines(t *testing.T) {
 	})
 
 	t.Run("redis", func(t *testing.T) {
-		verified, err := certs["redis"].ClientConfig()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, c := range []struct {
-			name    string
-			probe   supervisor.RedisProbe
-			refusal string
-		}{
-			{"plain text", supervisor.RedisProbe{Addr: rd.Addr(), Password: "default-pw"}, "EOF|connection reset"},
-			{"TLS, no password", supervisor.RedisProbe{Addr: rd.Addr(), TLS: verified}, "NOAUTH"},
-			{"TLS, wrong password", supervisor.RedisProbe{Addr: rd.Addr(), TLS: verified, Password: "nope"}, "WRONGPASS"},
-			{"TLS, the system's CAs", supervisor.RedisProbe{Addr: rd.Addr(), TLS: &tls.Config{}, Password: "default-pw"}, "certificate"},
-			{"verified TLS, the password", supervisor.RedisProbe{Addr: rd.Addr(), TLS: verified, Password: "default-pw"}, ""},
-		} {
-			checkRefusal(t, c.name, c.probe.Check(ctx), c.refusal)
-		}
+		verified := checkRedisLocked(t, ctx, rd.Addr(), certs["redis"], "default-pw")
 		rdb := goredis.NewClient(&goredis.Options{Addr: rd.Addr(), Username: "app", Password: "app-pw", TLSConfig: verified, MaxRetries: -1})
 		defer rdb.Close()
 		if err := rdb.Set(ctx, "kv:k", "v", 0).Err(); err != nil {
@@ -143,35 +106,97 @@ func TestLockedEngines(t *testing.T) {
 		if err := mq.AddUsers(ctx, []string{"guest"}, engine.User{Name: "app", Password: "app-pw2", Configure: ".*", Write: ".*", Read: ".*"}); err != nil {
 			t.Fatal(err)
 		}
-		verified, err := certs["rabbitmq"].ClientConfig()
-		if err != nil {
-			t.Fatal(err)
-		}
-		host := "127.0.0.1:" + strconv.Itoa(mq.Port)
-		for _, c := range []struct {
-			name, url string
-			cfg       *tls.Config
-			refusal   string
-		}{
-			{"plain text", "amqp://app:app-pw2@" + host + "/", nil, "EOF|connection reset|frame"},
-			{"TLS, guest", "amqps://guest:guest@" + host + "/", verified, "username or password not allowed"},
-			{"TLS, the old password", "amqps://app:app-pw@" + host + "/", verified, "username or password not allowed"},
-			{"TLS, the system's CAs", "amqps://app:app-pw2@" + host + "/", &tls.Config{}, "certificate"},
-			{"verified TLS, the password", "amqps://app:app-pw2@" + host + "/", verified, ""},
-		} {
-			var conn *amqp.Connection
-			var err error
-			if c.cfg == nil {
-				conn, err = amqp.Dial(c.url)
-			} else {
-				conn, err = amqp.DialTLS(c.url, c.cfg)
-			}
-			if err == nil {
-				conn.Close()
-			}
-			checkRefusal(t, c.name, err, c.refusal)
-		}
+		checkRabbitMQLocked(t, "127.0.0.1:"+strconv.Itoa(mq.Port), certs["rabbitmq"], "app", "app-pw2", "app-pw")
 	})
+}
+
+// checkPostgresLocked: the server at host refuses plain text, no password,
+// a wrong password and a client that does not trust ca; it accepts user
+// with password over TLS verified against ca (verify-full), and the
+// session is encrypted.
+func checkPostgresLocked(t *testing.T, ctx context.Context, host, ca, user, password string) {
+	t.Helper()
+	verified := "sslmode=verify-full&sslrootcert=" + ca
+	for _, c := range []struct {
+		name, url, refusal string // refusal empty: accepted
+	}{
+		{"plain text", "postgres://" + user + ":" + password + "@" + host + "/postgres?sslmode=disable", "no encryption"},
+		{"TLS, no password", "postgres://" + user + "@" + host + "/postgres?" + verified, "password"},
+		{"TLS, wrong password", "postgres://" + user + ":nope@" + host + "/postgres?" + verified, "password authentication failed"},
+		{"TLS, the system's CAs", "postgres://" + user + ":" + password + "@" + host + "/postgres?sslmode=verify-full", "certificate"},
+		{"verified TLS, the password", "postgres://" + user + ":" + password + "@" + host + "/postgres?" + verified, ""},
+	} {
+		conn, err := pgx.Connect(ctx, c.url)
+		if err == nil {
+			var ssl bool
+			err = conn.QueryRow(ctx, "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").Scan(&ssl)
+			conn.Close(ctx)
+			if err == nil && !ssl {
+				t.Errorf("%s: accepted without TLS", c.name)
+			}
+		}
+		checkRefusal(t, host+": "+c.name, err, c.refusal)
+	}
+}
+
+// checkRedisLocked: the server at addr, serving TLS alone, refuses plain
+// text, no password, a wrong password and a client that does not trust
+// its CA; it accepts the default user with password over verified TLS. It
+// returns the verified client configuration.
+func checkRedisLocked(t *testing.T, ctx context.Context, addr string, certs *engine.TLS, password string) *tls.Config {
+	t.Helper()
+	verified, err := certs.ClientConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name    string
+		probe   supervisor.RedisProbe
+		refusal string
+	}{
+		{"plain text", supervisor.RedisProbe{Addr: addr, Password: password}, "EOF|connection reset"},
+		{"TLS, no password", supervisor.RedisProbe{Addr: addr, TLS: verified}, "NOAUTH"},
+		{"TLS, wrong password", supervisor.RedisProbe{Addr: addr, TLS: verified, Password: "nope"}, "WRONGPASS"},
+		{"TLS, the system's CAs", supervisor.RedisProbe{Addr: addr, TLS: &tls.Config{}, Password: password}, "certificate"},
+		{"verified TLS, the password", supervisor.RedisProbe{Addr: addr, TLS: verified, Password: password}, ""},
+	} {
+		checkRefusal(t, addr+": "+c.name, c.probe.Check(ctx), c.refusal)
+	}
+	return verified
+}
+
+// checkRabbitMQLocked: the node at host, serving AMQPS alone, refuses
+// plain text, guest, user with oldPassword and a client that does not
+// trust its CA; it accepts user with password over verified TLS.
+func checkRabbitMQLocked(t *testing.T, host string, certs *engine.TLS, user, password, oldPassword string) {
+	t.Helper()
+	verified, err := certs.ClientConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, url string
+		cfg       *tls.Config
+		refusal   string
+	}{
+		{"plain text", "amqp://" + user + ":" + password + "@" + host + "/", nil, "EOF|connection reset|frame"},
+		{"TLS, guest", "amqps://guest:guest@" + host + "/", verified, "username or password not allowed"},
+		{"TLS, a wrong password", "amqps://" + user + ":" + oldPassword + "@" + host + "/", verified, "username or password not allowed"},
+		{"TLS, the system's CAs", "amqps://" + user + ":" + password + "@" + host + "/", &tls.Config{}, "certificate"},
+		{"verified TLS, the password", "amqps://" + user + ":" + password + "@" + host + "/", verified, ""},
+	} {
+		var conn *amqp.Connection
+		var err error
+		if c.cfg == nil {
+			conn, err = amqp.Dial(c.url)
+		} else {
+			conn, err = amqp.DialTLS(c.url, c.cfg)
+		}
+		if err == nil {
+			conn.Close()
+		}
+		checkRefusal(t, host+": "+c.name, err, c.refusal)
+	}
 }
 
 // checkRefusal wants err to name refusal (one of its |-separated
@@ -204,4 +229,152 @@ func mustPort(t *testing.T) int {
 		t.Fatal(err)
 	}
 	return p[0]
+}
+
+// The HA topology's clusters locked as engines.ForHA locks them: a
+// Patroni pair, a Redis Cluster and a RabbitMQ cluster, every node serving
+// TLS alone with a certificate from a CA of the test's own, every user
+// with a password. Each node refuses plain text, no password, a wrong
+// password and an unverified certificate, as a single locked engine does
+// (TestLockedEngines). Locked, each still works as a cluster: the standby
+// streams synchronously over TLS as the replication user, the Redis
+// replicas sync over TLS as the replication user, also once a killed
+// master comes back as its replica, and the RabbitMQ nodes form one
+// cluster, guest deleted on every node.
+func TestLockedClusters(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd, two Patroni nodes, six redis-server and two RabbitMQ nodes; not run with -short (make test runs it)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	ports, err := engine.FreePorts(2 + 4 + 12 + 2*engine.PortsPerNode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "kvengine-lockedha-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	certs := map[string]*engine.TLS{}
+	for _, name := range []string{"pg", "redis", "rabbitmq"} {
+		// Patroni reaches its own node as localhost.
+		if certs[name], err = engine.MakeTLS(filepath.Join(dir, "tls-"+name), "127.0.0.1", "localhost"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pc := engine.NewPatroni("kvlocked", &engine.Etcd{Port: ports[0], PeerPort: ports[1], Dir: filepath.Join(dir, "etcd")},
+		&engine.PatroniNode{Name: "pg1", Port: ports[2], RestPort: ports[3], Dir: filepath.Join(dir, "pg1")},
+		&engine.PatroniNode{Name: "pg2", Port: ports[4], RestPort: ports[5], Dir: filepath.Join(dir, "pg2")})
+	pc.TLS, pc.Password, pc.ReplicationPassword, pc.RewindPassword = certs["pg"], "super-pw", "repl-pw", "rewind-pw"
+	pc.Bootstrap = engine.RoleSQL(engine.Role{Name: "app", Password: "app-pw"})
+	rc := &engine.RedisCluster{Ports: ports[6:12], BusPorts: ports[12:18], Dir: filepath.Join(dir, "redis"),
+		TLS: certs["redis"], TLSOnly: true, Password: "default-pw",
+		Replication: engine.RedisUser{Name: "replication", Password: "repl-pw"},
+		Users:       []engine.RedisUser{{Name: "app", Password: "app-pw", Rules: []string{"~kv:*", "-@all", "+set", "+get", "+hello", "+ping", "+cluster|slots", "+cluster|shards", "+command"}}}}
+	mq := engine.NewRabbitMQCluster("rabbitmq", "kvlocked-"+filepath.Base(dir)+"-", filepath.Join(dir, "mq"), ports[18:])
+	for _, n := range mq.Nodes {
+		n.TLS, n.TLSOnly = certs["rabbitmq"], true
+	}
+	p, err := engine.Start(ctx, dir, testLog{t}, append(append(pc.Engines(), rc.Engines()...), mq.Engines()...)...)
+	if err != nil {
+		t.Fatalf("starting the locked clusters: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := p.Close(context.Background()); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+
+	t.Run("patroni", func(t *testing.T) {
+		if err := pc.WaitPrimary(ctx, "app", "app-pw", "postgres", 3*time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		if err := waitFor(ctx, 3*time.Minute, pc.Synchronous); err != nil {
+			t.Fatalf("the standby, copied and streaming as the replication user over TLS: %v", err)
+		}
+		for _, n := range pc.Nodes {
+			checkPostgresLocked(t, ctx, n.Addr(), certs["pg"].CA, "app", "app-pw")
+		}
+		// Patroni's own users: with their passwords only, over TLS only.
+		checkPostgresLocked(t, ctx, pc.Nodes[0].Addr(), certs["pg"].CA, "postgres", "super-pw")
+		conn, err := pgx.Connect(ctx, pc.DatabaseURL("postgres", "super-pw", "postgres"))
+		if err != nil {
+			t.Fatalf("the primary through the multi-host URL: %v", err)
+		}
+		defer conn.Close(ctx)
+		var streams, encrypted int
+		if err := conn.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE s.ssl) FROM pg_stat_replication r
+			JOIN pg_stat_ssl s USING (pid) WHERE r.usename = 'replicator' AND r.sync_state = 'sync'`).Scan(&streams, &encrypted); err != nil {
+			t.Fatal(err)
+		}
+		if streams != 1 || encrypted != 1 {
+			t.Errorf("synchronous streams as replicator: %d, over TLS: %d; want 1 and 1", streams, encrypted)
+		}
+		var trusted int
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_hba_file_rules WHERE auth_method = 'trust'`).Scan(&trusted); err != nil || trusted != 0 {
+			t.Errorf("pg_hba.conf's trust lines: %d (%v), want none", trusted, err)
+		}
+	})
+
+	t.Run("redis", func(t *testing.T) {
+		if err := rc.Form(ctx); err != nil {
+			t.Fatalf("Form over TLS with the default user's password: %v", err)
+		}
+		for _, n := range rc.Nodes() {
+			checkRedisLocked(t, ctx, n.Addr(), certs["redis"], "default-pw")
+		}
+		verified, err := certs["redis"].ClientConfig()
+		if err != nil {
+			t.Fatal(err)
+		}
+		repl := goredis.NewClient(&goredis.Options{Addr: rc.Addrs()[0], Username: "replication", Password: "repl-pw", TLSConfig: verified, MaxRetries: -1})
+		defer repl.Close()
+		checkRefusal(t, "the replication user reading a key", repl.Get(ctx, "kv:k").Err(), "NOPERM")
+		app := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: rc.Addrs(), Username: "app", Password: "app-pw", TLSConfig: verified, MaxRetries: -1})
+		defer app.Close()
+		if err := app.Set(ctx, "kv:k", "v", 0).Err(); err != nil {
+			t.Fatalf("the app's user over verified TLS on the cluster: %v", err)
+		}
+		// A master killed: its replica takes over, and it comes back as
+		// the new master's replica, syncing as the replication user.
+		master, err := rc.MasterOf(ctx, "kv:k")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Kill(ctx, master.Name); err != nil {
+			t.Fatal(err)
+		}
+		waitNewMaster(t, ctx, rc, "kv:k", master)
+		if err := rc.WaitHealthy(ctx); err != nil {
+			t.Fatalf("after the kill: %v", err)
+		}
+		if got, err := app.Get(ctx, "kv:k").Result(); err != nil || got != "v" {
+			t.Errorf("GET kv:k after the failover = %q, %v; want v", got, err)
+		}
+	})
+
+	t.Run("rabbitmq", func(t *testing.T) {
+		if err := mq.Form(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if err := mq.Nodes[0].AddUsers(ctx, []string{"guest"}, engine.User{Name: "app", Password: "app-pw", Configure: ".*", Write: ".*", Read: ".*"}); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range mq.Nodes { // one node's users are every node's
+			checkRabbitMQLocked(t, "127.0.0.1:"+strconv.Itoa(n.Port), certs["rabbitmq"], "app", "app-pw", "nope")
+		}
+	})
+}
+
+// waitFor polls check every 200 ms until it passes or timeout ends; it
+// returns check's last error.
+func waitFor(ctx context.Context, timeout time.Duration, check func(context.Context) error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := check(ctx)
+		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+			return err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

@@ -97,6 +97,20 @@ type Patroni struct {
 	// repository and backs the cluster up from its primary: point-in-time
 	// recovery (Restore).
 	Archive *PgBackRest
+	// TLS, when set, is served by every node (ssl=on), and Patroni's own
+	// sessions (its superuser's, replication's, pg_rewind's) verify it
+	// (verify-full): the certificate must name 127.0.0.1 and localhost,
+	// the addresses Patroni connects to.
+	TLS *TLS
+	// Password, when set, locks the cluster as Postgres.Password locks a
+	// single server: it is the superuser postgres's (initdb's), every TCP
+	// session proves a password (scram-sha-256; hostssl alone with TLS),
+	// and only the postgres OS user comes in unchecked, by peer over the
+	// unix socket (pgBackRest). ReplicationPassword is then the
+	// replication user's (replicator: the standbys' streaming and their
+	// copy), RewindPassword pg_rewind's user's (rewinder, no superuser:
+	// Patroni grants it the functions pg_rewind calls).
+	Password, ReplicationPassword, RewindPassword string
 
 	// recoverTo, while Restore runs, is its target: the nodes'
 	// configurations bootstrap the cluster from the Archive.
@@ -160,13 +174,15 @@ func (pc *Patroni) Timing() (ttl, loopWait, retryTimeout int) {
 // DatabaseURL is the multi-host URL the API and consumer use: libpq (and
 // pgx) try each node and keep the one that accepts writes
 // (target_session_attrs=read-write), so a failover needs no new setting.
+// With TLS it is over TLS, each node's certificate checked against TLS.CA
+// and the name 127.0.0.1 (verify-full).
 func (pc *Patroni) DatabaseURL(user, password, db string) string {
 	hosts := make([]string, len(pc.Nodes))
 	for i, n := range pc.Nodes {
 		hosts[i] = addr(n.Port)
 	}
 	u := url.URL{Scheme: "postgres", Host: strings.Join(hosts, ","), Path: "/" + db,
-		RawQuery: "sslmode=disable&target_session_attrs=read-write"}
+		RawQuery: pc.sslQuery() + "&target_session_attrs=read-write"}
 	u.User = url.User(user)
 	if password != "" {
 		u.User = url.UserPassword(user, password)
@@ -276,11 +292,23 @@ func (n *PatroniNode) RestAddr() string { return addr(n.RestPort) }
 // Addr is its PostgreSQL's, host:port.
 func (n *PatroniNode) Addr() string { return addr(n.Port) }
 
-// URL is a connection URL of this node alone, for user to database db
-// (trust: no password is checked).
-func (n *PatroniNode) URL(user, db string) string {
-	u := url.URL{Scheme: "postgres", Host: n.Addr(), Path: "/" + db, User: url.User(user), RawQuery: "sslmode=disable"}
+// URL is a connection URL of this node alone, for user to database db,
+// over TLS when the cluster serves it; password may be empty (trust).
+func (n *PatroniNode) URL(user, password, db string) string {
+	u := url.URL{Scheme: "postgres", Host: n.Addr(), Path: "/" + db, User: url.User(user), RawQuery: n.cluster.sslQuery()}
+	if password != "" {
+		u.User = url.UserPassword(user, password)
+	}
 	return u.String()
+}
+
+// sslQuery is the sslmode of the cluster's URLs: verify-full against
+// TLS.CA with TLS, else disable.
+func (pc *Patroni) sslQuery() string {
+	if pc.TLS == nil {
+		return "sslmode=disable"
+	}
+	return url.Values{"sslmode": {"verify-full"}, "sslrootcert": {pc.TLS.CA}}.Encode()
 }
 
 func (n *PatroniNode) data() string { return filepath.Join(n.Dir, "data") }
@@ -395,6 +423,9 @@ func (n *PatroniNode) Init(context.Context) error {
 	if err := acct.mkdirs(n.Dir); err != nil {
 		return err
 	}
+	if err := n.cluster.TLS.own(acct); err != nil {
+		return err
+	}
 	if a := n.cluster.Archive; a != nil {
 		n.cluster.archiveHosts()
 		if err := a.write(); err != nil {
@@ -436,9 +467,10 @@ func (n *PatroniNode) configFile() string    { return filepath.Join(n.Dir, "patr
 func (n *PatroniNode) bootstrapSQL() string  { return filepath.Join(n.Dir, "bootstrap.sql") }
 func (n *PatroniNode) postBootstrap() string { return filepath.Join(n.Dir, "post_bootstrap.sh") }
 
-// config is its patroni.yml. Authentication is trust on loopback, as for
-// every private PostgreSQL here (nobody else's); pg_hba is written whole by
-// Patroni (bootstrap.pg_hba would land after initdb's own lines).
+// config is its patroni.yml. Authentication is the cluster's (trust on
+// loopback without a Password, as for the tests' private instances);
+// pg_hba is written whole by Patroni (bootstrap.pg_hba would land after
+// initdb's own lines).
 func (n *PatroniNode) config() (string, error) {
 	bin, err := binDir()
 	if err != nil {
@@ -456,6 +488,10 @@ func (n *PatroniNode) config() (string, error) {
 	}
 	for k, v := range pc.archiveParameters() {
 		params[k] = v
+	}
+	if pc.TLS != nil {
+		params["ssl"] = "on"
+		params["ssl_cert_file"], params["ssl_key_file"] = pc.TLS.Cert, pc.TLS.Key
 	}
 	for k, v := range pc.Parameters {
 		params[k] = v
@@ -478,27 +514,19 @@ func (n *PatroniNode) config() (string, error) {
 					"parameters": params,
 				},
 			},
-			"initdb":         []any{map[string]any{"encoding": "UTF8"}, map[string]any{"locale": "C.UTF-8"}, map[string]any{"auth": "trust"}},
+			"initdb":         pc.initdb(),
 			"post_bootstrap": n.postBootstrap(),
 		},
 		"postgresql": map[string]any{
 			"listen": n.Addr(), "connect_address": n.Addr(),
 			"data_dir": n.data(), "bin_dir": bin,
-			"pgpass": filepath.Join(n.Dir, "pgpass"),
-			"authentication": map[string]any{
-				"superuser":   map[string]any{"username": "postgres", "password": "postgres"},
-				"replication": map[string]any{"username": "replicator", "password": "replicator"},
-				"rewind":      map[string]any{"username": "postgres", "password": "postgres"},
-			},
-			"parameters": n.localParameters(),
+			"pgpass":         filepath.Join(n.Dir, "pgpass"),
+			"authentication": pc.authentication(),
+			"parameters":     n.localParameters(),
 			// A new standby's copy starts at once, not after a spread
 			// checkpoint (minutes on a loaded machine).
 			"basebackup": []any{map[string]any{"checkpoint": "fast"}},
-			"pg_hba": []string{
-				"local all all trust",
-				"host all all 127.0.0.1/32 trust",
-				"host replication all 127.0.0.1/32 trust",
-			},
+			"pg_hba":     pc.hba(),
 		},
 		"tags": map[string]any{"nofailover": false, "noloadbalance": false, "clonefrom": false, "nosync": false},
 	}
@@ -507,6 +535,64 @@ func (n *PatroniNode) config() (string, error) {
 	}
 	b, err := yaml.Marshal(conf)
 	return "# Written by kvstack (internal/engine.PatroniNode); rewritten at each start.\n" + string(b), err
+}
+
+// authentication is Patroni's users: with a Password, each its own with
+// its password, over verified TLS when the cluster serves it (Patroni
+// passes the ssl settings to every session it makes: its own, the
+// standbys' primary_conninfo, pg_basebackup's, pg_rewind's); without,
+// trusted users whose passwords nothing checks.
+func (pc *Patroni) authentication() map[string]any {
+	if pc.Password == "" {
+		return map[string]any{
+			"superuser":   map[string]any{"username": "postgres", "password": "postgres"},
+			"replication": map[string]any{"username": "replicator", "password": "replicator"},
+			"rewind":      map[string]any{"username": "postgres", "password": "postgres"},
+		}
+	}
+	user := func(name, password string) map[string]any {
+		u := map[string]any{"username": name, "password": password}
+		if pc.TLS != nil {
+			u["sslmode"], u["sslrootcert"] = "verify-full", pc.TLS.CA
+		}
+		return u
+	}
+	return map[string]any{
+		"superuser":   user("postgres", pc.Password),
+		"replication": user(replicationUser, pc.ReplicationPassword),
+		"rewind":      user(rewindUser, pc.RewindPassword),
+	}
+}
+
+// The users Patroni makes at the bootstrap of a locked cluster.
+const (
+	replicationUser = "replicator"
+	rewindUser      = "rewinder"
+)
+
+// hba is every node's pg_hba.conf: hbaLines with a Password (the
+// replication user alone may replicate), else trust on loopback.
+func (pc *Patroni) hba() []string {
+	if pc.Password == "" {
+		return []string{
+			"local all all trust",
+			"host all all 127.0.0.1/32 trust",
+			"host replication all 127.0.0.1/32 trust",
+		}
+	}
+	return hbaLines(pc.TLS != nil, replicationUser)
+}
+
+// initdb is initdb's options: with a Password, Patroni gives it the
+// superuser's (--pwfile) and nothing is trusted even before Patroni
+// writes pg_hba.conf.
+func (pc *Patroni) initdb() []any {
+	auth := map[string]any{"auth": "trust"}
+	if pc.Password != "" {
+		auth = map[string]any{"auth-host": "scram-sha-256"}
+		return []any{map[string]any{"encoding": "UTF8"}, map[string]any{"locale": "C.UTF-8"}, auth, map[string]any{"auth-local": "peer"}}
+	}
+	return []any{map[string]any{"encoding": "UTF8"}, map[string]any{"locale": "C.UTF-8"}, auth}
 }
 
 // Program runs Patroni in the foreground, as postgres. A stop (SIGTERM)
@@ -518,6 +604,10 @@ func (n *PatroniNode) Program() supervisor.Program {
 	acct, _ := systemUser("postgres")
 	return supervisor.Program{
 		Name: n.Name, Command: []string{"patroni", n.configFile()},
+		// libpq looks for a client certificate in ~/.postgresql: postgres's
+		// home, not the root's it cannot read (a refused stat fails every
+		// TLS session).
+		Env: map[string]string{"HOME": acct.home},
 		Dir: n.Dir, User: acct.name, Priority: n.Priority, StopWait: 60 * time.Second,
 		Health: supervisor.HTTPProbe{Addr: n.RestAddr(), Path: "/health"}, Addr: n.Addr(),
 		Log: logFile(n.Log, n.Dir, n.Name),

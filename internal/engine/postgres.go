@@ -152,15 +152,8 @@ func (p *Postgres) authenticate(ctx context.Context, acct account) error {
 	if p.Password == "" {
 		return nil
 	}
-	host := "host"
-	if p.TLSOnly {
-		host = "hostssl"
-	}
 	sum := sha256.Sum256([]byte(p.Password))
-	hba := hbaMark + hex.EncodeToString(sum[:8]) + "\n" +
-		"local all postgres peer\n" +
-		host + " all all 127.0.0.1/32 scram-sha-256\n" +
-		host + " replication all 127.0.0.1/32 scram-sha-256\n"
+	hba := hbaMark + hex.EncodeToString(sum[:8]) + "\n" + strings.Join(hbaLines(p.TLSOnly, "all"), "\n") + "\n"
 	path := filepath.Join(p.data(), "pg_hba.conf")
 	old, err := os.ReadFile(path)
 	if err != nil {
@@ -176,6 +169,23 @@ func (p *Postgres) authenticate(ctx context.Context, acct account) error {
 		}
 	}
 	return acct.writeFile(path, hba)
+}
+
+// hbaLines are the pg_hba.conf of a locked server, a single one or a
+// Patroni node: a password (scram-sha-256) for every TCP session, over TLS
+// alone with tlsOnly (hostssl), replication for replicators only; the
+// postgres OS user alone comes in unchecked, as the superuser, by peer
+// over the unix socket (pgBackRest's sessions). No trust line.
+func hbaLines(tlsOnly bool, replicators string) []string {
+	host := "host"
+	if tlsOnly {
+		host = "hostssl"
+	}
+	return []string{
+		"local all postgres peer",
+		host + " all all 127.0.0.1/32 scram-sha-256",
+		host + " replication " + replicators + " 127.0.0.1/32 scram-sha-256",
+	}
 }
 
 // runAs runs a PostgreSQL program as acct in Dir, its stdin empty (no

@@ -2,10 +2,15 @@ package engine
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/kvstack/kvstack/internal/supervisor"
 )
@@ -34,6 +39,10 @@ type Redis struct {
 	// it, the default user is open to loopback, as the tests' instances
 	// and the cluster's own tools use it.
 	Password string
+	// Replication, when named, is the ACL user a replica authenticates to
+	// its master as (masteruser, masterauth), which may run replication's
+	// commands alone (ReplicationRules): every node has it.
+	Replication RedisUser
 
 	cluster *RedisCluster // set for a node of a cluster (RedisCluster.Nodes)
 	busPort int           // its cluster bus port, when not Port + 10000
@@ -68,12 +77,31 @@ func (r *Redis) Init(context.Context) error {
 	if err := acct.mkdirs(r.Dir); err != nil {
 		return err
 	}
+	if err := acct.writeSecret(r.confFile(), r.confText()); err != nil {
+		return err
+	}
 	return acct.writeSecret(r.aclFile(), r.aclText())
 }
 
 // aclFile holds the server's users, read at each start (the users and
 // their passwords are on no command line, where ps shows them).
 func (r *Redis) aclFile() string { return filepath.Join(r.Dir, "users.acl") }
+
+// confFile is the server's configuration file, read at each start before
+// its command line's settings: what must not be on a command line (the
+// replication user's password).
+func (r *Redis) confFile() string { return filepath.Join(r.Dir, "redis.conf") }
+
+func (r *Redis) confText() string {
+	if r.Replication.Name == "" {
+		return "# kvstack (internal/engine): no replication user\n"
+	}
+	return fmt.Sprintf("masteruser %s\nmasterauth %s\n", r.Replication.Name, r.Replication.Password)
+}
+
+// ReplicationRules are the replication user's ACL rules: no key, the
+// commands a replica sends its master alone.
+var ReplicationRules = []string{"resetkeys", "resetchannels", "-@all", "+psync", "+replconf", "+ping"}
 
 // aclText is the ACL file: the default user, then Users.
 func (r *Redis) aclText() string {
@@ -83,7 +111,11 @@ func (r *Redis) aclText() string {
 	}
 	var b strings.Builder
 	b.WriteString(def)
-	for _, u := range r.Users {
+	users := r.Users
+	if r.Replication.Name != "" {
+		users = append(slices.Clip(users), RedisUser{Name: r.Replication.Name, Password: r.Replication.Password, Rules: ReplicationRules})
+	}
+	for _, u := range users {
 		fmt.Fprintf(&b, "user %s reset on >%s %s\n", u.Name, u.Password, strings.Join(u.Rules, " "))
 	}
 	return b.String()
@@ -100,11 +132,11 @@ func (r *Redis) Program() supervisor.Program {
 	if r.TLSOnly {
 		port, tlsPort = 0, r.Port
 	}
-	command := []string{"redis-server", "--bind", "127.0.0.1", "--port", strconv.Itoa(port),
+	command := []string{"redis-server", r.confFile(), "--bind", "127.0.0.1", "--port", strconv.Itoa(port),
 		"--dir", r.Dir, "--dbfilename", "dump.rdb", "--save", "", "--appendonly", "no",
 		"--shutdown-on-sigterm", "save", "--daemonize", "no", "--logfile", ""}
 	if r.cluster != nil {
-		command = r.clusterCommand()
+		command = r.clusterCommand(port)
 	}
 	if r.TLS != nil {
 		command = append(command, "--tls-port", strconv.Itoa(tlsPort), "--tls-cert-file", r.TLS.Cert,
@@ -123,14 +155,32 @@ type redisProbe struct{ r *Redis }
 
 func (p redisProbe) Check(ctx context.Context) error {
 	probe := supervisor.RedisProbe{Addr: p.r.Addr(), Password: p.r.Password}
-	if p.r.TLSOnly {
-		cfg, err := p.r.TLS.ClientConfig()
-		if err != nil {
-			return err
-		}
-		probe.TLS = cfg
+	var err error
+	probe.TLS, err = p.r.clientTLS()
+	if err != nil {
+		return err
 	}
 	return probe.Check(ctx)
+}
+
+// clientTLS is what a client of Port speaks: TLS trusting TLS.CA with
+// TLSOnly, else nil (plain text).
+func (r *Redis) clientTLS() (*tls.Config, error) {
+	if !r.TLSOnly {
+		return nil, nil
+	}
+	return r.TLS.ClientConfig()
+}
+
+// Client is a client of the node on Port as its default user (the
+// stack's checks and tools), over TLS with TLSOnly; it never retries.
+func (r *Redis) Client() (*goredis.Client, error) {
+	cfg, err := r.clientTLS()
+	if err != nil {
+		return nil, err
+	}
+	return goredis.NewClient(&goredis.Options{Addr: r.Addr(), Password: r.Password, TLSConfig: cfg, MaxRetries: -1,
+		DialTimeout: time.Second, ReadTimeout: 2 * time.Second, DisableIdentity: true}), nil
 }
 
 func (p redisProbe) String() string { return "redis PING " + p.r.Addr() }

@@ -4,13 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
-
-	goredis "github.com/redis/go-redis/v9"
 )
 
 // RedisCluster is a private Redis Cluster: one redis-server in cluster mode
@@ -57,6 +56,14 @@ type RedisCluster struct {
 	// plain-text ports.
 	TLS      *TLS
 	TLSPorts []int
+	// TLSOnly makes every node serve TLS alone, on its port of Ports (no
+	// TLSPorts, no plain text): its clients, its bus and its replication.
+	TLSOnly bool
+	// Password is every node's default user's (Redis.Password): Form's
+	// redis-cli and the checks here use that user. Replication is the
+	// user replicas authenticate to their master as (Redis.Replication).
+	Password    string
+	Replication RedisUser
 	// BusPorts, when set, are the nodes' cluster bus ports (same order as
 	// Ports); by default each is its node's port + 10000 (its TLS port's
 	// with TLS), a port nobody reserved for it.
@@ -96,8 +103,12 @@ func (c *RedisCluster) Nodes() []*Redis {
 	nodes := make([]*Redis, len(c.Ports))
 	for i, port := range c.Ports {
 		name := fmt.Sprintf("%s%d", c.prefix(), i+1)
-		n := &Redis{Name: name, Port: port, Dir: filepath.Join(c.Dir, name), cluster: c, Users: c.Users}
-		if c.TLS != nil {
+		n := &Redis{Name: name, Port: port, Dir: filepath.Join(c.Dir, name), cluster: c, Users: c.Users,
+			Password: c.Password, Replication: c.Replication}
+		switch {
+		case c.TLS != nil && c.TLSOnly:
+			n.TLS, n.TLSOnly = c.TLS, true
+		case c.TLS != nil:
 			n.TLS, n.TLSPort = c.TLS, c.TLSPorts[i]
 		}
 		if c.BusPorts != nil {
@@ -143,10 +154,10 @@ func (c *RedisCluster) Node(address string) *Redis {
 // clusterCommand is a cluster node's command line: redis-server in the
 // foreground, in cluster mode, with no snapshot nor append-only file, run
 // by sh when its nodes.conf exists only after RestartDelay.
-func (r *Redis) clusterCommand() []string {
+func (r *Redis) clusterCommand(port int) []string {
 	c := r.cluster
 	nodesConf := filepath.Join(r.Dir, "nodes.conf")
-	server := []string{"redis-server", "--bind", "127.0.0.1", "--port", strconv.Itoa(r.Port),
+	server := []string{"redis-server", r.confFile(), "--bind", "127.0.0.1", "--port", strconv.Itoa(port),
 		"--dir", r.Dir, "--save", "", "--appendonly", "no", "--daemonize", "no", "--logfile", "",
 		"--cluster-enabled", "yes", "--cluster-config-file", nodesConf,
 		"--cluster-node-timeout", strconv.FormatInt(c.nodeTimeout().Milliseconds(), 10),
@@ -186,15 +197,23 @@ func (c *RedisCluster) Form(ctx context.Context) error {
 	}
 	if !assigned {
 		args := append([]string{"--cluster", "create"}, c.Addrs()...)
-		if c.TLS != nil {
+		if c.TLS != nil && !c.TLSOnly {
 			// The nodes meet on the ports they announce: their TLS ports.
 			args = []string{"--tls", "--cacert", c.TLS.CA, "--cluster", "create"}
 			for _, p := range c.TLSPorts {
 				args = append(args, addr(p))
 			}
 		}
+		if c.TLSOnly {
+			args = append([]string{"--tls", "--cacert", c.TLS.CA}, args...)
+		}
 		args = append(args, "--cluster-replicas", strconv.Itoa(c.replicas()), "--cluster-yes")
-		out, err := exec.CommandContext(ctx, "redis-cli", args...).CombinedOutput()
+		cmd := exec.CommandContext(ctx, "redis-cli", args...)
+		if c.Password != "" {
+			// The default user's password, where ps does not show it.
+			cmd.Env = append(os.Environ(), "REDISCLI_AUTH="+c.Password)
+		}
+		out, err := cmd.CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("redis-cli --cluster create: %w: %s", err, lastLines(string(out), 5))
 		}
@@ -209,8 +228,8 @@ const FormTimeout = 2 * time.Minute
 // answers holds slots. It fails when no node answers.
 func (c *RedisCluster) slotsAssigned(ctx context.Context) (bool, error) {
 	var errs []error
-	for _, a := range c.Addrs() {
-		info, err := clusterInfo(ctx, a)
+	for _, n := range c.Nodes() {
+		info, err := n.fields(ctx, "cluster", "info")
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -252,8 +271,9 @@ func (c *RedisCluster) WaitHealthy(ctx context.Context) error {
 
 func (c *RedisCluster) healthy(ctx context.Context) error {
 	masters := 0
-	for _, a := range c.Addrs() {
-		info, err := clusterInfo(ctx, a)
+	for _, n := range c.Nodes() {
+		a := n.Addr()
+		info, err := n.fields(ctx, "cluster", "info")
 		if err != nil {
 			return err
 		}
@@ -262,10 +282,10 @@ func (c *RedisCluster) healthy(ctx context.Context) error {
 			return fmt.Errorf("%s: cluster_state %s, slots ok %s, known nodes %s", a,
 				info["cluster_state"], info["cluster_slots_ok"], info["cluster_known_nodes"])
 		}
-		if err := c.viewWhole(ctx, a); err != nil {
+		if err := c.viewWhole(ctx, n); err != nil {
 			return err
 		}
-		repl, err := nodeInfo(ctx, a, "replication")
+		repl, err := n.fields(ctx, "info", "replication")
 		if err != nil {
 			return err
 		}
@@ -290,9 +310,12 @@ func (c *RedisCluster) healthy(ctx context.Context) error {
 // viewWhole checks the cluster as the node at address sees it (its gossip
 // may lag behind the nodes' own state): every node connected, none
 // failing, masters and replicas in the numbers wanted.
-func (c *RedisCluster) viewWhole(ctx context.Context, address string) error {
-	rdb := goredis.NewClient(&goredis.Options{Addr: address, MaxRetries: -1, DialTimeout: time.Second,
-		ReadTimeout: 2 * time.Second, DisableIdentity: true})
+func (c *RedisCluster) viewWhole(ctx context.Context, n *Redis) error {
+	address := n.Addr()
+	rdb, err := n.Client()
+	if err != nil {
+		return err
+	}
 	defer rdb.Close()
 	text, err := rdb.ClusterNodes(ctx).Result()
 	if err != nil {
@@ -325,8 +348,8 @@ func (c *RedisCluster) MasterOf(ctx context.Context, key string) (*Redis, error)
 	votes := map[string]int{}
 	var best string
 	var lastErr error
-	for _, a := range c.Addrs() {
-		m, err := masterSeenBy(ctx, a, key)
+	for _, n := range c.Nodes() {
+		m, err := masterSeenBy(ctx, n, key)
 		if err != nil {
 			lastErr = err
 			continue
@@ -348,7 +371,7 @@ func (c *RedisCluster) MasterOf(ctx context.Context, key string) (*Redis, error)
 // ReplicaOf is master's replica (the first, with several), as master
 // reports it.
 func (c *RedisCluster) ReplicaOf(ctx context.Context, master *Redis) (*Redis, error) {
-	repl, err := nodeInfo(ctx, master.Addr(), "replication")
+	repl, err := master.fields(ctx, "info", "replication")
 	if err != nil {
 		return nil, err
 	}
@@ -365,9 +388,12 @@ func (c *RedisCluster) ReplicaOf(ctx context.Context, master *Redis) (*Redis, er
 
 // masterSeenBy is the address of the master online that serves key's slot,
 // as the node at address sees it.
-func masterSeenBy(ctx context.Context, address, key string) (string, error) {
-	rdb := goredis.NewClient(&goredis.Options{Addr: address, MaxRetries: -1, DialTimeout: time.Second,
-		ReadTimeout: 2 * time.Second, DisableIdentity: true})
+func masterSeenBy(ctx context.Context, n *Redis, key string) (string, error) {
+	address := n.Addr()
+	rdb, err := n.Client()
+	if err != nil {
+		return "", err
+	}
 	defer rdb.Close()
 	slot, err := rdb.ClusterKeySlot(ctx, key).Result()
 	if err != nil {
@@ -384,6 +410,9 @@ func masterSeenBy(ctx context.Context, address, key string) (string, error) {
 			}
 			for _, n := range s.Nodes {
 				if n.Role == "master" && n.Health == "online" {
+					if n.Port == 0 { // a node that serves TLS alone
+						return addr(int(n.TLSPort)), nil
+					}
 					return addr(int(n.Port)), nil
 				}
 			}
@@ -392,23 +421,17 @@ func masterSeenBy(ctx context.Context, address, key string) (string, error) {
 	return "", fmt.Errorf("%s: no master online serves slot %d", address, slot)
 }
 
-// clusterInfo is a node's CLUSTER INFO as fields.
-func clusterInfo(ctx context.Context, address string) (map[string]string, error) {
-	return redisFields(ctx, address, "cluster", "info")
-}
-
-// nodeInfo is a section of a node's INFO as fields.
-func nodeInfo(ctx context.Context, address, section string) (map[string]string, error) {
-	return redisFields(ctx, address, "info", section)
-}
-
-func redisFields(ctx context.Context, address string, args ...any) (map[string]string, error) {
-	rdb := goredis.NewClient(&goredis.Options{Addr: address, MaxRetries: -1, DialTimeout: time.Second,
-		ReadTimeout: 2 * time.Second, DisableIdentity: true})
+// fields is the node's answer to a command that answers name:value lines
+// (CLUSTER INFO, INFO section) as fields.
+func (r *Redis) fields(ctx context.Context, args ...any) (map[string]string, error) {
+	rdb, err := r.Client()
+	if err != nil {
+		return nil, err
+	}
 	defer rdb.Close()
 	text, err := rdb.Do(ctx, args...).Text()
 	if err != nil {
-		return nil, fmt.Errorf("%s %v: %w", address, args, err)
+		return nil, fmt.Errorf("%s %v: %w", r.Addr(), args, err)
 	}
 	fields := map[string]string{}
 	for line := range strings.SplitSeq(text, "\n") {

@@ -36,7 +36,7 @@ func (h *harness) apply(ctx context.Context) (*Section, error) {
 	o := h.o
 	batch := h.cons.Consumer.BatchSize
 	prefetch := h.cons.RabbitMQ.PrefetchFor(batch)
-	sec := &Section{Title: "Sustained apply by the consumer (PostgreSQL + Redis + ack)",
+	sec := &Section{ID: "apply", Title: titleApply,
 		Setup: fmt.Sprintf("Each run fills %s with %d messages of fresh keys, as the API publishes them (persistent, the trace context in the headers, sampled as the API's sampler would have: %s as shipped, all of them at 100 %% sampling), then a consumer drains them, timed and measured from its first handled message to the last (its messages counter on /metrics, polled every 100 ms). "+
 			"kvstack: the stack's consumer (batch size %d, prefetch %d). Variants: bin/consumer run by the harness with the stack consumer's environment and one setting changed: %s. "+
 			"Reference: a raw pipeline, `kvbench pipeline` (amqp091-go, the same prefetch, batches of %d or what %s brings, the bodies decoded with encoding/json, one transaction with the consumer's upsert statement on a scratch kv_store (schema kvbench) and one pg_notify of the batch's versions, one pipelined EVALSHA of the cache's compare-and-set script per message through go-redis without tracing, one multiple-ack per batch), from a scratch durable %s queue (%s). "+

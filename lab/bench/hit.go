@@ -18,7 +18,7 @@ const fastAPIHitCPU = 196.0
 // from memory (the baseline) and one reading Redis once (the reference).
 func (h *harness) getHit(ctx context.Context) (*Section, error) {
 	o := h.o
-	sec := &Section{Title: "GET cache hit through nginx",
+	sec := &Section{ID: "hit", Title: titleHit,
 		Setup: fmt.Sprintf("%d connections, GET /api?key=K over %d keys seeded in PostgreSQL and read once so that Redis holds them. "+
 			"Variants: the same API binary run by the harness as the stack runs api1 and api2 (same environment, GOMAXPROCS included), behind an nginx rendered from the same template, with one setting changed each: %s. "+
 			"Baseline: the same nginx in front of two minimal Go handlers returning a body of the same size (kvbench stub, one process per replica). "+

@@ -38,7 +38,7 @@ func (h *harness) get(url func(i int64) string, want int) Op {
 func (h *harness) getMiss(ctx context.Context) (*Section, error) {
 	o := h.o
 	runs := o.Reps + 1 // and a warm-up
-	sec := &Section{Title: "GET cache miss (PostgreSQL read + cache fill)",
+	sec := &Section{ID: "miss", Title: titleMiss,
 		Setup: fmt.Sprintf("%d connections through nginx, each request a key never read before (%d rows seeded straight into PostgreSQL, never cached; a run stops at %s or after %d keys). "+
 			"Reference: the same nginx in front of two minimal Go handlers (kvbench stub -miss, one process per replica, the API's environment) that read the key with one pgx primary-key SELECT of the API's columns (PG_MAX_CONNS connections each) and fill the cache with it by the cache's compare-and-set script (one EVALSHA through go-redis), without tracing, logging or metrics; "+
 			"the cache's entries of the keys read are removed after each kvstack and reference run, so that every read of either is a miss. "+

@@ -44,7 +44,7 @@ func (h *harness) putWith(cs Clients, base, prefix, query string) Op {
 func (h *harness) put(ctx context.Context) (*Section, error) {
 	o := h.o
 	rc := h.cons.RabbitMQ
-	sec := &Section{Title: "PUT accepted (202 after the publisher confirm) through nginx",
+	sec := &Section{ID: "put", Title: titlePut,
 		Setup: fmt.Sprintf("%d connections, PUT /api of fresh keys, %d-byte values, with the stack's consumer stopped (the accept path alone; the messages it leaves are applied before the next scenario). "+
 			"Variants as for the GET hit. "+
 			"Reference: the same nginx in front of two minimal Go handlers (one process per replica) that read the PUT body, publish one persistent message of the app's message size to a scratch durable %s queue (%s, purged after each run) "+

@@ -9,43 +9,46 @@ import (
 
 // Figure is one measured quantity over the repetitions.
 type Figure struct {
-	Name string
-	Unit string
-	Runs []float64
+	Name string    `json:"name"`
+	Unit string    `json:"unit"`
+	Runs []float64 `json:"runs"`
 }
 
 // Target is one of the benchmark's targets (issues 7 and 15), decided on
 // the medians; one without Want is a figure reported beside them.
 type Target struct {
-	Name  string
-	Got   string // the ratio or value, formatted
-	Want  string
-	Met   bool
-	Notes string
+	Name  string `json:"name"`
+	Got   string `json:"got"` // the ratio or value, formatted
+	Want  string `json:"want,omitempty"`
+	Met   bool   `json:"met"`
+	Notes string `json:"notes,omitempty"`
 }
 
 // Section is one scenario of the report.
 type Section struct {
-	Title   string
-	Setup   string
-	Figures []Figure
-	CPU     []*CPUTable
-	Targets []Target
-	Notes   []string
+	// ID is the scenario's, as -only names it (hit, miss, put, apply, …):
+	// how a program reading the report's figures finds them.
+	ID      string      `json:"id"`
+	Title   string      `json:"title"`
+	Setup   string      `json:"setup"`
+	Figures []Figure    `json:"figures,omitempty"`
+	CPU     []*CPUTable `json:"cpu,omitempty"`
+	Targets []Target    `json:"targets,omitempty"`
+	Notes   []string    `json:"notes,omitempty"`
 }
 
 // Report is what the run writes to lab/bench/REPORT.md.
 type Report struct {
-	Title string // "kvstack benchmark report" when empty
+	Title string `json:"title,omitempty"` // "kvstack benchmark report" when empty
 	// Baselines says that every scenario ran beside its baseline (the
 	// benchmark's); the scale-out report compares N processes instead.
-	Baselines bool
-	Started   time.Time
-	Took      time.Duration
-	Command   string
-	Machine   [][2]string
-	Settings  [][2]string
-	Sections  []*Section
+	Baselines bool          `json:"baselines"`
+	Started   time.Time     `json:"started"`
+	Took      time.Duration `json:"took_ns"`
+	Command   string        `json:"command"`
+	Machine   [][2]string   `json:"machine"`
+	Settings  [][2]string   `json:"settings"`
+	Sections  []*Section    `json:"sections"`
 }
 
 func fmtNum(v float64, unit string) string {

@@ -272,7 +272,8 @@ func (h *harness) runSteps(ctx context.Context) error {
 }
 
 // write writes the report, and the engineers' reading of the figures kept
-// beside the harness (lab/bench/NOTES.md) after a full run of the benchmark.
+// beside the harness (lab/bench/NOTES.md) after a full run of the benchmark;
+// then its figures as JSON beside it (JSONPath).
 func (h *harness) write() error {
 	h.rep.Took = time.Since(h.rep.Started)
 	f, err := os.Create(h.o.Out)
@@ -281,12 +282,28 @@ func (h *harness) write() error {
 	}
 	defer f.Close()
 	h.rep.Write(f)
-	if notes, err := os.ReadFile(filepath.Join(h.o.Root, "bench", "NOTES.md")); err == nil && !h.o.Smoke && h.rep.Baselines {
+	if notes, err := os.ReadFile(notesPath(h.o.Root)); err == nil && !h.o.Smoke && h.rep.Baselines {
 		fmt.Fprintf(f, "\n---\n\n%s", notes)
 	}
-	Log("report written to %s (%s)", h.o.Out, h.rep.Took.Round(time.Second))
-	return f.Close()
+	if err := f.Close(); err != nil {
+		return err
+	}
+	// The same figures for programs (kvbench -plan), beside the report.
+	j, err := os.Create(JSONPath(h.o.Out))
+	if err != nil {
+		return err
+	}
+	defer j.Close()
+	if err := h.rep.WriteJSON(j); err != nil {
+		return err
+	}
+	Log("report written to %s and %s (%s)", h.o.Out, JSONPath(h.o.Out), h.rep.Took.Round(time.Second))
+	return j.Close()
 }
+
+// notesPath is the engineers' reading of the figures, appended to a full
+// report.
+func notesPath(root string) string { return filepath.Join(root, "lab", "bench", "NOTES.md") }
 
 func (h *harness) connect(ctx context.Context) error {
 	pc, err := pgxpool.ParseConfig(h.api.Postgres.URL)

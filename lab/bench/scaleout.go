@@ -85,7 +85,7 @@ func consumersName(n int) string {
 // PostgreSQL and none was dead-lettered.
 func (h *harness) applyScaleOut(ctx context.Context) (*Section, error) {
 	o, rc := h.o, h.cons.RabbitMQ
-	sec := &Section{Title: "Apply with 1, 2 and 4 consumers (HA topology)",
+	sec := &Section{ID: "apply", Title: titleApplyScaleOut,
 		Setup: fmt.Sprintf("The stack's two consumers are stopped. Each run fills %s (a %s queue on the 3-node cluster) with %d messages of fresh keys, as the API publishes them (persistent, the trace context in the headers, sampled as the API's sampler would have: %s), then starts N bin/consumer processes with the stack consumer's environment (each its own instance id and port) and times them from the first handled message to the last (the sum of their messages counters, polled every 100 ms). "+
 			"After each drain: every key of the run is counted in PostgreSQL (the primary) with the value published, and %s is checked empty. N = 1, 2, 4 alternate, in %d rounds. CPU: the N consumers together, and every node of each engine together.",
 			rc.QueueAdd, rc.QueueType, o.ApplyN, shippedShare(), rabbitmq.DLQ(rc.QueueAdd), o.Reps)}

@@ -18,7 +18,7 @@ const rowAPIs = "API replicas"
 // were shared.
 func (h *harness) hitScaleOut(ctx context.Context) (*Section, error) {
 	o := h.o
-	sec := &Section{Title: "GET cache hit with 2 and 4 API replicas (HA topology)",
+	sec := &Section{ID: "hit", Title: titleHitScaleOut,
 		Setup: fmt.Sprintf("%d connections, GET /api?key=K over %d keys seeded in PostgreSQL and read once through the stack's edge, so that the Redis Cluster holds them. "+
 			"N bin/api replicas run by the harness with the environment of the stack's api1 and api2 in turn (GOMAXPROCS included), behind an nginx rendered from the stack's template with N upstream servers; N = 2 and 4 alternate, in %d rounds of %s each. "+
 			"A request counts when it answers 200; each replica's share is read from its kvstack_http_requests_total. CPU: nginx, the N replicas together, the six Redis nodes together, Jaeger (what a hit touches).",

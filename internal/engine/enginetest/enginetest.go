@@ -419,7 +419,7 @@ func (pt *Patroni) Promoted(tb testing.TB) *engine.PatroniNode {
 		primary, err := pt.cluster.Primary(ctx)
 		if err == nil && primary != lost {
 			var conn *pgx.Conn
-			if conn, err = pgx.Connect(ctx, primary.URL("postgres", "postgres")+"&target_session_attrs=read-write"); err == nil {
+			if conn, err = pgx.Connect(ctx, primary.URL("postgres", "", "postgres")+"&target_session_attrs=read-write"); err == nil {
 				conn.Close(ctx)
 				cancel()
 				return primary

@@ -52,7 +52,12 @@ func run(ctx context.Context, args []string) error {
 	compareConsumer := fs.String("compare-consumer", "", "another build of bin/consumer to run as one more column of the apply scenario")
 	reps := fs.Int("reps", 0, "repetitions per scenario (default: 3, or 1 with -smoke)")
 	dur := fs.Duration("dur", 0, "one measured run (default: 8s, or 1.5s with -smoke)")
+	planMode := fs.Bool("plan", false, "print the capacity plan computed from the last report's figures (lab/bench/REPORT.json, else REPORT.md; checked against SCALEOUT beside it), run nothing (make bench-plan)")
+	pf := planFlags(fs)
 	_ = fs.Parse(args)
+	if *planMode {
+		return pf.run(os.Stdout, *root)
+	}
 	o := bench.Full()
 	if *scaleOut {
 		o = bench.ScaleOut()
