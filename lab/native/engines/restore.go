@@ -258,7 +258,7 @@ func (r Restore) purgeQueues(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	conn, err := DialAMQP(r.Settings.Get("RABBITMQ_URL"), cfg.TLSCAFile)
+	conn, err := DialAMQP(cfg.URL, cfg.TLSCAFile)
 	if err != nil {
 		return 0, fmt.Errorf("rabbitmq: %w", err)
 	}
