@@ -190,10 +190,13 @@ dr-drill-ha: packages ## The DR drill on the HA topology (the primary's data dir
 # Tests that break a dependency (named *Disruptive*) do it to private
 # PostgreSQL, Redis and RabbitMQ instances they start themselves
 # (internal/engine/enginetest), never to the shared services: they
-# run with the rest, in one pass.
+# run with the rest, in one pass. go test's own vet pass is off (-vet=off)
+# wherever go vet has just run on the same packages (lint's vet, and the
+# vet before each module's test): the same analyses, and more, are made
+# once instead of twice.
 test: setup lint fmt-check check-observability check-slo check-dashboards ## lint, every Go test on real services, test-compose, e2e (stack stopped after only if it was down), chaos-short
-	$(GO) test $(TEST_FLAGS) $(PKGS)
-	$(GO) -C lab test $(TEST_FLAGS) ./...
+	$(GO) test -vet=off $(TEST_FLAGS) $(PKGS)
+	$(GO) -C lab test -vet=off $(TEST_FLAGS) ./...
 	$(MAKE) --no-print-directory test-compose
 	$(MAKE) --no-print-directory test-k8s
 	@# End to end on the native stack; stopped afterwards only if this run
@@ -237,16 +240,16 @@ slo: ## Regenerate observability/rules/kvstack-slo.yml from observability/slo/ w
 	cd tools/sloth && $(GO) test -count=1 -timeout 30m -run TestRulesAreGeneratedFromTheSpecs ./... -args -update
 
 check-slo: ## The committed SLO rules are what Sloth generates from observability/slo/
-	cd tools/sloth && $(GO) vet ./... && $(GO) test -count=1 -timeout 30m ./...
+	cd tools/sloth && $(GO) vet ./... && $(GO) test -vet=off -count=1 -timeout 30m ./...
 
 check-dashboards: ## Decode grafana/dashboards strictly with the Grafana Foundation SDK; datasources provisioned
-	cd grafana/dashboardtest && $(GO) vet ./... && $(GO) test -count=1 ./...
+	cd grafana/dashboardtest && $(GO) vet ./... && $(GO) test -vet=off -count=1 ./...
 
 test-compose: jaeger ## Check docker-compose.yml, docker-compose.ha.yml, the Dockerfile and the rendered configs (promtool, amtool, nginx -t, jaeger validate; no Docker needed)
-	cd deploy/composetest && $(GO) vet ./... && $(GO) test -count=1 -timeout 30m ./...
+	cd deploy/composetest && $(GO) vet ./... && $(GO) test -vet=off -count=1 -timeout 30m ./...
 
 test-k8s: ## Render deploy/k8s/chart for each values file and check it against the real types, schemas and the repository (no cluster needed)
-	cd deploy/k8s && $(GO) vet ./... && $(GO) test -count=1 ./...
+	cd deploy/k8s && $(GO) vet ./... && $(GO) test -vet=off -count=1 ./...
 
 #: the values file make k8s renders: dev, prod or prod-external
 OVERLAY ?= dev
@@ -296,7 +299,7 @@ sbom: ## CycloneDX SBOM of each binary the image holds (its Go modules, licences
 e2e: up ## End-to-end tests through nginx on the native stack (starts what is down)
 	$(STACK) jaeger-up
 	$(GO) -C lab vet -tags e2e ./e2e/...
-	$(GO) -C lab test -tags e2e -count=1 -timeout 10m ./e2e/...
+	$(GO) -C lab test -vet=off -tags e2e -count=1 -timeout 10m ./e2e/...
 
 test-unit: ## Unit tests only (-short), no services needed
 	$(GO) test -race -short $(PKGS)
