@@ -164,16 +164,6 @@ func TierCosts(rows OpCosts) OpCosts {
 	return out
 }
 
-// tierOf is the tier a process is part of.
-func tierOf(row string) string {
-	for _, t := range planTiers {
-		if slices.Contains(t.rows, row) {
-			return t.name
-		}
-	}
-	return ""
-}
-
 // TierPlan is one tier of a plan.
 type TierPlan struct {
 	Name  string
