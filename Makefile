@@ -23,7 +23,7 @@ STACK       ?= $(BIN)/stack
 .DEFAULT_GOAL := help
 .PHONY: mod-check help setup setup-all packages build migrate test test-unit vet fmt-check fuzz \
 	lint fmt run-api run-consumer clean run up up-ha down status logs env token tls compose-secrets jaeger e2e \
-	test-compose test-k8s k8s image sbom check-observability bench bench-smoke bench-ha bench-plan chaos chaos-short chaos-ha dr-drill backup restore stack-bin \
+	test-compose test-k8s k8s image sbom check-observability bench bench-smoke bench-ha bench-plan chaos chaos-short chaos-ha dr-drill dr-drill-ha backup restore stack-bin \
 	slo check-slo check-dashboards config-doc
 
 ##@ General
@@ -177,6 +177,13 @@ chaos-ha: packages ## Kill -9 each kind of node of the HA topology under load, t
 # writes under load, a backup, a point T, the accident, a restore to T.
 dr-drill: packages ## Backup, accident (data directory removed, kv_store truncated) and restore to a point T under load; checks every write, writes its section of docs/RELIABILITY.md (~3 min)
 	$(GO) -C lab run ./chaos -mode dr -out docs/RELIABILITY.md $(CHAOS_ARGS)
+
+# The same drill on the HA topology: make chaos-ha's private stack (Patroni
+# cluster archiving into one stanza, Redis Cluster, RabbitMQ cluster) on
+# ports of its own (state in tmp/dr-drill-ha); the restore is make restore's
+# on HA (Patroni's cluster bootstrapped again from the backup).
+dr-drill-ha: packages ## The DR drill on the HA topology (the primary's data directory lost, kv_store truncated; restore to T; the cluster whole again); writes its section of docs/RELIABILITY.md (~6 min)
+	$(GO) -C lab run ./chaos -mode dr-ha -out docs/RELIABILITY.md $(CHAOS_ARGS)
 
 ##@ Quality
 
