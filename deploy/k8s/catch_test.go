@@ -219,6 +219,12 @@ func TestChecksCatch(t *testing.T) {
 		{"an ACL file of a Secret the guide does not make", "privilege", "prod", func(m *manifests, s *sources) {
 			m.redisClusters[0].Spec.ACL.Secret.SecretName = "kvstack-redis-users"
 		}},
+		{"the Redis exporter as the default user", "privilege", "prod", func(m *manifests, s *sources) {
+			m.redisClusters[0].Spec.RedisExporter.Env = nil // the operator's REDIS_PASSWORD alone
+		}},
+		{"the Redis exporter with the default user's password", "privilege", "dev", func(m *manifests, s *sources) {
+			(*m.redises[0].Spec.RedisExporter.Env)[1].ValueFrom.SecretKeyRef.Name = "kvstack-redis"
+		}},
 		{"the API as the database's owner", "privilege", "prod", func(m *manifests, s *sources) {
 			envVar(api(m), "DATABASE_URL").ValueFrom.SecretKeyRef.Name = "kvstack-pg-app"
 		}},

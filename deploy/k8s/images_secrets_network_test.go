@@ -205,11 +205,24 @@ func (m *manifests) secretRefs() []secretRef {
 			refs = append(refs, secretRef{where, *rs.Name, *rs.Key})
 		}
 	}
+	// The exporter sidecar's own user (checkPrivilege).
+	exporterEnv := func(where string, e *RedisExporter) {
+		if e == nil || e.Env == nil {
+			return
+		}
+		for _, v := range *e.Env {
+			if v.ValueFrom != nil && v.ValueFrom.SecretKeyRef != nil {
+				refs = append(refs, secretRef{"the exporter of " + where + " " + v.Name, v.ValueFrom.SecretKeyRef.Name, v.ValueFrom.SecretKeyRef.Key})
+			}
+		}
+	}
 	for _, r := range m.redises {
 		redisSecret("Redis "+r.Name, r.Spec.KubernetesConfig.RedisSecret)
+		exporterEnv("Redis "+r.Name, r.Spec.RedisExporter)
 	}
 	for _, r := range m.redisClusters {
 		redisSecret("RedisCluster "+r.Name, r.Spec.KubernetesConfig.RedisSecret)
+		exporterEnv("RedisCluster "+r.Name, r.Spec.RedisExporter)
 	}
 	return refs
 }

@@ -308,13 +308,16 @@ type RedisSpec struct {
 
 // RedisExporter is common.RedisExporter: a redis_exporter sidecar in each
 // pod, its container port named redis-exporter (9121 unless Port), given
-// REDIS_ADDR and REDIS_PASSWORD by the operator.
+// REDIS_ADDR and REDIS_PASSWORD (redisSecret's) by the operator, then Env,
+// sorted by name, stably (so that a REDIS_PASSWORD of Env comes last, and
+// is the one the kubelet keeps).
 type RedisExporter struct {
 	Enabled         bool                         `json:"enabled,omitempty"`
 	Port            *int                         `json:"port,omitempty"`
 	Image           string                       `json:"image"`
 	Resources       *corev1.ResourceRequirements `json:"resources,omitempty"`
 	ImagePullPolicy corev1.PullPolicy            `json:"imagePullPolicy,omitempty"`
+	Env             *[]corev1.EnvVar             `json:"env,omitempty"`
 }
 
 // RedisTLSConfig is common.TLSConfig: the server's certificate, key and

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
 )
 
 // Least privilege in PostgreSQL (issue 19 §3, docs/SECURITY.md): the API
@@ -83,17 +85,20 @@ func checkPrivilege(t testing.TB, m *manifests, s *sources) problems {
 	// defined in it with a password (an aclfile makes Redis ignore
 	// requirepass: else the default user would be open to all), the app's
 	// limited to the cache's keys and denied every other command.
+	// The exporter sidecar likewise, as a user of its own with the
+	// statistics' commands alone (redisMonitorRules) and no key.
 	type redisNode struct {
-		name   string
-		acl    *RedisACLConfig
-		secret *RedisSecret
+		name     string
+		acl      *RedisACLConfig
+		secret   *RedisSecret
+		exporter *RedisExporter
 	}
 	var nodes []redisNode
 	for _, r := range m.redises {
-		nodes = append(nodes, redisNode{"Redis " + r.Name, r.Spec.ACL, r.Spec.KubernetesConfig.RedisSecret})
+		nodes = append(nodes, redisNode{"Redis " + r.Name, r.Spec.ACL, r.Spec.KubernetesConfig.RedisSecret, r.Spec.RedisExporter})
 	}
 	for _, r := range m.redisClusters {
-		nodes = append(nodes, redisNode{"RedisCluster " + r.Name, r.Spec.ACL, r.Spec.KubernetesConfig.RedisSecret})
+		nodes = append(nodes, redisNode{"RedisCluster " + r.Name, r.Spec.ACL, r.Spec.KubernetesConfig.RedisSecret, r.Spec.RedisExporter})
 	}
 	guide := string(readRepo(t, "docs/KUBERNETES.md"))
 	for _, n := range nodes {
@@ -124,7 +129,10 @@ func checkPrivilege(t testing.TB, m *manifests, s *sources) problems {
 				p.add("%s: REDIS_USERNAME from %s, REDIS_PASSWORD from %s: one user's Secret", k, user.ValueFrom.SecretKeyRef.Name, pass.ValueFrom.SecretKeyRef.Name)
 			}
 		}
-		app := regexp.MustCompile(`user kvstack_app on >%s ([^\n']*)`).FindStringSubmatch(line)
+		if n.exporter != nil && n.exporter.Enabled {
+			p = append(p, checkRedisExporterUser(n.name, n.exporter, n.secret, line, guide)...)
+		}
+		app := regexp.MustCompile(`user kvstack_app on >%s ([^\n'\\]*)`).FindStringSubmatch(line)
 		prefix := s.env["api"]["REDIS_KEY_PREFIX"]
 		if app == nil {
 			p.add("%s: the ACL file of docs/KUBERNETES.md defines no user kvstack_app", n.name)
@@ -227,4 +235,65 @@ func rabbitPermissions(s *sources) map[string]RabbitmqVhostPermissions {
 		// alone.
 		"keda": {Configure: "^$", Write: "^$", Read: "^$"},
 	}
+}
+
+// redisMonitorRules are what the exporter's ACL user may be given: no key
+// and no channel, every command denied but those redis_exporter runs to
+// read a node's statistics (lab/native/engines gives the native stack's
+// exporter the same).
+var redisMonitorRules = []string{"resetkeys", "resetchannels", "-@all", "+ping", "+hello", "+auth", "+select",
+	"+client|setname", "+client|list", "+info", "+config|get", "+cluster|info", "+slowlog", "+latency", "+dbsize", "+memory|stats"}
+
+// checkRedisExporterUser wants the exporter sidecar of a Redis with ACL
+// users to log in as a user of its own: REDIS_USER and REDIS_PASSWORD
+// from one Secret that is not the default user's (the operator's
+// REDIS_PASSWORD, which they come after), and that user defined in the
+// guide's ACL file line with redisMonitorRules alone.
+func checkRedisExporterUser(name string, e *RedisExporter, defaultSecret *RedisSecret, line, guide string) problems {
+	var p problems
+	var user, pass *corev1.EnvVar
+	if e.Env != nil {
+		for i, v := range *e.Env {
+			switch v.Name {
+			case "REDIS_USER":
+				user = &(*e.Env)[i]
+			case "REDIS_PASSWORD":
+				pass = &(*e.Env)[i]
+			}
+		}
+	}
+	if user == nil || pass == nil {
+		p.add("%s: its exporter logs in as the default user (the operator's REDIS_PASSWORD): want REDIS_USER and REDIS_PASSWORD of a monitoring user in redisExporter.env", name)
+		return p
+	}
+	if user.ValueFrom == nil || user.ValueFrom.SecretKeyRef == nil || pass.ValueFrom == nil || pass.ValueFrom.SecretKeyRef == nil ||
+		user.ValueFrom.SecretKeyRef.Name != pass.ValueFrom.SecretKeyRef.Name {
+		p.add("%s: the exporter's REDIS_USER and REDIS_PASSWORD not both from one Secret", name)
+		return p
+	}
+	if defaultSecret != nil && defaultSecret.Name != nil && pass.ValueFrom.SecretKeyRef.Name == *defaultSecret.Name {
+		p.add("%s: the exporter's REDIS_PASSWORD from %s, the default user's", name, *defaultSecret.Name)
+	}
+	secret := user.ValueFrom.SecretKeyRef.Name
+	made := regexp.MustCompile(`kubectl[^\n]*create secret generic ` + regexp.QuoteMeta(secret) + ` --from-literal=username=([a-z_]+) `).FindStringSubmatch(guide)
+	if made == nil {
+		p.add("%s: docs/KUBERNETES.md does not create the exporter's Secret %s (username, password)", name, secret)
+		return p
+	}
+	monitor := made[1]
+	if monitor == "default" {
+		p.add("%s: the exporter's Secret %s names the default user", name, secret)
+		return p
+	}
+	rules := regexp.MustCompile(`user ` + regexp.QuoteMeta(monitor) + ` on >%s ([^\n'\\]*)`).FindStringSubmatch(line)
+	if rules == nil {
+		p.add("%s: the ACL file of docs/KUBERNETES.md defines no user %s, the exporter's", name, monitor)
+		return p
+	}
+	for _, r := range strings.Fields(strings.ReplaceAll(rules[1], `\n`, " ")) {
+		if !slices.Contains(redisMonitorRules, r) {
+			p.add("%s: the exporter's user %s has rule %q: want only %v (the statistics, no key)", name, monitor, r, redisMonitorRules)
+		}
+	}
+	return p
 }

@@ -95,6 +95,27 @@ helm.sh/chart: {{ .Chart.Name }}-{{ .Chart.Version }}
   value: quorum
 {{- end -}}
 
+{{- define "kvstack.redisExporterEnv" -}}
+{{- if .Values.redis.operator.acl.enabled }}
+# As kvstack_monitor (Secret acl.monitorSecret: username, password), which
+# may read the server's statistics and no key, not as the default user:
+# the operator gives the sidecar REDIS_PASSWORD from redisSecret (the
+# default user's), then these, in that order; of two variables of one
+# name the kubelet keeps the last.
+env:
+  - name: REDIS_USER
+    valueFrom:
+      secretKeyRef:
+        name: {{ .Values.redis.operator.acl.monitorSecret }}
+        key: username
+  - name: REDIS_PASSWORD
+    valueFrom:
+      secretKeyRef:
+        name: {{ .Values.redis.operator.acl.monitorSecret }}
+        key: password
+{{- end }}
+{{- end -}}
+
 {{- define "kvstack.redisEnv" -}}
 {{- if and (eq .Values.redis.mode "operator") .Values.redis.operator.acl.enabled }}
 # The app's ACL user (its Secret's username and password), not the default.
