@@ -69,19 +69,13 @@ func startPrivate(ctx context.Context, root, dir, engineDir string, log io.Write
 // PostgreSQL archives with pgBackRest (the DR drill), else not (the fault
 // campaign takes no backups).
 func startPrivateOn(ctx context.Context, root, dir, engineDir string, log io.Writer, ports map[string]string, archive bool) (*private, error) {
-	// Its engines locked as KV_ENGINES=private locks make up's: TLS
-	// alone, the stack's users and passwords.
-	s, err := native.Load(root, chaosEnviron(ports, dir, "KV_ENGINES=private", "KV_ARCHIVE_TIMEOUT="+drArchiveTimeout.String()))
+	s, err := native.Load(root, chaosEnviron(ports, dir, "KV_ARCHIVE_TIMEOUT="+drArchiveTimeout.String()))
 	if err != nil {
-		return nil, err
-	}
-	if err := engines.Certs(s); err != nil {
 		return nil, err
 	}
 	s.BinDir = filepath.Join(dir, "bin") // a private build never replaces the running stack's
 	// The engines a stack runs for itself (KV_ENGINES=private), on the
-	// chaos ports, locked; a PostgreSQL stop is an immediate shutdown, as a
-	// crash.
+	// chaos ports; a PostgreSQL stop is an immediate shutdown, as a crash.
 	eng := engines.ForStack(s, engineDir)
 	eng.Postgres.Immediate = true
 	if !archive {
