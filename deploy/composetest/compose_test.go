@@ -50,11 +50,16 @@ var roleSecrets = map[string]string{
 }
 
 // haSecrets are what docker-compose.ha.yml requires besides: the Erlang
-// cookie its RabbitMQ nodes share, the standby's replication password.
+// cookie its RabbitMQ nodes share, the standby's replication password,
+// Patroni's REST API user's.
 var haSecrets = map[string]string{
 	"RABBITMQ_ERLANG_COOKIE":        "cookie-secret-for-test",
 	"POSTGRES_REPLICATION_PASSWORD": "replication-secret-for-test",
+	"PATRONI_API_PASSWORD":          "patroni-api-secret-for-test",
 }
+
+// haRoleSecrets are the roleSecrets docker-compose.ha.yml requires so far.
+var haRoleSecrets = []string{"POSTGRES_SUPERUSER_PASSWORD", "POSTGRES_APP_PASSWORD", "POSTGRES_MONITOR_PASSWORD"}
 
 // composeFiles are the topologies in compose: one node of each engine, and
 // the HA topology (docker-compose.ha.yml). The checks that hold for any
@@ -69,6 +74,9 @@ func secretsOf(file string) map[string]string {
 		return all
 	}
 	maps.Copy(all, haSecrets)
+	for _, k := range haRoleSecrets {
+		all[k] = roleSecrets[k]
+	}
 	return all
 }
 
@@ -172,6 +180,10 @@ func service(t *testing.T, p *types.Project, name string) types.ServiceConfig {
 	}
 	return s
 }
+
+// kvstackImageName is the image of the kvstack services (api, consumer,
+// migrate), which the repository's Dockerfile builds.
+const kvstackImageName = "kvstack:local"
 
 // oneShots run to completion; every other service runs for good.
 var oneShots = []string{"migrate", "render-config", "redis-cluster"}

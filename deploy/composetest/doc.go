@@ -22,6 +22,12 @@
 // `make compose-secrets` renders (lab/compose), redis-server with
 // compose's redis.conf, and the real cmd/migrate; then each service's
 // credentials are tried there for what they may and may not do.
+// compose's rabbitmq.conf boots a private RabbitMQ node
+// (rabbitmqconf_test.go). docker-compose.ha.yml's PostgreSQL is booted
+// too (patroni_test.go): its etcd members and its nodes' Patroni with
+// deploy/compose-ha/patroni.yml, the roles script and the rendered TLS
+// files, on private ports, then each service's credentials are tried and
+// the leader's node is lost.
 //
 // It is a module of its own so that compose-go's dependencies never enter
 // kvstack's go.mod; it takes kvstack's module and lab's from the

@@ -114,7 +114,7 @@ func checkEnvNames(t *testing.T, tr tree) []string {
 	var problems []string
 	for _, name := range sorted(p.ServiceNames()) {
 		s := service(t, p, name)
-		if s.Build == nil || len(s.Command) == 0 {
+		if s.Image != kvstackImageName || len(s.Command) == 0 {
 			continue
 		}
 		bin := path.Base(s.Command[0])

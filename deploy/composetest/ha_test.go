@@ -3,6 +3,7 @@ package composetest
 import (
 	"fmt"
 	"net/url"
+	"os/exec"
 	"regexp"
 	"slices"
 	"strings"
@@ -44,7 +45,7 @@ var haChecks = map[string]check{
 
 func TestHA(t *testing.T) {
 	p := mustLoadFile(t, haFile)
-	for prefix, want := range map[string]int{"rabbitmq": 3, "redis": 6, "postgres": 2, "api": 2,
+	for prefix, want := range map[string]int{"rabbitmq": 3, "redis": 6, "postgres": 2, "etcd": 3, "api": 2,
 		"postgres-exporter": 2, "redis-exporter": 6} {
 		if got := nodes(p, prefix); len(got) != want {
 			t.Errorf("%s: %v, want %d", prefix, got, want)
@@ -75,10 +76,10 @@ func TestHA(t *testing.T) {
 
 // checkHAEngines: three RabbitMQ nodes that list each other as peers and
 // share a cookie; six Redis Cluster nodes that the one-shot makes one
-// cluster with a replica per master; a primary that names the standby
-// synchronous, and a standby that streams under that name. The engines
-// are docker-compose.yml's images, and each node keeps its data in a
-// volume of its own.
+// cluster with a replica per master; PostgreSQL nodes run by Patroni on
+// an etcd cluster (checkHAPostgres). The engines are docker-compose.yml's
+// images (PostgreSQL's release in the image built for Patroni), and each
+// node keeps its data in a volume of its own.
 func checkHAEngines(t *testing.T, tr tree) []string {
 	p := tr.project(t)
 	single := mustLoad(t)
@@ -96,7 +97,7 @@ func checkHAEngines(t *testing.T, tr tree) []string {
 			volumes[v.Source] = name
 		}
 	}
-	engine := map[string]string{"rabbitmq": "rabbitmq", "redis": "redis", "postgres": "postgres"}
+	engine := map[string]string{"rabbitmq": "rabbitmq", "redis": "redis"}
 	for prefix, base := range engine {
 		for _, name := range nodes(p, prefix) {
 			if got, want := service(t, p, name).Image, service(t, single, base).Image; got != want {
@@ -158,32 +159,94 @@ func checkHAEngines(t *testing.T, tr tree) []string {
 	return append(problems, checkHAPostgres(t, tr, p, dataIn)...)
 }
 
-// checkHAPostgres: the primary's init names a synchronous standby, which is
-// the name the standby streams under, from the primary.
+// checkHAPostgres: each PostgreSQL node is Patroni's member of its own
+// name, reached by it (connect addresses), with deploy/compose-ha's
+// patroni.yml, which names every etcd member and runs in synchronous
+// mode; the etcd members form one cluster of them all; the image built
+// for them is docker-compose.yml's PostgreSQL release, with the Patroni
+// release the boot test (patroni_test.go) runs. TestHAPatroni boots it.
 func checkHAPostgres(t *testing.T, tr tree, p *types.Project, dataIn func(name, target string)) []string {
 	var problems []string
-	primary, standby := service(t, p, "postgres1"), service(t, p, "postgres2")
-	initScript := string(tr.read(t, bindSource(t, primary, "/docker-entrypoint-initdb.d/10-replication.sh")))
-	standbyScript := string(tr.read(t, bindSource(t, standby, standby.Entrypoint[len(standby.Entrypoint)-1])))
-	syncName := regexp.MustCompile(`synchronous_standby_names = '([^']+)'`).FindStringSubmatch(initScript)
-	appName := regexp.MustCompile(`application_name=(\w+)`).FindStringSubmatch(standbyScript)
-	if syncName == nil || appName == nil || syncName[1] != appName[1] {
-		problems = append(problems, fmt.Sprintf("the primary waits for standby %v, the standby streams as %v", syncName, appName))
-	}
-	if !strings.Contains(standbyScript, "pg_basebackup -h postgres1 ") || !strings.Contains(standbyScript, "host=postgres1 ") {
-		problems = append(problems, "postgres2 is not made from and does not stream from postgres1")
-	}
-	if _, ok := standby.DependsOn["postgres1"]; !ok {
-		problems = append(problems, "postgres2 does not wait for postgres1")
-	}
-	for _, s := range []types.ServiceConfig{primary, standby} {
-		if env(s, "POSTGRES_REPLICATION_PASSWORD") != haSecrets["POSTGRES_REPLICATION_PASSWORD"] {
-			problems = append(problems, s.Name+" does not take POSTGRES_REPLICATION_PASSWORD")
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	etcds := nodes(p, "etcd")
+	var clients, peers []string
+	for _, e := range etcds {
+		s := service(t, p, e)
+		clients = append(clients, e+":2379")
+		peers = append(peers, e+"=http://"+e+":2380")
+		if env(s, "ETCD_NAME") != e || env(s, "ETCD_ADVERTISE_CLIENT_URLS") != "http://"+e+":2379" || env(s, "ETCD_INITIAL_ADVERTISE_PEER_URLS") != "http://"+e+":2380" {
+			bad("%s: ETCD_NAME, ETCD_ADVERTISE_CLIENT_URLS or ETCD_INITIAL_ADVERTISE_PEER_URLS do not name it", e)
 		}
-		dataIn(s.Name, "/var/lib/postgresql/data")
+		dataIn(e, "/var/lib/etcd")
+	}
+	for _, e := range etcds {
+		if got := strings.Split(env(service(t, p, e), "ETCD_INITIAL_CLUSTER"), ","); !slices.Equal(got, peers) {
+			bad("%s: ETCD_INITIAL_CLUSTER %v, the members are %v", e, got, peers)
+		}
+	}
+	for _, name := range nodes(p, "postgres") {
+		s := service(t, p, name)
+		for k, want := range map[string]string{"PATRONI_NAME": name, "PATRONI_POSTGRESQL_CONNECT_ADDRESS": name + ":5432", "PATRONI_RESTAPI_CONNECT_ADDRESS": name + ":8008"} {
+			if got := env(s, k); got != want {
+				bad("%s: %s = %q, want %q", name, k, got, want)
+			}
+		}
+		if env(s, "PATRONI_REPLICATION_PASSWORD") != haSecrets["POSTGRES_REPLICATION_PASSWORD"] {
+			bad("%s does not take POSTGRES_REPLICATION_PASSWORD", name)
+		}
+		for _, e := range etcds {
+			if _, ok := s.DependsOn[e]; !ok {
+				bad("%s does not wait for %s", name, e)
+			}
+		}
+		var conf struct {
+			Etcd3 struct {
+				Hosts string `yaml:"hosts"`
+			} `yaml:"etcd3"`
+			Bootstrap struct {
+				DCS struct {
+					Synchronous bool `yaml:"synchronous_mode"`
+					TTL         int  `yaml:"ttl"`
+					LoopWait    int  `yaml:"loop_wait"`
+					Retry       int  `yaml:"retry_timeout"`
+				} `yaml:"dcs"`
+			} `yaml:"bootstrap"`
+		}
+		if err := yaml.Unmarshal(tr.read(t, bindSource(t, s, repoInContainers+"/deploy/compose-ha/patroni.yml")), &conf); err != nil {
+			bad("%s: patroni.yml: %v", name, err)
+		}
+		if got := strings.Split(conf.Etcd3.Hosts, ","); !slices.Equal(got, clients) {
+			bad("%s: Patroni's etcd3 hosts %v, the members are %v", name, got, clients)
+		}
+		if d := conf.Bootstrap.DCS; !d.Synchronous || d.TTL < 20 || d.LoopWait+2*d.Retry > d.TTL {
+			bad("%s: synchronous_mode %v, ttl %d, loop_wait %d, retry_timeout %d: want synchronous, ttl ≥ 20, loop_wait + 2 × retry_timeout ≤ ttl", name, d.Synchronous, d.TTL, d.LoopWait, d.Retry)
+		}
+		dataIn(name, "/var/lib/postgresql/data")
+	}
+	// The image: FROM docker-compose.yml's PostgreSQL release, with the
+	// Patroni release installed here (which TestHAPatroni boots).
+	single := service(t, mustLoad(t), "postgres")
+	for _, name := range append(nodes(p, "postgres"), etcds...) {
+		s := service(t, p, name)
+		if s.Build == nil || s.Build.Dockerfile != patroniDockerfile || s.Image != patroniImage {
+			bad("%s: build %+v image %q, want %s as %s", name, s.Build, s.Image, patroniDockerfile, patroniImage)
+		}
+	}
+	df := string(tr.read(t, patroniDockerfile))
+	release, _, _ := strings.Cut(strings.TrimPrefix(single.Image, "postgres:"), "-")
+	if !regexp.MustCompile(`(?m)^FROM postgres:` + regexp.QuoteMeta(release) + `-bookworm$`).MatchString(df) {
+		bad("%s is not FROM postgres:%s-bookworm, docker-compose.yml's PostgreSQL release", patroniDockerfile, release)
+	}
+	if out, err := exec.Command("dpkg-query", "-W", "-f", "${Version}", "patroni").Output(); err != nil || !strings.Contains(df, "patroni="+string(out)+" ") {
+		bad("%s does not pin patroni=%s, the release installed here that the boot test runs (%v)", patroniDockerfile, out, err)
 	}
 	return problems
 }
+
+const (
+	patroniDockerfile = "deploy/compose-ha/patroni.Dockerfile"
+	patroniImage      = "kvstack-patroni:local"
+)
 
 // checkHAAppEnv: every kvstack service finds every node by itself: each
 // RabbitMQ node in RABBITMQ_URL, each Redis node in REDIS_ADDR, both
@@ -205,7 +268,7 @@ func checkHAAppEnv(t *testing.T, tr tree) []string {
 	ids := map[string]string{}
 	for _, name := range sorted(p.ServiceNames()) {
 		s := service(t, p, name)
-		if s.Build == nil {
+		if s.Image != kvstackImageName {
 			continue
 		}
 		db, err := url.Parse(env(s, "DATABASE_URL"))
@@ -343,7 +406,7 @@ func exporterWatches(t *testing.T, p *types.Project, kind native.ExporterKind, n
 	s := service(t, p, name)
 	target := "redis://" + node + ":6379"
 	if kind == native.PostgresExporter {
-		target = "postgres://kvstack:" + secrets["POSTGRES_PASSWORD"] + "@" + node + ":5432/kvstack?sslmode=disable"
+		target = "postgres://kvstack_monitor:" + roleSecrets["POSTGRES_MONITOR_PASSWORD"] + "@" + node + ":5432/kvstack?sslmode=verify-full&sslrootcert=/etc/kvstack/tls/ca.pem"
 	}
 	e := native.Exporter{Kind: kind, Name: name, Listen: "0.0.0.0:" + exporterPort[kind], Target: target}
 	argv, wantEnv := e.Command(repoInContainers)
@@ -365,14 +428,22 @@ func TestHAChecksCatch(t *testing.T) {
 	tests := []struct{ name, check, file, old, new, want string }{
 		{"a RabbitMQ node no peer lists", "engines clustered", "deploy/compose-ha/rabbitmq-cluster.conf",
 			"cluster_formation.classic_config.nodes.3 = rabbit@rabbitmq3\n", "", "lists peers"},
-		{"the standby not the one named synchronous", "engines clustered", "deploy/compose-ha/postgres-primary-init.sh",
-			"synchronous_standby_names = 'postgres2'", "synchronous_standby_names = 'standby'", "the primary waits for standby"},
+		{"an etcd member Patroni does not know", "engines clustered", "deploy/compose-ha/patroni.yml",
+			"hosts: etcd1:2379,etcd2:2379,etcd3:2379", "hosts: etcd1:2379,etcd2:2379", "Patroni's etcd3 hosts"},
+		{"an etcd member outside the cluster", "engines clustered", haFile,
+			"ETCD_INITIAL_CLUSTER: etcd1=http://etcd1:2380,etcd2=http://etcd2:2380,etcd3=http://etcd3:2380", "ETCD_INITIAL_CLUSTER: etcd1=http://etcd1:2380,etcd2=http://etcd2:2380", "ETCD_INITIAL_CLUSTER"},
+		{"a node named as the other", "engines clustered", haFile,
+			"PATRONI_NAME: postgres2", "PATRONI_NAME: postgres1", "PATRONI_NAME"},
+		{"a leader key that outlives its loop", "engines clustered", "deploy/compose-ha/patroni.yml",
+			"    ttl: 20\n", "    ttl: 10\n", "ttl"},
+		{"a Patroni release the test does not run", "engines clustered", patroniDockerfile,
+			"patroni=3.0.2-1 ", "patroni ", "does not pin patroni"},
 		{"a cluster without replicas", "engines clustered", "deploy/compose-ha/redis-cluster-create.sh",
 			"--cluster-replicas 1", "--cluster-replicas 0", "no replica per master"},
 		{"the API without a broker", "app finds each node", haFile,
 			",amqp://kvstack:${RABBITMQ_PASSWORD:?set RABBITMQ_PASSWORD (make compose-secrets)}@rabbitmq3:5672/", "", "RABBITMQ_URL reaches"},
 		{"the primary found by name only", "app finds each node", haFile,
-			"&target_session_attrs=read-write", "", "target_session_attrs=read-write"},
+			"?target_session_attrs=read-write", "", "target_session_attrs=read-write"},
 		{"a Redis node not scraped", "every node scraped", "deploy/compose-ha/prometheus.yml",
 			"      - targets: [\"redis-exporter6:9121\"]\n        labels: { node: redis6 }\n", "", "job redis-exporter scrapes"},
 		{"a job the HA topology lacks", "every node scraped", "observability/prometheus.yml",

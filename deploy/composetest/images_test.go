@@ -22,6 +22,13 @@ var imageBinaries = map[string][]string{
 	// included (pg_basebackup among them), FROM alpine (busybox sh), and
 	// its docker-entrypoint.sh in /usr/local/bin.
 	"postgres:16.10-alpine": {"postgres", "pg_isready", "psql", "pg_basebackup", "docker-entrypoint.sh", "sh", "/bin/sh", "install"},
+	// deploy/compose-ha/patroni.Dockerfile, built here: FROM
+	// docker-library/postgres 16/bookworm/Dockerfile (PostgreSQL from the
+	// PostgreSQL project's Debian packages, its bin directory on PATH; gosu
+	// in /usr/local/bin; Debian's sh, install), with Debian 12's patroni
+	// (/usr/bin/patroni, patronictl, python3) and etcd-server (/usr/bin/etcd).
+	"kvstack-patroni:local": {"postgres", "pg_isready", "psql", "pg_basebackup", "pg_rewind", "gosu", "sh", "/bin/sh", "install",
+		"patroni", "patronictl", "python3", "etcd"},
 	// docker-library/redis 7.*/alpine/Dockerfile: `make install` puts
 	// redis-server and redis-cli in /usr/local/bin; FROM alpine, whose base
 	// holds busybox (sh, awk, grep, install) and musl-utils (getent); its
@@ -100,7 +107,7 @@ func checkProbeBinaries(t *testing.T, tr tree) []string {
 	for _, name := range sorted(p.ServiceNames()) {
 		s := service(t, p, name)
 		bins, known := imageBinaries[s.Image]
-		if s.Build != nil {
+		if s.Image == kvstackImageName {
 			bins, known = ours, true
 		}
 		if !known {
@@ -125,7 +132,7 @@ func checkProbeBinaries(t *testing.T, tr tree) []string {
 				runs["install"] = "engine-files.sh"
 				runs[s.Entrypoint[3]] = "engine-files.sh"
 			}
-		} else if s.Build != nil && len(s.Command) > 0 {
+		} else if s.Image == kvstackImageName && len(s.Command) > 0 {
 			runs[s.Command[0]] = "command"
 		}
 		for prog, what := range runs {

@@ -165,7 +165,10 @@ type generatedFiles struct {
 func makeGenerated(t *testing.T, file string) generatedFiles {
 	t.Helper()
 	tmp := t.TempDir()
-	g := generatedFiles{caDir: filepath.Join(tmp, "tls"), dir: filepath.Join(tmp, "compose"), env: secretsOf(file)}
+	// `make compose-secrets` fills every secret of either file.
+	all := secretsOf("docker-compose.yml")
+	maps.Copy(all, secretsOf(file))
+	g := generatedFiles{caDir: filepath.Join(tmp, "tls"), dir: filepath.Join(tmp, "compose"), env: all}
 	if _, err := native.MakeEdgeCerts(g.caDir, []string{"localhost"}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -302,19 +305,27 @@ func credentials(s types.ServiceConfig) []credential {
 func checkServiceCredentials(t *testing.T, tr tree) []string {
 	p := tr.project(t)
 	var problems []string
-	superuser := env(service(t, p, "postgres"), "POSTGRES_USER")
-	if superuser == compose.PostgresOwner || superuser == compose.PostgresApp || superuser == compose.PostgresMonitor {
-		problems = append(problems, "postgres: POSTGRES_USER "+superuser+" is a role a service uses: the image makes it a superuser")
+	for _, pg := range engineServices(p, "postgres") {
+		// The image's superuser (POSTGRES_USER), or Patroni's.
+		superuser := env(service(t, p, pg), "POSTGRES_USER") + env(service(t, p, pg), "PATRONI_SUPERUSER_USERNAME")
+		if superuser == compose.PostgresOwner || superuser == compose.PostgresApp || superuser == compose.PostgresMonitor {
+			problems = append(problems, pg+": "+superuser+" is a role a service uses: the image makes it a superuser")
+		}
 	}
-	for _, name := range []string{"RABBITMQ_DEFAULT_USER", "RABBITMQ_DEFAULT_PASS"} {
-		if v := env(service(t, p, "rabbitmq"), name); v != "" {
-			problems = append(problems, "rabbitmq: "+name+" is set: the image would make that user an administrator")
+	for _, mq := range engineServices(p, "rabbitmq") {
+		for _, name := range []string{"RABBITMQ_DEFAULT_USER", "RABBITMQ_DEFAULT_PASS"} {
+			if v := env(service(t, p, mq), name); v != "" {
+				problems = append(problems, mq+": "+name+" is set: the image would make that user an administrator")
+			}
 		}
 	}
 	for _, name := range sorted(p.ServiceNames()) {
 		s := service(t, p, name)
 		creds := credentials(s)
-		want := engineUsers[name]
+		want, ok := engineUsers[name]
+		if !ok { // the HA file's consumer2, postgres-exporter1…, redis-exporter1…
+			want = engineUsers[strings.TrimRight(name, "0123456789")]
+		}
 		seen := map[string]bool{}
 		for _, c := range creds {
 			seen[c.engine] = true
@@ -341,6 +352,15 @@ func checkServiceCredentials(t *testing.T, tr tree) []string {
 		}
 	}
 	return problems
+}
+
+// engineServices are the services of an engine kind: postgres, redis,
+// rabbitmq in docker-compose.yml; their nodes (postgres1…) in the HA file.
+func engineServices(p *types.Project, kind string) []string {
+	if _, err := p.GetService(kind); err == nil {
+		return []string{kind}
+	}
+	return nodes(p, kind)
 }
 
 func engineName(e string) string {
@@ -370,22 +390,27 @@ func checkEngineCerts(t *testing.T, tr tree) []string {
 		t.Fatalf("the CA: %v", err)
 	}
 	var problems []string
-	for engineSvc := range compose.EngineHosts {
-		s := service(t, p, engineSvc)
-		dir := engineFiles(t, g, s)
-		pair, err := tls.LoadX509KeyPair(filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem"))
-		if err != nil {
-			problems = append(problems, fmt.Sprintf("%s: its certificate and key (/kvstack/engine-in): %v", engineSvc, err))
-			continue
-		}
-		cert, _ := x509.ParseCertificate(pair.Certificate[0])
-		for _, name := range sorted(p.ServiceNames()) {
-			for _, c := range credentials(service(t, p, name)) {
-				if c.engine != engineSvc || c.host == "" {
-					continue
-				}
-				if _, err := cert.Verify(x509.VerifyOptions{DNSName: c.host, Roots: roots}); err != nil {
-					problems = append(problems, fmt.Sprintf("%s dials %s as %s: %v", name, engineSvc, c.host, err))
+	for kind := range compose.EngineHosts {
+		for _, engineSvc := range engineServices(p, kind) {
+			s := service(t, p, engineSvc)
+			dir := engineFiles(t, g, s)
+			pair, err := tls.LoadX509KeyPair(filepath.Join(dir, "server.pem"), filepath.Join(dir, "server-key.pem"))
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("%s: its certificate and key (/kvstack/engine-in): %v", engineSvc, err))
+				continue
+			}
+			cert, _ := x509.ParseCertificate(pair.Certificate[0])
+			for _, name := range sorted(p.ServiceNames()) {
+				for _, c := range credentials(service(t, p, name)) {
+					// Each host is checked against the certificate of the
+					// node of its name, or of the one engine service.
+					nodes := engineServices(p, kind)
+					if c.engine != kind || c.host == "" || (c.host != engineSvc && (slices.Contains(nodes, c.host) || len(nodes) > 1)) {
+						continue
+					}
+					if _, err := cert.Verify(x509.VerifyOptions{DNSName: c.host, Roots: roots}); err != nil {
+						problems = append(problems, fmt.Sprintf("%s dials %s as %s: %v", name, engineSvc, c.host, err))
+					}
 				}
 			}
 		}

@@ -1,6 +1,8 @@
 package composetest
 
 import (
+	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -28,6 +30,19 @@ func TestComposeForARealHost(t *testing.T) {
 // each maybe with a variant suffix); a digest also pins.
 var exactTag = regexp.MustCompile(`^v?\d+\.\d+(\.\d+)?(-[a-z0-9.-]+)?$`)
 
+// floats: image names no exact release and no digest.
+func floats(image string) bool {
+	ref, digest, pinned := strings.Cut(image, "@sha256:")
+	tag := ""
+	if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
+		tag = ref[i+1:]
+	}
+	// A major.minor tag floats over patch releases but for
+	// PostgreSQL, whose two numbers name a release (16.10).
+	exact := exactTag.MatchString(tag) && (strings.Count(tag, ".") >= 2 || strings.HasPrefix(ref, "postgres:"))
+	return !(pinned && len(digest) == 64) && !exact
+}
+
 func realHostProblems(p *types.Project) []string {
 	var problems []string
 	for _, name := range slices.Sorted(func(yield func(string) bool) {
@@ -38,17 +53,23 @@ func realHostProblems(p *types.Project) []string {
 		}
 	}) {
 		s := p.Services[name]
-		if s.Build == nil { // images built here (kvstack:local) are the checkout's
-			ref, digest, pinned := strings.Cut(s.Image, "@sha256:")
-			tag := ""
-			if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
-				tag = ref[i+1:]
-			}
-			// A major.minor tag floats over patch releases but for
-			// PostgreSQL, whose two numbers name a release (16.10).
-			exact := exactTag.MatchString(tag) && (strings.Count(tag, ".") >= 2 || strings.HasPrefix(ref, "postgres:"))
-			if !(pinned && len(digest) == 64) && !exact {
+		switch {
+		case s.Build == nil:
+			if floats(s.Image) {
 				problems = append(problems, name+": image "+s.Image+" floats: pin the exact release (or a digest)")
+			}
+		case s.Build.Dockerfile != "Dockerfile":
+			// An engine's image built here (the HA file's Patroni): what
+			// it is built FROM is pinned too. kvstack's own Dockerfile
+			// (kvstack:local, the checkout's) has checkBuilderTag.
+			df, err := os.ReadFile(filepath.Join(s.Build.Context, s.Build.Dockerfile))
+			if err != nil {
+				problems = append(problems, name+": "+err.Error())
+			}
+			for _, m := range regexp.MustCompile(`(?m)^FROM\s+(?:--\S+\s+)*(\S+)`).FindAllStringSubmatch(string(df), -1) {
+				if floats(m[1]) {
+					problems = append(problems, name+": "+s.Build.Dockerfile+" builds FROM "+m[1]+", which floats: pin the exact release (or a digest)")
+				}
 			}
 		}
 		for _, v := range s.Volumes {

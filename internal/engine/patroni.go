@@ -246,18 +246,37 @@ func MembersLine(members []Member) string {
 	return strings.Join(parts, ", ")
 }
 
-// Primary is the node whose Patroni answers /primary with 200: it holds
-// the leader key and runs PostgreSQL as the primary.
+// Primary is the node that holds the leader key and whose PostgreSQL
+// takes writes (writable).
 func (pc *Patroni) Primary(ctx context.Context) (*PatroniNode, error) {
 	var errs []error
 	for _, n := range pc.Nodes {
-		err := n.get(ctx, "/primary", nil)
+		err := n.writable(ctx)
 		if err == nil {
 			return n, nil
 		}
 		errs = append(errs, err)
 	}
 	return nil, fmt.Errorf("patroni %s: no primary: %w", pc.Scope, errors.Join(errs...))
+}
+
+// writable tells whether the node's Patroni holds the leader key and its
+// PostgreSQL has left recovery. Patroni answers /primary with 200 as soon
+// as it holds the key: a promoted standby does so while its PostgreSQL
+// still replays the WAL it received (seen for 5 s under load, when
+// pgbackrest check found no primary); the body's role, which Patroni reads
+// from pg_is_in_recovery(), says replica until the promotion is done.
+func (n *PatroniNode) writable(ctx context.Context) error {
+	var status struct {
+		Role string `json:"role"`
+	}
+	if err := n.get(ctx, "/primary", &status); err != nil {
+		return err
+	}
+	if status.Role != "master" && status.Role != "primary" {
+		return fmt.Errorf("%s: leader, its PostgreSQL still a %s (promotion under way)", n.Name, status.Role)
+	}
+	return nil
 }
 
 // WaitPrimary waits until a primary answers and the Bootstrap SQL has run

@@ -223,7 +223,7 @@ func (pc *Patroni) waitRestored(ctx context.Context, n *PatroniNode) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	for {
-		if err := n.get(ctx, "/primary", nil); err == nil {
+		if err := n.writable(ctx); err == nil {
 			return nil
 		}
 		select {

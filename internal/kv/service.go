@@ -280,7 +280,7 @@ func (s *Service) load(ctx context.Context, key string, fill bool) (Entry, error
 // what it may show. A cursor that is not a valid key fails as a
 // *ValidationError of field "cursor".
 func (s *Service) List(ctx context.Context, r ListRequest) ([]Entry, error) {
-	if r.After != "" && s.limits.ValidateKey(r.After) != nil {
+	if r.After != "" && s.limits.ValidateCursor(r.After) != nil {
 		return nil, errBadCursor
 	}
 	var out []Entry

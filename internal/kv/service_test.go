@@ -274,6 +274,10 @@ func TestServiceList(t *testing.T) {
 		{"after a cursor", ListRequest{Prefixes: []string{"a/", "c/"}, After: "a/1", Limit: 5}, []string{"a/2", "c/1"}, []string{"a/", "c/"}, false},
 		{"a prefix the cursor is past is not asked", ListRequest{Prefixes: []string{"a/", "c/"}, After: "b/", Limit: 5}, []string{"c/1"}, []string{"c/"}, false},
 		{"a cursor that is no key", ListRequest{Prefixes: []string{"a/"}, After: "a\x00", Limit: 5}, nil, nil, true},
+		// A key stored while the limit was higher (16 here) is a page's
+		// last key, so a cursor: the listing goes on past it.
+		{"a cursor longer than the key limit", ListRequest{Prefixes: []string{"a/", "c/"}, After: "a/2-stored-when-keys-could-be-longer", Limit: 5}, []string{"c/1"}, []string{"a/", "c/"}, false},
+		{"a cursor longer than any stored key can be", ListRequest{Prefixes: []string{"a/"}, After: "a/" + strings.Repeat("x", maxIndexedKeyBytes), Limit: 5}, nil, nil, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			store := &listStore{keys: []string{"a/1", "a/2", "b/1", "c/1"}}

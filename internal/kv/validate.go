@@ -53,6 +53,20 @@ func (l Limits) ValidateKey(key string) error {
 	return nil
 }
 
+// maxIndexedKeyBytes is the longest key kv_store's primary key index can
+// hold: PostgreSQL's B-tree refuses an entry over 2704 bytes (8 kB pages),
+// so no stored key, whatever MaxKeyBytes was when it was written, is longer.
+const maxIndexedKeyBytes = 2704
+
+// ValidateCursor accepts a listing's cursor: a page's last key, so a key
+// as ValidateKey has it, but for its length. A key written while
+// MaxKeyBytes was higher is a stored key, and a listing must go past it;
+// no stored key is longer than maxIndexedKeyBytes (or MaxKeyBytes, when
+// it is set higher).
+func (l Limits) ValidateCursor(cursor string) error {
+	return Limits{MaxKeyBytes: max(l.MaxKeyBytes, maxIndexedKeyBytes)}.ValidateKey(cursor)
+}
+
 // ValidateValue accepts any valid UTF-8 text without NUL (which PostgreSQL's
 // text type cannot hold), at most MaxValueBytes long. The empty string is a
 // value.

@@ -14,44 +14,72 @@ import (
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-	goredis "github.com/redis/go-redis/v9"
-
 	"github.com/kvstack/kvstack/lab/history"
 	"github.com/kvstack/kvstack/lab/native/engines"
 )
 
-// The disaster-recovery drill (make dr-drill, -mode dr): on a private
-// single-node stack whose PostgreSQL archives with pgBackRest, on ports of
-// its own, for each accident: write under load; take a full backup and go
-// on writing; note a point T; go on writing; commit the accident; restore
-// to T (lab/native/engines.Restore, what make restore runs); then check
-// every key, every read answered after the restore, and the cache.
+// The disaster-recovery drill (make dr-drill, -mode dr; make dr-drill-ha,
+// -mode dr-ha): on a private stack whose PostgreSQL archives with
+// pgBackRest, on ports of its own (the single-node stack, or the HA
+// topology's, its Patroni cluster archiving into one stanza), for each
+// accident: write under load; take a full backup and go on writing; note a
+// point T; go on writing; commit the accident; restore to T
+// (lab/native/engines.Restore, what make restore runs on either topology);
+// then check every key, every read answered after the restore, the cache,
+// the consumers and, on the HA topology, that the cluster is whole again.
+// The topology is the private stack's (c.ha): the drill itself is one.
 
-// drPorts are the drill's: the chaos ports plus 1000 (31xxx), below the
-// ephemeral range too, so that the drill and a campaign never share one.
-var drPorts = func() map[string]string {
+// drPorts are the drill's: the chaos ports minus 1000 (29xxx), so that the
+// drill and another campaign never share one (TestCampaignPortsApart; the
+// chaos ports plus 1000 were the HA campaign's).
+var drPorts = shiftPorts(chaosPorts, -1000)
+
+// drHAPorts are the HA drill's: the HA campaign's plus 450, still below
+// the ephemeral range (the highest, a port nothing listens on, 32353; the
+// Redis nodes' cluster buses 32150-32155), apart from every other
+// campaign's.
+var drHAPorts = shiftPorts(chaosHAPorts, 450)
+
+func shiftPorts(ports map[string]string, by int) map[string]string {
 	out := map[string]string{}
-	for k, v := range chaosPorts {
+	for k, v := range ports {
 		n, _ := strconv.Atoi(v)
-		out[k] = strconv.Itoa(n + 1000)
+		out[k] = strconv.Itoa(n + by)
 	}
 	return out
-}()
+}
 
 // drArchiveTimeout is the drill's archive_timeout (KV_ARCHIVE_TIMEOUT; the
 // stack's default is 60s): after the data directory is lost, the restore
 // needs the WAL past T archived, which the drill waits for.
 const drArchiveTimeout = 10 * time.Second
 
-// accidents the drill commits, one round each.
-var accidents = []struct{ name, what string }{
-	{"rmdata", "PostgreSQL stopped at once (immediate shutdown, as a crash) and its data directory removed"},
-	{"truncate", "TRUNCATE kv_store by the application's role, the server left running"},
+// accident is one the drill commits, a round each.
+type accident struct{ name, what string }
+
+// accidents are the drill's on either topology: the data directory lost
+// (c.loseData), a table truncated.
+func accidents(ha bool) []accident {
+	if ha {
+		return []accident{
+			{"rmdata", "the primary's machine lost (its Patroni and postgres killed -9 together and kept down) with its data directory removed; Patroni promotes the synchronous standby once the leader key expires (ttl), then the restore to T rebuilds both nodes"},
+			{"truncate", "TRUNCATE kv_store by the database's owner through the multi-host DATABASE_URL (the primary; the synchronous standby replays it), the cluster left running"},
+		}
+	}
+	return []accident{
+		{"rmdata", "PostgreSQL stopped at once (immediate shutdown, as a crash) and its data directory removed"},
+		{"truncate", "TRUNCATE kv_store by the database's owner, the server left running"},
+	}
 }
 
 func startDR(ctx context.Context, root, dir, engineDir string, log io.Writer) (*private, error) {
 	return startPrivateOn(ctx, root, dir, engineDir, log, drPorts, true)
+}
+
+// startDRHA starts the HA topology's private stack (startHA) on the
+// drill's ports, with the drill's archive_timeout.
+func startDRHA(ctx context.Context, root, dir, engineDir string, log io.Writer) (*private, error) {
+	return startHAOn(ctx, root, dir, engineDir, log, drHAPorts, "KV_ARCHIVE_TIMEOUT="+drArchiveTimeout.String())
 }
 
 // drillRound is one accident's figures.
@@ -77,7 +105,14 @@ type drillRound struct {
 	sweepReads, sweepStale, staleCache int
 	dlq                                int
 	writeAfter                         bool // a write and its read after the restore worked
-	failures                           []string
+	// failover: on the HA topology, from the primary's loss until the
+	// standby answered as the primary; whole: from the restore's start
+	// until the clusters were whole again (a leader and its synchronous
+	// standby caught up, on the HA topology); appsClean: every process
+	// the restore started still the same one, ready, at the end.
+	failover, whole time.Duration
+	appsClean       bool
+	failures        []string
 }
 
 func (r *drillRound) fail(format string, args ...any) {
@@ -96,45 +131,48 @@ func (l *readLog) add(o history.Op) {
 	l.mu.Unlock()
 }
 
+// drillTarget is the make target of the drill on the private stack's
+// topology.
+func drillTarget(c *private) string {
+	if c.ha != nil {
+		return "dr-drill-ha"
+	}
+	return "dr-drill"
+}
+
 func drill(ctx context.Context, s settings, c *private) error {
-	pool, err := pgxpool.New(ctx, c.s.Get("DATABASE_URL"))
-	if err != nil {
-		return fmt.Errorf("postgres: %w", err)
-	}
-	defer pool.Close()
-	rdb := goredis.NewClient(&goredis.Options{Addr: c.s.Get("REDIS_ADDR"), MaxRetries: -1})
-	defer rdb.Close()
-	client, err := newClient(c.s)
+	e, closeEnv, err := newEnv(ctx, s, c)
 	if err != nil {
 		return err
 	}
-	e := &env{s: s, c: c, pg: pool, rdb: rdb, http: client}
-	repo := c.pg.Archive
-	if err := repo.CreateStanza(ctx); err != nil {
+	defer closeEnv()
+	if err := c.database().Archive().CreateStanza(ctx); err != nil {
 		return err
 	}
+	name := drillTarget(c)
 	started := time.Now()
 	runID := time.Now().UTC().Format("150405")
 	var rounds []drillRound
-	for i, a := range accidents {
+	list := accidents(c.ha != nil)
+	for i, a := range list {
 		if s.only != "" && !strings.Contains(","+s.only+",", ","+a.name+",") {
 			continue
 		}
-		fmt.Fprintf(os.Stderr, "==> dr-drill: [%d/%d] %s: %s\n", i+1, len(accidents), a.name, a.what)
-		r := e.drillRound(ctx, a.name, a.what, fmt.Sprintf("dr-%s-%d-%s", runID, i, a.name))
-		fmt.Fprintf(os.Stderr, "==> dr-drill: %s\n", r.summary())
+		fmt.Fprintf(os.Stderr, "==> %s: [%d/%d] %s: %s\n", name, i+1, len(list), a.name, a.what)
+		r := e.drillRound(ctx, a, fmt.Sprintf("dr-%s-%d-%s", runID, i, a.name))
+		fmt.Fprintf(os.Stderr, "==> %s: %s\n", name, r.summary())
 		rounds = append(rounds, r)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 	}
 	rep := drillReport{s: s, rounds: rounds, started: started, took: time.Since(started)}
-	_ = os.WriteFile(filepath.Join(s.dir, "RELIABILITY-dr.md"), []byte(rep.markdown()), 0o644)
+	_ = os.WriteFile(filepath.Join(s.dir, "RELIABILITY-"+s.mode+".md"), []byte(rep.markdown()), 0o644)
 	if s.out != "" {
 		if err := rep.write(s.out); err != nil {
 			return err
 		}
-		fmt.Fprintf(os.Stderr, "==> dr-drill: wrote %s\n", s.out)
+		fmt.Fprintf(os.Stderr, "==> %s: wrote %s\n", name, s.out)
 	}
 	var failed []string
 	for _, r := range rounds {
@@ -145,7 +183,7 @@ func drill(ctx context.Context, s settings, c *private) error {
 	if len(failed) > 0 {
 		return errors.New("checks failed:\n  " + strings.Join(failed, "\n  "))
 	}
-	fmt.Fprintf(os.Stderr, "==> dr-drill: %d accidents, every check passed (%s)\n", len(rounds), time.Since(started).Round(time.Second))
+	fmt.Fprintf(os.Stderr, "==> %s: %d accidents, every check passed (%s)\n", name, len(rounds), time.Since(started).Round(time.Second))
 	return nil
 }
 
@@ -154,13 +192,13 @@ func (r drillRound) summary() string {
 	if len(r.failures) > 0 {
 		status = "FAIL: " + strings.Join(r.failures, "; ")
 	}
-	return fmt.Sprintf("%s: %d keys, %d writes acked before T and %d after; lost %d, after-T %d, unexplained %d; reads after the restore %d (stale %d), sweep stale %d, cache stale %d; RPO %s, RTO %s — %s",
+	return fmt.Sprintf("%s: %d keys, %d writes acked before T and %d after; lost %d, after-T %d, unexplained %d; reads after the restore %d (stale %d), sweep stale %d, cache stale %d; RPO %s, RTO %s, whole again %s — %s",
 		r.accident, r.keys, r.ackedBefore, r.ackedAfter, r.lost, r.after, r.unexplained, r.readsAfter, r.staleReads, r.sweepStale, r.staleCache,
-		r.rpo.Round(time.Millisecond), r.rto.Round(time.Millisecond), status)
+		r.rpo.Round(time.Millisecond), r.rto.Round(time.Millisecond), r.whole.Round(100*time.Millisecond), status)
 }
 
-func (e *env) drillRound(ctx context.Context, accident, what, prefix string) (r drillRound) {
-	r = drillRound{accident: accident, what: what, keys: e.s.keys}
+func (e *env) drillRound(ctx context.Context, a accident, prefix string) (r drillRound) {
+	r = drillRound{accident: a.name, what: a.what, keys: e.s.keys}
 	keys := make([]string, e.s.keys)
 	for i := range keys {
 		keys[i] = fmt.Sprintf("%s-k%03d", prefix, i)
@@ -197,7 +235,7 @@ func (e *env) drillRound(ctx context.Context, accident, what, prefix string) (r 
 	// 1-2: writes, a full backup while they go on, more writes.
 	sleepCtx(ctx, e.s.warm)
 	began := time.Now()
-	if err := e.c.pg.Archive.Backup(ctx, "full"); err != nil {
+	if err := e.c.database().Archive().Backup(ctx, "full"); err != nil {
 		r.fail("backup: %v", err)
 		return r
 	}
@@ -227,7 +265,7 @@ func (e *env) drillRound(ctx context.Context, accident, what, prefix string) (r 
 	// 4: more writes; once the segment holding T is archived (at most
 	// archive_timeout), the accident.
 	sleepCtx(ctx, e.s.post)
-	if accident == "rmdata" {
+	if a.name == "rmdata" {
 		if err := e.waitArchived(ctx, walT); err != nil {
 			r.fail("%v", err)
 			return r
@@ -237,14 +275,10 @@ func (e *env) drillRound(ctx context.Context, accident, what, prefix string) (r 
 	writers.Wait()
 
 	// 5: the accident.
-	switch accident {
+	switch a.name {
 	case "rmdata":
-		if err := e.c.p.Stop(ctx, e.c.pg.Program().Name); err != nil {
-			r.fail("stop postgres: %v", err)
-			return r
-		}
-		if err := os.RemoveAll(filepath.Join(e.c.pg.Dir, "data")); err != nil {
-			r.fail("remove the data directory: %v", err)
+		if r.failover, err = e.c.loseData(ctx); err != nil {
+			r.fail("%v", err)
 			return r
 		}
 	case "truncate":
@@ -253,18 +287,28 @@ func (e *env) drillRound(ctx context.Context, accident, what, prefix string) (r 
 			return r
 		}
 	}
-	fmt.Fprintf(os.Stderr, "==> dr-drill: accident done (%s); restoring to T = %s\n", accident, r.target.UTC().Format(time.RFC3339Nano))
+	fmt.Fprintf(os.Stderr, "==> %s: accident done (%s); restoring to T = %s\n", drillTarget(e.c), a.name, r.target.UTC().Format(time.RFC3339Nano))
 
-	// 6: the restore, as make restore runs it.
-	rs := engines.Restore{Settings: e.c.s, Database: engines.SingleDatabase{Postgres: e.c.pg},
-		Stack: e.c.p.Stack(), Apps: []string{"api1", "api2", "consumer"}, Log: os.Stderr}
-	if r.res, err = rs.Run(ctx, r.target); err != nil {
+	// 6: the restore, as make restore runs it on this topology.
+	st := e.c.p.Stack()
+	apps := engines.RestoreApps(st.Programs)
+	rs := engines.Restore{Settings: e.c.s, Database: e.c.database(), Stack: st, Apps: apps, Log: os.Stderr}
+	r.res, err = rs.Run(ctx, r.target)
+	if e.c.ha != nil {
+		e.c.ha.lost = "" // the restore started every node again
+	}
+	if err != nil {
 		r.fail("restore: %v", err)
 		return r
+	}
+	pidsRestored, err := e.c.pids(ctx)
+	if err != nil {
+		r.fail("pids: %v", err)
 	}
 	sleepCtx(ctx, 2*time.Second) // reads go on against the restored stack
 	stopReaders()
 	readers.Wait()
+	e.waitWholeAfterRestore(ctx, &r)
 
 	restored, err := e.storedRows(ctx, prefix)
 	if err != nil {
@@ -280,13 +324,14 @@ func (e *env) drillRound(ctx context.Context, accident, what, prefix string) (r 
 		r.staleCache = n
 	}
 	e.writeAfterRestore(ctx, &r, prefix)
+	e.checkApps(ctx, &r, apps, pidsRestored)
 	if q, err := e.c.queues(ctx); err == nil {
 		r.dlq = q["add_key.dlq"].Messages + q["del_key.dlq"].Messages - qBefore["add_key.dlq"].Messages - qBefore["del_key.dlq"].Messages
 		if r.dlq != 0 {
 			r.fail("%d messages dead-lettered", r.dlq)
 		}
 	}
-	_ = led.save(filepath.Join(e.s.dir, "ledger-dr-"+accident+".jsonl"))
+	_ = led.save(filepath.Join(e.s.dir, "ledger-dr-"+a.name+".jsonl"))
 	return r
 }
 
@@ -449,5 +494,86 @@ func (e *env) writeAfterRestore(ctx context.Context, r *drillRound, prefix strin
 	r.writeAfter = w.Status == 200 && g.Found && g.Value == "after the restore"
 	if !r.writeAfter {
 		r.fail("a write with ?wait=applied after the restore: %d %s; its read: found %v %q", w.Status, w.Err, g.Found, g.Value)
+	}
+}
+
+// loseData is the rmdata accident. The single node: PostgreSQL stopped at
+// once (an immediate shutdown, as a crash) and its data directory removed.
+// The HA topology: the primary's machine lost (losePrimary: its Patroni and
+// postgres killed -9, kept down) and its data directory removed; then
+// Patroni's failover, awaited: the standby promoted once the leader key
+// expires. It returns how long the failover took.
+func (c *private) loseData(ctx context.Context) (time.Duration, error) {
+	if c.ha == nil {
+		if err := c.p.Stop(ctx, c.pg.Program().Name); err != nil {
+			return 0, fmt.Errorf("stop postgres: %w", err)
+		}
+		return 0, os.RemoveAll(dataDir(c.pg.Dir))
+	}
+	lost := time.Now()
+	if err := losePrimary.run(ctx, c); err != nil {
+		return 0, fmt.Errorf("lose the primary: %w", err)
+	}
+	for _, n := range c.ha.Postgres.Nodes {
+		if n.Name == c.ha.lost {
+			if err := os.RemoveAll(dataDir(n.Dir)); err != nil {
+				return 0, fmt.Errorf("remove %s's data directory: %w", n.Name, err)
+			}
+		}
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if p, err := c.ha.Postgres.Primary(ctx); err == nil && p.Name != c.ha.lost {
+			return time.Since(lost), nil
+		} else if time.Now().After(deadline) || ctx.Err() != nil {
+			return 0, fmt.Errorf("no failover within 2 min of losing %s: %v", c.ha.lost, err)
+		}
+		sleepCtx(ctx, 100*time.Millisecond)
+	}
+}
+
+// dataDir is an engine node's PostgreSQL data directory (internal/engine
+// keeps it in the node's Dir).
+func dataDir(dir string) string { return filepath.Join(dir, "data") }
+
+// waitWholeAfterRestore waits until the engines are whole again after the
+// restore (c.whole: on the HA topology every cluster, PostgreSQL's with a
+// leader and a synchronous standby that has replayed everything, Patroni's
+// /cluster), at most 5 min.
+func (e *env) waitWholeAfterRestore(ctx context.Context, r *drillRound) {
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		err := e.c.whole(ctx)
+		if err == nil {
+			r.whole = time.Since(r.res.Began)
+			return
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			r.fail("not whole again within 5 min of the restore: %v", err)
+			return
+		}
+		sleepCtx(ctx, 200*time.Millisecond)
+	}
+}
+
+// checkApps: every process the restore started again (the API replicas
+// and the consumers) is, after the checks, the same process it started
+// (none crashed or was restarted since) and ready.
+func (e *env) checkApps(ctx context.Context, r *drillRound, apps []string, restored map[string]int) {
+	now, err := e.c.pids(ctx)
+	if err != nil {
+		r.fail("pids: %v", err)
+		return
+	}
+	r.appsClean = true
+	for _, name := range apps {
+		if restored[name] == 0 || now[name] != restored[name] {
+			r.appsClean = false
+			r.fail("%s: pid %d after the restore, %d at the end", name, restored[name], now[name])
+		}
+	}
+	if !e.ready(ctx, e.c.readyAddrs()) {
+		r.appsClean = false
+		r.fail("a replica or consumer does not answer /readyz after the restore")
 	}
 }

@@ -64,7 +64,12 @@ type haPrivate struct {
 // engineDir, state in dir/stack); it forms the clusters and migrates
 // before the kvstack processes start.
 func startHA(ctx context.Context, root, dir, engineDir string, log io.Writer) (*private, error) {
-	s, err := native.Load(root, chaosEnviron(chaosHAPorts, dir, "KV_TOPOLOGY=ha"))
+	return startHAOn(ctx, root, dir, engineDir, log, chaosHAPorts)
+}
+
+// startHAOn is startHA on the given ports, with extra settings.
+func startHAOn(ctx context.Context, root, dir, engineDir string, log io.Writer, ports map[string]string, extra ...string) (*private, error) {
+	s, err := native.Load(root, chaosEnviron(ports, dir, append([]string{"KV_TOPOLOGY=ha"}, extra...)...))
 	if err != nil {
 		return nil, err
 	}

@@ -12,7 +12,8 @@
 // lab/chaos/hafaults.go) on a private HA stack, written into the same report
 // in a section of its own. make dr-drill runs -mode dr: the disaster-recovery
 // drill (lab/chaos/drill.go), a point-in-time restore under load on a private
-// stack whose PostgreSQL archives with pgBackRest, in a section of its own.
+// stack whose PostgreSQL archives with pgBackRest, in a section of its own;
+// make dr-drill-ha runs -mode dr-ha, the same drill on a private HA stack.
 package main
 
 import (
@@ -47,9 +48,9 @@ type settings struct {
 
 func main() {
 	var s settings
-	flag.StringVar(&s.mode, "mode", "full", "full | short | ha (the HA topology's faults) | dr (the disaster-recovery drill: backup, accident, point-in-time restore)")
-	flag.StringVar(&s.dir, "dir", "", "ledgers, the private stack's build and state, relative to the repository root (default tmp/chaos, tmp/chaos-ha)")
-	flag.StringVar(&s.engineDir, "engines", "", "the private engines' data, removed afterwards (default /tmp/kvchaos, /tmp/kvchaos-ha)")
+	flag.StringVar(&s.mode, "mode", "full", "full | short | ha (the HA topology's faults) | dr (the disaster-recovery drill: backup, accident, point-in-time restore) | dr-ha (the drill on the HA topology)")
+	flag.StringVar(&s.dir, "dir", "", "ledgers, the private stack's build and state, relative to the repository root (default tmp/chaos, tmp/chaos-ha, tmp/dr-drill, tmp/dr-drill-ha)")
+	flag.StringVar(&s.engineDir, "engines", "", "the private engines' data, removed afterwards (default /tmp/kvchaos, /tmp/kvchaos-ha, /tmp/kvdr, /tmp/kvdr-ha)")
 	flag.StringVar(&s.out, "out", "", "write the report here, relative to the repository root (docs/RELIABILITY.md)")
 	flag.DurationVar(&s.fuzzTime, "fuzztime", 15*time.Second, "full mode: run every fuzz target this long first (0: skip)")
 	flag.StringVar(&s.only, "only", "", "comma-separated fault names (default: the mode's)")
@@ -66,6 +67,8 @@ func main() {
 		s.dir, s.engineDir = or(s.dir, "tmp/chaos-ha"), or(s.engineDir, "/tmp/kvchaos-ha")
 	case "dr":
 		s.dir, s.engineDir = or(s.dir, "tmp/dr-drill"), or(s.engineDir, "/tmp/kvdr")
+	case "dr-ha":
+		s.dir, s.engineDir = or(s.dir, "tmp/dr-drill-ha"), or(s.engineDir, "/tmp/kvdr-ha")
 	}
 	s.dir, s.engineDir = or(s.dir, "tmp/chaos"), or(s.engineDir, "/tmp/kvchaos")
 	def := func(p *int, full, short_ int) {
@@ -130,6 +133,8 @@ func campaign(ctx context.Context, s settings) (err error) {
 		start = startHA
 	case "dr":
 		start = startDR
+	case "dr-ha":
+		start = startDRHA
 	}
 	c, err := start(ctx, root, s.dir, s.engineDir, os.Stderr)
 	defer func() {
@@ -142,7 +147,7 @@ func campaign(ctx context.Context, s settings) (err error) {
 		return fmt.Errorf("private stack: %w", err)
 	}
 	s.nginx = native.EdgeURL(c.s)
-	if s.mode == "dr" {
+	if s.mode == "dr" || s.mode == "dr-ha" {
 		return drill(ctx, s, c)
 	}
 	return run(ctx, s, c)
@@ -166,20 +171,29 @@ func fuzz(ctx context.Context, root string, s settings) string {
 	return fmt.Sprintf("passed (%d targets, %s each)", len(targets), s.fuzzTime)
 }
 
-func run(ctx context.Context, s settings, c *private) error {
+// newEnv connects to the private stack: its PostgreSQL through
+// DATABASE_URL (the primary, on the HA topology), its Redis (one address:
+// the node; several: the Redis Cluster), and the load's HTTP client.
+func newEnv(ctx context.Context, s settings, c *private) (*env, func(), error) {
 	pool, err := pgxpool.New(ctx, c.s.Get("DATABASE_URL"))
 	if err != nil {
-		return fmt.Errorf("postgres: %w", err)
+		return nil, nil, fmt.Errorf("postgres: %w", err)
 	}
-	defer pool.Close()
-	// One address: the node; several: the Redis Cluster.
-	rdb := goredis.NewUniversalClient(&goredis.UniversalOptions{Addrs: strings.Split(c.s.Get("REDIS_ADDR"), ","), MaxRetries: -1})
-	defer rdb.Close()
 	client, err := newClient(c.s)
+	if err != nil {
+		pool.Close()
+		return nil, nil, err
+	}
+	rdb := goredis.NewUniversalClient(&goredis.UniversalOptions{Addrs: strings.Split(c.s.Get("REDIS_ADDR"), ","), MaxRetries: -1})
+	return &env{s: s, c: c, pg: pool, rdb: rdb, http: client}, func() { rdb.Close(); pool.Close() }, nil
+}
+
+func run(ctx context.Context, s settings, c *private) error {
+	e, closeEnv, err := newEnv(ctx, s, c)
 	if err != nil {
 		return err
 	}
-	e := &env{s: s, c: c, pg: pool, rdb: rdb, http: client}
+	defer closeEnv()
 	list := repeated(selectFaults(s.mode, s.only), s.repeat)
 	runID := time.Now().UTC().Format("150405")
 	started := time.Now()

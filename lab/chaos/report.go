@@ -176,29 +176,12 @@ func (p report) haMarkdown() string {
 	return b.String()
 }
 
-// writeReport writes the campaign's part of the report at path, keeping
-// the other campaign's part.
+// writeReport writes the campaign's section of the report at path (make
+// chaos's the head, make chaos-ha's after haMarker), keeping the others'.
 func (p report) writeReport(path string) error {
-	b, err := os.ReadFile(path)
-	if err != nil && !os.IsNotExist(err) {
-		return err
+	marker := ""
+	if p.s.mode == "ha" {
+		marker = haMarker
 	}
-	// The DR drill's section, last, is kept as it is.
-	old, dr, withDR := strings.Cut(string(b), drMarker)
-	single, ha, found := strings.Cut(old, haMarker)
-	var text string
-	switch {
-	case p.s.mode == "ha" && strings.TrimSpace(single) == "":
-		text = "# Reliability\n\n" + haMarker + "\n\n" + p.markdown()
-	case p.s.mode == "ha":
-		text = strings.TrimRight(single, "\n") + "\n\n" + haMarker + "\n\n" + p.markdown()
-	case found:
-		text = p.markdown() + "\n" + haMarker + ha
-	default:
-		text = p.markdown()
-	}
-	if withDR {
-		text = strings.TrimRight(text, "\n") + "\n\n" + drMarker + dr
-	}
-	return os.WriteFile(path, []byte(text), 0o644)
+	return writeSection(path, marker, p.markdown())
 }

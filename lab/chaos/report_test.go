@@ -65,14 +65,18 @@ func TestWriteReportHAAlone(t *testing.T) {
 	}
 }
 
-// The DR drill's section comes last; the campaigns rewrite theirs and keep
+// The DR drills' sections come last (the HA drill's after the single
+// node's); the campaigns rewrite theirs and keep
 // it, and the drill rewrites it and keeps theirs.
 func TestDrillSectionKeptByTheCampaigns(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "RELIABILITY.md")
 	single := report{s: settings{mode: "full"}, results: []result{{name: "single-a"}}, started: time.Now()}
 	ha := report{s: settings{mode: "ha"}, results: []result{{name: "ha-a"}}, started: time.Now()}
 	drill := func(accident string) drillReport {
-		return drillReport{rounds: []drillRound{{accident: accident}}, started: time.Now()}
+		return drillReport{s: settings{mode: "dr"}, rounds: []drillRound{{accident: accident}}, started: time.Now()}
+	}
+	drillHA := func(accident string) drillReport {
+		return drillReport{s: settings{mode: "dr-ha"}, rounds: []drillRound{{accident: accident}}, started: time.Now()}
 	}
 	steps := []struct {
 		write func() error
@@ -83,6 +87,11 @@ func TestDrillSectionKeptByTheCampaigns(t *testing.T) {
 		{func() error { return ha.writeReport(path) }, []string{"single-a", haMarker, "ha-a", drMarker, "| dr-a |"}},
 		{func() error { return single.writeReport(path) }, []string{"single-a", haMarker, "ha-a", drMarker, "| dr-a |"}},
 		{func() error { return drill("dr-b").write(path) }, []string{"single-a", haMarker, "ha-a", drMarker, "| dr-b |"}},
+		{func() error { return drillHA("drha-a").write(path) }, []string{"single-a", haMarker, "ha-a", drMarker, "| dr-b |", drHAMarker, "| drha-a |"}},
+		{func() error { return ha.writeReport(path) }, []string{"single-a", haMarker, "ha-a", drMarker, "| dr-b |", drHAMarker, "| drha-a |"}},
+		{func() error { return drill("dr-c").write(path) }, []string{"single-a", haMarker, "ha-a", drMarker, "| dr-c |", drHAMarker, "| drha-a |"}},
+		{func() error { return single.writeReport(path) }, []string{"single-a", haMarker, "ha-a", drMarker, "| dr-c |", drHAMarker, "| drha-a |"}},
+		{func() error { return drillHA("drha-b").write(path) }, []string{"single-a", haMarker, "ha-a", drMarker, "| dr-c |", drHAMarker, "| drha-b |"}},
 	}
 	for i, st := range steps {
 		if err := st.write(); err != nil {
@@ -98,7 +107,9 @@ func TestDrillSectionKeptByTheCampaigns(t *testing.T) {
 			}
 			last = at
 		}
-		if strings.Count(text, drMarker) > 1 || strings.Count(text, haMarker) > 1 || (i == 4 && strings.Contains(text, "| dr-a |")) {
+		stale := map[int]string{4: "| dr-a |", 7: "| dr-b |", 9: "| drha-a |"}
+		if strings.Count(text, drMarker) > 1 || strings.Count(text, haMarker) > 1 || strings.Count(text, drHAMarker) > 1 ||
+			(stale[i] != "" && strings.Contains(text, stale[i])) || strings.Count(text, "# Reliability") != 1 {
 			t.Fatalf("step %d: a section twice or left over:\n%s", i, text)
 		}
 	}

@@ -176,6 +176,15 @@ func (c *private) queues(ctx context.Context) (map[string]engine.QueueDepth, err
 	return c.mq.Queues(ctx)
 }
 
+// database is the stack's PostgreSQL as a restore sees it, as make restore
+// picks it on either topology: the single node, or the Patroni cluster.
+func (c *private) database() engines.Database {
+	if c.ha != nil {
+		return engines.ClusterDatabase{Patroni: c.ha.Postgres}
+	}
+	return engines.SingleDatabase{Postgres: c.pg}
+}
+
 // whole tells whether the engines are whole again (the HA clusters; a
 // single node is checked by the load's writes and reads).
 func (c *private) whole(ctx context.Context) error {

@@ -60,9 +60,12 @@ var Secrets = []string{
 	"REDIS_MONITOR_PASSWORD",
 	"GRAFANA_ADMIN_PASSWORD",
 	"KV_MESSAGE_KEYS",
-	// docker-compose.ha.yml only.
+	// docker-compose.ha.yml only: the RabbitMQ nodes' Erlang cookie, the
+	// PostgreSQL standby's replication role, the user of Patroni's REST
+	// API for its unsafe endpoints (switchover, restart, PATCH /config).
 	"RABBITMQ_ERLANG_COOKIE",
 	"POSTGRES_REPLICATION_PASSWORD",
+	"PATRONI_API_PASSWORD",
 }
 
 // The users and roles of the engines in compose (docs/SECURITY.md).

@@ -68,7 +68,7 @@ func EdgeCerts(s *Settings) (renewed bool, err error) {
 // MakeEdgeCerts is EdgeCerts in dir for hosts, at now: a test's private
 // nginx (lab/nginxtest) gets its own.
 func MakeEdgeCerts(dir string, hosts []string, now time.Time) (renewed bool, err error) {
-	return makeServerCert(dir, EdgeFile, EdgeKeyFile, hosts, now)
+	return makeServerCert(dir, EdgeFile, EdgeKeyFile, hosts, []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, now)
 }
 
 // EngineHosts are the names an engine's certificate is valid for: the
@@ -82,14 +82,15 @@ func EngineCert(s *Settings, name string) (cert, key string) {
 }
 
 // EngineCerts makes the certificate of each engine the stack runs itself
-// (KV_ENGINES=private), signed by the stack's CA for EngineHosts, as
-// EdgeCerts makes the edge's and renews it alike: each with a key of its
-// own, which the engine's system user is given. renewed says one was
+// (KV_ENGINES=private, the HA topology), signed by the stack's CA for
+// EngineHosts, as EdgeCerts makes the edge's and renews it alike: each
+// with a key of its own, which the engine's system user is given. It is
+// also a client's certificate (engineUsages). renewed says one was
 // (re)made: a running engine reads it at its next start.
 func EngineCerts(s *Settings, names ...string) (renewed bool, err error) {
 	for _, name := range names {
 		cert, key := EngineCert(s, name)
-		r, err := makeServerCert(s.TLSDir(), filepath.Base(cert), filepath.Base(key), EngineHosts, time.Now())
+		r, err := makeServerCert(s.TLSDir(), filepath.Base(cert), filepath.Base(key), EngineHosts, engineUsages, time.Now())
 		if err != nil {
 			return false, fmt.Errorf("tls: %s's certificate in %s: %w", name, s.TLSDir(), err)
 		}
@@ -98,10 +99,16 @@ func EngineCerts(s *Settings, names ...string) (renewed bool, err error) {
 	return renewed, nil
 }
 
+// engineUsages are an engine's certificate's: a server's, and a client's,
+// for the nodes of a cluster present it to each other (a Redis Cluster's
+// bus asks every node that connects for its certificate, whatever
+// tls-auth-clients says, and refuses one for servers alone).
+var engineUsages = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth}
+
 // makeServerCert makes in dir the CA (when missing) and a server
-// certificate certFile with its key keyFile for hosts, unless the one
-// there is current (serverCertCurrent).
-func makeServerCert(dir, certFile, keyFile string, hosts []string, now time.Time) (renewed bool, err error) {
+// certificate certFile with its key keyFile for hosts and usages, unless
+// the one there is current (serverCertCurrent).
+func makeServerCert(dir, certFile, keyFile string, hosts []string, usages []x509.ExtKeyUsage, now time.Time) (renewed bool, err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return false, err
 	}
@@ -109,7 +116,7 @@ func makeServerCert(dir, certFile, keyFile string, hosts []string, now time.Time
 	if err != nil {
 		return false, err
 	}
-	if serverCertCurrent(filepath.Join(dir, certFile), filepath.Join(dir, keyFile), ca, hosts, now) {
+	if serverCertCurrent(filepath.Join(dir, certFile), filepath.Join(dir, keyFile), ca, hosts, usages, now) {
 		return false, nil
 	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -122,7 +129,7 @@ func makeServerCert(dir, certFile, keyFile string, hosts []string, now time.Time
 		NotBefore:    now.Add(-time.Hour), // a client's clock a little behind
 		NotAfter:     now.Add(edgeLifetime),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage:  usages,
 	}
 	for _, h := range hosts {
 		if ip := net.ParseIP(h); ip != nil {
@@ -201,9 +208,9 @@ func loadOrCreateCA(dir string, now time.Time) (*x509.Certificate, *ecdsa.Privat
 }
 
 // serverCertCurrent is true when a server certificate and its key belong
-// together, were signed by ca, cover hosts and have more than 30 days
-// left.
-func serverCertCurrent(certPath, keyPath string, ca *x509.Certificate, hosts []string, now time.Time) bool {
+// together, were signed by ca, cover hosts and usages and have more than
+// 30 days left.
+func serverCertCurrent(certPath, keyPath string, ca *x509.Certificate, hosts []string, usages []x509.ExtKeyUsage, now time.Time) bool {
 	pair, err := tls.LoadX509KeyPair(certPath, keyPath)
 	if err != nil {
 		return false
@@ -214,6 +221,11 @@ func serverCertCurrent(certPath, keyPath string, ca *x509.Certificate, hosts []s
 	}
 	for _, h := range hosts {
 		if leaf.VerifyHostname(h) != nil {
+			return false
+		}
+	}
+	for _, u := range usages {
+		if !slices.Contains(leaf.ExtKeyUsage, u) {
 			return false
 		}
 	}

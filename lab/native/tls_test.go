@@ -89,3 +89,51 @@ func TestEdgeCerts(t *testing.T) {
 		t.Fatal("the old CA verifies the new CA's certificate")
 	}
 }
+
+// An engine's certificate is a client's too: the nodes of a Redis Cluster
+// present theirs to each other on the bus, which refuses a certificate for
+// servers alone. One made before for servers alone (the edge's kind) is
+// made again.
+func TestEngineCertsServeClientsToo(t *testing.T) {
+	s, err := native.Load("../..", []string{"KV_STACK_DIR=" + t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A server's certificate of the stack's CA where the engine's goes.
+	if _, err := native.MakeEdgeCerts(s.TLSDir(), native.EngineHosts, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	cert, key := native.EngineCert(s, "redis")
+	for from, to := range map[string]string{native.EdgeFile: cert, native.EdgeKeyFile: key} {
+		b, err := os.ReadFile(filepath.Join(s.TLSDir(), from))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(to, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if renewed, err := native.EngineCerts(s, "redis"); err != nil || !renewed {
+		t.Fatalf("a server-only certificate: renewed %v, %v; want a new one", renewed, err)
+	}
+	cfg, err := native.ClientTLS(s.Get("KV_TLS_CA"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pair, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := x509.ParseCertificate(pair.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, usage := range []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth} {
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: cfg.RootCAs, DNSName: "127.0.0.1", KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
+			t.Errorf("the engine's certificate for usage %v: %v", usage, err)
+		}
+	}
+	if renewed, err := native.EngineCerts(s, "redis"); err != nil || renewed {
+		t.Errorf("again: renewed %v, %v; want it kept", renewed, err)
+	}
+}

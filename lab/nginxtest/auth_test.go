@@ -1,6 +1,7 @@
 package nginxtest_test
 
 import (
+	"fmt"
 	"net/http"
 	"os"
 	"strings"
@@ -36,10 +37,17 @@ func TestEdgePassesTokensAndRefusals(t *testing.T) {
 			t.Errorf("%s with a token: %d %s", method, got.Status, got.Body)
 		}
 	}
-	log, err := os.ReadFile(e.AccessLog)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// The log is written every 100 ms: wait for the six requests' lines,
+	// so that the check reads them.
+	var log []byte
+	nginxtest.WaitFor(t, "6 lines in the access log", func() error {
+		var err error
+		log, err = os.ReadFile(e.AccessLog)
+		if n := strings.Count(string(log), "\n"); err == nil && n < 6 {
+			return fmt.Errorf("%d lines", n)
+		}
+		return err
+	})
 	if strings.Contains(string(log), nginxtest.Token) {
 		t.Errorf("the access log holds the bearer token:\n%s", log)
 	}

@@ -5,5 +5,7 @@
 // Its test generates the rules from observability/slo/ with the Sloth of
 // this go.mod and fails when they differ from the committed
 // observability/rules/kvstack-slo.yml; `make slo` (the same test with
-// -update) writes them.
+// -update) writes them. Sloth is compiled once per machine, as Jaeger is,
+// into ~/.cache/kvstack/sloth-KEY (KEY: go.mod, go.sum and the Go release),
+// and reused by every later run and checkout.
 package sloth

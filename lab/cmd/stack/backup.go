@@ -103,18 +103,9 @@ func (c *cli) database() engines.Database {
 	return nil
 }
 
-// apps are the processes a restore stops and starts again: the API
-// replicas, the consumers and the backup scheduler (a backup must not
-// start while PostgreSQL is away).
-func (c *cli) apps() []string {
-	var names []string
-	for _, p := range c.stack.Programs {
-		if strings.HasPrefix(p.Name, "api") || strings.HasPrefix(p.Name, "consumer") || p.Name == "backups" {
-			names = append(names, p.Name)
-		}
-	}
-	return names
-}
+// apps are the processes a restore stops and starts again
+// (engines.RestoreApps).
+func (c *cli) apps() []string { return engines.RestoreApps(c.stack.Programs) }
 
 // scheduleBackups is the scheduler's process.
 func (c *cli) scheduleBackups(ctx context.Context) error {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,6 +56,20 @@ type Restore struct {
 	// for the operator to remove; else it is removed once the restored
 	// server answers.
 	KeepAside bool
+}
+
+// RestoreApps are the programs a restore stops and starts again: the API
+// replicas, the consumers and the backup scheduler (a backup must not
+// start while PostgreSQL is away); not a program the stack leaves to be
+// started by hand (Manual), which a restore must not start.
+func RestoreApps(programs []supervisor.Program) []string {
+	var names []string
+	for _, p := range programs {
+		if !p.Manual && (strings.HasPrefix(p.Name, "api") || strings.HasPrefix(p.Name, "consumer") || p.Name == "backups") {
+			names = append(names, p.Name)
+		}
+	}
+	return names
 }
 
 // RestoreResult is what a restore did, with the time of each step.
@@ -243,7 +258,7 @@ func (r Restore) purgeQueues(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	conn, err := DialAMQP(r.Settings.Get("RABBITMQ_URL"), cfg.TLSCAFile)
+	conn, err := DialAMQP(cfg.URL, cfg.TLSCAFile)
 	if err != nil {
 		return 0, fmt.Errorf("rabbitmq: %w", err)
 	}
