@@ -164,16 +164,6 @@ func TierCosts(rows OpCosts) OpCosts {
 	return out
 }
 
-// tierOf is the tier a process is part of.
-func tierOf(row string) string {
-	for _, t := range planTiers {
-		if slices.Contains(t.rows, row) {
-			return t.name
-		}
-	}
-	return ""
-}
-
 // TierPlan is one tier of a plan.
 type TierPlan struct {
 	Name  string
@@ -203,8 +193,10 @@ type Plan struct {
 	Partitions    int
 }
 
-// MakePlan sizes every tier for the load from the costs.
-func MakePlan(c OpCosts, l PlanLoad, n PlanNodes) (*Plan, error) {
+// MakePlan sizes every tier for the load from the processes' costs
+// (RowCosts).
+func MakePlan(rows OpCosts, l PlanLoad, n PlanNodes) (*Plan, error) {
+	c := TierCosts(rows)
 	if n.Cores < 1 || n.Utilisation <= 0 || n.Utilisation > 1 || n.PrimaryCores < 1 {
 		return nil, fmt.Errorf("nodes of %d cores filled to %.0f %%, primaries of %d cores: cores ≥ 1 and 0 < utilisation ≤ 1", n.Cores, n.Utilisation*100, n.PrimaryCores)
 	}
@@ -229,8 +221,16 @@ func MakePlan(c OpCosts, l PlanLoad, n PlanNodes) (*Plan, error) {
 		t := &p.Tiers[i]
 		switch t.Name {
 		case tierEdge:
+			// One mtail a node runs the program over every line of its
+			// nginx's log, a line at a time: about one core of it.
+			var mtail float64
+			for _, op := range planOps {
+				mtail += p.Rates[op] * rows[op]["mtail"] / 1e6
+			}
+			byMtail := ceilDiv(mtail, n.Utilisation)
+			t.Nodes = max(t.Nodes, byMtail)
 			t.Count = fmt.Sprintf("%d nginx (a worker per core) and an mtail each", t.Nodes)
-			t.Bound = "none shared: each node takes its share of the connections (DNS or an L4 balancer in front)"
+			t.Bound = fmt.Sprintf("none shared: each node takes its share of the connections (DNS or an L4 balancer in front); on each, its mtail, which reads the lines one at a time: %.1f cores of mtail in all need %d nodes", mtail, byMtail)
 		case tierAPI:
 			// GOMAXPROCS=1: a replica is one core.
 			replicas := max(2, ceilDiv(t.Cores, n.Utilisation))

@@ -56,7 +56,7 @@ func (p *planOptions) run(w io.Writer, root string) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w: the plan needs the kvstack column of the GET hit, GET miss, PUT and apply scenarios (make bench, all of them)", p.report, err)
 	}
-	plan, err := bench.MakePlan(bench.TierCosts(rows), p.load, p.nodes)
+	plan, err := bench.MakePlan(rows, p.load, p.nodes)
 	if err != nil {
 		return err
 	}
