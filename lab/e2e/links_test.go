@@ -27,11 +27,13 @@ import (
 )
 
 // The running stack's links to its engines are what `bin/stack status`
-// says (native.Links). On the stack's own engines (KV_ENGINES=private)
-// each serves TLS alone and asks for a password: a plain-text client, a
-// client without the password and one that does not check the
-// certificate against the stack's CA are refused, and the processes' own
-// credentials over verified TLS are accepted. On the machine's shared
+// says (native.Links). On the stack's own engines (KV_ENGINES=private,
+// and every node of the HA topology's clusters: run it with
+// KV_TOPOLOGY=ha on make up-ha's stack) each serves TLS alone and asks for
+// a password: a plain-text client, a client without the password or with
+// a wrong one, and one that does not check the certificate against the
+// stack's CA are refused, and the processes' own credentials over
+// verified TLS are accepted. On the machine's shared
 // engines, which the stack does not reconfigure, the links are plain TCP
 // on loopback, and said to be.
 func TestEngineLinks(t *testing.T) {
@@ -72,84 +74,117 @@ func TestEngineLinks(t *testing.T) {
 	}
 
 	t.Run("postgresql", func(t *testing.T) {
-		u, err := url.Parse(pgURL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		q := u.Query()
-		q.Set("sslmode", "disable")
-		q.Del("sslrootcert")
-		plain := *u
-		plain.RawQuery = q.Encode()
-		nopass := *u
-		nopass.User = url.User(u.User.Username())
-		unverified := *u
-		q = u.Query()
-		q.Del("sslrootcert")
-		unverified.RawQuery = q.Encode() // verify-full against the system's CAs
-		for _, c := range []struct{ name, url, refusal string }{
-			{"plain text", plain.String(), "no encryption"},
-			{"TLS, no password", nopass.String(), "password authentication failed"},
-			{"TLS, the system's CAs", unverified.String(), "certificate"},
-		} {
-			_, err := pgSSL(c.url)
-			refusedWith(t, c.name, err, c.refusal)
+		// Each node of the HA topology's pair, or the one server.
+		for _, node := range pgNodes(env.s) {
+			u, err := url.Parse(pgURL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			u.Host = node
+			q := u.Query()
+			q.Del("target_session_attrs")
+			u.RawQuery = q.Encode()
+			q.Set("sslmode", "disable")
+			q.Del("sslrootcert")
+			plain := *u
+			plain.RawQuery = q.Encode()
+			nopass := *u
+			nopass.User = url.User(u.User.Username())
+			wrong := *u
+			wrong.User = url.UserPassword(u.User.Username(), "wrong")
+			unverified := *u
+			q = u.Query()
+			q.Del("sslrootcert")
+			unverified.RawQuery = q.Encode() // verify-full against the system's CAs
+			for _, c := range []struct{ name, url, refusal string }{
+				{"plain text", plain.String(), "no encryption"},
+				{"TLS, no password", nopass.String(), "password authentication failed"},
+				{"TLS, a wrong password", wrong.String(), "password authentication failed"},
+				{"TLS, the system's CAs", unverified.String(), "certificate"},
+			} {
+				_, err := pgSSL(c.url)
+				refusedWith(t, node+": "+c.name, err, c.refusal)
+			}
+			if ssl, err := pgSSL(u.String()); err != nil || !ssl {
+				t.Errorf("%s: the app's role over verified TLS: encrypted %v, %v", node, ssl, err)
+			}
 		}
 	})
 
 	t.Run("redis", func(t *testing.T) {
-		addr := strings.TrimPrefix(env.s.Get("REDIS_ADDR"), "rediss://")
 		verified, err := native.ClientTLS(env.s.Get("REDIS_TLS_CA_FILE"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, c := range []struct {
-			name    string
-			probe   supervisor.RedisProbe
-			refusal string
-		}{
-			{"plain text", supervisor.RedisProbe{Addr: addr}, "EOF|connection reset"},
-			{"TLS, no password", supervisor.RedisProbe{Addr: addr, TLS: verified}, "NOAUTH"},
-			{"TLS, the system's CAs", supervisor.RedisProbe{Addr: addr, TLS: &tls.Config{}}, "certificate"},
-		} {
-			refusedWith(t, c.name, c.probe.Check(ctx), c.refusal)
-		}
-		rdb := goredis.NewClient(&goredis.Options{Addr: addr, Username: env.s.Get("REDIS_USERNAME"), Password: env.s.Get("REDIS_PASSWORD"),
-			TLSConfig: verified, MaxRetries: -1})
-		defer rdb.Close()
-		if err := rdb.Ping(ctx).Err(); err != nil {
-			t.Errorf("the app's user over verified TLS: %v", err)
+		// Each node of the HA topology's Redis Cluster, or the one server.
+		for _, entry := range strings.Split(env.s.Get("REDIS_ADDR"), ",") {
+			addr := strings.TrimPrefix(entry, "rediss://")
+			for _, c := range []struct {
+				name    string
+				probe   supervisor.RedisProbe
+				refusal string
+			}{
+				{"plain text", supervisor.RedisProbe{Addr: addr}, "EOF|connection reset"},
+				{"TLS, no password", supervisor.RedisProbe{Addr: addr, TLS: verified}, "NOAUTH"},
+				{"TLS, a wrong password", supervisor.RedisProbe{Addr: addr, TLS: verified, Password: "wrong"}, "WRONGPASS"},
+				{"TLS, the system's CAs", supervisor.RedisProbe{Addr: addr, TLS: &tls.Config{}}, "certificate"},
+			} {
+				refusedWith(t, addr+": "+c.name, c.probe.Check(ctx), c.refusal)
+			}
+			rdb := goredis.NewClient(&goredis.Options{Addr: addr, Username: env.s.Get("REDIS_USERNAME"), Password: env.s.Get("REDIS_PASSWORD"),
+				TLSConfig: verified, MaxRetries: -1})
+			if err := rdb.Ping(ctx).Err(); err != nil {
+				t.Errorf("%s: the app's user over verified TLS: %v", addr, err)
+			}
+			rdb.Close()
 		}
 	})
 
 	t.Run("rabbitmq", func(t *testing.T) {
-		api := env.s.Get("KV_API_RABBITMQ_URL")
-		u, err := url.Parse(api)
-		if err != nil {
-			t.Fatal(err)
-		}
-		plain := *u
-		plain.Scheme = "amqp"
-		guest := *u
-		guest.User = url.UserPassword("guest", "guest")
-		for _, c := range []struct {
-			name, url, ca, refusal string
-		}{
-			{"plain text", plain.String(), "", "EOF|connection reset|frame"},
-			{"TLS, guest", guest.String(), env.s.Get("RABBITMQ_TLS_CA_FILE"), "username or password not allowed"},
-		} {
-			conn, err := engines.DialAMQP(c.url, c.ca)
-			if err == nil {
-				conn.Close()
+		// Each node of the HA topology's cluster, or the one node.
+		for _, api := range strings.Split(env.s.Get("KV_API_RABBITMQ_URL"), ",") {
+			u, err := url.Parse(api)
+			if err != nil {
+				t.Fatal(err)
 			}
-			refusedWith(t, c.name, err, c.refusal)
+			plain := *u
+			plain.Scheme = "amqp"
+			guest := *u
+			guest.User = url.UserPassword("guest", "guest")
+			wrong := *u
+			wrong.User = url.UserPassword(u.User.Username(), "wrong")
+			for _, c := range []struct {
+				name, url, ca, refusal string
+			}{
+				{"plain text", plain.String(), "", "EOF|connection reset|frame"},
+				{"TLS, guest", guest.String(), env.s.Get("RABBITMQ_TLS_CA_FILE"), "username or password not allowed"},
+				{"TLS, a wrong password", wrong.String(), env.s.Get("RABBITMQ_TLS_CA_FILE"), "username or password not allowed"},
+				{"TLS, the system's CAs", api, "/etc/ssl/certs/ca-certificates.crt", "certificate"},
+			} {
+				conn, err := engines.DialAMQP(c.url, c.ca)
+				if err == nil {
+					conn.Close()
+				}
+				refusedWith(t, u.Host+": "+c.name, err, c.refusal)
+			}
+			conn, err := env.dialAMQP(api)
+			if err != nil {
+				t.Fatalf("%s: the API's user over verified TLS: %v", u.Host, err)
+			}
+			conn.Close()
 		}
-		conn, err := env.dialAMQP(api)
-		if err != nil {
-			t.Fatalf("the API's user over verified TLS: %v", err)
-		}
-		conn.Close()
 	})
+}
+
+// pgNodes are the PostgreSQL servers the stack's URLs list: the HA
+// topology's two nodes, or the one server.
+func pgNodes(s *native.Settings) []string {
+	rest := s.Get("KV_APP_DATABASE_URL")
+	if _, after, ok := strings.Cut(rest, "@"); ok {
+		rest = after
+	}
+	hosts, _, _ := strings.Cut(rest, "/")
+	return strings.Split(hosts, ",")
 }
 
 // refusedWith wants err to name one of refusal's |-separated alternatives.

@@ -23,14 +23,8 @@ func reachable(s *Settings, log io.Writer) error {
 	if err := makeStackDir(s.Dir); err != nil {
 		return err
 	}
-	fi, err := os.Stat(s.Dir)
-	if err != nil {
+	if err := passable(s.Dir); err != nil {
 		return err
-	}
-	if mode := fi.Mode().Perm(); mode&0o011 != 0o011 {
-		if err := os.Chmod(s.Dir, mode|0o011); err != nil {
-			return err
-		}
 	}
 	if os.Geteuid() == 0 && s.Get("KV_PROCESS_USER") != "root" {
 		if dir := closedAbove(s); dir != "" {
@@ -38,6 +32,18 @@ func reachable(s *Settings, log io.Writer) error {
 				"the API replicas, the consumers, the exporters, nginx, Prometheus, Alertmanager and Jaeger run as ROOT. chmod o+x %s (or move the checkout) to run them unprivileged; "+
 				"KV_PROCESS_USER=root says root on purpose\n", dir, s.Get("KV_PROCESS_USER"), dir)
 		}
+	}
+	return nil
+}
+
+// passable lets every user pass through dir (o+x, g+x), not list it.
+func passable(dir string) error {
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if mode := fi.Mode().Perm(); mode&0o011 != 0o011 {
+		return os.Chmod(dir, mode|0o011)
 	}
 	return nil
 }
