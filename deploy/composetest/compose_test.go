@@ -49,17 +49,20 @@ var roleSecrets = map[string]string{
 	"REDIS_MONITOR_PASSWORD":      "redis-monitor-secret-for-test",
 }
 
-// haSecrets are what docker-compose.ha.yml requires besides: the Erlang
-// cookie its RabbitMQ nodes share, the standby's replication password,
-// Patroni's REST API user's.
+// haSecrets are what docker-compose.ha.yml requires besides
+// roleSecrets: the Erlang cookie its RabbitMQ nodes share, the standby's
+// replication password, Patroni's REST API user's, the Redis Cluster
+// one-shot's.
 var haSecrets = map[string]string{
 	"RABBITMQ_ERLANG_COOKIE":        "cookie-secret-for-test",
 	"POSTGRES_REPLICATION_PASSWORD": "replication-secret-for-test",
 	"PATRONI_API_PASSWORD":          "patroni-api-secret-for-test",
+	"REDIS_CLUSTER_PASSWORD":        "redis-cluster-secret-for-test",
 }
 
-// haRoleSecrets are the roleSecrets docker-compose.ha.yml requires so far.
-var haRoleSecrets = []string{"POSTGRES_SUPERUSER_PASSWORD", "POSTGRES_APP_PASSWORD", "POSTGRES_MONITOR_PASSWORD"}
+// fileSecrets are lab/compose.FileSecrets' values: in the rendered files
+// only.
+var fileSecrets = map[string]string{"REDIS_REPLICA_PASSWORD": "redis-replica-secret-for-test"}
 
 // composeFiles are the topologies in compose: one node of each engine, and
 // the HA topology (docker-compose.ha.yml). The checks that hold for any
@@ -69,13 +72,9 @@ var composeFiles = []string{"docker-compose.yml", "docker-compose.ha.yml"}
 // secretsOf are the variables file requires, with the test's values.
 func secretsOf(file string) map[string]string {
 	all := maps.Clone(secrets)
-	if file != "docker-compose.ha.yml" {
-		maps.Copy(all, roleSecrets)
-		return all
-	}
-	maps.Copy(all, haSecrets)
-	for _, k := range haRoleSecrets {
-		all[k] = roleSecrets[k]
+	maps.Copy(all, roleSecrets)
+	if file == "docker-compose.ha.yml" {
+		maps.Copy(all, haSecrets)
 	}
 	return all
 }

@@ -135,10 +135,18 @@ func checkHAEngines(t *testing.T, tr tree) []string {
 
 	redis := nodes(p, "redis")
 	for _, name := range redis {
-		cmd := strings.Join(service(t, p, name).Command, " ")
-		for _, want := range []string{"--cluster-enabled yes", "--cluster-config-file /data/", "--cluster-announce-hostname " + name} {
-			if !strings.Contains(cmd, want) {
-				bad("%s: command %q lacks %q", name, cmd, want)
+		s := service(t, p, name)
+		cmd := strings.Join(s.Command, " ")
+		if !strings.Contains(cmd, "--cluster-announce-hostname "+name) {
+			bad("%s: command %q does not announce its name", name, cmd)
+		}
+		conf := ""
+		if len(s.Command) > 1 {
+			conf = string(tr.read(t, bindSource(t, s, s.Command[1])))
+		}
+		for _, want := range []string{"cluster-enabled yes", "cluster-config-file /data/"} {
+			if !strings.Contains(conf, "\n"+want) {
+				bad("%s: its configuration (%v) lacks %q", name, s.Command, want)
 			}
 		}
 		dataIn(name, "/data")
@@ -260,10 +268,10 @@ func checkHAAppEnv(t *testing.T, tr tree) []string {
 	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 	var brokers, caches []string
 	for _, n := range nodes(p, "rabbitmq") {
-		brokers = append(brokers, n+":5672")
+		brokers = append(brokers, n+":"+amqpsPort)
 	}
 	for _, n := range nodes(p, "redis") {
-		caches = append(caches, n+":6379")
+		caches = append(caches, "rediss://"+n+":6379")
 	}
 	ids := map[string]string{}
 	for _, name := range sorted(p.ServiceNames()) {
@@ -404,7 +412,7 @@ var exporterPort = map[native.ExporterKind]string{native.PostgresExporter: "9187
 // its kind, reading node.
 func exporterWatches(t *testing.T, p *types.Project, kind native.ExporterKind, name, node string) []string {
 	s := service(t, p, name)
-	target := "redis://" + node + ":6379"
+	target := "rediss://" + node + ":6379"
 	if kind == native.PostgresExporter {
 		target = "postgres://kvstack_monitor:" + roleSecrets["POSTGRES_MONITOR_PASSWORD"] + "@" + node + ":5432/kvstack?sslmode=verify-full&sslrootcert=/etc/kvstack/tls/ca.pem"
 	}
@@ -441,7 +449,7 @@ func TestHAChecksCatch(t *testing.T) {
 		{"a cluster without replicas", "engines clustered", "deploy/compose-ha/redis-cluster-create.sh",
 			"--cluster-replicas 1", "--cluster-replicas 0", "no replica per master"},
 		{"the API without a broker", "app finds each node", haFile,
-			",amqp://kvstack:${RABBITMQ_PASSWORD:?set RABBITMQ_PASSWORD (make compose-secrets)}@rabbitmq3:5672/", "", "RABBITMQ_URL reaches"},
+			",amqps://kvstack_api:${RABBITMQ_API_PASSWORD:?set RABBITMQ_API_PASSWORD (make compose-secrets)}@rabbitmq3:5671/", "", "RABBITMQ_URL reaches"},
 		{"the primary found by name only", "app finds each node", haFile,
 			"?target_session_attrs=read-write", "", "target_session_attrs=read-write"},
 		{"a Redis node not scraped", "every node scraped", "deploy/compose-ha/prometheus.yml",
@@ -449,7 +457,7 @@ func TestHAChecksCatch(t *testing.T) {
 		{"a job the HA topology lacks", "every node scraped", "observability/prometheus.yml",
 			"scrape_configs:\n", "scrape_configs:\n  - job_name: new\n    static_configs:\n      - targets: [\"${API1_ADMIN_ADDR}\"]\n", "jobs"},
 		{"an exporter watching another node", "every node scraped", haFile,
-			"redis://redis6:6379", "redis://redis5:6379", "redis-exporter6: command"},
+			`"-redis.addr", "rediss://redis6:6379"`, `"-redis.addr", "rediss://redis5:6379"`, "redis-exporter6: command"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

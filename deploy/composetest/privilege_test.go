@@ -61,8 +61,10 @@ var engineChecks = map[string]check{
 	"postgres and rabbitmq roles":         checkRolesOnRealEngines,
 }
 
-// The checks hold for docker-compose.yml; docker-compose.ha.yml does not
-// have its engines' users and TLS yet (docs/SECURITY.md, not done yet).
+// The checks hold for docker-compose.yml; those that read the compose
+// file alone hold for docker-compose.ha.yml too, whose engines are booted
+// by patroni_test.go and rediscluster_test.go (its RabbitMQ nodes run
+// rabbitmq.conf, which rabbitmqconf_test.go boots).
 func TestEngineLeastPrivilegeAndTLS(t *testing.T) {
 	for name, c := range engineChecks {
 		t.Run(name, func(t *testing.T) {
@@ -71,7 +73,18 @@ func TestEngineLeastPrivilegeAndTLS(t *testing.T) {
 			}
 		})
 	}
+	for _, name := range haEngineChecks {
+		t.Run(haFile+"/"+name, func(t *testing.T) {
+			for _, problem := range engineChecks[name](t, haTree) {
+				t.Error(problem)
+			}
+		})
+	}
 }
+
+// haEngineChecks are the engineChecks that hold for the HA file as they
+// are.
+var haEngineChecks = []string{"no service as an engine's superuser", "engine certificates"}
 
 func TestEngineChecksCatchBrokenCopies(t *testing.T) {
 	tests := []struct {
@@ -117,6 +130,35 @@ func TestEngineChecksCatchBrokenCopies(t *testing.T) {
 	}
 }
 
+// The same checks, on weakened copies of the HA file.
+func TestHAEngineChecksCatch(t *testing.T) {
+	tests := []struct{ name, check, old, new, want string }{
+		{"the API as the owner", "no service as an engine's superuser",
+			"DATABASE_URL: postgres://kvstack_app:${POSTGRES_APP_PASSWORD", "DATABASE_URL: postgres://kvstack:${POSTGRES_PASSWORD", "api1 connects to PostgreSQL as kvstack, want kvstack_app"},
+		{"the consumer as the API's user", "no service as an engine's superuser",
+			"amqps://kvstack_consumer:${RABBITMQ_CONSUMER_PASSWORD", "amqps://kvstack_api:${RABBITMQ_API_PASSWORD", "consumer connects to RabbitMQ as kvstack_api"},
+		{"redis's default user", "no service as an engine's superuser",
+			"  REDIS_USERNAME: kvstack_app\n", "", "connects to Redis as the default user"},
+		{"plain AMQP", "no service as an engine's superuser",
+			"RABBITMQ_URL: amqps://kvstack:", "RABBITMQ_URL: amqp://kvstack:", "want amqps://"},
+		{"plain text to a Redis node", "no service as an engine's superuser",
+			"REDIS_ADDR: rediss://redis1:6379,", "REDIS_ADDR: redis://redis1:6379,", "not rediss://"},
+		{"rabbitmq's default administrator", "no service as an engine's superuser",
+			"x-rabbitmq-env: &rabbitmq-env\n", "x-rabbitmq-env: &rabbitmq-env\n  RABBITMQ_DEFAULT_USER: kvstack\n", "RABBITMQ_DEFAULT_USER"},
+		{"an exporter unverified", "no service as an engine's superuser",
+			"@postgres2:5432/kvstack?sslmode=verify-full&sslrootcert=/etc/kvstack/tls/ca.pem", "@postgres2:5432/kvstack?sslmode=require", "sslmode"},
+		{"an exporter as the app", "no service as an engine's superuser",
+			"    REDIS_USER: kvstack_monitor\n", "    REDIS_USER: kvstack_app\n", "redis-exporter1 connects to Redis as kvstack_app"},
+		{"a host no certificate names", "engine certificates",
+			"REDIS_ADDR: rediss://redis1:6379,", "REDIS_ADDR: rediss://cache:6379,", "cache"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			catches(t, engineChecks[tt.check], haFile, haFile, tt.old, tt.new, tt.want)
+		})
+	}
+}
+
 // `make compose-secrets` fills every secret compose requires, and keeps
 // what is set.
 func TestComposeSecretsFillTheEnvFile(t *testing.T) {
@@ -125,6 +167,9 @@ func TestComposeSecretsFillTheEnvFile(t *testing.T) {
 		for k := range secretsOf(f) {
 			required[k] = true
 		}
+	}
+	for _, k := range compose.FileSecrets {
+		required[k] = true
 	}
 	if got, want := slices.Sorted(slices.Values(compose.Secrets)), slices.Sorted(maps.Keys(required)); !slices.Equal(got, want) {
 		t.Errorf("lab/compose fills %v; the compose files require %v", got, want)
@@ -166,8 +211,8 @@ func makeGenerated(t *testing.T, file string) generatedFiles {
 	t.Helper()
 	tmp := t.TempDir()
 	// `make compose-secrets` fills every secret of either file.
-	all := secretsOf("docker-compose.yml")
-	maps.Copy(all, secretsOf(file))
+	all := secretsOf("docker-compose.ha.yml")
+	maps.Copy(all, fileSecrets)
 	g := generatedFiles{caDir: filepath.Join(tmp, "tls"), dir: filepath.Join(tmp, "compose"), env: all}
 	if _, err := native.MakeEdgeCerts(g.caDir, []string{"localhost"}, time.Now()); err != nil {
 		t.Fatal(err)
@@ -249,11 +294,18 @@ func credentials(s types.ServiceConfig) []credential {
 		if mode == "" {
 			mode, ca = u.Query().Get("sslmode"), u.Query().Get("sslrootcert")
 		}
-		c := credential{engine: "postgres", user: u.User.Username(), host: u.Hostname(), caFile: ca, tls: mode == "verify-full" && ca != ""}
-		if !c.tls {
-			c.why = fmt.Sprintf("sslmode %q with CA %q, want verify-full and the stack's CA (PG_SSLMODE, PG_SSLROOTCERT)", mode, ca)
+		// One per host of a multi-host URL (the HA file's nodes).
+		for h := range strings.SplitSeq(u.Host, ",") {
+			host, _, err := net.SplitHostPort(h)
+			if err != nil {
+				host = h
+			}
+			c := credential{engine: "postgres", user: u.User.Username(), host: host, caFile: ca, tls: mode == "verify-full" && ca != ""}
+			if !c.tls {
+				c.why = fmt.Sprintf("sslmode %q with CA %q, want verify-full and the stack's CA (PG_SSLMODE, PG_SSLROOTCERT)", mode, ca)
+			}
+			creds = append(creds, c)
 		}
-		creds = append(creds, c)
 	}
 	if raw := env(s, "DATABASE_URL"); raw != "" {
 		pgURL(raw, env(s, "PG_SSLMODE"), env(s, "PG_SSLROOTCERT"))
@@ -405,6 +457,9 @@ func checkEngineCerts(t *testing.T, tr tree) []string {
 					// Each host is checked against the certificate of the
 					// node of its name, or of the one engine service.
 					nodes := engineServices(p, kind)
+					if c.engine == kind && len(nodes) > 1 && engineSvc == nodes[0] && !slices.Contains(nodes, c.host) {
+						problems = append(problems, fmt.Sprintf("%s dials %s as %s, which no node of %v is", name, kind, c.host, nodes))
+					}
 					if c.engine != kind || c.host == "" || (c.host != engineSvc && (slices.Contains(nodes, c.host) || len(nodes) > 1)) {
 						continue
 					}

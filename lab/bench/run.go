@@ -29,6 +29,7 @@ import (
 
 	"github.com/kvstack/kvstack/internal/auth/mint"
 	"github.com/kvstack/kvstack/lab/native"
+	"github.com/kvstack/kvstack/lab/native/engines"
 )
 
 // Options sizes a run.
@@ -318,8 +319,11 @@ func (h *harness) connect(ctx context.Context) error {
 	if err := h.pool.Ping(ctx); err != nil {
 		return fmt.Errorf("postgres %s: %w", h.api.Postgres.String(), err)
 	}
-	rc := h.api.Redis
-	h.rdb = goredis.NewUniversalClient(&goredis.UniversalOptions{Addrs: rc.Addrs(), IsClusterMode: rc.IsCluster(), Password: string(rc.Password), DB: rc.DB})
+	// The stack's checks' client (its default user, TLS to its own
+	// engines): the harness reads and evicts entries the app's user may not.
+	if h.rdb, err = engines.RedisClient(h.stack.s); err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
 	if err := h.rdb.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("redis %s: %w", h.api.Redis.Addr, err)
 	}

@@ -35,6 +35,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/kvstack/kvstack/lab/native"
+	"github.com/kvstack/kvstack/lab/native/engines"
 )
 
 type settings struct {
@@ -184,7 +185,14 @@ func newEnv(ctx context.Context, s settings, c *private) (*env, func(), error) {
 		pool.Close()
 		return nil, nil, err
 	}
-	rdb := goredis.NewUniversalClient(&goredis.UniversalOptions{Addrs: strings.Split(c.s.Get("REDIS_ADDR"), ","), MaxRetries: -1})
+	// The stack's checks' client: its default user, over TLS to the
+	// engines the campaign locks.
+	rdb, err := engines.RedisClient(c.s)
+	if err != nil {
+		client.CloseIdleConnections()
+		pool.Close()
+		return nil, nil, fmt.Errorf("redis: %w", err)
+	}
 	return &env{s: s, c: c, pg: pool, rdb: rdb, http: client}, func() { rdb.Close(); pool.Close() }, nil
 }
 

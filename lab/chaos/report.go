@@ -149,6 +149,10 @@ func (p report) resultsTable(w func(string, ...any)) {
 	}
 }
 
+// lockedLine says how the HA campaign's engines are reached: locked as
+// make up-ha's (engines.Locked).
+const lockedLine = "Every engine locked as the stack's own are (`KV_ENGINES=private`, `make up-ha`): TLS alone, with certificates from the campaign's own CA, verified by every client (`sslmode=verify-full`, `rediss://`, `amqps://`); every user with a password of the campaign's (`tmp/chaos-ha/stack/engine-passwords`): PostgreSQL scram-sha-256 over hostssl, no `trust`; Redis ACL users, its default user with a password; RabbitMQ's `guest` deleted, a user per role."
+
 // haMarker starts the HA campaign's section of the report: make chaos-ha
 // writes what follows it, make chaos what precedes it, each keeping the
 // other's part.
@@ -163,6 +167,7 @@ func (p report) haMarkdown() string {
 		p.started.UTC().Format(time.RFC3339), p.took.Round(time.Second), runtime.NumCPU())
 	w("### Settings\n\n")
 	w("- A private HA stack (never the shared engines, never `make up-ha`'s): the topology of `make up-ha` (`engines.ForHA`) on ports of its own under a supervisord of its own tied to the campaign (state in `tmp/chaos-ha`): a RabbitMQ cluster of three nodes (quorum queues, 127.0.0.1:31671-31673), a Redis Cluster of six nodes (three masters, three replicas, 127.0.0.1:21700-21705), two PostgreSQL nodes (127.0.0.1:31441-31442), a primary and its synchronous standby, each run by its Patroni (REST 127.0.0.1:31443-31444) on an etcd (127.0.0.1:31479), api1, api2, consumer, consumer2 and nginx (127.0.0.1:31080), every one with `autorestart` (supervisord restarts Patroni; Patroni restarts, promotes and rewinds PostgreSQL).\n")
+	w("- %s\n", lockedLine)
 	w("- Load through nginx: %d writers (80%% PUT, 20%% DELETE) and %d readers, %s pause between one client's requests, %d fresh keys per fault; %s of load before the fault and %s after recovery. Ledgers: `tmp/chaos-ha/ledger-<fault>.jsonl`.\n",
 		p.s.writers, p.s.readers, p.s.pace, p.s.keys, p.s.warm, p.s.post)
 	w("- **The edge's per-client rate limit is raised to %s, burst %s**, as in the single-node campaign.\n", chaosRateLimit, chaosRateBurst)

@@ -66,7 +66,16 @@ var Secrets = []string{
 	"RABBITMQ_ERLANG_COOKIE",
 	"POSTGRES_REPLICATION_PASSWORD",
 	"PATRONI_API_PASSWORD",
+	// The Redis Cluster's replicas' user (kvstack_replica, FileSecrets),
+	// and the one-shot's that forms the cluster (kvstack_cluster).
+	"REDIS_REPLICA_PASSWORD",
+	"REDIS_CLUSTER_PASSWORD",
 }
+
+// FileSecrets are the Secrets no compose file names: only the files
+// Render writes hold them (the Redis Cluster's replication user's, in
+// RedisReplicationFile, never in a container's environment).
+var FileSecrets = []string{"REDIS_REPLICA_PASSWORD"}
 
 // The users and roles of the engines in compose (docs/SECURITY.md).
 const (
@@ -78,6 +87,11 @@ const (
 	RabbitMQConsumer = "kvstack_consumer"
 	RedisApp         = "kvstack_app"
 	RedisMonitor     = "kvstack_monitor"
+	// docker-compose.ha.yml's Redis Cluster's own: its replicas stream
+	// from their masters as RedisReplica, and the one-shot that forms the
+	// cluster (redis-cli --cluster create) runs as RedisClusterAdmin.
+	RedisReplica      = "kvstack_replica"
+	RedisClusterAdmin = "kvstack_cluster"
 )
 
 // Files in Dir(s): the engines' certificates and keys (tls/ENGINE.pem,
@@ -87,6 +101,10 @@ const (
 const (
 	RabbitMQDefinitionsFile = "rabbitmq-definitions.json"
 	RedisACLFile            = "redis-users.acl"
+	// docker-compose.ha.yml's Redis Cluster: its ACL file, and the
+	// configuration its nodes include for their replication user.
+	RedisClusterACLFile  = "redis-cluster-users.acl"
+	RedisReplicationFile = "redis-replication.conf"
 )
 
 // EngineHosts are the names each engine's certificate is valid for: its
@@ -213,7 +231,13 @@ func Render(root, caDir, dir string, env map[string]string, now time.Time) ([]st
 	if err != nil {
 		return nil, err
 	}
-	for file, text := range map[string][]byte{RabbitMQDefinitionsFile: defs, RedisACLFile: []byte(acl)} {
+	clusterACL, err := RedisClusterACL(root, env)
+	if err != nil {
+		return nil, err
+	}
+	replication := "masteruser " + RedisReplica + "\nmasterauth " + env["REDIS_REPLICA_PASSWORD"] + "\n"
+	for file, text := range map[string][]byte{RabbitMQDefinitionsFile: defs, RedisACLFile: []byte(acl),
+		RedisClusterACLFile: []byte(clusterACL), RedisReplicationFile: []byte(replication)} {
 		path := filepath.Join(dir, file)
 		if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, text) {
 			continue
@@ -377,6 +401,38 @@ func RedisUsers(root string, env map[string]string) ([]engine.RedisUser, error) 
 	return users, nil
 }
 
+// RedisClusterUsers are the users of docker-compose.ha.yml's Redis
+// Cluster: RedisUsers, the replicas' (the replication protocol alone,
+// no key) and the one-shot's (the CLUSTER commands that form the
+// cluster, no key).
+func RedisClusterUsers(root string, env map[string]string) ([]engine.RedisUser, error) {
+	users, err := RedisUsers(root, env)
+	if err != nil {
+		return nil, err
+	}
+	users = append(users,
+		engine.RedisUser{Name: RedisReplica, Password: env["REDIS_REPLICA_PASSWORD"],
+			Rules: []string{"resetkeys", "resetchannels", "-@all", "+psync", "+replconf", "+ping"}},
+		engine.RedisUser{Name: RedisClusterAdmin, Password: env["REDIS_CLUSTER_PASSWORD"],
+			Rules: []string{"resetkeys", "resetchannels", "-@all", "+ping", "+hello", "+auth", "+info", "+cluster", "+config|get"}})
+	for _, u := range users {
+		if u.Password == "" {
+			return nil, fmt.Errorf("the Redis user %s has no password (run make compose-secrets)", u.Name)
+		}
+	}
+	return users, nil
+}
+
+// RedisClusterACL is the ACL file of docker-compose.ha.yml's Redis
+// Cluster: as RedisACL's, with RedisClusterUsers.
+func RedisClusterACL(root string, env map[string]string) (string, error) {
+	users, err := RedisClusterUsers(root, env)
+	if err != nil {
+		return "", err
+	}
+	return aclText(users), nil
+}
+
 // RedisACL is Redis's ACL file (aclfile): the default user off, with no
 // password and no right, and RedisUsers, each password as its SHA-256.
 func RedisACL(root string, env map[string]string) (string, error) {
@@ -384,11 +440,15 @@ func RedisACL(root string, env map[string]string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return aclText(users), nil
+}
+
+func aclText(users []engine.RedisUser) string {
 	var b strings.Builder
 	b.WriteString("user default off resetpass resetkeys resetchannels -@all\n")
 	for _, u := range users {
 		sum := sha256.Sum256([]byte(u.Password))
 		fmt.Fprintf(&b, "user %s reset on #%s %s\n", u.Name, hex.EncodeToString(sum[:]), strings.Join(u.Rules, " "))
 	}
-	return b.String(), nil
+	return b.String()
 }

@@ -108,14 +108,22 @@ func haExporters(s *Settings) []Exporter {
 	nodes := s.HANodes()
 	for i, n := range nodes.Postgres {
 		out = append(out, Exporter{Kind: PostgresExporter, Name: fmt.Sprintf("%s%d", PostgresExporter, i+1),
-			Listen: s.hostPort(n.ExporterPort), Target: nodeDSN(s.Get("POSTGRES_EXPORTER_DSN"), s.hostPort(n.Port))})
+			Listen: s.hostPort(n.ExporterPort), Target: nodeDSN(s.Get("POSTGRES_EXPORTER_DSN"), engineAddr(n.Port))})
+	}
+	scheme := "redis://"
+	if strings.HasPrefix(s.Get("REDIS_ADDR"), "rediss://") {
+		scheme = "rediss://" // as the app reaches the nodes
 	}
 	for i, n := range nodes.Redis {
 		out = append(out, Exporter{Kind: RedisExporter, Name: fmt.Sprintf("%s%d", RedisExporter, i+1),
-			Listen: s.hostPort(n.ExporterPort), Target: "redis://" + s.hostPort(n.Port)})
+			Listen: s.hostPort(n.ExporterPort), Target: scheme + engineAddr(n.Port)})
 	}
 	return out
 }
+
+// engineAddr is a node's address: the HA topology's engines listen on
+// 127.0.0.1, which their certificates name, whatever KV_BIND_HOST says.
+func engineAddr(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }
 
 // nodeDSN is a PostgreSQL URL addressing one node: its host list replaced
 // by addr, and no target_session_attrs (the exporter of a standby reads

@@ -1,6 +1,7 @@
 package native_test
 
 import (
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,10 +27,14 @@ func loadHA(t *testing.T, environ ...string) *native.Settings {
 // node's port set in the environment moves that node everywhere.
 func TestHASettingsDeriveTheServicesFromTheNodes(t *testing.T) {
 	s := loadHA(t, "KV_HA_REDIS3_PORT=17102", "KV_HA_POSTGRES2_PORT=15442")
+	ca, owner, admin := s.Get("KV_TLS_CA"), s.PostgresRoles().Owner.Password, s.Secret("RABBITMQ_ADMIN")
 	for name, want := range map[string]string{
-		"DATABASE_URL": "postgres://kvstack:kvstack@127.0.0.1:5441,127.0.0.1:15442/kvstack?sslmode=disable&target_session_attrs=read-write",
-		"REDIS_ADDR":   "127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:17102,127.0.0.1:7003,127.0.0.1:7004,127.0.0.1:7005",
-		"RABBITMQ_URL": "amqp://guest:guest@127.0.0.1:5681/,amqp://guest:guest@127.0.0.1:5682/,amqp://guest:guest@127.0.0.1:5683/",
+		// Every link the stack's own, locked: its passwords, verified TLS.
+		"DATABASE_URL":         "postgres://kvstack:" + owner + "@127.0.0.1:5441,127.0.0.1:15442/kvstack?sslmode=verify-full&sslrootcert=" + ca + "&target_session_attrs=read-write",
+		"REDIS_ADDR":           "rediss://127.0.0.1:7000,rediss://127.0.0.1:7001,rediss://127.0.0.1:17102,rediss://127.0.0.1:7003,rediss://127.0.0.1:7004,rediss://127.0.0.1:7005",
+		"RABBITMQ_URL":         "amqps://kvstack_admin:" + admin + "@127.0.0.1:5681/,amqps://kvstack_admin:" + admin + "@127.0.0.1:5682/,amqps://kvstack_admin:" + admin + "@127.0.0.1:5683/",
+		"REDIS_TLS_CA_FILE":    ca,
+		"RABBITMQ_TLS_CA_FILE": ca,
 	} {
 		if got := s.Get(name); got != want {
 			t.Errorf("%s = %q, want %q", name, got, want)
@@ -128,8 +133,9 @@ func TestHAProcesses(t *testing.T) {
 		t.Errorf("consumer2's environment %v", env)
 	}
 	wantTargets := map[string]string{
-		"postgres-exporter2": "postgres://kvstack_monitor:kvstack_monitor@127.0.0.1:5442/kvstack?sslmode=disable",
-		"redis-exporter4":    "redis://127.0.0.1:7003",
+		"postgres-exporter2": "postgres://kvstack_monitor:" + s.PostgresRoles().Monitor.Password + "@127.0.0.1:5442/kvstack?" +
+			url.Values{"sslmode": {"verify-full"}, "sslrootcert": {s.Get("KV_TLS_CA")}}.Encode(),
+		"redis-exporter4": "rediss://127.0.0.1:7003",
 	}
 	for _, e := range native.Exporters(s) {
 		if want, ok := wantTargets[e.Name]; ok && e.Target != want {

@@ -22,8 +22,11 @@ const SecretsFile = "engine-passwords"
 
 // engineSecrets are the passwords that no URL of the settings names but
 // the stack's engines need: PostgreSQL's superuser (the stack's own
-// sessions to provision it) and Redis' default user (the stack's checks).
-var engineSecrets = []string{"PG_SUPERUSER", "REDIS_DEFAULT"}
+// sessions to provision it) and Redis' default user (the stack's checks,
+// the Redis Cluster's tools); in the HA topology, the users of
+// PostgreSQL's replication and pg_rewind (Patroni's) and the Redis
+// replicas' (masteruser).
+var engineSecrets = []string{"PG_SUPERUSER", "REDIS_DEFAULT", "PG_REPLICATION", "PG_REWIND", "REDIS_REPLICATION"}
 
 // secret is the stack's password NAME, made when missing.
 func (s *Settings) secret(name string) (string, error) {
@@ -78,8 +81,8 @@ func readSecrets(path string) (map[string]string, error) {
 	return out, sc.Err()
 }
 
-// Secret is the stack's password NAME (PG_SUPERUSER, REDIS_DEFAULT, or one
-// a default names), made by Load where the stack runs its own engines. It
+// Secret is the stack's password NAME (one of engineSecrets, or one a
+// default names), made by Load where the stack runs its own engines. It
 // panics on any other, a programming error.
 func (s *Settings) Secret(name string) string {
 	v, ok := s.secrets[name]

@@ -43,7 +43,7 @@ var ProductionSampler = []string{"OTEL_TRACES_SAMPLER=parentbased_traceidratio",
 var Variables = []Variable{
 	{"KV_STACK_DIR", "${ROOT}/.stack", "the stack's state: supervisord.conf, logs/, config/ (rendered templates), Prometheus and Alertmanager data"},
 	{"KV_BIND_HOST", "127.0.0.1", "the address every process listens on"},
-	{"KV_TOPOLOGY", "single", "single: one PostgreSQL, Redis and RabbitMQ (make up). ha: make up-ha's, a RabbitMQ cluster of three nodes, a Redis Cluster of six, a PostgreSQL primary with a synchronous standby, each run by Patroni on an etcd (Patroni promotes the standby when the primary is lost), all the stack's own (data in KV_STACK_DIR/engines), two consumers, an exporter per node. One topology runs at a time in KV_STACK_DIR; down, status and logs act on the one that runs"},
+	{"KV_TOPOLOGY", "single", "single: one PostgreSQL, Redis and RabbitMQ (make up). ha: make up-ha's, a RabbitMQ cluster of three nodes, a Redis Cluster of six, a PostgreSQL primary with a synchronous standby, each run by Patroni on an etcd (Patroni promotes the standby when the primary is lost), all the stack's own (data in KV_STACK_DIR/engines) and locked as KV_ENGINES=private locks a single node's (TLS alone, passwords), two consumers, an exporter per node. One topology runs at a time in KV_STACK_DIR; down, status and logs act on the one that runs"},
 	{"KV_ENGINES", "shared", "shared: the machine's PostgreSQL, Redis and RabbitMQ on stack.env's ports (lab/scripts/services.sh starts them when missing; down leaves them running). private: the stack runs its own on those ports under its supervisord, data in KV_STACK_DIR/engines (for a stack that must share no queue, cache or table with another on the same machine), each serving TLS alone with a certificate from the stack's CA and asking for passwords the stack makes (KV_STACK_DIR/engine-passwords): the URLs below then default to 127.0.0.1 over verified TLS (make env shows them)"},
 	// Point-in-time recovery (KV_ENGINES=private and the HA topology; the shared
 	// PostgreSQL is never reconfigured to archive; docs/OPERATIONS.md).
@@ -54,7 +54,7 @@ var Variables = []Variable{
 	{"KV_STACK_TIMEOUT", "60", "seconds a process gets to become healthy"},
 	{"KV_STOP_TIMEOUT", "20", "seconds between SIGTERM and SIGKILL when a process is stopped (supervisord's stopwaitsecs)"},
 	{"GO", "go", "the go command that builds the binaries"},
-	{"KV_PROCESS_USER", "kvstack", "the unprivileged system user the API replicas, the consumers and the exporters run as when the stack runs as root (make setup and make up make it); root keeps them root, as does a checkout closed to that user (make up warns)"},
+	{"KV_PROCESS_USER", "kvstack", "the unprivileged system user every process of the topology runs as when the stack runs as root: the API replicas, the consumers, the exporters, nginx, Prometheus, Alertmanager and Jaeger (make setup and make up make it; the engines and the backup scheduler run as the engines' users); root keeps them root, as does a checkout closed to that user (make up warns)"},
 	{"KV_API_GOMAXPROCS", "1", "each API replica's GOMAXPROCS (0: Go's default); compose gives each replica `cpus: 1` (lab/bench/NOTES.md)"},
 	// docs/DESIGN.md derives the three from the bench's capacity.
 	{"NGINX_RATE_LIMIT", "500r/s", "per-client request rate at nginx; past it and the burst, 429 with Retry-After"},
@@ -76,8 +76,8 @@ var Variables = []Variable{
 	// TLS inside (KV_ENGINES=private): the stack's own engines serve TLS
 	// with certificates from the same CA (EngineCerts); the clients check
 	// them against it.
-	{"REDIS_TLS_CA_FILE", "", "the CA Redis' certificate must chain to when REDIS_ADDR is rediss://: KV_TLS_CA where the stack runs its own Redis (KV_ENGINES=private)"},
-	{"RABBITMQ_TLS_CA_FILE", "", "the CA RabbitMQ's certificate must chain to for amqps:// URLs: KV_TLS_CA where the stack runs its own RabbitMQ (KV_ENGINES=private)"},
+	{"REDIS_TLS_CA_FILE", "", "the CA Redis' certificate must chain to when REDIS_ADDR is rediss://: KV_TLS_CA where the stack runs its own Redis (KV_ENGINES=private, the HA topology)"},
+	{"RABBITMQ_TLS_CA_FILE", "", "the CA RabbitMQ's certificate must chain to for amqps:// URLs: KV_TLS_CA where the stack runs its own RabbitMQ (KV_ENGINES=private, the HA topology)"},
 	{"ALERT_WEBHOOK_URL", "http://127.0.0.1:9/alerts", "where Alertmanager sends alerts (port 9, discard: nowhere until you say where)"},
 	{"KV_ALERT_FOR", "", "test only: replaces every alert's `for:` and Alertmanager's group_wait/group_interval (e.g. 5s)"},
 	// Least privilege (docs/SECURITY.md): each process connects as a role
@@ -133,18 +133,17 @@ var Variables = []Variable{
 }
 
 // haDefaults replace the defaults of these Variables in the HA topology
-// (KV_TOPOLOGY=ha): the services are its clusters, every node listed.
+// (KV_TOPOLOGY=ha): the services are its clusters, every node listed,
+// reached as privateDefaults reach a single node (the stack's users and
+// passwords, verified TLS, 127.0.0.1).
 var haDefaults = map[string]string{
-	"DATABASE_URL":             "postgres://kvstack:kvstack@${KV_BIND_HOST}:${KV_HA_POSTGRES1_PORT},${KV_BIND_HOST}:${KV_HA_POSTGRES2_PORT}/kvstack?sslmode=disable&target_session_attrs=read-write",
-	"KV_APP_DATABASE_URL":      "postgres://kvstack_app:kvstack_app@${KV_BIND_HOST}:${KV_HA_POSTGRES1_PORT},${KV_BIND_HOST}:${KV_HA_POSTGRES2_PORT}/kvstack?sslmode=disable&target_session_attrs=read-write",
-	"POSTGRES_EXPORTER_DSN":    "postgres://kvstack_monitor:kvstack_monitor@${KV_BIND_HOST}:${KV_HA_POSTGRES1_PORT}/kvstack?sslmode=disable",
-	"REDIS_ADDR":               "${KV_BIND_HOST}:${KV_HA_REDIS1_PORT},${KV_BIND_HOST}:${KV_HA_REDIS2_PORT},${KV_BIND_HOST}:${KV_HA_REDIS3_PORT},${KV_BIND_HOST}:${KV_HA_REDIS4_PORT},${KV_BIND_HOST}:${KV_HA_REDIS5_PORT},${KV_BIND_HOST}:${KV_HA_REDIS6_PORT}",
-	"RABBITMQ_URL":             "amqp://guest:guest@${KV_BIND_HOST}:${KV_HA_RABBITMQ1_PORT}/,amqp://guest:guest@${KV_BIND_HOST}:${KV_HA_RABBITMQ2_PORT}/,amqp://guest:guest@${KV_BIND_HOST}:${KV_HA_RABBITMQ3_PORT}/",
-	"KV_API_RABBITMQ_URL":      "amqp://kvstack_api:kvstack_api@${KV_BIND_HOST}:${KV_HA_RABBITMQ1_PORT}/,amqp://kvstack_api:kvstack_api@${KV_BIND_HOST}:${KV_HA_RABBITMQ2_PORT}/,amqp://kvstack_api:kvstack_api@${KV_BIND_HOST}:${KV_HA_RABBITMQ3_PORT}/",
-	"KV_CONSUMER_RABBITMQ_URL": "amqp://kvstack_consumer:kvstack_consumer@${KV_BIND_HOST}:${KV_HA_RABBITMQ1_PORT}/,amqp://kvstack_consumer:kvstack_consumer@${KV_BIND_HOST}:${KV_HA_RABBITMQ2_PORT}/,amqp://kvstack_consumer:kvstack_consumer@${KV_BIND_HOST}:${KV_HA_RABBITMQ3_PORT}/",
-	// Its links are plain TCP on loopback still (docs/SECURITY.md).
-	"REDIS_TLS_CA_FILE":    "",
-	"RABBITMQ_TLS_CA_FILE": "",
+	"DATABASE_URL":             "postgres://kvstack:${SECRET_PG_OWNER}@127.0.0.1:${KV_HA_POSTGRES1_PORT},127.0.0.1:${KV_HA_POSTGRES2_PORT}/kvstack?sslmode=verify-full&sslrootcert=${KV_TLS_CA}&target_session_attrs=read-write",
+	"KV_APP_DATABASE_URL":      "postgres://kvstack_app:${SECRET_PG_APP}@127.0.0.1:${KV_HA_POSTGRES1_PORT},127.0.0.1:${KV_HA_POSTGRES2_PORT}/kvstack?sslmode=verify-full&sslrootcert=${KV_TLS_CA}&target_session_attrs=read-write",
+	"POSTGRES_EXPORTER_DSN":    "postgres://kvstack_monitor:${SECRET_PG_MONITOR}@127.0.0.1:${KV_HA_POSTGRES1_PORT}/kvstack?sslmode=verify-full&sslrootcert=${KV_TLS_CA}",
+	"REDIS_ADDR":               "rediss://127.0.0.1:${KV_HA_REDIS1_PORT},rediss://127.0.0.1:${KV_HA_REDIS2_PORT},rediss://127.0.0.1:${KV_HA_REDIS3_PORT},rediss://127.0.0.1:${KV_HA_REDIS4_PORT},rediss://127.0.0.1:${KV_HA_REDIS5_PORT},rediss://127.0.0.1:${KV_HA_REDIS6_PORT}",
+	"RABBITMQ_URL":             "amqps://kvstack_admin:${SECRET_RABBITMQ_ADMIN}@127.0.0.1:${KV_HA_RABBITMQ1_PORT}/,amqps://kvstack_admin:${SECRET_RABBITMQ_ADMIN}@127.0.0.1:${KV_HA_RABBITMQ2_PORT}/,amqps://kvstack_admin:${SECRET_RABBITMQ_ADMIN}@127.0.0.1:${KV_HA_RABBITMQ3_PORT}/",
+	"KV_API_RABBITMQ_URL":      "amqps://kvstack_api:${SECRET_RABBITMQ_API}@127.0.0.1:${KV_HA_RABBITMQ1_PORT}/,amqps://kvstack_api:${SECRET_RABBITMQ_API}@127.0.0.1:${KV_HA_RABBITMQ2_PORT}/,amqps://kvstack_api:${SECRET_RABBITMQ_API}@127.0.0.1:${KV_HA_RABBITMQ3_PORT}/",
+	"KV_CONSUMER_RABBITMQ_URL": "amqps://kvstack_consumer:${SECRET_RABBITMQ_CONSUMER}@127.0.0.1:${KV_HA_RABBITMQ1_PORT}/,amqps://kvstack_consumer:${SECRET_RABBITMQ_CONSUMER}@127.0.0.1:${KV_HA_RABBITMQ2_PORT}/,amqps://kvstack_consumer:${SECRET_RABBITMQ_CONSUMER}@127.0.0.1:${KV_HA_RABBITMQ3_PORT}/",
 }
 
 // privateDefaults replace the defaults of these Variables where the stack

@@ -88,6 +88,16 @@ func EngineCert(s *Settings, name string) (cert, key string) {
 // also a client's certificate (engineUsages). renewed says one was
 // (re)made: a running engine reads it at its next start.
 func EngineCerts(s *Settings, names ...string) (renewed bool, err error) {
+	// The engines read them as their own users: the stack's directory
+	// (0700 when the passwords made it) must let them through, before
+	// anything renders the stack's configuration (the chaos campaigns
+	// start their engines first).
+	if err := makeStackDir(s.Dir); err != nil {
+		return false, err
+	}
+	if err := passable(s.Dir); err != nil {
+		return false, err
+	}
 	for _, name := range names {
 		cert, key := EngineCert(s, name)
 		r, err := makeServerCert(s.TLSDir(), filepath.Base(cert), filepath.Base(key), EngineHosts, engineUsages, time.Now())

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"time"
 
-	goredis "github.com/redis/go-redis/v9"
-
 	"github.com/kvstack/kvstack/internal/engine"
 	"github.com/kvstack/kvstack/lab/native/engines"
 )
@@ -128,8 +126,8 @@ func (c *cli) haStatus(ctx context.Context) bool {
 	}
 	fmt.Printf("\npostgresql    %s\n", line)
 	var roles []string
-	for i, port := range c.ha.Redis.Ports {
-		roles = append(roles, fmt.Sprintf("redis%d %s", i+1, redisRole(ctx, fmt.Sprintf("127.0.0.1:%d", port))))
+	for i, n := range c.ha.Redis.Nodes() {
+		roles = append(roles, fmt.Sprintf("redis%d %s", i+1, redisRole(ctx, n)))
 	}
 	fmt.Printf("redis         %s\n", strings.Join(roles, ", "))
 	running, err := rabbitMembers(ctx, c.ha.RabbitMQ)
@@ -140,11 +138,15 @@ func (c *cli) haStatus(ctx context.Context) bool {
 	return ok
 }
 
-// redisRole is a node's ROLE (master, slave) or why it does not answer.
-func redisRole(ctx context.Context, addr string) string {
+// redisRole is a node's ROLE (master, slave), asked as the stack's checks
+// ask (its default user, over TLS), or DOWN.
+func redisRole(ctx context.Context, n *engine.Redis) string {
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	rdb := goredis.NewClient(&goredis.Options{Addr: addr, MaxRetries: -1})
+	rdb, err := n.Client()
+	if err != nil {
+		return "DOWN (" + err.Error() + ")"
+	}
 	defer rdb.Close()
 	v, err := rdb.Do(ctx, "ROLE").Slice()
 	if err != nil || len(v) == 0 {

@@ -42,10 +42,10 @@ func (e Single) Names() []string {
 // pgBackRest repository under dir/pgbackrest (point-in-time recovery:
 // Backups, Restore), which outlives its data directory.
 //
-// With KV_ENGINES=private they are locked (Locked): each serves TLS alone,
-// with its certificate from the stack's CA (native.EngineCerts), and asks
-// for a password: the stack's own (native.SecretsFile). The chaos
-// campaign's, on settings of its own, are not.
+// They are locked (Locked): each serves TLS alone, with its certificate
+// from the stack's CA (native.EngineCerts), and asks for a password: the
+// stack's own (native.SecretsFile). The single-node chaos campaign's are
+// not (its settings are not KV_ENGINES=private).
 func ForStack(s *native.Settings, dir string) Single {
 	port := func(name string) int { n, _ := strconv.Atoi(s.Get(name)); return n }
 	mq := port("RABBITMQ_PORT")
@@ -57,23 +57,27 @@ func ForStack(s *native.Settings, dir string) Single {
 			MetricsPort: port("RABBITMQ_METRICS_PORT"), Dir: filepath.Join(dir, "rabbitmq"), Log: s.LogFile("rabbitmq")},
 	}
 	if Locked(s) {
-		certs := func(name string) *engine.TLS {
-			cert, key := native.EngineCert(s, name)
-			return &engine.TLS{CA: s.Get("KV_TLS_CA"), Cert: cert, Key: key}
-		}
-		e.Postgres.TLS, e.Postgres.TLSOnly, e.Postgres.Password = certs("postgres"), true, s.Secret("PG_SUPERUSER")
-		e.Redis.TLS, e.Redis.TLSOnly, e.Redis.Password = certs("redis"), true, s.Secret("REDIS_DEFAULT")
-		e.RabbitMQ.TLS, e.RabbitMQ.TLSOnly = certs("rabbitmq"), true
+		e.Postgres.TLS, e.Postgres.TLSOnly, e.Postgres.Password = engineTLS(s, "postgres"), true, s.Secret("PG_SUPERUSER")
+		e.Redis.TLS, e.Redis.TLSOnly, e.Redis.Password = engineTLS(s, "redis"), true, s.Secret("REDIS_DEFAULT")
+		e.RabbitMQ.TLS, e.RabbitMQ.TLSOnly = engineTLS(s, "rabbitmq"), true
 	}
 	return e
 }
 
-// Locked tells whether the single-node stack's own engines serve TLS
-// alone and ask for passwords: KV_ENGINES=private. The HA topology's
-// links are plain TCP on loopback still (docs/SECURITY.md).
-func Locked(s *native.Settings) bool { return s.Get("KV_ENGINES") == "private" && !s.HA() }
+// engineTLS is what the stack's own engine name serves: its certificate
+// from the stack's CA (Certs makes it).
+func engineTLS(s *native.Settings, name string) *engine.TLS {
+	cert, key := native.EngineCert(s, name)
+	return &engine.TLS{CA: s.Get("KV_TLS_CA"), Cert: cert, Key: key}
+}
 
-// Certs makes the certificates of the engines ForStack locks (Locked),
+// Locked tells whether the stack's engines serve TLS alone and ask for
+// passwords: those it runs itself (KV_ENGINES=private, the HA topology's
+// clusters, the chaos campaigns'), never the machine's shared ones.
+func Locked(s *native.Settings) bool { return s.PrivateEngines() }
+
+// Certs makes the certificates of the engines ForStack and ForHA lock
+// (Locked), one per engine (every node of a cluster serves its engine's),
 // before their Init gives each its key.
 func Certs(s *native.Settings) error {
 	if !Locked(s) {

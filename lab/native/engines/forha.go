@@ -31,7 +31,15 @@ type HA struct {
 	settings *native.Settings
 }
 
-// ForHA describes the HA topology's engines of s, their data under dir.
+// ForHA describes the HA topology's engines of s, their data under dir,
+// locked as ForStack locks a single node's: every node serves TLS alone
+// with its engine's certificate from the stack's CA, and every user has a
+// password of the stack's (native.SecretsFile). PostgreSQL's nodes ask
+// for scram-sha-256 over hostssl, Patroni's superuser, replication and
+// pg_rewind users included; the Redis nodes' default user has a password,
+// their replicas authenticate as RedisReplicationUser, their bus and
+// replication are TLS; the RabbitMQ nodes serve AMQPS alone, guest
+// deleted (ProvisionRabbitMQ).
 // Each node's program is named as in HANodes (rabbitmq1, redis4,
 // postgres2: a PostgreSQL node's program is its Patroni, which runs its
 // postgres); the RabbitMQ nodes' Erlang names carry the first node's port,
@@ -45,11 +53,14 @@ func ForHA(s *native.Settings, dir string) HA {
 	mq := engine.NewRabbitMQCluster("rabbitmq", fmt.Sprintf("kvstack%d-", nodes.RabbitMQ[0].Port), dir, mqPorts)
 	for _, n := range mq.Nodes {
 		n.Log = s.LogFile(n.Program().Name)
+		n.TLS, n.TLSOnly = engineTLS(s, "rabbitmq"), true
 	}
 	for _, n := range nodes.Redis {
 		redisPorts = append(redisPorts, n.Port)
 	}
-	redis := &engine.RedisCluster{Name: "redis", Ports: redisPorts, Dir: dir, LogDir: filepath.Dir(s.LogFile("redis")), Users: RedisUsers(s)}
+	redis := &engine.RedisCluster{Name: "redis", Ports: redisPorts, Dir: dir, LogDir: filepath.Dir(s.LogFile("redis")), Users: RedisUsers(s),
+		TLS: engineTLS(s, "redis"), TLSOnly: true, Password: s.Secret("REDIS_DEFAULT"),
+		Replication: engine.RedisUser{Name: RedisReplicationUser, Password: s.Secret("REDIS_REPLICATION")}}
 	etcd := &engine.Etcd{Name: nodes.Etcd.Name, Port: nodes.Etcd.Port, PeerPort: nodes.Etcd.PeerPort,
 		Dir: filepath.Join(dir, nodes.Etcd.Name), Log: s.LogFile(nodes.Etcd.Name)}
 	pg := make([]*engine.PatroniNode, len(nodes.Postgres))
@@ -59,8 +70,14 @@ func ForHA(s *native.Settings, dir string) HA {
 	pc := engine.NewPatroni("kvstack", etcd, pg...)
 	pc.Bootstrap = BootstrapSQL(s)
 	pc.Archive = Archive(s, dir, "kvstack-ha")
+	pc.TLS, pc.Password = engineTLS(s, "postgres"), s.Secret("PG_SUPERUSER")
+	pc.ReplicationPassword, pc.RewindPassword = s.Secret("PG_REPLICATION"), s.Secret("PG_REWIND")
 	return HA{RabbitMQ: mq, Redis: redis, Postgres: pc, settings: s}
 }
+
+// RedisReplicationUser is the ACL user the HA topology's Redis replicas
+// authenticate to their masters as (engine.ReplicationRules).
+const RedisReplicationUser = "kvstack_replication"
 
 // BootstrapSQL is what the HA topology's first PostgreSQL primary runs
 // once, as superuser, just after initdb (Patroni's post_bootstrap): the
@@ -98,9 +115,13 @@ func (h HA) Programs() []supervisor.Program {
 	return append(out, h.Postgres.Etcd.Program())
 }
 
-// Init prepares every node's directory and configuration (Patroni makes
-// the PostgreSQL data directories).
+// Init makes the engines' certificates (Certs) and prepares every node's
+// directory and configuration (Patroni makes the PostgreSQL data
+// directories).
 func (h HA) Init(ctx context.Context) error {
+	if err := Certs(h.settings); err != nil {
+		return err
+	}
 	for _, e := range append(append(h.RabbitMQ.Engines(), h.Redis.Engines()...), h.Postgres.Engines()...) {
 		if err := e.Init(ctx); err != nil {
 			return err
@@ -137,5 +158,6 @@ func (h HA) Form(ctx context.Context) error {
 const formTimeout = 5 * time.Minute
 
 func (h HA) waitPrimary(ctx context.Context) error {
-	return h.Postgres.WaitPrimary(ctx, "kvstack", "kvstack", "kvstack", formTimeout)
+	owner := h.settings.PostgresRoles().Owner
+	return h.Postgres.WaitPrimary(ctx, owner.User, owner.Password, "kvstack", formTimeout)
 }

@@ -1,13 +1,29 @@
 package engines_test
 
 import (
+	"net/url"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/kvstack/kvstack/lab/native"
 	"github.com/kvstack/kvstack/lab/native/engines"
 )
+
+// sameURL tells whether two URLs say the same (their query parameters in
+// any order and escaping).
+func sameURL(t *testing.T, a, b string) bool {
+	t.Helper()
+	ua, err1 := url.Parse(a)
+	ub, err2 := url.Parse(b)
+	if err1 != nil || err2 != nil {
+		t.Fatalf("%v, %v", err1, err2)
+	}
+	qa, qb := ua.Query(), ub.Query()
+	ua.RawQuery, ub.RawQuery = "", ""
+	return ua.String() == ub.String() && reflect.DeepEqual(qa, qb)
+}
 
 // The HA topology's engines listen on the nodes' ports of its settings,
 // are named as its Prometheus targets label them, keep their data under
@@ -32,8 +48,22 @@ func TestForHA(t *testing.T) {
 	if got := ha.Postgres.Etcd.Addr(); got != "127.0.0.1:25444" {
 		t.Errorf("etcd on %s", got)
 	}
-	if got := ha.Postgres.DatabaseURL("kvstack", "kvstack", "kvstack"); got != s.Get("DATABASE_URL") {
-		t.Errorf("the cluster's URL %s, DATABASE_URL %s", got, s.Get("DATABASE_URL"))
+	owner := s.PostgresRoles().Owner
+	if got, want := ha.Postgres.DatabaseURL(owner.User, owner.Password, "kvstack"), s.Get("DATABASE_URL"); !sameURL(t, got, want) {
+		t.Errorf("the cluster's URL %s, DATABASE_URL %s", got, want)
+	}
+	// Locked: TLS alone, every user with a password of the stack's.
+	if ha.Postgres.TLS == nil || ha.Postgres.Password == "" || ha.Postgres.ReplicationPassword == "" || ha.Postgres.RewindPassword == "" {
+		t.Errorf("patroni's cluster: TLS %v, passwords set: superuser %t, replication %t, rewind %t", ha.Postgres.TLS,
+			ha.Postgres.Password != "", ha.Postgres.ReplicationPassword != "", ha.Postgres.RewindPassword != "")
+	}
+	if r := ha.Redis; !r.TLSOnly || r.Password == "" || r.Replication.Name == "" || r.Replication.Password == "" {
+		t.Errorf("redis cluster: TLS alone %t, default user's password set %t, replication user %q", r.TLSOnly, r.Password != "", r.Replication.Name)
+	}
+	for _, n := range ha.RabbitMQ.Nodes {
+		if !n.TLSOnly || n.TLS == nil {
+			t.Errorf("%s: TLS alone %t", n.Node, n.TLSOnly)
+		}
 	}
 	// Both nodes archive into the stack's repository, under the cluster's
 	// own stanza (the single node's is kvstack).
