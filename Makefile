@@ -138,6 +138,8 @@ bench-smoke: up ## A second or two of every bench scenario, proving the harness 
 
 # The HA topology's scale-out figures (issue 12): the same harness, its
 # CPU per operation, on make up-ha's clusters, kvstack as shipped.
+# kvbench reads the stack's settings as the HA topology's only when told.
+bench-ha: export KV_TOPOLOGY = ha
 bench-ha: up-ha ## Scale-out on the HA topology: apply with 1, 2, 4 consumers, GET hit with 2, 4 replicas, each checked (nothing lost, DLQ empty), CPU per operation (~3–6 min); writes lab/bench/SCALEOUT.md
 	$(STACK) jaeger-up
 	$(GO) -C lab build -o $(CURDIR)/$(BIN)/kvbench ./cmd/kvbench

@@ -320,7 +320,9 @@ func (b *PgBackRest) run(ctx context.Context, args ...string) ([]byte, error) {
 	argv := append([]string{"--config=" + b.ConfPath(), "--stanza=" + b.stanza()}, args...)
 	cmd := exec.CommandContext(ctx, "pgbackrest", argv...)
 	cmd.Dir = b.Dir
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(acct.uid), Gid: uint32(acct.gid)}}
+	if os.Geteuid() == 0 { // else it runs as we are (the backup scheduler runs as postgres)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(acct.uid), Gid: uint32(acct.gid)}}
+	}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

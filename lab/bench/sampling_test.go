@@ -121,3 +121,13 @@ func envValues(env []string) []string {
 	}
 	return out
 }
+
+// make bench-ha's kvbench reads the stack's settings as the HA
+// topology's, which -scaleout requires: without the Makefile's export it
+// read them as the single topology's and refused the stack up-ha started.
+func TestMakeBenchHAReadsTheHATopology(t *testing.T) {
+	s := settingsWith(t, append(makeExports(t, "bench-ha"), "KV_STACK_DIR="+t.TempDir()))
+	if !(&stackView{s: s}).ha() {
+		t.Errorf("make bench-ha exports %q: kvbench would read the single topology's settings", makeExports(t, "bench-ha"))
+	}
+}

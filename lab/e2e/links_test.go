@@ -7,9 +7,12 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"os/user"
+	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -200,9 +203,13 @@ func refusedWith(t *testing.T, what string, err error, refusal string) {
 	t.Errorf("%s: refused with %v, want %q", what, err, refusal)
 }
 
-// The API replicas, the consumers and the exporters run as the stack's
-// unprivileged user (KV_PROCESS_USER), not root: the kernel's view of
-// each running process.
+// Every process of the stack runs unprivileged, in the kernel's view of
+// each program its supervisord runs and of every process under it (nginx's
+// workers, the pgBackRest a backup runs, an engine's children): the
+// topology's (the API replicas, the consumers, the exporters, nginx,
+// Prometheus, Alertmanager, Jaeger) as KV_PROCESS_USER, the backup
+// scheduler as postgres (the pgBackRest repository's owner), the engines
+// as their own users; none as root, and nothing under them either.
 func TestProcessesRunUnprivileged(t *testing.T) {
 	env := loadStackEnv(t)
 	if os.Geteuid() != 0 {
@@ -215,32 +222,110 @@ func TestProcessesRunUnprivileged(t *testing.T) {
 		t.Logf("WARNING: the stack's processes run as root here (KV_PROCESS_USER=%s, the checkout %s closed to it)", env.s.Get("KV_PROCESS_USER"), env.s.Root)
 		name = "root"
 	}
+	want := map[string]*user.User{}
+	for _, p := range native.Processes(env.s) {
+		want[p.Name] = mustLookupUser(t, name)
+	}
+	want["backups"] = mustLookupUser(t, "postgres")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	procs, err := env.stack().Supervisor().Processes(ctx)
+	if err != nil {
+		t.Fatalf("supervisord: %v (is the stack up?)", err)
+	}
+	for _, p := range native.Processes(env.s) {
+		if _, ok := procs[p.Name]; !ok {
+			t.Errorf("%s: supervisord does not run it", p.Name)
+		}
+	}
+	names := slices.Sorted(maps.Keys(procs))
+	for _, prog := range names {
+		info := procs[prog]
+		if info.State != "RUNNING" || info.Pid == 0 {
+			t.Errorf("%s: %s, not running", prog, info.State)
+			continue
+		}
+		uid, err := procUID(info.Pid)
+		if err != nil {
+			t.Errorf("%s (pid %d): %v", prog, info.Pid, err)
+			continue
+		}
+		switch u := want[prog]; {
+		case u != nil && uid != u.Uid:
+			t.Errorf("%s (pid %d) runs as uid %s, want %s (%s)", prog, info.Pid, uid, u.Uid, u.Username)
+		case u == nil && uid == "0": // an engine
+			t.Errorf("%s (pid %d), an engine, runs as root, want its own user", prog, info.Pid)
+		default:
+			t.Logf("%s (pid %d): uid %s (%s)", prog, info.Pid, uid, userName(uid))
+		}
+		under := descendants(info.Pid)
+		if prog == "nginx" && len(under) == 0 {
+			t.Errorf("nginx (pid %d): no worker", info.Pid)
+		}
+		for _, pid := range under {
+			sub, err := procUID(pid)
+			if err != nil {
+				continue // exited meanwhile
+			}
+			// As its program, or less privileged under a root one (nginx's
+			// workers when the stack falls back to root).
+			if sub != uid && uid != "0" || sub == "0" && uid != "0" {
+				t.Errorf("%s: pid %d under it runs as uid %s (%s), want its program's %s", prog, pid, sub, userName(sub), uid)
+			}
+		}
+	}
+}
+
+func mustLookupUser(t *testing.T, name string) *user.User {
+	t.Helper()
 	u, err := user.Lookup(name)
 	if err != nil {
-		t.Fatalf("KV_PROCESS_USER: %v (make setup makes it)", err)
+		t.Fatalf("user %s: %v (make setup makes KV_PROCESS_USER)", name, err)
 	}
-	names := []string{"api1", "api2", "consumer"}
-	for _, e := range native.Exporters(env.s) {
-		names = append(names, e.Name)
+	return u
+}
+
+func userName(uid string) string {
+	if u, err := user.LookupId(uid); err == nil {
+		return u.Username
 	}
-	sup := env.stack().Supervisor()
-	for _, name := range names {
-		pid, err := sup.Pid(context.Background(), name)
-		if err != nil || pid == 0 {
-			t.Errorf("%s: no pid (%v): is the stack up?", name, err)
-			continue
-		}
-		uid, err := procUID(pid)
+	return "?"
+}
+
+// descendants are the processes under pid (from every /proc/PID/stat's
+// parent).
+func descendants(pid int) []int {
+	children := map[int][]int{}
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, f := range stats {
+		b, err := os.ReadFile(f)
 		if err != nil {
-			t.Errorf("%s (pid %d): %v", name, pid, err)
+			continue // exited meanwhile
+		}
+		// pid (comm) state ppid …: comm may hold spaces and parentheses.
+		_, rest, _ := strings.Cut(string(b), " (")
+		i := strings.LastIndex(rest, ") ")
+		if i < 0 {
 			continue
 		}
-		if uid != u.Uid {
-			t.Errorf("%s (pid %d) runs as uid %s, want %s (%s)", name, pid, uid, u.Uid, u.Username)
-		} else {
-			t.Logf("%s (pid %d): uid %s (%s)", name, pid, uid, u.Username)
+		fields := strings.Fields(rest[i+2:])
+		if len(fields) < 2 {
+			continue
 		}
+		self, err1 := strconv.Atoi(filepath.Base(filepath.Dir(f)))
+		parent, err2 := strconv.Atoi(fields[1])
+		if err1 != nil || err2 != nil {
+			continue
+		}
+		children[parent] = append(children[parent], self)
 	}
+	var out []int
+	for next := []int{pid}; len(next) > 0; {
+		p := next[0]
+		next = append(next[1:], children[p]...)
+		out = append(out, children[p]...)
+	}
+	return out
 }
 
 // procUID is the real uid of pid (/proc/PID/status: Uid: real effective …);

@@ -40,12 +40,15 @@ func Build(ctx context.Context, s *Settings, log io.Writer) error {
 	return nil
 }
 
-// BuildJaeger makes bin/jaeger a link to the machine's one Jaeger build
-// for tools/jaeger (a module of its own): JaegerCache's jaeger-<key>, key
-// the hash of that module's go.mod and go.sum. Every checkout of the
-// machine shares it; the first to need it builds it from the Go module
-// proxy under a lock, and the others wait for that build and reuse it.
-// Skipped when bin/jaeger already links to the current build.
+// BuildJaeger makes bin/jaeger a hard link to the machine's one Jaeger
+// build for tools/jaeger (a module of its own): JaegerCache's
+// jaeger-<key>, key the hash of that module's go.mod and go.sum. Every
+// checkout of the machine shares it; the first to need it builds it from
+// the Go module proxy under a lock, and the others wait for that build and
+// reuse it. A hard link, not a symbolic one: Jaeger runs as
+// KV_PROCESS_USER, who cannot pass through root's 0700 home to the
+// cache (a copy where the cache is on another file system). Skipped when
+// bin/jaeger already is the current build.
 func BuildJaeger(ctx context.Context, s *Settings, log io.Writer) error {
 	dir := filepath.Join(s.Root, "tools", "jaeger")
 	bin := filepath.Join(s.BinDir, "jaeger")
@@ -54,7 +57,7 @@ func BuildJaeger(ctx context.Context, s *Settings, log io.Writer) error {
 		return err
 	}
 	cached := filepath.Join(JaegerCache(), "jaeger-"+key)
-	if target, err := os.Readlink(bin); err == nil && target == cached && isFile(cached) {
+	if sameFile(bin, cached) {
 		return nil
 	}
 	err = ensureCached(ctx, cached, log, func(tmp string) error {
@@ -80,10 +83,26 @@ func BuildJaeger(ctx context.Context, s *Settings, log io.Writer) error {
 	}
 	// A new link renamed over bin/jaeger: a running Jaeger keeps its file.
 	_ = os.Remove(bin + ".link")
-	if err := os.Symlink(cached, bin+".link"); err != nil {
-		return err
+	if err := os.Link(cached, bin+".link"); err != nil {
+		if err := copyFile(cached, bin+".link"); err != nil {
+			return err
+		}
 	}
 	return os.Rename(bin+".link", bin)
+}
+
+// sameFile says bin is the regular file cached (a hard link to it; a
+// copy is made again).
+func sameFile(bin, cached string) bool {
+	b, err := os.Lstat(bin)
+	if err != nil || !b.Mode().IsRegular() {
+		return false
+	}
+	c, err := os.Stat(cached)
+	if err != nil || !c.Mode().IsRegular() {
+		return false
+	}
+	return os.SameFile(b, c)
 }
 
 // JaegerCache is the machine-wide directory of the shared Jaeger builds:

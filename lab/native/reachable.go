@@ -12,8 +12,8 @@ import (
 // reachable lets every user pass through the stack's directory (o+x,
 // g+x), not list it: the stack's first command makes it 0700 (it holds the
 // message key and the engines' passwords, each 0600), and the API
-// replicas, the consumers and the exporters (KV_PROCESS_USER) and the
-// stack's own engines (their users) read files in it and in the
+// replicas, the consumers, the exporters, nginx, Prometheus, Alertmanager
+// and Jaeger (KV_PROCESS_USER) and the stack's own engines (their users) read files in it and in the
 // repository. When a directory above the binaries, the stack's directory
 // or the repository is closed to others (a home directory is 0700 on
 // Debian 12, so is a mktemp -d), those processes cannot reach their files:
@@ -29,7 +29,7 @@ func reachable(s *Settings, log io.Writer) error {
 	if os.Geteuid() == 0 && s.Get("KV_PROCESS_USER") != "root" {
 		if dir := closedAbove(s); dir != "" {
 			fmt.Fprintf(log, "==> WARNING: %s is closed to other users, so %s (KV_PROCESS_USER) cannot reach the stack's files: "+
-				"the API replicas, the consumers and the exporters run as ROOT. chmod o+x %s (or move the checkout) to run them unprivileged; "+
+				"the API replicas, the consumers, the exporters, nginx, Prometheus, Alertmanager and Jaeger run as ROOT. chmod o+x %s (or move the checkout) to run them unprivileged; "+
 				"KV_PROCESS_USER=root says root on purpose\n", dir, s.Get("KV_PROCESS_USER"), dir)
 		}
 	}

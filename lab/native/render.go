@@ -221,6 +221,9 @@ func WriteConfigs(ctx context.Context, s *Settings, sup *supervisor.Supervisor, 
 			return err
 		}
 	}
+	if err := ownFiles(s); err != nil {
+		return err
+	}
 	// The rules Prometheus loads: the repository's, or the shortened copy.
 	rulesChanged := false
 	if s.Get("KV_ALERT_FOR") != "" {
@@ -339,6 +342,9 @@ func checkConfig(ctx context.Context, s *Settings, c Rendered) error {
 		dir := filepath.Join(s.Dir, "nginx")
 		cmd = exec.CommandContext(ctx, "nginx", "-q", "-t", "-p", dir+"/", "-c", c.Path, "-e", s.Get("NGINX_ERROR_LOG"),
 			"-g", "pid "+filepath.Join(dir, "nginx.pid")+";")
+		if err := asProcessUser(s, cmd); err != nil {
+			return err
+		}
 	case "prometheus":
 		cmd = exec.CommandContext(ctx, "promtool", "check", "config", c.Path)
 	case "alertmanager":

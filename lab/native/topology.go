@@ -80,11 +80,15 @@ func process(s *Settings, name string) supervisor.Program {
 			"-e", s.Get("NGINX_ERROR_LOG"), "-g", "daemon off; pid " + filepath.Join(dir, "nginx.pid") + ";"}
 		p.Priority, p.Addr = 30, s.Get("NGINX_LISTEN")
 		p.Health = edgeProbe{s}
+		// Master and workers alike: an unprivileged master cannot switch
+		// its workers to another user (nginx ignores `user`).
+		p.User = s.ProcessUser()
 	case "alertmanager":
 		p.Addr = s.Get("ALERTMANAGER_ADDR")
 		p.Command = []string{"prometheus-alertmanager", "--config.file=" + filepath.Join(s.ConfigDir(), "alertmanager.yml"),
 			"--storage.path=" + filepath.Join(s.Dir, "alertmanager"), "--web.listen-address=" + p.Addr,
 			"--cluster.listen-address=", "--web.external-url=http://" + p.Addr}
+		p.User = s.ProcessUser()
 		p.Priority, p.Health = 30, supervisor.HTTPProbe{Addr: p.Addr, Path: "/-/ready"}
 	case "prometheus":
 		p.Addr = s.Get("PROMETHEUS_ADDR")
@@ -93,6 +97,7 @@ func process(s *Settings, name string) supervisor.Program {
 			// No --web.enable-lifecycle: any local process (or a web page,
 			// by CSRF) could POST /-/quit. The stack reloads it by SIGHUP.
 			"--web.listen-address=" + p.Addr, "--enable-feature=exemplar-storage"}
+		p.User = s.ProcessUser()
 		p.Priority, p.Health = 30, supervisor.HTTPProbe{Addr: p.Addr, Path: "/-/ready"}
 	case "jaeger":
 		// Jaeger reads its ports from observability/jaeger.yaml's ${env:…}.
@@ -111,6 +116,7 @@ func process(s *Settings, name string) supervisor.Program {
 			"OTEL_TRACES_EXPORTER":  "none", // Jaeger does not trace itself into itself
 		}
 		p.Addr = s.Addr("KV_JAEGER_UI_PORT")
+		p.User = s.ProcessUser()
 		p.Priority, p.Health = 10, supervisor.HTTPProbe{Addr: p.Addr, Path: "/api/services"}
 	default:
 		for _, e := range Exporters(s) {
@@ -123,11 +129,13 @@ func process(s *Settings, name string) supervisor.Program {
 	return p
 }
 
-// ProcessUser is the system user the API replicas, the consumers and the
-// exporters run as (KV_PROCESS_USER): none of them needs root. The engines
-// run as their own users (package engines), nginx's workers as nobody;
-// nginx's master, Prometheus, Alertmanager, Jaeger and the backup
-// scheduler stay root (docs/SECURITY.md).
+// ProcessUser is the system user every process of the topology runs as
+// (KV_PROCESS_USER): the API replicas, the consumers, the exporters,
+// nginx (master and workers), Prometheus, Alertmanager and Jaeger; none of
+// them needs root. The engines run as their own users (package engines),
+// and so does the backup scheduler: as postgres, the owner of the
+// pgBackRest repository (docs/SECURITY.md). WriteConfigs gives this user
+// the directories and files they write.
 //
 // They run as root when KV_PROCESS_USER is root, or when the stack runs as
 // root from a checkout that user could not reach (closedAbove; make up

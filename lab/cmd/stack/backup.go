@@ -9,8 +9,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/kvstack/kvstack/internal/engine"
@@ -44,6 +47,49 @@ func backupsProgram(s *native.Settings) supervisor.Program {
 	}
 }
 
+// repositoryOwner is the user the backup scheduler runs as: postgres,
+// whom pgBackRest runs as, owner of its repository, lock, log and spool
+// paths and of PostgreSQL's data directories. Not KV_PROCESS_USER: a
+// backup reads the data directory and expires the WAL PostgreSQL archives
+// as postgres, rights the API replicas' user must never have.
+const repositoryOwner = "postgres"
+
+// dropPrivileges makes this process name (uid, gid and groups, every
+// thread) when it runs as root. The scheduler starts as root, not as a
+// supervisord user=: the stack's settings it loads name the engines'
+// passwords, in a file root alone reads; by then its pgBackRest
+// configuration is written, and it schedules and serves as name.
+func dropPrivileges(name string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	u, err := user.Lookup(name)
+	if err != nil {
+		return fmt.Errorf("user %s (from its Debian package): %w", name, err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	var groups []int
+	ids, err := u.GroupIds()
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		g, _ := strconv.Atoi(id)
+		groups = append(groups, g)
+	}
+	if err := syscall.Setgroups(groups); err != nil {
+		return fmt.Errorf("setgroups %v: %w", groups, err)
+	}
+	if err := syscall.Setgid(gid); err != nil {
+		return fmt.Errorf("setgid %d: %w", gid, err)
+	}
+	if err := syscall.Setuid(uid); err != nil {
+		return fmt.Errorf("setuid %d: %w", uid, err)
+	}
+	return os.Setenv("HOME", u.HomeDir)
+}
+
 // database is this stack's PostgreSQL when it archives with pgBackRest:
 // the single node's (KV_ENGINES=private) or the HA topology's Patroni
 // cluster; nil on the shared PostgreSQL.
@@ -66,6 +112,9 @@ func (c *cli) scheduleBackups(ctx context.Context) error {
 	db := c.database()
 	if db == nil {
 		return errNoPITR
+	}
+	if err := dropPrivileges(repositoryOwner); err != nil {
+		return err
 	}
 	s := c.s
 	b := engines.NewBackups(db.Archive(), s.Duration("KV_BACKUP_INTERVAL"), s.Duration("KV_BACKUP_FULL_INTERVAL"),
