@@ -27,14 +27,7 @@ func TestPatroniRestoresToAPointInTime(t *testing.T) {
 		repo = &engine.PgBackRest{Stanza: "kvtest", Dir: filepath.Join(dir, "backrest"), ArchiveTimeout: 5 * time.Second}
 		pc.Archive = repo
 	})
-	step := func(what string, fn func() error) {
-		t.Helper()
-		began := time.Now()
-		if err := fn(); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		t.Logf("%s: %s", what, time.Since(began).Round(10*time.Millisecond))
-	}
+	step := timedSteps(t)
 	url := pc.DatabaseURL("kv", "kv", "kvdb")
 	step("a primary and its synchronous standby", func() error {
 		if err := pc.WaitPrimary(ctx, "kv", "kv", "kvdb", 2*time.Minute); err != nil {
@@ -45,34 +38,16 @@ func TestPatroniRestoresToAPointInTime(t *testing.T) {
 	})
 	step("stanza-create", func() error { return repo.CreateStanza(ctx) })
 	step("full backup (from the primary)", func() error { return repo.Backup(ctx, "full") })
-	// pgBackRest keeps a backup's stop time in whole seconds and restores
-	// to T only from a backup that stopped before T's second: the rows
-	// before T start past that second.
-	backed, err := repo.Info(ctx)
-	if err != nil || len(backed.Backups) != 1 {
-		t.Fatalf("pgbackrest info after the backup: %+v, %v", backed, err)
-	}
-	time.Sleep(time.Until(backed.Backups[0].Stop.Add(time.Second + 100*time.Millisecond)))
-
+	waitPastTheBackup(ctx, t, repo)
 	db := connect(ctx, t, url)
-	exec(ctx, t, db, "CREATE TABLE rows (n int PRIMARY KEY)")
-	insert := func(from, to int) {
-		t.Helper()
-		for n := from; n <= to; n++ {
-			if _, err := db.Exec(ctx, "INSERT INTO rows VALUES ($1)", n); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	insert(1, 50)
-	time.Sleep(20 * time.Millisecond)
-	target := time.Now()
-	time.Sleep(20 * time.Millisecond)
-	insert(51, 100)
+	target := rowsAroundT(ctx, t, db)
 	step("check (the WAL past T archived)", func() error { return repo.Check(ctx) })
 	db.Close(ctx)
 
-	var res engine.PatroniRestore
+	var (
+		res engine.PatroniRestore
+		err error
+	)
 	restoring := time.Now()
 	step("restore to T (Patroni bootstrapped from the backup)", func() error {
 		res, err = pc.Restore(ctx, p.Stack().Supervisor(), target)
@@ -92,14 +67,7 @@ func TestPatroniRestoresToAPointInTime(t *testing.T) {
 		waitSynchronous(ctx, t, pc)
 		return nil
 	})
-	db = connect(ctx, t, url)
-	var count, lowest, highest int
-	if err := db.QueryRow(ctx, "SELECT count(*), min(n), max(n) FROM rows").Scan(&count, &lowest, &highest); err != nil {
-		t.Fatal(err)
-	}
-	if count != 50 || lowest != 1 || highest != 50 {
-		t.Errorf("restored to T: %d rows, %d..%d; want the 50 committed before T (1..50)", count, lowest, highest)
-	}
+	wantRestoredToT(ctx, t, connect(ctx, t, url))
 	members, err := pc.Members(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/kvstack/kvstack/internal/engine"
 )
 
@@ -42,48 +40,14 @@ func TestPgBackRestRestoresToAPointInTime(t *testing.T) {
 			t.Errorf("close: %v", err)
 		}
 	})
-	step := func(what string, fn func() error) {
-		t.Helper()
-		began := time.Now()
-		if err := fn(); err != nil {
-			t.Fatalf("%s: %v", what, err)
-		}
-		t.Logf("%s: %s", what, time.Since(began).Round(10*time.Millisecond))
-	}
+	step := timedSteps(t)
 	step("stanza-create", func() error { return repo.CreateStanza(ctx) })
 	step("full backup", func() error { return repo.Backup(ctx, "full") })
-	// pgBackRest keeps a backup's stop time in whole seconds and restores
-	// to T only from a backup that stopped before T's second: T within
-	// the backup's last second finds no backup (exit 75). The rows
-	// before T start past that second.
-	backed, err := repo.Info(ctx)
-	if err != nil || len(backed.Backups) != 1 {
-		t.Fatalf("pgbackrest info after the backup: %+v, %v", backed, err)
-	}
-	time.Sleep(time.Until(backed.Backups[0].Stop.Add(time.Second + 100*time.Millisecond)))
-
+	waitPastTheBackup(ctx, t, repo)
 	url := pg.URL("postgres", "", "postgres")
-	exec := func(sql string, args ...any) {
-		t.Helper()
-		conn, err := pgx.Connect(ctx, url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close(ctx)
-		if _, err := conn.Exec(ctx, sql, args...); err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-	}
-	exec("CREATE TABLE rows (n int PRIMARY KEY)")
-	for n := 1; n <= 50; n++ {
-		exec("INSERT INTO rows VALUES ($1)", n)
-	}
-	time.Sleep(20 * time.Millisecond)
-	target := time.Now()
-	time.Sleep(20 * time.Millisecond)
-	for n := 51; n <= 100; n++ {
-		exec("INSERT INTO rows VALUES ($1)", n)
-	}
+	db := connect(ctx, t, url)
+	target := rowsAroundT(ctx, t, db)
+	db.Close(ctx)
 	step("check (the WAL past T archived)", func() error { return repo.Check(ctx) })
 
 	info, err := repo.Info(ctx)
@@ -120,18 +84,7 @@ func TestPgBackRestRestoresToAPointInTime(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	})
-	conn, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	var count, lowest, highest int
-	if err := conn.QueryRow(ctx, "SELECT count(*), min(n), max(n) FROM rows").Scan(&count, &lowest, &highest); err != nil {
-		t.Fatal(err)
-	}
-	if count != 50 || lowest != 1 || highest != 50 {
-		t.Errorf("restored to T: %d rows, %d..%d; want the 50 committed before T (1..50)", count, lowest, highest)
-	}
+	wantRestoredToT(ctx, t, connect(ctx, t, url))
 	// The new timeline archives into the same stanza.
 	step("check after the restore", func() error { return repo.Check(ctx) })
 }
