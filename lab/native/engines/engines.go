@@ -44,8 +44,8 @@ func (e Single) Names() []string {
 //
 // They are locked (Locked): each serves TLS alone, with its certificate
 // from the stack's CA (native.EngineCerts), and asks for a password: the
-// stack's own (native.SecretsFile). The single-node chaos campaign's are
-// not (its settings are not KV_ENGINES=private).
+// stack's own (native.SecretsFile). The chaos campaign's too, on settings
+// of its own.
 func ForStack(s *native.Settings, dir string) Single {
 	port := func(name string) int { n, _ := strconv.Atoi(s.Get(name)); return n }
 	mq := port("RABBITMQ_PORT")
