@@ -101,10 +101,3 @@ func TestSettledAtWaitsForCommitsStampedBeforeT(t *testing.T) {
 		t.Errorf("the INSERT: %v", err)
 	}
 }
-
-type testLog struct{ t *testing.T }
-
-func (l testLog) Write(b []byte) (int, error) {
-	l.t.Logf("%s", b)
-	return len(b), nil
-}
