@@ -306,8 +306,12 @@ func (h *harness) write() error {
 // report.
 func notesPath(root string) string { return filepath.Join(root, "lab", "bench", "NOTES.md") }
 
+// connect opens the harness's own connections, as the stack's
+// administrator (DATABASE_URL, RABBITMQ_URL, the stack's Redis client): it
+// makes and drops a scratch schema and queue, vacuums kv_store and deletes
+// its rows, which the app's least-privileged users may not.
 func (h *harness) connect(ctx context.Context) error {
-	pc, err := pgxpool.ParseConfig(h.api.Postgres.URL)
+	pc, err := pgxpool.ParseConfig(h.stack.s.Get("DATABASE_URL"))
 	if err != nil {
 		return err
 	}
@@ -327,7 +331,7 @@ func (h *harness) connect(ctx context.Context) error {
 	if err := h.rdb.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("redis %s: %w", h.api.Redis.Addr, err)
 	}
-	if h.pub, err = newRawPublisher(h.api.RabbitMQ.URLs()[0]); err != nil {
+	if h.pub, err = newRawPublisher(h.stack.s.Get("RABBITMQ_URL"), h.stack.s.Get("RABBITMQ_TLS_CA_FILE")); err != nil {
 		return err
 	}
 	return nil
