@@ -10,7 +10,9 @@ import (
 	"github.com/kvstack/kvstack/internal/engine"
 )
 
-// Point-in-time recovery of a Patroni cluster: both nodes archive into one
+// Point-in-time recovery of a Patroni cluster locked as the HA topology's
+// (engines.ForHA: TLS alone, a password for Patroni's superuser,
+// replication and pg_rewind users, scram-sha-256): both nodes archive into one
 // pgBackRest stanza, a full backup is taken from the primary, rows are
 // committed before and after a point T, and the cluster is restored to T
 // Patroni's way (bootstrapped again from the backup, the standby copied
@@ -26,6 +28,12 @@ func TestPatroniRestoresToAPointInTime(t *testing.T) {
 	pc, p := startPatroni(ctx, t, "kvengine-patroni-pitr-", func(dir string, pc *engine.Patroni) {
 		repo = &engine.PgBackRest{Stanza: "kvtest", Dir: filepath.Join(dir, "backrest"), ArchiveTimeout: 5 * time.Second}
 		pc.Archive = repo
+		// Locked as engines.ForHA locks the HA topology's cluster.
+		certs, err := engine.MakeTLS(filepath.Join(dir, "tls"), "127.0.0.1", "localhost")
+		if err != nil {
+			t.Fatal(err)
+		}
+		pc.TLS, pc.Password, pc.ReplicationPassword, pc.RewindPassword = certs, "super-pw", "repl-pw", "rewind-pw"
 	})
 	step := timedSteps(t)
 	url := pc.DatabaseURL("kv", "kv", "kvdb")
