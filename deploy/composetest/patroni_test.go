@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net/http"
 	"net/url"
 	"os"
 	"os/user"
@@ -334,7 +335,45 @@ func checkHAPatroni(t *testing.T, tr tree) []string {
 	if cl == nil || len(problems) > 0 {
 		return problems
 	}
-	return append(problems, cl.checkRoles(t, tr)...)
+	return append(append(problems, cl.checkRoles(t, tr)...), cl.checkREST(t, tr)...)
+}
+
+// checkREST: each node's Patroni REST API refuses its unsafe endpoints (a
+// switchover, a restart, a change of the DCS configuration) without the
+// password compose gives it (PATRONI_RESTAPI_USERNAME and _PASSWORD), and
+// takes a reload with it.
+func (cl *patroniCluster) checkREST(t *testing.T, tr tree) []string {
+	var problems []string
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, n := range cl.pc.Nodes {
+		s := service(t, tr.project(t), n.Name)
+		user, password := env(s, "PATRONI_RESTAPI_USERNAME"), env(s, "PATRONI_RESTAPI_PASSWORD")
+		do := func(method, path, body, user, password string) (int, error) {
+			req, err := http.NewRequestWithContext(ctx, method, "http://"+n.RestAddr()+path, strings.NewReader(body))
+			if err != nil {
+				return 0, err
+			}
+			if user != "" {
+				req.SetBasicAuth(user, password)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return 0, err
+			}
+			resp.Body.Close()
+			return resp.StatusCode, nil
+		}
+		for _, c := range [][3]string{{"POST", "/switchover", `{"leader":"postgres1"}`}, {"POST", "/restart", `{}`}, {"PATCH", "/config", `{"ttl":30}`}} {
+			if code, err := do(c[0], c[1], c[2], "", ""); err != nil || code != http.StatusUnauthorized {
+				problems = append(problems, fmt.Sprintf("%s's Patroni REST API: %s %s without a password answered %d (%v), want 401", n.Name, c[0], c[1], code, err))
+			}
+		}
+		if code, err := do("POST", "/reload", "", user, password); err != nil || code != http.StatusAccepted {
+			problems = append(problems, fmt.Sprintf("%s's Patroni REST API: POST /reload with PATRONI_RESTAPI_PASSWORD answered %d (%v), want 202", n.Name, code, err))
+		}
+	}
+	return problems
 }
 
 func (cl *patroniCluster) checkRoles(t *testing.T, tr tree) []string {
@@ -430,7 +469,7 @@ func TestHAPatroni(t *testing.T) {
 		t.FailNow()
 	}
 	t.Logf("etcd and Patroni up, synchronous, in %s", time.Since(started).Round(100*time.Millisecond))
-	for _, p := range cl.checkRoles(t, haTree) {
+	for _, p := range append(cl.checkRoles(t, haTree), cl.checkREST(t, haTree)...) {
 		t.Error(p)
 	}
 
@@ -478,6 +517,8 @@ func TestHAPatroniCatches(t *testing.T) {
 			"REVOKE ALL ON DATABASE kvstack FROM PUBLIC;\n", "", "a role of no service (PUBLIC)"},
 		{"no synchronous standby", "deploy/compose-ha/patroni.yml",
 			"    synchronous_mode: true\n", "", "no leader with a synchronous standby"},
+		{"Patroni's REST API without a password", "docker-compose.ha.yml",
+			"  PATRONI_RESTAPI_USERNAME: patroni\n  PATRONI_RESTAPI_PASSWORD: ${PATRONI_API_PASSWORD:?set PATRONI_API_PASSWORD (make compose-secrets)}\n", "", "without a password answered"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

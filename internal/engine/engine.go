@@ -36,27 +36,6 @@ type Engine interface {
 	Program() supervisor.Program
 }
 
-// FreePorts returns n TCP ports of 127.0.0.1 that nothing listens on now
-// (the kernel's choice, so unlikely to be taken again at once).
-func FreePorts(n int) ([]int, error) {
-	ports := make([]int, 0, n)
-	var lns []net.Listener
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}()
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
-
 // account is the user an engine runs as: its Debian system user when we
 // are root (PostgreSQL refuses to run as root), else whoever we are.
 type account struct {

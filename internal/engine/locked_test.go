@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"crypto/tls"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -262,10 +263,15 @@ func TestLockedClusters(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	pc := engine.NewPatroni("kvlocked", &engine.Etcd{Port: ports[0], PeerPort: ports[1], Dir: filepath.Join(dir, "etcd")},
+	// etcd's certificate is PostgreSQL's (one CA for both: etcd checks
+	// Patroni's client certificate against its own CA), its key a copy
+	// of its own for etcd's user.
+	etcdTLS := copyTLS(t, certs["pg"], filepath.Join(dir, "tls-etcd"))
+	pc := engine.NewPatroni("kvlocked", &engine.Etcd{Port: ports[0], PeerPort: ports[1], Dir: filepath.Join(dir, "etcd"), TLS: etcdTLS},
 		&engine.PatroniNode{Name: "pg1", Port: ports[2], RestPort: ports[3], Dir: filepath.Join(dir, "pg1")},
 		&engine.PatroniNode{Name: "pg2", Port: ports[4], RestPort: ports[5], Dir: filepath.Join(dir, "pg2")})
 	pc.TLS, pc.Password, pc.ReplicationPassword, pc.RewindPassword = certs["pg"], "super-pw", "repl-pw", "rewind-pw"
+	pc.RestPassword = "rest-pw"
 	pc.Bootstrap = engine.RoleSQL(engine.Role{Name: "app", Password: "app-pw"})
 	rc := &engine.RedisCluster{Ports: ports[6:12], BusPorts: ports[12:18], Dir: filepath.Join(dir, "redis"),
 		TLS: certs["redis"], TLSOnly: true, Password: "default-pw",
@@ -314,6 +320,14 @@ func TestLockedClusters(t *testing.T) {
 		if err := conn.QueryRow(ctx, `SELECT count(*) FROM pg_hba_file_rules WHERE auth_method = 'trust'`).Scan(&trusted); err != nil || trusted != 0 {
 			t.Errorf("pg_hba.conf's trust lines: %d (%v), want none", trusted, err)
 		}
+		// Patroni's REST API: what changes the cluster wants the password.
+		for _, n := range pc.Nodes {
+			checkPatroniRESTLocked(t, ctx, n.RestAddr(), engine.RestUser, "rest-pw")
+		}
+		if err := pc.Synchronous(ctx); err != nil {
+			t.Errorf("after the refused requests: %v", err)
+		}
+		checkEtcdLocked(t, ctx, pc.Etcd)
 	})
 
 	t.Run("redis", func(t *testing.T) {
@@ -377,4 +391,101 @@ func waitFor(ctx context.Context, timeout time.Duration, check func(context.Cont
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// checkPatroniRESTLocked: the Patroni REST API at addr refuses (401) its
+// unsafe endpoints (a switchover, a failover, a restart, a
+// reinitialisation, a reload, a change of the DCS configuration) without
+// the basic auth of user and password, or with a wrong password, and takes
+// a reload with it; its GETs (health checks, monitoring) stay open.
+func checkPatroniRESTLocked(t *testing.T, ctx context.Context, addr, user, password string) {
+	t.Helper()
+	do := func(method, path, body, user, password string) (int, error) {
+		req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, strings.NewReader(body))
+		if err != nil {
+			return 0, err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if user != "" {
+			req.SetBasicAuth(user, password)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	}
+	for _, c := range []struct{ method, path, body string }{
+		{"POST", "/switchover", `{"leader":"pg1"}`},
+		{"POST", "/failover", `{"candidate":"pg2"}`},
+		{"POST", "/restart", `{}`},
+		{"POST", "/reinitialize", `{}`},
+		{"POST", "/reload", ``},
+		{"PATCH", "/config", `{"ttl":30}`},
+		{"PUT", "/config", `{}`},
+		{"DELETE", "/switchover", ``},
+	} {
+		for _, who := range []struct{ name, user, password string }{{"no password", "", ""}, {"a wrong password", user, "nope"}} {
+			code, err := do(c.method, c.path, c.body, who.user, who.password)
+			if err != nil || code != http.StatusUnauthorized {
+				t.Errorf("%s %s %s with %s: %d (%v), want 401", addr, c.method, c.path, who.name, code, err)
+			}
+		}
+	}
+	if code, err := do("POST", "/reload", "", user, password); err != nil || code != http.StatusAccepted {
+		t.Errorf("%s POST /reload with the password: %d (%v), want 202", addr, code, err)
+	}
+	if code, err := do("GET", "/health", "", "", ""); err != nil || code != http.StatusOK {
+		t.Errorf("%s GET /health without a password: %d (%v), want 200", addr, code, err)
+	}
+}
+
+// checkEtcdLocked: etcd, serving TLS alone with client certificates,
+// refuses plain HTTP and a TLS client without a certificate, and answers
+// one with a certificate of its CA.
+func checkEtcdLocked(t *testing.T, ctx context.Context, e *engine.Etcd) {
+	t.Helper()
+	withCert, err := e.ClientConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	noCert, err := e.TLS.ClientConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name    string
+		probe   supervisor.HTTPProbe
+		refusal string
+	}{
+		{"plain HTTP", supervisor.HTTPProbe{Addr: e.Addr(), Path: "/health"}, "EOF|malformed|connection reset|400"},
+		{"TLS, no client certificate", supervisor.HTTPProbe{Addr: e.Addr(), Path: "/health", TLS: noCert}, "certificate|bad|tls"},
+		{"TLS, a client certificate of its CA", supervisor.HTTPProbe{Addr: e.Addr(), Path: "/health", TLS: withCert}, ""},
+	} {
+		checkRefusal(t, "etcd "+e.Addr()+": "+c.name, c.probe.Check(ctx), c.refusal)
+	}
+}
+
+// copyTLS copies the CA, certificate and key of src into dir: the same
+// certificate with a key file of its own, for another engine's user.
+func copyTLS(t *testing.T, src *engine.TLS, dir string) *engine.TLS {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dst := &engine.TLS{CA: filepath.Join(dir, "ca.pem"), Cert: filepath.Join(dir, "server.pem"), Key: filepath.Join(dir, "server-key.pem")}
+	for _, f := range []struct {
+		from, to string
+		mode     os.FileMode
+	}{{src.CA, dst.CA, 0o644}, {src.Cert, dst.Cert, 0o644}, {src.Key, dst.Key, 0o600}} {
+		b, err := os.ReadFile(f.from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f.to, b, f.mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dst
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,6 +30,11 @@ type Etcd struct {
 	Port, PeerPort int
 	Dir            string
 	Log            string // its output (default Dir/NAME.log)
+	// TLS, when set, is served on Port alone (https), and every client
+	// must present a certificate TLS.CA signed (--client-cert-auth):
+	// Patroni presents its cluster's (Patroni.TLS), which must chain to
+	// the same CA; the health check presents etcd's own.
+	TLS *TLS
 }
 
 func (e *Etcd) name() string {
@@ -41,29 +47,90 @@ func (e *Etcd) name() string {
 // Addr is its client address, host:port.
 func (e *Etcd) Addr() string { return addr(e.Port) }
 
-// Init creates Dir, owned by the etcd user of Debian's etcd-server.
+// Init creates Dir, owned by the etcd user of Debian's etcd-server, and
+// gives that user its TLS key.
 func (e *Etcd) Init(context.Context) error {
 	acct, err := systemUser("etcd")
 	if err != nil {
 		return err
 	}
-	return acct.mkdirs(e.Dir)
+	if err := acct.mkdirs(e.Dir); err != nil {
+		return err
+	}
+	return e.TLS.own(acct)
 }
 
 // Program runs etcd in the foreground, first of its cluster (priority 1).
 func (e *Etcd) Program() supervisor.Program {
 	acct, _ := systemUser("etcd")
-	client, peer := "http://"+e.Addr(), "http://"+addr(e.PeerPort)
-	return supervisor.Program{
-		Name: e.name(),
-		Command: []string{"etcd", "--name", e.name(), "--data-dir", filepath.Join(e.Dir, "data"),
-			"--listen-client-urls", client, "--advertise-client-urls", client,
-			"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-			"--initial-cluster", e.name() + "=" + peer, "--initial-cluster-state", "new",
-			"--initial-cluster-token", e.name() + "-" + strconv.Itoa(e.Port)},
-		Dir: e.Dir, User: acct.name, Priority: 1,
-		Health: supervisor.HTTPProbe{Addr: e.Addr(), Path: "/health"}, Addr: e.Addr(), Log: logFile(e.Log, e.Dir, e.name()),
+	client, peer := e.scheme()+"://"+e.Addr(), "http://"+addr(e.PeerPort)
+	command := []string{"etcd", "--name", e.name(), "--data-dir", filepath.Join(e.Dir, "data"),
+		"--listen-client-urls", client, "--advertise-client-urls", client,
+		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
+		"--initial-cluster", e.name() + "=" + peer, "--initial-cluster-state", "new",
+		"--initial-cluster-token", e.name() + "-" + strconv.Itoa(e.Port)}
+	if e.TLS != nil {
+		command = append(command, "--cert-file", e.TLS.Cert, "--key-file", e.TLS.Key,
+			"--client-cert-auth", "--trusted-ca-file", e.TLS.CA)
 	}
+	return supervisor.Program{
+		Name: e.name(), Command: command, Dir: e.Dir, User: acct.name, Priority: 1,
+		Health: etcdProbe{e}, Addr: e.Addr(), Log: logFile(e.Log, e.Dir, e.name()),
+	}
+}
+
+func (e *Etcd) scheme() string {
+	if e.TLS == nil {
+		return "http"
+	}
+	return "https"
+}
+
+// ClientConfig is what a client of a TLS etcd speaks: TLS trusting
+// TLS.CA, presenting etcd's own certificate (the CA signed it); nil
+// without TLS.
+func (e *Etcd) ClientConfig() (*tls.Config, error) {
+	if e.TLS == nil {
+		return nil, nil
+	}
+	cfg, err := e.TLS.ClientConfig()
+	if err != nil {
+		return nil, err
+	}
+	cert, err := tls.LoadX509KeyPair(e.TLS.Cert, e.TLS.Key)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Certificates = []tls.Certificate{cert}
+	return cfg, nil
+}
+
+// etcdProbe is GET /health, over TLS with a client certificate when etcd
+// serves TLS (the files read at each check: the stack makes them after
+// it lists its programs).
+type etcdProbe struct{ e *Etcd }
+
+func (p etcdProbe) Check(ctx context.Context) error {
+	cfg, err := p.e.ClientConfig()
+	if err != nil {
+		return err
+	}
+	return supervisor.HTTPProbe{Addr: p.e.Addr(), Path: "/health", TLS: cfg}.Check(ctx)
+}
+
+func (p etcdProbe) String() string { return p.e.scheme() + "://" + p.e.Addr() + "/health" }
+
+// etcd3 is Patroni's etcd3 section: etcd's address, and with etcd's TLS,
+// https, its CA and the cluster's certificate as the client's.
+func (pc *Patroni) etcd3() (map[string]any, error) {
+	c := map[string]any{"hosts": pc.Etcd.Addr()}
+	if t := pc.Etcd.TLS; t != nil {
+		if pc.TLS == nil {
+			return nil, fmt.Errorf("patroni %s: etcd serves TLS and asks for a client certificate, and the cluster has none (TLS)", pc.Scope)
+		}
+		c["protocol"], c["cacert"], c["cert"], c["key"] = "https", t.CA, pc.TLS.Cert, pc.TLS.Key
+	}
+	return c, nil
 }
 
 // Patroni is a PostgreSQL cluster kept by Patroni (Debian's patroni, 3.0):
@@ -111,6 +178,14 @@ type Patroni struct {
 	// copy), RewindPassword pg_rewind's user's (rewinder, no superuser:
 	// Patroni grants it the functions pg_rewind calls).
 	Password, ReplicationPassword, RewindPassword string
+	// RestPassword, when set, is asked (HTTP basic auth, user RestUser) by
+	// every node's REST API of a request that changes something: POST,
+	// PUT, PATCH and DELETE (a switchover, a failover, a restart, a
+	// reinitialisation, the DCS configuration) answer 401 without it.
+	// Patroni's own requests to the other nodes and patronictl send it
+	// (both read restapi.authentication); the GETs (/health, /primary,
+	// /cluster, /metrics) stay open, as Patroni leaves them without TLS.
+	RestPassword string
 
 	// recoverTo, while Restore runs, is its target: the nodes'
 	// configurations bootstrap the cluster from the Archive.
@@ -515,14 +590,16 @@ func (n *PatroniNode) config() (string, error) {
 	for k, v := range pc.Parameters {
 		params[k] = v
 	}
+	etcd3, err := pc.etcd3()
+	if err != nil {
+		return "", err
+	}
 	conf := map[string]any{
-		"scope": pc.Scope,
-		"name":  n.Name,
-		"log":   map[string]any{"level": "INFO", "format": "%(asctime)s %(levelname)s: %(message)s"},
-		"restapi": map[string]any{
-			"listen": n.RestAddr(), "connect_address": n.RestAddr(),
-		},
-		"etcd3": map[string]any{"hosts": pc.Etcd.Addr()},
+		"scope":   pc.Scope,
+		"name":    n.Name,
+		"log":     map[string]any{"level": "INFO", "format": "%(asctime)s %(levelname)s: %(message)s"},
+		"restapi": n.restapi(),
+		"etcd3":   etcd3,
 		"bootstrap": map[string]any{
 			"dcs": map[string]any{
 				"ttl": ttl, "loop_wait": loopWait, "retry_timeout": retryTimeout,
@@ -588,6 +665,19 @@ const (
 	replicationUser = "replicator"
 	rewindUser      = "rewinder"
 )
+
+// RestUser is the user of the REST API's basic auth (RestPassword).
+const RestUser = "patroni"
+
+// restapi is a node's restapi section: where it listens, and the basic
+// auth its unsafe endpoints ask for (RestPassword).
+func (n *PatroniNode) restapi() map[string]any {
+	r := map[string]any{"listen": n.RestAddr(), "connect_address": n.RestAddr()}
+	if pw := n.cluster.RestPassword; pw != "" {
+		r["authentication"] = map[string]any{"username": RestUser, "password": pw}
+	}
+	return r
+}
 
 // hba is every node's pg_hba.conf: hbaLines with a Password (the
 // replication user alone may replicate), else trust on loopback.

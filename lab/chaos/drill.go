@@ -14,6 +14,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/kvstack/kvstack/lab/history"
 	"github.com/kvstack/kvstack/lab/native/engines"
 )
@@ -244,13 +246,18 @@ func (e *env) drillRound(ctx context.Context, a accident, prefix string) (r dril
 
 	// 3: T, bracketed by two reads of every key: the state at T lies
 	// between them (a key changing in those few milliseconds may hold
-	// either); then the WAL segment that holds T.
+	// either), the second once every commit stamped by T is visible
+	// (settledAt); then the WAL segment that holds T.
 	before, err := e.storedRows(ctx, prefix)
 	if err != nil {
 		r.fail("read kv_store: %v", err)
 		return r
 	}
 	r.target = time.Now()
+	if err := settledAt(ctx, e.pg, 30*time.Second); err != nil {
+		r.fail("%v", err)
+		return r
+	}
 	var walT string
 	if err := e.pg.QueryRow(ctx, "SELECT pg_walfile_name(pg_current_wal_insert_lsn())").Scan(&walT); err != nil {
 		r.fail("wal position: %v", err)
@@ -333,6 +340,53 @@ func (e *env) drillRound(ctx context.Context, a accident, prefix string) (r dril
 	}
 	_ = led.save(filepath.Join(e.s.dir, "ledger-dr-"+a.name+".jsonl"))
 	return r
+}
+
+// settledAt returns once every transaction that could have committed by
+// now, as a restore to now counts commits, is visible: a read afterwards
+// holds all of them. A restore to T keeps each transaction whose commit
+// record's timestamp is at or before T, but PostgreSQL stamps that record
+// before it waits for the synchronous standby, and the transaction becomes
+// visible only after that wait: on the HA topology under load, hundreds of
+// milliseconds later. So a read just after T misses commits stamped before
+// T that the restore brings back (make dr-drill-ha counted them as lost).
+// Such a transaction took its xid before its stamp: settledAt takes an
+// xid of its own now (rolled back: an abort waits for no standby) and
+// waits until no older one is in progress (the oldest xid running, a
+// snapshot's xmin, is past its own).
+func settledAt(ctx context.Context, db querier, timeout time.Duration) error {
+	tx, err := db.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	var now uint64
+	err = tx.QueryRow(ctx, "SELECT pg_current_xact_id()::text::bigint").Scan(&now)
+	if rbErr := tx.Rollback(ctx); err == nil {
+		err = rbErr
+	}
+	if err != nil {
+		return fmt.Errorf("an xid: %w", err)
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		var oldest uint64
+		err := db.QueryRow(ctx, "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint").Scan(&oldest)
+		switch {
+		case err != nil:
+			return fmt.Errorf("the oldest transaction in progress: %w", err)
+		case oldest > now:
+			return nil
+		case time.Now().After(deadline) || ctx.Err() != nil:
+			return fmt.Errorf("transaction %d, begun before T, still in progress %s after T", oldest, timeout)
+		}
+		sleepCtx(ctx, 10*time.Millisecond)
+	}
+}
+
+// querier is a pool's Begin and QueryRow.
+type querier interface {
+	Begin(ctx context.Context) (pgx.Tx, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
 }
 
 // waitArchived waits until the WAL segment walT has reached the repository.

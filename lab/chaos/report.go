@@ -41,6 +41,7 @@ func (p report) markdown() string {
 	w("## Settings\n\n")
 	w("- Private instances (never the shared ones): PostgreSQL (initdb, 127.0.0.1:%s), Redis (127.0.0.1:%s), RabbitMQ node `kvstack%s@localhost` (127.0.0.1:%s), and a private kvstack stack (api1, api2, consumer, nginx on 127.0.0.1:%s; state in `tmp/chaos/stack`), all run by the campaign's own supervisord (`lab/native`, `internal/engine`), with `autorestart`.\n",
 		chaosPorts["PGPORT"], chaosPorts["REDIS_PORT"], chaosPorts["RABBITMQ_PORT"], chaosPorts["RABBITMQ_PORT"], chaosPorts["KV_NGINX_PORT"])
+	w("- %s\n", lockedLine)
 	w("- Load through nginx: %d writers (80%% PUT with a unique value, 20%% DELETE) and %d readers, %s pause between one client's requests, %d fresh keys per fault; %s of load before the fault and %s after recovery.\n",
 		p.s.writers, p.s.readers, p.s.pace, p.s.keys, p.s.warm, p.s.post)
 	w("- **The edge's per-client rate limit is raised to %s, burst %s** (shipped: `NGINX_RATE_LIMIT` 500r/s, burst 1000): the whole load comes from one address, 127.0.0.1, and is not what the campaign tests.\n", chaosRateLimit, chaosRateBurst)
@@ -149,9 +150,9 @@ func (p report) resultsTable(w func(string, ...any)) {
 	}
 }
 
-// lockedLine says how the HA campaign's engines are reached: locked as
-// make up-ha's (engines.Locked).
-const lockedLine = "Every engine locked as the stack's own are (`KV_ENGINES=private`, `make up-ha`): TLS alone, with certificates from the campaign's own CA, verified by every client (`sslmode=verify-full`, `rediss://`, `amqps://`); every user with a password of the campaign's (`tmp/chaos-ha/stack/engine-passwords`): PostgreSQL scram-sha-256 over hostssl, no `trust`; Redis ACL users, its default user with a password; RabbitMQ's `guest` deleted, a user per role."
+// lockedLine says how the campaigns' engines are reached: locked as the
+// stack's own (engines.Locked).
+const lockedLine = "Every engine locked as the stack's own are (`KV_ENGINES=private`, `make up-ha`): TLS alone, with certificates from the campaign's own CA, verified by every client (`sslmode=verify-full`, `rediss://`, `amqps://`); every user with a password of the campaign's (`tmp/chaos/stack/engine-passwords`, `tmp/chaos-ha/stack/engine-passwords`): PostgreSQL scram-sha-256 over hostssl, no `trust`; Redis ACL users, its default user with a password; RabbitMQ's `guest` deleted, a user per role."
 
 // haMarker starts the HA campaign's section of the report: make chaos-ha
 // writes what follows it, make chaos what precedes it, each keeping the

@@ -69,13 +69,14 @@ func startPrivate(ctx context.Context, root, dir, engineDir string, log io.Write
 // PostgreSQL archives with pgBackRest (the DR drill), else not (the fault
 // campaign takes no backups).
 func startPrivateOn(ctx context.Context, root, dir, engineDir string, log io.Writer, ports map[string]string, archive bool) (*private, error) {
-	s, err := native.Load(root, chaosEnviron(ports, dir, "KV_ARCHIVE_TIMEOUT="+drArchiveTimeout.String()))
+	s, err := privateSettings(root, dir, ports)
 	if err != nil {
 		return nil, err
 	}
 	s.BinDir = filepath.Join(dir, "bin") // a private build never replaces the running stack's
 	// The engines a stack runs for itself (KV_ENGINES=private), on the
-	// chaos ports; a PostgreSQL stop is an immediate shutdown, as a crash.
+	// chaos ports, locked; a PostgreSQL stop is an immediate shutdown, as a
+	// crash.
 	eng := engines.ForStack(s, engineDir)
 	eng.Postgres.Immediate = true
 	if !archive {
@@ -120,6 +121,18 @@ func startPrivateOn(ctx context.Context, root, dir, engineDir string, log io.Wri
 	fmt.Fprintf(log, "==> chaos: private stack up in %s: nginx %s (state %s)\n",
 		time.Since(started).Round(100*time.Millisecond), s.Get("NGINX_LISTEN"), s.Dir)
 	return c, nil
+}
+
+// privateSettings are the single-node campaign's settings (state under
+// dir, on ports), its engines' certificates made: its engines are
+// locked as KV_ENGINES=private locks make up's (engines.ForStack), TLS
+// alone, the stack's users and passwords.
+func privateSettings(root, dir string, ports map[string]string) (*native.Settings, error) {
+	s, err := native.Load(root, chaosEnviron(ports, dir, "KV_ENGINES=private", "KV_ARCHIVE_TIMEOUT="+drArchiveTimeout.String()))
+	if err != nil {
+		return nil, err
+	}
+	return s, engines.Certs(s)
 }
 
 // close stops every private process and removes the engines' data.

@@ -24,9 +24,9 @@ const SecretsFile = "engine-passwords"
 // the stack's engines need: PostgreSQL's superuser (the stack's own
 // sessions to provision it) and Redis' default user (the stack's checks,
 // the Redis Cluster's tools); in the HA topology, the users of
-// PostgreSQL's replication and pg_rewind (Patroni's) and the Redis
-// replicas' (masteruser).
-var engineSecrets = []string{"PG_SUPERUSER", "REDIS_DEFAULT", "PG_REPLICATION", "PG_REWIND", "REDIS_REPLICATION"}
+// PostgreSQL's replication and pg_rewind (Patroni's), the Redis
+// replicas' (masteruser) and Patroni's REST API's (its unsafe endpoints).
+var engineSecrets = []string{"PG_SUPERUSER", "REDIS_DEFAULT", "PG_REPLICATION", "PG_REWIND", "REDIS_REPLICATION", "PATRONI_REST"}
 
 // secret is the stack's password NAME, made when missing.
 func (s *Settings) secret(name string) (string, error) {

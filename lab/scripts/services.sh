@@ -109,10 +109,12 @@ TOOL_PACKAGES=(
 	"pgbackrest=pgbackrest"
 	# The HA topology's PostgreSQL failover (make up-ha, make chaos-ha):
 	# Patroni on a private etcd; both of Patroni's etcd drivers import
-	# python3-etcd.
+	# python3-etcd, which reads etcd's TLS certificate through pyOpenSSL,
+	# which imports python3-idna (Patroni only waits on etcd without it).
 	"patroni=patroni"
 	"etcd-server=etcd"
 	"python3-etcd=/usr/lib/python3/dist-packages/etcd/__init__.py"
+	"python3-idna=/usr/lib/python3/dist-packages/idna/__init__.py"
 )
 
 install_packages() {

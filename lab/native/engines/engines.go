@@ -44,8 +44,8 @@ func (e Single) Names() []string {
 //
 // They are locked (Locked): each serves TLS alone, with its certificate
 // from the stack's CA (native.EngineCerts), and asks for a password: the
-// stack's own (native.SecretsFile). The single-node chaos campaign's are
-// not (its settings are not KV_ENGINES=private).
+// stack's own (native.SecretsFile). The chaos campaign's too, on settings
+// of its own.
 func ForStack(s *native.Settings, dir string) Single {
 	port := func(name string) int { n, _ := strconv.Atoi(s.Get(name)); return n }
 	mq := port("RABBITMQ_PORT")
@@ -77,13 +77,18 @@ func engineTLS(s *native.Settings, name string) *engine.TLS {
 func Locked(s *native.Settings) bool { return s.PrivateEngines() }
 
 // Certs makes the certificates of the engines ForStack and ForHA lock
-// (Locked), one per engine (every node of a cluster serves its engine's),
-// before their Init gives each its key.
+// (Locked), one per engine (every node of a cluster serves its engine's;
+// the HA topology's etcd has one too), before their Init gives each its
+// key.
 func Certs(s *native.Settings) error {
 	if !Locked(s) {
 		return nil
 	}
-	_, err := native.EngineCerts(s, "postgres", "redis", "rabbitmq")
+	names := []string{"postgres", "redis", "rabbitmq"}
+	if s.HA() {
+		names = append(names, "etcd")
+	}
+	_, err := native.EngineCerts(s, names...)
 	return err
 }
 

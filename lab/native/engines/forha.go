@@ -36,7 +36,11 @@ type HA struct {
 // with its engine's certificate from the stack's CA, and every user has a
 // password of the stack's (native.SecretsFile). PostgreSQL's nodes ask
 // for scram-sha-256 over hostssl, Patroni's superuser, replication and
-// pg_rewind users included; the Redis nodes' default user has a password,
+// pg_rewind users included, and their Patroni's REST API asks for a
+// password (basic auth) of a switchover, a restart or any other change,
+// and their etcd serves TLS alone and asks every client for a certificate
+// of the stack's CA (Patroni presents PostgreSQL's);
+// the Redis nodes' default user has a password,
 // their replicas authenticate as RedisReplicationUser, their bus and
 // replication are TLS; the RabbitMQ nodes serve AMQPS alone, guest
 // deleted (ProvisionRabbitMQ).
@@ -62,7 +66,7 @@ func ForHA(s *native.Settings, dir string) HA {
 		TLS: engineTLS(s, "redis"), TLSOnly: true, Password: s.Secret("REDIS_DEFAULT"),
 		Replication: engine.RedisUser{Name: RedisReplicationUser, Password: s.Secret("REDIS_REPLICATION")}}
 	etcd := &engine.Etcd{Name: nodes.Etcd.Name, Port: nodes.Etcd.Port, PeerPort: nodes.Etcd.PeerPort,
-		Dir: filepath.Join(dir, nodes.Etcd.Name), Log: s.LogFile(nodes.Etcd.Name)}
+		Dir: filepath.Join(dir, nodes.Etcd.Name), Log: s.LogFile(nodes.Etcd.Name), TLS: engineTLS(s, "etcd")}
 	pg := make([]*engine.PatroniNode, len(nodes.Postgres))
 	for i, n := range nodes.Postgres {
 		pg[i] = &engine.PatroniNode{Name: n.Name, Port: n.Port, RestPort: n.RestPort, Dir: filepath.Join(dir, n.Name), Log: s.LogFile(n.Name)}
@@ -72,6 +76,7 @@ func ForHA(s *native.Settings, dir string) HA {
 	pc.Archive = Archive(s, dir, "kvstack-ha")
 	pc.TLS, pc.Password = engineTLS(s, "postgres"), s.Secret("PG_SUPERUSER")
 	pc.ReplicationPassword, pc.RewindPassword = s.Secret("PG_REPLICATION"), s.Secret("PG_REWIND")
+	pc.RestPassword = s.Secret("PATRONI_REST")
 	return HA{RabbitMQ: mq, Redis: redis, Postgres: pc, settings: s}
 }
 

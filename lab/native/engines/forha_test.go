@@ -57,6 +57,9 @@ func TestForHA(t *testing.T) {
 		t.Errorf("patroni's cluster: TLS %v, passwords set: superuser %t, replication %t, rewind %t", ha.Postgres.TLS,
 			ha.Postgres.Password != "", ha.Postgres.ReplicationPassword != "", ha.Postgres.RewindPassword != "")
 	}
+	if ha.Postgres.RestPassword == "" || ha.Postgres.Etcd.TLS == nil {
+		t.Errorf("patroni's REST API without a password (%t), or etcd without TLS (%v)", ha.Postgres.RestPassword == "", ha.Postgres.Etcd.TLS)
+	}
 	if r := ha.Redis; !r.TLSOnly || r.Password == "" || r.Replication.Name == "" || r.Replication.Password == "" {
 		t.Errorf("redis cluster: TLS alone %t, default user's password set %t, replication user %q", r.TLSOnly, r.Password != "", r.Replication.Name)
 	}
