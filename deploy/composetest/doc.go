@@ -5,8 +5,8 @@
 // (lab/native: stack.env, its processes, its templates) and the files
 // of the repository. The exporters run in compose with the
 // commands lab/native builds for them, on what their neighbours serve,
-// at the releases of the Debian packages the native stack runs
-// (exporters_test.go).
+// at supported releases pinned in deploy/k8s/VERSIONS.md, newer than the
+// Debian packages the native stack runs (exporters_test.go).
 //
 // It also catches what would only show once the containers run
 // (runtime_test.go): a healthcheck that passes too early or runs a program

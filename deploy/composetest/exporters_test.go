@@ -1,12 +1,15 @@
 package composetest
 
 import (
+	"fmt"
 	"net"
-	"os/exec"
-	"regexp"
+	"os"
+	"path"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/types"
 
@@ -51,6 +54,9 @@ func TestExportersInStep(t *testing.T) {
 			_, port, _ := net.SplitHostPort(e.Listen)
 			want := native.Exporter{Kind: e.Kind, Name: e.Name, Listen: "0.0.0.0:" + port, Target: targets[e.Kind]}
 			argv, wantEnv := want.Command(repoInContainers)
+			if e.Kind == native.NginxExporter {
+				argv = slices.DeleteFunc(argv, isRetryFlag)
+			}
 			// The image's entrypoint is the program; compose gives the flags.
 			if !slices.Equal(svc.Command, argv[1:]) {
 				t.Errorf("command\n  %q\nwant lab/native's\n  %q", svc.Command, argv[1:])
@@ -97,37 +103,128 @@ func volumeAt(s types.ServiceConfig, target string) *types.ServiceVolumeConfig {
 	return nil
 }
 
-// The exporters' images are the releases of the Debian packages the native
-// stack runs: the dashboards, rules and `go test ./observability` know
-// those releases' series. mtail is the exception: Debian's 3.0.0-rc50 has
-// no image (ghcr.io/google/mtail begins at 3.0.0), so compose runs a 3.0
-// release, with the same program language.
-func TestExporterImagesMatchTheDebianPackages(t *testing.T) {
-	p := mustLoad(t)
-	packages := map[string]string{
-		"nginx-exporter":    "prometheus-nginx-exporter",
-		"postgres-exporter": "prometheus-postgres-exporter",
-		"redis-exporter":    "prometheus-redis-exporter",
-		"mtail":             "mtail",
+// isRetryFlag: the native nginx exporter's start-up retries. Debian 12's
+// 0.11 exits when stub_status does not answer as it starts; the 1.x image
+// compose runs does not, and has no such flags.
+func isRetryFlag(arg string) bool {
+	return strings.HasPrefix(arg, "--nginx.retries=") || strings.HasPrefix(arg, "--nginx.retry-interval=")
+}
+
+// The exporters' images are releases their projects still support: each is
+// the image of a row of deploy/k8s/VERSIONS.md (the chart's table, which
+// the chart's exporters follow too), on a line whose support has not ended
+// and was checked within six months. The native stack runs Debian 12's
+// packages instead (2022 releases, which no image here runs); the series
+// the rules and dashboard read are the same in both (VERSIONS.md).
+func TestExporterImagesSupported(t *testing.T) {
+	rows := exporterRows(t)
+	for _, file := range []string{"docker-compose.yml", "docker-compose.ha.yml"} {
+		p := mustLoadFile(t, file)
+		for _, name := range sorted(p.ServiceNames()) {
+			image := service(t, p, name).Image
+			component := exporterComponent(image)
+			if component == "" {
+				continue
+			}
+			if problem := supported(rows, component, image, time.Now()); problem != "" {
+				t.Errorf("%s: %s: %s", file, name, problem)
+			}
+		}
 	}
-	for svcName, pkg := range packages {
-		out, err := exec.Command("dpkg-query", "-W", "-f=${Version}", pkg).Output()
-		if err != nil {
-			t.Errorf("%s: dpkg-query %s: %v (make setup-all installs it)", svcName, pkg, err)
+}
+
+// exporterComponent: the VERSIONS.md component an exporter image is a
+// release of, "" for an image that is not an exporter's.
+func exporterComponent(image string) string {
+	name, _, _ := strings.Cut(image, ":")
+	switch path.Base(name) {
+	case "postgres-exporter":
+		return "postgres_exporter"
+	case "redis_exporter":
+		return "redis_exporter"
+	case "nginx-prometheus-exporter":
+		return "nginx-prometheus-exporter"
+	}
+	return ""
+}
+
+// versionRow is a row of deploy/k8s/VERSIONS.md's table.
+type versionRow struct {
+	component, line, image, ends string
+	checked                      time.Time
+}
+
+func exporterRows(t *testing.T) []versionRow {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(root, "deploy", "k8s", "VERSIONS.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []versionRow
+	for _, line := range strings.Split(string(data), "\n") {
+		cells := strings.Split(strings.Trim(strings.TrimSpace(line), "|"), "|")
+		if len(cells) != 6 {
 			continue
 		}
-		// Debian's 0.11.1-3+b5, 1:1.2-1 → 0.11.1, 1.2; rc50's ~ → -.
-		debian := regexp.MustCompile(`^(?:\d+:)?([^-]+)`).FindStringSubmatch(string(out))[1]
-		debian = strings.ReplaceAll(debian, "~", "-")
-		image := service(t, p, svcName).Image
-		tag := strings.TrimPrefix(image[strings.LastIndex(image, ":")+1:], "v")
-		switch {
-		case svcName == "mtail":
-			if !strings.HasPrefix(tag, "3.0.") || !strings.HasPrefix(debian, "3.0.0") {
-				t.Errorf("mtail: image %s, Debian %s: want 3.0 releases both (the language they share)", image, debian)
+		for i := range cells {
+			cells[i] = strings.TrimSpace(cells[i])
+		}
+		checked, err := time.Parse(time.DateOnly, cells[4])
+		if err != nil { // the header and its rule
+			continue
+		}
+		rows = append(rows, versionRow{component: cells[0], line: cells[1], image: cells[2], ends: cells[3], checked: checked})
+	}
+	if len(rows) == 0 {
+		t.Fatal("deploy/k8s/VERSIONS.md: no row")
+	}
+	return rows
+}
+
+// supported: "" when image is the pinned image of a row of component's
+// that is still supported at now, or else why not.
+func supported(rows []versionRow, component, image string, now time.Time) string {
+	for _, r := range rows {
+		if r.component != component || r.image != image {
+			continue
+		}
+		if end, err := time.Parse(time.DateOnly, r.ends); err == nil {
+			if now.After(end) {
+				return fmt.Sprintf("%s %s lost support on %s", component, r.line, r.ends)
 			}
-		case tag != debian:
-			t.Errorf("%s: image %s, Debian's %s is %s: run the same release in both stacks", svcName, image, pkg, debian)
+			return ""
+		}
+		if now.Sub(r.checked) > 183*24*time.Hour {
+			return fmt.Sprintf("%s %s is supported %q, last checked %s: check again and update VERSIONS.md", component, r.line, r.ends, r.checked.Format(time.DateOnly))
+		}
+		return ""
+	}
+	return fmt.Sprintf("image %s is no row of deploy/k8s/VERSIONS.md: a release its project no longer supports, or one nobody looked up", image)
+}
+
+// The 2022 releases (Debian 12's, which compose ran until December 2026)
+// fail; so does a row once its check is stale.
+func TestExporterImagesSupportedCatches(t *testing.T) {
+	rows := exporterRows(t)
+	now := time.Now()
+	for _, image := range []string{
+		"prometheuscommunity/postgres-exporter:v0.11.1",
+		"oliver006/redis_exporter:v1.45.0",
+		"nginx/nginx-prometheus-exporter:0.11.0",
+	} {
+		if supported(rows, exporterComponent(image), image, now) == "" {
+			t.Errorf("%s passes as supported", image)
+		}
+	}
+	for _, r := range rows {
+		if exporterComponent(r.image) == "" {
+			continue
+		}
+		if _, err := time.Parse(time.DateOnly, r.ends); err == nil {
+			continue
+		}
+		if supported(rows, r.component, r.image, r.checked.Add(200*24*time.Hour)) == "" {
+			t.Errorf("%s: a check 200 days old passes", r.image)
 		}
 	}
 }

@@ -59,15 +59,16 @@ var imageBinaries = map[string][]string{
 	// google/mtail v3.0.9 .goreleaser.yml builds ghcr.io/google/mtail:3.0.9
 	// from Dockerfile.goreleaser: FROM scratch, COPY mtail /mtail.
 	"ghcr.io/google/mtail:3.0.9": {"/mtail"},
-	// nginx/nginx-prometheus-exporter v0.11.0 build/Dockerfile, target
-	// goreleaser: FROM scratch, the binary in /usr/bin, CA certificates.
-	"nginx/nginx-prometheus-exporter:0.11.0": {"/usr/bin/nginx-prometheus-exporter"},
-	// prometheus-community/postgres_exporter v0.11.1 Dockerfile: FROM
-	// quay.io/prometheus/busybox, /bin/postgres_exporter.
-	"prometheuscommunity/postgres-exporter:v0.11.1": {"/bin/postgres_exporter", "sh", "wget"},
-	// oliver006/redis_exporter v1.45.0 docker/Dockerfile, target scratch
-	// (the tag without -alpine): /redis_exporter only.
-	"oliver006/redis_exporter:v1.45.0": {"/redis_exporter"},
+	// nginx/nginx-prometheus-exporter v1.5.3 build/Dockerfile, target
+	// goreleaser: FROM scratch, the binary in /usr/bin, CA certificates,
+	// user 1001.
+	"nginx/nginx-prometheus-exporter:1.5.3": {"/usr/bin/nginx-prometheus-exporter"},
+	// prometheus-community/postgres_exporter v0.20.1 Dockerfile: FROM
+	// quay.io/prometheus/busybox, /bin/postgres_exporter, user nobody.
+	"prometheuscommunity/postgres-exporter:v0.20.1": {"/bin/postgres_exporter", "sh", "wget"},
+	// oliver006/redis_exporter v1.97.0 Dockerfile, target scratch-release
+	// (the tag without -alpine): /redis_exporter only, user 59000.
+	"oliver006/redis_exporter:v1.97.0": {"/redis_exporter"},
 }
 
 // pathDirs are where a bare name is looked up.

@@ -442,6 +442,15 @@ func TestChecksCatch(t *testing.T) {
 		{"Redis 7.0, end of life", "versions", "prod", func(m *manifests, s *sources) {
 			m.redisClusters[0].Spec.KubernetesConfig.Image = "quay.io/opstree/redis:v7.0.15"
 		}},
+		{"the 2022 PostgreSQL exporter", "versions", "prod-external", func(m *manifests, s *sources) {
+			m.deployment("kvstack-postgres-exporter").Spec.Template.Spec.Containers[0].Image = "prometheuscommunity/postgres-exporter:v0.11.1"
+		}},
+		{"the 2022 Redis exporter", "versions", "dev", func(m *manifests, s *sources) {
+			m.redises[0].Spec.RedisExporter.Image = "oliver006/redis_exporter:v1.45.0"
+		}},
+		{"the 2022 Redis exporter beside a cluster", "versions", "prod", func(m *manifests, s *sources) {
+			m.redisClusters[0].Spec.RedisExporter.Image = "oliver006/redis_exporter:v1.45.0"
+		}},
 		{"the exporter as the app's owner", "postgres", "prod", func(m *manifests, s *sources) {
 			c := &m.deployment("kvstack-postgres-exporter").Spec.Template.Spec.Containers[0]
 			envVar(c, "DATA_SOURCE_USER").ValueFrom.SecretKeyRef.Name = "kvstack-pg-app"

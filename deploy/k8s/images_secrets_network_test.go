@@ -81,9 +81,8 @@ func checkImages(t testing.TB, m *manifests, s *sources) problems {
 	if j := m.deployment("kvstack-jaeger"); j != nil {
 		same("kvstack-jaeger", j.Spec.Template.Spec.Containers[0].Image, "jaeger", 3)
 	}
-	// The exporters: the release compose runs, hence the Debian package's
-	// the native stack runs (deploy/composetest), whose series the
-	// dashboard and rules are tested against.
+	// The exporters: the release compose runs, a supported one (versions,
+	// and deploy/composetest for compose's).
 	if d := m.deployment("kvstack-postgres-exporter"); d != nil {
 		same("kvstack-postgres-exporter", d.Spec.Template.Spec.Containers[0].Image, "postgres-exporter", 3)
 	}

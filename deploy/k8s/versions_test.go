@@ -49,8 +49,7 @@ func supportTable(t testing.TB) []supportRow {
 	return rows
 }
 
-// engineImages are the build's engine images by component, with the number
-// of version parts that name a release line.
+// engineImages are the build's engine and exporter images by component.
 func (m *manifests) engineImages() []struct{ what, component, image string } {
 	var out []struct{ what, component, image string }
 	add := func(what, component, image string) {
@@ -68,13 +67,28 @@ func (m *manifests) engineImages() []struct{ what, component, image string } {
 	for _, r := range m.redisClusters {
 		add("RedisCluster "+r.Name, "Redis", r.Spec.KubernetesConfig.Image)
 	}
+	// The exporters beside them.
+	if d := m.deployment("kvstack-postgres-exporter"); d != nil {
+		add("Deployment kvstack-postgres-exporter", "postgres_exporter", d.Spec.Template.Spec.Containers[0].Image)
+	}
+	for _, r := range m.redises {
+		if e := r.Spec.RedisExporter; e != nil {
+			add("Redis "+r.Name+" exporter", "redis_exporter", e.Image)
+		}
+	}
+	for _, r := range m.redisClusters {
+		if e := r.Spec.RedisExporter; e != nil {
+			add("RedisCluster "+r.Name+" exporter", "redis_exporter", e.Image)
+		}
+	}
 	return out
 }
 
-// lineParts: PostgreSQL names a major by one number, the others by two.
-var lineParts = map[string]int{"PostgreSQL": 1, "RabbitMQ": 2, "Redis": 2}
+// lineParts: PostgreSQL names a major by one number, the others (0.20,
+// 1.97 for the exporters) by two.
+var lineParts = map[string]int{"PostgreSQL": 1, "RabbitMQ": 2, "Redis": 2, "postgres_exporter": 2, "redis_exporter": 2}
 
-// checkVersions: every engine runs the image of a row of VERSIONS.md,
+// checkVersions: every engine and exporter runs the image of a row of VERSIONS.md,
 // on a line still supported today.
 func checkVersions(t testing.TB, m *manifests, s *sources) problems {
 	var p problems

@@ -121,7 +121,7 @@ func (h *harness) alternateDrains(ctx context.Context, table *CPUTable, ds []dra
 				err error
 			)
 			for try := range 2 {
-				if err = WaitQuiet(ctx); err != nil {
+				if err = h.waitQuiet(ctx); err != nil {
 					return rates, err
 				}
 				if got, err = d.run(ctx, h.o.ApplyN, r == 0 && try == 0); err == nil {
@@ -286,7 +286,7 @@ type applyBaseline struct{ upsert, consume []float64 }
 func (h *harness) applyBaselines(ctx context.Context, prefetch, batch int) (applyBaseline, error) {
 	var b applyBaseline
 	for r := range h.o.Reps {
-		if err := WaitQuiet(ctx); err != nil {
+		if err := h.waitQuiet(ctx); err != nil {
 			return b, err
 		}
 		up, err := rawUpsert(ctx, h.pool, 1, batch, h.o.Dur/2, h.value, r)

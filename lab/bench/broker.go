@@ -7,19 +7,25 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/kvstack/kvstack/lab/native/engines"
 )
 
 // rawPublisher publishes persistent messages on one confirm-mode channel,
 // keeping up to window unconfirmed: the broker's own speed for the API's
 // kind of message.
 type rawPublisher struct {
-	url  string
-	conn *amqp.Connection
-	ch   *amqp.Channel
+	url, caFile string
+	conn        *amqp.Connection
+	ch          *amqp.Channel
 }
 
-func newRawPublisher(url string) (*rawPublisher, error) {
-	p := &rawPublisher{url: url}
+// newRawPublisher connects to url (TLS trusting caFile for amqps://) as
+// the stack's administrator: the harness declares, fills, purges and
+// deletes its own scratch queue and reads the work queues' depths, which
+// the replicas' publish-only user may not.
+func newRawPublisher(url, caFile string) (*rawPublisher, error) {
+	p := &rawPublisher{url: url, caFile: caFile}
 	return p, p.live()
 }
 
@@ -33,7 +39,7 @@ func (p *rawPublisher) live() error {
 	if p.conn != nil {
 		p.conn.Close()
 	}
-	conn, err := amqp.Dial(p.url)
+	conn, err := engines.DialAMQP(p.url, p.caFile)
 	if err != nil {
 		return fmt.Errorf("rabbitmq: %w", err)
 	}
@@ -181,11 +187,11 @@ func (p *rawPublisher) purge(name string) {
 // prefetch, one multiple-ack per batch deliveries) but doing nothing with
 // them, and returns its rate from the first delivery to the last ack: what
 // the broker allows this way of consuming, before any of our work.
-func rawConsume(ctx context.Context, url, queue string, n, prefetch, batch int, limit time.Duration) (float64, error) {
+func rawConsume(ctx context.Context, url, caFile, queue string, n, prefetch, batch int, limit time.Duration) (float64, error) {
 	if n < 2 || batch < 1 {
 		return 0, fmt.Errorf("raw consume: %d messages in batches of %d", n, batch)
 	}
-	conn, err := amqp.Dial(url)
+	conn, err := engines.DialAMQP(url, caFile)
 	if err != nil {
 		return 0, fmt.Errorf("rabbitmq: %w", err)
 	}

@@ -14,7 +14,7 @@ func (h *harness) applyUnbatched(ctx context.Context) (*Section, error) {
 	table := NewCPUTable("apply, batch size 1", "message", cpuRowsApply...)
 	var rates []float64
 	for r := range o.Reps {
-		if err := WaitQuiet(ctx); err != nil {
+		if err := h.waitQuiet(ctx); err != nil {
 			return sec, err
 		}
 		d, err := h.drainChild(ctx, "consumer-batch1", o.Apply1N, productionRatio, "CONSUMER_BATCH_SIZE=1")

@@ -82,5 +82,7 @@ func (h *harness) consumeRef(ctx context.Context, n, prefetch, batch int) (float
 	if err != nil {
 		return 0, fmt.Errorf("filling %s: %w", scratchQueue, err)
 	}
-	return rawConsume(ctx, rc.URLs()[0], scratchQueue, got, prefetch, batch, 2*time.Minute)
+	// As the harness's administrator: the consumers' user may consume the
+	// work queues alone.
+	return rawConsume(ctx, h.pub.url, h.pub.caFile, scratchQueue, got, prefetch, batch, 2*time.Minute)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/kvstack/kvstack/internal/kv"
 	"github.com/kvstack/kvstack/internal/postgres"
 	kvredis "github.com/kvstack/kvstack/internal/redis"
+	"github.com/kvstack/kvstack/lab/native/engines"
 )
 
 // Pipeline configures the apply reference (`kvbench pipeline`): the least
@@ -27,6 +28,7 @@ import (
 type Pipeline struct {
 	Addr        string // serves /metrics: kvbench_pipeline_messages_total
 	AMQPURL     string
+	AMQPCAFile  string // the CA an amqps:// AMQPURL's certificate chains to
 	Queue       string
 	Prefetch    int
 	Batch       int
@@ -52,10 +54,10 @@ func RunPipeline(ctx context.Context, p Pipeline) error {
 		return fmt.Errorf("postgres: %w", err)
 	}
 	defer pool.Close()
-	rdb := stubRedisClient(StubRedis{Addr: p.Redis.Addr, Password: string(p.Redis.Password), DB: p.Redis.DB, PoolSize: p.Redis.PoolSize})
+	rdb := stubRedisClient(StubRedis{Addr: p.Redis.Addr, Username: p.Redis.Username, Password: string(p.Redis.Password), DB: p.Redis.DB, PoolSize: p.Redis.PoolSize})
 	defer rdb.Close()
 	cache := kvredis.NewCache(rdb, p.Redis)
-	conn, err := amqp.Dial(p.AMQPURL)
+	conn, err := engines.DialAMQP(p.AMQPURL, p.AMQPCAFile)
 	if err != nil {
 		return fmt.Errorf("rabbitmq: %w", err)
 	}
@@ -209,7 +211,11 @@ func (h *harness) drainPipeline(ctx context.Context, n, prefetch, batch int) (dr
 		return drained{}, err
 	}
 	log := filepath.Join(h.dir, "pipeline.log")
-	c, err := h.spawn("pipeline", log, h.stack.env("consumer"), self, "pipeline", "-addr", h.o.port(11), "-queue", scratchQueue,
+	// The consumer's environment, but the stack's administrator for the
+	// broker and PostgreSQL: the consumers' users may not consume the
+	// scratch queue or write the scratch schema.
+	env := h.stack.env("consumer", "RABBITMQ_URL="+h.pub.url, "DATABASE_URL="+h.stack.s.Get("DATABASE_URL"))
+	c, err := h.spawn("pipeline", log, env, self, "pipeline", "-addr", h.o.port(11), "-queue", scratchQueue,
 		"-prefetch", fmt.Sprint(prefetch), "-batch", fmt.Sprint(batch), "-wait", h.cons.Consumer.BatchWait.String(),
 		"-table", "kvbench.kv_store", "-redis-prefix", h.api.Redis.KeyPrefix+pipelinePrefix)
 	if err != nil {

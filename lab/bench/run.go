@@ -49,7 +49,8 @@ type Options struct {
 	// CompareConsumer is the same for bin/consumer, in the apply scenario.
 	CompareConsumer string
 	// Busy runs the scenarios without waiting for other people's tests to
-	// end (the scale-out runs, which state the load average instead).
+	// end: the scale-out runs, which state the load average instead, and
+	// smoke runs, whose figures mean nothing.
 	Busy bool
 
 	Reps     int
@@ -104,7 +105,7 @@ func Smoke() Options {
 	return Options{
 		Reps: 1, Dur: 1500 * time.Millisecond, Warm: 300 * time.Millisecond, Conns: 16, ValueLen: 100,
 		HitKeys: 100, MissPerRun: 20_000, ApplyN: 20_000, Apply1N: 300,
-		ListRows: 20_000, LagDur: 2 * time.Second, Smoke: true, Ports: DefaultPorts,
+		ListRows: 20_000, LagDur: 2 * time.Second, Smoke: true, Busy: true, Ports: DefaultPorts,
 	}
 }
 
@@ -155,7 +156,7 @@ func Run(ctx context.Context, o Options) (err error) {
 	if err != nil {
 		return err
 	}
-	if err := WaitQuiet(ctx); err != nil {
+	if err := h.waitQuiet(ctx); err != nil {
 		return err
 	}
 	closeRun, err := h.open(ctx, "kvbench-")
@@ -257,7 +258,7 @@ func (h *harness) runSteps(ctx context.Context) error {
 		if len(h.o.Only) > 0 && !slices.Contains(h.o.Only, s.id) {
 			continue
 		}
-		if err := WaitQuiet(ctx); err != nil {
+		if err := h.waitQuiet(ctx); err != nil {
 			return err
 		}
 		Log("== %s", s.name)
@@ -306,8 +307,12 @@ func (h *harness) write() error {
 // report.
 func notesPath(root string) string { return filepath.Join(root, "lab", "bench", "NOTES.md") }
 
+// connect opens the harness's own connections, as the stack's
+// administrator (DATABASE_URL, RABBITMQ_URL, the stack's Redis client): it
+// makes and drops a scratch schema and queue, vacuums kv_store and deletes
+// its rows, which the app's least-privileged users may not.
 func (h *harness) connect(ctx context.Context) error {
-	pc, err := pgxpool.ParseConfig(h.api.Postgres.URL)
+	pc, err := pgxpool.ParseConfig(h.stack.s.Get("DATABASE_URL"))
 	if err != nil {
 		return err
 	}
@@ -327,7 +332,7 @@ func (h *harness) connect(ctx context.Context) error {
 	if err := h.rdb.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("redis %s: %w", h.api.Redis.Addr, err)
 	}
-	if h.pub, err = newRawPublisher(h.api.RabbitMQ.URLs()[0]); err != nil {
+	if h.pub, err = newRawPublisher(h.stack.s.Get("RABBITMQ_URL"), h.stack.s.Get("RABBITMQ_TLS_CA_FILE")); err != nil {
 		return err
 	}
 	return nil

@@ -62,7 +62,9 @@ func singleExporters(s *Settings) []Exporter {
 }
 
 // Command is the command line and environment that run the exporter, with
-// the Debian packages' programs (lab/scripts/services.sh installs them); root
+// the Debian packages' programs (lab/scripts/services.sh installs them:
+// Debian 12's releases, older than the images compose and the chart run,
+// deploy/k8s/VERSIONS.md); root
 // is the repository, which holds mtail's program and the PostgreSQL
 // exporter's queries. Each only reads what it watches.
 func (e Exporter) Command(root string) (argv []string, env map[string]string) {
@@ -74,11 +76,13 @@ func (e Exporter) Command(root string) (argv []string, env map[string]string) {
 		return []string{"mtail", "-progs", filepath.Join(root, MtailProgs), "-logs", e.Target,
 			"-address", host, "-port", port, "-logtostderr", "-emit_prog_label=false"}, nil
 	case NginxExporter:
-		// It exits when stub_status does not answer as it starts: it
-		// retries for a minute, so that a restart of both rides out
-		// nginx's.
-		return []string{"prometheus-nginx-exporter", "-nginx.scrape-uri", e.Target, "-web.listen-address", e.Listen,
-			"-nginx.retries", "30", "-nginx.retry-interval", "2s"}, nil
+		// Debian 12's 0.11 exits when stub_status does not answer as it
+		// starts: it retries for a minute, so that a restart of both rides
+		// out nginx's. Flags as --name=value, which both its Go flags and
+		// the 1.x images' kingpin read (compose runs 1.x without the
+		// retries, which 1.x no longer has: deploy/composetest).
+		return []string{"prometheus-nginx-exporter", "--nginx.scrape-uri=" + e.Target, "--web.listen-address=" + e.Listen,
+			"--nginx.retries=30", "--nginx.retry-interval=2s"}, nil
 	case PostgresExporter:
 		// The DSN goes in the environment, where the exporter reads it:
 		// never on a command line that ps shows.

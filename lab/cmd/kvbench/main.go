@@ -132,7 +132,7 @@ func pipeline(ctx context.Context, args []string) error {
 	rc := cfg.Redis
 	rc.KeyPrefix = *prefix
 	err = bench.RunPipeline(ctx, bench.Pipeline{
-		Addr: *addr, AMQPURL: cfg.RabbitMQ.URLs()[0], Queue: *queue, Prefetch: *prefetch, Batch: *batch, Wait: *wait,
+		Addr: *addr, AMQPURL: cfg.RabbitMQ.URLs()[0], AMQPCAFile: cfg.RabbitMQ.TLSCAFile, Queue: *queue, Prefetch: *prefetch, Batch: *batch, Wait: *wait,
 		DatabaseURL: cfg.Postgres.URL, Table: *table, Redis: rc, Channel: "kvbench_pipeline",
 	})
 	if ctx.Err() != nil {
