@@ -3,14 +3,16 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kvstack/kvstack/lab/native/engines"
 )
 
 // jaegerTrace is the part of Jaeger's /api/traces/{id} answer the tests read.
@@ -127,13 +129,20 @@ func requireJaegerTrace(t *testing.T, h *harness, traceID string, wants ...wantS
 	return tr
 }
 
-// evict drops key from the stack's Redis cache, as an expiry would.
+// evict drops key from the stack's Redis cache, as an expiry would, with
+// the stack's checks' client (engines.RedisClient: over TLS, with the
+// default user's password, on the stack's own engines).
 func (h *harness) evict(t *testing.T, key string) {
 	t.Helper()
-	out, err := exec.Command("redis-cli", "-h", h.host(), "-p", h.vars["REDIS_PORT"],
-		"DEL", envOr("REDIS_KEY_PREFIX", "kv:")+key).CombinedOutput()
-	if err != nil || strings.TrimSpace(string(out)) != "1" {
-		t.Fatalf("redis-cli DEL %s: %v %s (want 1 key removed)", key, err, out)
+	rdb, err := engines.RedisClient(h.s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if n, err := rdb.Del(ctx, h.s.RedisKeyPrefix()+key).Result(); err != nil || n != 1 {
+		t.Fatalf("Redis DEL %s: %d, %v (want 1 key removed)", key, n, err)
 	}
 }
 
