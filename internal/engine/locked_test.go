@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,6 +16,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/kvstack/kvstack/internal/engine"
+	"github.com/kvstack/kvstack/internal/engine/enginetest"
 	"github.com/kvstack/kvstack/internal/supervisor"
 )
 
@@ -86,7 +86,7 @@ func TestLockedEngines(t *testing.T) {
 		if err == nil {
 			conn.Close(ctx)
 		}
-		checkRefusal(t, "the superuser's old password", err, "password authentication failed")
+		enginetest.CheckRefusal(t, "the superuser's old password", err, "password authentication failed")
 	})
 
 	t.Run("redis", func(t *testing.T) {
@@ -96,7 +96,7 @@ func TestLockedEngines(t *testing.T) {
 		if err := rdb.Set(ctx, "kv:k", "v", 0).Err(); err != nil {
 			t.Errorf("the app's user over verified TLS: %v", err)
 		}
-		checkRefusal(t, "the app's user outside its keys", rdb.Set(ctx, "other", "v", 0).Err(), "NOPERM")
+		enginetest.CheckRefusal(t, "the app's user outside its keys", rdb.Set(ctx, "other", "v", 0).Err(), "NOPERM")
 	})
 
 	t.Run("rabbitmq", func(t *testing.T) {
@@ -136,7 +136,7 @@ func checkPostgresLocked(t *testing.T, ctx context.Context, host, ca, user, pass
 				t.Errorf("%s: accepted without TLS", c.name)
 			}
 		}
-		checkRefusal(t, host+": "+c.name, err, c.refusal)
+		enginetest.CheckRefusal(t, host+": "+c.name, err, c.refusal)
 	}
 }
 
@@ -161,7 +161,7 @@ func checkRedisLocked(t *testing.T, ctx context.Context, addr string, certs *eng
 		{"TLS, the system's CAs", supervisor.RedisProbe{Addr: addr, TLS: &tls.Config{}, Password: password}, "certificate"},
 		{"verified TLS, the password", supervisor.RedisProbe{Addr: addr, TLS: verified, Password: password}, ""},
 	} {
-		checkRefusal(t, addr+": "+c.name, c.probe.Check(ctx), c.refusal)
+		enginetest.CheckRefusal(t, addr+": "+c.name, c.probe.Check(ctx), c.refusal)
 	}
 	return verified
 }
@@ -196,31 +196,8 @@ func checkRabbitMQLocked(t *testing.T, host string, certs *engine.TLS, user, pas
 		if err == nil {
 			conn.Close()
 		}
-		checkRefusal(t, host+": "+c.name, err, c.refusal)
+		enginetest.CheckRefusal(t, host+": "+c.name, err, c.refusal)
 	}
-}
-
-// checkRefusal wants err to name refusal (one of its |-separated
-// alternatives), or nil when refusal is empty.
-func checkRefusal(t *testing.T, what string, err error, refusal string) {
-	t.Helper()
-	switch {
-	case refusal == "" && err != nil:
-		t.Errorf("%s: refused, want accepted: %v", what, err)
-	case refusal != "" && err == nil:
-		t.Errorf("%s: accepted, want refused (%s)", what, refusal)
-	case refusal != "" && !slices.ContainsFunc(strings.Split(refusal, "|"), func(r string) bool { return strings.Contains(err.Error(), r) }):
-		t.Errorf("%s: refused with %v, want %q", what, err, refusal)
-	default:
-		t.Logf("%s: %v", what, orAccepted(err))
-	}
-}
-
-func orAccepted(err error) any {
-	if err == nil {
-		return "accepted"
-	}
-	return err
 }
 
 func mustPort(t *testing.T) int {
@@ -343,7 +320,7 @@ func TestLockedClusters(t *testing.T) {
 		}
 		repl := goredis.NewClient(&goredis.Options{Addr: rc.Addrs()[0], Username: "replication", Password: "repl-pw", TLSConfig: verified, MaxRetries: -1})
 		defer repl.Close()
-		checkRefusal(t, "the replication user reading a key", repl.Get(ctx, "kv:k").Err(), "NOPERM")
+		enginetest.CheckRefusal(t, "the replication user reading a key", repl.Get(ctx, "kv:k").Err(), "NOPERM")
 		app := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: rc.Addrs(), Username: "app", Password: "app-pw", TLSConfig: verified, MaxRetries: -1})
 		defer app.Close()
 		if err := app.Set(ctx, "kv:k", "v", 0).Err(); err != nil {
@@ -463,7 +440,7 @@ func checkEtcdLocked(t *testing.T, ctx context.Context, e *engine.Etcd) {
 		{"TLS, no client certificate", supervisor.HTTPProbe{Addr: e.Addr(), Path: "/health", TLS: noCert}, "certificate|bad|tls"},
 		{"TLS, a client certificate of its CA", supervisor.HTTPProbe{Addr: e.Addr(), Path: "/health", TLS: withCert}, ""},
 	} {
-		checkRefusal(t, "etcd "+e.Addr()+": "+c.name, c.probe.Check(ctx), c.refusal)
+		enginetest.CheckRefusal(t, "etcd "+e.Addr()+": "+c.name, c.probe.Check(ctx), c.refusal)
 	}
 }
 

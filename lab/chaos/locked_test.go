@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"testing"
 	"time"
@@ -16,6 +15,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/kvstack/kvstack/internal/engine"
+	"github.com/kvstack/kvstack/internal/engine/enginetest"
 	"github.com/kvstack/kvstack/lab/native"
 	"github.com/kvstack/kvstack/lab/native/engines"
 )
@@ -103,7 +103,7 @@ func TestCampaignEnginesLocked(t *testing.T) {
 					t.Errorf("%s: accepted without TLS", c.name)
 				}
 			}
-			checkRefusal(t, c.name, err, c.refusal)
+			enginetest.CheckRefusal(t, c.name, err, c.refusal)
 		}
 	})
 
@@ -115,15 +115,15 @@ func TestCampaignEnginesLocked(t *testing.T) {
 			defer c.Close()
 			return c.Ping(ctx).Err()
 		}
-		checkRefusal(t, "plain text", ping(&goredis.Options{Password: s.Secret("REDIS_DEFAULT")}), "EOF|connection reset")
-		checkRefusal(t, "TLS, no password", ping(&goredis.Options{TLSConfig: ca.Clone()}), "NOAUTH")
-		checkRefusal(t, "the app's user", ping(&goredis.Options{TLSConfig: ca.Clone(), Username: s.Get("REDIS_USERNAME"), Password: s.Get("REDIS_PASSWORD")}), "")
+		enginetest.CheckRefusal(t, "plain text", ping(&goredis.Options{Password: s.Secret("REDIS_DEFAULT")}), "EOF|connection reset")
+		enginetest.CheckRefusal(t, "TLS, no password", ping(&goredis.Options{TLSConfig: ca.Clone()}), "NOAUTH")
+		enginetest.CheckRefusal(t, "the app's user", ping(&goredis.Options{TLSConfig: ca.Clone(), Username: s.Get("REDIS_USERNAME"), Password: s.Get("REDIS_PASSWORD")}), "")
 		rdb, err := engines.RedisClient(s) // the campaign's checks' client
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer rdb.Close()
-		checkRefusal(t, "the campaign's checks' client", rdb.Ping(ctx).Err(), "")
+		enginetest.CheckRefusal(t, "the campaign's checks' client", rdb.Ping(ctx).Err(), "")
 	})
 
 	t.Run("rabbitmq", func(t *testing.T) {
@@ -142,26 +142,12 @@ func TestCampaignEnginesLocked(t *testing.T) {
 			}
 			return err
 		}
-		checkRefusal(t, "plain text", dial(fmt.Sprintf("amqp://%s:%s@%s/", admin.User, admin.Password, host), nil), "EOF|connection reset|refused|frame")
-		checkRefusal(t, "TLS, guest", dial("amqps://guest:guest@"+host+"/", ca.Clone()), "username or password not allowed")
-		checkRefusal(t, "TLS, the API's user without its password", dial(fmt.Sprintf("amqps://%s:x@%s/", api.User, host), ca.Clone()), "username or password not allowed")
-		checkRefusal(t, "RABBITMQ_URL", dial(s.Get("RABBITMQ_URL"), ca.Clone()), "")
-		checkRefusal(t, "KV_API_RABBITMQ_URL", dial(s.Get("KV_API_RABBITMQ_URL"), ca.Clone()), "")
+		enginetest.CheckRefusal(t, "plain text", dial(fmt.Sprintf("amqp://%s:%s@%s/", admin.User, admin.Password, host), nil), "EOF|connection reset|refused|frame")
+		enginetest.CheckRefusal(t, "TLS, guest", dial("amqps://guest:guest@"+host+"/", ca.Clone()), "username or password not allowed")
+		enginetest.CheckRefusal(t, "TLS, the API's user without its password", dial(fmt.Sprintf("amqps://%s:x@%s/", api.User, host), ca.Clone()), "username or password not allowed")
+		enginetest.CheckRefusal(t, "RABBITMQ_URL", dial(s.Get("RABBITMQ_URL"), ca.Clone()), "")
+		enginetest.CheckRefusal(t, "KV_API_RABBITMQ_URL", dial(s.Get("KV_API_RABBITMQ_URL"), ca.Clone()), "")
 	})
-}
-
-// checkRefusal: err matches refusal (a regular expression), or is nil when
-// refusal is empty.
-func checkRefusal(t *testing.T, what string, err error, refusal string) {
-	t.Helper()
-	switch {
-	case refusal == "" && err != nil:
-		t.Errorf("%s: refused: %v", what, err)
-	case refusal != "" && err == nil:
-		t.Errorf("%s: accepted, want refused (%s)", what, refusal)
-	case refusal != "" && !regexp.MustCompile(refusal).MatchString(err.Error()):
-		t.Errorf("%s: refused with %q, want %q", what, err, refusal)
-	}
 }
 
 type testLog struct{ t *testing.T }

@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/kvstack/kvstack/internal/engine/enginetest"
 	"github.com/kvstack/kvstack/internal/supervisor"
 	"github.com/kvstack/kvstack/lab/native"
 	"github.com/kvstack/kvstack/lab/native/engines"
@@ -103,7 +104,7 @@ func TestEngineLinks(t *testing.T) {
 				{"TLS, the system's CAs", unverified.String(), "certificate"},
 			} {
 				_, err := pgSSL(c.url)
-				refusedWith(t, node+": "+c.name, err, c.refusal)
+				enginetest.CheckRefusal(t, node+": "+c.name, err, c.refusal)
 			}
 			if ssl, err := pgSSL(u.String()); err != nil || !ssl {
 				t.Errorf("%s: the app's role over verified TLS: encrypted %v, %v", node, ssl, err)
@@ -129,7 +130,7 @@ func TestEngineLinks(t *testing.T) {
 				{"TLS, a wrong password", supervisor.RedisProbe{Addr: addr, TLS: verified, Password: "wrong"}, "WRONGPASS"},
 				{"TLS, the system's CAs", supervisor.RedisProbe{Addr: addr, TLS: &tls.Config{}}, "certificate"},
 			} {
-				refusedWith(t, addr+": "+c.name, c.probe.Check(ctx), c.refusal)
+				enginetest.CheckRefusal(t, addr+": "+c.name, c.probe.Check(ctx), c.refusal)
 			}
 			rdb := goredis.NewClient(&goredis.Options{Addr: addr, Username: env.s.Get("REDIS_USERNAME"), Password: env.s.Get("REDIS_PASSWORD"),
 				TLSConfig: verified, MaxRetries: -1})
@@ -165,7 +166,7 @@ func TestEngineLinks(t *testing.T) {
 				if err == nil {
 					conn.Close()
 				}
-				refusedWith(t, u.Host+": "+c.name, err, c.refusal)
+				enginetest.CheckRefusal(t, u.Host+": "+c.name, err, c.refusal)
 			}
 			conn, err := env.dialAMQP(api)
 			if err != nil {
@@ -185,22 +186,6 @@ func pgNodes(s *native.Settings) []string {
 	}
 	hosts, _, _ := strings.Cut(rest, "/")
 	return strings.Split(hosts, ",")
-}
-
-// refusedWith wants err to name one of refusal's |-separated alternatives.
-func refusedWith(t *testing.T, what string, err error, refusal string) {
-	t.Helper()
-	if err == nil {
-		t.Errorf("%s: accepted, want refused (%s)", what, refusal)
-		return
-	}
-	for _, r := range strings.Split(refusal, "|") {
-		if strings.Contains(err.Error(), r) {
-			t.Logf("%s: refused: %v", what, err)
-			return
-		}
-	}
-	t.Errorf("%s: refused with %v, want %q", what, err, refusal)
 }
 
 // Every process of the stack runs unprivileged, in the kernel's view of
