@@ -94,6 +94,7 @@ func TestPatroniFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts etcd and two Patroni nodes; not run with -short (make test runs it)")
 	}
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	started := time.Now()

@@ -22,6 +22,7 @@ func TestPatroniRestoresToAPointInTime(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts etcd and two Patroni nodes and runs pgBackRest; not run with -short (make test runs it)")
 	}
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
 	var repo *engine.PgBackRest

@@ -19,6 +19,7 @@ func TestRedisCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts six redis-server; not run with -short (make test runs it)")
 	}
+	t.Parallel()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	ports, err := engine.FreePorts(6)
