@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"net/http"
 	"net/url"
 	"os"
 	"os/user"
@@ -20,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/kvstack/kvstack/internal/engine"
+	"github.com/kvstack/kvstack/internal/engine/enginetest"
 	"github.com/kvstack/kvstack/internal/postgres"
 	"github.com/kvstack/kvstack/internal/supervisor"
 	"github.com/kvstack/kvstack/lab/compose"
@@ -338,39 +338,18 @@ func checkHAPatroni(t *testing.T, tr tree) []string {
 	return append(append(problems, cl.checkRoles(t, tr)...), cl.checkREST(t, tr)...)
 }
 
-// checkREST: each node's Patroni REST API refuses its unsafe endpoints (a
-// switchover, a restart, a change of the DCS configuration) without the
-// password compose gives it (PATRONI_RESTAPI_USERNAME and _PASSWORD), and
-// takes a reload with it.
+// checkREST: each node's Patroni REST API refuses its unsafe endpoints
+// without the password compose gives it (PATRONI_RESTAPI_USERNAME and
+// _PASSWORD) and takes a reload with it (enginetest's check, the one of
+// internal/engine's locked HA engines).
 func (cl *patroniCluster) checkREST(t *testing.T, tr tree) []string {
 	var problems []string
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for _, n := range cl.pc.Nodes {
 		s := service(t, tr.project(t), n.Name)
-		user, password := env(s, "PATRONI_RESTAPI_USERNAME"), env(s, "PATRONI_RESTAPI_PASSWORD")
-		do := func(method, path, body, user, password string) (int, error) {
-			req, err := http.NewRequestWithContext(ctx, method, "http://"+n.RestAddr()+path, strings.NewReader(body))
-			if err != nil {
-				return 0, err
-			}
-			if user != "" {
-				req.SetBasicAuth(user, password)
-			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				return 0, err
-			}
-			resp.Body.Close()
-			return resp.StatusCode, nil
-		}
-		for _, c := range [][3]string{{"POST", "/switchover", `{"leader":"postgres1"}`}, {"POST", "/restart", `{}`}, {"PATCH", "/config", `{"ttl":30}`}} {
-			if code, err := do(c[0], c[1], c[2], "", ""); err != nil || code != http.StatusUnauthorized {
-				problems = append(problems, fmt.Sprintf("%s's Patroni REST API: %s %s without a password answered %d (%v), want 401", n.Name, c[0], c[1], code, err))
-			}
-		}
-		if code, err := do("POST", "/reload", "", user, password); err != nil || code != http.StatusAccepted {
-			problems = append(problems, fmt.Sprintf("%s's Patroni REST API: POST /reload with PATRONI_RESTAPI_PASSWORD answered %d (%v), want 202", n.Name, code, err))
+		for _, p := range enginetest.PatroniRESTProblems(ctx, n.RestAddr(), env(s, "PATRONI_RESTAPI_USERNAME"), env(s, "PATRONI_RESTAPI_PASSWORD")) {
+			problems = append(problems, n.Name+"'s "+p)
 		}
 	}
 	return problems
@@ -522,7 +501,7 @@ func TestHAPatroniCatches(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			catches(t, checkHAPatroni, haFile, tt.file, tt.old, tt.new, tt.want)
+					catches(t, checkHAPatroni, haFile, tt.file, tt.old, tt.new, tt.want)
 		})
 	}
 }

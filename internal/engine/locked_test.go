@@ -3,11 +3,9 @@ package engine_test
 import (
 	"context"
 	"crypto/tls"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -301,7 +299,9 @@ func TestLockedClusters(t *testing.T) {
 		}
 		// Patroni's REST API: what changes the cluster wants the password.
 		for _, n := range pc.Nodes {
-			checkPatroniRESTLocked(t, ctx, n.RestAddr(), engine.RestUser, "rest-pw")
+			for _, p := range enginetest.PatroniRESTProblems(ctx, n.RestAddr(), engine.RestUser, "rest-pw") {
+				t.Error(p)
+			}
 		}
 		if err := pc.Synchronous(ctx); err != nil {
 			t.Errorf("after the refused requests: %v", err)
@@ -369,54 +369,6 @@ func waitFor(ctx context.Context, timeout time.Duration, check func(context.Cont
 			return err
 		}
 		time.Sleep(200 * time.Millisecond)
-	}
-}
-
-// checkPatroniRESTLocked: the Patroni REST API at addr refuses (401) its
-// unsafe endpoints (a switchover, a failover, a restart, a
-// reinitialisation, a reload, a change of the DCS configuration) without
-// the basic auth of user and password, or with a wrong password, and takes
-// a reload with it; its GETs (health checks, monitoring) stay open.
-func checkPatroniRESTLocked(t *testing.T, ctx context.Context, addr, user, password string) {
-	t.Helper()
-	do := func(method, path, body, user, password string) (int, error) {
-		req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, strings.NewReader(body))
-		if err != nil {
-			return 0, err
-		}
-		req.Header.Set("Content-Type", "application/json")
-		if user != "" {
-			req.SetBasicAuth(user, password)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return 0, err
-		}
-		resp.Body.Close()
-		return resp.StatusCode, nil
-	}
-	for _, c := range []struct{ method, path, body string }{
-		{"POST", "/switchover", `{"leader":"pg1"}`},
-		{"POST", "/failover", `{"candidate":"pg2"}`},
-		{"POST", "/restart", `{}`},
-		{"POST", "/reinitialize", `{}`},
-		{"POST", "/reload", ``},
-		{"PATCH", "/config", `{"ttl":30}`},
-		{"PUT", "/config", `{}`},
-		{"DELETE", "/switchover", ``},
-	} {
-		for _, who := range []struct{ name, user, password string }{{"no password", "", ""}, {"a wrong password", user, "nope"}} {
-			code, err := do(c.method, c.path, c.body, who.user, who.password)
-			if err != nil || code != http.StatusUnauthorized {
-				t.Errorf("%s %s %s with %s: %d (%v), want 401", addr, c.method, c.path, who.name, code, err)
-			}
-		}
-	}
-	if code, err := do("POST", "/reload", "", user, password); err != nil || code != http.StatusAccepted {
-		t.Errorf("%s POST /reload with the password: %d (%v), want 202", addr, code, err)
-	}
-	if code, err := do("GET", "/health", "", "", ""); err != nil || code != http.StatusOK {
-		t.Errorf("%s GET /health without a password: %d (%v), want 200", addr, code, err)
 	}
 }
 
