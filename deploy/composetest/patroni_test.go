@@ -286,13 +286,18 @@ func startHAPostgres(t *testing.T, tr tree) (*patroniCluster, []string) {
 		return nil, append(problems, fmt.Sprintf("the HA file's etcd and Patroni do not start: %v\n%s", err, cl.logs()))
 	}
 	// Patroni's /health answers once PostgreSQL runs; the standby's copy
-	// and stream follow within seconds.
+	// and stream follow within seconds. Without synchronous_mode in the
+	// dynamic configuration none ever comes: that is known as soon as the
+	// leader has written it, rather than after the whole wait.
 	sctx, scancel := context.WithTimeout(ctx, 90*time.Second)
 	defer scancel()
 	for {
 		err := cl.pc.Synchronous(sctx)
 		if err == nil {
 			break
+		}
+		if on, cerr := cl.pc.SynchronousMode(sctx); cerr == nil && !on {
+			return cl, append(problems, fmt.Sprintf("no leader with a synchronous standby: synchronous_mode is off in Patroni's dynamic configuration (GET /config), so no standby becomes synchronous (%v)\n%s", err, cl.logs()))
 		}
 		if sctx.Err() != nil {
 			return cl, append(problems, fmt.Sprintf("no leader with a synchronous standby: %v\n%s", err, cl.logs()))
