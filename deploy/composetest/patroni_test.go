@@ -444,6 +444,7 @@ func (cl *patroniCluster) checkRoles(t *testing.T, tr tree) []string {
 // leader's node (Patroni and postgres killed, kept down) promotes the
 // standby, which the services' URL then reaches.
 func TestHAPatroni(t *testing.T) {
+	t.Parallel()
 	started := time.Now()
 	cl, problems := startHAPostgres(t, haTree)
 	for _, p := range problems {
@@ -492,6 +493,7 @@ func TestHAPatroniCatches(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots the HA file's etcd and Patroni once per case")
 	}
+	t.Parallel()
 	tests := []struct{ name, file, old, new, want string }{
 		{"a password over plain TCP", "deploy/compose-ha/patroni.yml",
 			"    - hostssl all all all scram-sha-256\n", "    - host all all all scram-sha-256\n", "plain text (sslmode=disable)"},
@@ -506,7 +508,8 @@ func TestHAPatroniCatches(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-					catches(t, checkHAPatroni, haFile, tt.file, tt.old, tt.new, tt.want)
+			t.Parallel()
+			catches(t, checkHAPatroni, haFile, tt.file, tt.old, tt.new, tt.want)
 		})
 	}
 }
