@@ -274,7 +274,7 @@ func startHAPostgres(t *testing.T, tr tree) (*patroniCluster, []string) {
 	for _, n := range cnodes {
 		engines = append(engines, n)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), engine.AllowForLoad(4*time.Minute))
 	defer cancel()
 	cl.private, err = engine.Start(ctx, dir, cl.log, engines...)
 	t.Cleanup(func() {
@@ -458,7 +458,7 @@ func TestHAPatroni(t *testing.T) {
 		t.Error(p)
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), engine.AllowForLoad(3*time.Minute))
 	defer cancel()
 	primary, err := cl.pc.Primary(ctx)
 	if err != nil {

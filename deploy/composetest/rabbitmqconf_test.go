@@ -110,7 +110,7 @@ func checkRabbitMQConfBoots(t *testing.T, tr tree, svc string) []string {
 	node := &composeRabbitMQ{RabbitMQ: &engine.RabbitMQ{Name: "rabbitmq", Node: "kvcompose" + strconv.Itoa(tlsPort) + "@localhost",
 		Port: tlsPort, DistPort: distPort, MetricsPort: metricsPort, Dir: filepath.Join(dir, "rabbitmq"), Log: filepath.Join(t.TempDir(), "rabbitmq.log")},
 		conf: text, files: files}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), engine.AllowForLoad(3*time.Minute))
 	defer cancel()
 	private, err := engine.Start(ctx, dir, &strings.Builder{}, node)
 	if private != nil {

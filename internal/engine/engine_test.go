@@ -22,7 +22,7 @@ func TestPrivateInstancesLifecycle(t *testing.T) {
 		t.Skip("starts PostgreSQL, Redis and RabbitMQ; not run with -short (make test runs it)")
 	}
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), engine.AllowForLoad(5*time.Minute))
 	defer cancel()
 	ports, err := engine.FreePorts(6)
 	if err != nil {

@@ -30,7 +30,7 @@ func TestLockedEngines(t *testing.T) {
 		t.Skip("starts PostgreSQL, Redis and RabbitMQ; not run with -short (make test runs it)")
 	}
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), engine.AllowForLoad(5*time.Minute))
 	defer cancel()
 	ports, err := engine.FreePorts(4)
 	if err != nil {
@@ -223,7 +223,7 @@ func TestLockedClusters(t *testing.T) {
 		t.Skip("starts etcd, two Patroni nodes, six redis-server and two RabbitMQ nodes; not run with -short (make test runs it)")
 	}
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), engine.AllowForLoad(8*time.Minute))
 	defer cancel()
 	ports, err := engine.FreePorts(2 + 4 + 12 + 2*engine.PortsPerNode)
 	if err != nil {

@@ -95,7 +95,7 @@ func TestPatroniFailover(t *testing.T) {
 		t.Skip("starts etcd and two Patroni nodes; not run with -short (make test runs it)")
 	}
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), engine.AllowForLoad(5*time.Minute))
 	defer cancel()
 	started := time.Now()
 	pc, p := startPatroni(ctx, t, "kvengine-patroni-", nil)

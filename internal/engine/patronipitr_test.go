@@ -23,7 +23,7 @@ func TestPatroniRestoresToAPointInTime(t *testing.T) {
 		t.Skip("starts etcd and two Patroni nodes and runs pgBackRest; not run with -short (make test runs it)")
 	}
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), engine.AllowForLoad(12*time.Minute))
 	defer cancel()
 	var repo *engine.PgBackRest
 	pc, p := startPatroni(ctx, t, "kvengine-patroni-pitr-", func(dir string, pc *engine.Patroni) {

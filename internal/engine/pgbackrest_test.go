@@ -20,7 +20,7 @@ func TestPgBackRestRestoresToAPointInTime(t *testing.T) {
 		t.Skip("starts PostgreSQL and runs pgBackRest; not run with -short (make test runs it)")
 	}
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), engine.AllowForLoad(3*time.Minute))
 	defer cancel()
 	ports, err := engine.FreePorts(1)
 	if err != nil {

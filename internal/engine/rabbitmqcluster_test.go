@@ -46,7 +46,7 @@ func TestRabbitMQClusterForms(t *testing.T) {
 		t.Skip("starts three RabbitMQ nodes; not run with -short (make test runs it)")
 	}
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), engine.AllowForLoad(4*time.Minute))
 	defer cancel()
 	ports, err := engine.FreePorts(3 * engine.PortsPerNode)
 	if err != nil {

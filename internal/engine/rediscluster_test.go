@@ -20,7 +20,7 @@ func TestRedisCluster(t *testing.T) {
 		t.Skip("starts six redis-server; not run with -short (make test runs it)")
 	}
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), engine.AllowForLoad(3*time.Minute))
 	defer cancel()
 	ports, err := engine.FreePorts(6)
 	if err != nil {

@@ -35,6 +35,14 @@ func StartTimeout() time.Duration {
 	return stretch(BaseStartTimeout, loadPerCore())
 }
 
+// AllowForLoad is a test's bound d (set for a quiet machine) plus however
+// much StartTimeout is stretched beyond BaseStartTimeout now: a test
+// whose context ends before its engines' start bound would still fail on
+// a loaded machine.
+func AllowForLoad(d time.Duration) time.Duration {
+	return d + StartTimeout() - BaseStartTimeout
+}
+
 // stretch is base times load when load is above 1, at most
 // MaxStartTimeout (and never below base).
 func stretch(base time.Duration, load float64) time.Duration {

@@ -35,3 +35,11 @@ func TestStartTimeoutFromTheEnvironment(t *testing.T) {
 		t.Errorf("StartTimeout() = %s, want between %s and %s", got, BaseStartTimeout, MaxStartTimeout)
 	}
 }
+
+// A test's bound grows by as much as the start bound is stretched.
+func TestAllowForLoad(t *testing.T) {
+	t.Setenv("START_TIMEOUT", "300")
+	if got := AllowForLoad(4 * time.Minute); got != 7*time.Minute {
+		t.Errorf("AllowForLoad(4m) with START_TIMEOUT=300 = %s, want 7m", got)
+	}
+}
