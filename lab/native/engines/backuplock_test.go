@@ -32,7 +32,8 @@ func TestBackupWaitsForTheStanzaLock(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts PostgreSQL and runs pgBackRest; not run with -short (make test runs it)")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	// Four backups: about 30 s on a quiet machine, over 3 min at a load of 45.
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	ports, err := engine.FreePorts(1)
 	if err != nil {
