@@ -438,7 +438,7 @@ func (h *harness) describe(ctx context.Context) {
 
 	set := func(k, v string) { r.Settings = append(r.Settings, [2]string{k, v}) }
 	o := h.o
-	set("repetitions", fmt.Sprintf("%d per scenario, every system of a scenario in turn; %s per timed run after a %s warm-up", o.Reps, o.Dur, o.Warm))
+	set("repetitions", fmt.Sprintf("%d per scenario, every system of a scenario in turn, forward in odd repetitions and backward in even ones (no system always runs before another); %s per timed run after a %s warm-up", o.Reps, o.Dur, o.Warm))
 	set("load generator", fmt.Sprintf("Go, closed loop, %d connections (one per client, each from its own 127.0.0.x source address: the edge's per-client rate limit of %s burst %s applies to each), HTTP/1.1 keep-alive, target 127.0.0.1 only", o.Conns, h.stack.s.Get("NGINX_RATE_LIMIT"), h.stack.s.Get("NGINX_RATE_BURST")))
 	set("values", fmt.Sprintf("%d bytes", o.ValueLen))
 	set("engines", h.stack.engines())

@@ -215,9 +215,28 @@ func (h *harness) runSystem(ctx context.Context, s system, dur time.Duration, pr
 	return measured{res: res, perOp: perOp}, nil
 }
 
-// alternate warms each system up, then runs them in turn, Reps times, and
-// returns each one's runs by name; CPU goes into table, failed requests
-// into the section's notes.
+// runOrder is the order in which repetition rep (from 0) runs n systems:
+// forward in even repetitions, backward in odd ones, so that no system
+// always runs before another. Whatever a run leaves to the next (a
+// broker or Jaeger still catching up, the host's load drifting over the
+// repetition) then falls on each side of a comparison in turn and
+// cancels in the medians, instead of always on the same side (the "auth
+// off" variant ran right after kvstack in every repetition of the
+// 7 December report).
+func runOrder(n, rep int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+		if rep%2 == 1 {
+			out[i] = n - 1 - i
+		}
+	}
+	return out
+}
+
+// alternate warms each system up, then runs them in turn, Reps times
+// (runOrder: forward, then backward), and returns each one's runs by
+// name; CPU goes into table, failed requests into the section's notes.
 func (h *harness) alternate(ctx context.Context, label string, sec *Section, table *CPUTable, systems []system) (map[string][]Result, error) {
 	for _, s := range systems {
 		s.run(ctx, h.o.Conns, h.o.Warm)
@@ -227,7 +246,8 @@ func (h *harness) alternate(ctx context.Context, label string, sec *Section, tab
 	}
 	out := map[string][]Result{}
 	for r := range h.o.Reps {
-		for _, s := range systems {
+		for _, i := range runOrder(len(systems), r) {
+			s := systems[i]
 			if err := h.waitQuiet(ctx); err != nil {
 				return out, err
 			}
