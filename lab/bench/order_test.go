@@ -35,3 +35,11 @@ func TestRunOrderPutsEveryPairBothWays(t *testing.T) {
 		}
 	}
 }
+
+func TestProfileName(t *testing.T) {
+	for col, want := range map[string]string{colFull: "100pct-sampling", colHarness: "as-shipped-run-by-the-harness", colAuthOff: "auth-off"} {
+		if got := profileName(col); got != want {
+			t.Errorf("profileName(%q) = %q, want %q", col, got, want)
+		}
+	}
+}
