@@ -181,9 +181,22 @@ func checkHAPostgres(t *testing.T, tr tree, p *types.Project, dataIn func(name, 
 	for _, e := range etcds {
 		s := service(t, p, e)
 		clients = append(clients, e+":2379")
-		peers = append(peers, e+"=http://"+e+":2380")
-		if env(s, "ETCD_NAME") != e || env(s, "ETCD_ADVERTISE_CLIENT_URLS") != "http://"+e+":2379" || env(s, "ETCD_INITIAL_ADVERTISE_PEER_URLS") != "http://"+e+":2380" {
-			bad("%s: ETCD_NAME, ETCD_ADVERTISE_CLIENT_URLS or ETCD_INITIAL_ADVERTISE_PEER_URLS do not name it", e)
+		peers = append(peers, e+"=https://"+e+":2380")
+		if env(s, "ETCD_NAME") != e || env(s, "ETCD_ADVERTISE_CLIENT_URLS") != "https://"+e+":2379" || env(s, "ETCD_INITIAL_ADVERTISE_PEER_URLS") != "https://"+e+":2380" {
+			bad("%s: ETCD_NAME, ETCD_ADVERTISE_CLIENT_URLS or ETCD_INITIAL_ADVERTISE_PEER_URLS do not name it over https", e)
+		}
+		// TLS alone on both ports, a certificate of the CA asked of every
+		// client and peer: the files engine-files.sh copies.
+		for k, want := range map[string]string{
+			"ETCD_LISTEN_CLIENT_URLS": "https://0.0.0.0:2379", "ETCD_LISTEN_PEER_URLS": "https://0.0.0.0:2380",
+			"ETCD_CERT_FILE": "/run/kvstack/server.pem", "ETCD_KEY_FILE": "/run/kvstack/server-key.pem",
+			"ETCD_TRUSTED_CA_FILE": "/run/kvstack/ca.pem", "ETCD_CLIENT_CERT_AUTH": "true",
+			"ETCD_PEER_CERT_FILE": "/run/kvstack/server.pem", "ETCD_PEER_KEY_FILE": "/run/kvstack/server-key.pem",
+			"ETCD_PEER_TRUSTED_CA_FILE": "/run/kvstack/ca.pem", "ETCD_PEER_CLIENT_CERT_AUTH": "true",
+		} {
+			if got := env(s, k); got != want {
+				bad("%s: %s = %q, want %q (TLS alone, client and peer certificates asked for)", e, k, got, want)
+			}
 		}
 		dataIn(e, "/var/lib/etcd")
 	}
@@ -209,8 +222,18 @@ func checkHAPostgres(t *testing.T, tr tree, p *types.Project, dataIn func(name, 
 		}
 		var conf struct {
 			Etcd3 struct {
-				Hosts string `yaml:"hosts"`
+				Hosts    string `yaml:"hosts"`
+				Protocol string `yaml:"protocol"`
+				CACert   string `yaml:"cacert"`
+				Cert     string `yaml:"cert"`
+				Key      string `yaml:"key"`
 			} `yaml:"etcd3"`
+			RestAPI struct {
+				CertFile     string `yaml:"certfile"`
+				KeyFile      string `yaml:"keyfile"`
+				CAFile       string `yaml:"cafile"`
+				VerifyClient string `yaml:"verify_client"`
+			} `yaml:"restapi"`
 			Bootstrap struct {
 				DCS struct {
 					Synchronous bool `yaml:"synchronous_mode"`
@@ -225,6 +248,12 @@ func checkHAPostgres(t *testing.T, tr tree, p *types.Project, dataIn func(name, 
 		}
 		if got := strings.Split(conf.Etcd3.Hosts, ","); !slices.Equal(got, clients) {
 			bad("%s: Patroni's etcd3 hosts %v, the members are %v", name, got, clients)
+		}
+		if e := conf.Etcd3; e.Protocol != "https" || e.CACert != "/run/kvstack/ca.pem" || e.Cert != "/run/kvstack/server.pem" || e.Key != "/run/kvstack/server-key.pem" {
+			bad("%s: Patroni's etcd3 %+v, want https verified against /run/kvstack/ca.pem, presenting the node's certificate", name, e)
+		}
+		if r := conf.RestAPI; r.CertFile != "/run/kvstack/server.pem" || r.KeyFile != "/run/kvstack/server-key.pem" || r.CAFile != "/run/kvstack/ca.pem" || r.VerifyClient != "optional" {
+			bad("%s: Patroni's restapi TLS %+v, want the node's certificate, the CA, verify_client optional", name, r)
 		}
 		if d := conf.Bootstrap.DCS; !d.Synchronous || d.TTL < 20 || d.LoopWait+2*d.Retry > d.TTL {
 			bad("%s: synchronous_mode %v, ttl %d, loop_wait %d, retry_timeout %d: want synchronous, ttl ≥ 20, loop_wait + 2 × retry_timeout ≤ ttl", name, d.Synchronous, d.TTL, d.LoopWait, d.Retry)
@@ -439,7 +468,15 @@ func TestHAChecksCatch(t *testing.T) {
 		{"an etcd member Patroni does not know", "engines clustered", "deploy/compose-ha/patroni.yml",
 			"hosts: etcd1:2379,etcd2:2379,etcd3:2379", "hosts: etcd1:2379,etcd2:2379", "Patroni's etcd3 hosts"},
 		{"an etcd member outside the cluster", "engines clustered", haFile,
-			"ETCD_INITIAL_CLUSTER: etcd1=http://etcd1:2380,etcd2=http://etcd2:2380,etcd3=http://etcd3:2380", "ETCD_INITIAL_CLUSTER: etcd1=http://etcd1:2380,etcd2=http://etcd2:2380", "ETCD_INITIAL_CLUSTER"},
+			"ETCD_INITIAL_CLUSTER: etcd1=https://etcd1:2380,etcd2=https://etcd2:2380,etcd3=https://etcd3:2380", "ETCD_INITIAL_CLUSTER: etcd1=https://etcd1:2380,etcd2=https://etcd2:2380", "ETCD_INITIAL_CLUSTER"},
+		{"etcd's peers in plain HTTP", "engines clustered", haFile,
+			"  ETCD_LISTEN_PEER_URLS: https://0.0.0.0:2380\n", "  ETCD_LISTEN_PEER_URLS: http://0.0.0.0:2380\n", "ETCD_LISTEN_PEER_URLS"},
+		{"etcd without client certificates", "engines clustered", haFile,
+			"  ETCD_CLIENT_CERT_AUTH: \"true\"\n", "", "ETCD_CLIENT_CERT_AUTH"},
+		{"Patroni's etcd3 in plain HTTP", "engines clustered", "deploy/compose-ha/patroni.yml",
+			"  protocol: https\n", "", "Patroni's etcd3"},
+		{"Patroni's REST API without TLS", "engines clustered", "deploy/compose-ha/patroni.yml",
+			"  certfile: /run/kvstack/server.pem\n", "", "Patroni's restapi TLS"},
 		{"a node named as the other", "engines clustered", haFile,
 			"PATRONI_NAME: postgres2", "PATRONI_NAME: postgres1", "PATRONI_NAME"},
 		{"a leader key that outlives its loop", "engines clustered", "deploy/compose-ha/patroni.yml",

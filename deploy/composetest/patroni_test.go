@@ -3,6 +3,7 @@ package composetest
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"fmt"
 	"maps"
 	"net/http"
@@ -39,24 +40,46 @@ type patroniCluster struct {
 	private *engine.Private
 	pc      *engine.Patroni
 	ca      string            // the CA file the services verify against
+	cert    tls.Certificate   // the nodes' certificate, a client's of the REST API
 	hosts   *strings.Replacer // compose's host:port → the private one's
 	log     *bytes.Buffer
 	logDir  string // each program's output (kept after Close removes the rest)
 }
 
-// composeEtcd is an etcd member of the HA file: its entrypoint and
-// environment, the addresses rewritten.
+// composeEtcd is an etcd member of the HA file: the program its
+// entrypoint runs after engine-files.sh, as the user it drops to, with
+// its environment, the addresses and /run/kvstack rewritten; the files
+// engine-files.sh copies are in dir/run, its user's.
 type composeEtcd struct {
 	name, user, dir, client, log string
 	command                      []string
 	env                          map[string]string
+	files                        map[string][]byte // what /run/kvstack holds
+	tls                          *tls.Config       // its health check's: its certificate, the CA
 }
 
-func (e *composeEtcd) Init(context.Context) error { return mkdirOwned(e.dir, e.user) }
+func (e *composeEtcd) Init(context.Context) error {
+	if err := mkdirOwned(filepath.Join(e.dir, "run"), e.user); err != nil {
+		return err
+	}
+	if err := chownTo(e.dir, e.user); err != nil {
+		return err
+	}
+	for name, b := range e.files {
+		path := filepath.Join(e.dir, "run", name)
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			return err
+		}
+		if err := chownTo(path, e.user); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 func (e *composeEtcd) Program() supervisor.Program {
 	return supervisor.Program{Name: e.name, Command: e.command, Env: e.env, Dir: e.dir, User: e.user, Priority: 1,
-		Health: supervisor.HTTPProbe{Addr: e.client, Path: "/health"}, Addr: e.client, Log: e.log}
+		Health: supervisor.HTTPProbe{Addr: e.client, Path: "/health", TLS: e.tls}, Addr: e.client, Log: e.log}
 }
 
 // composeNode is a PostgreSQL node of the HA file: an engine.PatroniNode
@@ -180,11 +203,12 @@ func startHAPostgres(t *testing.T, tr tree) (*patroniCluster, []string) {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) }) // when engine.Start never ran
 	// Each node's TLS files as engine-files.sh copies them, the
-	// certificate also naming localhost (the test dials it).
+	// certificate also naming localhost and 127.0.0.1 (the test dials
+	// them).
 	g := makeGenerated(t, tr.composeFile())
 	certDir := t.TempDir()
 	if _, err := compose.EngineCert(g.caDir, filepath.Join(certDir, "server.pem"), filepath.Join(certDir, "server-key.pem"),
-		append(slices.Clone(compose.EngineHosts["postgres"]), "localhost"), time.Now()); err != nil {
+		append(slices.Clone(compose.EngineHosts["postgres"]), "localhost", "127.0.0.1"), time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	cl := &patroniCluster{hosts: hosts, log: &bytes.Buffer{}, ca: filepath.Join(dir, "ca.pem"), logDir: t.TempDir()}
@@ -195,23 +219,63 @@ func startHAPostgres(t *testing.T, tr tree) (*patroniCluster, []string) {
 	if err := os.WriteFile(cl.ca, caPEM, 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if cl.cert, err = tls.LoadX509KeyPair(filepath.Join(certDir, "server.pem"), filepath.Join(certDir, "server-key.pem")); err != nil {
+		t.Fatal(err)
+	}
 
+	// etcd's certificate, also naming 127.0.0.1 (where its peers and
+	// Patroni dial it here).
+	etcdCertDir := t.TempDir()
+	if _, err := compose.EngineCert(g.caDir, filepath.Join(etcdCertDir, "server.pem"), filepath.Join(etcdCertDir, "server-key.pem"),
+		append(slices.Clone(compose.EngineHosts["etcd"]), "localhost", "127.0.0.1"), time.Now()); err != nil {
+		t.Fatal(err)
+	}
 	var problems []string
 	var engines []engine.Engine
 	for _, name := range etcds {
 		s := service(t, p, name)
+		edir := filepath.Join(dir, name)
 		env := map[string]string{"PATH": os.Getenv("PATH")}
-		own := strings.NewReplacer(listen[name]...)
+		own := strings.NewReplacer(append(slices.Clone(listen[name]), "/run/kvstack/", filepath.Join(edir, "run")+"/")...)
 		for k, v := range s.Environment {
 			if v != nil {
 				env[k] = own.Replace(hosts.Replace(*v))
 			}
 		}
-		edir := filepath.Join(dir, name)
 		env["ETCD_DATA_DIR"] = filepath.Join(edir, "data")
 		client := hosts.Replace(name + ":2379")
-		engines = append(engines, &composeEtcd{name: name, user: s.User, dir: edir, client: client, command: s.Entrypoint, env: env,
-			log: filepath.Join(cl.logDir, name+".log")})
+		// engine-files.sh etcd gosu etcd COMMAND…: COMMAND as etcd, with
+		// the files it copies.
+		want := []string{"/bin/sh", repoInContainers + "/deploy/compose/engine-files.sh", "etcd", "gosu", "etcd"}
+		if len(s.Entrypoint) <= len(want) || !slices.Equal(s.Entrypoint[:len(want)], want) {
+			problems = append(problems, fmt.Sprintf("%s: entrypoint %v does not start with %v", name, s.Entrypoint, want))
+			continue
+		}
+		e := &composeEtcd{name: name, user: "etcd", dir: edir, client: client, command: s.Entrypoint[len(want):], env: env,
+			log: filepath.Join(cl.logDir, name+".log"), files: map[string][]byte{}}
+		for _, v := range s.Volumes {
+			base, ok := strings.CutPrefix(v.Target, "/kvstack/engine-in/")
+			if !ok || v.Type != types.VolumeTypeBind {
+				continue
+			}
+			b, err := os.ReadFile(g.hostPath(t, v.Source))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if base == "server.pem" || base == "server-key.pem" {
+				b, _ = os.ReadFile(filepath.Join(etcdCertDir, base))
+			}
+			e.files[base] = b
+		}
+		if e.tls, err = (&engine.TLS{CA: cl.ca}).ClientConfig(); err == nil {
+			var pair tls.Certificate
+			pair, err = tls.LoadX509KeyPair(filepath.Join(etcdCertDir, "server.pem"), filepath.Join(etcdCertDir, "server-key.pem"))
+			e.tls.Certificates = []tls.Certificate{pair}
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		engines = append(engines, e)
 	}
 	var pnodes []*engine.PatroniNode
 	var cnodes []*composeNode
@@ -269,8 +333,12 @@ func startHAPostgres(t *testing.T, tr tree) (*patroniCluster, []string) {
 		cnodes = append(cnodes, n)
 	}
 	// The cluster's REST checks (Members, Primary, Lose) are
-	// engine.Patroni's; its etcd is the HA file's members.
+	// engine.Patroni's, over TLS verified against the CA when patroni.yml
+	// gives the REST API a certificate; its etcd is the HA file's members.
 	cl.pc = engine.NewPatroni("kvstack", nil, pnodes...)
+	if strings.Contains(cnodes[0].conf, "\n  certfile: ") {
+		cl.pc.TLS = &engine.TLS{CA: cl.ca}
+	}
 	for _, n := range cnodes {
 		engines = append(engines, n)
 	}
@@ -338,39 +406,58 @@ func checkHAPatroni(t *testing.T, tr tree) []string {
 	return append(append(problems, cl.checkRoles(t, tr)...), cl.checkREST(t, tr)...)
 }
 
-// checkREST: each node's Patroni REST API refuses its unsafe endpoints (a
-// switchover, a restart, a change of the DCS configuration) without the
-// password compose gives it (PATRONI_RESTAPI_USERNAME and _PASSWORD), and
-// takes a reload with it.
+// checkREST: each node's Patroni REST API serves TLS alone (plain HTTP
+// refused) with a certificate of the stack's CA; its unsafe endpoints (a
+// switchover, a restart, a change of the DCS configuration) refuse a
+// client without a certificate of that CA (403), and one without the
+// password compose gives it (PATRONI_RESTAPI_USERNAME and _PASSWORD,
+// 401); with both, a reload is taken.
 func (cl *patroniCluster) checkREST(t *testing.T, tr tree) []string {
 	var problems []string
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	verified, err := (&engine.TLS{CA: cl.ca}).ClientConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	withCert := verified.Clone()
+	withCert.Certificates = []tls.Certificate{cl.cert}
 	for _, n := range cl.pc.Nodes {
 		s := service(t, tr.project(t), n.Name)
 		user, password := env(s, "PATRONI_RESTAPI_USERNAME"), env(s, "PATRONI_RESTAPI_PASSWORD")
-		do := func(method, path, body, user, password string) (int, error) {
-			req, err := http.NewRequestWithContext(ctx, method, "http://"+n.RestAddr()+path, strings.NewReader(body))
+		do := func(cfg *tls.Config, method, path, body, user, password string) (int, error) {
+			scheme := "https://"
+			if cfg == nil {
+				scheme = "http://"
+			}
+			req, err := http.NewRequestWithContext(ctx, method, scheme+n.RestAddr()+path, strings.NewReader(body))
 			if err != nil {
 				return 0, err
 			}
 			if user != "" {
 				req.SetBasicAuth(user, password)
 			}
-			resp, err := http.DefaultClient.Do(req)
+			client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}}
+			resp, err := client.Do(req)
 			if err != nil {
 				return 0, err
 			}
 			resp.Body.Close()
 			return resp.StatusCode, nil
 		}
+		if code, err := do(nil, "GET", "/health", "", "", ""); err == nil {
+			problems = append(problems, fmt.Sprintf("%s's Patroni REST API: GET /health over plain HTTP answered %d, want refused (TLS alone)", n.Name, code))
+		}
 		for _, c := range [][3]string{{"POST", "/switchover", `{"leader":"postgres1"}`}, {"POST", "/restart", `{}`}, {"PATCH", "/config", `{"ttl":30}`}} {
-			if code, err := do(c[0], c[1], c[2], "", ""); err != nil || code != http.StatusUnauthorized {
+			if code, err := do(verified, c[0], c[1], c[2], user, password); err != nil || code != http.StatusForbidden {
+				problems = append(problems, fmt.Sprintf("%s's Patroni REST API: %s %s without a client certificate answered %d (%v), want 403", n.Name, c[0], c[1], code, err))
+			}
+			if code, err := do(withCert, c[0], c[1], c[2], "", ""); err != nil || code != http.StatusUnauthorized {
 				problems = append(problems, fmt.Sprintf("%s's Patroni REST API: %s %s without a password answered %d (%v), want 401", n.Name, c[0], c[1], code, err))
 			}
 		}
-		if code, err := do("POST", "/reload", "", user, password); err != nil || code != http.StatusAccepted {
-			problems = append(problems, fmt.Sprintf("%s's Patroni REST API: POST /reload with PATRONI_RESTAPI_PASSWORD answered %d (%v), want 202", n.Name, code, err))
+		if code, err := do(withCert, "POST", "/reload", "", user, password); err != nil || code != http.StatusAccepted {
+			problems = append(problems, fmt.Sprintf("%s's Patroni REST API: POST /reload with a client certificate and PATRONI_RESTAPI_PASSWORD answered %d (%v), want 202", n.Name, code, err))
 		}
 	}
 	return problems
@@ -519,6 +606,10 @@ func TestHAPatroniCatches(t *testing.T) {
 			"    synchronous_mode: true\n", "", "no leader with a synchronous standby"},
 		{"Patroni's REST API without a password", "docker-compose.ha.yml",
 			"  PATRONI_RESTAPI_USERNAME: patroni\n  PATRONI_RESTAPI_PASSWORD: ${PATRONI_API_PASSWORD:?set PATRONI_API_PASSWORD (make compose-secrets)}\n", "", "without a password answered"},
+		{"Patroni's REST API in plain HTTP", "deploy/compose-ha/patroni.yml",
+			"  certfile: /run/kvstack/server.pem\n", "", "over plain HTTP answered"},
+		{"Patroni's REST API without client certificates", "deploy/compose-ha/patroni.yml",
+			"  verify_client: optional\n", "", "without a client certificate answered"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

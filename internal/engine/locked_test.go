@@ -3,8 +3,10 @@ package engine_test
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
 	"net/http"
 	"os"
+	oexec "os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -299,7 +301,7 @@ func TestLockedClusters(t *testing.T) {
 		}
 		// Patroni's REST API: what changes the cluster wants the password.
 		for _, n := range pc.Nodes {
-			checkPatroniRESTLocked(t, ctx, n.RestAddr(), engine.RestUser, "rest-pw")
+			checkPatroniRESTLocked(t, ctx, pc, n, engine.RestUser, "rest-pw")
 		}
 		if err := pc.Synchronous(ctx); err != nil {
 			t.Errorf("after the refused requests: %v", err)
@@ -354,7 +356,31 @@ func TestLockedClusters(t *testing.T) {
 		for _, n := range mq.Nodes { // one node's users are every node's
 			checkRabbitMQLocked(t, "127.0.0.1:"+strconv.Itoa(n.Port), certs["rabbitmq"], "app", "app-pw", "nope")
 		}
+		// The nodes' Erlang distribution is TLS (they formed the cluster,
+		// and rabbitmqctl reached each, over it): a plain-TCP Erlang node
+		// with the right cookie is not let in.
+		for _, n := range mq.Nodes {
+			checkErlangDistLocked(t, ctx, n.Node)
+		}
 	})
+}
+
+// checkErlangDistLocked: a plain-TCP Erlang node holding user rabbitmq's
+// cookie pings node, and gets pang (pong when the distribution is plain).
+func checkErlangDistLocked(t *testing.T, ctx context.Context, node string) {
+	t.Helper()
+	cmd := oexec.CommandContext(ctx, "erl", "-sname", "kvprobe"+strconv.Itoa(os.Getpid())+"@localhost", "-noinput", "-eval",
+		"io:format(\"~p~n\", [net_adm:ping('"+node+"')]), halt().")
+	cmd.Env = append(os.Environ(), "HOME=/var/lib/rabbitmq", "ERL_EPMD_ADDRESS=127.0.0.1")
+	out, err := cmd.CombinedOutput()
+	switch got := strings.TrimSpace(string(out)); {
+	case err != nil:
+		t.Errorf("erl pinging %s: %v\n%s", node, err, out)
+	case strings.HasSuffix(got, "pang"):
+		t.Logf("%s: a plain-TCP Erlang node with the cookie: pang", node)
+	default:
+		t.Errorf("%s: a plain-TCP Erlang node with the cookie: %s, want pang (the distribution TLS alone)", node, got)
+	}
 }
 
 // waitFor polls check every 200 ms until it passes or timeout ends; it
@@ -370,15 +396,35 @@ func waitFor(ctx context.Context, timeout time.Duration, check func(context.Cont
 	}
 }
 
-// checkPatroniRESTLocked: the Patroni REST API at addr refuses (401) its
-// unsafe endpoints (a switchover, a failover, a restart, a
-// reinitialisation, a reload, a change of the DCS configuration) without
-// the basic auth of user and password, or with a wrong password, and takes
-// a reload with it; its GETs (health checks, monitoring) stay open.
-func checkPatroniRESTLocked(t *testing.T, ctx context.Context, addr, user, password string) {
+// checkPatroniRESTLocked: node's Patroni REST API serves TLS alone with
+// the cluster's certificate (plain HTTP refused, an unverified
+// certificate refused); its unsafe endpoints (a switchover, a failover, a
+// restart, a reinitialisation, a reload, a change of the DCS
+// configuration) refuse a client without a certificate of the cluster's
+// CA (403), and one with it but without the basic auth of user and
+// password, or with a wrong password (401); with both, a reload is taken
+// (202), and patronictl, reading the node's patroni.yml, reloads the
+// cluster over TLS. Its GETs (health checks, monitoring) answer any
+// client that verifies its certificate.
+func checkPatroniRESTLocked(t *testing.T, ctx context.Context, pc *engine.Patroni, node *engine.PatroniNode, user, password string) {
 	t.Helper()
-	do := func(method, path, body, user, password string) (int, error) {
-		req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, strings.NewReader(body))
+	addr := node.RestAddr()
+	verified, err := pc.RestClientConfig()
+	if err != nil || verified == nil {
+		t.Fatalf("the REST API's client TLS: %v, %v", verified, err)
+	}
+	withCert := verified.Clone()
+	cert, err := tls.LoadX509KeyPair(pc.TLS.Cert, pc.TLS.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	withCert.Certificates = []tls.Certificate{cert}
+	do := func(cfg *tls.Config, method, path, body, user, password string) (int, error) {
+		scheme := "https"
+		if cfg == nil {
+			scheme = "http"
+		}
+		req, err := http.NewRequestWithContext(ctx, method, scheme+"://"+addr+path, strings.NewReader(body))
 		if err != nil {
 			return 0, err
 		}
@@ -386,13 +432,27 @@ func checkPatroniRESTLocked(t *testing.T, ctx context.Context, addr, user, passw
 		if user != "" {
 			req.SetBasicAuth(user, password)
 		}
-		resp, err := http.DefaultClient.Do(req)
+		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}}
+		resp, err := client.Do(req)
 		if err != nil {
 			return 0, err
 		}
 		resp.Body.Close()
 		return resp.StatusCode, nil
 	}
+	// Plain HTTP, and TLS trusting another CA: refused before any request.
+	code, err := do(nil, "GET", "/health", "", "", "")
+	enginetest.CheckRefusal(t, addr+" GET /health over plain HTTP", statusErr(code, err), "EOF|malformed|connection reset|400")
+	other, err := engine.MakeTLS(t.TempDir(), "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherCfg, err := other.ClientConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, err = do(otherCfg, "GET", "/health", "", "", "")
+	enginetest.CheckRefusal(t, addr+" GET /health trusting another CA", statusErr(code, err), "certificate signed by unknown authority")
 	for _, c := range []struct{ method, path, body string }{
 		{"POST", "/switchover", `{"leader":"pg1"}`},
 		{"POST", "/failover", `{"candidate":"pg2"}`},
@@ -403,24 +463,45 @@ func checkPatroniRESTLocked(t *testing.T, ctx context.Context, addr, user, passw
 		{"PUT", "/config", `{}`},
 		{"DELETE", "/switchover", ``},
 	} {
-		for _, who := range []struct{ name, user, password string }{{"no password", "", ""}, {"a wrong password", user, "nope"}} {
-			code, err := do(c.method, c.path, c.body, who.user, who.password)
-			if err != nil || code != http.StatusUnauthorized {
-				t.Errorf("%s %s %s with %s: %d (%v), want 401", addr, c.method, c.path, who.name, code, err)
+		for _, who := range []struct {
+			name, user, password string
+			cfg                  *tls.Config
+			want                 int
+		}{
+			{"no client certificate, the password", user, password, verified, http.StatusForbidden},
+			{"a client certificate, no password", "", "", withCert, http.StatusUnauthorized},
+			{"a client certificate, a wrong password", user, "nope", withCert, http.StatusUnauthorized},
+		} {
+			code, err := do(who.cfg, c.method, c.path, c.body, who.user, who.password)
+			if err != nil || code != who.want {
+				t.Errorf("%s %s %s with %s: %d (%v), want %d", addr, c.method, c.path, who.name, code, err, who.want)
 			}
 		}
 	}
-	if code, err := do("POST", "/reload", "", user, password); err != nil || code != http.StatusAccepted {
-		t.Errorf("%s POST /reload with the password: %d (%v), want 202", addr, code, err)
+	if code, err := do(withCert, "POST", "/reload", "", user, password); err != nil || code != http.StatusAccepted {
+		t.Errorf("%s POST /reload with a client certificate and the password: %d (%v), want 202", addr, code, err)
 	}
-	if code, err := do("GET", "/health", "", "", ""); err != nil || code != http.StatusOK {
-		t.Errorf("%s GET /health without a password: %d (%v), want 200", addr, code, err)
+	if code, err := do(verified, "GET", "/health", "", "", ""); err != nil || code != http.StatusOK {
+		t.Errorf("%s GET /health over verified TLS, no certificate nor password: %d (%v), want 200", addr, code, err)
+	}
+	out, err := oexec.CommandContext(ctx, "patronictl", "-c", filepath.Join(node.Dir, "patroni.yml"), "reload", pc.Scope, node.Name, "--force").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "Reload request received") {
+		t.Errorf("patronictl reload %s %s: %v\n%s", pc.Scope, node.Name, err, out)
 	}
 }
 
-// checkEtcdLocked: etcd, serving TLS alone with client certificates,
-// refuses plain HTTP and a TLS client without a certificate, and answers
-// one with a certificate of its CA.
+// statusErr is err, or an error naming code when it is not 200.
+func statusErr(code int, err error) error {
+	if err == nil && code != http.StatusOK {
+		return fmt.Errorf("HTTP %d", code)
+	}
+	return err
+}
+
+// checkEtcdLocked: etcd, serving TLS alone with client certificates on
+// its client and its peer ports, refuses plain HTTP and a TLS client
+// without a certificate on each, and answers one with a certificate of
+// its CA.
 func checkEtcdLocked(t *testing.T, ctx context.Context, e *engine.Etcd) {
 	t.Helper()
 	withCert, err := e.ClientConfig()
@@ -441,6 +522,19 @@ func checkEtcdLocked(t *testing.T, ctx context.Context, e *engine.Etcd) {
 		{"TLS, a client certificate of its CA", supervisor.HTTPProbe{Addr: e.Addr(), Path: "/health", TLS: withCert}, ""},
 	} {
 		enginetest.CheckRefusal(t, "etcd "+e.Addr()+": "+c.name, c.probe.Check(ctx), c.refusal)
+	}
+	// Its peer listener likewise: TLS alone, a peer's certificate of its
+	// CA asked for (/version answers a peer that has one).
+	for _, c := range []struct {
+		name    string
+		probe   supervisor.HTTPProbe
+		refusal string
+	}{
+		{"peer, plain HTTP", supervisor.HTTPProbe{Addr: e.PeerAddr(), Path: "/version"}, "EOF|malformed|connection reset|400"},
+		{"peer, TLS, no client certificate", supervisor.HTTPProbe{Addr: e.PeerAddr(), Path: "/version", TLS: noCert}, "certificate|bad|tls"},
+		{"peer, TLS, a client certificate of its CA", supervisor.HTTPProbe{Addr: e.PeerAddr(), Path: "/version", TLS: withCert}, ""},
+	} {
+		enginetest.CheckRefusal(t, "etcd "+e.PeerAddr()+": "+c.name, c.probe.Check(ctx), c.refusal)
 	}
 }
 

@@ -33,7 +33,9 @@ type Etcd struct {
 	// TLS, when set, is served on Port alone (https), and every client
 	// must present a certificate TLS.CA signed (--client-cert-auth):
 	// Patroni presents its cluster's (Patroni.TLS), which must chain to
-	// the same CA; the health check presents etcd's own.
+	// the same CA; the health check presents etcd's own. The peer
+	// listener (PeerPort) then serves TLS alone too, and asks its peers
+	// for a certificate of the same CA (--peer-client-cert-auth).
 	TLS *TLS
 }
 
@@ -46,6 +48,9 @@ func (e *Etcd) name() string {
 
 // Addr is its client address, host:port.
 func (e *Etcd) Addr() string { return addr(e.Port) }
+
+// PeerAddr is its peer listener's address, host:port.
+func (e *Etcd) PeerAddr() string { return addr(e.PeerPort) }
 
 // Init creates Dir, owned by the etcd user of Debian's etcd-server, and
 // gives that user its TLS key.
@@ -63,7 +68,7 @@ func (e *Etcd) Init(context.Context) error {
 // Program runs etcd in the foreground, first of its cluster (priority 1).
 func (e *Etcd) Program() supervisor.Program {
 	acct, _ := systemUser("etcd")
-	client, peer := e.scheme()+"://"+e.Addr(), "http://"+addr(e.PeerPort)
+	client, peer := e.scheme()+"://"+e.Addr(), e.scheme()+"://"+e.PeerAddr()
 	command := []string{"etcd", "--name", e.name(), "--data-dir", filepath.Join(e.Dir, "data"),
 		"--listen-client-urls", client, "--advertise-client-urls", client,
 		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
@@ -71,7 +76,9 @@ func (e *Etcd) Program() supervisor.Program {
 		"--initial-cluster-token", e.name() + "-" + strconv.Itoa(e.Port)}
 	if e.TLS != nil {
 		command = append(command, "--cert-file", e.TLS.Cert, "--key-file", e.TLS.Key,
-			"--client-cert-auth", "--trusted-ca-file", e.TLS.CA)
+			"--client-cert-auth", "--trusted-ca-file", e.TLS.CA,
+			"--peer-cert-file", e.TLS.Cert, "--peer-key-file", e.TLS.Key,
+			"--peer-client-cert-auth", "--peer-trusted-ca-file", e.TLS.CA)
 	}
 	return supervisor.Program{
 		Name: e.name(), Command: command, Dir: e.Dir, User: acct.name, Priority: 1,
@@ -184,7 +191,14 @@ type Patroni struct {
 	// reinitialisation, the DCS configuration) answer 401 without it.
 	// Patroni's own requests to the other nodes and patronictl send it
 	// (both read restapi.authentication); the GETs (/health, /primary,
-	// /cluster, /metrics) stay open, as Patroni leaves them without TLS.
+	// /cluster, /metrics) stay open to anyone who reaches the port.
+	// With TLS, the REST API serves TLS alone with the cluster's
+	// certificate (restapi.certfile), and its unsafe endpoints also ask
+	// for a client certificate of TLS.CA (verify_client: optional, 403
+	// without one): Patroni's requests between nodes and patronictl
+	// present the node's certificate and verify the other's against the
+	// CA; this package's clients (Members, Primary, the health check)
+	// verify it against TLS.CA.
 	RestPassword string
 
 	// recoverTo, while Restore runs, is its target: the nodes'
@@ -412,11 +426,15 @@ func (n *PatroniNode) data() string { return filepath.Join(n.Dir, "data") }
 func (n *PatroniNode) get(ctx context.Context, path string, v any) error {
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+n.RestAddr()+path, nil)
+	client, err := n.cluster.restClient()
 	if err != nil {
 		return err
 	}
-	resp, err := restClient.Do(req)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, n.RestURL(path), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return fmt.Errorf("%s: %w", n.Name, err)
 	}
@@ -430,7 +448,51 @@ func (n *PatroniNode) get(ctx context.Context, path string, v any) error {
 	return json.NewDecoder(resp.Body).Decode(v)
 }
 
-var restClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+// RestURL is the URL of path on its REST API: https with the cluster's
+// TLS, else http.
+func (n *PatroniNode) RestURL(path string) string {
+	return n.cluster.restScheme() + "://" + n.RestAddr() + path
+}
+
+func (pc *Patroni) restScheme() string {
+	if pc.TLS == nil {
+		return "http"
+	}
+	return "https"
+}
+
+// RestClientConfig is what a client of the REST API speaks: TLS trusting
+// TLS.CA (the files read at each call: the stack makes them after it
+// lists its programs); nil without TLS.
+func (pc *Patroni) RestClientConfig() (*tls.Config, error) {
+	if pc.TLS == nil {
+		return nil, nil
+	}
+	return pc.TLS.ClientConfig()
+}
+
+// restClient asks the REST API, one connection a request.
+func (pc *Patroni) restClient() (*http.Client, error) {
+	cfg, err := pc.RestClientConfig()
+	if err != nil {
+		return nil, err
+	}
+	return &http.Client{Transport: &http.Transport{DisableKeepAlives: true, TLSClientConfig: cfg}}, nil
+}
+
+// restProbe is a node's GET /health, over TLS verified against the
+// cluster's CA when the REST API serves TLS.
+type restProbe struct{ n *PatroniNode }
+
+func (p restProbe) Check(ctx context.Context) error {
+	cfg, err := p.n.cluster.RestClientConfig()
+	if err != nil {
+		return err
+	}
+	return supervisor.HTTPProbe{Addr: p.n.RestAddr(), Path: "/health", TLS: cfg}.Check(ctx)
+}
+
+func (p restProbe) String() string { return p.n.RestURL("/health") }
 
 // KillPostgres kills -9 the PostgreSQL it runs: the postmaster and every
 // process of it (backends, walsenders, checkpointer…), found by their
@@ -669,12 +731,19 @@ const (
 // RestUser is the user of the REST API's basic auth (RestPassword).
 const RestUser = "patroni"
 
-// restapi is a node's restapi section: where it listens, and the basic
-// auth its unsafe endpoints ask for (RestPassword).
+// restapi is a node's restapi section: where it listens, the basic auth
+// its unsafe endpoints ask for (RestPassword), and with the cluster's TLS
+// its certificate, and the CA its unsafe endpoints' client certificates
+// (and the other nodes' certificates, for Patroni's own requests and
+// patronictl's) must chain to.
 func (n *PatroniNode) restapi() map[string]any {
 	r := map[string]any{"listen": n.RestAddr(), "connect_address": n.RestAddr()}
 	if pw := n.cluster.RestPassword; pw != "" {
 		r["authentication"] = map[string]any{"username": RestUser, "password": pw}
+	}
+	if t := n.cluster.TLS; t != nil {
+		r["certfile"], r["keyfile"], r["cafile"] = t.Cert, t.Key, t.CA
+		r["verify_client"] = "optional"
 	}
 	return r
 }
@@ -718,7 +787,7 @@ func (n *PatroniNode) Program() supervisor.Program {
 		// TLS session).
 		Env: map[string]string{"HOME": acct.home},
 		Dir: n.Dir, User: acct.name, Priority: n.Priority, StopWait: 60 * time.Second,
-		Health: supervisor.HTTPProbe{Addr: n.RestAddr(), Path: "/health"}, Addr: n.Addr(),
+		Health: restProbe{n}, Addr: n.Addr(),
 		Log: logFile(n.Log, n.Dir, n.Name),
 	}
 }

@@ -40,6 +40,27 @@ type RabbitMQ struct {
 	TLSOnly bool
 }
 
+// distTLS tells whether the node's Erlang distribution (to its peers, and
+// rabbitmqctl's to it) is TLS: a node of a cluster (Peers) serving TLS
+// alone. Each end presents TLS's certificate and verifies the other's
+// against TLS.CA and the peer's host name (localhost), so the Erlang
+// cookie alone no longer admits a peer.
+func (r *RabbitMQ) distTLS() bool { return r.TLS != nil && r.TLSOnly && len(r.Peers) > 0 }
+
+// distOptFile is the ssl_dist_optfile of a distTLS node.
+func (r *RabbitMQ) distOptFile() string { return filepath.Join(r.Dir, "inter_node_tls.config") }
+
+// distOptions is its content: the same certificate and CA both ways, a
+// peer's certificate asked for and verified.
+func (r *RabbitMQ) distOptions() string {
+	side := func(extra string) string {
+		return fmt.Sprintf("[{cacertfile, %q}, {certfile, %q}, {keyfile, %q}, {verify, verify_peer}, {secure_renegotiate, true}%s]",
+			r.TLS.CA, r.TLS.Cert, r.TLS.Key, extra)
+	}
+	return "% Written by kvstack (internal/engine.RabbitMQ): the Erlang distribution over TLS.\n[\n  {server, " +
+		side(", {fail_if_no_peer_cert, true}") + "},\n  {client, " + side("") + "}\n].\n"
+}
+
 func (r *RabbitMQ) name() string {
 	if r.Name == "" {
 		return "rabbitmq"
@@ -103,6 +124,9 @@ func (r *RabbitMQ) Init(context.Context) error {
 		// (the shared node's name) is not read.
 		"rabbitmq-env.conf": "",
 	}
+	if r.distTLS() {
+		files[filepath.Base(r.distOptFile())] = r.distOptions()
+	}
 	for name, text := range files {
 		if err := acct.writeFile(filepath.Join(r.Dir, name), text); err != nil {
 			return err
@@ -115,7 +139,7 @@ func (r *RabbitMQ) Init(context.Context) error {
 // node and nothing else.
 func (r *RabbitMQ) env() map[string]string {
 	acct, _ := systemUser("rabbitmq")
-	return map[string]string{
+	env := map[string]string{
 		"HOME":                          acct.home, // the Erlang cookie
 		"RABBITMQ_NODENAME":             r.Node,
 		"RABBITMQ_NODE_IP_ADDRESS":      "127.0.0.1",
@@ -129,6 +153,12 @@ func (r *RabbitMQ) env() map[string]string {
 		"ERL_EPMD_ADDRESS":              "127.0.0.1",
 		"ERL_FLAGS":                     "-kernel inet_dist_use_interface {127,0,0,1}",
 	}
+	if r.distTLS() {
+		// The node's VM and rabbitmqctl's both speak it.
+		args := "-proto_dist inet_tls -ssl_dist_optfile " + r.distOptFile()
+		env["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"], env["RABBITMQ_CTL_ERL_ARGS"] = args, args
+	}
+	return env
 }
 
 // Program runs the node in the foreground. RABBITMQ_ALLOW_INPUT makes

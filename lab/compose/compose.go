@@ -26,6 +26,7 @@ import (
 	"io/fs"
 	"maps"
 	"math/big"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -114,6 +115,8 @@ var EngineHosts = map[string][]string{
 	"postgres": {"postgres", "postgres1", "postgres2"},
 	"redis":    {"redis", "redis1", "redis2", "redis3", "redis4", "redis5", "redis6"},
 	"rabbitmq": {"rabbitmq", "rabbitmq1", "rabbitmq2", "rabbitmq3"},
+	// docker-compose.ha.yml's etcd members (Patroni's DCS).
+	"etcd": {"etcd1", "etcd2", "etcd3"},
 }
 
 // Dir is where the generated files are: KV_STACK_DIR/compose.
@@ -282,13 +285,21 @@ func EngineCert(caDir, certFile, keyFile string, hosts []string, now time.Time) 
 	tmpl := &x509.Certificate{
 		SerialNumber: serial,
 		Subject:      pkix.Name{Organization: []string{"kvstack compose"}, CommonName: hosts[0]},
-		DNSNames:     hosts,
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.Add(397 * 24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		// Client auth too: a Redis Cluster's nodes and RabbitMQ's dial
 		// their peers with it.
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	// A host that is an address is the certificate's as one (an IP SAN,
+	// which a client dialling the address checks), a name as a name.
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 	if err != nil {

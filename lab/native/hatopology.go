@@ -171,10 +171,13 @@ func haScrapeTargets(s *Settings) map[string][]ScrapeTarget {
 // the template's: each PostgreSQL node's Patroni (its REST API's
 // /metrics: patroni_primary, patroni_sync_standby…), labelled `node`. The
 // template has no such job: the single-node topology, compose and k8s run
-// no Patroni.
+// no Patroni. The REST API serves TLS alone with PostgreSQL's
+// certificate (engines.ForHA), which Prometheus verifies against the
+// stack's CA.
 func haPatroniJob(s *Settings) string {
 	var b strings.Builder
-	b.WriteString("\n  # The HA topology's (lab/native): each PostgreSQL node's Patroni.\n  - job_name: patroni\n    static_configs:\n")
+	b.WriteString("\n  # The HA topology's (lab/native): each PostgreSQL node's Patroni, over TLS.\n  - job_name: patroni\n    scheme: https\n")
+	fmt.Fprintf(&b, "    tls_config:\n      ca_file: %q\n    static_configs:\n", s.Get("KV_TLS_CA"))
 	for _, n := range s.HANodes().Postgres {
 		fmt.Fprintf(&b, "      - targets: [%q]\n        labels: { node: %s }\n", s.hostPort(n.RestPort), n.Name)
 	}

@@ -235,6 +235,17 @@ func TestRenderHAPrometheusScrapesEveryNode(t *testing.T) {
 			t.Errorf("the HA prometheus.yml scrapes %s (%s), the single-node topology's", addr, single)
 		}
 	}
+	// Patroni's REST API serves TLS alone: scraped over https, its
+	// certificate verified against the stack's CA.
+	patroni := prom.Text[strings.Index(prom.Text, "- job_name: patroni"):]
+	if i := strings.Index(patroni[1:], "- job_name:"); i >= 0 {
+		patroni = patroni[:i+1]
+	}
+	for _, want := range []string{"scheme: https\n", "ca_file: " + strconv.Quote(s.Get("KV_TLS_CA")) + "\n"} {
+		if !strings.Contains(patroni, want) {
+			t.Errorf("job patroni lacks %q:\n%s", want, patroni)
+		}
+	}
 	file := filepath.Join(t.TempDir(), "prometheus.yml")
 	if err := os.WriteFile(file, []byte(prom.Text), 0o644); err != nil {
 		t.Fatal(err)

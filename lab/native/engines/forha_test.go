@@ -60,6 +60,9 @@ func TestForHA(t *testing.T) {
 	if ha.Postgres.RestPassword == "" || ha.Postgres.Etcd.TLS == nil {
 		t.Errorf("patroni's REST API without a password (%t), or etcd without TLS (%v)", ha.Postgres.RestPassword == "", ha.Postgres.Etcd.TLS)
 	}
+	if u := ha.Postgres.Nodes[0].RestURL("/health"); !strings.HasPrefix(u, "https://") {
+		t.Errorf("patroni's REST API at %s, want https (TLS alone)", u)
+	}
 	if r := ha.Redis; !r.TLSOnly || r.Password == "" || r.Replication.Name == "" || r.Replication.Password == "" {
 		t.Errorf("redis cluster: TLS alone %t, default user's password set %t, replication user %q", r.TLSOnly, r.Password != "", r.Replication.Name)
 	}
