@@ -105,9 +105,11 @@ jaeger-up: stack-bin ## jaeger, then start the stack's Jaeger and wait until it 
 TO ?=
 #: 1: make restore does not ask for a confirmation
 YES ?=
+#: how long make backup waits for a backup in progress (the scheduler's) to end before taking its own; 0: fail at once
+BACKUP_WAIT ?= 30m
 
-backup: stack-bin ## A full pgBackRest backup of the running stack's own PostgreSQL now (the backups process also takes them on a schedule)
-	$(STACK) backup
+backup: stack-bin ## A full pgBackRest backup of the running stack's own PostgreSQL now, once a backup in progress has ended (the backups process also takes them on a schedule)
+	$(STACK) backup -wait $(BACKUP_WAIT)
 
 restore: stack-bin ## Restore the running stack to TO="<timestamp>": PostgreSQL to that point, queues and cache purged, processes restarted; asks first unless YES=1
 	@test -n '$(TO)' || { echo 'make restore TO="2026-12-06 14:30:00" (UTC, or RFC 3339) [YES=1]'; exit 2; }

@@ -342,7 +342,7 @@ func startHAPostgres(t *testing.T, tr tree) (*patroniCluster, []string) {
 	for _, n := range cnodes {
 		engines = append(engines, n)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), engine.AllowForLoad(4*time.Minute))
 	defer cancel()
 	cl.private, err = engine.Start(ctx, dir, cl.log, engines...)
 	t.Cleanup(func() {
@@ -354,13 +354,18 @@ func startHAPostgres(t *testing.T, tr tree) (*patroniCluster, []string) {
 		return nil, append(problems, fmt.Sprintf("the HA file's etcd and Patroni do not start: %v\n%s", err, cl.logs()))
 	}
 	// Patroni's /health answers once PostgreSQL runs; the standby's copy
-	// and stream follow within seconds.
+	// and stream follow within seconds. Without synchronous_mode in the
+	// dynamic configuration none ever comes: that is known as soon as the
+	// leader has written it, rather than after the whole wait.
 	sctx, scancel := context.WithTimeout(ctx, 90*time.Second)
 	defer scancel()
 	for {
 		err := cl.pc.Synchronous(sctx)
 		if err == nil {
 			break
+		}
+		if on, cerr := cl.pc.SynchronousMode(sctx); cerr == nil && !on {
+			return cl, append(problems, fmt.Sprintf("no leader with a synchronous standby: synchronous_mode is off in Patroni's dynamic configuration (GET /config), so no standby becomes synchronous (%v)\n%s", err, cl.logs()))
 		}
 		if sctx.Err() != nil {
 			return cl, append(problems, fmt.Sprintf("no leader with a synchronous standby: %v\n%s", err, cl.logs()))
@@ -547,6 +552,7 @@ func (cl *patroniCluster) checkRoles(t *testing.T, tr tree) []string {
 // leader's node (Patroni and postgres killed, kept down) promotes the
 // standby, which the services' URL then reaches.
 func TestHAPatroni(t *testing.T) {
+	t.Parallel()
 	started := time.Now()
 	cl, problems := startHAPostgres(t, haTree)
 	for _, p := range problems {
@@ -560,7 +566,7 @@ func TestHAPatroni(t *testing.T) {
 		t.Error(p)
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), engine.AllowForLoad(3*time.Minute))
 	defer cancel()
 	primary, err := cl.pc.Primary(ctx)
 	if err != nil {
@@ -595,6 +601,7 @@ func TestHAPatroniCatches(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots the HA file's etcd and Patroni once per case")
 	}
+	t.Parallel()
 	tests := []struct{ name, file, old, new, want string }{
 		{"a password over plain TCP", "deploy/compose-ha/patroni.yml",
 			"    - hostssl all all all scram-sha-256\n", "    - host all all all scram-sha-256\n", "plain text (sslmode=disable)"},
@@ -613,6 +620,7 @@ func TestHAPatroniCatches(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			catches(t, checkHAPatroni, haFile, tt.file, tt.old, tt.new, tt.want)
 		})
 	}

@@ -110,7 +110,7 @@ func checkRabbitMQConfBoots(t *testing.T, tr tree, svc string) []string {
 	node := &composeRabbitMQ{RabbitMQ: &engine.RabbitMQ{Name: "rabbitmq", Node: "kvcompose" + strconv.Itoa(tlsPort) + "@localhost",
 		Port: tlsPort, DistPort: distPort, MetricsPort: metricsPort, Dir: filepath.Join(dir, "rabbitmq"), Log: filepath.Join(t.TempDir(), "rabbitmq.log")},
 		conf: text, files: files}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), engine.AllowForLoad(3*time.Minute))
 	defer cancel()
 	private, err := engine.Start(ctx, dir, &strings.Builder{}, node)
 	if private != nil {
@@ -187,6 +187,7 @@ var rabbitMQConfChecks = map[string]check{
 // docker-compose.yml's RabbitMQ configuration boots a real node: AMQPS
 // alone, the services' users of the definitions file, no guest.
 func TestRabbitMQConfBoots(t *testing.T) {
+	t.Parallel()
 	for _, p := range rabbitMQConfChecks["rabbitmq.conf boots"](t, tree{}) {
 		t.Error(p)
 	}
@@ -196,12 +197,14 @@ func TestRabbitMQConfBootsCatches(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots RabbitMQ once per case")
 	}
+	t.Parallel()
 	tests := []struct{ name, file, old, new, want string }{
 		{"plain AMQP left on", "deploy/compose/rabbitmq.conf", "listeners.tcp = none\n", "", "plain AMQP"},
 		{"no definitions", "deploy/compose/rabbitmq.conf", "definitions.import_backend = local_filesystem\ndefinitions.local.path = /run/kvstack/rabbitmq-definitions.json\n", "", "cannot connect to RabbitMQ"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			catches(t, rabbitMQConfChecks["rabbitmq.conf boots"], "docker-compose.yml", tt.file, tt.old, tt.new, tt.want)
 		})
 	}

@@ -206,12 +206,14 @@ func checkHARedisCluster(t *testing.T, tr tree) []string {
 var haRedisChecks = map[string]check{"redis cluster boots": checkHARedisCluster}
 
 func TestHARedisCluster(t *testing.T) {
+	t.Parallel()
 	for _, p := range checkHARedisCluster(t, haTree) {
 		t.Error(p)
 	}
 }
 
 func TestHARedisClusterCatches(t *testing.T) {
+	t.Parallel()
 	tests := []struct{ name, file, old, new, want string }{
 		{"no replication user", "deploy/compose-ha/redis-cluster.conf",
 			"include /run/kvstack/redis-replication.conf\n", "", "a replica that does not stream"},
@@ -221,6 +223,7 @@ func TestHARedisClusterCatches(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
 			catches(t, haRedisChecks["redis cluster boots"], haFile, tt.file, tt.old, tt.new, tt.want)
 		})
 	}

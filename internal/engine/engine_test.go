@@ -21,7 +21,8 @@ func TestPrivateInstancesLifecycle(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts PostgreSQL, Redis and RabbitMQ; not run with -short (make test runs it)")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), engine.AllowForLoad(5*time.Minute))
 	defer cancel()
 	ports, err := engine.FreePorts(6)
 	if err != nil {

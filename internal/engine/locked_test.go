@@ -33,7 +33,8 @@ func TestLockedEngines(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts PostgreSQL, Redis and RabbitMQ; not run with -short (make test runs it)")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), engine.AllowForLoad(5*time.Minute))
 	defer cancel()
 	ports, err := engine.FreePorts(4)
 	if err != nil {
@@ -225,7 +226,8 @@ func TestLockedClusters(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts etcd, two Patroni nodes, six redis-server and two RabbitMQ nodes; not run with -short (make test runs it)")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), engine.AllowForLoad(8*time.Minute))
 	defer cancel()
 	ports, err := engine.FreePorts(2 + 4 + 12 + 2*engine.PortsPerNode)
 	if err != nil {

@@ -326,6 +326,29 @@ func (pc *Patroni) Synchronous(ctx context.Context) error {
 	return nil
 }
 
+// SynchronousMode is synchronous_mode in the cluster's dynamic
+// configuration (Patroni's GET /config, as the first node that answers
+// has it): without it no standby ever becomes synchronous, so a wait for
+// Synchronous can stop at once. It fails while no node answers, or before
+// the leader has written the configuration.
+func (pc *Patroni) SynchronousMode(ctx context.Context) (bool, error) {
+	var errs []error
+	for _, n := range pc.Nodes {
+		var c map[string]any
+		if err := n.get(ctx, "/config", &c); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if len(c) == 0 {
+			errs = append(errs, fmt.Errorf("%s: no dynamic configuration yet", n.Name))
+			continue
+		}
+		on, _ := c["synchronous_mode"].(bool)
+		return on, nil
+	}
+	return false, errors.Join(errs...)
+}
+
 // MembersLine is members on one line: name role state (timeline, lag).
 func MembersLine(members []Member) string {
 	parts := make([]string, len(members))

@@ -94,7 +94,8 @@ func TestPatroniFailover(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts etcd and two Patroni nodes; not run with -short (make test runs it)")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), engine.AllowForLoad(5*time.Minute))
 	defer cancel()
 	started := time.Now()
 	pc, p := startPatroni(ctx, t, "kvengine-patroni-", nil)

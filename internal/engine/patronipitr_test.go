@@ -22,7 +22,8 @@ func TestPatroniRestoresToAPointInTime(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts etcd and two Patroni nodes and runs pgBackRest; not run with -short (make test runs it)")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), engine.AllowForLoad(12*time.Minute))
 	defer cancel()
 	var repo *engine.PgBackRest
 	pc, p := startPatroni(ctx, t, "kvengine-patroni-pitr-", func(dir string, pc *engine.Patroni) {

@@ -157,7 +157,9 @@ func (b *PgBackRest) write() error {
 }
 
 // CreateStanza makes the stanza in the repository (a no-op when it
-// exists and matches the server). The server must run.
+// exists and matches the server). The server must run. It takes both of
+// the stanza's locks, so it fails with a *LockedError while a backup runs
+// (EnsureStanza skips it when the stanza exists; WhenFree waits).
 func (b *PgBackRest) CreateStanza(ctx context.Context) error {
 	_, err := b.run(ctx, "stanza-create")
 	return err
@@ -174,7 +176,8 @@ func (b *PgBackRest) Check(ctx context.Context) error {
 // Backup takes a base backup: kind is full, diff (the changes since the
 // last full) or incr (since the last backup of any kind). A diff or incr
 // without a full backup in the repository becomes a full one. The server
-// must run; writes go on meanwhile.
+// must run; writes go on meanwhile. While another backup runs it fails at
+// once with a *LockedError (WhenFree waits).
 func (b *PgBackRest) Backup(ctx context.Context, kind string) error {
 	_, err := b.run(ctx, "--type="+kind, "backup")
 	return err
@@ -191,7 +194,10 @@ type BackupInfo struct {
 
 // RepoInfo is what pgbackrest info says of the stanza.
 type RepoInfo struct {
-	Status  string // "ok", or why not
+	Status string // "ok", or why not
+	// Code is pgBackRest's status code: 0 ok, 1 missing stanza path,
+	// 2 no valid backups, 3 missing stanza data, 99 other…
+	Code    int
 	Backups []BackupInfo
 	// WALMin and WALMax are the oldest and newest segment archived.
 	WALMin, WALMax string
@@ -236,7 +242,7 @@ func parseInfo(out []byte) (RepoInfo, error) {
 		return RepoInfo{}, fmt.Errorf("pgbackrest info: %d stanzas, want 1", len(stanzas))
 	}
 	s := stanzas[0]
-	info := RepoInfo{Status: "ok"}
+	info := RepoInfo{Status: "ok", Code: s.Status.Code}
 	if s.Status.Code != 0 {
 		info.Status = s.Status.Message
 	}
@@ -253,6 +259,16 @@ func parseInfo(out []byte) (RepoInfo, error) {
 			Start: time.Unix(bk.Timestamp.Start, 0), Stop: time.Unix(bk.Timestamp.Stop, 0), Size: bk.Info.Size})
 	}
 	return info, nil
+}
+
+// StanzaExists says whether the repository holds the stanza (with or
+// without a backup yet).
+func (i RepoInfo) StanzaExists() bool {
+	switch i.Code {
+	case 0, 2: // ok, no valid backups
+		return true
+	}
+	return false
 }
 
 // Restore rebuilds the Postgres' data directory from the repository as
@@ -330,7 +346,12 @@ func (b *PgBackRest) run(ctx context.Context, args ...string) ([]byte, error) {
 		if errors.Is(err, exec.ErrNotFound) {
 			return nil, errors.New("pgbackrest is not installed: make setup-all")
 		}
-		return out, fmt.Errorf("pgbackrest %s: %w: %s%s", args[len(args)-1], err, strings.TrimSpace(stderr.String()), strings.TrimSpace(string(out)))
+		err = fmt.Errorf("pgbackrest %s: %w: %s%s", args[len(args)-1], err, strings.TrimSpace(stderr.String()), strings.TrimSpace(string(out)))
+		if cmd.ProcessState != nil && cmd.ProcessState.ExitCode() == lockAcquireExit {
+			h, _ := b.Holder()
+			err = &LockedError{Holder: h, Err: err}
+		}
+		return out, err
 	}
 	return out, nil
 }

@@ -19,7 +19,8 @@ func TestPgBackRestRestoresToAPointInTime(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts PostgreSQL and runs pgBackRest; not run with -short (make test runs it)")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), engine.AllowForLoad(3*time.Minute))
 	defer cancel()
 	ports, err := engine.FreePorts(1)
 	if err != nil {

@@ -22,7 +22,8 @@ type Private struct {
 }
 
 // Start initialises each engine and runs them all under a new supervisord
-// in dir, waiting until each answers.
+// in dir, waiting until each answers (each within StartTimeout, taken at
+// this call).
 func Start(ctx context.Context, dir string, log io.Writer, engines ...Engine) (*Private, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -31,7 +32,7 @@ func Start(ctx context.Context, dir string, log io.Writer, engines ...Engine) (*
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return nil, err
 	}
-	p := &Private{Dir: dir, stack: &supervisor.Stack{Dir: dir, StartTimeout: 2 * time.Minute, Log: log, Tied: true}}
+	p := &Private{Dir: dir, stack: &supervisor.Stack{Dir: dir, StartTimeout: StartTimeout(), Log: log, Tied: true}}
 	p.stack.Before = func(ctx context.Context, priority int) error { return InitBefore(p.engines)(ctx, priority) }
 	if err := p.Add(ctx, engines...); err != nil {
 		return p, errors.Join(err, p.Close(context.Background()))

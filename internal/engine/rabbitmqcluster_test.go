@@ -45,7 +45,8 @@ func TestRabbitMQClusterForms(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts three RabbitMQ nodes; not run with -short (make test runs it)")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), engine.AllowForLoad(4*time.Minute))
 	defer cancel()
 	ports, err := engine.FreePorts(3 * engine.PortsPerNode)
 	if err != nil {

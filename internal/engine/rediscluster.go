@@ -182,14 +182,14 @@ func (r *Redis) clusterCommand(port int) []string {
 }
 
 // Form creates the cluster with redis-cli --cluster create when no node
-// holds a slot yet, then waits (at most FormTimeout) until every node
+// holds a slot yet, then waits (at most StartTimeout) until every node
 // reports cluster_state:ok and knows every other, and each master has its
 // replicas, synced. It is idempotent: on a formed cluster (a stack brought
 // up again, a node back after a kill) it only waits. Every node must be
 // running. A node that lost its nodes.conf is a stranger to the others:
 // add it back by hand (redis-cli --cluster add-node … --cluster-slave).
 func (c *RedisCluster) Form(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, FormTimeout)
+	ctx, cancel := context.WithTimeout(ctx, StartTimeout())
 	defer cancel()
 	assigned, err := c.slotsAssigned(ctx)
 	if err != nil {
@@ -220,9 +220,6 @@ func (c *RedisCluster) Form(ctx context.Context) error {
 	}
 	return c.WaitHealthy(ctx)
 }
-
-// FormTimeout bounds Form.
-const FormTimeout = 2 * time.Minute
 
 // slotsAssigned reports whether the cluster was created: a node that
 // answers holds slots. It fails when no node answers.

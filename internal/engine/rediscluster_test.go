@@ -19,7 +19,8 @@ func TestRedisCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts six redis-server; not run with -short (make test runs it)")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(context.Background(), engine.AllowForLoad(3*time.Minute))
 	defer cancel()
 	ports, err := engine.FreePorts(6)
 	if err != nil {

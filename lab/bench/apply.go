@@ -109,13 +109,14 @@ func (h *harness) drainers(prefetch, batch int) []drainer {
 	}})
 }
 
-// alternateDrains runs each drainer in turn, Reps times; a run that
-// someone else's `make up` disturbed (restarting the stack's consumer
-// between the steps) is run again, once.
+// alternateDrains runs each drainer in turn, Reps times (runOrder:
+// forward, then backward); a run that someone else's `make up` disturbed
+// (restarting the stack's consumer between the steps) is run again, once.
 func (h *harness) alternateDrains(ctx context.Context, table *CPUTable, ds []drainer) (map[string][]float64, error) {
 	rates := map[string][]float64{}
 	for r := range h.o.Reps {
-		for _, d := range ds {
+		for _, i := range runOrder(len(ds), r) {
+			d := ds[i]
 			var (
 				got drained
 				err error

@@ -148,7 +148,10 @@ func (h *harness) startStub(ctx context.Context, name, listen string, ups [2]str
 // more), as the stack starts api1 and api2 (replica i has the environment
 // of api1 or api2 in turn, GOMAXPROCS included) with env on top, behind
 // their own nginx: a variant of kvstack. Replica i is role "api<i>".
-func (h *harness) startReplicas(ctx context.Context, name, listen string, ups []string, bin string, env ...string) (*edge, error) {
+//
+// admin1 is api1's admin listener; "" for any free port (nothing scrapes
+// them).
+func (h *harness) startReplicas(ctx context.Context, name, listen string, ups []string, bin, admin1 string, env ...string) (*edge, error) {
 	if bin == "" {
 		bin = filepath.Join(h.stack.s.BinDir, "api")
 	}
@@ -164,8 +167,11 @@ func (h *harness) startReplicas(ctx context.Context, name, listen string, ups []
 	}
 	for i, addr := range ups {
 		role := fmt.Sprintf("api%d", i+1)
-		// Their admin listeners on any free port: nothing scrapes them.
-		e := h.stack.env(fmt.Sprintf("api%d", i%2+1), append([]string{"KV_HTTP_ADDR=" + addr, "KV_ADMIN_ADDR=127.0.0.1:0", "KV_INSTANCE_ID=kvbench-" + name + "-" + role}, env...)...)
+		admin := "127.0.0.1:0"
+		if i == 0 && admin1 != "" {
+			admin = admin1
+		}
+		e := h.stack.env(fmt.Sprintf("api%d", i%2+1), append([]string{"KV_HTTP_ADDR=" + addr, "KV_ADMIN_ADDR=" + admin, "KV_INSTANCE_ID=kvbench-" + name + "-" + role}, env...)...)
 		c, err := h.spawn(name+" "+role, filepath.Join(dir, role+".log"), e, bin)
 		if err != nil {
 			stop()

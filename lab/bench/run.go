@@ -41,7 +41,7 @@ type Options struct {
 	Smoke    bool     // a smoke run (no notes appended)
 	Only     []string // scenario names to run (hit, miss, put, apply, apply1, lag, wait, memory); all when empty
 	// Ports is the first of the ports the harness's own processes listen
-	// on (its nginx, stubs, API variants and consumers): Ports … Ports+29.
+	// on (its nginx, stubs, API variants and consumers): Ports … Ports+harnessPorts-1.
 	Ports int
 	// CompareAPI is another build of bin/api (say, main's) run beside the
 	// variants as one more column: A/B runs of a change, alternated.
@@ -110,7 +110,18 @@ func Smoke() Options {
 }
 
 // port is the harness's own address n (0–29).
-func (o Options) port(n int) string { return fmt.Sprintf("127.0.0.1:%d", o.Ports+n) }
+func (o Options) port(n int) string {
+	if n < 0 || n >= harnessPorts {
+		panic(fmt.Sprintf("harness port %d: the harness owns %d from KV_BENCH_PORT", n, harnessPorts))
+	}
+	return fmt.Sprintf("127.0.0.1:%d", o.Ports+n)
+}
+
+// harnessPorts is how many ports from Options.Ports the harness's own
+// processes listen on: the stubs' and consumers' below 20, five API
+// variants' nginx and replicas from 20 (three each), their api1s' admin
+// listeners from 40 when profiled.
+const harnessPorts = 50
 
 // fromStack takes the edge's and the processes' addresses from the stack.
 func (o *Options) fromStack(v *stackView) {
@@ -438,12 +449,12 @@ func (h *harness) describe(ctx context.Context) {
 
 	set := func(k, v string) { r.Settings = append(r.Settings, [2]string{k, v}) }
 	o := h.o
-	set("repetitions", fmt.Sprintf("%d per scenario, every system of a scenario in turn; %s per timed run after a %s warm-up", o.Reps, o.Dur, o.Warm))
+	set("repetitions", fmt.Sprintf("%d per scenario, every system of a scenario in turn, forward in odd repetitions and backward in even ones (no system always runs before another); %s per timed run after a %s warm-up", o.Reps, o.Dur, o.Warm))
 	set("load generator", fmt.Sprintf("Go, closed loop, %d connections (one per client, each from its own 127.0.0.x source address: the edge's per-client rate limit of %s burst %s applies to each), HTTP/1.1 keep-alive, target 127.0.0.1 only", o.Conns, h.stack.s.Get("NGINX_RATE_LIMIT"), h.stack.s.Get("NGINX_RATE_BURST")))
 	set("values", fmt.Sprintf("%d bytes", o.ValueLen))
 	set("engines", h.stack.engines())
 	set("CPU", "utime + stime of each process and its descendants (/proc/<pid>/stat: nginx's workers, PostgreSQL's backends, RabbitMQ's port programs; a descendant that exits counts through its parent's cutime + cstime), read before and after each run, divided by the operations that run completed; the load generator (kvbench itself) is not counted")
-	set("harness ports", fmt.Sprintf("%d–%d (KV_BENCH_PORT)", o.Ports, o.Ports+29))
+	set("harness ports", fmt.Sprintf("%d–%d (KV_BENCH_PORT)", o.Ports, o.Ports+harnessPorts-1))
 	// kvstack as shipped (issue 22): checkShipped held the running
 	// processes to these before the first scenario.
 	set("kvstack as shipped", "the kvstack column runs the defaults a user of docker compose or of the Helm chart's prod values gets, below; the run checked them in the environment of the running api1, api2 and consumer (lab/bench/shipped.go), and TestMakeBenchRunsTheShippedDefaults fails when make bench would run others")

@@ -21,6 +21,7 @@ type system struct {
 	op      Op
 	procs   func(ctx context.Context) ([]Proc, error)
 	profile string // the name of api1's CPU profile taken during its first run; "" for none
+	admin   string // the port of that api1's admin listener; "" for the stack's api1
 	after   func() // run after each of its runs (cleaning up), when set
 	// load replaces the closed loop of op over HTTP when set (a raw
 	// publish, say).
@@ -58,7 +59,14 @@ type variant struct {
 // apiVariants are the API's variants of issue 15 beside kvstack as shipped
 // (the production sampler, native.ProductionSampler; access log and auth
 // on): colFull samples every trace, as the native dev stack does.
+//
+// colHarness changes nothing: the stack's replicas as the harness runs
+// every variant (its own processes and nginx, no Prometheus scraping
+// them, started for the scenario). A layer's cost is a variant's
+// difference from it, like against like; kvstack's own column against it
+// says what the harness's way of running changes by itself.
 var apiVariants = []variant{
+	{name: colHarness},
 	{name: colFull, env: fullSampler},
 	{name: "tracing off", env: []string{"OTEL_TRACES_SAMPLER=always_off"}},
 	{name: "tracing and access log off", env: []string{"OTEL_TRACES_SAMPLER=always_off", "KV_ACCESS_LOG=false"}},
@@ -90,6 +98,7 @@ var productionRatio = func() float64 {
 // The columns the targets compare.
 const (
 	colKVStack    = "kvstack"
+	colHarness    = "as shipped, run by the harness"
 	colFull       = "100 % sampling"
 	colUntraced   = "tracing off"
 	colAuthOff    = "auth off"
@@ -159,13 +168,23 @@ func (h *harness) startVariants(ctx context.Context, scenario string, mk func(ba
 	}
 	for i, v := range h.variants() {
 		listen, a, b := h.o.port(20+3*i), h.o.port(21+3*i), h.o.port(22+3*i)
-		e, err := h.startReplicas(ctx, fmt.Sprintf("%s-variant%d", scenario, i+1), listen, []string{a, b}, v.bin, v.env...)
+		var admin string
+		if h.o.Profiles != "" {
+			// api1's admin listener on a known port, to profile it as the
+			// stack's api1 is.
+			admin = h.o.port(40 + i)
+		}
+		e, err := h.startReplicas(ctx, fmt.Sprintf("%s-variant%d", scenario, i+1), listen, []string{a, b}, v.bin, admin, v.env...)
 		if err != nil {
 			stop()
 			return nil, nil, fmt.Errorf("variant %q: %w", v.name, err)
 		}
 		edges = append(edges, e)
-		out = append(out, h.edgeSystem(v.name, e, mk(e.url), notAPI...))
+		s := h.edgeSystem(v.name, e, mk(e.url), notAPI...)
+		if admin != "" {
+			s.profile, s.admin = fmt.Sprintf("api-%s-%s-cpu", scenario, profileName(v.name)), portOf(admin)
+		}
+		out = append(out, s)
 	}
 	return out, stop, nil
 }
@@ -193,7 +212,11 @@ func (h *harness) runSystem(ctx context.Context, s system, dur time.Duration, pr
 	}
 	wait := func() {}
 	if profile && s.profile != "" {
-		wait = h.profile(ctx, h.o.APIAdminPorts[0], s.profile, int(dur.Seconds())-1)
+		admin := s.admin
+		if admin == "" {
+			admin = h.o.APIAdminPorts[0]
+		}
+		wait = h.profile(ctx, admin, s.profile, int(dur.Seconds())-1)
 	}
 	w, err := startCPU(procs)
 	if err != nil {
@@ -215,9 +238,28 @@ func (h *harness) runSystem(ctx context.Context, s system, dur time.Duration, pr
 	return measured{res: res, perOp: perOp}, nil
 }
 
-// alternate warms each system up, then runs them in turn, Reps times, and
-// returns each one's runs by name; CPU goes into table, failed requests
-// into the section's notes.
+// runOrder is the order in which repetition rep (from 0) runs n systems:
+// forward in even repetitions, backward in odd ones, so that no system
+// always runs before another. Whatever a run leaves to the next (a
+// broker or Jaeger still catching up, the host's load drifting over the
+// repetition) then falls on each side of a comparison in turn and
+// cancels in the medians, instead of always on the same side (the "auth
+// off" variant ran right after kvstack in every repetition of the
+// 7 December report).
+func runOrder(n, rep int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+		if rep%2 == 1 {
+			out[i] = n - 1 - i
+		}
+	}
+	return out
+}
+
+// alternate warms each system up, then runs them in turn, Reps times
+// (runOrder: forward, then backward), and returns each one's runs by
+// name; CPU goes into table, failed requests into the section's notes.
 func (h *harness) alternate(ctx context.Context, label string, sec *Section, table *CPUTable, systems []system) (map[string][]Result, error) {
 	for _, s := range systems {
 		s.run(ctx, h.o.Conns, h.o.Warm)
@@ -227,7 +269,8 @@ func (h *harness) alternate(ctx context.Context, label string, sec *Section, tab
 	}
 	out := map[string][]Result{}
 	for r := range h.o.Reps {
-		for _, s := range systems {
+		for _, i := range runOrder(len(systems), r) {
+			s := systems[i]
 			if err := h.waitQuiet(ctx); err != nil {
 				return out, err
 			}
@@ -282,3 +325,20 @@ func each(rs []Result, f func(Result) float64) []float64 {
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// profileName is a column's name as a file name's part: "100pct-sampling",
+// "as-shipped-run-by-the-harness".
+func profileName(col string) string {
+	var b strings.Builder
+	for _, r := range strings.ReplaceAll(col, " % ", "pct ") {
+		switch {
+		case 'a' <= r && r <= 'z', '0' <= r && r <= '9':
+			b.WriteRune(r)
+		case 'A' <= r && r <= 'Z':
+			b.WriteRune(r + 'a' - 'A')
+		case b.Len() > 0 && !strings.HasSuffix(b.String(), "-"):
+			b.WriteByte('-')
+		}
+	}
+	return strings.TrimSuffix(b.String(), "-")
+}

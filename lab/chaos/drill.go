@@ -148,7 +148,10 @@ func drill(ctx context.Context, s settings, c *private) error {
 		return err
 	}
 	defer closeEnv()
-	if err := c.database().Archive().CreateStanza(ctx); err != nil {
+	// The stack's scheduler takes its first backup as the stack starts:
+	// pgBackRest's lock is then taken; wait for it.
+	repo := c.database().Archive()
+	if _, err := repo.WhenFree(ctx, 10*time.Minute, nil, repo.EnsureStanza); err != nil {
 		return err
 	}
 	name := drillTarget(c)
@@ -237,11 +240,13 @@ func (e *env) drillRound(ctx context.Context, a accident, prefix string) (r dril
 	// 1-2: writes, a full backup while they go on, more writes.
 	sleepCtx(ctx, e.s.warm)
 	began := time.Now()
-	if err := e.c.database().Archive().Backup(ctx, "full"); err != nil {
+	repo := e.c.database().Archive()
+	waited, err := repo.WhenFree(ctx, 10*time.Minute, nil, func(ctx context.Context) error { return repo.Backup(ctx, "full") })
+	if err != nil {
 		r.fail("backup: %v", err)
 		return r
 	}
-	r.backupTook = time.Since(began)
+	r.backupTook = time.Since(began) - waited // not the scheduler's backup it waited for
 	sleepCtx(ctx, e.s.warm)
 
 	// 3: T, bracketed by two reads of every key: the state at T lies

@@ -166,6 +166,7 @@ func generate(t *testing.T) []byte {
 	w("| variable | default | meaning |\n|---|---|---|\n")
 	w("| `DATABASE_URL`, `REDIS_ADDR`, `REDIS_PASSWORD`, `RABBITMQ_URL` | the binaries' | the shared services the tests use (`internal/postgres/pgtest`, `internal/redis/redistest`, `internal/rabbitmq/rabbittest`); a test that cannot reach one fails |\n")
 	w("| `REDIS_TEST_DB` | `15` | the Redis database the tests use, so that a developer's keys in database 0 are never touched (`internal/redis/redistest`) |\n")
+	w("| `START_TIMEOUT` | 2 min × the load per core above 1, at most 10 min | seconds a test's private engine gets to answer, and a private Redis Cluster to form (`internal/engine.StartTimeout`) |\n")
 	return b.Bytes()
 }
 

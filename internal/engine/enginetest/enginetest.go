@@ -97,7 +97,7 @@ func (in *instance) launch(what string, nports int, mk func(string, []int) ([]en
 	}
 	engines, ready := mk(dir, ports)
 	in.name = engines[0].Program().Name
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), startBound())
 	defer cancel()
 	started := time.Now()
 	in.p, err = engine.Start(ctx, dir, nil, engines...)
@@ -128,7 +128,7 @@ func (in *instance) stop(tb testing.TB) (start func()) {
 			return
 		}
 		started = true
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		ctx, cancel := context.WithTimeout(context.Background(), startBound())
 		defer cancel()
 		if err := in.p.Start(ctx, name); err != nil {
 			tb.Errorf("starting the private %s again: %v", name, err)
@@ -153,6 +153,12 @@ func (in *instance) Close() {
 	}
 	in.p = nil
 }
+
+// startBound bounds a start of private engines and what follows it (a
+// cluster formed, a standby synchronous): engine.StartTimeout, which
+// stretches with the machine's load (or START_TIMEOUT), and a minute more;
+// 3 minutes on a quiet machine, as before.
+func startBound() time.Duration { return engine.StartTimeout() + time.Minute }
 
 // TLSHost is the one name the certificate of an engine started with TLS
 // carries: a client that dials 127.0.0.1, the same server, meets a
@@ -334,7 +340,7 @@ func (pt *Patroni) Cluster(tb testing.TB) *engine.Patroni {
 	pt.mu.Lock()
 	defer pt.mu.Unlock()
 	if pt.lost != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+		ctx, cancel := context.WithTimeout(context.Background(), startBound())
 		defer cancel()
 		err := pt.p.Start(ctx, pt.lost.Name)
 		if err == nil {
@@ -702,7 +708,7 @@ func (mc *RabbitMQCluster) Whole(tb testing.TB) {
 	if err := mc.each(all, mc.startNode); err != nil {
 		tb.Fatalf("RabbitMQ nodes not back: %v", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), startBound())
 	defer cancel()
 	if err := c.Form(ctx); err != nil {
 		tb.Fatalf("RabbitMQ cluster not whole again: %v", err)
@@ -728,9 +734,9 @@ func (mc *RabbitMQCluster) startNode(ctx context.Context, name string) error {
 }
 
 // each runs f on the program of every node of nodes, concurrently, within
-// three minutes.
+// startBound.
 func (mc *RabbitMQCluster) each(nodes []int, f func(ctx context.Context, name string) error) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), startBound())
 	defer cancel()
 	errs := make([]error, len(nodes))
 	var wg sync.WaitGroup

@@ -47,9 +47,10 @@ func run(ctx context.Context, args []string) error {
 	profiles := fs.String("profiles", "", "directory for CPU profiles of the API and consumer (none when empty)")
 	root := fs.String("root", "", "repository root (default: the directory holding stack.env, from here upwards)")
 	only := fs.String("only", "", "comma-separated scenarios to run: hit,miss,put,apply,apply1,lag,wait,memory (default all)")
-	ports := fs.Int("ports", defaultPorts(), "first of the 30 ports the harness's own nginx, stubs, API variants and consumers listen on (default KV_BENCH_PORT, else 18080)")
+	ports := fs.Int("ports", defaultPorts(), "first of the 50 ports the harness's own nginx, stubs, API variants and consumers listen on (default KV_BENCH_PORT, else 18080)")
 	compare := fs.String("compare-api", "", "another build of bin/api (say, main's) to run as one more column of the GET hit and PUT scenarios, alternated with the rest")
 	compareConsumer := fs.String("compare-consumer", "", "another build of bin/consumer to run as one more column of the apply scenario")
+	busy := fs.Bool("busy", false, "run without waiting for other people's tests to finish (their load is then in the figures; -smoke implies it)")
 	reps := fs.Int("reps", 0, "repetitions per scenario (default: 3, or 1 with -smoke)")
 	dur := fs.Duration("dur", 0, "one measured run (default: 8s, or 1.5s with -smoke)")
 	planMode := fs.Bool("plan", false, "print the capacity plan computed from the last report's figures (lab/bench/REPORT.json, else REPORT.md; checked against SCALEOUT beside it), run nothing (make bench-plan)")
@@ -64,6 +65,9 @@ func run(ctx context.Context, args []string) error {
 	}
 	if *smoke {
 		o = bench.Smoke()
+	}
+	if *busy {
+		o.Busy = true
 	}
 	if *reps > 0 {
 		o.Reps = *reps

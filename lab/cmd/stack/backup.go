@@ -131,10 +131,15 @@ func (c *cli) scheduleBackups(ctx context.Context) error {
 	return b.Run(ctx)
 }
 
+// backupWait is how long make backup waits, by default, for a backup in
+// progress (the scheduler's, taken at once after make up) to end.
+const backupWait = 30 * time.Minute
+
 // backup takes a backup now (make backup).
 func (c *cli) backup(ctx context.Context, args []string) (int, error) {
 	fs := flag.NewFlagSet("backup", flag.ContinueOnError)
 	kind := fs.String("type", "full", "full, diff (changes since the last full) or incr (since the last backup)")
+	wait := fs.Duration("wait", backupWait, "how long to wait for a backup in progress (the scheduler's) to end first; 0: fail at once")
 	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
 		return 2, usageError{}
 	}
@@ -142,12 +147,12 @@ func (c *cli) backup(ctx context.Context, args []string) (int, error) {
 	if db == nil {
 		return 1, errNoPITR
 	}
+	if !c.stack.Supervisor().Running(ctx) {
+		return 1, errors.New("the stack is down: make up first (a backup reads its running PostgreSQL)")
+	}
 	repo := db.Archive()
 	began := time.Now()
-	if err := repo.CreateStanza(ctx); err != nil {
-		return 1, fmt.Errorf("%w (is the stack up? make up)", err)
-	}
-	if err := repo.Backup(ctx, *kind); err != nil {
+	if err := engines.BackupNow(ctx, repo, *kind, *wait, c.log); err != nil {
 		return 1, err
 	}
 	info, err := repo.Info(ctx)

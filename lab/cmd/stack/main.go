@@ -20,8 +20,9 @@
 //	stack services ARGS lab/scripts/services.sh with stack.env's ports
 //	stack backups       the backup scheduler of a stack with engines of its
 //	                    own (KV_ENGINES=private; its supervisord runs it)
-//	stack backup [-type full|diff|incr]
-//	                    a pgBackRest backup now (make backup)
+//	stack backup [-type full|diff|incr] [-wait 30m]
+//	                    a pgBackRest backup now (make backup), after the
+//	                    one in progress, if any, has ended
 //	stack restore -to T [-yes]
 //	                    point-in-time restore of that stack (make restore)
 //	stack token [-role R,…] [-sub S] [-ttl D]
@@ -51,7 +52,7 @@ import (
 
 const usage = `usage: stack up | up-ha | run | down | status | logs | start NAME | stop NAME | restart NAME |
              render | jaeger | jaeger-up | env | running | services ARGS... |
-             backups | backup [-type full|diff|incr] | restore -to T [-yes] |
+             backups | backup [-type full|diff|incr] [-wait D] | restore -to T [-yes] |
              token [-role R,...] [-sub S] [-ttl D] | tls | compose-secrets`
 
 func main() {

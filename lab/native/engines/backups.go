@@ -22,7 +22,9 @@ import (
 // and the WAL only they needed). Its /metrics say how old the newest
 // backup is, against MaxAge (BackupTooOld); pg_stat_archiver, through the
 // PostgreSQL exporter, says whether the WAL archive keeps up
-// (WALArchiveFailing).
+// (WALArchiveFailing). A backup due while another pgBackRest command
+// holds the stanza's lock (make backup's) is counted busy, not failed, and
+// taken at a later look.
 type Backups struct {
 	Repo                           *engine.PgBackRest
 	Interval, FullInterval, MaxAge time.Duration
@@ -51,12 +53,12 @@ func NewBackups(repo *engine.PgBackRest, interval, full, maxAge time.Duration, l
 	f("kvstack_backup_max_age_seconds", "KV_BACKUP_MAX_AGE: a newest backup older than this fires BackupTooOld.").Set(maxAge.Seconds())
 	f("kvstack_backup_interval_seconds", "KV_BACKUP_INTERVAL: a backup is taken when the newest is this old.").Set(interval.Seconds())
 	b.runs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "kvstack_backup_runs_total",
-		Help: "Backups the scheduler ran, by type (full, diff) and outcome (ok, failed)."}, []string{"type", "outcome"})
+		Help: "Backups the scheduler ran, by type (full, diff) and outcome (ok, failed, busy: not taken, another pgBackRest command such as make backup held the stanza's lock; taken at a later look)."}, []string{"type", "outcome"})
 	b.duration = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "kvstack_backup_last_duration_seconds",
 		Help: "How long the last backup of each type took."}, []string{"type"})
 	b.reg.MustRegister(b.runs, b.duration)
 	for _, t := range []string{"full", "diff"} {
-		for _, o := range []string{"ok", "failed"} {
+		for _, o := range []string{"ok", "failed", "busy"} {
 			b.runs.WithLabelValues(t, o)
 		}
 	}
@@ -72,14 +74,15 @@ func (b *Backups) Handler() http.Handler {
 
 // Run schedules backups until ctx ends.
 func (b *Backups) Run(ctx context.Context) error {
-	every := b.Every
-	if every <= 0 {
-		every = time.Minute
-	}
+	every := b.every()
 	for stanza := false; ctx.Err() == nil; {
 		if !stanza {
-			if err := b.Repo.CreateStanza(ctx); err != nil {
-				b.logf("stanza-create (PostgreSQL must answer): %v; again in 5s", err)
+			if err := b.Repo.EnsureStanza(ctx); err != nil {
+				if l, ok := engine.IsLocked(err); ok {
+					b.logf("stanza-create: pgBackRest is busy (%s); again in 5s", l.Holder)
+				} else {
+					b.logf("stanza-create (PostgreSQL must answer): %v; again in 5s", err)
+				}
 				sleep(ctx, 5*time.Second)
 				continue
 			}
@@ -90,6 +93,13 @@ func (b *Backups) Run(ctx context.Context) error {
 		sleep(ctx, every)
 	}
 	return nil
+}
+
+func (b *Backups) every() time.Duration {
+	if b.Every <= 0 {
+		return time.Minute
+	}
+	return b.Every
 }
 
 // Tick reads the repository, updates the metrics and takes the backup that
@@ -109,6 +119,13 @@ func (b *Backups) Tick(ctx context.Context, now time.Time) string {
 	began := time.Now()
 	err = b.Repo.Backup(ctx, kind)
 	took := time.Since(began)
+	if l, ok := engine.IsLocked(err); ok {
+		// make backup's (or another pgBackRest command's): not a failure;
+		// the next tick takes the backup if it is still due.
+		b.runs.WithLabelValues(kind, "busy").Inc()
+		b.logf("%s backup not taken: pgBackRest is busy (%s); again at the next look, in %s", kind, l.Holder, b.every())
+		return kind
+	}
 	if err != nil {
 		b.runs.WithLabelValues(kind, "failed").Inc()
 		b.logf("%s backup FAILED after %s: %v", kind, took.Round(100*time.Millisecond), err)
@@ -182,4 +199,39 @@ func sleep(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-t.C:
 	}
+}
+
+// BackupNow takes a backup of kind now (make backup), creating the
+// stanza first if the repository has none yet (right after make up, the
+// scheduler may not have). pgBackRest runs one command of a stanza at a
+// time and fails at once when another holds the lock: the scheduler's
+// backup, a moment after make up. BackupNow then says so on log, with the
+// holder, and waits up to wait for it to end before it takes its own; with
+// no wait, or past it, it returns the *engine.LockedError.
+func BackupNow(ctx context.Context, repo *engine.PgBackRest, kind string, wait time.Duration, log io.Writer) error {
+	waiting := func(h engine.LockHolder) {
+		fmt.Fprintf(log, "==> a backup is running: %s; waiting for it to end (up to %s) before taking this one\n", h, wait)
+	}
+	var waited time.Duration
+	step := func(fn func(context.Context) error) error {
+		w, err := repo.WhenFree(ctx, wait, waiting, fn)
+		waited += w
+		if _, ok := engine.IsLocked(err); ok {
+			if wait <= 0 {
+				return fmt.Errorf("a backup is in progress: try again once it ends, or wait for it (-wait): %w", err)
+			}
+			return fmt.Errorf("a backup is still in progress after %s: try again once it ends: %w", wait, err)
+		}
+		return err
+	}
+	if err := step(repo.EnsureStanza); err != nil {
+		return err
+	}
+	if err := step(func(ctx context.Context) error { return repo.Backup(ctx, kind) }); err != nil {
+		return err
+	}
+	if waited > 0 {
+		fmt.Fprintf(log, "==> waited %s for the lock\n", waited.Round(100*time.Millisecond))
+	}
+	return nil
 }
