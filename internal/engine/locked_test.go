@@ -514,29 +514,25 @@ func checkEtcdLocked(t *testing.T, ctx context.Context, e *engine.Etcd) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []struct {
-		name    string
-		probe   supervisor.HTTPProbe
-		refusal string
-	}{
-		{"plain HTTP", supervisor.HTTPProbe{Addr: e.Addr(), Path: "/health"}, "EOF|malformed|connection reset|400"},
-		{"TLS, no client certificate", supervisor.HTTPProbe{Addr: e.Addr(), Path: "/health", TLS: noCert}, "certificate|bad|tls"},
-		{"TLS, a client certificate of its CA", supervisor.HTTPProbe{Addr: e.Addr(), Path: "/health", TLS: withCert}, ""},
+	// The client listener (/health) and the peer listener (/version, which
+	// answers a peer that has a certificate): TLS alone on both, a
+	// certificate of the CA asked for.
+	for _, l := range []struct{ name, addr, path string }{
+		{"", e.Addr(), "/health"},
+		{"peer, ", e.PeerAddr(), "/version"},
 	} {
-		enginetest.CheckRefusal(t, "etcd "+e.Addr()+": "+c.name, c.probe.Check(ctx), c.refusal)
-	}
-	// Its peer listener likewise: TLS alone, a peer's certificate of its
-	// CA asked for (/version answers a peer that has one).
-	for _, c := range []struct {
-		name    string
-		probe   supervisor.HTTPProbe
-		refusal string
-	}{
-		{"peer, plain HTTP", supervisor.HTTPProbe{Addr: e.PeerAddr(), Path: "/version"}, "EOF|malformed|connection reset|400"},
-		{"peer, TLS, no client certificate", supervisor.HTTPProbe{Addr: e.PeerAddr(), Path: "/version", TLS: noCert}, "certificate|bad|tls"},
-		{"peer, TLS, a client certificate of its CA", supervisor.HTTPProbe{Addr: e.PeerAddr(), Path: "/version", TLS: withCert}, ""},
-	} {
-		enginetest.CheckRefusal(t, "etcd "+e.PeerAddr()+": "+c.name, c.probe.Check(ctx), c.refusal)
+		for _, c := range []struct {
+			name    string
+			tls     *tls.Config
+			refusal string
+		}{
+			{"plain HTTP", nil, "EOF|malformed|connection reset|400"},
+			{"TLS, no client certificate", noCert, "certificate|bad|tls"},
+			{"TLS, a client certificate of its CA", withCert, ""},
+		} {
+			probe := supervisor.HTTPProbe{Addr: l.addr, Path: l.path, TLS: c.tls}
+			enginetest.CheckRefusal(t, "etcd "+l.addr+": "+l.name+c.name, probe.Check(ctx), c.refusal)
+		}
 	}
 }
 
