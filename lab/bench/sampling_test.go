@@ -11,18 +11,27 @@ import (
 	"github.com/kvstack/kvstack/lab/native"
 )
 
-// The kvstack column's consumer gets the production sampler's share of
-// the apply's messages sampled, the 100 % variant all of them, and the
-// 100 % variant runs the native dev stack's sampler.
+// The kvstack column's consumer and the control run by the harness get
+// the production sampler's share of the apply's messages sampled, the
+// 100 % variant all of them, tracing off none, each of them runs, and the
+// 100 % variant runs the native dev stack's sampler. The control's were
+// once all sampled, and "tracing off" dropped from the consumer's
+// variants when the control was added.
 func TestSamplingColumns(t *testing.T) {
 	if !slices.ContainsFunc(consumerVariants, func(c variant) bool { return c.name == colFull }) {
 		t.Errorf("the consumer's variants lack %q", colFull)
 	}
+	want := map[string]float64{colKVStack: productionRatio, colHarness: productionRatio, colFull: 1, colUntraced: 0}
 	for _, d := range (&harness{o: Options{}}).drainers(1, 1) {
-		want := map[string]float64{colKVStack: productionRatio, colFull: 1, colUntraced: 0}
-		if w, ok := want[d.name]; ok && d.sampled != w {
-			t.Errorf("%q's messages are sampled at %v, want %v", d.name, d.sampled, w)
+		if w, ok := want[d.name]; ok {
+			if d.sampled != w {
+				t.Errorf("%q's messages are sampled at %v, want %v", d.name, d.sampled, w)
+			}
+			delete(want, d.name)
 		}
+	}
+	for name := range want {
+		t.Errorf("the apply runs no %q", name)
 	}
 	dev := settingsWith(t, nil)
 	if got := dev.Get("OTEL_TRACES_SAMPLER") + " " + dev.Get("OTEL_TRACES_SAMPLER_ARG"); got != strings.Join(envValues(fullSampler), " ") {
