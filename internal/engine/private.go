@@ -32,12 +32,20 @@ func Start(ctx context.Context, dir string, log io.Writer, engines ...Engine) (*
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return nil, err
 	}
-	p := &Private{Dir: dir, stack: &supervisor.Stack{Dir: dir, StartTimeout: StartTimeout(), Log: log, Tied: true}}
-	p.stack.Before = func(ctx context.Context, priority int) error { return InitBefore(p.engines)(ctx, priority) }
+	p := newPrivate(dir, log)
 	if err := p.Add(ctx, engines...); err != nil {
 		return p, errors.Join(err, p.Close(context.Background()))
 	}
 	return p, nil
+}
+
+// newPrivate is a Private in dir with no engines yet, whose supervisor
+// gives each engine StartTimeout, read at each wait: a node restarted or
+// added under a heavier load gets that load's bound, not its first boot's.
+func newPrivate(dir string, log io.Writer) *Private {
+	p := &Private{Dir: dir, stack: &supervisor.Stack{Dir: dir, StartTimeout: StartTimeout, Log: log, Tied: true}}
+	p.stack.Before = func(ctx context.Context, priority int) error { return InitBefore(p.engines)(ctx, priority) }
+	return p
 }
 
 // Add starts more engines under the same supervisor (the others keep

@@ -27,20 +27,33 @@ const MaxStartTimeout = 10 * time.Minute
 // parallel tests and other work beside it, and failed the runs that a
 // fixed 2-minute bound gave it.
 func StartTimeout() time.Duration {
-	if s := os.Getenv("START_TIMEOUT"); s != "" {
-		if n, err := strconv.Atoi(s); err == nil && n > 0 {
-			return time.Duration(n) * time.Second
-		}
+	if d, ok := startTimeoutSet(); ok {
+		return d
 	}
 	return stretch(BaseStartTimeout, loadPerCore())
 }
 
-// AllowForLoad is a test's bound d (set for a quiet machine) plus however
-// much StartTimeout is stretched beyond BaseStartTimeout now: a test
-// whose context ends before its engines' start bound would still fail on
-// a loaded machine.
+// startTimeoutSet is START_TIMEOUT's bound, when set.
+func startTimeoutSet() (time.Duration, bool) {
+	n, err := strconv.Atoi(os.Getenv("START_TIMEOUT"))
+	if err != nil || n <= 0 {
+		return 0, false
+	}
+	return time.Duration(n) * time.Second, true
+}
+
+// AllowForLoad is a test's bound d (set for a quiet machine) plus as much
+// as its engines' start bound may exceed BaseStartTimeout: with
+// START_TIMEOUT set, that bound's excess (never less than d); otherwise
+// the most the load may stretch it, since engines started later in the
+// test read a load that its parallel boots raise, and a test whose
+// context ended before its engines' start bound would fail on a loaded
+// machine.
 func AllowForLoad(d time.Duration) time.Duration {
-	return d + StartTimeout() - BaseStartTimeout
+	if s, ok := startTimeoutSet(); ok {
+		return d + max(0, s-BaseStartTimeout)
+	}
+	return d + MaxStartTimeout - BaseStartTimeout
 }
 
 // stretch is base times load when load is above 1, at most

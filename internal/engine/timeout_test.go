@@ -36,10 +36,34 @@ func TestStartTimeoutFromTheEnvironment(t *testing.T) {
 	}
 }
 
-// A test's bound grows by as much as the start bound is stretched.
+// A test's bound grows by as much as its engines' start bound may exceed
+// the base: START_TIMEOUT's excess when set (a shorter START_TIMEOUT never
+// shortens it), else the load's most, since the load read later may be
+// higher than now's.
 func TestAllowForLoad(t *testing.T) {
+	for _, tt := range []struct {
+		env  string
+		want time.Duration
+	}{
+		{"300", 7 * time.Minute},
+		{"60", 4 * time.Minute},
+		{"", 4*time.Minute + MaxStartTimeout - BaseStartTimeout},
+	} {
+		t.Setenv("START_TIMEOUT", tt.env)
+		if got := AllowForLoad(4 * time.Minute); got != tt.want {
+			t.Errorf("AllowForLoad(4m) with START_TIMEOUT=%q = %s, want %s", tt.env, got, tt.want)
+		}
+	}
+}
+
+// A Private's supervisor reads the start bound at each wait, so a node
+// restarted or added under a heavier load gets that load's bound: it was
+// once taken at the first boot and kept.
+func TestPrivateReadsTheStartBoundAtEachWait(t *testing.T) {
+	t.Setenv("START_TIMEOUT", "60")
+	p := newPrivate(t.TempDir(), nil)
 	t.Setenv("START_TIMEOUT", "300")
-	if got := AllowForLoad(4 * time.Minute); got != 7*time.Minute {
-		t.Errorf("AllowForLoad(4m) with START_TIMEOUT=300 = %s, want 7m", got)
+	if got := p.stack.StartTimeout(); got != 5*time.Minute {
+		t.Errorf("the private supervisor's bound after START_TIMEOUT changed to 300 = %s, want 5m", got)
 	}
 }

@@ -19,8 +19,10 @@ import (
 type Stack struct {
 	Dir      string
 	Programs []Program
-	// StartTimeout bounds how long a program gets to become healthy.
-	StartTimeout time.Duration
+	// StartTimeout bounds how long a program gets to become healthy, read
+	// at each wait (a bound that follows the machine's load, say); nil
+	// gives a minute.
+	StartTimeout func() time.Duration
 	// Log gets one line per step ("==> api1: started …"); nil discards.
 	Log io.Writer
 	// Tied makes the supervisord a child of this process that stops with
@@ -174,7 +176,11 @@ func (st *Stack) WaitHealthy(ctx context.Context, name string) error {
 	if !ok {
 		return fmt.Errorf("no program %s", name)
 	}
-	deadline := time.Now().Add(orDuration(st.StartTimeout, 60*time.Second))
+	bound := time.Minute
+	if st.StartTimeout != nil {
+		bound = orDuration(st.StartTimeout(), bound)
+	}
+	deadline := time.Now().Add(bound)
 	var last error
 	for {
 		info, err := st.Supervisor().Process(ctx, name)
@@ -196,7 +202,7 @@ func (st *Stack) WaitHealthy(ctx context.Context, name string) error {
 			}
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("%s: not healthy within %s (%v)%s", name, orDuration(st.StartTimeout, 60*time.Second), last, Tail(p.Log))
+			return fmt.Errorf("%s: not healthy within %s (%v)%s", name, bound, last, Tail(p.Log))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

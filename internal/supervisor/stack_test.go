@@ -27,7 +27,7 @@ func TestStackUnderSupervisord(t *testing.T) {
 			Priority: prio, StopWait: 5 * time.Second, Log: filepath.Join(dir, "logs", name+".log"),
 		}
 	}
-	st := &supervisor.Stack{Dir: dir, Tied: true, StartTimeout: 30 * time.Second,
+	st := &supervisor.Stack{Dir: dir, Tied: true, StartTimeout: func() time.Duration { return 30 * time.Second },
 		Programs: []supervisor.Program{program("first", 1, "a"), program("second", 2, "a")}}
 	t.Cleanup(func() { _ = st.Down(context.Background()) })
 

@@ -268,7 +268,7 @@ func NewStack(s *Settings, log io.Writer, programs ...supervisor.Program) *super
 	if programs == nil {
 		programs = Processes(s)
 	}
-	return &supervisor.Stack{Dir: s.Dir, Programs: programs, StartTimeout: s.StartTimeout(), Log: log}
+	return &supervisor.Stack{Dir: s.Dir, Programs: programs, StartTimeout: s.StartTimeout, Log: log}
 }
 
 // JaegerBuilt reports whether the machine's shared Jaeger build for this
