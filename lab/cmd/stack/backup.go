@@ -152,14 +152,16 @@ func (c *cli) backup(ctx context.Context, args []string) (int, error) {
 	}
 	repo := db.Archive()
 	began := time.Now()
-	if err := engines.BackupNow(ctx, repo, *kind, *wait, c.log); err != nil {
+	waited, err := engines.BackupNow(ctx, repo, *kind, *wait, c.log)
+	if err != nil {
 		return 1, err
 	}
+	took := time.Since(began) - waited
 	info, err := repo.Info(ctx)
 	if err != nil {
 		return 1, err
 	}
-	fmt.Fprintf(c.log, "==> %s backup in %s into %s\n", *kind, time.Since(began).Round(100*time.Millisecond), repo.RepoPath())
+	fmt.Fprintf(c.log, "==> %s backup in %s into %s\n", *kind, took.Round(100*time.Millisecond), repo.RepoPath())
 	printBackups(info)
 	return 0, nil
 }

@@ -61,15 +61,19 @@ func TestBackupWaitsForTheStanzaLock(t *testing.T) {
 	release := holdLock(t, repo)
 	time.AfterFunc(held, release)
 	began := time.Now()
-	if err := BackupNow(ctx, repo, "full", time.Minute, &log); err != nil {
+	waited, err := BackupNow(ctx, repo, "full", time.Minute, &log)
+	if err != nil {
 		t.Fatalf("make backup while a backup holds the lock for %s: %v\n%s", held, err, log.String())
 	}
 	took := time.Since(began)
+	if waited <= 0 || waited > took {
+		t.Errorf("make backup says it waited %s of its %s, the lock held %s", waited, took, held)
+	}
 	t.Logf("make backup, the lock held %s: %s\n%s", held, took.Round(10*time.Millisecond), log.String())
 	if took < held {
 		t.Errorf("make backup ended after %s, before the holder released the lock (%s)", took, held)
 	}
-	for _, want := range []string{"a backup is running", fmt.Sprintf("pid %d", os.Getpid()), "waiting"} {
+	for _, want := range []string{"the stanza is locked by", fmt.Sprintf("pid %d", os.Getpid()), "waiting"} {
 		if !strings.Contains(log.String(), want) {
 			t.Errorf("make backup's output does not say %q:\n%s", want, log.String())
 		}
@@ -96,14 +100,14 @@ func TestBackupWaitsForTheStanzaLock(t *testing.T) {
 		t.Errorf("the lock's holder, a pgbackrest backup, read as %+v", h)
 	}
 	log.Reset()
-	if err := BackupNow(ctx, repo, "full", time.Minute, &log); err != nil {
+	if _, err := BackupNow(ctx, repo, "full", time.Minute, &log); err != nil {
 		t.Fatalf("make backup during a backup: %v\n%s", err, log.String())
 	}
 	if err := <-scheduled; err != nil {
 		t.Fatalf("the backup make backup waited for: %v", err)
 	}
 	t.Logf("make backup during a pgbackrest backup:\n%s", log.String())
-	if !strings.Contains(log.String(), "a backup is running: pgbackrest") {
+	if !strings.Contains(log.String(), "the stanza is locked by pgbackrest") {
 		t.Errorf("make backup did not name the pgbackrest backup it waited for:\n%s", log.String())
 	}
 	if info, err := repo.Info(ctx); err != nil || len(info.Backups) != 3 {
@@ -114,7 +118,7 @@ func TestBackupWaitsForTheStanzaLock(t *testing.T) {
 	release = holdLock(t, repo)
 	log.Reset()
 	began = time.Now()
-	err = BackupNow(ctx, repo, "full", 0, &log)
+	_, err = BackupNow(ctx, repo, "full", 0, &log)
 	release()
 	if l, ok := engine.IsLocked(err); !ok || l.Holder.PID != os.Getpid() {
 		t.Fatalf("make backup -wait=0 with the lock held: %v, want a LockedError naming pid %d", err, os.Getpid())
@@ -123,6 +127,17 @@ func TestBackupWaitsForTheStanzaLock(t *testing.T) {
 		t.Errorf("make backup -wait=0 took %s to refuse", took)
 	}
 	t.Logf("make backup -wait=0, the lock held: %v", err)
+
+	// Interrupted while it waits (Ctrl-C): it says so, not that the wait
+	// ran out.
+	release = holdLock(t, repo)
+	interrupted, stop := context.WithTimeout(ctx, 2*time.Second)
+	_, err = BackupNow(interrupted, repo, "full", time.Minute, &log)
+	stop()
+	release()
+	if err == nil || !strings.Contains(err.Error(), "interrupted") || strings.Contains(err.Error(), "still in progress") {
+		t.Errorf("make backup interrupted while it waits: %v, want it to say it was interrupted", err)
+	}
 
 	// The scheduler, make backup holding the lock: busy, not failed; its
 	// next tick takes the backup.

@@ -206,16 +206,21 @@ func sleep(ctx context.Context, d time.Duration) {
 // scheduler may not have). pgBackRest runs one command of a stanza at a
 // time and fails at once when another holds the lock: the scheduler's
 // backup, a moment after make up. BackupNow then says so on log, with the
-// holder, and waits up to wait for it to end before it takes its own; with
-// no wait, or past it, it returns the *engine.LockedError.
-func BackupNow(ctx context.Context, repo *engine.PgBackRest, kind string, wait time.Duration, log io.Writer) error {
+// holder, and waits up to wait in all for it to end before it takes its
+// own; with no wait, or past it, it returns the *engine.LockedError. It
+// returns how long it waited.
+func BackupNow(ctx context.Context, repo *engine.PgBackRest, kind string, wait time.Duration, log io.Writer) (time.Duration, error) {
 	waiting := func(h engine.LockHolder) {
-		fmt.Fprintf(log, "==> a backup is running: %s; waiting for it to end (up to %s) before taking this one\n", h, wait)
+		fmt.Fprintf(log, "==> the stanza is locked by %s; waiting for it to end (up to %s) before taking this backup\n", h, wait)
 	}
+	deadline := time.Now().Add(wait)
 	var waited time.Duration
 	step := func(fn func(context.Context) error) error {
-		w, err := repo.WhenFree(ctx, wait, waiting, fn)
+		w, err := repo.WhenFree(ctx, max(0, time.Until(deadline)), waiting, fn)
 		waited += w
+		if ctx.Err() != nil {
+			return fmt.Errorf("interrupted after waiting %s for the stanza's lock: %w", waited.Round(100*time.Millisecond), ctx.Err())
+		}
 		if _, ok := engine.IsLocked(err); ok {
 			if wait <= 0 {
 				return fmt.Errorf("a backup is in progress: try again once it ends, or wait for it (-wait): %w", err)
@@ -225,13 +230,13 @@ func BackupNow(ctx context.Context, repo *engine.PgBackRest, kind string, wait t
 		return err
 	}
 	if err := step(repo.EnsureStanza); err != nil {
-		return err
+		return waited, err
 	}
 	if err := step(func(ctx context.Context) error { return repo.Backup(ctx, kind) }); err != nil {
-		return err
+		return waited, err
 	}
 	if waited > 0 {
 		fmt.Fprintf(log, "==> waited %s for the lock\n", waited.Round(100*time.Millisecond))
 	}
-	return nil
+	return waited, nil
 }
