@@ -248,8 +248,9 @@ func startHAPostgres(t *testing.T, tr tree) (*patroniCluster, []string) {
 		// the files it copies.
 		want := []string{"/bin/sh", repoInContainers + "/deploy/compose/engine-files.sh", "etcd", "gosu", "etcd"}
 		if len(s.Entrypoint) <= len(want) || !slices.Equal(s.Entrypoint[:len(want)], want) {
-			problems = append(problems, fmt.Sprintf("%s: entrypoint %v does not start with %v", name, s.Entrypoint, want))
-			continue
+			// Without it the cluster cannot form: say so now, rather than
+			// wait out the boot for a quorum that cannot come.
+			return nil, append(problems, fmt.Sprintf("%s: entrypoint %v does not start with %v", name, s.Entrypoint, want))
 		}
 		e := &composeEtcd{name: name, user: "etcd", dir: edir, client: client, command: s.Entrypoint[len(want):], env: env,
 			log: filepath.Join(cl.logDir, name+".log"), files: map[string][]byte{}}

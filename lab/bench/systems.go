@@ -242,10 +242,11 @@ func (h *harness) runSystem(ctx context.Context, s system, dur time.Duration, pr
 // forward in even repetitions, backward in odd ones, so that no system
 // always runs before another. Whatever a run leaves to the next (a
 // broker or Jaeger still catching up, the host's load drifting over the
-// repetition) then falls on each side of a comparison in turn and
-// cancels in the medians, instead of always on the same side (the "auth
-// off" variant ran right after kvstack in every repetition of the
-// 7 December report).
+// repetition) then falls on each side of a comparison in turn, instead
+// of always on the same side (the "auth off" variant ran right after
+// kvstack in every repetition of the first 7 December report), so the
+// medians carry less of it; with an odd number of repetitions, 3 by
+// default, one side still gets it once more than the other.
 func runOrder(n, rep int) []int {
 	out := make([]int, n)
 	for i := range out {

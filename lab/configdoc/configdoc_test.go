@@ -160,13 +160,13 @@ func generate(t *testing.T) []byte {
 	for _, e := range commentedAssignments(t, "lab/scripts/services.sh", "#", regexp.MustCompile(`^([A-Z_]+)="\$\{[A-Z_]+:-([^}]*)\}"\s*#\s*(.*)$`)) {
 		w("| `%s` | %s | %s (`lab/scripts/services.sh`) |\n", e.name, code(e.value), cell(e.doc))
 	}
-	w("| `KV_BENCH_PORT` | `18080` | the first of the 30 ports of the benchmark's own processes (`lab/bench`; `kvbench -ports`) |\n")
+	w("| `KV_BENCH_PORT` | `18080` | the first of the 50 ports of the benchmark's own processes (`lab/bench`; `kvbench -ports`) |\n")
 
 	w("\n## Tests\n\n")
 	w("| variable | default | meaning |\n|---|---|---|\n")
 	w("| `DATABASE_URL`, `REDIS_ADDR`, `REDIS_PASSWORD`, `RABBITMQ_URL` | the binaries' | the shared services the tests use (`internal/postgres/pgtest`, `internal/redis/redistest`, `internal/rabbitmq/rabbittest`); a test that cannot reach one fails |\n")
 	w("| `REDIS_TEST_DB` | `15` | the Redis database the tests use, so that a developer's keys in database 0 are never touched (`internal/redis/redistest`) |\n")
-	w("| `START_TIMEOUT` | 2 min × the load per core above 1, at most 10 min | seconds a test's private engine gets to answer, and a private Redis Cluster to form (`internal/engine.StartTimeout`) |\n")
+	w("| `START_TIMEOUT` | 2 min × the load per core above 1, at most 10 min | seconds a test's private engine gets to answer, and a private Redis Cluster to form (`internal/engine.StartTimeout`); the variable `lab/scripts/services.sh` reads too: set, it is the bound of both |\n")
 	return b.Bytes()
 }
 
