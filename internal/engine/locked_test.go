@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	oexec "os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -362,26 +363,40 @@ func TestLockedClusters(t *testing.T) {
 		// and rabbitmqctl reached each, over it): a plain-TCP Erlang node
 		// with the right cookie is not let in.
 		for _, n := range mq.Nodes {
-			checkErlangDistLocked(t, ctx, n.Node)
+			checkErlangDistLocked(t, ctx, n)
 		}
 	})
 }
 
-// checkErlangDistLocked: a plain-TCP Erlang node holding user rabbitmq's
-// cookie pings node, and gets pang (pong when the distribution is plain).
-func checkErlangDistLocked(t *testing.T, ctx context.Context, node string) {
+// checkErlangDistLocked: an Erlang node holding user rabbitmq's cookie
+// pings n over the distribution's TLS, with n's certificate, and gets
+// pong, so the probe itself reaches n; the same node over plain TCP gets
+// pang (pong when the distribution is plain).
+func checkErlangDistLocked(t *testing.T, ctx context.Context, n *engine.RabbitMQ) {
 	t.Helper()
-	cmd := oexec.CommandContext(ctx, "erl", "-sname", "kvprobe"+strconv.Itoa(os.Getpid())+"@localhost", "-noinput", "-eval",
-		"io:format(\"~p~n\", [net_adm:ping('"+node+"')]), halt().")
-	cmd.Env = append(os.Environ(), "HOME=/var/lib/rabbitmq", "ERL_EPMD_ADDRESS=127.0.0.1")
-	out, err := cmd.CombinedOutput()
-	switch got := strings.TrimSpace(string(out)); {
-	case err != nil:
-		t.Errorf("erl pinging %s: %v\n%s", node, err, out)
-	case strings.HasSuffix(got, "pang"):
-		t.Logf("%s: a plain-TCP Erlang node with the cookie: pang", node)
-	default:
-		t.Errorf("%s: a plain-TCP Erlang node with the cookie: %s, want pang (the distribution TLS alone)", node, got)
+	acct, err := user.Lookup("rabbitmq")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsArgs := n.DistErlArgs()
+	if tlsArgs == nil {
+		t.Fatalf("%s: its distribution is plain (DistErlArgs nil)", n.Node)
+	}
+	ping := func(args []string) string {
+		cmd := oexec.CommandContext(ctx, "erl", append(append([]string{"-sname", "kvprobe" + strconv.Itoa(os.Getpid()) + "@localhost", "-noinput"}, args...),
+			"-eval", "io:format(\"~p~n\", [net_adm:ping('"+n.Node+"')]), halt().")...)
+		cmd.Env = append(os.Environ(), "HOME="+acct.HomeDir, "ERL_EPMD_ADDRESS=127.0.0.1")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Errorf("erl %v pinging %s: %v\n%s", args, n.Node, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if got := ping(tlsArgs); !strings.HasSuffix(got, "pong") {
+		t.Errorf("%s: an Erlang node with the cookie, over the distribution's TLS: %s, want pong (else the plain probe's pang proves nothing)", n.Node, got)
+	}
+	if got := ping(nil); !strings.HasSuffix(got, "pang") {
+		t.Errorf("%s: a plain-TCP Erlang node with the cookie: %s, want pang (the distribution TLS alone)", n.Node, got)
 	}
 }
 

@@ -153,12 +153,22 @@ func (r *RabbitMQ) env() map[string]string {
 		"ERL_EPMD_ADDRESS":              "127.0.0.1",
 		"ERL_FLAGS":                     "-kernel inet_dist_use_interface {127,0,0,1}",
 	}
-	if r.distTLS() {
+	if args := r.DistErlArgs(); args != nil {
 		// The node's VM and rabbitmqctl's both speak it.
-		args := "-proto_dist inet_tls -ssl_dist_optfile " + r.distOptFile()
-		env["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"], env["RABBITMQ_CTL_ERL_ARGS"] = args, args
+		env["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"] = strings.Join(args, " ")
+		env["RABBITMQ_CTL_ERL_ARGS"] = env["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"]
 	}
 	return env
+}
+
+// DistErlArgs are the arguments an Erlang VM needs to speak this node's
+// distribution (its own, rabbitmqctl's, an operator's erl): TLS with the
+// node's certificate when distTLS, nil when the distribution is plain.
+func (r *RabbitMQ) DistErlArgs() []string {
+	if !r.distTLS() {
+		return nil
+	}
+	return []string{"-proto_dist", "inet_tls", "-ssl_dist_optfile", r.distOptFile()}
 }
 
 // Program runs the node in the foreground. RABBITMQ_ALLOW_INPUT makes
