@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/kvstack/kvstack/internal/engine"
+	"github.com/kvstack/kvstack/internal/engine/enginetest"
 	"github.com/kvstack/kvstack/internal/postgres"
 	"github.com/kvstack/kvstack/internal/supervisor"
 	"github.com/kvstack/kvstack/lab/compose"
@@ -432,24 +433,7 @@ func (cl *patroniCluster) checkREST(t *testing.T, tr tree) []string {
 		s := service(t, tr.project(t), n.Name)
 		user, password := env(s, "PATRONI_RESTAPI_USERNAME"), env(s, "PATRONI_RESTAPI_PASSWORD")
 		do := func(cfg *tls.Config, method, path, body, user, password string) (int, error) {
-			scheme := "https://"
-			if cfg == nil {
-				scheme = "http://"
-			}
-			req, err := http.NewRequestWithContext(ctx, method, scheme+n.RestAddr()+path, strings.NewReader(body))
-			if err != nil {
-				return 0, err
-			}
-			if user != "" {
-				req.SetBasicAuth(user, password)
-			}
-			client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}}
-			resp, err := client.Do(req)
-			if err != nil {
-				return 0, err
-			}
-			resp.Body.Close()
-			return resp.StatusCode, nil
+			return enginetest.PatroniREST(ctx, cfg, n.RestAddr(), method, path, body, user, password)
 		}
 		if code, err := do(nil, "GET", "/health", "", "", ""); err == nil {
 			problems = append(problems, fmt.Sprintf("%s's Patroni REST API: GET /health over plain HTTP answered %d, want refused (TLS alone)", n.Name, code))

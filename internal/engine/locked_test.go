@@ -437,25 +437,7 @@ func checkPatroniRESTLocked(t *testing.T, ctx context.Context, pc *engine.Patron
 	}
 	withCert.Certificates = []tls.Certificate{cert}
 	do := func(cfg *tls.Config, method, path, body, user, password string) (int, error) {
-		scheme := "https"
-		if cfg == nil {
-			scheme = "http"
-		}
-		req, err := http.NewRequestWithContext(ctx, method, scheme+"://"+addr+path, strings.NewReader(body))
-		if err != nil {
-			return 0, err
-		}
-		req.Header.Set("Content-Type", "application/json")
-		if user != "" {
-			req.SetBasicAuth(user, password)
-		}
-		client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}}
-		resp, err := client.Do(req)
-		if err != nil {
-			return 0, err
-		}
-		resp.Body.Close()
-		return resp.StatusCode, nil
+		return enginetest.PatroniREST(ctx, cfg, addr, method, path, body, user, password)
 	}
 	// Plain HTTP, and TLS trusting another CA: refused before any request.
 	code, err := do(nil, "GET", "/health", "", "", "")

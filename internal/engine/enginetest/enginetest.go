@@ -30,10 +30,12 @@ package enginetest
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -745,4 +747,29 @@ func (mc *RabbitMQCluster) each(nodes []int, f func(ctx context.Context, name st
 	}
 	wg.Wait()
 	return errors.Join(errs...)
+}
+
+// PatroniREST sends one request to the Patroni REST API at addr: HTTPS
+// with cfg (plain HTTP when cfg is nil), a JSON body, basic auth when user
+// is set, no connection kept; it returns the answer's status.
+func PatroniREST(ctx context.Context, cfg *tls.Config, addr, method, path, body, user, password string) (int, error) {
+	scheme := "https://"
+	if cfg == nil {
+		scheme = "http://"
+	}
+	req, err := http.NewRequestWithContext(ctx, method, scheme+addr+path, strings.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if user != "" {
+		req.SetBasicAuth(user, password)
+	}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
 }
