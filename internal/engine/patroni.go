@@ -68,7 +68,7 @@ func (e *Etcd) Init(context.Context) error {
 // Program runs etcd in the foreground, first of its cluster (priority 1).
 func (e *Etcd) Program() supervisor.Program {
 	acct, _ := systemUser("etcd")
-	client, peer := e.scheme()+"://"+e.Addr(), e.scheme()+"://"+e.PeerAddr()
+	client, peer := e.TLS.scheme()+"://"+e.Addr(), e.TLS.scheme()+"://"+e.PeerAddr()
 	command := []string{"etcd", "--name", e.name(), "--data-dir", filepath.Join(e.Dir, "data"),
 		"--listen-client-urls", client, "--advertise-client-urls", client,
 		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
@@ -84,13 +84,6 @@ func (e *Etcd) Program() supervisor.Program {
 		Name: e.name(), Command: command, Dir: e.Dir, User: acct.name, Priority: 1,
 		Health: etcdProbe{e}, Addr: e.Addr(), Log: logFile(e.Log, e.Dir, e.name()),
 	}
-}
-
-func (e *Etcd) scheme() string {
-	if e.TLS == nil {
-		return "http"
-	}
-	return "https"
 }
 
 // ClientConfig is what a client of a TLS etcd speaks: TLS trusting
@@ -125,7 +118,7 @@ func (p etcdProbe) Check(ctx context.Context) error {
 	return supervisor.HTTPProbe{Addr: p.e.Addr(), Path: "/health", TLS: cfg}.Check(ctx)
 }
 
-func (p etcdProbe) String() string { return p.e.scheme() + "://" + p.e.Addr() + "/health" }
+func (p etcdProbe) String() string { return p.e.TLS.scheme() + "://" + p.e.Addr() + "/health" }
 
 // etcd3 is Patroni's etcd3 section: etcd's address, and with etcd's TLS,
 // https, its CA and the cluster's certificate as the client's.
@@ -474,14 +467,7 @@ func (n *PatroniNode) get(ctx context.Context, path string, v any) error {
 // RestURL is the URL of path on its REST API: https with the cluster's
 // TLS, else http.
 func (n *PatroniNode) RestURL(path string) string {
-	return n.cluster.restScheme() + "://" + n.RestAddr() + path
-}
-
-func (pc *Patroni) restScheme() string {
-	if pc.TLS == nil {
-		return "http"
-	}
-	return "https"
+	return n.cluster.TLS.scheme() + "://" + n.RestAddr() + path
 }
 
 // RestClientConfig is what a client of the REST API speaks: TLS trusting

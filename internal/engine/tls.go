@@ -92,6 +92,15 @@ func MakeTLS(dir string, names ...string) (*TLS, error) {
 	return t, nil
 }
 
+// scheme is the URL scheme of a server that serves t: https, or http
+// without TLS (t nil).
+func (t *TLS) scheme() string {
+	if t == nil {
+		return "http"
+	}
+	return "https"
+}
+
 // ClientConfig trusts CA alone: what a client of the engine verifies its
 // certificate with.
 func (t *TLS) ClientConfig() (*tls.Config, error) {
