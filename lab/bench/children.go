@@ -70,10 +70,13 @@ func (h *harness) spawn(name, log string, env []string, argv ...string) (*child,
 // edge is an nginx of the harness's, rendered from the stack's template in
 // front of two upstreams, and the process (or processes) behind it.
 type edge struct {
-	url   string   // http://listen
-	ups   []string // the upstreams' addresses
-	procs []Proc   // nginx, then the upstreams' processes
-	stop  func()
+	url string   // http://listen
+	ups []string // the upstreams' addresses
+	// admins are the admin listeners (/metrics, pprof) of the replicas
+	// behind, in the order of ups; "" where it listens on a free port.
+	admins []string
+	procs  []Proc // nginx, then the upstreams' processes
+	stop   func()
 }
 
 // startEdge starts nginx on listen in front of ups, rendered into dir, and
@@ -149,9 +152,10 @@ func (h *harness) startStub(ctx context.Context, name, listen string, ups [2]str
 // of api1 or api2 in turn, GOMAXPROCS included) with env on top, behind
 // their own nginx: a variant of kvstack. Replica i is role "api<i>".
 //
-// admin1 is api1's admin listener; "" for any free port (nothing scrapes
-// them).
-func (h *harness) startReplicas(ctx context.Context, name, listen string, ups []string, bin, admin1 string, env ...string) (*edge, error) {
+// admins are the replicas' admin listeners (/metrics, pprof), in order; a
+// replica past the end of admins, or given "", listens on any free port
+// (nothing scrapes it).
+func (h *harness) startReplicas(ctx context.Context, name, listen string, ups []string, bin string, admins []string, env ...string) (*edge, error) {
 	if bin == "" {
 		bin = filepath.Join(h.stack.s.BinDir, "api")
 	}
@@ -168,8 +172,8 @@ func (h *harness) startReplicas(ctx context.Context, name, listen string, ups []
 	for i, addr := range ups {
 		role := fmt.Sprintf("api%d", i+1)
 		admin := "127.0.0.1:0"
-		if i == 0 && admin1 != "" {
-			admin = admin1
+		if i < len(admins) && admins[i] != "" {
+			admin = admins[i]
 		}
 		e := h.stack.env(fmt.Sprintf("api%d", i%2+1), append([]string{"KV_HTTP_ADDR=" + addr, "KV_ADMIN_ADDR=" + admin, "KV_INSTANCE_ID=kvbench-" + name + "-" + role}, env...)...)
 		c, err := h.spawn(name+" "+role, filepath.Join(dir, role+".log"), e, bin)
@@ -192,6 +196,8 @@ func (h *harness) startReplicas(ctx context.Context, name, listen string, ups []
 	for i, a := range apis {
 		e.procs = append(e.procs, Proc{fmt.Sprintf("api%d", i+1), a.pid()})
 	}
+	e.admins = make([]string, len(ups))
+	copy(e.admins, admins)
 	return e, nil
 }
 

@@ -30,11 +30,13 @@ func (h *harness) hitScaleOut(ctx context.Context) (*Section, error) {
 	edges := map[string]*edge{}
 	for i, n := range replicaCounts {
 		name := fmt.Sprintf("%d replicas", n)
-		ups := make([]string, n)
+		ups, admins := make([]string, n), make([]string, n)
 		for j := range ups {
 			ups[j] = o.port(10*(i+1) + 1 + j)
+			// From 30: 30–31 for 2 replicas, 32–35 for 4.
+			admins[j] = o.port(30 + 2*i + j)
 		}
-		e, err := h.startReplicas(ctx, fmt.Sprintf("scale%d", n), o.port(10*(i+1)), ups, "", "")
+		e, err := h.startReplicas(ctx, fmt.Sprintf("scale%d", n), o.port(10*(i+1)), ups, "", admins)
 		if err != nil {
 			return sec, err
 		}
@@ -91,11 +93,14 @@ func (h *harness) replicaSystem(name string, e *edge) system {
 	}}
 }
 
-// replicaShares is each replica's count of requests answered, from its
-// /metrics, in order.
+// replicaShares is each replica's count of requests answered, from the
+// /metrics of its admin listener, in order.
 func (h *harness) replicaShares(ctx context.Context, e *edge) (string, error) {
 	var parts []string
-	for _, addr := range e.ups {
+	for i, addr := range e.admins {
+		if addr == "" {
+			return "", fmt.Errorf("requests of the replica on %s: its admin listener is on a free port, unknown", e.ups[i])
+		}
 		n, err := sumCounters(ctx, []string{portOf(addr)}, "kvstack_http_requests_total")
 		if err != nil {
 			return "", fmt.Errorf("requests of the replica on %s: %w", addr, err)

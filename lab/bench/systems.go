@@ -168,13 +168,13 @@ func (h *harness) startVariants(ctx context.Context, scenario string, mk func(ba
 	}
 	for i, v := range h.variants() {
 		listen, a, b := h.o.port(20+3*i), h.o.port(21+3*i), h.o.port(22+3*i)
-		var admin string
+		var admin string // api1's
 		if h.o.Profiles != "" {
 			// api1's admin listener on a known port, to profile it as the
 			// stack's api1 is.
 			admin = h.o.port(40 + i)
 		}
-		e, err := h.startReplicas(ctx, fmt.Sprintf("%s-variant%d", scenario, i+1), listen, []string{a, b}, v.bin, admin, v.env...)
+		e, err := h.startReplicas(ctx, fmt.Sprintf("%s-variant%d", scenario, i+1), listen, []string{a, b}, v.bin, []string{admin}, v.env...)
 		if err != nil {
 			stop()
 			return nil, nil, fmt.Errorf("variant %q: %w", v.name, err)
