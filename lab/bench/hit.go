@@ -143,7 +143,7 @@ func hitTargets(t *CPUTable, runs map[string][]Result) []Target {
 	// run the same way: the harness's (systems.go, colHarness).
 	shipped := t.Median(rowReplicas, colHarness)
 	off := t.Median(rowReplicas, colUntraced)
-	return []Target{
+	return append([]Target{
 		AtMostRuns("GET hit: API replicas' CPU per request ÷ the reference handler's (one Redis read), as shipped",
 			t.Runs(rowReplicas, colKVStack), t.Runs(rowReplicas, colReference), 1.5, fmtTimes),
 		AtMostRuns("GET hit: CPU per request of every process ÷ the reference's, as shipped",
@@ -159,7 +159,7 @@ func hitTargets(t *CPUTable, runs map[string][]Result) []Target {
 		Reported("GET hit throughput ÷ baseline (nginx → handler)", Ratio(medianRate(runs[colKVStack]), medianRate(runs[colBaseline])), fmtTimes),
 		Reported("GET hit p99 ÷ baseline p99", Ratio(Summarise(p99s(runs[colKVStack])).Median, Summarise(p99s(runs[colBaseline])).Median), fmtTimes),
 		Reported("GET hit throughput ÷ reference (handler + one Redis read)", Ratio(medianRate(runs[colKVStack]), medianRate(runs[colReference])), fmtTimes),
-	}
+	}, EdgeTLSCost("GET hit", t)...)
 }
 
 func medianRate(rs []Result) float64 { return Summarise(rates(rs)).Median }
@@ -207,7 +207,11 @@ func variantNames() []string {
 func variantList() string {
 	parts := make([]string, len(apiVariants))
 	for i, v := range apiVariants {
-		parts[i] = fmt.Sprintf("%s (%s)", v.name, strings.Join(v.env, " "))
+		what := strings.Join(v.env, " ")
+		if v.plainEdge {
+			what = "nginx's TLS lines left out, plain HTTP/1.1 from the clients"
+		}
+		parts[i] = fmt.Sprintf("%s (%s)", v.name, what)
 	}
 	return strings.Join(parts, "; ")
 }

@@ -166,7 +166,7 @@ func putTargets(t *CPUTable, runs map[string][]Result) []Target {
 	kv := t.Median(rowReplicas, colKVStack)
 	shipped := t.Median(rowReplicas, colHarness) // like against like: hitTargets
 	off := t.Median(rowReplicas, colUntraced)
-	return []Target{
+	return append([]Target{
 		AtMostRuns("PUT accepted: API replicas' CPU per request ÷ the reference handler's (one confirmed publish, same queue type), as shipped",
 			t.Runs(rowReplicas, colKVStack), t.Runs(rowReplicas, colReference), 1.5, fmtTimes),
 		Reported("PUT accepted: the stack's replicas' CPU per request ÷ the same build and environment run by the harness", Ratio(kv, shipped), fmtTimes),
@@ -178,5 +178,5 @@ func putTargets(t *CPUTable, runs map[string][]Result) []Target {
 		Reported("PUT accepted: CPU per request of every process ÷ the reference's", Ratio(t.Median(rowTotal, colKVStack), t.Median(rowTotal, colReference)), fmtTimes),
 		Reported("PUT accepted throughput ÷ raw publish", Ratio(medianRate(runs[colKVStack]), medianRate(runs[colRawPublish])), fmtTimes),
 		Reported("PUT accepted throughput ÷ reference (handler + one confirmed publish)", Ratio(medianRate(runs[colKVStack]), medianRate(runs[colReference])), fmtTimes),
-	}
+	}, EdgeTLSCost("PUT accepted", t)...)
 }

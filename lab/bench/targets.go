@@ -85,6 +85,19 @@ func Reported(name string, got float64, format string) Target {
 	return Target{Name: name, Got: fmtGot(format, got)}
 }
 
+// EdgeTLSCost is what TLS at the edge costs per request (issue 19), in
+// the scenario op: nginx's CPU per request, and every process's, as
+// shipped (run by the harness) less with the edge's TLS off, both run the
+// same way, in µs and as a share of nginx's figure without TLS.
+func EdgeTLSCost(op string, t *CPUTable) []Target {
+	withTLS, without := t.Median("nginx", colHarness), t.Median("nginx", colTLSOff)
+	return []Target{
+		Reported(op+": TLS's cost at the edge, nginx's CPU per request with TLS less without (both run by the harness)", withTLS-without, "%.1f µs"),
+		Reported(op+": TLS's cost at the edge, nginx's CPU per request with TLS over without", percent(Ratio(withTLS, without)-1), fmtPercent),
+		Reported(op+": TLS's cost at the edge, every process's CPU per request with TLS less without", t.Median(rowTotal, colHarness)-t.Median(rowTotal, colTLSOff), "%.1f µs"),
+	}
+}
+
 func fmtGot(format string, v float64) string {
 	if math.IsNaN(v) {
 		return "not measured"

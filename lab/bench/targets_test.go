@@ -184,3 +184,17 @@ func TestAtMostRunsGivesTheSpread(t *testing.T) {
 		t.Errorf("AtMostRuns of no run = %+v, want not measured", tg)
 	}
 }
+
+func TestEdgeTLSCostIsTheControlLessTLSOff(t *testing.T) {
+	tb := NewCPUTable("x", "request", "nginx")
+	for _, c := range []struct {
+		col   string
+		nginx float64
+	}{{colHarness, 90}, {colHarness, 100}, {colHarness, 110}, {colTLSOff, 60}, {colTLSOff, 62}, {colTLSOff, 64}} {
+		tb.Add(c.col, map[string]float64{"nginx": c.nginx})
+	}
+	got := EdgeTLSCost("GET hit", tb)
+	if len(got) != 3 || got[0].Got != "38.0 µs" || got[1].Got != "61.3 %" {
+		t.Errorf("EdgeTLSCost = %+v, want 38.0 µs, 61.3 %%", got)
+	}
+}
