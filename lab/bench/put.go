@@ -171,12 +171,10 @@ func putTargets(t *CPUTable, runs map[string][]Result) []Target {
 			t.Runs(rowReplicas, colKVStack), t.Runs(rowReplicas, colReference), 1.5, fmtTimes),
 		Reported("PUT accepted: the stack's replicas' CPU per request ÷ the same build and environment run by the harness", Ratio(kv, shipped), fmtTimes),
 		AtMost("PUT accepted: tracing's share of the replicas' CPU, as shipped (run by the harness, as the variants)", percent(TracingShare(shipped, off)), 3, fmtPercent),
-		AtMost("PUT accepted: auth's cost, the replicas' CPU per request with auth on over auth off (both run by the harness)",
-			percent(Ratio(shipped, t.Median(rowReplicas, colAuthOff))-1), 5, fmtPercent),
 		AtMost("PUT accepted: tracing's share of the replicas' CPU, 100 % sampling",
 			percent(TracingShare(t.Median(rowReplicas, colFull), off)), 15, fmtPercent),
 		Reported("PUT accepted: CPU per request of every process ÷ the reference's", Ratio(t.Median(rowTotal, colKVStack), t.Median(rowTotal, colReference)), fmtTimes),
 		Reported("PUT accepted throughput ÷ raw publish", Ratio(medianRate(runs[colKVStack]), medianRate(runs[colRawPublish])), fmtTimes),
 		Reported("PUT accepted throughput ÷ reference (handler + one confirmed publish)", Ratio(medianRate(runs[colKVStack]), medianRate(runs[colReference])), fmtTimes),
-	}, EdgeTLSCost("PUT accepted", t)...)
+	}, append(authCost("PUT accepted", "", t), EdgeTLSCost("PUT accepted", t)...)...)
 }
