@@ -34,7 +34,7 @@ func (h *harness) hitScaleOut(ctx context.Context) (*Section, error) {
 		for j := range ups {
 			ups[j] = o.port(10*(i+1) + 1 + j)
 		}
-		e, err := h.startReplicas(ctx, fmt.Sprintf("scale%d", n), o.port(10*(i+1)), ups, "", "")
+		e, err := h.startReplicas(ctx, fmt.Sprintf("scale%d", n), o.port(10*(i+1)), ups, "", "", false)
 		if err != nil {
 			return sec, err
 		}
