@@ -107,7 +107,7 @@ func TestEngineChecksCatchBrokenCopies(t *testing.T) {
 		{"the exporter unverified", "no service as an engine's superuser", "docker-compose.yml",
 			"?sslmode=verify-full&sslrootcert=/etc/kvstack/tls/ca.pem", "?sslmode=require", "sslmode"},
 		{"rabbitmq's default administrator", "no service as an engine's superuser", "docker-compose.yml",
-			"    command: [\"rabbitmq-server\"]\n", "    command: [\"rabbitmq-server\"]\n    environment:\n      RABBITMQ_DEFAULT_USER: kvstack\n      RABBITMQ_DEFAULT_PASS: ${RABBITMQ_PASSWORD}\n", "RABBITMQ_DEFAULT_USER"},
+			"    command: [\"rabbitmq-server\"]\n    environment:\n", "    command: [\"rabbitmq-server\"]\n    environment:\n      RABBITMQ_DEFAULT_USER: kvstack\n      RABBITMQ_DEFAULT_PASS: ${RABBITMQ_PASSWORD}\n", "RABBITMQ_DEFAULT_USER"},
 		{"a certificate for another name", "engine certificates", "docker-compose.yml",
 			"REDIS_ADDR: rediss://redis:6379", "REDIS_ADDR: rediss://cache:6379", "cache"},
 		{"redis without its users", "redis-server with compose's config", "deploy/compose/redis.conf",

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -13,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/compose-spec/compose-go/v2/types"
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/kvstack/kvstack/internal/engine"
@@ -30,8 +33,10 @@ import (
 // composeRabbitMQ is an engine.RabbitMQ whose rabbitmq.conf is compose's.
 type composeRabbitMQ struct {
 	*engine.RabbitMQ
-	conf  string
-	files map[string][]byte // what engine-files.sh copies to /run/kvstack
+	conf    string
+	files   map[string][]byte // what engine-files.sh copies to /run/kvstack
+	erlArgs string            // RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS, its files the test's
+	inetrc  string            // ERL_INETRC: the service's host name is loopback
 }
 
 func (r *composeRabbitMQ) Init(ctx context.Context) error {
@@ -58,7 +63,18 @@ func (r *composeRabbitMQ) Init(ctx context.Context) error {
 	return chownTo(path, "rabbitmq")
 }
 
-func (r *composeRabbitMQ) Program() supervisor.Program { return r.RabbitMQ.Program() }
+// Program is the node's, with the service's Erlang VM arguments (the
+// distribution's TLS), as the image's rabbitmq-server reads them.
+func (r *composeRabbitMQ) Program() supervisor.Program {
+	p := r.RabbitMQ.Program()
+	if r.erlArgs != "" {
+		p.Env["RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"] = r.erlArgs
+	}
+	if r.inetrc != "" {
+		p.Env["ERL_INETRC"] = r.inetrc
+	}
+	return p
+}
 
 // checkRabbitMQConfBoots boots a node of service svc's configuration
 // (its conf.d files) and tries who may connect how.
@@ -79,9 +95,16 @@ func checkRabbitMQConfBoots(t *testing.T, tr tree, svc string) []string {
 	run := filepath.Join(dir, "rabbitmq", "run")
 	var conf strings.Builder
 	files := map[string][]byte{}
+	var problems []string
+	optfiles := map[string]string{} // target → the file's repository path
 	for _, v := range s.Volumes {
 		rel, _ := filepath.Rel(root, v.Source)
 		switch {
+		case v.Target == "/etc/rabbitmq/conf.d/20-kvstack-cluster.conf":
+			// The peers (rabbit@rabbitmq1…3) are names of the project's
+			// network; "engines clustered" (ha_test.go) checks the list.
+		case strings.HasSuffix(v.Target, ".config") && strings.HasPrefix(v.Target, "/etc/rabbitmq/"):
+			optfiles[v.Target] = filepath.ToSlash(rel)
 		case strings.HasPrefix(v.Target, "/etc/rabbitmq/conf.d/"):
 			conf.Write(tr.read(t, rel))
 			conf.WriteString("\n")
@@ -94,7 +117,8 @@ func checkRabbitMQConfBoots(t *testing.T, tr tree, svc string) []string {
 		}
 	}
 	text := strings.ReplaceAll(conf.String(), "/run/kvstack/", run+"/")
-	var problems []string
+	erlArgs, distProblems := composeDistArgs(t, tr, s, optfiles, run, filepath.Join(dir, "inter_node_tls.config"))
+	problems = append(problems, distProblems...)
 	// Only where it listens is the test's: AMQPS on a private port of
 	// loopback. A plain listener the file leaves gets a port too, to be
 	// found answering.
@@ -107,9 +131,17 @@ func checkRabbitMQConfBoots(t *testing.T, tr tree, svc string) []string {
 		text += "listeners.tcp.default = 127.0.0.1:" + strconv.Itoa(plainPort) + "\n"
 	}
 	text += "prometheus.tcp.ip = 127.0.0.1\nprometheus.tcp.port = " + strconv.Itoa(metricsPort) + "\n"
-	node := &composeRabbitMQ{RabbitMQ: &engine.RabbitMQ{Name: "rabbitmq", Node: "kvcompose" + strconv.Itoa(tlsPort) + "@localhost",
+	// The node is named on its service's host name, as in compose
+	// (rabbit@rabbitmq1): a TLS peer checks the node's certificate
+	// against it. Erlang resolves it to loopback (an inetrc file), the
+	// machine's resolver is left alone.
+	inetrc := filepath.Join(dir, "inetrc")
+	if err := os.WriteFile(inetrc, []byte(fmt.Sprintf("{host, {127,0,0,1}, [%q]}.\n{lookup, [file, native]}.\n", s.Hostname)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	node := &composeRabbitMQ{RabbitMQ: &engine.RabbitMQ{Name: "rabbitmq", Node: "kvcompose" + strconv.Itoa(tlsPort) + "@" + s.Hostname,
 		Port: tlsPort, DistPort: distPort, MetricsPort: metricsPort, Dir: filepath.Join(dir, "rabbitmq"), Log: filepath.Join(t.TempDir(), "rabbitmq.log")},
-		conf: text, files: files}
+		conf: text, files: files, erlArgs: erlArgs, inetrc: inetrc}
 	ctx, cancel := context.WithTimeout(context.Background(), engine.AllowForLoad(3*time.Minute))
 	defer cancel()
 	private, err := engine.Start(ctx, dir, &strings.Builder{}, node)
@@ -158,6 +190,71 @@ func checkRabbitMQConfBoots(t *testing.T, tr tree, svc string) []string {
 		c.Close()
 		problems = append(problems, "RabbitMQ lets the image's default user guest in")
 	}
+	if erlArgs != "" {
+		problems = append(problems, checkComposeDist(ctx, node.Node, inetrc, strings.Fields(erlArgs))...)
+	}
+	return problems
+}
+
+// distArgs are the Erlang VM arguments of a compose RabbitMQ node and of
+// its CLI: the distribution over TLS with the mounted options file.
+const distArgs = "-proto_dist inet_tls -ssl_dist_optfile "
+
+// composeDistArgs checks that service s runs its Erlang distribution, the
+// node's and the CLI's, over TLS with an options file it mounts whose
+// terms are internal/engine.DistOptions' for the files engine-files.sh
+// copies; it writes that file to optfile with run for /run/kvstack and
+// returns the node's arguments with it.
+func composeDistArgs(t *testing.T, tr tree, s types.ServiceConfig, optfiles map[string]string, run, optfile string) (string, []string) {
+	server, ctl := env(s, "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS"), env(s, "RABBITMQ_CTL_ERL_ARGS")
+	target, ok := strings.CutPrefix(server, distArgs)
+	if !ok || ctl != server {
+		return "", []string{fmt.Sprintf("%s: the Erlang distribution is plain: RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS %q and RABBITMQ_CTL_ERL_ARGS %q, want both %q and the file",
+			s.Name, server, ctl, distArgs)}
+	}
+	rel, ok := optfiles[target]
+	if !ok {
+		return "", []string{fmt.Sprintf("%s: the distribution's options file %s is not mounted", s.Name, target)}
+	}
+	var terms strings.Builder
+	for _, line := range strings.SplitAfter(string(tr.read(t, rel)), "\n") {
+		if !strings.HasPrefix(line, "%") {
+			terms.WriteString(line)
+		}
+	}
+	want := engine.DistOptions(&engine.TLS{CA: "/run/kvstack/ca.pem", Cert: "/run/kvstack/server.pem", Key: "/run/kvstack/server-key.pem"})
+	if terms.String() != want {
+		return "", []string{fmt.Sprintf("%s: %s's terms are not internal/engine.DistOptions' (make up-ha's nodes'):\n%s\nwant\n%s", s.Name, rel, terms.String(), want)}
+	}
+	if err := os.WriteFile(optfile, []byte(strings.ReplaceAll(terms.String(), "/run/kvstack/", run+"/")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return distArgs + optfile, nil
+}
+
+// checkComposeDist: the node answers an Erlang node with the cookie that
+// speaks the distribution's TLS with the CLI's arguments (pong), and
+// refuses one in plain TCP holding the same cookie (pang).
+func checkComposeDist(ctx context.Context, node, inetrc string, ctlArgs []string) []string {
+	acct, err := user.Lookup("rabbitmq")
+	if err != nil {
+		return []string{err.Error()}
+	}
+	ping := func(args []string) string {
+		name, _, _ := strings.Cut(node, "@")
+		cmd := exec.CommandContext(ctx, "erl", append(append([]string{"-sname", "probe" + name + "@localhost", "-noinput"}, args...),
+			"-eval", "io:format(\"~p~n\", [net_adm:ping('"+node+"')]), halt().")...)
+		cmd.Env = append(os.Environ(), "HOME="+acct.HomeDir, "ERL_EPMD_ADDRESS=127.0.0.1", "ERL_INETRC="+inetrc)
+		out, _ := cmd.CombinedOutput()
+		return strings.TrimSpace(string(out))
+	}
+	var problems []string
+	if got := ping(ctlArgs); !strings.HasSuffix(got, "pong") {
+		problems = append(problems, fmt.Sprintf("the CLI's Erlang distribution (RABBITMQ_CTL_ERL_ARGS) does not reach the node over TLS: %s, want pong", got))
+	}
+	if got := ping(nil); !strings.HasSuffix(got, "pang") {
+		problems = append(problems, fmt.Sprintf("a plain-TCP Erlang node holding the cookie reaches the node: %s, want pang (the distribution TLS alone)", got))
+	}
 	return problems
 }
 
@@ -182,14 +279,24 @@ func hostOf(raw string) string {
 
 var rabbitMQConfChecks = map[string]check{
 	"rabbitmq.conf boots": func(t *testing.T, tr tree) []string { return checkRabbitMQConfBoots(t, tr, "rabbitmq") },
+	"HA node boots": func(t *testing.T, tr tree) []string {
+		tr.compose = haFile
+		return checkRabbitMQConfBoots(t, tr, "rabbitmq1")
+	},
 }
 
 // docker-compose.yml's RabbitMQ configuration boots a real node: AMQPS
-// alone, the services' users of the definitions file, no guest.
+// alone, the services' users of the definitions file, no guest, the
+// Erlang distribution TLS alone; and so does docker-compose.ha.yml's.
 func TestRabbitMQConfBoots(t *testing.T) {
 	t.Parallel()
-	for _, p := range rabbitMQConfChecks["rabbitmq.conf boots"](t, tree{}) {
-		t.Error(p)
+	for _, name := range []string{"rabbitmq.conf boots", "HA node boots"} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			for _, p := range rabbitMQConfChecks[name](t, tree{}) {
+				t.Error(p)
+			}
+		})
 	}
 }
 
@@ -206,6 +313,18 @@ func TestRabbitMQConfBootsCatches(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			catches(t, rabbitMQConfChecks["rabbitmq.conf boots"], "docker-compose.yml", tt.file, tt.old, tt.new, tt.want)
+		})
+	}
+	// docker-compose.ha.yml's nodes: the distribution plain, or its
+	// options file letting in a peer without a certificate.
+	for _, tt := range []struct{ name, file, old, new, want string }{
+		{"an HA node's distribution plain", haFile,
+			"  RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS: -proto_dist inet_tls -ssl_dist_optfile /etc/rabbitmq/inter_node_tls.config\n", "", "distribution is plain"},
+		{"no peer certificate asked", "deploy/compose/inter_node_tls.config", ", {fail_if_no_peer_cert, true}", "", "DistOptions"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			catches(t, rabbitMQConfChecks["HA node boots"], haFile, tt.file, tt.old, tt.new, tt.want)
 		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	oexec "os/exec"
@@ -304,7 +305,7 @@ func TestLockedClusters(t *testing.T) {
 		}
 		// Patroni's REST API: what changes the cluster wants the password.
 		for _, n := range pc.Nodes {
-			checkPatroniRESTLocked(t, ctx, pc, n, engine.RestUser, "rest-pw")
+			checkPatroniRESTLocked(t, ctx, pc, n, engine.RestUser, "rest-pw", "super-pw", "repl-pw", "rewind-pw", "rest-pw", "app-pw")
 		}
 		if err := pc.Synchronous(ctx); err != nil {
 			t.Errorf("after the refused requests: %v", err)
@@ -422,8 +423,8 @@ func waitFor(ctx context.Context, timeout time.Duration, check func(context.Cont
 // password, or with a wrong password (401); with both, a reload is taken
 // (202), and patronictl, reading the node's patroni.yml, reloads the
 // cluster over TLS. Its GETs (health checks, monitoring) answer any
-// client that verifies its certificate.
-func checkPatroniRESTLocked(t *testing.T, ctx context.Context, pc *engine.Patroni, node *engine.PatroniNode, user, password string) {
+// client that verifies its certificate, and none tells one of secrets.
+func checkPatroniRESTLocked(t *testing.T, ctx context.Context, pc *engine.Patroni, node *engine.PatroniNode, user, password string, secrets ...string) {
 	t.Helper()
 	addr := node.RestAddr()
 	verified, err := pc.RestClientConfig()
@@ -480,13 +481,42 @@ func checkPatroniRESTLocked(t *testing.T, ctx context.Context, pc *engine.Patron
 	if code, err := do(withCert, "POST", "/reload", "", user, password); err != nil || code != http.StatusAccepted {
 		t.Errorf("%s POST /reload with a client certificate and the password: %d (%v), want 202", addr, code, err)
 	}
-	if code, err := do(verified, "GET", "/health", "", "", ""); err != nil || code != http.StatusOK {
-		t.Errorf("%s GET /health over verified TLS, no certificate nor password: %d (%v), want 200", addr, code, err)
+	// The GETs answer a client that verifies the certificate, with neither
+	// a certificate nor the password (Prometheus, the stack's checks: on
+	// loopback, docs/SECURITY.md), and what they tell is the members and
+	// their state, never a password of the cluster.
+	for _, path := range []string{"/health", "/patroni", "/cluster", "/config", "/history", "/metrics"} {
+		code, body, err := patroniGET(ctx, verified, addr, path)
+		if err != nil || code != http.StatusOK {
+			t.Errorf("%s GET %s over verified TLS, no certificate nor password: %d (%v), want 200", addr, path, code, err)
+		}
+		for _, secret := range secrets {
+			if strings.Contains(body, secret) {
+				t.Errorf("%s GET %s, open to any TLS client on loopback, tells a password of the cluster (%q)", addr, path, secret)
+			}
+		}
 	}
 	out, err := oexec.CommandContext(ctx, "patronictl", "-c", filepath.Join(node.Dir, "patroni.yml"), "reload", pc.Scope, node.Name, "--force").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "Reload request received") {
 		t.Errorf("patronictl reload %s %s: %v\n%s", pc.Scope, node.Name, err, out)
 	}
+}
+
+// patroniGET is one GET of the Patroni REST API at addr over TLS with cfg:
+// the answer's status and body.
+func patroniGET(ctx context.Context, cfg *tls.Config, addr, path string) (int, string, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", "https://"+addr+path, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
 }
 
 // statusErr is err, or an error naming code when it is not 200.

@@ -50,15 +50,21 @@ func (r *RabbitMQ) distTLS() bool { return r.TLS != nil && r.TLSOnly && len(r.Pe
 // distOptFile is the ssl_dist_optfile of a distTLS node.
 func (r *RabbitMQ) distOptFile() string { return filepath.Join(r.Dir, "inter_node_tls.config") }
 
-// distOptions is its content: the same certificate and CA both ways, a
-// peer's certificate asked for and verified.
+// distOptions is its content.
 func (r *RabbitMQ) distOptions() string {
+	return "% Written by kvstack (internal/engine.RabbitMQ): the Erlang distribution over TLS.\n" + DistOptions(r.TLS)
+}
+
+// DistOptions are the terms of an ssl_dist_optfile for the Erlang
+// distribution over TLS with t's files: the same certificate and CA both
+// ways, a peer's certificate asked for and verified. The compose files'
+// nodes run the same terms (deploy/compose/inter_node_tls.config).
+func DistOptions(t *TLS) string {
 	side := func(extra string) string {
 		return fmt.Sprintf("[{cacertfile, %q}, {certfile, %q}, {keyfile, %q}, {verify, verify_peer}, {secure_renegotiate, true}%s]",
-			r.TLS.CA, r.TLS.Cert, r.TLS.Key, extra)
+			t.CA, t.Cert, t.Key, extra)
 	}
-	return "% Written by kvstack (internal/engine.RabbitMQ): the Erlang distribution over TLS.\n[\n  {server, " +
-		side(", {fail_if_no_peer_cert, true}") + "},\n  {client, " + side("") + "}\n].\n"
+	return "[\n  {server, " + side(", {fail_if_no_peer_cert, true}") + "},\n  {client, " + side("") + "}\n].\n"
 }
 
 func (r *RabbitMQ) name() string {

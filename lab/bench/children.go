@@ -81,8 +81,9 @@ type edge struct {
 
 // startEdge starts nginx on listen in front of ups, rendered into dir, and
 // waits until probe (a path) answers 2xx through it. behind are the
-// processes serving ups, already started; stop stops them too.
-func (h *harness) startEdge(ctx context.Context, name, dir, listen string, ups []string, probe string, behind ...*child) (*edge, error) {
+// processes serving ups, already started; stop stops them too. plain: the
+// edge speaks plain HTTP, its TLS lines left out (the "TLS off" variant).
+func (h *harness) startEdge(ctx context.Context, name, dir, listen string, ups []string, probe string, plain bool, behind ...*child) (*edge, error) {
 	stopAll := func(ngx *child) {
 		if ngx != nil {
 			ngx.stop(5 * time.Second)
@@ -91,7 +92,7 @@ func (h *harness) startEdge(ctx context.Context, name, dir, listen string, ups [
 			c.stop(20 * time.Second)
 		}
 	}
-	conf, err := h.stack.renderEdge(dir, listen, ups)
+	conf, err := h.stack.renderEdge(dir, listen, ups, plain)
 	if err != nil {
 		stopAll(nil)
 		return nil, err
@@ -102,7 +103,11 @@ func (h *harness) startEdge(ctx context.Context, name, dir, listen string, ups [
 		stopAll(nil)
 		return nil, err
 	}
-	e := &edge{url: "https://" + listen, ups: ups, procs: []Proc{{"nginx", ngx.pid()}}, stop: func() { stopAll(ngx) }}
+	scheme := "https://"
+	if plain {
+		scheme = "http://"
+	}
+	e := &edge{url: scheme + listen, ups: ups, procs: []Proc{{"nginx", ngx.pid()}}, stop: func() { stopAll(ngx) }}
 	if err := waitHTTP(ctx, e.url+probe, h.o.EdgeTrust, 30*time.Second); err != nil {
 		e.stop()
 		return nil, fmt.Errorf("%s: %w (see %s)", name, err, dir)
@@ -139,7 +144,7 @@ func (h *harness) startStub(ctx context.Context, name, listen string, ups [2]str
 		}
 		stubs = append(stubs, c)
 	}
-	e, err := h.startEdge(ctx, name, dir, listen, ups[:], probe, stubs...)
+	e, err := h.startEdge(ctx, name, dir, listen, ups[:], probe, false, stubs...)
 	if err != nil {
 		return nil, err
 	}
@@ -154,8 +159,8 @@ func (h *harness) startStub(ctx context.Context, name, listen string, ups [2]str
 //
 // admins are the replicas' admin listeners (/metrics, pprof), in order; a
 // replica past the end of admins, or given "", listens on any free port
-// (nothing scrapes it).
-func (h *harness) startReplicas(ctx context.Context, name, listen string, ups []string, bin string, admins []string, env ...string) (*edge, error) {
+// (nothing scrapes it). plain: the edge speaks plain HTTP (startEdge).
+func (h *harness) startReplicas(ctx context.Context, name, listen string, ups []string, bin string, admins []string, plain bool, env ...string) (*edge, error) {
 	if bin == "" {
 		bin = filepath.Join(h.stack.s.BinDir, "api")
 	}
@@ -189,7 +194,7 @@ func (h *harness) startReplicas(ctx context.Context, name, listen string, ups []
 			return nil, fmt.Errorf("%s: %s: %w (see %s)", name, addr, err, dir)
 		}
 	}
-	e, err := h.startEdge(ctx, name, dir, listen, ups, "/healthz", apis...)
+	e, err := h.startEdge(ctx, name, dir, listen, ups, "/healthz", plain, apis...)
 	if err != nil {
 		return nil, err
 	}

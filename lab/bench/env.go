@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -53,23 +54,56 @@ func WaitQuiet(ctx context.Context) error {
 
 var ssPid = regexp.MustCompile(`pid=(\d+)`)
 
-// pidOn returns the pid of the process listening on the TCP port.
+// pidOn returns the pid of the process listening on the TCP port: of
+// those ss lists, the one whose parent is not listed (nginx's workers
+// listen beside their master; a PostgreSQL backend holds the postmaster's
+// socket from its fork until it closes it).
 func pidOn(port string) (int, error) {
 	out, err := exec.Command("ss", "-ltnpH", "sport = :"+port).Output()
 	if err != nil {
 		return 0, fmt.Errorf("ss: %w", err)
 	}
-	// nginx's workers listen beside their master: the lowest pid is it.
-	lowest := 0
+	var pids []int
 	for _, m := range ssPid.FindAllSubmatch(out, -1) {
-		if pid, err := strconv.Atoi(string(m[1])); err == nil && (lowest == 0 || pid < lowest) {
-			lowest = pid
+		if pid, err := strconv.Atoi(string(m[1])); err == nil {
+			pids = append(pids, pid)
 		}
 	}
-	if lowest == 0 {
+	if len(pids) == 0 {
 		return 0, fmt.Errorf("no process listens on port %s", port)
 	}
-	return lowest, nil
+	return eldest(pids, parentOf), nil
+}
+
+// eldest is the pid of pids whose parent is none of them, the lowest such
+// when several are; 0 for none. Not simply the lowest pid: once pids wrap
+// around, a backend just forked can have a lower pid than its postmaster
+// (a bench failed on "postgres (pid 1774) is not running", the
+// postmaster being 2240).
+func eldest(pids []int, parent func(int) int) int {
+	best := 0
+	for _, pid := range pids {
+		if slices.Contains(pids, parent(pid)) {
+			continue
+		}
+		if best == 0 || pid < best {
+			best = pid
+		}
+	}
+	return best
+}
+
+// parentOf is pid's parent's pid, 0 when it cannot be read (it exited).
+func parentOf(pid int) int {
+	p, err := procfs.NewProc(pid)
+	if err != nil {
+		return 0
+	}
+	st, err := p.Stat()
+	if err != nil {
+		return 0
+	}
+	return st.PPID
 }
 
 // procMemKiB is the VmRSS and VmHWM (its peak) of pid, in KiB.

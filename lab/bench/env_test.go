@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"net"
 	"os"
 	"strings"
 	"testing"
@@ -19,5 +20,42 @@ func TestProcMemKiBOfThisProcess(t *testing.T) {
 func TestLoadAvgHasThreeFigures(t *testing.T) {
 	if got := strings.Fields(loadAvg()); len(got) != 3 {
 		t.Errorf("loadAvg() = %q, want three averages", got)
+	}
+}
+
+func TestEldestIsTheListenersRoot(t *testing.T) {
+	parents := map[int]int{2240: 1, 1774: 2240, 2250: 2240, 900: 1, 950: 900}
+	parent := func(pid int) int { return parents[pid] }
+	for _, c := range []struct {
+		name string
+		pids []int
+		want int
+	}{
+		{"postmaster and a wrapped-around backend", []int{1774, 2240}, 2240},
+		{"nginx master and workers", []int{2250, 2240, 1774}, 2240},
+		{"one process", []int{2240}, 2240},
+		{"two roots: the lowest", []int{2240, 900, 950}, 900},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if got := eldest(c.pids, parent); got != c.want {
+				t.Errorf("eldest(%v) = %d, want %d", c.pids, got, c.want)
+			}
+		})
+	}
+}
+
+func TestPidOnFindsThisListener(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	_, port, _ := net.SplitHostPort(l.Addr().String())
+	got, err := pidOn(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != os.Getpid() {
+		t.Errorf("pidOn(%s) = %d, want this process %d", port, got, os.Getpid())
 	}
 }

@@ -166,17 +166,15 @@ func putTargets(t *CPUTable, runs map[string][]Result) []Target {
 	kv := t.Median(rowReplicas, colKVStack)
 	shipped := t.Median(rowReplicas, colHarness) // like against like: hitTargets
 	off := t.Median(rowReplicas, colUntraced)
-	return []Target{
+	return append([]Target{
 		AtMostRuns("PUT accepted: API replicas' CPU per request ÷ the reference handler's (one confirmed publish, same queue type), as shipped",
 			t.Runs(rowReplicas, colKVStack), t.Runs(rowReplicas, colReference), 1.5, fmtTimes),
 		Reported("PUT accepted: the stack's replicas' CPU per request ÷ the same build and environment run by the harness", Ratio(kv, shipped), fmtTimes),
 		AtMost("PUT accepted: tracing's share of the replicas' CPU, as shipped (run by the harness, as the variants)", percent(TracingShare(shipped, off)), 3, fmtPercent),
-		AtMost("PUT accepted: auth's cost, the replicas' CPU per request with auth on over auth off (both run by the harness)",
-			percent(Ratio(shipped, t.Median(rowReplicas, colAuthOff))-1), 5, fmtPercent),
 		AtMost("PUT accepted: tracing's share of the replicas' CPU, 100 % sampling",
 			percent(TracingShare(t.Median(rowReplicas, colFull), off)), 15, fmtPercent),
 		Reported("PUT accepted: CPU per request of every process ÷ the reference's", Ratio(t.Median(rowTotal, colKVStack), t.Median(rowTotal, colReference)), fmtTimes),
 		Reported("PUT accepted throughput ÷ raw publish", Ratio(medianRate(runs[colKVStack]), medianRate(runs[colRawPublish])), fmtTimes),
 		Reported("PUT accepted throughput ÷ reference (handler + one confirmed publish)", Ratio(medianRate(runs[colKVStack]), medianRate(runs[colReference])), fmtTimes),
-	}
+	}, append(authCost("PUT accepted", "", t), EdgeTLSCost("PUT accepted", t)...)...)
 }

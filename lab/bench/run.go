@@ -118,10 +118,11 @@ func (o Options) port(n int) string {
 }
 
 // harnessPorts is how many ports from Options.Ports the harness's own
-// processes listen on: the stubs' and consumers' below 20, five API
-// variants' nginx and replicas from 20 (three each), their api1s' admin
-// listeners from 40 when profiled; in the scale-out, the edges of 2 and 4
-// replicas from 10 and 20, the replicas' admin listeners from 30.
+// processes listen on: the stubs' and consumers' below 20, the API
+// variants' nginx and replicas from 20 (three each: 20–40 for six and
+// -compare's), their api1s' admin listeners from 41 when profiled; in the
+// scale-out, the edges of 2 and 4 replicas from 10 and 20, the replicas'
+// admin listeners from 30.
 const harnessPorts = 50
 
 // fromStack takes the edge's and the processes' addresses from the stack.

@@ -36,7 +36,7 @@ func (h *harness) hitScaleOut(ctx context.Context) (*Section, error) {
 			// From 30: 30–31 for 2 replicas, 32–35 for 4.
 			admins[j] = o.port(30 + 2*i + j)
 		}
-		e, err := h.startReplicas(ctx, fmt.Sprintf("scale%d", n), o.port(10*(i+1)), ups, "", admins)
+		e, err := h.startReplicas(ctx, fmt.Sprintf("scale%d", n), o.port(10*(i+1)), ups, "", admins, false)
 		if err != nil {
 			return sec, err
 		}

@@ -178,7 +178,7 @@ func (v *stackView) consumers() []string {
 // stack's edge and replicas, its logs in dir: the same server block,
 // TLS (the stack's certificate, valid for any loopback port), keepalive,
 // limits and access log as the edge. It returns the file's path.
-func (v *stackView) renderEdge(dir, listen string, upstreams []string) (string, error) {
+func (v *stackView) renderEdge(dir, listen string, upstreams []string, plain bool) (string, error) {
 	status, err := freeLoopbackAddr() // its own stub_status, beside the stack's
 	if err != nil {
 		return "", err
@@ -198,6 +198,9 @@ func (v *stackView) renderEdge(dir, listen string, upstreams []string) (string, 
 	for _, c := range configs {
 		if c.Program == "nginx" {
 			text, err := addUpstreams(c.Text, upstreams[1], upstreams[2:])
+			if err == nil && plain {
+				text, err = withoutTLS(text, listen)
+			}
 			if err != nil {
 				return "", err
 			}
@@ -206,6 +209,28 @@ func (v *stackView) renderEdge(dir, listen string, upstreams []string) (string, 
 		}
 	}
 	return "", fmt.Errorf("the stack renders no nginx configuration")
+}
+
+// withoutTLS is the edge's configuration conf serving plain HTTP on
+// listen: its listen line without ssl and http2 (nginx 1.22 speaks HTTP/2
+// in clear text only to clients that ask for it with prior knowledge, and
+// the load's clients speak HTTP/1.1 either way), and without the ssl_
+// directives and the plain-request-on-the-TLS-port error page. Everything
+// else, HSTS included, is left as it is.
+func withoutTLS(conf, listen string) (string, error) {
+	tlsListen := "listen " + listen + " ssl http2;"
+	if !strings.Contains(conf, tlsListen) {
+		return "", fmt.Errorf("nginx configuration: no %q to serve plain HTTP on", tlsListen)
+	}
+	var out []string
+	for _, l := range strings.SplitAfter(conf, "\n") {
+		t := strings.TrimSpace(l)
+		if strings.HasPrefix(t, "ssl_") || strings.HasPrefix(t, "error_page 497 ") {
+			continue
+		}
+		out = append(out, strings.Replace(l, tlsListen, "listen "+listen+";", 1))
+	}
+	return strings.Join(out, ""), nil
 }
 
 // addUpstreams adds a server line for each of extra after the template's

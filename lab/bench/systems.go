@@ -54,6 +54,9 @@ type variant struct {
 	name string
 	env  []string
 	bin  string // another build of the API (Options.CompareAPI); "" for bin/api
+	// plainEdge: its nginx serves plain HTTP/1.1 (the template's TLS
+	// lines left out), the replicas unchanged.
+	plainEdge bool
 }
 
 // apiVariants are the API's variants of issue 15 beside kvstack as shipped
@@ -74,6 +77,11 @@ var apiVariants = []variant{
 	// verifying it (from the cache, after the first request) and judging
 	// its rights cost.
 	{name: colAuthOff, env: []string{"KV_AUTH=off"}},
+	// TLS's cost at the edge (issue 19): the same nginx configuration
+	// without its TLS lines, the clients speaking plain HTTP/1.1 to it as
+	// they speak HTTP/1.1 over TLS to the others. nginx's row is the
+	// difference; the replicas' should not move.
+	{name: colTLSOff, plainEdge: true},
 }
 
 // fullSampler is the production sampler at 100 %: the native dev stack's
@@ -102,6 +110,7 @@ const (
 	colFull       = "100 % sampling"
 	colUntraced   = "tracing off"
 	colAuthOff    = "auth off"
+	colTLSOff     = "TLS off at the edge"
 	colReference  = "reference"
 	colBaseline   = "baseline"
 	colRawPublish = "raw publish"
@@ -172,9 +181,9 @@ func (h *harness) startVariants(ctx context.Context, scenario string, mk func(ba
 		if h.o.Profiles != "" {
 			// api1's admin listener on a known port, to profile it as the
 			// stack's api1 is.
-			admin = h.o.port(40 + i)
+			admin = h.o.port(41 + i)
 		}
-		e, err := h.startReplicas(ctx, fmt.Sprintf("%s-variant%d", scenario, i+1), listen, []string{a, b}, v.bin, []string{admin}, v.env...)
+		e, err := h.startReplicas(ctx, fmt.Sprintf("%s-variant%d", scenario, i+1), listen, []string{a, b}, v.bin, []string{admin}, v.plainEdge, v.env...)
 		if err != nil {
 			stop()
 			return nil, nil, fmt.Errorf("variant %q: %w", v.name, err)

@@ -85,6 +85,67 @@ func Reported(name string, got float64, format string) Target {
 	return Target{Name: name, Got: fmtGot(format, got)}
 }
 
+// LayerCost is a target on what a layer costs a process per operation:
+// its CPU with the layer (on) over without (off), less one, in per cent,
+// met when ≤ limit; beside it, the spread of the same figure run by run
+// (on[i] ÷ off[i], taken in the same turn).
+func LayerCost(name string, on, off []float64, limit float64) Target {
+	got := math.NaN()
+	if len(on) > 0 && len(off) > 0 {
+		got = percent(Ratio(Summarise(on).Median, Summarise(off).Median) - 1)
+	}
+	t := AtMost(name, got, limit, fmtPercent)
+	if lo, hi, ok := RatioSpread(on, off); ok {
+		t.Got += fmt.Sprintf(" [%.1f – %.1f %%]", percent(lo-1), percent(hi-1))
+	}
+	return t
+}
+
+// LoadAdjusted is a layer's cost run by run with the machine's load taken
+// out: each run's on[i] ÷ off[i] over the same ratio of a process the
+// layer does not touch (nginx's, say) in the same turn, less one, in per
+// cent; the median of the runs. On 7 December the PUT's "auth off" column
+// ran on a quieter machine: the replicas' ratio per run was 0.94, 1.15,
+// 1.35 and nginx's 0.89, 1.18, 1.34.
+func LoadAdjusted(on, off, refOn, refOff []float64) float64 {
+	var rs []float64
+	for i := range min(len(on), len(off), len(refOn), len(refOff)) {
+		r := Ratio(Ratio(on[i], off[i]), Ratio(refOn[i], refOff[i]))
+		if !math.IsNaN(r) {
+			rs = append(rs, percent(r-1))
+		}
+	}
+	if len(rs) == 0 {
+		return math.NaN()
+	}
+	return Summarise(rs).Median
+}
+
+// authCost is auth's cost on the replicas in the scenario op (both run by
+// the harness), with its spread, and the same with the machine's load
+// taken out by nginx's row.
+func authCost(op, what string, t *CPUTable) []Target {
+	on, off := t.Runs(rowReplicas, colHarness), t.Runs(rowReplicas, colAuthOff)
+	return []Target{
+		LayerCost(op+": auth's cost, the replicas' CPU per request with auth on over auth off ("+what+"both run by the harness)", on, off, 5),
+		Reported(op+": auth's cost as above, each run's over nginx's ratio in the same turn (nginx does no auth: what is left is auth's, not the machine's)",
+			LoadAdjusted(on, off, t.Runs("nginx", colHarness), t.Runs("nginx", colAuthOff)), fmtPercent),
+	}
+}
+
+// EdgeTLSCost is what TLS at the edge costs per request (issue 19), in
+// the scenario op: nginx's CPU per request, and every process's, as
+// shipped (run by the harness) less with the edge's TLS off, both run the
+// same way, in µs and as a share of nginx's figure without TLS.
+func EdgeTLSCost(op string, t *CPUTable) []Target {
+	withTLS, without := t.Median("nginx", colHarness), t.Median("nginx", colTLSOff)
+	return []Target{
+		Reported(op+": TLS's cost at the edge, nginx's CPU per request with TLS less without (both run by the harness)", withTLS-without, "%.1f µs"),
+		Reported(op+": TLS's cost at the edge, nginx's CPU per request with TLS over without", percent(Ratio(withTLS, without)-1), fmtPercent),
+		Reported(op+": TLS's cost at the edge, every process's CPU per request with TLS less without", t.Median(rowTotal, colHarness)-t.Median(rowTotal, colTLSOff), "%.1f µs"),
+	}
+}
+
 func fmtGot(format string, v float64) string {
 	if math.IsNaN(v) {
 		return "not measured"

@@ -184,3 +184,38 @@ func TestAtMostRunsGivesTheSpread(t *testing.T) {
 		t.Errorf("AtMostRuns of no run = %+v, want not measured", tg)
 	}
 }
+
+func TestEdgeTLSCostIsTheControlLessTLSOff(t *testing.T) {
+	tb := NewCPUTable("x", "request", "nginx")
+	for _, c := range []struct {
+		col   string
+		nginx float64
+	}{{colHarness, 90}, {colHarness, 100}, {colHarness, 110}, {colTLSOff, 60}, {colTLSOff, 62}, {colTLSOff, 64}} {
+		tb.Add(c.col, map[string]float64{"nginx": c.nginx})
+	}
+	got := EdgeTLSCost("GET hit", tb)
+	if len(got) != 3 || got[0].Got != "38.0 µs" || got[1].Got != "61.3 %" {
+		t.Errorf("EdgeTLSCost = %+v, want 38.0 µs, 61.3 %%", got)
+	}
+}
+
+// The PUT's figures of 7 December: auth's +27 % was the machine's load,
+// which moved nginx (no auth in it) as much as the replicas.
+func TestAuthCostWithItsSpreadAndTheLoadTakenOut(t *testing.T) {
+	on, off := []float64{192.6, 259.8, 262.9}, []float64{204.5, 225.2, 195.4}
+	ngxOn, ngxOff := []float64{87.2, 123.8, 118.8}, []float64{98.1, 104.5, 88.7}
+	tg := LayerCost("x", on, off, 5)
+	if want := "27.0 % [-5.8 – 34.5 %]"; tg.Got != want || tg.Met {
+		t.Errorf("LayerCost = %q (met %v), want %q, not met", tg.Got, tg.Met, want)
+	}
+	got := LoadAdjusted(on, off, ngxOn, ngxOff)
+	if math.Abs(got-0.5) > 0.1 {
+		t.Errorf("LoadAdjusted = %.2f %%, want 0.5 %% (run by run 6.0, -2.7, 0.5)", got)
+	}
+	if !math.IsNaN(LoadAdjusted(on, nil, ngxOn, ngxOff)) {
+		t.Error("LoadAdjusted without runs: want NaN")
+	}
+	if tg := LayerCost("x", nil, off, 5); tg.Met {
+		t.Error("LayerCost without runs is met")
+	}
+}
