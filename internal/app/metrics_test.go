@@ -2,6 +2,7 @@ package app
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 	"os/exec"
@@ -19,26 +20,36 @@ import (
 // returned it, or an admin URL.
 func scrape(t *testing.T, base string, openMetrics bool) string {
 	t.Helper()
+	body, err := scrapeBody(base, openMetrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return body
+}
+
+// scrapeBody is scrape's exposition, or why there is none: for a goroutine
+// other than the test's, which may not call t.Fatal.
+func scrapeBody(base string, openMetrics bool) (string, error) {
 	if a, ok := admins.Load(strings.TrimPrefix(base, "http://")); ok {
 		base = "http://" + a.(string)
 	}
 	req, err := http.NewRequest("GET", base+"/metrics", nil)
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	if openMetrics {
 		req.Header.Set("Accept", "application/openmetrics-text; version=1.0.0")
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatalf("scrape %s: %v", base, err)
+		return "", fmt.Errorf("scrape %s: %w", base, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil || resp.StatusCode != 200 {
-		t.Fatalf("scrape %s: %d %v", base, resp.StatusCode, err)
+		return "", fmt.Errorf("scrape %s: %d %v", base, resp.StatusCode, err)
 	}
-	return string(body)
+	return string(body), nil
 }
 
 // requireSeries fails unless every wanted series (a line prefix, labels
