@@ -79,29 +79,37 @@ func pidOn(port string) (int, error) {
 // when several are; 0 for none. Not simply the lowest pid: once pids wrap
 // around, a backend just forked can have a lower pid than its postmaster
 // (a bench failed on "postgres (pid 1774) is not running", the
-// postmaster being 2240).
+// postmaster being 2240). A pid whose parent is unknown (parent gives
+// -1: it exited since ss listed it, as a short-lived backend does) is
+// taken only when no other is left.
 func eldest(pids []int, parent func(int) int) int {
-	best := 0
+	best, gone := 0, 0
 	for _, pid := range pids {
-		if slices.Contains(pids, parent(pid)) {
-			continue
-		}
-		if best == 0 || pid < best {
+		switch ppid := parent(pid); {
+		case ppid < 0:
+			if gone == 0 || pid < gone {
+				gone = pid
+			}
+		case slices.Contains(pids, ppid):
+		case best == 0 || pid < best:
 			best = pid
 		}
+	}
+	if best == 0 {
+		return gone
 	}
 	return best
 }
 
-// parentOf is pid's parent's pid, 0 when it cannot be read (it exited).
+// parentOf is pid's parent's pid, -1 when it cannot be read (it exited).
 func parentOf(pid int) int {
 	p, err := procfs.NewProc(pid)
 	if err != nil {
-		return 0
+		return -1
 	}
 	st, err := p.Stat()
 	if err != nil {
-		return 0
+		return -1
 	}
 	return st.PPID
 }

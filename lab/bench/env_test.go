@@ -25,7 +25,12 @@ func TestLoadAvgHasThreeFigures(t *testing.T) {
 
 func TestEldestIsTheListenersRoot(t *testing.T) {
 	parents := map[int]int{2240: 1, 1774: 2240, 2250: 2240, 900: 1, 950: 900}
-	parent := func(pid int) int { return parents[pid] }
+	parent := func(pid int) int {
+		if ppid, ok := parents[pid]; ok {
+			return ppid
+		}
+		return -1 // exited
+	}
 	for _, c := range []struct {
 		name string
 		pids []int
@@ -35,6 +40,8 @@ func TestEldestIsTheListenersRoot(t *testing.T) {
 		{"nginx master and workers", []int{2250, 2240, 1774}, 2240},
 		{"one process", []int{2240}, 2240},
 		{"two roots: the lowest", []int{2240, 900, 950}, 900},
+		{"a backend that exited since ss listed it", []int{1700, 2240}, 2240},
+		{"only pids that exited", []int{1800, 1700}, 1700},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			if got := eldest(c.pids, parent); got != c.want {
