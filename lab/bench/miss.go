@@ -120,6 +120,9 @@ func (h *harness) missSystems(ctx context.Context, notMiss *atomic.Int64) (app, 
 	}
 	raw = system{name: colBaseline,
 		procs: func(ctx context.Context) ([]Proc, error) { return h.stackProcs(ctx, "postgres") },
+		// Its connections closed after each run, as the reference's are
+		// (missStub): kept, they took slots the other systems need.
+		after: h.pool.Reset,
 		load: func(ctx context.Context, dur time.Duration) Result {
 			off := rawRun * o.MissPerRun
 			rawRun++
