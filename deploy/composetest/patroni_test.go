@@ -433,7 +433,8 @@ func (cl *patroniCluster) checkREST(t *testing.T, tr tree) []string {
 		s := service(t, tr.project(t), n.Name)
 		user, password := env(s, "PATRONI_RESTAPI_USERNAME"), env(s, "PATRONI_RESTAPI_PASSWORD")
 		do := func(cfg *tls.Config, method, path, body, user, password string) (int, error) {
-			return enginetest.PatroniREST(ctx, cfg, n.RestAddr(), method, path, body, user, password)
+			code, _, err := enginetest.PatroniREST(ctx, cfg, n.RestAddr(), method, path, body, user, password)
+			return code, err
 		}
 		if code, err := do(nil, "GET", "/health", "", "", ""); err == nil {
 			problems = append(problems, fmt.Sprintf("%s's Patroni REST API: GET /health over plain HTTP answered %d, want refused (TLS alone)", n.Name, code))

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	oexec "os/exec"
@@ -438,7 +437,8 @@ func checkPatroniRESTLocked(t *testing.T, ctx context.Context, pc *engine.Patron
 	}
 	withCert.Certificates = []tls.Certificate{cert}
 	do := func(cfg *tls.Config, method, path, body, user, password string) (int, error) {
-		return enginetest.PatroniREST(ctx, cfg, addr, method, path, body, user, password)
+		code, _, err := enginetest.PatroniREST(ctx, cfg, addr, method, path, body, user, password)
+		return code, err
 	}
 	// Plain HTTP, and TLS trusting another CA: refused before any request.
 	code, err := do(nil, "GET", "/health", "", "", "")
@@ -486,7 +486,7 @@ func checkPatroniRESTLocked(t *testing.T, ctx context.Context, pc *engine.Patron
 	// loopback, docs/SECURITY.md), and what they tell is the members and
 	// their state, never a password of the cluster.
 	for _, path := range []string{"/health", "/patroni", "/cluster", "/config", "/history", "/metrics"} {
-		code, body, err := patroniGET(ctx, verified, addr, path)
+		code, body, err := enginetest.PatroniREST(ctx, verified, addr, "GET", path, "", "", "")
 		if err != nil || code != http.StatusOK {
 			t.Errorf("%s GET %s over verified TLS, no certificate nor password: %d (%v), want 200", addr, path, code, err)
 		}
@@ -500,23 +500,6 @@ func checkPatroniRESTLocked(t *testing.T, ctx context.Context, pc *engine.Patron
 	if err != nil || !strings.Contains(string(out), "Reload request received") {
 		t.Errorf("patronictl reload %s %s: %v\n%s", pc.Scope, node.Name, err, out)
 	}
-}
-
-// patroniGET is one GET of the Patroni REST API at addr over TLS with cfg:
-// the answer's status and body.
-func patroniGET(ctx context.Context, cfg *tls.Config, addr, path string) (int, string, error) {
-	req, err := http.NewRequestWithContext(ctx, "GET", "https://"+addr+path, nil)
-	if err != nil {
-		return 0, "", err
-	}
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}}
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), err
 }
 
 // statusErr is err, or an error naming code when it is not 200.

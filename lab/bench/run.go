@@ -109,7 +109,7 @@ func Smoke() Options {
 	}
 }
 
-// port is the harness's own address n (0–29).
+// port is the harness's own address n (0 to harnessPorts-1).
 func (o Options) port(n int) string {
 	if n < 0 || n >= harnessPorts {
 		panic(fmt.Sprintf("harness port %d: the harness owns %d from KV_BENCH_PORT", n, harnessPorts))
@@ -118,7 +118,8 @@ func (o Options) port(n int) string {
 }
 
 // harnessPorts is how many ports from Options.Ports the harness's own
-// processes listen on: the stubs' and consumers' below 20, the API
+// processes listen on: the stubs' below 10, the consumers' from 10 and
+// their admin listeners from 20 (no variant runs meanwhile), the API
 // variants' nginx and replicas from 20 (three each: 20–40 for six and
 // -compare's), their api1s' admin listeners from 41 when profiled; in the
 // scale-out, the edges of 2 and 4 replicas from 10 and 20, the replicas'

@@ -28,13 +28,14 @@ func (h *harness) hitScaleOut(ctx context.Context) (*Section, error) {
 	}
 	var systems []system
 	edges := map[string]*edge{}
+	nextAdmin := 30 // the replicas' admin listeners, one after the other
 	for i, n := range replicaCounts {
 		name := fmt.Sprintf("%d replicas", n)
 		ups, admins := make([]string, n), make([]string, n)
 		for j := range ups {
 			ups[j] = o.port(10*(i+1) + 1 + j)
-			// From 30: 30–31 for 2 replicas, 32–35 for 4.
-			admins[j] = o.port(30 + 2*i + j)
+			admins[j] = o.port(nextAdmin)
+			nextAdmin++
 		}
 		e, err := h.startReplicas(ctx, fmt.Sprintf("scale%d", n), o.port(10*(i+1)), ups, "", admins, false)
 		if err != nil {

@@ -210,7 +210,7 @@ func TestAuthCostWithItsSpreadAndTheLoadTakenOut(t *testing.T) {
 	}
 	got := LoadAdjusted(on, off, ngxOn, ngxOff)
 	if math.Abs(got-0.5) > 0.1 {
-		t.Errorf("LoadAdjusted = %.2f %%, want 0.5 %% (run by run 6.0, -2.7, 0.5)", got)
+		t.Errorf("LoadAdjusted = %.2f %%, want 0.5 %% (run by run 6.0, -2.6, 0.5)", got)
 	}
 	if !math.IsNaN(LoadAdjusted(on, nil, ngxOn, ngxOff)) {
 		t.Error("LoadAdjusted without runs: want NaN")

@@ -34,6 +34,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -751,15 +752,15 @@ func (mc *RabbitMQCluster) each(nodes []int, f func(ctx context.Context, name st
 
 // PatroniREST sends one request to the Patroni REST API at addr: HTTPS
 // with cfg (plain HTTP when cfg is nil), a JSON body, basic auth when user
-// is set, no connection kept; it returns the answer's status.
-func PatroniREST(ctx context.Context, cfg *tls.Config, addr, method, path, body, user, password string) (int, error) {
+// is set, no connection kept; it returns the answer's status and body.
+func PatroniREST(ctx context.Context, cfg *tls.Config, addr, method, path, body, user, password string) (int, string, error) {
 	scheme := "https://"
 	if cfg == nil {
 		scheme = "http://"
 	}
 	req, err := http.NewRequestWithContext(ctx, method, scheme+addr+path, strings.NewReader(body))
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if user != "" {
@@ -768,8 +769,9 @@ func PatroniREST(ctx context.Context, cfg *tls.Config, addr, method, path, body,
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}}
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
-	resp.Body.Close()
-	return resp.StatusCode, nil
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(answer), err
 }
