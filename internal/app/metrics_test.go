@@ -57,17 +57,21 @@ func scrapeBody(base string, openMetrics bool) (string, error) {
 func requireSeries(t *testing.T, what, exposition string, wants ...string) {
 	t.Helper()
 	for _, want := range wants {
-		found := false
-		for _, line := range strings.Split(exposition, "\n") {
-			if strings.HasPrefix(line, want) && !strings.HasSuffix(line, " 0") {
-				found = true
-				break
-			}
-		}
-		if !found {
+		if !hasSeries(exposition, want) {
 			t.Errorf("%s: no non-zero series %s", what, want)
 		}
 	}
+}
+
+// hasSeries says whether the series want (a line prefix, labels included)
+// appears in exposition with a non-zero value.
+func hasSeries(exposition, want string) bool {
+	for _, line := range strings.Split(exposition, "\n") {
+		if strings.HasPrefix(line, want) && !strings.HasSuffix(line, " 0") {
+			return true
+		}
+	}
+	return false
 }
 
 // promtoolClean runs `promtool check metrics` on an exposition; it must have
