@@ -2,7 +2,6 @@ package app
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"strings"
 	"sync"
@@ -10,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	goredis "github.com/redis/go-redis/v9"
 )
 
@@ -161,14 +158,9 @@ func readRepairsPending(consumer string) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(strings.NewReader(body))
+	f, err := parseFamily(body, "kvstack_consumer_cache_repairs_pending")
 	if err != nil {
 		return 0, err
-	}
-	f, ok := families["kvstack_consumer_cache_repairs_pending"]
-	if !ok || len(f.GetMetric()) == 0 {
-		return 0, errors.New("no kvstack_consumer_cache_repairs_pending in the consumer's exposition")
 	}
 	return f.GetMetric()[0].GetGauge().GetValue(), nil
 }

@@ -204,14 +204,24 @@ func consumerOutcomes(t *testing.T, base string) map[string]float64 {
 // the test when it is absent.
 func metricFamily(t *testing.T, exposition, name string) *dto.MetricFamily {
 	t.Helper()
+	f, err := parseFamily(exposition, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// parseFamily is metricFamily, or why there is none: for a goroutine other
+// than the test's.
+func parseFamily(exposition, name string) (*dto.MetricFamily, error) {
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := parser.TextToMetricFamilies(strings.NewReader(exposition))
 	if err != nil {
-		t.Fatalf("parse exposition: %v", err)
+		return nil, fmt.Errorf("parse exposition: %w", err)
 	}
 	f, ok := families[name]
 	if !ok {
-		t.Fatalf("no metric %s in the exposition", name)
+		return nil, fmt.Errorf("no metric %s in the exposition", name)
 	}
-	return f
+	return f, nil
 }
