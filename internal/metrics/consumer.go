@@ -136,4 +136,3 @@ func (m *Consumer) Purged(n int64) {
 		m.purged.Add(float64(n))
 	}
 }
-
