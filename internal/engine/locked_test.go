@@ -25,11 +25,12 @@ import (
 
 // Private engines locked as the native stack runs its own
 // (KV_ENGINES=private): each serves TLS alone, with a certificate for
-// 127.0.0.1 from a CA of the test's own, and asks for a password. Each
-// refuses a plain-text client and a client without the password, and
-// accepts the verified TLS one with it; a client that does not trust the
-// CA is refused too. PostgreSQL takes a new superuser password when it
-// starts again.
+// 127.0.0.1 and localhost from a CA of the test's own, and asks for a
+// password. Each refuses a plain-text client and a client without the
+// password, and accepts the verified TLS one with it; a client that does
+// not trust the CA is refused too. PostgreSQL takes a new superuser
+// password when it starts again. RabbitMQ's Erlang distribution (its
+// CLI's) is TLS alone too.
 func TestLockedEngines(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts PostgreSQL, Redis and RabbitMQ; not run with -short (make test runs it)")
@@ -48,7 +49,9 @@ func TestLockedEngines(t *testing.T) {
 	// A key per engine: each is chowned to its engine's user.
 	certs := map[string]*engine.TLS{}
 	for _, name := range []string{"pg", "redis", "rabbitmq"} {
-		if certs[name], err = engine.MakeTLS(filepath.Join(dir, "tls-"+name), "127.0.0.1"); err != nil {
+		// localhost: the name RabbitMQ's Erlang distribution verifies,
+		// as the stack's certificates have it (native.EngineHosts).
+		if certs[name], err = engine.MakeTLS(filepath.Join(dir, "tls-"+name), "127.0.0.1", "localhost"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -112,6 +115,10 @@ func TestLockedEngines(t *testing.T) {
 			t.Fatal(err)
 		}
 		checkRabbitMQLocked(t, "127.0.0.1:"+strconv.Itoa(mq.Port), certs["rabbitmq"], "app", "app-pw2", "app-pw")
+		// A single node serving TLS alone has no peer, but its CLI
+		// (rabbitmqctl, above) is a distribution peer: the cookie alone
+		// does not let a plain-TCP Erlang node in.
+		checkErlangDistLocked(t, ctx, mq)
 	})
 }
 

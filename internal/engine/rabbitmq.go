@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -41,11 +43,12 @@ type RabbitMQ struct {
 }
 
 // distTLS tells whether the node's Erlang distribution (to its peers, and
-// rabbitmqctl's to it) is TLS: a node of a cluster (Peers) serving TLS
-// alone. Each end presents TLS's certificate and verifies the other's
-// against TLS.CA and the peer's host name (localhost), so the Erlang
-// cookie alone no longer admits a peer.
-func (r *RabbitMQ) distTLS() bool { return r.TLS != nil && r.TLSOnly && len(r.Peers) > 0 }
+// rabbitmqctl's to it) is TLS: a node serving TLS alone, of a cluster or
+// single (its CLI is a distribution peer too). Each end presents TLS's
+// certificate and verifies the other's against TLS.CA and the peer's
+// host name (localhost), so the Erlang cookie alone no longer admits a
+// peer.
+func (r *RabbitMQ) distTLS() bool { return r.TLS != nil && r.TLSOnly }
 
 // distOptFile is the ssl_dist_optfile of a distTLS node.
 func (r *RabbitMQ) distOptFile() string { return filepath.Join(r.Dir, "inter_node_tls.config") }
@@ -243,9 +246,44 @@ type User struct {
 // permissions…) as the node would at its start (load_definitions):
 // rabbitmqctl import_definitions, which reads file itself.
 func (r *RabbitMQ) ImportDefinitions(ctx context.Context, file string) error {
-	_, err := r.ctl(ctx, "import_definitions", file)
+	_, err := r.ctlAfterStart(ctx, "import_definitions", file)
 	return err
 }
+
+// startCLIWait bounds how long a call made right after the node's start
+// (AddUsers, ImportDefinitions: provisioning) waits for rabbitmqctl to
+// reach the node. The AMQP port opening does not tell that the CLI gets
+// in: a single node serving TLS alone, its distribution TLS, once
+// answered its first rabbitmqctl eval with exit 69 (node unavailable) at
+// load 10 (cause not found; the connection's setup, TLS and distribution
+// handshakes, is bounded by net_setuptime, 7 s, on each side). A
+// cluster's first CLI call is Form's, retried until the cluster is whole.
+const startCLIWait = 30 * time.Second
+
+// ctlAfterStart is ctl for the calls made right after the node's start,
+// each idempotent: while rabbitmqctl exits 69 (the node unavailable), it
+// tries again, for startCLIWait at most. Other calls (Queues,
+// RunningNodes) are not retried: they are also made on nodes stopped on
+// purpose, which a wait would only slow.
+func (r *RabbitMQ) ctlAfterStart(ctx context.Context, args ...string) ([]byte, error) {
+	deadline := time.Now().Add(startCLIWait)
+	for {
+		out, err := r.ctl(ctx, args...)
+		var exit *exec.ExitError
+		if err == nil || !errors.As(err, &exit) || exit.ExitCode() != exUnavailable || time.Now().After(deadline) {
+			return out, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// exUnavailable is rabbitmqctl's exit status when it cannot reach the
+// node (sysexits' EX_UNAVAILABLE).
+const exUnavailable = 69
 
 // AddUsers makes each user, or sets its password and permissions when it
 // exists, and deletes the users named in remove (guest, once the stack has
@@ -265,6 +303,6 @@ func (r *RabbitMQ) AddUsers(ctx context.Context, remove []string, users ...User)
 		fmt.Fprintf(&b, "case catch rabbit_auth_backend_internal:delete_user(%s, <<\"kvstack\">>) of ok -> ok; {error, {no_such_user, _}} -> ok end, ", bin(name))
 	}
 	b.WriteString("ok.")
-	_, err := r.ctl(ctx, "eval", b.String())
+	_, err := r.ctlAfterStart(ctx, "eval", b.String())
 	return err
 }
