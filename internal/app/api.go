@@ -44,7 +44,7 @@ func RunAPI(ctx context.Context, cfg config.API, log zerolog.Logger, ready Ready
 	if err != nil {
 		return err
 	}
-	d, err := openData(ctx, cfg.Postgres, cfg.Redis, reg, counts{reads: metrics.NewCache(reg)})
+	d, err := openData(ctx, cfg.Postgres, cfg.Redis, reg, counts{reads: metrics.NewCache(reg)}, log)
 	if err != nil {
 		return err
 	}

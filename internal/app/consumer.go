@@ -42,7 +42,7 @@ func RunConsumer(ctx context.Context, cfg config.Consumer, log zerolog.Logger, r
 	reg := metrics.New()
 	m := metrics.NewConsumer(reg, consumer.DeadLetterReasons, cfg.RabbitMQ.QueueAdd, cfg.RabbitMQ.QueueDel)
 	metrics.RegisterQueueBound(reg, cfg.RabbitMQ.QueueMaxLength, cfg.RabbitMQ.QueueAdd, cfg.RabbitMQ.QueueDel)
-	d, err := openData(ctx, cfg.Postgres, cfg.Redis, reg, counts{purged: m})
+	d, err := openData(ctx, cfg.Postgres, cfg.Redis, reg, counts{purged: m}, log)
 	if err != nil {
 		return err
 	}
@@ -76,7 +76,7 @@ func RunConsumer(ctx context.Context, cfg config.Consumer, log zerolog.Logger, r
 	g.Go(func() error { return runner.Run(gctx) })
 	g.Go(func() error { proc.RunCacheRepair(gctx, cfg.Consumer.CacheRepairInterval); return nil })
 	if cfg.Redis.IsCluster() {
-		g.Go(func() error { runMasterCheck(gctx, d.cache, cfg.Consumer.MasterCheckInterval, m, log); return nil })
+		g.Go(func() error { runMasterCheck(gctx, d.cache, cfg.Consumer.MasterCheckInterval, log); return nil })
 	}
 	g.Go(func() error {
 		consumer.RunTombstonePurge(gctx, d.store, cfg.Consumer.TombstoneRetention, cfg.Consumer.PurgeInterval, log)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
 
 	"github.com/kvstack/kvstack/internal/consumer"
 	"github.com/kvstack/kvstack/internal/kv"
@@ -43,13 +44,15 @@ type counts struct {
 
 // openData opens PostgreSQL, which must answer, and a Redis client, which
 // need not (reads degrade to PostgreSQL until it does), and exports their
-// pools' statistics and call latencies on reg.
-func openData(ctx context.Context, pg postgres.Config, rc redis.Config, reg *prometheus.Registry, c counts) (data, error) {
+// pools' statistics and call latencies on reg; the cache's purges of
+// unmarked shards are logged on log and counted (reportPurges).
+func openData(ctx context.Context, pg postgres.Config, rc redis.Config, reg *prometheus.Registry, c counts, log zerolog.Logger) (data, error) {
 	pool, err := postgres.Open(ctx, pg)
 	if err != nil {
 		return data{}, fmt.Errorf("postgres: %w", err)
 	}
-	rdb, err := redis.NewClient(rc)
+	purged := reportPurges(metrics.NewShardPurges(reg), log)
+	rdb, err := redis.NewClient(rc, purged)
 	if err != nil {
 		pool.Close()
 		return data{}, fmt.Errorf("redis: %w", err)
@@ -59,7 +62,7 @@ func openData(ctx context.Context, pg postgres.Config, rc redis.Config, reg *pro
 	dep := metrics.NewDependency(reg, measuredOps)
 	return data{
 		store: measuredStore{store: postgres.NewStore(pool), dep: dep, purged: c.purged},
-		cache: measuredCache{cache: redis.NewCache(rdb, rc), dep: dep, reads: c.reads},
+		cache: measuredCache{cache: redis.NewCache(rdb, rc, purged), dep: dep, reads: c.reads},
 		close: func() { _ = rdb.Close(); pool.Close() },
 	}, nil
 }

@@ -80,7 +80,7 @@ func newStack(t *testing.T) *stack {
 	pool := pgtest.MustPoolAt(t, url)
 	return &stack{
 		t: t, store: postgres.NewStore(pool), pool: pool,
-		cache: redis.NewCache(rdb, rcfg), rdb: rdb, mq: mq,
+		cache: redis.NewCache(rdb, rcfg, nil), rdb: rdb, mq: mq,
 		apiCfg: apiCfg, conCfg: conCfg,
 		client: authtest.Client(token, 15*time.Second),
 		issuer: issuer, token: token,

@@ -17,7 +17,6 @@ type Consumer struct {
 	applyDuration prometheus.Histogram
 	lag           *prometheus.HistogramVec
 	purged        prometheus.Counter
-	shardPurges   *prometheus.CounterVec
 	deadLetters   *prometheus.CounterVec
 	unsigned      *prometheus.CounterVec
 	reg           prometheus.Registerer
@@ -54,10 +53,6 @@ func NewConsumer(reg prometheus.Registerer, reasons []string, queues ...string) 
 			Name: "kvstack_consumer_tombstones_purged_total",
 			Help: "Tombstones deleted after the retention window.",
 		}),
-		shardPurges: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "kvstack_consumer_cache_shard_purges_total",
-			Help: "Redis Cluster shards whose cached keys were purged because their master had not marked them, by the mark found: other_master (a replica promoted, which may lack its master's last updates), none (a new cluster, a node that lost its data, a purged cache).",
-		}, []string{"mark"}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "kvstack_consumer_dead_letters_total",
 			Help: "Messages refused before they were applied, dead-lettered, by queue and reason (unsigned, unknown_key, bad_signature: the signature check; invalid: not a valid message).",
@@ -67,9 +62,6 @@ func NewConsumer(reg prometheus.Registerer, reasons []string, queues ...string) 
 			Help: "Messages without a signature applied all the same, by queue: KV_ACCEPT_UNSIGNED_MESSAGES is on (an upgrade from APIs that did not sign).",
 		}, []string{"queue"}),
 		reg: reg,
-	}
-	for _, mark := range []string{MarkOtherMaster, MarkNone} {
-		m.shardPurges.WithLabelValues(mark)
 	}
 	for _, q := range queues {
 		for _, o := range kv.Outcomes {
@@ -81,7 +73,7 @@ func NewConsumer(reg prometheus.Registerer, reasons []string, queues ...string) 
 			m.deadLetters.WithLabelValues(q, r)
 		}
 	}
-	reg.MustRegister(m.messages, m.retries, m.batchSize, m.applyDuration, m.lag, m.purged, m.shardPurges, m.deadLetters, m.unsigned)
+	reg.MustRegister(m.messages, m.retries, m.batchSize, m.applyDuration, m.lag, m.purged, m.deadLetters, m.unsigned)
 	return m
 }
 
@@ -142,18 +134,5 @@ func (m *Consumer) RepairsPending(pending func() int) {
 func (m *Consumer) Purged(n int64) {
 	if m != nil {
 		m.purged.Add(float64(n))
-	}
-}
-
-// The marks a purged Redis Cluster shard was found with.
-const (
-	MarkOtherMaster = "other_master"
-	MarkNone        = "none"
-)
-
-// ShardPurged counts one Redis Cluster shard purged, by the mark found.
-func (m *Consumer) ShardPurged(mark string) {
-	if m != nil {
-		m.shardPurges.WithLabelValues(mark).Inc()
 	}
 }

@@ -24,6 +24,9 @@ type Cache struct {
 	// verified is, on a Redis Cluster, the masters whose marks Get has
 	// checked before it reads from them (nil on a single server).
 	verified *verified
+	// purged is told of each purge of a shard or server whose mark was
+	// not its master's (nil: nobody).
+	purged PurgeReport
 }
 
 var _ kv.Cache = (*Cache)(nil)
@@ -39,11 +42,14 @@ const internalMark = "\x00"
 // internalKey is the Redis key of one of the cache's own keys.
 func (c *Cache) internalKey(name string) string { return c.prefix + internalMark + name }
 
-// NewCache returns a cache that keeps its keys under cfg.KeyPrefix. The
-// client is the caller's to close.
-func NewCache(client goredis.UniversalClient, cfg Config) *Cache {
+// NewCache returns a cache that keeps its keys under cfg.KeyPrefix, and
+// tells purged (nil: nobody) of each purge it does because a master had
+// not marked its keys (see PurgeReport); a client from NewClient needs
+// the same purged. The client is the caller's to close.
+func NewCache(client goredis.UniversalClient, cfg Config, purged PurgeReport) *Cache {
 	c := &Cache{
 		client:       client,
+		purged:       purged,
 		prefix:       cfg.KeyPrefix,
 		ttl:          cfg.TTL,
 		tombstoneTTL: cfg.TombstoneTTL,

@@ -153,12 +153,12 @@ func TestCircuitStaysClosedOnAnswers(t *testing.T) {
 func TestRefusalOpensNoCircuit(t *testing.T) {
 	cfg := redis.DefaultConfig()
 	cfg.Addr = "127.0.0.1:1"
-	client, err := redis.NewClient(cfg)
+	client, err := redis.NewClient(cfg, nil)
 	if err != nil {
 		t.Fatalf("NewClient: %v", err)
 	}
 	defer client.Close()
-	c := redis.NewCache(client, cfg)
+	c := redis.NewCache(client, cfg, nil)
 	ctx := testContext(t)
 	for i := range 3 {
 		_, err := c.Get(ctx, "k")
@@ -184,5 +184,5 @@ func privateCache(t *testing.T, ctx context.Context, name string) (*redis.Cache,
 		t.Fatalf("Open: %v", err)
 	}
 	t.Cleanup(func() { client.Close() })
-	return redis.NewCache(client, cfg), client, cfg
+	return redis.NewCache(client, cfg, nil), client, cfg
 }

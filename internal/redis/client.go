@@ -17,8 +17,10 @@ import (
 // a process can start while Redis is down and degrade to PostgreSQL: a
 // client of one server, or of a Redis Cluster (which finds the cluster's
 // masters and replicas from its seed addresses, and follows their slots as
-// they move). Open is NewClient followed by a ping.
-func NewClient(cfg Config) (goredis.UniversalClient, error) {
+// they move). On a single server, each new connection first checks the
+// server's mark (markCheck), and a purge it does is told to purged (nil:
+// to nobody). Open is NewClient followed by a ping.
+func NewClient(cfg Config, purged PurgeReport) (goredis.UniversalClient, error) {
 	err := cfg.Validate()
 	if err != nil {
 		return nil, err
@@ -57,7 +59,7 @@ func NewClient(cfg Config) (goredis.UniversalClient, error) {
 		// A restarted server's dump is purged before any connection to it
 		// serves a read (Cache.checkServer); a cluster's shards have their
 		// masters' marks instead (Cache.CheckMasters).
-		opts.OnConnect = markCheck(cfg.KeyPrefix)
+		opts.OnConnect = markCheck(cfg.KeyPrefix, opts.Addrs[0], purged)
 	}
 	client := goredis.NewUniversalClient(opts)
 	if cc, ok := client.(*goredis.ClusterClient); ok {
@@ -78,8 +80,9 @@ func NewClient(cfg Config) (goredis.UniversalClient, error) {
 
 // Open builds the client and checks that Redis answers. The error names
 // Redis and its address and wraps kv.ErrUnavailable when it does not.
+// Its purges are told to nobody: it serves tests and tools.
 func Open(ctx context.Context, cfg Config) (goredis.UniversalClient, error) {
-	client, err := NewClient(cfg)
+	client, err := NewClient(cfg, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -29,7 +29,7 @@ func newClusterCache(t *testing.T) (*redis.Cache, *goredis.ClusterClient, redis.
 	if !ok {
 		t.Fatalf("REDIS_ADDR=%s made a %T, want a cluster client", cfg.Addr, client)
 	}
-	return redis.NewCache(client, cfg), cc, cfg
+	return redis.NewCache(client, cfg, nil), cc, cfg
 }
 
 // keysOnEveryMaster returns n keys and checks that every master holds some.
@@ -190,17 +190,7 @@ func TestClusterCheckMasters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	iter := victim.Scan(ctx, 0, cfg.KeyPrefix+redis.InternalMark+"master-mark:*", 100).Iterator()
-	var marks []string
-	for iter.Next(ctx) {
-		marks = append(marks, iter.Val())
-	}
-	if len(marks) != 1 {
-		t.Fatalf("marks on %s: %q (%v), want one", victim.Options().Addr, marks, iter.Err())
-	}
-	if err := victim.Set(ctx, marks[0], "another-node-id", 0).Err(); err != nil {
-		t.Fatal(err)
-	}
+	markOtherMaster(t, ctx, victim, cfg.KeyPrefix)
 	before := countOnMasters(t, ctx, cc, cfg.KeyPrefix)
 	changes, err = c.CheckMasters(ctx)
 	if err != nil || len(changes) != 1 || changes[0].Previous != "another-node-id" || changes[0].Addr != victim.Options().Addr {
@@ -218,6 +208,23 @@ func TestClusterCheckMasters(t *testing.T) {
 		if n != want {
 			t.Errorf("master %s holds %d keys after the check, want %d", addr, n, want)
 		}
+	}
+}
+
+// markOtherMaster overwrites the mark of the shard master is master of
+// with another node's, "another-node-id", as a promoted replica finds it.
+func markOtherMaster(t *testing.T, ctx context.Context, master *goredis.Client, prefix string) {
+	t.Helper()
+	iter := master.Scan(ctx, 0, prefix+redis.InternalMark+"master-mark:*", 100).Iterator()
+	var marks []string
+	for iter.Next(ctx) {
+		marks = append(marks, iter.Val())
+	}
+	if len(marks) != 1 {
+		t.Fatalf("marks on %s: %q (%v), want one", master.Options().Addr, marks, iter.Err())
+	}
+	if err := master.Set(ctx, marks[0], "another-node-id", 0).Err(); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -330,7 +337,7 @@ func BenchmarkClusterGetHit(b *testing.B) {
 	ctx := b.Context()
 	b.Setenv("REDIS_ADDR", privateCluster.Addr(b))
 	client, cfg := redistest.MustClient(b)
-	c := redis.NewCache(client, cfg)
+	c := redis.NewCache(client, cfg, nil)
 	if _, err := c.CheckMasters(ctx); err != nil {
 		b.Fatal(err)
 	}

@@ -101,7 +101,7 @@ func TestConfigValidate(t *testing.T) {
 			if err := cfg.Validate(); err == nil {
 				t.Errorf("Validate() = nil, want an error")
 			}
-			if _, err := redis.NewClient(cfg); err == nil {
+			if _, err := redis.NewClient(cfg, nil); err == nil {
 				t.Errorf("NewClient accepted an invalid config")
 			}
 		})
@@ -111,7 +111,7 @@ func TestConfigValidate(t *testing.T) {
 func TestUnreadableCAFile(t *testing.T) {
 	cfg := redis.DefaultConfig()
 	cfg.Addr, cfg.TLSCAFile = "rediss://a:7000", "/nonexistent/ca.pem"
-	if _, err := redis.NewClient(cfg); err == nil || !strings.Contains(err.Error(), "REDIS_TLS_CA_FILE") {
+	if _, err := redis.NewClient(cfg, nil); err == nil || !strings.Contains(err.Error(), "REDIS_TLS_CA_FILE") {
 		t.Errorf("NewClient with an unreadable CA file: %v, want an error naming REDIS_TLS_CA_FILE", err)
 	}
 }

@@ -207,12 +207,12 @@ func TestDisruptiveClusterTakeoverBackServesNoOlderEntry(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 			defer cancel()
 			api, _, cfg := newClusterCache(t)
-			cclient, err := redis.NewClient(cfg) // the consumer's, apart
+			cclient, err := redis.NewClient(cfg, nil) // the consumer's, apart
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer cclient.Close()
-			consumer := redis.NewCache(cclient, cfg)
+			consumer := redis.NewCache(cclient, cfg, nil)
 			const key = "k"
 			v1, v2, v3 := value(key, ver(1, 1), "v1"), value(key, ver(2, 1), "v2"), value(key, ver(3, 1), "v3")
 			if _, err := consumer.CheckMasters(ctx); err != nil {
@@ -325,12 +325,12 @@ func TestDisruptiveClusterSlowCheckReadIsAMissItsReaderFills(t *testing.T) {
 	// The API's, apart, with a read's wait of 500 ms (REDIS_READ_TIMEOUT
 	// 250 ms, tried twice) that the purge outlasts on any machine.
 	cfg.ReadTimeout = 250 * time.Millisecond
-	aclient, err := redis.NewClient(cfg)
+	aclient, err := redis.NewClient(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer aclient.Close()
-	api := redis.NewCache(aclient, cfg)
+	api := redis.NewCache(aclient, cfg, nil)
 	const n = 200_000 // keys of one slot: one shard to purge
 	const key = "{slow}0"
 	old, newer := value(key, ver(1, 1), "old"), value(key, ver(2, 1), "new")

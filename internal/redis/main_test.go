@@ -38,7 +38,7 @@ func newCache(t *testing.T, adjust func(*redis.Config)) (*redis.Cache, goredis.U
 	if adjust != nil {
 		adjust(&cfg)
 	}
-	return redis.NewCache(client, cfg), client, cfg
+	return redis.NewCache(client, cfg, nil), client, cfg
 }
 
 func testContext(t *testing.T) context.Context {

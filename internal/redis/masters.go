@@ -28,6 +28,23 @@ type MasterChange struct {
 	Purged   int // keys removed
 }
 
+// PurgeReport is told of each purge the cache does because a mark was not
+// the master's (a shard of a Redis Cluster, or a single server's prefix),
+// whichever call found it: the consumer's CheckMasters, an API replica's
+// read of a shard whose master it had not checked yet (verified), or, on
+// a single server, a new connection's check (markCheck). Whichever comes
+// first after a promotion or a restart does the purge, and the others find
+// the mark current, so a purge is seen only here. It must be safe for
+// concurrent use.
+type PurgeReport func(MasterChange)
+
+// reportPurge tells c's report, if any, of ch.
+func (c *Cache) reportPurge(ch MasterChange) {
+	if c.purged != nil {
+		c.purged(ch)
+	}
+}
+
 // CheckMasters purges the keys of every shard of a Redis Cluster whose
 // master changed, and reports those shards; on a single server, it purges
 // the prefix's keys when the server restarted since it marked them (see
@@ -58,10 +75,11 @@ type MasterChange struct {
 func (c *Cache) CheckMasters(ctx context.Context) ([]MasterChange, error) {
 	cc, ok := c.client.(*goredis.ClusterClient)
 	if !ok {
-		ch, changed, err := c.checkServer(ctx, c.client)
+		var addr string
 		if cl, ok := c.client.(*goredis.Client); ok {
-			ch.Addr = cl.Options().Addr
+			addr = cl.Options().Addr
 		}
+		ch, changed, err := c.checkServer(ctx, c.client, addr)
 		if !changed {
 			return nil, err
 		}
@@ -127,6 +145,7 @@ func (c *Cache) checkShard(ctx context.Context, node *goredis.Client) (MasterCha
 	if err := node.Set(ctx, key, mark, 0).Err(); err != nil {
 		return ch, false, wrap("check masters: mark "+ch.Slots, err)
 	}
+	c.reportPurge(ch)
 	c.record(node, term, ranges)
 	return ch, true, nil
 }
@@ -219,8 +238,8 @@ func keySlot(key string) uint16 {
 // The consumer's periodic CheckMasters runs it too. Two purges at once
 // are only done twice: the mark is written after a purge completes, so a
 // connection that finds it current finds no entry of the dump either.
-func (c *Cache) checkServer(ctx context.Context, node goredis.Cmdable) (MasterChange, bool, error) {
-	ch := MasterChange{Slots: "all"}
+func (c *Cache) checkServer(ctx context.Context, node goredis.Cmdable, addr string) (MasterChange, bool, error) {
+	ch := MasterChange{Slots: "all", Addr: addr}
 	info, err := node.Info(ctx, "server").Result()
 	if err != nil {
 		return ch, false, wrap("check server: info", err)
@@ -242,6 +261,7 @@ func (c *Cache) checkServer(ctx context.Context, node goredis.Cmdable) (MasterCh
 	if err := node.Set(ctx, key, ch.Master, 0).Err(); err != nil {
 		return ch, false, wrap("check server: mark", err)
 	}
+	c.reportPurge(ch)
 	return ch, true, nil
 }
 
@@ -258,14 +278,14 @@ func infoField(info, name string) string {
 // markCheck is the OnConnect hook of a single server's client: each
 // connection runs checkServer for prefix before it serves a command, one
 // at a time in the process, so that the connections dialled at once after
-// a restart purge once, not each.
-func markCheck(prefix string) func(context.Context, *goredis.Conn) error {
-	c := &Cache{prefix: prefix}
+// a restart purge once, not each. A purge is told to purged.
+func markCheck(prefix, addr string, purged PurgeReport) func(context.Context, *goredis.Conn) error {
+	c := &Cache{prefix: prefix, purged: purged}
 	var mu sync.Mutex
 	return func(ctx context.Context, cn *goredis.Conn) error {
 		mu.Lock()
 		defer mu.Unlock()
-		_, _, err := c.checkServer(ctx, cn)
+		_, _, err := c.checkServer(ctx, cn, addr)
 		return err
 	}
 }

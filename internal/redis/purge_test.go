@@ -17,10 +17,10 @@ func TestPurge(t *testing.T) {
 	// Prefixes with glob characters: unescaped, "<base>a*" + "*" would match
 	// the keys of "<base>ab:" too.
 	cfgOf := func(prefix string) redis.Config { cfg := base; cfg.KeyPrefix = base.KeyPrefix + prefix; return cfg }
-	purged := redis.NewCache(client, cfgOf("a*"))
-	sibling := redis.NewCache(client, cfgOf("ab:"))
-	bracket := redis.NewCache(client, cfgOf("[a]"))
-	other := redis.NewCache(otherClient, otherCfg)
+	purged := redis.NewCache(client, cfgOf("a*"), nil)
+	sibling := redis.NewCache(client, cfgOf("ab:"), nil)
+	bracket := redis.NewCache(client, cfgOf("[a]"), nil)
+	other := redis.NewCache(otherClient, otherCfg, nil)
 
 	// More keys than one SCAN page, to cross batches.
 	const n = 2500

@@ -31,7 +31,7 @@ func TestRestartedServerServesNoEntryOfItsDump(t *testing.T) {
 		t.Fatalf("Open: %v", err)
 	}
 	defer client.Close()
-	c := redis.NewCache(client, cfg)
+	c := redis.NewCache(client, cfg, nil)
 
 	old := value("k", ver(1, 1), "old")
 	if err := c.Apply(ctx, []kv.Entry{old}); err != nil {
@@ -46,7 +46,7 @@ func TestRestartedServerServesNoEntryOfItsDump(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
-	if e, ok := mustGet(t, ctx, redis.NewCache(again, cfg), "k"); !ok || !sameEntry(e, old) {
+	if e, ok := mustGet(t, ctx, redis.NewCache(again, cfg, nil), "k"); !ok || !sameEntry(e, old) {
 		t.Errorf("Get by a new client of the same run = %+v, hit %v; want the entry %+v", e, ok, old)
 	}
 	again.Close()

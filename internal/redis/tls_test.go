@@ -76,7 +76,7 @@ func TestTLS(t *testing.T) {
 				t.Fatalf("Open(%v): %v", tc.env, err)
 			}
 			defer client.Close()
-			c := redis.NewCache(client, cfg)
+			c := redis.NewCache(client, cfg, nil)
 			defer c.Purge(ctx)
 			want := value("k", ver(time.Now().UnixMicro(), 1), "over TLS")
 			if err := c.Apply(ctx, []kv.Entry{want}); err != nil {
@@ -136,7 +136,7 @@ func TestClusterTLS(t *testing.T) {
 				if _, ok := client.(*goredis.ClusterClient); !ok {
 					t.Fatalf("REDIS_ADDR=%s made a %T, want a cluster client", cfg.Addr, client)
 				}
-				c := redis.NewCache(client, cfg)
+				c := redis.NewCache(client, cfg, nil)
 				defer c.Purge(ctx)
 				// The shards marked first, as the consumer does: the
 				// first read of an unmarked shard purges it.
@@ -153,7 +153,7 @@ func TestClusterTLS(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Open and Apply over TLS: %v", err)
 			}
-			c := redis.NewCache(client, cfg)
+			c := redis.NewCache(client, cfg, nil)
 			for _, want := range entries {
 				if got, ok := mustGet(t, ctx, c, want.Key); !ok || !sameEntry(got, want) {
 					t.Fatalf("Get(%q) over TLS = %+v, hit %v; want %+v", want.Key, got, ok, want)

@@ -23,7 +23,7 @@ func TestSpansCarryNoValues(t *testing.T) {
 
 	ctx := testContext(t)
 	client, cfg := redistest.MustClient(t)
-	c := redis.NewCache(client, cfg)
+	c := redis.NewCache(client, cfg, nil)
 	const secret = "value-that-must-not-be-traced"
 	if _, err := c.Fill(ctx, value("k", ver(1, 1), secret)); err != nil {
 		t.Fatalf("Fill: %v", err)

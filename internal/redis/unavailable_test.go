@@ -18,7 +18,7 @@ func TestUnavailable(t *testing.T) {
 	const prompt = 500 * time.Millisecond
 	cfg := redis.DefaultConfig()
 	cfg.Addr = "127.0.0.1:1"
-	client, err := redis.NewClient(cfg)
+	client, err := redis.NewClient(cfg, nil)
 	if err != nil {
 		t.Fatalf("NewClient: %v", err)
 	}
@@ -48,7 +48,7 @@ func TestUnavailable(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			start := time.Now()
-			err := tt.call(redis.NewCache(client, cfg))
+			err := tt.call(redis.NewCache(client, cfg, nil))
 			elapsed := time.Since(start)
 			if !errors.Is(err, kv.ErrUnavailable) {
 				t.Fatalf("%s error = %v, want one wrapping kv.ErrUnavailable", tt.name, err)

@@ -56,7 +56,7 @@ func RunPipeline(ctx context.Context, p Pipeline) error {
 	defer pool.Close()
 	rdb := stubRedisClient(StubRedis{Addr: p.Redis.Addr, Username: p.Redis.Username, Password: string(p.Redis.Password), DB: p.Redis.DB, PoolSize: p.Redis.PoolSize})
 	defer rdb.Close()
-	cache := kvredis.NewCache(rdb, p.Redis)
+	cache := kvredis.NewCache(rdb, p.Redis, nil)
 	conn, err := engines.DialAMQP(p.AMQPURL, p.AMQPCAFile)
 	if err != nil {
 		return fmt.Errorf("rabbitmq: %w", err)

@@ -77,7 +77,7 @@ func missStub(ctx context.Context, sm StubMiss, next http.Handler) (http.Handler
 		closeAll()
 		return nil, nil, fmt.Errorf("redis %s: %w", rc.Addr, err)
 	}
-	cache := kvredis.NewCache(rdb, rc)
+	cache := kvredis.NewCache(rdb, rc, nil)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var (
 			e     kv.Entry

@@ -40,7 +40,7 @@ func TestMissStubReadsAndFills(t *testing.T) {
 	if code := get("k1"); code != http.StatusOK {
 		t.Fatalf("GET k1: %d, want 200", code)
 	}
-	e, err := kvredis.NewCache(rdb, rc).Get(ctx, "k1")
+	e, err := kvredis.NewCache(rdb, rc, nil).Get(ctx, "k1")
 	if err != nil || e.Value != "v1" {
 		t.Errorf("the cache after the reference's read: %+v, %v; want k1 = v1", e, err)
 	}

@@ -58,7 +58,7 @@ func MustClient(tb testing.TB) (goredis.UniversalClient, redis.Config) {
 		defer client.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if err := redis.NewCache(client, cfg).Purge(ctx); err != nil {
+		if err := redis.NewCache(client, cfg, nil).Purge(ctx); err != nil {
 			tb.Errorf("clean keys under %q in Redis at %s: %v", cfg.KeyPrefix, cfg.Addr, err)
 		}
 	})

@@ -61,12 +61,12 @@ func TestRedisUsersHoldLeastPrivilege(t *testing.T) {
 
 	cfg := redis.DefaultConfig()
 	cfg.Addr, cfg.Username, cfg.Password, cfg.KeyPrefix = addr, s.Get("REDIS_USERNAME"), redis.Secret(s.Get("REDIS_PASSWORD")), s.RedisKeyPrefix()
-	client, err := redis.NewClient(cfg)
+	client, err := redis.NewClient(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { client.Close() })
-	cache := redis.NewCache(client, cfg)
+	cache := redis.NewCache(client, cfg, nil)
 	v := kv.Version{Time: time.Now().UTC().Truncate(time.Microsecond), OpID: uuid.New()}
 	if _, err := cache.Fill(ctx, kv.Entry{Key: "filled", Value: "a", Version: v}); err != nil {
 		t.Errorf("the app's user fills: %v", err)

@@ -284,12 +284,12 @@ func (r Restore) purgeCache(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	client, err := redis.NewClient(cfg)
+	client, err := redis.NewClient(cfg, nil)
 	if err != nil {
 		return err
 	}
 	defer client.Close()
-	return redis.NewCache(client, cfg).Purge(ctx)
+	return redis.NewCache(client, cfg, nil).Purge(ctx)
 }
 
 // waitWritable waits until PostgreSQL has replayed to the target and
