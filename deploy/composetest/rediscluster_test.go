@@ -217,6 +217,10 @@ func checkHARedisCluster(t *testing.T, tr tree) []string {
 // WRONGPASS in the reply to its AUTH, PING or PSYNC).
 var masterRefusal = regexp.MustCompile(`(?m)^.*(from master|to PSYNC|MASTER AUTH).*(NOAUTH|NOPERM|WRONGPASS).*$`)
 
+// authRefusal is a Redis server's answer to a user or password it does
+// not know, or to a user without the right.
+var authRefusal = regexp.MustCompile(`^(WRONGPASS|NOPERM|NOAUTH)`)
+
 // nodeLog is a redis-server's output, written by its process's copier
 // while the test reads it.
 type nodeLog struct {
