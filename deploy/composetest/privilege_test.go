@@ -1,7 +1,6 @@
 package composetest
 
 import (
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/pbkdf2"
@@ -523,8 +522,8 @@ func checkRedisOnRealServer(t *testing.T, tr tree) []string {
 		t.Fatal(err)
 	}
 	cmd := exec.Command("redis-server", confFile)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	out := &nodeLog{}
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("redis-server: %v (make setup installs it)", err)
 	}
@@ -549,7 +548,9 @@ func checkRedisOnRealServer(t *testing.T, tr tree) []string {
 		if err == nil {
 			break
 		}
-		if time.Now().After(deadline) {
+		// Refused by a server that runs, it always will be: the users
+		// are read at start.
+		if authRefusal.MatchString(err.Error()) || time.Now().After(deadline) {
 			return append(problems, fmt.Sprintf("api1's Redis user cannot PING over TLS: %v\nredis-server says:\n%s", err, out.String()))
 		}
 		time.Sleep(100 * time.Millisecond)

@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -43,6 +44,7 @@ func checkHARedisCluster(t *testing.T, tr tree) []string {
 	tlsPorts := map[string]string{}
 	plainPorts := map[string]string{}
 	var caFile string
+	logs := map[string]*nodeLog{} // each node's output, read while it runs
 	for i, name := range names {
 		s := service(t, p, name)
 		run := engineFiles(t, g, s)
@@ -76,8 +78,9 @@ func checkHARedisCluster(t *testing.T, tr tree) []string {
 			t.Fatal(err)
 		}
 		cmd := exec.Command("redis-server", append([]string{confFile}, s.Command[2:]...)...)
-		var out bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &out
+		out := &nodeLog{}
+		logs[name] = out
+		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Start(); err != nil {
 			t.Fatalf("redis-server: %v (make setup installs it)", err)
 		}
@@ -163,6 +166,12 @@ func checkHARedisCluster(t *testing.T, tr tree) []string {
 			if err == nil && (strings.Contains(info, "role:master") || strings.Contains(info, "master_link_status:up")) {
 				break
 			}
+			// Refused by its master, it never will: its user and password
+			// are read at start, and the master's ACL file before it listens.
+			if refusal := masterRefusal.FindString(logs[name].String()); refusal != "" {
+				bad("%s: a replica that does not stream from its master: its master refuses it: %s", name, refusal)
+				break
+			}
 			if time.Now().After(deadline) {
 				bad("%s: a replica that does not stream from its master: %v\n%s", name, err, info)
 				break
@@ -201,6 +210,34 @@ func checkHARedisCluster(t *testing.T, tr tree) []string {
 		c.Close()
 	}
 	return problems
+}
+
+// masterRefusal is a replica's log line for a master that refuses its
+// replication for want of a user or a password (NOAUTH, NOPERM,
+// WRONGPASS in the reply to its AUTH, PING or PSYNC).
+var masterRefusal = regexp.MustCompile(`(?m)^.*(from master|to PSYNC|MASTER AUTH).*(NOAUTH|NOPERM|WRONGPASS).*$`)
+
+// authRefusal is a Redis server's answer to a user or password it does
+// not know, or to a user without the right.
+var authRefusal = regexp.MustCompile(`^(WRONGPASS|NOPERM|NOAUTH)`)
+
+// nodeLog is a redis-server's output, written by its process's copier
+// while the test reads it.
+type nodeLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *nodeLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *nodeLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
 
 var haRedisChecks = map[string]check{"redis cluster boots": checkHARedisCluster}

@@ -418,9 +418,23 @@ func (e *env) checkProcesses(ctx context.Context, r *result, killedNames []strin
 	if err != nil {
 		r.fail("pids: %v", err)
 	}
+	r.compareProcesses(killedNames, pidsBefore, pidsAfter)
+}
+
+// compareProcesses is checkProcesses on the pids before and after: a
+// killed process must have had a pid before (else its restart could not be
+// told from its first start, and went unreported: consumer3, started for
+// its fault, was still STARTING when the pids were read) and another after;
+// every other process keeps its pid.
+func (r *result) compareProcesses(killedNames []string, pidsBefore, pidsAfter map[string]int) {
 	names := make([]string, 0, len(pidsBefore))
 	for n := range pidsBefore {
 		names = append(names, n)
+	}
+	for _, n := range killedNames {
+		if pidsBefore[n] == 0 {
+			r.fail("%s was to be killed but had no pid before the fault", n)
+		}
 	}
 	sort.Strings(names)
 	for _, n := range names {

@@ -153,7 +153,9 @@ func (c *private) pids(ctx context.Context) (map[string]int, error) {
 	m := map[string]int{}
 	engines := c.engineNames()
 	for name, info := range procs {
-		if !slices.Contains(engines, name) && info.State == "RUNNING" {
+		// STARTING has a pid too: supervisord counts a process RUNNING
+		// only after its startsecs, and start returns once it answers.
+		if !slices.Contains(engines, name) && (info.State == "RUNNING" || info.State == "STARTING") {
 			m[name] = info.Pid
 		}
 	}
