@@ -173,12 +173,25 @@ func (r *RabbitMQ) env() map[string]string {
 // DistErlArgs are the arguments an Erlang VM needs to speak this node's
 // distribution (its own, rabbitmqctl's, an operator's erl): TLS with the
 // node's certificate when distTLS, nil when the distribution is plain.
+// The setup of a connection (TLS and distribution handshakes) gets
+// distSetupTime instead of Erlang's 7 s on each side.
 func (r *RabbitMQ) DistErlArgs() []string {
 	if !r.distTLS() {
 		return nil
 	}
-	return []string{"-proto_dist", "inet_tls", "-ssl_dist_optfile", r.distOptFile()}
+	return []string{"-proto_dist", "inet_tls", "-ssl_dist_optfile", r.distOptFile(),
+		"-kernel", "net_setuptime", strconv.Itoa(int(distSetupTime / time.Second))}
 }
+
+// distSetupTime bounds the setup of a distribution connection over TLS
+// (net_setuptime, 7 s by default). At load 17-26 on 2 cores, rabbitmqctl
+// reaching a single node over TLS failed ("TCP connection succeeded but
+// Erlang distribution failed") in 3 of 8 runs of TestLockedEngines, and an
+// erl probe got pang, at any call, not only the first after the start.
+// A node that is down is refused at once all the same (epmd does not
+// know it); only a node frozen with its port open keeps a caller waiting
+// this long.
+const distSetupTime = 20 * time.Second
 
 // Program runs the node in the foreground. RABBITMQ_ALLOW_INPUT makes
 // rabbitmq-server exec the Erlang VM instead of staying as a shell around
@@ -255,9 +268,9 @@ func (r *RabbitMQ) ImportDefinitions(ctx context.Context, file string) error {
 // reach the node. The AMQP port opening does not tell that the CLI gets
 // in: a single node serving TLS alone, its distribution TLS, once
 // answered its first rabbitmqctl eval with exit 69 (node unavailable) at
-// load 10 (cause not found; the connection's setup, TLS and distribution
-// handshakes, is bounded by net_setuptime, 7 s, on each side). A
-// cluster's first CLI call is Form's, retried until the cluster is whole.
+// load 10, its connection's setup over TLS slow under load (see
+// distSetupTime). A cluster's first CLI call is Form's, retried until the
+// cluster is whole.
 const startCLIWait = 30 * time.Second
 
 // ctlAfterStart is ctl for the calls made right after the node's start,
