@@ -55,12 +55,25 @@ func TestRedisCluster(t *testing.T) {
 
 	rdb := goredis.NewClusterClient(&goredis.ClusterOptions{Addrs: c.Addrs()})
 	t.Cleanup(func() { rdb.Close() })
-	if err := rdb.Set(ctx, "k", "v", 0).Err(); err != nil {
-		t.Fatalf("SET on the cluster: %v", err)
-	}
 	master, err := c.MasterOf(ctx, "k")
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The SET, and WAIT on the same connection until the replica has it:
+	// replication is asynchronous, and a kill right after an unreplicated
+	// SET loses it (a CI run at load 15–26 read nil after the failover).
+	direct := goredis.NewClient(&goredis.Options{Addr: master.Addr()})
+	t.Cleanup(func() { direct.Close() })
+	var wait *goredis.Cmd
+	if _, err := direct.Pipelined(ctx, func(p goredis.Pipeliner) error {
+		p.Set(ctx, "k", "v", 0)
+		wait = p.Do(ctx, "WAIT", 1, 10000) // ms
+		return nil
+	}); err != nil {
+		t.Fatalf("SET k on its master %s: %v", master.Name, err)
+	}
+	if n, err := wait.Int64(); err != nil || n < 1 {
+		t.Fatalf("WAIT 1 after SET k on %s = %d replicas, %v; want the replica to have it", master.Name, n, err)
 	}
 	killed, err := p.Kill(ctx, master.Name)
 	if err != nil {
