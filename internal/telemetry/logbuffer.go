@@ -1,7 +1,9 @@
 package telemetry
 
 import (
+	"fmt"
 	"io"
+	"os"
 	"sync"
 	"time"
 
@@ -14,8 +16,10 @@ import (
 // log), and a write per line was a system call per request
 // (lab/bench/NOTES.md). Warnings and worse are written at once, after what is
 // gathered, so that the order holds and a failure shows without delay;
-// Close writes the rest. A crash may lose at most one interval of info
-// lines. It is safe for concurrent use.
+// Close writes the rest. A crash loses what has gathered and is not
+// written yet: at most an interval of info lines, or, while the reader of
+// w is behind, up to maxPending × size bytes and the write under way. It
+// is safe for concurrent use.
 //
 // The gathered lines are written by the buffer's own goroutine, outside the
 // lock that Write takes: a process's stdout is usually a pipe (supervisord,
@@ -23,7 +27,7 @@ import (
 // waits until its reader catches up. Written under that lock, every request
 // logging its line waited too (lab/bench/NOTES.md: the native stack's
 // replicas against the same build writing to a file). Write waits only when
-// the writer is so far behind that maxPending bytes have gathered, which
+// the writer is so far behind that maxPending × size bytes have gathered, which
 // bounds the memory a stalled reader can make the buffer hold.
 type LogBuffer struct {
 	w io.Writer
@@ -71,8 +75,21 @@ func (b *LogBuffer) flushEvery(interval time.Duration) {
 		case <-b.stop:
 			return
 		}
-		_ = b.Flush()
+		if err := b.Flush(); err != nil {
+			reportWriteError(err)
+		}
 	}
+}
+
+// reportWriteError tells of a write of gathered lines that failed, as
+// zerolog tells of an event it could not write (its ErrorHandler, or
+// stderr): Write returned long before, so no caller can.
+func reportWriteError(err error) {
+	if zerolog.ErrorHandler != nil {
+		zerolog.ErrorHandler(err)
+		return
+	}
+	fmt.Fprintf(os.Stderr, "zerolog: could not write event: %v\n", err)
 }
 
 // Write gathers p, a whole line; once size bytes have gathered, the

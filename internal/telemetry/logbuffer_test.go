@@ -2,6 +2,7 @@ package telemetry
 
 import (
 	"bytes"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -170,7 +171,11 @@ func TestLogBufferBoundsWhatGathers(t *testing.T) {
 	b := NewLogBuffer(out, time.Hour, 64)
 	line := []byte(strings.Repeat("z", 63) + "\n")
 	_, _ = b.Write(line) // full: the writer takes it and stalls
-	<-out.entered
+	select {
+	case <-out.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a full buffer was never written")
+	}
 	for range maxPending {
 		_, _ = b.Write(line) // maxPending × 64 bytes gather
 	}
@@ -195,5 +200,35 @@ func TestLogBufferBoundsWhatGathers(t *testing.T) {
 	}
 	if got, want := len(strings.Join(out.got(), "")), (maxPending+2)*len(line); got != want {
 		t.Fatalf("written %d bytes, want %d", got, want)
+	}
+}
+
+// failing is a writer whose every write fails.
+type failing struct{}
+
+func (failing) Write([]byte) (int, error) { return 0, errors.New("broken pipe") }
+
+// A write of gathered lines that fails, by the buffer's goroutine, is told
+// as zerolog tells of an event it could not write: Write returned before.
+func TestLogBufferReportsAFailedWrite(t *testing.T) {
+	reported := make(chan error, 1)
+	old := zerolog.ErrorHandler
+	zerolog.ErrorHandler = func(err error) {
+		select {
+		case reported <- err:
+		default:
+		}
+	}
+	defer func() { zerolog.ErrorHandler = old }()
+	b := NewLogBuffer(failing{}, time.Hour, 8)
+	defer func() { _ = b.Close() }()
+	_, _ = b.Write([]byte("a full line\n")) // full: the goroutine writes it
+	select {
+	case err := <-reported:
+		if !strings.Contains(err.Error(), "broken pipe") {
+			t.Errorf("reported %v, want the write's error", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the failed write was never reported")
 	}
 }
