@@ -51,8 +51,8 @@ func openData(ctx context.Context, pg postgres.Config, rc redis.Config, reg *pro
 	if err != nil {
 		return data{}, fmt.Errorf("postgres: %w", err)
 	}
-	purged := reportPurges(metrics.NewShardPurges(reg), log)
-	rdb, err := redis.NewClient(rc, purged)
+	onShardPurge := reportPurges(metrics.NewShardPurges(reg), log)
+	rdb, err := redis.NewClient(rc, onShardPurge)
 	if err != nil {
 		pool.Close()
 		return data{}, fmt.Errorf("redis: %w", err)
@@ -62,7 +62,7 @@ func openData(ctx context.Context, pg postgres.Config, rc redis.Config, reg *pro
 	dep := metrics.NewDependency(reg, measuredOps)
 	return data{
 		store: measuredStore{store: postgres.NewStore(pool), dep: dep, purged: c.purged},
-		cache: measuredCache{cache: redis.NewCache(rdb, rc, purged), dep: dep, reads: c.reads},
+		cache: measuredCache{cache: redis.NewCache(rdb, rc, onShardPurge), dep: dep, reads: c.reads},
 		close: func() { _ = rdb.Close(); pool.Close() },
 	}, nil
 }

@@ -13,6 +13,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/kvstack/kvstack/internal/metrics"
 )
 
 // scrape fetches a process's /metrics, as OpenMetrics when openMetrics,
@@ -149,6 +151,12 @@ func TestMetricsAreExportedAndClean(t *testing.T) {
 	// Every outcome counter is exported from the start, at 0 if need be, so
 	// that a rate() over it has data before the first failure.
 	for what, exposition := range map[string]string{"api": api, "consumer": con} {
+		// Either process may purge a shard (redis.PurgeReport): both count.
+		for _, mark := range []string{metrics.MarkOtherMaster, metrics.MarkNone} {
+			if series := `kvstack_cache_shard_purges_total{mark="` + mark + `"}`; !strings.Contains(exposition, series) {
+				t.Errorf("%s: no series %s", what, series)
+			}
+		}
 		present := map[[2]string]bool{}
 		for _, m := range metricFamily(t, exposition, "kvstack_dependency_errors_total").GetMetric() {
 			var key [2]string

@@ -24,9 +24,9 @@ type Cache struct {
 	// verified is, on a Redis Cluster, the masters whose marks Get has
 	// checked before it reads from them (nil on a single server).
 	verified *verified
-	// purged is told of each purge of a shard or server whose mark was
+	// onPurge is told of each purge of a shard or server whose mark was
 	// not its master's (nil: nobody).
-	purged PurgeReport
+	onPurge PurgeReport
 }
 
 var _ kv.Cache = (*Cache)(nil)
@@ -43,13 +43,13 @@ const internalMark = "\x00"
 func (c *Cache) internalKey(name string) string { return c.prefix + internalMark + name }
 
 // NewCache returns a cache that keeps its keys under cfg.KeyPrefix, and
-// tells purged (nil: nobody) of each purge it does because a master had
+// tells onPurge (nil: nobody) of each purge it does because a master had
 // not marked its keys (see PurgeReport); a client from NewClient needs
-// the same purged. The client is the caller's to close.
-func NewCache(client goredis.UniversalClient, cfg Config, purged PurgeReport) *Cache {
+// the same onPurge. The client is the caller's to close.
+func NewCache(client goredis.UniversalClient, cfg Config, onPurge PurgeReport) *Cache {
 	c := &Cache{
 		client:       client,
-		purged:       purged,
+		onPurge:      onPurge,
 		prefix:       cfg.KeyPrefix,
 		ttl:          cfg.TTL,
 		tombstoneTTL: cfg.TombstoneTTL,

@@ -18,9 +18,9 @@ import (
 // client of one server, or of a Redis Cluster (which finds the cluster's
 // masters and replicas from its seed addresses, and follows their slots as
 // they move). On a single server, each new connection first checks the
-// server's mark (markCheck), and a purge it does is told to purged (nil:
+// server's mark (markCheck), and a purge it does is told to onPurge (nil:
 // to nobody). Open is NewClient followed by a ping.
-func NewClient(cfg Config, purged PurgeReport) (goredis.UniversalClient, error) {
+func NewClient(cfg Config, onPurge PurgeReport) (goredis.UniversalClient, error) {
 	err := cfg.Validate()
 	if err != nil {
 		return nil, err
@@ -59,7 +59,7 @@ func NewClient(cfg Config, purged PurgeReport) (goredis.UniversalClient, error) 
 		// A restarted server's dump is purged before any connection to it
 		// serves a read (Cache.checkServer); a cluster's shards have their
 		// masters' marks instead (Cache.CheckMasters).
-		opts.OnConnect = markCheck(cfg.KeyPrefix, opts.Addrs[0], purged)
+		opts.OnConnect = markCheck(cfg.KeyPrefix, opts.Addrs[0], onPurge)
 	}
 	client := goredis.NewUniversalClient(opts)
 	if cc, ok := client.(*goredis.ClusterClient); ok {

@@ -32,16 +32,19 @@ type MasterChange struct {
 // the master's (a shard of a Redis Cluster, or a single server's prefix),
 // whichever call found it: the consumer's CheckMasters, an API replica's
 // read of a shard whose master it had not checked yet (verified), or, on
-// a single server, a new connection's check (markCheck). Whichever comes
-// first after a promotion or a restart does the purge, and the others find
-// the mark current, so a purge is seen only here. It must be safe for
-// concurrent use.
+// a single server, a new connection's check (markCheck). The first check
+// after a promotion or a restart purges, and the later ones find the mark
+// current; so the purge is told only to the process that did it (two
+// checks at once both purge, and both tell). A check that fails after it
+// deleted keys (the mark's SET refused) returns its error and tells
+// nothing: the next check purges again. It must be safe for concurrent
+// use.
 type PurgeReport func(MasterChange)
 
 // reportPurge tells c's report, if any, of ch.
 func (c *Cache) reportPurge(ch MasterChange) {
-	if c.purged != nil {
-		c.purged(ch)
+	if c.onPurge != nil {
+		c.onPurge(ch)
 	}
 }
 
@@ -278,9 +281,9 @@ func infoField(info, name string) string {
 // markCheck is the OnConnect hook of a single server's client: each
 // connection runs checkServer for prefix before it serves a command, one
 // at a time in the process, so that the connections dialled at once after
-// a restart purge once, not each. A purge is told to purged.
-func markCheck(prefix, addr string, purged PurgeReport) func(context.Context, *goredis.Conn) error {
-	c := &Cache{prefix: prefix, purged: purged}
+// a restart purge once, not each. A purge is told to onPurge.
+func markCheck(prefix, addr string, onPurge PurgeReport) func(context.Context, *goredis.Conn) error {
+	c := &Cache{prefix: prefix, onPurge: onPurge}
 	var mu sync.Mutex
 	return func(ctx context.Context, cn *goredis.Conn) error {
 		mu.Lock()

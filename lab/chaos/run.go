@@ -66,6 +66,12 @@ func (e *env) runFault(ctx context.Context, f fault, prefix string) (r result) {
 			return r
 		}
 	}
+	// start returns once a process answers; supervisord counts it RUNNING
+	// (and pids lists it) only after its startsecs.
+	if err := e.c.waitRunning(ctx, f.extra); err != nil {
+		r.fail("%v", err)
+		return r
+	}
 	defer func() {
 		for _, name := range f.extra {
 			if err := stop(name).do(context.Background(), e.c); err != nil {
@@ -424,7 +430,9 @@ func (e *env) checkProcesses(ctx context.Context, r *result, killedNames []strin
 // compareProcesses is checkProcesses on the pids before and after: a
 // killed process must have had a pid before (else its restart could not be
 // told from its first start, and went unreported: consumer3, started for
-// its fault, was still STARTING when the pids were read) and another after;
+// its fault, was still STARTING when the pids were read) and another after,
+// RUNNING (pids lists no other state: a restart that dies before
+// supervisord's startsecs is no restart);
 // every other process keeps its pid.
 func (r *result) compareProcesses(killedNames []string, pidsBefore, pidsAfter map[string]int) {
 	names := make([]string, 0, len(pidsBefore))

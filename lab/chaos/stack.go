@@ -153,13 +153,28 @@ func (c *private) pids(ctx context.Context) (map[string]int, error) {
 	m := map[string]int{}
 	engines := c.engineNames()
 	for name, info := range procs {
-		// STARTING has a pid too: supervisord counts a process RUNNING
-		// only after its startsecs, and start returns once it answers.
-		if !slices.Contains(engines, name) && (info.State == "RUNNING" || info.State == "STARTING") {
+		if !slices.Contains(engines, name) && info.State == "RUNNING" {
 			m[name] = info.Pid
 		}
 	}
 	return m, nil
+}
+
+// waitRunning waits, at most 30 s, until supervisord counts each of names
+// RUNNING (pids lists it).
+func (c *private) waitRunning(ctx context.Context, names []string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		pids, err := c.pids(ctx)
+		missing := slices.DeleteFunc(slices.Clone(names), func(n string) bool { return pids[n] != 0 })
+		if err == nil && len(missing) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("%v not RUNNING within 30 s (%v)", missing, err)
+		}
+		sleepCtx(ctx, 100*time.Millisecond)
+	}
 }
 
 // engineNames are the engines' programs.
