@@ -215,7 +215,7 @@ func checkHARedisCluster(t *testing.T, tr tree) []string {
 // masterRefusal is a replica's log line for a master that refuses its
 // replication for want of a user or a password (NOAUTH, NOPERM,
 // WRONGPASS in the reply to its AUTH, PING or PSYNC).
-var masterRefusal = regexp.MustCompile(`(?m)^.*(from master|to PSYNC|MASTER AUTH).*(NOAUTH|NOPERM|WRONGPASS).*$`)
+var masterRefusal = regexp.MustCompile(`(?m)^.*(from master|to PSYNC|AUTH to MASTER).*(NOAUTH|NOPERM|WRONGPASS).*$`)
 
 // authRefusal is a Redis server's answer to a user or password it does
 // not know, or to a user without the right.
@@ -263,5 +263,23 @@ func TestHARedisClusterCatches(t *testing.T) {
 			t.Parallel()
 			catches(t, haRedisChecks["redis cluster boots"], haFile, tt.file, tt.old, tt.new, tt.want)
 		})
+	}
+}
+
+// masterRefusal matches the lines redis-server 7 logs for each refusal
+// (replication.c's "Unable to AUTH to MASTER", "Error reply to PING from
+// master", "Unexpected reply to PSYNC from master"), and not a refusal of
+// something else.
+func TestMasterRefusalLines(t *testing.T) {
+	for line, want := range map[string]bool{
+		"12:S 07 Dec 2026 10:00:00.000 # Unable to AUTH to MASTER: -WRONGPASS invalid username-password pair or user is disabled.": true,
+		"12:S 07 Dec 2026 10:00:00.000 # Error reply to PING from master: '-NOAUTH Authentication required.'":                      true,
+		"12:S 07 Dec 2026 10:00:00.000 # Unexpected reply to PSYNC from master: -NOPERM User replica has no permissions":           true,
+		"12:S 07 Dec 2026 10:00:00.000 * MASTER <-> REPLICA sync started":                                                          false,
+		"12:M 07 Dec 2026 10:00:00.000 # client refused: -WRONGPASS":                                                               false,
+	} {
+		if got := masterRefusal.MatchString(line); got != want {
+			t.Errorf("masterRefusal matches %q: %v, want %v", line, got, want)
+		}
 	}
 }
