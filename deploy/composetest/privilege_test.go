@@ -32,6 +32,7 @@ import (
 	"github.com/kvstack/kvstack/internal/engine"
 	"github.com/kvstack/kvstack/internal/engine/enginetest"
 	"github.com/kvstack/kvstack/internal/postgres"
+	"github.com/kvstack/kvstack/internal/syncbuf"
 	"github.com/kvstack/kvstack/internal/tlsconf"
 	"github.com/kvstack/kvstack/lab/compose"
 	"github.com/kvstack/kvstack/lab/native"
@@ -522,7 +523,7 @@ func checkRedisOnRealServer(t *testing.T, tr tree) []string {
 		t.Fatal(err)
 	}
 	cmd := exec.Command("redis-server", confFile)
-	out := &nodeLog{}
+	out := &syncbuf.Buffer{} // redis-server writes it while the test reads it
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("redis-server: %v (make setup installs it)", err)

@@ -1,7 +1,6 @@
 package composetest
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"fmt"
@@ -12,13 +11,13 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/kvstack/kvstack/internal/engine"
+	"github.com/kvstack/kvstack/internal/syncbuf"
 	"github.com/kvstack/kvstack/internal/tlsconf"
 )
 
@@ -44,7 +43,7 @@ func checkHARedisCluster(t *testing.T, tr tree) []string {
 	tlsPorts := map[string]string{}
 	plainPorts := map[string]string{}
 	var caFile string
-	logs := map[string]*nodeLog{} // each node's output, read while it runs
+	logs := map[string]*syncbuf.Buffer{} // each node's output, read while it runs
 	for i, name := range names {
 		s := service(t, p, name)
 		run := engineFiles(t, g, s)
@@ -78,7 +77,7 @@ func checkHARedisCluster(t *testing.T, tr tree) []string {
 			t.Fatal(err)
 		}
 		cmd := exec.Command("redis-server", append([]string{confFile}, s.Command[2:]...)...)
-		out := &nodeLog{}
+		out := &syncbuf.Buffer{}
 		logs[name] = out
 		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Start(); err != nil {
@@ -220,25 +219,6 @@ var masterRefusal = regexp.MustCompile(`(?m)^.*(from master|to PSYNC|AUTH to MAS
 // authRefusal is a Redis server's answer to a user or password it does
 // not know, or to a user without the right.
 var authRefusal = regexp.MustCompile(`^(WRONGPASS|NOPERM|NOAUTH)`)
-
-// nodeLog is a redis-server's output, written by its process's copier
-// while the test reads it.
-type nodeLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *nodeLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *nodeLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
 
 var haRedisChecks = map[string]check{"redis cluster boots": checkHARedisCluster}
 

@@ -1,10 +1,8 @@
 package app
 
 import (
-	"bytes"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,6 +11,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/kvstack/kvstack/internal/kv"
+	"github.com/kvstack/kvstack/internal/syncbuf"
 )
 
 // traceOf returns the ended spans of one trace.
@@ -186,29 +185,11 @@ func TestReadTraces(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log destination safe for concurrent writers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestRequestLogCarriesTraceID: the log line a request writes carries the
 // trace id its response names.
 func TestRequestLogCarriesTraceID(t *testing.T) {
 	s := newStack(t)
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	s.log = zerolog.New(&logs)
 	s.startAPI()
 	r := s.do("GET", "/api?key=nothing-here", "")

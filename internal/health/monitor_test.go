@@ -1,16 +1,16 @@
 package health
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/kvstack/kvstack/internal/syncbuf"
 )
 
 // dependency is a check whose answer the test sets.
@@ -42,19 +42,6 @@ func needs(name, dep string) Capability {
 	}}
 }
 
-// syncBuffer is a log that the monitor writes while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 func waitStatus(t *testing.T, m *Monitor, want Status, what string) Report {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
@@ -72,7 +59,7 @@ func waitStatus(t *testing.T, m *Monitor, want Status, what string) Report {
 
 func TestMonitor(t *testing.T) {
 	var a, b dependency
-	var log syncBuffer
+	var log syncbuf.Buffer
 	cfg := Config{Timeout: 50 * time.Millisecond, Interval: 5 * time.Millisecond}
 	m := NewMonitor(cfg, []Check{{"a", a.ping}, {"b", b.ping}}, []Capability{needs("x", "a"), needs("y", "b")}, zerolog.New(&log))
 

@@ -7,7 +7,6 @@
 package nginxtest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -18,11 +17,11 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/kvstack/kvstack/internal/syncbuf"
 	"github.com/kvstack/kvstack/lab/native"
 )
 
@@ -186,7 +185,7 @@ func StartEdge(tb testing.TB, api1, api2 string, vars map[string]string) Edge {
 	if err := os.WriteFile(confFile, []byte(render(tb, all)), 0o644); err != nil {
 		tb.Fatal(err)
 	}
-	var stderr lockedBuffer
+	var stderr syncbuf.Buffer // nginx writes it (exec's copier) while a probe reads it
 	cmd := exec.Command("nginx", "-p", dir+"/", "-c", confFile, "-e", e.ErrorLog,
 		"-g", "daemon off; pid "+filepath.Join(dir, "nginx.pid")+";")
 	cmd.Stderr = &stderr
@@ -332,23 +331,4 @@ func WaitFor(tb testing.TB, what string, try func() error) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-// lockedBuffer is a bytes.Buffer that nginx writes to (through exec's
-// copying goroutine) while a probe reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
