@@ -275,7 +275,8 @@ const startCLIWait = 30 * time.Second
 
 // ctlAfterStart is ctl for the calls made right after the node's start,
 // each idempotent: while rabbitmqctl exits 69 (the node unavailable), it
-// tries again, for startCLIWait at most. Other calls (Queues,
+// tries again, starting no try after startCLIWait (a try itself may take
+// ctl's own 30 s, so the whole can take about twice that). Other calls (Queues,
 // RunningNodes) are not retried: they are also made on nodes stopped on
 // purpose, which a wait would only slow.
 func (r *RabbitMQ) ctlAfterStart(ctx context.Context, args ...string) ([]byte, error) {
