@@ -22,7 +22,7 @@ STACK       ?= $(BIN)/stack
 
 .DEFAULT_GOAL := help
 .PHONY: mod-check help setup setup-all packages build migrate test test-unit vet fmt-check fuzz \
-	lint fmt run-api run-consumer clean run up up-ha down status logs env token tls compose-secrets jaeger e2e test-go test-e2e \
+	lint fmt run-api run-consumer clean run up up-ha down status logs env token tls compose-secrets jaeger e2e test-go test-e2e test-checks test-lab \
 	test-compose test-k8s k8s image sbom check-observability bench bench-smoke bench-ha bench-plan chaos chaos-short chaos-ha dr-drill dr-drill-ha backup restore stack-bin \
 	slo check-slo check-dashboards config-doc
 
@@ -199,20 +199,26 @@ dr-drill-ha: packages ## The DR drill on the HA topology (the primary's data dir
 # vet before each module's test): the same analyses, and more, are made
 # once instead of twice.
 test: setup lint fmt-check check-observability check-slo check-dashboards ## lint, every Go test on real services, test-compose, test-k8s, e2e (stack stopped after only if it was down), chaos-short
-	@# Two steps at a time where one mostly waits: deploy/composetest
-	@# waits on the engines it boots (0.6-0.8 of a core busy, measured
-	@# alone), beside the service's tests; e2e beside chaos-short, each on
-	@# engines and a stack of its own. Each step's output is printed
+	@# Two steps at a time: the service's tests beside the checks
+	@# (deploy/composetest mostly waits on the engines it boots: 0.6-0.8
+	@# of a core busy, measured alone), then e2e beside chaos-short, each
+	@# on engines and a stack of its own. Each step's output is printed
 	@# whole when it ends (--output-sync).
-	@$(MAKE) --no-print-directory -j2 --output-sync=target test-go test-compose
-	$(GO) -C lab test -vet=off $(TEST_FLAGS) ./...
-	$(MAKE) --no-print-directory test-k8s
-	@$(MAKE) --no-print-directory -j2 --output-sync=target test-e2e chaos-short
+	@$(MAKE) --no-print-directory -j2 --output-sync=recurse test-go test-checks
+	@$(MAKE) --no-print-directory -j2 --output-sync=recurse test-e2e chaos-short
 
-test-go: ## Every Go test of the service's module, on real services (make test's first step)
+test-checks: ## test-compose, test-lab and test-k8s, one after the other (make test runs them beside test-go)
+	$(MAKE) --no-print-directory test-compose
+	$(MAKE) --no-print-directory test-lab
+	$(MAKE) --no-print-directory test-k8s
+
+test-lab: ## Every Go test of lab/, the native stack's module (the stack itself is not started)
+	$(GO) -C lab test -vet=off $(TEST_FLAGS) ./...
+
+test-go: ## Every Go test of the service's module, on real services (make test runs it beside test-checks)
 	$(GO) test -vet=off $(TEST_FLAGS) $(PKGS)
 
-test-e2e: stack-bin ## e2e, then stop the stack only if this run started its supervisord (make test's end-to-end step)
+test-e2e: stack-bin ## e2e, then stop the stack only if this run started its supervisord (make test runs it beside chaos-short)
 	@# A developer's running stack stays up (a process of it that was
 	@# down is started, and stays up).
 	@if $(STACK) running; then \
