@@ -117,13 +117,30 @@ const (
 	colCompare    = "compared build"
 )
 
+// CheckVariants fails on a name of Options.Variants that is no variant's.
+func CheckVariants(names []string) error {
+	for _, n := range names {
+		if !slices.ContainsFunc(apiVariants, func(v variant) bool { return v.name == n || profileName(v.name) == n }) {
+			return fmt.Errorf("no API variant %q", n)
+		}
+	}
+	return nil
+}
+
 // variants are apiVariants, and with Options.CompareAPI a build of the API
 // to compare with (another commit's), run as shipped.
+// Options.Variants, when set, keeps only the variants it names.
 func (h *harness) variants() []variant {
-	if h.o.CompareAPI == "" {
-		return apiVariants
+	var out []variant
+	for _, v := range apiVariants {
+		if len(h.o.Variants) == 0 || slices.Contains(h.o.Variants, v.name) || slices.Contains(h.o.Variants, profileName(v.name)) {
+			out = append(out, v)
+		}
 	}
-	return append(slices.Clone(apiVariants), variant{name: colCompare, bin: h.o.CompareAPI})
+	if h.o.CompareAPI == "" {
+		return out
+	}
+	return append(out, variant{name: colCompare, bin: h.o.CompareAPI})
 }
 
 // stackSystem is the stack's own edge and replicas: kvstack as shipped.
