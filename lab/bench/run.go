@@ -59,8 +59,13 @@ type Options struct {
 	// smoke runs, whose figures mean nothing.
 	Busy bool
 
-	Reps     int
-	Dur      time.Duration // one measured run
+	Reps int
+	Dur  time.Duration // one measured run
+	// Rate, when > 0, runs every HTTP system of a scenario in an open
+	// loop at this many requests a second instead of a closed loop: the
+	// systems compared at one rate (kvbench -rate; make bench never sets
+	// it).
+	Rate     float64
 	Warm     time.Duration // unmeasured warm-up before each scenario
 	Conns    int
 	ValueLen int
