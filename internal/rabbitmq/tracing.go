@@ -64,7 +64,7 @@ func serverAttrs(rawURL string) []attribute.KeyValue {
 // sampling ratio most publishes are not sampled, and they still carry
 // their (unsampled) trace context to the consumer.
 func (p *Publisher) startPublish(ctx context.Context, queue string, msg *amqp.Publishing) (context.Context, trace.Span) {
-	ctx, span := tracer().Start(ctx, "publish "+queue, trace.WithSpanKind(trace.SpanKindProducer))
+	ctx, span := p.tracer.Start(ctx, "publish "+queue, trace.WithSpanKind(trace.SpanKindProducer))
 	if span.IsRecording() {
 		var buf [10]attribute.KeyValue
 		attrs := append(buf[:0],

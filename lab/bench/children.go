@@ -121,8 +121,10 @@ const stubProbe = "/api?key=x"
 // startStub starts two stub handlers (kvbench stub), one per upstream
 // address, each with api1's or api2's environment (GOMAXPROCS included) and
 // args, behind their own nginx: the baseline and the references, run as the
-// stack runs its two replicas. It returns once probe answers 2xx.
-func (h *harness) startStub(ctx context.Context, name, listen string, ups [2]string, probe string, args ...string) (*edge, error) {
+// stack runs its two replicas. admin, when not "", is where the first
+// stub serves pprof (its CPU profile, as a replica's admin listener serves
+// one). It returns once probe answers 2xx.
+func (h *harness) startStub(ctx context.Context, name, listen string, ups [2]string, admin, probe string, args ...string) (*edge, error) {
 	dir, err := h.scratchDir(name)
 	if err != nil {
 		return nil, err
@@ -134,8 +136,11 @@ func (h *harness) startStub(ctx context.Context, name, listen string, ups [2]str
 	var stubs []*child
 	for i, addr := range ups {
 		role := fmt.Sprintf("api%d", i+1)
-		c, err := h.spawn(name+" stub "+role, filepath.Join(dir, "stub-"+role+".log"), h.stack.env(role),
-			append([]string{self, "stub", "-addr", addr}, args...)...)
+		argv := []string{self, "stub", "-addr", addr}
+		if i == 0 && admin != "" {
+			argv = append(argv, "-pprof", admin)
+		}
+		c, err := h.spawn(name+" stub "+role, filepath.Join(dir, "stub-"+role+".log"), h.stack.env(role), append(argv, args...)...)
 		if err != nil {
 			for _, s := range stubs {
 				s.stop(5 * time.Second)

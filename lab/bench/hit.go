@@ -92,7 +92,7 @@ func (h *harness) hitSystems(ctx context.Context, urls []string, size int) ([]sy
 			s()
 		}
 	}
-	base, err := h.startStub(ctx, "hit-baseline", o.port(0), [2]string{o.port(1), o.port(2)}, stubProbe, "-size", fmt.Sprint(size))
+	base, err := h.startStub(ctx, "hit-baseline", o.port(0), [2]string{o.port(1), o.port(2)}, "", stubProbe, "-size", fmt.Sprint(size))
 	if err != nil {
 		stop()
 		return nil, nil, err
@@ -103,7 +103,7 @@ func (h *harness) hitSystems(ctx context.Context, urls []string, size int) ([]sy
 		stop()
 		return nil, nil, err
 	}
-	ref, err := h.startStub(ctx, "hit-reference", o.port(3), [2]string{o.port(4), o.port(5)}, stubProbe,
+	ref, err := h.startStub(ctx, "hit-reference", o.port(3), [2]string{o.port(4), o.port(5)}, h.stubAdmin(), stubProbe,
 		append([]string{"-size", fmt.Sprint(size)}, refArgs...)...)
 	if err != nil {
 		stop()
@@ -111,9 +111,9 @@ func (h *harness) hitSystems(ctx context.Context, urls []string, size int) ([]sy
 	}
 	stops = append(stops, ref.stop)
 	systems := append([]system{h.stackSystem(h.get(func(i int64) string { return urls[i%int64(len(urls))] }, 200), "api-get-hit-cpu")}, variants...)
-	systems = append(systems,
-		h.edgeSystem(colReference, ref, hits(ref.url), "redis"),
-		h.edgeSystem(colBaseline, base, hits(base.url)))
+	refSys := h.edgeSystem(colReference, ref, hits(ref.url), "redis")
+	refSys.profile, refSys.admin = h.stubProfile("get-hit")
+	systems = append(systems, refSys, h.edgeSystem(colBaseline, base, hits(base.url)))
 	return systems, stop, nil
 }
 

@@ -107,7 +107,7 @@ func (h *harness) missSystems(ctx context.Context, notMiss *atomic.Int64) (app, 
 	if err != nil {
 		return app, raw, ref, nil, err
 	}
-	stub, err := h.startStub(ctx, "miss-reference", o.port(6), [2]string{o.port(7), o.port(8)}, "/api?key="+missSizeKey(o), "-size", fmt.Sprint(size), "-miss")
+	stub, err := h.startStub(ctx, "miss-reference", o.port(6), [2]string{o.port(7), o.port(8)}, "", "/api?key="+missSizeKey(o), "-size", fmt.Sprint(size), "-miss")
 	if err != nil {
 		return app, raw, ref, nil, err
 	}

@@ -92,6 +92,7 @@ func (h *harness) putSystems(ctx context.Context, sec *Section) ([]system, func(
 	// The same bodies as the app's load: "ref" is as long as "put".
 	refSys := h.edgeSystem(colReference, ref, h.putTo(ref.url, "bench:ref:", ""), "rabbitmq")
 	refSys.after = purge
+	refSys.profile, refSys.admin = h.stubProfile("put")
 	var n atomic.Int64
 	raw := system{name: colRawPublish, after: purge,
 		procs: func(ctx context.Context) ([]Proc, error) { return h.stackProcs(ctx, "rabbitmq") },
@@ -126,7 +127,7 @@ func (h *harness) startPutRef(ctx context.Context, sec *Section) (*edge, error) 
 	rc := h.api.RabbitMQ
 	// The broker URL reaches the stubs in their environment (RABBITMQ_URL),
 	// never on their command line.
-	e, err := h.startStub(ctx, "put-reference", o.port(3), [2]string{o.port(4), o.port(5)}, stubProbe,
+	e, err := h.startStub(ctx, "put-reference", o.port(3), [2]string{o.port(4), o.port(5)}, h.stubAdmin(), stubProbe,
 		"-size", fmt.Sprint(size), "-amqp-queue", scratchQueue, "-amqp-channels", fmt.Sprint(rc.PublishChannels),
 		"-amqp-timeout", rc.PublishTimeout.String(), "-amqp-size", fmt.Sprint(msgSize))
 	if err != nil {

@@ -46,6 +46,12 @@ type Options struct {
 	// CompareAPI is another build of bin/api (say, main's) run beside the
 	// variants as one more column: A/B runs of a change, alternated.
 	CompareAPI string
+	// Variants, when not empty, are the only API variants run (their
+	// names, or those names as profile files spell them:
+	// "as-shipped-run-by-the-harness"), for an A/B run of a change
+	// beside the control alone; the report's rows that compare with a
+	// variant left out stay empty.
+	Variants []string
 	// CompareConsumer is the same for bin/consumer, in the apply scenario.
 	CompareConsumer string
 	// Busy runs the scenarios without waiting for other people's tests to
@@ -53,8 +59,13 @@ type Options struct {
 	// smoke runs, whose figures mean nothing.
 	Busy bool
 
-	Reps     int
-	Dur      time.Duration // one measured run
+	Reps int
+	Dur  time.Duration // one measured run
+	// Rate, when > 0, runs every HTTP system of a scenario in an open
+	// loop at this many requests a second instead of a closed loop: the
+	// systems compared at one rate (kvbench -rate; make bench never sets
+	// it).
+	Rate     float64
 	Warm     time.Duration // unmeasured warm-up before each scenario
 	Conns    int
 	ValueLen int
@@ -121,7 +132,8 @@ func (o Options) port(n int) string {
 // processes listen on: the stubs' below 10, the consumers' from 10 and
 // their admin listeners from 20 (no variant runs meanwhile), the API
 // variants' nginx and replicas from 20 (three each: 20–40 for six and
-// -compare's), their api1s' admin listeners from 41 when profiled; in the
+// -compare's), their api1s' admin listeners from 41 when profiled, the
+// reference's first stub's pprof on 48 when profiled; in the
 // scale-out, the edges of 2 and 4 replicas from 10 and 20, the replicas'
 // admin listeners from 30.
 const harnessPorts = 50
@@ -509,6 +521,26 @@ func (h *harness) profile(ctx context.Context, port, name string, secs int) func
 		_, _ = io.Copy(f, resp.Body)
 	}()
 	return func() { <-done }
+}
+
+// stubAdmin is where the reference's first stub serves pprof when the
+// run takes profiles (harness port 48: the variants' api1s use 41–47),
+// else "".
+func (h *harness) stubAdmin() string {
+	if h.o.Profiles == "" {
+		return ""
+	}
+	return h.o.port(48)
+}
+
+// stubProfile is the profile name and admin port of scenario's reference
+// (its first stub, served on stubAdmin); "" and "" when the run takes
+// none.
+func (h *harness) stubProfile(scenario string) (name, port string) {
+	if h.o.Profiles == "" {
+		return "", ""
+	}
+	return "ref-" + scenario + "-cpu", portOf(h.stubAdmin())
 }
 
 // stopConsumer stops the stack's consumers (the HA topology has two);

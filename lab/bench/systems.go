@@ -40,9 +40,15 @@ type system struct {
 // system's CPU per operation rises (the same GET hit: 202 µs in the
 // replicas at 2 k/s against 131 µs in a closed loop), hiding what each
 // layer costs.
-func (s system) run(ctx context.Context, conns int, dur time.Duration) Result {
+//
+// rate > 0 (Options.Rate) runs an open loop at that rate instead, for
+// comparing systems at the same rate rather than each at its own.
+func (s system) run(ctx context.Context, conns int, dur time.Duration, rate float64) Result {
 	if s.load != nil {
 		return s.load(ctx, dur)
+	}
+	if rate > 0 {
+		return Open(ctx, conns, dur, rate, s.op)
 	}
 	return Closed(ctx, conns, dur, 0, s.op)
 }
@@ -117,13 +123,30 @@ const (
 	colCompare    = "compared build"
 )
 
+// CheckVariants fails on a name of Options.Variants that is no variant's.
+func CheckVariants(names []string) error {
+	for _, n := range names {
+		if !slices.ContainsFunc(apiVariants, func(v variant) bool { return v.name == n || profileName(v.name) == n }) {
+			return fmt.Errorf("no API variant %q", n)
+		}
+	}
+	return nil
+}
+
 // variants are apiVariants, and with Options.CompareAPI a build of the API
 // to compare with (another commit's), run as shipped.
+// Options.Variants, when set, keeps only the variants it names.
 func (h *harness) variants() []variant {
-	if h.o.CompareAPI == "" {
-		return apiVariants
+	var out []variant
+	for _, v := range apiVariants {
+		if len(h.o.Variants) == 0 || slices.Contains(h.o.Variants, v.name) || slices.Contains(h.o.Variants, profileName(v.name)) {
+			out = append(out, v)
+		}
 	}
-	return append(slices.Clone(apiVariants), variant{name: colCompare, bin: h.o.CompareAPI})
+	if h.o.CompareAPI == "" {
+		return out
+	}
+	return append(out, variant{name: colCompare, bin: h.o.CompareAPI})
 }
 
 // stackSystem is the stack's own edge and replicas: kvstack as shipped.
@@ -231,7 +254,7 @@ func (h *harness) runSystem(ctx context.Context, s system, dur time.Duration, pr
 	if err != nil {
 		return measured{}, err
 	}
-	res := s.run(ctx, h.o.Conns, dur)
+	res := s.run(ctx, h.o.Conns, dur, h.o.Rate)
 	u, err := w.end()
 	wait()
 	if s.after != nil {
@@ -272,7 +295,7 @@ func runOrder(n, rep int) []int {
 // name; CPU goes into table, failed requests into the section's notes.
 func (h *harness) alternate(ctx context.Context, label string, sec *Section, table *CPUTable, systems []system) (map[string][]Result, error) {
 	for _, s := range systems {
-		s.run(ctx, h.o.Conns, h.o.Warm)
+		s.run(ctx, h.o.Conns, h.o.Warm, h.o.Rate)
 		if s.after != nil {
 			s.after()
 		}

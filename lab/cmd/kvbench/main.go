@@ -8,6 +8,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strconv"
@@ -49,9 +51,11 @@ func run(ctx context.Context, args []string) error {
 	only := fs.String("only", "", "comma-separated scenarios to run: hit,miss,put,apply,apply1,lag,wait,memory (default all)")
 	ports := fs.Int("ports", defaultPorts(), "first of the 50 ports the harness's own nginx, stubs, API variants and consumers listen on (default KV_BENCH_PORT, else 18080)")
 	compare := fs.String("compare-api", "", "another build of bin/api (say, main's) to run as one more column of the GET hit and PUT scenarios, alternated with the rest")
+	variants := fs.String("variants", "", "comma-separated API variants to run beside kvstack, by name or as a profile's file name spells it (as-shipped-run-by-the-harness, 100pct-sampling, tracing-off, tracing-and-access-log-off, auth-off, tls-off-at-the-edge); default all")
 	compareConsumer := fs.String("compare-consumer", "", "another build of bin/consumer to run as one more column of the apply scenario")
 	busy := fs.Bool("busy", false, "run without waiting for other people's tests to finish (their load is then in the figures; -smoke implies it)")
 	reps := fs.Int("reps", 0, "repetitions per scenario (default: 3, or 1 with -smoke)")
+	rate := fs.Float64("rate", 0, "an open loop of this many requests a second for every HTTP system instead of a closed loop (default: closed): CPU per operation compared at one rate")
 	dur := fs.Duration("dur", 0, "one measured run (default: 8s, or 1.5s with -smoke)")
 	planMode := fs.Bool("plan", false, "print the capacity plan computed from the last report's figures (lab/bench/REPORT.json, else REPORT.md; checked against SCALEOUT beside it), run nothing (make bench-plan)")
 	pf := planFlags(fs)
@@ -75,6 +79,7 @@ func run(ctx context.Context, args []string) error {
 	if *dur > 0 {
 		o.Dur = *dur
 	}
+	o.Rate = *rate
 	if *root == "" {
 		var err error
 		if *root, err = native.FindRoot(); err != nil {
@@ -86,6 +91,12 @@ func run(ctx context.Context, args []string) error {
 	o.Out = *out
 	if *only != "" {
 		o.Only = strings.Split(*only, ",")
+	}
+	if *variants != "" {
+		o.Variants = strings.Split(*variants, ",")
+		if err := bench.CheckVariants(o.Variants); err != nil {
+			return err
+		}
 	}
 	if o.Out == "" {
 		if *smoke {
@@ -162,6 +173,7 @@ func stub(ctx context.Context, args []string) error {
 	channels := fs.Int("amqp-channels", 16, "confirm-mode channels on the one connection")
 	timeout := fs.Duration("amqp-timeout", 2*time.Second, "bound on one publish, from the call to the confirm")
 	msgSize := fs.Int("amqp-size", 256, "message body size in bytes")
+	pprofAddr := fs.String("pprof", "", "serve /debug/pprof/ on this address too (none when empty): the harness profiles a reference as it does a replica")
 	miss := fs.Bool("miss", false, "answer a cache miss: one primary-key SELECT of ?key= and one fill of the cache, on the API's PostgreSQL and Redis as its environment configures them (DATABASE_URL, PG_MAX_CONNS, REDIS_*)")
 	_ = fs.Parse(args)
 	rs := bench.StubRedis{Addr: *redis, DB: *db, PoolSize: *pool, Key: *key}
@@ -194,6 +206,14 @@ func stub(ctx context.Context, args []string) error {
 	}
 	if ra.Queue == "" && ra.URL != "" {
 		return fmt.Errorf("stub: -amqp needs -amqp-queue")
+	}
+	if *pprofAddr != "" {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		srv := &http.Server{Addr: *pprofAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = srv.ListenAndServe() }()
+		defer srv.Close()
 	}
 	return bench.ServeStub(ctx, strings.Split(*addr, ","), *size, rs, ra, sm)
 }
