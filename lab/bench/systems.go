@@ -65,6 +65,12 @@ type variant struct {
 	plainEdge bool
 }
 
+// namedBy is whether n names v, as the variant's name or as its profile's
+// file name spells it (Options.Variants, kvbench -variants).
+func (v variant) namedBy(n string) bool {
+	return v.name == n || profileName(v.name) == n
+}
+
 // apiVariants are the API's variants of issue 15 beside kvstack as shipped
 // (the production sampler, native.ProductionSampler; access log and auth
 // on): colFull samples every trace, as the native dev stack does.
@@ -126,7 +132,7 @@ const (
 // CheckVariants fails on a name of Options.Variants that is no variant's.
 func CheckVariants(names []string) error {
 	for _, n := range names {
-		if !slices.ContainsFunc(apiVariants, func(v variant) bool { return v.name == n || profileName(v.name) == n }) {
+		if !slices.ContainsFunc(apiVariants, func(v variant) bool { return v.namedBy(n) }) {
 			return fmt.Errorf("no API variant %q", n)
 		}
 	}
@@ -139,7 +145,7 @@ func CheckVariants(names []string) error {
 func (h *harness) variants() []variant {
 	var out []variant
 	for _, v := range apiVariants {
-		if len(h.o.Variants) == 0 || slices.Contains(h.o.Variants, v.name) || slices.Contains(h.o.Variants, profileName(v.name)) {
+		if len(h.o.Variants) == 0 || slices.ContainsFunc(h.o.Variants, v.namedBy) {
 			out = append(out, v)
 		}
 	}
