@@ -7,6 +7,7 @@ import (
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
@@ -114,5 +115,39 @@ func TestLargerBatchSharesItsCallsWithEveryMessage(t *testing.T) {
 		if links := got.Links(); len(links) != 1 || links[0].SpanContext.SpanID() != batch[0].SpanContext().SpanID() {
 			t.Errorf("message span links %v, want the batch span", links)
 		}
+	}
+}
+
+// A message's process span names its writer (the kv-written-by header,
+// the token's subject at the API) as enduser.id, as the API's server span
+// does (docs/DESIGN.md, Attribution); a message that names none has no
+// enduser.id.
+func TestProcessSpanNamesTheWriter(t *testing.T) {
+	rec := recordSpans(t)
+	for _, tc := range []struct{ name, writer string }{
+		{"named", "alice"},
+		{"unnamed", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			header := propagation.MapCarrier{}
+			if tc.writer != "" {
+				header.Set(kv.WriterHeader, tc.writer)
+			}
+			var b batch
+			b.add(Delivery{Queue: "add_key", Kind: kv.KindPut, Body: []byte("{}"), Header: header})
+			if got := b.msgs[0].WrittenBy; got != tc.writer {
+				t.Errorf("message WrittenBy = %q, want %q", got, tc.writer)
+			}
+			b.spans[0].End()
+			got, ok := "", false
+			for _, a := range ended(t, rec, b.spans[0]).Attributes() {
+				if a.Key == "enduser.id" {
+					got, ok = a.Value.AsString(), true
+				}
+			}
+			if want := tc.writer != ""; ok != want || got != tc.writer {
+				t.Errorf("process span enduser.id = %q (present %v), want %q", got, ok, tc.writer)
+			}
+		})
 	}
 }

@@ -104,17 +104,18 @@ func TestServerSpanAttributesAreOtelhttps(t *testing.T) {
 		name, method, target, body string
 		header                     map[string]string
 		host                       string
+		authenticated              bool // a data route, its token checked
 	}{
-		{"read", "GET", "/api?key=a", "", map[string]string{"User-Agent": "curl/8"}, "kv.example"},
+		{"read", "GET", "/api?key=a", "", map[string]string{"User-Agent": "curl/8"}, "kv.example", true},
 		// As nginx sends it from a client that sent no X-Forwarded-For:
 		// the two name the same client (TestClientAddressIsNginxs: when
 		// they differ, ours is X-Real-IP's).
-		{"through nginx", "GET", "/api?key=a", "", map[string]string{"X-Forwarded-For": "203.0.113.9", "X-Real-IP": "203.0.113.9", "User-Agent": "wrk"}, "kv.example:8080"},
-		{"put", "PUT", "/api", `{"key":"a","value":"b"}`, nil, "127.0.0.1:8081"},
-		{"error", "PUT", "/api", `{"key":`, nil, "kv.example"},
-		{"made-up method", "BREW", "/api", "", nil, "kv.example"},
-		{"lower-case method", "get", "/api?key=a", "", nil, "[::1]:8081"},
-		{"default port", "GET", "/nope", "", nil, "kv.example:80"},
+		{"through nginx", "GET", "/api?key=a", "", map[string]string{"X-Forwarded-For": "203.0.113.9", "X-Real-IP": "203.0.113.9", "User-Agent": "wrk"}, "kv.example:8080", true},
+		{"put", "PUT", "/api", `{"key":"a","value":"b"}`, nil, "127.0.0.1:8081", true},
+		{"error", "PUT", "/api", `{"key":`, nil, "kv.example", true},
+		{"made-up method", "BREW", "/api", "", nil, "kv.example", false},
+		{"lower-case method", "get", "/api?key=a", "", nil, "[::1]:8081", false},
+		{"default port", "GET", "/nope", "", nil, "kv.example:80", false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			req := func() *http.Request {
@@ -137,7 +138,12 @@ func TestServerSpanAttributesAreOtelhttps(t *testing.T) {
 			}
 			ours, theirs := attrs(ended[0].Attributes()), attrs(ended[2].Attributes())
 			theirs["http.route"] = ours["http.route"] // the router names the route, not otelhttp
-			delete(ours, string(attrEndUser))         // and who the token named
+			// and who the token named: the admin token's subject on every
+			// request the API authenticated (docs/DESIGN.md, Attribution).
+			if got, ok := ours[string(attrEndUser)]; ok != tc.authenticated || tc.authenticated && got != "test-admin" {
+				t.Errorf("enduser.id = %q (present %v), want test-admin on an authenticated request (%v)", got, ok, tc.authenticated)
+			}
+			delete(ours, string(attrEndUser))
 			if !equalAttrs(ours, theirs) {
 				t.Errorf("attributes differ:\n ours   %v\n otelhttp %v", ours, theirs)
 			}
