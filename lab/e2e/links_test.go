@@ -239,7 +239,7 @@ func TestProcessesRunUnprivileged(t *testing.T) {
 		}
 		switch u := want[prog]; {
 		case uid == "0":
-			t.Errorf("%s (pid %d) runs as root, want %s", prog, info.Pid, orName(u, "its own user"))
+			t.Errorf("%s (pid %d) runs as root, want %s", prog, info.Pid, unprivileged(u))
 		case u != nil && uid != u.Uid:
 			t.Errorf("%s (pid %d) runs as uid %s, want %s (%s)", prog, info.Pid, uid, u.Uid, u.Username)
 		default:
@@ -262,10 +262,14 @@ func TestProcessesRunUnprivileged(t *testing.T) {
 	}
 }
 
-// orName is u's name, or def when u is nil (an engine: its own user).
-func orName(u *user.User, def string) string {
-	if u == nil {
-		return def
+// unprivileged names the user a program should run as: u, or its own
+// (an engine's: u nil), never root.
+func unprivileged(u *user.User) string {
+	switch {
+	case u == nil:
+		return "its own user"
+	case u.Uid == "0":
+		return "an unprivileged user (KV_PROCESS_USER)"
 	}
 	return u.Username
 }

@@ -155,7 +155,7 @@ func RootWarning(s *Settings) string {
 	if os.Geteuid() != 0 || s.ProcessUser() != "" {
 		return ""
 	}
-	return "WARNING: KV_PROCESS_USER=root: the API replicas, the consumers, the exporters, nginx (its workers too), " +
+	return "WARNING: KV_PROCESS_USER=root: the API replicas, the consumers, the exporters, nginx's master, " +
 		"Prometheus, Alertmanager and Jaeger run as ROOT, on purpose; unset it to run them as kvstack"
 }
 
