@@ -29,6 +29,12 @@
 // files, on private ports, then each service's credentials are tried and
 // the leader's node is lost.
 //
+// docker-compose.yml's API asks for a token (auth_test.go): each
+// replica's compose environment, loaded by the API's own config and served
+// by its own authenticator and routes over a stub store, answers 401 with
+// a Bearer challenge to no token and 200 to one from `make token`, whose
+// key set is the one compose mounts.
+//
 // It is a module of its own so that compose-go's dependencies never enter
 // kvstack's go.mod; it takes kvstack's module and lab's from the
 // repository itself (replace ../.. and ../../lab). A change of kvstack's go.mod may need a `go mod tidy`

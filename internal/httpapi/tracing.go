@@ -114,7 +114,8 @@ func requestAttrs(attrs []attribute.KeyValue, r *http.Request) []attribute.KeyVa
 	}
 	// The client is who nginx saw ($remote_addr, which it sends as
 	// X-Real-IP over whatever the client sent); X-Forwarded-For, which
-	// otelhttp reads, starts with whatever the client wrote there.
+	// otelhttp reads, starts with whatever the client wrote there. In
+	// Kubernetes the HTTPRoute removes a client's X-Real-IP: the peer.
 	client := r.Header.Get("X-Real-IP")
 	if client == "" {
 		client = peer

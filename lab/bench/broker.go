@@ -117,6 +117,13 @@ func (p *rawPublisher) settle(queue string, n int) (int, error) {
 // confirms in flight, until dur passes or n (0: no bound) were confirmed.
 // It returns the confirmed count and the time taken.
 func (p *rawPublisher) publish(ctx context.Context, queue string, window int, dur time.Duration, n int, mk func(i int) amqp.Publishing) (int, time.Duration, error) {
+	return p.publishAt(ctx, queue, window, dur, n, 0, mk)
+}
+
+// publishAt is publish at rate messages a second (as fast as the window
+// allows when rate ≤ 0): message i is sent no earlier than i ÷ rate after
+// the start, the window emptied of the confirmed ones meanwhile.
+func (p *rawPublisher) publishAt(ctx context.Context, queue string, window int, dur time.Duration, n int, rate float64, mk func(i int) amqp.Publishing) (int, time.Duration, error) {
 	if err := p.live(); err != nil {
 		return 0, 0, err
 	}
@@ -139,6 +146,13 @@ func (p *rawPublisher) publish(ctx context.Context, queue string, window int, du
 	for i := 0; n == 0 || i < n; i++ {
 		if ctx.Err() != nil {
 			break
+		}
+		if rate > 0 {
+			due := start.Add(time.Duration(float64(i) / rate * float64(time.Second)))
+			if !sleepUntil(ctx, due) {
+				break
+			}
+			inflight = confirmedOff(inflight, &confirmed)
 		}
 		if len(inflight) == window {
 			if err := wait(inflight[0]); err != nil {
@@ -168,6 +182,7 @@ func (p *rawPublisher) publish(ctx context.Context, queue string, window int, du
 	}
 	// A timed run counts what was confirmed within the time; the rest is
 	// still waited for, so the next run starts on a quiet channel.
+	inflight = confirmedOff(inflight, &confirmed)
 	elapsed := time.Since(start)
 	for _, dc := range inflight {
 		_, _ = dc.WaitContext(fctx)
@@ -231,4 +246,38 @@ func rawConsume(ctx context.Context, url, caFile, queue string, n, prefetch, bat
 	// The n-1 messages after the first, as drain counts from the first
 	// handled one.
 	return float64(n-1) / time.Since(t0).Seconds(), nil
+}
+
+// confirmedOff takes the leading messages of inflight the broker has
+// confirmed (acked) off it, counting them, without waiting.
+func confirmedOff(inflight []*amqp.DeferredConfirmation, confirmed *int) []*amqp.DeferredConfirmation {
+	for len(inflight) > 0 {
+		select {
+		case <-inflight[0].Done():
+		default:
+			return inflight
+		}
+		if !inflight[0].Acked() {
+			return inflight // a nack: wait reports it
+		}
+		*confirmed++
+		inflight = inflight[1:]
+	}
+	return inflight
+}
+
+// sleepUntil sleeps until t; false when ctx ended first.
+func sleepUntil(ctx context.Context, t time.Time) bool {
+	d := time.Until(t)
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-timer.C:
+		return true
+	}
 }

@@ -23,13 +23,26 @@ func Log(format string, args ...any) {
 // a benchmark on 2 cores would disturb them, and they it.
 func othersTesting() string {
 	out, _ := exec.Command("pgrep", "-af", `go test|e2e.test|\.test `).Output()
+	return strings.Join(testsIn(string(out)), "; ")
+}
+
+// testsIn are the lines of pgrep -af's out that are tests running: not
+// pgrep itself, and not a wrapper waiting to start one (`flock -o
+// /tmp/kvstack-stack.lock go test …`, `timeout N flock …`), whose test,
+// once started, is a process of its own. A test queued on the stack's
+// lock that the bench holds would otherwise keep the bench waiting for
+// it, and it for the bench, until its timeout (7 December, 14:54).
+func testsIn(out string) []string {
 	var lines []string
-	for l := range strings.SplitSeq(strings.TrimSpace(string(out)), "\n") {
-		if l != "" && !strings.Contains(l, "pgrep") {
-			lines = append(lines, l)
+	for l := range strings.SplitSeq(strings.TrimSpace(out), "\n") {
+		_, cmd, _ := strings.Cut(strings.TrimSpace(l), " ")
+		prog, _, _ := strings.Cut(cmd, " ")
+		if l == "" || strings.Contains(l, "pgrep") || prog == "flock" || prog == "timeout" {
+			continue
 		}
+		lines = append(lines, l)
 	}
-	return strings.Join(lines, "; ")
+	return lines
 }
 
 // WaitQuiet polls until no one else's tests run, or ctx ends.

@@ -3,6 +3,7 @@ package bench
 import (
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -64,5 +65,27 @@ func TestPidOnFindsThisListener(t *testing.T) {
 	}
 	if got != os.Getpid() {
 		t.Errorf("pidOn(%s) = %d, want this process %d", port, got, os.Getpid())
+	}
+}
+
+// A test queued on the stack's lock is not running: the bench holding
+// the lock waited for it while it waited for the bench.
+func TestTestsInSkipsWrappersWaitingForTheLock(t *testing.T) {
+	out := `30288 timeout 870 flock -o /tmp/kvstack-stack.lock go test -vet=off -count=1 -timeout 14m ./...
+30290 flock -o /tmp/kvstack-stack.lock go test -vet=off -count=1 -timeout 14m ./...
+30098 /tmp/go-build618440658/b219/native.test -test.paniconexit0 -test.timeout=10m0s -test.count=1
+30101 go test -count=1 ./lab/native/...
+30300 pgrep -af go test|e2e.test|\.test 
+`
+	got := testsIn(out)
+	want := []string{
+		"30098 /tmp/go-build618440658/b219/native.test -test.paniconexit0 -test.timeout=10m0s -test.count=1",
+		"30101 go test -count=1 ./lab/native/...",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("testsIn:\n got %q\nwant %q", got, want)
+	}
+	if got := testsIn(""); len(got) != 0 {
+		t.Errorf("testsIn of nothing = %q", got)
 	}
 }

@@ -70,6 +70,11 @@ func Open(ctx context.Context, workers int, dur time.Duration, rate float64, op 
 	return run(ctx, workers, dur, 0, rate, op)
 }
 
+// Paced is Closed when rate is 0, else Open with max operations at most.
+func Paced(ctx context.Context, workers int, dur time.Duration, max int64, rate float64, op Op) Result {
+	return run(ctx, workers, dur, max, rate, op)
+}
+
 func run(ctx context.Context, workers int, dur time.Duration, max int64, rate float64, op Op) Result {
 	ctx, cancel := context.WithTimeout(ctx, dur)
 	defer cancel()

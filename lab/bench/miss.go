@@ -37,12 +37,12 @@ func (h *harness) get(url func(i int64) string, want int) Op {
 // 2. GET miss: kvstack beside a raw primary-key SELECT.
 func (h *harness) getMiss(ctx context.Context) (*Section, error) {
 	o := h.o
-	runs := o.Reps + 1 // and a warm-up
+	runs := missRanges(o)
 	sec := &Section{ID: "miss", Title: titleMiss,
 		Setup: fmt.Sprintf("%d connections through nginx, each request a key never read before (%d rows seeded straight into PostgreSQL, never cached; a run stops at %s or after %d keys). "+
 			"Reference: the same nginx in front of two minimal Go handlers (kvbench stub -miss, one process per replica, the API's environment) that read the key with one pgx primary-key SELECT of the API's columns (PG_MAX_CONNS connections each) and fill the cache with it by the cache's compare-and-set script (one EVALSHA through go-redis), without tracing, logging or metrics; "+
 			"the cache's entries of the keys read are removed after each kvstack and reference run, so that every read of either is a miss. "+
-			"Baseline: raw pgx primary-key SELECT of the same columns from %d goroutines over a pool of %d connections (both API replicas' pools together), from the harness (PostgreSQL's CPU only).",
+			"Baseline: raw pgx primary-key SELECT of the same columns from %d goroutines over a pool of %d connections (both API replicas' pools together), from the harness (PostgreSQL's CPU only), at the same offered rate as the others in the judged runs.",
 			o.Conns, runs*o.MissPerRun, o.Dur, o.MissPerRun, o.Conns, 2*h.api.Postgres.MaxConns)}
 	if err := h.seed(ctx, "bench:miss:", 0, runs*o.MissPerRun); err != nil {
 		return sec, err
@@ -59,12 +59,16 @@ func (h *harness) getMiss(ctx context.Context) (*Section, error) {
 		return sec, err
 	}
 	defer stop()
-	table := NewCPUTable("GET miss", "request", cpuRowsHTTP...)
-	got, err := h.alternate(ctx, "get-miss", sec, table, []system{app, ref, raw})
+	table, closed := NewCPUTable("GET miss", "request", cpuRowsHTTP...), NewCPUTable("GET miss", "request", cpuRowsHTTP...)
+	a, err := h.judgeAtRate(ctx, "get-miss", sec, table, closed, []system{app, ref, raw})
 	if err != nil {
 		return sec, err
 	}
-	for i, r := range got[colKVStack] {
+	a.tableTitles("GET miss", o, table, closed)
+	if r := a.closed[colKVStack]; r.OK >= int64(o.MissPerRun) {
+		sec.Notes = append(sec.Notes, fmt.Sprintf("the closed loop used up its %d keys before %s: its rate is bounded by the count", o.MissPerRun, o.Calib))
+	}
+	for i, r := range a.runs[colKVStack] {
 		if r.OK >= int64(o.MissPerRun) {
 			sec.Notes = append(sec.Notes, fmt.Sprintf("run %d used up its %d keys before %s: the figure is bounded by the count", i+1, o.MissPerRun, o.Dur))
 		}
@@ -72,18 +76,19 @@ func (h *harness) getMiss(ctx context.Context) (*Section, error) {
 	if n := notMiss.Load(); n > 0 {
 		sec.Notes = append(sec.Notes, fmt.Sprintf("%d responses were not served from PostgreSQL", n))
 	}
-	sec.CPU = []*CPUTable{table}
-	sec.Figures = []Figure{
-		{"kvstack GET miss", "req/s", rates(got[colKVStack])}, {"reference (SELECT + fill)", "req/s", rates(got[colReference])}, {"raw PK SELECT (pgx)", "rows/s", rates(got[colBaseline])},
-		{"kvstack p99", "ms", p99s(got[colKVStack])}, {"reference p99", "ms", p99s(got[colReference])}, {"raw SELECT p99", "ms", p99s(got[colBaseline])},
-	}
-	sec.Targets = []Target{
+	sec.CPU = []*CPUTable{table, closed}
+	// The baseline (raw SELECT) column's operations are rows: the figures
+	// say requests a second of every column alike.
+	sec.Figures = a.figures("req/s", colKVStack, colReference, colBaseline)
+	sec.Targets = append(a.judged([]Target{
 		AtMostRuns("GET miss: API replicas' CPU per request ÷ the reference handler's (one PK SELECT, one cache fill), as shipped",
 			table.Runs(rowReplicas, colKVStack), table.Runs(rowReplicas, colReference), 2, fmtTimes),
 		Reported("GET miss: PostgreSQL's CPU per request ÷ the reference handler's", Ratio(table.Median("postgres", colKVStack), table.Median("postgres", colReference)), fmtTimes),
-		Reported("GET miss throughput ÷ raw PK SELECT", Ratio(medianRate(got[colKVStack]), medianRate(got[colBaseline])), fmtTimes),
-		AtMostRuns("GET miss: PostgreSQL's CPU per request ÷ the raw SELECT's", table.Runs("postgres", colKVStack), table.Runs("postgres", colBaseline), 1.5, fmtTimes),
-	}
+	}, colKVStack, colReference),
+		a.closedRatio("GET miss throughput ÷ raw PK SELECT", colKVStack, colBaseline))
+	sec.Targets = append(sec.Targets, a.judged([]Target{
+		AtMostRuns("GET miss: PostgreSQL's CPU per request ÷ the raw SELECT's (both at the offered rate)", table.Runs("postgres", colKVStack), table.Runs("postgres", colBaseline), 1.5, fmtTimes),
+	}, colKVStack, colBaseline)...)
 	return sec, nil
 }
 
@@ -98,10 +103,10 @@ func (h *harness) missSystems(ctx context.Context, notMiss *atomic.Int64) (app, 
 	evict := func() { h.evictCache(context.Background(), "bench:miss:") }
 	app = h.stackSystem(nil, "api-get-miss-cpu")
 	app.after = evict
-	app.load = func(ctx context.Context, dur time.Duration) Result {
+	app.load = func(ctx context.Context, dur time.Duration, rate float64) Result {
 		off := appRun * o.MissPerRun
 		appRun++
-		return Closed(ctx, o.Conns, dur, int64(o.MissPerRun), h.missOp(o.Nginx, off, notMiss))
+		return Paced(ctx, o.Conns, dur, int64(o.MissPerRun), rate, h.missOp(o.Nginx, off, notMiss))
 	}
 	size, err := h.missSize(ctx)
 	if err != nil {
@@ -113,31 +118,37 @@ func (h *harness) missSystems(ctx context.Context, notMiss *atomic.Int64) (app, 
 	}
 	ref = h.edgeSystem(colReference, stub, nil, "redis", "postgres")
 	ref.after = evict
-	ref.load = func(ctx context.Context, dur time.Duration) Result {
+	ref.load = func(ctx context.Context, dur time.Duration, rate float64) Result {
 		off := refRun * o.MissPerRun
 		refRun++
-		return Closed(ctx, o.Conns, dur, int64(o.MissPerRun), h.missOp(stub.url, off, nil))
+		return Paced(ctx, o.Conns, dur, int64(o.MissPerRun), rate, h.missOp(stub.url, off, nil))
 	}
 	raw = system{name: colBaseline,
 		procs: func(ctx context.Context) ([]Proc, error) { return h.stackProcs(ctx, "postgres") },
 		// Its connections closed after each run, as the reference's are
 		// (missStub): kept, they took slots the other systems need.
 		after: h.pool.Reset,
-		load: func(ctx context.Context, dur time.Duration) Result {
+		// At the judged rate, the same open loop as the HTTP columns':
+		// PostgreSQL's CPU per row compared at one rate.
+		load: func(ctx context.Context, dur time.Duration, rate float64) Result {
 			off := rawRun * o.MissPerRun
 			rawRun++
-			return Closed(ctx, o.Conns, dur, 0, func(ctx context.Context, _ int, i int64) (int, bool) {
+			return Paced(ctx, o.Conns, dur, 0, rate, func(ctx context.Context, _ int, i int64) (int, bool) {
 				return 0, rawGet(ctx, h.pool, seedKey("bench:miss:", off+int(i)%o.MissPerRun)) == nil
 			})
 		}}
 	return app, raw, ref, stub.stop, nil
 }
 
+// missRanges are the ranges of MissPerRun keys the miss scenario seeds:
+// one each for the warm-up, the closed loop and every repetition.
+func missRanges(o Options) int { return o.Reps + 2 }
+
 // missSizeKey is the last seeded key of the miss scenario, which no run
 // reaches: missSize reads it through kvstack, and the miss reference's
 // stub is probed on it (a key without a row is its 503).
 func missSizeKey(o Options) string {
-	return seedKey("bench:miss:", (o.Reps+1)*o.MissPerRun-1)
+	return seedKey("bench:miss:", missRanges(o)*o.MissPerRun-1)
 }
 
 // missSize is the size of a GET miss's answer through the stack's edge: of

@@ -101,7 +101,10 @@ var ErrMissingFigures = errors.New("figures missing")
 // RowCosts are the CPU µs per operation of each process (a row of the
 // report's CPU tables: api1 + api2 as one, the HA report's API replicas
 // under the same name) in the column of each operation's section, medians
-// of the runs; an error names every section, column or row the plan needs
+// of the runs, from the section's first CPU table: in make bench's GET
+// hit, GET miss and PUT the judged one, every column at one rate below
+// its capacity (judge.go), as a node the plan fills to a share of its
+// cores runs, not the closed loop's that follows it; an error names every section, column or row the plan needs
 // and the report lacks.
 func RowCosts(r *Report, columns map[string]string) (OpCosts, error) {
 	out := OpCosts{}

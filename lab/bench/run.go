@@ -1,7 +1,8 @@
 // Package bench is kvstack's benchmark harness (issue 7): it drives the
-// running native stack through nginx with a closed-loop Go load generator,
-// measures each scenario beside a baseline of the machine's own parts in
-// the same run, and writes lab/bench/REPORT.md. Every load targets 127.0.0.1
+// running native stack through nginx with a Go load generator, measures
+// each scenario beside a baseline of the machine's own parts in the same
+// run (the GET hit, GET miss and PUT judged with every column at one rate:
+// rate.go), and writes lab/bench/REPORT.md. Every load targets 127.0.0.1
 // and every run is bounded in time (and count where it consumes data).
 package bench
 
@@ -61,10 +62,14 @@ type Options struct {
 
 	Reps int
 	Dur  time.Duration // one measured run
-	// Rate, when > 0, runs every HTTP system of a scenario in an open
-	// loop at this many requests a second instead of a closed loop: the
-	// systems compared at one rate (kvbench -rate; make bench never sets
-	// it).
+	// Calib is each column's closed-loop run before the judged ones of
+	// the GET hit, GET miss and PUT: its capacity, from which the
+	// scenario's rate is chosen (JudgedRate).
+	Calib time.Duration
+	// Rate, when > 0, is the rate at which the GET hit, GET miss and PUT
+	// judge their columns, instead of the one JudgedRate chooses from
+	// their closed-loop runs (kvbench -rate; make bench never sets it);
+	// the scale-out's GET hit then runs at it too.
 	Rate     float64
 	Warm     time.Duration // unmeasured warm-up before each scenario
 	Conns    int
@@ -97,7 +102,7 @@ const DefaultPorts = 18080
 // Full is `make bench`.
 func Full() Options {
 	return Options{
-		Reps: 3, Dur: 8 * time.Second, Warm: 2 * time.Second, Conns: 64, ValueLen: 100,
+		Reps: 3, Dur: 8 * time.Second, Calib: 4 * time.Second, Warm: 2 * time.Second, Conns: 64, ValueLen: 100,
 		HitKeys: 1000, MissPerRun: 150_000, ApplyN: 60_000, Apply1N: 10_000,
 		ListRows: 1_000_000, LagDur: 15 * time.Second, Ports: DefaultPorts,
 	}
@@ -114,7 +119,7 @@ func ScaleOut() Options {
 // Smoke is `make bench-smoke`: every scenario, a second or two each.
 func Smoke() Options {
 	return Options{
-		Reps: 1, Dur: 1500 * time.Millisecond, Warm: 300 * time.Millisecond, Conns: 16, ValueLen: 100,
+		Reps: 1, Dur: 1500 * time.Millisecond, Calib: time.Second, Warm: 300 * time.Millisecond, Conns: 16, ValueLen: 100,
 		HitKeys: 100, MissPerRun: 20_000, ApplyN: 20_000, Apply1N: 300,
 		ListRows: 20_000, LagDur: 2 * time.Second, Smoke: true, Busy: true, Ports: DefaultPorts,
 	}
@@ -465,7 +470,14 @@ func (h *harness) describe(ctx context.Context) {
 	set := func(k, v string) { r.Settings = append(r.Settings, [2]string{k, v}) }
 	o := h.o
 	set("repetitions", fmt.Sprintf("%d per scenario, every system of a scenario in turn, forward in odd repetitions and backward in even ones (no system always runs before another); %s per timed run after a %s warm-up", o.Reps, o.Dur, o.Warm))
-	set("load generator", fmt.Sprintf("Go, closed loop, %d connections (one per client, each from its own 127.0.0.x source address: the edge's per-client rate limit of %s burst %s applies to each), HTTP/1.1 keep-alive, target 127.0.0.1 only", o.Conns, h.stack.s.Get("NGINX_RATE_LIMIT"), h.stack.s.Get("NGINX_RATE_BURST")))
+	judged := fmt.Sprintf("%.0f %% of the slowest column's closed-loop rate in that run, rounded down to two figures", JudgedShare*100)
+	if o.Rate > 0 {
+		judged = fmt.Sprintf("%.0f/s, given (kvbench -rate)", o.Rate)
+	}
+	set("judged at one rate", fmt.Sprintf("GET hit, GET miss and PUT: each column (kvstack, the variants, the references, the baselines, the raw SELECT and the raw publish alike) first runs once in a closed loop for %s (its capacity: the throughput figures, and a CPU table not judged), "+
+		"then every column runs its %d repetitions in an open loop at one offered rate, the scenario's: %s. A column more than %.0f %% short of that rate in a run is named, and the targets on it are not met. "+
+		"Apply drains a backlog, each consumer as fast as it can; the lag and ?wait=applied scenarios run at half the sustained PUT rate (kvstack's closed loop)", o.Calib, o.Reps, judged, RateTolerance*100))
+	set("load generator", fmt.Sprintf("Go, closed or open loop as above, %d connections (one per client, each from its own 127.0.0.x source address: the edge's per-client rate limit of %s burst %s applies to each), HTTP/1.1 keep-alive, target 127.0.0.1 only", o.Conns, h.stack.s.Get("NGINX_RATE_LIMIT"), h.stack.s.Get("NGINX_RATE_BURST")))
 	set("values", fmt.Sprintf("%d bytes", o.ValueLen))
 	set("engines", h.stack.engines())
 	set("CPU", "utime + stime of each process and its descendants (/proc/<pid>/stat: nginx's workers, PostgreSQL's backends, RabbitMQ's port programs; a descendant that exits counts through its parent's cutime + cstime), read before and after each run, divided by the operations that run completed; the load generator (kvbench itself) is not counted")

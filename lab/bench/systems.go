@@ -13,44 +13,29 @@ import (
 	"github.com/kvstack/kvstack/lab/native"
 )
 
-// system is one column of a scenario measured under a closed-loop load:
-// kvstack as shipped, a variant of it, a baseline or a reference. Its
-// processes are measured for CPU over each run.
+// system is one column of a scenario: kvstack as shipped, a variant of
+// it, a baseline or a reference. Its processes are measured for CPU over
+// each run.
 type system struct {
 	name    string
 	op      Op
 	procs   func(ctx context.Context) ([]Proc, error)
-	profile string // the name of api1's CPU profile taken during its first run; "" for none
+	profile string // the name of api1's CPU profile taken during its first judged run; "" for none
 	admin   string // the port of that api1's admin listener; "" for the stack's api1
 	after   func() // run after each of its runs (cleaning up), when set
-	// load replaces the closed loop of op over HTTP when set (a raw
-	// publish, say).
-	load func(ctx context.Context, dur time.Duration) Result
+	// load replaces the loop of op over HTTP when set (a raw publish,
+	// say): at rate operations a second, or as fast as it can when rate
+	// is 0.
+	load func(ctx context.Context, dur time.Duration, rate float64) Result
 }
 
-// run drives the system's load for dur: a closed loop of conns.
-//
-// CPU per operation is compared in closed loops, as issue 15 measured it
-// (wrk, 64 connections): each system as busy as it can be. A system that
-// answers faster then also batches more work per wake-up (more events per
-// epoll_wait, in nginx too), which lowers its CPU per operation a little
-// by itself; against kvstack, that favours the references and the
-// variants with less to do, so the targets are judged conservatively. At
-// a fixed rate below saturation the wake-ups dominate instead, and every
-// system's CPU per operation rises (the same GET hit: 202 µs in the
-// replicas at 2 k/s against 131 µs in a closed loop), hiding what each
-// layer costs.
-//
-// rate > 0 (Options.Rate) runs an open loop at that rate instead, for
-// comparing systems at the same rate rather than each at its own.
+// run drives the system's load for dur: a closed loop of conns when rate
+// is 0, else an open loop at rate (the judged runs: rate.go says why).
 func (s system) run(ctx context.Context, conns int, dur time.Duration, rate float64) Result {
 	if s.load != nil {
-		return s.load(ctx, dur)
+		return s.load(ctx, dur, rate)
 	}
-	if rate > 0 {
-		return Open(ctx, conns, dur, rate, s.op)
-	}
-	return Closed(ctx, conns, dur, 0, s.op)
+	return Paced(ctx, conns, dur, 0, rate, s.op)
 }
 
 // variant is kvstack run with some settings changed, to put a number on
@@ -242,8 +227,9 @@ type measured struct {
 	perOp map[string]float64
 }
 
-// runSystem runs the system's load for dur and measures its processes.
-func (h *harness) runSystem(ctx context.Context, s system, dur time.Duration, profile bool) (measured, error) {
+// runSystem runs the system's load for dur at rate (0: a closed loop)
+// and measures its processes.
+func (h *harness) runSystem(ctx context.Context, s system, dur time.Duration, rate float64, profile bool) (measured, error) {
 	procs, err := s.procs(ctx)
 	if err != nil {
 		return measured{}, err
@@ -260,7 +246,7 @@ func (h *harness) runSystem(ctx context.Context, s system, dur time.Duration, pr
 	if err != nil {
 		return measured{}, err
 	}
-	res := s.run(ctx, h.o.Conns, dur, h.o.Rate)
+	res := s.run(ctx, h.o.Conns, dur, rate)
 	u, err := w.end()
 	wait()
 	if s.after != nil {
@@ -297,15 +283,31 @@ func runOrder(n, rep int) []int {
 }
 
 // alternate warms each system up, then runs them in turn, Reps times
-// (runOrder: forward, then backward), and returns each one's runs by
-// name; CPU goes into table, failed requests into the section's notes.
+// (runOrder: forward, then backward), in closed loops (at Options.Rate
+// when set), and returns each one's runs by name; CPU goes into table,
+// failed requests into the section's notes. The scale-out's GET hit
+// compares replicas' capacities so; make bench's scenarios judge their
+// columns at one rate (judgeAtRate).
 func (h *harness) alternate(ctx context.Context, label string, sec *Section, table *CPUTable, systems []system) (map[string][]Result, error) {
+	h.warmUp(ctx, systems)
+	return h.repeat(ctx, label, sec, table, systems, h.o.Rate)
+}
+
+// warmUp runs each system, unmeasured, for Options.Warm in a closed loop.
+func (h *harness) warmUp(ctx context.Context, systems []system) {
 	for _, s := range systems {
-		s.run(ctx, h.o.Conns, h.o.Warm, h.o.Rate)
+		s.run(ctx, h.o.Conns, h.o.Warm, 0)
 		if s.after != nil {
 			s.after()
 		}
 	}
+}
+
+// repeat runs the systems in turn, Reps times (runOrder), at rate (0: a
+// closed loop), and returns each one's runs by name; CPU goes into table,
+// failed requests into the section's notes. Api1's profiles are taken in
+// the first repetition.
+func (h *harness) repeat(ctx context.Context, label string, sec *Section, table *CPUTable, systems []system, rate float64) (map[string][]Result, error) {
 	out := map[string][]Result{}
 	for r := range h.o.Reps {
 		for _, i := range runOrder(len(systems), r) {
@@ -313,27 +315,33 @@ func (h *harness) alternate(ctx context.Context, label string, sec *Section, tab
 			if err := h.waitQuiet(ctx); err != nil {
 				return out, err
 			}
-			m, err := h.runSystem(ctx, s, h.o.Dur, r == 0)
+			m, err := h.runSystem(ctx, s, h.o.Dur, rate, r == 0)
 			if err != nil {
 				return out, fmt.Errorf("run %d: %w", r+1, err)
 			}
 			Log("%s run %d: %s %s; %s", label, r+1, s.name, m.res, fmtPerOp(m.perOp))
-			if m.res.Errors > 0 {
-				sec.Notes = append(sec.Notes, fmt.Sprintf("run %d: %d %s requests failed (statuses %v)", r+1, m.res.Errors, s.name, m.res.Status))
-			}
-			if n := m.res.Status[http.StatusTooManyRequests]; n > 0 {
-				// The figures are the limit's, not the system's.
-				note := fmt.Sprintf("**run %d: %d %s requests got 429: one client of the load sent more than the edge's per-client rate (NGINX_RATE_LIMIT %s, burst %s); "+
-					"these figures measure the limit. Run the bench with a higher NGINX_RATE_LIMIT and NGINX_RATE_BURST set for `make up` and `make bench` alike, and say so.**",
-					r+1, n, s.name, h.stack.s.Get("NGINX_RATE_LIMIT"), h.stack.s.Get("NGINX_RATE_BURST"))
-				sec.Notes = append(sec.Notes, note)
-				Log("%s", note)
-			}
+			h.noteFailures(sec, fmt.Sprintf("run %d", r+1), s.name, m.res)
 			table.Add(s.name, m.perOp)
 			out[s.name] = append(out[s.name], m.res)
 		}
 	}
 	return out, nil
+}
+
+// noteFailures notes a run's failed requests in the section, and in bold
+// the 429s of the edge's per-client limit, which make the figures the
+// limit's.
+func (h *harness) noteFailures(sec *Section, run, name string, res Result) {
+	if res.Errors > 0 {
+		sec.Notes = append(sec.Notes, fmt.Sprintf("%s: %d %s requests failed (statuses %v)", run, res.Errors, name, res.Status))
+	}
+	if n := res.Status[http.StatusTooManyRequests]; n > 0 {
+		note := fmt.Sprintf("**%s: %d %s requests got 429: one client of the load sent more than the edge's per-client rate (NGINX_RATE_LIMIT %s, burst %s); "+
+			"these figures measure the limit. Run the bench with a higher NGINX_RATE_LIMIT and NGINX_RATE_BURST set for `make up` and `make bench` alike, and say so.**",
+			run, n, name, h.stack.s.Get("NGINX_RATE_LIMIT"), h.stack.s.Get("NGINX_RATE_BURST"))
+		sec.Notes = append(sec.Notes, note)
+		Log("%s", note)
+	}
 }
 
 func fmtPerOp(perOp map[string]float64) string {

@@ -32,8 +32,8 @@ func processIDs(s *Settings) (uid, gid int, err error) {
 // (its pid and temp files), Prometheus' and Alertmanager's storage,
 // nginx's log files, and the edge's TLS key when it is the stack's own
 // (nginx's master reads it; mode 0600 stays). A stack that ran them as
-// root before gets its files back, and so does root after a fallback
-// (closedAbove).
+// root before gets its files back, and so does root when
+// KV_PROCESS_USER=root.
 func ownFiles(s *Settings) error {
 	if os.Geteuid() != 0 {
 		return nil

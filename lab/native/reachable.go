@@ -13,12 +13,13 @@ import (
 // g+x), not list it: the stack's first command makes it 0700 (it holds the
 // message key and the engines' passwords, each 0600), and the API
 // replicas, the consumers, the exporters, nginx, Prometheus, Alertmanager
-// and Jaeger (KV_PROCESS_USER) and the stack's own engines (their users) read files in it and in the
-// repository. When a directory above the binaries, the stack's directory
-// or the repository is closed to others (a home directory is 0700 on
-// Debian 12, so is a mktemp -d), those processes cannot reach their files:
-// they run as root instead (ProcessUser), and it says so on log, naming
-// the directory, at every start.
+// and Jaeger (KV_PROCESS_USER) and the stack's own engines (their users)
+// read files in it and in the repository. When a directory above the
+// binaries, the stack's directory or the repository is closed to others (a
+// home directory is 0700 on Debian 12, so is a mktemp -d), those processes
+// cannot reach their files: the stack refuses to start, naming the
+// directory, rather than run them as root. KV_PROCESS_USER=root runs them
+// as root on purpose, and says so at every start (RootWarning).
 func reachable(s *Settings, log io.Writer) error {
 	if err := makeStackDir(s.Dir); err != nil {
 		return err
@@ -26,11 +27,15 @@ func reachable(s *Settings, log io.Writer) error {
 	if err := passable(s.Dir); err != nil {
 		return err
 	}
-	if os.Geteuid() == 0 && s.Get("KV_PROCESS_USER") != "root" {
+	if w := RootWarning(s); w != "" {
+		fmt.Fprintf(log, "==> %s\n", w)
+		return nil
+	}
+	if os.Geteuid() == 0 {
 		if dir := closedAbove(s); dir != "" {
-			fmt.Fprintf(log, "==> WARNING: %s is closed to other users, so %s (KV_PROCESS_USER) cannot reach the stack's files: "+
-				"the API replicas, the consumers, the exporters, nginx, Prometheus, Alertmanager and Jaeger run as ROOT. chmod o+x %s (or move the checkout) to run them unprivileged; "+
-				"KV_PROCESS_USER=root says root on purpose\n", dir, s.Get("KV_PROCESS_USER"), dir)
+			return fmt.Errorf("%s is closed to other users, so %s (KV_PROCESS_USER) cannot reach the stack's files, "+
+				"and the API replicas, the consumers, the exporters, nginx, Prometheus, Alertmanager and Jaeger would run as root: "+
+				"chmod o+x %s, or move the checkout; KV_PROCESS_USER=root runs them as root on purpose", dir, s.Get("KV_PROCESS_USER"), dir)
 		}
 	}
 	return nil

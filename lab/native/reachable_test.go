@@ -9,8 +9,9 @@ import (
 
 // The stack's directory, made 0700 for its message key, lets the
 // processes' and the engines' users through to their own files, and still
-// lists nothing. Under a closed directory the processes run as root, and
-// the warning names the directory.
+// lists nothing. Under a closed directory the stack refuses to start,
+// naming the directory, rather than run its processes as root; with
+// KV_PROCESS_USER=root it runs them as root and says so.
 func TestReachable(t *testing.T) {
 	base, err := os.MkdirTemp("", "kvstack-reachable-")
 	if err != nil {
@@ -60,13 +61,28 @@ func TestReachable(t *testing.T) {
 	}
 	defer os.Chmod(base, 0o755)
 	var log strings.Builder
-	if err := reachable(s, &log); err != nil {
+	err = reachable(s, &log)
+	if err == nil || !strings.Contains(err.Error(), base+" is closed") || !strings.Contains(err.Error(), "KV_PROCESS_USER=root") {
+		t.Errorf("a closed %s above the stack's directory: %v, want a refusal naming it and the opt-in", base, err)
+	}
+	if log.Len() != 0 {
+		t.Errorf("log %q, want nothing but the refusal", log.String())
+	}
+	if got, want := s.ProcessUser(), s.Get("KV_PROCESS_USER"); got != want {
+		t.Errorf("ProcessUser %q under a closed directory, want %q: never root unless said", got, want)
+	}
+	root, err := Load("../..", []string{"KV_STACK_DIR=" + dir, "KV_PROCESS_USER=root"})
+	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(log.String(), "WARNING: "+base+" is closed") || !strings.Contains(log.String(), "run as ROOT") {
-		t.Errorf("a closed %s above the stack's directory: warning %q, want it named and root said", base, log.String())
+	log.Reset()
+	if err := reachable(root, &log); err != nil {
+		t.Errorf("KV_PROCESS_USER=root: %v", err)
 	}
-	if got := s.ProcessUser(); got != "" {
-		t.Errorf("ProcessUser %q under a closed directory it cannot pass, want root (\"\")", got)
+	if !strings.Contains(log.String(), "WARNING: KV_PROCESS_USER=root") || !strings.Contains(log.String(), "run as ROOT") {
+		t.Errorf("KV_PROCESS_USER=root: log %q, want it said", log.String())
+	}
+	if got := root.ProcessUser(); got != "" {
+		t.Errorf("ProcessUser %q with KV_PROCESS_USER=root, want root (\"\")", got)
 	}
 }

@@ -54,7 +54,7 @@ var Variables = []Variable{
 	{"KV_STACK_TIMEOUT", "60", "seconds a process gets to become healthy"},
 	{"KV_STOP_TIMEOUT", "20", "seconds between SIGTERM and SIGKILL when a process is stopped (supervisord's stopwaitsecs)"},
 	{"GO", "go", "the go command that builds the binaries"},
-	{"KV_PROCESS_USER", "kvstack", "the unprivileged system user every process of the topology runs as when the stack runs as root: the API replicas, the consumers, the exporters, nginx, Prometheus, Alertmanager and Jaeger (make setup and make up make it; the engines and the backup scheduler run as the engines' users); root keeps them root, as does a checkout closed to that user (make up warns)"},
+	{"KV_PROCESS_USER", "kvstack", "the unprivileged system user every process of the topology runs as when the stack runs as root: the API replicas, the consumers, the exporters, nginx, Prometheus, Alertmanager and Jaeger (make setup and make up make it; the engines and the backup scheduler run as the engines' users); root runs them as root on purpose (make up and make status say so); a checkout closed to that user stops make up, naming the directory"},
 	{"KV_API_GOMAXPROCS", "1", "each API replica's GOMAXPROCS (0: Go's default); compose gives each replica `cpus: 1` (lab/bench/NOTES.md)"},
 	// docs/DESIGN.md derives the three from the bench's capacity.
 	{"NGINX_RATE_LIMIT", "500r/s", "per-client request rate at nginx; past it and the burst, 429 with Retry-After"},

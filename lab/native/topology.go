@@ -137,15 +137,26 @@ func process(s *Settings, name string) supervisor.Program {
 // pgBackRest repository (docs/SECURITY.md). WriteConfigs gives this user
 // the directories and files they write.
 //
-// They run as root when KV_PROCESS_USER is root, or when the stack runs as
-// root from a checkout that user could not reach (closedAbove; make up
-// warns, see reachable).
+// It is "" (root, under a root supervisord) only when KV_PROCESS_USER is
+// root, said on purpose; the stack then says so at every start and in
+// make status (RootWarning). A checkout that user cannot reach is refused
+// (reachable), never a silent fall back to root.
 func (s *Settings) ProcessUser() string {
-	u := s.Get("KV_PROCESS_USER")
-	if u == "root" || os.Geteuid() == 0 && closedAbove(s) != "" {
+	if u := s.Get("KV_PROCESS_USER"); u != "root" {
+		return u
+	}
+	return ""
+}
+
+// RootWarning is what the stack prints at start and make status reports
+// when it runs the topology's processes as root (KV_PROCESS_USER=root,
+// under a root caller), "" otherwise.
+func RootWarning(s *Settings) string {
+	if os.Geteuid() != 0 || s.ProcessUser() != "" {
 		return ""
 	}
-	return u
+	return "WARNING: KV_PROCESS_USER=root: the API replicas, the consumers, the exporters, nginx's master, " +
+		"Prometheus, Alertmanager and Jaeger run as ROOT, on purpose; unset it to run them as kvstack"
 }
 
 // ConsumerAdminAddr is the admin listener of consumer number n (see

@@ -55,7 +55,7 @@ func run(ctx context.Context, args []string) error {
 	compareConsumer := fs.String("compare-consumer", "", "another build of bin/consumer to run as one more column of the apply scenario")
 	busy := fs.Bool("busy", false, "run without waiting for other people's tests to finish (their load is then in the figures; -smoke implies it)")
 	reps := fs.Int("reps", 0, "repetitions per scenario (default: 3, or 1 with -smoke)")
-	rate := fs.Float64("rate", 0, "an open loop of this many requests a second for every HTTP system instead of a closed loop (default: closed): CPU per operation compared at one rate")
+	rate := fs.Float64("rate", 0, "judge the GET hit, GET miss and PUT at this many requests a second, every column, instead of at the rate chosen from their closed-loop runs (70 % of the slowest column's)")
 	dur := fs.Duration("dur", 0, "one measured run (default: 8s, or 1.5s with -smoke)")
 	planMode := fs.Bool("plan", false, "print the capacity plan computed from the last report's figures (lab/bench/REPORT.json, else REPORT.md; checked against SCALEOUT beside it), run nothing (make bench-plan)")
 	pf := planFlags(fs)

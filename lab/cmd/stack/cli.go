@@ -240,6 +240,9 @@ func (c *cli) up(ctx context.Context) (launched bool, err error) {
 	}
 	fmt.Fprintf(c.log, "==> logs: make logs (tail -F %s)   by hand: supervisorctl -c %s status\n",
 		filepath.Join(s.Dir, "logs", "*.log"), c.stack.Supervisor().ConfPath())
+	if w := native.RootWarning(s); w != "" {
+		fmt.Fprintf(c.log, "==> %s\n", w)
+	}
 	return launched, nil
 }
 
@@ -377,6 +380,9 @@ func (c *cli) status(ctx context.Context) (int, error) {
 		}
 	}
 	fmt.Println()
+	if w := native.RootWarning(c.s); w != "" {
+		fmt.Println(w)
+	}
 	for _, l := range native.Links(c.s) {
 		fmt.Printf("link %s\n", l)
 	}

@@ -235,23 +235,22 @@ securityContext:
       key: {{ .Values.messages.keysSecret.key }}
 {{- end -}}
 
-{{/* The HTTPRoute's filters of every rule (.: .Values.edge): clients'
-trace context removed unless gateway.trustTraceContext. */}}
+{{/* The HTTPRoute's filters of every rule (.: .Values.edge): a client's
+X-Real-IP removed always (the API takes it as client.address, which nginx
+overwrites with $remote_addr and the Gateway API cannot: without it the API
+records its peer, the Gateway's proxy), and clients' trace context removed
+unless gateway.trustTraceContext. */}}
 {{- define "kvstack.edgeFilters" -}}
-{{- if or (not .gateway.trustTraceContext) .hsts }}
 filters:
-{{- if not .gateway.trustTraceContext }}
   - type: RequestHeaderModifier
     requestHeaderModifier:
-      remove: [traceparent, tracestate, baggage]
-{{- end }}
+      remove: [X-Real-IP{{ if not .gateway.trustTraceContext }}, traceparent, tracestate, baggage{{ end }}]
 {{- if .hsts }}
   - type: ResponseHeaderModifier
     responseHeaderModifier:
       set:
         - name: Strict-Transport-Security
           value: {{ .hsts | quote }}
-{{- end }}
 {{- end }}
 {{- end }}
 
