@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kvstack/kvstack/internal/auth/mint"
 	"github.com/kvstack/kvstack/lab/native/engines"
 )
 
@@ -53,6 +54,14 @@ func processed(queue, outcome string) wantSpan {
 	return wantSpan{"kv-consumer process " + queue + " (" + outcome + ")", "kv-consumer", "consumer", func(n string, tags map[string]string) bool {
 		return n == "process "+queue && tags["kvstack.outcome"] == outcome
 	}}
+}
+
+// tagged is w whose span also carries tag key = value.
+func tagged(w wantSpan, key, value string) wantSpan {
+	match := w.match
+	w.what += " with " + key + "=" + value
+	w.match = func(n string, tags map[string]string) bool { return match(n, tags) && tags[key] == value }
+	return w
 }
 
 func dbClient(service, system string) wantSpan {
@@ -170,32 +179,42 @@ func (tr jaegerTrace) summary() string {
 // TestWriteIsOneTraceInJaeger: a PUT and a DELETE through nginx each make
 // ONE trace in the stack's Jaeger, from the API's server span through the
 // publish and the consumer's processing to its PostgreSQL and Redis calls.
+// The server span and the consumer's process span name the writer, the
+// token's subject, as enduser.id (docs/DESIGN.md, Attribution).
 func TestWriteIsOneTraceInJaeger(t *testing.T) {
 	h := newHarness(t)
 	key := uniq("e2e-traced")
 	queueAdd, queueDel := envOr("RABBITMQ_QUEUE_ADD", "add_key"), envOr("RABBITMQ_QUEUE_DEL", "del_key")
+	// A token of its own subject, so the spans cannot name the writer by
+	// chance.
+	writer := uniq("e2e-writer")
+	token := "Bearer " + h.sign(t, mint.Claims{Subject: writer, Roles: []string{"admin"}})
+	as := func(method string, body []byte) response {
+		return h.do(t, method, "/api", body, "Authorization", token)
+	}
 
-	put := h.put(t, key, "v")
+	putBody, _ := json.Marshal(map[string]string{"key": key, "value": "v"})
+	put := as(http.MethodPut, putBody)
 	if put.status != http.StatusAccepted {
 		t.Fatalf("PUT = %d %s", put.status, put.body)
 	}
 	requireJaegerTrace(t, h, traceIDOf(t, put),
-		opNamed("kv-api", "server", "PUT /api"),
+		tagged(opNamed("kv-api", "server", "PUT /api"), "enduser.id", writer),
 		opNamed("kv-api", "producer", "publish "+queueAdd),
-		processed(queueAdd, "applied"),
+		tagged(processed(queueAdd, "applied"), "enduser.id", writer),
 		dbClient("kv-consumer", "postgresql"),
 		dbClient("kv-consumer", "redis"),
 	)
 
 	body, _ := json.Marshal(map[string]string{"key": key})
-	del := h.do(t, http.MethodDelete, "/api", body)
+	del := as(http.MethodDelete, body)
 	if del.status != http.StatusAccepted {
 		t.Fatalf("DELETE = %d %s", del.status, del.body)
 	}
 	requireJaegerTrace(t, h, traceIDOf(t, del),
-		opNamed("kv-api", "server", "DELETE /api"),
+		tagged(opNamed("kv-api", "server", "DELETE /api"), "enduser.id", writer),
 		opNamed("kv-api", "producer", "publish "+queueDel),
-		processed(queueDel, "applied"),
+		tagged(processed(queueDel, "applied"), "enduser.id", writer),
 		dbClient("kv-consumer", "postgresql"),
 		dbClient("kv-consumer", "redis"),
 	)
