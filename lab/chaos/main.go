@@ -205,6 +205,15 @@ func run(ctx context.Context, s settings, c *private) error {
 	list := repeated(selectFaults(s.mode, s.only), s.repeat)
 	runID := time.Now().UTC().Format("150405")
 	started := time.Now()
+	var failed []string
+	// The cache's own key names as client keys, before the faults and
+	// read back after them (internalnames.go).
+	internal, err := e.writeInternalNames(ctx, runID)
+	if err != nil {
+		failed = append(failed, "the cache's own key names as client keys: "+err.Error())
+	}
+	fmt.Fprintf(os.Stderr, "==> chaos: %d client keys named as the cache's own (%s): applied, read back from the cache, nothing dead-lettered: %v (%s)\n",
+		len(internal), internalKeys(internal), err == nil, time.Since(started).Round(time.Millisecond))
 	var results []result
 	for i, f := range list {
 		if ctx.Err() != nil {
@@ -215,6 +224,11 @@ func run(ctx context.Context, s settings, c *private) error {
 		fmt.Fprintf(os.Stderr, "==> chaos: %s\n", r.summary())
 		results = append(results, r)
 	}
+	err = e.checkInternalNames(ctx, internal)
+	if err != nil {
+		failed = append(failed, "the cache's own key names as client keys, after the faults: "+err.Error())
+	}
+	fmt.Fprintf(os.Stderr, "==> chaos: after the faults, the %d client keys named as the cache's own read back from the cache: %v\n", len(internal), err == nil)
 	rep := report{s: s, results: results, started: started, took: time.Since(started)}
 	decided, checks := historiesDecided(results)
 	fmt.Fprintf(os.Stderr, "==> chaos: history checks decided: %d of %d\n", decided, checks)
@@ -226,7 +240,6 @@ func run(ctx context.Context, s settings, c *private) error {
 	}
 	short := filepath.Join(s.dir, "RELIABILITY-"+s.mode+".md")
 	_ = os.WriteFile(short, []byte(rep.markdown()), 0o644)
-	var failed []string
 	for _, r := range results {
 		if len(r.failures) > 0 {
 			failed = append(failed, r.name+": "+strings.Join(r.failures, "; "))
