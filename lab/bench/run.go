@@ -381,6 +381,16 @@ func (h *harness) restore() {
 		Log("restoring the stack's consumers")
 		if err := h.startConsumer(ctx); err != nil {
 			Log("could not restart the consumers: %v (run `make up`, or `make up-ha`)", err)
+		} else if h.pub != nil {
+			// The backlog of a run that stopped after the PUT scenario
+			// (-only put) is the stack's to apply before the harness
+			// leaves: a stack stopped with it queued leaves it on the
+			// broker, where the next stack on the same engines, signing
+			// with keys of its own, dead-letters all of it.
+			Log("waiting for the stack's consumers to apply the PUT scenario's backlog")
+			if err := h.waitEmpty(context.Background(), 10*time.Minute); err != nil {
+				Log("%v: the stack's consumers are still applying it (make status)", err)
+			}
 		}
 	}
 	if h.pub != nil {
