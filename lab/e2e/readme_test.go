@@ -198,6 +198,17 @@ func startShell(t *testing.T, dir string) *shell {
 	t.Helper()
 	cmd := exec.Command("bash", "--norc", "--noprofile")
 	cmd.Dir = dir
+	// A terminal's bash is not a make recipe's: make's own variables,
+	// inherited when the suite runs under make -j (make test), would tell
+	// the session's make to look for a jobserver it cannot reach.
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		switch name {
+		case "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "GNUMAKEFLAGS", "MAKE_TERMOUT", "MAKE_TERMERR":
+			continue
+		}
+		cmd.Env = append(cmd.Env, kv)
+	}
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
