@@ -392,27 +392,12 @@ func (h *harness) requireSamePids(t *testing.T, before map[string]int) {
 	}
 }
 
-// dlqCounts: "add_key.dlq=N del_key.dlq=M" on the stack's RabbitMQ (the
-// one its RABBITMQ_URL names: the shared node, or the stack's own).
+// dlqCounts: "add_key.dlq=N del_key.dlq=M" on the stack's RabbitMQ.
 func dlqCounts(t *testing.T) string {
 	t.Helper()
-	env := loadStackEnv(t)
-	conn, err := env.dialAMQP(env.s.Get("RABBITMQ_URL"))
+	counts, err := loadStackEnv(t).queueDepths("add_key.dlq", "del_key.dlq")
 	if err != nil {
-		t.Fatalf("RabbitMQ of the stack: %v", err)
-	}
-	defer conn.Close()
-	counts := map[string]int{}
-	for _, q := range []string{"add_key.dlq", "del_key.dlq"} {
-		ch, err := conn.Channel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		// Passive: the queue as it is; a DLQ holds ready messages only.
-		if got, err := ch.QueueDeclarePassive(q, true, false, false, false, nil); err == nil {
-			counts[q] = got.Messages
-		}
-		ch.Close()
+		t.Fatal(err)
 	}
 	return fmt.Sprintf("add_key.dlq=%d del_key.dlq=%d", counts["add_key.dlq"], counts["del_key.dlq"])
 }

@@ -100,19 +100,9 @@ func TestForgedAndFarFutureMessagesAreDeadLettered(t *testing.T) {
 // dlqDepth is the number of messages in queue on the stack's RabbitMQ.
 func dlqDepth(t *testing.T, env stackEnv, queue string) int {
 	t.Helper()
-	conn, err := env.dialAMQP(env.s.Get("RABBITMQ_URL"))
-	if err != nil {
-		t.Fatalf("RabbitMQ of the stack: %v", err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
+	depth, err := env.queueDepths(queue)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ch.Close()
-	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
-	if err != nil {
-		t.Fatalf("%s: %v", queue, err)
-	}
-	return q.Messages
+	return depth[queue]
 }

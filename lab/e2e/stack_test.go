@@ -149,41 +149,50 @@ var (
 // which this stack's consumers dead-letter, as signed with keys not its
 // own, at a few thousand a second: writes timed meanwhile wait behind it.
 func (env stackEnv) waitBacklogApplied(tb testing.TB, limit time.Duration) error {
-	conn, err := env.dialAMQP(env.s.Get("RABBITMQ_URL"))
-	if err != nil {
-		return fmt.Errorf("RabbitMQ of the stack: %w", err)
-	}
-	defer conn.Close()
 	add, del := env.s.WorkQueues()
-	queues := []string{add, del}
 	start := time.Now()
 	for {
-		depth := map[string]int{}
-		total := 0
-		for _, q := range queues {
-			ch, err := conn.Channel()
-			if err != nil {
-				return fmt.Errorf("RabbitMQ of the stack: %w", err)
-			}
-			got, err := ch.QueueDeclarePassive(q, true, false, false, false, nil)
-			ch.Close()
-			if err != nil {
-				return fmt.Errorf("%s: %w", q, err)
-			}
-			depth[q] = got.Messages
-			total += got.Messages
+		depth, err := env.queueDepths(add, del)
+		if err != nil {
+			return err
 		}
-		switch {
-		case total == 0 && time.Since(start) > time.Second:
-			tb.Logf("the work queues held a backlog at the start: applied or dead-lettered in %s", time.Since(start).Round(time.Second))
+		if depth[add]+depth[del] == 0 {
+			if waited := time.Since(start); waited > time.Second {
+				tb.Logf("the work queues held a backlog at the start: applied or dead-lettered in %s", waited.Round(time.Second))
+			}
 			return nil
-		case total == 0:
-			return nil
-		case time.Since(start) > limit:
+		}
+		if time.Since(start) > limit {
 			return fmt.Errorf("the work queues still hold %v after %s: the stack's consumers are not applying them (make status, %s)", depth, limit, env.dir()+"/logs")
 		}
 		time.Sleep(time.Second)
 	}
+}
+
+// queueDepths are the ready messages of each queue on the stack's
+// RabbitMQ (the one its RABBITMQ_URL names: the shared node, or the
+// stack's own).
+func (env stackEnv) queueDepths(queues ...string) (map[string]int, error) {
+	conn, err := env.dialAMQP(env.s.Get("RABBITMQ_URL"))
+	if err != nil {
+		return nil, fmt.Errorf("RabbitMQ of the stack: %w", err)
+	}
+	defer conn.Close()
+	depth := map[string]int{}
+	for _, q := range queues {
+		// A channel each: a failed passive declare closes its channel.
+		ch, err := conn.Channel()
+		if err != nil {
+			return nil, fmt.Errorf("RabbitMQ of the stack: %w", err)
+		}
+		got, err := ch.QueueDeclarePassive(q, true, false, false, false, nil)
+		ch.Close()
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", q, err)
+		}
+		depth[q] = got.Messages
+	}
+	return depth, nil
 }
 
 // mustAnswer fails the test, naming the part, when url does not answer 200.
